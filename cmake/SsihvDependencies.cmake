@@ -1,0 +1,12 @@
+# Every dependency is a Debian 12 package (scripts/setup.sh installs them).
+find_package(PkgConfig REQUIRED)
+find_package(Threads REQUIRED)
+find_package(absl CONFIG REQUIRED)
+find_package(nlohmann_json 3.10 CONFIG REQUIRED)
+find_package(Catch2 2 CONFIG REQUIRED)
+find_package(Boost 1.74 CONFIG REQUIRED COMPONENTS headers)
+find_package(OpenSSL 3 REQUIRED COMPONENTS Crypto)
+if(SSIHV_BUILD_BENCH)
+  find_package(benchmark CONFIG REQUIRED)
+endif()
+pkg_check_modules(IBVERBS REQUIRED IMPORTED_TARGET libibverbs)
