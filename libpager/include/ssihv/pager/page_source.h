@@ -1,0 +1,98 @@
+// PageSource: where the bytes of a faulting page come from. The pager calls
+// the source for every fault; the source resolves it through the Resolver,
+// immediately (local sources) or later from another thread (the DSM node,
+// whose bytes arrive from the network).
+#ifndef SSIHV_PAGER_PAGE_SOURCE_H_
+#define SSIHV_PAGER_PAGE_SOURCE_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ssihv/base/mapped_region.h"
+#include "ssihv/pager/fault.h"
+
+namespace ssihv::pager {
+
+class Resolver;
+
+class PageSource {
+ public:
+  virtual ~PageSource() = default;
+
+  /// Called on a fault thread for each fault read from the uffd. The source
+  /// resolves it through `resolver` (ZeroFill, Copy, Unprotect, or Fail)
+  /// before returning or later from any thread; until then the faulting
+  /// thread (a vCPU) stays blocked. Several threads faulting on one page
+  /// produce one call each: resolving any of them wakes all of them, and
+  /// resolving the others is harmless (counted as an EEXIST race). While it
+  /// runs, this fault thread serves no other fault: do not block on I/O.
+  virtual void OnFault(const Fault& fault, Resolver& resolver) = 0;
+
+  /// [gpa, gpa + len) is being dropped by MADV_DONTNEED / MADV_REMOVE (a
+  /// UFFD_EVENT_REMOVE; the kernel zaps the pages right after the event is
+  /// read). The next access to those pages faults again and must see zeros
+  /// or freshly fetched bytes, never what the source served before. Called
+  /// on a fault thread, before the page faults of the same read batch.
+  virtual void OnRemove(uint64_t gpa, uint64_t len) {}
+
+  /// For logs and stats ("zero", "image", "dsm").
+  virtual std::string_view name() const = 0;
+};
+
+/// Every page starts as zeros: read faults map the shared zero page (no
+/// memory used until the first write), write faults a zeroed private page.
+class ZeroSource final : public PageSource {
+ public:
+  void OnFault(const Fault& fault, Resolver& resolver) override;
+  std::string_view name() const override { return "zero"; }
+};
+
+/// One piece of an image file: file bytes [file_offset, file_offset + size)
+/// back guest-physical [gpa, gpa + size). All three are multiples of 4 KiB.
+struct ImageExtent {
+  uint64_t gpa = 0;
+  uint64_t file_offset = 0;
+  uint64_t size = 0;
+};
+
+/// Pages come from a file (a raw RAM image or snapshot) mapped read-only;
+/// pages outside every extent, and pages the guest discarded since, are
+/// zero-filled. The file must not shrink while the source is in use (the
+/// mapping would raise SIGBUS).
+class ImageSource final : public PageSource {
+ public:
+  /// Opens `path`; every extent must lie inside the file and extents must
+  /// not overlap in GPA. Errors name the path and the extent index.
+  static absl::StatusOr<std::unique_ptr<ImageSource>> Open(
+      const std::string& path, std::vector<ImageExtent> extents);
+  /// The whole file backs GPAs [gpa, gpa + file size).
+  static absl::StatusOr<std::unique_ptr<ImageSource>> OpenFlat(
+      const std::string& path, uint64_t gpa = 0);
+
+  void OnFault(const Fault& fault, Resolver& resolver) override;
+  void OnRemove(uint64_t gpa, uint64_t len) override;
+  std::string_view name() const override { return "image"; }
+
+ private:
+  struct Extent {
+    ImageExtent range;
+    // One bit per page: the guest discarded it, so it now reads as zeros.
+    std::unique_ptr<std::atomic<uint64_t>[]> discarded;
+  };
+
+  ImageSource(base::MappedRegion file, std::vector<Extent> extents)
+      : file_(std::move(file)), extents_(std::move(extents)) {}
+  const Extent* ExtentOf(uint64_t gpa) const;
+
+  base::MappedRegion file_;
+  std::vector<Extent> extents_;  // sorted by gpa
+};
+
+}  // namespace ssihv::pager
+
+#endif  // SSIHV_PAGER_PAGE_SOURCE_H_

@@ -1,0 +1,201 @@
+// Pager: owns the userfaultfd over guest RAM and its fault threads.
+//
+// Typical use from a VMM (docs/PAGER.md has the full threading rules):
+//
+//   SSIHV_ASSIGN_OR_RETURN(auto ram, GuestMemory::Create(size));
+//   SSIHV_ASSIGN_OR_RETURN(auto pager, Pager::Create({.fault_threads = 2}));
+//   SSIHV_RETURN_IF_ERROR(pager->RegisterRegion(
+//       {.host = ram.data(), .size = size, .gpa = 0}));
+//   pager->SetSource(std::make_shared<ZeroSource>());
+//   SSIHV_RETURN_IF_ERROR(pager->Start());
+//   ... KVM_SET_USER_MEMORY_REGION, run vCPUs; every first touch, from the
+//   guest or from KVM itself, is served by the fault threads ...
+//   pager->Stop();   // after the vCPUs stopped
+//   std::cout << ToJson(pager->Stats()).dump(2);
+#ifndef SSIHV_PAGER_PAGER_H_
+#define SSIHV_PAGER_PAGER_H_
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "ssihv/base/unique_fd.h"
+#include "ssihv/pager/fault.h"
+#include "ssihv/pager/guest_memory.h"
+#include "ssihv/pager/page_source.h"
+#include "ssihv/pager/stats.h"
+
+struct uffd_msg;  // <linux/userfaultfd.h>
+
+namespace ssihv::pager {
+
+class Pager;
+class Userfaultfd;
+struct FaultThread;
+
+/// One registered range of guest RAM.
+struct Region {
+  uint8_t* host = nullptr;  ///< page-aligned host address
+  uint64_t size = 0;        ///< bytes, a positive multiple of 4 KiB
+  uint64_t gpa = 0;         ///< guest-physical address of `host`
+  Backing backing = Backing::kAnonymous;
+
+  uint64_t gpa_end() const { return gpa + size; }
+};
+
+struct PagerOptions {
+  /// Threads reading the uffd (each with its own epoll set; one is woken per
+  /// fault). 1 is the lowest latency for one vCPU; use about one per two
+  /// busy vCPUs when faults are frequent.
+  int fault_threads = 1;
+  /// Called when a fault cannot be resolved (a source error, an unexpected
+  /// errno). The faulting thread stays blocked, so the embedding VMM should
+  /// stop the guest with this message. Runs on the thread that saw the error;
+  /// must not call Pager::Stop().
+  std::function<void(const absl::Status&)> on_error;
+};
+
+/// Resolves faults and changes page mappings of the registered regions.
+/// Every method is thread-safe and may be called from any thread, including
+/// after the fault was handed to a source (asynchronous resolution).
+class Resolver {
+ public:
+  /// A read maps the shared zero page; a write maps a zeroed private page
+  /// (cheaper than the zero page followed by a copy-on-write fault); a
+  /// write-protect fault is unprotected. Counted as kLocalZero.
+  absl::Status ZeroFill(const Fault& fault);
+
+  /// Maps a copy of 4 KiB at `bytes` at the fault's page (UFFDIO_COPY),
+  /// read-only when `read_only` (UFFDIO_COPY_MODE_WP: a later write faults
+  /// as kWriteProtect). When another thread mapped the page first (EEXIST)
+  /// the waiters are woken, the race is counted and the result is OK with
+  /// `*installed` false. EAGAIN (a REMOVE event in flight) is retried.
+  absl::Status Copy(const Fault& fault, const void* bytes, bool read_only,
+                    FaultKind kind, bool* installed = nullptr);
+
+  /// Clears write protection of the fault's page and wakes its waiters.
+  absl::Status Unprotect(const Fault& fault,
+                         FaultKind kind = FaultKind::kUpgrade);
+
+  /// The fault cannot be resolved: counts it and calls
+  /// PagerOptions::on_error. The faulting thread stays blocked.
+  void Fail(const Fault& fault, const absl::Status& status);
+
+  // ---- Page operations outside a fault (the DSM node) --------------------
+
+  /// UFFDIO_COPY of one page at `gpa` without a pending fault (prefetch, or
+  /// resolving a fault whose Fault record the caller did not keep).
+  absl::Status CopyPage(uint64_t gpa, const void* bytes, bool read_only,
+                        bool* installed = nullptr);
+  /// Sets write protection on [gpa, gpa + len): later writes fault as
+  /// kWriteProtect. Pages not mapped are unaffected.
+  absl::Status WriteProtect(uint64_t gpa, uint64_t len);
+  /// Drops [gpa, gpa + len) so the next access faults again (MADV_DONTNEED,
+  /// or MADV_REMOVE on memfd regions). The kernel blocks this call until a
+  /// fault thread reads the REMOVE event, so it is refused on fault threads
+  /// and while the pager is stopped.
+  absl::Status Discard(uint64_t gpa, uint64_t len);
+  /// Wakes threads blocked on faults in [gpa, gpa + len).
+  absl::Status Wake(uint64_t gpa, uint64_t len);
+
+  /// Host address of `gpa`, or nullptr when no region holds it.
+  uint8_t* HostAddress(uint64_t gpa) const;
+  /// True on one of this pager's fault threads.
+  bool OnFaultThread() const;
+
+ private:
+  friend class Pager;
+  explicit Resolver(Pager* pager) : pager_(pager) {}
+  // Runs `op` (an ioctl returning 0 or errno) until it stops answering
+  // EAGAIN; see the .cc for why a fault thread must read events meanwhile.
+  template <typename Op>
+  int RetryEagain(Op op);
+  absl::Status CopyAt(uint8_t* host, uint64_t gpa, const void* bytes,
+                      bool read_only, bool* installed, bool* raced);
+  const Region* RegionOfGpa(uint64_t gpa, uint64_t len) const;
+
+  Pager* pager_;
+};
+
+class Pager {
+ public:
+  ~Pager();
+  Pager(const Pager&) = delete;
+  Pager& operator=(const Pager&) = delete;
+
+  /// Opens and negotiates the userfaultfd. Fails with a message naming what
+  /// the kernel lacks (write-protect on anonymous memory, REMOVE events) or
+  /// how to get permission (/dev/userfaultfd access or CAP_SYS_PTRACE).
+  static absl::StatusOr<std::unique_ptr<Pager>> Create(PagerOptions options);
+
+  /// Registers a region in MISSING and WP modes. Only while stopped; regions
+  /// must not overlap in host address or GPA. Memfd regions need kernel
+  /// shmem support (MISSING_SHMEM, WP_HUGETLBFS_SHMEM: Linux 6.0+).
+  absl::Status RegisterRegion(const Region& region);
+  /// Registers `size` bytes of `memory` from `offset` at `gpa`.
+  absl::Status RegisterGuestMemory(const GuestMemory& memory, uint64_t offset,
+                                   uint64_t size, uint64_t gpa);
+
+  /// Sets the source for every region. Only while stopped.
+  absl::Status SetSource(std::shared_ptr<PageSource> source);
+
+  /// Starts the fault threads. Needs a source and at least one region.
+  absl::Status Start();
+  /// Stops and joins the fault threads. Faults not yet resolved stay
+  /// pending and are served after the next Start(); a source's deferred
+  /// resolutions may still complete. Idempotent.
+  void Stop();
+  bool running() const { return running_.load(std::memory_order_acquire); }
+
+  /// A snapshot of the counters; safe from any thread at any time.
+  PagerStats Stats() const;
+  void ResetStats();
+
+  Resolver& resolver() { return resolver_; }
+  const std::vector<Region>& regions() const { return regions_; }
+  /// Negotiated UFFD_FEATURE_* bits and how the uffd was opened.
+  uint64_t features() const;
+  std::string Describe() const;
+
+ private:
+  friend class Resolver;
+  Pager(PagerOptions options, std::unique_ptr<Userfaultfd> uffd);
+
+  void FaultLoop(FaultThread* self);
+  void ProcessBatch(const uffd_msg* msgs, size_t n);
+  void DrainBacklog(FaultThread* self);
+  void ReadIntoBacklog(FaultThread* self);
+  void HandlePageFault(const uffd_msg& msg);
+  void HandleRemove(const uffd_msg& msg);
+  void ReportError(const absl::Status& status);
+  const Region* RegionOfHost(uint64_t addr) const;
+  void RecordResolution(FaultKind kind, int64_t start_ns);
+
+  PagerOptions options_;
+  std::unique_ptr<Userfaultfd> uffd_;
+  std::vector<Region> regions_;  // sorted by host address
+  std::shared_ptr<PageSource> source_;
+  Resolver resolver_{this};
+  std::atomic<bool> running_{false};
+  base::UniqueFd stop_fd_;  // eventfd: readable = fault threads must exit
+  std::vector<std::unique_ptr<FaultThread>> threads_;
+
+  std::array<LatencyHistogram, kNumFaultKinds> latency_;
+  std::atomic<uint64_t> messages_{0};
+  std::atomic<uint64_t> eexist_races_{0};
+  std::atomic<uint64_t> eagain_retries_{0};
+  std::atomic<uint64_t> remove_events_{0};
+  std::atomic<uint64_t> removed_bytes_{0};
+  std::atomic<uint64_t> errors_{0};
+};
+
+}  // namespace ssihv::pager
+
+#endif  // SSIHV_PAGER_PAGER_H_

@@ -1,0 +1,121 @@
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "ssihv/base/errno_status.h"
+#include "ssihv/base/unique_fd.h"
+#include "ssihv/pager/pager.h"
+
+namespace ssihv::pager {
+namespace {
+
+bool Aligned(uint64_t v) { return v % kPageSize == 0; }
+
+absl::StatusOr<base::MappedRegion> MapImage(const std::string& path,
+                                            uint64_t* size) {
+  base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd) return base::LastErrnoStatus(absl::StrCat("open image ", path));
+  struct stat st {};
+  if (::fstat(fd.get(), &st) < 0) {
+    return base::LastErrnoStatus(absl::StrCat("fstat image ", path));
+  }
+  *size = static_cast<uint64_t>(st.st_size);
+  if (*size == 0 || !Aligned(*size)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("image ", path, ": size ", *size,
+                     " is not a positive multiple of 4096"));
+  }
+  return base::MappedRegion::Shared(fd.get(), *size, 0, PROT_READ);
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ImageSource>> ImageSource::Open(
+    const std::string& path, std::vector<ImageExtent> extents) {
+  uint64_t file_size = 0;
+  absl::StatusOr<base::MappedRegion> file = MapImage(path, &file_size);
+  if (!file.ok()) return file.status();
+  std::sort(
+      extents.begin(), extents.end(),
+      [](const ImageExtent& a, const ImageExtent& b) { return a.gpa < b.gpa; });
+  std::vector<Extent> out;
+  for (size_t i = 0; i < extents.size(); ++i) {
+    const ImageExtent& e = extents[i];
+    const bool in_file =
+        e.file_offset <= file_size && e.size <= file_size - e.file_offset;
+    if (e.size == 0 || !Aligned(e.gpa) || !Aligned(e.file_offset) ||
+        !Aligned(e.size) || !in_file || e.gpa + e.size < e.gpa) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("image ", path, " extent[", i, "] gpa=0x",
+                       absl::Hex(e.gpa), " file_offset=0x",
+                       absl::Hex(e.file_offset), " size=0x", absl::Hex(e.size),
+                       ": must be 4 KiB aligned, non-empty and inside "
+                       "the file of 0x",
+                       absl::Hex(file_size), " bytes"));
+    }
+    if (i > 0 && extents[i - 1].gpa + extents[i - 1].size > e.gpa) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("image ", path, " extent[", i, "] gpa=0x",
+                       absl::Hex(e.gpa), ": overlaps the previous extent"));
+    }
+    const uint64_t words = (e.size / kPageSize + 63) / 64;
+    Extent x{e, std::make_unique<std::atomic<uint64_t>[]>(words)};
+    out.push_back(std::move(x));
+  }
+  return std::unique_ptr<ImageSource>(
+      new ImageSource(*std::move(file), std::move(out)));
+}
+
+absl::StatusOr<std::unique_ptr<ImageSource>> ImageSource::OpenFlat(
+    const std::string& path, uint64_t gpa) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) < 0) {
+    return base::LastErrnoStatus(absl::StrCat("stat image ", path));
+  }
+  return Open(path, {{.gpa = gpa,
+                      .file_offset = 0,
+                      .size = static_cast<uint64_t>(st.st_size)}});
+}
+
+const ImageSource::Extent* ImageSource::ExtentOf(uint64_t gpa) const {
+  for (const Extent& e : extents_) {
+    if (gpa >= e.range.gpa && gpa - e.range.gpa < e.range.size) return &e;
+  }
+  return nullptr;
+}
+
+void ImageSource::OnFault(const Fault& fault, Resolver& resolver) {
+  absl::Status st;
+  const Extent* e = ExtentOf(fault.gpa);
+  const uint64_t page = e ? (fault.gpa - e->range.gpa) / kPageSize : 0;
+  const bool discarded =
+      e != nullptr && (e->discarded[page / 64].load(std::memory_order_acquire) &
+                       (uint64_t{1} << (page % 64))) != 0;
+  if (fault.access == FaultAccess::kWriteProtect) {
+    st = resolver.Unprotect(fault);
+  } else if (e == nullptr || discarded) {
+    st = resolver.ZeroFill(fault);
+  } else {
+    const uint8_t* bytes =
+        file_.data() + e->range.file_offset + page * kPageSize;
+    st = resolver.Copy(fault, bytes, false, FaultKind::kLocalCopy);
+  }
+  if (!st.ok()) resolver.Fail(fault, st);
+}
+
+void ImageSource::OnRemove(uint64_t gpa, uint64_t len) {
+  for (Extent& e : extents_) {
+    const uint64_t lo = std::max(gpa, e.range.gpa);
+    const uint64_t hi = std::min(gpa + len, e.range.gpa + e.range.size);
+    for (uint64_t a = lo; a < hi; a += kPageSize) {
+      const uint64_t page = (a - e.range.gpa) / kPageSize;
+      e.discarded[page / 64].fetch_or(uint64_t{1} << (page % 64),
+                                      std::memory_order_release);
+    }
+  }
+}
+
+}  // namespace ssihv::pager

@@ -1,0 +1,316 @@
+#include "ssihv/pager/pager.h"
+
+#include <linux/userfaultfd.h>
+#include <pthread.h>
+
+#include <algorithm>
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "clock.h"
+#include "fault_thread.h"
+#include "ssihv/base/errno_status.h"
+#include "ssihv/base/log.h"
+#include "ssihv/base/status_macros.h"
+#include "sys/epollfd.h"
+#include "sys/uffd.h"
+#include "userfaultfd.h"
+
+namespace ssihv::pager {
+namespace {
+
+constexpr uint64_t kUffdTag = 0;
+constexpr uint64_t kStopTag = 1;
+
+bool Aligned(uint64_t v) { return (v & (kPageSize - 1)) == 0; }
+
+}  // namespace
+
+Pager::Pager(PagerOptions options, std::unique_ptr<Userfaultfd> uffd)
+    : options_(std::move(options)), uffd_(std::move(uffd)) {}
+
+Pager::~Pager() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<Pager>> Pager::Create(PagerOptions options) {
+  if (options.fault_threads < 1 || options.fault_threads > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PagerOptions.fault_threads: must be in [1, 256], got ",
+                     options.fault_threads));
+  }
+  SSIHV_ASSIGN_OR_RETURN(Userfaultfd uffd, Userfaultfd::Open({}));
+  SSIHV_ASSIGN_OR_RETURN(base::UniqueFd stop_fd, sys::EventfdCreate());
+  std::unique_ptr<Pager> pager(new Pager(
+      std::move(options), std::make_unique<Userfaultfd>(std::move(uffd))));
+  pager->stop_fd_ = std::move(stop_fd);
+  return pager;
+}
+
+absl::Status Pager::RegisterRegion(const Region& r) {
+  if (running()) {
+    return absl::FailedPreconditionError(
+        "Pager::RegisterRegion: only while stopped");
+  }
+  const uint64_t host = reinterpret_cast<uint64_t>(r.host);
+  if (r.host == nullptr || !Aligned(host) || r.size == 0 || !Aligned(r.size) ||
+      !Aligned(r.gpa) || r.gpa + r.size < r.gpa || host + r.size < host) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Pager::RegisterRegion host=0x", absl::Hex(host), " size=0x",
+        absl::Hex(r.size), " gpa=0x", absl::Hex(r.gpa),
+        ": host, size and gpa must be 4 KiB aligned, size non-zero"));
+  }
+  for (const Region& o : regions_) {
+    const uint64_t ohost = reinterpret_cast<uint64_t>(o.host);
+    if (host < ohost + o.size && ohost < host + r.size) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Pager::RegisterRegion host=0x", absl::Hex(host),
+                       ": overlaps the region at host=0x", absl::Hex(ohost)));
+    }
+    if (r.gpa < o.gpa_end() && o.gpa < r.gpa_end()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("Pager::RegisterRegion gpa=0x", absl::Hex(r.gpa),
+                       ": overlaps the region at gpa=0x", absl::Hex(o.gpa)));
+    }
+  }
+  const bool shmem = r.backing == Backing::kMemfd;
+  constexpr uint64_t kShmemFeatures =
+      UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
+  if (shmem && !uffd_->Has(kShmemFeatures)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Pager::RegisterRegion gpa=0x", absl::Hex(r.gpa),
+        ": memfd backing needs UFFD_FEATURE_MISSING_SHMEM and "
+        "UFFD_FEATURE_WP_HUGETLBFS_SHMEM (Linux 6.0+); this kernel offers ",
+        Userfaultfd::FeatureNames(uffd_->features()),
+        ". Use anonymous backing."));
+  }
+  SSIHV_RETURN_IF_ERROR(uffd_->Register(
+      r.host, r.size, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+      shmem));
+  regions_.push_back(r);
+  std::sort(regions_.begin(), regions_.end(),
+            [](const Region& a, const Region& b) { return a.host < b.host; });
+  return absl::OkStatus();
+}
+
+absl::Status Pager::RegisterGuestMemory(const GuestMemory& memory,
+                                        uint64_t offset, uint64_t size,
+                                        uint64_t gpa) {
+  if (offset > memory.size() || size > memory.size() - offset) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Pager::RegisterGuestMemory offset=0x", absl::Hex(offset), " size=0x",
+        absl::Hex(size), ": outside guest memory of 0x",
+        absl::Hex(memory.size()), " bytes"));
+  }
+  return RegisterRegion({.host = memory.data() + offset,
+                         .size = size,
+                         .gpa = gpa,
+                         .backing = memory.backing()});
+}
+
+absl::Status Pager::SetSource(std::shared_ptr<PageSource> source) {
+  if (running()) {
+    return absl::FailedPreconditionError(
+        "Pager::SetSource: only while stopped");
+  }
+  source_ = std::move(source);
+  return absl::OkStatus();
+}
+
+absl::Status Pager::Start() {
+  if (running()) return absl::OkStatus();
+  if (source_ == nullptr) {
+    return absl::FailedPreconditionError("Pager::Start: no source (SetSource)");
+  }
+  if (regions_.empty()) {
+    return absl::FailedPreconditionError(
+        "Pager::Start: no region registered (RegisterRegion)");
+  }
+  std::vector<std::unique_ptr<FaultThread>> threads;
+  for (int i = 0; i < options_.fault_threads; ++i) {
+    auto t = std::make_unique<FaultThread>();
+    t->pager = this;
+    t->index = i;
+    SSIHV_ASSIGN_OR_RETURN(t->epoll, sys::EpollCreate());
+    // EPOLLEXCLUSIVE: one fault wakes one thread, not all of them.
+    SSIHV_RETURN_IF_ERROR(sys::EpollAdd(t->epoll.get(), uffd_->fd(),
+                                        EPOLLIN | EPOLLEXCLUSIVE, kUffdTag));
+    SSIHV_RETURN_IF_ERROR(
+        sys::EpollAdd(t->epoll.get(), stop_fd_.get(), EPOLLIN, kStopTag));
+    threads.push_back(std::move(t));
+  }
+  running_.store(true, std::memory_order_release);
+  threads_ = std::move(threads);
+  for (auto& t : threads_) {
+    FaultThread* self = t.get();
+    t->thread = std::thread([this, self] { FaultLoop(self); });
+    const std::string name = absl::StrCat("ssihv-fault", self->index);
+    pthread_setname_np(t->thread.native_handle(), name.c_str());
+  }
+  return absl::OkStatus();
+}
+
+void Pager::Stop() {
+  if (!running()) return;
+  if (absl::Status st = sys::EventfdWrite(stop_fd_.get(), 1); !st.ok()) {
+    ReportError(st);
+  }
+  for (auto& t : threads_) t->thread.join();
+  threads_.clear();
+  (void)sys::EventfdRead(stop_fd_.get());
+  running_.store(false, std::memory_order_release);
+}
+
+void Pager::FaultLoop(FaultThread* self) {
+  tls_fault_thread = self;
+  uffd_msg msgs[kReadBatch];
+  epoll_event events[2];
+  for (;;) {
+    DrainBacklog(self);
+    const int n = sys::EpollWait(self->epoll.get(), events, 2);
+    if (n < 0) {
+      ReportError(base::ErrnoStatus(-n, "epoll_wait on the uffd"));
+      break;
+    }
+    bool stop = false;
+    for (int i = 0; i < n; ++i) stop |= events[i].data.u64 == kStopTag;
+    if (stop) break;
+    // Drain what is pending; a short read means the queue is empty, and
+    // epoll (level-triggered) reports anything that arrives meanwhile.
+    for (;;) {
+      const ssize_t m = sys::UffdRead(uffd_->fd(), msgs, kReadBatch);
+      if (m < 0) {
+        ReportError(base::ErrnoStatus(static_cast<int>(-m), "read uffd"));
+        break;
+      }
+      ProcessBatch(msgs, static_cast<size_t>(m));
+      DrainBacklog(self);
+      if (m < static_cast<ssize_t>(kReadBatch)) break;
+    }
+  }
+  tls_fault_thread = nullptr;
+}
+
+void Pager::ProcessBatch(const uffd_msg* msgs, size_t n) {
+  // REMOVE events first: a fault read in the same batch on a page being
+  // removed then already sees the source's post-removal state.
+  for (size_t i = 0; i < n; ++i) {
+    if (msgs[i].event == UFFD_EVENT_REMOVE) HandleRemove(msgs[i]);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    if (msgs[i].event == UFFD_EVENT_PAGEFAULT) HandlePageFault(msgs[i]);
+  }
+}
+
+void Pager::DrainBacklog(FaultThread* self) {
+  while (!self->backlog.empty()) {
+    std::vector<uffd_msg> batch;
+    batch.swap(self->backlog);
+    ProcessBatch(batch.data(), batch.size());
+  }
+}
+
+void Pager::ReadIntoBacklog(FaultThread* self) {
+  uffd_msg msgs[kReadBatch];
+  for (;;) {
+    const ssize_t m = sys::UffdRead(uffd_->fd(), msgs, kReadBatch);
+    if (m <= 0) return;
+    self->backlog.insert(self->backlog.end(), msgs, msgs + m);
+    if (m < static_cast<ssize_t>(kReadBatch)) return;
+  }
+}
+
+void Pager::HandlePageFault(const uffd_msg& msg) {
+  messages_.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t addr = msg.arg.pagefault.address & ~(kPageSize - 1);
+  const Region* r = RegionOfHost(addr);
+  if (r == nullptr) {
+    errors_.fetch_add(1, std::memory_order_relaxed);
+    ReportError(absl::InternalError(
+        absl::StrCat("uffd fault at host address 0x", absl::Hex(addr),
+                     " outside every registered region")));
+    return;
+  }
+  Fault f;
+  f.host = reinterpret_cast<uint8_t*>(addr);
+  f.gpa = r->gpa + (addr - reinterpret_cast<uint64_t>(r->host));
+  const uint64_t flags = msg.arg.pagefault.flags;
+  f.access = (flags & UFFD_PAGEFAULT_FLAG_WP)      ? FaultAccess::kWriteProtect
+             : (flags & UFFD_PAGEFAULT_FLAG_WRITE) ? FaultAccess::kWrite
+                                                   : FaultAccess::kRead;
+  f.thread_id = msg.arg.pagefault.feat.ptid;
+  f.start_ns = MonotonicNs();
+  source_->OnFault(f, resolver_);
+}
+
+void Pager::HandleRemove(const uffd_msg& msg) {
+  remove_events_.fetch_add(1, std::memory_order_relaxed);
+  const uint64_t start = msg.arg.remove.start;
+  const uint64_t end = msg.arg.remove.end;
+  for (const Region& r : regions_) {
+    const uint64_t rs = reinterpret_cast<uint64_t>(r.host);
+    const uint64_t lo = std::max(start, rs);
+    const uint64_t hi = std::min(end, rs + r.size);
+    if (lo >= hi) continue;
+    removed_bytes_.fetch_add(hi - lo, std::memory_order_relaxed);
+    source_->OnRemove(r.gpa + (lo - rs), hi - lo);
+  }
+}
+
+const Region* Pager::RegionOfHost(uint64_t addr) const {
+  for (const Region& r : regions_) {
+    const uint64_t rs = reinterpret_cast<uint64_t>(r.host);
+    if (addr >= rs && addr - rs < r.size) return &r;
+  }
+  return nullptr;
+}
+
+void Pager::ReportError(const absl::Status& status) {
+  base::Log(base::LogLevel::kError, "pager: ", status.ToString());
+  if (options_.on_error) options_.on_error(status);
+}
+
+void Pager::RecordResolution(FaultKind kind, int64_t start_ns) {
+  latency_[static_cast<size_t>(kind)].Record(MonotonicNs() - start_ns);
+}
+
+PagerStats Pager::Stats() const {
+  PagerStats s;
+  for (size_t k = 0; k < kNumFaultKinds; ++k) {
+    s.latency[k] = latency_[k].Summarize();
+    s.faults[k] = s.latency[k].count;
+  }
+  s.all = LatencyHistogram::SummarizeMerged(latency_.data(), kNumFaultKinds);
+  s.messages = messages_.load(std::memory_order_relaxed);
+  s.eexist_races = eexist_races_.load(std::memory_order_relaxed);
+  s.eagain_retries = eagain_retries_.load(std::memory_order_relaxed);
+  s.remove_events = remove_events_.load(std::memory_order_relaxed);
+  s.removed_bytes = removed_bytes_.load(std::memory_order_relaxed);
+  s.errors = errors_.load(std::memory_order_relaxed);
+  s.features = uffd_->features();
+  return s;
+}
+
+void Pager::ResetStats() {
+  for (auto& h : latency_) h.Reset();
+  for (auto* c : {&messages_, &eexist_races_, &eagain_retries_, &remove_events_,
+                  &removed_bytes_, &errors_}) {
+    c->store(0, std::memory_order_relaxed);
+  }
+}
+
+uint64_t Pager::features() const { return uffd_->features(); }
+
+std::string Pager::Describe() const {
+  std::string s = absl::StrCat(
+      "userfaultfd via ", uffd_->opened_via(), ", features ",
+      Userfaultfd::FeatureNames(uffd_->features()), ", ",
+      options_.fault_threads, " fault thread(s), source ",
+      source_ ? std::string(source_->name()) : std::string("none"));
+  for (const Region& r : regions_) {
+    absl::StrAppend(&s, "; gpa [0x", absl::Hex(r.gpa), ", 0x",
+                    absl::Hex(r.gpa_end()), ") ",
+                    std::string(BackingName(r.backing)));
+  }
+  return s;
+}
+
+}  // namespace ssihv::pager

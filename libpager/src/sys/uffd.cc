@@ -1,0 +1,142 @@
+#include "sys/uffd.h"
+
+#include <fcntl.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include <cerrno>
+
+#include "absl/strings/str_cat.h"
+#include "ssihv/base/errno_status.h"
+
+namespace ssihv::pager::sys {
+
+using base::LastErrnoStatus;
+using base::UniqueFd;
+
+namespace {
+
+// The ioctls below retry EINTR: a signal delivered to the resolving thread
+// must not turn into a lost resolution (the faulting thread would hang).
+template <typename Arg>
+int RetryIoctl(int fd, unsigned long request, Arg* arg) {
+  int rc;
+  do {
+    rc = ::ioctl(fd, request, arg);
+  } while (rc < 0 && errno == EINTR);
+  return rc < 0 ? errno : 0;
+}
+
+}  // namespace
+
+absl::StatusOr<UniqueFd> UffdOpenDevice(int flags) {
+  UniqueFd dev(::open("/dev/userfaultfd", O_RDWR | O_CLOEXEC));
+  if (!dev) return LastErrnoStatus("open /dev/userfaultfd");
+  UniqueFd fd(::ioctl(dev.get(), USERFAULTFD_IOC_NEW, flags));
+  if (!fd) {
+    return LastErrnoStatus(
+        absl::StrCat("ioctl(/dev/userfaultfd, USERFAULTFD_IOC_NEW, flags=0x",
+                     absl::Hex(flags), ")"));
+  }
+  return fd;
+}
+
+absl::StatusOr<UniqueFd> UffdSyscall(int flags) {
+  UniqueFd fd(static_cast<int>(::syscall(SYS_userfaultfd, flags)));
+  if (!fd) {
+    return LastErrnoStatus(
+        absl::StrCat("userfaultfd(flags=0x", absl::Hex(flags), ")"));
+  }
+  return fd;
+}
+
+absl::Status UffdApi(int fd, uint64_t* features, uint64_t* ioctls) {
+  uffdio_api api{};
+  api.api = UFFD_API;
+  api.features = *features;
+  if (int err = RetryIoctl(fd, UFFDIO_API, &api); err != 0) {
+    return base::ErrnoStatus(
+        err, absl::StrCat("UFFDIO_API features=0x", absl::Hex(*features)));
+  }
+  *features = api.features;
+  *ioctls = api.ioctls;
+  return absl::OkStatus();
+}
+
+absl::Status UffdRegister(int fd, uint64_t start, uint64_t len, uint64_t mode,
+                          uint64_t* ioctls) {
+  uffdio_register reg{};
+  reg.range.start = start;
+  reg.range.len = len;
+  reg.mode = mode;
+  if (int err = RetryIoctl(fd, UFFDIO_REGISTER, &reg); err != 0) {
+    return base::ErrnoStatus(
+        err,
+        absl::StrCat("UFFDIO_REGISTER start=0x", absl::Hex(start), " len=0x",
+                     absl::Hex(len), " mode=0x", absl::Hex(mode)));
+  }
+  *ioctls = reg.ioctls;
+  return absl::OkStatus();
+}
+
+absl::Status UffdUnregister(int fd, uint64_t start, uint64_t len) {
+  uffdio_range range{start, len};
+  if (int err = RetryIoctl(fd, UFFDIO_UNREGISTER, &range); err != 0) {
+    return base::ErrnoStatus(
+        err, absl::StrCat("UFFDIO_UNREGISTER start=0x", absl::Hex(start),
+                          " len=0x", absl::Hex(len)));
+  }
+  return absl::OkStatus();
+}
+
+int UffdCopy(int fd, uint64_t dst, const void* src, uint64_t len,
+             uint64_t mode) {
+  uffdio_copy copy{};
+  copy.dst = dst;
+  copy.src = reinterpret_cast<uint64_t>(src);
+  copy.len = len;
+  copy.mode = mode;
+  return RetryIoctl(fd, UFFDIO_COPY, &copy);
+}
+
+int UffdZeropage(int fd, uint64_t start, uint64_t len, uint64_t mode) {
+  uffdio_zeropage zero{};
+  zero.range.start = start;
+  zero.range.len = len;
+  zero.mode = mode;
+  return RetryIoctl(fd, UFFDIO_ZEROPAGE, &zero);
+}
+
+int UffdWriteProtect(int fd, uint64_t start, uint64_t len, uint64_t mode) {
+  uffdio_writeprotect wp{};
+  wp.range.start = start;
+  wp.range.len = len;
+  wp.mode = mode;
+  return RetryIoctl(fd, UFFDIO_WRITEPROTECT, &wp);
+}
+
+int UffdWake(int fd, uint64_t start, uint64_t len) {
+  uffdio_range range{start, len};
+  return RetryIoctl(fd, UFFDIO_WAKE, &range);
+}
+
+int UffdContinue(int fd, uint64_t start, uint64_t len, uint64_t mode) {
+  uffdio_continue cont{};
+  cont.range.start = start;
+  cont.range.len = len;
+  cont.mode = mode;
+  return RetryIoctl(fd, UFFDIO_CONTINUE, &cont);
+}
+
+ssize_t UffdRead(int fd, uffd_msg* msgs, size_t max) {
+  for (;;) {
+    ssize_t n = ::read(fd, msgs, max * sizeof(uffd_msg));
+    if (n >= 0) return n / static_cast<ssize_t>(sizeof(uffd_msg));
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN) return 0;
+    return -errno;
+  }
+}
+
+}  // namespace ssihv::pager::sys
