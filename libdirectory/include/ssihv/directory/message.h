@@ -1,0 +1,152 @@
+// Protocol messages and their compact binary encoding.
+//
+// Every message is a 16-byte little-endian header, optionally followed by a
+// payload: the 4096 page bytes (kData without kFlagZero) or report entries
+// (kReport). The sender is not encoded: the transport knows (and has
+// authenticated) the peer a frame came from. See docs/PROTOCOL.md for the
+// message table and the flows.
+//
+//   offset size field
+//   0      1    type      MsgType
+//   1      1    flags     per type, unknown bits rejected
+//   2      1    node      third party (requester, source, dead node, range)
+//                         or 0xFF when the type has none
+//   3      1    reserved  must be 0
+//   4      4    version   page version (kReport: entry count)
+//   8      8    page      PageId (kFlush, kReport: must be 0)
+//   16     ...  payload
+#ifndef SSIHV_DIRECTORY_MESSAGE_H_
+#define SSIHV_DIRECTORY_MESSAGE_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/types/span.h"
+#include "ssihv/directory/page_space.h"
+#include "ssihv/directory/types.h"
+
+namespace ssihv::directory {
+
+enum class MsgType : uint8_t {
+  kReadReq = 1,     // requester -> home: read miss
+  kWriteReq = 2,    // requester -> home: write miss or upgrade (kFlagUpgrade)
+  kFwdRead = 3,     // home -> holder: send a read-only copy to `node`
+                    // (a Modified holder downgrades to Shared first)
+  kTransfer = 4,    // home -> holder: send the page to `node` as its new
+                    // owner and drop your copy (ownership transfer)
+  kInv = 5,         // home -> sharer: drop your copy, then kInvAck
+  kInvAck = 6,      // sharer -> home
+  kData = 7,        // holder -> requester: the page (bytes, or kFlagZero) and
+                    // the grant: Shared, or Modified with kFlagWrite
+  kGrant = 8,       // home -> requester: upgrade granted, no bytes
+  kPullGrant = 9,   // home -> requester: read granted; fetch the bytes from
+                    // `node`'s memory (one-sided), then kDone
+  kDone = 10,       // requester -> home: transaction complete (kFlagFailed:
+                    // the fetch of a kPullGrant failed)
+  kLost = 11,       // home -> requester: no valid copy exists any more
+  kProbe = 12,      // home -> holder (after a death): report your state
+  kProbeAck = 13,   // holder -> home: flags = LocalStateByte
+  kStalled = 14,    // requester -> home (after a death): still waiting
+  kFlush = 15,      // node -> node: I have processed the death of `node`
+  kReport = 16,     // node -> new home (after a death): my local states for
+                    // the pages of static range `node`
+};
+inline constexpr int kNumMsgTypes = 17;  // index 0 unused
+
+/// Flag bits (meaning depends on the type).
+inline constexpr uint8_t kFlagWrite = 1;    // kData: Modified grant
+inline constexpr uint8_t kFlagZero = 2;     // kData: all-zero page, no bytes
+inline constexpr uint8_t kFlagUpgrade = 1;  // kWriteReq: sender holds Shared
+inline constexpr uint8_t kFlagFailed = 1;   // kDone: the fetch failed
+inline constexpr uint8_t kFlagLast = 1;     // kReport: last chunk of a range
+
+/// A node's local state of one page as one byte: in kProbeAck flags and
+/// report entries. Bits 0-1 PageState, bits 2-3 pending request (0 none,
+/// 1 read, 2 write), bit 4 a pulled copy is being fetched (pending read).
+namespace local_state {
+inline constexpr uint8_t kStateMask = 0x03;
+inline constexpr uint8_t kPendingShift = 2;
+inline constexpr uint8_t kPendingMask = 0x0c;
+inline constexpr uint8_t kPendingRead = 1 << 2;
+inline constexpr uint8_t kPendingWrite = 2 << 2;
+inline constexpr uint8_t kPulling = 0x10;
+/// True if `b` is a well-formed local state byte.
+bool Valid(uint8_t b);
+}  // namespace local_state
+
+/// A decoded protocol message without its payload (page bytes travel next
+/// to it). Trivially copyable; 16 bytes.
+struct Message {
+  MsgType type = MsgType::kReadReq;
+  uint8_t flags = 0;
+  uint8_t node = kNoNode;
+  uint32_t version = 0;
+  PageId page = 0;
+
+  /// kData that carries the 4096 page bytes.
+  bool carries_page() const {
+    return type == MsgType::kData && (flags & kFlagZero) == 0;
+  }
+  friend bool operator==(const Message&, const Message&) = default;
+};
+
+/// One page of a recovery report: offset within the range, local state.
+struct ReportEntry {
+  uint32_t offset = 0;
+  uint8_t state = 0;
+  friend bool operator==(const ReportEntry&, const ReportEntry&) = default;
+};
+
+/// A chunk of a node's report for one static range (kReport).
+struct ReportChunk {
+  NodeId range = 0;
+  bool last = false;
+  std::vector<ReportEntry> entries;
+};
+
+inline constexpr size_t kHeaderSize = 16;
+inline constexpr size_t kReportEntrySize = 5;
+inline constexpr size_t kMaxReportEntries = 800;  // frames stay < 4 KiB + 16
+/// The largest frame this protocol produces.
+inline constexpr size_t kMaxFrameSize = kHeaderSize + kPageSize;
+
+std::string_view MsgTypeName(MsgType type);
+
+/// True for types that must be handled with exclusive access to the Node
+/// (kFlush, kReport: they touch many pages; see node.h).
+inline bool IsExclusive(MsgType type) {
+  return type == MsgType::kFlush || type == MsgType::kReport;
+}
+
+/// Writes the 16-byte header of `msg` to `out`. A message with
+/// carries_page() must be followed on the wire by exactly kPageSize bytes.
+void EncodeHeader(const Message& msg, uint8_t* out);
+/// Header plus page bytes (`page_bytes` must be kPageSize bytes when
+/// msg.carries_page(), else empty).
+std::vector<uint8_t> Encode(const Message& msg,
+                            absl::Span<const uint8_t> page_bytes = {});
+/// A kReport frame for `chunk` (at most kMaxReportEntries entries).
+std::vector<uint8_t> EncodeReport(const ReportChunk& chunk);
+
+/// A decoded frame: the message, the page bytes (kData without kFlagZero;
+/// they point into the input buffer) or the report chunk (kReport).
+struct DecodedFrame {
+  Message msg;
+  absl::Span<const uint8_t> page_bytes;
+  ReportChunk report;
+};
+
+/// Decodes and validates one frame against `space`: known type, exact length
+/// for the type, known flag bits, node ids < num_nodes where a node is
+/// required and 0xFF where none is, reserved byte 0, page < num_pages,
+/// report offsets within the range and well-formed local states.
+/// InvalidArgument names the offending field; never reads out of bounds.
+absl::StatusOr<DecodedFrame> Decode(absl::Span<const uint8_t> frame,
+                                    const PageSpace& space);
+
+}  // namespace ssihv::directory
+
+#endif  // SSIHV_DIRECTORY_MESSAGE_H_

@@ -1,0 +1,147 @@
+// ssihv::directory::Node — one cluster node's side of the page coherence
+// protocol: its node agent, its home agent, and the membership view, as one
+// pure state machine. The DSM node of libpager drives it; dsm-sim drives it
+// in the model checker. No I/O, threads or clocks.
+//
+// The protocol (docs/PROTOCOL.md): single writer / multiple readers per
+// 4 KiB page, write-invalidate, a home per page (the node whose memory holds
+// it, or its successor after a death) that serialises requests, initially
+// every page Modified at its home.
+//
+// DRIVING CONTRACT
+//
+// Threads. Calls for one page must be serialised by the caller (a lock per
+// page or per stripe of pages, held across the call and while performing
+// its effects). Calls for different pages may run concurrently: a per-page
+// call touches only that page's bytes of the dense state arrays plus atomic
+// counters. The calls marked EXCLUSIVE (OnNodeDead, OnMessage of an
+// IsExclusive() type, OnReport) touch many pages: run them with no other
+// call in progress (e.g. a reader/writer lock: per-page calls take it
+// shared, exclusive calls take it exclusive). Stats() may be read anytime.
+//
+// Effects. Each call appends to `out` the effects to perform, in order
+// (output.h): messages to send (never to this node: messages between this
+// node's own agents are delivered inside the call) and actions on the local
+// mapping of the page. Perform them in order, under the page lock. A
+// message that carries_page() is sent with the local copy of the page read
+// at that point: after an earlier kWriteProtect stopped writers, before a
+// later kZap drops it. Messages produced for one destination must be sent
+// in order.
+//
+// Faults. OnFault(page, access) answers kMapLocal (resolve from the local
+// copy), kWait (park the thread; a request is in flight), or kPageLost. A
+// parked thread is woken when a later call for the page emits kMapReceived,
+// kMapFetched, kMakeWritable or kPageLost; it then retries the access, which
+// may fault again (e.g. a write after a read completed: the upgrade).
+//
+// Channels. The transport must deliver messages between each pair of nodes
+// reliably and in FIFO order, without duplicates (TCP and RDMA RC do this;
+// retransmission and duplicate suppression are the transport's job). Pairs
+// may be reordered relative to each other arbitrarily. The failure-free
+// protocol does not depend on FIFO; recovery after a death does.
+//
+// Failures. Crash-stop. When a node is declared dead, call OnNodeDead on
+// every survivor (deaths may be learned in any order; a node also learns of
+// a death from a peer's kFlush). From then on the Node ignores messages from
+// the dead node and never sends to it. The failure detector must fence the
+// dead node (a node declared dead must really have stopped). A Node that
+// learns it was itself declared dead returns kAborted from the call that
+// told it: stop this node. Pages whose only valid copy died are reported
+// with kPageLost; the guest must then be stopped with an error.
+//
+// Errors. A non-OK Status means the input violates the protocol (a bug, or
+// a peer that is not running this protocol): log it and stop; the Node's
+// state is unspecified afterwards. Malformed frames never get here: Decode()
+// rejects them first.
+#ifndef SSIHV_DIRECTORY_NODE_H_
+#define SSIHV_DIRECTORY_NODE_H_
+
+#include <array>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "ssihv/directory/home_agent.h"
+#include "ssihv/directory/membership.h"
+#include "ssihv/directory/message.h"
+#include "ssihv/directory/node_agent.h"
+#include "ssihv/directory/output.h"
+#include "ssihv/directory/page_space.h"
+#include "ssihv/directory/stats.h"
+#include "ssihv/directory/types.h"
+
+namespace ssihv::directory {
+
+class Node {
+ public:
+  struct Options {
+    /// Let homes answer reads of pages they hold no copy of with kPullGrant
+    /// (one-sided fetch from a sharer) — set it when the transport has RDMA.
+    bool allow_pull = false;
+    /// Per-page counters at the home (16 bytes per homed page).
+    bool per_page_stats = true;
+    /// Test only: inject a protocol bug (see TestBug).
+    TestBug test_bug = TestBug::kNone;
+  };
+
+  /// The node `self` of `space` (at most 64 nodes). Memory: 1 byte per page
+  /// of the cluster + 32 (+16 with per_page_stats) per page homed here.
+  static absl::StatusOr<Node> Create(const PageSpace& space, NodeId self,
+                                     Options options);
+  static absl::StatusOr<Node> Create(const PageSpace& space, NodeId self) {
+    return Create(space, self, Options());
+  }
+
+  NodeId self() const { return members_.self(); }
+  const PageSpace& space() const { return members_.space(); }
+  const Membership& membership() const { return members_; }
+
+  /// A local fault on `page` (page must be space().Contains()).
+  absl::Status OnFault(PageId page, Access access, Output* out);
+  /// A message from node `from` (decoded and validated by Decode()). The
+  /// page bytes of a kData stay with the caller: kMapReceived refers to
+  /// them. EXCLUSIVE when IsExclusive(msg.type) (kFlush).
+  absl::Status OnMessage(NodeId from, const Message& msg, Output* out);
+  /// The kFetch of `page` finished; ok = the bytes are in hand.
+  absl::Status OnFetchDone(PageId page, bool ok, Output* out);
+
+  /// EXCLUSIVE. The failure detector declared `dead` dead. Idempotent.
+  absl::Status OnNodeDead(NodeId dead, Output* out);
+  /// EXCLUSIVE. A recovery report chunk from `from` (kReport frames).
+  absl::Status OnReport(NodeId from, const ReportChunk& chunk, Output* out);
+
+  /// True once every death known here has been flushed with every
+  /// survivor and reported (recovery is then up to the new homes).
+  bool RecoveryQuiet() const;
+
+  const NodeAgent& node_agent() const { return node_; }
+  const HomeAgent& home_agent() const { return home_; }
+  StatsSnapshot Stats() const { return stats_.Snapshot(); }
+  /// Appends the protocol state (no counters) in a canonical form, for
+  /// state hashing in the model checker.
+  void AppendState(std::string* out) const;
+
+ private:
+  Node(const PageSpace& space, NodeId self, Options options);
+
+  absl::Status Deliver(Env& env, NodeId from, const Message& msg);
+  absl::Status DeliverReport(Env& env, NodeId from, const ReportChunk& chunk);
+  /// Delivers the self-addressed effects appended from index `start` on.
+  absl::Status RunLocal(Output* out, size_t start);
+  absl::Status LearnDeath(Env& env, NodeId dead);
+  absl::Status OnFlush(Env& env, NodeId from, const Message& msg);
+  void MaybeReport(Env& env);
+
+  Membership members_;
+  directory::Stats stats_;
+  NodeAgent node_;
+  HomeAgent home_;
+  /// Per dead node: survivors whose kFlush for it has not arrived yet.
+  std::array<NodeMask, kMaxNodes> flush_wait_{};
+  /// Static ranges whose home changed and that this node has not reported.
+  NodeMask unreported_ = 0;
+};
+
+}  // namespace ssihv::directory
+
+#endif  // SSIHV_DIRECTORY_NODE_H_

@@ -1,0 +1,84 @@
+// The node agent: this node's local view of every page in the cluster
+// (Invalid / Shared / Modified / Lost, plus an in-flight request), driven by
+// local faults and by messages from homes and data holders.
+#ifndef SSIHV_DIRECTORY_NODE_AGENT_H_
+#define SSIHV_DIRECTORY_NODE_AGENT_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "ssihv/directory/membership.h"
+#include "ssihv/directory/message.h"
+#include "ssihv/directory/types.h"
+
+namespace ssihv::directory {
+
+/// One byte per page of the whole cluster (1 GiB of guest RAM = 256 KiB of
+/// state). Every call touches only its page's byte and the counters. Plain
+/// copyable data; the Node passes the environment to each call.
+class NodeAgent {
+ public:
+  /// Initially this node's own pages are Modified (never written: reads as
+  /// zeros, shipped as kFlagZero) and every other page is Invalid.
+  NodeAgent(const PageSpace& space, NodeId self, TestBug bug);
+
+  /// A local read or write fault on `page`.
+  absl::Status OnFault(Env& env, PageId page, Access access);
+  /// kFwdRead, kTransfer, kInv, kData, kGrant, kPullGrant, kLost, kProbe.
+  absl::Status OnMessage(Env& env, NodeId from, const Message& msg);
+  /// The driver finished the kFetch of `page` (ok = the bytes are in hand).
+  absl::Status OnFetchDone(Env& env, PageId page, bool ok);
+
+  /// Recovery, exclusive access. After the death of a node: every request
+  /// still pending on a page whose home survived is announced with
+  /// kStalled (pages of `changed_ranges` are reported instead).
+  void AnnounceStalled(Env& env, NodeMask changed_ranges);
+  /// Appends this node's report of static range `range` for node `to`.
+  void AppendReport(Env& env, NodeId range, NodeId to) const;
+
+  PageState StateOf(PageId page) const {
+    return static_cast<PageState>(pages_[page] & kStateBits);
+  }
+  /// 0 none, else the access of the request in flight.
+  bool Pending(PageId page) const { return (pages_[page] & kPendingBits); }
+  bool PendingWrite(PageId page) const {
+    return (pages_[page] & kPendingBits) == kPendWrite;
+  }
+  bool Pulling(PageId page) const { return pages_[page] & kPullingBit; }
+  /// The local state byte (local_state:: encoding, without internal bits).
+  uint8_t LocalStateByte(PageId page) const {
+    return pages_[page] & kWireBits;
+  }
+  PageId num_pages() const { return pages_.size(); }
+  /// The raw per-page bytes (for state hashing in the model checker).
+  const std::vector<uint8_t>& raw() const { return pages_; }
+
+ private:
+  static constexpr uint8_t kStateBits = local_state::kStateMask;
+  static constexpr uint8_t kPendingBits = local_state::kPendingMask;
+  static constexpr uint8_t kPendRead = local_state::kPendingRead;
+  static constexpr uint8_t kPendWrite = local_state::kPendingWrite;
+  static constexpr uint8_t kPullingBit = local_state::kPulling;
+  static constexpr uint8_t kWireBits = 0x1f;
+  static constexpr uint8_t kPristineBit = 0x20;  // never written since start
+
+  void Set(PageId page, PageState state, uint8_t pending);
+  absl::Status OnFwdRead(Env& env, NodeId from, const Message& msg);
+  absl::Status OnTransfer(Env& env, NodeId from, const Message& msg);
+  absl::Status OnInv(Env& env, NodeId from, const Message& msg);
+  absl::Status OnData(Env& env, NodeId from, const Message& msg);
+  absl::Status OnGrant(Env& env, NodeId from, const Message& msg);
+  absl::Status OnPullGrant(Env& env, NodeId from, const Message& msg);
+  absl::Status OnLost(Env& env, NodeId from, const Message& msg);
+  absl::Status Violation(const Message& msg, NodeId from,
+                         const char* why) const;
+
+  std::vector<uint8_t> pages_;
+  TestBug bug_;
+};
+
+}  // namespace ssihv::directory
+
+#endif  // SSIHV_DIRECTORY_NODE_AGENT_H_
