@@ -247,8 +247,8 @@ class Transport {
                              absl::Span<uint8_t> dst) = 0;
   /// The same without blocking; `done` runs on the data thread. `dst` must
   /// stay valid until then.
-  virtual absl::Status FetchAsync(NodeId peer, RegionId region,
-                                  uint64_t offset, absl::Span<uint8_t> dst,
+  virtual absl::Status FetchAsync(NodeId peer, RegionId region, uint64_t offset,
+                                  absl::Span<uint8_t> dst,
                                   FetchCallback done) = 0;
 
   virtual TransportStats stats() const = 0;
