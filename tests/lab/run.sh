@@ -16,8 +16,8 @@
 #   --results DIR   writable share, mounted at the same path inside and
 #                   exported there as $SSIHV_LAB_RESULTS (default:
 #                   $SSIHV_LAB_RESULTS, else a new folder under /tmp)
-#   --env NAME=VAL  extra environment for the command (repeatable); SSIHV_*
-#                   and CTEST_* variables of the caller are passed anyway
+#   --env NAME=VAL  extra environment for the command (repeatable); the
+#                   caller's SSIHV_* variables are passed anyway
 #   --shell         interactive shell (or the command) on the console;
 #                   Ctrl-A X kills the VM, `exit` powers it off
 #   --no-retry      do not retry a hung VM
@@ -90,7 +90,7 @@ write_cmd() {
     while IFS= read -r name; do
       case "$name" in SSIHV_LAB_*) continue ;; esac
       printf 'export %s=%q\n' "$name" "${!name}"
-    done < <(compgen -e | grep -E '^(SSIHV_|CTEST_)' || true)
+    done < <(compgen -e | grep -E '^SSIHV_' || true)
     local kv
     for kv in "${extra_env[@]}"; do printf 'export %q\n' "$kv"; done
     printf 'export SSIHV_LAB_CACHE=%q\n' "$LAB_CACHE"

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# The `lab` CTest test: boots the lab VM once and runs every kvm- and
+# rdma-labelled test of the build tree inside it, with SSIHV_REQUIRE_KVM=1
+# and SSIHV_REQUIRE_RDMA=1 so that no test can pass by skipping.
+#
+#   tests/lab/lab_ctest.sh <build-dir> [timeout-seconds]
+#
+# Results come back through the lab's writable share, <build>/lab-results/:
+#   junit.xml          the inner ctest's JUnit report
+#   ctest.log          the inner ctest's output
+#   ib_read_lat.txt    perftest's RDMA READ latency (reference for librdmax)
+#   qemu_kvm_boot.txt  qemu -accel kvm boot time in the lab (reference for
+#                      ssihv-vmm)
+#   timings.txt        boot and run times of this lab run
+#   .lab/              console.log, lab.env, status of the VM
+# SSIHV_LAB_CTEST_ARGS adds arguments to the inner ctest (e.g. "-R rdmax" to
+# run a subset while iterating); SSIHV_LAB_JOBS sets its -j (default 1).
+# Fails when run.sh fails (test failures, lab hung/crashed), when no test
+# ran, when any test was skipped, or when the lab self-check did not pass.
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+build=$(cd "${1:?usage: lab_ctest.sh <build-dir> [timeout]}" && pwd)
+timeout_s=${2:-900}
+results=$build/lab-results
+
+rm -rf "$results"
+mkdir -p "$results"
+start=$(date +%s)
+rc=0
+"$here/run.sh" --timeout "$timeout_s" --results "$results" \
+  --env SSIHV_REQUIRE_KVM=1 --env SSIHV_REQUIRE_RDMA=1 -- \
+  bash -o pipefail -c 'ctest --test-dir "$1" -L "kvm|rdma" -LE lab \
+    --output-on-failure --no-tests=error -j "${SSIHV_LAB_JOBS:-1}" \
+    --output-junit "$2/junit.xml" $3 2>&1 | tee "$2/ctest.log"' \
+  lab-ctest "$build" "$results" "${SSIHV_LAB_CTEST_ARGS:-}" || rc=$?
+elapsed=$(( $(date +%s) - start ))
+
+ready=$(sed -n "s/^export SSIHV_LAB_READY_S='\(.*\)'/\1/p" \
+  "$results/.lab/lab.env" 2>/dev/null || true)
+{
+  echo "lab_run_total_s=$elapsed"
+  echo "lab_guest_ready_s=${ready:-unknown}"
+  echo "lab_exit_status=$rc"
+} > "$results/timings.txt"
+
+junit=$results/junit.xml
+if [ ! -s "$junit" ]; then
+  echo "lab: FAILED: no JUnit report from inside the lab (run.sh exit $rc)"
+  exit 1
+fi
+# <testsuite ... tests="N" failures="F" ... skipped="S" ...>, attributes
+# possibly on separate lines; one <testcase .../> element per test.
+flat=$(tr '\n\t' '  ' < "$junit")
+attr() { grep -o '<testsuite [^>]*' <<< "$flat" | grep -o " $1=\"[0-9]*\"" |
+  grep -o '[0-9]*' | head -1; }
+tests=$(attr tests) failures=$(attr failures) skipped=$(attr skipped)
+echo "lab: inside the VM: ${tests:-0} tests, ${failures:-0} failing," \
+  "${skipped:-0} skipped; ${elapsed}s in all (guest ready at ${ready:-?}s)"
+echo "lab: results in $results"
+status=0
+if [ "${tests:-0}" -eq 0 ]; then
+  echo "lab: FAILED: no kvm/rdma test ran inside the lab"; status=1
+fi
+if [ "${skipped:-0}" -ne 0 ]; then
+  echo "lab: FAILED: tests were skipped inside the lab (a lab run cannot pass by skipping)"
+  status=1
+fi
+selfcheck=$(grep -o '<testcase name="lab_selfcheck".*' <<< "$flat" |
+  sed 's|</testcase>.*||')
+if ! grep -q 'status="run"' <<< "$selfcheck" || grep -q '<failure' <<< "$selfcheck"; then
+  echo "lab: FAILED: the lab self-check did not run and pass"; status=1
+fi
+[ "$rc" -eq 0 ] || { echo "lab: FAILED: tests inside the lab failed (exit $rc)"; status=1; }
+exit $status
