@@ -2,7 +2,9 @@
 #include <sched.h>
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cerrno>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "clock.h"
@@ -123,6 +125,17 @@ void Resolver::Fail(const Fault& fault, const absl::Status& status) {
                    fault.thread_id, "): ", status.message())));
 }
 
+void Resolver::Complete(const Fault& fault, FaultKind kind) {
+  pager_->RecordResolution(kind, fault.start_ns);
+}
+
+void Resolver::PumpEvents() {
+  if (FaultThread* self = tls_fault_thread;
+      self != nullptr && self->pager == pager_) {
+    pager_->ReadIntoBacklog(self);
+  }
+}
+
 const Region* Resolver::RegionOfGpa(uint64_t gpa, uint64_t len) const {
   for (const Region& r : pager_->regions_) {
     if (gpa >= r.gpa && gpa - r.gpa < r.size && len <= r.gpa_end() - gpa) {
@@ -182,12 +195,6 @@ absl::Status Resolver::WriteProtect(uint64_t gpa, uint64_t len) {
 absl::Status Resolver::Discard(uint64_t gpa, uint64_t len) {
   const Region* r = PageAligned(gpa, len) ? RegionOfGpa(gpa, len) : nullptr;
   if (r == nullptr) return OutsideRegions("Resolver::Discard", gpa, len);
-  if (OnFaultThread()) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "Resolver::Discard gpa=0x", absl::Hex(gpa),
-        ": called on a fault thread, which would wait for its own REMOVE "
-        "event"));
-  }
   if (!pager_->running()) {
     return absl::FailedPreconditionError(
         absl::StrCat("Resolver::Discard gpa=0x", absl::Hex(gpa),
@@ -197,10 +204,25 @@ absl::Status Resolver::Discard(uint64_t gpa, uint64_t len) {
   // Private anonymous: DONTNEED frees the page. Shared memfd: DONTNEED only
   // drops the PTE and the page cache would map the old bytes back without a
   // fault, so punch the hole instead.
-  if (r->backing == Backing::kMemfd) {
-    return sys::Madvise(host, len, MADV_REMOVE, "MADV_REMOVE");
+  const bool shmem = r->backing == Backing::kMemfd;
+  auto discard = [host, len, shmem] {
+    return shmem ? sys::Madvise(host, len, MADV_REMOVE, "MADV_REMOVE")
+                 : sys::Madvise(host, len, MADV_DONTNEED, "MADV_DONTNEED");
+  };
+  if (!OnFaultThread()) return discard();
+  // This thread may be the only uffd reader: madvise elsewhere, read here.
+  absl::Status status;
+  std::atomic<bool> done{false};
+  std::thread helper([&] {
+    status = discard();
+    done.store(true, std::memory_order_release);
+  });
+  while (!done.load(std::memory_order_acquire)) {
+    PumpEvents();
+    sched_yield();
   }
-  return sys::Madvise(host, len, MADV_DONTNEED, "MADV_DONTNEED");
+  helper.join();
+  return status;
 }
 
 absl::Status Resolver::Wake(uint64_t gpa, uint64_t len) {

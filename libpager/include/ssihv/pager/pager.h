@@ -88,6 +88,11 @@ class Resolver {
   /// PagerOptions::on_error. The faulting thread stays blocked.
   void Fail(const Fault& fault, const absl::Status& status);
 
+  /// Counts `fault` as resolved by an earlier call for the same page (one
+  /// UFFDIO_COPY wakes every thread waiting on the page; the DSM node
+  /// resolves all faults parked on a page with one ioctl).
+  void Complete(const Fault& fault, FaultKind kind);
+
   // ---- Page operations outside a fault (the DSM node) --------------------
 
   /// UFFDIO_COPY of one page at `gpa` without a pending fault (prefetch, or
@@ -98,10 +103,19 @@ class Resolver {
   /// kWriteProtect. Pages not mapped are unaffected.
   absl::Status WriteProtect(uint64_t gpa, uint64_t len);
   /// Drops [gpa, gpa + len) so the next access faults again (MADV_DONTNEED,
-  /// or MADV_REMOVE on memfd regions). The kernel blocks this call until a
-  /// fault thread reads the REMOVE event, so it is refused on fault threads
-  /// and while the pager is stopped.
+  /// or MADV_REMOVE on memfd regions). The kernel blocks madvise until a
+  /// fault thread reads the REMOVE event: on a fault thread the madvise runs
+  /// on a helper thread while this one keeps reading the uffd (slow: a
+  /// thread per call; meant for rare paths). Refused while the pager is
+  /// stopped (nobody would read the event).
   absl::Status Discard(uint64_t gpa, uint64_t len);
+
+  /// On a fault thread: reads the messages pending on the uffd into this
+  /// thread's backlog (handled once the current fault returns), so that a
+  /// REMOVE event some other thread's madvise waits for completes. Call it
+  /// while a fault thread spins waiting for something (a lock) that such a
+  /// thread may hold. Elsewhere a no-op.
+  void PumpEvents();
   /// Wakes threads blocked on faults in [gpa, gpa + len).
   absl::Status Wake(uint64_t gpa, uint64_t len);
 
