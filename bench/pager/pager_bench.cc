@@ -1,6 +1,8 @@
 // libpager benchmarks against BM_Floor/uffd_copy (uffd_floor.cc), same
 // binary, same run. Names are fixed by issue 6:
 //   BM_LocalFault/zero, BM_LocalFault/copy   first touch through libpager
+// plus BM_LocalFault/zero_read (read faults map the zero page) and
+// BM_LocalFault/image (ImageSource from page cache).
 //   BM_FaultThroughput/threads:1, :2         faults/s with N faulting threads
 // each with counters p50_us and p99_us. docs/PERFORMANCE.md ("Pager") has the
 // command and the ratios.
@@ -125,7 +127,29 @@ std::shared_ptr<PageSource> MakeImageSource(uint64_t pages,
   return std::shared_ptr<PageSource>(*std::move(src));
 }
 
+// The same bytes as the floor's handler copies (one static page), through
+// the pager: the ratio to BM_Floor/uffd_copy is the library's overhead.
+class StaticPageSource final : public PageSource {
+ public:
+  void OnFault(const pager::Fault& f, pager::Resolver& r) override {
+    absl::Status st = r.Copy(f, page_, false, pager::FaultKind::kLocalCopy);
+    if (!st.ok()) r.Fail(f, st);
+  }
+  std::string_view name() const override { return "static-page"; }
+
+ private:
+  alignas(4096) uint8_t page_[kPage] = {1};
+};
+
 void BM_LocalFaultCopy(benchmark::State& state) {
+  const uint64_t pages = std::min<uint64_t>(state.max_iterations, kWindowPages);
+  auto s = MakeSetup(state, pages, std::make_shared<StaticPageSource>(), 1);
+  if (s) RunFirstTouch(state, *s, pages, /*write=*/true);
+}
+
+// ImageSource restoring from a 16 MiB image in page cache: what a snapshot
+// restore costs (the source bytes are mostly not in the CPU caches).
+void BM_LocalFaultImage(benchmark::State& state) {
   const uint64_t pages = std::min<uint64_t>(state.max_iterations, kWindowPages);
   auto source = MakeImageSource(pages, state);
   if (!source) return;
@@ -184,6 +208,7 @@ void BM_FaultThroughput(benchmark::State& state) {
 void RegisterPagerBenchmarks() {
   benchmark::RegisterBenchmark("BM_LocalFault/zero", BM_LocalFaultZero);
   benchmark::RegisterBenchmark("BM_LocalFault/copy", BM_LocalFaultCopy);
+  benchmark::RegisterBenchmark("BM_LocalFault/image", BM_LocalFaultImage);
   benchmark::RegisterBenchmark("BM_LocalFault/zero_read",
                                BM_LocalFaultZeroRead);
   benchmark::RegisterBenchmark("BM_FaultThroughput", BM_FaultThroughput)

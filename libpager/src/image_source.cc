@@ -81,10 +81,13 @@ absl::StatusOr<std::unique_ptr<ImageSource>> ImageSource::OpenFlat(
 }
 
 const ImageSource::Extent* ImageSource::ExtentOf(uint64_t gpa) const {
-  for (const Extent& e : extents_) {
-    if (gpa >= e.range.gpa && gpa - e.range.gpa < e.range.size) return &e;
-  }
-  return nullptr;
+  // Last extent starting at or below gpa (extents are sorted, disjoint).
+  auto it = std::upper_bound(
+      extents_.begin(), extents_.end(), gpa,
+      [](uint64_t g, const Extent& e) { return g < e.range.gpa; });
+  if (it == extents_.begin()) return nullptr;
+  --it;
+  return gpa - it->range.gpa < it->range.size ? &*it : nullptr;
 }
 
 void ImageSource::OnFault(const Fault& fault, Resolver& resolver) {

@@ -176,12 +176,12 @@ void Pager::FaultLoop(FaultThread* self) {
     // Drain what is pending; a short read means the queue is empty, and
     // epoll (level-triggered) reports anything that arrives meanwhile.
     for (;;) {
-      const ssize_t m = sys::UffdRead(uffd_->fd(), msgs, kReadBatch);
+      const ssize_t m = ReadMessages(msgs, kReadBatch);
       if (m < 0) {
         ReportError(base::ErrnoStatus(static_cast<int>(-m), "read uffd"));
         break;
       }
-      ProcessBatch(msgs, static_cast<size_t>(m));
+      DispatchFaults(msgs, static_cast<size_t>(m));
       DrainBacklog(self);
       if (m < static_cast<ssize_t>(kReadBatch)) break;
     }
@@ -189,12 +189,20 @@ void Pager::FaultLoop(FaultThread* self) {
   tls_fault_thread = nullptr;
 }
 
-void Pager::ProcessBatch(const uffd_msg* msgs, size_t n) {
-  // REMOVE events first: a fault read in the same batch on a page being
-  // removed then already sees the source's post-removal state.
-  for (size_t i = 0; i < n; ++i) {
+ssize_t Pager::ReadMessages(uffd_msg* msgs, size_t max) {
+  // REMOVE events are handled inside the read's critical section: once the
+  // event is read, the kernel lets madvise zap and return, and the very next
+  // fault on those pages may be read by another thread at once; it must find
+  // the source already told (else an image source would map old bytes).
+  std::lock_guard<std::mutex> lock(read_mu_);
+  const ssize_t m = sys::UffdRead(uffd_->fd(), msgs, max);
+  for (ssize_t i = 0; i < m; ++i) {
     if (msgs[i].event == UFFD_EVENT_REMOVE) HandleRemove(msgs[i]);
   }
+  return m;
+}
+
+void Pager::DispatchFaults(const uffd_msg* msgs, size_t n) {
   for (size_t i = 0; i < n; ++i) {
     if (msgs[i].event == UFFD_EVENT_PAGEFAULT) HandlePageFault(msgs[i]);
   }
@@ -204,16 +212,19 @@ void Pager::DrainBacklog(FaultThread* self) {
   while (!self->backlog.empty()) {
     std::vector<uffd_msg> batch;
     batch.swap(self->backlog);
-    ProcessBatch(batch.data(), batch.size());
+    DispatchFaults(batch.data(), batch.size());
   }
 }
 
 void Pager::ReadIntoBacklog(FaultThread* self) {
   uffd_msg msgs[kReadBatch];
   for (;;) {
-    const ssize_t m = sys::UffdRead(uffd_->fd(), msgs, kReadBatch);
+    const ssize_t m = ReadMessages(msgs, kReadBatch);
     if (m <= 0) return;
-    self->backlog.insert(self->backlog.end(), msgs, msgs + m);
+    for (ssize_t i = 0; i < m; ++i) {
+      if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
+        self->backlog.push_back(msgs[i]);
+    }
     if (m < static_cast<ssize_t>(kReadBatch)) return;
   }
 }

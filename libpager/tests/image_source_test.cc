@@ -1,9 +1,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "ssihv/base/file_util.h"
@@ -100,6 +102,36 @@ TEST_CASE("A discarded image page comes back zero, not the image bytes") {
       CHECK(HasPattern(env.Page(i), i * kPageSize));
     }
   }
+}
+
+TEST_CASE("After Discard returns, no fault thread serves the old image bytes") {
+  // The REMOVE event is read by one fault thread; madvise returns as soon as
+  // it is read, and the next fault may reach another fault thread at once.
+  constexpr uint64_t kPages = 64;
+  TempImage image(kPages, 0);
+  auto src = ImageSource::OpenFlat(image.path);
+  REQUIRE(src.ok());
+  Env env(kPages, std::shared_ptr<PageSource>(*std::move(src)), 0);
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> noise;
+  for (int t = 0; t < 2; ++t) {  // keep every fault thread busy
+    noise.emplace_back([&, t] {
+      uint64_t i = t;
+      while (!stop) {
+        (void)IsZero(env.Page(kPages / 2 + i++ % (kPages / 2)));
+      }
+    });
+  }
+  int stale = 0;
+  for (int round = 0; round < 400; ++round) {
+    const uint64_t i = round % (kPages / 2);
+    (void)IsZero(env.Page(i));
+    REQUIRE(env.pager->resolver().Discard(i * kPageSize, kPageSize).ok());
+    stale += !IsZero(env.Page(i));
+  }
+  stop = true;
+  for (auto& t : noise) t.join();
+  CHECK(stale == 0);
 }
 
 TEST_CASE("Image errors name the path and extent") {

@@ -37,7 +37,10 @@ class PageSource {
   /// UFFD_EVENT_REMOVE; the kernel zaps the pages right after the event is
   /// read). The next access to those pages faults again and must see zeros
   /// or freshly fetched bytes, never what the source served before. Called
-  /// on a fault thread, before the page faults of the same read batch.
+  /// on a fault thread while it holds the uffd's read lock, before any later
+  /// fault is read: keep it short (set a bit) and take no lock that OnFault
+  /// holds, because it may also run re-entrantly inside an OnFault of the
+  /// same thread whose resolution waits for the REMOVE event (EAGAIN).
   virtual void OnRemove(uint64_t gpa, uint64_t len) {}
 
   /// For logs and stats ("zero", "image", "dsm").

@@ -15,11 +15,14 @@
 #ifndef SSIHV_PAGER_PAGER_H_
 #define SSIHV_PAGER_PAGER_H_
 
+#include <sys/types.h>
+
 #include <array>
 #include <atomic>
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -183,7 +186,8 @@ class Pager {
   Pager(PagerOptions options, std::unique_ptr<Userfaultfd> uffd);
 
   void FaultLoop(FaultThread* self);
-  void ProcessBatch(const uffd_msg* msgs, size_t n);
+  ssize_t ReadMessages(uffd_msg* msgs, size_t max);
+  void DispatchFaults(const uffd_msg* msgs, size_t n);
   void DrainBacklog(FaultThread* self);
   void ReadIntoBacklog(FaultThread* self);
   void HandlePageFault(const uffd_msg& msg);
@@ -200,6 +204,7 @@ class Pager {
   std::atomic<bool> running_{false};
   base::UniqueFd stop_fd_;  // eventfd: readable = fault threads must exit
   std::vector<std::unique_ptr<FaultThread>> threads_;
+  std::mutex read_mu_;  // read(2) of the uffd + handling its REMOVE events
 
   std::array<LatencyHistogram, kNumFaultKinds> latency_;
   std::atomic<uint64_t> messages_{0};
