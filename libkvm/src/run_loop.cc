@@ -1,0 +1,239 @@
+#include "ssihv/kvm/run_loop.h"
+
+#include <cerrno>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "ssihv/base/errno_status.h"
+#include "ssihv/base/log.h"
+
+namespace ssihv::kvm {
+
+const char* StopReasonName(StopReason reason) {
+  switch (reason) {
+    case StopReason::kNone:
+      return "running";
+    case StopReason::kReset:
+      return "guest reset";
+    case StopReason::kPowerOff:
+      return "guest power off";
+    case StopReason::kTripleFault:
+      return "guest triple fault (reset)";
+    case StopReason::kHalted:
+      return "guest halted";
+    case StopReason::kStopRequested:
+      return "stopped by the VMM";
+    case StopReason::kError:
+      return "error";
+  }
+  return "?";
+}
+
+bool StopLatch::Request(StopReason reason, absl::Status status, int vcpu) {
+  std::vector<std::function<void()>> listeners;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (requested_.load(std::memory_order_relaxed)) {
+      base::Log(base::LogLevel::kDebug, "stop already requested; ignoring ",
+                StopReasonName(reason), " from vCPU ", vcpu);
+      return false;
+    }
+    event_ = StopEvent{reason, std::move(status), vcpu};
+    // Published before the listeners kick anyone, so a vCPU leaving
+    // KVM_RUN with EINTR always sees it.
+    requested_.store(true, std::memory_order_release);
+    listeners = listeners_;
+  }
+  for (auto& l : listeners) l();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    listeners_done_ = true;
+  }
+  cv_.notify_all();
+  return true;
+}
+
+void StopLatch::Wait() const {
+  std::unique_lock<std::mutex> lock(mu_);
+  cv_.wait(lock, [this] { return listeners_done_; });
+}
+
+StopEvent StopLatch::event() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return event_;
+}
+
+void StopLatch::AddListener(std::function<void()> listener) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (!requested_.load(std::memory_order_relaxed)) {
+      listeners_.push_back(std::move(listener));
+      return;
+    }
+  }
+  listener();
+}
+
+// --- VcpuRunLoop ---
+
+void VcpuRunLoop::Run() {
+  while (!stop_.requested()) {
+    int err = vcpu_.RunOnce();
+    if (err == 0) {
+      ++stats_.exits;
+      if (!HandleExit()) return;
+      continue;
+    }
+    if (err == EINTR) {
+      // api.rst: KVM_RUN returns -EINTR when a signal is pending or
+      // immediate_exit is set (exit_reason KVM_EXIT_INTR). Only a stop sets
+      // immediate_exit, so re-checking the latch is all there is to do; any
+      // other signal (profilers, SIGWINCH) just re-enters the guest.
+      ++stats_.signal_exits;
+      continue;
+    }
+    if (err == EAGAIN) continue;  // transient (e.g. an AP not yet started)
+    Fail(base::ErrnoStatus(
+        err, absl::StrCat("KVM_RUN vcpu=", vcpu_.id(),
+                          err == EFAULT ? " (guest memory not accessible: "
+                                          "is the pager still serving it?)"
+                                        : "")));
+    return;
+  }
+}
+
+bool VcpuRunLoop::HandleExit() {
+  switch (vcpu_.run()->exit_reason) {
+    case KVM_EXIT_IO:
+      return HandleIo();
+    case KVM_EXIT_MMIO:
+      return HandleMmio();
+    case KVM_EXIT_HLT:
+      return HandleHlt();
+    case KVM_EXIT_SHUTDOWN:
+      return HandleShutdown();
+    case KVM_EXIT_SYSTEM_EVENT:
+      return HandleSystemEvent();
+    case KVM_EXIT_FAIL_ENTRY:
+      return HandleFailEntry();
+    case KVM_EXIT_INTERNAL_ERROR:
+      return HandleInternalError();
+    case KVM_EXIT_INTR:
+      ++stats_.signal_exits;
+      return true;
+    default:
+      return HandleUnknown();
+  }
+}
+
+bool VcpuRunLoop::HandleIo() {
+  ++stats_.io_exits;
+  kvm_run* run = vcpu_.run();
+  // String instructions (rep ins/outs) come as `count` consecutive items.
+  uint8_t* data = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
+  for (uint32_t i = 0; i < run->io.count; ++i) {
+    absl::Span<uint8_t> item(data + i * run->io.size, run->io.size);
+    if (run->io.direction == KVM_EXIT_IO_OUT) {
+      pio_.Write(run->io.port, item);
+    } else {
+      pio_.Read(run->io.port, item);
+    }
+  }
+  return !stop_.requested();
+}
+
+bool VcpuRunLoop::HandleMmio() {
+  ++stats_.mmio_exits;
+  kvm_run* run = vcpu_.run();
+  uint32_t len = std::min<uint32_t>(run->mmio.len, sizeof(run->mmio.data));
+  absl::Span<uint8_t> data(run->mmio.data, len);
+  if (run->mmio.is_write) {
+    mmio_.Write(run->mmio.phys_addr, data);
+  } else {
+    mmio_.Read(run->mmio.phys_addr, data);
+  }
+  return !stop_.requested();
+}
+
+bool VcpuRunLoop::HandleHlt() {
+  // With the in-kernel irqchip KVM waits for the interrupt itself; HLT only
+  // reaches us without it, where nothing could ever wake the vCPU.
+  stop_.Request(StopReason::kHalted, absl::OkStatus(),
+                static_cast<int>(vcpu_.id()));
+  return false;
+}
+
+bool VcpuRunLoop::HandleShutdown() {
+  // A triple fault: a PC resets. Linux also uses it as its last reboot
+  // method, so it is a reset, but the registers help if it was not meant.
+  base::Log(base::LogLevel::kInfo, "KVM_EXIT_SHUTDOWN (triple fault) on vCPU ",
+            vcpu_.id(), "; ", vcpu_.DumpState());
+  stop_.Request(StopReason::kTripleFault, absl::OkStatus(),
+                static_cast<int>(vcpu_.id()));
+  return false;
+}
+
+bool VcpuRunLoop::HandleSystemEvent() {
+  const int id = static_cast<int>(vcpu_.id());
+  switch (vcpu_.run()->system_event.type) {
+    case KVM_SYSTEM_EVENT_SHUTDOWN:
+      stop_.Request(StopReason::kPowerOff, absl::OkStatus(), id);
+      return false;
+    case KVM_SYSTEM_EVENT_RESET:
+      stop_.Request(StopReason::kReset, absl::OkStatus(), id);
+      return false;
+    default:
+      return Fail(absl::AbortedError(absl::StrCat(
+          "KVM_EXIT_SYSTEM_EVENT type=", vcpu_.run()->system_event.type,
+          " (guest crash) on vCPU ", id, "\n", vcpu_.DumpState())));
+  }
+}
+
+bool VcpuRunLoop::HandleFailEntry() {
+  const auto& f = vcpu_.run()->fail_entry;
+  return Fail(absl::InternalError(absl::StrCat(
+      "KVM_EXIT_FAIL_ENTRY on vCPU ", vcpu_.id(),
+      ": hardware entry failure reason 0x",
+      absl::Hex(f.hardware_entry_failure_reason), " (host cpu ", f.cpu,
+      "): the vCPU state is invalid for VM entry\n", vcpu_.DumpState())));
+}
+
+bool VcpuRunLoop::HandleInternalError() {
+  const auto& e = vcpu_.run()->internal;
+  const char* kind = "unknown";
+  switch (e.suberror) {
+    case KVM_INTERNAL_ERROR_EMULATION:
+      kind = "instruction emulation failed";
+      break;
+    case KVM_INTERNAL_ERROR_SIMUL_EX:
+      kind = "exception while delivering another exception";
+      break;
+    case KVM_INTERNAL_ERROR_DELIVERY_EV:
+      kind = "exit while delivering an event";
+      break;
+    case KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON:
+      kind = "unexpected VM exit reason";
+      break;
+  }
+  std::string data;
+  for (uint32_t i = 0; i < e.ndata && i < 16; ++i) {
+    absl::StrAppend(&data, " 0x", absl::Hex(e.data[i]));
+  }
+  return Fail(absl::InternalError(absl::StrCat(
+      "KVM_EXIT_INTERNAL_ERROR on vCPU ", vcpu_.id(), ": suberror ", e.suberror,
+      " (", kind, "), data:", data, "\n", vcpu_.DumpState())));
+}
+
+bool VcpuRunLoop::HandleUnknown() {
+  return Fail(absl::UnimplementedError(
+      absl::StrCat("vCPU ", vcpu_.id(), ": unhandled KVM exit reason ",
+                   vcpu_.run()->exit_reason, "\n", vcpu_.DumpState())));
+}
+
+bool VcpuRunLoop::Fail(absl::Status status) {
+  stop_.Request(StopReason::kError, std::move(status),
+                static_cast<int>(vcpu_.id()));
+  return false;
+}
+
+}  // namespace ssihv::kvm
