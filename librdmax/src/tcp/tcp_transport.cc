@@ -1,0 +1,519 @@
+#include "tcp/tcp_transport.h"
+
+#include <sys/epoll.h>
+
+#include "absl/strings/str_cat.h"
+#include "auth.h"
+#include "ssihv/base/log.h"
+#include "ssihv/base/status_macros.h"
+#include "sys/posix.h"
+
+namespace ssihv::rdmax {
+namespace {
+
+using base::Log;
+using base::LogLevel;
+
+constexpr absl::Duration kTick = absl::Milliseconds(100);
+// A blocked reader wakes this often to check its deadline.
+constexpr absl::Duration kReceiveTimeout = absl::Milliseconds(100);
+constexpr absl::Duration kKeepAlive = absl::Seconds(15);
+
+struct iovec Iov(absl::Span<const uint8_t> s) {
+  return {const_cast<uint8_t*>(s.data()), s.size()};
+}
+
+}  // namespace
+
+absl::Status ValidateOptions(const TransportOptions& o) {
+  SSIHV_RETURN_IF_ERROR(ValidateSecret(o.secret));
+  if (o.max_outstanding == 0 || o.max_outstanding > 0xFFFF) {
+    return absl::InvalidArgumentError("max_outstanding: must be in 1..65535");
+  }
+  if (o.max_message_bytes > (64u << 20) || o.max_fetch_bytes == 0 ||
+      o.max_fetch_bytes > (1u << 30)) {
+    return absl::InvalidArgumentError(
+        "max_message_bytes <= 64 MiB and max_fetch_bytes in 1..1 GiB");
+  }
+  if (o.send_queue_bytes < kFrameHeaderSize + o.max_message_bytes) {
+    return absl::InvalidArgumentError(
+        "send_queue_bytes: must hold at least one message of "
+        "max_message_bytes");
+  }
+  return absl::OkStatus();
+}
+
+TcpTransport::TcpTransport(const cluster::ClusterConfig& config, NodeId self,
+                           TransportOptions options)
+    : TransportBase(config, self, std::move(options)),
+      current_(config.num_nodes()) {}
+
+TcpTransport::~TcpTransport() { Shutdown(); }
+
+std::string TcpTransport::Describe() const {
+  return absl::StrCat("tcp node ", self(), " on ",
+                      config_.nodes[self()].address);
+}
+
+absl::Status TcpTransport::Start() {
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    if (started_) return absl::FailedPreconditionError("Start: called twice");
+    started_ = true;
+  }
+  SSIHV_RETURN_IF_ERROR(ValidateOptions(options_));
+  SSIHV_RETURN_IF_ERROR(loop_.Init());
+  control_ = std::make_unique<ControlPlane>(
+      config_, self(), options_, WireBackend::kTcp,
+      [this](ControlPlane::Authenticated a) {
+        loop_.Post([this, a] { Adopt(a); });
+      },
+      [this](const absl::Status&) { Bump(stats_.auth_failures); });
+  data_thread_ = std::thread([this] { RunDataThread(); });
+  absl::Status st = control_->Start();
+  if (!st.ok()) {
+    loop_.Stop();
+    data_thread_.join();
+    std::lock_guard<std::mutex> lock(state_mu_);
+    stopped_ = true;
+  }
+  return st;
+}
+
+void TcpTransport::Shutdown() {
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    if (!started_ || stopped_) return;
+    stopped_ = true;
+  }
+  control_->Stop();
+  // Closing posts each connection's teardown; Stop() runs after them (the
+  // loop drains its task queue before returning).
+  loop_.Post([this] {
+    for (auto& [token, conn] : by_token_) conn->Close("shutting down");
+  });
+  loop_.Post([this] { loop_.Stop(); });
+  data_thread_.join();
+  std::lock_guard<std::mutex> lock(conns_mu_);
+  for (auto& c : current_) c.reset();
+  advertised_.clear();
+  by_token_.clear();
+}
+
+void TcpTransport::RunDataThread() {
+  EnterDataThread();
+  loop_.Run(
+      [this](uint64_t token, uint32_t events) {
+        auto it = by_token_.find(token);
+        if (it == by_token_.end()) return;
+        std::shared_ptr<TcpConnection> conn = it->second;
+        conn->OnEvents(events);
+      },
+      [this] {
+        absl::Time now = absl::Now();
+        std::vector<std::shared_ptr<TcpConnection>> conns;
+        for (auto& [token, conn] : by_token_) conns.push_back(conn);
+        for (auto& conn : conns) conn->CheckTimeouts(now);
+      },
+      kTick);
+}
+
+void TcpTransport::Adopt(ControlPlane::Authenticated a) {
+  base::UniqueFd fd(a.fd);
+  {
+    std::lock_guard<std::mutex> lock(state_mu_);
+    if (stopped_) return;
+  }
+  absl::Status st = sys::SetBlocking(fd.get());
+  if (st.ok()) st = sys::SetTcpNoDelay(fd.get());
+  if (st.ok()) st = sys::SetKeepAlive(fd.get(), kKeepAlive);
+  if (st.ok()) st = sys::SetReceiveTimeout(fd.get(), kReceiveTimeout);
+  const uint64_t token = next_token_++;
+  auto conn =
+      std::make_shared<TcpConnection>(this, a.peer, std::move(fd), token);
+  if (st.ok()) {
+    st = sys::EpollAdd(loop_.epoll_fd(), conn->fd(), EPOLLIN | EPOLLRDHUP,
+                       token);
+  }
+  if (!st.ok()) {
+    Log(LogLevel::kError, "rdmax node ", self(), ": connection from node ",
+        a.peer, ": ", st.message());
+    if (a.dialer) control_->ConnectionLost(a.peer);
+    return;
+  }
+  // Older connections from the same peer belong to a previous incarnation
+  // (or lost a race); the newest authenticated one wins.
+  for (auto& [t, other] : by_token_) {
+    if (other->peer() == a.peer) {
+      other->Close(
+          absl::StrCat("replaced by a newer connection from node ", a.peer));
+    }
+  }
+  by_token_[token] = conn;
+  // The region table is the first frame: under the exclusive region lock,
+  // so a concurrent RegisterRegion advertises to this connection exactly
+  // once (either in the table or as an add after it).
+  std::unique_lock<std::shared_mutex> regions_lock(regions_.mutex());
+  std::vector<RegionEntry> entries = regions_.ExportedEntries();
+  std::vector<uint8_t> table(entries.size() * kRegionEntrySize);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    EncodeRegionEntry(entries[i], table.data() + i * kRegionEntrySize);
+  }
+  FrameHeader h;
+  h.kind = FrameKind::kRegionTable;
+  h.length = static_cast<uint32_t>(table.size());
+  struct iovec iov = {table.data(), table.size()};
+  conn->SendFrame(h, &iov, 1, SendMode::kForce, absl::InfinitePast())
+      .IgnoreError();
+  std::lock_guard<std::mutex> lock(conns_mu_);
+  advertised_.push_back(conn);
+}
+
+void TcpTransport::OnConnectionUp(std::shared_ptr<TcpConnection> conn) {
+  std::shared_ptr<TcpConnection> old;
+  {
+    std::lock_guard<std::mutex> lock(conns_mu_);
+    old = std::exchange(current_[conn->peer()], conn);
+  }
+  if (old != nullptr && old != conn) {
+    // The peer restarted: report the old incarnation gone first.
+    Bump(stats_.connections_lost);
+    NotePeerState(conn->peer(), PeerState::kDown);
+  }
+  Bump(stats_.connections_established);
+  NotePeerState(conn->peer(), PeerState::kUp);
+}
+
+void TcpTransport::PostTeardown(std::shared_ptr<TcpConnection> conn) {
+  loop_.Post([this, conn = std::move(conn)] {
+    conn->Teardown();
+    by_token_.erase(conn->token());
+    bool was_current = false;
+    bool peer_connected = false;
+    {
+      std::lock_guard<std::mutex> lock(conns_mu_);
+      if (current_[conn->peer()] == conn) {
+        current_[conn->peer()].reset();
+        was_current = true;
+      }
+      std::erase(advertised_, conn);
+      peer_connected = current_[conn->peer()] != nullptr;
+    }
+    for (auto& [t, other] : by_token_) {
+      peer_connected |= other->peer() == conn->peer() && !other->dead();
+    }
+    if (was_current) {
+      Bump(stats_.connections_lost);
+      NotePeerState(conn->peer(), PeerState::kDown);
+    }
+    bool stopping;
+    {
+      std::lock_guard<std::mutex> lock(state_mu_);
+      stopping = stopped_;
+    }
+    // Only the dialing side redials, and only if no other connection to
+    // the peer is alive (else a replaced connection would start a loop).
+    if (!stopping && conn->peer() < self() && !peer_connected) {
+      control_->ConnectionLost(conn->peer());
+    }
+  });
+}
+
+void TcpTransport::PostService(std::shared_ptr<TcpConnection> conn) {
+  loop_.Post([conn = std::move(conn)] { conn->ServiceRead(); });
+}
+
+absl::StatusOr<std::shared_ptr<TcpConnection>> TcpTransport::Connection(
+    NodeId peer, absl::string_view op) {
+  SSIHV_RETURN_IF_ERROR(CheckPeer(peer, op));
+  std::lock_guard<std::mutex> lock(conns_mu_);
+  std::shared_ptr<TcpConnection> conn = current_[peer];
+  if (conn == nullptr || conn->dead()) {
+    return absl::UnavailableError(
+        absl::StrCat(op, " node=", peer, ": not connected"));
+  }
+  return conn;
+}
+
+void TcpTransport::Broadcast(FrameKind kind, const uint8_t* payload,
+                             size_t length) {
+  std::vector<std::shared_ptr<TcpConnection>> conns;
+  {
+    std::lock_guard<std::mutex> lock(conns_mu_);
+    conns = advertised_;
+  }
+  FrameHeader h;
+  h.kind = kind;
+  h.length = static_cast<uint32_t>(length);
+  struct iovec iov = {const_cast<uint8_t*>(payload), length};
+  for (auto& c : conns) {
+    c->SendFrame(h, &iov, 1, SendMode::kForce, absl::InfinitePast())
+        .IgnoreError();
+  }
+}
+
+absl::Status TcpTransport::RegisterRegion(RegionId id, void* base,
+                                          size_t length, RegionAccess access) {
+  std::unique_lock<std::shared_mutex> lock(regions_.mutex());
+  SSIHV_RETURN_IF_ERROR(regions_.Validate(id, base, length));
+  if (regions_.ExportedEntries().size() >= kMaxRegions) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "RegisterRegion id=", id, ": at most ", kMaxRegions, " regions"));
+  }
+  LocalRegion r;
+  r.id = id;
+  r.base = static_cast<uint8_t*>(base);
+  r.length = length;
+  r.access = access;
+  regions_.Add(r);
+  if (access == RegionAccess::kRemoteRead) {
+    uint8_t entry[kRegionEntrySize];
+    EncodeRegionEntry(LocalRegions::EntryOf(r), entry);
+    Broadcast(FrameKind::kRegionAdd, entry, sizeof(entry));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TcpTransport::UnregisterRegion(RegionId id) {
+  // The exclusive lock waits for fetches being served from the region.
+  std::unique_lock<std::shared_mutex> lock(regions_.mutex());
+  SSIHV_ASSIGN_OR_RETURN(LocalRegion r, regions_.Remove(id));
+  if (r.access == RegionAccess::kRemoteRead) {
+    uint8_t payload[8];
+    EncodeRegionId(id, payload);
+    Broadcast(FrameKind::kRegionRemove, payload, sizeof(payload));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TcpTransport::Send(NodeId to, MessageType type,
+                                absl::Span<const uint8_t> payload,
+                                absl::Time deadline) {
+  if (payload.size() > options_.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Send node=", to, ": payload of ", payload.size(),
+        " bytes exceeds max_message_bytes ", options_.max_message_bytes));
+  }
+  SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(to, "Send"));
+  FrameHeader h;
+  h.kind = FrameKind::kMessage;
+  h.type = type;
+  h.length = static_cast<uint32_t>(payload.size());
+  struct iovec iov = Iov(payload);
+  bool wait = !OnDataThread() && deadline > absl::Now();
+  SSIHV_RETURN_IF_ERROR(conn->SendFrame(
+      h, &iov, 1, wait ? SendMode::kWait : SendMode::kNoWait, deadline));
+  Bump(stats_.messages_sent);
+  return absl::OkStatus();
+}
+
+absl::Status TcpTransport::Call(NodeId to, MessageType type,
+                                absl::Span<const uint8_t> payload,
+                                ResponseCallback done) {
+  if (payload.size() > options_.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Call node=", to, ": payload of ", payload.size(),
+        " bytes exceeds max_message_bytes ", options_.max_message_bytes));
+  }
+  SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(to, "Call"));
+  PendingOp* op = conn->pending().Acquire(OpKind::kCall, false,
+                                          absl::Now() + options_.op_timeout,
+                                          absl::InfinitePast());
+  if (op == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("Call node=", to, ": ", options_.max_outstanding,
+                     " requests already in flight"));
+  }
+  op->call_done = std::move(done);
+  loop_.HoldTick();
+  FrameHeader h;
+  h.kind = FrameKind::kRequest;
+  h.type = type;
+  h.id = op->id;
+  h.length = static_cast<uint32_t>(payload.size());
+  struct iovec iov = Iov(payload);
+  absl::Status st =
+      conn->SendFrame(h, &iov, 1, SendMode::kNoWait, absl::InfinitePast());
+  if (!st.ok()) {
+    uint32_t prev;
+    if (!PendingTable::Claim(op, &prev)) return absl::OkStatus();
+    conn->pending().Release(op);
+    loop_.ReleaseTick();
+    return st;
+  }
+  Bump(stats_.messages_sent);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> TcpTransport::CallSync(NodeId to, MessageType type,
+                                              absl::Span<const uint8_t> payload,
+                                              absl::Span<uint8_t> response) {
+  SSIHV_RETURN_IF_ERROR(CheckMayBlock("CallSync"));
+  if (payload.size() > options_.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CallSync node=", to, ": payload of ", payload.size(),
+        " bytes exceeds max_message_bytes ", options_.max_message_bytes));
+  }
+  SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(to, "CallSync"));
+  absl::Time deadline = absl::Now() + options_.op_timeout;
+  PendingOp* op =
+      conn->pending().Acquire(OpKind::kCall, true, deadline, deadline);
+  if (op == nullptr) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("CallSync node=", to, ": no request slot in time"));
+  }
+  op->response = response;
+  FrameHeader h;
+  h.kind = FrameKind::kRequest;
+  h.type = type;
+  h.id = op->id;
+  h.length = static_cast<uint32_t>(payload.size());
+  struct iovec iov = Iov(payload);
+  absl::Status st = conn->SendFrame(h, &iov, 1, SendMode::kWait, deadline);
+  uint32_t prev;
+  if (!st.ok() && PendingTable::Claim(op, &prev)) {
+    conn->pending().Release(op);
+    return st;
+  }
+  Bump(stats_.messages_sent);
+  conn->AwaitSync(op, deadline);
+  absl::Status result = op->status;
+  size_t n = op->response_length;
+  conn->pending().Release(op);
+  if (!result.ok()) return result;
+  return n;
+}
+
+absl::Status TcpTransport::SendReply(const ReplyToken& to, FrameHeader h,
+                                     const struct iovec* iov, int count) {
+  SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(to.to, "Reply"));
+  return conn->SendFrame(h, iov, count, SendMode::kReply, absl::InfinitePast());
+}
+
+absl::Status TcpTransport::Reply(const ReplyToken& to, MessageType type,
+                                 absl::Span<const uint8_t> payload) {
+  if (payload.size() > options_.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Reply node=", to.to, ": payload of ", payload.size(),
+        " bytes exceeds max_message_bytes ", options_.max_message_bytes));
+  }
+  FrameHeader h;
+  h.kind = FrameKind::kResponse;
+  h.type = type;
+  h.id = to.request_id;
+  h.length = static_cast<uint32_t>(payload.size());
+  struct iovec iov = Iov(payload);
+  return SendReply(to, h, &iov, 1);
+}
+
+absl::Status TcpTransport::ReplyError(const ReplyToken& to,
+                                      const absl::Status& error) {
+  std::vector<uint8_t> payload = EncodeError(error);
+  FrameHeader h;
+  h.kind = FrameKind::kResponse;
+  h.flags = kFlagError;
+  h.id = to.request_id;
+  h.length = static_cast<uint32_t>(payload.size());
+  struct iovec iov = {payload.data(), payload.size()};
+  return SendReply(to, h, &iov, 1);
+}
+
+absl::StatusOr<PendingOp*> TcpTransport::StartFetch(
+    TcpConnection& conn, RegionId region, uint64_t offset,
+    absl::Span<uint8_t> dst, bool sync, absl::Time deadline) {
+  if (dst.empty() || dst.size() > options_.max_fetch_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Fetch node=", conn.peer(), ": length ", dst.size(),
+                     " not in 1..", options_.max_fetch_bytes));
+  }
+  absl::StatusOr<RegionEntry> entry =
+      conn.peer_regions().Check(conn.peer(), region, offset, dst.size());
+  if (!entry.ok()) {
+    Bump(stats_.fetches_refused);
+    return entry.status();
+  }
+  PendingOp* op = conn.pending().Acquire(
+      OpKind::kFetch, sync, deadline, sync ? deadline : absl::InfinitePast());
+  if (op == nullptr) {
+    if (sync) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "Fetch node=", conn.peer(), ": no request slot in time"));
+    }
+    return absl::ResourceExhaustedError(
+        absl::StrCat("FetchAsync node=", conn.peer(), ": ",
+                     options_.max_outstanding, " requests already in flight"));
+  }
+  op->dst = dst.data();
+  op->length = static_cast<uint32_t>(dst.size());
+  op->region = region;
+  return op;
+}
+
+absl::Status TcpTransport::Fetch(NodeId peer, RegionId region, uint64_t offset,
+                                 absl::Span<uint8_t> dst) {
+  SSIHV_RETURN_IF_ERROR(CheckMayBlock("Fetch"));
+  SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(peer, "Fetch"));
+  absl::Time deadline = absl::Now() + options_.op_timeout;
+  SSIHV_ASSIGN_OR_RETURN(
+      PendingOp * op, StartFetch(*conn, region, offset, dst, true, deadline));
+  uint8_t payload[kFetchRequestSize];
+  EncodeFetchRequest({region, op->length, offset}, payload);
+  FrameHeader h;
+  h.kind = FrameKind::kFetchRequest;
+  h.id = op->id;
+  h.length = kFetchRequestSize;
+  struct iovec iov = {payload, sizeof(payload)};
+  absl::Status st = conn->SendFrame(h, &iov, 1, SendMode::kWait, deadline);
+  uint32_t prev;
+  if (!st.ok() && PendingTable::Claim(op, &prev)) {
+    conn->pending().Release(op);
+    return st;
+  }
+  conn->AwaitSync(op, deadline);
+  absl::Status result = op->status;
+  conn->pending().Release(op);
+  return result;
+}
+
+absl::Status TcpTransport::FetchAsync(NodeId peer, RegionId region,
+                                      uint64_t offset, absl::Span<uint8_t> dst,
+                                      FetchCallback done) {
+  SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(peer, "FetchAsync"));
+  SSIHV_ASSIGN_OR_RETURN(PendingOp * op,
+                         StartFetch(*conn, region, offset, dst, false,
+                                    absl::Now() + options_.op_timeout));
+  op->fetch_done = std::move(done);
+  loop_.HoldTick();
+  uint8_t payload[kFetchRequestSize];
+  EncodeFetchRequest({region, op->length, offset}, payload);
+  FrameHeader h;
+  h.kind = FrameKind::kFetchRequest;
+  h.id = op->id;
+  h.length = kFetchRequestSize;
+  struct iovec iov = {payload, sizeof(payload)};
+  absl::Status st =
+      conn->SendFrame(h, &iov, 1, SendMode::kNoWait, absl::InfinitePast());
+  if (!st.ok()) {
+    uint32_t prev;
+    if (!PendingTable::Claim(op, &prev)) return absl::OkStatus();
+    conn->pending().Release(op);
+    loop_.ReleaseTick();
+    return st;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Transport>> CreateTcpTransport(
+    const cluster::ClusterConfig& config, NodeId self,
+    TransportOptions options) {
+  if (self >= config.num_nodes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("node id ", self, " is not in the cluster config (",
+                     config.num_nodes(), " nodes)"));
+  }
+  SSIHV_RETURN_IF_ERROR(ValidateOptions(options));
+  return std::unique_ptr<Transport>(
+      new TcpTransport(config, self, std::move(options)));
+}
+
+}  // namespace ssihv::rdmax

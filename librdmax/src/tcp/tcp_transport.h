@@ -1,0 +1,98 @@
+// The TCP backend: the Asio control plane authenticates connections, the
+// data thread (EventLoop) owns them (TcpConnection). One connection per peer
+// pair: the higher id dials, a newer authenticated connection from the same
+// peer replaces the old one (a restarted peer).
+#ifndef SSIHV_RDMAX_TCP_TCP_TRANSPORT_H_
+#define SSIHV_RDMAX_TCP_TCP_TRANSPORT_H_
+
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "control_plane.h"
+#include "event_loop.h"
+#include "tcp/tcp_connection.h"
+#include "transport_base.h"
+
+namespace ssihv::rdmax {
+
+class TcpTransport final : public TransportBase {
+ public:
+  TcpTransport(const cluster::ClusterConfig& config, NodeId self,
+               TransportOptions options);
+  ~TcpTransport() override;
+
+  BackendKind kind() const override { return BackendKind::kTcp; }
+  std::string Describe() const override;
+  absl::Status Start() override;
+  void Shutdown() override;
+
+  absl::Status RegisterRegion(RegionId id, void* base, size_t length,
+                              RegionAccess access) override;
+  absl::Status UnregisterRegion(RegionId id) override;
+  absl::Status Send(NodeId to, MessageType type,
+                    absl::Span<const uint8_t> payload,
+                    absl::Time deadline) override;
+  absl::Status Call(NodeId to, MessageType type,
+                    absl::Span<const uint8_t> payload,
+                    ResponseCallback done) override;
+  absl::StatusOr<size_t> CallSync(NodeId to, MessageType type,
+                                  absl::Span<const uint8_t> payload,
+                                  absl::Span<uint8_t> response) override;
+  absl::Status Reply(const ReplyToken& to, MessageType type,
+                     absl::Span<const uint8_t> payload) override;
+  absl::Status ReplyError(const ReplyToken& to,
+                          const absl::Status& error) override;
+  absl::Status Fetch(NodeId peer, RegionId region, uint64_t offset,
+                     absl::Span<uint8_t> dst) override;
+  absl::Status FetchAsync(NodeId peer, RegionId region, uint64_t offset,
+                          absl::Span<uint8_t> dst, FetchCallback done) override;
+
+  // ---- for TcpConnection ----
+  EventLoop& loop() { return loop_; }
+  const TransportOptions& options() const { return options_; }
+  const FrameLimits& limits() const { return limits_; }
+  LocalRegions& regions() { return regions_; }
+  AtomicStats& atomic_stats() { return stats_; }
+  void DeliverMessage(const Message& m) { Deliver(m); }
+  void OnConnectionUp(std::shared_ptr<TcpConnection> conn);
+  void PostTeardown(std::shared_ptr<TcpConnection> conn);
+  void PostService(std::shared_ptr<TcpConnection> conn);
+
+ private:
+  void RunDataThread();
+  void Adopt(ControlPlane::Authenticated a);
+  /// The up connection to `peer`, or Unavailable / InvalidArgument.
+  absl::StatusOr<std::shared_ptr<TcpConnection>> Connection(
+      NodeId peer, absl::string_view op);
+  absl::Status SendReply(const ReplyToken& to, FrameHeader h,
+                         const struct iovec* iov, int count);
+  /// Issues a fetch request; the op must be set up by the caller.
+  absl::StatusOr<PendingOp*> StartFetch(TcpConnection& conn, RegionId region,
+                                        uint64_t offset,
+                                        absl::Span<uint8_t> dst, bool sync,
+                                        absl::Time deadline);
+  void Broadcast(FrameKind kind, const uint8_t* payload, size_t length);
+
+  std::unique_ptr<ControlPlane> control_;
+  EventLoop loop_;
+  std::thread data_thread_;
+  std::mutex state_mu_;  // started_/stopped_
+  bool started_ = false;
+  bool stopped_ = false;
+
+  std::mutex conns_mu_;
+  std::vector<std::shared_ptr<TcpConnection>> current_;  // up, per peer
+  // Connections that have been sent this node's region table; updated with
+  // regions_.mutex() held exclusively so each region is advertised once.
+  std::vector<std::shared_ptr<TcpConnection>> advertised_;
+  // Data thread only.
+  absl::flat_hash_map<uint64_t, std::shared_ptr<TcpConnection>> by_token_;
+  uint64_t next_token_ = 1;
+};
+
+}  // namespace ssihv::rdmax
+
+#endif  // SSIHV_RDMAX_TCP_TCP_TRANSPORT_H_

@@ -1,0 +1,142 @@
+#include "transport_base.h"
+
+#include "absl/strings/str_cat.h"
+#include "ssihv/base/log.h"
+
+namespace ssihv::rdmax {
+namespace {
+
+// The transport whose data thread the current thread is (nullptr if none).
+thread_local const TransportBase* current_data_thread = nullptr;
+
+}  // namespace
+
+TransportStats AtomicStats::Snapshot() const {
+  TransportStats s;
+  s.messages_sent = messages_sent.load();
+  s.messages_received = messages_received.load();
+  s.fetches = fetches.load();
+  s.fetch_bytes = fetch_bytes.load();
+  s.fetches_served = fetches_served.load();
+  s.fetches_refused = fetches_refused.load();
+  s.bounce_copies = bounce_copies.load();
+  s.send_queue_full = send_queue_full.load();
+  s.connections_established = connections_established.load();
+  s.connections_lost = connections_lost.load();
+  s.auth_failures = auth_failures.load();
+  s.malformed_frames = malformed_frames.load();
+  s.send_queue_high_water = send_queue_high_water.load();
+  return s;
+}
+
+void AtomicStats::NoteQueueDepth(uint64_t bytes) {
+  uint64_t cur = send_queue_high_water.load(std::memory_order_relaxed);
+  while (bytes > cur && !send_queue_high_water.compare_exchange_weak(
+                            cur, bytes, std::memory_order_relaxed)) {
+  }
+}
+
+absl::string_view BackendName(BackendKind kind) {
+  switch (kind) {
+    case BackendKind::kLoopback:
+      return "loopback";
+    case BackendKind::kTcp:
+      return "tcp";
+    case BackendKind::kRdma:
+      return "rdma";
+  }
+  return "?";
+}
+
+absl::Status Transport::WaitForAllPeers(absl::Time deadline) {
+  // The number of nodes is not part of the interface; peers are probed
+  // until one is not a cluster member (InvalidArgument).
+  for (NodeId peer = 0;; ++peer) {
+    if (peer == self()) continue;
+    absl::Status st = WaitForPeer(peer, deadline);
+    if (absl::IsInvalidArgument(st)) return absl::OkStatus();
+    if (!st.ok()) return st;
+  }
+}
+
+TransportBase::TransportBase(const cluster::ClusterConfig& config, NodeId self,
+                             TransportOptions options)
+    : Transport(self),
+      config_(config),
+      options_(std::move(options)),
+      connected_(config.num_nodes(), false) {
+  limits_.max_message_bytes = options_.max_message_bytes;
+  limits_.max_fetch_bytes = options_.max_fetch_bytes;
+}
+
+absl::Status TransportBase::CheckPeer(NodeId peer, absl::string_view op) const {
+  if (peer >= config_.num_nodes() || peer == self()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(op, " node=", peer, ": not a peer of node ", self(),
+                     " (cluster of ", config_.num_nodes(), ")"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TransportBase::CheckMayBlock(absl::string_view op) const {
+  if (current_data_thread == this) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(op,
+                     ": would block the transport's data thread (called from a "
+                     "callback; use the async form)"));
+  }
+  return absl::OkStatus();
+}
+
+void TransportBase::EnterDataThread() const { current_data_thread = this; }
+bool TransportBase::OnDataThread() const { return current_data_thread == this; }
+
+bool TransportBase::IsConnected(NodeId peer) const {
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  return peer < connected_.size() && connected_[peer];
+}
+
+absl::Status TransportBase::WaitForPeer(NodeId peer, absl::Time deadline) {
+  if (absl::Status st = CheckPeer(peer, "WaitForPeer"); !st.ok()) return st;
+  std::unique_lock<std::mutex> lock(peers_mu_);
+  while (!connected_[peer]) {
+    absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "node ", self(), ": node ", peer, " not connected in time"));
+    }
+    peers_cv_.wait_for(lock, absl::ToChronoNanoseconds(left));
+  }
+  return absl::OkStatus();
+}
+
+void TransportBase::NotePeerState(NodeId peer, PeerState state) {
+  {
+    std::lock_guard<std::mutex> lock(peers_mu_);
+    connected_[peer] = state == PeerState::kUp;
+  }
+  peers_cv_.notify_all();
+  base::Log(base::LogLevel::kInfo, "rdmax node ", self(), ": node ", peer,
+            state == PeerState::kUp ? " up" : " down");
+  if (peer_handler_) peer_handler_(peer, state);
+}
+
+void TransportBase::Deliver(const Message& message) {
+  Bump(stats_.messages_received);
+  if (message_handler_) {
+    message_handler_(message);
+    return;
+  }
+  if (message.request_id != 0) {
+    ReplyError(ReplyToken::For(message),
+               absl::UnimplementedError(
+                   absl::StrCat("node ", self(), " has no message handler")))
+        .IgnoreError();
+  } else {
+    base::Log(base::LogLevel::kWarning, "rdmax node ", self(),
+              ": no message handler; dropped message type ", message.type,
+              " from node ", message.from);
+  }
+}
+
+}  // namespace ssihv::rdmax

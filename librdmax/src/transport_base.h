@@ -1,0 +1,91 @@
+// What every backend shares: the config and options, the handlers, the
+// statistics counters, this node's registered regions, the set of
+// connected peers (for WaitForPeer) and the "am I on the data thread" mark
+// that turns blocking calls from callbacks into errors.
+#ifndef SSIHV_RDMAX_TRANSPORT_BASE_H_
+#define SSIHV_RDMAX_TRANSPORT_BASE_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "regions.h"
+#include "ssihv/cluster/config.h"
+#include "ssihv/rdmax/transport.h"
+
+namespace ssihv::rdmax {
+
+struct AtomicStats {
+  std::atomic<uint64_t> messages_sent{0};
+  std::atomic<uint64_t> messages_received{0};
+  std::atomic<uint64_t> fetches{0};
+  std::atomic<uint64_t> fetch_bytes{0};
+  std::atomic<uint64_t> fetches_served{0};
+  std::atomic<uint64_t> fetches_refused{0};
+  std::atomic<uint64_t> bounce_copies{0};
+  std::atomic<uint64_t> send_queue_full{0};
+  std::atomic<uint64_t> connections_established{0};
+  std::atomic<uint64_t> connections_lost{0};
+  std::atomic<uint64_t> auth_failures{0};
+  std::atomic<uint64_t> malformed_frames{0};
+  std::atomic<uint64_t> send_queue_high_water{0};
+
+  TransportStats Snapshot() const;
+  void NoteQueueDepth(uint64_t bytes);
+};
+
+/// Relaxed increment of a statistics counter.
+inline void Bump(std::atomic<uint64_t>& counter, uint64_t by = 1) {
+  counter.fetch_add(by, std::memory_order_relaxed);
+}
+
+class TransportBase : public Transport {
+ public:
+  bool IsConnected(NodeId peer) const override;
+  absl::Status WaitForPeer(NodeId peer, absl::Time deadline) override;
+  void SetMessageHandler(MessageHandler handler) override {
+    message_handler_ = std::move(handler);
+  }
+  void SetPeerHandler(PeerHandler handler) override {
+    peer_handler_ = std::move(handler);
+  }
+  TransportStats stats() const override { return stats_.Snapshot(); }
+
+ protected:
+  TransportBase(const cluster::ClusterConfig& config, NodeId self,
+                TransportOptions options);
+
+  /// InvalidArgument unless `peer` is another node of the cluster.
+  absl::Status CheckPeer(NodeId peer, absl::string_view op) const;
+  /// FailedPrecondition when called on this transport's data thread.
+  absl::Status CheckMayBlock(absl::string_view op) const;
+  /// Marks the calling thread as this transport's data thread.
+  void EnterDataThread() const;
+  bool OnDataThread() const;
+
+  /// Records the peer's state and calls the peer handler (data thread).
+  void NotePeerState(NodeId peer, PeerState state);
+  /// Delivers a message or request to the handler (data thread). Without a
+  /// handler, requests get an Unimplemented error via `reply_error`.
+  void Deliver(const Message& message);
+
+  const cluster::ClusterConfig config_;
+  const TransportOptions options_;
+  FrameLimits limits_;
+  MessageHandler message_handler_;
+  PeerHandler peer_handler_;
+  mutable AtomicStats stats_;
+  LocalRegions regions_;
+
+ private:
+  mutable std::mutex peers_mu_;
+  std::condition_variable peers_cv_;
+  std::vector<bool> connected_;
+};
+
+}  // namespace ssihv::rdmax
+
+#endif  // SSIHV_RDMAX_TRANSPORT_BASE_H_

@@ -1,0 +1,107 @@
+// Backend harnesses for the transport conformance suite: each makes a
+// cluster config, creates transports for its backend and can play an
+// impostor or a raw misbehaving peer.
+#ifndef SSIHV_RDMAX_TESTS_HARNESS_H_
+#define SSIHV_RDMAX_TESTS_HARNESS_H_
+
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "ssihv/base/log.h"
+#include "ssihv/cluster/config.h"
+#include "ssihv/rdmax/loopback.h"
+#include "ssihv/rdmax/transport.h"
+
+namespace ssihv::rdmax::testing {
+
+inline const std::string kTestSecret = "conformance-suite-cluster-secret";
+
+/// A cluster config of `n` nodes; addresses on 127.0.0.1 with ports the
+/// kernel just handed out (bound and released; fine for tests).
+cluster::ClusterConfig MakeConfig(size_t n, const std::string& transport);
+
+/// Captures base::Log lines while alive.
+class LogCapture {
+ public:
+  LogCapture();
+  ~LogCapture();
+  bool Contains(const std::string& needle) const;
+  std::string All() const;
+
+ private:
+  mutable std::mutex mu_;
+  std::vector<std::string> lines_;
+};
+
+class Harness {
+ public:
+  virtual ~Harness() = default;
+  virtual absl::StatusOr<std::unique_ptr<Transport>> Make(
+      NodeId id, TransportOptions options) = 0;
+  /// Runs the handshake against `target` claiming `claimed` with `secret`
+  /// from outside the cluster; OK if the target accepted.
+  virtual absl::Status Impostor(NodeId target, NodeId claimed,
+                                const std::string& secret) = 0;
+  /// Authenticates as node `as` to `target`, then writes `bytes` as if they
+  /// were frames. OK when the target then closed the connection (without
+  /// sending anything but its region table). Unimplemented where there is
+  /// no byte stream (loopback).
+  virtual absl::Status SendRawAfterAuth(NodeId target, NodeId as,
+                                        const std::vector<uint8_t>& bytes) = 0;
+  const cluster::ClusterConfig& config() const { return config_; }
+
+ protected:
+  cluster::ClusterConfig config_;
+};
+
+class LoopbackHarness : public Harness {
+ public:
+  static constexpr const char* kName = "loopback";
+  explicit LoopbackHarness(size_t nodes);
+  absl::StatusOr<std::unique_ptr<Transport>> Make(
+      NodeId id, TransportOptions options) override;
+  absl::Status Impostor(NodeId target, NodeId claimed,
+                        const std::string& secret) override;
+  absl::Status SendRawAfterAuth(NodeId, NodeId,
+                                const std::vector<uint8_t>&) override {
+    return absl::UnimplementedError("loopback has no byte stream");
+  }
+
+ private:
+  std::shared_ptr<LoopbackFabric> fabric_;
+};
+
+/// TCP (and, with rdma=true, the RDMA backend's TCP control connection).
+class SocketHarness : public Harness {
+ public:
+  SocketHarness(size_t nodes, bool rdma);
+  absl::StatusOr<std::unique_ptr<Transport>> Make(
+      NodeId id, TransportOptions options) override;
+  absl::Status Impostor(NodeId target, NodeId claimed,
+                        const std::string& secret) override;
+  absl::Status SendRawAfterAuth(NodeId target, NodeId as,
+                                const std::vector<uint8_t>& bytes) override;
+
+ private:
+  bool rdma_;
+};
+
+class TcpHarness : public SocketHarness {
+ public:
+  static constexpr const char* kName = "tcp";
+  explicit TcpHarness(size_t nodes) : SocketHarness(nodes, false) {}
+};
+
+class RdmaHarness : public SocketHarness {
+ public:
+  static constexpr const char* kName = "rdma";
+  explicit RdmaHarness(size_t nodes) : SocketHarness(nodes, true) {}
+};
+
+}  // namespace ssihv::rdmax::testing
+
+#endif  // SSIHV_RDMAX_TESTS_HARNESS_H_
