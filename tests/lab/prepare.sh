@@ -265,7 +265,9 @@ rm -rf "$cache"/tmp.*
 
 if [ "$refresh" = 1 ] || [ ! -e "$cache/resolved.env" ]; then
   kernel_pkg=$(resolve_kernel) ||
-    fail "no linux-image-*-amd64 known to apt (run apt-get update)"
+    { log "apt knows no linux-image-*-amd64: apt-get update"; host_apt update >&2
+      kernel_pkg=$(resolve_kernel); } ||
+    fail "no linux-image-*-amd64 known to apt"
   fetch_kernel "$kernel_pkg"
   qemu_choice=${SSIHV_LAB_QEMU:-backports}
   qemu_ver=

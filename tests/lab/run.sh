@@ -12,7 +12,8 @@
 #
 # Options:
 #   --timeout S     hard limit for boot + command (default 600, or
-#                   $SSIHV_LAB_TIMEOUT); QEMU itself is killed at the limit
+#                   $SSIHV_LAB_TIMEOUT; --shell: none unless given); QEMU
+#                   itself is killed at the limit
 #   --results DIR   writable share, mounted at the same path inside and
 #                   exported there as $SSIHV_LAB_RESULTS (default:
 #                   $SSIHV_LAB_RESULTS, else a new folder under /tmp)
@@ -26,7 +27,8 @@
 # Exit status: the command's; 124 when the timeout killed a live VM (the
 # command was too slow or stuck: a test failure); 125 when the lab itself
 # failed (VM hung twice or crashed, setup failed). A hung VM (heartbeat
-# stale for $SSIHV_LAB_HANG_S s, default 60) is retried once, and says so.
+# stale for $SSIHV_LAB_HANG_S s, default 60, or no heartbeat within
+# $SSIHV_LAB_BOOT_S s of boot, default 90) is retried once, and says so.
 # Console log and lab facts: <results>/.lab/{console.log,lab.env,status}.
 #
 # Environment: SSIHV_LAB_ACCEL=kvm boots with the host's KVM instead of TCG
@@ -39,13 +41,13 @@ here=$(cd "$(dirname "$0")" && pwd)
 usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; }
 timeout_s=${SSIHV_LAB_TIMEOUT:-600}
 hang_s=${SSIHV_LAB_HANG_S:-60}
-boot_s=${SSIHV_LAB_BOOT_S:-120}
+boot_s=${SSIHV_LAB_BOOT_S:-90}
 results=${SSIHV_LAB_RESULTS:-}
-mode=run retry=1
+mode=run retry=1 timeout_given=0
 extra_env=()
 while [ $# -gt 0 ]; do
   case "$1" in
-    --timeout) timeout_s=${2:?--timeout needs seconds}; shift 2 ;;
+    --timeout) timeout_s=${2:?--timeout needs seconds}; timeout_given=1; shift 2 ;;
     --results) results=${2:?--results needs a folder}; shift 2 ;;
     --env) [[ "${2:-}" == [A-Za-z_]*=* ]] ||
              { echo "run.sh: --env needs NAME=VALUE" >&2; exit 2; }
@@ -115,8 +117,11 @@ chardev="stdio,id=con,mux=on,logfile=$ctl/console.log"
 # Batch runs: Ctrl-C on the host stops the run; the shell passes it in.
 [ "$mode" = run ] && chardev+=",signal=on"
 [ "$mode" = shell ] && chardev+=",signal=off"
+# -display none rather than -nographic: with -nographic SeaBIOS also writes
+# to the serial console, starting with a terminal reset (ESC c) that wipes
+# the caller's screen. The console is the serial port either way.
 qargs+=(-machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m 2G
-  -nographic -no-reboot -nic none -nodefaults
+  -display none -no-reboot -nic none -nodefaults
   -chardev "$chardev" -serial chardev:con -mon chardev=con,mode=readline
   -kernel "$LAB_KERNEL" -initrd "$LAB_INITRD"
   -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
@@ -148,13 +153,16 @@ boot_once() {
   while kill -0 "$qpid" 2>/dev/null; do
     sleep 1
     now=$(date +%s)
-    if [ "$mode" = shell ]; then continue; fi
-    if [ $((now - start)) -ge "$timeout_s" ]; then
-      outcome=timeout
-    elif [ -e "$ctl/heartbeat" ]; then
+    # Hung first: a VM that never reaches init or stops its heartbeat is a
+    # lab failure (retried), not the command's.
+    if [ "$mode" = run ] && [ -e "$ctl/heartbeat" ]; then
       [ $((now - $(stat -c %Y "$ctl/heartbeat"))) -ge "$hang_s" ] && outcome=hung
-    elif [ $((now - start)) -ge "$boot_s" ]; then
+    elif [ "$mode" = run ] && [ $((now - start)) -ge "$boot_s" ]; then
       outcome=hung
+    fi
+    if [ -z "$outcome" ] && [ $((now - start)) -ge "$timeout_s" ] &&
+      { [ "$mode" = run ] || [ "$timeout_given" = 1 ]; }; then
+      outcome=timeout
     fi
     if [ -n "$outcome" ]; then
       kill_qemu "$qpid"
@@ -189,7 +197,8 @@ while :; do
       fi
       last_console
       if [ "$retry" = 1 ] && [ "$attempt" = 1 ]; then
-        say "retrying the hung run ONCE (attempt 2 of 2)"
+        mv "$ctl/console.log" "$ctl/console.attempt1.log" 2>/dev/null || true
+        say "retrying the hung run ONCE (attempt 2 of 2; first console: $ctl/console.attempt1.log)"
         attempt=2
         continue
       fi
