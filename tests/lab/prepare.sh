@@ -242,6 +242,9 @@ build_initramfs() {  # kver -> path
     pack_cpio "$stage" "$out"
     rm -rf "$stage"
   fi
+  # Keep what is in use; drop variants nobody used for a day.
+  touch "$out"
+  find "$cache" -maxdepth 1 -name 'initramfs-*.cpio' -mtime +0 -delete
   echo "$out"
 }
 

@@ -17,7 +17,8 @@ skip_or_fail() {  # dev reason
 fail() { echo "FAIL: $*"; exit 1; }
 
 require_kvm() {
-  [ -e /dev/kvm ] || skip_or_fail kvm "open /dev/kvm: No such file or directory"
+  # Test -c before opening: `<>` would create a plain file /dev/kvm.
+  [ -c /dev/kvm ] || skip_or_fail kvm "open /dev/kvm: No such file or directory"
   { : <>/dev/kvm; } 2>/dev/null ||
     skip_or_fail kvm "open /dev/kvm: cannot open read-write"
 }

@@ -38,9 +38,9 @@ while IFS= read -r line; do
     init_ms=$(( $(ms) - start ))
     marker=$line
   fi
-done < <(timeout -k 5 180 "$qemu" "${args[@]}" </dev/null 2>&1; echo "QEMU_EXIT $?")
+done < <(timeout -k 5 180 "$qemu" "${args[@]}" </dev/null 2>&1; r=$?; echo; echo "QEMU_EXIT $r")
 total_ms=$(( $(ms) - start ))
-qemu_rc=$(awk '/^QEMU_EXIT/ {print $2}' "$tmp/console")
+qemu_rc=$(sed -n 's/^QEMU_EXIT \([0-9]*\)$/\1/p' "$tmp/console")
 tr -d '\r' < "$tmp/console"
 [ -n "$init_ms" ] || fail "the guest's init never ran (qemu exit $qemu_rc)"
 [ "$qemu_rc" = 0 ] || fail "qemu exited $qemu_rc after the init ran"

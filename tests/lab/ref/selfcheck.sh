@@ -22,7 +22,7 @@ check() {  # description command...
 rxe=${SSIHV_LAB_RDMA_DEV:-rxe0}
 port=/sys/class/infiniband/$rxe/ports/1
 check "/dev/kvm is a character device" test -c /dev/kvm
-check "/dev/kvm opens read-write" sh -c ': <>/dev/kvm'
+check "/dev/kvm opens read-write" sh -c 'test -c /dev/kvm && : <>/dev/kvm'
 check "kvm_amd is loaded" test -d /sys/module/kvm_amd
 check "kvm_amd has nested paging (npt=Y)" grep -qx Y /sys/module/kvm_amd/parameters/npt
 check "KVM VMs held for the lab's life (kvm-hold)" \
