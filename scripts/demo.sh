@@ -5,4 +5,4 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 "$root/scripts/setup.sh" >&2
 "$root/scripts/build.sh" release >/dev/null
-exec "$root/build/apps/acpi-gen" --dump
+exec "$root/build/apps/acpi-gen/acpi-gen" --dump
