@@ -1,0 +1,174 @@
+// librdmax benchmarks (issue 5), each against its floor in the same binary
+// and run:
+//   BM_Fetch4K/tcp       4 KiB Transport::Fetch from another process (TCP)
+//   BM_Floor/tcp_rtt_4k  raw blocking-socket 4 KiB request/response
+//   BM_Fetch4K/rdma      4 KiB Transport::Fetch over RDMA (busy-poll mode)
+//   BM_Fetch4K/rdma_event   the same in the default event mode
+//   BM_Floor/ib_read_4k  raw verbs RDMA READ, busy-polled (ib_floor.cc)
+// with counters p50_us and p99_us. docs/PERFORMANCE.md ("Transport") has the
+// command and the ratios. RDMA entries skip with the reason where no verbs
+// device exists.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <memory>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "bench_common.h"
+#include "ssihv/base/log.h"
+#include "ssihv/base/mapped_region.h"
+#include "ssihv/cluster/config.h"
+#include "ssihv/rdmax/transport.h"
+
+namespace ssihv::bench {
+
+void RegisterTcpFloor();
+void RegisterIbFloor();
+
+namespace {
+
+using rdmax::BackendKind;
+using rdmax::Transport;
+using rdmax::TransportOptions;
+
+constexpr char kSecret[] = "transport-benchmark-cluster-secret";
+
+// A port the kernel just handed out on 127.0.0.1 (released for the node).
+uint16_t FreePort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
+  socklen_t len = sizeof(a);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  close(fd);
+  return ntohs(a.sin_port);
+}
+
+cluster::ClusterConfig TwoNodes(BackendKind kind) {
+  std::string json = absl::StrCat(
+      "{\"transport\": \"", kind == BackendKind::kRdma ? "rdma" : "tcp",
+      "\", \"nodes\": [{\"id\": 0, \"vcpus\": 1, \"memory_mib\": 2, "
+      "\"address\": \"127.0.0.1:",
+      FreePort(),
+      "\"}, {\"id\": 1, \"vcpus\": 1, \"memory_mib\": 2, \"address\": "
+      "\"127.0.0.1:",
+      FreePort(), "\"}]}");
+  return *cluster::ParseClusterConfig(json);
+}
+
+absl::StatusOr<std::unique_ptr<Transport>> Make(
+    const cluster::ClusterConfig& config, rdmax::NodeId id, BackendKind kind,
+    bool busy_poll) {
+  TransportOptions o;
+  o.secret = kSecret;
+  o.busy_poll = busy_poll;
+  return kind == BackendKind::kRdma
+             ? rdmax::CreateRdmaTransport(config, id, std::move(o))
+             : rdmax::CreateTcpTransport(config, id, std::move(o));
+}
+
+// Node 1 in a child process: exports kServedPages of patterned memory.
+int ServeNode(const cluster::ClusterConfig& config, BackendKind kind,
+              int ready_fd, int stop_fd) {
+  auto mem = base::MappedRegion::Anonymous(kServedPages * kPage);
+  if (!mem.ok()) return 1;
+  for (uint64_t i = 0; i < mem->size(); ++i) mem->data()[i] = PatternAt(i);
+  auto t = Make(config, 1, kind, false);
+  if (!t.ok()) return 2;
+  if (!(*t)->RegisterRegion(1, mem->data(), mem->size()).ok()) return 3;
+  if (!(*t)->Start().ok()) return 4;
+  char one = 1;
+  if (write(ready_fd, &one, 1) != 1) return 5;
+  char byte;
+  [[maybe_unused]] ssize_t n = read(stop_fd, &byte, 1);
+  (*t)->Shutdown();
+  return 0;
+}
+
+void BM_Fetch4K(benchmark::State& state, BackendKind kind, bool busy_poll) {
+  base::SetMinLogLevel(base::LogLevel::kWarning);
+  if (kind == BackendKind::kRdma) {
+    absl::Status probe = rdmax::ProbeRdmaDevice("", 1);
+    if (!probe.ok()) {
+      state.SkipWithError(std::string(probe.message()).c_str());
+      return;
+    }
+  }
+  cluster::ClusterConfig config = TwoNodes(kind);
+  ServerProcess server;
+  if (!server.Start([&](int ready, int stop) {
+        return ServeNode(config, kind, ready, stop);
+      })) {
+    state.SkipWithError("server process failed to start");
+    return;
+  }
+  auto t = Make(config, 0, kind, busy_poll);
+  absl::Status st = t.status();
+  // The destination is registered (local only): on RDMA the READ lands in
+  // it directly, as it would in a pager's staging buffer.
+  auto dst = base::MappedRegion::Anonymous(kPage);
+  if (st.ok()) {
+    st = (*t)->RegisterRegion(100, dst->data(), kPage,
+                              rdmax::RegionAccess::kLocalOnly);
+  }
+  if (st.ok()) st = (*t)->Start();
+  if (st.ok()) st = (*t)->WaitForPeer(1, absl::Now() + absl::Seconds(30));
+  if (!st.ok()) {
+    state.SkipWithError(std::string(st.message()).c_str());
+    return;
+  }
+  Transport& transport = **t;
+  absl::Span<uint8_t> page(dst->data(), kPage);
+  std::vector<int64_t> ns;
+  ns.reserve(1 << 20);
+  uint64_t next = 0;
+  for (auto _ : state) {
+    uint64_t offset = (next++ % kServedPages) * kPage;
+    const int64_t t0 = NowNs();
+    absl::Status fetched = transport.Fetch(1, 1, offset, page);
+    ns.push_back(NowNs() - t0);
+    if (!fetched.ok()) {
+      state.SkipWithError(std::string(fetched.message()).c_str());
+      break;
+    }
+    if (page[4095] != PatternAt(offset + 4095)) {
+      state.SkipWithError("wrong bytes");
+      break;
+    }
+  }
+  SetPercentiles(state, ns);
+  state.SetBytesProcessed(state.iterations() * kPage);
+  transport.Shutdown();
+}
+
+}  // namespace
+}  // namespace ssihv::bench
+
+int main(int argc, char** argv) {
+  using ssihv::bench::BM_Fetch4K;
+  using ssihv::rdmax::BackendKind;
+  // Floors first, then the library, alternating per backend so that drift
+  // in the machine's speed shows up in both.
+  ssihv::bench::RegisterTcpFloor();
+  benchmark::RegisterBenchmark("BM_Fetch4K/tcp", BM_Fetch4K, BackendKind::kTcp,
+                               false)
+      ->UseRealTime();
+  ssihv::bench::RegisterIbFloor();
+  benchmark::RegisterBenchmark("BM_Fetch4K/rdma", BM_Fetch4K,
+                               BackendKind::kRdma, true)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("BM_Fetch4K/rdma_event", BM_Fetch4K,
+                               BackendKind::kRdma, false)
+      ->UseRealTime();
+  benchmark::Initialize(&argc, argv);
+  if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
