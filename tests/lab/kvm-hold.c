@@ -9,11 +9,11 @@
 //   - VM 1 has no in-kernel irqchip and one vCPU (kvm_has_noapic_vcpu key),
 //   - VM 2 has an in-kernel irqchip and one vCPU (the LAPIC's deferred keys).
 // Built statically by tests/lab/prepare.sh and started by the lab's init.
+#include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
 #include <stdio.h>
 #include <string.h>
-#include <errno.h>
 #include <sys/ioctl.h>
 #include <unistd.h>
 

@@ -54,7 +54,8 @@ class TinyGuest {
     region.guest_phys_addr = 0;
     region.memory_size = kRamSize;
     region.userspace_addr = reinterpret_cast<uint64_t>(ram_.data());
-    Check(::ioctl(vm_.get(), KVM_SET_USER_MEMORY_REGION, &region) == 0, "KVM_SET_USER_MEMORY_REGION slot=0");
+    Check(::ioctl(vm_.get(), KVM_SET_USER_MEMORY_REGION, &region) == 0,
+          "KVM_SET_USER_MEMORY_REGION slot=0");
 
     vcpu_ = UniqueFd(::ioctl(vm_.get(), KVM_CREATE_VCPU, 0));
     Check(vcpu_.valid(), "KVM_CREATE_VCPU 0");
@@ -78,6 +79,10 @@ class TinyGuest {
   }
 
   const kvm_run& run() const { return *run_; }
+  // The data of the current IO exit; for IN, the VMM writes the value here.
+  uint8_t* io_data() const {
+    return reinterpret_cast<uint8_t*>(run_) + run_->io.data_offset;
+  }
   uint8_t* ram() const { return ram_.data(); }
 
   uint64_t Rip() const {
@@ -111,20 +116,28 @@ class TinyGuest {
 
 uint32_t IoValue(const kvm_run& run) {
   uint32_t value = 0;
-  std::memcpy(&value, reinterpret_cast<const uint8_t*>(&run) + run.io.data_offset,
+  std::memcpy(&value,
+              reinterpret_cast<const uint8_t*>(&run) + run.io.data_offset,
               run.io.size);
   return value;
 }
 
 std::string ExitName(uint32_t reason) {
   switch (reason) {
-    case KVM_EXIT_IO: return "IO";
-    case KVM_EXIT_HLT: return "HLT";
-    case KVM_EXIT_MMIO: return "MMIO";
-    case KVM_EXIT_SHUTDOWN: return "SHUTDOWN";
-    case KVM_EXIT_FAIL_ENTRY: return "FAIL_ENTRY";
-    case KVM_EXIT_INTERNAL_ERROR: return "INTERNAL_ERROR";
-    default: return "exit " + std::to_string(reason);
+    case KVM_EXIT_IO:
+      return "IO";
+    case KVM_EXIT_HLT:
+      return "HLT";
+    case KVM_EXIT_MMIO:
+      return "MMIO";
+    case KVM_EXIT_SHUTDOWN:
+      return "SHUTDOWN";
+    case KVM_EXIT_FAIL_ENTRY:
+      return "FAIL_ENTRY";
+    case KVM_EXIT_INTERNAL_ERROR:
+      return "INTERNAL_ERROR";
+    default:
+      return "exit " + std::to_string(reason);
   }
 }
 
@@ -151,8 +164,8 @@ TEST_CASE("a guest reads a value the VMM supplies on IN and echoes it") {
 
   REQUIRE(ExitName(guest.Run()) == "IO");
   REQUIRE(guest.run().io.direction == KVM_EXIT_IO_IN);
-  auto& run = const_cast<kvm_run&>(guest.run());
-  reinterpret_cast<uint8_t*>(&run)[run.io.data_offset] = 99;
+  REQUIRE(guest.run().io.size == 1);
+  *guest.io_data() = 99;
 
   REQUIRE(ExitName(guest.Run()) == "IO");
   CHECK(guest.run().io.direction == KVM_EXIT_IO_OUT);

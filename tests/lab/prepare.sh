@@ -38,7 +38,8 @@ for arg in "$@"; do
   case "$arg" in
     --refresh) refresh=1 ;;
     --print-env) print_env=1 ;;
-    -h|--help) sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"
+      exit 0 ;;
     *) echo "prepare.sh: unknown argument '$arg' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -214,8 +215,10 @@ stage_busybox() {  # staging-dir init-script
   cp /bin/busybox "$1/bin/busybox"
   cp "$2" "$1/init"
   chmod 755 "$1/init"
-  # The kernel opens /dev/console before /init runs.
-  mknod -m 600 "$1/dev/console" c 5 1
+  # The kernel opens /dev/console before /init runs (init reopens it after
+  # mounting devtmpfs, so without root to mknod only early output is lost).
+  mknod -m 600 "$1/dev/console" c 5 1 2>/dev/null ||
+    log "cannot mknod dev/console (not root?): init's first lines are lost"
 }
 
 build_initramfs() {  # kver -> path

@@ -26,9 +26,9 @@
 #
 # Exit status: the command's; 124 when the timeout killed a live VM (the
 # command was too slow or stuck: a test failure); 125 when the lab itself
-# failed (VM hung twice or crashed, setup failed). A hung VM (heartbeat
-# stale for $SSIHV_LAB_HANG_S s, default 60, or no heartbeat within
-# $SSIHV_LAB_BOOT_S s of boot, default 90) is retried once, and says so.
+# failed (VM hung twice or crashed; prepare.sh or the VM's setup failed).
+# A hung VM (heartbeat stale for $SSIHV_LAB_HANG_S s, default 60, or none
+# within $SSIHV_LAB_BOOT_S s of boot, default 90) is retried once, saying so.
 # Console log and lab facts: <results>/.lab/{console.log,lab.env,status}.
 #
 # Environment: SSIHV_LAB_ACCEL=kvm boots with the host's KVM instead of TCG
@@ -38,7 +38,7 @@ set -euo pipefail
 shopt -s inherit_errexit
 here=$(cd "$(dirname "$0")" && pwd)
 
-usage() { sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"; }
 timeout_s=${SSIHV_LAB_TIMEOUT:-600}
 hang_s=${SSIHV_LAB_HANG_S:-60}
 boot_s=${SSIHV_LAB_BOOT_S:-90}
@@ -80,7 +80,9 @@ ctl=$results/.lab
 exec 8>"$ctl/lock"
 flock -n 8 || { echo "run.sh: another lab VM uses $results" >&2; exit 2; }
 
-eval "$("$here/prepare.sh" --print-env)"
+lab_env=$("$here/prepare.sh" --print-env) ||
+  { say "LAB SETUP FAILED: tests/lab/prepare.sh (see its messages above)"; exit 125; }
+eval "$lab_env"
 
 # The command, as a script in the share: no quoting through the kernel
 # command line, and the environment goes with it.
