@@ -105,14 +105,14 @@ class HomeAgent {
   absl::Status OnRequest(Env& env, NodeId from, const Message& msg, Entry& e);
   absl::Status OnInvAck(Env& env, NodeId from, const Message& msg, Entry& e);
   absl::Status OnDone(Env& env, NodeId from, const Message& msg, Entry& e);
-  absl::Status OnProbeAck(Env& env, NodeId from, const Message& msg,
-                          Entry& e);
+  absl::Status OnProbeAck(Env& env, NodeId from, const Message& msg, Entry& e);
   absl::Status OnStalled(Env& env, NodeId from, const Message& msg, Entry& e);
-  absl::Status OnDoneWhileRecovering(Env& env, NodeId from,
-                                     const Message& msg, Entry& e);
+  absl::Status OnDoneWhileRecovering(Env& env, NodeId from, const Message& msg,
+                                     Entry& e);
 
-  void StartRead(Env& env, PageId page, Entry& e, NodeId req, bool no_pull);
-  void StartWrite(Env& env, PageId page, Entry& e, NodeId req);
+  absl::Status StartRead(Env& env, PageId page, Entry& e, NodeId req,
+                         bool no_pull);
+  absl::Status StartWrite(Env& env, PageId page, Entry& e, NodeId req);
   void FinishAcks(Env& env, PageId page, Entry& e);
   void Settle(Env& env, PageId page, Entry& e);
   void EndTxn(Env& env, PageId page, Entry& e);

@@ -4,9 +4,9 @@
 
 #include <array>
 
+#include "ssihv/directory/output.h"
 #include "ssihv/directory/page_space.h"
 #include "ssihv/directory/stats.h"
-#include "ssihv/directory/output.h"
 #include "ssihv/directory/types.h"
 
 namespace ssihv::directory {
@@ -29,9 +29,7 @@ class Membership {
 
   /// The effective home of the pages of `static_home`'s range.
   NodeId HomeOfRange(NodeId static_home) const { return home_[static_home]; }
-  NodeId HomeOf(PageId page) const {
-    return home_[space_.StaticHomeOf(page)];
-  }
+  NodeId HomeOf(PageId page) const { return home_[space_.StaticHomeOf(page)]; }
 
   /// Marks `n` dead (it must be alive and not self). Returns the static
   /// ranges whose effective home changed (those that were homed at `n`).

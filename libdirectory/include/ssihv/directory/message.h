@@ -20,7 +20,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <string_view>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -31,28 +30,29 @@
 namespace ssihv::directory {
 
 enum class MsgType : uint8_t {
-  kReadReq = 1,     // requester -> home: read miss
-  kWriteReq = 2,    // requester -> home: write miss or upgrade (kFlagUpgrade)
-  kFwdRead = 3,     // home -> holder: send a read-only copy to `node`
-                    // (a Modified holder downgrades to Shared first)
-  kTransfer = 4,    // home -> holder: send the page to `node` as its new
-                    // owner and drop your copy (ownership transfer)
-  kInv = 5,         // home -> sharer: drop your copy, then kInvAck
-  kInvAck = 6,      // sharer -> home
-  kData = 7,        // holder -> requester: the page (bytes, or kFlagZero) and
-                    // the grant: Shared, or Modified with kFlagWrite
-  kGrant = 8,       // home -> requester: upgrade granted, no bytes
-  kPullGrant = 9,   // home -> requester: read granted; fetch the bytes from
-                    // `node`'s memory (one-sided), then kDone
-  kDone = 10,       // requester -> home: transaction complete (kFlagFailed:
-                    // the fetch of a kPullGrant failed)
-  kLost = 11,       // home -> requester: no valid copy exists any more
-  kProbe = 12,      // home -> holder (after a death): report your state
-  kProbeAck = 13,   // holder -> home: flags = LocalStateByte
-  kStalled = 14,    // requester -> home (after a death): still waiting
-  kFlush = 15,      // node -> node: I have processed the death of `node`
-  kReport = 16,     // node -> new home (after a death): my local states for
-                    // the pages of static range `node`
+  kReadReq = 1,    // requester -> home: read miss
+  kWriteReq = 2,   // requester -> home: write miss or upgrade (kFlagUpgrade)
+  kFwdRead = 3,    // home -> holder: send a read-only copy to `node`
+                   // (a Modified holder downgrades to Shared first)
+  kTransfer = 4,   // home -> holder: send the page to `node` as its new
+                   // owner and drop your copy (ownership transfer)
+  kInv = 5,        // home -> sharer: drop your copy, then kInvAck
+  kInvAck = 6,     // sharer -> home
+  kData = 7,       // holder -> requester: the page (bytes, or kFlagZero) and
+                   // the grant: Shared, or Modified with kFlagWrite
+  kGrant = 8,      // home -> requester: upgrade granted, no bytes
+  kPullGrant = 9,  // home -> requester: read granted; fetch the bytes from
+                   // `node`'s memory (one-sided), then kDone
+  kDone = 10,      // requester -> home: transaction complete (kFlagFailed:
+                   // the fetch of a kPullGrant failed)
+  kLost = 11,      // home -> requester: no valid copy exists any more
+  kProbe = 12,     // home -> holder (after a death): report your state
+  kProbeAck = 13,  // holder -> home: flags = LocalStateByte
+  kStalled = 14,   // requester -> home: still waiting when I cut off the
+                   // dead `node` (so nothing from it will arrive)
+  kFlush = 15,     // node -> node: I have processed the death of `node`
+  kReport = 16,    // node -> new home (after a death): my local states for
+                   // the pages of static range `node`
 };
 inline constexpr int kNumMsgTypes = 17;  // index 0 unused
 
@@ -113,7 +113,7 @@ inline constexpr size_t kMaxReportEntries = 800;  // frames stay < 4 KiB + 16
 /// The largest frame this protocol produces.
 inline constexpr size_t kMaxFrameSize = kHeaderSize + kPageSize;
 
-std::string_view MsgTypeName(MsgType type);
+const char* MsgTypeName(MsgType type);
 
 /// True for types that must be handled with exclusive access to the Node
 /// (kFlush, kReport: they touch many pages; see node.h).
@@ -130,6 +130,10 @@ std::vector<uint8_t> Encode(const Message& msg,
                             absl::Span<const uint8_t> page_bytes = {});
 /// A kReport frame for `chunk` (at most kMaxReportEntries entries).
 std::vector<uint8_t> EncodeReport(const ReportChunk& chunk);
+
+/// Checks the header fields of `msg` as Decode() does (type, flags, node,
+/// page; not the payload). Node::OnMessage applies it to every message.
+absl::Status Validate(const Message& msg, const PageSpace& space);
 
 /// A decoded frame: the message, the page bytes (kData without kFlagZero;
 /// they point into the input buffer) or the report chunk (kReport).

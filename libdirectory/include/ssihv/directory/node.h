@@ -104,6 +104,9 @@ class Node {
   absl::Status OnMessage(NodeId from, const Message& msg, Output* out);
   /// The kFetch of `page` finished; ok = the bytes are in hand.
   absl::Status OnFetchDone(PageId page, bool ok, Output* out);
+  /// Hands back a message this node deferred (kDefer), with the `from` of
+  /// that effect (which may be this node).
+  absl::Status Resubmit(NodeId from, const Message& msg, Output* out);
 
   /// EXCLUSIVE. The failure detector declared `dead` dead. Idempotent.
   absl::Status OnNodeDead(NodeId dead, Output* out);

@@ -31,10 +31,10 @@ class NodeAgent {
   /// The driver finished the kFetch of `page` (ok = the bytes are in hand).
   absl::Status OnFetchDone(Env& env, PageId page, bool ok);
 
-  /// Recovery, exclusive access. After the death of a node: every request
-  /// still pending on a page whose home survived is announced with
-  /// kStalled (pages of `changed_ranges` are reported instead).
-  void AnnounceStalled(Env& env, NodeMask changed_ranges);
+  /// Recovery, exclusive access. After cutting off the dead node `dead`:
+  /// every request still pending on a page whose home survived is announced
+  /// with kStalled (pages of `skip_ranges` are reported instead).
+  void AnnounceStalled(Env& env, NodeId dead, NodeMask skip_ranges);
   /// Appends this node's report of static range `range` for node `to`.
   void AppendReport(Env& env, NodeId range, NodeId to) const;
 
@@ -48,9 +48,7 @@ class NodeAgent {
   }
   bool Pulling(PageId page) const { return pages_[page] & kPullingBit; }
   /// The local state byte (local_state:: encoding, without internal bits).
-  uint8_t LocalStateByte(PageId page) const {
-    return pages_[page] & kWireBits;
-  }
+  uint8_t LocalStateByte(PageId page) const { return pages_[page] & kWireBits; }
   PageId num_pages() const { return pages_.size(); }
   /// The raw per-page bytes (for state hashing in the model checker).
   const std::vector<uint8_t>& raw() const { return pages_; }
@@ -63,6 +61,7 @@ class NodeAgent {
   static constexpr uint8_t kPullingBit = local_state::kPulling;
   static constexpr uint8_t kWireBits = 0x1f;
   static constexpr uint8_t kPristineBit = 0x20;  // never written since start
+  static constexpr uint8_t kHeldBit = 0x40;      // granted, not yet used: defer
 
   void Set(PageId page, PageState state, uint8_t pending);
   absl::Status OnFwdRead(Env& env, NodeId from, const Message& msg);
@@ -74,6 +73,8 @@ class NodeAgent {
   absl::Status OnLost(Env& env, NodeId from, const Message& msg);
   absl::Status Violation(const Message& msg, NodeId from,
                          const char* why) const;
+  /// If `page` is held, emits kDefer for `msg` and releases the hold.
+  bool DeferIfHeld(Env& env, NodeId from, const Message& msg);
 
   std::vector<uint8_t> pages_;
   TestBug bug_;

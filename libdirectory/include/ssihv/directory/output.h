@@ -47,9 +47,16 @@ enum class EffectType : uint8_t {
   /// No valid copy of the page exists anywhere: stop the guest with an
   /// error naming the page. Completes waiting faults (with an error).
   kPageLost,
+  /// The page was just handed to this node and its woken threads may not
+  /// have used it yet: keep `msg` (from `node`, possibly this node) aside
+  /// and pass it to Node::Resubmit once they have retried their access (in
+  /// practice after a short hold, a few microseconds). A message is
+  /// deferred at most once, so every grant is used at least once and faults
+  /// cannot livelock. At most one message per page is deferred at a time.
+  kDefer,
 };
 
-std::string_view EffectTypeName(EffectType type);
+const char* EffectTypeName(EffectType type);
 
 struct Effect {
   EffectType type = EffectType::kSend;
@@ -57,9 +64,9 @@ struct Effect {
   bool zero = false;      // kMapReceived: map an all-zero page
   NodeId node = kNoNode;  // kSend/kSendReport: destination; kFetch: source
   PageId page = 0;
-  uint32_t version = 0;   // kMapReceived/kFetch/kMapFetched: page version
-  uint32_t index = 0;     // kSendReport: index into Output::reports
-  Message msg;            // kSend
+  uint32_t version = 0;  // kMapReceived/kFetch/kMapFetched: page version
+  uint32_t index = 0;    // kSendReport: index into Output::reports
+  Message msg;           // kSend
 
   std::string ToString() const;
 };

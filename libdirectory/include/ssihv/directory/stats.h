@@ -40,16 +40,16 @@ struct StatsSnapshot {
   uint64_t faults_lost = 0;        // the page is lost
   // Transactions run by the home agent.
   uint64_t read_txns = 0;
-  uint64_t write_txns = 0;          // including upgrades
-  uint64_t invalidations = 0;       // kInv sent
-  uint64_t ownership_transfers = 0; // kTransfer sent
-  uint64_t pull_grants = 0;         // kPullGrant sent
-  uint64_t requests_queued = 0;     // arrived while the page was busy
-  uint64_t pages_lost = 0;          // declared lost by this home
+  uint64_t write_txns = 0;           // including upgrades
+  uint64_t invalidations = 0;        // kInv sent
+  uint64_t ownership_transfers = 0;  // kTransfer sent
+  uint64_t pull_grants = 0;          // kPullGrant sent
+  uint64_t requests_queued = 0;      // arrived while the page was busy
+  uint64_t pages_lost = 0;           // declared lost by this home
   // Messages by type (index = MsgType), network only.
   std::array<uint64_t, kNumMsgTypes> sent{};
   std::array<uint64_t, kNumMsgTypes> received{};
-  uint64_t local_messages = 0;   // node agent <-> home agent on this node
+  uint64_t local_messages = 0;  // node agent <-> home agent on this node
   uint64_t dropped_from_dead = 0;
   uint64_t page_bytes_sent = 0;  // kData with bytes * 4096
 

@@ -1,0 +1,102 @@
+// The deterministic simulator and model checker of the coherence protocol
+// (the engine of apps/dsm-sim).
+//
+// N nodes, each a directory::Node driven exactly as libpager drives it
+// (effects performed in order on a simulated page frame per node and page),
+// run a workload of reads and writes; every write stores a unique value.
+// The simulated network keeps each ordered pair of nodes FIFO (the
+// transport's guarantee) and reorders across pairs; it can delay messages,
+// lose-and-retransmit them (a longer head-of-line delay, as TCP/RC
+// retransmission looks to the protocol), fail one-sided fetches, and crash
+// nodes (messages from the dead node may still arrive until a receiver
+// learns of the death; the failure detector tells each survivor after a
+// random delay).
+//
+// Checked after every step:
+//  - SWMR: at most one Modified copy, never alongside a Shared one (node
+//    agents), and at most one writable mapping, never alongside another
+//    mapping (frames);
+//  - data value: every read returns the latest write to the page in the
+//    simulation's global order; every mapped frame and every copy a node
+//    agent holds has that value;
+//  - loss: a page is declared lost only after its latest value is gone from
+//    every live node and from every message that could still deliver it;
+//  - liveness: once the network stops delaying, every fault completes
+//    within a bound of steps (and no state is stuck with nothing enabled);
+//  - agreement: whenever nothing is in flight, each home's directory equals
+//    the node agents' views.
+// A violation reports the seed, the invariant and the last steps.
+#ifndef SSIHV_DIRECTORY_SIM_H_
+#define SSIHV_DIRECTORY_SIM_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "ssihv/directory/membership.h"
+#include "ssihv/directory/stats.h"
+
+namespace ssihv::directory::sim {
+
+struct Config {
+  uint32_t nodes = 2;
+  uint64_t pages = 2;        // spread evenly over the nodes' ranges
+  uint32_t ops = 10;         // per thread
+  uint32_t threads = 1;      // per node (concurrent faults on one node)
+  bool reorder = false;      // random message delays
+  bool drop = false;         // lost+retransmitted messages, failed fetches
+  bool crash = false;        // node crashes
+  uint32_t max_crashes = 0;  // 0: min(2, nodes - 1)
+  bool pull = false;         // Node::Options::allow_pull (one-sided fetch)
+  TestBug bug = TestBug::kNone;
+  uint32_t write_percent = 40;
+  uint32_t trace_lines = 40;
+};
+
+struct Violation {
+  std::string invariant;  // short name: "swmr", "data-value", ...
+  std::string detail;
+  std::string trace;  // the last steps, one per line
+};
+
+struct RunResult {
+  bool ok = true;
+  uint64_t seed = 0;
+  uint64_t steps = 0;
+  uint64_t reads = 0;
+  uint64_t writes = 0;
+  uint64_t lost_ops = 0;  // accesses answered kPageLost
+  uint32_t crashes = 0;
+  StatsSnapshot totals;  // summed over all nodes
+  Violation violation;
+};
+
+/// Runs one seeded random execution. Same config and seed, same execution.
+RunResult RunSeed(const Config& config, uint64_t seed);
+
+struct ExploreResult {
+  bool ok = true;
+  uint64_t states = 0;  // distinct states reached
+  uint64_t transitions = 0;
+  uint64_t terminal = 0;  // distinct final states (all work done)
+  uint32_t max_depth = 0;
+  bool truncated = false;  // stopped at max_states
+  Violation violation;
+};
+
+/// Explores every interleaving (and every choice of operation: each of a
+/// thread's `ops` operations is any read or write of any page) depth-first
+/// with state hashing. Message delays are irrelevant here: every enabled
+/// event is a branch. Liveness: the state graph must be acyclic and every
+/// state without enabled events must have finished all work.
+ExploreResult Explore(const Config& config, uint64_t max_states);
+
+/// Parses a --faults list ("reorder,drop,crash", "none" or empty).
+absl::Status ParseFaults(const std::string& list, Config* config);
+/// Parses --inject-bug names: skip-invalidation, skip-downgrade,
+/// early-unblock.
+absl::StatusOr<TestBug> ParseBug(const std::string& name);
+
+}  // namespace ssihv::directory::sim
+
+#endif  // SSIHV_DIRECTORY_SIM_H_

@@ -1,0 +1,269 @@
+#include "ssihv/directory/node.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace ssihv::directory {
+namespace {
+
+bool ForHome(MsgType type) {
+  switch (type) {
+    case MsgType::kReadReq:
+    case MsgType::kWriteReq:
+    case MsgType::kInvAck:
+    case MsgType::kDone:
+    case MsgType::kProbeAck:
+    case MsgType::kStalled:
+      return true;
+    default:
+      return false;
+  }
+}
+
+NodeMask OwnedBy(const Membership& m, NodeMask ranges, NodeId node) {
+  NodeMask out = 0;
+  for (NodeMask r = ranges; r != 0; r &= r - 1) {
+    auto range = static_cast<NodeId>(__builtin_ctzll(r));
+    if (m.HomeOfRange(range) == node) out |= Bit(range);
+  }
+  return out;
+}
+
+}  // namespace
+
+absl::StatusOr<Node> Node::Create(const PageSpace& space, NodeId self,
+                                  Options options) {
+  if (self >= space.num_nodes()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "directory node: self ", self, " not in 0..", space.num_nodes() - 1));
+  }
+  return Node(space, self, options);
+}
+
+Node::Node(const PageSpace& space, NodeId self, Options options)
+    : members_(space, self),
+      node_(space, self, options.test_bug),
+      home_(space, self,
+            HomeAgent::Options{options.allow_pull, options.per_page_stats,
+                               options.test_bug}) {}
+
+absl::Status Node::OnFault(PageId page, Access access, Output* out) {
+  if (!space().Contains(page)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("directory node: fault on page ", page,
+                     " beyond the last page ", space().num_pages() - 1));
+  }
+  size_t start = out->effects.size();
+  Env env{members_, stats_, *out};
+  absl::Status s = node_.OnFault(env, page, access);
+  if (!s.ok()) return s;
+  return RunLocal(out, start);
+}
+
+absl::Status Node::OnMessage(NodeId from, const Message& msg, Output* out) {
+  if (from >= space().num_nodes() || from == self()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("directory node: message from bad node ", from));
+  }
+  if (absl::Status s = Validate(msg, space()); !s.ok()) return s;
+  if (members_.IsDead(from)) {
+    stats_.dropped_from_dead.Add();
+    return absl::OkStatus();
+  }
+  if (msg.type == MsgType::kReport) {
+    return absl::InvalidArgumentError(
+        "directory node: kReport goes through OnReport");
+  }
+  stats_.received[static_cast<int>(msg.type)].Add();
+  size_t start = out->effects.size();
+  Env env{members_, stats_, *out};
+  absl::Status s = Deliver(env, from, msg);
+  if (!s.ok()) return s;
+  return RunLocal(out, start);
+}
+
+absl::Status Node::OnFetchDone(PageId page, bool ok, Output* out) {
+  if (!space().Contains(page)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("directory node: fetch done for bad page ", page));
+  }
+  size_t start = out->effects.size();
+  Env env{members_, stats_, *out};
+  absl::Status s = node_.OnFetchDone(env, page, ok);
+  if (!s.ok()) return s;
+  return RunLocal(out, start);
+}
+
+absl::Status Node::Resubmit(NodeId from, const Message& msg, Output* out) {
+  if (from >= space().num_nodes() ||
+      (msg.type != MsgType::kFwdRead && msg.type != MsgType::kTransfer &&
+       msg.type != MsgType::kInv)) {
+    return absl::InvalidArgumentError(
+        "directory node: only deferred kFwdRead/kTransfer/kInv go back");
+  }
+  if (absl::Status s = Validate(msg, space()); !s.ok()) return s;
+  if (members_.IsDead(from)) {
+    stats_.dropped_from_dead.Add();
+    return absl::OkStatus();
+  }
+  size_t start = out->effects.size();
+  Env env{members_, stats_, *out};
+  absl::Status s = node_.OnMessage(env, from, msg);
+  if (!s.ok()) return s;
+  return RunLocal(out, start);
+}
+
+absl::Status Node::OnNodeDead(NodeId dead, Output* out) {
+  if (dead >= space().num_nodes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("directory node: death of bad node ", dead));
+  }
+  if (dead == self()) {
+    return absl::AbortedError("directory node: this node was declared dead");
+  }
+  if (members_.IsDead(dead)) return absl::OkStatus();
+  size_t start = out->effects.size();
+  Env env{members_, stats_, *out};
+  absl::Status s = LearnDeath(env, dead);
+  if (!s.ok()) return s;
+  return RunLocal(out, start);
+}
+
+absl::Status Node::OnReport(NodeId from, const ReportChunk& chunk,
+                            Output* out) {
+  if (from >= space().num_nodes() || from == self() ||
+      chunk.range >= space().num_nodes() ||
+      chunk.entries.size() > kMaxReportEntries) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("directory node: bad report from node ", from));
+  }
+  if (members_.IsDead(from)) {
+    stats_.dropped_from_dead.Add();
+    return absl::OkStatus();
+  }
+  stats_.received[static_cast<int>(MsgType::kReport)].Add();
+  size_t start = out->effects.size();
+  Env env{members_, stats_, *out};
+  absl::Status s = DeliverReport(env, from, chunk);
+  if (!s.ok()) return s;
+  return RunLocal(out, start);
+}
+
+absl::Status Node::Deliver(Env& env, NodeId from, const Message& msg) {
+  if (msg.type == MsgType::kFlush) return OnFlush(env, from, msg);
+  if (ForHome(msg.type)) return home_.OnMessage(env, from, msg);
+  return node_.OnMessage(env, from, msg);
+}
+
+absl::Status Node::DeliverReport(Env& env, NodeId from,
+                                 const ReportChunk& chunk) {
+  return home_.OnReport(env, from, chunk);
+}
+
+absl::Status Node::RunLocal(Output* out, size_t start) {
+  // Messages between this node's own agents are delivered here, at once
+  // and in order; their effects are appended after everything emitted so
+  // far, so a kSend carrying the page still precedes any later kZap.
+  size_t i = start;
+  while (i < out->effects.size()) {
+    Effect& e = out->effects[i];
+    if (e.type == EffectType::kSend && e.node == self()) {
+      Message msg = e.msg;
+      out->effects.erase(out->effects.begin() + static_cast<ptrdiff_t>(i));
+      stats_.local_messages.Add();
+      Env env{members_, stats_, *out};
+      absl::Status s = Deliver(env, self(), msg);
+      if (!s.ok()) return s;
+      continue;
+    }
+    if (e.type == EffectType::kSendReport && e.node == self()) {
+      ReportChunk chunk = std::move(out->reports[e.index]);
+      out->effects.erase(out->effects.begin() + static_cast<ptrdiff_t>(i));
+      stats_.local_messages.Add();
+      Env env{members_, stats_, *out};
+      absl::Status s = DeliverReport(env, self(), chunk);
+      if (!s.ok()) return s;
+      continue;
+    }
+    if (e.type == EffectType::kSend) {
+      stats_.sent[static_cast<int>(e.msg.type)].Add();
+      if (e.msg.carries_page()) stats_.page_bytes_sent.Add(kPageSize);
+    } else if (e.type == EffectType::kSendReport) {
+      stats_.sent[static_cast<int>(MsgType::kReport)].Add();
+    }
+    ++i;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Node::LearnDeath(Env& env, NodeId dead) {
+  NodeMask changed = members_.MarkDead(dead);
+  // Everything this node sent before now precedes these on each channel,
+  // so a peer that has our kFlush has everything we sent before the death.
+  for (NodeMask m = members_.live() & ~Bit(self()); m != 0; m &= m - 1) {
+    Message flush;
+    flush.type = MsgType::kFlush;
+    flush.node = static_cast<uint8_t>(dead);
+    env.Send(static_cast<NodeId>(__builtin_ctzll(m)), flush);
+  }
+  for (NodeMask& wait : flush_wait_) wait &= ~Bit(dead);
+  flush_wait_[dead] = members_.live() & ~Bit(self());
+  home_.OnNodeDead(env, dead, OwnedBy(members_, changed, self()));
+  // Requests on pages of changed ranges are re-announced by the report.
+  node_.AnnounceStalled(env, dead, changed | unreported_);
+  unreported_ |= changed;
+  MaybeReport(env);
+  return absl::OkStatus();
+}
+
+absl::Status Node::OnFlush(Env& env, NodeId from, const Message& msg) {
+  NodeId dead = msg.node;
+  if (dead == self()) {
+    return absl::AbortedError(absl::StrCat("directory node: node ", from,
+                                           " declared this node dead"));
+  }
+  if (!members_.IsDead(dead)) {
+    // Learned from a peer: the peer's later messages assume the death.
+    if (absl::Status s = LearnDeath(env, dead); !s.ok()) return s;
+  }
+  flush_wait_[dead] &= ~Bit(from);
+  MaybeReport(env);
+  return absl::OkStatus();
+}
+
+void Node::MaybeReport(Env& env) {
+  if (unreported_ == 0) return;
+  for (NodeMask wait : flush_wait_) {
+    if (wait != 0) return;
+  }
+  // Every survivor's pre-death messages have arrived: this node's states
+  // for the changed ranges are final until their new homes take over.
+  for (NodeMask m = unreported_; m != 0; m &= m - 1) {
+    auto range = static_cast<NodeId>(__builtin_ctzll(m));
+    node_.AppendReport(env, range, members_.HomeOfRange(range));
+  }
+  unreported_ = 0;
+}
+
+bool Node::RecoveryQuiet() const {
+  if (unreported_ != 0) return false;
+  for (NodeMask wait : flush_wait_) {
+    if (wait != 0) return false;
+  }
+  for (NodeId r = 0; r < space().num_nodes(); ++r) {
+    if (home_.Recovering(r)) return false;
+  }
+  return true;
+}
+
+void Node::AppendState(std::string* out) const {
+  const std::vector<uint8_t>& raw = node_.raw();
+  out->append(reinterpret_cast<const char*>(raw.data()), raw.size());
+  home_.AppendState(out);
+  NodeMask dead = members_.dead();
+  out->append(reinterpret_cast<const char*>(&dead), sizeof(dead));
+  out->append(reinterpret_cast<const char*>(flush_wait_.data()),
+              sizeof(NodeMask) * space().num_nodes());
+  out->append(reinterpret_cast<const char*>(&unreported_), sizeof(unreported_));
+}
+
+}  // namespace ssihv::directory

@@ -1,0 +1,337 @@
+// The node agent's transitions. Each handler touches one page byte.
+#include "ssihv/directory/node_agent.h"
+
+#include "absl/strings/str_cat.h"
+
+namespace ssihv::directory {
+namespace {
+
+PageState StateBits(uint8_t b) {
+  return static_cast<PageState>(b & local_state::kStateMask);
+}
+
+void AddAction(Env& env, EffectType type, PageId page) {
+  Effect e;
+  e.type = type;
+  e.page = page;
+  env.out.effects.push_back(e);
+}
+
+Message Msg(MsgType type, PageId page, uint8_t flags = 0, NodeId node = kNoNode,
+            uint32_t version = 0) {
+  Message m;
+  m.type = type;
+  m.page = page;
+  m.flags = flags;
+  m.node = static_cast<uint8_t>(node);
+  m.version = version;
+  return m;
+}
+
+}  // namespace
+
+NodeAgent::NodeAgent(const PageSpace& space, NodeId self, TestBug bug)
+    : pages_(space.num_pages(), 0), bug_(bug) {
+  PageId first = space.FirstPageOf(self);
+  PageId end = first + space.PageCountOf(self);
+  uint8_t initial = static_cast<uint8_t>(PageState::kModified) | kPristineBit;
+  for (PageId p = first; p < end; ++p) pages_[p] = initial;
+}
+
+void NodeAgent::Set(PageId page, PageState state, uint8_t pending) {
+  uint8_t& b = pages_[page];
+  b = static_cast<uint8_t>((b & kPristineBit) | static_cast<uint8_t>(state) |
+                           pending);
+}
+
+absl::Status NodeAgent::Violation(const Message& msg, NodeId from,
+                                  const char* why) const {
+  uint8_t b = pages_[msg.page];
+  return absl::FailedPreconditionError(absl::StrCat(
+      "node agent: ", MsgTypeName(msg.type), " for page ", msg.page,
+      " from node ", from, ": ", why, " (local state 0x", absl::Hex(b), ")"));
+}
+
+absl::Status NodeAgent::OnFault(Env& env, PageId page, Access access) {
+  uint8_t& b = pages_[page];
+  PageState state = StateBits(b);
+  bool write = access == Access::kWrite;
+  if (state == PageState::kLost) {
+    env.stats.faults_lost.Add();
+    AddAction(env, EffectType::kPageLost, page);
+    return absl::OkStatus();
+  }
+  if (state == PageState::kModified ||
+      (state == PageState::kShared && !write)) {
+    Effect e;
+    e.type = EffectType::kMapLocal;
+    e.page = page;
+    e.writable = state == PageState::kModified;
+    // Once mapped writable the guest may write without faulting again.
+    if (e.writable) b &= static_cast<uint8_t>(~kPristineBit);
+    env.out.effects.push_back(e);
+    env.stats.faults_local.Add();
+    return absl::OkStatus();
+  }
+  if (b & kPendingBits) {
+    // Join the request in flight; the access is retried when it completes
+    // (a write fault behind a pending read then upgrades).
+    env.stats.faults_joined.Add();
+    AddAction(env, EffectType::kWait, page);
+    return absl::OkStatus();
+  }
+  NodeId home = env.members.HomeOf(page);
+  if (!write) {
+    env.stats.faults_read_miss.Add();
+    Set(page, state, kPendRead);
+    env.Send(home, Msg(MsgType::kReadReq, page));
+  } else {
+    bool upgrade = state == PageState::kShared;
+    (upgrade ? env.stats.faults_upgrade : env.stats.faults_write_miss).Add();
+    Set(page, state, kPendWrite);
+    env.Send(home, Msg(MsgType::kWriteReq, page, upgrade ? kFlagUpgrade : 0));
+  }
+  AddAction(env, EffectType::kWait, page);
+  return absl::OkStatus();
+}
+
+absl::Status NodeAgent::OnMessage(Env& env, NodeId from, const Message& msg) {
+  // Everything but kData comes from the page's home: the directory is the
+  // only node that may tell this node to change its copy.
+  if (msg.type != MsgType::kData && from != env.members.HomeOf(msg.page)) {
+    return Violation(msg, from, "sender is not the page's home");
+  }
+  switch (msg.type) {
+    case MsgType::kFwdRead:
+      return OnFwdRead(env, from, msg);
+    case MsgType::kTransfer:
+      return OnTransfer(env, from, msg);
+    case MsgType::kInv:
+      return OnInv(env, from, msg);
+    case MsgType::kData:
+      return OnData(env, from, msg);
+    case MsgType::kGrant:
+      return OnGrant(env, from, msg);
+    case MsgType::kPullGrant:
+      return OnPullGrant(env, from, msg);
+    case MsgType::kLost:
+      return OnLost(env, from, msg);
+    case MsgType::kProbe:
+      env.Send(from,
+               Msg(MsgType::kProbeAck, msg.page, LocalStateByte(msg.page)));
+      return absl::OkStatus();
+    default:
+      return Violation(msg, from, "not a node agent message");
+  }
+}
+
+bool NodeAgent::DeferIfHeld(Env& env, NodeId from, const Message& msg) {
+  uint8_t& b = pages_[msg.page];
+  if (!(b & kHeldBit)) return false;
+  b &= static_cast<uint8_t>(~kHeldBit);
+  Effect e;
+  e.type = EffectType::kDefer;
+  e.node = from;
+  e.page = msg.page;
+  e.msg = msg;
+  env.out.effects.push_back(e);
+  return true;
+}
+
+absl::Status NodeAgent::OnFwdRead(Env& env, NodeId from, const Message& msg) {
+  // A dead requester gets nothing and the copy stays as it is: the home
+  // learns that with kProbe (after its kFlush, so this node knows of the
+  // death by then) and may have moved on, so a deferred forward may be
+  // stale by now. Checked first.
+  if (env.members.IsDead(msg.node)) return absl::OkStatus();
+  if (DeferIfHeld(env, from, msg)) return absl::OkStatus();
+  PageId page = msg.page;
+  uint8_t& b = pages_[page];
+  PageState state = StateBits(b);
+  if (state != PageState::kShared && state != PageState::kModified) {
+    return Violation(msg, from, "asked to serve a copy it does not hold");
+  }
+  if (msg.node == env.self()) return Violation(msg, from, "serve self");
+  if (state == PageState::kModified && bug_ != TestBug::kSkipDowngrade) {
+    AddAction(env, EffectType::kWriteProtect, page);
+    Set(page, PageState::kShared, b & kPendingBits);
+  }
+  bool zero = b & kPristineBit;
+  env.Send(msg.node, Msg(MsgType::kData, page, zero ? kFlagZero : 0, kNoNode,
+                         msg.version));
+  return absl::OkStatus();
+}
+
+absl::Status NodeAgent::OnTransfer(Env& env, NodeId from, const Message& msg) {
+  // Keep the copy if the new owner is already dead (see OnFwdRead).
+  if (env.members.IsDead(msg.node)) return absl::OkStatus();
+  if (DeferIfHeld(env, from, msg)) return absl::OkStatus();
+  PageId page = msg.page;
+  uint8_t& b = pages_[page];
+  PageState state = StateBits(b);
+  if (state != PageState::kShared && state != PageState::kModified) {
+    return Violation(msg, from, "asked to transfer a copy it does not hold");
+  }
+  if (msg.node == env.self()) return Violation(msg, from, "transfer to self");
+  if (state == PageState::kModified) {
+    AddAction(env, EffectType::kWriteProtect, page);
+  }
+  bool zero = b & kPristineBit;
+  env.Send(msg.node,
+           Msg(MsgType::kData, page, kFlagWrite | (zero ? kFlagZero : 0),
+               kNoNode, msg.version));
+  AddAction(env, EffectType::kZap, page);
+  b &= static_cast<uint8_t>(~kPristineBit);
+  Set(page, PageState::kInvalid, b & kPendingBits);
+  return absl::OkStatus();
+}
+
+absl::Status NodeAgent::OnInv(Env& env, NodeId from, const Message& msg) {
+  if (DeferIfHeld(env, from, msg)) return absl::OkStatus();
+  PageId page = msg.page;
+  uint8_t& b = pages_[page];
+  if (StateBits(b) != PageState::kShared) {
+    return Violation(msg, from, "invalidation of a page not held Shared");
+  }
+  AddAction(env, EffectType::kZap, page);
+  b &= static_cast<uint8_t>(~kPristineBit);
+  // A pending upgrade stays pending: it becomes a write miss at the home.
+  Set(page, PageState::kInvalid, b & kPendingBits);
+  env.Send(from, Msg(MsgType::kInvAck, page));
+  return absl::OkStatus();
+}
+
+absl::Status NodeAgent::OnData(Env& env, NodeId from, const Message& msg) {
+  PageId page = msg.page;
+  uint8_t b = pages_[page];
+  bool write = msg.flags & kFlagWrite;
+  if (StateBits(b) != PageState::kInvalid || (b & kPullingBit) ||
+      (b & kPendingBits) != (write ? kPendWrite : kPendRead)) {
+    return Violation(msg, from, "data without a matching request");
+  }
+  Effect e;
+  e.type = EffectType::kMapReceived;
+  e.page = page;
+  e.writable = write;
+  e.zero = msg.flags & kFlagZero;
+  e.version = msg.version;
+  env.out.effects.push_back(e);
+  Set(page, write ? PageState::kModified : PageState::kShared, 0);
+  pages_[page] |= kHeldBit;
+  env.Send(env.members.HomeOf(page), Msg(MsgType::kDone, page));
+  return absl::OkStatus();
+}
+
+absl::Status NodeAgent::OnGrant(Env& env, NodeId from, const Message& msg) {
+  PageId page = msg.page;
+  uint8_t b = pages_[page];
+  if (StateBits(b) != PageState::kShared || (b & kPendingBits) != kPendWrite) {
+    return Violation(msg, from, "upgrade grant without a pending upgrade");
+  }
+  AddAction(env, EffectType::kMakeWritable, page);
+  pages_[page] &= static_cast<uint8_t>(~kPristineBit);
+  Set(page, PageState::kModified, 0);
+  pages_[page] |= kHeldBit;
+  env.Send(from, Msg(MsgType::kDone, page));
+  return absl::OkStatus();
+}
+
+absl::Status NodeAgent::OnPullGrant(Env& env, NodeId from, const Message& msg) {
+  PageId page = msg.page;
+  uint8_t& b = pages_[page];
+  if (StateBits(b) != PageState::kInvalid || (b & kPullingBit) ||
+      (b & kPendingBits) != kPendRead) {
+    return Violation(msg, from, "pull grant without a pending read");
+  }
+  if (msg.node == env.self()) return Violation(msg, from, "pull from self");
+  b |= kPullingBit;
+  Effect e;
+  e.type = EffectType::kFetch;
+  e.page = page;
+  e.node = msg.node;
+  e.version = msg.version;
+  env.out.effects.push_back(e);
+  return absl::OkStatus();
+}
+
+absl::Status NodeAgent::OnFetchDone(Env& env, PageId page, bool ok) {
+  uint8_t& b = pages_[page];
+  if (!(b & kPullingBit)) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("node agent: fetch done for page ", page,
+                     " without a fetch in progress"));
+  }
+  b &= static_cast<uint8_t>(~kPullingBit);
+  NodeId home = env.members.HomeOf(page);
+  if (!ok) {
+    // Still a pending read: the home retries from another copy.
+    env.Send(home, Msg(MsgType::kDone, page, kFlagFailed));
+    return absl::OkStatus();
+  }
+  AddAction(env, EffectType::kMapFetched, page);
+  Set(page, PageState::kShared, 0);
+  b |= kHeldBit;
+  env.Send(home, Msg(MsgType::kDone, page));
+  return absl::OkStatus();
+}
+
+absl::Status NodeAgent::OnLost(Env& env, NodeId from, const Message& msg) {
+  PageId page = msg.page;
+  uint8_t& b = pages_[page];
+  if (!(b & kPendingBits) || (b & kPullingBit)) {
+    return Violation(msg, from, "lost without a pending request");
+  }
+  if (StateBits(b) == PageState::kShared) {
+    // The page is gone everywhere else, but not here: cannot be.
+    return Violation(msg, from, "lost while holding a copy");
+  }
+  b = static_cast<uint8_t>(PageState::kLost);
+  AddAction(env, EffectType::kPageLost, page);
+  return absl::OkStatus();
+}
+
+void NodeAgent::AnnounceStalled(Env& env, NodeId dead, NodeMask skip_ranges) {
+  const PageSpace& space = env.members.space();
+  for (NodeId r = 0; r < space.num_nodes(); ++r) {
+    if (skip_ranges & Bit(r)) continue;
+    NodeId home = env.members.HomeOfRange(r);
+    PageId first = space.FirstPageOf(r);
+    PageId end = first + space.PageCountOf(r);
+    for (PageId p = first; p < end; ++p) {
+      uint8_t b = pages_[p];
+      // A fetch in progress always ends in kDone; only requests whose
+      // answer might have been lost with the dead node need a verdict.
+      if ((b & kPendingBits) && !(b & kPullingBit)) {
+        env.Send(home, Msg(MsgType::kStalled, p, 0, dead));
+      }
+    }
+  }
+}
+
+void NodeAgent::AppendReport(Env& env, NodeId range, NodeId to) const {
+  if (env.members.IsDead(to)) return;
+  const PageSpace& space = env.members.space();
+  PageId first = space.FirstPageOf(range);
+  PageId count = space.PageCountOf(range);
+  auto flush = [&](ReportChunk& chunk, bool last) {
+    chunk.range = range;
+    chunk.last = last;
+    Effect e;
+    e.type = EffectType::kSendReport;
+    e.node = to;
+    e.index = static_cast<uint32_t>(env.out.reports.size());
+    env.out.reports.push_back(std::move(chunk));
+    env.out.effects.push_back(e);
+    chunk = ReportChunk();
+  };
+  ReportChunk chunk;
+  for (PageId i = 0; i < count; ++i) {
+    uint8_t s = LocalStateByte(first + i);
+    if (s == 0) continue;  // Invalid, nothing pending: the default
+    if (chunk.entries.size() == kMaxReportEntries) flush(chunk, false);
+    chunk.entries.push_back({static_cast<uint32_t>(i), s});
+  }
+  flush(chunk, true);
+}
+
+}  // namespace ssihv::directory
