@@ -39,13 +39,19 @@ void EventLoop::RunTasks() {
 }
 
 void EventLoop::Run(absl::FunctionRef<void(uint64_t, uint32_t)> on_event,
-                    absl::FunctionRef<void()> on_tick, absl::Duration tick) {
+                    absl::FunctionRef<void()> on_tick, absl::Duration tick,
+                    const std::atomic<int>* spin,
+                    absl::FunctionRef<void()> on_spin) {
   constexpr int kMaxEvents = 64;
   struct epoll_event events[kMaxEvents];
   absl::Time next_tick = absl::Now() + tick;
   while (!stop_) {
     int timeout_ms = -1;
-    if (tick_holders_.load(std::memory_order_relaxed) > 0) {
+    const bool spinning =
+        spin != nullptr && spin->load(std::memory_order_acquire) > 0;
+    if (spinning) {
+      timeout_ms = 0;
+    } else if (tick_holders_.load(std::memory_order_relaxed) > 0) {
       timeout_ms = static_cast<int>(std::max<int64_t>(
           0, absl::ToInt64Milliseconds(next_tick - absl::Now())));
     }
@@ -64,6 +70,7 @@ void EventLoop::Run(absl::FunctionRef<void(uint64_t, uint32_t)> on_event,
         on_event(events[i].data.u64, events[i].events);
       }
     }
+    if (spinning) on_spin();
     if (timeout_ms >= 0 && absl::Now() >= next_tick) {
       next_tick = absl::Now() + tick;
       on_tick();

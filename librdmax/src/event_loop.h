@@ -34,9 +34,14 @@ class EventLoop {
   void ReleaseTick() { tick_holders_.fetch_sub(1, std::memory_order_relaxed); }
 
   /// Runs until Stop(): `on_event(token, events)` for each ready fd,
-  /// posted tasks, and `on_tick()` on ticks.
-  void Run(absl::FunctionRef<void(uint64_t, uint32_t)> on_event,
-           absl::FunctionRef<void()> on_tick, absl::Duration tick);
+  /// posted tasks, and `on_tick()` on ticks. While `*spin` is positive
+  /// (busy-poll mode with work in flight), epoll does not block and
+  /// `on_spin()` runs every iteration.
+  void Run(
+      absl::FunctionRef<void(uint64_t, uint32_t)> on_event,
+      absl::FunctionRef<void()> on_tick, absl::Duration tick,
+      const std::atomic<int>* spin = nullptr,
+      absl::FunctionRef<void()> on_spin = [] {});
   /// Makes Run return after the tasks posted before it ran. Thread-safe.
   void Stop();
 

@@ -53,11 +53,12 @@ void PendingTable::Release(PendingOp* op) {
 }
 
 std::vector<absl::AnyInvocable<void()>> PendingTable::FailAll(
-    const absl::Status& status) {
+    const absl::Status& status, bool calls_only) {
   std::vector<absl::AnyInvocable<void()>> callbacks;
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& op : slots_) {
     uint32_t prev;
+    if (calls_only && op.kind != OpKind::kCall) continue;
     if (!Claim(&op, &prev)) continue;
     if (op.status.ok()) op.status = status;
     if (op.sync) {

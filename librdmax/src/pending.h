@@ -26,6 +26,14 @@ namespace ssihv::rdmax {
 
 enum class OpKind : uint8_t { kFetch, kCall };
 
+/// How a frame may wait for room in a peer's bounded send queue.
+enum class SendMode {
+  kNoWait,  // ResourceExhausted when there is no room
+  kWait,    // wait for room until the deadline (never on the data thread)
+  kReply,   // uses the room reserved when the request was received
+  kForce,   // bounded by other means (room checked before, or rare control)
+};
+
 struct PendingOp {
   static constexpr uint32_t kFree = 0;
   static constexpr uint32_t kPending = 1;
@@ -68,7 +76,12 @@ class PendingTable {
   /// Fails every pending operation with `status`: synchronous ones are
   /// completed (their owners wake), asynchronous ones are released and
   /// their callbacks returned, to be run by the caller (data thread).
-  std::vector<absl::AnyInvocable<void()>> FailAll(const absl::Status& status);
+  std::vector<absl::AnyInvocable<void()>> FailAll(const absl::Status& status,
+                                                  bool calls_only = false);
+  /// The slot index of `op` (0..capacity-1).
+  uint32_t IndexOf(const PendingOp* op) const {
+    return static_cast<uint32_t>(op - slots_.data());
+  }
 
   /// The pending slot for a response id, or nullptr (unknown or stale).
   PendingOp* Find(uint64_t id);

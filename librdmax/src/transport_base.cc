@@ -1,7 +1,10 @@
 #include "transport_base.h"
 
 #include "absl/strings/str_cat.h"
+#include "auth.h"
 #include "ssihv/base/log.h"
+#include "ssihv/base/status_macros.h"
+#include "ssihv/rdmax/wire.h"
 
 namespace ssihv::rdmax {
 namespace {
@@ -10,6 +13,28 @@ namespace {
 thread_local const TransportBase* current_data_thread = nullptr;
 
 }  // namespace
+
+absl::Status ValidateOptions(const TransportOptions& o) {
+  SSIHV_RETURN_IF_ERROR(ValidateSecret(o.secret));
+  if (o.max_outstanding == 0 || o.max_outstanding > 0xFFFF) {
+    return absl::InvalidArgumentError("max_outstanding: must be in 1..65535");
+  }
+  if (o.max_message_bytes < 64 || o.max_message_bytes > (64u << 20) ||
+      o.max_fetch_bytes == 0 || o.max_fetch_bytes > (1u << 30)) {
+    return absl::InvalidArgumentError(
+        "max_message_bytes must be in 64..64 MiB and max_fetch_bytes in "
+        "1..1 GiB");
+  }
+  if (o.rdma_recv_depth < 8 || o.rdma_recv_depth > 4096) {
+    return absl::InvalidArgumentError("rdma_recv_depth: must be in 8..4096");
+  }
+  if (o.send_queue_bytes < kFrameHeaderSize + o.max_message_bytes) {
+    return absl::InvalidArgumentError(
+        "send_queue_bytes: must hold at least one message of "
+        "max_message_bytes");
+  }
+  return absl::OkStatus();
+}
 
 TransportStats AtomicStats::Snapshot() const {
   TransportStats s;

@@ -42,6 +42,9 @@ inline void Bump(std::atomic<uint64_t>& counter, uint64_t by = 1) {
   counter.fetch_add(by, std::memory_order_relaxed);
 }
 
+/// Checks options shared by the network backends (secret, sizes).
+absl::Status ValidateOptions(const TransportOptions& options);
+
 class TransportBase : public Transport {
  public:
   bool IsConnected(NodeId peer) const override;

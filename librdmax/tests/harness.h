@@ -102,6 +102,18 @@ class RdmaHarness : public SocketHarness {
   explicit RdmaHarness(size_t nodes) : SocketHarness(nodes, true) {}
 };
 
+/// RDMA with TransportOptions::busy_poll: blocked fetches poll the CQ.
+class RdmaBusyPollHarness : public SocketHarness {
+ public:
+  static constexpr const char* kName = "rdma-busy-poll";
+  explicit RdmaBusyPollHarness(size_t nodes) : SocketHarness(nodes, true) {}
+  absl::StatusOr<std::unique_ptr<Transport>> Make(
+      NodeId id, TransportOptions options) override {
+    options.busy_poll = true;
+    return SocketHarness::Make(id, std::move(options));
+  }
+};
+
 }  // namespace ssihv::rdmax::testing
 
 #endif  // SSIHV_RDMAX_TESTS_HARNESS_H_

@@ -48,6 +48,13 @@ class ByteRing {
     return 2;
   }
 
+  /// Copies the first `n` queued bytes to `out` without consuming them.
+  void Peek(uint8_t* out, size_t n) const {
+    size_t first = std::min(n, capacity_ - head_);
+    std::memcpy(out, buf_.get() + head_, first);
+    if (n > first) std::memcpy(out + first, buf_.get(), n - first);
+  }
+
   void Consume(size_t n) {
     head_ = (head_ + n) % capacity_;
     size_ -= n;

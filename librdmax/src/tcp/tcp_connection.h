@@ -42,13 +42,6 @@ namespace ssihv::rdmax {
 
 class TcpTransport;
 
-enum class SendMode {
-  kNoWait,  // ResourceExhausted when the ring has no room
-  kWait,    // wait for room until the deadline (never on the data thread)
-  kReply,   // uses the room reserved when the request was received
-  kForce,   // data thread answering a fetch: room was checked before
-};
-
 class TcpConnection : public FrameSink,
                       public std::enable_shared_from_this<TcpConnection> {
  public:

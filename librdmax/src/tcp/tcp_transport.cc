@@ -25,24 +25,6 @@ struct iovec Iov(absl::Span<const uint8_t> s) {
 
 }  // namespace
 
-absl::Status ValidateOptions(const TransportOptions& o) {
-  SSIHV_RETURN_IF_ERROR(ValidateSecret(o.secret));
-  if (o.max_outstanding == 0 || o.max_outstanding > 0xFFFF) {
-    return absl::InvalidArgumentError("max_outstanding: must be in 1..65535");
-  }
-  if (o.max_message_bytes > (64u << 20) || o.max_fetch_bytes == 0 ||
-      o.max_fetch_bytes > (1u << 30)) {
-    return absl::InvalidArgumentError(
-        "max_message_bytes <= 64 MiB and max_fetch_bytes in 1..1 GiB");
-  }
-  if (o.send_queue_bytes < kFrameHeaderSize + o.max_message_bytes) {
-    return absl::InvalidArgumentError(
-        "send_queue_bytes: must hold at least one message of "
-        "max_message_bytes");
-  }
-  return absl::OkStatus();
-}
-
 TcpTransport::TcpTransport(const cluster::ClusterConfig& config, NodeId self,
                            TransportOptions options)
     : TransportBase(config, self, std::move(options)),

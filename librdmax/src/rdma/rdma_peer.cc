@@ -1,0 +1,509 @@
+// One RDMA peer: QP setup, the SEND path with credits, received frames.
+#include <cstring>
+#include <random>
+
+#include "absl/strings/str_cat.h"
+#include "rdma/rdma_transport.h"
+#include "ssihv/base/errno_status.h"
+#include "ssihv/base/log.h"
+#include "ssihv/base/status_macros.h"
+
+namespace ssihv::rdmax {
+namespace {
+
+using base::Log;
+using base::LogLevel;
+
+// Receive buffers kept back for credit frames (which consume a receive
+// buffer but no credit) so they never meet an empty receive queue.
+constexpr uint32_t kReserveBuffers = 4;
+constexpr uint32_t kMaxRdAtomic = 16;
+
+size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
+
+}  // namespace
+
+RdmaPeer::RdmaPeer(RdmaTransport* t, NodeId id, base::UniqueFd control_fd,
+                   uint64_t token)
+    : t_(t),
+      id_(id),
+      token_(token),
+      depth_(t->options().rdma_recv_depth),
+      slot_bytes_(
+          RoundUp(kFrameHeaderSize + t->options().max_message_bytes, 64)),
+      control_(std::move(control_fd), t->limits()),
+      queue_(t->options().send_queue_bytes + 2 * slot_bytes_ + 4096),
+      capacity_(t->options().send_queue_bytes),
+      reply_cost_(kFrameHeaderSize +
+                  std::max<size_t>(t->options().max_message_bytes,
+                                   4 + kMaxErrorMessage)),
+      pending_(t->options().max_outstanding, id) {}
+
+RdmaPeer::~RdmaPeer() = default;
+
+absl::Status RdmaPeer::Init() {
+  SSIHV_ASSIGN_OR_RETURN(recv_mem_,
+                         base::MappedRegion::Anonymous(depth_ * slot_bytes_));
+  SSIHV_ASSIGN_OR_RETURN(
+      recv_mr_, sys::RegMr(t_->pd(), recv_mem_.data(), recv_mem_.size(),
+                           IBV_ACCESS_LOCAL_WRITE));
+  SSIHV_ASSIGN_OR_RETURN(send_mem_,
+                         base::MappedRegion::Anonymous(depth_ * slot_bytes_));
+  SSIHV_ASSIGN_OR_RETURN(
+      send_mr_, sys::RegMr(t_->pd(), send_mem_.data(), send_mem_.size(), 0));
+  ibv_qp_init_attr init{};
+  init.send_cq = t_->send_cq();
+  init.recv_cq = t_->recv_cq();
+  init.cap.max_send_wr = depth_ + t_->options().max_outstanding + 16;
+  init.cap.max_recv_wr = depth_;
+  init.cap.max_send_sge = 1;
+  init.cap.max_recv_sge = 1;
+  init.qp_type = IBV_QPT_RC;
+  init.sq_sig_all = 0;
+  SSIHV_ASSIGN_OR_RETURN(qp_, sys::CreateQp(t_->pd(), &init));
+  ibv_qp_attr attr{};
+  attr.qp_state = IBV_QPS_INIT;
+  attr.pkey_index = 0;
+  attr.port_num = t_->device().port;
+  attr.qp_access_flags = IBV_ACCESS_REMOTE_READ;
+  SSIHV_RETURN_IF_ERROR(sys::ModifyQp(
+      qp_.get(), &attr,
+      IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS,
+      "RESET->INIT"));
+  recv_tags_.resize(depth_);
+  send_tags_.resize(depth_);
+  read_tags_.resize(t_->options().max_outstanding);
+  for (uint32_t i = 0; i < depth_; ++i) {
+    recv_tags_[i] = {WrTag::Kind::kRecv, this, i, nullptr};
+    send_tags_[i] = {WrTag::Kind::kSend, this, i, nullptr};
+    free_slots_.push_back(depth_ - 1 - i);
+    SSIHV_RETURN_IF_ERROR(Repost(i));
+  }
+  for (uint32_t i = 0; i < read_tags_.size(); ++i) {
+    read_tags_[i] = {WrTag::Kind::kRead, this, i, nullptr};
+  }
+  std::mt19937 rng(std::random_device{}());
+  psn_ = std::uniform_int_distribution<uint32_t>(0, 0xFFFFFF)(rng);
+  return absl::OkStatus();
+}
+
+absl::Status RdmaPeer::Repost(uint32_t index) {
+  ibv_sge sge{
+      reinterpret_cast<uint64_t>(recv_mem_.data() + index * slot_bytes_),
+      static_cast<uint32_t>(slot_bytes_), recv_mr_->lkey};
+  ibv_recv_wr wr{};
+  wr.wr_id = reinterpret_cast<uint64_t>(&recv_tags_[index]);
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  if (int err = sys::PostRecv(qp_.get(), &wr); err != 0) {
+    return base::ErrnoStatus(err, absl::StrCat("ibv_post_recv node=", id_));
+  }
+  ++posted_recvs_;
+  return absl::OkStatus();
+}
+
+RdmaParamsPayload RdmaPeer::LocalParams() const {
+  const OpenedDevice& d = t_->device();
+  RdmaParamsPayload p;
+  p.qpn = qp_->qp_num;
+  p.psn = psn_;
+  p.gid = t_->gid().gid;
+  p.lid = d.port_attr.lid;
+  p.mtu = static_cast<uint8_t>(d.port_attr.active_mtu);
+  p.link_layer = d.port_attr.link_layer;
+  p.recv_depth = depth_;
+  p.recv_bytes = static_cast<uint32_t>(slot_bytes_);
+  p.max_rd_atomic = std::min<uint32_t>(
+      kMaxRdAtomic, static_cast<uint32_t>(d.device_attr.max_qp_rd_atom));
+  return p;
+}
+
+absl::Status RdmaPeer::Connect(const RdmaParamsPayload& remote) {
+  const OpenedDevice& d = t_->device();
+  if (remote.recv_bytes < kFrameHeaderSize + t_->options().max_message_bytes) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node ", id_, " posts ", remote.recv_bytes,
+        "-byte receive buffers, smaller than this node's max_message_bytes + "
+        "16: use the same max_message_bytes on every node"));
+  }
+  if (remote.link_layer != d.port_attr.link_layer) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("node ", id_, " is on another link layer"));
+  }
+  remote_ = remote;
+  ibv_qp_attr attr{};
+  attr.qp_state = IBV_QPS_RTR;
+  attr.path_mtu =
+      static_cast<ibv_mtu>(std::min<int>(d.port_attr.active_mtu, remote.mtu));
+  attr.dest_qp_num = remote.qpn;
+  attr.rq_psn = remote.psn;
+  attr.max_dest_rd_atomic = static_cast<uint8_t>(std::min<uint32_t>(
+      kMaxRdAtomic, static_cast<uint32_t>(d.device_attr.max_qp_rd_atom)));
+  attr.min_rnr_timer = 12;  // 0.64 ms
+  attr.ah_attr.port_num = d.port;
+  attr.ah_attr.dlid = remote.lid;
+  if (d.port_attr.link_layer == IBV_LINK_LAYER_ETHERNET) {
+    // RoCE addresses by GID (a RoCE v2 GID routes as UDP/IP).
+    attr.ah_attr.is_global = 1;
+    std::memcpy(attr.ah_attr.grh.dgid.raw, remote.gid.data(), 16);
+    attr.ah_attr.grh.sgid_index = static_cast<uint8_t>(t_->gid().index);
+    attr.ah_attr.grh.hop_limit = 64;
+  }
+  SSIHV_RETURN_IF_ERROR(sys::ModifyQp(
+      qp_.get(), &attr,
+      IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
+          IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER,
+      "INIT->RTR"));
+  attr = {};
+  attr.qp_state = IBV_QPS_RTS;
+  attr.timeout = 14;  // 4.096 us * 2^14 = 67 ms per try
+  attr.retry_cnt = 7;
+  attr.rnr_retry = 7;  // credits prevent RNR; this is the backstop
+  attr.sq_psn = psn_;
+  attr.max_rd_atomic = static_cast<uint8_t>(std::min<uint32_t>(
+      {kMaxRdAtomic, remote.max_rd_atomic,
+       static_cast<uint32_t>(d.device_attr.max_qp_init_rd_atom)}));
+  SSIHV_RETURN_IF_ERROR(sys::ModifyQp(
+      qp_.get(), &attr,
+      IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
+          IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC,
+      "RTR->RTS"));
+  std::lock_guard<std::mutex> lock(send_mu_);
+  credits_ = remote.recv_depth > kReserveBuffers
+                 ? remote.recv_depth - kReserveBuffers
+                 : 1;
+  return absl::OkStatus();
+}
+
+void RdmaPeer::SetLinkUp() {
+  {
+    std::lock_guard<std::mutex> lock(send_mu_);
+    link_up_ = true;
+  }
+  DrainQueue();
+}
+
+WrTag* RdmaPeer::ReadTag(PendingOp* op) {
+  WrTag* tag = &read_tags_[pending_.IndexOf(op)];
+  tag->op = op;
+  return tag;
+}
+
+bool RdmaPeer::PostSlotLocked(uint32_t slot, size_t length, bool credit_frame) {
+  uint8_t* p = send_mem_.data() + slot * slot_bytes_;
+  ibv_sge sge{reinterpret_cast<uint64_t>(p), static_cast<uint32_t>(length),
+              send_mr_->lkey};
+  ibv_send_wr wr{};
+  wr.wr_id = reinterpret_cast<uint64_t>(&send_tags_[slot]);
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_SEND;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  // An acknowledgement of a withdrawn region waits for this QP's earlier
+  // READs to finish: the peer may unregister the memory once it has it.
+  if (p[4] == static_cast<uint8_t>(FrameKind::kRegionRemoveAck)) {
+    wr.send_flags |= IBV_SEND_FENCE;
+  }
+  NoteWrPosted();
+  t_->NoteAsync(1);
+  if (int err = sys::PostSend(qp_.get(), &wr); err != 0) {
+    NoteWrDone();
+    t_->NoteAsync(-1);
+    free_slots_.push_back(slot);
+    Log(LogLevel::kError, "rdmax: ibv_post_send SEND to node ", id_, ": ",
+        std::strerror(err));
+    return false;
+  }
+  if (!credit_frame) --credits_;
+  return true;
+}
+
+absl::Status RdmaPeer::SendFrame(const FrameHeader& h,
+                                 absl::Span<const uint8_t> payload,
+                                 SendMode mode, absl::Time deadline) {
+  uint8_t hdr[kFrameHeaderSize];
+  EncodeFrameHeader(h, hdr);
+  const size_t total = kFrameHeaderSize + payload.size();
+  std::unique_lock<std::mutex> lock(send_mu_);
+  if (mode == SendMode::kReply) {
+    if (open_requests_.erase(h.id) == 0) {
+      return absl::NotFoundError(absl::StrCat(
+          "Reply node=", id_, " request=", h.id,
+          ": no such request (already answered, or the peer restarted)"));
+    }
+    reserved_ -= std::min(reserved_, reply_cost_);
+  }
+  for (;;) {
+    if (dead()) {
+      return absl::UnavailableError(
+          absl::StrCat("connection to node ", id_, " is closed"));
+    }
+    if (queue_.empty() && CanPostLocked()) {
+      uint32_t slot = free_slots_.back();
+      free_slots_.pop_back();
+      uint8_t* p = send_mem_.data() + slot * slot_bytes_;
+      std::memcpy(p, hdr, kFrameHeaderSize);
+      if (!payload.empty()) {
+        std::memcpy(p + kFrameHeaderSize, payload.data(), payload.size());
+      }
+      if (!PostSlotLocked(slot, total, false)) {
+        lock.unlock();
+        Close("ibv_post_send failed");
+        return absl::UnavailableError(
+            absl::StrCat("send to node ", id_, " failed"));
+      }
+      return absl::OkStatus();
+    }
+    if (mode == SendMode::kReply || mode == SendMode::kForce ||
+        queue_.size() + reserved_ + total <= capacity_) {
+      struct iovec iov[2] = {
+          {hdr, kFrameHeaderSize},
+          {const_cast<uint8_t*>(payload.data()), payload.size()}};
+      queue_.Append(iov, 2, 0);
+      t_->atomic_stats().NoteQueueDepth(queue_.size());
+      return absl::OkStatus();
+    }
+    if (mode == SendMode::kWait && absl::Now() < deadline &&
+        !t_->on_data_thread()) {
+      send_cv_.wait_for(lock, absl::ToChronoNanoseconds(std::min(
+                                  deadline - absl::Now(), absl::Seconds(1))));
+      continue;
+    }
+    Bump(t_->atomic_stats().send_queue_full);
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "send queue to node ", id_, " is full (", queue_.size() + reserved_,
+        " bytes queued or reserved, ", credits_, " credits)"));
+  }
+}
+
+void RdmaPeer::DrainQueue() {
+  std::lock_guard<std::mutex> lock(send_mu_);
+  while (!queue_.empty() && CanPostLocked() && !dead()) {
+    uint8_t hdr[kFrameHeaderSize];
+    queue_.Peek(hdr, kFrameHeaderSize);
+    size_t total = kFrameHeaderSize + GetU32(hdr);
+    uint32_t slot = free_slots_.back();
+    free_slots_.pop_back();
+    queue_.Peek(send_mem_.data() + slot * slot_bytes_, total);
+    queue_.Consume(total);
+    if (!PostSlotLocked(slot, total, false)) break;
+  }
+  send_cv_.notify_all();
+}
+
+void RdmaPeer::ReturnCreditsLocked() {
+  const uint32_t threshold =
+      std::max<uint32_t>(1, (depth_ - kReserveBuffers) / 4);
+  if (credits_to_return_ < threshold || !link_up_ || free_slots_.empty() ||
+      dead()) {
+    return;
+  }
+  FrameHeader h;
+  h.kind = FrameKind::kCredit;
+  h.id = credits_to_return_;
+  uint32_t slot = free_slots_.back();
+  free_slots_.pop_back();
+  EncodeFrameHeader(h, send_mem_.data() + slot * slot_bytes_);
+  if (PostSlotLocked(slot, kFrameHeaderSize, /*credit_frame=*/true)) {
+    credits_to_return_ = 0;
+  }
+}
+
+bool RdmaPeer::TakeRequest(uint64_t id) {
+  std::lock_guard<std::mutex> lock(send_mu_);
+  if (!open_requests_.insert(id).second) return false;
+  reserved_ += reply_cost_;
+  return true;
+}
+
+void RdmaPeer::OnSendDone(const WrTag& tag, const ibv_wc& wc) {
+  NoteWrDone();
+  t_->NoteAsync(-1);
+  {
+    std::lock_guard<std::mutex> lock(send_mu_);
+    free_slots_.push_back(tag.index);
+    ReturnCreditsLocked();
+  }
+  if (wc.status != IBV_WC_SUCCESS && wc.status != IBV_WC_WR_FLUSH_ERR) {
+    Close(absl::StrCat("SEND to node ", id_,
+                       " failed: ", ibv_wc_status_str(wc.status)));
+  }
+  DrainQueue();
+}
+
+void RdmaPeer::OnRecv(const WrTag& tag, const ibv_wc& wc) {
+  --posted_recvs_;
+  if (wc.status != IBV_WC_SUCCESS) {
+    if (wc.status != IBV_WC_WR_FLUSH_ERR) {
+      Close(absl::StrCat("receive from node ", id_,
+                         " failed: ", ibv_wc_status_str(wc.status)));
+    }
+    return;
+  }
+  if (dead()) return;
+  const uint8_t* p = recv_mem_.data() + tag.index * slot_bytes_;
+  auto violation = [&](absl::string_view what) {
+    Bump(t_->atomic_stats().malformed_frames);
+    Close(absl::StrCat("malformed frame from node ", id_, ": ", what));
+  };
+  absl::StatusOr<FrameHeader> h = DecodeFrameHeader(
+      absl::MakeConstSpan(p, std::min<size_t>(wc.byte_len, kFrameHeaderSize)),
+      WirePhase::kEstablished, t_->limits());
+  if (!h.ok()) return violation(h.status().message());
+  if (kFrameHeaderSize + h->length != wc.byte_len) {
+    return violation("length does not match the SEND");
+  }
+  Dispatch(*h, absl::MakeConstSpan(p + kFrameHeaderSize, h->length));
+  if (dead()) return;
+  if (absl::Status st = Repost(tag.index); !st.ok()) {
+    Close(st.message());
+    return;
+  }
+  if (h->kind != FrameKind::kCredit) {
+    std::lock_guard<std::mutex> lock(send_mu_);
+    ++credits_to_return_;
+    ReturnCreditsLocked();
+  }
+}
+
+void RdmaPeer::Dispatch(const FrameHeader& h,
+                        absl::Span<const uint8_t> payload) {
+  auto violation = [&](absl::string_view what) {
+    Bump(t_->atomic_stats().malformed_frames);
+    Close(absl::StrCat("malformed frame from node ", id_, ": ",
+                       FrameKindName(h.kind), ": ", what));
+  };
+  switch (h.kind) {
+    case FrameKind::kRegionTable:
+    case FrameKind::kRegionAdd: {
+      absl::StatusOr<std::vector<RegionEntry>> e = DecodeRegionEntries(payload);
+      if (!e.ok()) return violation(e.status().message());
+      if ((h.kind == FrameKind::kRegionTable) == up()) {
+        return violation("region table out of order");
+      }
+      {
+        std::unique_lock<std::shared_mutex> lock(regions_mu_);
+        if (h.kind == FrameKind::kRegionTable) {
+          regions_.Reset(*e);
+        } else {
+          regions_.Add((*e)[0]);
+        }
+      }
+      if (h.kind == FrameKind::kRegionTable) {
+        up_.store(true, std::memory_order_release);
+        t_->OnPeerTable(this);
+      }
+      return;
+    }
+    case FrameKind::kRegionRemove: {
+      absl::StatusOr<uint32_t> region = DecodeRegionId(payload);
+      if (!region.ok()) return violation(region.status().message());
+      {
+        // Fetches check and post under the shared lock: after this, none
+        // can start a READ of the region.
+        std::unique_lock<std::shared_mutex> lock(regions_mu_);
+        regions_.Remove(*region);
+      }
+      FrameHeader ack;
+      ack.kind = FrameKind::kRegionRemoveAck;
+      ack.length = 8;
+      uint8_t body[8];
+      EncodeRegionId(*region, body);
+      SendFrame(ack, body, SendMode::kForce, absl::InfinitePast())
+          .IgnoreError();
+      return;
+    }
+    case FrameKind::kRegionRemoveAck: {
+      absl::StatusOr<uint32_t> region = DecodeRegionId(payload);
+      if (!region.ok()) return violation(region.status().message());
+      t_->OnRegionRemoveAck(id_, *region);
+      return;
+    }
+    case FrameKind::kCredit: {
+      {
+        std::lock_guard<std::mutex> lock(send_mu_);
+        credits_ += static_cast<int64_t>(h.id);
+      }
+      DrainQueue();
+      return;
+    }
+    case FrameKind::kMessage:
+    case FrameKind::kRequest: {
+      if (!up()) return violation("before the region table");
+      if (h.kind == FrameKind::kRequest && !TakeRequest(h.id)) {
+        return violation("duplicate request id");
+      }
+      Message m{id_, h.type, h.kind == FrameKind::kRequest ? h.id : 0, payload};
+      t_->DeliverMessage(m);
+      return;
+    }
+    case FrameKind::kResponse: {
+      PendingOp* op = pending_.Find(h.id);
+      if (op == nullptr || op->kind != OpKind::kCall) {
+        return violation("response to an unknown request");
+      }
+      absl::Status status;
+      if (h.flags & kFlagError) {
+        if (!DecodeError(payload, &status).ok()) return violation("error");
+      }
+      if (op->sync) {
+        if (status.ok()) {
+          op->response_length = payload.size();
+          if (payload.size() > op->response.size()) {
+            status = absl::OutOfRangeError(absl::StrCat(
+                "CallSync node=", id_, ": response of ", payload.size(),
+                " bytes does not fit the buffer of ", op->response.size()));
+          } else if (!payload.empty()) {
+            std::memcpy(op->response.data(), payload.data(), payload.size());
+          }
+        }
+        op->status = status;
+        PendingTable::Complete(op);
+        return;
+      }
+      ResponseCallback done = std::move(op->call_done);
+      pending_.Release(op);
+      t_->loop().ReleaseTick();
+      Message m{id_, h.type, h.id,
+                status.ok() ? payload : absl::Span<const uint8_t>()};
+      if (done) done(status, m);
+      return;
+    }
+    default:
+      return violation("not used over RDMA SEND");
+  }
+}
+
+void RdmaPeer::Close(absl::string_view reason) {
+  if (dead_.exchange(true, std::memory_order_acq_rel)) return;
+  Log(LogLevel::kWarning, "rdmax node ", t_->self(), ": ", reason,
+      "; closing the connection to node ", id_);
+  control_.Shutdown();
+  {
+    std::lock_guard<std::mutex> lock(send_mu_);
+    send_cv_.notify_all();
+  }
+  t_->PostTeardown(this);
+}
+
+void RdmaPeer::Teardown() {
+  // The error state flushes every posted work request; fetches complete
+  // through their flush completions, never before.
+  ibv_qp_attr attr{};
+  attr.qp_state = IBV_QPS_ERR;
+  absl::Status st = sys::ModifyQp(qp_.get(), &attr, IBV_QP_STATE, "->ERR");
+  if (!st.ok()) Log(LogLevel::kError, "rdmax: ", st.message());
+  std::vector<absl::AnyInvocable<void()>> callbacks = pending_.FailAll(
+      absl::UnavailableError(absl::StrCat("connection to node ", id_,
+                                          " lost with the request in flight")),
+      /*calls_only=*/true);
+  for (auto& cb : callbacks) {
+    t_->loop().ReleaseTick();
+    cb();
+  }
+  std::lock_guard<std::mutex> lock(send_mu_);
+  queue_.Consume(queue_.size());
+  send_cv_.notify_all();
+}
+
+}  // namespace ssihv::rdmax

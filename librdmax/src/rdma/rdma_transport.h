@@ -1,0 +1,301 @@
+// The RDMA backend (libibverbs RC). Resources are members in rdma-core
+// rc_pingpong's acquisition order (device, PD, completion channel, CQs,
+// MRs, QPs), so RAII tears them down in reverse.
+//
+// Per peer (RdmaPeer): one RC QP, receive buffers posted up front (SEND/RECV
+// for messages, with credit-based flow control so a receiver never runs out
+// of posted buffers), registered send slots, the peer's advertised regions
+// (base, length, rkey) and the operations in flight. The authenticated TCP
+// control connection carries the QP parameters and stays open: its end of
+// file is the peer's death. Region tables and updates travel as SENDs, in
+// FIFO order with the messages.
+//
+// Completions: one send CQ (SENDs, READs) and one receive CQ, shared by all
+// peers. The receive CQ is event-driven on the data thread. The send CQ is
+// event-driven too by default; with busy_poll, a thread blocked in Fetch
+// polls it itself (whoever holds send_cq_mu_ processes every completion it
+// finds), and the data thread polls it only while asynchronous work is in
+// flight.
+//
+// Teardown of a peer: its QP goes to the error state, which flushes every
+// posted work request; fetch operations complete only through their (flush)
+// completion, so no READ can write into a buffer after its Fetch returned.
+// The peer's memory is released once all its work requests have completed.
+#ifndef SSIHV_RDMAX_RDMA_RDMA_TRANSPORT_H_
+#define SSIHV_RDMAX_RDMA_RDMA_TRANSPORT_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "control_plane.h"
+#include "event_loop.h"
+#include "pending.h"
+#include "rdma/control_stream.h"
+#include "rdma/device.h"
+#include "regions.h"
+#include "ssihv/base/mapped_region.h"
+#include "sys/verbs.h"
+#include "tcp/byte_ring.h"
+#include "transport_base.h"
+
+namespace ssihv::rdmax {
+
+class RdmaTransport;
+class RdmaPeer;
+
+/// What a work request's wr_id points at.
+struct WrTag {
+  enum class Kind : uint8_t { kRecv, kSend, kRead };
+  Kind kind = Kind::kRecv;
+  RdmaPeer* peer = nullptr;
+  uint32_t index = 0;       // receive buffer or send slot
+  PendingOp* op = nullptr;  // kRead
+};
+
+class RdmaPeer {
+ public:
+  RdmaPeer(RdmaTransport* t, NodeId id, base::UniqueFd control_fd,
+           uint64_t token);
+  ~RdmaPeer();
+
+  /// Creates the QP (INIT) and the buffers and posts every receive.
+  absl::Status Init();
+  /// RTR and RTS with the peer's parameters.
+  absl::Status Connect(const RdmaParamsPayload& remote);
+  RdmaParamsPayload LocalParams() const;
+
+  NodeId id() const { return id_; }
+  uint64_t token() const { return token_; }
+  ControlStream& control() { return control_; }
+  PendingTable& pending() { return pending_; }
+  bool dead() const { return dead_.load(std::memory_order_acquire); }
+  bool up() const { return up_.load(std::memory_order_acquire); }
+  ibv_qp* qp() const { return qp_.get(); }
+
+  /// Sends a frame as one SEND (or queues it, in order, until credits and a
+  /// slot are free). Modes as on TCP.
+  absl::Status SendFrame(const FrameHeader& h,
+                         absl::Span<const uint8_t> payload, SendMode mode,
+                         absl::Time deadline);
+  /// Posts queued frames while credits and slots allow. Any thread.
+  void DrainQueue();
+
+  // Completion handlers.
+  void OnSendDone(const WrTag& tag, const ibv_wc& wc);
+  void OnRecv(const WrTag& tag, const ibv_wc& wc);  // data thread
+
+  /// Any thread: marks dead (once) and has the data thread tear down.
+  void Close(absl::string_view reason);
+  /// Data thread: QP to error (flushes), fails calls, wakes senders.
+  void Teardown();
+  /// Work requests not yet completed (0: the peer's memory can go).
+  bool Drained() const {
+    return outstanding_.load(std::memory_order_acquire) == 0 &&
+           posted_recvs_ == 0;
+  }
+
+  // Fetch support.
+  std::shared_mutex& regions_mu() { return regions_mu_; }
+  PeerRegions& regions() { return regions_; }
+  WrTag* ReadTag(PendingOp* op);
+  void NoteWrPosted() { outstanding_.fetch_add(1, std::memory_order_relaxed); }
+  void NoteWrDone() { outstanding_.fetch_sub(1, std::memory_order_acq_rel); }
+
+  // Connection state machine (data thread).
+  bool remote_ready = false;
+  bool connected = false;  // our QP is RTS
+  /// Both QPs ready: SENDs may go out (queued frames drain then).
+  void SetLinkUp();
+
+ private:
+  friend class RdmaTransport;
+  bool CanPostLocked() const {
+    return link_up_ && credits_ > 0 && !free_slots_.empty();
+  }
+  /// Posts the frame already copied into send slot `slot` (send_mu_ held).
+  bool PostSlotLocked(uint32_t slot, size_t length, bool credit_frame);
+  void ReturnCreditsLocked();
+  bool TakeRequest(uint64_t id);
+  void Dispatch(const FrameHeader& h, absl::Span<const uint8_t> payload);
+  absl::Status Repost(uint32_t index);
+
+  RdmaTransport* const t_;
+  const NodeId id_;
+  const uint64_t token_;
+  const uint32_t depth_;     // receive buffers = send slots
+  const size_t slot_bytes_;  // header + max message
+  ControlStream control_;
+  std::atomic<bool> dead_{false};
+  std::atomic<bool> up_{false};
+  uint32_t psn_ = 0;
+  RdmaParamsPayload remote_{};
+
+  // Memory first, QP last: the QP is destroyed before the buffers.
+  base::MappedRegion recv_mem_;
+  sys::Mr recv_mr_;
+  base::MappedRegion send_mem_;
+  sys::Mr send_mr_;
+  sys::Qp qp_;
+  std::vector<WrTag> recv_tags_;
+  std::vector<WrTag> send_tags_;
+  std::vector<WrTag> read_tags_;
+  uint32_t posted_recvs_ = 0;  // data thread
+  std::atomic<int64_t> outstanding_{0};
+
+  // Send side.
+  std::mutex send_mu_;
+  std::condition_variable send_cv_;
+  std::vector<uint32_t> free_slots_;
+  bool link_up_ = false;
+  int64_t credits_ = 0;
+  ByteRing queue_;
+  size_t capacity_;
+  size_t reserved_ = 0;
+  size_t reply_cost_;
+  absl::flat_hash_set<uint64_t> open_requests_;
+  uint32_t credits_to_return_ = 0;
+
+  std::shared_mutex regions_mu_;
+  PeerRegions regions_;
+  PendingTable pending_;
+};
+
+class RdmaTransport final : public TransportBase {
+ public:
+  RdmaTransport(const cluster::ClusterConfig& config, NodeId self,
+                TransportOptions options, OpenedDevice device, ChosenGid gid);
+  ~RdmaTransport() override;
+
+  BackendKind kind() const override { return BackendKind::kRdma; }
+  std::string Describe() const override;
+  absl::Status Start() override;
+  void Shutdown() override;
+
+  absl::Status RegisterRegion(RegionId id, void* base, size_t length,
+                              RegionAccess access) override;
+  absl::Status UnregisterRegion(RegionId id) override;
+  absl::Status Send(NodeId to, MessageType type,
+                    absl::Span<const uint8_t> payload,
+                    absl::Time deadline) override;
+  absl::Status Call(NodeId to, MessageType type,
+                    absl::Span<const uint8_t> payload,
+                    ResponseCallback done) override;
+  absl::StatusOr<size_t> CallSync(NodeId to, MessageType type,
+                                  absl::Span<const uint8_t> payload,
+                                  absl::Span<uint8_t> response) override;
+  absl::Status Reply(const ReplyToken& to, MessageType type,
+                     absl::Span<const uint8_t> payload) override;
+  absl::Status ReplyError(const ReplyToken& to,
+                          const absl::Status& error) override;
+  absl::Status Fetch(NodeId peer, RegionId region, uint64_t offset,
+                     absl::Span<uint8_t> dst) override;
+  absl::Status FetchAsync(NodeId peer, RegionId region, uint64_t offset,
+                          absl::Span<uint8_t> dst, FetchCallback done) override;
+
+  // ---- for RdmaPeer ----
+  const TransportOptions& options() const { return options_; }
+  const FrameLimits& limits() const { return limits_; }
+  const OpenedDevice& device() const { return device_; }
+  const ChosenGid& gid() const { return gid_; }
+  ibv_pd* pd() const { return pd_.get(); }
+  ibv_cq* send_cq() const { return send_cq_.get(); }
+  ibv_cq* recv_cq() const { return recv_cq_.get(); }
+  EventLoop& loop() { return loop_; }
+  AtomicStats& atomic_stats() { return stats_; }
+  LocalRegions& regions() { return regions_; }
+  void DeliverMessage(const Message& m) { Deliver(m); }
+  void OnPeerTable(RdmaPeer* peer);
+  void PostTeardown(RdmaPeer* peer);
+  void NoteAsync(int delta);
+  void OnRegionRemoveAck(NodeId peer, uint32_t region);
+  bool on_data_thread() const { return OnDataThread(); }
+  /// Device resources (PD, completion channel, CQs, bounce buffers); called
+  /// by the factory so that memory can be registered before Start().
+  absl::Status CreateResources();
+
+ private:
+  struct Bounce {
+    uint8_t* data;
+    uint32_t lkey;
+    int index;
+  };
+  void RunDataThread();
+  void Adopt(ControlPlane::Authenticated a);
+  absl::Status OnControlFrame(RdmaPeer* peer, const Frame& f);
+  void OnControlEvents(RdmaPeer* peer, uint32_t events);
+  void OnCqEvents();
+  /// Processes send-CQ completions (caller holds send_cq_mu_).
+  int PollSendCq();
+  int PollRecvCq();
+  void ReapDrained();
+  void FinishRead(PendingOp* op, RdmaPeer* peer, const ibv_wc& wc);
+  void OnTick();
+  absl::StatusOr<std::shared_ptr<RdmaPeer>> Peer(NodeId id,
+                                                 absl::string_view op);
+  absl::StatusOr<PendingOp*> PostRead(RdmaPeer& peer, RegionId region,
+                                      uint64_t offset, absl::Span<uint8_t> dst,
+                                      FetchCallback* done, absl::Time deadline);
+  /// Busy-poll wait: polls the send CQ until `op` is done or `deadline`.
+  bool PollUntil(PendingOp* op, absl::Time deadline);
+  bool AcquireBounce(size_t length, absl::Time deadline, Bounce* out);
+  void ReleaseBounce(int index);
+  void AdvertiseTo(RdmaPeer& peer);  // regions_ exclusive lock held
+  void Broadcast(FrameKind kind, const uint8_t* payload, size_t length);
+  void UpdateControlArm(RdmaPeer* peer);
+
+  // Acquisition order (RAII releases in reverse).
+  OpenedDevice device_;
+  ChosenGid gid_;
+  sys::Pd pd_;
+  sys::CompChannel channel_;
+  sys::Cq send_cq_;
+  sys::Cq recv_cq_;
+  base::MappedRegion bounce_mem_;
+  sys::Mr bounce_mr_;
+  std::map<RegionId, sys::Mr> region_mrs_;  // guarded by regions_.mutex()
+
+  std::mutex bounce_mu_;
+  std::condition_variable bounce_cv_;
+  std::vector<int> free_bounce_;
+
+  std::mutex send_cq_mu_;  // the send-CQ poller role
+  std::atomic<int> async_outstanding_{0};
+  // Data thread: CQ events not yet acknowledged (acked in batches, and all
+  // before the CQs are destroyed), and the shutdown drain.
+  uint32_t unacked_send_events_ = 0;
+  uint32_t unacked_recv_events_ = 0;
+  bool closing_ = false;
+  absl::Time shutdown_limit_;
+
+  std::mutex peers_mu_;
+  std::vector<std::shared_ptr<RdmaPeer>> current_;  // per node id
+  std::vector<std::shared_ptr<RdmaPeer>> advertised_;
+  // Data thread only: every live or draining peer by control token.
+  absl::flat_hash_map<uint64_t, std::shared_ptr<RdmaPeer>> by_token_;
+  std::vector<std::shared_ptr<RdmaPeer>> draining_;
+  uint64_t next_token_ = 16;  // below: reserved tokens
+
+  // UnregisterRegion waits for every peer's acknowledgement.
+  std::mutex acks_mu_;
+  std::condition_variable acks_cv_;
+  std::map<std::pair<uint32_t, NodeId>, bool> acks_;
+
+  std::unique_ptr<ControlPlane> control_;
+  EventLoop loop_;
+  std::thread data_thread_;
+  std::mutex state_mu_;
+  bool started_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace ssihv::rdmax
+
+#endif  // SSIHV_RDMAX_RDMA_RDMA_TRANSPORT_H_
