@@ -192,6 +192,17 @@ absl::Status Resolver::WriteProtect(uint64_t gpa, uint64_t len) {
   return absl::OkStatus();
 }
 
+absl::Status Resolver::Unprotect(uint64_t gpa, uint64_t len) {
+  const Region* r = PageAligned(gpa, len) ? RegionOfGpa(gpa, len) : nullptr;
+  if (r == nullptr) return OutsideRegions("Resolver::Unprotect", gpa, len);
+  const Userfaultfd& uffd = *pager_->uffd_;
+  uint8_t* host = r->host + (gpa - r->gpa);
+  const int err =
+      RetryEagain([&] { return uffd.WriteProtect(host, len, false); });
+  if (err != 0) return IoctlStatus(err, "UFFDIO_WRITEPROTECT(clear)", gpa);
+  return absl::OkStatus();
+}
+
 absl::Status Resolver::Discard(uint64_t gpa, uint64_t len) {
   const Region* r = PageAligned(gpa, len) ? RegionOfGpa(gpa, len) : nullptr;
   if (r == nullptr) return OutsideRegions("Resolver::Discard", gpa, len);

@@ -105,6 +105,8 @@ class Resolver {
   /// Sets write protection on [gpa, gpa + len): later writes fault as
   /// kWriteProtect. Pages not mapped are unaffected.
   absl::Status WriteProtect(uint64_t gpa, uint64_t len);
+  /// Clears it and wakes threads waiting on the range.
+  absl::Status Unprotect(uint64_t gpa, uint64_t len);
   /// Drops [gpa, gpa + len) so the next access faults again (MADV_DONTNEED,
   /// or MADV_REMOVE on memfd regions). The kernel blocks madvise until a
   /// fault thread reads the REMOVE event: on a fault thread the madvise runs

@@ -1,0 +1,105 @@
+// DsmNode: one node of the distributed shared memory. It composes the pager
+// (guest RAM, faults), libdirectory's coherence protocol (ssihv::directory::
+// Node: node agent + home agent) and librdmax's transport:
+//
+//   read fault on an Invalid page   -> ask the home; map the arriving bytes
+//                                      read-only (UFFDIO_COPY | MODE_WP,
+//                                      straight from the receive buffer)
+//   write fault on a Shared page    -> upgrade; map writable in place
+//   invalidate from the home        -> MADV_DONTNEED the page, ack
+//   request for a page owned here   -> served from local memory
+//
+// Every node maps the whole cluster's guest RAM (the layout of the cluster
+// config) and registers it with its pager; the pages homed here start
+// Modified here (first touch is local, zero-filled), the others Invalid.
+// docs/PAGER.md, "DSM node", has the threading model and the decisions.
+#ifndef SSIHV_PAGER_DSM_NODE_H_
+#define SSIHV_PAGER_DSM_NODE_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "ssihv/cluster/config.h"
+#include "ssihv/pager/guest_memory.h"
+#include "ssihv/pager/pager.h"
+#include "ssihv/pager/stats.h"
+
+namespace ssihv::rdmax {
+class Transport;
+}
+
+namespace ssihv::pager {
+
+class DsmEngine;
+
+struct DsmOptions {
+  /// Pager fault threads (see PagerOptions::fault_threads).
+  int fault_threads = 1;
+  /// How long Start() waits for every peer to connect.
+  absl::Duration connect_timeout = absl::Seconds(30);
+  /// How long a page just granted to this node is held before a request
+  /// that takes it away again (deferred by the protocol: kDefer) is served,
+  /// so the woken threads use the grant at least once: no livelock when
+  /// nodes fight over a page (a spinlock).
+  absl::Duration grant_hold = absl::Microseconds(20);
+  /// Called when the node cannot go on: a protocol error, a lost page, a
+  /// message that could not be sent. The guest must be stopped. May run on
+  /// any DSM thread; must not call Stop().
+  std::function<void(const absl::Status&)> on_error;
+};
+
+/// The transport message type that carries protocol frames
+/// (directory::Encode: 16-byte header, plus the page for kData).
+inline constexpr uint16_t kDsmFrameType = 0x5D01;
+
+class DsmNode {
+ public:
+  ~DsmNode();
+  DsmNode(const DsmNode&) = delete;
+  DsmNode& operator=(const DsmNode&) = delete;
+
+  /// Node `self` of `config`, talking through `transport` (created for the
+  /// same config and self, not started: DsmNode installs its handlers and
+  /// owns it from here). Maps guest RAM for the whole layout (anonymous
+  /// memory) and registers it with a new pager.
+  static absl::StatusOr<std::unique_ptr<DsmNode>> Create(
+      const cluster::ClusterConfig& config, uint32_t self,
+      std::unique_ptr<rdmax::Transport> transport, DsmOptions options = {});
+
+  /// Starts the fault threads and the transport, then waits until every
+  /// peer is connected (DsmOptions::connect_timeout).
+  absl::Status Start();
+  /// Shuts the transport down (no more protocol traffic), then stops the
+  /// pager. Faults still waiting for a remote page stay blocked. Idempotent.
+  void Stop();
+
+  uint32_t self() const;
+  /// Guest RAM of the whole cluster: RAM offset x is at memory().data() + x
+  /// (GPA = GuestLayout::RamOffsetToGpa(x)). Give it to KVM.
+  const GuestMemory& memory() const;
+  /// Host address of a guest-physical address, or nullptr outside RAM.
+  uint8_t* HostAddress(uint64_t gpa) const;
+
+  /// The failure detector declared `node` dead (it must be fenced). Pages
+  /// whose only copy it held are reported through on_error.
+  absl::Status DeclareDead(uint32_t node);
+
+  Pager& pager();
+  PagerStats PagerStatistics() const;
+  /// {"pager": ..., "protocol": ..., "transport": ..., "dsm": ...}.
+  nlohmann::json StatsJson() const;
+
+ private:
+  explicit DsmNode(std::unique_ptr<DsmEngine> engine);
+  std::unique_ptr<DsmEngine> engine_;
+};
+
+}  // namespace ssihv::pager
+
+#endif  // SSIHV_PAGER_DSM_NODE_H_

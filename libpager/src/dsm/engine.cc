@@ -1,0 +1,494 @@
+#include "dsm/engine.h"
+
+#include <sys/prctl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <functional>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "clock.h"
+#include "ssihv/base/log.h"
+#include "ssihv/base/status_macros.h"
+#include "ssihv/directory/message.h"
+
+namespace ssihv::pager {
+
+namespace dir = ssihv::directory;
+
+namespace {
+
+alignas(4096) const uint8_t kZeroPage[kPageSize] = {};
+
+/// The Output reused by each thread: steady-state calls do not allocate.
+dir::Output& ThreadOutput() {
+  thread_local dir::Output out;
+  out.Clear();
+  return out;
+}
+
+/// The PageSource the pager calls: forwards to the engine.
+class DsmSource final : public PageSource {
+ public:
+  explicit DsmSource(DsmEngine* engine) : engine_(engine) {}
+  void OnFault(const Fault& fault, Resolver& resolver) override {
+    engine_->HandleFault(fault, resolver);
+  }
+  void OnRemove(uint64_t gpa, uint64_t len) override {
+    engine_->HandleRemove(gpa, len);
+  }
+  std::string_view name() const override { return "dsm"; }
+
+ private:
+  DsmEngine* engine_;
+};
+
+}  // namespace
+
+DsmEngine::DsmEngine(const cluster::ClusterConfig& config, uint32_t self,
+                     DsmOptions options)
+    : config_(config),
+      layout_(config_),
+      self_(self),
+      options_(std::move(options)) {}
+
+DsmEngine::~DsmEngine() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
+    const cluster::ClusterConfig& config, uint32_t self,
+    std::unique_ptr<rdmax::Transport> transport, DsmOptions options) {
+  if (self >= config.num_nodes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DsmNode: self=", self, " is not a node of the cluster (",
+                     config.num_nodes(), " nodes)"));
+  }
+  if (transport == nullptr || transport->self() != self) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("DsmNode: the transport must be node ", self, "'s"));
+  }
+  std::unique_ptr<DsmEngine> e(new DsmEngine(config, self, std::move(options)));
+  SSIHV_ASSIGN_OR_RETURN(dir::PageSpace space,
+                         dir::PageSpace::FromLayout(e->layout_));
+  e->space_.emplace(space);
+  // No one-sided pulls: guest RAM is anonymous memory, which must not be an
+  // RDMA MR (docs/PAGER.md, "Remote reads"); page bytes travel in kData.
+  dir::Node::Options node_options;
+  node_options.allow_pull = false;
+  SSIHV_ASSIGN_OR_RETURN(dir::Node node,
+                         dir::Node::Create(space, self, node_options));
+  e->node_.emplace(std::move(node));
+  SSIHV_ASSIGN_OR_RETURN(e->memory_,
+                         GuestMemory::Create(e->layout_.ram_bytes()));
+
+  PagerOptions pager_options;
+  pager_options.fault_threads = e->options_.fault_threads;
+  DsmEngine* raw = e.get();
+  pager_options.on_error = [raw](const absl::Status& st) { raw->Error(st); };
+  SSIHV_ASSIGN_OR_RETURN(e->pager_, Pager::Create(std::move(pager_options)));
+  for (const cluster::GpaRange& r : e->layout_.ranges()) {
+    SSIHV_RETURN_IF_ERROR(e->pager_->RegisterGuestMemory(
+        e->memory_, r.ram_offset, r.size, r.gpa));
+  }
+  SSIHV_RETURN_IF_ERROR(e->pager_->SetSource(std::make_shared<DsmSource>(raw)));
+
+  const uint64_t pages = space.num_pages();
+  e->populated_.reset(new std::atomic<uint64_t>[(pages + 63) / 64]());
+  e->waiters_.reset(new WaitMap[dsm::PageLocks::kStripes]);
+  e->locks_ = std::make_unique<dsm::PageLocks>(&e->pager_->resolver());
+  e->transport_ = std::move(transport);
+  e->outbox_ = std::make_unique<dsm::Outbox>(
+      e->transport_.get(), kDsmFrameType, config.num_nodes(),
+      [raw](const absl::Status& st) { raw->Error(st); });
+  e->transport_->SetMessageHandler([raw](const rdmax::Message& m) {
+    if (m.type == kDsmFrameType) raw->HandleMessage(m.from, m.payload);
+  });
+  e->transport_->SetPeerHandler(
+      [raw](rdmax::NodeId peer, rdmax::PeerState state) {
+        if (state == rdmax::PeerState::kDown && raw->started_) {
+          base::Log(base::LogLevel::kWarning, "dsm node ", raw->self_,
+                    ": lost the connection to node ", peer);
+        }
+      });
+  return e;
+}
+
+absl::Status DsmEngine::Start() {
+  if (started_) return absl::OkStatus();
+  SSIHV_RETURN_IF_ERROR(pager_->Start());
+  outbox_->Start();
+  defer_stop_ = false;
+  deferrer_ = std::thread([this] { DeferLoop(); });
+  started_ = true;
+  SSIHV_RETURN_IF_ERROR(transport_->Start());
+  return transport_->WaitForAllPeers(absl::Now() + options_.connect_timeout);
+}
+
+void DsmEngine::Stop() {
+  if (!started_) return;
+  started_ = false;
+  transport_->Shutdown();
+  {
+    std::lock_guard<std::mutex> lock(defer_mu_);
+    defer_stop_ = true;
+  }
+  defer_cv_.notify_all();
+  deferrer_.join();
+  outbox_->Stop();
+  pager_->Stop();
+}
+
+uint8_t* DsmEngine::HostAddress(uint64_t gpa) const {
+  std::optional<dir::PageId> page = space_->PageOfGpa(gpa);
+  if (!page) return nullptr;
+  return HostOf(*page) + (gpa % kPageSize);
+}
+
+void DsmEngine::Error(const absl::Status& st) {
+  failed_.store(true, std::memory_order_release);
+  base::Log(base::LogLevel::kError, "dsm node ", self_, ": ", st.ToString());
+  if (options_.on_error) options_.on_error(st);
+}
+
+void DsmEngine::SetPopulated(dir::PageId page, bool on) {
+  const uint64_t bit = uint64_t{1} << (page % 64);
+  if (on) {
+    populated_[page / 64].fetch_or(bit, std::memory_order_release);
+  } else {
+    populated_[page / 64].fetch_and(~bit, std::memory_order_release);
+  }
+}
+
+// ---- entry points ---------------------------------------------------------
+
+void DsmEngine::HandleFault(const Fault& fault, Resolver& resolver) {
+  std::optional<dir::PageId> page = space_->PageOfGpa(fault.gpa);
+  if (!page) {
+    resolver.Fail(fault, absl::InternalError("fault outside the page space"));
+    return;
+  }
+  if (failed_.load(std::memory_order_acquire)) {
+    resolver.Fail(fault, absl::AbortedError("the DSM node has failed"));
+    return;
+  }
+  const dir::Access access =
+      fault.is_write() ? dir::Access::kWrite : dir::Access::kRead;
+  dsm::PageGuard guard(*locks_, *page);
+  dir::Output& out = ThreadOutput();
+  Ctx ctx;
+  ctx.fault = &fault;
+  absl::Status st = node_->OnFault(*page, access, &out);
+  if (st.ok()) st = Execute(out, ctx);
+  if (st.ok() && !ctx.fault_done) {
+    st = absl::InternalError(absl::StrCat(
+        "the protocol left the fault on page ", *page, " unanswered"));
+  }
+  if (!st.ok()) {
+    if (ctx.fault_done) {
+      Error(st);
+    } else {
+      resolver.Fail(fault, st);  // reports through the pager's on_error
+    }
+  }
+}
+
+void DsmEngine::HandleRemove(uint64_t gpa, uint64_t len) {
+  // Our own zaps cleared these bits under the page lock already; this is
+  // for discards by others (the pages now read as zeros). No lock: this may
+  // run inside a fault handler of this thread.
+  for (uint64_t a = gpa; a < gpa + len; a += kPageSize) {
+    if (std::optional<dir::PageId> page = space_->PageOfGpa(a)) {
+      SetPopulated(*page, false);
+    }
+  }
+}
+
+void DsmEngine::HandleMessage(uint32_t from,
+                              absl::Span<const uint8_t> payload) {
+  frames_received_.fetch_add(1, std::memory_order_relaxed);
+  if (failed_.load(std::memory_order_acquire)) return;
+  absl::StatusOr<dir::DecodedFrame> frame = dir::Decode(payload, *space_);
+  if (!frame.ok()) {
+    Error(absl::InvalidArgumentError(
+        absl::StrCat("malformed DSM frame from node ", from, ": ",
+                     frame.status().message())));
+    return;
+  }
+  dir::Output& out = ThreadOutput();
+  Ctx ctx;
+  ctx.page_bytes = frame->page_bytes;
+  absl::Status st;
+  if (frame->msg.type == dir::MsgType::kReport) {
+    dsm::ExclusiveGuard guard(*locks_);
+    st = node_->OnReport(from, frame->report, &out);
+    if (st.ok()) st = Execute(out, ctx);
+  } else if (dir::IsExclusive(frame->msg.type)) {
+    dsm::ExclusiveGuard guard(*locks_);
+    st = node_->OnMessage(from, frame->msg, &out);
+    if (st.ok()) st = Execute(out, ctx);
+  } else {
+    dsm::PageGuard guard(*locks_, frame->msg.page);
+    st = node_->OnMessage(from, frame->msg, &out);
+    if (st.ok()) st = Execute(out, ctx);
+  }
+  if (!st.ok()) {
+    Error(absl::Status(
+        st.code(),
+        absl::StrCat(dir::MsgTypeName(frame->msg.type), " from node ", from,
+                     " for page ", frame->msg.page, ": ", st.message())));
+  }
+}
+
+absl::Status DsmEngine::DeclareDead(uint32_t node) {
+  dsm::ExclusiveGuard guard(*locks_);
+  dir::Output& out = ThreadOutput();
+  Ctx ctx;
+  SSIHV_RETURN_IF_ERROR(node_->OnNodeDead(node, &out));
+  return Execute(out, ctx);
+}
+
+// ---- deferred messages ----------------------------------------------------
+
+void DsmEngine::Defer(uint32_t from, const dir::Message& msg) {
+  deferred_count_.fetch_add(1, std::memory_order_relaxed);
+  const int64_t due =
+      MonotonicNs() + absl::ToInt64Nanoseconds(options_.grant_hold);
+  {
+    std::lock_guard<std::mutex> lock(defer_mu_);
+    deferred_.push_back({due, from, msg});
+    std::push_heap(deferred_.begin(), deferred_.end(), std::greater<>());
+  }
+  defer_cv_.notify_one();
+}
+
+void DsmEngine::DeferLoop() {
+  // Holds are microseconds: do not let the default 50 us timer slack
+  // stretch every wait.
+  prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+  std::unique_lock<std::mutex> lock(defer_mu_);
+  for (;;) {
+    if (defer_stop_) return;
+    if (deferred_.empty()) {
+      defer_cv_.wait(lock);
+      continue;
+    }
+    const int64_t wait = deferred_.front().due_ns - MonotonicNs();
+    if (wait > 0) {
+      defer_cv_.wait_for(lock, std::chrono::nanoseconds(wait));
+      continue;
+    }
+    std::pop_heap(deferred_.begin(), deferred_.end(), std::greater<>());
+    const Deferred d = deferred_.back();
+    deferred_.pop_back();
+    lock.unlock();
+    absl::Status st;
+    {
+      dsm::PageGuard guard(*locks_, d.msg.page);
+      dir::Output& out = ThreadOutput();
+      Ctx ctx;
+      st = node_->Resubmit(d.from, d.msg, &out);
+      if (st.ok()) st = Execute(out, ctx);
+    }
+    if (!st.ok()) {
+      Error(absl::Status(st.code(), absl::StrCat("resubmitting a deferred ",
+                                                 dir::MsgTypeName(d.msg.type),
+                                                 ": ", st.message())));
+    }
+    lock.lock();
+  }
+}
+
+// ---- effects --------------------------------------------------------------
+
+absl::Status DsmEngine::Execute(const dir::Output& out, Ctx& ctx) {
+  for (const dir::Effect& e : out.effects) {
+    SSIHV_RETURN_IF_ERROR(ExecuteOne(e, out, ctx));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
+                                   Ctx& ctx) {
+  Resolver& r = pager_->resolver();
+  switch (e.type) {
+    case dir::EffectType::kSend:
+      SendMessage(e.node, e.msg);
+      return absl::OkStatus();
+    case dir::EffectType::kSendReport: {
+      std::vector<uint8_t> frame = dir::EncodeReport(out.reports[e.index]);
+      outbox_->Send(e.node, frame);
+      return absl::OkStatus();
+    }
+    case dir::EffectType::kMapLocal:
+      return MapLocal(e, ctx);
+    case dir::EffectType::kWait:
+      if (ctx.fault == nullptr) {
+        return absl::InternalError("kWait outside a fault");
+      }
+      WaitersOf(e.page)[e.page].push_back(*ctx.fault);
+      ctx.fault_done = true;
+      return absl::OkStatus();
+    case dir::EffectType::kMapReceived:
+      return MapReceived(e, ctx);
+    case dir::EffectType::kMakeWritable:
+      SSIHV_RETURN_IF_ERROR(r.Unprotect(GpaOf(e.page), kPageSize));
+      CompleteWaiters(e.page, FaultKind::kUpgrade, ctx);
+      return absl::OkStatus();
+    case dir::EffectType::kWriteProtect:
+      return r.WriteProtect(GpaOf(e.page), kPageSize);
+    case dir::EffectType::kZap:
+      return Zap(e.page);
+    case dir::EffectType::kPageLost: {
+      absl::Status lost = absl::DataLossError(
+          absl::StrCat("guest page gpa=0x", absl::Hex(GpaOf(e.page)),
+                       " is lost: its only valid copy was on a dead node"));
+      FailWaiters(e.page, lost, ctx);
+      Error(lost);
+      return absl::OkStatus();
+    }
+    case dir::EffectType::kDefer:
+      Defer(e.node, e.msg);
+      return absl::OkStatus();
+    case dir::EffectType::kFetch:
+    case dir::EffectType::kMapFetched:
+      return absl::UnimplementedError(
+          "one-sided page pulls are off (allow_pull = false)");
+  }
+  return absl::InternalError("unknown effect");
+}
+
+// The page bytes go with the header in one frame; a page never mapped here
+// (never written since start) reads as zeros and travels as kFlagZero.
+void DsmEngine::SendMessage(uint32_t to, dir::Message msg) {
+  alignas(64) uint8_t frame[dir::kMaxFrameSize];
+  size_t len = dir::kHeaderSize;
+  if (msg.carries_page()) {
+    if (Populated(msg.page)) {
+      std::memcpy(frame + dir::kHeaderSize, HostOf(msg.page), kPageSize);
+      len += kPageSize;
+    } else {
+      msg.flags |= dir::kFlagZero;
+      zero_page_sends_.fetch_add(1, std::memory_order_relaxed);
+    }
+  }
+  dir::EncodeHeader(msg, frame);
+  outbox_->Send(to, absl::MakeConstSpan(frame, len));
+}
+
+// The local copy is valid. A missing page here has never been written (or
+// was discarded): it reads as zeros. Read-only zeros are a write-protected
+// copy, never the zero page, whose first write would be a silent kernel
+// copy-on-write instead of a write-protect fault.
+absl::Status DsmEngine::MapLocal(const dir::Effect& e, Ctx& ctx) {
+  if (ctx.fault == nullptr)
+    return absl::InternalError("kMapLocal outside a fault");
+  const Fault& f = *ctx.fault;
+  Resolver& r = pager_->resolver();
+  absl::Status st;
+  if (f.access == FaultAccess::kWriteProtect) {
+    st = e.writable ? r.Unprotect(f, FaultKind::kUpgrade)
+                    : r.Wake(f.gpa, kPageSize);
+  } else if (e.writable) {
+    st = r.ZeroFill(f);
+  } else {
+    st = r.Copy(f, kZeroPage, /*read_only=*/true, FaultKind::kLocalZero);
+  }
+  SetPopulated(e.page, true);
+  ctx.fault_done = true;
+  return st;
+}
+
+// Remote bytes land in the page straight from the transport's receive
+// buffer (UFFDIO_COPY, MODE_WP for a Shared copy).
+absl::Status DsmEngine::MapReceived(const dir::Effect& e, Ctx& ctx) {
+  const uint8_t* bytes = kZeroPage;
+  if (!e.zero) {
+    if (ctx.page_bytes.size() != kPageSize) {
+      return absl::InternalError("kMapReceived without page bytes");
+    }
+    bytes = ctx.page_bytes.data();
+  }
+  Resolver& r = pager_->resolver();
+  bool installed = false;
+  SSIHV_RETURN_IF_ERROR(
+      r.CopyPage(GpaOf(e.page), bytes, !e.writable, &installed));
+  if (!installed) {
+    // An old copy is still mapped (its invalidation is behind this data):
+    // replace it, never leave stale bytes under a new grant.
+    reinstalls_.fetch_add(1, std::memory_order_relaxed);
+    SSIHV_RETURN_IF_ERROR(r.Discard(GpaOf(e.page), kPageSize));
+    SSIHV_RETURN_IF_ERROR(
+        r.CopyPage(GpaOf(e.page), bytes, !e.writable, &installed));
+    if (!installed) {
+      return absl::InternalError(
+          absl::StrCat("page ", e.page, " still mapped after a discard"));
+    }
+  }
+  SetPopulated(e.page, true);
+  CompleteWaiters(e.page,
+                  e.writable ? FaultKind::kRemoteWrite : FaultKind::kRemoteRead,
+                  ctx);
+  return absl::OkStatus();
+}
+
+absl::Status DsmEngine::Zap(dir::PageId page) {
+  zaps_.fetch_add(1, std::memory_order_relaxed);
+  SetPopulated(page, false);
+  return pager_->resolver().Discard(GpaOf(page), kPageSize);
+}
+
+void DsmEngine::CompleteWaiters(dir::PageId page, FaultKind kind, Ctx& ctx) {
+  Resolver& r = pager_->resolver();
+  WaitMap& map = WaitersOf(page);
+  if (auto it = map.find(page); it != map.end()) {
+    for (const Fault& f : it->second) r.Complete(f, kind);
+    map.erase(it);
+  }
+  if (ctx.fault != nullptr && !ctx.fault_done) {
+    r.Complete(*ctx.fault, kind);
+    ctx.fault_done = true;
+  }
+}
+
+void DsmEngine::FailWaiters(dir::PageId page, const absl::Status& st,
+                            Ctx& ctx) {
+  Resolver& r = pager_->resolver();
+  WaitMap& map = WaitersOf(page);
+  if (auto it = map.find(page); it != map.end()) {
+    for (const Fault& f : it->second) r.Fail(f, st);
+    map.erase(it);
+  }
+  if (ctx.fault != nullptr && !ctx.fault_done) {
+    r.Fail(*ctx.fault, st);
+    ctx.fault_done = true;
+  }
+}
+
+// ---- stats ----------------------------------------------------------------
+
+nlohmann::json DsmEngine::StatsJson() const {
+  const rdmax::TransportStats t = transport_->stats();
+  nlohmann::json transport = {
+      {"backend", std::string(rdmax::BackendName(transport_->kind()))},
+      {"messages_sent", t.messages_sent},
+      {"messages_received", t.messages_received},
+      {"send_queue_full", t.send_queue_full},
+      {"send_queue_high_water", t.send_queue_high_water},
+      {"connections_lost", t.connections_lost},
+      {"malformed_frames", t.malformed_frames}};
+  nlohmann::json dsm = {{"node", self_},
+                        {"frames_received", frames_received_.load()},
+                        {"zaps", zaps_.load()},
+                        {"zero_page_sends", zero_page_sends_.load()},
+                        {"reinstalls", reinstalls_.load()},
+                        {"deferred", deferred_count_.load()},
+                        {"backlogged_sends", outbox_->backlogged()},
+                        {"failed", failed_.load()}};
+  return {{"pager", ToJson(pager_->Stats())},
+          {"protocol", nlohmann::json::parse(node_->Stats().ToJson())},
+          {"transport", transport},
+          {"dsm", dsm}};
+}
+
+}  // namespace ssihv::pager

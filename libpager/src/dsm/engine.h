@@ -1,0 +1,139 @@
+// DsmEngine: the implementation behind DsmNode. It drives the protocol's
+// Node from two kinds of threads and performs the effects it asks for:
+//
+// * fault threads (the pager's): OnFault for the faulting page;
+// * the transport's data thread: OnMessage for each received frame.
+//
+// Calls for one page are serialised by a striped page lock held across the
+// call and its effects; see page_locks.h for why fault threads spin on it.
+#ifndef SSIHV_PAGER_DSM_ENGINE_H_
+#define SSIHV_PAGER_DSM_ENGINE_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "dsm/outbox.h"
+#include "dsm/page_locks.h"
+#include "ssihv/cluster/layout.h"
+#include "ssihv/directory/node.h"
+#include "ssihv/pager/dsm_node.h"
+#include "ssihv/pager/pager.h"
+#include "ssihv/rdmax/transport.h"
+
+namespace ssihv::pager {
+
+class DsmEngine {
+ public:
+  static absl::StatusOr<std::unique_ptr<DsmEngine>> Create(
+      const cluster::ClusterConfig& config, uint32_t self,
+      std::unique_ptr<rdmax::Transport> transport, DsmOptions options);
+  ~DsmEngine();
+
+  absl::Status Start();
+  void Stop();
+
+  uint32_t self() const { return self_; }
+  const GuestMemory& memory() const { return memory_; }
+  uint8_t* HostAddress(uint64_t gpa) const;
+  Pager& pager() { return *pager_; }
+  absl::Status DeclareDead(uint32_t node);
+  nlohmann::json StatsJson() const;
+
+  // PageSource entry points (fault threads).
+  void HandleFault(const Fault& fault, Resolver& resolver);
+  void HandleRemove(uint64_t gpa, uint64_t len);
+
+ private:
+  /// What the effects of one call refer to.
+  struct Ctx {
+    const Fault* fault = nullptr;          // the fault of an OnFault call
+    bool fault_done = false;               // resolved, parked or failed
+    absl::Span<const uint8_t> page_bytes;  // kData payload being handled
+  };
+  /// Faults parked on pages of one stripe (guarded by the stripe lock).
+  using WaitMap = std::unordered_map<directory::PageId, std::vector<Fault>>;
+
+  DsmEngine(const cluster::ClusterConfig& config, uint32_t self,
+            DsmOptions options);
+
+  void HandleMessage(uint32_t from, absl::Span<const uint8_t> payload);
+  absl::Status Execute(const directory::Output& out, Ctx& ctx);
+  absl::Status ExecuteOne(const directory::Effect& e,
+                          const directory::Output& out, Ctx& ctx);
+  void SendMessage(uint32_t to, directory::Message msg);
+  absl::Status MapLocal(const directory::Effect& e, Ctx& ctx);
+  absl::Status MapReceived(const directory::Effect& e, Ctx& ctx);
+  absl::Status Zap(directory::PageId page);
+  void CompleteWaiters(directory::PageId page, FaultKind kind, Ctx& ctx);
+  void FailWaiters(directory::PageId page, const absl::Status& st, Ctx& ctx);
+  void Error(const absl::Status& st);
+
+  uint64_t GpaOf(directory::PageId page) const {
+    return directory::PageSpace::GpaOfPage(page);
+  }
+  uint8_t* HostOf(directory::PageId page) const {
+    return memory_.data() + page * kPageSize;
+  }
+  bool Populated(directory::PageId page) const {
+    return (populated_[page / 64].load(std::memory_order_acquire) >>
+            (page % 64)) &
+           1;
+  }
+  void SetPopulated(directory::PageId page, bool on);
+  WaitMap& WaitersOf(directory::PageId page) {
+    return waiters_[page & (dsm::PageLocks::kStripes - 1)];
+  }
+
+  cluster::ClusterConfig config_;
+  cluster::GuestLayout layout_;
+  uint32_t self_;
+  DsmOptions options_;
+  std::optional<directory::PageSpace> space_;
+  std::optional<directory::Node> node_;
+  GuestMemory memory_;
+  std::unique_ptr<Pager> pager_;
+  std::unique_ptr<rdmax::Transport> transport_;
+  std::unique_ptr<dsm::PageLocks> locks_;
+  std::unique_ptr<dsm::Outbox> outbox_;
+  // One bit per page: mapped here (read through the host mapping without
+  // faulting). Updated under the page lock; REMOVE events clear bits.
+  std::unique_ptr<std::atomic<uint64_t>[]> populated_;
+  std::unique_ptr<WaitMap[]> waiters_;
+  std::atomic<bool> failed_{false};
+  std::atomic<bool> started_{false};
+
+  // Messages the protocol set aside (kDefer) until the threads woken by a
+  // grant had a chance to use the page; resubmitted by deferrer_.
+  struct Deferred {
+    int64_t due_ns;
+    uint32_t from;
+    directory::Message msg;
+    bool operator>(const Deferred& o) const { return due_ns > o.due_ns; }
+  };
+  void Defer(uint32_t from, const directory::Message& msg);
+  void DeferLoop();
+  std::mutex defer_mu_;
+  std::condition_variable defer_cv_;
+  std::vector<Deferred> deferred_;  // min-heap on due_ns
+  bool defer_stop_ = false;
+  std::thread deferrer_;
+
+  std::atomic<uint64_t> frames_received_{0};
+  std::atomic<uint64_t> deferred_count_{0};
+  std::atomic<uint64_t> zaps_{0};
+  std::atomic<uint64_t> zero_page_sends_{0};
+  std::atomic<uint64_t> reinstalls_{0};
+};
+
+}  // namespace ssihv::pager
+
+#endif  // SSIHV_PAGER_DSM_ENGINE_H_

@@ -1,0 +1,71 @@
+// Outbox: protocol frames to peers, in per-destination order, without ever
+// blocking the sender. The coherence protocol needs every frame delivered
+// (a lost invalidate-ack stalls a page forever), while the threads that
+// produce frames must not wait: the transport's data thread may not, and a
+// fault thread that waits for a slow peer could close a cycle with that
+// peer's fault threads. So a frame goes straight to the transport when the
+// peer's queue has room; otherwise it is copied into a per-peer backlog that
+// a sender thread drains with blocking sends, and later frames to that peer
+// queue behind it.
+#ifndef SSIHV_PAGER_DSM_OUTBOX_H_
+#define SSIHV_PAGER_DSM_OUTBOX_H_
+
+#include <atomic>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/types/span.h"
+#include "ssihv/rdmax/transport.h"
+
+namespace ssihv::pager::dsm {
+
+class Outbox {
+ public:
+  using ErrorFn = std::function<void(const absl::Status&)>;
+
+  Outbox(rdmax::Transport* transport, uint16_t type, uint32_t num_nodes,
+         ErrorFn on_error);
+  ~Outbox() { Stop(); }
+
+  void Start();
+  /// Joins the sender thread; frames still in backlogs are dropped.
+  void Stop();
+
+  /// Sends `frame` to `to` now or after the frames already queued for it.
+  /// Failures other than a full queue (the peer is gone) go to on_error.
+  void Send(uint32_t to, absl::Span<const uint8_t> frame);
+
+  uint64_t backlogged() const { return backlogged_; }
+
+ private:
+  struct Peer {
+    std::mutex mu;
+    std::deque<std::vector<uint8_t>> backlog;
+  };
+  void DrainLoop();
+  bool DrainOne(uint32_t to);
+
+  rdmax::Transport* transport_;
+  uint16_t type_;
+  ErrorFn on_error_;
+  std::unique_ptr<Peer[]> peers_;
+  uint32_t num_nodes_;
+
+  std::mutex mu_;  // guards stop_ and the wake-up
+  std::condition_variable cv_;
+  bool stop_ = false;
+  bool running_ = false;
+  std::thread sender_;
+  std::atomic<uint64_t> backlogged_{0};
+};
+
+}  // namespace ssihv::pager::dsm
+
+#endif  // SSIHV_PAGER_DSM_OUTBOX_H_

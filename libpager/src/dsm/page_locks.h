@@ -1,0 +1,101 @@
+// Striped page locks for the DSM node, safe against the REMOVE-event
+// deadlock: a thread holding a page lock may be inside madvise (an
+// invalidation), which the kernel blocks until a fault thread reads the
+// REMOVE event; so a fault thread never sleeps on a page lock: it spins,
+// reading the uffd between attempts (Resolver::PumpEvents).
+#ifndef SSIHV_PAGER_DSM_PAGE_LOCKS_H_
+#define SSIHV_PAGER_DSM_PAGE_LOCKS_H_
+
+#include <sched.h>
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+
+#include "ssihv/pager/pager.h"
+
+namespace ssihv::pager::dsm {
+
+class PageLocks {
+ public:
+  static constexpr uint64_t kStripes = 1024;  // power of two
+
+  explicit PageLocks(Resolver* resolver)
+      : resolver_(resolver), stripes_(new Stripe[kStripes]) {}
+
+  std::mutex& StripeOf(uint64_t page) {
+    return stripes_[page & (kStripes - 1)].mu;
+  }
+  /// Per-page calls hold the gate shared; calls that touch many pages
+  /// (recovery) hold it exclusive.
+  std::shared_mutex& gate() { return gate_; }
+
+  /// Locks `mu` without sleeping when on a fault thread.
+  template <typename Mutex>
+  void Lock(Mutex& mu) {
+    if (!resolver_->OnFaultThread()) {
+      mu.lock();
+      return;
+    }
+    while (!mu.try_lock()) Pump();
+  }
+  void LockShared(std::shared_mutex& mu) {
+    if (!resolver_->OnFaultThread()) {
+      mu.lock_shared();
+      return;
+    }
+    while (!mu.try_lock_shared()) Pump();
+  }
+
+ private:
+  struct alignas(64) Stripe {
+    std::mutex mu;
+  };
+  void Pump() {
+    resolver_->PumpEvents();
+    sched_yield();
+  }
+
+  Resolver* resolver_;
+  std::unique_ptr<Stripe[]> stripes_;
+  std::shared_mutex gate_;
+};
+
+/// Holds the gate shared and one page's stripe for the scope.
+class PageGuard {
+ public:
+  PageGuard(PageLocks& locks, uint64_t page)
+      : gate_(locks.gate()), stripe_(locks.StripeOf(page)) {
+    locks.LockShared(gate_);
+    locks.Lock(stripe_);
+  }
+  ~PageGuard() {
+    stripe_.unlock();
+    gate_.unlock_shared();
+  }
+  PageGuard(const PageGuard&) = delete;
+  PageGuard& operator=(const PageGuard&) = delete;
+
+ private:
+  std::shared_mutex& gate_;
+  std::mutex& stripe_;
+};
+
+/// Holds the gate exclusively (every page) for the scope.
+class ExclusiveGuard {
+ public:
+  explicit ExclusiveGuard(PageLocks& locks) : gate_(locks.gate()) {
+    locks.Lock(gate_);
+  }
+  ~ExclusiveGuard() { gate_.unlock(); }
+  ExclusiveGuard(const ExclusiveGuard&) = delete;
+  ExclusiveGuard& operator=(const ExclusiveGuard&) = delete;
+
+ private:
+  std::shared_mutex& gate_;
+};
+
+}  // namespace ssihv::pager::dsm
+
+#endif  // SSIHV_PAGER_DSM_PAGE_LOCKS_H_

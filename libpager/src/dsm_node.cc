@@ -1,0 +1,36 @@
+#include "ssihv/pager/dsm_node.h"
+
+#include "dsm/engine.h"
+#include "ssihv/base/status_macros.h"
+
+namespace ssihv::pager {
+
+DsmNode::DsmNode(std::unique_ptr<DsmEngine> engine)
+    : engine_(std::move(engine)) {}
+
+DsmNode::~DsmNode() = default;
+
+absl::StatusOr<std::unique_ptr<DsmNode>> DsmNode::Create(
+    const cluster::ClusterConfig& config, uint32_t self,
+    std::unique_ptr<rdmax::Transport> transport, DsmOptions options) {
+  SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<DsmEngine> engine,
+                         DsmEngine::Create(config, self, std::move(transport),
+                                           std::move(options)));
+  return std::unique_ptr<DsmNode>(new DsmNode(std::move(engine)));
+}
+
+absl::Status DsmNode::Start() { return engine_->Start(); }
+void DsmNode::Stop() { engine_->Stop(); }
+uint32_t DsmNode::self() const { return engine_->self(); }
+const GuestMemory& DsmNode::memory() const { return engine_->memory(); }
+uint8_t* DsmNode::HostAddress(uint64_t gpa) const {
+  return engine_->HostAddress(gpa);
+}
+absl::Status DsmNode::DeclareDead(uint32_t node) {
+  return engine_->DeclareDead(node);
+}
+Pager& DsmNode::pager() { return engine_->pager(); }
+PagerStats DsmNode::PagerStatistics() const { return engine_->pager().Stats(); }
+nlohmann::json DsmNode::StatsJson() const { return engine_->StatsJson(); }
+
+}  // namespace ssihv::pager

@@ -1,0 +1,45 @@
+// The multi-process proof of issue 6 in CTest: 2, 3 and 4 node processes on
+// 127.0.0.1 (TCP transport), 2 threads each, a few seconds in all. The long
+// version is bench/pager/dsm_stress.
+#include <catch2/catch.hpp>
+
+#include "stress.h"
+
+namespace ssihv::dsm_stress {
+namespace {
+
+void RunAndCheck(int nodes, double seconds) {
+  StressOptions o;
+  o.nodes = nodes;
+  o.threads = 2;
+  o.seconds = seconds;
+  o.timeout_s = 120;
+  absl::StatusOr<StressResult> r = RunStress(o);
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  for (const std::string& v : r->violations) UNSCOPED_INFO(v);
+  CHECK(r->violations.empty());
+  CHECK(r->expected_sum > 0);
+  for (const NodeReport& n : r->nodes) {
+    CHECK(n.counter_sum == r->expected_sum);
+    CHECK(n.bad_reads == 0);
+    CHECK(n.bad_slots == 0);
+    CHECK(n.reads > 0);
+    CHECK(n.increments > 0);
+  }
+}
+
+TEST_CASE("2 node processes: no lost increment, monotonic sequences") {
+  RunAndCheck(2, 1.5);
+}
+
+TEST_CASE("3 node processes: no lost increment, monotonic sequences") {
+  RunAndCheck(3, 1.5);
+}
+
+TEST_CASE("4 node processes: no lost increment, monotonic sequences") {
+  RunAndCheck(4, 1.5);
+}
+
+}  // namespace
+}  // namespace ssihv::dsm_stress
