@@ -126,8 +126,11 @@ RunResult RunSeed(const Config& config, uint64_t seed) {
                        ? config.max_crashes
                        : std::min<uint32_t>(2, config.nodes - 1);
     uint64_t k = rng.Below(max + 1);
-    for (uint64_t i = 0; i < k; ++i)
-      crash_steps.push_back(1 + rng.Below(chaos_end));
+    // Within the busy part of a run (about 5 steps per operation).
+    uint64_t window = total_ops * 4 + 20;
+    for (uint64_t i = 0; i < k; ++i) {
+      crash_steps.push_back(1 + rng.Below(window));
+    }
     std::sort(crash_steps.begin(), crash_steps.end());
   }
   uint64_t step_limit = chaos_end + 200000;
