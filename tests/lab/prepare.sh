@@ -265,7 +265,8 @@ build_boot_initramfs() {  # -> path
 }
 
 # ------------------------------------------------------------------ main
-[ -x /bin/busybox ] && /bin/busybox --list | grep -qx modprobe ||
+# (grep without -q: with pipefail, -q's early exit would fail the pipe.)
+[ -x /bin/busybox ] && /bin/busybox --list | grep -x modprobe >/dev/null ||
   fail "busybox-static is missing (scripts/setup.sh installs it)"
 rm -rf "$cache"/tmp.*
 

@@ -64,7 +64,7 @@ results_dir() {
 wait_listening() {  # port seconds
   local i
   for ((i = 0; i < $2 * 10; i++)); do
-    ss -Hltn "sport = :$1" 2>/dev/null | grep -q . && return 0
+    ss -Hltn "sport = :$1" 2>/dev/null | grep . >/dev/null && return 0
     sleep 0.1
   done
   return 1
