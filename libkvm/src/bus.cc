@@ -41,12 +41,24 @@ const Bus::Entry* Bus::Find(uint64_t addr, uint64_t len) const {
   return &e;
 }
 
+void Bus::Trace(const char* dir, uint64_t addr, absl::Span<const uint8_t> data,
+                const bool claimed) const {
+  if (addr >= quiet_base_ && addr < quiet_end_) return;
+  uint64_t v = 0;
+  std::memcpy(&v, data.data(), std::min<size_t>(data.size(), 8));
+  base::Log(base::LogLevel::kInfo, name_, " ", dir, " 0x", absl::Hex(addr),
+            " size ", data.size(), " value 0x", absl::Hex(v),
+            claimed ? "" : " (unclaimed)");
+}
+
 bool Bus::Read(uint64_t addr, absl::Span<uint8_t> data) {
   if (const Entry* e = Find(addr, data.size())) {
     e->device->Read(addr - e->base, data);
+    if (trace_) Trace("read", addr, data, true);
     return true;
   }
   std::memset(data.data(), 0xff, data.size());
+  if (trace_) Trace("read", addr, data, false);
   if (unclaimed_.fetch_add(1, std::memory_order_relaxed) < 16) {
     base::Log(base::LogLevel::kDebug, name_, " bus: unclaimed read of ",
               data.size(), " bytes at 0x", absl::Hex(addr));
@@ -55,6 +67,7 @@ bool Bus::Read(uint64_t addr, absl::Span<uint8_t> data) {
 }
 
 bool Bus::Write(uint64_t addr, absl::Span<const uint8_t> data) {
+  if (trace_) Trace("write", addr, data, Find(addr, data.size()) != nullptr);
   if (const Entry* e = Find(addr, data.size())) {
     e->device->Write(addr - e->base, data);
     return true;

@@ -158,6 +158,16 @@ absl::Status WriteIdentityPageTables(const GuestMemory& memory, uint64_t pml4) {
   return absl::OkStatus();
 }
 
+absl::Status WriteResetVectorStub(const GuestMemory& memory) {
+  const uint8_t stub[] = {
+      0xb0, 0xfe,  // mov al, 0xfe
+      0xe6, 0x64,  // out 0x64, al   (i8042: pulse the reset line)
+      0xf4,        // hlt
+      0xeb, 0xfd,  // jmp hlt
+  };
+  return memory.Write(kResetVector, stub);
+}
+
 absl::StatusOr<uint16_t> WriteBootGdt(const GuestMemory& memory,
                                       uint64_t addr) {
   const uint64_t gdt[] = {0, 0, kGdtCode64, kGdtData, kGdtTss, 0};
@@ -218,6 +228,7 @@ absl::StatusOr<LinuxBootInfo> LoadLinux(const GuestMemory& memory,
   SSIHV_RETURN_IF_ERROR(WriteIdentityPageTables(memory, info.page_tables));
   SSIHV_ASSIGN_OR_RETURN(uint16_t limit, WriteBootGdt(memory, info.gdt));
   info.gdt_limit = limit;
+  SSIHV_RETURN_IF_ERROR(WriteResetVectorStub(memory));
   return info;
 }
 

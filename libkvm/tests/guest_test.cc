@@ -209,6 +209,26 @@ TEST_CASE("CPUID: the guest sees its APIC ID and node, not the host's") {
   INFO("vendor " << CpuVendorName(t.kvm.vendor()) << ", leaf 0xb " << has_0b);
 }
 
+TEST_CASE("the reset-vector stub turns a BIOS reboot into an i8042 reset") {
+  TestVm t(VmOptions{.irqchip = false, .pit = false}, 1 << 20);
+  auto kbc = std::make_shared<Recorder>();
+  REQUIRE(t.pio.Register(0x64, 1, kbc).ok());
+  REQUIRE(WriteResetVectorStub(t.vm.memory()).ok());
+  Vcpu vcpu = Unwrap(t.vm.CreateVcpu(0));
+  // Where Linux's machine_real_restart() jumps: f000:fff0 in real mode.
+  kvm_sregs s = Unwrap(vcpu.GetSregs());
+  s.cs.selector = 0xf000;
+  s.cs.base = 0xf0000;
+  REQUIRE(vcpu.SetSregs(s).ok());
+  kvm_regs r{};
+  r.rip = 0xfff0;
+  r.rflags = 2;
+  REQUIRE(vcpu.SetRegs(r).ok());
+  StopEvent e = t.RunOne(vcpu);
+  CHECK(e.reason == StopReason::kHalted);
+  CHECK(kbc->Writes() == std::vector<uint64_t>{0xfe});
+}
+
 // A minimal userfaultfd handler for the test: every missing page is filled
 // with 0xa5 and its address recorded. Kernel-mode faults (KVM's own
 // accesses) must be allowed, so no UFFD_USER_MODE_ONLY.

@@ -206,6 +206,10 @@ TEST_CASE("LoadLinux places kernel, command line, initrd and boot_params") {
   CHECK(Read64(ram.memory, kGdtAddr + kBootDsSelector) ==
         0x00cf93000000ffffull);
   CHECK(info->gdt_limit == 6 * 8 - 1);
+  // The reset-vector stub: mov al, 0xfe; out 0x64, al; hlt.
+  const uint8_t* stub = ram.region.data() + kResetVector;
+  CHECK(std::vector<uint8_t>(stub, stub + 5) ==
+        std::vector<uint8_t>{0xb0, 0xfe, 0xe6, 0x64, 0xf4});
 }
 
 TEST_CASE("LoadLinux refuses what cannot boot, saying why") {

@@ -39,6 +39,14 @@ class Bus {
   bool Read(uint64_t addr, absl::Span<uint8_t> data);
   bool Write(uint64_t addr, absl::Span<const uint8_t> data);
 
+  /// Logs every access (kInfo) except those to [quiet_base, quiet_end):
+  /// for debugging guests (ssihv-vmm --trace-io). Set before vCPUs run.
+  void set_trace(bool on, uint64_t quiet_base = 0, uint64_t quiet_end = 0) {
+    trace_ = on;
+    quiet_base_ = quiet_base;
+    quiet_end_ = quiet_end;
+  }
+
   uint64_t unclaimed_accesses() const {
     return unclaimed_.load(std::memory_order_relaxed);
   }
@@ -54,7 +62,13 @@ class Bus {
 
   std::string name_;
   std::vector<Entry> entries_;  // sorted by base, non-overlapping
+  void Trace(const char* dir, uint64_t addr, absl::Span<const uint8_t> data,
+             bool claimed) const;
+
   std::atomic<uint64_t> unclaimed_{0};
+  bool trace_ = false;
+  uint64_t quiet_base_ = 0;
+  uint64_t quiet_end_ = 0;
 };
 
 }  // namespace ssihv::kvm

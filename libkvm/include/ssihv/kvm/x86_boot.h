@@ -34,6 +34,8 @@ inline constexpr uint64_t kEbdaStart = 0x9fc00;
 inline constexpr uint64_t kVgaHoleStart = 0xa0000;
 inline constexpr uint64_t kBiosWindowStart = 0xe0000;  // RSDP lives here
 inline constexpr uint64_t kHighMemoryStart = 0x100000;
+// The x86 reset vector (f000:fff0): a real-mode reset stub lives here.
+inline constexpr uint64_t kResetVector = 0xffff0;
 
 // GDT selectors the 64-bit boot protocol asks for (__BOOT_CS, __BOOT_DS).
 inline constexpr uint16_t kBootCsSelector = 0x10;
@@ -91,9 +93,9 @@ struct LinuxBootInfo {
 };
 
 /// Validates the image and writes kernel, initrd, command line, boot_params,
-/// page tables and GDT into `memory`. Errors name what does not fit: a bad
-/// image, a command line longer than the kernel accepts, or too little RAM
-/// for the kernel's decompression window or the initrd.
+/// page tables, GDT and the reset-vector stub into `memory`. Errors name what
+/// does not fit: a bad image, a command line longer than the kernel accepts, or
+/// too little RAM for the kernel's decompression window or the initrd.
 absl::StatusOr<LinuxBootInfo> LoadLinux(const GuestMemory& memory,
                                         const LinuxBootSpec& spec);
 
@@ -110,6 +112,13 @@ boot_params MakeBootParams(const BzImage& image, const LinuxBootSpec& spec,
 /// Identity-maps the first 4 GiB with 2 MiB pages: PML4 at `pml4`, the PDPT
 /// on the next page, then four page directories (6 pages in all).
 absl::Status WriteIdentityPageTables(const GuestMemory& memory, uint64_t pml4);
+
+/// A real-mode stub at the reset vector that pulses the i8042 reset line
+/// (0xfe to port 0x64) and halts. Linux's last-resort reboot jumps to
+/// f000:fff0 as into a BIOS (BOOT_BIOS: the default on an ACPI
+/// hardware-reduced machine without EFI), so a reboot always reaches the
+/// VMM as a reset.
+absl::Status WriteResetVectorStub(const GuestMemory& memory);
 
 /// A flat GDT at `addr`: null, null, 64-bit code (0x10), data (0x18), TSS
 /// (0x20). Returns its limit (size - 1).

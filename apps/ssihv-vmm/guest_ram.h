@@ -1,0 +1,55 @@
+// Guest RAM for ssihv-vmm: one anonymous mapping of the cluster's flat RAM
+// space, owned by the userfaultfd pager (libpager) with a zero-fill source,
+// each node's GPA ranges registered separately and their faults counted, so
+// "the pager served every node's memory" is observable.
+#ifndef SSIHV_APPS_VMM_GUEST_RAM_H_
+#define SSIHV_APPS_VMM_GUEST_RAM_H_
+
+#include <atomic>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ssihv/cluster/layout.h"
+#include "ssihv/pager/pager.h"
+
+namespace ssihv::vmm {
+
+class GuestRam {
+ public:
+  /// Maps the RAM and registers every range of `layout` with a new pager
+  /// (not yet started). `on_error` is the pager's unresolvable-fault hook.
+  static absl::StatusOr<std::unique_ptr<GuestRam>> Create(
+      const cluster::GuestLayout& layout, int fault_threads,
+      std::function<void(const absl::Status&)> on_error);
+  ~GuestRam();
+
+  /// Host address of a layout range's first byte.
+  uint8_t* HostOf(const cluster::GpaRange& range) const {
+    return memory_->data() + range.ram_offset;
+  }
+  /// Keeps the mapping alive (handed to the KVM memory slots).
+  std::shared_ptr<const void> owner() const { return memory_; }
+
+  absl::Status Start() { return pager_->Start(); }
+  void Stop() { pager_->Stop(); }
+
+  pager::PagerStats Stats() const { return pager_->Stats(); }
+  /// Faults served in each layout range, in layout.ranges() order.
+  std::vector<uint64_t> FaultsPerRange() const;
+  const std::vector<cluster::GpaRange>& ranges() const { return ranges_; }
+
+ private:
+  class CountingSource;
+  GuestRam() = default;
+
+  std::vector<cluster::GpaRange> ranges_;
+  std::shared_ptr<pager::GuestMemory> memory_;
+  std::shared_ptr<CountingSource> source_;
+  std::unique_ptr<pager::Pager> pager_;  // last: stops before the rest goes
+};
+
+}  // namespace ssihv::vmm
+
+#endif  // SSIHV_APPS_VMM_GUEST_RAM_H_

@@ -1,0 +1,108 @@
+#include "options.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+
+namespace ssihv::vmm {
+
+std::string VmmUsage() {
+  return absl::StrCat(
+      R"(Usage: ssihv-vmm --kernel bzImage --initrd initrd.img [options]
+
+Boots a Linux kernel on KVM with the vCPUs, memory and NUMA topology of a
+cluster config (all local in this version). Guest RAM is served by the
+userfaultfd pager; the serial console (COM1) is this terminal.
+
+  --kernel PATH        bzImage to boot (Linux x86 boot protocol >= 2.12)
+  --initrd PATH        initramfs / initrd image
+  --cmdline TEXT       kernel command line (default: ")",
+      kDefaultCmdline, R"(")
+  --append TEXT        add TEXT to the kernel command line
+  --config FILE        cluster config (docs/CLUSTER_CONFIG.md); default: the
+                       embedded 2-node cluster (2 x 2 vCPUs, 2 x 1024 MiB)
+  --stats-json FILE    write VM and pager statistics as JSON when it stops
+  --pager-threads N    userfaultfd fault threads (default 1)
+  --trace-io           log every port and MMIO access but COM1's to stderr
+  --help               this text
+
+Console: Ctrl-A x stops the VM, Ctrl-A Ctrl-A sends Ctrl-A (on a terminal).
+Exit status: 0 the guest rebooted or powered off; 1 VMM failure; 2 usage;
+3 bad config, kernel or initrd, too little memory, or no usable /dev/kvm;
+4 the guest kernel panicked; 130 stopped by a signal or Ctrl-A x.
+)");
+}
+
+absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args) {
+  VmmOptions o;
+  std::string append;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string flag = args[i];
+    std::string value;
+    bool inline_value = false;
+    if (size_t eq = flag.find('=');
+        absl::StartsWith(flag, "--") && eq != std::string::npos) {
+      value = flag.substr(eq + 1);
+      flag = flag.substr(0, eq);
+      inline_value = true;
+    }
+    if (flag == "--help" || flag == "-h") {
+      o.help = true;
+      continue;
+    }
+    if (flag == "--trace-io") {
+      o.trace_io = true;
+      continue;
+    }
+    auto take = [&](std::string* out) -> absl::Status {
+      if (inline_value) {
+        *out = value;
+      } else if (i + 1 < args.size()) {
+        *out = args[++i];
+      } else {
+        return absl::InvalidArgumentError(
+            absl::StrCat(flag, ": needs a value"));
+      }
+      return absl::OkStatus();
+    };
+    absl::Status st;
+    if (flag == "--kernel") {
+      st = take(&o.kernel);
+    } else if (flag == "--initrd") {
+      st = take(&o.initrd);
+    } else if (flag == "--cmdline") {
+      st = take(&o.cmdline);
+    } else if (flag == "--append") {
+      std::string more;
+      st = take(&more);
+      absl::StrAppend(&append, " ", more);
+    } else if (flag == "--config") {
+      st = take(&o.config_path);
+    } else if (flag == "--stats-json") {
+      st = take(&o.stats_json);
+    } else if (flag == "--pager-threads") {
+      std::string n;
+      st = take(&n);
+      if (st.ok() && (!absl::SimpleAtoi(n, &o.pager_threads) ||
+                      o.pager_threads < 1 || o.pager_threads > 64)) {
+        st = absl::InvalidArgumentError(absl::StrCat(
+            "--pager-threads: '", n, "' is not a number in 1..64"));
+      }
+    } else {
+      st = absl::InvalidArgumentError(
+          absl::StrCat("unknown argument '", args[i], "' (see --help)"));
+    }
+    if (!st.ok()) return st;
+  }
+  o.cmdline += append;
+  if (o.help) return o;
+  if (o.kernel.empty()) {
+    return absl::InvalidArgumentError("--kernel: required (a bzImage)");
+  }
+  if (o.initrd.empty()) {
+    return absl::InvalidArgumentError("--initrd: required (an initramfs)");
+  }
+  return o;
+}
+
+}  // namespace ssihv::vmm

@@ -1,0 +1,45 @@
+// Command line of ssihv-vmm (docs/VMM.md).
+#ifndef SSIHV_APPS_VMM_OPTIONS_H_
+#define SSIHV_APPS_VMM_OPTIONS_H_
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace ssihv::vmm {
+
+/// The kernel command line when --cmdline is not given: the console on the
+/// emulated COM1, no PCI bus to probe, and reboot on panic (the VMM tells a
+/// panic from a reboot by the console, see PanicDetector).
+inline constexpr char kDefaultCmdline[] = "console=ttyS0 pci=off panic=-1";
+
+struct VmmOptions {
+  std::string kernel;
+  std::string initrd;
+  std::string cmdline = kDefaultCmdline;
+  std::string config_path;  // empty: the embedded 2-node cluster
+  std::string stats_json;   // empty: no JSON file
+  int pager_threads = 1;
+  bool trace_io = false;
+  bool help = false;
+};
+
+/// Parses argv (argv[0] is skipped). InvalidArgument names the flag.
+absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args);
+
+std::string VmmUsage();
+
+/// Exit statuses (docs/VMM.md).
+enum ExitStatus : int {
+  kExitGuestDone = 0,   // the guest rebooted or powered off
+  kExitVmmError = 1,    // a VMM, KVM or pager failure while running
+  kExitUsage = 2,       // bad command line
+  kExitSetupError = 3,  // bad config, kernel, initrd; too little memory; no KVM
+  kExitGuestPanic = 4,  // the guest kernel panicked (then rebooted)
+  kExitInterrupted = 130  // SIGINT/SIGTERM or the console escape (Ctrl-A x)
+};
+
+}  // namespace ssihv::vmm
+
+#endif  // SSIHV_APPS_VMM_OPTIONS_H_

@@ -1,0 +1,103 @@
+/* 64-bit "kernels" for vmm_kvm_test: each is the protected-mode part of a
+ * fake bzImage (entry at +0x200), exercising one VMM path without Linux. */
+#define KERNEL(name) .globl name##_start, name##_end; name##_start: .fill 0x200, 1, 0x90
+#define END(name) name##_end:
+
+	.section .rodata, "a"
+	.code64
+
+/* Prints "hello\n" on COM1, then resets through the i8042 (0xfe to 0x64). */
+KERNEL(vmm_kernel_hello_reset)
+	mov $0x3f8, %dx
+	lea msg_hello(%rip), %rsi
+1:	lodsb
+	test %al, %al
+	jz 2f
+	out %al, %dx
+	jmp 1b
+2:	mov $0x64, %dx
+	mov $0xfe, %al
+	out %al, %dx
+3:	hlt
+	jmp 3b
+msg_hello:
+	.asciz "hello\n"
+END(vmm_kernel_hello_reset)
+
+/* ACPI S5: (SLP_TYP 5 << 2) | SLP_EN written to sleep control at 0x600. */
+KERNEL(vmm_kernel_poweroff)
+	mov $0x600, %dx
+	mov $0x34, %al
+	out %al, %dx
+1:	hlt
+	jmp 1b
+END(vmm_kernel_poweroff)
+
+/* Linux's panic banner on the console, then a reset. */
+KERNEL(vmm_kernel_panic)
+	mov $0x3f8, %dx
+	lea msg_panic(%rip), %rsi
+1:	lodsb
+	test %al, %al
+	jz 2f
+	out %al, %dx
+	jmp 1b
+2:	mov $0x64, %dx
+	mov $0xfe, %al
+	out %al, %dx
+3:	hlt
+	jmp 3b
+msg_panic:
+	.asciz "Kernel panic - not syncing: Attempted to kill init!\n"
+END(vmm_kernel_panic)
+
+/* Echoes three bytes from COM1's receiver (polling LSR.DR), then "!\n",
+ * then resets: stdin reaches the guest. */
+KERNEL(vmm_kernel_echo)
+	mov $3, %ecx
+1:	mov $0x3fd, %dx
+2:	in %dx, %al
+	test $1, %al
+	jz 2b
+	mov $0x3f8, %dx
+	in %dx, %al
+	out %al, %dx
+	loop 1b
+	mov $'!', %al
+	out %al, %dx
+	mov $'\n', %al
+	out %al, %dx
+	mov $0x64, %dx
+	mov $0xfe, %al
+	out %al, %dx
+3:	hlt
+	jmp 3b
+END(vmm_kernel_echo)
+
+/* Touches one byte in every 2 MiB of [32 MiB, 510 MiB) (the guest RAM of
+ * the test config above the kernel, below the initrd: both nodes), reports
+ * a checksum of what it read (zero-filled pages: 0), then resets. */
+KERNEL(vmm_kernel_touch)
+	xor %rbx, %rbx
+	mov $0x2000000, %rax
+1:	cmp $0x1fe00000, %rax
+	jae 2f
+	movzbl (%rax), %ecx
+	add %rcx, %rbx
+	movb $1, (%rax)
+	add $0x200000, %rax
+	jmp 1b
+2:	mov $0x3f8, %dx
+	mov %bl, %al
+	add $'0', %al
+	out %al, %dx
+	mov $'\n', %al
+	out %al, %dx
+	mov $0x64, %dx
+	mov $0xfe, %al
+	out %al, %dx
+3:	hlt
+	jmp 3b
+END(vmm_kernel_touch)
+
+	.section .note.GNU-stack, "", @progbits

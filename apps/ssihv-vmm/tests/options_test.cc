@@ -1,0 +1,46 @@
+#include "options.h"
+
+#include <catch2/catch.hpp>
+
+namespace ssihv::vmm {
+namespace {
+
+TEST_CASE("ssihv-vmm flags: both forms, defaults, --append") {
+  auto o = ParseVmmArgs({"--kernel", "bz", "--initrd=rd", "--append", "quiet",
+                         "--stats-json", "s.json", "--pager-threads=2"});
+  REQUIRE(o.ok());
+  CHECK(o->kernel == "bz");
+  CHECK(o->initrd == "rd");
+  CHECK(o->cmdline == std::string(kDefaultCmdline) + " quiet");
+  CHECK(o->config_path.empty());
+  CHECK(o->stats_json == "s.json");
+  CHECK(o->pager_threads == 2);
+  auto c = ParseVmmArgs({"--kernel", "bz", "--initrd", "rd", "--cmdline", "x y",
+                         "--config", "c.json"});
+  REQUIRE(c.ok());
+  CHECK(c->cmdline == "x y");
+  CHECK(c->config_path == "c.json");
+}
+
+TEST_CASE("ssihv-vmm flag errors name the flag") {
+  auto msg = [](std::vector<std::string> args) {
+    auto o = ParseVmmArgs(args);
+    REQUIRE_FALSE(o.ok());
+    return std::string(o.status().message());
+  };
+  CHECK_THAT(msg({"--initrd", "rd"}), Catch::Contains("--kernel"));
+  CHECK_THAT(msg({"--kernel", "bz"}), Catch::Contains("--initrd"));
+  CHECK_THAT(msg({"--kernel"}), Catch::Contains("needs a value"));
+  CHECK_THAT(msg({"--kernel", "bz", "--initrd", "rd", "--bogus"}),
+             Catch::Contains("--bogus"));
+  CHECK_THAT(msg({"--kernel", "bz", "--initrd", "rd", "--pager-threads", "0"}),
+             Catch::Contains("--pager-threads"));
+  auto help = ParseVmmArgs({"--help"});
+  REQUIRE(help.ok());
+  CHECK(help->help);
+  CHECK_THAT(VmmUsage(),
+             Catch::Contains("--kernel") && Catch::Contains("Ctrl-A x"));
+}
+
+}  // namespace
+}  // namespace ssihv::vmm

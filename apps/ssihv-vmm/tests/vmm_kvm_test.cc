@@ -1,0 +1,228 @@
+// ssihv-vmm end to end on real KVM without Linux (label kvm): fake bzImages
+// (fake_kernels.S) drive the console, reset, power off, panic detection and
+// the pager, and bad inputs must fail with exit status 3 and a message.
+#include <fcntl.h>
+#include <poll.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdio>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "fake_bzimage.h"
+
+#define DECLARE_KERNEL(name) \
+  extern "C" const uint8_t name##_start[], name##_end[];
+DECLARE_KERNEL(vmm_kernel_hello_reset)
+DECLARE_KERNEL(vmm_kernel_poweroff)
+DECLARE_KERNEL(vmm_kernel_panic)
+DECLARE_KERNEL(vmm_kernel_echo)
+DECLARE_KERNEL(vmm_kernel_touch)
+#define KERNEL(name) std::vector<uint8_t>(name##_start, name##_end)
+
+namespace {
+
+struct TempDir {
+  TempDir() {
+    char t[] = "/tmp/ssihv-vmm-test.XXXXXX";
+    REQUIRE(::mkdtemp(t) != nullptr);
+    path = t;
+  }
+  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
+  std::string Write(const std::string& name,
+                    const std::vector<uint8_t>& bytes) {
+    std::string p = path + "/" + name;
+    std::ofstream(p, std::ios::binary)
+        .write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
+    return p;
+  }
+  std::string Write(const std::string& name, const std::string& text) {
+    return Write(name, std::vector<uint8_t>(text.begin(), text.end()));
+  }
+  std::string path;
+};
+
+struct Result {
+  int status = -1;
+  std::string out, err;
+};
+
+// Runs ssihv-vmm with `input` on stdin (a pipe, closed after writing).
+Result Run(const std::vector<std::string>& args,
+           const std::string& input = "") {
+  int in[2], out[2], err[2];
+  REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
+  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+  REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::dup2(in[0], 0);
+    ::dup2(out[1], 1);
+    ::dup2(err[1], 2);
+    std::vector<std::string> a = args;
+    std::vector<char*> argv;
+    std::string vmm = SSIHV_VMM;
+    argv.push_back(vmm.data());
+    for (auto& s : a) argv.push_back(s.data());
+    argv.push_back(nullptr);
+    ::execv(vmm.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(in[0]);
+  ::close(out[1]);
+  ::close(err[1]);
+  if (!input.empty()) (void)!::write(in[1], input.data(), input.size());
+  ::close(in[1]);
+  Result r;
+  bool open[2] = {true, true};
+  int fds[2] = {out[0], err[0]};
+  while (open[0] || open[1]) {
+    pollfd p[2] = {{open[0] ? fds[0] : -1, POLLIN, 0},
+                   {open[1] ? fds[1] : -1, POLLIN, 0}};
+    ::poll(p, 2, -1);
+    for (int i = 0; i < 2; ++i) {
+      if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char buf[4096];
+      ssize_t n = ::read(fds[i], buf, sizeof(buf));
+      if (n <= 0) {
+        open[i] = false;
+      } else {
+        (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
+      }
+    }
+  }
+  ::close(out[0]);
+  ::close(err[0]);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return r;
+}
+
+const char kConfig[] = R"({"nodes": [
+  {"id": 0, "vcpus": 1, "memory_mib": 256},
+  {"id": 1, "vcpus": 1, "memory_mib": 256}]})";
+
+struct Fixture {
+  TempDir dir;
+  std::string config = dir.Write("cluster.json", std::string(kConfig));
+  std::string initrd = dir.Write("initrd", std::string("initrd"));
+  std::string stats = dir.path + "/stats.json";
+
+  Result Boot(const std::vector<uint8_t>& payload,
+              const std::string& input = "") {
+    ssihv::kvm::testing::FakeBzImageOptions o;
+    o.payload = payload;
+    std::string kernel =
+        dir.Write("bzImage", ssihv::kvm::testing::MakeFakeBzImage(o));
+    return Run({"--kernel", kernel, "--initrd", initrd, "--config", config,
+                "--stats-json", stats},
+               input);
+  }
+  nlohmann::json Stats() {
+    std::ifstream in(stats);
+    REQUIRE(in.good());
+    return nlohmann::json::parse(in);
+  }
+};
+
+TEST_CASE("console output, then an i8042 reset: exit 0") {
+  Fixture f;
+  Result r = f.Boot(KERNEL(vmm_kernel_hello_reset));
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "hello\n");
+  CHECK_THAT(r.err, Catch::Contains("guest reset"));
+  nlohmann::json s = f.Stats();
+  CHECK(s["stop"]["reason"] == "guest reset");
+  CHECK(s["vcpus"] == 2);
+  CHECK(s["boot"]["protocol"] == "2.15");
+}
+
+TEST_CASE("ACPI S5 power off: exit 0") {
+  Fixture f;
+  Result r = f.Boot(KERNEL(vmm_kernel_poweroff));
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(f.Stats()["stop"]["reason"] == "guest power off");
+}
+
+TEST_CASE("a kernel panic before the reset: exit 4") {
+  Fixture f;
+  Result r = f.Boot(KERNEL(vmm_kernel_panic));
+  CHECK(r.status == 4);
+  CHECK_THAT(r.err, Catch::Contains("panicked"));
+  CHECK(f.Stats()["stop"]["guest_panicked"] == true);
+}
+
+TEST_CASE("stdin reaches the guest through COM1") {
+  Fixture f;
+  Result r = f.Boot(KERNEL(vmm_kernel_echo), "abc");
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "abc!\n");
+}
+
+TEST_CASE("every node's memory is served by the pager, zero-filled") {
+  Fixture f;
+  Result r = f.Boot(KERNEL(vmm_kernel_touch));
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "0\n");
+  nlohmann::json s = f.Stats();
+  // 2-MiB steps: 112 on node 0 (from 32 MiB), 127 on node 1; the loader's
+  // pages (kernel, initrd, boot structures, ACPI) come on top.
+  CHECK(s["nodes"][0]["faults"].get<uint64_t>() >= 112 + 4);
+  CHECK(s["nodes"][1]["faults"].get<uint64_t>() >= 127 + 1);
+  CHECK(s["pager"]["errors"] == 0);
+  CHECK(s["pager"]["faults"]["local_zero"].get<uint64_t>() >= 239 + 5);
+}
+
+TEST_CASE("bad inputs fail before the guest runs, with exit 3") {
+  Fixture f;
+  SECTION("not a kernel") {
+    std::string junk = f.dir.Write("junk", std::string(5000, 'x'));
+    Result r =
+        Run({"--kernel", junk, "--initrd", f.initrd, "--config", f.config});
+    CHECK(r.status == 3);
+    CHECK_THAT(r.err, Catch::Contains("bzImage"));
+  }
+  SECTION("missing initrd") {
+    Result r = Run({"--kernel", f.config, "--initrd", f.dir.path + "/nope",
+                    "--config", f.config});
+    CHECK(r.status == 3);
+    CHECK_THAT(r.err, Catch::Contains("--initrd"));
+  }
+  SECTION("too little memory for the kernel") {
+    std::string small = f.dir.Write(
+        "small.json",
+        std::string(R"({"nodes": [{"id": 0, "vcpus": 1, "memory_mib": 16}]})"));
+    ssihv::kvm::testing::FakeBzImageOptions o;
+    std::string kernel =
+        f.dir.Write("bz", ssihv::kvm::testing::MakeFakeBzImage(o));
+    Result r =
+        Run({"--kernel", kernel, "--initrd", f.initrd, "--config", small});
+    CHECK(r.status == 3);
+    CHECK_THAT(r.err, Catch::Contains("too little memory"));
+  }
+  SECTION("bad config") {
+    std::string bad = f.dir.Write("bad.json", std::string(R"({"nodes": []})"));
+    Result r =
+        Run({"--kernel", f.config, "--initrd", f.initrd, "--config", bad});
+    CHECK(r.status == 3);
+    CHECK_THAT(r.err, Catch::Contains("--config"));
+  }
+  SECTION("usage") {
+    CHECK(Run({"--bogus"}).status == 2);
+    Result help = Run({"--help"});
+    CHECK(help.status == 0);
+    CHECK_THAT(help.out, Catch::Contains("--kernel"));
+  }
+}
+
+}  // namespace

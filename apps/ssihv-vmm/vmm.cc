@@ -1,0 +1,303 @@
+#include "vmm.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "ssihv/acpi/tables.h"
+#include "ssihv/base/file_util.h"
+#include "ssihv/base/log.h"
+#include "ssihv/base/status_macros.h"
+#include "ssihv/kvm/legacy_devices.h"
+#include "ssihv/kvm/x86_vcpu.h"
+#include "ssihv/pager/stats.h"
+
+namespace ssihv::vmm {
+namespace {
+
+using kvm::E820Entry;
+using kvm::E820Type;
+using kvm::StopReason;
+
+constexpr uint64_t kPage = 4096;
+// The BIOS window below the reset-vector stub (x86_boot.h).
+constexpr uint64_t kBiosWindowSize = kvm::kResetVector - kvm::kBiosWindowStart;
+// APIC IDs from 255 on need x2APIC routing through interrupt remapping or
+// KVM's extended destination IDs, which this VMM does not set up yet.
+constexpr uint32_t kMaxXapicVcpus = 254;
+
+// The ACPI options matching what this VMM emulates.
+acpi::AcpiOptions VmmAcpiOptions() {
+  acpi::AcpiOptions o;
+  // KVM's default GSI routing sends the PIT (ISA IRQ 0) to I/O APIC pin 0,
+  // so the MADT keeps ISA IRQs identity-mapped rather than the PC's 0 -> 2.
+  o.madt.interrupt_overrides.clear();
+  return o;
+}
+
+absl::Status WithContext(absl::Status st, absl::string_view what) {
+  if (st.ok()) return st;
+  return absl::Status(st.code(), absl::StrCat(what, ": ", st.message()));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(
+    const VmmOptions& options, const cluster::ClusterConfig& config) {
+  std::unique_ptr<Vmm> vmm(new Vmm(config));
+  if (vmm->layout_.total_vcpus() > kMaxXapicVcpus) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: ", vmm->layout_.total_vcpus(),
+                     " vCPUs; this VMM supports at most ", kMaxXapicVcpus,
+                     " (xAPIC IDs; x2APIC-only guests are not supported yet)"));
+  }
+  SSIHV_ASSIGN_OR_RETURN(kvm::Kvm kvm, kvm::Kvm::Open());
+  vmm->kvm_ = std::make_unique<kvm::Kvm>(std::move(kvm));
+  if (vmm->layout_.total_vcpus() > vmm->kvm_->max_vcpus()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config: ", vmm->layout_.total_vcpus(),
+        " vCPUs; this host's KVM allows ", vmm->kvm_->max_vcpus()));
+  }
+  SSIHV_ASSIGN_OR_RETURN(kvm::Vm vm, vmm->kvm_->CreateVm());
+  vmm->vm_ = std::make_unique<kvm::Vm>(std::move(vm));
+  SSIHV_RETURN_IF_ERROR(vmm->SetUpMemory(options));
+  SSIHV_RETURN_IF_ERROR(vmm->LoadGuest(options));
+  SSIHV_RETURN_IF_ERROR(vmm->SetUpVcpus());
+  SSIHV_RETURN_IF_ERROR(vmm->SetUpDevices());
+  if (options.trace_io) {
+    vmm->pio_.set_trace(true, kvm::kCom1Port, kvm::kCom1Port + kvm::kUartPorts);
+    vmm->mmio_.set_trace(true);
+  }
+  return vmm;
+}
+
+Vmm::~Vmm() {
+  if (threads_) {
+    stop_.Request(StopReason::kStopRequested);
+    threads_->Join();
+  }
+  if (console_) console_->Stop();
+}
+
+absl::Status Vmm::SetUpMemory(const VmmOptions& options) {
+  SSIHV_ASSIGN_OR_RETURN(
+      ram_, GuestRam::Create(
+                layout_, options.pager_threads, [this](const absl::Status& st) {
+                  stop_.Request(StopReason::kError, WithContext(st, "pager"));
+                }));
+  for (const cluster::GpaRange& r : layout_.ranges()) {
+    SSIHV_RETURN_IF_ERROR(
+        vm_->AddMemory(r.gpa, r.size, ram_->HostOf(r), ram_->owner()).status());
+  }
+  // The pager serves every first touch from now on, the loader's included.
+  return ram_->Start();
+}
+
+absl::Status Vmm::LoadGuest(const VmmOptions& options) {
+  absl::StatusOr<std::string> kernel = base::ReadFile(options.kernel);
+  if (!kernel.ok()) return WithContext(kernel.status(), "--kernel");
+  absl::StatusOr<std::string> initrd = base::ReadFile(options.initrd);
+  if (!initrd.ok()) return WithContext(initrd.status(), "--initrd");
+  if (initrd->empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--initrd ", options.initrd, ": empty file"));
+  }
+
+  // ACPI tables: in the BIOS window with the RSDP when they fit, else in
+  // RAM at the top of the first stretch below the hole, marked ACPI in e820.
+  acpi::AcpiOptions acpi_options = VmmAcpiOptions();
+  SSIHV_ASSIGN_OR_RETURN(size_t size,
+                         acpi::AcpiTablesSize(config_, acpi_options, true));
+  acpi::Placement placement;
+  std::vector<E820Entry> carve;
+  if (size > kBiosWindowSize) {
+    const cluster::GpaRange& first = layout_.ranges().front();
+    uint64_t low_end = first.end();
+    for (const cluster::GpaRange& r : layout_.ranges()) {
+      if (r.gpa == low_end) low_end = r.end();
+    }
+    uint64_t bytes = (size + kPage - 1) & ~(kPage - 1);
+    placement.rsdp_gpa = kvm::kBiosWindowStart;
+    placement.tables_gpa = (low_end - bytes) & ~(kPage - 1);
+    carve.push_back({placement.tables_gpa, bytes, E820Type::kAcpi});
+  }
+  SSIHV_ASSIGN_OR_RETURN(
+      acpi::AcpiTables tables,
+      acpi::BuildAcpiTables(config_, acpi_options, placement));
+  const kvm::GuestMemory& memory = vm_->memory();
+  SSIHV_RETURN_IF_ERROR(memory.Write(tables.gpa, tables.bytes));
+  SSIHV_RETURN_IF_ERROR(memory.Write(tables.rsdp_gpa, tables.rsdp));
+  acpi_gpa_ = tables.gpa;
+  acpi_bytes_ = tables.bytes.size();
+
+  kvm::LinuxBootSpec spec;
+  SSIHV_ASSIGN_OR_RETURN(spec.e820, kvm::BuildE820(layout_, carve));
+  spec.kernel_image = absl::MakeConstSpan(
+      reinterpret_cast<const uint8_t*>(kernel->data()), kernel->size());
+  spec.initrd = absl::MakeConstSpan(
+      reinterpret_cast<const uint8_t*>(initrd->data()), initrd->size());
+  spec.cmdline = options.cmdline;
+  spec.acpi_rsdp_addr = tables.rsdp_gpa;
+  absl::StatusOr<kvm::LinuxBootInfo> boot = kvm::LoadLinux(memory, spec);
+  if (!boot.ok()) {
+    return WithContext(boot.status(),
+                       absl::StrCat("--kernel ", options.kernel));
+  }
+  boot_ = *boot;
+  return absl::OkStatus();
+}
+
+absl::Status Vmm::SetUpVcpus() {
+  for (uint32_t i = 0; i < layout_.total_vcpus(); ++i) {
+    SSIHV_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->CreateVcpu(i));
+    kvm::VcpuTopology topo{.apic_id = i, .node = layout_.NodeOfVcpu(i)};
+    SSIHV_RETURN_IF_ERROR(WithContext(
+        kvm::ConfigureX86Vcpu(vcpu, vm_->supported_cpuid(), topo, true),
+        absl::StrCat("vCPU ", i)));
+    // vCPU 0 is the boot processor; the others wait for the guest's
+    // INIT/SIPI in the in-kernel LAPIC.
+    if (i == 0) SSIHV_RETURN_IF_ERROR(kvm::SetupLinuxBootVcpu(vcpu, boot_));
+    vcpus_.push_back(std::move(vcpu));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Vmm::SetUpDevices() {
+  SSIHV_ASSIGN_OR_RETURN(console_, Console::Create(0, 1));
+  Console* console = console_.get();
+  kvm::Vm* vm = vm_.get();
+  uart_ = std::make_shared<kvm::Uart16550>(
+      [console](uint8_t b) { console->Output(b); },
+      [this, vm](bool level) {
+        absl::Status st = vm->SetIrqLine(kvm::kCom1Irq, level);
+        if (!st.ok())
+          stop_.Request(StopReason::kError, WithContext(st, "COM1 IRQ"));
+      });
+  auto reset = [this] { stop_.Request(StopReason::kReset); };
+  auto power_off = [this] { stop_.Request(StopReason::kPowerOff); };
+  const acpi::AcpiOptions acpi_options = VmmAcpiOptions();
+  const uint64_t sleep_port = acpi_options.fadt.sleep_control_register->address;
+  if (acpi_options.fadt.sleep_status_register->address != sleep_port + 1) {
+    return absl::InternalError("ACPI sleep status must follow sleep control");
+  }
+  SSIHV_RETURN_IF_ERROR(pio_.Register(kvm::kCom1Port, kvm::kUartPorts, uart_));
+  SSIHV_RETURN_IF_ERROR(pio_.Register(kvm::kI8042DataPort, 5,
+                                      std::make_shared<kvm::I8042>(reset)));
+  SSIHV_RETURN_IF_ERROR(
+      pio_.Register(kvm::kCmosIndexPort, 2, std::make_shared<kvm::CmosRtc>()));
+  SSIHV_RETURN_IF_ERROR(pio_.Register(
+      kvm::kResetControlPort, 1, std::make_shared<kvm::ResetControl>(reset)));
+  SSIHV_RETURN_IF_ERROR(
+      pio_.Register(sleep_port, 2,
+                    std::make_shared<kvm::AcpiSleepControl>(
+                        acpi_options.dsdt.s5_sleep_type, power_off)));
+  return pio_.Register(kvm::kPostCodePort, 1,
+                       std::make_shared<kvm::PostCodePort>());
+}
+
+void Vmm::Stop(StopReason reason, absl::Status why) {
+  stop_.Request(reason, std::move(why));
+}
+
+kvm::StopEvent Vmm::Run() {
+  absl::Status st = console_->Start(uart_.get(), [this] {
+    Stop(StopReason::kStopRequested,
+         absl::CancelledError("console escape (Ctrl-A x)"));
+  });
+  if (!st.ok()) stop_.Request(StopReason::kError, st);
+  std::vector<const kvm::Vcpu*> vcpus;
+  for (const kvm::Vcpu& v : vcpus_) vcpus.push_back(&v);
+  threads_ = std::make_unique<kvm::VcpuThreads>(vcpus, pio_, mmio_, stop_);
+  const auto start = std::chrono::steady_clock::now();
+  (void)threads_->Start();  // a failure sets the stop latch itself
+  event_ = threads_->Join();
+  run_seconds_ =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  ram_->Stop();  // only now: a stopped pager would leave vCPUs blocked
+  console_->Stop();
+  return event_;
+}
+
+std::string Vmm::DumpVcpus() const {
+  std::string out;
+  for (const kvm::Vcpu& v : vcpus_) absl::StrAppend(&out, v.DumpState());
+  return out;
+}
+
+nlohmann::json Vmm::StatsJson() const {
+  nlohmann::json j;
+  j["stop"] = {
+      {"reason", kvm::StopReasonName(event_.reason)},
+      {"vcpu", event_.vcpu},
+      {"error", event_.status.ok() ? "" : std::string(event_.status.message())},
+      {"guest_panicked", guest_panicked()}};
+  j["run_seconds"] = run_seconds_;
+  j["vcpus"] = layout_.total_vcpus();
+  j["vendor"] = kvm::CpuVendorName(kvm_->vendor());
+  if (threads_) {
+    kvm::RunLoopStats s = threads_->TotalStats();
+    j["exits"] = {{"total", s.exits},
+                  {"io", s.io_exits},
+                  {"mmio", s.mmio_exits},
+                  {"signal", s.signal_exits}};
+  }
+  j["unclaimed_io"] = {{"pio", pio_.unclaimed_accesses()},
+                       {"mmio", mmio_.unclaimed_accesses()}};
+  j["boot"] = {{"protocol", absl::StrFormat("%d.%02d", boot_.protocol >> 8,
+                                            boot_.protocol & 0xff)},
+               {"kernel_addr", boot_.kernel_addr},
+               {"initrd_addr", boot_.initrd_addr},
+               {"initrd_size", boot_.initrd_size},
+               {"acpi_addr", acpi_gpa_},
+               {"acpi_bytes", acpi_bytes_}};
+  j["pager"] = pager::ToJson(ram_->Stats());
+  std::vector<uint64_t> faults = ram_->FaultsPerRange();
+  nlohmann::json nodes = nlohmann::json::array();
+  for (uint32_t n = 0; n < layout_.num_nodes(); ++n) {
+    nlohmann::json node = {
+        {"id", n}, {"faults", 0}, {"ranges", nlohmann::json::array()}};
+    uint64_t total = 0;
+    for (size_t i = 0; i < ram_->ranges().size(); ++i) {
+      const cluster::GpaRange& r = ram_->ranges()[i];
+      if (r.node != n) continue;
+      node["ranges"].push_back(
+          {{"gpa", r.gpa}, {"size", r.size}, {"faults", faults[i]}});
+      total += faults[i];
+    }
+    node["faults"] = total;
+    nodes.push_back(node);
+  }
+  j["nodes"] = nodes;
+  return j;
+}
+
+std::string Vmm::StatsText() const {
+  pager::PagerStats p = ram_->Stats();
+  std::string out =
+      absl::StrFormat("ssihv-vmm: %s after %.2f s",
+                      kvm::StopReasonName(event_.reason), run_seconds_);
+  if (event_.vcpu >= 0) absl::StrAppend(&out, " (vCPU ", event_.vcpu, ")");
+  absl::StrAppendFormat(&out,
+                        "\nssihv-vmm: pager: %d faults, service p50 %.1f us, "
+                        "p99 %.1f us, max %.1f us\n",
+                        p.total_faults(), p.all.p50_us, p.all.p99_us,
+                        p.all.max_us);
+  std::vector<uint64_t> faults = ram_->FaultsPerRange();
+  absl::StrAppend(&out, "ssihv-vmm: pager faults per node:");
+  for (uint32_t n = 0; n < layout_.num_nodes(); ++n) {
+    uint64_t total = 0;
+    for (size_t i = 0; i < faults.size(); ++i) {
+      if (ram_->ranges()[i].node == n) total += faults[i];
+    }
+    absl::StrAppend(&out, " node", n, "=", total);
+  }
+  if (threads_) {
+    kvm::RunLoopStats s = threads_->TotalStats();
+    absl::StrAppendFormat(&out, "\nssihv-vmm: vCPU exits: %d (io %d, mmio %d)",
+                          s.exits, s.io_exits, s.mmio_exits);
+  }
+  return out;
+}
+
+}  // namespace ssihv::vmm

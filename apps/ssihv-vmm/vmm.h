@@ -1,0 +1,80 @@
+// One ssihv-vmm virtual machine: KVM (libkvm), guest RAM through the pager
+// (libpager), the ACPI tables of the cluster (libacpi) in guest memory, a
+// Linux kernel loaded for direct boot, the legacy devices and the console.
+#ifndef SSIHV_APPS_VMM_VMM_H_
+#define SSIHV_APPS_VMM_VMM_H_
+
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "console.h"
+#include "guest_ram.h"
+#include "options.h"
+#include "ssihv/cluster/config.h"
+#include "ssihv/cluster/layout.h"
+#include "ssihv/kvm/bus.h"
+#include "ssihv/kvm/kvm.h"
+#include "ssihv/kvm/run_loop.h"
+#include "ssihv/kvm/uart16550.h"
+#include "ssihv/kvm/x86_boot.h"
+
+namespace ssihv::vmm {
+
+class Vmm {
+ public:
+  /// Builds the whole VM; nothing runs yet. Errors name what is wrong (no
+  /// KVM, a bad kernel image, a missing initrd, too little memory, ...).
+  static absl::StatusOr<std::unique_ptr<Vmm>> Create(
+      const VmmOptions& options, const cluster::ClusterConfig& config);
+  ~Vmm();
+
+  /// Runs the guest until it resets, powers off, fails, or Stop() is called;
+  /// returns what stopped it. vCPUs are stopped before the pager.
+  kvm::StopEvent Run();
+  /// Asks the VM to stop (thread- and signal-thread-safe).
+  void Stop(kvm::StopReason reason, absl::Status why = absl::OkStatus());
+
+  bool guest_panicked() const { return console_ && console_->guest_panicked(); }
+  /// VM, vCPU-exit and pager statistics (valid after Run).
+  nlohmann::json StatsJson() const;
+  /// A few human-readable lines of the same.
+  std::string StatsText() const;
+  /// Register dumps of every vCPU (after Run: the vCPUs are stopped).
+  std::string DumpVcpus() const;
+  /// Where the boot loader put things (for logs and tests).
+  const kvm::LinuxBootInfo& boot_info() const { return boot_; }
+
+ private:
+  Vmm(const cluster::ClusterConfig& config)
+      : config_(config), layout_(config) {}
+  absl::Status SetUpMemory(const VmmOptions& options);
+  absl::Status LoadGuest(const VmmOptions& options);
+  absl::Status SetUpVcpus();
+  absl::Status SetUpDevices();
+
+  cluster::ClusterConfig config_;
+  cluster::GuestLayout layout_;
+  kvm::StopLatch stop_;
+  std::unique_ptr<kvm::Kvm> kvm_;
+  std::unique_ptr<kvm::Vm> vm_;
+  std::unique_ptr<GuestRam> ram_;
+  std::vector<kvm::Vcpu> vcpus_;
+  kvm::Bus pio_{"pio"};
+  kvm::Bus mmio_{"mmio"};
+  std::unique_ptr<Console> console_;
+  std::shared_ptr<kvm::Uart16550> uart_;
+  kvm::LinuxBootInfo boot_;
+  uint64_t acpi_gpa_ = 0;
+  uint64_t acpi_bytes_ = 0;
+  std::unique_ptr<kvm::VcpuThreads> threads_;
+  kvm::StopEvent event_;
+  double run_seconds_ = 0;
+};
+
+}  // namespace ssihv::vmm
+
+#endif  // SSIHV_APPS_VMM_VMM_H_
