@@ -327,7 +327,9 @@ env_text=$(printf 'LAB_CACHE=%q\nLAB_KVER=%q\nLAB_KERNEL=%q\nLAB_INITRD=%q\nLAB_
   "$cache" "$kver" "$kdir/boot/vmlinuz-$kver" "$initrd" "$boot_initrd" \
   "$qemu_bin" "$qemu_data" "$qemu_kind" "$tcg_thread" \
   "${SSIHV_LAB_OMIT_MODULES:-}")
-if [ -z "${SSIHV_LAB_OMIT_MODULES:-}" ]; then
+# lab.env describes the default lab (tests read its kernel paths); the
+# experiment knobs only print theirs.
+if [ -z "${SSIHV_LAB_OMIT_MODULES:-}${SSIHV_LAB_QEMU:-}${SSIHV_LAB_KERNEL_PKG:-}" ]; then
   echo "$env_text" > "$cache/lab.env.tmp" && mv "$cache/lab.env.tmp" "$cache/lab.env"
 fi
 if [ "$print_env" = 1 ]; then

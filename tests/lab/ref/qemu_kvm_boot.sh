@@ -21,7 +21,8 @@ env_file=${SSIHV_LAB_CACHE:-$(dirname "$0")/../cache}/lab.env
 qemu=${SSIHV_BOOT_QEMU:-/usr/bin/qemu-system-x86_64}
 out=$(results_dir)
 cmdline="console=ttyS0 panic=-1 quiet"
-args=(-machine q35 -accel kvm -cpu host -smp 1 -m 256M -nographic -no-reboot
+# -display none (not -nographic): SeaBIOS then keeps off the serial port.
+args=(-machine q35 -accel kvm -cpu host -smp 1 -m 256M -display none -no-reboot
       -nodefaults -nic none -serial stdio
       -kernel "$LAB_KERNEL" -initrd "$LAB_BOOT_INITRD" -append "$cmdline")
 tmp=$(mktemp -d)
@@ -38,10 +39,11 @@ while IFS= read -r line; do
     init_ms=$(( $(ms) - start ))
     marker=$line
   fi
-done < <(timeout -k 5 180 "$qemu" "${args[@]}" </dev/null 2>&1; r=$?; echo; echo "QEMU_EXIT $r")
+done < <(r=0; timeout -k 5 180 "$qemu" "${args[@]}" </dev/null 2>&1 || r=$?
+         echo; echo "QEMU_EXIT $r")
 total_ms=$(( $(ms) - start ))
 qemu_rc=$(sed -n 's/^QEMU_EXIT \([0-9]*\)$/\1/p' "$tmp/console")
-tr -d '\r' < "$tmp/console"
+tr -d '\r' < "$tmp/console" | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g'
 [ -n "$init_ms" ] || fail "the guest's init never ran (qemu exit $qemu_rc)"
 [ "$qemu_rc" = 0 ] || fail "qemu exited $qemu_rc after the init ran"
 {
