@@ -11,9 +11,9 @@
 # exit status is run.sh's exit status.
 #
 # Options:
-#   --timeout S     hard limit for boot + command (default 600, or
-#                   $SSIHV_LAB_TIMEOUT; --shell: none unless given); QEMU
-#                   itself is killed at the limit
+#   --timeout S     hard limit for boot + command, a retry included (default
+#                   600, or $SSIHV_LAB_TIMEOUT; --shell: none unless given);
+#                   QEMU itself is killed at the limit
 #   --results DIR   writable share, mounted at the same path inside and
 #                   exported there as $SSIHV_LAB_RESULTS (default:
 #                   $SSIHV_LAB_RESULTS, else a new folder under /tmp)
@@ -148,7 +148,13 @@ boot_once() {
   local start now qpid stdin=/dev/null
   start=$(date +%s)
   [ "$mode" = shell ] && stdin=/dev/stdin
-  "$LAB_QEMU" "${qargs[@]}" -append "$cmdline" < "$stdin" &
+  # `timeout` is a second guard: should run.sh itself be killed (a CTest
+  # timeout sends SIGKILL), QEMU still dies shortly after the deadline.
+  # (--foreground keeps the console's terminal usable for --shell.)
+  local guard=(timeout -k 5 $((deadline - start + 30)))
+  [ "$mode" = shell ] && guard=(timeout --foreground -k 5 $((deadline - start + 30)))
+  [ "$mode" = shell ] && [ "$timeout_given" = 0 ] && guard=()
+  "${guard[@]}" "$LAB_QEMU" "${qargs[@]}" -append "$cmdline" < "$stdin" &
   qpid=$!
   trap 'kill_qemu '"$qpid"'; exit 130' INT TERM
   outcome=
@@ -162,7 +168,7 @@ boot_once() {
     elif [ "$mode" = run ] && [ $((now - start)) -ge "$boot_s" ]; then
       outcome=hung
     fi
-    if [ -z "$outcome" ] && [ $((now - start)) -ge "$timeout_s" ] &&
+    if [ -z "$outcome" ] && [ "$now" -ge "$deadline" ] &&
       { [ "$mode" = run ] || [ "$timeout_given" = 1 ]; }; then
       outcome=timeout
     fi
@@ -186,6 +192,8 @@ boot_once() {
 }
 
 write_cmd "$@"
+# One deadline for the whole run: a retry gets only the time that is left.
+deadline=$(( $(date +%s) + timeout_s ))
 say "booting ($LAB_QEMU_KIND, accel=$accel, kernel $LAB_KVER${LAB_OMIT_MODULES:+, initramfs WITHOUT $LAB_OMIT_MODULES}); results in $results"
 attempt=1
 while :; do
@@ -198,7 +206,8 @@ while :; do
         say "LAB VM HUNG: no heartbeat within ${boot_s}s of boot; QEMU killed"
       fi
       last_console
-      if [ "$retry" = 1 ] && [ "$attempt" = 1 ]; then
+      if [ "$retry" = 1 ] && [ "$attempt" = 1 ] &&
+        [ $((deadline - $(date +%s))) -ge 30 ]; then
         mv "$ctl/console.log" "$ctl/console.attempt1.log" 2>/dev/null || true
         say "retrying the hung run ONCE (attempt 2 of 2; first console: $ctl/console.attempt1.log)"
         attempt=2
