@@ -4,6 +4,7 @@
 // plus BM_LocalFault/zero_read (read faults map the zero page) and
 // BM_LocalFault/image (ImageSource from page cache).
 //   BM_FaultThroughput/threads:1, :2         faults/s with N faulting threads
+//   BM_RemoteFault/tcp, /rdma                remote_bench.cc
 // each with counters p50_us and p99_us. docs/PERFORMANCE.md ("Pager") has the
 // command and the ratios.
 #include <sys/mman.h>
@@ -21,6 +22,7 @@
 namespace ssihv::bench {
 
 void RegisterFloorBenchmarks();
+void RegisterRemoteBenchmarks();  // remote_bench.cc
 
 namespace {
 
@@ -222,6 +224,9 @@ void RegisterPagerBenchmarks() {
 int main(int argc, char** argv) {
   ssihv::bench::RegisterFloorBenchmarks();
   ssihv::bench::RegisterPagerBenchmarks();
+#ifdef SSIHV_PAGER_BENCH_DSM
+  ssihv::bench::RegisterRemoteBenchmarks();
+#endif
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
