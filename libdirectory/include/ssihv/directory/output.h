@@ -12,6 +12,10 @@
 
 namespace ssihv::directory {
 
+/// A page this node has never populated (only possible at the page's home,
+/// which starts as its Modified holder) holds all zeros: kMapLocal,
+/// kMakeWritable and kWriteProtect on it mean "map a zero page" (or
+/// nothing), and the protocol ships it as kFlagZero, never as bytes.
 enum class EffectType : uint8_t {
   /// Send `msg` to `node`. If msg.carries_page(), attach the local copy of
   /// msg.page, read at this point of the effect list (after any earlier
