@@ -20,9 +20,13 @@ class GuestRam {
  public:
   /// Maps the RAM and registers every range of `layout` with a new pager
   /// (not yet started). `on_error` is the pager's unresolvable-fault hook.
+  /// `fault_around` bytes (a power of two >= 4 KiB, or 0): on a fault, the
+  /// not yet mapped pages of the aligned block around it (inside the same
+  /// node range) are zero-filled too, sparing the guest one fault round trip
+  /// per page of a block it is about to walk (boot zeroes memory in order).
   static absl::StatusOr<std::unique_ptr<GuestRam>> Create(
       const cluster::GuestLayout& layout, int fault_threads,
-      std::function<void(const absl::Status&)> on_error);
+      uint64_t fault_around, std::function<void(const absl::Status&)> on_error);
   ~GuestRam();
 
   /// Host address of a layout range's first byte.
@@ -38,6 +42,8 @@ class GuestRam {
   pager::PagerStats Stats() const { return pager_->Stats(); }
   /// Faults served in each layout range, in layout.ranges() order.
   std::vector<uint64_t> FaultsPerRange() const;
+  /// Pages zero-filled ahead of a fault (fault-around), all ranges.
+  uint64_t PagesFilledAhead() const;
   const std::vector<cluster::GpaRange>& ranges() const { return ranges_; }
 
  private:

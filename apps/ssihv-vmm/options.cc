@@ -22,7 +22,9 @@ userfaultfd pager; the serial console (COM1) is this terminal.
   --config FILE        cluster config (docs/CLUSTER_CONFIG.md); default: the
                        embedded 2-node cluster (2 x 2 vCPUs, 2 x 1024 MiB)
   --stats-json FILE    write VM and pager statistics as JSON when it stops
-  --pager-threads N    userfaultfd fault threads (default 1)
+  --pager-threads N    userfaultfd fault threads (default 2)
+  --fault-around KIB   on a fault, zero-fill the rest of its aligned KIB-sized
+                       block too (a power of two >= 4, or 0 = off; default 2048)
   --trace-io           log every port and MMIO access but COM1's to stderr
   --help               this text
 
@@ -88,6 +90,17 @@ absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args) {
         st = absl::InvalidArgumentError(absl::StrCat(
             "--pager-threads: '", n, "' is not a number in 1..64"));
       }
+    } else if (flag == "--fault-around") {
+      std::string n;
+      st = take(&n);
+      uint64_t kib = 0;
+      if (st.ok() && (!absl::SimpleAtoi(n, &kib) || kib > (1u << 20) ||
+                      (kib != 0 && (kib < 4 || (kib & (kib - 1)) != 0)))) {
+        st = absl::InvalidArgumentError(
+            absl::StrCat("--fault-around: '", n,
+                         "' is not 0 or a power of two in 4..1048576"));
+      }
+      o.fault_around_kib = kib;
     } else {
       st = absl::InvalidArgumentError(
           absl::StrCat("unknown argument '", args[i], "' (see --help)"));

@@ -20,7 +20,8 @@ struct VmmOptions {
   std::string cmdline = kDefaultCmdline;
   std::string config_path;  // empty: the embedded 2-node cluster
   std::string stats_json;   // empty: no JSON file
-  int pager_threads = 1;
+  int pager_threads = 2;
+  uint64_t fault_around_kib = 2048;
   bool trace_io = false;
   bool help = false;
 };

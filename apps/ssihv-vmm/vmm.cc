@@ -82,7 +82,8 @@ Vmm::~Vmm() {
 absl::Status Vmm::SetUpMemory(const VmmOptions& options) {
   SSIHV_ASSIGN_OR_RETURN(
       ram_, GuestRam::Create(
-                layout_, options.pager_threads, [this](const absl::Status& st) {
+                layout_, options.pager_threads, options.fault_around_kib * 1024,
+                [this](const absl::Status& st) {
                   stop_.Request(StopReason::kError, WithContext(st, "pager"));
                 }));
   for (const cluster::GpaRange& r : layout_.ranges()) {
@@ -252,6 +253,7 @@ nlohmann::json Vmm::StatsJson() const {
                {"acpi_addr", acpi_gpa_},
                {"acpi_bytes", acpi_bytes_}};
   j["pager"] = pager::ToJson(ram_->Stats());
+  j["pager"]["pages_filled_ahead"] = ram_->PagesFilledAhead();
   std::vector<uint64_t> faults = ram_->FaultsPerRange();
   nlohmann::json nodes = nlohmann::json::array();
   for (uint32_t n = 0; n < layout_.num_nodes(); ++n) {
@@ -280,9 +282,9 @@ std::string Vmm::StatsText() const {
   if (event_.vcpu >= 0) absl::StrAppend(&out, " (vCPU ", event_.vcpu, ")");
   absl::StrAppendFormat(&out,
                         "\nssihv-vmm: pager: %d faults, service p50 %.1f us, "
-                        "p99 %.1f us, max %.1f us\n",
+                        "p99 %.1f us, max %.1f us; %d pages filled ahead\n",
                         p.total_faults(), p.all.p50_us, p.all.p99_us,
-                        p.all.max_us);
+                        p.all.max_us, ram_->PagesFilledAhead());
   std::vector<uint64_t> faults = ram_->FaultsPerRange();
   absl::StrAppend(&out, "ssihv-vmm: pager faults per node:");
   for (uint32_t n = 0; n < layout_.num_nodes(); ++n) {

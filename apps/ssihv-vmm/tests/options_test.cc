@@ -15,11 +15,18 @@ TEST_CASE("ssihv-vmm flags: both forms, defaults, --append") {
   CHECK(o->config_path.empty());
   CHECK(o->stats_json == "s.json");
   CHECK(o->pager_threads == 2);
+  CHECK(o->fault_around_kib == 2048);
+  CHECK_FALSE(o->trace_io);
   auto c = ParseVmmArgs({"--kernel", "bz", "--initrd", "rd", "--cmdline", "x y",
                          "--config", "c.json"});
   REQUIRE(c.ok());
   CHECK(c->cmdline == "x y");
   CHECK(c->config_path == "c.json");
+  auto f = ParseVmmArgs({"--kernel", "bz", "--initrd", "rd", "--fault-around",
+                         "0", "--trace-io"});
+  REQUIRE(f.ok());
+  CHECK(f->fault_around_kib == 0);
+  CHECK(f->trace_io);
 }
 
 TEST_CASE("ssihv-vmm flag errors name the flag") {
@@ -35,6 +42,10 @@ TEST_CASE("ssihv-vmm flag errors name the flag") {
              Catch::Contains("--bogus"));
   CHECK_THAT(msg({"--kernel", "bz", "--initrd", "rd", "--pager-threads", "0"}),
              Catch::Contains("--pager-threads"));
+  CHECK_THAT(msg({"--kernel", "bz", "--initrd", "rd", "--fault-around", "48"}),
+             Catch::Contains("--fault-around"));
+  CHECK_THAT(msg({"--kernel", "bz", "--initrd", "rd", "--fault-around", "2"}),
+             Catch::Contains("--fault-around"));
   auto help = ParseVmmArgs({"--help"});
   REQUIRE(help.ok());
   CHECK(help->help);

@@ -113,6 +113,7 @@ struct Fixture {
   std::string config = dir.Write("cluster.json", std::string(kConfig));
   std::string initrd = dir.Write("initrd", std::string("initrd"));
   std::string stats = dir.path + "/stats.json";
+  std::vector<std::string> extra;
 
   Result Boot(const std::vector<uint8_t>& payload,
               const std::string& input = "") {
@@ -120,9 +121,10 @@ struct Fixture {
     o.payload = payload;
     std::string kernel =
         dir.Write("bzImage", ssihv::kvm::testing::MakeFakeBzImage(o));
-    return Run({"--kernel", kernel, "--initrd", initrd, "--config", config,
-                "--stats-json", stats},
-               input);
+    std::vector<std::string> args = {"--kernel", kernel, "--initrd", initrd,
+                                     "--config", config, "--stats-json", stats};
+    args.insert(args.end(), extra.begin(), extra.end());
+    return Run(args, input);
   }
   nlohmann::json Stats() {
     std::ifstream in(stats);
@@ -170,17 +172,31 @@ TEST_CASE("stdin reaches the guest through COM1") {
 
 TEST_CASE("every node's memory is served by the pager, zero-filled") {
   Fixture f;
-  Result r = f.Boot(KERNEL(vmm_kernel_touch));
-  INFO(r.err);
-  CHECK(r.status == 0);
-  CHECK(r.out == "0\n");
-  nlohmann::json s = f.Stats();
-  // 2-MiB steps: 112 on node 0 (from 32 MiB), 127 on node 1; the loader's
-  // pages (kernel, initrd, boot structures, ACPI) come on top.
-  CHECK(s["nodes"][0]["faults"].get<uint64_t>() >= 112 + 4);
-  CHECK(s["nodes"][1]["faults"].get<uint64_t>() >= 127 + 1);
-  CHECK(s["pager"]["errors"] == 0);
-  CHECK(s["pager"]["faults"]["local_zero"].get<uint64_t>() >= 239 + 5);
+  SECTION("with fault-around (default): one fault per touched 2 MiB block") {
+    Result r = f.Boot(KERNEL(vmm_kernel_touch));
+    INFO(r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out == "0\n");
+    nlohmann::json s = f.Stats();
+    // 2-MiB steps: 112 on node 0 (from 32 MiB), 127 on node 1, each a new
+    // block; the loader's blocks (boot structures, kernel, initrd) on top.
+    CHECK(s["nodes"][0]["faults"].get<uint64_t>() >= 112 + 2);
+    CHECK(s["nodes"][1]["faults"].get<uint64_t>() >= 127 + 1);
+    CHECK(s["pager"]["pages_filled_ahead"].get<uint64_t>() >= 239 * 500);
+    CHECK(s["pager"]["errors"] == 0);
+  }
+  SECTION("without: one fault per page") {
+    f.extra = {"--fault-around", "0"};
+    Result r = f.Boot(KERNEL(vmm_kernel_touch));
+    INFO(r.err);
+    CHECK(r.status == 0);
+    CHECK(r.out == "0\n");
+    nlohmann::json s = f.Stats();
+    CHECK(s["nodes"][0]["faults"].get<uint64_t>() >= 112 + 4);
+    CHECK(s["nodes"][1]["faults"].get<uint64_t>() >= 127 + 1);
+    CHECK(s["pager"]["pages_filled_ahead"] == 0);
+    CHECK(s["pager"]["faults"]["local_zero"].get<uint64_t>() >= 239 + 5);
+  }
 }
 
 TEST_CASE("bad inputs fail before the guest runs, with exit 3") {
