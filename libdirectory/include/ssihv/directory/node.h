@@ -22,11 +22,14 @@
 // Effects. Each call appends to `out` the effects to perform, in order
 // (output.h): messages to send (never to this node: messages between this
 // node's own agents are delivered inside the call) and actions on the local
-// mapping of the page. Perform them in order, under the page lock. A
-// message that carries_page() is sent with the local copy of the page read
-// at that point: after an earlier kWriteProtect stopped writers, before a
-// later kZap drops it. Messages produced for one destination must be sent
-// in order.
+// mapping of the page. Perform them in order, under the page lock, with ONE
+// RULE FOR MESSAGES: none may reach the transport before the call's last
+// effect has been performed. A message that carries_page() copies the local
+// page at its position in the list (after an earlier kWriteProtect stopped
+// writers, before a later kZap drops it) but leaves with the others, after
+// the list: a holder that hands its page over (kWriteProtect, kSend, kZap)
+// must have dropped its copy before the new owner can receive it and write.
+// Messages to one destination keep their order, across calls too.
 //
 // Faults. OnFault(page, access) answers kMapLocal (resolve from the local
 // copy), kWait (park the thread; a request is in flight), or kPageLost. A
