@@ -168,14 +168,16 @@ int Serve(int sock, int ready_fd, int stop_fd) {
   for (uint64_t i = 0; i < size; ++i) mem[i] = PatternAt(i);
   Side side;
   if (!side.Open(mem, size)) return 1;
+  // Ready as soon as the verbs objects exist: the parent exchanges QP
+  // parameters after ServerProcess::Start returns, and waits for "RTS".
+  char one = 1;
+  if (write(ready_fd, &one, 1) != 1) return 3;
   Endpoint local = side.Local(mem), remote;
   if (write(sock, &local, sizeof(local)) != sizeof(local) ||
       read(sock, &remote, sizeof(remote)) != sizeof(remote) ||
-      !side.Connect(remote)) {
+      !side.Connect(remote) || write(sock, &one, 1) != 1) {
     return 2;
   }
-  char one = 1;
-  if (write(ready_fd, &one, 1) != 1) return 3;
   char byte;
   [[maybe_unused]] ssize_t n = read(stop_fd, &byte, 1);
   return 0;
@@ -216,9 +218,11 @@ void BM_FloorIbRead4k(benchmark::State& state) {
     return;
   }
   Endpoint local = side.Local(page.data());
+  char rts;
   if (write(sv[0], &local, sizeof(local)) != sizeof(local) ||
-      !side.Connect(remote)) {
-    state.SkipWithError(side.error.c_str());
+      !side.Connect(remote) || read(sv[0], &rts, 1) != 1) {
+    state.SkipWithError(side.error.empty() ? "server QP did not come up"
+                                           : side.error.c_str());
     return;
   }
   std::vector<int64_t> ns;

@@ -1,6 +1,7 @@
 // librdmax benchmarks (issue 5), each against its floor in the same binary
 // and run:
 //   BM_Fetch4K/tcp       4 KiB Transport::Fetch from another process (TCP)
+//   BM_Fetch4K/tcp_coalescing  the same with tcp_rearm_delay = 1 ms
 //   BM_Floor/tcp_rtt_4k  raw blocking-socket 4 KiB request/response
 //   BM_Fetch4K/rdma      4 KiB Transport::Fetch over RDMA (busy-poll mode)
 //   BM_Fetch4K/rdma_event   the same in the default event mode
@@ -62,12 +63,16 @@ cluster::ClusterConfig TwoNodes(BackendKind kind) {
   return *cluster::ParseClusterConfig(json);
 }
 
+// `tuned`: busy_poll on RDMA, a 1 ms tcp_rearm_delay on TCP.
 absl::StatusOr<std::unique_ptr<Transport>> Make(
     const cluster::ClusterConfig& config, rdmax::NodeId id, BackendKind kind,
-    bool busy_poll) {
+    bool tuned) {
   TransportOptions o;
   o.secret = kSecret;
-  o.busy_poll = busy_poll;
+  o.busy_poll = tuned && kind == BackendKind::kRdma;
+  if (tuned && kind == BackendKind::kTcp) {
+    o.tcp_rearm_delay = absl::Milliseconds(1);
+  }
   return kind == BackendKind::kRdma
              ? rdmax::CreateRdmaTransport(config, id, std::move(o))
              : rdmax::CreateTcpTransport(config, id, std::move(o));
@@ -91,7 +96,7 @@ int ServeNode(const cluster::ClusterConfig& config, BackendKind kind,
   return 0;
 }
 
-void BM_Fetch4K(benchmark::State& state, BackendKind kind, bool busy_poll) {
+void BM_Fetch4K(benchmark::State& state, BackendKind kind, bool tuned) {
   base::SetMinLogLevel(base::LogLevel::kWarning);
   if (kind == BackendKind::kRdma) {
     absl::Status probe = rdmax::ProbeRdmaDevice("", 1);
@@ -108,7 +113,7 @@ void BM_Fetch4K(benchmark::State& state, BackendKind kind, bool busy_poll) {
     state.SkipWithError("server process failed to start");
     return;
   }
-  auto t = Make(config, 0, kind, busy_poll);
+  auto t = Make(config, 0, kind, tuned);
   absl::Status st = t.status();
   // The destination is registered (local only): on RDMA the READ lands in
   // it directly, as it would in a pager's staging buffer.
@@ -158,6 +163,9 @@ int main(int argc, char** argv) {
   ssihv::bench::RegisterTcpFloor();
   benchmark::RegisterBenchmark("BM_Fetch4K/tcp", BM_Fetch4K, BackendKind::kTcp,
                                false)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("BM_Fetch4K/tcp_coalescing", BM_Fetch4K,
+                               BackendKind::kTcp, true)
       ->UseRealTime();
   ssihv::bench::RegisterIbFloor();
   benchmark::RegisterBenchmark("BM_Fetch4K/rdma", BM_Fetch4K,

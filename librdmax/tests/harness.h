@@ -96,6 +96,18 @@ class TcpHarness : public SocketHarness {
   explicit TcpHarness(size_t nodes) : SocketHarness(nodes, false) {}
 };
 
+/// TCP with tcp_rearm_delay (interrupt coalescing): same behaviour.
+class TcpCoalescingHarness : public SocketHarness {
+ public:
+  static constexpr const char* kName = "tcp-coalescing";
+  explicit TcpCoalescingHarness(size_t nodes) : SocketHarness(nodes, false) {}
+  absl::StatusOr<std::unique_ptr<Transport>> Make(
+      NodeId id, TransportOptions options) override {
+    options.tcp_rearm_delay = absl::Microseconds(500);
+    return SocketHarness::Make(id, std::move(options));
+  }
+};
+
 class RdmaHarness : public SocketHarness {
  public:
   static constexpr const char* kName = "rdma";

@@ -6,6 +6,7 @@
 #include <netinet/tcp.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
+#include <sys/timerfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -181,6 +182,23 @@ void EventFdSignal(int fd) {
 void EventFdDrain(int fd) {
   uint64_t value;
   [[maybe_unused]] ssize_t n = ::read(fd, &value, sizeof(value));
+}
+
+absl::StatusOr<UniqueFd> TimerFdCreate() {
+  UniqueFd fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  if (!fd) return LastErrnoStatus("timerfd_create");
+  return fd;
+}
+
+void TimerFdArm(int fd, absl::Duration after) {
+  struct itimerspec spec {};
+  spec.it_value = absl::ToTimespec(std::max(after, absl::Nanoseconds(1)));
+  ::timerfd_settime(fd, 0, &spec, nullptr);
+}
+
+void TimerFdDrain(int fd) {
+  uint64_t expirations;
+  [[maybe_unused]] ssize_t n = ::read(fd, &expirations, sizeof(expirations));
 }
 
 void FutexWait(std::atomic<uint32_t>* word, uint32_t expected,

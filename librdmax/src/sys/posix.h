@@ -66,6 +66,13 @@ void EventFdSignal(int fd);
 /// Reads and resets the counter (non-blocking).
 void EventFdDrain(int fd);
 
+// ---- timerfd ----
+absl::StatusOr<base::UniqueFd> TimerFdCreate();
+/// timerfd_settime: one expiry after `after` (relative, CLOCK_MONOTONIC).
+void TimerFdArm(int fd, absl::Duration after);
+/// Reads the expiry count (non-blocking).
+void TimerFdDrain(int fd);
+
 // ---- futex (the wait word of a pending operation) ----
 /// Sleeps while `*word == expected`, up to `timeout` (InfiniteDuration for
 /// none). Spurious returns are allowed: callers re-check.

@@ -66,7 +66,8 @@ size_t TcpConnection::RoomLocked() const {
 }
 
 void TcpConnection::UpdateArm() {
-  uint32_t events = (want_in_ ? kReadEvents : 0) | (want_out_ ? EPOLLOUT : 0);
+  uint32_t events =
+      (want_in_ && !caller_off_ ? kReadEvents : 0) | (want_out_ ? EPOLLOUT : 0);
   if (events == armed_ || dead()) return;
   armed_ = events;
   // ENOENT after teardown removed the fd is harmless.
@@ -78,6 +79,23 @@ void TcpConnection::SetWantIn(bool want) {
   std::lock_guard<std::mutex> lock(arm_mu_);
   want_in_ = want;
   UpdateArm();
+}
+
+void TcpConnection::RestoreIn() {
+  std::lock_guard<std::mutex> lock(arm_mu_);
+  caller_off_ = false;
+  UpdateArm();  // level-triggered: bytes that came meanwhile raise an event
+}
+
+void TcpConnection::RestoreInWhenFree() {
+  if (dead()) return;
+  // Announce first, then try: either we get the role, or the caller holding
+  // it sees the flag after releasing it (AwaitSync) and restores itself.
+  restore_pending_.store(true, std::memory_order_seq_cst);
+  std::unique_lock<std::mutex> role(read_mu_, std::try_to_lock);
+  if (!role.owns_lock()) return;
+  restore_pending_.store(false, std::memory_order_seq_cst);
+  RestoreIn();
 }
 
 bool TcpConnection::TakeRequest(uint64_t id) {
@@ -344,12 +362,27 @@ void TcpConnection::AwaitSync(PendingOp* op, absl::Time deadline) {
     if (op->state.load(std::memory_order_acquire) == PendingOp::kDone) return;
     if (!dead() && read_mu_.try_lock()) {
       reader_is_caller_ = true;
-      SetWantIn(false);
+      // Keep the data thread from waking for our response. The epoll_ctl
+      // overlaps the request's flight; switching back on is left to the
+      // data thread's timer (tcp_rearm_delay), so a stream of fetches pays
+      // it once, not per fetch.
+      bool switched_off = false;
+      {
+        std::lock_guard<std::mutex> lock(arm_mu_);
+        if (!caller_off_) {
+          caller_off_ = switched_off = true;
+          UpdateArm();
+        }
+      }
+      if (switched_off) transport_->RestoreInLater(shared_from_this());
       bool ok = ReadAsCaller(op, deadline);
       reader_is_caller_ = false;
       bool buffered = reader_.HasBuffered();
       read_mu_.unlock();
-      SetWantIn(true);
+      if (transport_->options().tcp_rearm_delay <= absl::ZeroDuration() ||
+          restore_pending_.exchange(false, std::memory_order_seq_cst)) {
+        RestoreIn();
+      }
       if (buffered) transport_->PostService(shared_from_this());
       if (!ok) {
         // Closed: the teardown fails the op (status already set if this

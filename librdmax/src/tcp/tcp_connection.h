@@ -76,6 +76,9 @@ class TcpConnection : public FrameSink,
   void Teardown();
   /// Fails async operations whose deadline passed by closing.
   void CheckTimeouts(absl::Time now);
+  /// Data thread (restore timer): watch the socket again; if a caller is
+  /// reading it right now, that caller does it when it releases the role.
+  void RestoreInWhenFree();
 
   /// Any thread. Logs `reason` once.
   void Close(absl::string_view reason);
@@ -97,6 +100,7 @@ class TcpConnection : public FrameSink,
   bool ReadAsCaller(PendingOp* op, absl::Time deadline);
   void OnWritable();
   void SetWantIn(bool want);
+  void RestoreIn();
   void UpdateArm();  // arm_mu_ held
   size_t RoomLocked() const;
 
@@ -121,13 +125,15 @@ class TcpConnection : public FrameSink,
   // Receive side (reader role).
   std::mutex read_mu_;
   bool reader_is_caller_ = false;
+  std::atomic<bool> restore_pending_{false};
   bool paused_ = false;  // data thread stopped reading for lack of room
   FrameReader reader_;
 
   // Epoll interest (EPOLLIN unless a caller reads or paused; EPOLLOUT while
   // the ring holds bytes).
   std::mutex arm_mu_;
-  bool want_in_ = true;
+  bool want_in_ = true;      // false while paused (backpressure)
+  bool caller_off_ = false;  // a caller switched EPOLLIN off (see AwaitSync)
   bool want_out_ = false;
   uint32_t armed_ = 0;
 

@@ -15,6 +15,7 @@ using base::Log;
 using base::LogLevel;
 
 constexpr absl::Duration kTick = absl::Milliseconds(100);
+constexpr uint64_t kRestoreTimerToken = 1;
 // A blocked reader wakes this often to check its deadline.
 constexpr absl::Duration kReceiveTimeout = absl::Milliseconds(100);
 constexpr absl::Duration kKeepAlive = absl::Seconds(15);
@@ -45,6 +46,9 @@ absl::Status TcpTransport::Start() {
   }
   SSIHV_RETURN_IF_ERROR(ValidateOptions(options_));
   SSIHV_RETURN_IF_ERROR(loop_.Init());
+  SSIHV_ASSIGN_OR_RETURN(restore_timer_, sys::TimerFdCreate());
+  SSIHV_RETURN_IF_ERROR(sys::EpollAdd(loop_.epoll_fd(), restore_timer_.get(),
+                                      EPOLLIN, kRestoreTimerToken));
   control_ = std::make_unique<ControlPlane>(
       config_, self(), options_, WireBackend::kTcp,
       [this](ControlPlane::Authenticated a) {
@@ -76,6 +80,10 @@ void TcpTransport::Shutdown() {
   });
   loop_.Post([this] { loop_.Stop(); });
   data_thread_.join();
+  {
+    std::lock_guard<std::mutex> lock(restore_mu_);
+    restore_.clear();
+  }
   std::lock_guard<std::mutex> lock(conns_mu_);
   for (auto& c : current_) c.reset();
   advertised_.clear();
@@ -86,6 +94,10 @@ void TcpTransport::RunDataThread() {
   EnterDataThread();
   loop_.Run(
       [this](uint64_t token, uint32_t events) {
+        if (token == kRestoreTimerToken) {
+          OnRestoreTimer();
+          return;
+        }
         auto it = by_token_.find(token);
         if (it == by_token_.end()) return;
         std::shared_ptr<TcpConnection> conn = it->second;
@@ -98,6 +110,27 @@ void TcpTransport::RunDataThread() {
         for (auto& conn : conns) conn->CheckTimeouts(now);
       },
       kTick);
+}
+
+void TcpTransport::RestoreInLater(std::shared_ptr<TcpConnection> conn) {
+  if (options_.tcp_rearm_delay <= absl::ZeroDuration()) return;
+  std::lock_guard<std::mutex> lock(restore_mu_);
+  restore_.push_back(std::move(conn));
+  if (!restore_armed_) {
+    restore_armed_ = true;
+    sys::TimerFdArm(restore_timer_.get(), options_.tcp_rearm_delay);
+  }
+}
+
+void TcpTransport::OnRestoreTimer() {
+  sys::TimerFdDrain(restore_timer_.get());
+  std::vector<std::shared_ptr<TcpConnection>> due;
+  {
+    std::lock_guard<std::mutex> lock(restore_mu_);
+    due.swap(restore_);
+    restore_armed_ = false;
+  }
+  for (auto& conn : due) conn->RestoreInWhenFree();
 }
 
 void TcpTransport::Adopt(ControlPlane::Authenticated a) {

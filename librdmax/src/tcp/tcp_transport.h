@@ -60,9 +60,12 @@ class TcpTransport final : public TransportBase {
   void OnConnectionUp(std::shared_ptr<TcpConnection> conn);
   void PostTeardown(std::shared_ptr<TcpConnection> conn);
   void PostService(std::shared_ptr<TcpConnection> conn);
+  /// Has the data thread watch `conn`'s socket again after tcp_rearm_delay.
+  void RestoreInLater(std::shared_ptr<TcpConnection> conn);
 
  private:
   void RunDataThread();
+  void OnRestoreTimer();
   void Adopt(ControlPlane::Authenticated a);
   /// The up connection to `peer`, or Unavailable / InvalidArgument.
   absl::StatusOr<std::shared_ptr<TcpConnection>> Connection(
@@ -90,7 +93,13 @@ class TcpTransport final : public TransportBase {
   std::vector<std::shared_ptr<TcpConnection>> advertised_;
   // Data thread only.
   absl::flat_hash_map<uint64_t, std::shared_ptr<TcpConnection>> by_token_;
-  uint64_t next_token_ = 1;
+  uint64_t next_token_ = 16;  // below: the loop's own fds
+
+  // Sockets switched off by callers, switched back on by the timer.
+  base::UniqueFd restore_timer_;
+  std::mutex restore_mu_;
+  std::vector<std::shared_ptr<TcpConnection>> restore_;
+  bool restore_armed_ = false;
 };
 
 }  // namespace ssihv::rdmax

@@ -143,6 +143,20 @@ struct TransportOptions {
   absl::Duration reconnect_min = absl::Milliseconds(10);
   absl::Duration reconnect_max = absl::Seconds(1);
 
+  // ---- TCP ----
+  /// A thread blocked in Fetch/CallSync reads its own response; meanwhile
+  /// the data thread stops watching that socket (one epoll_ctl, overlapped
+  /// with the request's flight) and is switched back on when the call
+  /// returns (another, on the caller's path). With a positive delay the
+  /// switch-back is left to a timer that long after the first call, so a
+  /// stream of fetches pays no epoll_ctl at all (interrupt coalescing). The
+  /// price: an unsolicited message that arrives in that window while no
+  /// call is reading waits up to the delay. Measured on a 2-vCPU VM, a
+  /// timer firing inside a fetch stream costs more than it saves below
+  /// ~200 us (docs/PERFORMANCE.md, "Transport"). Zero (the default): switch
+  /// back after every call; messages are never delayed.
+  absl::Duration tcp_rearm_delay = absl::ZeroDuration();
+
   // ---- RDMA ----
   /// Device name ("rxe0", "mlx5_0"); empty = the first device with an
   /// ACTIVE port.
