@@ -34,7 +34,9 @@ constexpr char kUsage[] =
     "liveness and directory agreement after every step. --nodes 2-5 picks\n"
     "the node count per seed (N + seed mod (M-N+1)). --exhaustive explores\n"
     "every interleaving and every choice of operations. Test only:\n"
-    "--inject-bug skip-invalidation|skip-downgrade|early-unblock.\n";
+    "--inject-bug skip-invalidation|skip-downgrade|early-unblock (protocol\n"
+    "bugs) or driver-early-send (a driver that sends before its local\n"
+    "effects).\n";
 
 struct Args {
   sim::Config config;
@@ -110,9 +112,8 @@ Args Parse(int argc, char** argv) {
       if (!s.ok()) Usage(std::string(s.message()));
       a.faults = v;
     } else if (flag == "--inject-bug") {
-      absl::StatusOr<ssihv::directory::TestBug> bug = sim::ParseBug(v);
-      if (!bug.ok()) Usage(std::string(bug.status().message()));
-      a.config.bug = *bug;
+      absl::Status s = sim::ParseBug(v, &a.config);
+      if (!s.ok()) Usage(std::string(s.message()));
     } else {
       Usage("unknown flag " + flag);
     }

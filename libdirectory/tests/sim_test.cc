@@ -150,6 +150,27 @@ TEST_CASE("the checker catches each injected protocol bug") {
   CHECK_FALSE(caught_exhaustive(TestBug::kEarlyUnblock).empty());
 }
 
+TEST_CASE("the checker catches a driver that sends before its local effects") {
+  // node.h: a call's messages leave only after its local effects. A driver
+  // that lets a transferred page out before dropping its own copy leaves a
+  // readable stale copy beside the new writer.
+  Config c;
+  c.nodes = 2;
+  c.pages = 1;
+  c.ops = 2;
+  c.driver_early_send = true;
+  ExploreResult r = Explore(c, 5'000'000);
+  REQUIRE_FALSE(r.ok);
+  CHECK(r.violation.invariant == "swmr");
+  Config random = Base(3);
+  random.driver_early_send = true;
+  bool caught = false;
+  for (uint64_t seed = 1; seed <= 100 && !caught; ++seed) {
+    caught = !RunSeed(random, seed).ok;
+  }
+  CHECK(caught);
+}
+
 TEST_CASE("fault and bug names parse") {
   Config c;
   REQUIRE(ParseFaults("reorder,drop,crash", &c).ok());
@@ -157,8 +178,12 @@ TEST_CASE("fault and bug names parse") {
   REQUIRE(ParseFaults("none", &c).ok());
   CHECK_FALSE((c.reorder || c.drop || c.crash));
   CHECK_FALSE(ParseFaults("reorder,flood", &c).ok());
-  CHECK(*ParseBug("skip-downgrade") == TestBug::kSkipDowngrade);
-  CHECK_FALSE(ParseBug("typo").ok());
+  REQUIRE(ParseBug("skip-downgrade", &c).ok());
+  CHECK(c.bug == TestBug::kSkipDowngrade);
+  REQUIRE(ParseBug("driver-early-send", &c).ok());
+  CHECK(c.bug == TestBug::kNone);
+  CHECK(c.driver_early_send);
+  CHECK_FALSE(ParseBug("typo", &c).ok());
 }
 
 }  // namespace

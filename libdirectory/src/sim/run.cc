@@ -324,14 +324,25 @@ absl::Status ParseFaults(const std::string& list, Config* config) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<TestBug> ParseBug(const std::string& name) {
-  if (name == "none") return TestBug::kNone;
-  if (name == "skip-invalidation") return TestBug::kSkipInvalidation;
-  if (name == "skip-downgrade") return TestBug::kSkipDowngrade;
-  if (name == "early-unblock") return TestBug::kEarlyUnblock;
-  return absl::InvalidArgumentError(
-      absl::StrCat("--inject-bug: unknown bug '", name,
-                   "' (skip-invalidation, skip-downgrade, early-unblock)"));
+absl::Status ParseBug(const std::string& name, Config* config) {
+  config->bug = TestBug::kNone;
+  config->driver_early_send = false;
+  if (name == "none") return absl::OkStatus();
+  if (name == "skip-invalidation") {
+    config->bug = TestBug::kSkipInvalidation;
+  } else if (name == "skip-downgrade") {
+    config->bug = TestBug::kSkipDowngrade;
+  } else if (name == "early-unblock") {
+    config->bug = TestBug::kEarlyUnblock;
+  } else if (name == "driver-early-send") {
+    config->driver_early_send = true;
+  } else {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--inject-bug: unknown bug '", name,
+                     "' (skip-invalidation, skip-downgrade, early-unblock, "
+                     "driver-early-send)"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace ssihv::directory::sim

@@ -107,6 +107,9 @@ void World::Enabled(bool timed, std::vector<Event>* out) const {
       out->push_back({EventKind::kNotice, i, {}, false});
     }
   }
+  for (uint32_t i = 0; i < late_.size(); ++i) {
+    out->push_back({EventKind::kLate, i, {}, false});
+  }
   for (uint32_t i = 0; i < deferred_.size(); ++i) {
     if (HoldOver(deferred_[i])) {
       out->push_back({EventKind::kRedeliver, i, {}, false});
@@ -136,7 +139,8 @@ bool World::Finished() const {
   for (const auto& ch : channels_) {
     if (!ch.empty()) return false;
   }
-  return fetches_.empty() && notices_.empty() && deferred_.empty();
+  return fetches_.empty() && notices_.empty() && deferred_.empty() &&
+         late_.empty();
 }
 
 bool World::HoldOver(const DeferredMsg& d) const {
@@ -189,6 +193,10 @@ std::string World::DescribeEvent(const Event& e) const {
       return absl::StrCat("n", d.node, " takes back deferred ",
                           MsgTypeName(d.msg.type), " p", d.msg.page, " from n",
                           d.from);
+    }
+    case EventKind::kLate: {
+      const LateEffect& l = late_[e.index];
+      return absl::StrCat("n", l.node, " performs late ", l.effect.ToString());
     }
   }
   return "?";
@@ -257,6 +265,9 @@ void World::Apply(const Event& e) {
       break;
     case EventKind::kRedeliver:
       Redeliver(e.index);
+      break;
+    case EventKind::kLate:
+      ApplyLate(e.index);
       break;
   }
   Record(std::move(what));
@@ -370,6 +381,7 @@ void World::Crash(NodeId n) {
   std::erase_if(fetches_, [n](const FetchOp& f) { return f.node == n; });
   std::erase_if(notices_, [n](const Notice& x) { return x.node == n; });
   std::erase_if(deferred_, [n](const DeferredMsg& d) { return d.node == n; });
+  std::erase_if(late_, [n](const LateEffect& l) { return l.node == n; });
   if (rng_ != nullptr) {
     // What the dead node had not yet put on the wire is lost: a random
     // suffix of each of its outgoing channels.
@@ -416,15 +428,19 @@ void World::Wake(NodeId n, PageId p) {
 }
 
 void World::Perform(NodeId n, const Packet* in, uint64_t fetched) {
+  bool sent = false;
   for (const Effect& e : out_.effects) {
-    Frame& f = frame(n, e.page);
-    switch (e.type) {
-      case EffectType::kSend: {
-        Packet pk;
-        pk.id = next_id_++;
-        pk.from = n;
-        pk.to = e.node;
+    if (e.type == EffectType::kSend || e.type == EffectType::kSendReport) {
+      Packet pk;
+      pk.id = next_id_++;
+      pk.from = n;
+      pk.to = e.node;
+      if (e.type == EffectType::kSendReport) {
+        pk.msg.type = MsgType::kReport;
+        pk.report = std::make_shared<const ReportChunk>(out_.reports[e.index]);
+      } else {
         pk.msg = e.msg;
+        const Frame& f = frame(n, e.page);
         if (e.msg.type == MsgType::kData) {
           if (e.msg.carries_page() && !f.valid) {
             Fail("data-value", absl::StrCat("n", n, " sends p", e.page,
@@ -432,77 +448,88 @@ void World::Perform(NodeId n, const Packet* in, uint64_t fetched) {
           }
           pk.data = e.msg.carries_page() ? f.value : 0;
         }
-        pk.ready = now_ + Delay();
-        channels_[n * N() + e.node].push_back(std::move(pk));
-        break;
       }
-      case EffectType::kSendReport: {
-        Packet pk;
-        pk.id = next_id_++;
-        pk.from = n;
-        pk.to = e.node;
-        pk.msg.type = MsgType::kReport;
-        pk.report = std::make_shared<const ReportChunk>(out_.reports[e.index]);
-        pk.ready = now_ + Delay();
-        channels_[n * N() + e.node].push_back(std::move(pk));
-        break;
-      }
-      case EffectType::kMapLocal:
-        if (!f.valid) {
-          Fail("data-value", absl::StrCat("n", n, " maps its local copy of p",
-                                          e.page, " but holds none"));
-        }
-        f.prot = e.writable ? 2 : 1;
-        break;
-      case EffectType::kWait:
-        break;
-      case EffectType::kMapReceived:
-        if (in == nullptr || in->msg.type != MsgType::kData) {
-          Fail("protocol-error", "kMapReceived without a kData");
-          break;
-        }
-        f.valid = true;
-        f.value = e.zero ? 0 : in->data;
-        f.prot = e.writable ? 2 : 1;
-        break;
-      case EffectType::kFetch: {
-        FetchOp fo;
-        fo.id = next_id_++;
-        fo.node = n;
-        fo.page = e.page;
-        fo.source = e.node;
-        fo.fail = rng_ != nullptr && config_.drop && rng_->Percent(10);
-        fo.ready = now_ + Delay();
-        fetches_.push_back(fo);
-        break;
-      }
-      case EffectType::kMapFetched:
-        f.valid = true;
-        f.value = fetched;
-        f.prot = 1;
-        break;
-      case EffectType::kMakeWritable:
-        if (!f.valid) {
-          Fail("data-value", absl::StrCat("n", n, " upgrades p", e.page,
-                                          " in place but holds no copy"));
-        }
-        f.prot = 2;
-        break;
-      case EffectType::kWriteProtect:
-        if (f.prot == 2) f.prot = 1;
-        break;
-      case EffectType::kZap:
-        f = Frame{false, 0, kGarbage};
-        break;
-      case EffectType::kPageLost:
-        lost_declared_.push_back(e.page);
-        break;
-      case EffectType::kDefer:
-        deferred_.push_back({n, e.node, e.msg});
-        break;
+      pk.ready = now_ + Delay();
+      channels_[n * N() + e.node].push_back(std::move(pk));
+      sent = true;
+      continue;
     }
-    if (Completes(e.type)) Wake(n, e.page);
+    if (sent && config_.driver_early_send && e.type != EffectType::kDefer) {
+      // The buggy driver: the messages are already out; this happens later.
+      late_.push_back({n, e});
+      continue;
+    }
+    PerformLocal(n, e, in, fetched);
   }
+}
+
+void World::PerformLocal(NodeId n, const Effect& e, const Packet* in,
+                         uint64_t fetched) {
+  Frame& f = frame(n, e.page);
+  switch (e.type) {
+    case EffectType::kSend:
+    case EffectType::kSendReport:
+    case EffectType::kWait:
+      break;
+    case EffectType::kMapLocal:
+      if (!f.valid) {
+        Fail("data-value", absl::StrCat("n", n, " maps its local copy of p",
+                                        e.page, " but holds none"));
+      }
+      f.prot = e.writable ? 2 : 1;
+      break;
+    case EffectType::kMapReceived:
+      if (in == nullptr || in->msg.type != MsgType::kData) {
+        Fail("protocol-error", "kMapReceived without a kData");
+        break;
+      }
+      f.valid = true;
+      f.value = e.zero ? 0 : in->data;
+      f.prot = e.writable ? 2 : 1;
+      break;
+    case EffectType::kFetch: {
+      FetchOp fo;
+      fo.id = next_id_++;
+      fo.node = n;
+      fo.page = e.page;
+      fo.source = e.node;
+      fo.fail = rng_ != nullptr && config_.drop && rng_->Percent(10);
+      fo.ready = now_ + Delay();
+      fetches_.push_back(fo);
+      break;
+    }
+    case EffectType::kMapFetched:
+      f.valid = true;
+      f.value = fetched;
+      f.prot = 1;
+      break;
+    case EffectType::kMakeWritable:
+      if (!f.valid) {
+        Fail("data-value", absl::StrCat("n", n, " upgrades p", e.page,
+                                        " in place but holds no copy"));
+      }
+      f.prot = 2;
+      break;
+    case EffectType::kWriteProtect:
+      if (f.prot == 2) f.prot = 1;
+      break;
+    case EffectType::kZap:
+      f = Frame{false, 0, kGarbage};
+      break;
+    case EffectType::kPageLost:
+      lost_declared_.push_back(e.page);
+      break;
+    case EffectType::kDefer:
+      deferred_.push_back({n, e.node, e.msg});
+      break;
+  }
+  if (Completes(e.type)) Wake(n, e.page);
+}
+
+void World::ApplyLate(uint32_t index) {
+  LateEffect late = late_[index];
+  late_.erase(late_.begin() + index);
+  if (!dead_[late.node]) PerformLocal(late.node, late.effect, nullptr, 0);
 }
 
 }  // namespace ssihv::directory::sim::internal

@@ -66,6 +66,13 @@ struct DeferredMsg {
   Message msg;
 };
 
+/// driver_early_send: a local effect performed after the call's messages
+/// already left.
+struct LateEffect {
+  NodeId node = 0;
+  Effect effect;
+};
+
 struct Notice {
   NodeId node = 0;  // told by its failure detector that
   NodeId dead = 0;  // this node died
@@ -78,7 +85,8 @@ enum class EventKind : uint8_t {
   kFetch,
   kCrash,
   kNotice,
-  kRedeliver
+  kRedeliver,
+  kLate
 };
 
 struct Event {
@@ -156,6 +164,10 @@ class World {
   void Crash(NodeId n);
   void Notify(uint32_t index);
   void Redeliver(uint32_t index);
+  void ApplyLate(uint32_t index);
+  /// Performs one local (non-message) effect on node n's frame.
+  void PerformLocal(NodeId n, const Effect& e, const Packet* in,
+                    uint64_t fetched);
   /// A deferred message may go back once the woken threads have retried.
   bool HoldOver(const DeferredMsg& d) const;
   /// Performs out_'s effects for node n; `in` is the message being handled,
@@ -188,6 +200,7 @@ class World {
   std::vector<FetchOp> fetches_;
   std::vector<Notice> notices_;
   std::vector<DeferredMsg> deferred_;
+  std::vector<LateEffect> late_;
   std::vector<PageId> lost_declared_;  // this step
   Output out_;
 

@@ -103,7 +103,8 @@ void World::UpdateDoomed(PageId p) {
 }
 
 bool World::Quiescent() const {
-  if (!fetches_.empty() || !notices_.empty() || !deferred_.empty()) {
+  if (!fetches_.empty() || !notices_.empty() || !deferred_.empty() ||
+      !late_.empty()) {
     return false;
   }
   for (const auto& ch : channels_) {
@@ -271,6 +272,12 @@ void World::AppendState(std::string* out) const {
     uint8_t header[kHeaderSize];
     EncodeHeader(d.msg, header);
     out->append(reinterpret_cast<const char*>(header), kHeaderSize);
+  }
+  out->push_back('Z');
+  for (const LateEffect& l : late_) {
+    put(l.node);
+    out->push_back(static_cast<char>(l.effect.type));
+    put(l.effect.page);
   }
   out->push_back('N');
   for (const Notice& n : notices_) {

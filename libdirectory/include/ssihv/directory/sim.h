@@ -49,6 +49,10 @@ struct Config {
   uint32_t max_crashes = 0;  // 0: min(2, nodes - 1)
   bool pull = false;         // Node::Options::allow_pull (one-sided fetch)
   TestBug bug = TestBug::kNone;
+  /// Test only: a driver that breaks node.h's rule and lets a call's
+  /// messages leave before the call's later local effects (they happen in
+  /// a later step).
+  bool driver_early_send = false;
   uint32_t write_percent = 40;
   uint32_t trace_lines = 40;
 };
@@ -93,9 +97,10 @@ ExploreResult Explore(const Config& config, uint64_t max_states);
 
 /// Parses a --faults list ("reorder,drop,crash", "none" or empty).
 absl::Status ParseFaults(const std::string& list, Config* config);
-/// Parses --inject-bug names: skip-invalidation, skip-downgrade,
-/// early-unblock.
-absl::StatusOr<TestBug> ParseBug(const std::string& name);
+/// Applies an --inject-bug name: the protocol bugs skip-invalidation,
+/// skip-downgrade, early-unblock (TestBug), or the driver bug
+/// driver-early-send.
+absl::Status ParseBug(const std::string& name, Config* config);
 
 }  // namespace ssihv::directory::sim
 
