@@ -155,7 +155,8 @@ int RunExhaustive(Args& a) {
 
 int RunSeeds(Args& a) {
   auto start = std::chrono::steady_clock::now();
-  uint64_t seeds = 0, steps = 0, reads = 0, writes = 0, lost = 0, crashes = 0;
+  uint64_t seeds = 0, steps = 0, reads = 0, writes = 0, lost = 0, crashes = 0,
+           calm = 0, worst = 0, bound = 0;
   sim::RunResult sum;
   uint32_t span = a.nodes_max - a.nodes_min + 1;
   for (uint64_t seed = a.seed_first; seed <= a.seed_last; ++seed) {
@@ -180,6 +181,11 @@ int RunSeeds(Args& a) {
     writes += r.writes;
     lost += r.lost_ops;
     crashes += r.crashes;
+    calm += r.calm_steps;
+    if (r.max_calm_wait > worst) {
+      worst = r.max_calm_wait;
+      bound = r.liveness_bound;
+    }
     for (int t = 0; t < kNumMsgTypes; ++t)
       sum.totals.sent[t] += r.totals.sent[t];
     sum.totals.faults_read_miss += r.totals.faults_read_miss;
@@ -198,7 +204,8 @@ int RunSeeds(Args& a) {
       "%u faults %s%s: no violation\n"
       "  %llu steps, %llu reads, %llu writes, %llu accesses to lost pages, "
       "%llu crashes, %llu remote faults, %.2f messages per remote fault, "
-      "%.1f s\n",
+      "%llu steps under the liveness bound (longest fault %llu steps, bound "
+      "%llu), %.1f s\n",
       static_cast<unsigned long long>(seeds),
       static_cast<unsigned long long>(a.seed_first),
       static_cast<unsigned long long>(a.seed_last), a.nodes_min, a.nodes_max,
@@ -211,7 +218,9 @@ int RunSeeds(Args& a) {
       static_cast<unsigned long long>(crashes),
       static_cast<unsigned long long>(misses),
       misses ? static_cast<double>(s.totals.messages_sent()) / misses : 0.0,
-      secs);
+      static_cast<unsigned long long>(calm),
+      static_cast<unsigned long long>(worst),
+      static_cast<unsigned long long>(bound), secs);
   std::printf("  messages:");
   for (int t = 1; t < kNumMsgTypes; ++t) {
     if (s.totals.sent[t] == 0) continue;

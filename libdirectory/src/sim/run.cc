@@ -119,7 +119,9 @@ RunResult RunSeed(const Config& config, uint64_t seed) {
   }
   world.SetWorkload(std::move(ops));
   uint64_t total_ops = uint64_t{config.ops} * world.num_threads();
-  uint64_t chaos_end = total_ops * 12 + 100;
+  // The network calms at a random point, often while faults are still in
+  // flight, so the liveness bound is checked on real work.
+  uint64_t chaos_end = total_ops * (1 + rng.Below(8)) + 20;
   std::vector<uint64_t> crash_steps;
   if (config.crash) {
     uint32_t max = config.max_crashes != 0
@@ -203,6 +205,9 @@ RunResult RunSeed(const Config& config, uint64_t seed) {
   result.writes = world.writes();
   result.lost_ops = world.lost_ops();
   result.crashes = world.crashes();
+  result.calm_steps = world.calm() ? world.steps() - world.calm_step() : 0;
+  result.max_calm_wait = world.max_calm_wait();
+  result.liveness_bound = world.LivenessBound();
   Totals(world, &result);
   return result;
 }

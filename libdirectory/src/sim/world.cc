@@ -300,10 +300,7 @@ void World::StepThread(uint32_t t, const Op& chosen) {
                             " but the latest write stored ", latest_[p]));
         }
       }
-      ts.has_op = false;
-      ts.woken = false;
-      ++ts.completed;
-      ts.fault_step = 0;
+      FaultDone(ts);
       return;
     }
     if (attempt == 2) {
@@ -320,12 +317,9 @@ void World::StepThread(uint32_t t, const Op& chosen) {
     for (const Effect& eff : out_.effects) {
       if (eff.page != p || eff.type == EffectType::kSend) continue;
       if (eff.type == EffectType::kPageLost) {
-        ts.has_op = false;
         ts.blocked = false;
-        ts.woken = false;
-        ++ts.completed;
         ++lost_ops_;
-        ts.fault_step = 0;
+        FaultDone(ts);
         return;
       }
       if (eff.type == EffectType::kWait) wait = true;
@@ -341,6 +335,17 @@ void World::StepThread(uint32_t t, const Op& chosen) {
          absl::StrCat("n", n, " fault on p", p, " got no resolution"));
     return;
   }
+}
+
+void World::FaultDone(ThreadState& ts) {
+  if (calm_ && ts.fault_step != 0) {
+    max_calm_wait_ =
+        std::max(max_calm_wait_, step_ - std::max(ts.fault_step, calm_step_));
+  }
+  ts.has_op = false;
+  ts.woken = false;
+  ++ts.completed;
+  ts.fault_step = 0;
 }
 
 void World::Deliver(uint32_t c) {

@@ -122,6 +122,9 @@ class World {
   /// Network stops delaying: everything is ready now and from now on.
   void SetCalm();
   bool calm() const { return calm_; }
+  uint64_t calm_step() const { return calm_step_; }
+  uint64_t max_calm_wait() const { return max_calm_wait_; }
+  uint64_t LivenessBound() const;
 
   /// Performs one event and checks every invariant afterwards.
   void Apply(const Event& event);
@@ -182,7 +185,7 @@ class World {
   void UpdateDoomed(PageId p);
   void CheckAgreement();
   bool Quiescent() const;
-  uint64_t LivenessBound() const;
+  void FaultDone(ThreadState& ts);
   void Record(std::string event);
 
   Config config_;
@@ -209,6 +212,7 @@ class World {
   uint64_t next_id_ = 1;
   uint64_t next_value_ = 1;
   uint64_t calm_step_ = 0;
+  uint64_t max_calm_wait_ = 0;
   bool calm_ = false;
   uint64_t reads_ = 0, writes_ = 0, lost_ops_ = 0;
   uint32_t crashes_ = 0;

@@ -45,7 +45,7 @@ uint64_t World::LivenessBound() const {
   // waits for at most (queued requests ahead + recovery) transactions of a
   // bounded number of hops, each hop within one round of all sources.
   uint64_t sources = threads_.size() + channels_.size() + 2;
-  return (threads_.size() + 4) * 24 * sources;
+  return (threads_.size() + 4) * 6 * sources;
 }
 
 void World::CheckPage(PageId p) {

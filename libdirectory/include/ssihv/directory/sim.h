@@ -71,7 +71,11 @@ struct RunResult {
   uint64_t writes = 0;
   uint64_t lost_ops = 0;  // accesses answered kPageLost
   uint32_t crashes = 0;
-  StatsSnapshot totals;  // summed over all nodes
+  uint64_t calm_steps = 0;      // steps after the network calmed (liveness
+                                // bound checked on every one of them)
+  uint64_t max_calm_wait = 0;   // longest fault after calm, in steps
+  uint64_t liveness_bound = 0;  // the bound it was checked against
+  StatsSnapshot totals;         // summed over all nodes
   Violation violation;
 };
 
