@@ -46,7 +46,7 @@ absl::StatusOr<BzImage> ParseBzImage(absl::Span<const uint8_t> image) {
   if (h.boot_flag != kBootFlag) {
     return Bad(absl::StrFormat(
         "boot_flag is 0x%04x, not 0xaa55: not a Linux kernel image",
-        h.boot_flag));
+        static_cast<unsigned>(h.boot_flag)));  // packed: pass a copy
   }
   if (h.header != kHdrSMagic) {
     return Bad(

@@ -109,6 +109,8 @@ TEST_CASE("the initrd goes as high as allowed, page aligned") {
              Catch::Contains("too little memory"));
 }
 
+// boot_params is packed: its fields are compared as values (unary +), never
+// bound to references (UBSan: misaligned reference binding).
 TEST_CASE("boot_params carries the header, command line, initrd, e820, RSDP") {
   std::vector<uint8_t> image = testing::MakeFakeBzImage();
   auto bz = ParseBzImage(image);
@@ -119,20 +121,20 @@ TEST_CASE("boot_params carries the header, command line, initrd, e820, RSDP") {
   spec.e820 = {{0, 0x9fc00, E820Type::kRam}, {0x100000, kGiB, E820Type::kRam}};
   spec.acpi_rsdp_addr = 0xe0000;
   boot_params bp = MakeBootParams(*bz, spec, 0x5000000, 0x20000);
-  CHECK(bp.hdr.header == 0x53726448);
-  CHECK(bp.hdr.version == 0x020f);
-  CHECK(bp.hdr.type_of_loader == 0xff);
+  CHECK(+bp.hdr.header == 0x53726448);
+  CHECK(+bp.hdr.version == 0x020f);
+  CHECK(+bp.hdr.type_of_loader == 0xff);
   CHECK((bp.hdr.loadflags & CAN_USE_HEAP));
-  CHECK(bp.hdr.cmd_line_ptr == 0x20000);
-  CHECK(bp.ext_cmd_line_ptr == 0);
-  CHECK(bp.hdr.ramdisk_image == 0x5000000);
-  CHECK(bp.hdr.ramdisk_size == 12345);
-  CHECK(bp.acpi_rsdp_addr == 0xe0000);
-  CHECK(bp.sentinel == 0);
+  CHECK(+bp.hdr.cmd_line_ptr == 0x20000);
+  CHECK(+bp.ext_cmd_line_ptr == 0);
+  CHECK(+bp.hdr.ramdisk_image == 0x5000000);
+  CHECK(+bp.hdr.ramdisk_size == 12345);
+  CHECK(+bp.acpi_rsdp_addr == 0xe0000);
+  CHECK(+bp.sentinel == 0);
   REQUIRE(bp.e820_entries == 2);
-  CHECK(bp.e820_table[1].addr == 0x100000);
-  CHECK(bp.e820_table[1].size == kGiB);
-  CHECK(bp.e820_table[1].type == 1);
+  CHECK(+bp.e820_table[1].addr == 0x100000);
+  CHECK(+bp.e820_table[1].size == kGiB);
+  CHECK(+bp.e820_table[1].type == 1);
   // Offsets the kernel reads (Documentation/arch/x86/zero-page.rst).
   const uint8_t* raw = reinterpret_cast<const uint8_t*>(&bp);
   CHECK(raw[0x1e8] == 2);
@@ -197,9 +199,9 @@ TEST_CASE("LoadLinux places kernel, command line, initrd and boot_params") {
                                             kCmdlineAddr)) == spec.cmdline);
   auto bp = ram.memory.ReadObject<boot_params>(kBootParamsAddr);
   REQUIRE(bp.ok());
-  CHECK(bp->hdr.ramdisk_image == info->initrd_addr);
-  CHECK(bp->hdr.ramdisk_size == initrd.size());
-  CHECK(bp->e820_entries == 2);
+  CHECK(+bp->hdr.ramdisk_image == info->initrd_addr);
+  CHECK(+bp->hdr.ramdisk_size == initrd.size());
+  CHECK(+bp->e820_entries == 2);
   // The GDT holds the boot protocol's flat code and data segments.
   CHECK(Read64(ram.memory, kGdtAddr + kBootCsSelector) ==
         0x00af9b000000ffffull);
