@@ -326,7 +326,7 @@ void RdmaPeer::OnSendDone(const WrTag& tag, const ibv_wc& wc) {
   }
   if (wc.status != IBV_WC_SUCCESS && wc.status != IBV_WC_WR_FLUSH_ERR) {
     Close(absl::StrCat("SEND to node ", id_,
-                       " failed: ", ibv_wc_status_str(wc.status)));
+                       " failed: ", sys::WcStatusName(wc.status)));
   }
   DrainQueue();
 }
@@ -336,7 +336,7 @@ void RdmaPeer::OnRecv(const WrTag& tag, const ibv_wc& wc) {
   if (wc.status != IBV_WC_SUCCESS) {
     if (wc.status != IBV_WC_WR_FLUSH_ERR) {
       Close(absl::StrCat("receive from node ", id_,
-                         " failed: ", ibv_wc_status_str(wc.status)));
+                         " failed: ", sys::WcStatusName(wc.status)));
     }
     return;
   }

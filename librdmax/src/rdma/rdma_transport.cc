@@ -258,13 +258,15 @@ void RdmaTransport::FinishRead(PendingOp* op, RdmaPeer* peer,
   } else if (wc.status != IBV_WC_SUCCESS) {
     status =
         absl::InternalError(absl::StrCat("RDMA READ from node ", peer->id(),
-                                         ": ", ibv_wc_status_str(wc.status)));
+                                         ": ", sys::WcStatusName(wc.status)));
     peer->Close(status.message());
   }
-  peer->NoteWrDone();
+  // NoteWrDone is the last touch of `peer` on every path: a draining peer
+  // is freed once its work requests are done and its table is empty.
   if (op->sync) {
     if (op->status.ok()) op->status = status;
     PendingTable::Complete(op);  // the owner copies a bounce and releases
+    peer->NoteWrDone();
     return;
   }
   NoteAsync(-1);
@@ -279,6 +281,7 @@ void RdmaTransport::FinishRead(PendingOp* op, RdmaPeer* peer,
   if (op->bounce >= 0) ReleaseBounce(op->bounce);
   FetchCallback done = std::move(op->fetch_done);
   peer->pending().Release(op);
+  peer->NoteWrDone();
   if (!done) return;
   if (OnDataThread()) {
     done(status);

@@ -132,4 +132,8 @@ ibv_cq* GetCqEvent(ibv_comp_channel* channel) {
 
 void AckCqEvents(ibv_cq* cq, unsigned int n) { ibv_ack_cq_events(cq, n); }
 
+const char* WcStatusName(ibv_wc_status status) {
+  return ibv_wc_status_str(status);
+}
+
 }  // namespace ssihv::rdmax::sys

@@ -82,6 +82,8 @@ absl::Status ReqNotifyCq(ibv_cq* cq);
 ibv_cq* GetCqEvent(ibv_comp_channel* channel);
 /// ibv_ack_cq_events.
 void AckCqEvents(ibv_cq* cq, unsigned int n);
+/// ibv_wc_status_str: the name of a completion status.
+const char* WcStatusName(ibv_wc_status status);
 
 /// ibv_post_send: 0 or an errno value.
 inline int PostSend(ibv_qp* qp, ibv_send_wr* wr) {
