@@ -100,4 +100,16 @@ KERNEL(vmm_kernel_touch)
 	jmp 3b
 END(vmm_kernel_touch)
 
+/* Prints "up\n", then spins with interrupts off until the VMM stops it. */
+KERNEL(vmm_kernel_spin)
+	mov $0x3f8, %dx
+	mov $'u', %al
+	out %al, %dx
+	mov $'p', %al
+	out %al, %dx
+	mov $'\n', %al
+	out %al, %dx
+1:	jmp 1b
+END(vmm_kernel_spin)
+
 	.section .note.GNU-stack, "", @progbits

@@ -3,12 +3,17 @@
 // the pager, and bad inputs must fail with exit status 3 and a message.
 #include <fcntl.h>
 #include <poll.h>
+#include <pty.h>
+#include <signal.h>
 #include <sys/wait.h>
+#include <termios.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <fstream>
+#include <functional>
+#include <iterator>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -22,6 +27,7 @@ DECLARE_KERNEL(vmm_kernel_poweroff)
 DECLARE_KERNEL(vmm_kernel_panic)
 DECLARE_KERNEL(vmm_kernel_echo)
 DECLARE_KERNEL(vmm_kernel_touch)
+DECLARE_KERNEL(vmm_kernel_spin)
 #define KERNEL(name) std::vector<uint8_t>(name##_start, name##_end)
 
 namespace {
@@ -121,7 +127,7 @@ struct Fixture {
     o.payload = payload;
     std::string kernel =
         dir.Write("bzImage", ssihv::kvm::testing::MakeFakeBzImage(o));
-    std::vector<std::string> args = {"--kernel", kernel, "--initrd", initrd,
+    std::vector<std::string> args = {"--kernel", kernel, "--initrd",     initrd,
                                      "--config", config, "--stats-json", stats};
     args.insert(args.end(), extra.begin(), extra.end());
     return Run(args, input);
@@ -197,6 +203,96 @@ TEST_CASE("every node's memory is served by the pager, zero-filled") {
     CHECK(s["pager"]["pages_filled_ahead"] == 0);
     CHECK(s["pager"]["faults"]["local_zero"].get<uint64_t>() >= 239 + 5);
   }
+}
+
+// Starts ssihv-vmm on a spinning kernel with `stdin_fd` as its stdin, waits
+// for the guest's "up" line, runs `poke`, and collects the exit status and
+// stderr.
+Result RunSpinning(Fixture& f, int stdin_fd,
+                   const std::function<void(pid_t)>& poke) {
+  ssihv::kvm::testing::FakeBzImageOptions o;
+  o.payload = KERNEL(vmm_kernel_spin);
+  std::string kernel =
+      f.dir.Write("bzImage", ssihv::kvm::testing::MakeFakeBzImage(o));
+  int out[2];
+  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
+  std::string err_path = f.dir.path + "/stderr";
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::dup2(stdin_fd, 0);
+    ::dup2(out[1], 1);
+    int err = ::open(err_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    ::dup2(err, 2);
+    std::string vmm = SSIHV_VMM;
+    std::vector<std::string> a = {vmm,        "--kernel",     kernel,
+                                  "--initrd", f.initrd,       "--config",
+                                  f.config,   "--stats-json", f.stats};
+    std::vector<char*> argv;
+    for (auto& x : a) argv.push_back(x.data());
+    argv.push_back(nullptr);
+    ::execv(vmm.c_str(), argv.data());
+    ::_exit(127);
+  }
+  ::close(out[1]);
+  Result r;
+  char buf[256];
+  while (r.out.find("up\n") == std::string::npos) {
+    ssize_t n = ::read(out[0], buf, sizeof(buf));
+    REQUIRE(n > 0);
+    r.out.append(buf, static_cast<size_t>(n));
+  }
+  poke(pid);
+  while (::read(out[0], buf, sizeof(buf)) > 0) {
+  }
+  ::close(out[0]);
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  std::ifstream err_in(err_path);
+  r.err.assign(std::istreambuf_iterator<char>(err_in), {});
+  return r;
+}
+
+TEST_CASE("SIGTERM stops a running guest cleanly: exit 130, stats written") {
+  Fixture f;
+  int null_fd = ::open("/dev/null", O_RDONLY | O_CLOEXEC);
+  Result r = RunSpinning(f, null_fd, [](pid_t pid) { ::kill(pid, SIGTERM); });
+  ::close(null_fd);
+  INFO(r.err);
+  CHECK(r.status == 130);
+  CHECK_THAT(r.err, Catch::Contains("stopped by the VMM"));
+  nlohmann::json s = f.Stats();
+  CHECK(s["stop"]["reason"] == "stopped by the VMM");
+  CHECK_THAT(s["stop"]["error"].get<std::string>(),
+             Catch::Contains("Terminated"));
+}
+
+TEST_CASE(
+    "on a terminal: raw mode while running, Ctrl-A x stops, mode restored") {
+  Fixture f;
+  int master = -1, slave = -1;
+  REQUIRE(::openpty(&master, &slave, nullptr, nullptr, nullptr) == 0);
+  termios before{};
+  REQUIRE(::tcgetattr(slave, &before) == 0);
+  REQUIRE((before.c_lflag & ICANON));
+  Result r = RunSpinning(f, slave, [&](pid_t) {
+    // Raw mode is set before the vCPUs start, so it is in force now.
+    termios during{};
+    REQUIRE(::tcgetattr(slave, &during) == 0);
+    CHECK_FALSE((during.c_lflag & (ICANON | ECHO | ISIG)));
+    const char escape[] = {0x01, 'x'};
+    REQUIRE(::write(master, escape, 2) == 2);
+  });
+  INFO(r.err);
+  CHECK(r.status == 130);
+  CHECK_THAT(r.err, Catch::Contains("Ctrl-A x"));
+  termios after{};
+  REQUIRE(::tcgetattr(slave, &after) == 0);
+  CHECK(after.c_lflag == before.c_lflag);
+  CHECK(after.c_iflag == before.c_iflag);
+  ::close(master);
+  ::close(slave);
 }
 
 TEST_CASE("bad inputs fail before the guest runs, with exit 3") {
