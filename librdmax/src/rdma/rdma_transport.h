@@ -222,6 +222,9 @@ class RdmaTransport final : public TransportBase {
   absl::Status CreateResources();
 
  private:
+  // Bounce buffers for fetches into unregistered memory.
+  static constexpr int kBounceSlots = 16;
+  static constexpr size_t kBounceBytes = 64 * 1024;
   struct Bounce {
     uint8_t* data;
     uint32_t lkey;

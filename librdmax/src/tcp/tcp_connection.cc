@@ -66,8 +66,8 @@ size_t TcpConnection::RoomLocked() const {
 }
 
 void TcpConnection::UpdateArm() {
-  uint32_t events =
-      (want_in_ && !caller_off_ ? kReadEvents : 0) | (want_out_ ? EPOLLOUT : 0);
+  uint32_t events = (want_in_ && !caller_off_ ? kReadEvents : 0) |
+                    (want_out_ ? uint32_t{EPOLLOUT} : 0u);
   if (events == armed_ || dead()) return;
   armed_ = events;
   // ENOENT after teardown removed the fd is harmless.

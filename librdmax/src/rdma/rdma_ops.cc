@@ -1,0 +1,417 @@
+// The RDMA transport's operations: memory registration and withdrawal,
+// fetches (RDMA READ), messages and calls (SEND), and the factory.
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "rdma/rdma_transport.h"
+#include "ssihv/base/log.h"
+#include "ssihv/base/status_macros.h"
+
+namespace ssihv::rdmax {
+
+using base::Log;
+using base::LogLevel;
+
+absl::Status RdmaTransport::RegisterRegion(RegionId id, void* base,
+                                           size_t length, RegionAccess access) {
+  std::unique_lock<std::shared_mutex> lock(regions_.mutex());
+  SSIHV_RETURN_IF_ERROR(regions_.Validate(id, base, length));
+  if (regions_.ExportedEntries().size() >= kMaxRegions) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "RegisterRegion id=", id, ": at most ", kMaxRegions, " regions"));
+  }
+  const bool exported = access == RegionAccess::kRemoteRead;
+  // LOCAL_WRITE lets the region also be a READ destination; read-only
+  // memory cannot be pinned for writing, so exported regions fall back.
+  absl::StatusOr<sys::Mr> mr = sys::RegMr(
+      pd_.get(), base, length,
+      IBV_ACCESS_LOCAL_WRITE | (exported ? IBV_ACCESS_REMOTE_READ : 0));
+  if (!mr.ok() && exported) {
+    mr = sys::RegMr(pd_.get(), base, length, IBV_ACCESS_REMOTE_READ);
+  }
+  if (!mr.ok()) {
+    return absl::Status(
+        mr.status().code(),
+        absl::StrCat("RegisterRegion id=", id, ": ", mr.status().message()));
+  }
+  LocalRegion r;
+  r.id = id;
+  r.base = static_cast<uint8_t*>(base);
+  r.length = length;
+  r.access = access;
+  r.mr = mr->get();
+  r.lkey = (*mr)->lkey;
+  r.rkey = (*mr)->rkey;
+  regions_.Add(r);
+  region_mrs_[id] = std::move(*mr);
+  if (exported) {
+    uint8_t entry[kRegionEntrySize];
+    EncodeRegionEntry(LocalRegions::EntryOf(r), entry);
+    Broadcast(FrameKind::kRegionAdd, entry, sizeof(entry));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RdmaTransport::UnregisterRegion(RegionId id) {
+  SSIHV_RETURN_IF_ERROR(CheckMayBlock("UnregisterRegion"));
+  std::unique_lock<std::shared_mutex> lock(regions_.mutex());
+  SSIHV_ASSIGN_OR_RETURN(LocalRegion r, regions_.Remove(id));
+  if (r.access == RegionAccess::kRemoteRead) {
+    std::vector<std::shared_ptr<RdmaPeer>> peers;
+    {
+      std::lock_guard<std::mutex> plock(peers_mu_);
+      peers = advertised_;
+    }
+    {
+      std::lock_guard<std::mutex> alock(acks_mu_);
+      for (auto& p : peers) acks_[{id, p->id()}] = false;
+    }
+    uint8_t payload[8];
+    EncodeRegionId(id, payload);
+    Broadcast(FrameKind::kRegionRemove, payload, sizeof(payload));
+    // Each peer answers after its READs of the region have finished (a
+    // fenced SEND); a peer that dies meanwhile has its QP flushed.
+    std::unique_lock<std::mutex> alock(acks_mu_);
+    bool all = acks_cv_.wait_for(
+        alock, absl::ToChronoNanoseconds(options_.op_timeout), [&] {
+          for (auto& p : peers) {
+            if (!acks_[{id, p->id()}] && !p->dead()) return false;
+          }
+          return true;
+        });
+    for (auto& p : peers) acks_.erase({id, p->id()});
+    if (!all) {
+      Log(LogLevel::kWarning, "rdmax node ", self(),
+          ": UnregisterRegion id=", id,
+          ": not every peer acknowledged in time; deregistering anyway");
+    }
+  }
+  region_mrs_.erase(id);
+  return absl::OkStatus();
+}
+
+void RdmaTransport::OnRegionRemoveAck(NodeId peer, uint32_t region) {
+  std::lock_guard<std::mutex> lock(acks_mu_);
+  auto it = acks_.find({region, peer});
+  if (it != acks_.end()) it->second = true;
+  acks_cv_.notify_all();
+}
+
+bool RdmaTransport::AcquireBounce(size_t length, absl::Time deadline,
+                                  Bounce* out) {
+  if (length > kBounceBytes) return false;
+  std::unique_lock<std::mutex> lock(bounce_mu_);
+  while (free_bounce_.empty()) {
+    if (absl::Now() >= deadline) return false;
+    bounce_cv_.wait_for(lock,
+                        absl::ToChronoNanoseconds(deadline - absl::Now()));
+  }
+  int i = free_bounce_.back();
+  free_bounce_.pop_back();
+  *out = {bounce_mem_.data() + i * kBounceBytes, bounce_mr_->lkey, i};
+  return true;
+}
+
+void RdmaTransport::ReleaseBounce(int index) {
+  std::lock_guard<std::mutex> lock(bounce_mu_);
+  free_bounce_.push_back(index);
+  bounce_cv_.notify_one();
+}
+
+absl::StatusOr<PendingOp*> RdmaTransport::PostRead(
+    RdmaPeer& peer, RegionId region, uint64_t offset, absl::Span<uint8_t> dst,
+    FetchCallback* done, absl::Time deadline) {
+  const bool sync = done == nullptr;
+  if (dst.empty() || dst.size() > options_.max_fetch_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("Fetch node=", peer.id(), ": length ", dst.size(),
+                     " not in 1..", options_.max_fetch_bytes));
+  }
+  // Straight into `dst` when it lies in registered memory, else a bounce.
+  uint64_t addr = reinterpret_cast<uint64_t>(dst.data());
+  uint32_t lkey = 0;
+  int bounce = -1;
+  if (std::optional<LocalRegion> local =
+          regions_.Containing(dst.data(), dst.size());
+      local && local->mr != nullptr) {
+    lkey = local->lkey;
+  } else {
+    Bounce b;
+    if (!AcquireBounce(dst.size(), sync ? deadline : absl::InfinitePast(),
+                       &b)) {
+      return dst.size() > kBounceBytes
+                 ? absl::InvalidArgumentError(absl::StrCat(
+                       "Fetch node=", peer.id(), ": ", dst.size(),
+                       " bytes into unregistered memory (at most ",
+                       kBounceBytes, "): register the destination"))
+                 : absl::ResourceExhaustedError("Fetch: no bounce buffer free");
+    }
+    addr = reinterpret_cast<uint64_t>(b.data);
+    lkey = b.lkey;
+    bounce = b.index;
+    Bump(stats_.bounce_copies);
+  }
+  PendingOp* op = peer.pending().Acquire(
+      OpKind::kFetch, sync, deadline, sync ? deadline : absl::InfinitePast());
+  if (op == nullptr) {
+    if (bounce >= 0) ReleaseBounce(bounce);
+    return sync ? absl::DeadlineExceededError(absl::StrCat(
+                      "Fetch node=", peer.id(), ": no request slot in time"))
+                : absl::ResourceExhaustedError(absl::StrCat(
+                      "FetchAsync node=", peer.id(), ": ",
+                      options_.max_outstanding, " fetches already in flight"));
+  }
+  op->dst = dst.data();
+  op->length = static_cast<uint32_t>(dst.size());
+  op->region = region;
+  op->bounce = bounce;
+  if (!sync) op->fetch_done = std::move(*done);
+  auto fail = [&](absl::Status st) -> absl::StatusOr<PendingOp*> {
+    if (!sync) *done = std::move(op->fetch_done);
+    peer.pending().Release(op);
+    if (bounce >= 0) ReleaseBounce(bounce);
+    return st;
+  };
+  // Check and post under the peer's region lock: a withdrawal waits for it,
+  // and its fenced acknowledgement follows this READ.
+  std::shared_lock<std::shared_mutex> rlock(peer.regions_mu());
+  absl::StatusOr<RegionEntry> entry =
+      peer.regions().Check(peer.id(), region, offset, dst.size());
+  if (!entry.ok()) {
+    Bump(stats_.fetches_refused);
+    return fail(entry.status());
+  }
+  ibv_sge sge{addr, op->length, lkey};
+  ibv_send_wr wr{};
+  wr.wr_id = reinterpret_cast<uint64_t>(peer.ReadTag(op));
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_RDMA_READ;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  wr.wr.rdma.remote_addr = entry->base + offset;
+  wr.wr.rdma.rkey = entry->rkey;
+  peer.NoteWrPosted();
+  if (!sync) NoteAsync(1);
+  if (int err = sys::PostSend(peer.qp(), &wr); err != 0) {
+    peer.NoteWrDone();
+    if (!sync) NoteAsync(-1);
+    return fail(absl::UnavailableError(absl::StrCat(
+        "ibv_post_send READ node=", peer.id(), ": ", std::strerror(err))));
+  }
+  return op;
+}
+
+bool RdmaTransport::PollUntil(PendingOp* op, absl::Time deadline) {
+  for (uint32_t spins = 0;; ++spins) {
+    if (op->state.load(std::memory_order_acquire) == PendingOp::kDone) {
+      return true;
+    }
+    if (send_cq_mu_.try_lock()) {
+      PollSendCq();
+      send_cq_mu_.unlock();
+    } else {
+      __builtin_ia32_pause();
+    }
+    if ((spins & 4095) == 4095 && absl::Now() >= deadline) return false;
+  }
+}
+
+absl::Status RdmaTransport::Fetch(NodeId peer_id, RegionId region,
+                                  uint64_t offset, absl::Span<uint8_t> dst) {
+  SSIHV_RETURN_IF_ERROR(CheckMayBlock("Fetch"));
+  SSIHV_ASSIGN_OR_RETURN(auto peer, Peer(peer_id, "Fetch"));
+  absl::Time deadline = absl::Now() + options_.op_timeout;
+  SSIHV_ASSIGN_OR_RETURN(
+      PendingOp * op, PostRead(*peer, region, offset, dst, nullptr, deadline));
+  bool done = options_.busy_poll ? PollUntil(op, deadline)
+                                 : PendingTable::WaitDone(op, deadline, false);
+  if (!done) {
+    // Flush the QP: the READ completes (with an error) before we return,
+    // so it cannot land in `dst` later.
+    peer->Close(absl::StrCat("fetch from node ", peer_id, " timed out"));
+    if (options_.busy_poll) {
+      PollUntil(op, absl::InfiniteFuture());
+    } else {
+      PendingTable::WaitDone(op, absl::InfiniteFuture(), false);
+    }
+    op->status = absl::DeadlineExceededError(
+        absl::StrCat("Fetch node=", peer_id, ": no completion within ",
+                     absl::FormatDuration(options_.op_timeout)));
+  }
+  absl::Status status = op->status;
+  if (op->bounce >= 0) {
+    if (status.ok()) {
+      std::memcpy(dst.data(), bounce_mem_.data() + op->bounce * kBounceBytes,
+                  dst.size());
+    }
+    ReleaseBounce(op->bounce);
+  }
+  if (status.ok()) {
+    Bump(stats_.fetches);
+    Bump(stats_.fetch_bytes, dst.size());
+  }
+  peer->pending().Release(op);
+  return status;
+}
+
+absl::Status RdmaTransport::FetchAsync(NodeId peer_id, RegionId region,
+                                       uint64_t offset, absl::Span<uint8_t> dst,
+                                       FetchCallback done) {
+  SSIHV_ASSIGN_OR_RETURN(auto peer, Peer(peer_id, "FetchAsync"));
+  return PostRead(*peer, region, offset, dst, &done,
+                  absl::Now() + options_.op_timeout)
+      .status();
+}
+
+absl::Status RdmaTransport::Send(NodeId to, MessageType type,
+                                 absl::Span<const uint8_t> payload,
+                                 absl::Time deadline) {
+  if (payload.size() > options_.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Send node=", to, ": payload of ", payload.size(),
+        " bytes exceeds max_message_bytes ", options_.max_message_bytes));
+  }
+  SSIHV_ASSIGN_OR_RETURN(auto peer, Peer(to, "Send"));
+  FrameHeader h;
+  h.kind = FrameKind::kMessage;
+  h.type = type;
+  h.length = static_cast<uint32_t>(payload.size());
+  bool wait = !OnDataThread() && deadline > absl::Now();
+  SSIHV_RETURN_IF_ERROR(peer->SendFrame(
+      h, payload, wait ? SendMode::kWait : SendMode::kNoWait, deadline));
+  Bump(stats_.messages_sent);
+  return absl::OkStatus();
+}
+
+absl::Status RdmaTransport::Call(NodeId to, MessageType type,
+                                 absl::Span<const uint8_t> payload,
+                                 ResponseCallback done) {
+  if (payload.size() > options_.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Call node=", to, ": payload of ", payload.size(),
+        " bytes exceeds max_message_bytes ", options_.max_message_bytes));
+  }
+  SSIHV_ASSIGN_OR_RETURN(auto peer, Peer(to, "Call"));
+  PendingOp* op = peer->pending().Acquire(OpKind::kCall, false,
+                                          absl::Now() + options_.op_timeout,
+                                          absl::InfinitePast());
+  if (op == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("Call node=", to, ": ", options_.max_outstanding,
+                     " requests already in flight"));
+  }
+  op->call_done = std::move(done);
+  loop_.HoldTick();
+  FrameHeader h;
+  h.kind = FrameKind::kRequest;
+  h.type = type;
+  h.id = op->id;
+  h.length = static_cast<uint32_t>(payload.size());
+  absl::Status st =
+      peer->SendFrame(h, payload, SendMode::kNoWait, absl::InfinitePast());
+  if (!st.ok()) {
+    uint32_t prev;
+    if (!PendingTable::Claim(op, &prev)) return absl::OkStatus();
+    done = std::move(op->call_done);
+    peer->pending().Release(op);
+    loop_.ReleaseTick();
+    return st;
+  }
+  Bump(stats_.messages_sent);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> RdmaTransport::CallSync(
+    NodeId to, MessageType type, absl::Span<const uint8_t> payload,
+    absl::Span<uint8_t> response) {
+  SSIHV_RETURN_IF_ERROR(CheckMayBlock("CallSync"));
+  if (payload.size() > options_.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CallSync node=", to, ": payload of ", payload.size(),
+        " bytes exceeds max_message_bytes ", options_.max_message_bytes));
+  }
+  SSIHV_ASSIGN_OR_RETURN(auto peer, Peer(to, "CallSync"));
+  absl::Time deadline = absl::Now() + options_.op_timeout;
+  PendingOp* op =
+      peer->pending().Acquire(OpKind::kCall, true, deadline, deadline);
+  if (op == nullptr) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("CallSync node=", to, ": no request slot in time"));
+  }
+  op->response = response;
+  FrameHeader h;
+  h.kind = FrameKind::kRequest;
+  h.type = type;
+  h.id = op->id;
+  h.length = static_cast<uint32_t>(payload.size());
+  absl::Status st = peer->SendFrame(h, payload, SendMode::kWait, deadline);
+  uint32_t prev;
+  if (!st.ok() && PendingTable::Claim(op, &prev)) {
+    peer->pending().Release(op);
+    return st;
+  }
+  Bump(stats_.messages_sent);
+  if (!PendingTable::WaitDone(op, deadline, false)) {
+    peer->Close(absl::StrCat("request to node ", to, " timed out"));
+    PendingTable::WaitDone(op, absl::InfiniteFuture(), false);
+    op->status = absl::DeadlineExceededError(
+        absl::StrCat("CallSync node=", to, ": no response within ",
+                     absl::FormatDuration(options_.op_timeout)));
+  }
+  absl::Status result = op->status;
+  size_t n = op->response_length;
+  peer->pending().Release(op);
+  if (!result.ok()) return result;
+  return n;
+}
+
+absl::Status RdmaTransport::Reply(const ReplyToken& to, MessageType type,
+                                  absl::Span<const uint8_t> payload) {
+  if (payload.size() > options_.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "Reply node=", to.to, ": payload of ", payload.size(),
+        " bytes exceeds max_message_bytes ", options_.max_message_bytes));
+  }
+  SSIHV_ASSIGN_OR_RETURN(auto peer, Peer(to.to, "Reply"));
+  FrameHeader h;
+  h.kind = FrameKind::kResponse;
+  h.type = type;
+  h.id = to.request_id;
+  h.length = static_cast<uint32_t>(payload.size());
+  return peer->SendFrame(h, payload, SendMode::kReply, absl::InfinitePast());
+}
+
+absl::Status RdmaTransport::ReplyError(const ReplyToken& to,
+                                       const absl::Status& error) {
+  SSIHV_ASSIGN_OR_RETURN(auto peer, Peer(to.to, "Reply"));
+  std::vector<uint8_t> payload = EncodeError(error);
+  FrameHeader h;
+  h.kind = FrameKind::kResponse;
+  h.flags = kFlagError;
+  h.id = to.request_id;
+  h.length = static_cast<uint32_t>(payload.size());
+  return peer->SendFrame(h, payload, SendMode::kReply, absl::InfinitePast());
+}
+
+absl::StatusOr<std::unique_ptr<Transport>> CreateRdmaTransport(
+    const cluster::ClusterConfig& config, NodeId self,
+    TransportOptions options) {
+  if (self >= config.num_nodes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("node id ", self, " is not in the cluster config (",
+                     config.num_nodes(), " nodes)"));
+  }
+  SSIHV_RETURN_IF_ERROR(ValidateOptions(options));
+  SSIHV_ASSIGN_OR_RETURN(
+      OpenedDevice device,
+      OpenRdmaDevice(options.rdma_device, options.rdma_port));
+  SSIHV_ASSIGN_OR_RETURN(ChosenGid gid, ChooseGid(device, options.gid_index));
+  std::unique_ptr<RdmaTransport> t(new RdmaTransport(
+      config, self, std::move(options), std::move(device), std::move(gid)));
+  // PD, CQs and bounce buffers exist from here on: regions can be
+  // registered before Start().
+  SSIHV_RETURN_IF_ERROR(t->CreateResources());
+  return std::unique_ptr<Transport>(std::move(t));
+}
+
+}  // namespace ssihv::rdmax
