@@ -14,6 +14,7 @@
 #include <catch2/catch.hpp>
 #include <cstring>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -388,6 +389,30 @@ TEST_CASE("a triple fault stops the VM as KVM_EXIT_SHUTDOWN") {
   INFO(e.status.ToString());
   CHECK(e.reason == StopReason::kTripleFault);
   CHECK(e.status.ok());
+}
+
+TEST_CASE("a memory slot keeps its mapping alive as long as the VM or a vCPU") {
+  Kvm kvm = Unwrap(Kvm::Open());
+  std::weak_ptr<base::MappedRegion> watch;
+  std::optional<Vcpu> vcpu;
+  {
+    Vm vm = Unwrap(kvm.CreateVm({.irqchip = false, .pit = false}));
+    auto region = std::make_shared<base::MappedRegion>(
+        Unwrap(base::MappedRegion::Anonymous(0x10000)));
+    watch = region;
+    Unwrap(vm.AddMemory(0, 0x10000, region->data(), region));
+    region.reset();
+    CHECK_FALSE(watch.expired());  // the slot holds it
+    vcpu.emplace(Unwrap(vm.CreateVcpu(0)));
+    // An owner-less or misaligned slot cannot be expressed.
+    CHECK(vm.AddMemory(0x10000, 0x1000, reinterpret_cast<uint8_t*>(0x1000),
+                       nullptr)
+              .status()
+              .code() == absl::StatusCode::kInvalidArgument);
+  }
+  CHECK_FALSE(watch.expired());  // the vCPU outlives the Vm object
+  vcpu.reset();
+  CHECK(watch.expired());
 }
 
 TEST_CASE("Kvm::Open explains a missing or forbidden device") {
