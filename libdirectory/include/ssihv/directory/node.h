@@ -37,6 +37,13 @@
 // kMapFetched, kMakeWritable or kPageLost; it then retries the access, which
 // may fault again (e.g. a write after a read completed: the upgrade).
 //
+// Holds and fetches. A page that just completed a request is held: the
+// first conflicting message for it comes back as kDefer. Keep it and hand it
+// to Resubmit once the threads woken by that completion have retried their
+// access (a few microseconds); this is what guarantees every fault
+// progresses on a contended page. A kFetch (only with allow_pull) is
+// answered by exactly one OnFetchDone(page, ok), whatever happens.
+//
 // Channels. The transport must deliver messages between each pair of nodes
 // reliably and in FIFO order, without duplicates (TCP and RDMA RC do this;
 // retransmission and duplicate suppression are the transport's job). Pairs
