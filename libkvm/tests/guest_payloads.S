@@ -72,10 +72,16 @@ PAYLOAD(guest_rm_cpuid)
 	hlt
 END(guest_rm_cpuid)
 
-/* Runs until stopped: one out (al = vCPU index from the test) then spin. */
+/* Runs until stopped: one out (al = vCPU index from the test), then spins
+ * incrementing the 16-bit counter at 0x600 + 2 * index. A counter that moves
+ * proves the vCPU is back in guest mode, where only a kick can stop it. */
 PAYLOAD(guest_rm_spin)
 	out %al, $0xe9
-1:	jmp 1b
+	xor %bx, %bx
+	mov %al, %bl
+	shl $1, %bx
+1:	incw 0x600(%bx)
+	jmp 1b
 END(guest_rm_spin)
 
 

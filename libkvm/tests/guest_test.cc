@@ -322,12 +322,21 @@ TEST_CASE("vCPU threads stop cleanly: immediate_exit and a kick signal") {
     vcpus.push_back(t.RealModeVcpu(PAYLOAD(guest_rm_spin), i));
   VcpuThreads threads({&vcpus[0], &vcpus[1]}, t.pio, t.mmio, t.stop);
   REQUIRE(threads.Start().ok());
-  // Both vCPUs reached their spin loop (each reported its index).
+  // Both vCPUs reported their index and then moved their spin counter: both
+  // are inside KVM_RUN in guest mode, which no exit of theirs will leave, so
+  // each must be kicked out by the stop (an EINTR exit apiece).
+  auto counter = [&](uint64_t index) {
+    return Unwrap(t.vm.memory().ReadObject<uint16_t>(0x600 + 2 * index));
+  };
   for (;;) {
     auto w = t.data_port->Writes();
     if (std::count(w.begin(), w.end(), 0) && std::count(w.begin(), w.end(), 1))
       break;
     std::this_thread::yield();
+  }
+  for (uint64_t i = 0; i < 2; ++i) {
+    uint16_t first = counter(i);
+    while (counter(i) == first) std::this_thread::yield();
   }
   REQUIRE(t.stop.Request(StopReason::kStopRequested));
   StopEvent e = threads.Join();
