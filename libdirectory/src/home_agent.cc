@@ -2,6 +2,8 @@
 // time, later requests wait in round-robin order (docs/PROTOCOL.md).
 #include "ssihv/directory/home_agent.h"
 
+#include <cassert>
+
 #include "absl/strings/str_cat.h"
 #include "home_entry.h"
 
@@ -126,6 +128,7 @@ absl::Status HomeAgent::OnRequest(Env& env, NodeId from, const Message& msg,
 }
 
 NodeId HomeAgent::PickSource(const Env& env, NodeMask copies) const {
+  assert(copies != 0);  // Lowest(0) is undefined
   return Lowest(copies);
 }
 
@@ -135,6 +138,12 @@ absl::Status HomeAgent::StartRead(Env& env, PageId page, Entry& e, NodeId req,
     return absl::FailedPreconditionError(
         absl::StrCat("home agent: read request for page ", page, " from node ",
                      req, " which already holds a copy"));
+  }
+  if (e.copies == 0) {
+    // Only deaths can get here (every path that empties `copies` loses the
+    // page); there is nothing to read from.
+    Lose(env, page, e);
+    return absl::OkStatus();
   }
   env.stats.read_txns.Add();
   if (PageStats* s = StatsFor(page)) ++s->reads;
@@ -169,6 +178,10 @@ absl::Status HomeAgent::StartWrite(Env& env, PageId page, Entry& e,
   if (has_copy && StateOf(e) == DirState::kModified) {
     return absl::FailedPreconditionError(absl::StrCat(
         "home agent: write request for page ", page, " from its owner ", req));
+  }
+  if (e.copies == 0) {
+    Lose(env, page, e);  // as in StartRead
+    return absl::OkStatus();
   }
   env.stats.write_txns.Add();
   PageStats* stats = StatsFor(page);

@@ -108,11 +108,8 @@ void HomeAgent::ApplyDeath(Env& env, PageId page, Entry& e, NodeId dead) {
     case TxnPhase::kAwaitDone:
       if (e.requester == dead) {
         if (!IsWrite(e) && IsPulled(e)) {
-          // The pull source's copy was never touched.
-          SetPhase(e, TxnPhase::kIdle);
-          e.requester = e.source = kNoNode;
-          SetFlag(e, kPulledBit, false);
-          ServeNext(env, page, e);
+          // The pull source's copy was never touched (if it still lives).
+          EndAborted(env, page, e);
         } else if (e.source == kNoNode) {
           Lose(env, page, e);  // upgrade granted to the dead node
         } else {
@@ -128,26 +125,36 @@ void HomeAgent::ApplyDeath(Env& env, PageId page, Entry& e, NodeId dead) {
       return;
     case TxnPhase::kAwaitVerdict:
       if (e.requester == dead) {
-        if (IsWrite(e) || e.copies == 0) {
+        if (IsWrite(e)) {
           Lose(env, page, e);
         } else {
-          SetPhase(e, TxnPhase::kIdle);
-          e.requester = e.source = kNoNode;
-          ServeNext(env, page, e);
+          EndAborted(env, page, e);
         }
       }
       return;
     case TxnPhase::kAwaitProbe:
       if (e.source == dead) {
-        if (IsWrite(e) || e.copies == 0) {
+        if (IsWrite(e)) {
           Lose(env, page, e);
         } else {
-          SetPhase(e, TxnPhase::kIdle);
-          e.requester = e.source = kNoNode;
-          ServeNext(env, page, e);
+          EndAborted(env, page, e);
         }
       }
       return;
+  }
+}
+
+void HomeAgent::EndAborted(Env& env, PageId page, Entry& e) {
+  // A transaction ended by deaths without its grant: the copies stay as
+  // they are, and if none is left (a pull whose source and requester both
+  // died), the page is gone.
+  SetPhase(e, TxnPhase::kIdle);
+  SetFlag(e, kPulledBit, false);
+  e.requester = e.source = kNoNode;
+  if (e.copies == 0) {
+    Lose(env, page, e);
+  } else {
+    ServeNext(env, page, e);
   }
 }
 

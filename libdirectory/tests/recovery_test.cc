@@ -209,6 +209,25 @@ TEST_CASE_METHOD(RecoveryTest,
 }
 
 TEST_CASE_METHOD(RecoveryTest,
+                 "a pull whose source, then requester, die loses the page") {
+  // Found by dsm-sim (seed 163655 of a 300k run): the source's death leaves
+  // no copy while the fetch is out; the requester's death then ends the
+  // transaction, and the next request must get Lost, not a grant to read
+  // from nobody.
+  RecoveryTest t(/*pull=*/true);
+  t.OwnedBy(3);
+  t.Shared({1});  // Shared at 1 and 3, not at the home
+  CHECK(t.Do(2, MsgType::kReadReq) == Lines{"Send PullGrant p0 to n2 node=1"});
+  CHECK(t.Dies(1).empty());  // the source: its copy is gone
+  CHECK(t.View().copies == Bit(3));
+  CHECK(t.Dies(3).empty());  // the other sharer: no copy left
+  CHECK(t.View().phase == TxnPhase::kAwaitDone);
+  CHECK(t.Dies(2) == Lines{"PageLost p0"});  // and the requester
+  CHECK(t.View().state == DirState::kLost);
+  CHECK(t.Do(0, MsgType::kReadReq) == Lines{"Send Lost p0 to n0"});
+}
+
+TEST_CASE_METHOD(RecoveryTest,
                  "an adopted range is rebuilt from every survivor's report") {
   // Node 3 dies; node 0, the next live node (cyclically), adopts range 3.
   CHECK(Dies(3, Bit(3)).empty());

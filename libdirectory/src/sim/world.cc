@@ -493,6 +493,11 @@ void World::PerformLocal(NodeId n, const Effect& e, const Packet* in,
       f.prot = e.writable ? 2 : 1;
       break;
     case EffectType::kFetch: {
+      if (e.node >= N() || e.node == n) {
+        Fail("protocol-error", absl::StrCat("n", n, " told to fetch p", e.page,
+                                            " from n", e.node));
+        break;
+      }
       FetchOp fo;
       fo.id = next_id_++;
       fo.node = n;

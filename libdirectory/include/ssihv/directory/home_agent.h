@@ -115,6 +115,7 @@ class HomeAgent {
   absl::Status StartWrite(Env& env, PageId page, Entry& e, NodeId req);
   void FinishAcks(Env& env, PageId page, Entry& e);
   void Settle(Env& env, PageId page, Entry& e);
+  void EndAborted(Env& env, PageId page, Entry& e);
   void EndTxn(Env& env, PageId page, Entry& e);
   void ServeNext(Env& env, PageId page, Entry& e);
   void Lose(Env& env, PageId page, Entry& e);
