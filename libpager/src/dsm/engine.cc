@@ -96,6 +96,7 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
   const uint64_t pages = space.num_pages();
   e->populated_.reset(new std::atomic<uint64_t>[(pages + 63) / 64]());
   e->waiters_.reset(new WaitMap[dsm::PageLocks::kStripes]);
+  e->grant_ns_.reset(new int64_t[dsm::PageLocks::kStripes]());
   e->locks_ = std::make_unique<dsm::PageLocks>(&e->pager_->resolver());
   e->transport_ = std::move(transport);
   e->outbox_ = std::make_unique<dsm::Outbox>(
@@ -250,16 +251,34 @@ absl::Status DsmEngine::DeclareDead(uint32_t node) {
 
 // ---- deferred messages ----------------------------------------------------
 
-void DsmEngine::Defer(uint32_t from, const dir::Message& msg) {
-  deferred_count_.fetch_add(1, std::memory_order_relaxed);
+// The hold runs from the grant, not from the request: a page granted long
+// ago has been used, and a request for it is served at once.
+void DsmEngine::Defer(uint32_t from, const dir::Message& msg, Ctx& ctx) {
   const int64_t due =
-      MonotonicNs() + absl::ToInt64Nanoseconds(options_.grant_hold);
+      GrantTime(msg.page) + absl::ToInt64Nanoseconds(options_.grant_hold);
+  if (due <= MonotonicNs()) {
+    ctx.resubmit.emplace_back(from, msg);
+    return;
+  }
+  deferred_count_.fetch_add(1, std::memory_order_relaxed);
   {
     std::lock_guard<std::mutex> lock(defer_mu_);
     deferred_.push_back({due, from, msg});
     std::push_heap(deferred_.begin(), deferred_.end(), std::greater<>());
   }
   defer_cv_.notify_one();
+}
+
+absl::Status DsmEngine::ResubmitExpired(Ctx& ctx) {
+  while (!ctx.resubmit.empty()) {
+    auto [from, msg] = ctx.resubmit.back();
+    ctx.resubmit.pop_back();
+    dir::Output out;  // not ThreadOutput(): the caller's is still in use
+    Ctx inner;
+    SSIHV_RETURN_IF_ERROR(node_->Resubmit(from, msg, &out));
+    SSIHV_RETURN_IF_ERROR(Execute(out, inner));
+  }
+  return absl::OkStatus();
 }
 
 void DsmEngine::DeferLoop() {
@@ -305,7 +324,7 @@ absl::Status DsmEngine::Execute(const dir::Output& out, Ctx& ctx) {
   for (const dir::Effect& e : out.effects) {
     SSIHV_RETURN_IF_ERROR(ExecuteOne(e, out, ctx));
   }
-  return absl::OkStatus();
+  return ResubmitExpired(ctx);
 }
 
 absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
@@ -348,7 +367,7 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
       return absl::OkStatus();
     }
     case dir::EffectType::kDefer:
-      Defer(e.node, e.msg);
+      Defer(e.node, e.msg, ctx);
       return absl::OkStatus();
     case dir::EffectType::kFetch:
     case dir::EffectType::kMapFetched:
@@ -395,6 +414,7 @@ absl::Status DsmEngine::MapLocal(const dir::Effect& e, Ctx& ctx) {
     st = r.Copy(f, kZeroPage, /*read_only=*/true, FaultKind::kLocalZero);
   }
   SetPopulated(e.page, true);
+  GrantTime(e.page) = MonotonicNs();
   ctx.fault_done = true;
   return st;
 }
@@ -439,6 +459,7 @@ absl::Status DsmEngine::Zap(dir::PageId page) {
 }
 
 void DsmEngine::CompleteWaiters(dir::PageId page, FaultKind kind, Ctx& ctx) {
+  GrantTime(page) = MonotonicNs();
   Resolver& r = pager_->resolver();
   WaitMap& map = WaitersOf(page);
   if (auto it = map.find(page); it != map.end()) {

@@ -58,6 +58,9 @@ class DsmEngine {
     const Fault* fault = nullptr;          // the fault of an OnFault call
     bool fault_done = false;               // resolved, parked or failed
     absl::Span<const uint8_t> page_bytes;  // kData payload being handled
+    // kDefer'd messages whose hold had already expired: resubmitted right
+    // after this call's effects, under the same page lock.
+    std::vector<std::pair<uint32_t, directory::Message>> resubmit;
   };
   /// Faults parked on pages of one stripe (guarded by the stripe lock).
   using WaitMap = std::unordered_map<directory::PageId, std::vector<Fault>>;
@@ -119,7 +122,14 @@ class DsmEngine {
     directory::Message msg;
     bool operator>(const Deferred& o) const { return due_ns > o.due_ns; }
   };
-  void Defer(uint32_t from, const directory::Message& msg);
+  void Defer(uint32_t from, const directory::Message& msg, Ctx& ctx);
+  absl::Status ResubmitExpired(Ctx& ctx);
+  /// Last time a grant woke threads on a page of this stripe (guarded by
+  /// the stripe lock): a deferred message waits until grant_hold after it.
+  int64_t& GrantTime(directory::PageId page) {
+    return grant_ns_[page & (dsm::PageLocks::kStripes - 1)];
+  }
+  std::unique_ptr<int64_t[]> grant_ns_;
   void DeferLoop();
   std::mutex defer_mu_;
   std::condition_variable defer_cv_;
