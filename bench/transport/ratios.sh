@@ -35,6 +35,11 @@ summarize() {  # reads benchmark console output
         for (n in p50) if (n ~ /^BM_Fetch4K\/rdma/)
           printf "%-28s p50 %8.2f us = %.2fx BM_Floor/ib_read_4k (%.2f us)\n", n, p50[n], p50[n] / f, f
       }
+      if ("BM_Floor/ib_read_4k_event" in p50) {
+        f = p50["BM_Floor/ib_read_4k_event"]
+        for (n in p50) if (n ~ /^BM_Fetch4K\/rdma_event/)
+          printf "%-28s p50 %8.2f us = %.2fx BM_Floor/ib_read_4k_event (%.2f us)\n", n, p50[n], p50[n] / f, f
+      }
     }'
 }
 

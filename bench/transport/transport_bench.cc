@@ -1,11 +1,15 @@
 // librdmax benchmarks (issue 5), each against its floor in the same binary
 // and run:
-//   BM_Fetch4K/tcp       4 KiB Transport::Fetch from another process (TCP)
-//   BM_Fetch4K/tcp_coalescing  the same with tcp_rearm_delay = 1 ms
+//   BM_Fetch4K/tcp       4 KiB Transport::Fetch from another process (TCP,
+//                        default options: over a fetch lane)
+//   BM_Fetch4K/tcp_nolanes     the same with tcp_fetch_lanes = 0 (every
+//                        fetch on the main connection: the old default)
+//   BM_Fetch4K/tcp_coalescing  no lanes, tcp_rearm_delay = 1 ms
 //   BM_Floor/tcp_rtt_4k  raw blocking-socket 4 KiB request/response
 //   BM_Fetch4K/rdma      4 KiB Transport::Fetch over RDMA (busy-poll mode)
 //   BM_Fetch4K/rdma_event   the same in the default event mode
 //   BM_Floor/ib_read_4k  raw verbs RDMA READ, busy-polled (ib_floor.cc)
+//   BM_Floor/ib_read_4k_event  the same READ, sleeping on a completion channel
 // with counters p50_us and p99_us. docs/PERFORMANCE.md ("Transport") has the
 // command and the ratios. RDMA entries skip with the reason where no verbs
 // device exists.
@@ -63,14 +67,24 @@ cluster::ClusterConfig TwoNodes(BackendKind kind) {
   return *cluster::ParseClusterConfig(json);
 }
 
-// `tuned`: busy_poll on RDMA, a 1 ms tcp_rearm_delay on TCP.
+// Variants of the fetching node's options (the serving node uses defaults).
+enum class Variant {
+  kDefault,
+  kBusyPoll,    // RDMA: busy_poll
+  kNoLanes,     // TCP: tcp_fetch_lanes = 0
+  kCoalescing,  // TCP: tcp_fetch_lanes = 0, tcp_rearm_delay = 1 ms
+};
+
 absl::StatusOr<std::unique_ptr<Transport>> Make(
     const cluster::ClusterConfig& config, rdmax::NodeId id, BackendKind kind,
-    bool tuned) {
+    Variant variant) {
   TransportOptions o;
   o.secret = kSecret;
-  o.busy_poll = tuned && kind == BackendKind::kRdma;
-  if (tuned && kind == BackendKind::kTcp) {
+  o.busy_poll = variant == Variant::kBusyPoll;
+  if (variant == Variant::kNoLanes || variant == Variant::kCoalescing) {
+    o.tcp_fetch_lanes = 0;
+  }
+  if (variant == Variant::kCoalescing) {
     o.tcp_rearm_delay = absl::Milliseconds(1);
   }
   return kind == BackendKind::kRdma
@@ -84,7 +98,7 @@ int ServeNode(const cluster::ClusterConfig& config, BackendKind kind,
   auto mem = base::MappedRegion::Anonymous(kServedPages * kPage);
   if (!mem.ok()) return 1;
   for (uint64_t i = 0; i < mem->size(); ++i) mem->data()[i] = PatternAt(i);
-  auto t = Make(config, 1, kind, false);
+  auto t = Make(config, 1, kind, Variant::kDefault);
   if (!t.ok()) return 2;
   if (!(*t)->RegisterRegion(1, mem->data(), mem->size()).ok()) return 3;
   if (!(*t)->Start().ok()) return 4;
@@ -96,7 +110,16 @@ int ServeNode(const cluster::ClusterConfig& config, BackendKind kind,
   return 0;
 }
 
-void BM_Fetch4K(benchmark::State& state, BackendKind kind, bool tuned) {
+// Untimed fetches until the fetching node's lanes are up (TCP, lanes on),
+// so that the timed loop measures the steady state.
+void WarmUp(Transport& t, absl::Span<uint8_t> page) {
+  if (t.kind() != BackendKind::kTcp) return;
+  for (absl::Time end = absl::Now() + absl::Seconds(2); absl::Now() < end;) {
+    if (!t.Fetch(1, 1, 0, page).ok() || t.stats().lanes_open > 0) return;
+  }
+}
+
+void BM_Fetch4K(benchmark::State& state, BackendKind kind, Variant variant) {
   base::SetMinLogLevel(base::LogLevel::kWarning);
   if (kind == BackendKind::kRdma) {
     absl::Status probe = rdmax::ProbeRdmaDevice("", 1);
@@ -113,7 +136,7 @@ void BM_Fetch4K(benchmark::State& state, BackendKind kind, bool tuned) {
     state.SkipWithError("server process failed to start");
     return;
   }
-  auto t = Make(config, 0, kind, tuned);
+  auto t = Make(config, 0, kind, variant);
   absl::Status st = t.status();
   // The destination is registered (local only): on RDMA the READ lands in
   // it directly, as it would in a pager's staging buffer.
@@ -130,6 +153,7 @@ void BM_Fetch4K(benchmark::State& state, BackendKind kind, bool tuned) {
   }
   Transport& transport = **t;
   absl::Span<uint8_t> page(dst->data(), kPage);
+  if (variant == Variant::kDefault) WarmUp(transport, page);
   std::vector<int64_t> ns;
   ns.reserve(1 << 20);
   uint64_t next = 0;
@@ -161,18 +185,22 @@ int main(int argc, char** argv) {
   // Floors first, then the library, alternating per backend so that drift
   // in the machine's speed shows up in both.
   ssihv::bench::RegisterTcpFloor();
+  using ssihv::bench::Variant;
   benchmark::RegisterBenchmark("BM_Fetch4K/tcp", BM_Fetch4K, BackendKind::kTcp,
-                               false)
+                               Variant::kDefault)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("BM_Fetch4K/tcp_nolanes", BM_Fetch4K,
+                               BackendKind::kTcp, Variant::kNoLanes)
       ->UseRealTime();
   benchmark::RegisterBenchmark("BM_Fetch4K/tcp_coalescing", BM_Fetch4K,
-                               BackendKind::kTcp, true)
+                               BackendKind::kTcp, Variant::kCoalescing)
       ->UseRealTime();
   ssihv::bench::RegisterIbFloor();
   benchmark::RegisterBenchmark("BM_Fetch4K/rdma", BM_Fetch4K,
-                               BackendKind::kRdma, true)
+                               BackendKind::kRdma, Variant::kBusyPoll)
       ->UseRealTime();
   benchmark::RegisterBenchmark("BM_Fetch4K/rdma_event", BM_Fetch4K,
-                               BackendKind::kRdma, false)
+                               BackendKind::kRdma, Variant::kDefault)
       ->UseRealTime();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

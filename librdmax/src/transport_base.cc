@@ -28,6 +28,9 @@ absl::Status ValidateOptions(const TransportOptions& o) {
   if (o.rdma_recv_depth < 8 || o.rdma_recv_depth > 4096) {
     return absl::InvalidArgumentError("rdma_recv_depth: must be in 8..4096");
   }
+  if (o.tcp_fetch_lanes > 256) {
+    return absl::InvalidArgumentError("tcp_fetch_lanes: must be in 0..256");
+  }
   if (o.send_queue_bytes < kFrameHeaderSize + o.max_message_bytes) {
     return absl::InvalidArgumentError(
         "send_queue_bytes: must hold at least one message of "
@@ -51,6 +54,12 @@ TransportStats AtomicStats::Snapshot() const {
   s.auth_failures = auth_failures.load();
   s.malformed_frames = malformed_frames.load();
   s.send_queue_high_water = send_queue_high_water.load();
+  s.lane_fetches = lane_fetches.load();
+  s.lanes_dialed = lanes_dialed.load();
+  s.lanes_accepted = lanes_accepted.load();
+  s.lanes_refused = lanes_refused.load();
+  s.lanes_open = lanes_open.load();
+  s.lanes_serving = lanes_serving.load();
   return s;
 }
 

@@ -32,6 +32,12 @@ struct AtomicStats {
   std::atomic<uint64_t> auth_failures{0};
   std::atomic<uint64_t> malformed_frames{0};
   std::atomic<uint64_t> send_queue_high_water{0};
+  std::atomic<uint64_t> lane_fetches{0};
+  std::atomic<uint64_t> lanes_dialed{0};
+  std::atomic<uint64_t> lanes_accepted{0};
+  std::atomic<uint64_t> lanes_refused{0};
+  std::atomic<uint64_t> lanes_open{0};     // gauge
+  std::atomic<uint64_t> lanes_serving{0};  // gauge
 
   TransportStats Snapshot() const;
   void NoteQueueDepth(uint64_t bytes);

@@ -199,7 +199,7 @@ absl::StatusOr<HelloPayload> DecodeHello(absl::Span<const uint8_t> payload) {
     return Malformed(absl::StrCat("hello: wire version ", hello.version,
                                   ", this node speaks ", kWireVersion));
   }
-  if (hello.backend != 1 && hello.backend != 2) {
+  if (hello.backend < 1 || hello.backend > 3) {
     return Malformed(absl::StrCat("hello: backend ", hello.backend));
   }
   return hello;

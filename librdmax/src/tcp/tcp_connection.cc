@@ -56,7 +56,10 @@ TcpConnection::TcpConnection(TcpTransport* transport, NodeId peer,
               WirePhase::kEstablished),
       armed_(kReadEvents),
       pending_(std::max<uint32_t>(1, transport->options().max_outstanding),
-               peer) {}
+               peer),
+      lanes_(transport->options().tcp_fetch_lanes,
+             transport->options().reconnect_min,
+             transport->options().reconnect_max, &transport->atomic_stats()) {}
 
 TcpConnection::~TcpConnection() = default;
 
@@ -585,6 +588,7 @@ void TcpConnection::Close(absl::string_view reason) {
   Log(LogLevel::kWarning, "rdmax node ", transport_->self(), ": ", reason,
       "; closing the connection to node ", peer_);
   sys::ShutdownBoth(fd_.get());
+  lanes_.CloseAll();
   {
     std::lock_guard<std::mutex> lock(send_mu_);
     send_cv_.notify_all();

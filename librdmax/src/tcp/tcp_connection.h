@@ -19,7 +19,8 @@
 // CLOSING: Close() (any thread) shuts the socket down, which wakes a
 // blocked reader; the data thread then fails every pending operation while
 // holding the reader role, so no late response can write into a buffer
-// whose fetch already returned.
+// whose fetch already returned. Close() also closes the connection's fetch
+// lanes (fetch_lane.h): they belong to this incarnation of the peer.
 #ifndef SSIHV_RDMAX_TCP_TCP_CONNECTION_H_
 #define SSIHV_RDMAX_TCP_TCP_CONNECTION_H_
 
@@ -37,6 +38,7 @@
 #include "regions.h"
 #include "ssihv/base/unique_fd.h"
 #include "tcp/byte_ring.h"
+#include "tcp/fetch_lane.h"
 
 namespace ssihv::rdmax {
 
@@ -56,6 +58,7 @@ class TcpConnection : public FrameSink,
   bool up() const { return up_.load(std::memory_order_acquire); }
   PendingTable& pending() { return pending_; }
   PeerRegions& peer_regions() { return peer_regions_; }
+  FetchLanes& lanes() { return lanes_; }
 
   /// Sends [header | payload iovecs] (header.length must match).
   absl::Status SendFrame(const FrameHeader& header, const struct iovec* payload,
@@ -139,6 +142,7 @@ class TcpConnection : public FrameSink,
 
   PendingTable pending_;
   PeerRegions peer_regions_;
+  FetchLanes lanes_;
 };
 
 }  // namespace ssihv::rdmax

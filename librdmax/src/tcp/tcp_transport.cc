@@ -52,7 +52,13 @@ absl::Status TcpTransport::Start() {
   control_ = std::make_unique<ControlPlane>(
       config_, self(), options_, WireBackend::kTcp,
       [this](ControlPlane::Authenticated a) {
-        loop_.Post([this, a] { Adopt(a); });
+        loop_.Post([this, a] {
+          if (a.lane) {
+            AdoptLane(a.peer, base::UniqueFd(a.fd));
+          } else {
+            Adopt(a);
+          }
+        });
       },
       [this](const absl::Status&) { Bump(stats_.auth_failures); });
   data_thread_ = std::thread([this] { RunDataThread(); });
@@ -80,6 +86,7 @@ void TcpTransport::Shutdown() {
   });
   loop_.Post([this] { loop_.Stop(); });
   data_thread_.join();
+  JoinServedLanes();
   {
     std::lock_guard<std::mutex> lock(restore_mu_);
     restore_.clear();
@@ -192,6 +199,7 @@ void TcpTransport::OnConnectionUp(std::shared_ptr<TcpConnection> conn) {
   }
   if (old != nullptr && old != conn) {
     // The peer restarted: report the old incarnation gone first.
+    StopServedLanes(*old);
     Bump(stats_.connections_lost);
     NotePeerState(conn->peer(), PeerState::kDown);
   }
@@ -217,6 +225,7 @@ void TcpTransport::PostTeardown(std::shared_ptr<TcpConnection> conn) {
     for (auto& [t, other] : by_token_) {
       peer_connected |= other->peer() == conn->peer() && !other->dead();
     }
+    StopServedLanes(*conn);
     if (was_current) {
       Bump(stats_.connections_lost);
       NotePeerState(conn->peer(), PeerState::kDown);
@@ -436,17 +445,6 @@ absl::Status TcpTransport::ReplyError(const ReplyToken& to,
 absl::StatusOr<PendingOp*> TcpTransport::StartFetch(
     TcpConnection& conn, RegionId region, uint64_t offset,
     absl::Span<uint8_t> dst, bool sync, absl::Time deadline) {
-  if (dst.empty() || dst.size() > options_.max_fetch_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Fetch node=", conn.peer(), ": length ", dst.size(),
-                     " not in 1..", options_.max_fetch_bytes));
-  }
-  absl::StatusOr<RegionEntry> entry =
-      conn.peer_regions().Check(conn.peer(), region, offset, dst.size());
-  if (!entry.ok()) {
-    Bump(stats_.fetches_refused);
-    return entry.status();
-  }
   PendingOp* op = conn.pending().Acquire(
       OpKind::kFetch, sync, deadline, sync ? deadline : absl::InfinitePast());
   if (op == nullptr) {
@@ -468,7 +466,13 @@ absl::Status TcpTransport::Fetch(NodeId peer, RegionId region, uint64_t offset,
                                  absl::Span<uint8_t> dst) {
   SSIHV_RETURN_IF_ERROR(CheckMayBlock("Fetch"));
   SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(peer, "Fetch"));
+  SSIHV_RETURN_IF_ERROR(CheckFetch(*conn, region, offset, dst));
   absl::Time deadline = absl::Now() + options_.op_timeout;
+  if (options_.tcp_fetch_lanes > 0) {
+    std::optional<absl::Status> over_lane =
+        FetchOverLane(conn, region, offset, dst, deadline);
+    if (over_lane.has_value()) return *over_lane;
+  }
   SSIHV_ASSIGN_OR_RETURN(
       PendingOp * op, StartFetch(*conn, region, offset, dst, true, deadline));
   uint8_t payload[kFetchRequestSize];
@@ -494,6 +498,7 @@ absl::Status TcpTransport::FetchAsync(NodeId peer, RegionId region,
                                       uint64_t offset, absl::Span<uint8_t> dst,
                                       FetchCallback done) {
   SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(peer, "FetchAsync"));
+  SSIHV_RETURN_IF_ERROR(CheckFetch(*conn, region, offset, dst));
   SSIHV_ASSIGN_OR_RETURN(PendingOp * op,
                          StartFetch(*conn, region, offset, dst, false,
                                     absl::Now() + options_.op_timeout));

@@ -1,18 +1,21 @@
 // The TCP backend: the Asio control plane authenticates connections, the
 // data thread (EventLoop) owns them (TcpConnection). One connection per peer
 // pair: the higher id dials, a newer authenticated connection from the same
-// peer replaces the old one (a restarted peer).
+// peer replaces the old one (a restarted peer). Blocking fetches go over
+// fetch lanes where they can (fetch_lane.h, lane_server.h; tcp_lanes.cc).
 #ifndef SSIHV_RDMAX_TCP_TCP_TRANSPORT_H_
 #define SSIHV_RDMAX_TCP_TCP_TRANSPORT_H_
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "control_plane.h"
 #include "event_loop.h"
+#include "tcp/lane_server.h"
 #include "tcp/tcp_connection.h"
 #include "transport_base.h"
 
@@ -67,12 +70,30 @@ class TcpTransport final : public TransportBase {
   void RunDataThread();
   void OnRestoreTimer();
   void Adopt(ControlPlane::Authenticated a);
+  // ---- fetch lanes (tcp_lanes.cc) ----
+  /// Asks the control plane for one more fetch lane of `conn`.
+  void RequestLane(const std::shared_ptr<TcpConnection>& conn);
+  /// Data thread: `peer` dialed a fetch lane to this node.
+  void AdoptLane(NodeId peer, base::UniqueFd fd);
+  /// Data thread: closes the lanes accepted while `conn` was the peer's
+  /// main connection (it went down, or was replaced).
+  void StopServedLanes(const TcpConnection& conn);
+  /// After the data thread stopped: closes and joins every served lane.
+  void JoinServedLanes();
+  /// A blocking fetch over an idle lane of `conn`. nullopt: no lane was
+  /// idle, or it broke before an answer (use the main connection).
+  std::optional<absl::Status> FetchOverLane(
+      const std::shared_ptr<TcpConnection>& conn, RegionId region,
+      uint64_t offset, absl::Span<uint8_t> dst, absl::Time deadline);
+  /// Length and bounds of a fetch against the peer's advertised regions.
+  absl::Status CheckFetch(TcpConnection& conn, RegionId region, uint64_t offset,
+                          absl::Span<uint8_t> dst);
   /// The up connection to `peer`, or Unavailable / InvalidArgument.
   absl::StatusOr<std::shared_ptr<TcpConnection>> Connection(
       NodeId peer, absl::string_view op);
   absl::Status SendReply(const ReplyToken& to, FrameHeader h,
                          const struct iovec* iov, int count);
-  /// Issues a fetch request; the op must be set up by the caller.
+  /// Claims a pending slot for a fetch that passed CheckFetch.
   absl::StatusOr<PendingOp*> StartFetch(TcpConnection& conn, RegionId region,
                                         uint64_t offset,
                                         absl::Span<uint8_t> dst, bool sync,
@@ -94,6 +115,11 @@ class TcpTransport final : public TransportBase {
   // Data thread only.
   absl::flat_hash_map<uint64_t, std::shared_ptr<TcpConnection>> by_token_;
   uint64_t next_token_ = 16;  // below: the loop's own fds
+
+  // Fetch lanes peers dialed to this node, each with its thread, and the
+  // token of the main connection that was up when it was accepted.
+  std::mutex served_mu_;
+  std::vector<std::pair<uint64_t, std::unique_ptr<ServedLane>>> served_;
 
   // Sockets switched off by callers, switched back on by the timer.
   base::UniqueFd restore_timer_;

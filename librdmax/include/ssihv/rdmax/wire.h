@@ -88,7 +88,8 @@ absl::StatusOr<FrameHeader> DecodeFrameHeader(absl::Span<const uint8_t> bytes,
 struct HelloPayload {
   uint32_t magic = kWireMagic;
   uint16_t version = kWireVersion;
-  uint16_t backend = 0;    // 1 = tcp, 2 = rdma: both ends must agree
+  uint16_t backend = 0;    // 1 = tcp, 2 = rdma (both ends must agree),
+                           // 3 = tcp fetch lane (to a tcp node)
   uint32_t node_id = 0;    // who the dialer claims to be
   uint32_t target_id = 0;  // whom the dialer believes it dialed
   std::array<uint8_t, kNonceSize> nonce{};
