@@ -296,6 +296,7 @@ PagerStats Pager::Stats() const {
   s.remove_events = remove_events_.load(std::memory_order_relaxed);
   s.removed_bytes = removed_bytes_.load(std::memory_order_relaxed);
   s.errors = errors_.load(std::memory_order_relaxed);
+  s.filled_ahead = filled_ahead_.load(std::memory_order_relaxed);
   s.features = uffd_->features();
   return s;
 }

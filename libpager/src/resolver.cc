@@ -2,6 +2,7 @@
 #include <sched.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <thread>
@@ -234,6 +235,48 @@ absl::Status Resolver::Discard(uint64_t gpa, uint64_t len) {
   }
   helper.join();
   return status;
+}
+
+namespace {
+// Source of multi-page zero copies (.bss: reading it maps nothing).
+constexpr uint64_t kZeroChunk = 64 * kPageSize;
+alignas(4096) const uint8_t kZeroChunkBytes[kZeroChunk] = {};
+}  // namespace
+
+absl::StatusOr<uint64_t> Resolver::ZeroFillRange(uint64_t gpa, uint64_t len,
+                                                 bool writable) {
+  const Region* r = PageAligned(gpa, len) ? RegionOfGpa(gpa, len) : nullptr;
+  if (r == nullptr) return OutsideRegions("Resolver::ZeroFillRange", gpa, len);
+  const Userfaultfd& uffd = *pager_->uffd_;
+  uint8_t* host = r->host + (gpa - r->gpa);
+  uint64_t off = 0;
+  uint64_t mapped = 0;
+  while (off < len) {
+    const uint64_t chunk =
+        writable ? std::min(len - off, kZeroChunk) : len - off;
+    int64_t done = 0;
+    // The kernel fills page by page and stops at the first mapped one: a
+    // positive `done` is progress (answered as EAGAIN), a mapped first page
+    // is EEXIST, and EAGAIN with no progress is a REMOVE event in flight.
+    const int err = RetryEagain([&] {
+      const int e =
+          writable ? uffd.Copy(host + off, kZeroChunkBytes, chunk, false, &done)
+                   : uffd.ZeroPage(host + off, chunk, &done);
+      return (e == EAGAIN && done > 0) ? 0 : e;
+    });
+    if (err == 0) {
+      const uint64_t n = done > 0 ? static_cast<uint64_t>(done) : chunk;
+      mapped += n / kPageSize;
+      off += n;
+    } else if (err == EEXIST) {
+      off += kPageSize;  // already mapped: leave it alone
+    } else {
+      return IoctlStatus(
+          err, writable ? "UFFDIO_COPY(zeros)" : "UFFDIO_ZEROPAGE", gpa + off);
+    }
+  }
+  pager_->filled_ahead_.fetch_add(mapped, std::memory_order_relaxed);
+  return mapped;
 }
 
 absl::Status Resolver::Wake(uint64_t gpa, uint64_t len) {

@@ -146,6 +146,7 @@ nlohmann::json ToJson(const PagerStats& stats) {
           {"remove_events", stats.remove_events},
           {"removed_bytes", stats.removed_bytes},
           {"errors", stats.errors},
+          {"filled_ahead", stats.filled_ahead},
           {"features", stats.features}};
 }
 

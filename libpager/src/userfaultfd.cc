@@ -165,13 +165,13 @@ absl::Status Userfaultfd::Unregister(void* addr, uint64_t len) const {
 }
 
 int Userfaultfd::Copy(void* dst, const void* src, uint64_t len,
-                      bool write_protect) const {
+                      bool write_protect, int64_t* done) const {
   return sys::UffdCopy(fd(), reinterpret_cast<uint64_t>(dst), src, len,
-                       write_protect ? UFFDIO_COPY_MODE_WP : 0);
+                       write_protect ? UFFDIO_COPY_MODE_WP : 0, done);
 }
 
-int Userfaultfd::ZeroPage(void* dst, uint64_t len) const {
-  return sys::UffdZeropage(fd(), reinterpret_cast<uint64_t>(dst), len, 0);
+int Userfaultfd::ZeroPage(void* dst, uint64_t len, int64_t* done) const {
+  return sys::UffdZeropage(fd(), reinterpret_cast<uint64_t>(dst), len, 0, done);
 }
 
 int Userfaultfd::WriteProtect(void* addr, uint64_t len, bool protect) const {

@@ -45,8 +45,9 @@ class Userfaultfd {
   absl::Status Unregister(void* addr, uint64_t len) const;
 
   // Fault path: 0 or errno (see sys/uffd.h for EEXIST/EAGAIN meanings).
-  int Copy(void* dst, const void* src, uint64_t len, bool write_protect) const;
-  int ZeroPage(void* dst, uint64_t len) const;
+  int Copy(void* dst, const void* src, uint64_t len, bool write_protect,
+           int64_t* done = nullptr) const;
+  int ZeroPage(void* dst, uint64_t len, int64_t* done = nullptr) const;
   int WriteProtect(void* addr, uint64_t len, bool protect) const;
   int Wake(void* addr, uint64_t len) const;
 

@@ -444,6 +444,49 @@ TEST_CASE(
   CHECK(Count(Settled(*env.pager), FaultKind::kLocalCopy) == 2);
 }
 
+TEST_CASE("ZeroFillRange maps the missing pages and leaves mapped ones alone") {
+  Env env(16);
+  env.Start(std::make_shared<ZeroSource>());
+  *reinterpret_cast<volatile uint64_t*>(env.Page(2)) = 22;
+  *reinterpret_cast<volatile uint64_t*>(env.Page(5)) = 55;
+  auto filled = env.pager->resolver().ZeroFillRange(env.Gpa(0), 8 * kPageSize);
+  REQUIRE(filled.ok());
+  CHECK(*filled == 6);
+  CHECK(*reinterpret_cast<uint64_t*>(env.Page(2)) == 22);
+  CHECK(*reinterpret_cast<uint64_t*>(env.Page(5)) == 55);
+  for (uint64_t i = 0; i < 8; ++i) {  // no fault: already mapped, writable
+    *reinterpret_cast<volatile uint64_t*>(env.Page(i) + 8) = i;
+  }
+  auto ro = env.pager->resolver().ZeroFillRange(env.Gpa(8), 8 * kPageSize,
+                                                /*writable=*/false);
+  REQUIRE(ro.ok());
+  CHECK(*ro == 8);
+  for (uint64_t i = 8; i < 16; ++i) CHECK(IsZero(env.Page(i)));
+  *reinterpret_cast<volatile uint64_t*>(env.Page(9)) = 9;  // kernel COW
+  PagerStats s = Settled(*env.pager);
+  CHECK(Count(s, FaultKind::kLocalZero) == 2);
+  CHECK(s.filled_ahead == 14);
+  CHECK(absl::IsInvalidArgument(env.pager->resolver()
+                                    .ZeroFillRange(env.Gpa(8), 16 * kPageSize)
+                                    .status()));
+}
+
+TEST_CASE("Zero source with fault-around: one fault per block") {
+  Env env(64, 2);
+  env.Start(std::make_shared<ZeroSource>(16 * kPageSize));  // 64 KiB blocks
+  *reinterpret_cast<volatile uint64_t*>(env.Page(19)) = 1;  // block 16..31
+  REQUIRE(testing::WaitFor([&] {  // filled after the fault resumed
+    return env.pager->Stats().filled_ahead == 15;
+  }));
+  for (uint64_t i = 16; i < 32; ++i) {
+    *reinterpret_cast<volatile uint64_t*>(env.Page(i) + 8) = i;
+  }
+  CHECK(Count(Settled(*env.pager), FaultKind::kLocalZero) == 1);
+  CHECK(*reinterpret_cast<uint64_t*>(env.Page(19)) == 1);
+  CHECK(ZeroSource(3 * kPageSize).fault_around() == 0);  // not a power of 2
+  CHECK(ZeroSource(kPageSize).fault_around() == 0);
+}
+
 TEST_CASE("Stats JSON after real faults") {
   Env env(4);
   env.Start(std::make_shared<ZeroSource>());

@@ -90,22 +90,27 @@ absl::Status UffdUnregister(int fd, uint64_t start, uint64_t len) {
   return absl::OkStatus();
 }
 
-int UffdCopy(int fd, uint64_t dst, const void* src, uint64_t len,
-             uint64_t mode) {
+int UffdCopy(int fd, uint64_t dst, const void* src, uint64_t len, uint64_t mode,
+             int64_t* done) {
   uffdio_copy copy{};
   copy.dst = dst;
   copy.src = reinterpret_cast<uint64_t>(src);
   copy.len = len;
   copy.mode = mode;
-  return RetryIoctl(fd, UFFDIO_COPY, &copy);
+  const int err = RetryIoctl(fd, UFFDIO_COPY, &copy);
+  if (done != nullptr) *done = copy.copy;
+  return err;
 }
 
-int UffdZeropage(int fd, uint64_t start, uint64_t len, uint64_t mode) {
+int UffdZeropage(int fd, uint64_t start, uint64_t len, uint64_t mode,
+                 int64_t* done) {
   uffdio_zeropage zero{};
   zero.range.start = start;
   zero.range.len = len;
   zero.mode = mode;
-  return RetryIoctl(fd, UFFDIO_ZEROPAGE, &zero);
+  const int err = RetryIoctl(fd, UFFDIO_ZEROPAGE, &zero);
+  if (done != nullptr) *done = zero.zeropage;
+  return err;
 }
 
 int UffdWriteProtect(int fd, uint64_t start, uint64_t len, uint64_t mode) {

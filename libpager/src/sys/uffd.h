@@ -54,12 +54,18 @@ absl::Status UffdUnregister(int fd, uint64_t start, uint64_t len);
 /// non-cooperative event (REMOVE, ...) is changing the mapping and has not
 /// been read yet (retry after the event is read), ESRCH when the process is
 /// exiting.
-int UffdCopy(int fd, uint64_t dst, const void* src, uint64_t len,
-             uint64_t mode);
+///
+/// With `len` over one page the kernel stops at the first page it cannot
+/// fill: `*done` (when given) receives the bytes mapped before it, and the
+/// call then answers EAGAIN if that is more than 0 (partial progress), else
+/// the page's own error (EEXIST: that page is mapped).
+int UffdCopy(int fd, uint64_t dst, const void* src, uint64_t len, uint64_t mode,
+             int64_t* done = nullptr);
 
 /// UFFDIO_ZEROPAGE: maps the shared zero page read-only (a later write is an
 /// ordinary copy-on-write fault the kernel handles). Errors as UffdCopy.
-int UffdZeropage(int fd, uint64_t start, uint64_t len, uint64_t mode);
+int UffdZeropage(int fd, uint64_t start, uint64_t len, uint64_t mode,
+                 int64_t* done = nullptr);
 
 /// UFFDIO_WRITEPROTECT: `mode` UFFDIO_WRITEPROTECT_MODE_WP sets write
 /// protection; 0 clears it and wakes threads blocked on the range (unless

@@ -49,10 +49,20 @@ class PageSource {
 
 /// Every page starts as zeros: read faults map the shared zero page (no
 /// memory used until the first write), write faults a zeroed private page.
+/// With `fault_around` (a power of two >= 8 KiB), after resolving a fault it
+/// also maps zeroed pages on the rest of the fault's aligned block (the
+/// faulting thread has already resumed): a guest that walks its memory —
+/// a kernel zeroing or initialising it — then faults once per block instead
+/// of once per page. Other values disable it.
 class ZeroSource final : public PageSource {
  public:
+  explicit ZeroSource(uint64_t fault_around = 0);
   void OnFault(const Fault& fault, Resolver& resolver) override;
   std::string_view name() const override { return "zero"; }
+  uint64_t fault_around() const { return fault_around_; }
+
+ private:
+  uint64_t fault_around_ = 0;
 };
 
 /// One piece of an image file: file bytes [file_offset, file_offset + size)

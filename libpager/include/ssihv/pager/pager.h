@@ -124,6 +124,19 @@ class Resolver {
   /// Wakes threads blocked on faults in [gpa, gpa + len).
   absl::Status Wake(uint64_t gpa, uint64_t len);
 
+  /// Maps zeros on every page of [gpa, gpa + len) that is not mapped yet,
+  /// with one ioctl per run of missing pages (mapped pages are stepped over,
+  /// never changed): writable private pages (UFFDIO_COPY from a zero
+  /// buffer) or, with `writable` false, the shared zero page (no memory;
+  /// the first write is a kernel copy-on-write). For fault-around: filling
+  /// ahead of a guest that walks its memory. Returns the pages it mapped,
+  /// counted in PagerStats::filled_ahead. The range must lie in one region.
+  absl::StatusOr<uint64_t> ZeroFillRange(uint64_t gpa, uint64_t len,
+                                         bool writable = true);
+
+  /// The registered region holding `gpa`, or nullptr.
+  const Region* RegionOf(uint64_t gpa) const { return RegionOfGpa(gpa, 1); }
+
   /// Host address of `gpa`, or nullptr when no region holds it.
   uint8_t* HostAddress(uint64_t gpa) const;
   /// True on one of this pager's fault threads.
@@ -215,6 +228,7 @@ class Pager {
   std::atomic<uint64_t> remove_events_{0};
   std::atomic<uint64_t> removed_bytes_{0};
   std::atomic<uint64_t> errors_{0};
+  std::atomic<uint64_t> filled_ahead_{0};
 };
 
 }  // namespace ssihv::pager

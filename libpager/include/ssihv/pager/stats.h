@@ -64,6 +64,7 @@ struct PagerStats {
   uint64_t remove_events = 0;   ///< REMOVE events (MADV_DONTNEED/REMOVE)
   uint64_t removed_bytes = 0;   ///< bytes covered by those events
   uint64_t errors = 0;          ///< faults a source could not resolve
+  uint64_t filled_ahead = 0;    ///< pages mapped ahead of faults (fault-around)
   uint64_t features = 0;        ///< negotiated UFFD_FEATURE_* bits
 
   uint64_t total_faults() const;
@@ -72,8 +73,8 @@ struct PagerStats {
 /// {"faults": {"local_zero": n, ...}, "latency_us": {"local_zero": {"count",
 ///  "mean", "p50", "p90", "p99", "max"}, ..., "all": {...}}, "messages",
 ///  "eexist_races", "eagain_retries", "remove_events", "removed_bytes",
-///  "errors", "features"}. Kinds with no faults are included with zeros, so
-///  consumers see a fixed schema.
+///  "errors", "filled_ahead", "features"}. Kinds with no faults are included
+///  with zeros, so consumers see a fixed schema.
 nlohmann::json ToJson(const PagerStats& stats);
 nlohmann::json ToJson(const LatencySummary& summary);
 
