@@ -1,7 +1,7 @@
 // dsm_stress: the long multi-process stress of the DSM node (issue 6).
 //   dsm_stress [--nodes N] [--threads T] [--seconds S] [--iterations M]
 //              [--fault-threads F] [--counters-per-node C] [--timeout S]
-//              [--verbose]
+//              [--transport tcp|rdma] [--verbose]
 // Starts N node processes on 127.0.0.1 (TCP), T threads each running
 // lock-protected increments plus writer/reader sequence checks for S seconds
 // (or M increments); exits 0 when no increment was lost and every sequence
@@ -20,8 +20,8 @@ void Usage() {
   std::fprintf(stderr,
                "usage: dsm_stress [--nodes N] [--threads T] [--seconds S]\n"
                "                  [--iterations M] [--fault-threads F]\n"
-               "                  [--counters-per-node C] [--timeout S] "
-               "[--verbose]\n");
+               "                  [--counters-per-node C] [--timeout S]\n"
+               "                  [--transport tcp|rdma] [--verbose]\n");
 }
 
 bool ParseInt(const char* s, int* out) {
@@ -54,6 +54,13 @@ int main(int argc, char** argv) {
       }
       o.seconds = std::atof(argv[++i]);
       o.timeout_s = static_cast<int>(o.seconds) * 4 + 120;
+      continue;
+    } else if (a == "--transport") {
+      if (i + 1 >= argc) {
+        std::fprintf(stderr, "dsm_stress: --transport needs tcp or rdma\n");
+        return 2;
+      }
+      o.transport = argv[++i];
       continue;
     } else if (a == "--nodes") {
       target = &o.nodes;

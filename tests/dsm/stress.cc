@@ -273,8 +273,8 @@ absl::StatusOr<std::string> WriteClusterFiles(const std::string& dir,
   if (::chmod(secret.c_str(), 0600) < 0) {
     return base::LastErrnoStatus("chmod " + secret);
   }
-  std::string json =
-      R"({"transport": "tcp", "secret_file": ")" + secret + R"(", "nodes": [)";
+  std::string json = R"({"transport": ")" + o.transport +
+                     R"(", "secret_file": ")" + secret + R"(", "nodes": [)";
   for (int i = 0; i < o.nodes; ++i) {
     SSIHV_ASSIGN_OR_RETURN(uint16_t port, FreePort());
     absl::StrAppend(&json, i ? "," : "", R"({"id": )", i,
@@ -364,10 +364,10 @@ absl::Status Drive(std::vector<Child>& children, const StressOptions& o,
 
 absl::StatusOr<StressResult> RunStress(const StressOptions& o) {
   if (o.nodes < 2 || o.nodes > 8 || o.threads < 1 || o.iterations < 0 ||
-      !(o.seconds > 0)) {
+      !(o.seconds > 0) || (o.transport != "tcp" && o.transport != "rdma")) {
     return absl::InvalidArgumentError(
         "StressOptions: nodes in [2, 8], threads >= 1, iterations >= 0, "
-        "seconds > 0");
+        "seconds > 0, transport tcp or rdma");
   }
   char tmpl[] = "/tmp/ssihv-dsm-stress-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) return base::LastErrnoStatus("mkdtemp");

@@ -32,9 +32,10 @@ struct StressOptions {
   double seconds = 2.0;  ///< how long every thread runs
   int iterations = 0;    ///< per-thread cap on increments; 0 = no cap
   int counters_per_node = 2;
-  int fault_threads = 1;  ///< pager fault threads per node
-  int timeout_s = 240;    ///< whole run; nodes are killed after it
-  bool verbose = false;   ///< print each node's statistics
+  int fault_threads = 1;          ///< pager fault threads per node
+  int timeout_s = 240;            ///< whole run; nodes are killed after it
+  std::string transport = "tcp";  ///< "tcp" or "rdma" (cluster config key)
+  bool verbose = false;           ///< print each node's statistics
 };
 
 struct NodeReport {
