@@ -231,7 +231,15 @@ int NodeMain(const std::string& config_path, const StressOptions& o, int self,
         *reinterpret_cast<volatile uint64_t*>((*node)->HostAddress(w.slots[s]));
     bad_slots += v != ((static_cast<uint64_t>(s) << 48) | final_seq[s]);
   }
-  WriteLine(report_fd, absl::StrCat("check ", sum, " ", bad_slots));
+  // The counters one by one after the totals: on a violation the parent
+  // shows which counter's copy differs between nodes.
+  std::string values;
+  for (uint64_t c : w.counters) {
+    absl::StrAppend(
+        &values, " ",
+        *reinterpret_cast<volatile uint64_t*>((*node)->HostAddress(c + 64)));
+  }
+  WriteLine(report_fd, absl::StrCat("check ", sum, " ", bad_slots, values));
   WriteLine(report_fd, "stats " + (*node)->StatsJson().dump());
   if (auto ex = cmds.Next(deadline); !ex.ok() || *ex != "exit") return 2;
   (*node)->Stop();
@@ -352,6 +360,7 @@ absl::Status Drive(std::vector<Child>& children, const StressOptions& o,
                            Expect(children[i], i, "check", deadline));
     std::istringstream in(check.substr(6));
     in >> result->nodes[i].counter_sum >> result->nodes[i].bad_slots;
+    std::getline(in, result->nodes[i].counter_values);
     SSIHV_ASSIGN_OR_RETURN(std::string stats,
                            Expect(children[i], i, "stats", deadline));
     result->nodes[i].stats_json = stats.substr(6);
@@ -408,9 +417,9 @@ absl::StatusOr<StressResult> RunStress(const StressOptions& o) {
   for (int i = 0; i < o.nodes; ++i) {
     const NodeReport& r = result.nodes[i];
     if (r.counter_sum != result.expected_sum) {
-      result.violations.push_back(absl::StrCat("node ", i, " sees counter sum ",
-                                               r.counter_sum, ", expected ",
-                                               result.expected_sum));
+      result.violations.push_back(absl::StrCat(
+          "node ", i, " sees counter sum ", r.counter_sum, ", expected ",
+          result.expected_sum, "; its counters:", r.counter_values));
     }
     if (r.bad_slots != 0) {
       result.violations.push_back(

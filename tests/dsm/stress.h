@@ -39,13 +39,14 @@ struct StressOptions {
 };
 
 struct NodeReport {
-  uint64_t increments = 0;   ///< increments done by this node's threads
-  uint64_t counter_sum = 0;  ///< sum of all counters as this node reads them
-  uint64_t bad_slots = 0;    ///< final slots not (w << 48 | iterations)
-  uint64_t bad_reads = 0;    ///< wrong id or a sequence going back
-  uint64_t reads = 0;        ///< slot reads checked during the run
-  double run_seconds = 0;    ///< workload time on this node
-  std::string stats_json;    ///< DsmNode::StatsJson() after the run
+  uint64_t increments = 0;     ///< increments done by this node's threads
+  uint64_t counter_sum = 0;    ///< sum of all counters as this node reads them
+  std::string counter_values;  ///< each counter as this node reads it
+  uint64_t bad_slots = 0;      ///< final slots not (w << 48 | iterations)
+  uint64_t bad_reads = 0;      ///< wrong id or a sequence going back
+  uint64_t reads = 0;          ///< slot reads checked during the run
+  double run_seconds = 0;      ///< workload time on this node
+  std::string stats_json;      ///< DsmNode::StatsJson() after the run
 };
 
 struct StressResult {

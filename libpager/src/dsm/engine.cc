@@ -29,6 +29,12 @@ dir::Output& ThreadOutput() {
   return out;
 }
 
+/// The staging area of each thread's outgoing frames (see Execute).
+DsmEngine::StagedFrames& ThreadFrames() {
+  thread_local DsmEngine::StagedFrames frames;
+  return frames;
+}
+
 /// The PageSource the pager calls: forwards to the engine.
 class DsmSource final : public PageSource {
  public:
@@ -195,9 +201,20 @@ void DsmEngine::HandleFault(const Fault& fault, Resolver& resolver) {
 }
 
 void DsmEngine::HandleRemove(uint64_t gpa, uint64_t len) {
-  // Our own zaps cleared these bits under the page lock already; this is
-  // for discards by others (the pages now read as zeros). No lock: this may
-  // run inside a fault handler of this thread.
+  // The REMOVE event of one of our own zaps: its bit was cleared under the
+  // page lock, and the page may be mapped again by now (the kernel lets the
+  // zap finish as soon as the event is read, possibly before this runs).
+  {
+    std::lock_guard<std::mutex> lock(own_zaps_mu_);
+    if (len == kPageSize) {
+      if (auto it = own_zaps_.find(gpa); it != own_zaps_.end()) {
+        own_zaps_.erase(it);
+        return;
+      }
+    }
+  }
+  // A discard by someone else: those pages read as zeros now. No page lock:
+  // this may run inside a fault handler of this thread.
   for (uint64_t a = gpa; a < gpa + len; a += kPageSize) {
     if (std::optional<dir::PageId> page = space_->PageOfGpa(a)) {
       SetPopulated(*page, false);
@@ -320,23 +337,35 @@ void DsmEngine::DeferLoop() {
 
 // ---- effects --------------------------------------------------------------
 
+// The messages of a call are built where they stand in the effect list (a
+// kData copies the page there: after an earlier kWriteProtect, before a
+// later kZap) but leave only after the call's last local effect
+// (directory/node.h): a holder handing its page over must have dropped its
+// copy before the new owner can receive it and write.
 absl::Status DsmEngine::Execute(const dir::Output& out, Ctx& ctx) {
+  StagedFrames& staged = ThreadFrames();
+  staged.Clear();
   for (const dir::Effect& e : out.effects) {
-    SSIHV_RETURN_IF_ERROR(ExecuteOne(e, out, ctx));
+    SSIHV_RETURN_IF_ERROR(ExecuteOne(e, out, ctx, staged));
   }
+  for (const StagedFrames::Frame& f : staged.frames) {
+    outbox_->Send(
+        f.to, absl::MakeConstSpan(staged.bytes.data() + f.offset, f.length));
+  }
+  staged.Clear();
   return ResubmitExpired(ctx);
 }
 
 absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
-                                   Ctx& ctx) {
+                                   Ctx& ctx, StagedFrames& staged) {
   Resolver& r = pager_->resolver();
   switch (e.type) {
     case dir::EffectType::kSend:
-      SendMessage(e.node, e.msg);
+      StageMessage(e.node, e.msg, staged);
       return absl::OkStatus();
     case dir::EffectType::kSendReport: {
       std::vector<uint8_t> frame = dir::EncodeReport(out.reports[e.index]);
-      outbox_->Send(e.node, frame);
+      staged.Add(e.node, frame.data(), frame.size());
       return absl::OkStatus();
     }
     case dir::EffectType::kMapLocal:
@@ -379,20 +408,17 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
 
 // The page bytes go with the header in one frame; a page never mapped here
 // (never written since start) reads as zeros and travels as kFlagZero.
-void DsmEngine::SendMessage(uint32_t to, dir::Message msg) {
-  alignas(64) uint8_t frame[dir::kMaxFrameSize];
-  size_t len = dir::kHeaderSize;
-  if (msg.carries_page()) {
-    if (Populated(msg.page)) {
-      std::memcpy(frame + dir::kHeaderSize, HostOf(msg.page), kPageSize);
-      len += kPageSize;
-    } else {
-      msg.flags |= dir::kFlagZero;
-      zero_page_sends_.fetch_add(1, std::memory_order_relaxed);
-    }
+void DsmEngine::StageMessage(uint32_t to, dir::Message msg,
+                             StagedFrames& staged) {
+  const bool bytes = msg.carries_page() && Populated(msg.page);
+  if (msg.carries_page() && !bytes) {
+    msg.flags |= dir::kFlagZero;
+    zero_page_sends_.fetch_add(1, std::memory_order_relaxed);
   }
+  uint8_t* frame =
+      staged.Add(to, nullptr, dir::kHeaderSize + (bytes ? kPageSize : 0));
   dir::EncodeHeader(msg, frame);
-  outbox_->Send(to, absl::MakeConstSpan(frame, len));
+  if (bytes) std::memcpy(frame + dir::kHeaderSize, HostOf(msg.page), kPageSize);
 }
 
 // The local copy is valid. A missing page here has never been written (or
@@ -455,7 +481,18 @@ absl::Status DsmEngine::MapReceived(const dir::Effect& e, Ctx& ctx) {
 absl::Status DsmEngine::Zap(dir::PageId page) {
   zaps_.fetch_add(1, std::memory_order_relaxed);
   SetPopulated(page, false);
-  return pager_->resolver().Discard(GpaOf(page), kPageSize);
+  const uint64_t gpa = GpaOf(page);
+  {
+    std::lock_guard<std::mutex> lock(own_zaps_mu_);
+    own_zaps_.insert(gpa);
+  }
+  absl::Status st = pager_->resolver().Discard(gpa, kPageSize);
+  if (!st.ok()) {  // no REMOVE event will come for it
+    std::lock_guard<std::mutex> lock(own_zaps_mu_);
+    if (auto it = own_zaps_.find(gpa); it != own_zaps_.end())
+      own_zaps_.erase(it);
+  }
+  return st;
 }
 
 void DsmEngine::CompleteWaiters(dir::PageId page, FaultKind kind, Ctx& ctx) {

@@ -12,11 +12,13 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <optional>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -68,11 +70,39 @@ class DsmEngine {
   DsmEngine(const cluster::ClusterConfig& config, uint32_t self,
             DsmOptions options);
 
+ public:
+  /// A call's outgoing frames, built in effect order, sent after its last
+  /// local effect (one arena per thread: no allocation in steady state).
+  struct StagedFrames {
+    struct Frame {
+      uint32_t to;
+      size_t offset;
+      size_t length;
+    };
+    std::vector<uint8_t> bytes;
+    std::vector<Frame> frames;
+    void Clear() {
+      bytes.clear();
+      frames.clear();
+    }
+    /// Appends a frame of `length` bytes (copied from `data` if given) and
+    /// returns where it lies (valid until the next Add).
+    uint8_t* Add(uint32_t to, const uint8_t* data, size_t length) {
+      const size_t offset = bytes.size();
+      bytes.resize(offset + length);
+      if (data != nullptr) std::memcpy(bytes.data() + offset, data, length);
+      frames.push_back({to, offset, length});
+      return bytes.data() + offset;
+    }
+  };
+
+ private:
   void HandleMessage(uint32_t from, absl::Span<const uint8_t> payload);
   absl::Status Execute(const directory::Output& out, Ctx& ctx);
   absl::Status ExecuteOne(const directory::Effect& e,
-                          const directory::Output& out, Ctx& ctx);
-  void SendMessage(uint32_t to, directory::Message msg);
+                          const directory::Output& out, Ctx& ctx,
+                          StagedFrames& staged);
+  void StageMessage(uint32_t to, directory::Message msg, StagedFrames& staged);
   absl::Status MapLocal(const directory::Effect& e, Ctx& ctx);
   absl::Status MapReceived(const directory::Effect& e, Ctx& ctx);
   absl::Status Zap(directory::PageId page);
@@ -111,6 +141,9 @@ class DsmEngine {
   // faulting). Updated under the page lock; REMOVE events clear bits.
   std::unique_ptr<std::atomic<uint64_t>[]> populated_;
   std::unique_ptr<WaitMap[]> waiters_;
+  // GPAs of our zaps whose REMOVE event has not been handled yet.
+  std::mutex own_zaps_mu_;
+  std::unordered_multiset<uint64_t> own_zaps_;
   std::atomic<bool> failed_{false};
   std::atomic<bool> started_{false};
 
