@@ -2,12 +2,15 @@
 // and run:
 //   BM_Fetch4K/tcp       4 KiB Transport::Fetch from another process (TCP,
 //                        default options: over a fetch lane)
-//   BM_Fetch4K/tcp_nolanes     the same with tcp_fetch_lanes = 0 (every
+//   BM_Fetch4K/tcp_nolanes     the same with fetch_lanes = 0 (every
 //                        fetch on the main connection: the old default)
 //   BM_Fetch4K/tcp_coalescing  no lanes, tcp_rearm_delay = 1 ms
 //   BM_Floor/tcp_rtt_4k  raw blocking-socket 4 KiB request/response
-//   BM_Fetch4K/rdma      4 KiB Transport::Fetch over RDMA (busy-poll mode)
+//   BM_Fetch4K/rdma      4 KiB Transport::Fetch over RDMA (busy-poll mode,
+//                        over a fetch lane)
 //   BM_Fetch4K/rdma_event   the same in the default event mode
+//   BM_Fetch4K/rdma_event_nolanes  event mode with fetch_lanes = 0 (the READ
+//                        on the main QP, completed via the data thread)
 //   BM_Floor/ib_read_4k  raw verbs RDMA READ, busy-polled (ib_floor.cc)
 //   BM_Floor/ib_read_4k_event  the same READ, sleeping on a completion channel
 // with counters p50_us and p99_us. docs/PERFORMANCE.md ("Transport") has the
@@ -71,8 +74,8 @@ cluster::ClusterConfig TwoNodes(BackendKind kind) {
 enum class Variant {
   kDefault,
   kBusyPoll,    // RDMA: busy_poll
-  kNoLanes,     // TCP: tcp_fetch_lanes = 0
-  kCoalescing,  // TCP: tcp_fetch_lanes = 0, tcp_rearm_delay = 1 ms
+  kNoLanes,     // fetch_lanes = 0
+  kCoalescing,  // TCP: fetch_lanes = 0, tcp_rearm_delay = 1 ms
 };
 
 absl::StatusOr<std::unique_ptr<Transport>> Make(
@@ -82,7 +85,7 @@ absl::StatusOr<std::unique_ptr<Transport>> Make(
   o.secret = kSecret;
   o.busy_poll = variant == Variant::kBusyPoll;
   if (variant == Variant::kNoLanes || variant == Variant::kCoalescing) {
-    o.tcp_fetch_lanes = 0;
+    o.fetch_lanes = 0;
   }
   if (variant == Variant::kCoalescing) {
     o.tcp_rearm_delay = absl::Milliseconds(1);
@@ -110,11 +113,10 @@ int ServeNode(const cluster::ClusterConfig& config, BackendKind kind,
   return 0;
 }
 
-// Untimed fetches until the fetching node's lanes are up (TCP, lanes on),
-// so that the timed loop measures the steady state.
+// Untimed fetches until the fetching node has a fetch lane up (they are
+// set up on demand), so that the timed loop measures the steady state.
 void WarmUp(Transport& t, absl::Span<uint8_t> page) {
-  if (t.kind() != BackendKind::kTcp) return;
-  for (absl::Time end = absl::Now() + absl::Seconds(2); absl::Now() < end;) {
+  for (absl::Time end = absl::Now() + absl::Seconds(5); absl::Now() < end;) {
     if (!t.Fetch(1, 1, 0, page).ok() || t.stats().lanes_open > 0) return;
   }
 }
@@ -153,7 +155,9 @@ void BM_Fetch4K(benchmark::State& state, BackendKind kind, Variant variant) {
   }
   Transport& transport = **t;
   absl::Span<uint8_t> page(dst->data(), kPage);
-  if (variant == Variant::kDefault) WarmUp(transport, page);
+  if (variant == Variant::kDefault || variant == Variant::kBusyPoll) {
+    WarmUp(transport, page);
+  }
   std::vector<int64_t> ns;
   ns.reserve(1 << 20);
   uint64_t next = 0;
@@ -201,6 +205,9 @@ int main(int argc, char** argv) {
       ->UseRealTime();
   benchmark::RegisterBenchmark("BM_Fetch4K/rdma_event", BM_Fetch4K,
                                BackendKind::kRdma, Variant::kDefault)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("BM_Fetch4K/rdma_event_nolanes", BM_Fetch4K,
+                               BackendKind::kRdma, Variant::kNoLanes)
       ->UseRealTime();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

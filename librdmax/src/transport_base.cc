@@ -28,8 +28,8 @@ absl::Status ValidateOptions(const TransportOptions& o) {
   if (o.rdma_recv_depth < 8 || o.rdma_recv_depth > 4096) {
     return absl::InvalidArgumentError("rdma_recv_depth: must be in 8..4096");
   }
-  if (o.tcp_fetch_lanes > 256) {
-    return absl::InvalidArgumentError("tcp_fetch_lanes: must be in 0..256");
+  if (o.fetch_lanes > 256) {
+    return absl::InvalidArgumentError("fetch_lanes: must be in 0..256");
   }
   if (o.send_queue_bytes < kFrameHeaderSize + o.max_message_bytes) {
     return absl::InvalidArgumentError(

@@ -33,11 +33,14 @@ bool CarriesUserType(FrameKind kind) {
 bool NeedsId(FrameKind kind) {
   return kind == FrameKind::kRequest || kind == FrameKind::kResponse ||
          kind == FrameKind::kFetchRequest ||
-         kind == FrameKind::kFetchResponse || kind == FrameKind::kCredit;
+         kind == FrameKind::kFetchResponse || kind == FrameKind::kCredit ||
+         kind == FrameKind::kRdmaLaneRequest ||
+         kind == FrameKind::kRdmaLaneAccept;
 }
 
 bool MayCarryError(FrameKind kind) {
-  return kind == FrameKind::kResponse || kind == FrameKind::kFetchResponse;
+  return kind == FrameKind::kResponse || kind == FrameKind::kFetchResponse ||
+         kind == FrameKind::kRdmaLaneAccept;
 }
 
 // The payload length rule of each kind: [min, max].
@@ -75,6 +78,8 @@ LengthRule LengthRuleFor(const FrameHeader& h, const FrameLimits& limits) {
     case FrameKind::kFetchResponse:
       return {1, limits.max_fetch_bytes};
     case FrameKind::kRdmaParams:
+    case FrameKind::kRdmaLaneRequest:
+    case FrameKind::kRdmaLaneAccept:
       return {kRdmaParamsSize, kRdmaParamsSize};
   }
   return {1, 0};  // unreachable: the kind was checked first
@@ -116,6 +121,10 @@ absl::string_view FrameKindName(FrameKind kind) {
       return "rdma-ready";
     case FrameKind::kCredit:
       return "credit";
+    case FrameKind::kRdmaLaneRequest:
+      return "rdma-lane-request";
+    case FrameKind::kRdmaLaneAccept:
+      return "rdma-lane-accept";
   }
   return "unknown";
 }

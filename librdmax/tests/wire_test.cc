@@ -90,6 +90,19 @@ TEST_CASE("frame header rejects what the protocol does not allow") {
     CHECK(!Decode(Make(FrameKind::kMessage, 4, 9)).ok());
     CHECK(!Decode(Make(FrameKind::kFetchResponse, 4, 0)).ok());
     CHECK(!Decode(Make(FrameKind::kCredit, 0, 0x10000)).ok());
+    CHECK(!Decode(Make(FrameKind::kRdmaLaneRequest, kRdmaParamsSize, 0)).ok());
+    CHECK(Decode(Make(FrameKind::kRdmaLaneRequest, kRdmaParamsSize, 3)).ok());
+    CHECK(!Decode(Make(FrameKind::kRdmaLaneAccept, kRdmaParamsSize, 0)).ok());
+  }
+  SECTION("rdma fetch lane frames") {
+    CHECK(!Decode(Make(FrameKind::kRdmaLaneRequest, kRdmaParamsSize - 1, 1))
+               .ok());
+    CHECK(Decode(Make(FrameKind::kRdmaLaneAccept, kRdmaParamsSize, 1)).ok());
+    // A refusal carries an error; a request cannot.
+    CHECK(Decode(Make(FrameKind::kRdmaLaneAccept, 20, 1, 0, kFlagError)).ok());
+    CHECK(
+        !Decode(Make(FrameKind::kRdmaLaneRequest, 20, 1, 0, kFlagError)).ok());
+    CHECK(FrameKindName(FrameKind::kRdmaLaneAccept) == "rdma-lane-accept");
   }
   SECTION("flags and type") {
     CHECK(Decode(Make(FrameKind::kResponse, 4, 1, 0, kFlagError)).ok());
@@ -118,6 +131,10 @@ TEST_CASE("payload codecs round-trip and reject bad payloads") {
     hello.version = kWireVersion + 1;
     CHECK(!DecodeHello(EncodeHello(hello)).ok());
     hello.version = kWireVersion;
+    hello.backend = 3;  // a TCP fetch lane
+    CHECK(DecodeHello(EncodeHello(hello)).ok());
+    hello.backend = 4;
+    CHECK(!DecodeHello(EncodeHello(hello)).ok());
     hello.backend = 9;
     CHECK(!DecodeHello(EncodeHello(hello)).ok());
   }

@@ -23,9 +23,12 @@ ControlStream::ControlStream(base::UniqueFd fd, const FrameLimits& limits)
       out_(kOutCapacity) {}
 
 absl::Status ControlStream::Send(FrameKind kind,
-                                 const std::vector<uint8_t>& payload) {
+                                 const std::vector<uint8_t>& payload,
+                                 uint64_t id, uint8_t flags) {
   FrameHeader h;
   h.kind = kind;
+  h.id = id;
+  h.flags = flags;
   h.length = static_cast<uint32_t>(payload.size());
   uint8_t hdr[kFrameHeaderSize];
   EncodeFrameHeader(h, hdr);

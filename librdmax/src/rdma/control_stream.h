@@ -20,7 +20,8 @@ class ControlStream : private FrameSink {
 
   int fd() const { return fd_.get(); }
   /// Queues a frame; the error is a broken connection.
-  absl::Status Send(FrameKind kind, const std::vector<uint8_t>& payload);
+  absl::Status Send(FrameKind kind, const std::vector<uint8_t>& payload,
+                    uint64_t id = 0, uint8_t flags = 0);
   /// Reads what is available, calling `on_frame` for each frame. An error
   /// (end of file, malformed frame) means the connection is finished.
   absl::Status OnReadable(

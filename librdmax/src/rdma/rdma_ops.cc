@@ -118,6 +118,26 @@ void RdmaTransport::ReleaseBounce(int index) {
   bounce_cv_.notify_one();
 }
 
+absl::StatusOr<RdmaTransport::ReadTarget> RdmaTransport::TargetFor(
+    NodeId peer, absl::Span<uint8_t> dst, absl::Time wait_until) {
+  if (std::optional<LocalRegion> local =
+          regions_.Containing(dst.data(), dst.size());
+      local && local->mr != nullptr) {
+    return ReadTarget{reinterpret_cast<uint64_t>(dst.data()), local->lkey, -1};
+  }
+  Bounce b;
+  if (!AcquireBounce(dst.size(), wait_until, &b)) {
+    return dst.size() > kBounceBytes
+               ? absl::InvalidArgumentError(
+                     absl::StrCat("Fetch node=", peer, ": ", dst.size(),
+                                  " bytes into unregistered memory (at most ",
+                                  kBounceBytes, "): register the destination"))
+               : absl::ResourceExhaustedError("Fetch: no bounce buffer free");
+  }
+  Bump(stats_.bounce_copies);
+  return ReadTarget{reinterpret_cast<uint64_t>(b.data), b.lkey, b.index};
+}
+
 absl::StatusOr<PendingOp*> RdmaTransport::PostRead(
     RdmaPeer& peer, RegionId region, uint64_t offset, absl::Span<uint8_t> dst,
     FetchCallback* done, absl::Time deadline) {
@@ -128,29 +148,12 @@ absl::StatusOr<PendingOp*> RdmaTransport::PostRead(
                      " not in 1..", options_.max_fetch_bytes));
   }
   // Straight into `dst` when it lies in registered memory, else a bounce.
-  uint64_t addr = reinterpret_cast<uint64_t>(dst.data());
-  uint32_t lkey = 0;
-  int bounce = -1;
-  if (std::optional<LocalRegion> local =
-          regions_.Containing(dst.data(), dst.size());
-      local && local->mr != nullptr) {
-    lkey = local->lkey;
-  } else {
-    Bounce b;
-    if (!AcquireBounce(dst.size(), sync ? deadline : absl::InfinitePast(),
-                       &b)) {
-      return dst.size() > kBounceBytes
-                 ? absl::InvalidArgumentError(absl::StrCat(
-                       "Fetch node=", peer.id(), ": ", dst.size(),
-                       " bytes into unregistered memory (at most ",
-                       kBounceBytes, "): register the destination"))
-                 : absl::ResourceExhaustedError("Fetch: no bounce buffer free");
-    }
-    addr = reinterpret_cast<uint64_t>(b.data);
-    lkey = b.lkey;
-    bounce = b.index;
-    Bump(stats_.bounce_copies);
-  }
+  SSIHV_ASSIGN_OR_RETURN(
+      ReadTarget target,
+      TargetFor(peer.id(), dst, sync ? deadline : absl::InfinitePast()));
+  const uint64_t addr = target.addr;
+  const uint32_t lkey = target.lkey;
+  const int bounce = target.bounce;
   PendingOp* op = peer.pending().Acquire(
       OpKind::kFetch, sync, deadline, sync ? deadline : absl::InfinitePast());
   if (op == nullptr) {
@@ -221,6 +224,11 @@ absl::Status RdmaTransport::Fetch(NodeId peer_id, RegionId region,
   SSIHV_RETURN_IF_ERROR(CheckMayBlock("Fetch"));
   SSIHV_ASSIGN_OR_RETURN(auto peer, Peer(peer_id, "Fetch"));
   absl::Time deadline = absl::Now() + options_.op_timeout;
+  if (options_.fetch_lanes > 0) {
+    std::optional<absl::Status> over_lane =
+        FetchOverLane(peer, region, offset, dst, deadline);
+    if (over_lane.has_value()) return *over_lane;
+  }
   SSIHV_ASSIGN_OR_RETURN(
       PendingOp * op, PostRead(*peer, region, offset, dst, nullptr, deadline));
   bool done = options_.busy_poll ? PollUntil(op, deadline)

@@ -1,8 +1,8 @@
 // One RDMA peer: QP setup, the SEND path with credits, received frames.
 #include <cstring>
-#include <random>
 
 #include "absl/strings/str_cat.h"
+#include "rdma/rc_qp.h"
 #include "rdma/rdma_transport.h"
 #include "ssihv/base/errno_status.h"
 #include "ssihv/base/log.h"
@@ -17,7 +17,6 @@ using base::LogLevel;
 // Receive buffers kept back for credit frames (which consume a receive
 // buffer but no credit) so they never meet an empty receive queue.
 constexpr uint32_t kReserveBuffers = 4;
-constexpr uint32_t kMaxRdAtomic = 16;
 
 size_t RoundUp(size_t n, size_t to) { return (n + to - 1) / to * to; }
 
@@ -37,7 +36,9 @@ RdmaPeer::RdmaPeer(RdmaTransport* t, NodeId id, base::UniqueFd control_fd,
       reply_cost_(kFrameHeaderSize +
                   std::max<size_t>(t->options().max_message_bytes,
                                    4 + kMaxErrorMessage)),
-      pending_(t->options().max_outstanding, id) {}
+      pending_(t->options().max_outstanding, id),
+      lanes_(t->options().fetch_lanes, t->options().reconnect_min,
+             t->options().reconnect_max, &t->atomic_stats()) {}
 
 RdmaPeer::~RdmaPeer() = default;
 
@@ -51,25 +52,11 @@ absl::Status RdmaPeer::Init() {
                          base::MappedRegion::Anonymous(depth_ * slot_bytes_));
   SSIHV_ASSIGN_OR_RETURN(
       send_mr_, sys::RegMr(t_->pd(), send_mem_.data(), send_mem_.size(), 0));
-  ibv_qp_init_attr init{};
-  init.send_cq = t_->send_cq();
-  init.recv_cq = t_->recv_cq();
-  init.cap.max_send_wr = depth_ + t_->options().max_outstanding + 16;
-  init.cap.max_recv_wr = depth_;
-  init.cap.max_send_sge = 1;
-  init.cap.max_recv_sge = 1;
-  init.qp_type = IBV_QPT_RC;
-  init.sq_sig_all = 0;
-  SSIHV_ASSIGN_OR_RETURN(qp_, sys::CreateQp(t_->pd(), &init));
-  ibv_qp_attr attr{};
-  attr.qp_state = IBV_QPS_INIT;
-  attr.pkey_index = 0;
-  attr.port_num = t_->device().port;
-  attr.qp_access_flags = IBV_ACCESS_REMOTE_READ;
-  SSIHV_RETURN_IF_ERROR(sys::ModifyQp(
-      qp_.get(), &attr,
-      IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS,
-      "RESET->INIT"));
+  SSIHV_ASSIGN_OR_RETURN(
+      qp_, CreateRcQp(t_->pd(), t_->send_cq(), t_->recv_cq(),
+                      depth_ + t_->options().max_outstanding + 16, depth_));
+  SSIHV_RETURN_IF_ERROR(
+      InitRcQp(qp_.get(), t_->device(), IBV_ACCESS_REMOTE_READ));
   recv_tags_.resize(depth_);
   send_tags_.resize(depth_);
   read_tags_.resize(t_->options().max_outstanding);
@@ -82,8 +69,7 @@ absl::Status RdmaPeer::Init() {
   for (uint32_t i = 0; i < read_tags_.size(); ++i) {
     read_tags_[i] = {WrTag::Kind::kRead, this, i, nullptr};
   }
-  std::mt19937 rng(std::random_device{}());
-  psn_ = std::uniform_int_distribution<uint32_t>(0, 0xFFFFFF)(rng);
+  psn_ = RandomPsn();
   return absl::OkStatus();
 }
 
@@ -103,71 +89,20 @@ absl::Status RdmaPeer::Repost(uint32_t index) {
 }
 
 RdmaParamsPayload RdmaPeer::LocalParams() const {
-  const OpenedDevice& d = t_->device();
-  RdmaParamsPayload p;
-  p.qpn = qp_->qp_num;
-  p.psn = psn_;
-  p.gid = t_->gid().gid;
-  p.lid = d.port_attr.lid;
-  p.mtu = static_cast<uint8_t>(d.port_attr.active_mtu);
-  p.link_layer = d.port_attr.link_layer;
-  p.recv_depth = depth_;
-  p.recv_bytes = static_cast<uint32_t>(slot_bytes_);
-  p.max_rd_atomic = std::min<uint32_t>(
-      kMaxRdAtomic, static_cast<uint32_t>(d.device_attr.max_qp_rd_atom));
-  return p;
+  return RcQpParams(t_->device(), t_->gid(), qp_.get(), psn_, depth_,
+                    static_cast<uint32_t>(slot_bytes_));
 }
 
 absl::Status RdmaPeer::Connect(const RdmaParamsPayload& remote) {
-  const OpenedDevice& d = t_->device();
   if (remote.recv_bytes < kFrameHeaderSize + t_->options().max_message_bytes) {
     return absl::FailedPreconditionError(absl::StrCat(
         "node ", id_, " posts ", remote.recv_bytes,
         "-byte receive buffers, smaller than this node's max_message_bytes + "
         "16: use the same max_message_bytes on every node"));
   }
-  if (remote.link_layer != d.port_attr.link_layer) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("node ", id_, " is on another link layer"));
-  }
   remote_ = remote;
-  ibv_qp_attr attr{};
-  attr.qp_state = IBV_QPS_RTR;
-  attr.path_mtu =
-      static_cast<ibv_mtu>(std::min<int>(d.port_attr.active_mtu, remote.mtu));
-  attr.dest_qp_num = remote.qpn;
-  attr.rq_psn = remote.psn;
-  attr.max_dest_rd_atomic = static_cast<uint8_t>(std::min<uint32_t>(
-      kMaxRdAtomic, static_cast<uint32_t>(d.device_attr.max_qp_rd_atom)));
-  attr.min_rnr_timer = 12;  // 0.64 ms
-  attr.ah_attr.port_num = d.port;
-  attr.ah_attr.dlid = remote.lid;
-  if (d.port_attr.link_layer == IBV_LINK_LAYER_ETHERNET) {
-    // RoCE addresses by GID (a RoCE v2 GID routes as UDP/IP).
-    attr.ah_attr.is_global = 1;
-    std::memcpy(attr.ah_attr.grh.dgid.raw, remote.gid.data(), 16);
-    attr.ah_attr.grh.sgid_index = static_cast<uint8_t>(t_->gid().index);
-    attr.ah_attr.grh.hop_limit = 64;
-  }
-  SSIHV_RETURN_IF_ERROR(sys::ModifyQp(
-      qp_.get(), &attr,
-      IBV_QP_STATE | IBV_QP_AV | IBV_QP_PATH_MTU | IBV_QP_DEST_QPN |
-          IBV_QP_RQ_PSN | IBV_QP_MAX_DEST_RD_ATOMIC | IBV_QP_MIN_RNR_TIMER,
-      "INIT->RTR"));
-  attr = {};
-  attr.qp_state = IBV_QPS_RTS;
-  attr.timeout = 14;  // 4.096 us * 2^14 = 67 ms per try
-  attr.retry_cnt = 7;
-  attr.rnr_retry = 7;  // credits prevent RNR; this is the backstop
-  attr.sq_psn = psn_;
-  attr.max_rd_atomic = static_cast<uint8_t>(std::min<uint32_t>(
-      {kMaxRdAtomic, remote.max_rd_atomic,
-       static_cast<uint32_t>(d.device_attr.max_qp_init_rd_atom)}));
-  SSIHV_RETURN_IF_ERROR(sys::ModifyQp(
-      qp_.get(), &attr,
-      IBV_QP_STATE | IBV_QP_TIMEOUT | IBV_QP_RETRY_CNT | IBV_QP_RNR_RETRY |
-          IBV_QP_SQ_PSN | IBV_QP_MAX_QP_RD_ATOMIC,
-      "RTR->RTS"));
+  SSIHV_RETURN_IF_ERROR(
+      ConnectRcQp(qp_.get(), t_->device(), t_->gid(), psn_, remote, id_));
   std::lock_guard<std::mutex> lock(send_mu_);
   credits_ = remote.recv_depth > kReserveBuffers
                  ? remote.recv_depth - kReserveBuffers
@@ -404,13 +339,16 @@ void RdmaPeer::Dispatch(const FrameHeader& h,
         std::unique_lock<std::shared_mutex> lock(regions_mu_);
         regions_.Remove(*region);
       }
-      FrameHeader ack;
-      ack.kind = FrameKind::kRegionRemoveAck;
-      ack.length = 8;
-      uint8_t body[8];
-      EncodeRegionId(*region, body);
-      SendFrame(ack, body, SendMode::kForce, absl::InfinitePast())
-          .IgnoreError();
+      // READs over fetch lanes are not behind the fence: the ack waits for
+      // those of this region (LaneReadDone sends it then).
+      {
+        std::lock_guard<std::mutex> lock(lane_reads_mu_);
+        if (lane_reads_.contains(*region)) {
+          acks_waiting_.push_back(*region);
+          return;
+        }
+      }
+      SendRemoveAck(*region);
       return;
     }
     case FrameKind::kRegionRemoveAck: {
@@ -474,11 +412,37 @@ void RdmaPeer::Dispatch(const FrameHeader& h,
   }
 }
 
+void RdmaPeer::SendRemoveAck(uint32_t region) {
+  FrameHeader ack;
+  ack.kind = FrameKind::kRegionRemoveAck;
+  ack.length = 8;
+  uint8_t body[8];
+  EncodeRegionId(region, body);
+  SendFrame(ack, body, SendMode::kForce, absl::InfinitePast()).IgnoreError();
+}
+
+void RdmaPeer::LaneReadStarted(uint32_t region) {
+  std::lock_guard<std::mutex> lock(lane_reads_mu_);
+  ++lane_reads_[region];
+}
+
+void RdmaPeer::LaneReadDone(uint32_t region) {
+  {
+    std::lock_guard<std::mutex> lock(lane_reads_mu_);
+    auto it = lane_reads_.find(region);
+    if (--it->second > 0) return;
+    lane_reads_.erase(it);
+    if (std::erase(acks_waiting_, region) == 0) return;
+  }
+  SendRemoveAck(region);
+}
+
 void RdmaPeer::Close(absl::string_view reason) {
   if (dead_.exchange(true, std::memory_order_acq_rel)) return;
   Log(LogLevel::kWarning, "rdmax node ", t_->self(), ": ", reason,
       "; closing the connection to node ", id_);
   control_.Shutdown();
+  lanes_.CloseAll();  // wakes fetches sleeping on a lane
   {
     std::lock_guard<std::mutex> lock(send_mu_);
     send_cv_.notify_all();
@@ -493,6 +457,15 @@ void RdmaPeer::Teardown() {
   attr.qp_state = IBV_QPS_ERR;
   absl::Status st = sys::ModifyQp(qp_.get(), &attr, IBV_QP_STATE, "->ERR");
   if (!st.ok()) Log(LogLevel::kError, "rdmax: ", st.message());
+  // Lanes both ways: ours are shut down (Close did), requests in flight
+  // fail, the peer's responders stop serving.
+  for (size_t i = 0; i < lanes_asked.size(); ++i) lanes_.SetupFailed();
+  lanes_asked.clear();
+  for (sys::Qp& lane : served_lanes) {
+    sys::ModifyQp(lane.get(), &attr, IBV_QP_STATE, "->ERR").IgnoreError();
+  }
+  t_->atomic_stats().lanes_serving.fetch_sub(served_lanes.size(),
+                                             std::memory_order_relaxed);
   std::vector<absl::AnyInvocable<void()>> callbacks = pending_.FailAll(
       absl::UnavailableError(absl::StrCat("connection to node ", id_,
                                           " lost with the request in flight")),

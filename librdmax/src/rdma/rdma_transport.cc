@@ -118,7 +118,9 @@ void RdmaTransport::Shutdown() {
   // Threads still inside Fetch/CallSync hold operations of these peers.
   for (absl::Time end = absl::Now() + kShutdownDrain; absl::Now() < end;) {
     bool busy = false;
-    for (auto& p : draining_) busy |= p->pending().in_use() > 0;
+    for (auto& p : draining_) {
+      busy |= p->pending().in_use() > 0 || p->lane_users().load() > 0;
+    }
     if (!busy) break;
     absl::SleepFor(absl::Milliseconds(1));
   }
@@ -407,6 +409,10 @@ absl::Status RdmaTransport::OnControlFrame(RdmaPeer* peer, const Frame& f) {
       if (peer->remote_ready) peer->SetLinkUp();
       return absl::OkStatus();
     }
+    case FrameKind::kRdmaLaneRequest:
+      return OnLaneRequest(peer, f);
+    case FrameKind::kRdmaLaneAccept:
+      return OnLaneAccept(peer, f);
     case FrameKind::kRdmaReady:
       if (peer->remote_ready) {
         return absl::InvalidArgumentError("second rdma-ready");

@@ -29,6 +29,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <shared_mutex>
 #include <thread>
 #include <vector>
@@ -40,6 +41,7 @@
 #include "pending.h"
 #include "rdma/control_stream.h"
 #include "rdma/device.h"
+#include "rdma/rdma_lane.h"
 #include "regions.h"
 #include "ssihv/base/mapped_region.h"
 #include "sys/verbs.h"
@@ -115,6 +117,21 @@ class RdmaPeer {
   /// Both QPs ready: SENDs may go out (queued frames drain then).
   void SetLinkUp();
 
+  // Fetch lanes (rdma_lane.h; rdma_lanes.cc).
+  RdmaLanes& lanes() { return lanes_; }
+  /// Fetches over a lane hold the peer: counted so Shutdown waits for them.
+  std::atomic<int>& lane_users() { return lane_users_; }
+  /// A lane READ of `region` starts (called under the shared regions_mu_
+  /// lock, with the region checked) / finished. A region's removal is
+  /// acknowledged only once its lane READs have finished.
+  void LaneReadStarted(uint32_t region);
+  void LaneReadDone(uint32_t region);
+  // Data thread: lanes asked of the peer until accepted, by number; the
+  // responders of the lanes the peer set up to this node.
+  absl::flat_hash_map<uint64_t, std::shared_ptr<RdmaLane>> lanes_asked;
+  uint64_t next_lane_number = 0;
+  std::vector<sys::Qp> served_lanes;
+
  private:
   friend class RdmaTransport;
   bool CanPostLocked() const {
@@ -125,6 +142,8 @@ class RdmaPeer {
   void ReturnCreditsLocked();
   bool TakeRequest(uint64_t id);
   void Dispatch(const FrameHeader& h, absl::Span<const uint8_t> payload);
+  /// The fenced acknowledgement of a withdrawn region.
+  void SendRemoveAck(uint32_t region);
   absl::Status Repost(uint32_t index);
 
   RdmaTransport* const t_;
@@ -166,6 +185,12 @@ class RdmaPeer {
   std::shared_mutex regions_mu_;
   PeerRegions regions_;
   PendingTable pending_;
+
+  RdmaLanes lanes_;
+  std::atomic<int> lane_users_{0};
+  std::mutex lane_reads_mu_;
+  absl::flat_hash_map<uint32_t, uint32_t> lane_reads_;  // region -> READs
+  std::vector<uint32_t> acks_waiting_;  // regions removed mid-READ
 };
 
 class RdmaTransport final : public TransportBase {
@@ -243,6 +268,27 @@ class RdmaTransport final : public TransportBase {
   void OnTick();
   absl::StatusOr<std::shared_ptr<RdmaPeer>> Peer(NodeId id,
                                                  absl::string_view op);
+  // ---- fetch lanes (rdma_lanes.cc) ----
+  std::optional<absl::Status> FetchOverLane(
+      const std::shared_ptr<RdmaPeer>& peer, RegionId region, uint64_t offset,
+      absl::Span<uint8_t> dst, absl::Time deadline);
+  /// Has the data thread set up one more lane to `peer`.
+  void RequestLane(const std::shared_ptr<RdmaPeer>& peer);
+  void SetUpLane(const std::shared_ptr<RdmaPeer>& peer);
+  /// Control frames: a peer asks for a lane / answers this node's request.
+  absl::Status OnLaneRequest(RdmaPeer* peer, const Frame& f);
+  absl::Status OnLaneAccept(RdmaPeer* peer, const Frame& f);
+
+  /// Where a READ into `dst` lands: `dst` itself when it lies in a
+  /// registered region, else a bounce buffer (waited for until
+  /// `wait_until`).
+  struct ReadTarget {
+    uint64_t addr = 0;
+    uint32_t lkey = 0;
+    int bounce = -1;
+  };
+  absl::StatusOr<ReadTarget> TargetFor(NodeId peer, absl::Span<uint8_t> dst,
+                                       absl::Time wait_until);
   absl::StatusOr<PendingOp*> PostRead(RdmaPeer& peer, RegionId region,
                                       uint64_t offset, absl::Span<uint8_t> dst,
                                       FetchCallback* done, absl::Time deadline);

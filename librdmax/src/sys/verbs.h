@@ -63,8 +63,10 @@ absl::StatusOr<ibv_gid_entry> QueryGidEx(ibv_context* ctx, uint8_t port,
                                          uint32_t index);
 /// ibv_alloc_pd.
 absl::StatusOr<Pd> AllocPd(ibv_context* ctx);
-/// ibv_create_comp_channel.
-absl::StatusOr<CompChannel> CreateCompChannel(ibv_context* ctx);
+/// ibv_create_comp_channel; `nonblocking` for a channel waited for in epoll
+/// (the data thread's), blocking for one a thread sleeps on (a fetch lane).
+absl::StatusOr<CompChannel> CreateCompChannel(ibv_context* ctx,
+                                              bool nonblocking = true);
 /// ibv_create_cq.
 absl::StatusOr<Cq> CreateCq(ibv_context* ctx, int entries,
                             ibv_comp_channel* channel);
@@ -77,8 +79,9 @@ absl::Status ModifyQp(ibv_qp* qp, ibv_qp_attr* attr, int mask,
                       const char* what);
 /// ibv_req_notify_cq.
 absl::Status ReqNotifyCq(ibv_cq* cq);
-/// ibv_get_cq_event on a non-blocking channel: the CQ with an event, or
-/// nullptr when there is none now.
+/// ibv_get_cq_event: the CQ with an event; nullptr when there is none now
+/// (non-blocking channel) or on error. On a blocking channel it sleeps
+/// until an armed CQ gets a completion.
 ibv_cq* GetCqEvent(ibv_comp_channel* channel);
 /// ibv_ack_cq_events.
 void AckCqEvents(ibv_cq* cq, unsigned int n);

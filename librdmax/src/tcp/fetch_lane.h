@@ -7,23 +7,20 @@
 // one blocking recvmsg straight into its buffer — what a raw blocking
 // socket does (BM_Floor/tcp_rtt_4k), with no epoll and no hand-off.
 //
-// FetchLanes is the pool of one main connection's lanes (at most
-// tcp_fetch_lanes): a fetch takes an idle lane or, when there is none, asks
-// for one more to be dialed (in the background; this fetch uses the main
-// connection). Lanes die with their main connection (CloseAll from
-// TcpConnection::Close), so a lane never outlives the incarnation of the
-// peer whose region table the fetch was checked against.
+// FetchLanes is the pool of one main connection's lanes (lane_pool.h);
+// they die with it (CloseAll from TcpConnection::Close), so a lane never
+// outlives the incarnation of the peer whose region table the fetch was
+// checked against.
 #ifndef SSIHV_RDMAX_TCP_FETCH_LANE_H_
 #define SSIHV_RDMAX_TCP_FETCH_LANE_H_
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
+#include "lane_pool.h"
 #include "ssihv/base/unique_fd.h"
 #include "ssihv/rdmax/transport.h"
 #include "ssihv/rdmax/wire.h"
@@ -66,41 +63,8 @@ class FetchLane {
   uint64_t next_id_ = 1;
 };
 
-class FetchLanes {
- public:
-  FetchLanes(uint32_t max_lanes, absl::Duration backoff_min,
-             absl::Duration backoff_max, AtomicStats* stats);
-
-  /// An idle lane, or nullptr. Sets *dial when the caller should dial one
-  /// more (a slot is reserved for it: report with Adopt or DialFailed).
-  std::shared_ptr<FetchLane> Acquire(bool* dial);
-  /// Returns a lane after a fetch; a lane that is not `healthy` is closed
-  /// (and further dials back off for a while).
-  void Release(std::shared_ptr<FetchLane> lane, bool healthy);
-  /// A dial that Acquire asked for succeeded. False (and the lane closed)
-  /// when the pool was closed meanwhile.
-  bool Adopt(std::shared_ptr<FetchLane> lane);
-  /// A dial that Acquire asked for failed: back off.
-  void DialFailed();
-  /// Closes every lane (owners' fetches fail over to the main connection,
-  /// which is closing too) and refuses new ones. Any thread; idempotent.
-  void CloseAll();
-
- private:
-  void BackOffLocked();
-
-  const uint32_t max_;
-  const absl::Duration backoff_min_;
-  const absl::Duration backoff_max_;
-  AtomicStats* const stats_;
-  std::mutex mu_;
-  std::vector<std::shared_ptr<FetchLane>> idle_;  // LIFO: warmest first
-  std::vector<std::shared_ptr<FetchLane>> all_;   // open (idle or in use)
-  uint32_t dialing_ = 0;
-  bool closed_ = false;
-  absl::Duration backoff_ = absl::ZeroDuration();
-  absl::Time next_dial_ = absl::InfinitePast();
-};
+/// The lanes of one main connection (lane_pool.h).
+using FetchLanes = LanePool<FetchLane>;
 
 }  // namespace ssihv::rdmax
 

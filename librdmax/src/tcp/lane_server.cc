@@ -146,8 +146,9 @@ bool ServedLane::ServeOne() {
         transport_->self(), req->region, req->offset, req->length);
     if (p.ok()) {
       rh.length = req->length;
-      if (!Respond(rh, *p, req->length)) return false;
+      // Counted first: the fetcher may look before this thread runs again.
       Bump(transport_->atomic_stats().fetches_served);
+      if (!Respond(rh, *p, req->length)) return false;
     } else {
       Bump(transport_->atomic_stats().fetches_refused);
       error = EncodeError(p.status());

@@ -9,7 +9,7 @@
 // closes the lane with a logged reason. That is the raw blocking server of
 // BM_Floor/tcp_rtt_4k plus a header check.
 //
-// Threads are bounded: at most tcp_fetch_lanes lanes per peer, accepted only
+// Threads are bounded: at most fetch_lanes lanes per peer, accepted only
 // while the peer's main connection is up, and closed when it goes down.
 #ifndef SSIHV_RDMAX_TCP_LANE_SERVER_H_
 #define SSIHV_RDMAX_TCP_LANE_SERVER_H_

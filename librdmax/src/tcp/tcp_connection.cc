@@ -57,7 +57,7 @@ TcpConnection::TcpConnection(TcpTransport* transport, NodeId peer,
       armed_(kReadEvents),
       pending_(std::max<uint32_t>(1, transport->options().max_outstanding),
                peer),
-      lanes_(transport->options().tcp_fetch_lanes,
+      lanes_(transport->options().fetch_lanes,
              transport->options().reconnect_min,
              transport->options().reconnect_max, &transport->atomic_stats()) {}
 

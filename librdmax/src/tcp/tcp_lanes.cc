@@ -39,9 +39,9 @@ absl::Status TcpTransport::CheckFetch(TcpConnection& conn, RegionId region,
 std::optional<absl::Status> TcpTransport::FetchOverLane(
     const std::shared_ptr<TcpConnection>& conn, RegionId region,
     uint64_t offset, absl::Span<uint8_t> dst, absl::Time deadline) {
-  bool dial = false;
-  std::shared_ptr<FetchLane> lane = conn->lanes().Acquire(&dial);
-  if (dial) RequestLane(conn);
+  bool setup = false;
+  std::shared_ptr<FetchLane> lane = conn->lanes().Acquire(&setup);
+  if (setup) RequestLane(conn);
   if (lane == nullptr) return std::nullopt;
   absl::Status result;
   FetchLane::Outcome outcome =
@@ -62,7 +62,7 @@ void TcpTransport::RequestLane(const std::shared_ptr<TcpConnection>& conn) {
   control_->DialLane(peer, [this, weak, peer](absl::StatusOr<int> fd) {
     std::shared_ptr<TcpConnection> c = weak.lock();
     if (!fd.ok()) {
-      if (c != nullptr) c->lanes().DialFailed();
+      if (c != nullptr) c->lanes().SetupFailed();
       Log(LogLevel::kDebug, "rdmax node ", self(), ": ", fd.status().message());
       return;
     }
@@ -75,12 +75,12 @@ void TcpTransport::RequestLane(const std::shared_ptr<TcpConnection>& conn) {
     if (!st.ok()) {
       Log(LogLevel::kWarning, "rdmax node ", self(), ": fetch lane to node ",
           peer, ": ", st.message());
-      c->lanes().DialFailed();
+      c->lanes().SetupFailed();
       return;
     }
     auto lane =
         std::make_shared<FetchLane>(std::move(owned), peer, limits_, &stats_);
-    if (c->lanes().Adopt(std::move(lane))) Bump(stats_.lanes_dialed);
+    c->lanes().Adopt(std::move(lane));
   });
 }
 
@@ -102,10 +102,10 @@ void TcpTransport::AdoptLane(NodeId peer, base::UniqueFd fd) {
   absl::Status st;
   if (conn_token == 0) {
     st = absl::FailedPreconditionError("its main connection is not up");
-  } else if (count >= options_.tcp_fetch_lanes) {
+  } else if (count >= options_.fetch_lanes) {
     st = absl::ResourceExhaustedError(absl::StrCat(
         "it has ", count,
-        " lanes already (tcp_fetch_lanes = ", options_.tcp_fetch_lanes, ")"));
+        " lanes already (fetch_lanes = ", options_.fetch_lanes, ")"));
   }
   if (st.ok()) st = sys::SetBlocking(fd.get());
   if (st.ok()) st = sys::SetTcpNoDelay(fd.get());

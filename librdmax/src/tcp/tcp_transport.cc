@@ -468,7 +468,7 @@ absl::Status TcpTransport::Fetch(NodeId peer, RegionId region, uint64_t offset,
   SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(peer, "Fetch"));
   SSIHV_RETURN_IF_ERROR(CheckFetch(*conn, region, offset, dst));
   absl::Time deadline = absl::Now() + options_.op_timeout;
-  if (options_.tcp_fetch_lanes > 0) {
+  if (options_.fetch_lanes > 0) {
     std::optional<absl::Status> over_lane =
         FetchOverLane(conn, region, offset, dst, deadline);
     if (over_lane.has_value()) return *over_lane;

@@ -142,6 +142,18 @@ struct TransportOptions {
   /// from min to max, with jitter.
   absl::Duration reconnect_min = absl::Milliseconds(10);
   absl::Duration reconnect_max = absl::Seconds(1);
+  /// Fetch lanes per peer (docs/TRANSPORT.md, "Fetch lanes"). A thread
+  /// blocked in Fetch takes an idle lane of its own to the peer, which no
+  /// data thread watches: on TCP an extra connection, authenticated like
+  /// the main one, so the fetch is one sendmsg and one blocking recvmsg (the
+  /// peer serves it from a thread blocked in recv); on RDMA an extra QP with
+  /// its own completion queue and channel, so the thread sleeps on (or, with
+  /// busy_poll, polls) its own completion. Lanes are set up on demand, up to
+  /// this many per peer; a fetch that finds none idle uses the main
+  /// connection meanwhile (as FetchAsync always does). A node accepts at
+  /// most this many lanes per peer (each costs it a thread on TCP, a QP on
+  /// RDMA). 0: every fetch uses the main connection.
+  uint32_t fetch_lanes = 8;
 
   // ---- TCP ----
   /// A thread blocked in Fetch/CallSync reads its own response; meanwhile
@@ -156,16 +168,6 @@ struct TransportOptions {
   /// ~200 us (docs/PERFORMANCE.md, "Transport"). Zero (the default): switch
   /// back after every call; messages are never delayed.
   absl::Duration tcp_rearm_delay = absl::ZeroDuration();
-  /// Fetch lanes per peer (docs/TRANSPORT.md, "Fetch lanes"). A thread
-  /// blocked in Fetch takes an idle lane: a connection of its own to the
-  /// peer, authenticated like the main one, that no data thread watches, so
-  /// the fetch is one sendmsg and one blocking recvmsg, as on a raw socket;
-  /// the peer serves it from a thread blocked in recv on that lane. Lanes
-  /// are dialed on demand, up to this many per peer: a fetch that finds
-  /// none idle uses the main connection meanwhile (as does FetchAsync,
-  /// always). Each lane costs the serving peer a thread; it accepts at most
-  /// this many lanes per peer. 0: every fetch uses the main connection.
-  uint32_t tcp_fetch_lanes = 8;
 
   // ---- RDMA ----
   /// Device name ("rxe0", "mlx5_0"); empty = the first device with an
@@ -197,11 +199,12 @@ struct TransportStats {
   uint64_t malformed_frames = 0;
   /// Largest user-space send queue seen (bytes), over all peers.
   uint64_t send_queue_high_water = 0;
-  /// TCP fetch lanes: fetches that went over a lane (included in
-  /// `fetches`); lanes this node dialed and authenticated, lanes it
-  /// accepted from peers, lanes it refused (beyond tcp_fetch_lanes, or from
-  /// a peer whose main connection is not up); and, as gauges, the lanes
-  /// open now that this node dialed / serves for peers.
+  /// Fetch lanes (TransportOptions::fetch_lanes): fetches that went over a
+  /// lane (included in `fetches`); lanes this node set up for its fetches
+  /// (TCP: dialed and authenticated), lanes it accepted from peers, lanes
+  /// it refused (beyond fetch_lanes, or from a peer whose main connection
+  /// is not up); and, as gauges, the lanes open now that this node fetches
+  /// over / serves for peers.
   uint64_t lane_fetches = 0;
   uint64_t lanes_dialed = 0;
   uint64_t lanes_accepted = 0;

@@ -24,7 +24,9 @@
 namespace ssihv::rdmax {
 
 inline constexpr uint32_t kWireMagic = 0x56485353;  // "SSHV"
-inline constexpr uint16_t kWireVersion = 1;
+// 2: RDMA fetch lanes (kRdmaLaneRequest/kRdmaLaneAccept); TCP fetch lanes
+// (hello backend 3).
+inline constexpr uint16_t kWireVersion = 2;
 inline constexpr size_t kFrameHeaderSize = 16;
 inline constexpr size_t kNonceSize = 32;
 inline constexpr size_t kMacSize = 32;  // HMAC-SHA256
@@ -51,10 +53,15 @@ enum class FrameKind : uint8_t {
   kRdmaParams = 14,      // RdmaParamsPayload (control connection)
   kRdmaReady = 15,       // empty: my QP is RTS (control connection)
   kCredit = 16,          // RDMA: `id` = receive credits returned
+  // RDMA fetch lanes (control connection; `id` = the fetcher's lane number).
+  kRdmaLaneRequest = 17,  // fetcher -> server: RdmaParamsPayload of its QP
+  kRdmaLaneAccept = 18,   // server -> fetcher: its QP's RdmaParamsPayload,
+                          // or ErrorPayload with kFlagError (refused)
 };
-inline constexpr uint8_t kMaxFrameKind = 16;
+inline constexpr uint8_t kMaxFrameKind = 18;
 
-/// Flag bit of kResponse / kFetchResponse: the payload is an ErrorPayload.
+/// Flag bit of kResponse / kFetchResponse / kRdmaLaneAccept: the payload is
+/// an ErrorPayload.
 inline constexpr uint8_t kFlagError = 0x01;
 
 struct FrameHeader {

@@ -1,0 +1,41 @@
+// Setting up an RC queue pair, shared by a peer's main QP and its fetch
+// lanes' QPs (both ends): creation, RESET->INIT, the parameters the other
+// end needs, and INIT->RTR->RTS against the other end's parameters, with
+// the attributes of rdma-core's rc_pingpong (docs/TRANSPORT.md, "RDMA").
+#ifndef SSIHV_RDMAX_RDMA_RC_QP_H_
+#define SSIHV_RDMAX_RDMA_RC_QP_H_
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "rdma/device.h"
+#include "ssihv/rdmax/transport.h"
+#include "ssihv/rdmax/wire.h"
+#include "sys/verbs.h"
+
+namespace ssihv::rdmax {
+
+/// Outstanding READs a QP asks for / grants (capped by the device).
+inline constexpr uint32_t kMaxRdAtomic = 16;
+
+/// ibv_create_qp (RC, one SGE per work request, signaled explicitly).
+absl::StatusOr<sys::Qp> CreateRcQp(ibv_pd* pd, ibv_cq* send_cq, ibv_cq* recv_cq,
+                                   uint32_t max_send_wr, uint32_t max_recv_wr);
+/// RESET->INIT on the device's port, allowing `access` to remote peers.
+absl::Status InitRcQp(ibv_qp* qp, const OpenedDevice& device, int access);
+/// A random 24-bit packet sequence number.
+uint32_t RandomPsn();
+/// What the other end needs to connect to `qp`.
+RdmaParamsPayload RcQpParams(const OpenedDevice& device, const ChosenGid& gid,
+                             const ibv_qp* qp, uint32_t psn,
+                             uint32_t recv_depth, uint32_t recv_bytes);
+/// INIT->RTR->RTS against `remote` (whose link layer must match ours).
+/// `peer` names the node in errors.
+absl::Status ConnectRcQp(ibv_qp* qp, const OpenedDevice& device,
+                         const ChosenGid& gid, uint32_t psn,
+                         const RdmaParamsPayload& remote, NodeId peer);
+
+}  // namespace ssihv::rdmax
+
+#endif  // SSIHV_RDMAX_RDMA_RC_QP_H_
