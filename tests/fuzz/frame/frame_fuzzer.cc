@@ -66,7 +66,15 @@ void DecodePayload(const Frame& f, const FrameLimits& limits,
       if (f.header.flags & kFlagError) (void)DecodeError(f.payload, &carried);
       break;
     case FrameKind::kRdmaParams:
+    case FrameKind::kRdmaLaneRequest:
       (void)DecodeRdmaParams(f.payload);
+      break;
+    case FrameKind::kRdmaLaneAccept:  // fetch lane set-up (or its refusal)
+      if (f.header.flags & kFlagError) {
+        (void)DecodeError(f.payload, &carried);
+      } else {
+        (void)DecodeRdmaParams(f.payload);
+      }
       break;
     default:
       break;

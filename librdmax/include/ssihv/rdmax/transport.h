@@ -19,9 +19,10 @@
 // * The blocking calls (Fetch, CallSync, Send with a deadline) block only the
 //   calling thread, and never run a callback on it: a fault thread that holds
 //   its own locks can call Fetch without re-entering its own handlers. On the
-//   fast path the calling thread reads its own completion (the response
-//   frame on TCP, the CQ in busy-poll mode on RDMA) instead of waiting for a
-//   hand-off from the data thread.
+//   fast path the calling thread reads its own completion instead of waiting
+//   for a hand-off from the data thread: a Fetch goes over a fetch lane
+//   (TransportOptions::fetch_lanes) whose response (TCP) or CQ (RDMA, event
+//   or busy-poll mode) only that thread reads.
 // * A Message (and its payload) is a view valid only during the callback.
 //
 // MEMORY REGIONS
