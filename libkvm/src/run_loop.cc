@@ -1,6 +1,8 @@
 #include "ssihv/kvm/run_loop.h"
 
+#include <algorithm>
 #include <cerrno>
+#include <string>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -72,6 +74,109 @@ void StopLatch::AddListener(std::function<void()> listener) {
     }
   }
   listener();
+}
+
+// --- Exit descriptions ---
+
+namespace {
+
+// SVM reports a failed VMRUN as exit code SVM_EXIT_ERR (-1): AMD APM vol. 2,
+// 15.5.1 "Basic Operation", the VMRUN consistency checks. KVM copies the
+// VMCB's 32-bit exit_code, so user space sees 0xffffffff (seen in the lab,
+// Linux 6.1); a 64-bit copy would give ~0. Neither is a VMX exit reason
+// (bit 16 of those is always 0).
+constexpr uint64_t kSvmExitErr32 = 0xffffffff;
+constexpr uint64_t kSvmExitErr64 = ~uint64_t{0};
+// VMX sets bit 31 of the exit reason on a failed VM entry (SDM vol. 3,
+// 27.8 "VM-entry failures during or after loading guest state").
+constexpr uint64_t kVmxFailedEntry = uint64_t{1} << 31;
+
+const char* VmxEntryFailureName(uint64_t basic_reason) {
+  switch (basic_reason) {
+    case 33:
+      return "VMX: invalid guest state";
+    case 34:
+      return "VMX: MSR loading";
+    case 41:
+      return "VMX: machine-check event";
+  }
+  return "VMX: failed VM entry";
+}
+
+// What KVM reports when VMLAUNCH/VMRESUME itself fails: the VM-instruction
+// error number (SDM vol. 3, 31.4 "VM instruction error numbers").
+const char* VmxInstructionErrorName(uint64_t error) {
+  switch (error) {
+    case 7:
+      return "VMX instruction error 7: VM entry with invalid control field(s)";
+    case 8:
+      return "VMX instruction error 8: VM entry with invalid host-state "
+             "field(s)";
+  }
+  return "VMX instruction error";
+}
+
+const char* InternalErrorName(uint32_t suberror) {
+  switch (suberror) {
+    case KVM_INTERNAL_ERROR_EMULATION:
+      return "KVM_INTERNAL_ERROR_EMULATION: instruction emulation failed";
+    case KVM_INTERNAL_ERROR_SIMUL_EX:
+      return "KVM_INTERNAL_ERROR_SIMUL_EX: exception while delivering "
+             "another exception";
+    case KVM_INTERNAL_ERROR_DELIVERY_EV:
+      return "KVM_INTERNAL_ERROR_DELIVERY_EV: exit while delivering an event";
+    case KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON:
+      return "KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON: unexpected VM exit";
+  }
+  return "unknown suberror";
+}
+
+}  // namespace
+
+std::string DescribeFailEntry(const kvm_run& run) {
+  const uint64_t reason = run.fail_entry.hardware_entry_failure_reason;
+  const char* what;
+  if (reason == kSvmExitErr32 || reason == kSvmExitErr64) {
+    what = "SVM_EXIT_ERR: VMRUN refused the guest state (consistency checks)";
+  } else if ((reason & kVmxFailedEntry) && reason <= 0xffffffff) {
+    what = VmxEntryFailureName(reason & 0xffff);
+  } else if (reason < 64) {
+    what = VmxInstructionErrorName(reason);
+  } else {
+    what = "unknown";
+  }
+  return absl::StrCat("hardware entry failure reason 0x", absl::Hex(reason),
+                      " (", what, ") on host CPU ", run.fail_entry.cpu,
+                      ": the vCPU state is invalid for VM entry");
+}
+
+std::string DescribeInternalError(const kvm_run& run) {
+  const auto& e = run.internal;
+  std::string out = absl::StrCat("suberror ", e.suberror, " (",
+                                 InternalErrorName(e.suberror), ")");
+  uint32_t ndata = std::min<uint32_t>(e.ndata, 16);
+  uint32_t first = 0;
+  if (e.suberror == KVM_INTERNAL_ERROR_EMULATION && ndata > 0) {
+    // api.rst: for emulation failures the first data word is `flags`; with
+    // the instruction-bytes flag the next two hold insn_size and the bytes.
+    const auto& f = run.emulation_failure;
+    first = 1;
+    if ((f.flags & KVM_INTERNAL_ERROR_EMULATION_FLAG_INSTRUCTION_BYTES) &&
+        ndata >= 3) {
+      absl::StrAppend(&out, ", instruction bytes:");
+      for (uint32_t i = 0; i < f.insn_size && i < sizeof(f.insn_bytes); ++i) {
+        absl::StrAppend(&out, " ", absl::Hex(f.insn_bytes[i], absl::kZeroPad2));
+      }
+      first = 3;
+    }
+  }
+  if (first < ndata) {
+    absl::StrAppend(&out, ", data:");
+    for (uint32_t i = first; i < ndata; ++i) {
+      absl::StrAppend(&out, " 0x", absl::Hex(e.data[i]));
+    }
+  }
+  return out;
 }
 
 // --- VcpuRunLoop ---
@@ -190,38 +295,15 @@ bool VcpuRunLoop::HandleSystemEvent() {
 }
 
 bool VcpuRunLoop::HandleFailEntry() {
-  const auto& f = vcpu_.run()->fail_entry;
-  return Fail(absl::InternalError(absl::StrCat(
-      "KVM_EXIT_FAIL_ENTRY on vCPU ", vcpu_.id(),
-      ": hardware entry failure reason 0x",
-      absl::Hex(f.hardware_entry_failure_reason), " (host cpu ", f.cpu,
-      "): the vCPU state is invalid for VM entry\n", vcpu_.DumpState())));
+  return Fail(absl::InternalError(
+      absl::StrCat("KVM_EXIT_FAIL_ENTRY on vCPU ", vcpu_.id(), ": ",
+                   DescribeFailEntry(*vcpu_.run()), "\n", vcpu_.DumpState())));
 }
 
 bool VcpuRunLoop::HandleInternalError() {
-  const auto& e = vcpu_.run()->internal;
-  const char* kind = "unknown";
-  switch (e.suberror) {
-    case KVM_INTERNAL_ERROR_EMULATION:
-      kind = "instruction emulation failed";
-      break;
-    case KVM_INTERNAL_ERROR_SIMUL_EX:
-      kind = "exception while delivering another exception";
-      break;
-    case KVM_INTERNAL_ERROR_DELIVERY_EV:
-      kind = "exit while delivering an event";
-      break;
-    case KVM_INTERNAL_ERROR_UNEXPECTED_EXIT_REASON:
-      kind = "unexpected VM exit reason";
-      break;
-  }
-  std::string data;
-  for (uint32_t i = 0; i < e.ndata && i < 16; ++i) {
-    absl::StrAppend(&data, " 0x", absl::Hex(e.data[i]));
-  }
   return Fail(absl::InternalError(absl::StrCat(
-      "KVM_EXIT_INTERNAL_ERROR on vCPU ", vcpu_.id(), ": suberror ", e.suberror,
-      " (", kind, "), data:", data, "\n", vcpu_.DumpState())));
+      "KVM_EXIT_INTERNAL_ERROR on vCPU ", vcpu_.id(), ": ",
+      DescribeInternalError(*vcpu_.run()), "\n", vcpu_.DumpState())));
 }
 
 bool VcpuRunLoop::HandleUnknown() {

@@ -84,8 +84,27 @@ PAYLOAD(guest_rm_spin)
 	jmp 1b
 END(guest_rm_spin)
 
+/* Provokes KVM_EXIT_INTERNAL_ERROR (emulation): reports its index like
+ * guest_rm_spin, waits until vCPU 1's spin counter at 0x602 moves (so that
+ * vCPU is in guest mode, where only a kick stops it), then jumps to
+ * e000:0000. GPA 0xe0000 has no memory slot: the fetch faults to KVM as
+ * MMIO, and KVM cannot emulate an instruction it cannot fetch. */
+PAYLOAD(guest_rm_fetch_unbacked)
+	out %al, $0xe9
+1:	cmpw $0, 0x602
+	je 1b
+	ljmp $0xe000, $0
+END(guest_rm_fetch_unbacked)
 
 	.code64
+/* Long mode at CPL 0: one out on the data port, then hlt. The control case
+ * of the FAIL_ENTRY test (the same state with a valid CS gets here). */
+PAYLOAD(guest_lm_out_hlt)
+	mov $0x64, %al
+	out %al, $0xe9
+	hlt
+END(guest_lm_out_hlt)
+
 /* A fake bzImage's protected-mode kernel: the 64-bit entry is at +0x200.
  * Reports what the boot protocol handed it, touches RAM just below the
  * 3 GiB hole (identity map past 2 GiB) and MMIO inside it, then signals

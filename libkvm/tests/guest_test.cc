@@ -25,141 +25,28 @@
 #include "ssihv/kvm/run_loop.h"
 #include "ssihv/kvm/x86_boot.h"
 #include "ssihv/kvm/x86_vcpu.h"
+#include "test_vm.h"
 
-#define DECLARE_PAYLOAD(name) \
-  extern "C" const uint8_t name##_start[], name##_end[];
-DECLARE_PAYLOAD(guest_rm_io)
-DECLARE_PAYLOAD(guest_rm_mmio)
-DECLARE_PAYLOAD(guest_rm_uffd)
-DECLARE_PAYLOAD(guest_rm_cpuid)
-DECLARE_PAYLOAD(guest_rm_spin)
-DECLARE_PAYLOAD(guest_lm_triple_fault)
-DECLARE_PAYLOAD(guest_lm_kernel)
-#define PAYLOAD(name)               \
-  absl::MakeConstSpan(name##_start, \
-                      static_cast<size_t>(name##_end - name##_start))
+SSIHV_DECLARE_PAYLOAD(guest_rm_io)
+SSIHV_DECLARE_PAYLOAD(guest_rm_mmio)
+SSIHV_DECLARE_PAYLOAD(guest_rm_uffd)
+SSIHV_DECLARE_PAYLOAD(guest_rm_cpuid)
+SSIHV_DECLARE_PAYLOAD(guest_rm_spin)
+SSIHV_DECLARE_PAYLOAD(guest_lm_triple_fault)
+SSIHV_DECLARE_PAYLOAD(guest_lm_kernel)
 
 namespace ssihv::kvm {
 namespace {
 
-constexpr uint64_t kCodeAddr = 0x1000;
-constexpr uint16_t kDataPort = 0xe9;
-constexpr uint16_t kDonePort = 0xf4;
-// Real-mode tests map RAM below the MMIO window at 0xd0000.
-constexpr uint64_t kRealModeRam = 0x80000;
-
-template <typename T>
-T Unwrap(absl::StatusOr<T> v) {
-  INFO(v.status().ToString());
-  REQUIRE(v.ok());
-  return *std::move(v);
-}
-
-// Records every access; reads of the data port answer 0x41.
-class Recorder : public BusDevice {
- public:
-  struct Access {
-    uint64_t offset;
-    bool write;
-    uint64_t value;
-    size_t size;
-  };
-  void Read(uint64_t offset, absl::Span<uint8_t> data) override {
-    std::memset(data.data(), 0, data.size());
-    data[0] = read_value;
-    if (data.size() > 1) data[1] = read_value_hi;
-    Add({offset, false, 0, data.size()});
-  }
-  void Write(uint64_t offset, absl::Span<const uint8_t> data) override {
-    uint64_t v = 0;
-    std::memcpy(&v, data.data(), std::min<size_t>(data.size(), 8));
-    Add({offset, true, v, data.size()});
-  }
-  std::vector<Access> Snapshot() {
-    std::lock_guard<std::mutex> lock(mu);
-    return log;
-  }
-  std::vector<uint64_t> Writes() {
-    std::vector<uint64_t> out;
-    for (const Access& a : Snapshot()) {
-      if (a.write) out.push_back(a.value);
-    }
-    return out;
-  }
-  uint8_t read_value = 0x41;
-  uint8_t read_value_hi = 0;
-
- private:
-  void Add(const Access& a) {
-    std::lock_guard<std::mutex> lock(mu);
-    log.push_back(a);
-  }
-  std::mutex mu;
-  std::vector<Access> log;
-};
-
-class DoneDevice : public BusDevice {
- public:
-  explicit DoneDevice(StopLatch* stop) : stop_(stop) {}
-  void Read(uint64_t, absl::Span<uint8_t>) override {}
-  void Write(uint64_t, absl::Span<const uint8_t>) override {
-    stop_->Request(StopReason::kPowerOff);
-  }
-
- private:
-  StopLatch* stop_;
-};
-
-// A VM with RAM at [0, ram) and the test devices.
-struct TestVm {
-  explicit TestVm(VmOptions options = {.irqchip = false, .pit = false},
-                  uint64_t ram = kRealModeRam)
-      : kvm(Unwrap(Kvm::Open())), vm(Unwrap(kvm.CreateVm(options))) {
-    auto region = std::make_shared<base::MappedRegion>(
-        Unwrap(base::MappedRegion::Anonymous(ram)));
-    uint8_t* host = region->data();
-    Unwrap(vm.AddMemory(0, ram, host, region));
-    REQUIRE(pio.Register(kDataPort, 4, data_port).ok());
-    REQUIRE(
-        pio.Register(kDonePort, 1, std::make_shared<DoneDevice>(&stop)).ok());
-    REQUIRE(mmio.Register(0xd0000, 0x1000, mmio_dev).ok());
-    REQUIRE(mmio.Register(0xfeb00000, 0x1000, mmio_dev).ok());
-  }
-
-  // A vCPU in real mode at kCodeAddr running `code`.
-  Vcpu RealModeVcpu(absl::Span<const uint8_t> code, uint32_t id = 0) {
-    REQUIRE(vm.memory().Write(kCodeAddr, code).ok());
-    Vcpu vcpu = Unwrap(vm.CreateVcpu(id));
-    kvm_sregs s = Unwrap(vcpu.GetSregs());
-    s.cs.base = 0;
-    s.cs.selector = 0;
-    REQUIRE(vcpu.SetSregs(s).ok());
-    kvm_regs r{};
-    r.rip = kCodeAddr;
-    r.rflags = 2;
-    r.rax = id;
-    REQUIRE(vcpu.SetRegs(r).ok());
-    return vcpu;
-  }
-
-  StopEvent RunOne(const Vcpu& vcpu) {
-    VcpuRunLoop loop(vcpu, pio, mmio, stop);
-    loop.Run();
-    return stop.event();
-  }
-
-  Kvm kvm;
-  Vm vm;
-  Bus pio{"pio"};
-  Bus mmio{"mmio"};
-  StopLatch stop;
-  std::shared_ptr<Recorder> data_port = std::make_shared<Recorder>();
-  std::shared_ptr<Recorder> mmio_dev = std::make_shared<Recorder>();
-};
+using testing::kCodeAddr;
+using testing::kDataPort;
+using testing::Recorder;
+using testing::TestVm;
+using testing::Unwrap;
 
 TEST_CASE("IO exits: out, in and a 16-bit out reach the port bus") {
   TestVm t;
-  Vcpu vcpu = t.RealModeVcpu(PAYLOAD(guest_rm_io));
+  Vcpu vcpu = t.RealModeVcpu(SSIHV_PAYLOAD(guest_rm_io));
   StopEvent e = t.RunOne(vcpu);
   CHECK(e.reason == StopReason::kHalted);
   CHECK(e.vcpu == 0);
@@ -176,7 +63,7 @@ TEST_CASE(
   TestVm t;
   t.mmio_dev->read_value = 0xcd;
   t.mmio_dev->read_value_hi = 0xab;
-  Vcpu vcpu = t.RealModeVcpu(PAYLOAD(guest_rm_mmio));
+  Vcpu vcpu = t.RealModeVcpu(SSIHV_PAYLOAD(guest_rm_mmio));
   StopEvent e = t.RunOne(vcpu);
   CHECK(e.reason == StopReason::kHalted);
   auto log = t.mmio_dev->Snapshot();
@@ -190,7 +77,7 @@ TEST_CASE(
 TEST_CASE("CPUID: the guest sees its APIC ID and node, not the host's") {
   TestVm t;
   const uint32_t id = 5;
-  Vcpu vcpu = t.RealModeVcpu(PAYLOAD(guest_rm_cpuid), id);
+  Vcpu vcpu = t.RealModeVcpu(SSIHV_PAYLOAD(guest_rm_cpuid), id);
   REQUIRE(ConfigureX86Vcpu(vcpu, t.vm.supported_cpuid(),
                            {.apic_id = id, .node = 1}, false)
               .ok());
@@ -303,7 +190,7 @@ TEST_CASE("a guest fault on uffd-registered memory is served by the handler") {
   TestVm t(VmOptions{.irqchip = false, .pit = false}, 0x10000);
   auto filler = std::make_shared<UffdFiller>(0x10000);
   Unwrap(t.vm.AddMemory(0x10000, 0x10000, filler->mem(), filler));
-  Vcpu vcpu = t.RealModeVcpu(PAYLOAD(guest_rm_uffd));
+  Vcpu vcpu = t.RealModeVcpu(SSIHV_PAYLOAD(guest_rm_uffd));
   StopEvent e = t.RunOne(vcpu);
   REQUIRE(e.reason == StopReason::kHalted);
   CHECK(t.data_port->Writes() == std::vector<uint64_t>{0xa5, 0x77});
@@ -316,10 +203,10 @@ TEST_CASE("a guest fault on uffd-registered memory is served by the handler") {
 
 TEST_CASE("vCPU threads stop cleanly: immediate_exit and a kick signal") {
   TestVm t;
-  REQUIRE(t.vm.memory().Write(kCodeAddr, PAYLOAD(guest_rm_spin)).ok());
+  REQUIRE(t.vm.memory().Write(kCodeAddr, SSIHV_PAYLOAD(guest_rm_spin)).ok());
   std::vector<Vcpu> vcpus;
   for (uint32_t i = 0; i < 2; ++i)
-    vcpus.push_back(t.RealModeVcpu(PAYLOAD(guest_rm_spin), i));
+    vcpus.push_back(t.RealModeVcpu(SSIHV_PAYLOAD(guest_rm_spin), i));
   VcpuThreads threads({&vcpus[0], &vcpus[1]}, t.pio, t.mmio, t.stop);
   REQUIRE(threads.Start().ok());
   // Both vCPUs reported their index and then moved their spin counter: both
@@ -375,7 +262,7 @@ struct FakeKernelBoot {
 };
 
 TEST_CASE("LoadLinux + long mode: a fake bzImage sees the boot protocol") {
-  FakeKernelBoot boot(PAYLOAD(guest_lm_kernel));
+  FakeKernelBoot boot(SSIHV_PAYLOAD(guest_lm_kernel));
   StopEvent e = boot.Run();
   INFO(e.status.ToString());
   REQUIRE(e.reason == StopReason::kPowerOff);
@@ -393,7 +280,7 @@ TEST_CASE("LoadLinux + long mode: a fake bzImage sees the boot protocol") {
 }
 
 TEST_CASE("a triple fault stops the VM as KVM_EXIT_SHUTDOWN") {
-  FakeKernelBoot boot(PAYLOAD(guest_lm_triple_fault));
+  FakeKernelBoot boot(SSIHV_PAYLOAD(guest_lm_triple_fault));
   StopEvent e = boot.Run();
   INFO(e.status.ToString());
   CHECK(e.reason == StopReason::kTripleFault);

@@ -68,6 +68,15 @@ struct RunLoopStats {
   uint64_t signal_exits = 0;
 };
 
+/// What KVM_EXIT_FAIL_ENTRY says, in words: the hardware reason decoded for
+/// both vendors (SVM_EXIT_ERR, a VMX failed-entry exit reason, a VMX
+/// instruction error) and the host CPU. Pure; used by the run loop.
+std::string DescribeFailEntry(const kvm_run& run);
+/// What KVM_EXIT_INTERNAL_ERROR says, in words: the suberror by name, the
+/// instruction bytes KVM could not emulate (when it reports them) and the
+/// raw data words. Pure; used by the run loop.
+std::string DescribeInternalError(const kvm_run& run);
+
 class VcpuRunLoop {
  public:
   VcpuRunLoop(const Vcpu& vcpu, Bus& pio, Bus& mmio, StopLatch& stop)
