@@ -112,4 +112,19 @@ KERNEL(vmm_kernel_spin)
 1:	jmp 1b
 END(vmm_kernel_spin)
 
+/* Prints "up\n", then jumps to GPA 0xd0000000 (identity-mapped, inside the
+ * 3 GiB hole: no memory slot). KVM cannot fetch the instruction there and
+ * stops the vCPU with KVM_EXIT_INTERNAL_ERROR (emulation failure). */
+KERNEL(vmm_kernel_jump_unbacked)
+	mov $0x3f8, %dx
+	mov $'u', %al
+	out %al, %dx
+	mov $'p', %al
+	out %al, %dx
+	mov $'\n', %al
+	out %al, %dx
+	mov $0xd0000000, %eax
+	jmp *%rax
+END(vmm_kernel_jump_unbacked)
+
 	.section .note.GNU-stack, "", @progbits

@@ -28,6 +28,7 @@ DECLARE_KERNEL(vmm_kernel_panic)
 DECLARE_KERNEL(vmm_kernel_echo)
 DECLARE_KERNEL(vmm_kernel_touch)
 DECLARE_KERNEL(vmm_kernel_spin)
+DECLARE_KERNEL(vmm_kernel_jump_unbacked)
 #define KERNEL(name) std::vector<uint8_t>(name##_start, name##_end)
 
 namespace {
@@ -203,6 +204,32 @@ TEST_CASE("every node's memory is served by the pager, zero-filled") {
     CHECK(s["pager"]["pages_filled_ahead"] == 0);
     CHECK(s["pager"]["faults"]["local_zero"].get<uint64_t>() >= 239 + 5);
   }
+}
+
+TEST_CASE(
+    "KVM_EXIT_INTERNAL_ERROR: exit 1, the exit, suberror and registers on "
+    "stderr") {
+  Fixture f;
+  Result r = f.Boot(KERNEL(vmm_kernel_jump_unbacked));
+  INFO(r.err);
+  CHECK(r.status == 1);
+  CHECK(r.out == "up\n");
+  CHECK_THAT(r.err, Catch::Contains("ssihv-vmm: error after"));
+  CHECK_THAT(r.err,
+             Catch::Contains("ssihv-vmm: KVM_EXIT_INTERNAL_ERROR on vCPU 0: "
+                             "suberror 1 (KVM_INTERNAL_ERROR_EMULATION: "
+                             "instruction emulation failed)"));
+  // The registers of the vCPU that stopped: where it jumped to.
+  CHECK_THAT(r.err, Catch::Contains("vCPU 0 state:\nrip=00000000d0000000"));
+  CHECK_THAT(r.err, Catch::Contains("cs   sel=0010"));
+  nlohmann::json s = f.Stats();
+  CHECK(s["stop"]["reason"] == "error");
+  CHECK(s["stop"]["vcpu"] == 0);
+  CHECK_THAT(s["stop"]["error"].get<std::string>(),
+             Catch::StartsWith("KVM_EXIT_INTERNAL_ERROR on vCPU 0"));
+  // vCPU 1, an AP waiting for its SIPI inside KVM_RUN, was stopped too: the
+  // VMM exited and accounted for both vCPUs.
+  CHECK(s["vcpus"] == 2);
 }
 
 // Starts ssihv-vmm on a spinning kernel with `stdin_fd` as its stdin, waits
