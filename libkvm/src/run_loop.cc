@@ -88,7 +88,7 @@ namespace {
 constexpr uint64_t kSvmExitErr32 = 0xffffffff;
 constexpr uint64_t kSvmExitErr64 = ~uint64_t{0};
 // VMX sets bit 31 of the exit reason on a failed VM entry (SDM vol. 3,
-// 27.8 "VM-entry failures during or after loading guest state").
+// "VM-Entry Failures During or After Loading Guest State").
 constexpr uint64_t kVmxFailedEntry = uint64_t{1} << 31;
 
 const char* VmxEntryFailureName(uint64_t basic_reason) {
@@ -104,7 +104,7 @@ const char* VmxEntryFailureName(uint64_t basic_reason) {
 }
 
 // What KVM reports when VMLAUNCH/VMRESUME itself fails: the VM-instruction
-// error number (SDM vol. 3, 31.4 "VM instruction error numbers").
+// error number (SDM vol. 3, "VM Instruction Error Numbers").
 const char* VmxInstructionErrorName(uint64_t error) {
   switch (error) {
     case 7:
@@ -135,19 +135,21 @@ const char* InternalErrorName(uint32_t suberror) {
 
 std::string DescribeFailEntry(const kvm_run& run) {
   const uint64_t reason = run.fail_entry.hardware_entry_failure_reason;
-  const char* what;
+  const char* what = "unknown";
+  bool guest_state = false;  // the reason says the vCPU's state is at fault
   if (reason == kSvmExitErr32 || reason == kSvmExitErr64) {
     what = "SVM_EXIT_ERR: VMRUN refused the guest state (consistency checks)";
+    guest_state = true;
   } else if ((reason & kVmxFailedEntry) && reason <= 0xffffffff) {
     what = VmxEntryFailureName(reason & 0xffff);
+    guest_state = true;
   } else if (reason < 64) {
     what = VmxInstructionErrorName(reason);
-  } else {
-    what = "unknown";
   }
   return absl::StrCat("hardware entry failure reason 0x", absl::Hex(reason),
                       " (", what, ") on host CPU ", run.fail_entry.cpu,
-                      ": the vCPU state is invalid for VM entry");
+                      guest_state ? ": the vCPU state is invalid for VM entry"
+                                  : ": VM entry failed");
 }
 
 std::string DescribeInternalError(const kvm_run& run) {

@@ -93,7 +93,8 @@ Vcpu LongModeVcpu(TestVm& t, bool cs_db) {
   // CS.L = 1 with CS.D = 1 is reserved in IA-32e mode: AMD's VMRUN checks
   // "EFER.LME, CR0.PG, CR4.PAE, CS.L and CS.D all non-zero" (APM vol. 2,
   // 15.5.1), Intel's VM entry "if the L bit is 1, the D/B bit must be 0"
-  // (SDM vol. 3, 27.3.1.2). KVM_SET_SREGS does not check it.
+  // (SDM vol. 3, "Checks on Guest Segment Registers"). KVM_SET_SREGS does
+  // not check it.
   s.cs.db = cs_db ? 1 : 0;
   REQUIRE(vcpu.SetSregs(s).ok());
   kvm_sregs back = Unwrap(vcpu.GetSregs());

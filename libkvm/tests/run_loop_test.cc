@@ -37,9 +37,10 @@ TEST_CASE("DescribeFailEntry names the hardware reason of both vendors") {
              Catch::Contains("(VMX: machine-check event)"));
   CHECK_THAT(DescribeFailEntry(FailEntry(0x80000002, 0)),
              Catch::Contains("(VMX: failed VM entry)"));
-  CHECK_THAT(DescribeFailEntry(FailEntry(7, 0)),
-             Catch::Contains("0x7 (VMX instruction error 7: VM entry with "
-                             "invalid control field(s))"));
+  // A VMX instruction error is not a verdict on the guest state.
+  CHECK(DescribeFailEntry(FailEntry(7, 2)) ==
+        "hardware entry failure reason 0x7 (VMX instruction error 7: VM entry "
+        "with invalid control field(s)) on host CPU 2: VM entry failed");
   CHECK_THAT(DescribeFailEntry(FailEntry(8, 0)),
              Catch::Contains("invalid host-state field(s)"));
   CHECK_THAT(DescribeFailEntry(FailEntry(0x1234567890, 0)),
