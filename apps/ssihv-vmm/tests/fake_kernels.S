@@ -3,6 +3,17 @@
 #define KERNEL(name) .globl name##_start, name##_end; name##_start: .fill 0x200, 1, 0x90
 #define END(name) name##_end:
 
+/* "up\n" on COM1: tells the test the kernel is running. */
+.macro PRINT_UP
+	mov $0x3f8, %dx
+	mov $'u', %al
+	out %al, %dx
+	mov $'p', %al
+	out %al, %dx
+	mov $'\n', %al
+	out %al, %dx
+.endm
+
 	.section .rodata, "a"
 	.code64
 
@@ -102,13 +113,7 @@ END(vmm_kernel_touch)
 
 /* Prints "up\n", then spins with interrupts off until the VMM stops it. */
 KERNEL(vmm_kernel_spin)
-	mov $0x3f8, %dx
-	mov $'u', %al
-	out %al, %dx
-	mov $'p', %al
-	out %al, %dx
-	mov $'\n', %al
-	out %al, %dx
+	PRINT_UP
 1:	jmp 1b
 END(vmm_kernel_spin)
 
@@ -116,13 +121,7 @@ END(vmm_kernel_spin)
  * 3 GiB hole: no memory slot). KVM cannot fetch the instruction there and
  * stops the vCPU with KVM_EXIT_INTERNAL_ERROR (emulation failure). */
 KERNEL(vmm_kernel_jump_unbacked)
-	mov $0x3f8, %dx
-	mov $'u', %al
-	out %al, %dx
-	mov $'p', %al
-	out %al, %dx
-	mov $'\n', %al
-	out %al, %dx
+	PRINT_UP
 	mov $0xd0000000, %eax
 	jmp *%rax
 END(vmm_kernel_jump_unbacked)
