@@ -437,6 +437,15 @@ void RdmaPeer::LaneReadDone(uint32_t region) {
   SendRemoveAck(region);
 }
 
+void RdmaPeer::AwaitSync(PendingOp* op, absl::Time deadline) {
+  if (PendingTable::WaitDone(op, deadline, false)) return;
+  Close(absl::StrCat("request to node ", id_, " timed out"));
+  PendingTable::WaitDone(op, absl::InfiniteFuture(), false);
+  op->status = absl::DeadlineExceededError(
+      absl::StrCat("no response from node ", id_, " within ",
+                   absl::FormatDuration(t_->options().op_timeout)));
+}
+
 void RdmaPeer::Close(absl::string_view reason) {
   if (dead_.exchange(true, std::memory_order_acq_rel)) return;
   Log(LogLevel::kWarning, "rdmax node ", t_->self(), ": ", reason,

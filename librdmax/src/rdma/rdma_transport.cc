@@ -27,7 +27,7 @@ constexpr absl::Duration kShutdownDrain = absl::Seconds(2);
 RdmaTransport::RdmaTransport(const cluster::ClusterConfig& config, NodeId self,
                              TransportOptions options, OpenedDevice device,
                              ChosenGid gid)
-    : TransportBase(config, self, std::move(options)),
+    : FramedTransport(config, self, std::move(options)),
       device_(std::move(device)),
       gid_(std::move(gid)),
       current_(config.num_nodes()) {}
@@ -492,6 +492,11 @@ absl::StatusOr<std::shared_ptr<RdmaPeer>> RdmaTransport::Peer(
         absl::StrCat(op, " node=", id, ": not connected"));
   }
   return p;
+}
+
+absl::StatusOr<std::shared_ptr<FrameChannel>> RdmaTransport::Channel(
+    NodeId peer, absl::string_view op) {
+  return Peer(peer, op);
 }
 
 void RdmaTransport::Broadcast(FrameKind kind, const uint8_t* payload,

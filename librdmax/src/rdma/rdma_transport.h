@@ -38,6 +38,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "control_plane.h"
 #include "event_loop.h"
+#include "framed_transport.h"
 #include "pending.h"
 #include "rdma/control_stream.h"
 #include "rdma/device.h"
@@ -46,7 +47,6 @@
 #include "ssihv/base/mapped_region.h"
 #include "sys/verbs.h"
 #include "tcp/byte_ring.h"
-#include "transport_base.h"
 
 namespace ssihv::rdmax {
 
@@ -62,7 +62,7 @@ struct WrTag {
   PendingOp* op = nullptr;  // kRead
 };
 
-class RdmaPeer {
+class RdmaPeer : public FrameChannel {
  public:
   RdmaPeer(RdmaTransport* t, NodeId id, base::UniqueFd control_fd,
            uint64_t token);
@@ -77,7 +77,7 @@ class RdmaPeer {
   NodeId id() const { return id_; }
   uint64_t token() const { return token_; }
   ControlStream& control() { return control_; }
-  PendingTable& pending() { return pending_; }
+  PendingTable& pending() override { return pending_; }
   bool dead() const { return dead_.load(std::memory_order_acquire); }
   bool up() const { return up_.load(std::memory_order_acquire); }
   ibv_qp* qp() const { return qp_.get(); }
@@ -86,7 +86,9 @@ class RdmaPeer {
   /// slot are free). Modes as on TCP.
   absl::Status SendFrame(const FrameHeader& h,
                          absl::Span<const uint8_t> payload, SendMode mode,
-                         absl::Time deadline);
+                         absl::Time deadline) override;
+  /// Waits for the completion the data thread delivers (FrameChannel).
+  void AwaitSync(PendingOp* op, absl::Time deadline) override;
   /// Posts queued frames while credits and slots allow. Any thread.
   void DrainQueue();
 
@@ -193,7 +195,7 @@ class RdmaPeer {
   std::vector<uint32_t> acks_waiting_;  // regions removed mid-READ
 };
 
-class RdmaTransport final : public TransportBase {
+class RdmaTransport final : public FramedTransport {
  public:
   RdmaTransport(const cluster::ClusterConfig& config, NodeId self,
                 TransportOptions options, OpenedDevice device, ChosenGid gid);
@@ -207,19 +209,6 @@ class RdmaTransport final : public TransportBase {
   absl::Status RegisterRegion(RegionId id, void* base, size_t length,
                               RegionAccess access) override;
   absl::Status UnregisterRegion(RegionId id) override;
-  absl::Status Send(NodeId to, MessageType type,
-                    absl::Span<const uint8_t> payload,
-                    absl::Time deadline) override;
-  absl::Status Call(NodeId to, MessageType type,
-                    absl::Span<const uint8_t> payload,
-                    ResponseCallback done) override;
-  absl::StatusOr<size_t> CallSync(NodeId to, MessageType type,
-                                  absl::Span<const uint8_t> payload,
-                                  absl::Span<uint8_t> response) override;
-  absl::Status Reply(const ReplyToken& to, MessageType type,
-                     absl::Span<const uint8_t> payload) override;
-  absl::Status ReplyError(const ReplyToken& to,
-                          const absl::Status& error) override;
   absl::Status Fetch(NodeId peer, RegionId region, uint64_t offset,
                      absl::Span<uint8_t> dst) override;
   absl::Status FetchAsync(NodeId peer, RegionId region, uint64_t offset,
@@ -233,7 +222,7 @@ class RdmaTransport final : public TransportBase {
   ibv_pd* pd() const { return pd_.get(); }
   ibv_cq* send_cq() const { return send_cq_.get(); }
   ibv_cq* recv_cq() const { return recv_cq_.get(); }
-  EventLoop& loop() { return loop_; }
+  EventLoop& loop() override { return loop_; }
   AtomicStats& atomic_stats() { return stats_; }
   LocalRegions& regions() { return regions_; }
   void DeliverMessage(const Message& m) { Deliver(m); }
@@ -268,6 +257,8 @@ class RdmaTransport final : public TransportBase {
   void OnTick();
   absl::StatusOr<std::shared_ptr<RdmaPeer>> Peer(NodeId id,
                                                  absl::string_view op);
+  absl::StatusOr<std::shared_ptr<FrameChannel>> Channel(
+      NodeId peer, absl::string_view op) override;
   // ---- fetch lanes (rdma_lanes.cc) ----
   std::optional<absl::Status> FetchOverLane(
       const std::shared_ptr<RdmaPeer>& peer, RegionId region, uint64_t offset,

@@ -109,6 +109,13 @@ bool TcpConnection::TakeRequest(uint64_t id) {
 }
 
 absl::Status TcpConnection::SendFrame(const FrameHeader& header,
+                                      absl::Span<const uint8_t> payload,
+                                      SendMode mode, absl::Time deadline) {
+  struct iovec iov = {const_cast<uint8_t*>(payload.data()), payload.size()};
+  return SendFrame(header, &iov, 1, mode, deadline);
+}
+
+absl::Status TcpConnection::SendFrame(const FrameHeader& header,
                                       const struct iovec* payload, int count,
                                       SendMode mode, absl::Time deadline) {
   uint8_t hdr[kFrameHeaderSize];

@@ -34,6 +34,7 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/status/status.h"
 #include "frame_reader.h"
+#include "framed_transport.h"
 #include "pending.h"
 #include "regions.h"
 #include "ssihv/base/unique_fd.h"
@@ -45,6 +46,7 @@ namespace ssihv::rdmax {
 class TcpTransport;
 
 class TcpConnection : public FrameSink,
+                      public FrameChannel,
                       public std::enable_shared_from_this<TcpConnection> {
  public:
   TcpConnection(TcpTransport* transport, NodeId peer, base::UniqueFd fd,
@@ -56,20 +58,21 @@ class TcpConnection : public FrameSink,
   int fd() const { return fd_.get(); }
   bool dead() const { return dead_.load(std::memory_order_acquire); }
   bool up() const { return up_.load(std::memory_order_acquire); }
-  PendingTable& pending() { return pending_; }
+  PendingTable& pending() override { return pending_; }
   PeerRegions& peer_regions() { return peer_regions_; }
   FetchLanes& lanes() { return lanes_; }
 
   /// Sends [header | payload iovecs] (header.length must match).
   absl::Status SendFrame(const FrameHeader& header, const struct iovec* payload,
                          int count, SendMode mode, absl::Time deadline);
+  absl::Status SendFrame(const FrameHeader& header,
+                         absl::Span<const uint8_t> payload, SendMode mode,
+                         absl::Time deadline) override;
   /// Registers a request id this node must answer (reserves its room).
   bool TakeRequest(uint64_t id);
 
-  /// Blocks until the synchronous `op` completes or `deadline` passes,
-  /// reading the socket itself when no other thread does. On timeout the
-  /// connection is closed and DeadlineExceeded is the op's status.
-  void AwaitSync(PendingOp* op, absl::Time deadline);
+  /// Reads the socket itself when no other thread does (FrameChannel).
+  void AwaitSync(PendingOp* op, absl::Time deadline) override;
 
   // ---- data thread ----
   void OnEvents(uint32_t events);

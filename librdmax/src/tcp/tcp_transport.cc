@@ -20,15 +20,11 @@ constexpr uint64_t kRestoreTimerToken = 1;
 constexpr absl::Duration kReceiveTimeout = absl::Milliseconds(100);
 constexpr absl::Duration kKeepAlive = absl::Seconds(15);
 
-struct iovec Iov(absl::Span<const uint8_t> s) {
-  return {const_cast<uint8_t*>(s.data()), s.size()};
-}
-
 }  // namespace
 
 TcpTransport::TcpTransport(const cluster::ClusterConfig& config, NodeId self,
                            TransportOptions options)
-    : TransportBase(config, self, std::move(options)),
+    : FramedTransport(config, self, std::move(options)),
       current_(config.num_nodes()) {}
 
 TcpTransport::~TcpTransport() { Shutdown(); }
@@ -259,6 +255,11 @@ absl::StatusOr<std::shared_ptr<TcpConnection>> TcpTransport::Connection(
   return conn;
 }
 
+absl::StatusOr<std::shared_ptr<FrameChannel>> TcpTransport::Channel(
+    NodeId peer, absl::string_view op) {
+  return Connection(peer, op);
+}
+
 void TcpTransport::Broadcast(FrameKind kind, const uint8_t* payload,
                              size_t length) {
   std::vector<std::shared_ptr<TcpConnection>> conns;
@@ -308,138 +309,6 @@ absl::Status TcpTransport::UnregisterRegion(RegionId id) {
     Broadcast(FrameKind::kRegionRemove, payload, sizeof(payload));
   }
   return absl::OkStatus();
-}
-
-absl::Status TcpTransport::Send(NodeId to, MessageType type,
-                                absl::Span<const uint8_t> payload,
-                                absl::Time deadline) {
-  if (payload.size() > options_.max_message_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Send node=", to, ": payload of ", payload.size(),
-        " bytes exceeds max_message_bytes ", options_.max_message_bytes));
-  }
-  SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(to, "Send"));
-  FrameHeader h;
-  h.kind = FrameKind::kMessage;
-  h.type = type;
-  h.length = static_cast<uint32_t>(payload.size());
-  struct iovec iov = Iov(payload);
-  bool wait = !OnDataThread() && deadline > absl::Now();
-  SSIHV_RETURN_IF_ERROR(conn->SendFrame(
-      h, &iov, 1, wait ? SendMode::kWait : SendMode::kNoWait, deadline));
-  Bump(stats_.messages_sent);
-  return absl::OkStatus();
-}
-
-absl::Status TcpTransport::Call(NodeId to, MessageType type,
-                                absl::Span<const uint8_t> payload,
-                                ResponseCallback done) {
-  if (payload.size() > options_.max_message_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Call node=", to, ": payload of ", payload.size(),
-        " bytes exceeds max_message_bytes ", options_.max_message_bytes));
-  }
-  SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(to, "Call"));
-  PendingOp* op = conn->pending().Acquire(OpKind::kCall, false,
-                                          absl::Now() + options_.op_timeout,
-                                          absl::InfinitePast());
-  if (op == nullptr) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("Call node=", to, ": ", options_.max_outstanding,
-                     " requests already in flight"));
-  }
-  op->call_done = std::move(done);
-  loop_.HoldTick();
-  FrameHeader h;
-  h.kind = FrameKind::kRequest;
-  h.type = type;
-  h.id = op->id;
-  h.length = static_cast<uint32_t>(payload.size());
-  struct iovec iov = Iov(payload);
-  absl::Status st =
-      conn->SendFrame(h, &iov, 1, SendMode::kNoWait, absl::InfinitePast());
-  if (!st.ok()) {
-    uint32_t prev;
-    if (!PendingTable::Claim(op, &prev)) return absl::OkStatus();
-    conn->pending().Release(op);
-    loop_.ReleaseTick();
-    return st;
-  }
-  Bump(stats_.messages_sent);
-  return absl::OkStatus();
-}
-
-absl::StatusOr<size_t> TcpTransport::CallSync(NodeId to, MessageType type,
-                                              absl::Span<const uint8_t> payload,
-                                              absl::Span<uint8_t> response) {
-  SSIHV_RETURN_IF_ERROR(CheckMayBlock("CallSync"));
-  if (payload.size() > options_.max_message_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "CallSync node=", to, ": payload of ", payload.size(),
-        " bytes exceeds max_message_bytes ", options_.max_message_bytes));
-  }
-  SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(to, "CallSync"));
-  absl::Time deadline = absl::Now() + options_.op_timeout;
-  PendingOp* op =
-      conn->pending().Acquire(OpKind::kCall, true, deadline, deadline);
-  if (op == nullptr) {
-    return absl::DeadlineExceededError(
-        absl::StrCat("CallSync node=", to, ": no request slot in time"));
-  }
-  op->response = response;
-  FrameHeader h;
-  h.kind = FrameKind::kRequest;
-  h.type = type;
-  h.id = op->id;
-  h.length = static_cast<uint32_t>(payload.size());
-  struct iovec iov = Iov(payload);
-  absl::Status st = conn->SendFrame(h, &iov, 1, SendMode::kWait, deadline);
-  uint32_t prev;
-  if (!st.ok() && PendingTable::Claim(op, &prev)) {
-    conn->pending().Release(op);
-    return st;
-  }
-  Bump(stats_.messages_sent);
-  conn->AwaitSync(op, deadline);
-  absl::Status result = op->status;
-  size_t n = op->response_length;
-  conn->pending().Release(op);
-  if (!result.ok()) return result;
-  return n;
-}
-
-absl::Status TcpTransport::SendReply(const ReplyToken& to, FrameHeader h,
-                                     const struct iovec* iov, int count) {
-  SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(to.to, "Reply"));
-  return conn->SendFrame(h, iov, count, SendMode::kReply, absl::InfinitePast());
-}
-
-absl::Status TcpTransport::Reply(const ReplyToken& to, MessageType type,
-                                 absl::Span<const uint8_t> payload) {
-  if (payload.size() > options_.max_message_bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "Reply node=", to.to, ": payload of ", payload.size(),
-        " bytes exceeds max_message_bytes ", options_.max_message_bytes));
-  }
-  FrameHeader h;
-  h.kind = FrameKind::kResponse;
-  h.type = type;
-  h.id = to.request_id;
-  h.length = static_cast<uint32_t>(payload.size());
-  struct iovec iov = Iov(payload);
-  return SendReply(to, h, &iov, 1);
-}
-
-absl::Status TcpTransport::ReplyError(const ReplyToken& to,
-                                      const absl::Status& error) {
-  std::vector<uint8_t> payload = EncodeError(error);
-  FrameHeader h;
-  h.kind = FrameKind::kResponse;
-  h.flags = kFlagError;
-  h.id = to.request_id;
-  h.length = static_cast<uint32_t>(payload.size());
-  struct iovec iov = {payload.data(), payload.size()};
-  return SendReply(to, h, &iov, 1);
 }
 
 absl::StatusOr<PendingOp*> TcpTransport::StartFetch(

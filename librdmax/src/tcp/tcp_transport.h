@@ -15,13 +15,13 @@
 #include "absl/container/flat_hash_map.h"
 #include "control_plane.h"
 #include "event_loop.h"
+#include "framed_transport.h"
 #include "tcp/lane_server.h"
 #include "tcp/tcp_connection.h"
-#include "transport_base.h"
 
 namespace ssihv::rdmax {
 
-class TcpTransport final : public TransportBase {
+class TcpTransport final : public FramedTransport {
  public:
   TcpTransport(const cluster::ClusterConfig& config, NodeId self,
                TransportOptions options);
@@ -35,26 +35,13 @@ class TcpTransport final : public TransportBase {
   absl::Status RegisterRegion(RegionId id, void* base, size_t length,
                               RegionAccess access) override;
   absl::Status UnregisterRegion(RegionId id) override;
-  absl::Status Send(NodeId to, MessageType type,
-                    absl::Span<const uint8_t> payload,
-                    absl::Time deadline) override;
-  absl::Status Call(NodeId to, MessageType type,
-                    absl::Span<const uint8_t> payload,
-                    ResponseCallback done) override;
-  absl::StatusOr<size_t> CallSync(NodeId to, MessageType type,
-                                  absl::Span<const uint8_t> payload,
-                                  absl::Span<uint8_t> response) override;
-  absl::Status Reply(const ReplyToken& to, MessageType type,
-                     absl::Span<const uint8_t> payload) override;
-  absl::Status ReplyError(const ReplyToken& to,
-                          const absl::Status& error) override;
   absl::Status Fetch(NodeId peer, RegionId region, uint64_t offset,
                      absl::Span<uint8_t> dst) override;
   absl::Status FetchAsync(NodeId peer, RegionId region, uint64_t offset,
                           absl::Span<uint8_t> dst, FetchCallback done) override;
 
   // ---- for TcpConnection ----
-  EventLoop& loop() { return loop_; }
+  EventLoop& loop() override { return loop_; }
   const TransportOptions& options() const { return options_; }
   const FrameLimits& limits() const { return limits_; }
   LocalRegions& regions() { return regions_; }
@@ -91,8 +78,8 @@ class TcpTransport final : public TransportBase {
   /// The up connection to `peer`, or Unavailable / InvalidArgument.
   absl::StatusOr<std::shared_ptr<TcpConnection>> Connection(
       NodeId peer, absl::string_view op);
-  absl::Status SendReply(const ReplyToken& to, FrameHeader h,
-                         const struct iovec* iov, int count);
+  absl::StatusOr<std::shared_ptr<FrameChannel>> Channel(
+      NodeId peer, absl::string_view op) override;
   /// Claims a pending slot for a fetch that passed CheckFetch.
   absl::StatusOr<PendingOp*> StartFetch(TcpConnection& conn, RegionId region,
                                         uint64_t offset,

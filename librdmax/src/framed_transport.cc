@@ -1,0 +1,129 @@
+#include "framed_transport.h"
+
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "ssihv/base/status_macros.h"
+
+namespace ssihv::rdmax {
+
+absl::Status FramedTransport::CheckMessageSize(absl::string_view op, NodeId to,
+                                               size_t bytes) const {
+  if (bytes <= options_.max_message_bytes) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      op, " node=", to, ": payload of ", bytes,
+      " bytes exceeds max_message_bytes ", options_.max_message_bytes));
+}
+
+absl::Status FramedTransport::Send(NodeId to, MessageType type,
+                                   absl::Span<const uint8_t> payload,
+                                   absl::Time deadline) {
+  SSIHV_RETURN_IF_ERROR(CheckMessageSize("Send", to, payload.size()));
+  SSIHV_ASSIGN_OR_RETURN(auto channel, Channel(to, "Send"));
+  FrameHeader h;
+  h.kind = FrameKind::kMessage;
+  h.type = type;
+  h.length = static_cast<uint32_t>(payload.size());
+  bool wait = !OnDataThread() && deadline > absl::Now();
+  SSIHV_RETURN_IF_ERROR(channel->SendFrame(
+      h, payload, wait ? SendMode::kWait : SendMode::kNoWait, deadline));
+  Bump(stats_.messages_sent);
+  return absl::OkStatus();
+}
+
+absl::Status FramedTransport::Call(NodeId to, MessageType type,
+                                   absl::Span<const uint8_t> payload,
+                                   ResponseCallback done) {
+  SSIHV_RETURN_IF_ERROR(CheckMessageSize("Call", to, payload.size()));
+  SSIHV_ASSIGN_OR_RETURN(auto channel, Channel(to, "Call"));
+  PendingOp* op = channel->pending().Acquire(OpKind::kCall, false,
+                                             absl::Now() + options_.op_timeout,
+                                             absl::InfinitePast());
+  if (op == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("Call node=", to, ": ", options_.max_outstanding,
+                     " requests already in flight"));
+  }
+  op->call_done = std::move(done);
+  loop().HoldTick();
+  FrameHeader h;
+  h.kind = FrameKind::kRequest;
+  h.type = type;
+  h.id = op->id;
+  h.length = static_cast<uint32_t>(payload.size());
+  absl::Status st =
+      channel->SendFrame(h, payload, SendMode::kNoWait, absl::InfinitePast());
+  if (!st.ok()) {
+    // Unless the connection's teardown claimed the op first (and will call
+    // `done` with its error), the caller gets the error instead.
+    uint32_t prev;
+    if (!PendingTable::Claim(op, &prev)) return absl::OkStatus();
+    done = std::move(op->call_done);  // destroyed here, never called
+    channel->pending().Release(op);
+    loop().ReleaseTick();
+    return st;
+  }
+  Bump(stats_.messages_sent);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<size_t> FramedTransport::CallSync(
+    NodeId to, MessageType type, absl::Span<const uint8_t> payload,
+    absl::Span<uint8_t> response) {
+  SSIHV_RETURN_IF_ERROR(CheckMayBlock("CallSync"));
+  SSIHV_RETURN_IF_ERROR(CheckMessageSize("CallSync", to, payload.size()));
+  SSIHV_ASSIGN_OR_RETURN(auto channel, Channel(to, "CallSync"));
+  absl::Time deadline = absl::Now() + options_.op_timeout;
+  PendingOp* op =
+      channel->pending().Acquire(OpKind::kCall, true, deadline, deadline);
+  if (op == nullptr) {
+    return absl::DeadlineExceededError(
+        absl::StrCat("CallSync node=", to, ": no request slot in time"));
+  }
+  op->response = response;
+  FrameHeader h;
+  h.kind = FrameKind::kRequest;
+  h.type = type;
+  h.id = op->id;
+  h.length = static_cast<uint32_t>(payload.size());
+  absl::Status st = channel->SendFrame(h, payload, SendMode::kWait, deadline);
+  uint32_t prev;
+  if (!st.ok() && PendingTable::Claim(op, &prev)) {
+    channel->pending().Release(op);
+    return st;
+  }
+  Bump(stats_.messages_sent);
+  channel->AwaitSync(op, deadline);
+  absl::Status result = op->status;
+  size_t n = op->response_length;
+  channel->pending().Release(op);
+  if (!result.ok()) return result;
+  return n;
+}
+
+absl::Status FramedTransport::Reply(const ReplyToken& to, MessageType type,
+                                    absl::Span<const uint8_t> payload) {
+  SSIHV_RETURN_IF_ERROR(CheckMessageSize("Reply", to.to, payload.size()));
+  SSIHV_ASSIGN_OR_RETURN(auto channel, Channel(to.to, "Reply"));
+  FrameHeader h;
+  h.kind = FrameKind::kResponse;
+  h.type = type;
+  h.id = to.request_id;
+  h.length = static_cast<uint32_t>(payload.size());
+  return channel->SendFrame(h, payload, SendMode::kReply, absl::InfinitePast());
+}
+
+absl::Status FramedTransport::ReplyError(const ReplyToken& to,
+                                         const absl::Status& error) {
+  SSIHV_ASSIGN_OR_RETURN(auto channel, Channel(to.to, "Reply"));
+  std::vector<uint8_t> payload = EncodeError(error);
+  FrameHeader h;
+  h.kind = FrameKind::kResponse;
+  h.flags = kFlagError;
+  h.id = to.request_id;
+  h.length = static_cast<uint32_t>(payload.size());
+  return channel->SendFrame(h, payload, SendMode::kReply, absl::InfinitePast());
+}
+
+}  // namespace ssihv::rdmax
