@@ -331,6 +331,20 @@ absl::StatusOr<PendingOp*> TcpTransport::StartFetch(
   return op;
 }
 
+absl::Status TcpTransport::SendFetchRequest(TcpConnection& conn,
+                                            const PendingOp& op,
+                                            RegionId region, uint64_t offset,
+                                            SendMode mode,
+                                            absl::Time deadline) {
+  uint8_t payload[kFetchRequestSize];
+  EncodeFetchRequest({region, op.length, offset}, payload);
+  FrameHeader h;
+  h.kind = FrameKind::kFetchRequest;
+  h.id = op.id;
+  h.length = kFetchRequestSize;
+  return conn.SendFrame(h, payload, mode, deadline);
+}
+
 absl::Status TcpTransport::Fetch(NodeId peer, RegionId region, uint64_t offset,
                                  absl::Span<uint8_t> dst) {
   SSIHV_RETURN_IF_ERROR(CheckMayBlock("Fetch"));
@@ -344,14 +358,8 @@ absl::Status TcpTransport::Fetch(NodeId peer, RegionId region, uint64_t offset,
   }
   SSIHV_ASSIGN_OR_RETURN(
       PendingOp * op, StartFetch(*conn, region, offset, dst, true, deadline));
-  uint8_t payload[kFetchRequestSize];
-  EncodeFetchRequest({region, op->length, offset}, payload);
-  FrameHeader h;
-  h.kind = FrameKind::kFetchRequest;
-  h.id = op->id;
-  h.length = kFetchRequestSize;
-  struct iovec iov = {payload, sizeof(payload)};
-  absl::Status st = conn->SendFrame(h, &iov, 1, SendMode::kWait, deadline);
+  absl::Status st =
+      SendFetchRequest(*conn, *op, region, offset, SendMode::kWait, deadline);
   uint32_t prev;
   if (!st.ok() && PendingTable::Claim(op, &prev)) {
     conn->pending().Release(op);
@@ -373,15 +381,8 @@ absl::Status TcpTransport::FetchAsync(NodeId peer, RegionId region,
                                     absl::Now() + options_.op_timeout));
   op->fetch_done = std::move(done);
   loop_.HoldTick();
-  uint8_t payload[kFetchRequestSize];
-  EncodeFetchRequest({region, op->length, offset}, payload);
-  FrameHeader h;
-  h.kind = FrameKind::kFetchRequest;
-  h.id = op->id;
-  h.length = kFetchRequestSize;
-  struct iovec iov = {payload, sizeof(payload)};
-  absl::Status st =
-      conn->SendFrame(h, &iov, 1, SendMode::kNoWait, absl::InfinitePast());
+  absl::Status st = SendFetchRequest(*conn, *op, region, offset,
+                                     SendMode::kNoWait, absl::InfinitePast());
   if (!st.ok()) {
     uint32_t prev;
     if (!PendingTable::Claim(op, &prev)) return absl::OkStatus();

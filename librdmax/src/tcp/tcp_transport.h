@@ -80,6 +80,10 @@ class TcpTransport final : public FramedTransport {
       NodeId peer, absl::string_view op);
   absl::StatusOr<std::shared_ptr<FrameChannel>> Channel(
       NodeId peer, absl::string_view op) override;
+  /// Sends the request frame of the fetch `op` (claimed by StartFetch).
+  absl::Status SendFetchRequest(TcpConnection& conn, const PendingOp& op,
+                                RegionId region, uint64_t offset, SendMode mode,
+                                absl::Time deadline);
   /// Claims a pending slot for a fetch that passed CheckFetch.
   absl::StatusOr<PendingOp*> StartFetch(TcpConnection& conn, RegionId region,
                                         uint64_t offset,
