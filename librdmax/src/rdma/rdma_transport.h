@@ -62,7 +62,7 @@ struct WrTag {
   PendingOp* op = nullptr;  // kRead
 };
 
-class RdmaPeer : public FrameChannel {
+class RdmaPeer final : public FrameChannel {
  public:
   RdmaPeer(RdmaTransport* t, NodeId id, base::UniqueFd control_fd,
            uint64_t token);
