@@ -14,13 +14,11 @@
 	out %al, %dx
 .endm
 
-	.section .rodata, "a"
-	.code64
-
-/* Prints "hello\n" on COM1, then resets through the i8042 (0xfe to 0x64). */
-KERNEL(vmm_kernel_hello_reset)
+/* Prints the NUL-terminated string at \msg on COM1, then resets through
+ * the i8042 (0xfe to port 0x64). */
+.macro PRINT_AND_RESET msg
 	mov $0x3f8, %dx
-	lea msg_hello(%rip), %rsi
+	lea \msg(%rip), %rsi
 1:	lodsb
 	test %al, %al
 	jz 2f
@@ -31,6 +29,14 @@ KERNEL(vmm_kernel_hello_reset)
 	out %al, %dx
 3:	hlt
 	jmp 3b
+.endm
+
+	.section .rodata, "a"
+	.code64
+
+/* Prints "hello\n" on COM1, then resets through the i8042 (0xfe to 0x64). */
+KERNEL(vmm_kernel_hello_reset)
+	PRINT_AND_RESET msg_hello
 msg_hello:
 	.asciz "hello\n"
 END(vmm_kernel_hello_reset)
@@ -46,18 +52,7 @@ END(vmm_kernel_poweroff)
 
 /* Linux's panic banner on the console, then a reset. */
 KERNEL(vmm_kernel_panic)
-	mov $0x3f8, %dx
-	lea msg_panic(%rip), %rsi
-1:	lodsb
-	test %al, %al
-	jz 2f
-	out %al, %dx
-	jmp 1b
-2:	mov $0x64, %dx
-	mov $0xfe, %al
-	out %al, %dx
-3:	hlt
-	jmp 3b
+	PRINT_AND_RESET msg_panic
 msg_panic:
 	.asciz "Kernel panic - not syncing: Attempted to kill init!\n"
 END(vmm_kernel_panic)
