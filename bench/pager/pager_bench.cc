@@ -5,6 +5,7 @@
 // BM_LocalFault/image (ImageSource from page cache).
 //   BM_FaultThroughput/threads:1, :2         faults/s with N faulting threads
 //   BM_RemoteFault/tcp, /rdma                remote_bench.cc
+//   BM_Bound/tcp_*                          remote_bound.cc (raw lower bound)
 // each with counters p50_us and p99_us. docs/PERFORMANCE.md ("Pager") has the
 // command and the ratios.
 #include <sys/mman.h>
@@ -23,6 +24,7 @@ namespace ssihv::bench {
 
 void RegisterFloorBenchmarks();
 void RegisterRemoteBenchmarks();  // remote_bench.cc
+void RegisterBoundBenchmarks();   // remote_bound.cc
 
 namespace {
 
@@ -224,6 +226,7 @@ void RegisterPagerBenchmarks() {
 int main(int argc, char** argv) {
   ssihv::bench::RegisterFloorBenchmarks();
   ssihv::bench::RegisterPagerBenchmarks();
+  ssihv::bench::RegisterBoundBenchmarks();
 #ifdef SSIHV_PAGER_BENCH_DSM
   ssihv::bench::RegisterRemoteBenchmarks();
 #endif

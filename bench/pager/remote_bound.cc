@@ -1,0 +1,250 @@
+// BM_Bound/tcp_*: what a remote read fault over TCP costs with NO library
+// code, so that BM_RemoteFault/tcp can be read against the best any design
+// could do on this machine (docs/PERFORMANCE.md, "Pager"). Raw syscalls, a
+// forked "home" process, a 2048-page window as in BM_RemoteFault:
+//
+//   requester: the benchmark thread reads a missing page; a handler thread
+//   reads the fault off the uffd and sends a 16-byte request;
+//   home: receives it, optionally write-protects its page (the protocol's
+//   downgrade of a Modified page: UFFDIO_WRITEPROTECT), and answers with
+//   one sendmsg of [32-byte header | page];
+//   requester: UFFDIO_COPY (MODE_WP: a Shared copy) from the receive buffer.
+//
+//   lane      the handler blocks in recv for its own answer and copies it;
+//             the home blocks in recv (a per-thread lane, both sides)
+//   lane_wp   the same, plus the home's write-protect
+//   epoll_wp  today's DSM shape: the home and a requester data thread wait
+//             in epoll_wait, the data thread copies (the handler only sends)
+//
+// No protocol, no Done message, no locks, no statistics: a lower bound.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/userfaultfd.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <thread>
+
+#include "bench_util.h"
+
+namespace ssihv::bench {
+namespace {
+
+constexpr uint64_t kBoundWindow = 2048;
+constexpr size_t kHeader = 32;
+
+struct Mode {
+  bool write_protect;
+  bool epoll;  // home in epoll_wait; a requester data thread does the copy
+};
+
+int NewUffd(uint64_t features) {
+  int fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC));
+  if (fd < 0) return -1;
+  uffdio_api api = {UFFD_API, features, 0};
+  if (ioctl(fd, UFFDIO_API, &api) != 0) {
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+bool Register(int uffd, void* p, uint64_t len, uint64_t mode) {
+  uffdio_register reg{};
+  reg.range.start = reinterpret_cast<uint64_t>(p);
+  reg.range.len = len;
+  reg.mode = mode;
+  return ioctl(uffd, UFFDIO_REGISTER, &reg) == 0;
+}
+
+void WriteProtect(int uffd, void* p, uint64_t len, bool on) {
+  uffdio_writeprotect wp{};
+  wp.range.start = reinterpret_cast<uint64_t>(p);
+  wp.range.len = len;
+  wp.mode = on ? UFFDIO_WRITEPROTECT_MODE_WP : 0;
+  ioctl(uffd, UFFDIO_WRITEPROTECT, &wp);
+}
+
+void CopyReadOnly(int uffd, uint64_t dst, const uint8_t* src) {
+  uffdio_copy copy{};
+  copy.dst = dst;
+  copy.src = reinterpret_cast<uint64_t>(src);
+  copy.len = kPage;
+  copy.mode = UFFDIO_COPY_MODE_WP;
+  ioctl(uffd, UFFDIO_COPY, &copy);
+}
+
+bool RecvAll(int fd, void* p, size_t n) {
+  return recv(fd, p, n, MSG_WAITALL) == static_cast<ssize_t>(n);
+}
+
+void WaitIn(int epfd) {
+  epoll_event ev;
+  while (epoll_wait(epfd, &ev, 1, -1) != 1) {
+  }
+}
+
+int WatchIn(int fd) {
+  int epfd = epoll_create1(EPOLL_CLOEXEC);
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &ev);
+  return epfd;
+}
+
+/// The home: a populated window (written once), served page by page.
+[[noreturn]] void BoundHome(int listen_fd, Mode mode) {
+  prctl(PR_SET_PDEATHSIG, SIGKILL);
+  const int fd = accept(listen_fd, nullptr, nullptr);
+  int on = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+  const uint64_t len = kBoundWindow * kPage;
+  auto* mem = static_cast<uint8_t*>(mmap(nullptr, len, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  madvise(mem, len, MADV_NOHUGEPAGE);
+  memset(mem, 0x5a, len);
+  const int uffd = NewUffd(UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+  if (uffd < 0 || !Register(uffd, mem, len, UFFDIO_REGISTER_MODE_WP)) _exit(1);
+  const int epfd = WatchIn(fd);
+  uint8_t header[kHeader] = {};
+  uint64_t req[2];
+  for (;;) {
+    if (mode.epoll) WaitIn(epfd);
+    if (!RecvAll(fd, req, sizeof(req))) _exit(0);
+    const uint64_t index = req[0] % kBoundWindow;
+    uint8_t* page = mem + index * kPage;
+    if (mode.write_protect) {
+      // A new round: the home "wrote" the window again (writable).
+      if (index == 0) WriteProtect(uffd, mem, len, false);
+      WriteProtect(uffd, page, kPage, true);
+    }
+    iovec iov[2] = {{header, kHeader}, {page, kPage}};
+    msghdr m{};
+    m.msg_iov = iov;
+    m.msg_iovlen = 2;
+    if (sendmsg(fd, &m, MSG_NOSIGNAL) != static_cast<ssize_t>(kHeader + kPage))
+      _exit(1);
+  }
+}
+
+void BM_Bound(benchmark::State& state, Mode mode) {
+  int listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t alen = sizeof(addr);
+  if (bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      listen(listen_fd, 1) != 0 ||
+      getsockname(listen_fd, reinterpret_cast<sockaddr*>(&addr), &alen) != 0) {
+    state.SkipWithError("bind/listen on 127.0.0.1 failed");
+    return;
+  }
+  const pid_t pid = fork();
+  if (pid == 0) BoundHome(listen_fd, mode);
+  close(listen_fd);
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  int on = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+  const uint64_t len = (kBoundWindow + 1) * kPage;  // + the stop page
+  auto* mem = static_cast<uint8_t*>(mmap(nullptr, len, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  madvise(mem, len, MADV_NOHUGEPAGE);
+  const int uffd = NewUffd(UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      uffd < 0 ||
+      !Register(uffd, mem, len,
+                UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP)) {
+    state.SkipWithError("connect or userfaultfd set-up failed");
+    close(fd);
+    kill(pid, SIGKILL);
+    waitpid(pid, nullptr, 0);
+    return;
+  }
+  const uint64_t base = reinterpret_cast<uint64_t>(mem);
+  const uint64_t stop = base + kBoundWindow * kPage;
+  // The handler: every fault becomes a request (the stop page is zeroed).
+  std::thread handler([&] {
+    alignas(64) static uint8_t buf[kHeader + kPage];
+    for (uint64_t seq = 0;; ++seq) {
+      uffd_msg msg;
+      if (read(uffd, &msg, sizeof(msg)) != sizeof(msg)) continue;
+      if (msg.event != UFFD_EVENT_PAGEFAULT) continue;
+      const uint64_t at = msg.arg.pagefault.address & ~(kPage - 1);
+      if (at == stop) {
+        uffdio_zeropage z{};
+        z.range.start = at;
+        z.range.len = kPage;
+        ioctl(uffd, UFFDIO_ZEROPAGE, &z);
+        return;
+      }
+      const uint64_t req[2] = {(at - base) / kPage, seq};
+      send(fd, req, sizeof(req), MSG_NOSIGNAL);
+      if (mode.epoll) continue;  // the data thread copies
+      if (!RecvAll(fd, buf, sizeof(buf))) return;
+      CopyReadOnly(uffd, at, buf + kHeader);
+    }
+  });
+  // Today's shape: a data thread woken by epoll copies the answer. Answers
+  // come in request order, one fault at a time.
+  std::thread data;
+  if (mode.epoll) {
+    data = std::thread([&] {
+      alignas(64) static uint8_t buf[kHeader + kPage];
+      const int epfd = WatchIn(fd);
+      for (uint64_t i = 0;; ++i) {
+        WaitIn(epfd);
+        if (!RecvAll(fd, buf, sizeof(buf))) break;
+        CopyReadOnly(uffd, base + (i % kBoundWindow) * kPage, buf + kHeader);
+      }
+      close(epfd);
+    });
+  }
+  std::vector<int64_t> ns;
+  ns.reserve(state.max_iterations);
+  uint64_t next = 0;
+  for (auto _ : state) {
+    if (next == kBoundWindow) {
+      state.PauseTiming();
+      madvise(mem, kBoundWindow * kPage, MADV_DONTNEED);  // missing again
+      next = 0;
+      state.ResumeTiming();
+    }
+    auto* p = reinterpret_cast<volatile uint64_t*>(mem + next++ * kPage);
+    const int64_t t0 = NowNs();
+    (void)*p;
+    ns.push_back(NowNs() - t0);
+  }
+  (void)*reinterpret_cast<volatile uint64_t*>(stop);  // handler returns
+  handler.join();
+  shutdown(fd, SHUT_RDWR);  // the home exits; the data thread sees EOF
+  if (data.joinable()) data.join();
+  close(fd);
+  waitpid(pid, nullptr, 0);
+  munmap(mem, len);
+  close(uffd);
+  SetPercentiles(state, ns);
+}
+
+}  // namespace
+
+void RegisterBoundBenchmarks() {
+  benchmark::RegisterBenchmark("BM_Bound/tcp_lane", BM_Bound,
+                               Mode{false, false});
+  benchmark::RegisterBenchmark("BM_Bound/tcp_lane_wp", BM_Bound,
+                               Mode{true, false});
+  benchmark::RegisterBenchmark("BM_Bound/tcp_epoll_wp", BM_Bound,
+                               Mode{true, true});
+}
+
+}  // namespace ssihv::bench
