@@ -2,8 +2,8 @@
 // process, resolved by the DSM node over the transport, and the floor it is
 // measured against, in the same binary and run:
 //   BM_Floor/tcp_rtt_4k   a raw blocking-socket request (16 bytes) answered
-//                         with 4 KiB over 127.0.0.1 — the same definition as
-//                         bench/transport's floor of that name;
+//                         with 4 KiB over 127.0.0.1 (bench/common: the very
+//                         floor bench/transport reports against);
 //   goal: BM_RemoteFault/tcp p50 <= 1.5 x (BM_Floor/uffd_copy +
 //         BM_Floor/tcp_rtt_4k).
 // The home is a forked process running DsmNode 0; this process is node 1.
@@ -39,71 +39,6 @@ namespace ssihv::bench {
 namespace {
 
 constexpr uint64_t kRemoteWindow = 2048;  // pages read before a rewrite
-
-// ---- BM_Floor/tcp_rtt_4k --------------------------------------------------
-
-bool SendAll(int fd, const void* p, size_t n) {
-  return send(fd, p, n, MSG_NOSIGNAL) == static_cast<ssize_t>(n);
-}
-bool RecvAll(int fd, void* p, size_t n) {
-  return recv(fd, p, n, MSG_WAITALL) == static_cast<ssize_t>(n);
-}
-
-[[noreturn]] void EchoServer(int listen_fd) {
-  static uint8_t page[kPage];
-  int fd = accept(listen_fd, nullptr, nullptr);
-  int on = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-  uint64_t req[2];
-  while (RecvAll(fd, req, sizeof(req))) {
-    page[0] = static_cast<uint8_t>(req[0]);
-    if (!SendAll(fd, page, kPage)) break;
-  }
-  _exit(0);
-}
-
-void BM_FloorTcpRtt4k(benchmark::State& state) {
-  int listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(addr);
-  if (bind(listen_fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
-      listen(listen_fd, 1) != 0 ||
-      getsockname(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
-    state.SkipWithError("bind/listen on 127.0.0.1 failed");
-    return;
-  }
-  const pid_t pid = fork();
-  if (pid == 0) {
-    prctl(PR_SET_PDEATHSIG, SIGKILL);
-    EchoServer(listen_fd);
-  }
-  close(listen_fd);
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  int on = 1;
-  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    state.SkipWithError("connect failed");
-  } else {
-    std::vector<uint8_t> page(kPage);
-    std::vector<int64_t> ns;
-    ns.reserve(state.max_iterations);
-    uint64_t next = 0;
-    for (auto _ : state) {
-      uint64_t req[2] = {next++, 0};
-      const int64_t t0 = NowNs();
-      if (!SendAll(fd, req, sizeof(req)) || !RecvAll(fd, page.data(), kPage)) {
-        state.SkipWithError("socket failed");
-        break;
-      }
-      ns.push_back(NowNs() - t0);
-    }
-    SetPercentiles(state, ns);
-  }
-  close(fd);
-  waitpid(pid, nullptr, 0);
-}
 
 // ---- BM_RemoteFault --------------------------------------------------------
 
@@ -248,7 +183,7 @@ void BM_RemoteFault(benchmark::State& state, const char* transport) {
 }  // namespace
 
 void RegisterRemoteBenchmarks() {
-  benchmark::RegisterBenchmark("BM_Floor/tcp_rtt_4k", BM_FloorTcpRtt4k);
+  RegisterTcpFloor();  // bench/common: the same floor as bench/transport's
   benchmark::RegisterBenchmark("BM_RemoteFault/tcp", BM_RemoteFault, "tcp");
   benchmark::RegisterBenchmark("BM_RemoteFault/rdma", BM_RemoteFault, "rdma");
 }

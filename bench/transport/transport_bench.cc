@@ -34,7 +34,6 @@
 
 namespace ssihv::bench {
 
-void RegisterTcpFloor();
 void RegisterIbFloor();
 
 namespace {

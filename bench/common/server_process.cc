@@ -1,9 +1,9 @@
-#include "bench_common.h"
-
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
+
+#include "bench_common.h"
 
 namespace ssihv::bench {
 

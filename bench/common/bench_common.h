@@ -1,7 +1,9 @@
-// Helpers shared by the transport benchmarks: a served region, forked server
-// processes, and the fixed p50_us/p99_us counters.
-#ifndef SSIHV_BENCH_TRANSPORT_BENCH_COMMON_H_
-#define SSIHV_BENCH_TRANSPORT_BENCH_COMMON_H_
+// What every benchmark binary shares: the clock, the fixed p50_us/p99_us
+// counters, forked server processes, the patterned region a floor's server
+// serves, and BM_Floor/tcp_rtt_4k (one definition for every binary whose
+// results are read against it: bench/transport and bench/pager).
+#ifndef SSIHV_BENCH_COMMON_BENCH_COMMON_H_
+#define SSIHV_BENCH_COMMON_BENCH_COMMON_H_
 
 #include <benchmark/benchmark.h>
 #include <sys/types.h>
@@ -30,7 +32,8 @@ inline uint8_t PatternAt(uint64_t offset) {
   return static_cast<uint8_t>((offset >> 12) * 37 + (offset & 0xFFF));
 }
 
-/// Sets p50_us and p99_us from per-iteration wall times.
+/// Sets p50_us and p99_us from per-iteration wall times (each thread's
+/// samples; the counters average over threads).
 inline void SetPercentiles(benchmark::State& state, std::vector<int64_t>& ns) {
   if (ns.empty()) return;
   std::sort(ns.begin(), ns.end());
@@ -38,8 +41,10 @@ inline void SetPercentiles(benchmark::State& state, std::vector<int64_t>& ns) {
     size_t i = static_cast<size_t>(q * static_cast<double>(ns.size() - 1));
     return static_cast<double>(ns[i]) / 1000.0;
   };
-  state.counters["p50_us"] = at(0.50);
-  state.counters["p99_us"] = at(0.99);
+  state.counters["p50_us"] =
+      benchmark::Counter(at(0.50), benchmark::Counter::kAvgThreads);
+  state.counters["p99_us"] =
+      benchmark::Counter(at(0.99), benchmark::Counter::kAvgThreads);
 }
 
 /// A forked server process. `serve(ready_fd, stop_fd)` runs in the child:
@@ -61,6 +66,9 @@ class ServerProcess {
   int stop_fd_ = -1;
 };
 
+/// Registers BM_Floor/tcp_rtt_4k (tcp_floor.cc).
+void RegisterTcpFloor();
+
 }  // namespace ssihv::bench
 
-#endif  // SSIHV_BENCH_TRANSPORT_BENCH_COMMON_H_
+#endif  // SSIHV_BENCH_COMMON_BENCH_COMMON_H_
