@@ -113,7 +113,7 @@ absl::Status HomeAgent::OnRequest(Env& env, NodeId from, const Message& msg,
                                   Entry& e) {
   bool write = msg.type == MsgType::kWriteReq;
   if (StateOf(e) == DirState::kLost) {
-    env.Send(from, Msg(MsgType::kLost, msg.page));
+    env.Send(from, MakeMessage(MsgType::kLost, msg.page));
     return absl::OkStatus();
   }
   if (PhaseOf(e) != TxnPhase::kIdle) {
@@ -162,12 +162,12 @@ absl::Status HomeAgent::StartRead(Env& env, PageId page, Entry& e, NodeId req,
       e.source = static_cast<uint8_t>(src);
       SetFlag(e, kPulledBit, true);
       env.stats.pull_grants.Add();
-      env.Send(req, Msg(MsgType::kPullGrant, page, 0, src, e.version));
+      env.Send(req, MakeMessage(MsgType::kPullGrant, page, 0, src, e.version));
       return absl::OkStatus();
     }
   }
   e.source = static_cast<uint8_t>(src);
-  env.Send(src, Msg(MsgType::kFwdRead, page, 0, req, e.version));
+  env.Send(src, MakeMessage(MsgType::kFwdRead, page, 0, req, e.version));
   if (options_.bug == TestBug::kEarlyUnblock) EndTxn(env, page, e);
   return absl::OkStatus();
 }
@@ -206,7 +206,7 @@ absl::Status HomeAgent::StartWrite(Env& env, PageId page, Entry& e,
     e.copies &= ~skipped;
   }
   for (NodeMask m = to_inv; m != 0; m &= m - 1) {
-    env.Send(Lowest(m), Msg(MsgType::kInv, page));
+    env.Send(Lowest(m), MakeMessage(MsgType::kInv, page));
     env.stats.invalidations.Add();
     if (stats != nullptr) ++stats->invalidations;
   }
@@ -241,12 +241,13 @@ void HomeAgent::FinishAcks(Env& env, PageId page, Entry& e) {
   ++e.version;
   SetPhase(e, TxnPhase::kAwaitDone);
   if (e.source == kNoNode) {
-    env.Send(e.requester, Msg(MsgType::kGrant, page, 0, kNoNode, e.version));
+    env.Send(e.requester,
+             MakeMessage(MsgType::kGrant, page, 0, kNoNode, e.version));
   } else {
     env.stats.ownership_transfers.Add();
     if (PageStats* s = StatsFor(page)) ++s->transfers;
     env.Send(e.source,
-             Msg(MsgType::kTransfer, page, 0, e.requester, e.version));
+             MakeMessage(MsgType::kTransfer, page, 0, e.requester, e.version));
   }
   if (options_.bug == TestBug::kEarlyUnblock) EndTxn(env, page, e);
 }
@@ -321,10 +322,10 @@ void HomeAgent::ServeNext(Env& env, PageId page, Entry& e) {
 void HomeAgent::Lose(Env& env, PageId page, Entry& e) {
   bool was_lost = StateOf(e) == DirState::kLost;
   if (PhaseOf(e) != TxnPhase::kIdle && e.requester < kMaxNodes) {
-    env.Send(e.requester, Msg(MsgType::kLost, page));
+    env.Send(e.requester, MakeMessage(MsgType::kLost, page));
   }
   for (NodeMask m = e.read_waiters | e.write_waiters; m != 0; m &= m - 1) {
-    env.Send(Lowest(m), Msg(MsgType::kLost, page));
+    env.Send(Lowest(m), MakeMessage(MsgType::kLost, page));
   }
   e.read_waiters = e.write_waiters = 0;
   e.copies = 0;

@@ -61,17 +61,6 @@ NodeMask PendingAcks(const E& e) {
   return e.copies & ~BitOrZero(e.requester) & ~BitOrZero(e.source);
 }
 
-inline Message Msg(MsgType type, PageId page, uint8_t flags = 0,
-                   NodeId node = kNoNode, uint32_t version = 0) {
-  Message m;
-  m.type = type;
-  m.page = page;
-  m.flags = flags;
-  m.node = static_cast<uint8_t>(node);
-  m.version = version;
-  return m;
-}
-
 }  // namespace ssihv::directory::internal
 
 #endif  // SSIHV_DIRECTORY_SRC_HOME_ENTRY_H_

@@ -116,7 +116,7 @@ void HomeAgent::ApplyDeath(Env& env, PageId page, Entry& e, NodeId dead) {
           // Did the source give its copy away? Ask it (FIFO after the
           // kFwdRead/kTransfer).
           SetPhase(e, TxnPhase::kAwaitProbe);
-          env.Send(e.source, Msg(MsgType::kProbe, page));
+          env.Send(e.source, MakeMessage(MsgType::kProbe, page));
         }
       } else if (e.source == dead && !IsPulled(e)) {
         // Maybe the page reached the requester, maybe not: it will say.

@@ -17,17 +17,6 @@ void AddAction(Env& env, EffectType type, PageId page) {
   env.out.effects.push_back(e);
 }
 
-Message Msg(MsgType type, PageId page, uint8_t flags = 0, NodeId node = kNoNode,
-            uint32_t version = 0) {
-  Message m;
-  m.type = type;
-  m.page = page;
-  m.flags = flags;
-  m.node = static_cast<uint8_t>(node);
-  m.version = version;
-  return m;
-}
-
 }  // namespace
 
 NodeAgent::NodeAgent(const PageSpace& space, NodeId self, TestBug bug)
@@ -84,12 +73,13 @@ absl::Status NodeAgent::OnFault(Env& env, PageId page, Access access) {
   if (!write) {
     env.stats.faults_read_miss.Add();
     Set(page, state, kPendRead);
-    env.Send(home, Msg(MsgType::kReadReq, page));
+    env.Send(home, MakeMessage(MsgType::kReadReq, page));
   } else {
     bool upgrade = state == PageState::kShared;
     (upgrade ? env.stats.faults_upgrade : env.stats.faults_write_miss).Add();
     Set(page, state, kPendWrite);
-    env.Send(home, Msg(MsgType::kWriteReq, page, upgrade ? kFlagUpgrade : 0));
+    env.Send(home,
+             MakeMessage(MsgType::kWriteReq, page, upgrade ? kFlagUpgrade : 0));
   }
   AddAction(env, EffectType::kWait, page);
   return absl::OkStatus();
@@ -117,8 +107,8 @@ absl::Status NodeAgent::OnMessage(Env& env, NodeId from, const Message& msg) {
     case MsgType::kLost:
       return OnLost(env, from, msg);
     case MsgType::kProbe:
-      env.Send(from,
-               Msg(MsgType::kProbeAck, msg.page, LocalStateByte(msg.page)));
+      env.Send(from, MakeMessage(MsgType::kProbeAck, msg.page,
+                                 LocalStateByte(msg.page)));
       return absl::OkStatus();
     default:
       return Violation(msg, from, "not a node agent message");
@@ -157,8 +147,8 @@ absl::Status NodeAgent::OnFwdRead(Env& env, NodeId from, const Message& msg) {
     Set(page, PageState::kShared, b & kPendingBits);
   }
   bool zero = b & kPristineBit;
-  env.Send(msg.node, Msg(MsgType::kData, page, zero ? kFlagZero : 0, kNoNode,
-                         msg.version));
+  env.Send(msg.node, MakeMessage(MsgType::kData, page, zero ? kFlagZero : 0,
+                                 kNoNode, msg.version));
   return absl::OkStatus();
 }
 
@@ -177,9 +167,9 @@ absl::Status NodeAgent::OnTransfer(Env& env, NodeId from, const Message& msg) {
     AddAction(env, EffectType::kWriteProtect, page);
   }
   bool zero = b & kPristineBit;
-  env.Send(msg.node,
-           Msg(MsgType::kData, page, kFlagWrite | (zero ? kFlagZero : 0),
-               kNoNode, msg.version));
+  env.Send(msg.node, MakeMessage(MsgType::kData, page,
+                                 kFlagWrite | (zero ? kFlagZero : 0), kNoNode,
+                                 msg.version));
   AddAction(env, EffectType::kZap, page);
   b &= static_cast<uint8_t>(~kPristineBit);
   Set(page, PageState::kInvalid, b & kPendingBits);
@@ -197,7 +187,7 @@ absl::Status NodeAgent::OnInv(Env& env, NodeId from, const Message& msg) {
   b &= static_cast<uint8_t>(~kPristineBit);
   // A pending upgrade stays pending: it becomes a write miss at the home.
   Set(page, PageState::kInvalid, b & kPendingBits);
-  env.Send(from, Msg(MsgType::kInvAck, page));
+  env.Send(from, MakeMessage(MsgType::kInvAck, page));
   return absl::OkStatus();
 }
 
@@ -218,7 +208,7 @@ absl::Status NodeAgent::OnData(Env& env, NodeId from, const Message& msg) {
   env.out.effects.push_back(e);
   Set(page, write ? PageState::kModified : PageState::kShared, 0);
   pages_[page] |= kHeldBit;
-  env.Send(env.members.HomeOf(page), Msg(MsgType::kDone, page));
+  env.Send(env.members.HomeOf(page), MakeMessage(MsgType::kDone, page));
   return absl::OkStatus();
 }
 
@@ -232,7 +222,7 @@ absl::Status NodeAgent::OnGrant(Env& env, NodeId from, const Message& msg) {
   pages_[page] &= static_cast<uint8_t>(~kPristineBit);
   Set(page, PageState::kModified, 0);
   pages_[page] |= kHeldBit;
-  env.Send(from, Msg(MsgType::kDone, page));
+  env.Send(from, MakeMessage(MsgType::kDone, page));
   return absl::OkStatus();
 }
 
@@ -265,13 +255,13 @@ absl::Status NodeAgent::OnFetchDone(Env& env, PageId page, bool ok) {
   NodeId home = env.members.HomeOf(page);
   if (!ok) {
     // Still a pending read: the home retries from another copy.
-    env.Send(home, Msg(MsgType::kDone, page, kFlagFailed));
+    env.Send(home, MakeMessage(MsgType::kDone, page, kFlagFailed));
     return absl::OkStatus();
   }
   AddAction(env, EffectType::kMapFetched, page);
   Set(page, PageState::kShared, 0);
   b |= kHeldBit;
-  env.Send(home, Msg(MsgType::kDone, page));
+  env.Send(home, MakeMessage(MsgType::kDone, page));
   return absl::OkStatus();
 }
 
@@ -302,7 +292,7 @@ void NodeAgent::AnnounceStalled(Env& env, NodeId dead, NodeMask skip_ranges) {
       // A fetch in progress always ends in kDone; only requests whose
       // answer might have been lost with the dead node need a verdict.
       if ((b & kPendingBits) && !(b & kPullingBit)) {
-        env.Send(home, Msg(MsgType::kStalled, p, 0, dead));
+        env.Send(home, MakeMessage(MsgType::kStalled, p, 0, dead));
       }
     }
   }

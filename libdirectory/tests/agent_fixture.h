@@ -18,17 +18,6 @@ inline PageSpace Space(std::vector<uint64_t> counts) {
   return *PageSpace::FromPageCounts(counts);
 }
 
-inline Message Msg(MsgType type, PageId page, uint8_t flags = 0,
-                   NodeId node = kNoNode, uint32_t version = 0) {
-  Message m;
-  m.type = type;
-  m.page = page;
-  m.flags = flags;
-  m.node = static_cast<uint8_t>(node);
-  m.version = version;
-  return m;
-}
-
 /// The environment of the agents of node `self`.
 struct Fixture {
   Fixture(const PageSpace& space, NodeId self) : members(space, self) {}

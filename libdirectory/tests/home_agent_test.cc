@@ -11,7 +11,6 @@ namespace ssihv::directory {
 namespace {
 
 using testing::Fixture;
-using testing::Msg;
 using testing::Space;
 using Lines = std::vector<std::string>;
 
@@ -27,7 +26,7 @@ struct HomeTest {
     return home.OnMessage(env, from, m);
   }
   Lines Do(NodeId from, MsgType type, uint8_t flags = 0) {
-    REQUIRE(Recv(from, Msg(type, 0, flags)).ok());
+    REQUIRE(Recv(from, MakeMessage(type, 0, flags)).ok());
     return f.Take();
   }
   // Drives page 0 to Modified at `owner` (from Modified at the home).
@@ -49,7 +48,8 @@ TEST_CASE_METHOD(HomeTest,
   CHECK(View().copies == Bit(0));
   CHECK(home.HoldsRange(0));
   CHECK_FALSE(home.HoldsRange(1));
-  CHECK_FALSE(Recv(1, Msg(MsgType::kReadReq, 2)).ok());  // not homed here
+  CHECK_FALSE(
+      Recv(1, MakeMessage(MsgType::kReadReq, 2)).ok());  // not homed here
 }
 
 TEST_CASE_METHOD(
@@ -90,16 +90,17 @@ TEST_CASE_METHOD(HomeTest,
     for (auto [from, type] :
          {std::pair{2, MsgType::kWriteReq}, std::pair{2, MsgType::kDone},
           std::pair{1, MsgType::kReadReq}, std::pair{1, MsgType::kDone}}) {
-      REQUIRE(pull.OnMessage(env, from, Msg(type, 0)).ok());
+      REQUIRE(pull.OnMessage(env, from, MakeMessage(type, 0)).ok());
     }
     f.Take();
-    REQUIRE(pull.OnMessage(env, 3, Msg(MsgType::kReadReq, 0)).ok());
+    REQUIRE(pull.OnMessage(env, 3, MakeMessage(MsgType::kReadReq, 0)).ok());
     CHECK(f.Take() == Lines{"Send PullGrant p0 to n3 node=1"});
     CHECK(pull.Inspect(0).pulled);
     // The fetch failed: served again by message.
-    REQUIRE(pull.OnMessage(env, 3, Msg(MsgType::kDone, 0, kFlagFailed)).ok());
+    REQUIRE(pull.OnMessage(env, 3, MakeMessage(MsgType::kDone, 0, kFlagFailed))
+                .ok());
     CHECK(f.Take() == Lines{"Send FwdRead p0 to n1 node=3"});
-    REQUIRE(pull.OnMessage(env, 3, Msg(MsgType::kDone, 0)).ok());
+    REQUIRE(pull.OnMessage(env, 3, MakeMessage(MsgType::kDone, 0)).ok());
     CHECK(pull.Inspect(0).copies == (Bit(1) | Bit(2) | Bit(3)));
     CHECK(f.stats.pull_grants.get() == 1);
   }
@@ -117,7 +118,7 @@ TEST_CASE_METHOD(HomeTest,
         Lines{"Send Inv p0 to n1", "Send Inv p0 to n2"});
   CHECK(View().phase == TxnPhase::kAcks);
   CHECK(Do(2, MsgType::kInvAck).empty());
-  CHECK_FALSE(Recv(2, Msg(MsgType::kInvAck, 0)).ok());  // acked already
+  CHECK_FALSE(Recv(2, MakeMessage(MsgType::kInvAck, 0)).ok());  // acked already
   CHECK(Do(1, MsgType::kInvAck) == Lines{"Send Transfer p0 to n0 node=3"});
   CHECK(Do(3, MsgType::kDone).empty());
   CHECK(View().state == DirState::kModified);
@@ -195,16 +196,20 @@ TEST_CASE_METHOD(HomeTest, "a lost page answers every request with Lost") {
 
 TEST_CASE_METHOD(HomeTest,
                  "messages that do not fit the transaction are rejected") {
-  CHECK_FALSE(Recv(1, Msg(MsgType::kInvAck, 0)).ok());
-  CHECK_FALSE(Recv(1, Msg(MsgType::kDone, 0)).ok());
-  CHECK_FALSE(Recv(1, Msg(MsgType::kProbeAck, 0)).ok());
-  CHECK_FALSE(Recv(1, Msg(MsgType::kData, 0)).ok());     // a node agent message
-  CHECK_FALSE(Recv(0, Msg(MsgType::kReadReq, 0)).ok());  // owner reads
-  CHECK_FALSE(Recv(0, Msg(MsgType::kWriteReq, 0)).ok());  // owner writes
+  CHECK_FALSE(Recv(1, MakeMessage(MsgType::kInvAck, 0)).ok());
+  CHECK_FALSE(Recv(1, MakeMessage(MsgType::kDone, 0)).ok());
+  CHECK_FALSE(Recv(1, MakeMessage(MsgType::kProbeAck, 0)).ok());
+  CHECK_FALSE(
+      Recv(1, MakeMessage(MsgType::kData, 0)).ok());  // a node agent message
+  CHECK_FALSE(Recv(0, MakeMessage(MsgType::kReadReq, 0)).ok());  // owner reads
+  CHECK_FALSE(
+      Recv(0, MakeMessage(MsgType::kWriteReq, 0)).ok());  // owner writes
   Do(1, MsgType::kReadReq);
-  CHECK_FALSE(Recv(2, Msg(MsgType::kDone, 0)).ok());  // not the requester
-  CHECK_FALSE(Recv(1, Msg(MsgType::kDone, 0, kFlagFailed)).ok());  // no pull
-  CHECK(Recv(1, Msg(MsgType::kStalled, 0, 0, 3)).ok());            // ignored
+  CHECK_FALSE(
+      Recv(2, MakeMessage(MsgType::kDone, 0)).ok());  // not the requester
+  CHECK_FALSE(
+      Recv(1, MakeMessage(MsgType::kDone, 0, kFlagFailed)).ok());  // no pull
+  CHECK(Recv(1, MakeMessage(MsgType::kStalled, 0, 0, 3)).ok());    // ignored
   CHECK(f.out.effects.empty());
 }
 

@@ -9,7 +9,6 @@
 namespace ssihv::directory {
 namespace {
 
-using testing::Msg;
 using testing::Space;
 
 PageSpace Three() { return Space({4, 0, 8}); }  // 3 nodes, 12 pages
@@ -21,21 +20,21 @@ absl::Status DecodeStatus(const std::vector<uint8_t>& frame) {
 TEST_CASE("every message type round-trips through the 16-byte header") {
   PageSpace space = Three();
   std::vector<Message> all = {
-      Msg(MsgType::kReadReq, 11),
-      Msg(MsgType::kWriteReq, 3, kFlagUpgrade),
-      Msg(MsgType::kFwdRead, 5, 0, 2, 0xfffffffe),
-      Msg(MsgType::kTransfer, 0, 0, 0, 7),
-      Msg(MsgType::kInv, 1),
-      Msg(MsgType::kInvAck, 1),
-      Msg(MsgType::kData, 4, kFlagWrite | kFlagZero, kNoNode, 9),
-      Msg(MsgType::kGrant, 4, 0, kNoNode, 10),
-      Msg(MsgType::kPullGrant, 4, 0, 1, 10),
-      Msg(MsgType::kDone, 4, kFlagFailed),
-      Msg(MsgType::kLost, 4),
-      Msg(MsgType::kProbe, 4),
-      Msg(MsgType::kProbeAck, 4, local_state::kPendingWrite | 1),
-      Msg(MsgType::kStalled, 4, 0, 2),
-      Msg(MsgType::kFlush, 0, 0, 1),
+      MakeMessage(MsgType::kReadReq, 11),
+      MakeMessage(MsgType::kWriteReq, 3, kFlagUpgrade),
+      MakeMessage(MsgType::kFwdRead, 5, 0, 2, 0xfffffffe),
+      MakeMessage(MsgType::kTransfer, 0, 0, 0, 7),
+      MakeMessage(MsgType::kInv, 1),
+      MakeMessage(MsgType::kInvAck, 1),
+      MakeMessage(MsgType::kData, 4, kFlagWrite | kFlagZero, kNoNode, 9),
+      MakeMessage(MsgType::kGrant, 4, 0, kNoNode, 10),
+      MakeMessage(MsgType::kPullGrant, 4, 0, 1, 10),
+      MakeMessage(MsgType::kDone, 4, kFlagFailed),
+      MakeMessage(MsgType::kLost, 4),
+      MakeMessage(MsgType::kProbe, 4),
+      MakeMessage(MsgType::kProbeAck, 4, local_state::kPendingWrite | 1),
+      MakeMessage(MsgType::kStalled, 4, 0, 2),
+      MakeMessage(MsgType::kFlush, 0, 0, 1),
   };
   for (const Message& m : all) {
     INFO(MsgTypeName(m.type));
@@ -49,8 +48,8 @@ TEST_CASE("every message type round-trips through the 16-byte header") {
 }
 
 TEST_CASE("the header layout is little-endian and fixed") {
-  std::vector<uint8_t> f =
-      Encode(Msg(MsgType::kFwdRead, 0x0102030405060708ull, 0, 2, 0xa1b2c3d4));
+  std::vector<uint8_t> f = Encode(
+      MakeMessage(MsgType::kFwdRead, 0x0102030405060708ull, 0, 2, 0xa1b2c3d4));
   CHECK(f == std::vector<uint8_t>{3, 0, 2, 0, 0xd4, 0xc3, 0xb2, 0xa1, 8, 7, 6,
                                   5, 4, 3, 2, 1});
 }
@@ -59,7 +58,7 @@ TEST_CASE("page data travels after the header") {
   std::vector<uint8_t> page(kPageSize);
   for (size_t i = 0; i < page.size(); ++i)
     page[i] = static_cast<uint8_t>(i * 7);
-  Message m = Msg(MsgType::kData, 9, kFlagWrite, kNoNode, 3);
+  Message m = MakeMessage(MsgType::kData, 9, kFlagWrite, kNoNode, 3);
   REQUIRE(m.carries_page());
   std::vector<uint8_t> frame = Encode(m, page);
   REQUIRE(frame.size() == kMaxFrameSize);
@@ -89,7 +88,7 @@ TEST_CASE("reports round-trip") {
 }
 
 TEST_CASE("the decoder rejects malformed frames with a reason") {
-  std::vector<uint8_t> good = Encode(Msg(MsgType::kReadReq, 3));
+  std::vector<uint8_t> good = Encode(MakeMessage(MsgType::kReadReq, 3));
   REQUIRE(DecodeStatus(good).ok());
   auto with = [&](size_t at, uint8_t v) {
     std::vector<uint8_t> f = good;
@@ -118,19 +117,21 @@ TEST_CASE("the decoder rejects malformed frames with a reason") {
   CHECK(DecodeStatus(longer).message().find("length") !=
         absl::string_view::npos);
   // A node field beyond the cluster.
-  CHECK(DecodeStatus(Encode(Msg(MsgType::kFwdRead, 0, 0, 3))).code() ==
+  CHECK(DecodeStatus(Encode(MakeMessage(MsgType::kFwdRead, 0, 0, 3))).code() ==
         absl::StatusCode::kInvalidArgument);
   // Data without its bytes, and a zero page with bytes.
-  CHECK_FALSE(DecodeStatus(Encode(Msg(MsgType::kData, 0))).ok());
+  CHECK_FALSE(DecodeStatus(Encode(MakeMessage(MsgType::kData, 0))).ok());
   std::vector<uint8_t> zero_with_bytes =
-      Encode(Msg(MsgType::kData, 0, kFlagZero));
+      Encode(MakeMessage(MsgType::kData, 0, kFlagZero));
   zero_with_bytes.resize(kMaxFrameSize);
   CHECK_FALSE(DecodeStatus(zero_with_bytes).ok());
   // ProbeAck with an impossible local state.
-  CHECK_FALSE(DecodeStatus(Encode(Msg(MsgType::kProbeAck, 0, 0x0c))).ok());
-  CHECK_FALSE(DecodeStatus(Encode(Msg(MsgType::kProbeAck, 0, 0x11))).ok());
+  CHECK_FALSE(
+      DecodeStatus(Encode(MakeMessage(MsgType::kProbeAck, 0, 0x0c))).ok());
+  CHECK_FALSE(
+      DecodeStatus(Encode(MakeMessage(MsgType::kProbeAck, 0, 0x11))).ok());
   // Flush carries no page.
-  CHECK_FALSE(DecodeStatus(Encode(Msg(MsgType::kFlush, 1, 0, 1))).ok());
+  CHECK_FALSE(DecodeStatus(Encode(MakeMessage(MsgType::kFlush, 1, 0, 1))).ok());
 }
 
 TEST_CASE("the decoder rejects malformed reports") {

@@ -10,7 +10,6 @@ namespace ssihv::directory {
 namespace {
 
 using testing::Fixture;
-using testing::Msg;
 using testing::Space;
 using Lines = std::vector<std::string>;
 
@@ -29,12 +28,12 @@ struct NodeAgentTest {
   // Brings page 0 (homed at 0) to Shared here through a read miss.
   void MakeShared0() {
     REQUIRE(Fault(0, Access::kRead).ok());
-    REQUIRE(Recv(2, Msg(MsgType::kData, 0, 0, kNoNode, 4)).ok());
+    REQUIRE(Recv(2, MakeMessage(MsgType::kData, 0, 0, kNoNode, 4)).ok());
     f.Take();
   }
   // Releases the hold a completion leaves, as a deferred message would.
   void ReleaseHold(PageId p) {
-    REQUIRE(Recv(0, Msg(MsgType::kFwdRead, p, 0, 2)).ok());
+    REQUIRE(Recv(0, MakeMessage(MsgType::kFwdRead, p, 0, 2)).ok());
     REQUIRE(f.Take() ==
             Lines{"Defer FwdRead p" + std::to_string(p) + " from n0"});
   }
@@ -77,7 +76,7 @@ TEST_CASE_METHOD(NodeAgentTest,
                  "read data maps read-only, acks the home, holds") {
   REQUIRE(Fault(0, Access::kRead).ok());
   f.Take();
-  REQUIRE(Recv(2, Msg(MsgType::kData, 0, 0, kNoNode, 7)).ok());
+  REQUIRE(Recv(2, MakeMessage(MsgType::kData, 0, 0, kNoNode, 7)).ok());
   CHECK(f.Take() == Lines{"MapReceived p0 ro", "Send Done p0 to n0"});
   CHECK(agent.StateOf(0) == PageState::kShared);
   CHECK_FALSE(agent.Pending(0));
@@ -89,7 +88,7 @@ TEST_CASE_METHOD(NodeAgentTest,
 TEST_CASE_METHOD(NodeAgentTest, "zero-page data maps a zero page") {
   REQUIRE(Fault(0, Access::kRead).ok());
   f.Take();
-  REQUIRE(Recv(0, Msg(MsgType::kData, 0, kFlagZero)).ok());
+  REQUIRE(Recv(0, MakeMessage(MsgType::kData, 0, kFlagZero)).ok());
   CHECK(f.Take() == Lines{"MapReceived p0 ro zero", "Send Done p0 to n0"});
 }
 
@@ -97,7 +96,7 @@ TEST_CASE_METHOD(NodeAgentTest, "write miss gets the page writable") {
   REQUIRE(Fault(0, Access::kWrite).ok());
   CHECK(f.Take() == Lines{"Send WriteReq p0 to n0", "Wait p0"});
   CHECK(agent.PendingWrite(0));
-  REQUIRE(Recv(2, Msg(MsgType::kData, 0, kFlagWrite)).ok());
+  REQUIRE(Recv(2, MakeMessage(MsgType::kData, 0, kFlagWrite)).ok());
   CHECK(f.Take() == Lines{"MapReceived p0 rw", "Send Done p0 to n0"});
   CHECK(agent.StateOf(0) == PageState::kModified);
   CHECK(f.stats.faults_write_miss.get() == 1);
@@ -108,7 +107,7 @@ TEST_CASE_METHOD(NodeAgentTest,
   MakeShared0();
   REQUIRE(Fault(0, Access::kWrite).ok());
   CHECK(f.Take() == Lines{"Send WriteReq p0 to n0 flags=1", "Wait p0"});
-  REQUIRE(Recv(0, Msg(MsgType::kGrant, 0, 0, kNoNode, 5)).ok());
+  REQUIRE(Recv(0, MakeMessage(MsgType::kGrant, 0, 0, kNoNode, 5)).ok());
   CHECK(f.Take() == Lines{"MakeWritable p0", "Send Done p0 to n0"});
   CHECK(agent.StateOf(0) == PageState::kModified);
   CHECK(f.stats.faults_upgrade.get() == 1);
@@ -120,13 +119,13 @@ TEST_CASE_METHOD(NodeAgentTest,
   ReleaseHold(0);
   REQUIRE(Fault(0, Access::kWrite).ok());
   f.Take();
-  REQUIRE(Recv(0, Msg(MsgType::kInv, 0)).ok());
+  REQUIRE(Recv(0, MakeMessage(MsgType::kInv, 0)).ok());
   CHECK(f.Take() == Lines{"Zap p0", "Send InvAck p0 to n0"});
   CHECK(agent.StateOf(0) == PageState::kInvalid);
   CHECK(agent.PendingWrite(0));
   // The home then serves it as a miss: data, not a grant.
-  CHECK_FALSE(Recv(0, Msg(MsgType::kGrant, 0)).ok());
-  REQUIRE(Recv(2, Msg(MsgType::kData, 0, kFlagWrite)).ok());
+  CHECK_FALSE(Recv(0, MakeMessage(MsgType::kGrant, 0)).ok());
+  REQUIRE(Recv(2, MakeMessage(MsgType::kData, 0, kFlagWrite)).ok());
   CHECK(agent.StateOf(0) == PageState::kModified);
 }
 
@@ -134,13 +133,13 @@ TEST_CASE_METHOD(NodeAgentTest,
                  "forwarded read from a Modified owner downgrades first") {
   // Page 2 is homed here: its home agent's messages come from this node.
   // Never written since start, it ships as a zero page.
-  REQUIRE(Recv(1, Msg(MsgType::kFwdRead, 2, 0, 0, 3)).ok());
+  REQUIRE(Recv(1, MakeMessage(MsgType::kFwdRead, 2, 0, 0, 3)).ok());
   CHECK(f.Take() == Lines{"WriteProtect p2", "Send Data p2 to n0 flags=2"});
   CHECK(agent.StateOf(2) == PageState::kShared);
   // Once mapped writable (so possibly written), its bytes travel.
   REQUIRE(Fault(3, Access::kWrite).ok());
   f.Take();
-  REQUIRE(Recv(1, Msg(MsgType::kFwdRead, 3, 0, 2)).ok());
+  REQUIRE(Recv(1, MakeMessage(MsgType::kFwdRead, 3, 0, 2)).ok());
   CHECK(f.Take() == Lines{"WriteProtect p3", "Send Data p3 to n2"});
 }
 
@@ -148,7 +147,7 @@ TEST_CASE_METHOD(NodeAgentTest,
                  "a Shared sharer serves a copy and stays Shared") {
   MakeShared0();
   ReleaseHold(0);
-  REQUIRE(Recv(0, Msg(MsgType::kFwdRead, 0, 0, 2, 9)).ok());
+  REQUIRE(Recv(0, MakeMessage(MsgType::kFwdRead, 0, 0, 2, 9)).ok());
   CHECK(f.Take() == Lines{"Send Data p0 to n2"});
   CHECK(agent.StateOf(0) == PageState::kShared);
 }
@@ -157,21 +156,21 @@ TEST_CASE_METHOD(NodeAgentTest,
                  "transfer sends the page with ownership and drops it") {
   REQUIRE(Fault(2, Access::kWrite).ok());
   f.Take();
-  REQUIRE(Recv(1, Msg(MsgType::kTransfer, 2, 0, 0, 1)).ok());
+  REQUIRE(Recv(1, MakeMessage(MsgType::kTransfer, 2, 0, 0, 1)).ok());
   CHECK(f.Take() ==
         Lines{"WriteProtect p2", "Send Data p2 to n0 flags=1", "Zap p2"});
   CHECK(agent.StateOf(2) == PageState::kInvalid);
   // A Shared holder transfers without write-protecting.
   MakeShared0();
   ReleaseHold(0);
-  REQUIRE(Recv(0, Msg(MsgType::kTransfer, 0, 0, 2)).ok());
+  REQUIRE(Recv(0, MakeMessage(MsgType::kTransfer, 0, 0, 2)).ok());
   CHECK(f.Take() == Lines{"Send Data p0 to n2 flags=1", "Zap p0"});
 }
 
 TEST_CASE_METHOD(NodeAgentTest, "pull grant fetches, then maps and acks") {
   REQUIRE(Fault(0, Access::kRead).ok());
   f.Take();
-  REQUIRE(Recv(0, Msg(MsgType::kPullGrant, 0, 0, 2, 6)).ok());
+  REQUIRE(Recv(0, MakeMessage(MsgType::kPullGrant, 0, 0, 2, 6)).ok());
   CHECK(f.Take() == Lines{"Fetch p0 from n2"});
   CHECK(agent.Pulling(0));
   CHECK(agent.LocalStateByte(0) ==
@@ -186,14 +185,15 @@ TEST_CASE_METHOD(NodeAgentTest, "pull grant fetches, then maps and acks") {
 TEST_CASE_METHOD(NodeAgentTest,
                  "a failed fetch reports failure and stays pending") {
   REQUIRE(Fault(0, Access::kRead).ok());
-  REQUIRE(Recv(0, Msg(MsgType::kPullGrant, 0, 0, 2)).ok());
+  REQUIRE(Recv(0, MakeMessage(MsgType::kPullGrant, 0, 0, 2)).ok());
   f.Take();
   Env env = f.env();
   REQUIRE(agent.OnFetchDone(env, 0, false).ok());
   CHECK(f.Take() == Lines{"Send Done p0 to n0 flags=1"});
   CHECK(agent.Pending(0));
   CHECK_FALSE(agent.Pulling(0));
-  REQUIRE(Recv(2, Msg(MsgType::kData, 0)).ok());  // the retry by message
+  REQUIRE(
+      Recv(2, MakeMessage(MsgType::kData, 0)).ok());  // the retry by message
   CHECK(agent.StateOf(0) == PageState::kShared);
 }
 
@@ -201,7 +201,7 @@ TEST_CASE_METHOD(NodeAgentTest,
                  "lost answers a request; later faults are fatal") {
   REQUIRE(Fault(0, Access::kWrite).ok());
   f.Take();
-  REQUIRE(Recv(0, Msg(MsgType::kLost, 0)).ok());
+  REQUIRE(Recv(0, MakeMessage(MsgType::kLost, 0)).ok());
   CHECK(f.Take() == Lines{"PageLost p0"});
   CHECK(agent.StateOf(0) == PageState::kLost);
   REQUIRE(Fault(0, Access::kRead).ok());
@@ -212,7 +212,7 @@ TEST_CASE_METHOD(NodeAgentTest,
 TEST_CASE_METHOD(NodeAgentTest, "probe reports the local state byte") {
   REQUIRE(Fault(0, Access::kRead).ok());
   f.Take();
-  REQUIRE(Recv(0, Msg(MsgType::kProbe, 0)).ok());
+  REQUIRE(Recv(0, MakeMessage(MsgType::kProbe, 0)).ok());
   CHECK(f.Take() == Lines{"Send ProbeAck p0 to n0 flags=4"});
 }
 
@@ -220,11 +220,11 @@ TEST_CASE_METHOD(NodeAgentTest,
                  "a just-granted page defers the first conflicting message") {
   MakeShared0();
   // The hold: the woken thread has not used the copy yet.
-  REQUIRE(Recv(0, Msg(MsgType::kInv, 0)).ok());
+  REQUIRE(Recv(0, MakeMessage(MsgType::kInv, 0)).ok());
   CHECK(f.Take() == Lines{"Defer Inv p0 from n0"});
   CHECK(agent.StateOf(0) == PageState::kShared);
   // Handed back, it is processed.
-  REQUIRE(Recv(0, Msg(MsgType::kInv, 0)).ok());
+  REQUIRE(Recv(0, MakeMessage(MsgType::kInv, 0)).ok());
   CHECK(f.Take() == Lines{"Zap p0", "Send InvAck p0 to n0"});
 }
 
@@ -234,26 +234,30 @@ TEST_CASE_METHOD(NodeAgentTest,
   Membership members(space, 1);
   members.MarkDead(2);
   Env env{members, f.stats, f.out};
-  REQUIRE(agent.OnMessage(env, 0, Msg(MsgType::kFwdRead, 0, 0, 2)).ok());
-  REQUIRE(agent.OnMessage(env, 0, Msg(MsgType::kTransfer, 0, 0, 2)).ok());
+  REQUIRE(
+      agent.OnMessage(env, 0, MakeMessage(MsgType::kFwdRead, 0, 0, 2)).ok());
+  REQUIRE(
+      agent.OnMessage(env, 0, MakeMessage(MsgType::kTransfer, 0, 0, 2)).ok());
   CHECK(f.Take().empty());
   CHECK(agent.StateOf(0) == PageState::kShared);
 }
 
 TEST_CASE_METHOD(NodeAgentTest,
                  "messages that do not fit the local state are rejected") {
-  CHECK_FALSE(Recv(0, Msg(MsgType::kData, 0)).ok());  // nothing pending
-  CHECK_FALSE(Recv(0, Msg(MsgType::kInv, 0)).ok());   // not Shared
-  CHECK_FALSE(Recv(0, Msg(MsgType::kFwdRead, 0, 0, 2)).ok());  // no copy
-  CHECK_FALSE(Recv(0, Msg(MsgType::kTransfer, 0, 0, 2)).ok());
-  CHECK_FALSE(Recv(0, Msg(MsgType::kGrant, 0)).ok());
-  CHECK_FALSE(Recv(0, Msg(MsgType::kPullGrant, 0, 0, 2)).ok());
-  CHECK_FALSE(Recv(0, Msg(MsgType::kLost, 0)).ok());
-  CHECK_FALSE(Recv(2, Msg(MsgType::kInv, 0)).ok());      // not the home
-  CHECK_FALSE(Recv(0, Msg(MsgType::kReadReq, 0)).ok());  // a home message
-  REQUIRE(Fault(0, Access::kRead).ok());
+  CHECK_FALSE(Recv(0, MakeMessage(MsgType::kData, 0)).ok());  // nothing pending
+  CHECK_FALSE(Recv(0, MakeMessage(MsgType::kInv, 0)).ok());   // not Shared
   CHECK_FALSE(
-      Recv(2, Msg(MsgType::kData, 0, kFlagWrite)).ok());  // read pending
+      Recv(0, MakeMessage(MsgType::kFwdRead, 0, 0, 2)).ok());  // no copy
+  CHECK_FALSE(Recv(0, MakeMessage(MsgType::kTransfer, 0, 0, 2)).ok());
+  CHECK_FALSE(Recv(0, MakeMessage(MsgType::kGrant, 0)).ok());
+  CHECK_FALSE(Recv(0, MakeMessage(MsgType::kPullGrant, 0, 0, 2)).ok());
+  CHECK_FALSE(Recv(0, MakeMessage(MsgType::kLost, 0)).ok());
+  CHECK_FALSE(Recv(2, MakeMessage(MsgType::kInv, 0)).ok());  // not the home
+  CHECK_FALSE(
+      Recv(0, MakeMessage(MsgType::kReadReq, 0)).ok());  // a home message
+  REQUIRE(Fault(0, Access::kRead).ok());
+  CHECK_FALSE(Recv(2, MakeMessage(MsgType::kData, 0, kFlagWrite))
+                  .ok());            // read pending
   CHECK(f.out.effects.size() == 2);  // only the fault's effects
 }
 

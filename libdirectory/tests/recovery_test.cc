@@ -10,7 +10,6 @@ namespace ssihv::directory {
 namespace {
 
 using testing::Fixture;
-using testing::Msg;
 using testing::Space;
 using Lines = std::vector<std::string>;
 
@@ -23,7 +22,8 @@ struct RecoveryTest {
   Lines Do(NodeId from, MsgType type, uint8_t flags = 0, NodeId node = kNoNode,
            PageId page = 0) {
     Env env = f.env();
-    absl::Status s = home.OnMessage(env, from, Msg(type, page, flags, node));
+    absl::Status s =
+        home.OnMessage(env, from, MakeMessage(type, page, flags, node));
     REQUIRE(s.ok());
     return f.Take();
   }
@@ -119,7 +119,8 @@ TEST_CASE_METHOD(RecoveryTest,
   CHECK(Dies(2) == Lines{"Send Probe p0 to n1"});
   CHECK(View().phase == TxnPhase::kAwaitProbe);
   Env env = f.env();
-  CHECK_FALSE(home.OnMessage(env, 3, Msg(MsgType::kProbeAck, 0, 1)).ok());
+  CHECK_FALSE(
+      home.OnMessage(env, 3, MakeMessage(MsgType::kProbeAck, 0, 1)).ok());
   CHECK(Do(1, MsgType::kProbeAck, static_cast<uint8_t>(PageState::kShared))
             .empty());
   CHECK(View().state == DirState::kShared);
@@ -335,7 +336,7 @@ TEST_CASE_METHOD(RecoveryTest,
   CHECK(Do(1, MsgType::kStalled, 0, 3, 6).empty());
   CHECK(Do(1, MsgType::kDone, 0, kNoNode, 6).empty());
   Env env = f.env();
-  CHECK_FALSE(home.OnMessage(env, 1, Msg(MsgType::kInvAck, 6)).ok());
+  CHECK_FALSE(home.OnMessage(env, 1, MakeMessage(MsgType::kInvAck, 6)).ok());
 }
 
 }  // namespace

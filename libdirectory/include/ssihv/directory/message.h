@@ -93,6 +93,19 @@ struct Message {
   friend bool operator==(const Message&, const Message&) = default;
 };
 
+/// A message with the fields a transition sets (`node` is the requester,
+/// new owner or dead node the type names; see the message table).
+inline Message MakeMessage(MsgType type, PageId page, uint8_t flags = 0,
+                           NodeId node = kNoNode, uint32_t version = 0) {
+  Message m;
+  m.type = type;
+  m.page = page;
+  m.flags = flags;
+  m.node = static_cast<uint8_t>(node);
+  m.version = version;
+  return m;
+}
+
 /// One page of a recovery report: offset within the range, local state.
 struct ReportEntry {
   uint32_t offset = 0;
