@@ -484,24 +484,33 @@ void TcpConnection::OnRegionFrame(const Frame& f) {
   transport_->OnConnectionUp(shared_from_this());
 }
 
-void TcpConnection::OnResponse(const Frame& f) {
+PendingOp* TcpConnection::MatchResponse(const Frame& f, OpKind kind,
+                                        absl::string_view unknown,
+                                        absl::Status* carried) {
   PendingOp* op = pending_.Find(f.header.id);
-  if (op == nullptr || op->kind != OpKind::kCall) {
+  if (op == nullptr || op->kind != kind) {
     Bump(transport_->atomic_stats().malformed_frames);
-    Close(absl::StrCat("malformed frame from node ", peer_,
-                       ": response to unknown request ", f.header.id));
-    return;
+    Close(absl::StrCat("malformed frame from node ", peer_, ": ", unknown, " ",
+                       f.header.id));
+    return nullptr;
   }
-  absl::Status status;
   if (f.header.flags & kFlagError) {
-    absl::Status st = DecodeError(f.payload, &status);
+    absl::Status st = DecodeError(f.payload, carried);
     if (!st.ok()) {
       Bump(transport_->atomic_stats().malformed_frames);
       Close(absl::StrCat("malformed frame from node ", peer_, ": ",
                          st.message()));
-      return;
+      return nullptr;
     }
   }
+  return op;
+}
+
+void TcpConnection::OnResponse(const Frame& f) {
+  absl::Status status;
+  PendingOp* op =
+      MatchResponse(f, OpKind::kCall, "response to unknown request", &status);
+  if (op == nullptr) return;
   if (op->sync) {
     if (status.ok()) {
       op->response_length = f.payload.size();
@@ -526,23 +535,11 @@ void TcpConnection::OnResponse(const Frame& f) {
 }
 
 void TcpConnection::OnFetchResponse(const Frame& f) {
-  PendingOp* op = pending_.Find(f.header.id);
-  if (op == nullptr || op->kind != OpKind::kFetch) {
-    Bump(transport_->atomic_stats().malformed_frames);
-    Close(absl::StrCat("malformed frame from node ", peer_,
-                       ": fetch response to unknown id ", f.header.id));
-    return;
-  }
   absl::Status status;
-  if (f.header.flags & kFlagError) {
-    absl::Status st = DecodeError(f.payload, &status);
-    if (!st.ok()) {
-      Bump(transport_->atomic_stats().malformed_frames);
-      Close(absl::StrCat("malformed frame from node ", peer_, ": ",
-                         st.message()));
-      return;
-    }
-  } else {
+  PendingOp* op =
+      MatchResponse(f, OpKind::kFetch, "fetch response to unknown id", &status);
+  if (op == nullptr) return;
+  if (!(f.header.flags & kFlagError)) {
     Bump(transport_->atomic_stats().fetches);
     Bump(transport_->atomic_stats().fetch_bytes, op->length);
   }

@@ -100,6 +100,11 @@ class TcpConnection : public FrameSink,
   Stop DrainFrames(PendingOp* caller_op);
   void Dispatch(const Frame& frame);
   void OnRegionFrame(const Frame& frame);
+  /// The pending op of `kind` a response frame answers, with the error it
+  /// carries in `carried`; nullptr after closing the connection when there
+  /// is none (`unknown` says which) or the error does not decode.
+  PendingOp* MatchResponse(const Frame& f, OpKind kind,
+                           absl::string_view unknown, absl::Status* carried);
   void OnResponse(const Frame& frame);
   void OnFetchResponse(const Frame& frame);
   void ServeFetch(const Frame& frame);
