@@ -14,7 +14,13 @@ thread_local const TransportBase* current_data_thread = nullptr;
 
 }  // namespace
 
-absl::Status ValidateOptions(const TransportOptions& o) {
+absl::Status ValidateOptions(const cluster::ClusterConfig& config, NodeId self,
+                             const TransportOptions& o) {
+  if (self >= config.num_nodes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("node id ", self, " is not in the cluster config (",
+                     config.num_nodes(), " nodes)"));
+  }
   SSIHV_RETURN_IF_ERROR(ValidateSecret(o.secret));
   if (o.max_outstanding == 0 || o.max_outstanding > 0xFFFF) {
     return absl::InvalidArgumentError("max_outstanding: must be in 1..65535");

@@ -48,8 +48,10 @@ inline void Bump(std::atomic<uint64_t>& counter, uint64_t by = 1) {
   counter.fetch_add(by, std::memory_order_relaxed);
 }
 
-/// Checks options shared by the network backends (secret, sizes).
-absl::Status ValidateOptions(const TransportOptions& options);
+/// Checks what the network backends share: `self` is a node of `config`,
+/// the secret, the sizes.
+absl::Status ValidateOptions(const cluster::ClusterConfig& config, NodeId self,
+                             const TransportOptions& options);
 
 class TransportBase : public Transport {
  public:

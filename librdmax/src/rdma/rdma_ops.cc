@@ -274,12 +274,7 @@ absl::Status RdmaTransport::FetchAsync(NodeId peer_id, RegionId region,
 absl::StatusOr<std::unique_ptr<Transport>> CreateRdmaTransport(
     const cluster::ClusterConfig& config, NodeId self,
     TransportOptions options) {
-  if (self >= config.num_nodes()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("node id ", self, " is not in the cluster config (",
-                     config.num_nodes(), " nodes)"));
-  }
-  SSIHV_RETURN_IF_ERROR(ValidateOptions(options));
+  SSIHV_RETURN_IF_ERROR(ValidateOptions(config, self, options));
   SSIHV_ASSIGN_OR_RETURN(
       OpenedDevice device,
       OpenRdmaDevice(options.rdma_device, options.rdma_port));

@@ -40,7 +40,7 @@ absl::Status TcpTransport::Start() {
     if (started_) return absl::FailedPreconditionError("Start: called twice");
     started_ = true;
   }
-  SSIHV_RETURN_IF_ERROR(ValidateOptions(options_));
+  SSIHV_RETURN_IF_ERROR(ValidateOptions(config_, self(), options_));
   SSIHV_RETURN_IF_ERROR(loop_.Init());
   SSIHV_ASSIGN_OR_RETURN(restore_timer_, sys::TimerFdCreate());
   SSIHV_RETURN_IF_ERROR(sys::EpollAdd(loop_.epoll_fd(), restore_timer_.get(),
@@ -396,12 +396,7 @@ absl::Status TcpTransport::FetchAsync(NodeId peer, RegionId region,
 absl::StatusOr<std::unique_ptr<Transport>> CreateTcpTransport(
     const cluster::ClusterConfig& config, NodeId self,
     TransportOptions options) {
-  if (self >= config.num_nodes()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("node id ", self, " is not in the cluster config (",
-                     config.num_nodes(), " nodes)"));
-  }
-  SSIHV_RETURN_IF_ERROR(ValidateOptions(options));
+  SSIHV_RETURN_IF_ERROR(ValidateOptions(config, self, options));
   return std::unique_ptr<Transport>(
       new TcpTransport(config, self, std::move(options)));
 }
