@@ -16,6 +16,17 @@ absl::Status FramedTransport::CheckMessageSize(absl::string_view op, NodeId to,
       " bytes exceeds max_message_bytes ", options_.max_message_bytes));
 }
 
+void FramedTransport::Broadcast(FrameKind kind,
+                                absl::Span<const uint8_t> payload) {
+  FrameHeader h;
+  h.kind = kind;
+  h.length = static_cast<uint32_t>(payload.size());
+  for (auto& channel : Advertised()) {
+    channel->SendFrame(h, payload, SendMode::kForce, absl::InfinitePast())
+        .IgnoreError();
+  }
+}
+
 absl::Status FramedTransport::Send(NodeId to, MessageType type,
                                    absl::Span<const uint8_t> payload,
                                    absl::Time deadline) {

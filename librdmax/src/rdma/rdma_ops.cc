@@ -47,7 +47,7 @@ absl::Status RdmaTransport::RegisterRegion(RegionId id, void* base,
   if (exported) {
     uint8_t entry[kRegionEntrySize];
     EncodeRegionEntry(LocalRegions::EntryOf(r), entry);
-    Broadcast(FrameKind::kRegionAdd, entry, sizeof(entry));
+    Broadcast(FrameKind::kRegionAdd, entry);
   }
   return absl::OkStatus();
 }
@@ -68,7 +68,7 @@ absl::Status RdmaTransport::UnregisterRegion(RegionId id) {
     }
     uint8_t payload[8];
     EncodeRegionId(id, payload);
-    Broadcast(FrameKind::kRegionRemove, payload, sizeof(payload));
+    Broadcast(FrameKind::kRegionRemove, payload);
     // Each peer answers after its READs of the region have finished (a
     // fenced SEND); a peer that dies meanwhile has its QP flushed.
     std::unique_lock<std::mutex> alock(acks_mu_);

@@ -499,21 +499,9 @@ absl::StatusOr<std::shared_ptr<FrameChannel>> RdmaTransport::Channel(
   return Peer(peer, op);
 }
 
-void RdmaTransport::Broadcast(FrameKind kind, const uint8_t* payload,
-                              size_t length) {
-  std::vector<std::shared_ptr<RdmaPeer>> peers;
-  {
-    std::lock_guard<std::mutex> lock(peers_mu_);
-    peers = advertised_;
-  }
-  FrameHeader h;
-  h.kind = kind;
-  h.length = static_cast<uint32_t>(length);
-  for (auto& p : peers) {
-    p->SendFrame(h, absl::MakeConstSpan(payload, length), SendMode::kForce,
-                 absl::InfinitePast())
-        .IgnoreError();
-  }
+std::vector<std::shared_ptr<FrameChannel>> RdmaTransport::Advertised() {
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  return {advertised_.begin(), advertised_.end()};
 }
 
 }  // namespace ssihv::rdmax

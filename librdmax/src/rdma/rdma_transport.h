@@ -288,7 +288,7 @@ class RdmaTransport final : public FramedTransport {
   bool AcquireBounce(size_t length, absl::Time deadline, Bounce* out);
   void ReleaseBounce(int index);
   void AdvertiseTo(RdmaPeer& peer);  // regions_ exclusive lock held
-  void Broadcast(FrameKind kind, const uint8_t* payload, size_t length);
+  std::vector<std::shared_ptr<FrameChannel>> Advertised() override;
   void UpdateControlArm(RdmaPeer* peer);
 
   // Acquisition order (RAII releases in reverse).

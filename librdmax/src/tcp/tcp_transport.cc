@@ -260,21 +260,9 @@ absl::StatusOr<std::shared_ptr<FrameChannel>> TcpTransport::Channel(
   return Connection(peer, op);
 }
 
-void TcpTransport::Broadcast(FrameKind kind, const uint8_t* payload,
-                             size_t length) {
-  std::vector<std::shared_ptr<TcpConnection>> conns;
-  {
-    std::lock_guard<std::mutex> lock(conns_mu_);
-    conns = advertised_;
-  }
-  FrameHeader h;
-  h.kind = kind;
-  h.length = static_cast<uint32_t>(length);
-  struct iovec iov = {const_cast<uint8_t*>(payload), length};
-  for (auto& c : conns) {
-    c->SendFrame(h, &iov, 1, SendMode::kForce, absl::InfinitePast())
-        .IgnoreError();
-  }
+std::vector<std::shared_ptr<FrameChannel>> TcpTransport::Advertised() {
+  std::lock_guard<std::mutex> lock(conns_mu_);
+  return {advertised_.begin(), advertised_.end()};
 }
 
 absl::Status TcpTransport::RegisterRegion(RegionId id, void* base,
@@ -294,7 +282,7 @@ absl::Status TcpTransport::RegisterRegion(RegionId id, void* base,
   if (access == RegionAccess::kRemoteRead) {
     uint8_t entry[kRegionEntrySize];
     EncodeRegionEntry(LocalRegions::EntryOf(r), entry);
-    Broadcast(FrameKind::kRegionAdd, entry, sizeof(entry));
+    Broadcast(FrameKind::kRegionAdd, entry);
   }
   return absl::OkStatus();
 }
@@ -306,7 +294,7 @@ absl::Status TcpTransport::UnregisterRegion(RegionId id) {
   if (r.access == RegionAccess::kRemoteRead) {
     uint8_t payload[8];
     EncodeRegionId(id, payload);
-    Broadcast(FrameKind::kRegionRemove, payload, sizeof(payload));
+    Broadcast(FrameKind::kRegionRemove, payload);
   }
   return absl::OkStatus();
 }

@@ -89,7 +89,7 @@ class TcpTransport final : public FramedTransport {
                                         uint64_t offset,
                                         absl::Span<uint8_t> dst, bool sync,
                                         absl::Time deadline);
-  void Broadcast(FrameKind kind, const uint8_t* payload, size_t length);
+  std::vector<std::shared_ptr<FrameChannel>> Advertised() override;
 
   std::unique_ptr<ControlPlane> control_;
   EventLoop loop_;
