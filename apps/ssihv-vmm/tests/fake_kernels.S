@@ -14,6 +14,16 @@
 	out %al, %dx
 .endm
 
+/* Resets through the i8042 (0xfe to port 0x64), which ends the VMM with
+ * status 0. */
+.macro RESET
+	mov $0x64, %dx
+	mov $0xfe, %al
+	out %al, %dx
+3:	hlt
+	jmp 3b
+.endm
+
 /* Prints the NUL-terminated string at \msg on COM1, then resets through
  * the i8042 (0xfe to port 0x64). */
 .macro PRINT_AND_RESET msg
@@ -24,11 +34,7 @@
 	jz 2f
 	out %al, %dx
 	jmp 1b
-2:	mov $0x64, %dx
-	mov $0xfe, %al
-	out %al, %dx
-3:	hlt
-	jmp 3b
+2:	RESET
 .endm
 
 	.section .rodata, "a"
@@ -73,11 +79,7 @@ KERNEL(vmm_kernel_echo)
 	out %al, %dx
 	mov $'\n', %al
 	out %al, %dx
-	mov $0x64, %dx
-	mov $0xfe, %al
-	out %al, %dx
-3:	hlt
-	jmp 3b
+	RESET
 END(vmm_kernel_echo)
 
 /* Touches one byte in every 2 MiB of [32 MiB, 510 MiB) (the guest RAM of
@@ -99,11 +101,7 @@ KERNEL(vmm_kernel_touch)
 	out %al, %dx
 	mov $'\n', %al
 	out %al, %dx
-	mov $0x64, %dx
-	mov $0xfe, %al
-	out %al, %dx
-3:	hlt
-	jmp 3b
+	RESET
 END(vmm_kernel_touch)
 
 /* Prints "up\n", then spins with interrupts off until the VMM stops it. */
