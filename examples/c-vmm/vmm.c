@@ -2,9 +2,9 @@
  * its C API (<ssihv/pager.h>): every page the guest first touches is filled
  * by a callback on one of the pager's fault threads.
  *
- * The guest (32-bit protected mode, flat segments, no paging) sums the
+ * The guest (32-bit protected mode, flat segments, no paging) hashes the
  * 32-bit words of a 4 MiB data area the callback fills with a known
- * pattern, reports the sum on port 0x10, then writes and reads back one word
+ * pattern, reports the hash on port 0x10, then writes and reads back one word
  * in each page of a 2 MiB scratch area (zero-filled pages) and reports that
  * sum on port 0x11. The VMM checks both against the values it computes
  * itself, and the pager's statistics against the pages touched.
@@ -37,22 +37,28 @@
 #define PAGE 4096u
 
 /* The guest program; %esi/%ecx: data area and its word count, %edi/%ebp:
- * scratch area and its page count (set by the VMM).
+ * scratch area and its page count (set by the VMM). The data hash is
+ * order-sensitive: a page served at the wrong address changes it.
  *   xor %eax,%eax
- * 1: add (%esi),%eax; add $4,%esi; dec %ecx; jnz 1b
+ * 1: imul $31,%eax,%eax; add (%esi),%eax; add $4,%esi; dec %ecx; jnz 1b
  *   mov $0x10,%dx; out %eax,(%dx)
  *   mov %ebp,%ecx; xor %ebx,%ebx
  * 2: mov %ecx,(%edi); add 4(%edi),%ebx; add (%edi),%ebx
  *   add $4096,%edi; dec %ecx; jnz 2b
  *   mov %ebx,%eax; mov $0x11,%dx; out %eax,(%dx); hlt */
 static const uint8_t kGuestCode[] = {
-    0x31, 0xc0, 0x03, 0x06, 0x83, 0xc6, 0x04, 0x49, 0x75, 0xf8, 0x66,
-    0xba, 0x10, 0x00, 0xef, 0x89, 0xe9, 0x31, 0xdb, 0x89, 0x0f, 0x03,
-    0x5f, 0x04, 0x03, 0x1f, 0x81, 0xc7, 0x00, 0x10, 0x00, 0x00, 0x49,
+    0x31, 0xc0, 0x6b, 0xc0, 0x1f, 0x03, 0x06, 0x83, 0xc6, 0x04, 0x49, 0x75,
+    0xf5, 0x66, 0xba, 0x10, 0x00, 0xef, 0x89, 0xe9, 0x31, 0xdb, 0x89, 0x0f,
+    0x03, 0x5f, 0x04, 0x03, 0x1f, 0x81, 0xc7, 0x00, 0x10, 0x00, 0x00, 0x49,
     0x75, 0xf0, 0x89, 0xd8, 0x66, 0xba, 0x11, 0x00, 0xef, 0xf4};
 
-/* The data pattern: the word at guest-physical address a. */
-static uint32_t DataWord(uint32_t a) { return a * 2654435761u ^ 0x5bd1e995u; }
+/* The data pattern: the word at guest-physical address a (a hash of a). */
+static uint32_t DataWord(uint32_t a) {
+  uint32_t x = a * 2654435761u;
+  x ^= x >> 15;
+  x *= 2246822519u;
+  return x ^ (x >> 13);
+}
 
 /* Counts what the callback served; it runs on the pager's fault thread. */
 struct fill_counts {
@@ -151,7 +157,7 @@ static int RunGuest(int vcpu, struct kvm_run *run, uint32_t out[2]) {
     return 1;
   }
   if (seen != 3) {
-    fprintf(stderr, "vmm: the guest halted without reporting both sums\n");
+    fprintf(stderr, "vmm: the guest halted without reporting both results\n");
     return 1;
   }
   return 0;
@@ -161,7 +167,8 @@ static int RunGuest(int vcpu, struct kvm_run *run, uint32_t out[2]) {
 static void Expected(uint32_t want[2]) {
   uint32_t a, i;
   want[0] = 0;
-  for (a = DATA_GPA; a < DATA_GPA + DATA_SIZE; a += 4) want[0] += DataWord(a);
+  for (a = DATA_GPA; a < DATA_GPA + DATA_SIZE; a += 4)
+    want[0] = want[0] * 31 + DataWord(a);
   want[1] = 0;
   for (i = 1; i <= SCRATCH_PAGES; ++i) want[1] += i;
 }
@@ -254,7 +261,7 @@ int main(void) {
   if (status == 0) status = RunGuest(vcpu, run, got);
   if (status == 0) {
     Expected(want);
-    printf("guest: sum of the data words 0x%08x (expected 0x%08x), "
+    printf("guest: hash of the data words 0x%08x (expected 0x%08x), "
            "scratch sum %u (expected %u)\n",
            got[0], want[0], got[1], want[1]);
     if (got[0] != want[0] || got[1] != want[1]) status = 1;

@@ -59,7 +59,7 @@ TEST_CASE("Bad handshakes are refused and the handler keeps serving") {
   const std::string ok_region = Region(host, kMiB, 0);
 
   ExpectRefused(f, "[{\"base_host_virt_addr\": 1,", {u}, "closed after");
-  ExpectRefused(f, "[{\"size\": 4096,]", {u}, "not valid JSON");
+  ExpectRefused(f, "[{\"size\": 4096,}]", {u}, "not valid JSON");
   ExpectRefused(f, "{\"regions\": []}", {u}, "non-empty JSON array");
   ExpectRefused(f, "[]", {u}, "non-empty JSON array");
   ExpectRefused(f, "[" + ok_region + "]", {}, "no file descriptor");

@@ -1,5 +1,6 @@
 #include "handler_process.h"
 
+#include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/wait.h>

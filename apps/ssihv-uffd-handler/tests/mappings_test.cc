@@ -21,7 +21,7 @@ TEST_CASE("CompleteJsonLength finds the end of the first value") {
   // Brackets inside strings, escaped quotes.
   CHECK(CompleteJsonLength("[\"]\\\"]\"") == 0);
   CHECK(CompleteJsonLength("[\"]\\\"]\"]") == 8);
-  CHECK(CompleteJsonLength("{\"x\": [1, {\"y\": \"}\"}]}") == 23);
+  CHECK(CompleteJsonLength("{\"x\": [1, {\"y\": \"}\"}]}") == 22);
   // An unbalanced closer ends it: the parser reports the garbage.
   CHECK(CompleteJsonLength("]") == 1);
   CHECK(CompleteJsonLength("12 ") == 2);

@@ -156,6 +156,7 @@ absl::StatusOr<PagerOptions> ToPagerOptions(
 using ssihv::pager::FaultKind;
 using ssihv::pager::FaultKindName;
 using ssihv::pager::Pager;
+using ssihv::pager::PagerOptions;
 using ssihv::pager::PagerStats;
 using ssihv::pager::capi::CreateLocal;
 using ssihv::pager::capi::Guard;

@@ -41,7 +41,7 @@ class PageSource {
   /// fault is read: keep it short (set a bit) and take no lock that OnFault
   /// holds, because it may also run re-entrantly inside an OnFault of the
   /// same thread whose resolution waits for the REMOVE event (EAGAIN).
-  virtual void OnRemove(uint64_t gpa, uint64_t len) {}
+  virtual void OnRemove(uint64_t /*gpa*/, uint64_t /*len*/) {}
 
   /// For logs and stats ("zero", "image", "dsm").
   virtual std::string_view name() const = 0;
