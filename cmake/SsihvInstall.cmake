@@ -55,6 +55,7 @@ function(ssihv_install_library name)
                  ${include_dir})
   endif()
   set_property(GLOBAL APPEND PROPERTY SSIHV_INSTALLED_LIBRARIES ${name})
+  set_property(GLOBAL APPEND PROPERTY SSIHV_INSTALLED_TARGETS ${target})
   # The link dependencies are final only once the directory is processed.
   cmake_language(EVAL CODE
     "cmake_language(DEFER CALL _ssihv_write_pc_file [[${name}]])")
@@ -63,6 +64,7 @@ endfunction()
 # ssihv_install_program(<target>): a front end, into <prefix>/bin.
 function(ssihv_install_program target)
   install(TARGETS ${target} RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
+  set_property(GLOBAL APPEND PROPERTY SSIHV_INSTALLED_TARGETS ${target})
 endfunction()
 
 # How a link dependency appears in a .pc file: a pkg-config module
@@ -184,4 +186,9 @@ function(ssihv_install_package)
   install(FILES ${CMAKE_BINARY_DIR}/ssihvConfig.cmake
                 ${CMAKE_BINARY_DIR}/ssihvConfigVersion.cmake
           DESTINATION ${SSIHV_INSTALL_CMAKEDIR})
+  # What `cmake --install` needs built, for a build of just that
+  # (tests/install/shared_build.sh: `ninja $(cat ssihv-install-targets.txt)`).
+  get_property(targets GLOBAL PROPERTY SSIHV_INSTALLED_TARGETS)
+  list(JOIN targets "\n" targets)
+  file(WRITE ${CMAKE_BINARY_DIR}/ssihv-install-targets.txt "${targets}\n")
 endfunction()

@@ -44,7 +44,8 @@ class MemFile final : public MemoryBacking {
 // copy into the VM is made from it.
 class DsmPrefetchSource final : public pager::PageSource {
  public:
-  DsmPrefetchSource(const uint8_t* ram, std::unique_ptr<pager::ImageSource> image)
+  DsmPrefetchSource(const uint8_t* ram,
+                    std::unique_ptr<pager::ImageSource> image)
       : ram_(ram), image_(std::move(image)) {}
   void OnFault(const pager::Fault& fault, pager::Resolver& resolver) override {
     // This fault thread blocks until the DSM node maps the page: the VM's
@@ -98,15 +99,15 @@ absl::StatusOr<std::unique_ptr<MemoryBacking>> OpenMemFile(
   const uint64_t size = static_cast<uint64_t>(st.st_size);
   if (!S_ISREG(st.st_mode) || size == 0 || size % pager::kPageSize != 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat(path, ": must be a regular file whose size is a positive "
-                           "multiple of 4096 (it is ",
+        absl::StrCat(path,
+                     ": must be a regular file whose size is a positive "
+                     "multiple of 4096 (it is ",
                      size, " bytes)"));
   }
-  SSIHV_ASSIGN_OR_RETURN(base::MappedRegion mapping,
-                         base::MappedRegion::Shared(fd.get(), size, 0,
-                                                    PROT_READ));
-  return std::unique_ptr<MemoryBacking>(
-      new MemFile(path, std::move(mapping)));
+  SSIHV_ASSIGN_OR_RETURN(
+      base::MappedRegion mapping,
+      base::MappedRegion::Shared(fd.get(), size, 0, PROT_READ));
+  return std::unique_ptr<MemoryBacking>(new MemFile(path, std::move(mapping)));
 }
 
 absl::StatusOr<std::unique_ptr<MemoryBacking>> StartDsm(
@@ -115,8 +116,8 @@ absl::StatusOr<std::unique_ptr<MemoryBacking>> StartDsm(
                          cluster::LoadClusterConfig(config_path));
   if (node < 0 || static_cast<size_t>(node) >= config.num_nodes()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--node ", node, ": not a node of ", config_path,
-                     " (0..", config.num_nodes() - 1, ")"));
+        absl::StrCat("--node ", node, ": not a node of ", config_path, " (0..",
+                     config.num_nodes() - 1, ")"));
   }
   const uint32_t self = static_cast<uint32_t>(node);
   SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<rdmax::Transport> transport,
@@ -127,8 +128,7 @@ absl::StatusOr<std::unique_ptr<MemoryBacking>> StartDsm(
       std::unique_ptr<pager::DsmNode> dsm,
       pager::DsmNode::Create(config, self, std::move(transport), options));
   SSIHV_RETURN_IF_ERROR(dsm->Start());
-  return std::unique_ptr<MemoryBacking>(
-      new Dsm(config_path, std::move(dsm)));
+  return std::unique_ptr<MemoryBacking>(new Dsm(config_path, std::move(dsm)));
 }
 
 }  // namespace ssihv::uffd_handler

@@ -39,17 +39,16 @@ int Main(int argc, char** argv) {
     return kExitError;
   }
   absl::StatusOr<std::unique_ptr<MemoryBacking>> backing =
-      options->dsm_config.empty()
-          ? OpenMemFile(options->mem_file)
-          : StartDsm(options->dsm_config, options->node,
-                     options->fault_threads);
+      options->dsm_config.empty() ? OpenMemFile(options->mem_file)
+                                  : StartDsm(options->dsm_config, options->node,
+                                             options->fault_threads);
   if (!backing.ok()) {
     Fail(absl::StrCat(options->dsm_config.empty() ? "--mem-file: " : "--dsm: ",
                       backing.status().message()));
     return kExitError;
   }
-  absl::StatusOr<std::unique_ptr<Server>> server = Server::Create(
-      *options, *std::move(backing), *std::move(signals));
+  absl::StatusOr<std::unique_ptr<Server>> server =
+      Server::Create(*options, *std::move(backing), *std::move(signals));
   if (!server.ok()) {
     Fail(absl::StrCat("--socket: ", server.status().message()));
     return kExitError;

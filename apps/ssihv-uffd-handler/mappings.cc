@@ -100,8 +100,7 @@ absl::StatusOr<uint64_t> PageSize(const json& region, size_t index) {
   return size;
 }
 
-absl::StatusOr<GuestRegionMapping> ParseRegion(const json& region,
-                                               size_t index,
+absl::StatusOr<GuestRegionMapping> ParseRegion(const json& region, size_t index,
                                                uint64_t memory_size) {
   if (!region.is_object()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -137,8 +136,7 @@ absl::StatusOr<GuestRegionMapping> ParseRegion(const json& region,
   if (m.offset > memory_size || m.size > memory_size - m.offset) {
     return Bad(index, "offset",
                absl::StrCat("[", m.offset, ", ", m.offset, " + ", m.size,
-                            ") exceeds the memory of ", memory_size,
-                            " bytes"));
+                            ") exceeds the memory of ", memory_size, " bytes"));
   }
   return m;
 }
@@ -157,9 +155,9 @@ absl::Status CheckDisjoint(const std::vector<GuestRegionMapping>& regions,
   for (size_t k = 1; k < order.size(); ++k) {
     const GuestRegionMapping& prev = regions[order[k - 1]];
     if (start(prev) + prev.size > start(regions[order[k]])) {
-      return Bad(order[k], field,
-                 absl::StrCat("overlaps regions[", order[k - 1], "] in the ",
-                              space));
+      return Bad(
+          order[k], field,
+          absl::StrCat("overlaps regions[", order[k - 1], "] in the ", space));
     }
   }
   return absl::OkStatus();
@@ -172,10 +170,9 @@ absl::StatusOr<std::vector<GuestRegionMapping>> ParseMappings(
   json doc = json::parse(text.begin(), text.end(), nullptr,
                          /*allow_exceptions=*/false);
   if (doc.is_discarded()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("handshake: not valid JSON: '",
-                     absl::CHexEscape(text.substr(0, 200)),
-                     text.size() > 200 ? "...'" : "'"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "handshake: not valid JSON: '", absl::CHexEscape(text.substr(0, 200)),
+        text.size() > 200 ? "...'" : "'"));
   }
   if (!doc.is_array() || doc.empty()) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -199,8 +196,7 @@ absl::StatusOr<std::vector<GuestRegionMapping>> ParseMappings(
     return st;
   }
   if (absl::Status st = CheckDisjoint(
-          regions, [](const auto& r) { return r.offset; }, "offset",
-          "memory");
+          regions, [](const auto& r) { return r.offset; }, "offset", "memory");
       !st.ok()) {
     return st;
   }

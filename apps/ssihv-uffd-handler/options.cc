@@ -1,8 +1,6 @@
 #include "options.h"
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
-#include "absl/strings/str_cat.h"
+#include "flags.h"
 
 namespace ssihv::uffd_handler {
 
@@ -56,66 +54,18 @@ absl::Status CheckOptions(const HandlerOptions& o) {
 absl::StatusOr<HandlerOptions> ParseHandlerArgs(
     const std::vector<std::string>& args) {
   HandlerOptions o;
-  for (size_t i = 0; i < args.size(); ++i) {
-    std::string flag = args[i];
-    std::string value;
-    bool inline_value = false;
-    if (size_t eq = flag.find('=');
-        absl::StartsWith(flag, "--") && eq != std::string::npos) {
-      value = flag.substr(eq + 1);
-      flag = flag.substr(0, eq);
-      inline_value = true;
-    }
-    if (flag == "--help" || flag == "-h") {
-      o.help = true;
-      continue;
-    }
-    if (flag == "--once") {
-      o.once = true;
-      continue;
-    }
-    auto take = [&](std::string* out) -> absl::Status {
-      if (inline_value) {
-        *out = value;
-      } else if (i + 1 < args.size()) {
-        *out = args[++i];
-      } else {
-        return absl::InvalidArgumentError(
-            absl::StrCat(flag, ": needs a value"));
-      }
-      if (out->empty()) {
-        return absl::InvalidArgumentError(absl::StrCat(flag, ": empty value"));
-      }
-      return absl::OkStatus();
-    };
-    auto take_int = [&](int* out, int lo, int hi) -> absl::Status {
-      std::string n;
-      absl::Status st = take(&n);
-      if (st.ok() && (!absl::SimpleAtoi(n, out) || *out < lo || *out > hi)) {
-        st = absl::InvalidArgumentError(absl::StrCat(
-            flag, ": '", n, "' is not a number in ", lo, "..", hi));
-      }
-      return st;
-    };
-    absl::Status st;
-    if (flag == "--socket") {
-      st = take(&o.socket);
-    } else if (flag == "--mem-file") {
-      st = take(&o.mem_file);
-    } else if (flag == "--dsm") {
-      st = take(&o.dsm_config);
-    } else if (flag == "--node") {
-      st = take_int(&o.node, 0, 63);
-    } else if (flag == "--fault-threads") {
-      st = take_int(&o.fault_threads, 1, 64);
-    } else {
-      st = absl::InvalidArgumentError(
-          absl::StrCat("unknown argument '", args[i], "' (see --help)"));
-    }
-    if (!st.ok()) return st;
-  }
+  absl::Status st = apps::ParseFlags(
+      args,
+      {{"--socket", "", true, apps::StringFlag(&o.socket)},
+       {"--mem-file", "", true, apps::StringFlag(&o.mem_file)},
+       {"--dsm", "", true, apps::StringFlag(&o.dsm_config)},
+       {"--node", "", true, apps::IntFlag(&o.node, 0, 63)},
+       {"--fault-threads", "", true, apps::IntFlag(&o.fault_threads, 1, 64)},
+       {"--once", "", false, apps::BoolFlag(&o.once)},
+       {"--help", "-h", false, apps::BoolFlag(&o.help)}});
+  if (!st.ok()) return st;
   if (o.help) return o;
-  if (absl::Status st = CheckOptions(o); !st.ok()) return st;
+  if (st = CheckOptions(o); !st.ok()) return st;
   return o;
 }
 

@@ -18,7 +18,9 @@ using base::LogLevel;
 // epoll tags: the kind in the top byte, a connection id below.
 enum Kind : uint64_t { kListen = 1, kSignal, kHandshake, kVmExit, kVmConn };
 constexpr int kKindShift = 56;
-uint64_t Tag(Kind kind, uint64_t id) { return (uint64_t{kind} << kKindShift) | id; }
+uint64_t Tag(Kind kind, uint64_t id) {
+  return (uint64_t{kind} << kKindShift) | id;
+}
 Kind KindOf(uint64_t tag) { return static_cast<Kind>(tag >> kKindShift); }
 uint64_t IdOf(uint64_t tag) { return tag & ((uint64_t{1} << kKindShift) - 1); }
 
@@ -36,8 +38,8 @@ absl::StatusOr<std::unique_ptr<Server>> Server::Create(
   SSIHV_ASSIGN_OR_RETURN(s->epoll_, sys::EpollCreate());
   SSIHV_ASSIGN_OR_RETURN(s->listen_, sys::ListenUnix(options.socket));
   s->socket_exists_ = true;
-  SSIHV_RETURN_IF_ERROR(
-      sys::EpollAdd(s->epoll_.get(), s->listen_.get(), EPOLLIN, Tag(kListen, 0)));
+  SSIHV_RETURN_IF_ERROR(sys::EpollAdd(s->epoll_.get(), s->listen_.get(),
+                                      EPOLLIN, Tag(kListen, 0)));
   SSIHV_RETURN_IF_ERROR(sys::EpollAdd(s->epoll_.get(), s->signal_fd_.get(),
                                       EPOLLIN, Tag(kSignal, 0)));
   return s;
@@ -144,10 +146,11 @@ void Server::ReadHandshake(uint64_t id) {
                             "expected at most (MSG_CTRUNC)"));
     }
     if (r->bytes == 0) {
-      return Refuse(id, absl::InvalidArgumentError(absl::StrCat(
-                            "handshake: the connection closed after ",
-                            p.data.size(), " bytes, before a complete JSON "
-                            "array of regions")));
+      return Refuse(
+          id, absl::InvalidArgumentError(absl::StrCat(
+                  "handshake: the connection closed after ", p.data.size(),
+                  " bytes, before a complete JSON "
+                  "array of regions")));
     }
     p.data.append(buf, r->bytes);
     if (const size_t len = CompleteJsonLength(p.data); len != 0) {
@@ -186,12 +189,12 @@ absl::Status Server::StartVm(Pending& p) {
   SSIHV_ASSIGN_OR_RETURN(vm.session,
                          Session::Start(p.fds[0].get(), regions, *backing_,
                                         options_.fault_threads));
-  absl::StatusOr<base::UniqueFd> pidfd = sys::PeerPidfd(p.conn.get(), p.peer.pid);
+  absl::StatusOr<base::UniqueFd> pidfd =
+      sys::PeerPidfd(p.conn.get(), p.peer.pid);
   if (!pidfd.ok() && absl::IsNotFound(pidfd.status())) {
     // The VM's process exited between its handshake and now.
-    return absl::FailedPreconditionError(
-        absl::StrCat("its process already exited (", pidfd.status().message(),
-                     ")"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        "its process already exited (", pidfd.status().message(), ")"));
   }
   if (!pidfd.ok()) {
     Log(LogLevel::kWarning, "ssihv-uffd-handler: ", Who(p.id, p.peer),
@@ -204,9 +207,8 @@ absl::Status Server::StartVm(Pending& p) {
   }
   sys::EpollDel(epoll_.get(), p.conn.get());
   vm.conn = std::move(p.conn);
-  SSIHV_RETURN_IF_ERROR(sys::EpollAdd(epoll_.get(), vm.conn.get(),
-                                      EPOLLIN | EPOLLRDHUP,
-                                      Tag(kVmConn, vm.id)));
+  SSIHV_RETURN_IF_ERROR(sys::EpollAdd(
+      epoll_.get(), vm.conn.get(), EPOLLIN | EPOLLRDHUP, Tag(kVmConn, vm.id)));
   uint64_t bytes = 0;
   for (const GuestRegionMapping& r : regions) bytes += r.size;
   Log(LogLevel::kInfo, "ssihv-uffd-handler: ", Who(vm.id, vm.peer),
@@ -278,9 +280,9 @@ void Server::ExpireHandshakes() {
     if (now >= p.deadline_ns) late.push_back(id);
   }
   for (uint64_t id : late) {
-    Refuse(id, absl::DeadlineExceededError(absl::StrCat(
-                   "handshake: not complete within ",
-                   kHandshakeTimeoutNs / 1000000000, " s")));
+    Refuse(id, absl::DeadlineExceededError(
+                   absl::StrCat("handshake: not complete within ",
+                                kHandshakeTimeoutNs / 1000000000, " s")));
   }
 }
 

@@ -58,8 +58,8 @@ absl::StatusOr<UniqueFd> ListenUnix(const std::string& path) {
 }
 
 absl::StatusOr<UniqueFd> Accept(int listen_fd) {
-  UniqueFd fd(::accept4(listen_fd, nullptr, nullptr,
-                        SOCK_CLOEXEC | SOCK_NONBLOCK));
+  UniqueFd fd(
+      ::accept4(listen_fd, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
   if (fd) return fd;
   if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED ||
       errno == EINTR) {
@@ -162,7 +162,9 @@ absl::Status EpollAdd(int epfd, int fd, uint32_t events, uint64_t tag) {
   return absl::OkStatus();
 }
 
-void EpollDel(int epfd, int fd) { ::epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nullptr); }
+void EpollDel(int epfd, int fd) {
+  ::epoll_ctl(epfd, EPOLL_CTL_DEL, fd, nullptr);
+}
 
 int EpollWait(int epfd, epoll_event* events, int max, int timeout_ms) {
   for (;;) {

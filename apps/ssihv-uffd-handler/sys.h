@@ -28,10 +28,10 @@ absl::StatusOr<base::UniqueFd> ListenUnix(const std::string& path);
 absl::StatusOr<base::UniqueFd> Accept(int listen_fd);
 
 struct Received {
-  size_t bytes = 0;                ///< 0: the peer closed the connection
+  size_t bytes = 0;                 ///< 0: the peer closed the connection
   std::vector<base::UniqueFd> fds;  ///< from SCM_RIGHTS control messages
-  bool truncated_fds = false;      ///< MSG_CTRUNC: more fds than room
-  bool would_block = false;        ///< nothing to read yet
+  bool truncated_fds = false;       ///< MSG_CTRUNC: more fds than room
+  bool would_block = false;         ///< nothing to read yet
 };
 /// recvmsg of up to `len` bytes and up to 4 fds (close-on-exec).
 absl::StatusOr<Received> Receive(int fd, char* buf, size_t len);

@@ -48,11 +48,12 @@ constexpr int64_t kIterations = kPages;
 const std::string& MemFile() {
   static const std::string path = [] {
     std::string p = "/dev/shm/ssihv-uffd-bench-" + std::to_string(::getpid());
-    const int fd = ::open(p.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC,
-                          0600);
+    const int fd =
+        ::open(p.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     std::vector<uint8_t> page(kPage);
     for (uint64_t i = 0; i < kPages; ++i) {
-      for (uint64_t o = 0; o < kPage; o += 64) page[o] = PatternAt(i * kPage + o);
+      for (uint64_t o = 0; o < kPage; o += 64)
+        page[o] = PatternAt(i * kPage + o);
       if (::pwrite(fd, page.data(), kPage, i * kPage) != kPage) std::abort();
     }
     ::close(fd);
@@ -71,12 +72,7 @@ void TouchAll(benchmark::State& state, uint8_t* base, bool write) {
   for (auto _ : state) {
     uint8_t* page = base + next * kPage;
     const int64_t t0 = NowNs();
-    if (write) {
-      Touch(page);
-    } else {
-      uint64_t v = *reinterpret_cast<volatile uint64_t*>(page);
-      benchmark::DoNotOptimize(v);
-    }
+    Access(page, write);
     ns.push_back(NowNs() - t0);
     if (!write && page[64] != PatternAt(next * kPage + 64)) {
       state.SkipWithError("wrong byte");
@@ -84,16 +80,16 @@ void TouchAll(benchmark::State& state, uint8_t* base, bool write) {
     }
     ++next;
   }
-  state.counters["faults_per_s"] = benchmark::Counter(
-      static_cast<double>(ns.size()) * 1e9 /
-      static_cast<double>(NowNs() - start));
+  state.counters["faults_per_s"] =
+      benchmark::Counter(static_cast<double>(ns.size()) * 1e9 /
+                         static_cast<double>(NowNs() - start));
   SetPercentiles(state, ns);
 }
 
 void BM_FilePrivate(benchmark::State& state, bool write) {
   const int fd = ::open(MemFile().c_str(), O_RDONLY | O_CLOEXEC);
-  void* p = ::mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE,
-                   MAP_PRIVATE, fd, 0);
+  void* p = ::mmap(nullptr, kPages * kPage, PROT_READ | PROT_WRITE, MAP_PRIVATE,
+                   fd, 0);
   ::close(fd);
   if (p == MAP_FAILED) {
     state.SkipWithError("mmap of the memory file failed");
@@ -193,8 +189,7 @@ void BM_FloorUffdCopyProcess(benchmark::State& state) {
   auto uffd = fc_client::CreateUffd();  // non-blocking: make it blocking
   void* p = ::mmap(nullptr, (kPages + 1) * kPage, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (!uffd.ok() || p == MAP_FAILED ||
-      ::fcntl(uffd->get(), F_SETFL, 0) < 0 ||
+  if (!uffd.ok() || p == MAP_FAILED || ::fcntl(uffd->get(), F_SETFL, 0) < 0 ||
       !fc_client::RegisterMissing(uffd->get(), static_cast<uint8_t*>(p),
                                   (kPages + 1) * kPage)
            .ok()) {
@@ -214,9 +209,9 @@ void BM_FloorUffdCopyProcess(benchmark::State& state) {
     Touch(base + next++ * kPage);
     ns.push_back(NowNs() - t0);
   }
-  state.counters["faults_per_s"] = benchmark::Counter(
-      static_cast<double>(ns.size()) * 1e9 /
-      static_cast<double>(NowNs() - start));
+  state.counters["faults_per_s"] =
+      benchmark::Counter(static_cast<double>(ns.size()) * 1e9 /
+                         static_cast<double>(NowNs() - start));
   SetPercentiles(state, ns);
   Touch(base + kPages * kPage);  // the child exits after this one
   ::waitpid(child, nullptr, 0);

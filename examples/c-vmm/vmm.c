@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/kvm.h>
+#include <ssihv/pager.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,8 +25,6 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <unistd.h>
-
-#include <ssihv/pager.h>
 
 /* Guest-physical layout. */
 #define RAM_SIZE (8u << 20)
@@ -66,9 +65,9 @@ struct fill_counts {
 };
 
 /* ssihv_fill_fn: the bytes of the page at `gpa`. */
-static int FillPage(void *ctx, uint64_t gpa, void *page, int is_write) {
-  struct fill_counts *counts = ctx;
-  uint32_t *words = page;
+static int FillPage(void* ctx, uint64_t gpa, void* page, int is_write) {
+  struct fill_counts* counts = ctx;
+  uint32_t* words = page;
   uint32_t i;
   (void)is_write;
   if (gpa == CODE_GPA) {
@@ -86,25 +85,25 @@ static int FillPage(void *ctx, uint64_t gpa, void *page, int is_write) {
   return SSIHV_FILL_ZERO;
 }
 
-static void OnPagerError(void *ctx, ssihv_status status, const char *message) {
+static void OnPagerError(void* ctx, ssihv_status status, const char* message) {
   (void)ctx;
   fprintf(stderr, "vmm: pager error %s: %s\n", ssihv_status_name(status),
           message);
 }
 
-static int Fail(const char *what) {
+static int Fail(const char* what) {
   fprintf(stderr, "vmm: %s: %s\n", what, strerror(errno));
   return 1;
 }
 
-static int PagerFail(const char *what) {
+static int PagerFail(const char* what) {
   fprintf(stderr, "vmm: %s: %s\n", what, ssihv_last_error());
   return 1;
 }
 
 /* 32-bit flat protected mode without paging or a GDT in memory: KVM loads
  * the hidden segment state from these descriptors directly. */
-static void FlatSegment(struct kvm_segment *s, uint16_t selector, int code) {
+static void FlatSegment(struct kvm_segment* s, uint16_t selector, int code) {
   memset(s, 0, sizeof(*s));
   s->base = 0;
   s->limit = 0xffffffffu;
@@ -137,7 +136,7 @@ static int SetUpVcpu(int vcpu) {
 }
 
 /* Runs the vCPU to its hlt; the words written to ports 0x10/0x11. */
-static int RunGuest(int vcpu, struct kvm_run *run, uint32_t out[2]) {
+static int RunGuest(int vcpu, struct kvm_run* run, uint32_t out[2]) {
   int seen = 0;
   for (;;) {
     if (ioctl(vcpu, KVM_RUN, 0) < 0) {
@@ -148,8 +147,7 @@ static int RunGuest(int vcpu, struct kvm_run *run, uint32_t out[2]) {
     if (run->exit_reason == KVM_EXIT_IO &&
         run->io.direction == KVM_EXIT_IO_OUT && run->io.size == 4 &&
         (run->io.port == 0x10 || run->io.port == 0x11)) {
-      memcpy(&out[run->io.port - 0x10], (uint8_t *)run + run->io.data_offset,
-             4);
+      memcpy(&out[run->io.port - 0x10], (uint8_t*)run + run->io.data_offset, 4);
       seen |= 1 << (run->io.port - 0x10);
       continue;
     }
@@ -174,8 +172,8 @@ static void Expected(uint32_t want[2]) {
 }
 
 /* Creates the VM and its vCPU over `ram`; 77 without a usable /dev/kvm. */
-static int CreateVm(void *ram, int *vm_out, int *vcpu_out,
-                    struct kvm_run **run_out) {
+static int CreateVm(void* ram, int* vm_out, int* vcpu_out,
+                    struct kvm_run** run_out) {
   struct kvm_userspace_memory_region region;
   int kvm, vm, vcpu, run_size;
   kvm = open("/dev/kvm", O_RDWR | O_CLOEXEC);
@@ -193,8 +191,8 @@ static int CreateVm(void *ram, int *vm_out, int *vcpu_out,
   if (vcpu < 0) return Fail("KVM_CREATE_VCPU");
   run_size = ioctl(kvm, KVM_GET_VCPU_MMAP_SIZE, 0);
   if (run_size <= 0) return Fail("KVM_GET_VCPU_MMAP_SIZE");
-  *run_out = mmap(NULL, (size_t)run_size, PROT_READ | PROT_WRITE, MAP_SHARED,
-                  vcpu, 0);
+  *run_out =
+      mmap(NULL, (size_t)run_size, PROT_READ | PROT_WRITE, MAP_SHARED, vcpu, 0);
   if (*run_out == MAP_FAILED) return Fail("mmap kvm_run");
   close(kvm);
   *vm_out = vm;
@@ -203,17 +201,18 @@ static int CreateVm(void *ram, int *vm_out, int *vcpu_out,
 }
 
 /* The statistics must show every page the guest touched, once. */
-static int CheckStats(const ssihv_pager *pager,
-                      const struct fill_counts *counts) {
+static int CheckStats(const ssihv_pager* pager,
+                      const struct fill_counts* counts) {
   ssihv_pager_stats stats;
   const unsigned data_pages = DATA_SIZE / PAGE;
   if (ssihv_pager_get_stats(pager, &stats) != SSIHV_OK)
     return PagerFail("ssihv_pager_get_stats");
-  printf("pager: %llu faults served from the callback, %llu zero-filled, "
-         "p50 %.1f us, p99 %.1f us\n",
-         (unsigned long long)stats.faults[SSIHV_FAULT_LOCAL_COPY],
-         (unsigned long long)stats.faults[SSIHV_FAULT_LOCAL_ZERO],
-         stats.all.p50_us, stats.all.p99_us);
+  printf(
+      "pager: %llu faults served from the callback, %llu zero-filled, "
+      "p50 %.1f us, p99 %.1f us\n",
+      (unsigned long long)stats.faults[SSIHV_FAULT_LOCAL_COPY],
+      (unsigned long long)stats.faults[SSIHV_FAULT_LOCAL_ZERO],
+      stats.all.p50_us, stats.all.p99_us);
   if (counts->code != 1 || counts->data != data_pages ||
       counts->zero != SCRATCH_PAGES ||
       stats.faults[SSIHV_FAULT_LOCAL_COPY] != 1 + data_pages ||
@@ -223,8 +222,7 @@ static int CheckStats(const ssihv_pager *pager,
             "vmm: expected 1 code, %u data and %u zero pages; the callback "
             "served %u/%u/%u, the pager counted %llu copies, %llu zero, "
             "%llu errors\n",
-            data_pages, SCRATCH_PAGES, counts->code, counts->data,
-            counts->zero,
+            data_pages, SCRATCH_PAGES, counts->code, counts->data, counts->zero,
             (unsigned long long)stats.faults[SSIHV_FAULT_LOCAL_COPY],
             (unsigned long long)stats.faults[SSIHV_FAULT_LOCAL_ZERO],
             (unsigned long long)stats.errors);
@@ -235,12 +233,12 @@ static int CheckStats(const ssihv_pager *pager,
 
 int main(void) {
   ssihv_pager_options options;
-  ssihv_pager *pager = NULL;
+  ssihv_pager* pager = NULL;
   struct fill_counts counts = {0, 0, 0};
-  struct kvm_run *run = NULL;
+  struct kvm_run* run = NULL;
   uint32_t got[2] = {0, 0}, want[2];
   int vm = -1, vcpu = -1, status;
-  void *ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE,
+  void* ram = mmap(NULL, RAM_SIZE, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   if (ram == MAP_FAILED) return Fail("mmap guest RAM");
 
@@ -261,9 +259,10 @@ int main(void) {
   if (status == 0) status = RunGuest(vcpu, run, got);
   if (status == 0) {
     Expected(want);
-    printf("guest: hash of the data words 0x%08x (expected 0x%08x), "
-           "scratch sum %u (expected %u)\n",
-           got[0], want[0], got[1], want[1]);
+    printf(
+        "guest: hash of the data words 0x%08x (expected 0x%08x), "
+        "scratch sum %u (expected %u)\n",
+        got[0], want[0], got[1], want[1]);
     if (got[0] != want[0] || got[1] != want[1]) status = 1;
   }
   /* The vCPU has stopped: stop the pager (its statistics are then final),

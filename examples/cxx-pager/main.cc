@@ -64,8 +64,8 @@ uint64_t CountBadPages(const uint8_t* ram, uint64_t lo, uint64_t hi,
 }
 
 absl::Status Run() {
-  const std::string image = "/tmp/ssihv-example-image-" +
-                            std::to_string(::getpid());
+  const std::string image =
+      "/tmp/ssihv-example-image-" + std::to_string(::getpid());
   std::string bytes(kRamSize, '\0');
   for (uint64_t x = 0; x < kRamSize; x += 8) {
     const uint64_t w = WordAt(x);
@@ -102,15 +102,14 @@ absl::Status Run() {
   std::printf("%s\n", ssihv::pager::ToJson(stats).dump(2).c_str());
   const uint64_t pages = kRamSize / kPage;
   const uint64_t zero = (kHi - kLo) / kPage;
-  const uint64_t copied = stats.faults[static_cast<size_t>(
-      ssihv::pager::FaultKind::kLocalCopy)];
-  const uint64_t zeroed = stats.faults[static_cast<size_t>(
-      ssihv::pager::FaultKind::kLocalZero)];
+  const uint64_t copied =
+      stats.faults[static_cast<size_t>(ssihv::pager::FaultKind::kLocalCopy)];
+  const uint64_t zeroed =
+      stats.faults[static_cast<size_t>(ssihv::pager::FaultKind::kLocalZero)];
   if (copied != pages || zeroed != zero) {
-    return absl::InternalError(absl::StrCat("expected ", pages,
-                                            " local_copy and ", zero,
-                                            " local_zero faults, got ", copied,
-                                            " and ", zeroed));
+    return absl::InternalError(
+        absl::StrCat("expected ", pages, " local_copy and ", zero,
+                     " local_zero faults, got ", copied, " and ", zeroed));
   }
   return absl::OkStatus();
 }

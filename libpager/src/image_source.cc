@@ -46,13 +46,12 @@ absl::StatusOr<std::vector<ImageSource::Extent>> ImageSource::CheckExtents(
         e.file_offset <= image_size && e.size <= image_size - e.file_offset;
     if (e.size == 0 || !Aligned(e.gpa) || !Aligned(e.file_offset) ||
         !Aligned(e.size) || !in_file || e.gpa + e.size < e.gpa) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(what, " extent[", i, "] gpa=0x", absl::Hex(e.gpa),
-                       " file_offset=0x", absl::Hex(e.file_offset), " size=0x",
-                       absl::Hex(e.size),
-                       ": must be 4 KiB aligned, non-empty and inside "
-                       "the file of 0x",
-                       absl::Hex(image_size), " bytes"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, " extent[", i, "] gpa=0x", absl::Hex(e.gpa), " file_offset=0x",
+          absl::Hex(e.file_offset), " size=0x", absl::Hex(e.size),
+          ": must be 4 KiB aligned, non-empty and inside "
+          "the file of 0x",
+          absl::Hex(image_size), " bytes"));
     }
     if (i > 0 && extents[i - 1].gpa + extents[i - 1].size > e.gpa) {
       return absl::InvalidArgumentError(

@@ -110,9 +110,9 @@ absl::Status Pager::RegisterWithKernel(const Region& r) {
         Userfaultfd::FeatureNames(uffd_->features()),
         ". Use anonymous backing."));
   }
-  return uffd_->Register(
-      r.host, r.size, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
-      shmem);
+  return uffd_->Register(r.host, r.size,
+                         UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+                         shmem);
 }
 
 absl::Status Pager::RegisterGuestMemory(const GuestMemory& memory,

@@ -16,9 +16,9 @@ struct smoke_ctx {
   uint64_t removed_bytes;
 };
 
-static int Fill(void *ctx, uint64_t gpa, void *page, int is_write) {
-  struct smoke_ctx *c = ctx;
-  uint64_t *words = page;
+static int Fill(void* ctx, uint64_t gpa, void* page, int is_write) {
+  struct smoke_ctx* c = ctx;
+  uint64_t* words = page;
   unsigned i;
   (void)is_write;
   for (i = 0; i < 4096 / 8; ++i) words[i] = gpa + 8 * i;
@@ -26,29 +26,29 @@ static int Fill(void *ctx, uint64_t gpa, void *page, int is_write) {
   return SSIHV_FILL_COPY;
 }
 
-static void Remove(void *ctx, uint64_t gpa, uint64_t size) {
+static void Remove(void* ctx, uint64_t gpa, uint64_t size) {
   (void)gpa;
-  ((struct smoke_ctx *)ctx)->removed_bytes += size;
+  ((struct smoke_ctx*)ctx)->removed_bytes += size;
 }
 
-#define CHECK_OK(call)                                                     \
-  do {                                                                     \
-    if ((call) != SSIHV_OK) {                                              \
-      snprintf(err, err_len, "%s: %s", #call, ssihv_last_error());         \
-      goto out;                                                            \
-    }                                                                      \
+#define CHECK_OK(call)                                             \
+  do {                                                             \
+    if ((call) != SSIHV_OK) {                                      \
+      snprintf(err, err_len, "%s: %s", #call, ssihv_last_error()); \
+      goto out;                                                    \
+    }                                                              \
   } while (0)
 
 /* 0 on success; else 1 and a message in err. */
-int ssihv_capi_smoke(char *err, size_t err_len) {
+int ssihv_capi_smoke(char* err, size_t err_len) {
   struct smoke_ctx ctx = {0, 0};
   ssihv_pager_options options;
   ssihv_pager_stats stats;
-  ssihv_pager *pager = NULL;
+  ssihv_pager* pager = NULL;
   int result = 1;
   unsigned i;
   const uint64_t size = SMOKE_PAGES * 4096u;
-  uint8_t *ram = mmap(NULL, size, PROT_READ | PROT_WRITE,
+  uint8_t* ram = mmap(NULL, size, PROT_READ | PROT_WRITE,
                       MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
   err[0] = '\0';
   if (ram == MAP_FAILED) {

@@ -1,8 +1,6 @@
 // The C API (<ssihv/pager.h>): errors as codes and messages, every source,
 // a userfaultfd created elsewhere, the error callback. capi_smoke.c drives
 // it from C.
-#include "ssihv/pager.h"
-
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
 #include <sys/ioctl.h>
@@ -19,6 +17,7 @@
 #include <thread>
 
 #include "ssihv/base/file_util.h"
+#include "ssihv/pager.h"
 #include "test_util.h"
 
 extern "C" int ssihv_capi_smoke(char* err, size_t err_len);
@@ -108,8 +107,7 @@ TEST_CASE("C API file source with extents; zero source with fault-around") {
   // File pages 4..7 at gpa 0, file pages 0..1 at gpa 8 pages.
   const ssihv_file_extent extents[] = {{0, 4 * kPage, 4 * kPage},
                                        {8 * kPage, 0, 2 * kPage}};
-  REQUIRE(ssihv_pager_set_source_file(p, path.c_str(), extents, 2) ==
-          SSIHV_OK);
+  REQUIRE(ssihv_pager_set_source_file(p, path.c_str(), extents, 2) == SSIHV_OK);
   ::unlink(path.c_str());
   REQUIRE(ssihv_pager_start(p) == SSIHV_OK);
   auto word = [&](uint64_t gpa) {
@@ -175,8 +173,7 @@ TEST_CASE("C API over a userfaultfd created elsewhere") {
   ::close(null_fd);
   REQUIRE(ssihv_pager_create_for_uffd(uffd, nullptr, &p) == SSIHV_OK);
   ::close(uffd);  // the pager keeps its own duplicate
-  REQUIRE(ssihv_pager_add_range(p, ram.data, ram.size, 1 << 20, 0) ==
-          SSIHV_OK);
+  REQUIRE(ssihv_pager_add_range(p, ram.data, ram.size, 1 << 20, 0) == SSIHV_OK);
   REQUIRE(ssihv_pager_set_source_callback(p, FillWithGpa, nullptr, nullptr) ==
           SSIHV_OK);
   REQUIRE(ssihv_pager_start(p) == SSIHV_OK);

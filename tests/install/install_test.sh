@@ -100,6 +100,9 @@ cmake -S "$src/examples/cxx-pager" -B "$work/cxx-cmake" -G Ninja \
   { cat "$work/cxx-cmake.log"; fail "configure examples/cxx-pager"; }
 cmake --build "$work/cxx-cmake"
 
+# A shared build's libraries, for the make-built example (no RPATH).
+export LD_LIBRARY_PATH=$prefix/$libdir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+
 step "run the C++ example"
 "$work/cxx-cmake/ssihv-example-pager" >"$work/cxx-example.log" ||
   { cat "$work/cxx-example.log"; fail "examples/cxx-pager"; }

@@ -71,8 +71,8 @@ absl::StatusOr<UniqueFd> SendHandshake(const std::string& socket,
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   std::strncpy(addr.sun_path, socket.c_str(), sizeof(addr.sun_path) - 1);
-  if (::connect(conn.get(), reinterpret_cast<sockaddr*>(&addr),
-                sizeof(addr)) < 0) {
+  if (::connect(conn.get(), reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) <
+      0) {
     return LastErrnoStatus(absl::StrCat("connect ", socket));
   }
   iovec iov{const_cast<char*>(body.data()), body.size()};
@@ -109,14 +109,14 @@ absl::StatusOr<std::unique_ptr<Vm>> Vm::Restore(const std::string& socket,
   }
   SSIHV_ASSIGN_OR_RETURN(vm->uffd_, CreateUffd());
   for (const Region& r : vm->regions_) {
-    SSIHV_RETURN_IF_ERROR(RegisterMissing(vm->uffd_.get(), r.host, r.spec.size));
+    SSIHV_RETURN_IF_ERROR(
+        RegisterMissing(vm->uffd_.get(), r.host, r.spec.size));
   }
   SSIHV_ASSIGN_OR_RETURN(
       vm->conn_,
-      SendHandshake(socket,
-                    MappingsJson(options.regions, hosts,
-                                 options.page_size_field),
-                    {vm->uffd_.get()}));
+      SendHandshake(
+          socket, MappingsJson(options.regions, hosts, options.page_size_field),
+          {vm->uffd_.get()}));
   if (!options.keep_connection) vm->conn_.Reset();
   return vm;
 }

@@ -30,7 +30,8 @@ TEST_CASE("--dsm: a VM reads what another node of the cluster wrote") {
   const std::string socket = dir + "/uffd.sock";
   // The handler's DSM node waits for node 0 before it listens.
   auto handler = HandlerProcess::Start(
-      SSIHV_UFFD_HANDLER, {"--socket", socket, "--dsm", *config, "--node", "1"});
+      SSIHV_UFFD_HANDLER,
+      {"--socket", socket, "--dsm", *config, "--node", "1"});
   REQUIRE(handler.ok());
   ssihv_pager* node0 = nullptr;
   REQUIRE(ssihv_pager_create_dsm(config->c_str(), 0, nullptr, &node0) ==

@@ -68,30 +68,33 @@ TEST_CASE("Bad handshakes are refused and the handler keeps serving") {
   ExpectRefused(f, "[" + ok_region + "]", {u, null_fd, null_fd},
                 "3 file descriptors");
   ::close(null_fd);
-  ExpectRefused(f, "[" + Region(host, kMiB, 0) + ", " +
-                       Region(host + kMiB / 2, kMiB, kMiB) + "]",
+  ExpectRefused(f,
+                "[" + Region(host, kMiB, 0) + ", " +
+                    Region(host + kMiB / 2, kMiB, kMiB) + "]",
                 {u}, "overlaps regions[0] in the VM's address space");
-  ExpectRefused(f, "[" + Region(host, kMiB, 0) + ", " +
-                       Region(host + 2 * kMiB, kMiB, kMiB / 2) + "]",
+  ExpectRefused(f,
+                "[" + Region(host, kMiB, 0) + ", " +
+                    Region(host + 2 * kMiB, kMiB, kMiB / 2) + "]",
                 {u}, "overlaps regions[0] in the memory");
   ExpectRefused(f, "[" + Region(host, 2 * kMiB, 3 * kMiB) + "]", {u},
                 "exceeds the memory of 4194304 bytes");
   ExpectRefused(f, "[" + Region(host, kMiB, 0, "\"page_size\": 3000") + "]",
                 {u}, "regions[0].page_size: 3000 is not a power of two");
-  ExpectRefused(f,
-                "[" + Region(host, kMiB, 0, "\"page_size_kib\": 0") + "]",
+  ExpectRefused(f, "[" + Region(host, kMiB, 0, "\"page_size_kib\": 0") + "]",
                 {u}, "regions[0].page_size_kib: 0 is not a power of two");
   ExpectRefused(f,
                 "[" + Region(host, 2 * kMiB, 0, "\"page_size\": 2097152") + "]",
                 {u}, "only 4096-byte pages are served");
-  ExpectRefused(f, "[{\"base_host_virt_addr\": 4096, \"size\": -4096, "
-                   "\"offset\": 0, \"page_size\": 4096}]",
+  ExpectRefused(f,
+                "[{\"base_host_virt_addr\": 4096, \"size\": -4096, "
+                "\"offset\": 0, \"page_size\": 4096}]",
                 {u}, "regions[0].size: must be an unsigned integer");
   ExpectRefused(f, "[{\"size\": 4096, \"offset\": 0, \"page_size\": 4096}]",
                 {u}, "regions[0].base_host_virt_addr: missing");
   ExpectRefused(f, "[" + Region(host + 100, kMiB, 0) + "]", {u},
                 "is not page-aligned");
   ExpectRefused(f, "", {}, "closed after 0 bytes");
+  ExpectRefused(f, std::string(70000, '['), {u}, "more than 65536 bytes");
   // Still serving: a good VM after all that.
   VmOptions options;
   options.regions = {{.size = 4 * kMiB, .offset = 0}};
@@ -178,12 +181,12 @@ TEST_CASE("Command-line and startup errors") {
   auto [s1, log1] = run({"--mem-file", "/nonexistent"});
   CHECK(s1 == 2);
   CHECK(log1.find("--socket: required") != std::string::npos);
-  auto [s2, log2] = run({"--socket", "/tmp/x", "--mem-file", "m", "--dsm",
-                         "c", "--node", "0"});
+  auto [s2, log2] = run(
+      {"--socket", "/tmp/x", "--mem-file", "m", "--dsm", "c", "--node", "0"});
   CHECK(s2 == 2);
   CHECK(log2.find("exactly one") != std::string::npos);
-  auto [s3, log3] = run({"--socket", "/tmp/x", "--mem-file",
-                         "/nonexistent/mem"});
+  auto [s3, log3] =
+      run({"--socket", "/tmp/x", "--mem-file", "/nonexistent/mem"});
   CHECK(s3 == 1);
   CHECK(log3.find("--mem-file: open /nonexistent/mem") != std::string::npos);
   // The socket path exists: refused, and the file is left alone.

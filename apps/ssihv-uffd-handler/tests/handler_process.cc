@@ -14,8 +14,7 @@
 namespace ssihv::fc_client {
 
 absl::StatusOr<std::unique_ptr<HandlerProcess>> HandlerProcess::Start(
-    const std::string& binary, const std::vector<std::string>& args,
-    int cpu) {
+    const std::string& binary, const std::vector<std::string>& args, int cpu) {
   int pipe_fds[2];
   if (::pipe2(pipe_fds, O_CLOEXEC) < 0) return base::LastErrnoStatus("pipe2");
   std::vector<std::string> argv_s = {binary};
@@ -108,8 +107,8 @@ bool HandlerProcess::Running() {
   if (exit_status_ >= 0) return false;
   int status = 0;
   if (::waitpid(pid_, &status, WNOHANG) != pid_) return true;
-  exit_status_ = WIFEXITED(status) ? WEXITSTATUS(status)
-                                   : 128 + WTERMSIG(status);
+  exit_status_ =
+      WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return false;
 }
 

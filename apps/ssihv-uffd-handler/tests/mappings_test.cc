@@ -73,9 +73,9 @@ TEST_CASE("Bad handshakes name the region and field") {
                           "offset": 0, "page_size": 12288})")) ==
         "regions[0].page_size: 12288 is not a power of two");
   CHECK(Message(parse(R"({"base_host_virt_addr": 0, "size": 2097152,
-                          "offset": 0, "page_size": 2097152})", 4 << 20))
-            .find("regions[0].page_size: 2097152: only 4096-byte pages") ==
-        0);
+                          "offset": 0, "page_size": 2097152})",
+                      4 << 20))
+            .find("regions[0].page_size: 2097152: only 4096-byte pages") == 0);
   CHECK(Message(parse(R"({"base_host_virt_addr": 0, "size": 0,
                           "offset": 0, "page_size": 4096})")) ==
         "regions[0].size: 0 is not a positive multiple of the 4096-byte page");
@@ -86,7 +86,8 @@ TEST_CASE("Bad handshakes name the region and field") {
                           "offset": 100, "page_size": 4096})")) ==
         "regions[0].offset: 100 is not a multiple of the page");
   CHECK(Message(parse(R"({"base_host_virt_addr": 0, "size": 8192,
-                          "offset": 4096, "page_size": 4096})", 8192)) ==
+                          "offset": 4096, "page_size": 4096})",
+                      8192)) ==
         "regions[0].offset: [4096, 4096 + 8192) exceeds the memory of 8192 "
         "bytes");
   CHECK(Message(parse(R"({"base_host_virt_addr": 0, "size": 4096,

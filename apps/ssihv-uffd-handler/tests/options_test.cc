@@ -20,8 +20,8 @@ TEST_CASE("Handler options") {
   CHECK(o->once);
   CHECK(o->fault_threads == 3);
   CHECK(o->node == -1);
-  auto d = ParseHandlerArgs({"--socket", "s", "--dsm", "c.json", "--node",
-                             "1"});
+  auto d =
+      ParseHandlerArgs({"--socket", "s", "--dsm", "c.json", "--node", "1"});
   REQUIRE(d.ok());
   CHECK(d->dsm_config == "c.json");
   CHECK(d->node == 1);
@@ -34,8 +34,8 @@ TEST_CASE("Handler options") {
         "--node: required with --dsm");
   CHECK(Error({"--socket", "s", "--mem-file", "m", "--node", "0"}) ==
         "--node: only with --dsm");
-  CHECK(Error({"--socket", "s", "--mem-file", "m", "--fault-threads",
-               "0"}) == "--fault-threads: '0' is not a number in 1..64");
+  CHECK(Error({"--socket", "s", "--mem-file", "m", "--fault-threads", "0"}) ==
+        "--fault-threads: '0' is not a number in 1..64");
   CHECK(Error({"--socket"}) == "--socket: needs a value");
   CHECK(Error({"--socket="}) == "--socket: empty value");
   CHECK(Error({"--bogus"}) == "unknown argument '--bogus' (see --help)");

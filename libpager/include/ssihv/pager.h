@@ -73,11 +73,11 @@ typedef enum ssihv_status {
 } ssihv_status;
 
 /* "OK", "INVALID_ARGUMENT", ...; never NULL. */
-const char *ssihv_status_name(ssihv_status status);
+const char* ssihv_status_name(ssihv_status status);
 
 /* The message of the last call that failed on this thread ("" if none).
  * Valid until the next failing ssihv_* call on this thread. */
-const char *ssihv_last_error(void);
+const char* ssihv_last_error(void);
 
 /* A pager. Opaque. */
 typedef struct ssihv_pager ssihv_pager;
@@ -86,8 +86,8 @@ typedef struct ssihv_pager ssihv_pager;
  * errno): the faulting vCPU stays blocked, so the VMM should stop the guest.
  * Runs on the thread that found the error; `message` is valid during the
  * call only. */
-typedef void (*ssihv_error_fn)(void *ctx, ssihv_status status,
-                               const char *message);
+typedef void (*ssihv_error_fn)(void* ctx, ssihv_status status,
+                               const char* message);
 
 /* Options of a pager. An all-zero struct means the defaults. */
 typedef struct ssihv_pager_options {
@@ -96,15 +96,15 @@ typedef struct ssihv_pager_options {
   uint32_t fault_threads;
   /* Optional. */
   ssihv_error_fn on_error;
-  void *on_error_ctx;
+  void* on_error_ctx;
 } ssihv_pager_options;
 
 /* Creates a pager with a new userfaultfd. `options` may be NULL. Fails when
  * the kernel lacks write-protect faults on anonymous memory (Linux 5.7) or
  * REMOVE events, or without permission: read-write access to
  * /dev/userfaultfd, or CAP_SYS_PTRACE. */
-ssihv_status ssihv_pager_create(const ssihv_pager_options *options,
-                                ssihv_pager **out);
+ssihv_status ssihv_pager_create(const ssihv_pager_options* options,
+                                ssihv_pager** out);
 
 /* Creates a pager that serves a userfaultfd created elsewhere, typically by
  * another process that passed it over a Unix socket (Firecracker's "Uffd"
@@ -114,8 +114,8 @@ ssihv_status ssihv_pager_create(const ssihv_pager_options *options,
  * is refused (another process's pages cannot be dropped from here). The
  * pager duplicates `uffd`: the caller keeps and closes its descriptor. */
 ssihv_status ssihv_pager_create_for_uffd(int uffd,
-                                         const ssihv_pager_options *options,
-                                         ssihv_pager **out);
+                                         const ssihv_pager_options* options,
+                                         ssihv_pager** out);
 
 /* Creates node `node` of the ssihv cluster described by the JSON cluster
  * config at `config_path` (docs/CLUSTER_CONFIG.md): the pager maps the whole
@@ -123,13 +123,13 @@ ssihv_status ssihv_pager_create_for_uffd(int uffd,
  * protocol, which fetches pages from the other nodes over TCP or RDMA.
  * ssihv_pager_start waits (up to 30 s) until every peer is connected.
  * Defined in the ssihv-pager-dsm library. */
-ssihv_status ssihv_pager_create_dsm(const char *config_path, uint32_t node,
-                                    const ssihv_pager_options *options,
-                                    ssihv_pager **out);
+ssihv_status ssihv_pager_create_dsm(const char* config_path, uint32_t node,
+                                    const ssihv_pager_options* options,
+                                    ssihv_pager** out);
 
 /* Stops the pager if running and frees it, closing its userfaultfd (the
  * kernel unregisters the ranges). NULL is ignored. */
-void ssihv_pager_destroy(ssihv_pager *pager);
+void ssihv_pager_destroy(ssihv_pager* pager);
 
 /* Flags of ssihv_pager_add_range. */
 #define SSIHV_RANGE_SHMEM 1u /* MAP_SHARED memfd/shmem (Linux 6.0+) */
@@ -139,21 +139,20 @@ void ssihv_pager_destroy(ssihv_pager *pager);
  * Without flags the memory must be private anonymous (MAP_PRIVATE |
  * MAP_ANONYMOUS); SSIHV_RANGE_SHMEM for a shared memfd. Ranges must not
  * overlap in host address or gpa. Only while stopped. */
-ssihv_status ssihv_pager_add_range(ssihv_pager *pager, void *host,
-                                   uint64_t size, uint64_t gpa,
-                                   uint32_t flags);
+ssihv_status ssihv_pager_add_range(ssihv_pager* pager, void* host,
+                                   uint64_t size, uint64_t gpa, uint32_t flags);
 
 /* The guest RAM a DSM pager mapped itself: RAM offset x is at *host + x.
  * FAILED_PRECONDITION for other pagers (their RAM is the caller's). */
-ssihv_status ssihv_pager_memory(ssihv_pager *pager, void **host,
-                                uint64_t *size);
+ssihv_status ssihv_pager_memory(ssihv_pager* pager, void** host,
+                                uint64_t* size);
 
 /* Source: every page starts as zeros (a read maps the shared zero page, a
  * write a zeroed private page). With `fault_around` (a power of two of at
  * least 8192, else 0 = off), each fault also zero-fills the rest of its
  * aligned block after the vCPU resumed: a guest walking its memory faults
  * once per block. */
-ssihv_status ssihv_pager_set_source_zero(ssihv_pager *pager,
+ssihv_status ssihv_pager_set_source_zero(ssihv_pager* pager,
                                          uint64_t fault_around);
 
 /* File bytes [file_offset, file_offset + size) back guest-physical
@@ -169,8 +168,8 @@ typedef struct ssihv_file_extent {
  * backs gpa [0, file size). Pages outside every extent, and pages discarded
  * since (MADV_DONTNEED: a balloon), read as zeros. The file must not shrink
  * while the pager uses it. */
-ssihv_status ssihv_pager_set_source_file(ssihv_pager *pager, const char *path,
-                                         const ssihv_file_extent *extents,
+ssihv_status ssihv_pager_set_source_file(ssihv_pager* pager, const char* path,
+                                         const ssihv_file_extent* extents,
                                          size_t count);
 
 /* What a fill callback did with the page. */
@@ -183,32 +182,30 @@ typedef enum ssihv_fill_result {
 /* Fills the 4096-byte page at guest-physical `gpa` (page-aligned) into
  * `page` (4096 bytes, 4096-aligned, owned by the pager); `is_write` is 1
  * when the faulting access was a write. Returns an ssihv_fill_result. */
-typedef int (*ssihv_fill_fn)(void *ctx, uint64_t gpa, void *page,
-                             int is_write);
+typedef int (*ssihv_fill_fn)(void* ctx, uint64_t gpa, void* page, int is_write);
 
 /* [gpa, gpa + size) was dropped by MADV_DONTNEED/MADV_REMOVE (a balloon):
  * the next access faults again. Runs before any later fault is read: keep
  * it short (set a bit). */
-typedef void (*ssihv_remove_fn)(void *ctx, uint64_t gpa, uint64_t size);
+typedef void (*ssihv_remove_fn)(void* ctx, uint64_t gpa, uint64_t size);
 
 /* Source: `fill` (required) provides each page; `remove` (optional) is told
  * of discards; `ctx` is passed to both. */
-ssihv_status ssihv_pager_set_source_callback(ssihv_pager *pager,
+ssihv_status ssihv_pager_set_source_callback(ssihv_pager* pager,
                                              ssihv_fill_fn fill,
-                                             ssihv_remove_fn remove,
-                                             void *ctx);
+                                             ssihv_remove_fn remove, void* ctx);
 
 /* Starts the fault threads. Needs a source and at least one range. */
-ssihv_status ssihv_pager_start(ssihv_pager *pager);
+ssihv_status ssihv_pager_start(ssihv_pager* pager);
 
 /* Stops and joins the fault threads; idempotent. Faults not yet resolved
  * stay pending and are served after the next start. */
-void ssihv_pager_stop(ssihv_pager *pager);
+void ssihv_pager_stop(ssihv_pager* pager);
 
 /* Drops guest-physical [gpa, gpa + size) (page-aligned, inside one range):
  * the next access faults again and the source is asked anew (a balloon).
  * Only while running. */
-ssihv_status ssihv_pager_discard(ssihv_pager *pager, uint64_t gpa,
+ssihv_status ssihv_pager_discard(ssihv_pager* pager, uint64_t gpa,
                                  uint64_t size);
 
 /* How faults were resolved; indexes of ssihv_pager_stats.faults/latency. */
@@ -222,7 +219,7 @@ typedef enum ssihv_fault_kind {
 #define SSIHV_FAULT_KINDS 5
 
 /* "local_zero", "local_copy", ...; "unknown" outside the enum. */
-const char *ssihv_fault_kind_name(int kind);
+const char* ssihv_fault_kind_name(int kind);
 
 /* One latency distribution, microseconds. Percentiles within ~3%. */
 typedef struct ssihv_latency {
@@ -250,8 +247,8 @@ typedef struct ssihv_pager_stats {
   uint64_t features;       /* negotiated UFFD_FEATURE_* bits (0: unknown) */
 } ssihv_pager_stats;
 
-ssihv_status ssihv_pager_get_stats(const ssihv_pager *pager,
-                                   ssihv_pager_stats *out);
+ssihv_status ssihv_pager_get_stats(const ssihv_pager* pager,
+                                   ssihv_pager_stats* out);
 
 #ifdef __cplusplus
 } /* extern "C" */

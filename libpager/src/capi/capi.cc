@@ -84,13 +84,12 @@ class CallbackSource final : public PageSource {
 };
 
 ssihv_latency ToC(const LatencySummary& s) {
-  return ssihv_latency{s.count, s.mean_us, s.p50_us, s.p90_us, s.p99_us,
-                       s.max_us};
+  return ssihv_latency{s.count,  s.mean_us, s.p50_us,
+                       s.p90_us, s.p99_us,  s.max_us};
 }
 
 // add_range / set_source_*: the local pager, stopped.
-absl::StatusOr<Pager*> StoppedLocalPager(ssihv_pager* p,
-                                         const char* function) {
+absl::StatusOr<Pager*> StoppedLocalPager(ssihv_pager* p, const char* function) {
   if (p == nullptr) return NullArgument(function, "pager");
   if (p->backend->memory() != nullptr) {
     return absl::FailedPreconditionError(absl::StrCat(
@@ -101,15 +100,13 @@ absl::StatusOr<Pager*> StoppedLocalPager(ssihv_pager* p,
 
 // Creates a local or adopted pager with `make` and wraps it in *out.
 ssihv_status CreateLocal(
-    const char* function, const ssihv_pager_options* options,
-    ssihv_pager** out,
+    const char* function, const ssihv_pager_options* options, ssihv_pager** out,
     absl::FunctionRef<absl::StatusOr<std::unique_ptr<Pager>>(PagerOptions)>
         make) {
   return Guard(function, [&]() -> absl::Status {
     if (out == nullptr) return NullArgument(function, "out");
     *out = nullptr;
-    SSIHV_ASSIGN_OR_RETURN(PagerOptions pager_options,
-                           ToPagerOptions(options));
+    SSIHV_ASSIGN_OR_RETURN(PagerOptions pager_options, ToPagerOptions(options));
     SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<Pager> pager,
                            make(std::move(pager_options)));
     *out = new ssihv_pager{std::make_unique<LocalBackend>(std::move(pager))};
@@ -184,17 +181,17 @@ const char* ssihv_last_error(void) {
 
 ssihv_status ssihv_pager_create(const ssihv_pager_options* options,
                                 ssihv_pager** out) {
-  return CreateLocal("ssihv_pager_create", options, out,
-                     [](PagerOptions o) { return Pager::Create(std::move(o)); });
+  return CreateLocal("ssihv_pager_create", options, out, [](PagerOptions o) {
+    return Pager::Create(std::move(o));
+  });
 }
 
 ssihv_status ssihv_pager_create_for_uffd(int uffd,
                                          const ssihv_pager_options* options,
                                          ssihv_pager** out) {
-  return CreateLocal("ssihv_pager_create_for_uffd", options, out,
-                     [uffd](PagerOptions o) {
-                       return Pager::Adopt(uffd, std::move(o));
-                     });
+  return CreateLocal(
+      "ssihv_pager_create_for_uffd", options, out,
+      [uffd](PagerOptions o) { return Pager::Adopt(uffd, std::move(o)); });
 }
 
 void ssihv_pager_destroy(ssihv_pager* pager) {
@@ -233,9 +230,10 @@ ssihv_status ssihv_pager_memory(ssihv_pager* pager, void** host,
     }
     const ssihv::pager::GuestMemory* memory = pager->backend->memory();
     if (memory == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          kFn, ": only a DSM pager maps its RAM; this one serves the "
-               "caller's ranges"));
+      return absl::FailedPreconditionError(
+          absl::StrCat(kFn,
+                       ": only a DSM pager maps its RAM; this one serves the "
+                       "caller's ranges"));
     }
     *host = memory->data();
     *size = memory->size();
@@ -250,9 +248,9 @@ ssihv_status ssihv_pager_set_source_zero(ssihv_pager* pager,
     SSIHV_ASSIGN_OR_RETURN(Pager * p, StoppedLocalPager(pager, kFn));
     auto source = std::make_shared<ssihv::pager::ZeroSource>(fault_around);
     if (fault_around != 0 && source->fault_around() != fault_around) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          kFn, ": fault_around=", fault_around,
-          ": must be 0 or a power of two of at least 8192"));
+      return absl::InvalidArgumentError(
+          absl::StrCat(kFn, ": fault_around=", fault_around,
+                       ": must be 0 or a power of two of at least 8192"));
     }
     return p->SetSource(std::move(source));
   });
@@ -276,8 +274,7 @@ ssihv_status ssihv_pager_set_source_file(ssihv_pager* pager, const char* path,
                      .file_offset = extents[i].file_offset,
                      .size = extents[i].size});
       }
-      SSIHV_ASSIGN_OR_RETURN(source,
-                             ssihv::pager::ImageSource::Open(path, v));
+      SSIHV_ASSIGN_OR_RETURN(source, ssihv::pager::ImageSource::Open(path, v));
     }
     return p->SetSource(std::move(source));
   });

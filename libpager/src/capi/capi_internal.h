@@ -33,8 +33,7 @@ ssihv_status Fail(const absl::Status& status);
 
 /// The PagerOptions of a C options struct (NULL = defaults); on_error calls
 /// the C callback.
-absl::StatusOr<PagerOptions> ToPagerOptions(
-    const ssihv_pager_options* options);
+absl::StatusOr<PagerOptions> ToPagerOptions(const ssihv_pager_options* options);
 
 /// Runs `body` (returning absl::Status), turning a C++ exception into
 /// SSIHV_INTERNAL: nothing may unwind through a C caller.
@@ -47,8 +46,8 @@ ssihv_status Guard(const char* function, Body body) {
     return Fail(absl::InternalError(
         absl::StrCat(function, ": unexpected exception: ", e.what())));
   } catch (...) {
-    return Fail(absl::InternalError(
-        absl::StrCat(function, ": unexpected exception")));
+    return Fail(
+        absl::InternalError(absl::StrCat(function, ": unexpected exception")));
   }
 }
 

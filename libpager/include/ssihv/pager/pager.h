@@ -236,7 +236,7 @@ class Pager {
 
   PagerOptions options_;
   std::unique_ptr<Userfaultfd> uffd_;
-  bool adopted_ = false;  // uffd and regions belong to another process
+  bool adopted_ = false;         // uffd and regions belong to another process
   std::vector<Region> regions_;  // sorted by host address
   std::shared_ptr<PageSource> source_;
   Resolver resolver_{this};
