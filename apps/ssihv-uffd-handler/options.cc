@@ -21,6 +21,8 @@ the balloon removed). Several VMs at once, one connection each.
   --node K             node K of the cluster CONFIG sees it (docs/PAGER.md)
   --once               serve one VM and exit when it goes away
   --fault-threads N    fault threads per VM (1..64, default 1)
+  --handshake-timeout S  seconds a connection may take to send its memory
+                       layout and userfaultfd (1..3600, default 10)
   --help               this text
 
 Exit status: 0 stopped by SIGINT/SIGTERM, or --once and the VM went away;
@@ -61,6 +63,8 @@ absl::StatusOr<HandlerOptions> ParseHandlerArgs(
        {"--dsm", "", true, apps::StringFlag(&o.dsm_config)},
        {"--node", "", true, apps::IntFlag(&o.node, 0, 63)},
        {"--fault-threads", "", true, apps::IntFlag(&o.fault_threads, 1, 64)},
+       {"--handshake-timeout", "", true,
+        apps::IntFlag(&o.handshake_timeout_s, 1, 3600)},
        {"--once", "", false, apps::BoolFlag(&o.once)},
        {"--help", "-h", false, apps::BoolFlag(&o.help)}});
   if (!st.ok()) return st;

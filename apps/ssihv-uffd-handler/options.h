@@ -11,12 +11,13 @@
 namespace ssihv::uffd_handler {
 
 struct HandlerOptions {
-  std::string socket;      ///< Unix stream socket Firecracker connects to
-  std::string mem_file;    ///< the snapshot's memory file
-  std::string dsm_config;  ///< or: a DSM cluster config ...
-  int node = -1;           ///< ... and this handler's node in it
-  bool once = false;       ///< serve one VM, exit when it goes away
-  int fault_threads = 1;   ///< pager fault threads per VM
+  std::string socket;            ///< Unix stream socket Firecracker connects to
+  std::string mem_file;          ///< the snapshot's memory file
+  std::string dsm_config;        ///< or: a DSM cluster config ...
+  int node = -1;                 ///< ... and this handler's node in it
+  bool once = false;             ///< serve one VM, exit when it goes away
+  int fault_threads = 1;         ///< pager fault threads per VM
+  int handshake_timeout_s = 10;  ///< a connection's time to send its layout
   bool help = false;
 };
 

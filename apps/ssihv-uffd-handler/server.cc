@@ -105,7 +105,8 @@ void Server::AcceptAll() {
     if (!conn->valid()) return;
     Pending p;
     p.id = next_id_++;
-    p.deadline_ns = sys::NowNs() + kHandshakeTimeoutNs;
+    p.deadline_ns =
+        sys::NowNs() + int64_t{options_.handshake_timeout_s} * 1000000000;
     absl::StatusOr<sys::Peer> peer = sys::PeerCredentials(conn->get());
     if (peer.ok()) p.peer = *peer;
     absl::Status st = sys::EpollAdd(epoll_.get(), conn->get(), EPOLLIN,
@@ -282,7 +283,7 @@ void Server::ExpireHandshakes() {
   for (uint64_t id : late) {
     Refuse(id, absl::DeadlineExceededError(
                    absl::StrCat("handshake: not complete within ",
-                                kHandshakeTimeoutNs / 1000000000, " s")));
+                                options_.handshake_timeout_s, " s")));
   }
 }
 

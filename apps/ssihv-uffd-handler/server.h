@@ -26,9 +26,6 @@
 
 namespace ssihv::uffd_handler {
 
-/// How long a connection may take to deliver its handshake.
-inline constexpr int64_t kHandshakeTimeoutNs = int64_t{10} * 1000000000;
-
 class Server {
  public:
   /// Listens on options.socket (which must not exist). `signal_fd` is a

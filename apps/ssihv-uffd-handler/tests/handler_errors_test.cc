@@ -153,6 +153,15 @@ TEST_CASE("A VM exiting mid-run ends its session; the handler goes on") {
   CHECK(f.handler->Log().find("still served") != std::string::npos);
 }
 
+TEST_CASE("A connection that sends nothing is dropped at the timeout") {
+  Fixture f(4 * kMiB, {"--handshake-timeout", "1"});
+  auto conn = SendHandshake(f.socket, "[", {});  // incomplete, then silence
+  REQUIRE(conn.ok());
+  CHECK(ClosedByPeer(conn->get()));
+  CHECK(f.handler->WaitForLog("handshake: not complete within 1 s") >= 0);
+  CHECK(f.handler->Running());
+}
+
 TEST_CASE("--once: exits 0 when its VM goes away, 1 when it is refused") {
   {
     Fixture f(4 * kMiB, {"--once"});

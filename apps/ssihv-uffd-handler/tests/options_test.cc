@@ -39,6 +39,12 @@ TEST_CASE("Handler options") {
   CHECK(Error({"--socket"}) == "--socket: needs a value");
   CHECK(Error({"--socket="}) == "--socket: empty value");
   CHECK(Error({"--bogus"}) == "unknown argument '--bogus' (see --help)");
+  CHECK(Error({"--socket", "s", "--mem-file", "m", "--handshake-timeout",
+               "0"}) == "--handshake-timeout: '0' is not a number in 1..3600");
+  auto t = ParseHandlerArgs(
+      {"--socket", "s", "--mem-file", "m", "--handshake-timeout=2"});
+  REQUIRE(t.ok());
+  CHECK(t->handshake_timeout_s == 2);
 }
 
 }  // namespace
