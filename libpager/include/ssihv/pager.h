@@ -72,8 +72,9 @@ typedef enum ssihv_status {
   SSIHV_UNAUTHENTICATED = 16
 } ssihv_status;
 
-/* "OK", "INVALID_ARGUMENT", ...; never NULL. */
-const char* ssihv_status_name(ssihv_status status);
+/* "OK", "INVALID_ARGUMENT", ...; "UNKNOWN" outside the enum; never NULL.
+ * Takes an int so that any value a caller holds is valid to pass. */
+const char* ssihv_status_name(int status);
 
 /* The message of the last call that failed on this thread ("" if none).
  * Valid until the next failing ssihv_* call on this thread. */

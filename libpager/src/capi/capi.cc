@@ -163,7 +163,7 @@ using ssihv::pager::capi::ToPagerOptions;
 
 extern "C" {
 
-const char* ssihv_status_name(ssihv_status status) {
+const char* ssihv_status_name(int status) {
   if (status < SSIHV_OK || status > SSIHV_UNAUTHENTICATED) return "UNKNOWN";
   static const std::vector<std::string> names = [] {
     std::vector<std::string> v;
