@@ -196,8 +196,13 @@ ssihv_status ssihv_pager_create_for_uffd(int uffd,
 
 void ssihv_pager_destroy(ssihv_pager* pager) {
   if (pager == nullptr) return;
-  pager->backend->Stop();
-  delete pager;
+  // Nothing may unwind into C: a failure to join a thread is reported, not
+  // thrown (it cannot happen short of a broken runtime).
+  (void)Guard("ssihv_pager_destroy", [&] {
+    pager->backend->Stop();
+    delete pager;
+    return absl::OkStatus();
+  });
 }
 
 ssihv_status ssihv_pager_add_range(ssihv_pager* pager, void* host,
@@ -301,7 +306,11 @@ ssihv_status ssihv_pager_start(ssihv_pager* pager) {
 }
 
 void ssihv_pager_stop(ssihv_pager* pager) {
-  if (pager != nullptr) pager->backend->Stop();
+  if (pager == nullptr) return;
+  (void)Guard("ssihv_pager_stop", [&] {
+    pager->backend->Stop();
+    return absl::OkStatus();
+  });
 }
 
 ssihv_status ssihv_pager_discard(ssihv_pager* pager, uint64_t gpa,
