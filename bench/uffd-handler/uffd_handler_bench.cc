@@ -45,22 +45,21 @@ namespace {
 constexpr uint64_t kPages = 32768;  // 128 MiB
 constexpr int64_t kIterations = kPages;
 
+// The memory file, written on first use, removed by main() at the end.
+std::string g_mem_file;
+
 const std::string& MemFile() {
-  static const std::string path = [] {
-    std::string p = "/dev/shm/ssihv-uffd-bench-" + std::to_string(::getpid());
-    const int fd =
-        ::open(p.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    std::vector<uint8_t> page(kPage);
-    for (uint64_t i = 0; i < kPages; ++i) {
-      for (uint64_t o = 0; o < kPage; o += 64)
-        page[o] = PatternAt(i * kPage + o);
-      if (::pwrite(fd, page.data(), kPage, i * kPage) != kPage) std::abort();
-    }
-    ::close(fd);
-    std::atexit([] { ::unlink(MemFile().c_str()); });
-    return p;
-  }();
-  return path;
+  if (!g_mem_file.empty()) return g_mem_file;
+  g_mem_file = "/dev/shm/ssihv-uffd-bench-" + std::to_string(::getpid());
+  const int fd =
+      ::open(g_mem_file.c_str(), O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  std::vector<uint8_t> page(kPage);
+  for (uint64_t i = 0; i < kPages; ++i) {
+    for (uint64_t o = 0; o < kPage; o += 64) page[o] = PatternAt(i * kPage + o);
+    if (::pwrite(fd, page.data(), kPage, i * kPage) != kPage) std::abort();
+  }
+  ::close(fd);
+  return g_mem_file;
 }
 
 // Times one write (or read) first-touch of each page of `base`.
@@ -102,6 +101,11 @@ void BM_FilePrivate(benchmark::State& state, bool write) {
 // The handler binary, started for this run (pinned like this process:
 // the CPU affinity is inherited), and a VM restored through it.
 struct HandlerRun {
+  // SIGTERM: the handler stops and removes its socket.
+  ~HandlerRun() {
+    if (handler) handler->Signal(SIGTERM);
+    ::unlink(socket.c_str());
+  }
   std::string socket;
   std::unique_ptr<fc_client::HandlerProcess> handler;
   std::unique_ptr<fc_client::Vm> vm;
@@ -248,5 +252,8 @@ int main(int argc, char** argv) {
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();
+  if (!ssihv::bench::g_mem_file.empty()) {
+    ::unlink(ssihv::bench::g_mem_file.c_str());
+  }
   return 0;
 }
