@@ -24,6 +24,15 @@ constexpr uint64_t kStopTag = 1;
 
 bool Aligned(uint64_t v) { return (v & (kPageSize - 1)) == 0; }
 
+absl::Status CheckOptions(const PagerOptions& options) {
+  if (options.fault_threads < 1 || options.fault_threads > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PagerOptions.fault_threads: must be in [1, 256], got ",
+                     options.fault_threads));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 Pager::Pager(PagerOptions options, std::unique_ptr<Userfaultfd> uffd)
@@ -32,16 +41,26 @@ Pager::Pager(PagerOptions options, std::unique_ptr<Userfaultfd> uffd)
 Pager::~Pager() { Stop(); }
 
 absl::StatusOr<std::unique_ptr<Pager>> Pager::Create(PagerOptions options) {
-  if (options.fault_threads < 1 || options.fault_threads > 256) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("PagerOptions.fault_threads: must be in [1, 256], got ",
-                     options.fault_threads));
-  }
+  SSIHV_RETURN_IF_ERROR(CheckOptions(options));
   SSIHV_ASSIGN_OR_RETURN(Userfaultfd uffd, Userfaultfd::Open({}));
+  return Make(std::move(options), std::move(uffd), /*adopted=*/false);
+}
+
+absl::StatusOr<std::unique_ptr<Pager>> Pager::Adopt(int uffd,
+                                                    PagerOptions options) {
+  SSIHV_RETURN_IF_ERROR(CheckOptions(options));
+  SSIHV_ASSIGN_OR_RETURN(Userfaultfd adopted, Userfaultfd::Adopt(uffd));
+  return Make(std::move(options), std::move(adopted), /*adopted=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<Pager>> Pager::Make(PagerOptions options,
+                                                   Userfaultfd uffd,
+                                                   bool adopted) {
   SSIHV_ASSIGN_OR_RETURN(base::UniqueFd stop_fd, sys::EventfdCreate());
   std::unique_ptr<Pager> pager(new Pager(
       std::move(options), std::make_unique<Userfaultfd>(std::move(uffd))));
   pager->stop_fd_ = std::move(stop_fd);
+  pager->adopted_ = adopted;
   return pager;
 }
 
@@ -71,6 +90,15 @@ absl::Status Pager::RegisterRegion(const Region& r) {
                        ": overlaps the region at gpa=0x", absl::Hex(o.gpa)));
     }
   }
+  // An adopted uffd's creator registered the region in its address space.
+  if (!adopted_) SSIHV_RETURN_IF_ERROR(RegisterWithKernel(r));
+  regions_.push_back(r);
+  std::sort(regions_.begin(), regions_.end(),
+            [](const Region& a, const Region& b) { return a.host < b.host; });
+  return absl::OkStatus();
+}
+
+absl::Status Pager::RegisterWithKernel(const Region& r) {
   const bool shmem = r.backing == Backing::kMemfd;
   constexpr uint64_t kShmemFeatures =
       UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
@@ -82,13 +110,9 @@ absl::Status Pager::RegisterRegion(const Region& r) {
         Userfaultfd::FeatureNames(uffd_->features()),
         ". Use anonymous backing."));
   }
-  SSIHV_RETURN_IF_ERROR(uffd_->Register(
-      r.host, r.size, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
-      shmem));
-  regions_.push_back(r);
-  std::sort(regions_.begin(), regions_.end(),
-            [](const Region& a, const Region& b) { return a.host < b.host; });
-  return absl::OkStatus();
+  return uffd_->Register(r.host, r.size,
+                         UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+                         shmem);
 }
 
 absl::Status Pager::RegisterGuestMemory(const GuestMemory& memory,

@@ -138,6 +138,11 @@ absl::StatusOr<Userfaultfd> Userfaultfd::Open(const UffdRequirements& req) {
   return Userfaultfd(std::move(real.fd), features, std::move(real.via));
 }
 
+absl::StatusOr<Userfaultfd> Userfaultfd::Adopt(int fd) {
+  SSIHV_ASSIGN_OR_RETURN(base::UniqueFd dup, sys::UffdAdopt(fd));
+  return Userfaultfd(std::move(dup), 0, "adopted");
+}
+
 absl::Status Userfaultfd::Register(void* addr, uint64_t len, uint64_t mode,
                                    bool shmem) const {
   uint64_t ioctls = 0;

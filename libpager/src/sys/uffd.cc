@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "ssihv/base/errno_status.h"
@@ -49,6 +50,25 @@ absl::StatusOr<UniqueFd> UffdSyscall(int flags) {
         absl::StrCat("userfaultfd(flags=0x", absl::Hex(flags), ")"));
   }
   return fd;
+}
+
+absl::StatusOr<UniqueFd> UffdAdopt(int fd) {
+  const std::string link = absl::StrCat("/proc/self/fd/", fd);
+  char target[64] = {};
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof(target) - 1);
+  if (n < 0) return LastErrnoStatus(absl::StrCat("readlink ", link));
+  if (absl::string_view(target, static_cast<size_t>(n)) !=
+      "anon_inode:[userfaultfd]") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fd ", fd, " is not a userfaultfd (", link, " -> ", target, ")"));
+  }
+  UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!dup) return LastErrnoStatus(absl::StrCat("fcntl(", fd, ", F_DUPFD)"));
+  const int flags = ::fcntl(dup.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(dup.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
+    return LastErrnoStatus(absl::StrCat("fcntl(", fd, ", F_SETFL O_NONBLOCK)"));
+  }
+  return dup;
 }
 
 absl::Status UffdApi(int fd, uint64_t* features, uint64_t* ioctls) {

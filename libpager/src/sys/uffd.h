@@ -35,6 +35,14 @@ absl::StatusOr<base::UniqueFd> UffdOpenDevice(int flags);
 /// vm.unprivileged_userfaultfd=1.
 absl::StatusOr<base::UniqueFd> UffdSyscall(int flags);
 
+/// A close-on-exec duplicate of `fd` after checking that it is a
+/// userfaultfd (its /proc/self/fd link reads "anon_inode:[userfaultfd]"),
+/// set O_NONBLOCK: the kernel reports a blocking uffd as EPOLLERR and the
+/// fault threads read without blocking. The flag is on the open file
+/// description, shared with whoever else holds it (it is the mode
+/// Firecracker opens its uffd with anyway).
+absl::StatusOr<base::UniqueFd> UffdAdopt(int fd);
+
 /// UFFDIO_API: handshake, requesting `features`. On success `*features` and
 /// `*ioctls` hold what the kernel reports. May be called once per fd.
 absl::Status UffdApi(int fd, uint64_t* features, uint64_t* ioctls);

@@ -167,6 +167,25 @@ class Pager {
   /// how to get permission (/dev/userfaultfd access or CAP_SYS_PTRACE).
   static absl::StatusOr<std::unique_ptr<Pager>> Create(PagerOptions options);
 
+  /// Serves a userfaultfd created by someone else, typically another process
+  /// that passed it over a Unix socket (Firecracker's "Uffd" snapshot
+  /// backend; apps/ssihv-uffd-handler). The pager keeps a duplicate of
+  /// `uffd` (the caller still owns its fd). The creator did UFFDIO_API and
+  /// registers the regions, in its own address space and in the modes it
+  /// chose (Firecracker: MISSING only). On an adopted pager:
+  /// - RegisterRegion only records a region: `host` is the creator's
+  ///   address, which the resolving ioctls act on; nothing here touches it.
+  /// - Resolver::Discard is refused (madvise cannot drop another process's
+  ///   pages); REMOVE events from the creator's own madvise still arrive
+  ///   and reach PageSource::OnRemove.
+  /// - features() is 0: what the creator negotiated is unknown.
+  /// A fault that can no longer be resolved because the creator exited
+  /// fails with ESRCH through on_error.
+  static absl::StatusOr<std::unique_ptr<Pager>> Adopt(int uffd,
+                                                      PagerOptions options);
+  /// True for a pager made by Adopt().
+  bool adopted() const { return adopted_; }
+
   /// Registers a region in MISSING and WP modes. Only while stopped; regions
   /// must not overlap in host address or GPA. Memfd regions need kernel
   /// shmem support (MISSING_SHMEM, WP_HUGETLBFS_SHMEM: Linux 6.0+).
@@ -199,7 +218,11 @@ class Pager {
  private:
   friend class Resolver;
   Pager(PagerOptions options, std::unique_ptr<Userfaultfd> uffd);
+  static absl::StatusOr<std::unique_ptr<Pager>> Make(PagerOptions options,
+                                                     Userfaultfd uffd,
+                                                     bool adopted);
 
+  absl::Status RegisterWithKernel(const Region& region);
   void FaultLoop(FaultThread* self);
   ssize_t ReadMessages(uffd_msg* msgs, size_t max);
   void DispatchFaults(const uffd_msg* msgs, size_t n);
@@ -213,6 +236,7 @@ class Pager {
 
   PagerOptions options_;
   std::unique_ptr<Userfaultfd> uffd_;
+  bool adopted_ = false;         // uffd and regions belong to another process
   std::vector<Region> regions_;  // sorted by host address
   std::shared_ptr<PageSource> source_;
   Resolver resolver_{this};
