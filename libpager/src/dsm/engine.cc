@@ -263,6 +263,7 @@ absl::Status DsmEngine::DeclareDead(uint32_t node) {
   dir::Output& out = ThreadOutput();
   Ctx ctx;
   SSIHV_RETURN_IF_ERROR(node_->OnNodeDead(node, &out));
+  outbox_->DropPeer(node);  // the protocol sends it nothing from here on
   return Execute(out, ctx);
 }
 
