@@ -68,8 +68,12 @@ TEST_CASE("History over RDMA, 3 nodes, SIGSTOP/SIGCONT: linearizable") {
 }
 #else
 TEST_CASE("History, 3 nodes, SIGSTOP/SIGCONT and a CPU hog: linearizable") {
-  StressResult r =
-      RunHistory({.nodes = 3, .seconds = 2.0, .sigstop_max_ms = 50, .hogs = 1});
+  StressOptions o;
+  o.nodes = 3;
+  o.seconds = 2.0;
+  o.sigstop_max_ms = 50;
+  o.hogs = 1;
+  StressResult r = RunHistory(o);
   CHECK(r.stops > 0);
   CHECK(r.killed == -1);
 }
