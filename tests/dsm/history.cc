@@ -147,17 +147,22 @@ void RegisterChecker::CheckForwardOverlaps(uint32_t reg) {
 // happened after one operation of V ended and before another started, yet
 // V's block cannot be split around X.
 void RegisterChecker::CheckContainment(uint32_t reg) {
+  // reach[i]: among forward_[0..i], the zone whose s is largest.
+  std::vector<const Zone*> reach(forward_.size());
+  for (size_t i = 0; i < forward_.size(); ++i) {
+    reach[i] = (i > 0 && reach[i - 1]->s >= forward_[i].s) ? reach[i - 1]
+                                                            : &forward_[i];
+  }
   for (const Zone& b : backward_) {
-    // The forward zones beginning before b; the one reaching furthest is
-    // the only candidate that matters.
-    auto end =
-        std::lower_bound(forward_.begin(), forward_.end(), b.s,
-                         [](const Zone& z, int64_t s) { return z.f < s; });
-    const Zone* best = nullptr;
-    for (auto it = forward_.begin(); it != end; ++it) {
-      if (best == nullptr || it->s > best->s) best = &*it;
-    }
-    if (best == nullptr || !(b.f < best->s)) continue;
+    // Of the forward zones beginning before b, the one reaching furthest
+    // is the only candidate that matters.
+    const size_t n = std::lower_bound(
+                         forward_.begin(), forward_.end(), b.s,
+                         [](const Zone& z, int64_t s) { return z.f < s; }) -
+                     forward_.begin();
+    if (n == 0) continue;
+    const Zone* best = reach[n - 1];
+    if (!(b.f < best->s)) continue;
     Violation(absl::StrCat(
         "register ", reg, ": stale value 0x", absl::Hex(best->value), ": ",
         Op(best->s_op), " returns it although 0x", absl::Hex(b.value),

@@ -147,5 +147,25 @@ TEST_CASE("History: the zone check agrees with exhaustive search") {
   CHECK(not_linearizable > 2000);
 }
 
+// A stress run logs millions of operations: the check must stay
+// O(n log n) with many forward zones (each value read after its write
+// ended) and many backward ones (values never read) in one register.
+TEST_CASE("History: a history of 900,000 operations on one register") {
+  std::vector<RegisterOp> ops;
+  for (int64_t i = 0; i < 300000; ++i) {
+    const int64_t t = 100 * i;
+    ops.push_back(W(2 * i + 1, t, t + 5));       // forward: read after it
+    ops.push_back(R(2 * i + 1, t + 6, t + 7));
+    ops.push_back(W(2 * i + 2, t + 50, t + 60));  // backward: never read
+  }
+  HistoryCheck ok = CheckLinearizable(ops);
+  CHECK(ok.linearizable());
+  CHECK(ok.writes == 600000);
+  // One stale read at the end: the value of the first write.
+  ops.push_back(R(1, 100 * 300000, 100 * 300000 + 1));
+  HistoryCheck bad = CheckLinearizable(ops);
+  CHECK(bad.violation_count >= 1);
+}
+
 }  // namespace
 }  // namespace ssihv::dsm_stress
