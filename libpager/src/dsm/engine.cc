@@ -108,15 +108,15 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
   e->outbox_ = std::make_unique<dsm::Outbox>(
       e->transport_.get(), kDsmFrameType, config.num_nodes(),
       [raw](const absl::Status& st) { raw->Error(st); });
-  e->transport_->SetMessageHandler([raw](const rdmax::Message& m) {
-    if (m.type == kDsmFrameType) raw->HandleMessage(m.from, m.payload);
-  });
+  e->transport_->SetMessageHandler(
+      [raw](const rdmax::Message& m) { raw->Dispatch(m); });
   e->transport_->SetPeerHandler(
       [raw](rdmax::NodeId peer, rdmax::PeerState state) {
         if (state == rdmax::PeerState::kDown && raw->started_) {
           base::Log(base::LogLevel::kWarning, "dsm node ", raw->self_,
                     ": lost the connection to node ", peer);
         }
+        if (raw->options_.peer_handler) raw->options_.peer_handler(peer, state);
       });
   return e;
 }
@@ -219,6 +219,26 @@ void DsmEngine::HandleRemove(uint64_t gpa, uint64_t len) {
     if (std::optional<dir::PageId> page = space_->PageOfGpa(a)) {
       SetPopulated(*page, false);
     }
+  }
+}
+
+// The DSM's frames go to the protocol; anything else is the owner's.
+void DsmEngine::Dispatch(const rdmax::Message& m) {
+  if (m.type == kDsmFrameType && m.request_id == 0) {
+    HandleMessage(m.from, m.payload);
+  } else if (m.type != kDsmFrameType && options_.message_handler) {
+    options_.message_handler(m);
+  } else if (m.request_id != 0) {
+    (void)transport_->ReplyError(
+        rdmax::ReplyToken::For(m),
+        absl::UnimplementedError(absl::StrCat("dsm node ", self_,
+                                              ": no handler for requests of "
+                                              "type ",
+                                              m.type)));
+  } else {
+    base::Log(base::LogLevel::kWarning, "dsm node ", self_,
+              ": dropped a message of type ", m.type, " from node ", m.from,
+              " (no DsmOptions::message_handler)");
   }
 }
 

@@ -47,6 +47,7 @@ class DsmEngine {
   const GuestMemory& memory() const { return memory_; }
   uint8_t* HostAddress(uint64_t gpa) const;
   Pager& pager() { return *pager_; }
+  rdmax::Transport& transport() { return *transport_; }
   absl::Status DeclareDead(uint32_t node);
   nlohmann::json StatsJson() const;
 
@@ -97,6 +98,7 @@ class DsmEngine {
   };
 
  private:
+  void Dispatch(const rdmax::Message& m);
   void HandleMessage(uint32_t from, absl::Span<const uint8_t> payload);
   absl::Status Execute(const directory::Output& out, Ctx& ctx);
   absl::Status ExecuteOne(const directory::Effect& e,
