@@ -152,8 +152,14 @@ uint8_t* DsmEngine::HostAddress(uint64_t gpa) const {
   return HostOf(*page) + (gpa % kPageSize);
 }
 
+// A lost page (DataLoss: its only copy died with a node) is reported but
+// does not stop the node: its faults stay unresolved, every other page
+// keeps working and the node keeps taking part in recovery, which the other
+// survivors wait for. Whether to stop the guest is the owner's decision.
+// Anything else (a protocol error, a frame that could not be sent) leaves
+// the node's state unknown: it stops serving.
 void DsmEngine::Error(const absl::Status& st) {
-  failed_.store(true, std::memory_order_release);
+  if (!absl::IsDataLoss(st)) failed_.store(true, std::memory_order_release);
   base::Log(base::LogLevel::kError, "dsm node ", self_, ": ", st.ToString());
   if (options_.on_error) options_.on_error(st);
 }
