@@ -12,7 +12,8 @@
 //                              BM_Floor/ib_read_4k
 //   BM_RemoteSequentialRead/tcp  64 MiB homed on the other node read once,
 //                              page after page; bytes/s against
-//                              BM_Floor/tcp_stream
+//                              BM_Floor/tcp_stream (with the default remote
+//                              read-ahead; /tcp_no_read_ahead without)
 //   BM_RemoteFaultThroughput/tcp/threads:N  N threads reading distinct
 //                              remote pages; faults/s
 //
@@ -145,11 +146,15 @@ absl::StatusOr<cluster::ClusterConfig> RemoteConfig(const char* transport,
 /// forked one.
 class RemoteCluster {
  public:
+  /// `read_ahead`: node 1's DsmOptions::read_ahead_pages (0 for the
+  /// benchmarks of one fault: their walks through the window would be
+  /// served ahead).
   static std::unique_ptr<RemoteCluster> Start(benchmark::State& state,
                                               const char* transport,
-                                              bool shared) {
+                                              bool shared,
+                                              uint32_t read_ahead = 0) {
     std::unique_ptr<RemoteCluster> c(new RemoteCluster);
-    absl::Status st = c->Init(transport, shared);
+    absl::Status st = c->Init(transport, shared, read_ahead);
     if (!st.ok()) {
       state.SkipWithError(std::string(st.message()).c_str());
       return nullptr;
@@ -186,7 +191,7 @@ class RemoteCluster {
 
  private:
   RemoteCluster() = default;
-  absl::Status Init(const char* transport, bool shared) {
+  absl::Status Init(const char* transport, bool shared, uint32_t read_ahead) {
     if (std::string(transport) == "rdma" &&
         !rdmax::ProbeRdmaDevice("", 1).ok()) {
       return absl::UnavailableError("no RDMA device with an active port");
@@ -213,7 +218,9 @@ class RemoteCluster {
     base_ = cluster::GuestLayout(*config).RangesOfNode(0)[0].gpa;
     auto t = rdmax::CreateTransport(*config, 1);
     if (!t.ok()) return t.status();
-    auto node = pager::DsmNode::Create(*config, 1, *std::move(t));
+    pager::DsmOptions options;
+    options.read_ahead_pages = read_ahead;
+    auto node = pager::DsmNode::Create(*config, 1, *std::move(t), options);
     if (!node.ok()) return node.status();
     node_ = *std::move(node);
     return node_->Start();
@@ -273,8 +280,8 @@ void BM_RemoteFault(benchmark::State& state, const char* transport,
 // 64 MiB homed on node 0, read once per iteration, one access per page.
 // bytes_per_s is over the wall time of the reads only (the rewrites that
 // invalidate our copies between iterations are not counted).
-void BM_RemoteSequentialRead(benchmark::State& state) {
-  auto c = RemoteCluster::Start(state, "tcp", false);
+void BM_RemoteSequentialRead(benchmark::State& state, uint32_t read_ahead) {
+  auto c = RemoteCluster::Start(state, "tcp", false, read_ahead);
   if (!c) return;
   uint64_t wrong = 0;
   int64_t read_ns = 0;
@@ -365,7 +372,10 @@ void RegisterRemoteBenchmarks() {
   benchmark::RegisterBenchmark("BM_RemoteFault/rdma", BM_RemoteFault, "rdma",
                                false);
   benchmark::RegisterBenchmark("BM_RemoteSequentialRead/tcp",
-                               BM_RemoteSequentialRead);
+                               BM_RemoteSequentialRead,
+                               pager::DsmOptions().read_ahead_pages);
+  benchmark::RegisterBenchmark("BM_RemoteSequentialRead/tcp_no_read_ahead",
+                               BM_RemoteSequentialRead, 0u);
   benchmark::RegisterBenchmark("BM_RemoteFaultThroughput/tcp",
                                BM_RemoteFaultThroughput)
       ->Threads(1)

@@ -45,6 +45,11 @@ struct DsmOptions {
   /// so the woken threads use the grant at least once: no livelock when
   /// nodes fight over a page (a spinlock).
   absl::Duration grant_hold = absl::Microseconds(20);
+  /// Remote read-ahead: when read faults walk pages homed on another node
+  /// in order, the following pages of that node's range are requested in
+  /// the same burst, in a window that doubles with each sequential fault
+  /// up to this many pages (docs/PAGER.md, "Remote read-ahead"). 0: off.
+  uint32_t read_ahead_pages = 32;
   /// Called when the node cannot go on: a protocol error, a lost page, a
   /// message that could not be sent. The guest must be stopped. May run on
   /// any DSM thread; must not call Stop().
