@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "ssihv/cluster/config.h"
 #include "ssihv/cluster/layout.h"
 #include "ssihv/pager/dsm_node.h"
@@ -261,7 +262,13 @@ TEST_CASE("DsmNode: the owner's own messages share the node's transport") {
     };
   });
   replier = &c.nodes[1]->transport();
-  CHECK(peers_up.load() == 2);  // each node saw the other come up
+  // Each node saw the other come up (the handler runs on the data thread
+  // right after Start() may have returned).
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (peers_up.load() < 2 && absl::Now() < deadline) {
+    std::this_thread::yield();
+  }
+  CHECK(peers_up.load() == 2);
   rdmax::Transport& t0 = c.nodes[0]->transport();
   const uint8_t ipi[4] = {1, 2, 3, 4};
   REQUIRE(t0.Send(1, kIpi, ipi, absl::Now() + absl::Seconds(5)).ok());

@@ -144,4 +144,17 @@ ssize_t UffdRead(int fd, uffd_msg* msgs, size_t max) {
   }
 }
 
+// poll(2) cannot say whether a read would block: on a blocking uffd it
+// answers EPOLLERR (fs/userfaultfd.c, userfaultfd_poll). The reader that
+// must not block flips the file's O_NONBLOCK instead.
+absl::Status UffdSetNonblocking(int fd, bool on) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) return base::LastErrnoStatus("fcntl(F_GETFL) on the uffd");
+  const int want = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+  if (want != flags && ::fcntl(fd, F_SETFL, want) < 0) {
+    return base::LastErrnoStatus("fcntl(F_SETFL) on the uffd");
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace ssihv::pager::sys
