@@ -18,7 +18,6 @@ inline constexpr size_t kReadBatch = 32;
 struct FaultThread {
   Pager* pager = nullptr;
   int index = 0;
-  bool exit = false;  // it served a Stop() sentinel fault
   std::thread thread;
   // Messages read while a resolution waited out EAGAIN (see
   // Resolver::RetryEagain); processed when the current fault returns.

@@ -145,23 +145,34 @@ absl::Status Pager::Start() {
   return absl::OkStatus();
 }
 
-// Fault threads block in read(2) on the uffd, so nothing but a uffd message
-// wakes them: Stop() touches one sentinel page per thread (registered
-// MISSING, never resolved before), each touch is read by exactly one fault
-// thread, which maps the page (waking Stop) and exits. The sentinel region
-// is unmapped afterwards (no event: UNMAP events are not enabled), and a
-// new one is registered by the next Start().
+// Fault threads block in read(2) on the uffd, so only a uffd message wakes
+// them. Stop() sets stopping_ and a helper touches the sentinel pages (one
+// per thread, registered MISSING, never mapped before) in turn: each touch
+// wakes the thread blocked in read(2), which maps it and, like every fault
+// thread after its current batch or before its next read, sees stopping_
+// and exits. Once all are joined, unregistering the sentinel wakes the
+// helper if its last touch found no thread left (the access then completes
+// as an ordinary one), and the region is unmapped; the next Start()
+// registers a new one.
 void Pager::Stop() {
   if (!running()) return;
-  for (uint64_t i = 0;
-       live_threads_.load(std::memory_order_acquire) > 0 && i < threads_.size();
-       ++i) {
-    (void)*reinterpret_cast<volatile uint8_t*>(sentinel_.data() +
-                                               i * kPageSize);
-  }
+  stopping_.store(true, std::memory_order_release);
+  std::thread toucher([this] {
+    for (size_t i = 0; i < sentinel_.size() / kPageSize; ++i) {
+      if (live_threads_.load(std::memory_order_acquire) == 0) return;
+      (void)*reinterpret_cast<volatile uint8_t*>(sentinel_.data() +
+                                                 i * kPageSize);
+    }
+  });
   for (auto& t : threads_) t->thread.join();
+  if (absl::Status st = uffd_->Unregister(sentinel_.data(), sentinel_.size());
+      !st.ok()) {
+    ReportError(st);
+  }
+  toucher.join();
   threads_.clear();
   sentinel_ = base::MappedRegion();
+  stopping_.store(false, std::memory_order_release);
   running_.store(false, std::memory_order_release);
 }
 
@@ -172,12 +183,13 @@ void Pager::Stop() {
 void Pager::FaultLoop(FaultThread* self) {
   tls_fault_thread = self;
   uffd_msg msgs[kReadBatch];
-  while (!self->exit) {
+  for (;;) {
     DrainBacklog(self);
-    if (self->exit) break;
+    if (stopping_.load(std::memory_order_acquire)) break;
     ssize_t m;
     {
       std::lock_guard<std::mutex> lock(read_mu_);
+      if (stopping_.load(std::memory_order_acquire)) break;
       m = ReadLocked(msgs, kReadBatch);
     }
     if (m < 0) {
@@ -247,9 +259,8 @@ void Pager::ReadIntoBacklog(FaultThread* self) {
 void Pager::HandlePageFault(const uffd_msg& msg) {
   const uint64_t addr = msg.arg.pagefault.address & ~(kPageSize - 1);
   const uint64_t sentinel = reinterpret_cast<uint64_t>(sentinel_.data());
-  if (addr - sentinel < sentinel_.size()) {  // Stop(): this thread exits
+  if (addr - sentinel < sentinel_.size()) {  // Stop()'s wake-up call
     (void)uffd_->ZeroPage(reinterpret_cast<uint8_t*>(addr), kPageSize);
-    if (tls_fault_thread != nullptr) tls_fault_thread->exit = true;
     return;
   }
   messages_.fetch_add(1, std::memory_order_relaxed);

@@ -225,6 +225,7 @@ class Pager {
   base::MappedRegion sentinel_;
   std::vector<std::unique_ptr<FaultThread>> threads_;
   std::atomic<int> live_threads_{0};
+  std::atomic<bool> stopping_{false};
   std::mutex read_mu_;  // read(2) of the uffd + handling its REMOVE events
 
   std::array<LatencyHistogram, kNumFaultKinds> latency_;
