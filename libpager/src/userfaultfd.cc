@@ -69,7 +69,9 @@ struct Opened {
 // /dev/userfaultfd first (its permission is the node's mode, and it hands out
 // fds that may handle kernel-mode faults), then the syscall.
 absl::StatusOr<Opened> OpenAny() {
-  constexpr int kFlags = O_CLOEXEC | O_NONBLOCK;
+  // Blocking: fault threads sleep in read(2) itself (no epoll round per
+  // fault); pumps poll before they read (Pager::ReadIntoBacklog).
+  constexpr int kFlags = O_CLOEXEC;
   auto dev = sys::UffdOpenDevice(kFlags);
   if (dev.ok()) return Opened{*std::move(dev), "/dev/userfaultfd"};
   auto sc = sys::UffdSyscall(kFlags);

@@ -1,6 +1,8 @@
 #include "sys/uffd.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -162,6 +164,47 @@ ssize_t UffdRead(int fd, uffd_msg* msgs, size_t max) {
     if (errno == EAGAIN) return 0;
     return -errno;
   }
+}
+
+// poll(2) cannot say whether a read would block: on a blocking uffd it
+// answers EPOLLERR (fs/userfaultfd.c, userfaultfd_poll). The reader that
+// must not block flips the file's O_NONBLOCK instead.
+absl::Status UffdSetNonblocking(int fd, bool on) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) return base::LastErrnoStatus("fcntl(F_GETFL) on the uffd");
+  const int want = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+  if (want != flags && ::fcntl(fd, F_SETFL, want) < 0) {
+    return base::LastErrnoStatus("fcntl(F_SETFL) on the uffd");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<UniqueFd> EventfdCreate() {
+  const int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) return LastErrnoStatus("eventfd");
+  return UniqueFd(fd);
+}
+
+absl::Status EventfdWrite(int fd, uint64_t value) {
+  if (::write(fd, &value, sizeof(value)) != sizeof(value)) {
+    return LastErrnoStatus("write eventfd");
+  }
+  return absl::OkStatus();
+}
+
+void EventfdDrain(int fd) {
+  uint64_t v;
+  (void)!::read(fd, &v, sizeof(v));
+}
+
+int PollUffdOrStop(int uffd, int stop_fd) {
+  pollfd fds[2] = {{uffd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+  for (;;) {
+    if (::poll(fds, 2, -1) >= 0) break;
+    if (errno != EINTR) return -errno;
+  }
+  if (fds[1].revents & POLLIN) return 1;
+  return 0;
 }
 
 }  // namespace ssihv::pager::sys

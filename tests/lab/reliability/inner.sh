@@ -75,8 +75,9 @@ classify() {  # dir -> "outcome<TAB>detail"
     printf 'clean\t'
   elif [ "$rc" = 0 ] || [ "$reason" = "guest reset" ] ||
     [[ "$reason" == "guest triple fault"* ]]; then
-    printf 'guest-reset\treason=%s done=%s; last console: %s' "${reason:-?}" \
-      "${nproc:-no}" "$(grep -av '^$' <<<"$con" | tail -1 | cut -c1-120)"
+    printf 'guest-reset\treason=%s done=%s; %s; last console: %s' "${reason:-?}" \
+      "${nproc:-no}" "$(grep -a -m1 -o 'pages the loader wrote.*' "$dir/err" | cut -c1-160)" \
+      "$(grep -av '^$' <<<"$con" | tail -1 | cut -c1-120)"
   else
     printf 'vmm-error\texit %s reason=%s: %s' "$rc" "${reason:-?}" \
       "$(tail -1 "$dir/err" | cut -c1-160)"

@@ -29,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "ssihv/base/mapped_region.h"
 #include "ssihv/base/unique_fd.h"
 #include "ssihv/pager/fault.h"
 #include "ssihv/pager/guest_memory.h"
@@ -54,8 +55,8 @@ struct Region {
 };
 
 struct PagerOptions {
-  /// Threads reading the uffd (each with its own epoll set; one is woken per
-  /// fault). 1 is the lowest latency for one vCPU; use about one per two
+  /// Threads reading the uffd (one at a time blocks in read(2); one is woken
+  /// per fault). 1 is the lowest latency for one vCPU; use about one per two
   /// busy vCPUs when faults are frequent.
   int fault_threads = 1;
   /// Called when a fault cannot be resolved (a source error, an unexpected
@@ -224,7 +225,9 @@ class Pager {
 
   absl::Status RegisterWithKernel(const Region& region);
   void FaultLoop(FaultThread* self);
-  ssize_t ReadMessages(uffd_msg* msgs, size_t max);
+  /// read(2) of the uffd (blocking when nothing is pending) and its REMOVE
+  /// events; read_mu_ held.
+  ssize_t ReadLocked(uffd_msg* msgs, size_t max);
   void DispatchFaults(const uffd_msg* msgs, size_t n);
   void DrainBacklog(FaultThread* self);
   void ReadIntoBacklog(FaultThread* self);
@@ -241,8 +244,14 @@ class Pager {
   std::shared_ptr<PageSource> source_;
   Resolver resolver_{this};
   std::atomic<bool> running_{false};
-  base::UniqueFd stop_fd_;  // eventfd: readable = fault threads must exit
+  // One page per fault thread, registered MISSING while running: Stop()
+  // touches them to wake the threads blocked in read(2).
+  base::MappedRegion sentinel_;
   std::vector<std::unique_ptr<FaultThread>> threads_;
+  std::atomic<int> live_threads_{0};
+  std::atomic<bool> stopping_{false};
+  // Adopted pagers: Stop() makes it readable; fault threads poll it.
+  base::UniqueFd stop_fd_;
   std::mutex read_mu_;  // read(2) of the uffd + handling its REMOVE events
 
   std::array<LatencyHistogram, kNumFaultKinds> latency_;
