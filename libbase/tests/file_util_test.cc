@@ -1,8 +1,8 @@
 #include "ssihv/base/file_util.h"
 
 #include <dirent.h>
-#include <sys/stat.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -55,7 +55,8 @@ TEST_CASE("ReadFile names the path on error") {
         "open /nonexistent-ssihv-file: No such file or directory");
 }
 
-static std::string WriteWithMode(const std::string& dir, const std::string& name,
+static std::string WriteWithMode(const std::string& dir,
+                                 const std::string& name,
                                  const std::string& contents, mode_t mode) {
   std::string path = dir + "/" + name;
   REQUIRE(WriteFileAtomically(path, contents).ok());
@@ -63,7 +64,8 @@ static std::string WriteWithMode(const std::string& dir, const std::string& name
   return path;
 }
 
-TEST_CASE("ReadPrivateFile refuses what others may read, non-files, big files") {
+TEST_CASE(
+    "ReadPrivateFile refuses what others may read, non-files, big files") {
   using ssihv::base::ReadPrivateFile;
   std::string dir = MakeTempDir();
   std::string ok = WriteWithMode(dir, "ok", "s3cret\n", 0600);
@@ -79,8 +81,9 @@ TEST_CASE("ReadPrivateFile refuses what others may read, non-files, big files") 
     CHECK(st.code() == absl::StatusCode::kPermissionDenied);
     char expected[8];
     std::snprintf(expected, sizeof(expected), "0%03o", mode);
-    CHECK(st.message() == "api_token_file " + p + ": mode " + expected +
-                              " lets group or others access it; run chmod 600 " + p);
+    CHECK(st.message() ==
+          "api_token_file " + p + ": mode " + expected +
+              " lets group or others access it; run chmod 600 " + p);
   }
   auto big = ReadPrivateFile("k", ok, 3).status();
   CHECK(big.code() == absl::StatusCode::kInvalidArgument);
@@ -90,7 +93,8 @@ TEST_CASE("ReadPrivateFile refuses what others may read, non-files, big files") 
   CHECK(notfile.message() == "k " + dir + ": not a regular file");
   auto missing = ReadPrivateFile("k", dir + "/none", 64).status();
   CHECK(missing.code() == absl::StatusCode::kNotFound);
-  CHECK(missing.message() == "open k " + dir + "/none: No such file or directory");
+  CHECK(missing.message() ==
+        "open k " + dir + "/none: No such file or directory");
   for (const char* f : {"ok", "ro", "open"}) ::unlink((dir + "/" + f).c_str());
   ::rmdir(dir.c_str());
 }

@@ -63,8 +63,8 @@ absl::StatusOr<std::string> ParseAddress(const Json& node,
 
 absl::StatusOr<NodeConfig> ParseNode(const Json& v, const std::string& path) {
   if (!v.is_object()) return Error(path, "must be an object");
-  SSIHV_RETURN_IF_ERROR(
-      CheckKeys(v, path, {"id", "vcpus", "memory_mib", "address", "api_address"}));
+  SSIHV_RETURN_IF_ERROR(CheckKeys(
+      v, path, {"id", "vcpus", "memory_mib", "address", "api_address"}));
   NodeConfig node;
   for (const char* key : {"id", "vcpus", "memory_mib"}) {
     if (!v.contains(key)) return Error(absl::StrCat(path, ".", key), "missing");
@@ -107,7 +107,8 @@ absl::Status CheckDistinctAddresses(const std::vector<NodeConfig>& nodes,
       const std::string path = absl::StrCat(node_path, ".", key);
       for (const Listener& l : seen) {
         if (*l.address == *address) {
-          return Error(path, absl::StrCat("\"", *address, "\" is also ", l.path));
+          return Error(path,
+                       absl::StrCat("\"", *address, "\" is also ", l.path));
         }
       }
       seen.push_back({address, path});

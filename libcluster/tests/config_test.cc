@@ -173,7 +173,8 @@ TEST_CASE("api_address: optional per node, the syntax of address") {
   CHECK(c->nodes[1].api_address == "[::1]:8081");
   auto bad = [](const char* value) {
     return ErrorOf(TwoNodes(
-        std::string(R"({"id": 1, "vcpus": 1, "memory_mib": 2, "api_address": )") +
+        std::string(
+            R"({"id": 1, "vcpus": 1, "memory_mib": 2, "api_address": )") +
         value + "}"));
   };
   CHECK(bad("8080") == "nodes[1].api_address: must be a string \"host:port\"");
@@ -181,8 +182,10 @@ TEST_CASE("api_address: optional per node, the syntax of address") {
   CHECK(bad("\"h:0\"") == "nodes[1].api_address: port must be in 1..65535");
   CHECK(bad("\"::1:80\"") ==
         "nodes[1].api_address: IPv6 host must be written \"[addr]:port\"");
-  CHECK(ErrorOf(TwoNodes(R"({"id": 1, "vcpus": 1, "memory_mib": 2, "api_adress": "h:1"})")) ==
-        "nodes[1].api_adress: unknown key");
+  CHECK(
+      ErrorOf(TwoNodes(
+          R"({"id": 1, "vcpus": 1, "memory_mib": 2, "api_adress": "h:1"})")) ==
+      "nodes[1].api_adress: unknown key");
 }
 
 TEST_CASE("rule: no two listeners of the cluster on the same host:port") {
@@ -192,9 +195,10 @@ TEST_CASE("rule: no two listeners of the cluster on the same host:port") {
       {"id": 1, "vcpus": 1, "memory_mib": 2, "address": "h:1", "api_address": "h:2"},
       {"id": 0, "vcpus": 1, "memory_mib": 2, "address": "h:3", "api_address": "h:1"}]})") ==
         "nodes[0].address: \"h:1\" is also nodes[1].api_address");
-  CHECK(ErrorOf(TwoNodes(
-            R"({"id": 1, "vcpus": 1, "memory_mib": 2, "address": "h:5", "api_address": "h:5"})")) ==
-        "nodes[1].api_address: \"h:5\" is also nodes[1].address");
+  CHECK(
+      ErrorOf(TwoNodes(
+          R"({"id": 1, "vcpus": 1, "memory_mib": 2, "address": "h:5", "api_address": "h:5"})")) ==
+      "nodes[1].api_address: \"h:5\" is also nodes[1].address");
   CHECK(ErrorOf(R"({"nodes": [
       {"id": 0, "vcpus": 1, "memory_mib": 2, "api_address": "h:9"},
       {"id": 1, "vcpus": 1, "memory_mib": 2, "api_address": "h:9"}]})") ==
