@@ -2,7 +2,10 @@
 #include <charconv>
 #include <cmath>
 #include <limits>
+#include <map>
+#include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "ssihv/control/prometheus.h"
 
@@ -169,6 +172,47 @@ absl::StatusOr<std::vector<ParsedSample>> ParseTextExposition(
     samples.push_back(*std::move(sample));
   }
   return samples;
+}
+
+std::string MergeExpositions(const std::vector<std::string>& texts) {
+  struct Block {
+    std::string header;   // "# HELP" and "# TYPE" lines
+    std::string samples;  // from every text
+  };
+  std::vector<std::string> order;
+  std::map<std::string, Block> blocks;
+  for (const std::string& text : texts) {
+    std::string family;  // of the last comment line; samples go there
+    std::set<std::string> headed_here;
+    absl::string_view rest = text;
+    while (!rest.empty()) {
+      size_t nl = rest.find('\n');
+      absl::string_view line = rest.substr(0, nl);
+      rest.remove_prefix(nl == absl::string_view::npos ? rest.size() : nl + 1);
+      if (line.empty()) continue;
+      const bool help = absl::StartsWith(line, "# HELP ");
+      if (help || absl::StartsWith(line, "# TYPE ")) {
+        absl::string_view name = line.substr(7);
+        family = std::string(name.substr(0, name.find(' ')));
+      }
+      auto [it, fresh] = blocks.try_emplace(family);
+      if (fresh) order.push_back(family);
+      if (line.front() == '#') {
+        // A family's header comes from the first text that has it.
+        if (fresh || headed_here.count(family) || it->second.header.empty()) {
+          headed_here.insert(family);
+          absl::StrAppend(&it->second.header, line, "\n");
+        }
+      } else {
+        absl::StrAppend(&it->second.samples, line, "\n");
+      }
+    }
+  }
+  std::string out;
+  for (const std::string& f : order) {
+    absl::StrAppend(&out, blocks[f].header, blocks[f].samples);
+  }
+  return out;
 }
 
 }  // namespace ssihv::control

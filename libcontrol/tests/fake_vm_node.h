@@ -131,7 +131,18 @@ class FakeVmNode : public VmNode {
     pages_asked_.push_back(page_gpa);
     return page_;
   }
-  MetricsSnapshot Metrics() const override { return metrics(); }
+  /// Every Metrics() call adds `n` local_zero faults (a running guest).
+  void AdvanceFaultsPerCall(uint64_t n) {
+    std::lock_guard<std::mutex> l(mu_);
+    advance_ = n;
+  }
+  MetricsSnapshot Metrics() const override {
+    std::lock_guard<std::mutex> l(mu_);
+    metrics_.faults[0].faults += advance_;
+    metrics_.faults[0].latency.count += advance_;
+    for (uint64_t& c : metrics_.faults[0].latency.counts) c += advance_;
+    return metrics_;
+  }
   absl::StatusOr<std::vector<NodeActionResult>> ClusterAction(
       VmAction action) override {
     std::unique_lock<std::mutex> l(mu_);
@@ -155,7 +166,8 @@ class FakeVmNode : public VmNode {
   NodeHealth health_;
   std::vector<PeerInfo> peers_;
   std::vector<VcpuInfo> vcpus_;
-  MetricsSnapshot metrics_;
+  mutable MetricsSnapshot metrics_;
+  uint64_t advance_ = 0;
   absl::StatusOr<PageInfo> page_ = PageInfo{"shared", std::nullopt};
   absl::StatusOr<std::vector<NodeActionResult>> action_result_ =
       std::vector<NodeActionResult>{};

@@ -194,3 +194,28 @@ TEST_CASE("HistogramQuantile interpolates like histogram_quantile()") {
 
 }  // namespace
 }  // namespace ssihv::control
+
+namespace ssihv::control {
+namespace {
+
+TEST_CASE("MergeExpositions: one header per family, every node's samples") {
+  auto node = [](const char* id) {
+    MetricFamily c{
+        "x_total", "X.", MetricType::kCounter, {{{{"node", id}}, 1}}, {}};
+    MetricFamily g{"y", "Y.", MetricType::kGauge, {{{{"node", id}}, 2}}, {}};
+    return Write({c, g});
+  };
+  CHECK(MergeExpositions({node("0"), node("1"), ""}) ==
+        "# HELP x_total X.\n# TYPE x_total counter\n"
+        "x_total{node=\"0\"} 1\nx_total{node=\"1\"} 1\n"
+        "# HELP y Y.\n# TYPE y gauge\n"
+        "y{node=\"0\"} 2\ny{node=\"1\"} 2\n");
+  CHECK(MergeExpositions({}) == "");
+  // A family only the second text has keeps its header.
+  MetricFamily z{"z", "Z.", MetricType::kGauge, {{{}, 3}}, {}};
+  CHECK(MergeExpositions({node("0"), Write({z})})
+            .ends_with("# HELP z Z.\n# TYPE z gauge\nz 3\n"));
+}
+
+}  // namespace
+}  // namespace ssihv::control

@@ -11,6 +11,7 @@
 #include "fake_vm_node.h"
 #include "ssihv/cluster/config.h"
 #include "ssihv/control/api.h"
+#include "ssihv/control/prometheus.h"
 
 namespace ssihv::control {
 namespace {
@@ -58,6 +59,22 @@ TEST_CASE("promtool finds no problem in a node's /metrics") {
   HttpResponse r = api.Handle({"GET", "/metrics", ""});
   REQUIRE(r.status == 200);
   Result check = PromtoolCheck(r.body);
+  INFO(check.output);
+  CHECK(check.exit_code == 0);
+  CHECK(check.output.empty());
+}
+
+TEST_CASE("promtool accepts the merged /metrics of several nodes") {
+  auto config = cluster::ParseClusterConfig(R"({"nodes": [
+      {"id": 0, "vcpus": 1, "memory_mib": 64}, {"id": 1, "vcpus": 1, "memory_mib": 64}]})");
+  REQUIRE(config.ok());
+  std::vector<std::string> texts;
+  for (uint32_t n = 0; n < 2; ++n) {
+    testing::FakeVmNode node(n, 2, n, 1);
+    texts.push_back(
+        ApiHandler(*config, n, &node, {}).Handle({"GET", "/metrics", ""}).body);
+  }
+  Result check = PromtoolCheck(MergeExpositions(texts));
   INFO(check.output);
   CHECK(check.exit_code == 0);
   CHECK(check.output.empty());

@@ -73,6 +73,12 @@ struct ParsedSample {
 absl::StatusOr<std::vector<ParsedSample>> ParseTextExposition(
     absl::string_view text);
 
+/// Several expositions as one (the /metrics of every node, whose samples
+/// differ by their node label): each family's HELP and TYPE once, from the
+/// first text that has them, then its samples from every text in order.
+/// Families keep the order of their first appearance.
+std::string MergeExpositions(const std::vector<std::string>& texts);
+
 /// The q-quantile (0 <= q <= 1) of a cumulative histogram given as
 /// (upper bound, cumulative count) pairs in ascending bound order, the last
 /// bound +Inf, as Prometheus's histogram_quantile() computes it: linear
