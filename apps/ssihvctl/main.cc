@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "calibrate.h"
 #include "ctl.h"
 #include "options.h"
 
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
     std::fputs(CtlUsage().c_str(), stdout);
     return kExitOk;
   }
+  if (options->command == "calibrate") return RunCalibrate(*options);
   signal(SIGPIPE, SIG_IGN);
   struct sigaction sa = {};
   sa.sa_handler = OnSignal;

@@ -136,7 +136,7 @@ absl::StatusOr<CtlOptions> ParseCtlArgs(const std::vector<std::string>& args) {
       if (!n.ok()) return n.status();
       o.pages = *n;
     } else if (flag == "--local-mib") {
-      absl::StatusOr<uint32_t> n = Count(flag, value, 1, 1 << 16);
+      absl::StatusOr<uint32_t> n = Count(flag, value, 1, 4096);
       if (!n.ok()) return n.status();
       o.local_mib = *n;
     } else if (flag == "--threads") {
