@@ -12,6 +12,7 @@
 #include <catch2/catch.hpp>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "ssihv/base/file_util.h"
@@ -137,6 +138,62 @@ TEST_CASE("calibrate a 3-node local cluster with a secret file") {
   CheckMeasured(out, 3);
   auto measured = ssihv::cluster::LoadClusterConfig(out);
   CHECK(measured->secret_file == secret);  // the rest of the config is kept
+}
+
+// `ssihvctl calibrate --node K` as each host of a cluster runs it.
+pid_t Spawn(const std::vector<std::string>& args) {
+  const pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    std::vector<char*> argv = {const_cast<char*>(SSIHVCTL)};
+    for (const std::string& a : args)
+      argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(SSIHVCTL, argv.data());
+    _exit(127);
+  }
+  return pid;
+}
+
+int Wait(pid_t pid) {
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+TEST_CASE("calibrate one process per node (--node K), as on several hosts") {
+  TempDir d;
+  const std::string secret = d.path + "/secret";
+  REQUIRE(ssihv::base::WriteFileAtomically(secret,
+                                           "calibrate-test-secret-0123456789")
+              .ok());
+  REQUIRE(::chmod(secret.c_str(), 0600) == 0);
+  const std::string config =
+      WriteConfig(d, 3, absl::StrCat(R"(, "secret_file": ")", secret, "\""));
+  const std::string out = d.path + "/measured.json";
+  const std::vector<std::string> quick = {"--pages", "256",       "--local-mib",
+                                          "16",      "--threads", "2"};
+  std::vector<pid_t> others;
+  for (const char* k : {"2", "1"}) {
+    std::vector<std::string> args = {"--config", config, "calibrate", "--node",
+                                     k};
+    args.insert(args.end(), quick.begin(), quick.end());
+    others.push_back(Spawn(args));
+  }
+  Result r = Run(absl::StrCat("--config ", config, " calibrate --node 0 --out ",
+                              out, " ", kQuick));
+  INFO(r.output);
+  CHECK(r.exit == 0);
+  for (pid_t p : others) CHECK(Wait(p) == 0);
+  CheckMeasured(out, 3);
+}
+
+TEST_CASE("calibrate --node K needs the config's secret_file") {
+  TempDir d;
+  const std::string config = WriteConfig(d, 2);
+  Result r = Run(absl::StrCat("--config ", config, " calibrate --node 1"));
+  CHECK(r.exit == 5);
+  CHECK(r.output.find("node 1: secret_file: not set") != std::string::npos);
 }
 
 TEST_CASE("calibrate failures write nothing and leave the old file") {
