@@ -20,7 +20,7 @@ using Json = nlohmann::json;
 HttpResponse JsonResponse(int status, const Json& body) {
   HttpResponse r;
   r.status = status;
-  r.body = body.dump(2, ' ', false, Json::error_handler_t::replace) + "\n";
+  r.body = body.dump(-1, ' ', false, Json::error_handler_t::replace) + "\n";
   return r;
 }
 
