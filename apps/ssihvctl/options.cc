@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "ssihv/base/status_macros.h"
 
 namespace ssihv::ctl {
 
@@ -112,37 +113,23 @@ absl::StatusOr<CtlOptions> ParseCtlArgs(const std::vector<std::string>& args) {
     } else if (flag == "--out") {
       o.out = value;
     } else if (flag == "--timeout") {
-      absl::StatusOr<absl::Duration> d = Seconds(flag, value, 0.001);
-      if (!d.ok()) return d.status();
-      o.timeout = *d;
+      SSIHV_ASSIGN_OR_RETURN(o.timeout, Seconds(flag, value, 0.001));
     } else if (flag == "--interval") {
-      absl::StatusOr<absl::Duration> d = Seconds(flag, value, 0.01);
-      if (!d.ok()) return d.status();
-      o.interval = *d;
+      SSIHV_ASSIGN_OR_RETURN(o.interval, Seconds(flag, value, 0.01));
     } else if (flag == "--calibrate-timeout") {
-      absl::StatusOr<absl::Duration> d = Seconds(flag, value, 1);
-      if (!d.ok()) return d.status();
-      o.calibrate_timeout = *d;
+      SSIHV_ASSIGN_OR_RETURN(o.calibrate_timeout, Seconds(flag, value, 1));
     } else if (flag == "--count") {
-      absl::StatusOr<uint32_t> n = Count(flag, value, 1, 1000000);
-      if (!n.ok()) return n.status();
-      o.count = static_cast<int>(*n);
+      SSIHV_ASSIGN_OR_RETURN(uint32_t n, Count(flag, value, 1, 1000000));
+      o.count = static_cast<int>(n);
     } else if (flag == "--node") {
-      absl::StatusOr<uint32_t> n = Count(flag, value, 0, 63);
-      if (!n.ok()) return n.status();
-      o.node = *n;
+      SSIHV_ASSIGN_OR_RETURN(o.node, Count(flag, value, 0, 63));
     } else if (flag == "--pages") {
-      absl::StatusOr<uint32_t> n = Count(flag, value, 16, 1 << 20);
-      if (!n.ok()) return n.status();
-      o.pages = *n;
+      SSIHV_ASSIGN_OR_RETURN(o.pages, Count(flag, value, 16, 1 << 20));
     } else if (flag == "--local-mib") {
-      absl::StatusOr<uint32_t> n = Count(flag, value, 1, 4096);
-      if (!n.ok()) return n.status();
-      o.local_mib = *n;
+      SSIHV_ASSIGN_OR_RETURN(o.local_mib, Count(flag, value, 1, 4096));
     } else if (flag == "--threads") {
-      absl::StatusOr<uint32_t> n = Count(flag, value, 1, 64);
-      if (!n.ok()) return n.status();
-      o.threads = static_cast<int>(*n);
+      SSIHV_ASSIGN_OR_RETURN(uint32_t n, Count(flag, value, 1, 64));
+      o.threads = static_cast<int>(n);
     } else {
       return Bad(flag, "unknown option (see --help)");
     }

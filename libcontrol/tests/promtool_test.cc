@@ -1,8 +1,6 @@
 // /metrics as Prometheus's own linter sees it: `promtool check metrics`
 // (Debian package prometheus) must find nothing to say. Skipped (77) when
 // promtool is missing, a failure under SSIHV_REQUIRE_PROMTOOL=1 (CI).
-#include <stdio.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -12,34 +10,22 @@
 #include "ssihv/cluster/config.h"
 #include "ssihv/control/api.h"
 #include "ssihv/control/prometheus.h"
+#include "ssihv/testing/host.h"
 
 namespace ssihv::control {
 namespace {
 
-struct Result {
-  int exit_code = -1;
-  std::string output;
-};
-
 // Feeds `text` to `promtool check metrics` and collects what it says.
-Result PromtoolCheck(const std::string& text) {
+ssihv::testing::CommandResult PromtoolCheck(const std::string& text) {
   char path[] = "/tmp/ssihv_promtool_XXXXXX";
   int fd = mkstemp(path);
   REQUIRE(fd >= 0);
   REQUIRE(write(fd, text.data(), text.size()) ==
           static_cast<ssize_t>(text.size()));
   close(fd);
-  const std::string cmd =
-      std::string("promtool check metrics < ") + path + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  Result r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  int status = pclose(p);
+  auto r =
+      ssihv::testing::RunShell(std::string("promtool check metrics < ") + path);
   unlink(path);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   return r;
 }
 
@@ -58,9 +44,9 @@ TEST_CASE("promtool finds no problem in a node's /metrics") {
   ApiHandler api(*config, 1, &node, {});
   HttpResponse r = api.Handle({"GET", "/metrics", ""});
   REQUIRE(r.status == 200);
-  Result check = PromtoolCheck(r.body);
+  ssihv::testing::CommandResult check = PromtoolCheck(r.body);
   INFO(check.output);
-  CHECK(check.exit_code == 0);
+  CHECK(check.exit == 0);
   CHECK(check.output.empty());
 }
 
@@ -74,19 +60,19 @@ TEST_CASE("promtool accepts the merged /metrics of several nodes") {
     texts.push_back(
         ApiHandler(*config, n, &node, {}).Handle({"GET", "/metrics", ""}).body);
   }
-  Result check = PromtoolCheck(MergeExpositions(texts));
+  ssihv::testing::CommandResult check = PromtoolCheck(MergeExpositions(texts));
   INFO(check.output);
-  CHECK(check.exit_code == 0);
+  CHECK(check.exit == 0);
   CHECK(check.output.empty());
 }
 
 TEST_CASE(
     "promtool does complain about a bad exposition (the check can fail)") {
-  Result check = PromtoolCheck(
+  ssihv::testing::CommandResult check = PromtoolCheck(
       "# HELP ssihv_faults Faults.\n# TYPE ssihv_faults counter\nssihv_faults "
       "1\n");
   INFO(check.output);
-  CHECK(check.exit_code != 0);
+  CHECK(check.exit != 0);
   CHECK(check.output.find("_total") != std::string::npos);
 }
 

@@ -21,6 +21,7 @@
 #include "ssihv/base/file_util.h"
 #include "ssihv/base/unique_fd.h"
 #include "ssihv/control/client.h"
+#include "ssihv/testing/host.h"
 
 namespace ssihv::control {
 namespace {
@@ -56,6 +57,14 @@ struct Served {
   absl::StatusOr<ClientResponse> Get(const std::string& target,
                                      const std::string& token = "") {
     return HttpCall(server->address(), "GET", target, token, absl::Seconds(10));
+  }
+  /// POSTs `target` with the token on another thread; join it to read *out.
+  std::thread PostInBackground(const std::string& target,
+                               absl::StatusOr<ClientResponse>* out) {
+    return std::thread([this, target, out] {
+      *out = HttpCall(server->address(), "POST", target, kToken,
+                      absl::Seconds(30));
+    });
   }
   FakeVmNode node;
   ApiHandler api;
@@ -332,10 +341,7 @@ TEST_CASE(
   Served s;  // 2 threads
   s.node.BlockActions();
   absl::StatusOr<ClientResponse> pause;
-  std::thread t([&] {
-    pause = HttpCall(s.server->address(), "POST", "/vm/pause", kToken,
-                     absl::Seconds(30));
-  });
+  std::thread t = s.PostInBackground("/vm/pause", &pause);
   s.node.WaitForActions(1);
   auto health = s.Get("/health");
   REQUIRE(health.ok());
@@ -368,12 +374,16 @@ TEST_CASE("Stop lets a response in flight finish") {
   Served s;
   s.node.BlockActions();
   absl::StatusOr<ClientResponse> stop;
-  std::thread t([&] {
-    stop = HttpCall(s.server->address(), "POST", "/vm/stop", kToken,
-                    absl::Seconds(30));
-  });
+  std::thread t = s.PostInBackground("/vm/stop", &stop);
   s.node.WaitForActions(1);
+  const std::string address = s.server->address();
   std::thread stopper([&] { s.server->Stop(); });
+  // Stop has begun once new connections are refused; the POST is still
+  // held in the handler.
+  const auto deadline = Clock::now() + std::chrono::seconds(10);
+  while (HttpCall(address, "GET", "/health", "", absl::Seconds(1)).ok()) {
+    REQUIRE(Clock::now() < deadline);
+  }
   s.node.Release();
   stopper.join();
   t.join();
@@ -394,16 +404,10 @@ TEST_CASE("Bind: a port in use is an error naming the address") {
             .starts_with("resolve no-such-host.invalid:80: "));
 }
 
-// A free TCP port on 127.0.0.1 (bound then released).
 uint16_t FreePort() {
-  base::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  REQUIRE(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  return ntohs(a.sin_port);
+  const uint16_t port = ssihv::testing::FreeLoopbackPort();
+  REQUIRE(port != 0);
+  return port;
 }
 
 std::string TokenFile(mode_t mode) {

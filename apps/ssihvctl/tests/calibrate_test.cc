@@ -18,38 +18,16 @@
 #include "ssihv/base/file_util.h"
 #include "ssihv/base/unique_fd.h"
 #include "ssihv/cluster/config.h"
+#include "ssihv/testing/host.h"
 
 namespace {
 
 using ssihv::cluster::ClusterConfig;
 
-struct Result {
-  int exit = -1;
-  std::string output;  // stdout and stderr
-};
+using ssihv::testing::CommandResult;
 
-Result Run(const std::string& args) {
-  const std::string cmd = std::string(SSIHVCTL) + " " + args + " 2>&1";
-  FILE* p = popen(cmd.c_str(), "r");
-  REQUIRE(p != nullptr);
-  Result r;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) r.output.append(buf, n);
-  const int status = pclose(p);
-  r.exit = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-uint16_t FreePort() {
-  ssihv::base::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  REQUIRE(::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
-  REQUIRE(::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  return ntohs(a.sin_port);
+CommandResult Run(const std::string& args) {
+  return ssihv::testing::RunShell(std::string(SSIHVCTL) + " " + args);
 }
 
 struct TempDir {
@@ -69,7 +47,7 @@ std::string WriteConfig(const TempDir& d, int n,
   for (int k = 0; k < n; ++k) {
     absl::StrAppend(&nodes, k ? "," : "", R"({"id": )", k,
                     R"(, "vcpus": 1, "memory_mib": 64, "address": "127.0.0.1:)",
-                    FreePort(), "\"}");
+                    ssihv::testing::FreeLoopbackPort(), "\"}");
   }
   const std::string path = d.path + "/cluster.json";
   REQUIRE(ssihv::base::WriteFileAtomically(
@@ -77,6 +55,16 @@ std::string WriteConfig(const TempDir& d, int n,
                                  "]", extra, "}"))
               .ok());
   return path;
+}
+
+// A cluster secret file (owner-only, as the transport demands).
+std::string WriteSecret(const TempDir& d) {
+  const std::string secret = d.path + "/secret";
+  REQUIRE(ssihv::base::WriteFileAtomically(secret,
+                                           "calibrate-test-secret-0123456789")
+              .ok());
+  REQUIRE(::chmod(secret.c_str(), 0600) == 0);
+  return secret;
 }
 
 // Small windows and buffer: a few seconds per cluster on a shared host.
@@ -111,7 +99,7 @@ TEST_CASE("calibrate a 2-node local cluster") {
   TempDir d;
   const std::string config = WriteConfig(d, 2);
   const std::string out = d.path + "/measured.json";
-  Result r = Run(
+  CommandResult r = Run(
       absl::StrCat("--config ", config, " calibrate --out ", out, " ", kQuick));
   INFO(r.output);
   REQUIRE(r.exit == 0);
@@ -123,15 +111,11 @@ TEST_CASE("calibrate a 2-node local cluster") {
 
 TEST_CASE("calibrate a 3-node local cluster with a secret file") {
   TempDir d;
-  const std::string secret = d.path + "/secret";
-  REQUIRE(ssihv::base::WriteFileAtomically(secret,
-                                           "calibrate-test-secret-0123456789")
-              .ok());
-  REQUIRE(::chmod(secret.c_str(), 0600) == 0);
+  const std::string secret = WriteSecret(d);
   const std::string config =
       WriteConfig(d, 3, absl::StrCat(R"(, "secret_file": ")", secret, "\""));
   const std::string out = d.path + "/measured.json";
-  Result r = Run(
+  CommandResult r = Run(
       absl::StrCat("--config ", config, " calibrate --out ", out, " ", kQuick));
   INFO(r.output);
   REQUIRE(r.exit == 0);
@@ -163,11 +147,7 @@ int Wait(pid_t pid) {
 
 TEST_CASE("calibrate one process per node (--node K), as on several hosts") {
   TempDir d;
-  const std::string secret = d.path + "/secret";
-  REQUIRE(ssihv::base::WriteFileAtomically(secret,
-                                           "calibrate-test-secret-0123456789")
-              .ok());
-  REQUIRE(::chmod(secret.c_str(), 0600) == 0);
+  const std::string secret = WriteSecret(d);
   const std::string config =
       WriteConfig(d, 3, absl::StrCat(R"(, "secret_file": ")", secret, "\""));
   const std::string out = d.path + "/measured.json";
@@ -180,8 +160,8 @@ TEST_CASE("calibrate one process per node (--node K), as on several hosts") {
     args.insert(args.end(), quick.begin(), quick.end());
     others.push_back(Spawn(args));
   }
-  Result r = Run(absl::StrCat("--config ", config, " calibrate --node 0 --out ",
-                              out, " ", kQuick));
+  CommandResult r = Run(absl::StrCat(
+      "--config ", config, " calibrate --node 0 --out ", out, " ", kQuick));
   INFO(r.output);
   CHECK(r.exit == 0);
   for (pid_t p : others) CHECK(Wait(p) == 0);
@@ -191,7 +171,8 @@ TEST_CASE("calibrate one process per node (--node K), as on several hosts") {
 TEST_CASE("calibrate --node K needs the config's secret_file") {
   TempDir d;
   const std::string config = WriteConfig(d, 2);
-  Result r = Run(absl::StrCat("--config ", config, " calibrate --node 1"));
+  CommandResult r =
+      Run(absl::StrCat("--config ", config, " calibrate --node 1"));
   CHECK(r.exit == 5);
   CHECK(r.output.find("node 1: secret_file: not set") != std::string::npos);
 }
@@ -200,8 +181,8 @@ TEST_CASE("calibrate failures write nothing and leave the old file") {
   TempDir d;
   const std::string config = WriteConfig(d, 2);
   // The output directory does not exist: refused before measuring.
-  Result r = Run(absl::StrCat("--config ", config, " calibrate --out ", d.path,
-                              "/none/m.json ", kQuick));
+  CommandResult r = Run(absl::StrCat("--config ", config, " calibrate --out ",
+                                     d.path, "/none/m.json ", kQuick));
   CHECK(r.exit == 5);
   CHECK(r.output.find("--out " + d.path + "/none/m.json: directory " + d.path +
                       "/none: No such file or directory") != std::string::npos);
@@ -228,7 +209,7 @@ TEST_CASE("calibrate failures write nothing and leave the old file") {
   CHECK(r.exit == 5);
   CHECK(r.output.find("node 1") != std::string::npos);
   CHECK(*ssihv::base::ReadFile(out) == "previous\n");
-  Result ls = Run("--help >/dev/null; ls " + d.path);
+  CommandResult ls = Run("--help >/dev/null; ls " + d.path);
   CHECK(ls.output == "cluster.json\nmeasured.json\n");
 
   // Bad arguments.
