@@ -14,8 +14,10 @@ Talks to the HTTP API of every node of a running ssihv cluster (the nodes'
 api_address and the api_token_file of the config; docs/API.md).
 
 Commands:
-  status               a table of all nodes: status, uptime, vCPUs, faults/s,
-                       remote fault latency p50/p99 (since start)
+  status               a table of all nodes: up (answered), status, uptime,
+                       vCPUs, faults/s, remote fault latency p50/p99 (since
+                       the node started); a node that does not answer is shown
+                       as such
   pages GPA            every node's view of the page at GPA (hex, 0x optional);
                        the home node adds its directory entry
   pause | resume | stop

@@ -118,15 +118,16 @@ int Status(const Context& ctx, std::ostream& out, std::ostream& err) {
       std::chrono::duration<double>(std::chrono::steady_clock::now() - t0)
           .count();
   std::string table = absl::StrFormat(
-      "%-5s %-22s %-18s %-8s %-6s %-10s %-11s %s\n", "NODE", "API", "STATUS",
-      "UPTIME", "VCPUS", "FAULTS/S", "REMOTE P50", "REMOTE P99");
+      "%-5s %-22s %-4s %-18s %-8s %-6s %-10s %-11s %s\n", "NODE", "API", "UP",
+      "STATUS", "UPTIME", "VCPUS", "FAULTS/S", "REMOTE P50", "REMOTE P99");
   for (size_t i = 0; i < second.size(); ++i) {
     const Sample& s = second[i];
     const cluster::NodeConfig& n = ctx.config.nodes[i];
     absl::StrAppendFormat(
-        &table, "%-5u %-22s %-18s %-8s %-6u %-10s %-11s %s\n", n.id,
-        n.api_address.empty() ? "-" : n.api_address, s.status,
-        s.reached ? Uptime(s.uptime_s) : "-", layout.VcpusOfNode(n.id),
+        &table, "%-5u %-22s %-4s %-18s %-8s %-6u %-10s %-11s %s\n", n.id,
+        n.api_address.empty() ? "-" : n.api_address, s.reached ? "yes" : "no",
+        s.status, s.reached ? Uptime(s.uptime_s) : "-",
+        layout.VcpusOfNode(n.id),
         Rate(first[i], s, seconds, &MetricsSummary::faults),
         Latency(s.metrics ? s.metrics->remote_p50_s : std::nullopt),
         Latency(s.metrics ? s.metrics->remote_p99_s : std::nullopt));

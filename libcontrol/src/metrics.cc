@@ -168,7 +168,6 @@ MetricsSummary SummarizeMetrics(const std::vector<ParsedSample>& samples) {
             kRemoteFaultKinds.end();
     if (x.name == kMetricPageFaults) {
       s.faults += x.value;
-      if (is_remote) s.remote_faults += x.value;
     } else if (x.name == kMetricVcpuExits) {
       s.vcpu_exits += x.value;
     } else if (x.name == kMetricIpisSent) {

@@ -142,12 +142,13 @@ TEST_CASE("status: one row per node, rates and remote latency") {
   CHECK(Has(Row(r.out, 0), c.address(0)));
   CHECK(Has(Row(r.out, 0), " running "));
   CHECK(Has(Row(r.out, 0), " 12.5s "));
-  CHECK(Column(Row(r.out, 0), 5) == "0.0");  // no faults in between
+  CHECK(Column(Row(r.out, 0), 2) == "yes");
+  CHECK(Column(Row(r.out, 0), 6) == "0.0");  // no faults in between
   // 300 remote reads at 30 us and 400 remote writes at 45 us: both in the
   // (20, 50] us bucket: p50 35.0 us, p99 49.7 us.
   CHECK(Has(Row(r.out, 0), "35.0 us"));
   CHECK(Has(Row(r.out, 0), "49.7 us"));
-  CHECK(std::stod(Column(Row(r.out, 1), 5)) > 0);  // node 1 faults meanwhile
+  CHECK(std::stod(Column(Row(r.out, 1), 6)) > 0);  // node 1 faults meanwhile
   CHECK(Has(Row(r.out, 2), " paused "));
   CHECK(Has(Row(r.out, 2), " 2h00m "));
   CHECK(r.err.empty());
@@ -161,6 +162,7 @@ TEST_CASE("status: a node that does not answer is shown, not an error") {
   CHECK(r.exit == kExitOk);
   CHECK(Has(Row(r.out, 0), " running "));
   CHECK(Has(Row(r.out, 1), " unreachable "));
+  CHECK(Column(Row(r.out, 1), 2) == "no");
   CHECK(Has(r.out, "node 1: connect " + c.address(1) + ": Connection refused"));
   CHECK(Has(Row(r.out, 2), " failed "));
   CHECK(Has(r.out, "node 2: node 1 lost"));

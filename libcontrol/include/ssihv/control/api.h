@@ -69,8 +69,6 @@ class ApiHandler {
   /// Answers one request. Thread-safe (as far as VmNode is).
   HttpResponse Handle(const HttpRequest& request) const;
 
-  const ApiAuth& auth() const { return auth_; }
-
  private:
   HttpResponse Health() const;
   HttpResponse Cluster() const;

@@ -60,7 +60,6 @@ struct MetricsSummary {
   double faults = 0;      ///< all kinds
   double vcpu_exits = 0;  ///< all reasons
   double ipis_sent = 0;   ///< to every peer
-  double remote_faults = 0;
   /// Remote fault latency (kRemoteFaultKinds merged), seconds; nullopt
   /// without remote faults.
   std::optional<double> remote_p50_s;
