@@ -73,8 +73,69 @@ int RunNode(const cluster::ClusterConfig& config, uint32_t self,
   return kExitOk;
 }
 
-// Forks one process per node, waits for all; the first failure ends the
-// others (they would wait for the failed one until their timeout).
+// Forks one process per node (node 0 alone writes `out`). On a fork
+// failure the ones started are killed and fewer pids are returned.
+std::vector<pid_t> SpawnNodes(const cluster::ClusterConfig& config,
+                              const NodeRunOptions& o) {
+  std::fflush(nullptr);  // nothing buffered may be written twice
+  std::vector<pid_t> pids;
+  for (uint32_t k = 0; k < config.num_nodes(); ++k) {
+    const pid_t pid = ::fork();  // no thread exists yet in this process
+    if (pid < 0) {
+      Fail(absl::StrCat("fork: ", std::strerror(errno)));
+      for (pid_t p : pids) ::kill(p, SIGKILL);
+      break;
+    }
+    if (pid == 0) {
+      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+      NodeRunOptions mine = o;
+      if (k != 0) mine.out.clear();
+      _exit(RunNode(config, k, mine));
+    }
+    pids.push_back(pid);
+  }
+  return pids;
+}
+
+// Reaps every node; the first failure kills the others (they would wait
+// for the failed one until their own timeout), and so does `deadline`.
+bool Supervise(const std::vector<pid_t>& pids, absl::Time deadline) {
+  bool ok = true;
+  bool killed = false;
+  for (size_t running = pids.size(); running > 0;) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) {
+      if (!killed && absl::Now() > deadline) {
+        Fail("the node processes did not finish: killed");
+        for (pid_t p : pids) ::kill(p, SIGKILL);
+        ok = false;
+        killed = true;
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+      continue;
+    }
+    --running;
+    if (WIFEXITED(status) && WEXITSTATUS(status) == 0) continue;
+    if (!killed) {
+      const size_t k = std::find(pids.begin(), pids.end(), pid) - pids.begin();
+      Fail(absl::StrCat(
+          "node ", k, " ",
+          WIFSIGNALED(status)
+              ? absl::StrCat("was killed by signal ", WTERMSIG(status))
+              : absl::StrCat("exited with status ", WEXITSTATUS(status)),
+          ": stopping the others"));
+      for (pid_t p : pids) {
+        if (p != pid) ::kill(p, SIGKILL);
+      }
+      killed = true;
+    }
+    ok = false;
+  }
+  return ok;
+}
+
+// Every node of the config as a local process, supervised here.
 int RunLocal(const cluster::ClusterConfig& config, NodeRunOptions o) {
   for (const cluster::NodeConfig& n : config.nodes) {
     if (n.address.empty()) {
@@ -92,58 +153,10 @@ int RunLocal(const cluster::ClusterConfig& config, NodeRunOptions o) {
     }
     o.secret = *secret;
   }
-  std::fflush(nullptr);  // nothing buffered may be written twice
-  std::vector<pid_t> pids;
-  for (uint32_t k = 0; k < config.num_nodes(); ++k) {
-    const pid_t pid = ::fork();  // no thread exists yet in this process
-    if (pid < 0) {
-      Fail(absl::StrCat("fork: ", std::strerror(errno)));
-      for (pid_t p : pids) ::kill(p, SIGKILL);
-      break;
-    }
-    if (pid == 0) {
-      ::prctl(PR_SET_PDEATHSIG, SIGKILL);
-      NodeRunOptions mine = o;
-      if (k != 0) mine.out.clear();
-      std::fflush(nullptr);
-      _exit(RunNode(config, k, mine));
-    }
-    pids.push_back(pid);
-  }
-  int result = pids.size() == config.num_nodes() ? kExitOk : kExitCalibrate;
-  size_t running = pids.size();
+  const std::vector<pid_t> pids = SpawnNodes(config, o);
   // Each node has its own watchdog at o.timeout; this one is the backstop.
-  const absl::Time deadline = absl::Now() + o.timeout + absl::Seconds(30);
-  while (running > 0) {
-    int status = 0;
-    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
-    if (pid <= 0) {
-      if (absl::Now() > deadline) {
-        Fail("the node processes did not finish: killed");
-        for (pid_t p : pids) ::kill(p, SIGKILL);
-        result = kExitCalibrate;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      continue;
-    }
-    --running;
-    const bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    if (ok) continue;
-    const size_t k = std::find(pids.begin(), pids.end(), pid) - pids.begin();
-    if (result == kExitOk) {
-      Fail(absl::StrCat(
-          "node ", k, " ",
-          WIFSIGNALED(status)
-              ? absl::StrCat("was killed by signal ", WTERMSIG(status))
-              : absl::StrCat("exited with status ", WEXITSTATUS(status)),
-          ": stopping the others"));
-      for (pid_t p : pids) {
-        if (p != pid) ::kill(p, SIGKILL);
-      }
-    }
-    result = kExitCalibrate;
-  }
-  return result;
+  const bool ok = Supervise(pids, absl::Now() + o.timeout + absl::Seconds(30));
+  return ok && pids.size() == config.num_nodes() ? kExitOk : kExitCalibrate;
 }
 
 }  // namespace
