@@ -1,5 +1,7 @@
 #include "ssihv/testing/cluster_files.h"
 
+#include "ssihv/testing/host.h"
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -14,20 +16,6 @@
 
 namespace ssihv::testing {
 
-absl::StatusOr<uint16_t> FreeLoopbackPort() {
-  base::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  if (!fd) return base::LastErrnoStatus("socket");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0 ||
-      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) < 0) {
-    return base::LastErrnoStatus("bind 127.0.0.1:0");
-  }
-  return ntohs(a.sin_port);
-}
-
 absl::StatusOr<std::string> WriteTcpClusterConfig(const std::string& dir,
                                                   int nodes, int memory_mib) {
   const std::string secret = dir + "/secret";
@@ -39,7 +27,8 @@ absl::StatusOr<std::string> WriteTcpClusterConfig(const std::string& dir,
   std::string json = absl::StrCat(R"({"transport": "tcp", "secret_file": ")",
                                   secret, R"(", "nodes": [)");
   for (int i = 0; i < nodes; ++i) {
-    SSIHV_ASSIGN_OR_RETURN(uint16_t port, FreeLoopbackPort());
+    const uint16_t port = FreeLoopbackPort();
+    if (port == 0) return absl::UnavailableError("no free port on 127.0.0.1");
     absl::StrAppend(&json, i ? "," : "", R"({"id": )", i,
                     R"(, "vcpus": 1, "memory_mib": )", memory_mib,
                     R"(, "address": "127.0.0.1:)", port, R"("})");

@@ -9,9 +9,6 @@
 
 namespace ssihv::testing {
 
-/// A port on 127.0.0.1 that was free a moment ago (bound to port 0, closed).
-absl::StatusOr<uint16_t> FreeLoopbackPort();
-
 /// Writes `dir`/secret (mode 0600) and `dir`/cluster.json: `nodes` nodes of
 /// 1 vCPU and `memory_mib` MiB each on free loopback ports, transport tcp.
 /// Returns the config's path.
