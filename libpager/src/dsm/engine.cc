@@ -211,6 +211,48 @@ void DsmEngine::HandleFault(const Fault& fault, Resolver& resolver) {
   }
   // After this page's request left: the next ones of a sequential walk.
   if (access == dir::Access::kRead && ctx.parked) RequestAhead(*page);
+  if (ctx.first_touch) FillAroundLocal(*page, resolver);
+}
+
+// Local fault-around: a guest that walks memory it holds (a booting kernel
+// decompressing, initialising struct pages, zeroing allocations) would take
+// one fault per page. After the faulting thread resumed, the other pages of
+// the fault's aligned block that this node holds Modified and has never
+// mapped are mapped (zeros) too. Each goes through the protocol as a local
+// write fault would, under its page lock: the node agent then knows the page
+// is no longer pristine (so a request for it ships the page's bytes, not
+// kFlagZero), and a Modified page's write fault needs no message.
+void DsmEngine::FillAroundLocal(dir::PageId page, Resolver& resolver) {
+  const uint64_t block = options_.local_fault_around_pages;
+  if (block < 2) return;
+  const dir::PageId first = page & ~(block - 1);
+  const dir::PageId end =
+      std::min<dir::PageId>(first + block, space_->num_pages());
+  for (dir::PageId q = first; q < end; ++q) {
+    if (q == page || Populated(q)) continue;
+    dsm::PageGuard guard(*locks_, q);
+    if (Populated(q) ||
+        node_->node_agent().StateOf(q) != dir::PageState::kModified) {
+      continue;
+    }
+    dir::Output& out = ThreadOutput();
+    absl::Status st = node_->OnFault(q, dir::Access::kWrite, &out);
+    if (st.ok() && (out.effects.size() != 1 ||
+                    out.effects[0].type != dir::EffectType::kMapLocal ||
+                    !out.effects[0].writable)) {
+      st = absl::InternalError(absl::StrCat(
+          "fault-around of page ", q,
+          ": the protocol did not answer a Modified page's write fault "
+          "with a local writable mapping"));
+    }
+    if (st.ok()) st = resolver.ZeroFillRange(GpaOf(q), kPageSize).status();
+    if (!st.ok()) {
+      Error(st);
+      return;
+    }
+    SetPopulated(q, true);
+    GrantTime(q) = MonotonicNs();
+  }
 }
 
 void DsmEngine::HandleRemove(uint64_t gpa, uint64_t len) {
@@ -475,6 +517,7 @@ absl::Status DsmEngine::MapLocal(const dir::Effect& e, Ctx& ctx) {
                     : r.Wake(f.gpa, kPageSize);
   } else if (e.writable) {
     st = r.ZeroFill(f);
+    ctx.first_touch = !Populated(e.page);
   } else {
     st = r.Copy(f, kZeroPage, /*read_only=*/true, FaultKind::kLocalZero);
   }
