@@ -159,9 +159,25 @@ uint8_t* DsmEngine::HostAddress(uint64_t gpa) const {
 // survivors wait for. Whether to stop the guest is the owner's decision.
 // Anything else (a protocol error, a frame that could not be sent) leaves
 // the node's state unknown: it stops serving.
+// A dead node can take thousands of pages with it, each reported here: the
+// first few are logged one by one, then a count at every power of two, so
+// the log keeps what came before the death readable.
 void DsmEngine::Error(const absl::Status& st) {
-  if (!absl::IsDataLoss(st)) failed_.store(true, std::memory_order_release);
-  base::Log(base::LogLevel::kError, "dsm node ", self_, ": ", st.ToString());
+  if (!absl::IsDataLoss(st)) {
+    failed_.store(true, std::memory_order_release);
+    base::Log(base::LogLevel::kError, "dsm node ", self_, ": ", st.ToString());
+  } else {
+    constexpr uint64_t kLoggedOneByOne = 8;
+    const uint64_t n =
+        lost_pages_logged_.fetch_add(1, std::memory_order_relaxed) + 1;
+    if (n <= kLoggedOneByOne) {
+      base::Log(base::LogLevel::kError, "dsm node ", self_, ": ",
+                st.ToString());
+    } else if ((n & (n - 1)) == 0) {
+      base::Log(base::LogLevel::kError, "dsm node ", self_, ": ", n,
+                " lost-page errors so far; the latest: ", st.ToString());
+    }
+  }
   if (options_.on_error) options_.on_error(st);
 }
 

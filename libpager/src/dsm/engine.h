@@ -160,6 +160,7 @@ class DsmEngine {
   std::mutex own_zaps_mu_;
   std::unordered_multiset<uint64_t> own_zaps_;
   std::atomic<bool> failed_{false};
+  std::atomic<uint64_t> lost_pages_logged_{0};  // DATA_LOSS errors seen
   std::atomic<bool> started_{false};
 
   // Messages the protocol set aside (kDefer) until the threads woken by a
