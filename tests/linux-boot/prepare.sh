@@ -31,7 +31,8 @@ fail() { echo "linux-boot: ERROR: $*" >&2; exit 1; }
 busybox=/bin/busybox
 [ -x "$busybox" ] && "$busybox" --list | grep -qx reboot ||
   fail "busybox-static is missing (scripts/setup.sh installs it)"
-initrd_key=$(cat "$here/init" "$busybox" | sha256sum | cut -c1-12)
+coherence_src=$root/tests/dist/guest/coherence.c
+initrd_key=$(cat "$here/init" "$busybox" "$coherence_src" | sha256sum | cut -c1-12)
 initrd=$cache/initramfs-$initrd_key.cpio
 
 emit() {
@@ -88,6 +89,9 @@ if [ ! -e "$initrd" ]; then
   mkdir -p "$stage"/{bin,sbin,dev,proc,sys,tmp,etc}
   cp "$busybox" "$stage/bin/busybox"
   cp "$here/init" "$stage/init"
+  # The in-guest coherence stress of the distributed VM tests.
+  gcc -O2 -static -Wall -pthread -o "$stage/bin/coherence" "$coherence_src" ||
+    fail "build tests/dist/guest/coherence.c (gcc -static)"
   chmod 755 "$stage/init"
   # The kernel's built-in initramfs already has /dev/console; add it anyway
   # when we can (root), for kernels built without one.
