@@ -153,7 +153,8 @@ absl::Status Vmm::SetUpVcpus() {
     SSIHV_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->CreateVcpu(i));
     kvm::VcpuTopology topo{.apic_id = i, .node = layout_.NodeOfVcpu(i)};
     SSIHV_RETURN_IF_ERROR(WithContext(
-        kvm::ConfigureX86Vcpu(vcpu, vm_->supported_cpuid(), topo, true),
+        kvm::ConfigureX86Vcpu(vcpu, vm_->supported_cpuid(), topo,
+                              kvm::IrqchipKind::kKernel),
         absl::StrCat("vCPU ", i)));
     // vCPU 0 is the boot processor; the others wait for the guest's
     // INIT/SIPI in the in-kernel LAPIC.
