@@ -43,6 +43,11 @@ ready=$(sed -n "s/^export SSIHV_LAB_READY_S='\(.*\)'/\1/p" \
   echo "lab_exit_status=$rc"
 } > "$results/timings.txt"
 
+if [ "$rc" = 125 ]; then
+  # run.sh has printed the verdict and the lab kernel's lines above.
+  echo "lab: LAB FAILURE: the lab VM itself failed (hung, crashed or could not be set up): this is the lab's failure, not a test's; see the LAB lines above and $results/.lab/console.log"
+  exit 1
+fi
 junit=$results/junit.xml
 if [ ! -s "$junit" ]; then
   echo "lab: FAILED: no JUnit report from inside the lab (run.sh exit $rc)"

@@ -2,7 +2,7 @@
 # Prepares the lab VM (issue 3): cached and idempotent; never installs a
 # kernel or changes the host's apt sources.
 #
-#   tests/lab/prepare.sh [--refresh] [--print-env]
+#   tests/lab/prepare.sh [--print-env] [--latest]
 #
 # Into the cache ($SSIHV_LAB_CACHE, default tests/lab/cache/, gitignored):
 #   kernel/<pkg>/      the current Debian 12 linux-image-*-amd64 package,
@@ -15,9 +15,10 @@
 #                              `qemu -accel kvm` boot baseline
 #   lab.env            what run.sh needs (also printed by --print-env)
 #
-# The first run resolves the kernel and QEMU versions and pins them in
-# resolved.env; later runs use the cache without the network. --refresh
-# resolves again (a newer Debian kernel or backports QEMU).
+# The kernel package and QEMU version are pinned in tests/lab/pins.env, with
+# the TCG mode, CPU model and kvm_amd parameters the reliability stress chose
+# (docs/LAB.md, "Reliability"); a cached pin needs no network. --latest
+# prints what Debian offers now (for a deliberate update of the pins).
 #
 # Environment:
 #   SSIHV_LAB_CACHE          cache folder
@@ -26,17 +27,24 @@
 #                            lab label then fails
 #   SSIHV_LAB_QEMU           "backports" (default), "host" (Debian 12's QEMU
 #                            7.2, single-threaded TCG) or a qemu binary path
-#   SSIHV_LAB_KERNEL_PKG     a linux-image package name instead of the current
+#   SSIHV_LAB_KERNEL_PKG     a linux-image package instead of the pinned one
+#                            (bookworm, bookworm-security or
+#                            bookworm-backports); with
+#                            SSIHV_LAB_KERNEL_VERSION, that Debian version
+#   SSIHV_LAB_TCG_THREAD     multi|single TCG instead of the pinned mode
+#   SSIHV_LAB_CPU            QEMU -cpu model instead of the pinned one
+#   SSIHV_LAB_KVM_AMD        kvm_amd parameters ("npt=1 vgif=0"; empty: the
+#                            module's defaults) instead of the pinned ones
 #   SSIHV_LAB_DEBIAN_MIRROR  mirror for bookworm-backports (default: the one
 #                            this machine's apt sources use for bookworm)
 set -euo pipefail
 shopt -s inherit_errexit
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${SSIHV_LAB_CACHE:-$here/cache}
-refresh=0 print_env=0
+latest=0 print_env=0
 for arg in "$@"; do
   case "$arg" in
-    --refresh) refresh=1 ;;
+    --latest) latest=1 ;;
     --print-env) print_env=1 ;;
     -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"
       exit 0 ;;
@@ -80,15 +88,28 @@ resolve_kernel() {
   echo "$pkg"
 }
 
-fetch_kernel() {  # pkg -> $cache/kernel/<pkg>
-  local pkg=$1 dir=$cache/kernel/$1 tmp
+kernel_dir() {  # pkg [debian-version] -> its folder in the cache
+  local v=${2:-}
+  echo "$cache/kernel/$1${v:+_${v//[:~+]/_}}"
+}
+
+fetch_kernel() {  # pkg [debian-version] -> unpacked at $(kernel_dir ...)
+  local pkg=$1 ver=${2:-} dir tmp spec=$1
+  dir=$(kernel_dir "$pkg" "$ver")
   [ -e "$dir/.done" ] && return 0
+  [ -n "$ver" ] && spec="$pkg=$ver"
   tmp=$(mktemp -d "$cache/tmp.XXXXXX")
-  log "downloading $pkg (apt-get download; not installed)"
-  (cd "$tmp" && host_apt download "$pkg" >&2) ||
-    { log "download failed; apt-get update and retry"; host_apt update >&2 &&
-      (cd "$tmp" && host_apt download "$pkg" >&2); } ||
-    fail "apt-get download $pkg"
+  log "downloading $spec (apt-get download; not installed)"
+  # bookworm and bookworm-security through the host's apt; a package only
+  # bookworm-backports has (the 6.12 kernels) through the private apt.
+  if ! (cd "$tmp" && host_apt download "$spec" >&2); then
+    if apt-cache show "$pkg" >/dev/null 2>&1; then
+      log "download failed; apt-get update and retry"
+      host_apt update >&2 && (cd "$tmp" && host_apt download "$spec" >&2)
+    else
+      backports_apt_update >&2 && (cd "$tmp" && private_apt download "$spec" >&2)
+    fi || fail "apt-get download $spec: is the pin in tests/lab/pins.env still in the Debian archive? (tests/lab/prepare.sh --latest; docs/LAB.md, Pins)"
+  fi
   dpkg-deb -x "$tmp"/"$pkg"_*.deb "$tmp/root"
   local kver
   kver=$(ls "$tmp/root/lib/modules")
@@ -136,19 +157,29 @@ private_apt_cache() {
     -o Dir::State::Lists="$a/lists" -o Dir::Cache="$a/cache" "$@"
 }
 
-fetch_backports_qemu() {  # -> prints the version unpacked under qemu/
-  local a=$cache/apt mirror tmp ver
+backports_apt_update() {  # the private apt's lists, once per run
+  [ -e "$cache/apt/.updated.$$" ] && return 0
+  local a=$cache/apt mirror
   mirror=$(debian_mirror)
   mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$a/sources.list.d"
   echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]" \
     "$mirror bookworm-backports main" > "$a/sources.list"
   log "private apt update: $mirror bookworm-backports (host sources untouched)"
   private_apt update >&2 || return 1
-  ver=$(private_apt_cache policy qemu-system-x86 |
-    awk '/Candidate:/ {print $2; exit}')
-  [ -n "$ver" ] && [ "$ver" != "(none)" ] || return 1
+  rm -f "$a"/.updated.*
+  touch "$a/.updated.$$"
+}
+
+backports_candidate() {  # package -> its bookworm-backports version
+  backports_apt_update >&2 || return 1
+  private_apt_cache policy "$1" | awk '/Candidate:/ {print $2; exit}'
+}
+
+fetch_backports_qemu() {  # pinned-version -> prints the folder under qemu/
+  local ver=$1 tmp
   local dir=$cache/qemu/${ver//[:~+]/_}
   if [ ! -e "$dir/.done" ]; then
+    backports_apt_update || return 1
     tmp=$(mktemp -d "$cache/tmp.XXXXXX")
     log "downloading qemu-system-x86 $ver and its data (bookworm-backports)"
     (cd "$tmp" && private_apt download "qemu-system-x86=$ver" \
@@ -175,7 +206,7 @@ usable_qemu() {  # binary datadir -> 0 when it runs here
 
 # ------------------------------------------------------------- initramfs
 resolve_modules() {  # kver -> module files (relative), deps first
-  local mdir=$cache/kernel/$kernel_pkg/lib/modules/$1 m line
+  local mdir=$kdir/lib/modules/$1 m line
   local -a omit
   local omit_list=${SSIHV_LAB_OMIT_MODULES:-}
   read -r -a omit <<< "${omit_list//,/ }"
@@ -223,7 +254,7 @@ stage_busybox() {  # staging-dir init-script
 
 build_initramfs() {  # kver -> path
   local kver=$1 mods hold key out stage mdir
-  mdir=$cache/kernel/$kernel_pkg/lib/modules/$kver
+  mdir=$kdir/lib/modules/$kver
   mods=$(resolve_modules "$kver")
   hold=$(build_kvm_hold)
   key=$( { echo "$kver $mods"; cat "$here/init" "$hold" /bin/busybox \
@@ -270,47 +301,50 @@ build_boot_initramfs() {  # -> path
   fail "busybox-static is missing (scripts/setup.sh installs it)"
 rm -rf "$cache"/tmp.*
 
-if [ "$refresh" = 1 ] || [ ! -e "$cache/resolved.env" ]; then
-  kernel_pkg=$(resolve_kernel) ||
-    { log "apt knows no linux-image-*-amd64: apt-get update"; host_apt update >&2
-      kernel_pkg=$(resolve_kernel); } ||
-    fail "no linux-image-*-amd64 known to apt"
-  fetch_kernel "$kernel_pkg"
-  qemu_choice=${SSIHV_LAB_QEMU:-backports}
-  qemu_ver=
-  if [ "$qemu_choice" = backports ]; then
-    qemu_ver=$(fetch_backports_qemu) ||
-      { log "WARNING: bookworm-backports QEMU unavailable"; qemu_ver=; }
-  fi
-  printf 'kernel_pkg=%q\nqemu_ver=%q\n' "$kernel_pkg" "$qemu_ver" \
-    > "$cache/resolved.env"
+# What the lab runs is pinned in pins.env (kernel package and its Debian
+# version, QEMU's backports version, the TCG, CPU and kvm_amd settings).
+# SSIHV_LAB_* variables override a pin for an experiment; --latest prints
+# what Debian has now, for a deliberate update of the pins.
+# shellcheck source=tests/lab/pins.env
+. "$here/pins.env"
+if [ "$latest" = 1 ]; then
+  host_apt update >&2 || true
+  echo "kernel: $(resolve_kernel) $(apt-cache policy "$(resolve_kernel)" |
+    awk '/Candidate:/ {print $2}')"
+  echo "qemu (bookworm-backports): $(backports_candidate qemu-system-x86)"
+  exit 0
 fi
-# shellcheck source=/dev/null
-. "$cache/resolved.env"
-[ -n "${SSIHV_LAB_KERNEL_PKG:-}" ] && kernel_pkg=$SSIHV_LAB_KERNEL_PKG
-fetch_kernel "$kernel_pkg"
-kdir=$cache/kernel/$kernel_pkg
+kernel_pkg=${SSIHV_LAB_KERNEL_PKG:-$LAB_PIN_KERNEL_PKG}
+kernel_ver=$LAB_PIN_KERNEL_VERSION
+[ -n "${SSIHV_LAB_KERNEL_PKG:-}" ] && kernel_ver=${SSIHV_LAB_KERNEL_VERSION:-}
+fetch_kernel "$kernel_pkg" "$kernel_ver"
+kdir=$(kernel_dir "$kernel_pkg" "$kernel_ver")
 kver=$(ls "$kdir/lib/modules")
 
-# QEMU: backports 10.x with multi-threaded TCG (workaround (a) of the 7.2
-# hang); otherwise Debian 12's 7.2 with single-threaded TCG (workaround (c)).
+# QEMU: the pinned backports 10.x with multi-threaded TCG (workaround (a) of
+# the 7.2 hang); otherwise Debian 12's 7.2 with single-threaded TCG
+# (workaround (c)).
 qemu_choice=${SSIHV_LAB_QEMU:-backports}
 qemu_bin= qemu_data= qemu_kind= tcg_thread=
-if [ "$qemu_choice" = backports ] && [ -n "$qemu_ver" ]; then
-  qdir=$cache/qemu/$qemu_ver
-  if usable_qemu "$qdir/usr/bin/qemu-system-x86_64" "$qdir/usr/share/qemu"; then
-    qemu_bin=$qdir/usr/bin/qemu-system-x86_64
-    qemu_data=$qdir/usr/share/qemu
-    qemu_kind="qemu-$("$qemu_bin" -L "$qemu_data" --version |
-      awk 'NR==1 {print $4}')-bookworm-backports"
-    tcg_thread=multi
+if [ "$qemu_choice" = backports ]; then
+  if qemu_ver=$(fetch_backports_qemu "$LAB_PIN_QEMU_VERSION"); then
+    qdir=$cache/qemu/$qemu_ver
+    if usable_qemu "$qdir/usr/bin/qemu-system-x86_64" "$qdir/usr/share/qemu"; then
+      qemu_bin=$qdir/usr/bin/qemu-system-x86_64
+      qemu_data=$qdir/usr/share/qemu
+      qemu_kind="qemu-$("$qemu_bin" -L "$qemu_data" --version |
+        awk 'NR==1 {print $4}')-bookworm-backports"
+      tcg_thread=${SSIHV_LAB_TCG_THREAD:-$LAB_PIN_TCG_THREAD}
+    else
+      log "WARNING: backports QEMU $qemu_ver does not run here"
+    fi
   else
-    log "WARNING: backports QEMU $qemu_ver does not run here"
+    log "WARNING: the pinned bookworm-backports QEMU $LAB_PIN_QEMU_VERSION is unavailable"
   fi
-elif [ "$qemu_choice" != backports ] && [ "$qemu_choice" != host ]; then
+elif [ "$qemu_choice" != host ]; then
   qemu_bin=$qemu_choice
   qemu_kind="qemu-$("$qemu_bin" --version | awk 'NR==1 {print $4}')-custom"
-  tcg_thread=${SSIHV_LAB_TCG_THREAD:-multi}
+  tcg_thread=${SSIHV_LAB_TCG_THREAD:-$LAB_PIN_TCG_THREAD}
 fi
 if [ -z "$qemu_bin" ]; then
   qemu_bin=$(command -v qemu-system-x86_64) ||
@@ -320,16 +354,18 @@ if [ -z "$qemu_bin" ]; then
   tcg_thread=single
   log "using the host's QEMU with thread=single (slower; see docs/LAB.md)"
 fi
+lab_cpu=${SSIHV_LAB_CPU:-$LAB_PIN_CPU}
+lab_kvm_amd=${SSIHV_LAB_KVM_AMD-$LAB_PIN_KVM_AMD}
 
 initrd=$(build_initramfs "$kver")
 boot_initrd=$(build_boot_initramfs)
-env_text=$(printf 'LAB_CACHE=%q\nLAB_KVER=%q\nLAB_KERNEL=%q\nLAB_INITRD=%q\nLAB_BOOT_INITRD=%q\nLAB_QEMU=%q\nLAB_QEMU_DATA=%q\nLAB_QEMU_KIND=%q\nLAB_TCG_THREAD=%q\nLAB_OMIT_MODULES=%q\n' \
+env_text=$(printf 'LAB_CACHE=%q\nLAB_KVER=%q\nLAB_KERNEL=%q\nLAB_INITRD=%q\nLAB_BOOT_INITRD=%q\nLAB_QEMU=%q\nLAB_QEMU_DATA=%q\nLAB_QEMU_KIND=%q\nLAB_TCG_THREAD=%q\nLAB_CPU=%q\nLAB_KVM_AMD=%q\nLAB_OMIT_MODULES=%q\n' \
   "$cache" "$kver" "$kdir/boot/vmlinuz-$kver" "$initrd" "$boot_initrd" \
-  "$qemu_bin" "$qemu_data" "$qemu_kind" "$tcg_thread" \
-  "${SSIHV_LAB_OMIT_MODULES:-}")
+  "$qemu_bin" "$qemu_data" "$qemu_kind" "$tcg_thread" "$lab_cpu" \
+  "$lab_kvm_amd" "${SSIHV_LAB_OMIT_MODULES:-}")
 # lab.env describes the default lab (tests read its kernel paths); the
 # experiment knobs only print theirs.
-if [ -z "${SSIHV_LAB_OMIT_MODULES:-}${SSIHV_LAB_QEMU:-}${SSIHV_LAB_KERNEL_PKG:-}" ]; then
+if [ -z "${SSIHV_LAB_OMIT_MODULES:-}${SSIHV_LAB_QEMU:-}${SSIHV_LAB_KERNEL_PKG:-}${SSIHV_LAB_TCG_THREAD:-}${SSIHV_LAB_CPU:-}${SSIHV_LAB_KVM_AMD+set}" ]; then
   echo "$env_text" > "$cache/lab.env.tmp" && mv "$cache/lab.env.tmp" "$cache/lab.env"
 fi
 if [ "$print_env" = 1 ]; then

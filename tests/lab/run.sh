@@ -107,7 +107,7 @@ write_cmd() {
   mv "$ctl/cmd.sh.tmp" "$ctl/cmd.sh"
 }
 
-accel=tcg,thread=$LAB_TCG_THREAD cpu=max
+accel=tcg,thread=$LAB_TCG_THREAD cpu=$LAB_CPU
 if [ "${SSIHV_LAB_ACCEL:-tcg}" = kvm ]; then
   accel=kvm cpu=host
   say "SSIHV_LAB_ACCEL=kvm: host KVM, no nested SVM: /dev/kvm inside will be missing"
@@ -130,10 +130,29 @@ qargs+=(-machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m 2G
   -virtfs "local,path=$results,mount_tag=results,security_model=none,multidevs=remap")
 
 cmdline="console=ttyS0 panic=-1 quiet mitigations=off lab.mode=$mode lab.results=$results lab.qemu=$LAB_QEMU_KIND"
+# kvm_amd's parameters travel on the kernel command line as modprobe would
+# take them from /etc/modprobe.d (the kernel applies kvm_amd.x=y itself).
+for p in $LAB_KVM_AMD; do cmdline+=" kvm_amd.$p"; done
 
 last_console() {
   say "last console lines:"
   tail -n "${1:-25}" "$ctl/console.log" 2>/dev/null | tr -d '\r' | sed 's/^/  | /' >&2
+}
+
+# What the lab kernel itself reported (panics, BUGs, oopses, lockups, RCU
+# stalls, warnings): the lab's problems, never the command's.
+lab_kernel_problems() {
+  tr -d '\r' < "$ctl/console.log" 2>/dev/null | grep -E \
+    'Kernel panic|BUG:|Oops|general protection fault|soft lockup|hard LOCKUP|rcu_(preempt|sched) detected stall|WARNING: CPU:|stack guard page|corrupted stack' |
+    head -n "${1:-8}" || true
+}
+
+report_lab_kernel() {  # verdict-words
+  local lines
+  lines=$(lab_kernel_problems)
+  [ -n "$lines" ] || return 0
+  say "$1 (the lab kernel's own messages, not the command's):"
+  sed 's/^/  | /' <<<"$lines" >&2
 }
 
 kill_qemu() {
@@ -205,6 +224,7 @@ while :; do
       else
         say "LAB VM HUNG: no heartbeat within ${boot_s}s of boot; QEMU killed"
       fi
+      report_lab_kernel "LAB KERNEL"
       last_console
       if [ "$retry" = 1 ] && [ "$attempt" = 1 ] &&
         [ $((deadline - $(date +%s))) -ge 30 ]; then
@@ -219,7 +239,12 @@ while :; do
       last_console
       exit 124 ;;
     crashed)
-      say "LAB VM CRASHED: QEMU exited (status ${qemu_rc}) after ${elapsed}s without the command's status"
+      if grep -q 'Kernel panic' "$ctl/console.log" 2>/dev/null; then
+        say "LAB VM CRASHED: the lab kernel panicked after ${elapsed}s (QEMU status ${qemu_rc}); a lab failure, not the command's"
+      else
+        say "LAB VM CRASHED: QEMU exited (status ${qemu_rc}) after ${elapsed}s without the command's status; a lab failure, not the command's"
+      fi
+      report_lab_kernel "LAB KERNEL"
       last_console 40
       exit 125 ;;
     setup:*)
@@ -229,6 +254,7 @@ while :; do
     exit:*)
       rc=${outcome#exit:}
       [ "$attempt" = 2 ] && say "note: this result comes from the retry after a hung VM"
+      report_lab_kernel "LAB WARNING: the lab kernel reported problems during this run"
       say "command exited with status $rc (${elapsed}s including boot)"
       exit "$rc" ;;
   esac
