@@ -25,6 +25,10 @@ userfaultfd pager; the serial console (COM1) is this terminal.
   --pager-threads N    userfaultfd fault threads (default 2)
   --fault-around KIB   on a fault, zero-fill the rest of its aligned KIB-sized
                        block too (a power of two >= 4, or 0 = off; default 2048)
+  --irqchip kernel|user  interrupt controllers: KVM's in-kernel ones (kernel,
+                       the default) or the VMM's own local APICs and I/O APIC
+                       (user: every interrupt passes through the VMM; allows
+                       more than 254 vCPUs)
   --trace-io           log every port and MMIO access but COM1's to stderr
   --help               this text
 
@@ -82,6 +86,17 @@ absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args) {
       st = take(&o.config_path);
     } else if (flag == "--stats-json") {
       st = take(&o.stats_json);
+    } else if (flag == "--irqchip") {
+      std::string mode;
+      st = take(&mode);
+      if (st.ok() && mode == "kernel") {
+        o.irqchip = Irqchip::kKernel;
+      } else if (st.ok() && mode == "user") {
+        o.irqchip = Irqchip::kUser;
+      } else if (st.ok()) {
+        st = absl::InvalidArgumentError(
+            absl::StrCat("--irqchip: '", mode, "' is not 'kernel' or 'user'"));
+      }
     } else if (flag == "--pager-threads") {
       std::string n;
       st = take(&n);

@@ -14,6 +14,12 @@ namespace ssihv::vmm {
 /// panic from a reboot by the console, see PanicDetector).
 inline constexpr char kDefaultCmdline[] = "console=ttyS0 pci=off panic=-1";
 
+/// Whose interrupt controllers the VM has (--irqchip).
+enum class Irqchip {
+  kKernel,  // KVM's in-kernel LAPICs, I/O APIC, PIC and PIT (the default)
+  kUser,    // the VMM's local APICs and I/O APIC (libkvm user_irqchip.h)
+};
+
 struct VmmOptions {
   std::string kernel;
   std::string initrd;
@@ -22,6 +28,7 @@ struct VmmOptions {
   std::string stats_json;   // empty: no JSON file
   int pager_threads = 2;
   uint64_t fault_around_kib = 2048;
+  Irqchip irqchip = Irqchip::kKernel;
   bool trace_io = false;
   bool help = false;
 };

@@ -22,16 +22,33 @@ using kvm::StopReason;
 constexpr uint64_t kPage = 4096;
 // The BIOS window below the reset-vector stub (x86_boot.h).
 constexpr uint64_t kBiosWindowSize = kvm::kResetVector - kvm::kBiosWindowStart;
-// APIC IDs from 255 on need x2APIC routing through interrupt remapping or
-// KVM's extended destination IDs, which this VMM does not set up yet.
+// With KVM's irqchip, APIC IDs from 255 on would need x2APIC routing through
+// interrupt remapping or KVM's extended destination IDs in its I/O APIC,
+// which this VMM does not set up: --irqchip user has no such limit.
 constexpr uint32_t kMaxXapicVcpus = 254;
+// An APIC ID from 255 on has no xAPIC form: the MADT describes it with an
+// x2APIC structure, which Linux takes only when its APIC is already in
+// x2APIC mode at boot, as a firmware leaves it for so many CPUs.
+constexpr uint32_t kFirstX2apicOnlyId = 255;
 
 // The ACPI options matching what this VMM emulates.
-acpi::AcpiOptions VmmAcpiOptions() {
+acpi::AcpiOptions VmmAcpiOptions(bool user_irqchip) {
   acpi::AcpiOptions o;
   // KVM's default GSI routing sends the PIT (ISA IRQ 0) to I/O APIC pin 0,
-  // so the MADT keeps ISA IRQs identity-mapped rather than the PC's 0 -> 2.
+  // so the MADT keeps ISA IRQs identity-mapped rather than the PC's 0 -> 2
+  // (the user irqchip's I/O APIC maps them the same way).
   o.madt.interrupt_overrides.clear();
+  // The user irqchip has no 8259 PIC.
+  o.madt.pcat_compat = !user_irqchip;
+  return o;
+}
+
+kvm::VmOptions KvmVmOptions(Irqchip irqchip) {
+  if (irqchip == Irqchip::kKernel) return kvm::VmOptions{};
+  kvm::VmOptions o;
+  o.irqchip = false;
+  o.pit = false;
+  o.user_apic_msrs = true;
   return o;
 }
 
@@ -45,11 +62,15 @@ absl::Status WithContext(absl::Status st, absl::string_view what) {
 absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(
     const VmmOptions& options, const cluster::ClusterConfig& config) {
   std::unique_ptr<Vmm> vmm(new Vmm(config));
-  if (vmm->layout_.total_vcpus() > kMaxXapicVcpus) {
+  const uint32_t vcpus = vmm->layout_.total_vcpus();
+  if (options.irqchip == Irqchip::kKernel && vcpus > kMaxXapicVcpus) {
     return absl::InvalidArgumentError(
-        absl::StrCat("config: ", vmm->layout_.total_vcpus(),
-                     " vCPUs; this VMM supports at most ", kMaxXapicVcpus,
-                     " (xAPIC IDs; x2APIC-only guests are not supported yet)"));
+        absl::StrCat("config: ", vcpus,
+                     " vCPUs; with --irqchip kernel this VMM supports "
+                     "at most ",
+                     kMaxXapicVcpus,
+                     " (xAPIC IDs); --irqchip user has no such "
+                     "limit (x2APIC)"));
   }
   SSIHV_ASSIGN_OR_RETURN(kvm::Kvm kvm, kvm::Kvm::Open());
   vmm->kvm_ = std::make_unique<kvm::Kvm>(std::move(kvm));
@@ -58,8 +79,15 @@ absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(
         "config: ", vmm->layout_.total_vcpus(),
         " vCPUs; this host's KVM allows ", vmm->kvm_->max_vcpus()));
   }
-  SSIHV_ASSIGN_OR_RETURN(kvm::Vm vm, vmm->kvm_->CreateVm());
+  SSIHV_ASSIGN_OR_RETURN(kvm::Vm vm,
+                         vmm->kvm_->CreateVm(KvmVmOptions(options.irqchip)));
   vmm->vm_ = std::make_unique<kvm::Vm>(std::move(vm));
+  if (options.irqchip == Irqchip::kUser) {
+    kvm::UserIrqchip::Options o;
+    o.num_vcpus = vcpus;
+    o.x2apic = vcpus > kFirstX2apicOnlyId;
+    vmm->apic_ = std::make_unique<kvm::UserIrqchip>(std::move(o));
+  }
   SSIHV_RETURN_IF_ERROR(vmm->SetUpMemory(options));
   SSIHV_RETURN_IF_ERROR(vmm->LoadGuest(options));
   SSIHV_RETURN_IF_ERROR(vmm->SetUpVcpus());
@@ -106,7 +134,7 @@ absl::Status Vmm::LoadGuest(const VmmOptions& options) {
 
   // ACPI tables: in the BIOS window with the RSDP when they fit, else in
   // RAM at the top of the first stretch below the hole, marked ACPI in e820.
-  acpi::AcpiOptions acpi_options = VmmAcpiOptions();
+  acpi::AcpiOptions acpi_options = VmmAcpiOptions(user_irqchip());
   SSIHV_ASSIGN_OR_RETURN(size_t size,
                          acpi::AcpiTablesSize(config_, acpi_options, true));
   acpi::Placement placement;
@@ -153,10 +181,13 @@ absl::Status Vmm::SetUpVcpus() {
     SSIHV_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->CreateVcpu(i));
     kvm::VcpuTopology topo{.apic_id = i, .node = layout_.NodeOfVcpu(i)};
     SSIHV_RETURN_IF_ERROR(WithContext(
-        kvm::ConfigureX86Vcpu(vcpu, vm_->supported_cpuid(), topo, true),
+        kvm::ConfigureX86Vcpu(vcpu, vm_->supported_cpuid(), topo,
+                              user_irqchip() ? kvm::IrqchipKind::kUser
+                                             : kvm::IrqchipKind::kKernel),
         absl::StrCat("vCPU ", i)));
     // vCPU 0 is the boot processor; the others wait for the guest's
-    // INIT/SIPI in the in-kernel LAPIC.
+    // INIT/SIPI (in KVM's LAPIC, or in the user irqchip before their thread
+    // ever enters KVM_RUN).
     if (i == 0) SSIHV_RETURN_IF_ERROR(kvm::SetupLinuxBootVcpu(vcpu, boot_));
     vcpus_.push_back(std::move(vcpu));
   }
@@ -166,17 +197,17 @@ absl::Status Vmm::SetUpVcpus() {
 absl::Status Vmm::SetUpDevices() {
   SSIHV_ASSIGN_OR_RETURN(console_, Console::Create(0, 1));
   Console* console = console_.get();
-  kvm::Vm* vm = vm_.get();
   uart_ = std::make_shared<kvm::Uart16550>(
       [console](uint8_t b) { console->Output(b); },
-      [this, vm](bool level) {
-        absl::Status st = vm->SetIrqLine(kvm::kCom1Irq, level);
+      [this](bool level) {
+        absl::Status st = SetIrqLine(kvm::kCom1Irq, level);
         if (!st.ok())
           stop_.Request(StopReason::kError, WithContext(st, "COM1 IRQ"));
       });
+  if (apic_) SSIHV_RETURN_IF_ERROR(apic_->RegisterIoApic(mmio_));
   auto reset = [this] { stop_.Request(StopReason::kReset); };
   auto power_off = [this] { stop_.Request(StopReason::kPowerOff); };
-  const acpi::AcpiOptions acpi_options = VmmAcpiOptions();
+  const acpi::AcpiOptions acpi_options = VmmAcpiOptions(user_irqchip());
   const uint64_t sleep_port = acpi_options.fadt.sleep_control_register->address;
   if (acpi_options.fadt.sleep_status_register->address != sleep_port + 1) {
     return absl::InternalError("ACPI sleep status must follow sleep control");
@@ -196,6 +227,14 @@ absl::Status Vmm::SetUpDevices() {
                        std::make_shared<kvm::PostCodePort>());
 }
 
+absl::Status Vmm::SetIrqLine(uint32_t gsi, bool level) {
+  if (apic_) {
+    apic_->SetIrq(gsi, level);
+    return absl::OkStatus();
+  }
+  return vm_->SetIrqLine(gsi, level);
+}
+
 void Vmm::Stop(StopReason reason, absl::Status why) {
   stop_.Request(reason, std::move(why));
 }
@@ -208,7 +247,8 @@ kvm::StopEvent Vmm::Run() {
   if (!st.ok()) stop_.Request(StopReason::kError, st);
   std::vector<const kvm::Vcpu*> vcpus;
   for (const kvm::Vcpu& v : vcpus_) vcpus.push_back(&v);
-  threads_ = std::make_unique<kvm::VcpuThreads>(vcpus, pio_, mmio_, stop_);
+  threads_ = std::make_unique<kvm::VcpuThreads>(vcpus, pio_, mmio_, stop_,
+                                                apic_.get());
   const auto start = std::chrono::steady_clock::now();
   (void)threads_->Start();  // a failure sets the stop latch itself
   event_ = threads_->Join();
@@ -238,10 +278,21 @@ nlohmann::json Vmm::StatsJson() const {
   j["vendor"] = kvm::CpuVendorName(kvm_->vendor());
   if (threads_) {
     kvm::RunLoopStats s = threads_->TotalStats();
-    j["exits"] = {{"total", s.exits},
-                  {"io", s.io_exits},
-                  {"mmio", s.mmio_exits},
-                  {"signal", s.signal_exits}};
+    j["exits"] = {{"total", s.exits},     {"io", s.io_exits},
+                  {"mmio", s.mmio_exits}, {"signal", s.signal_exits},
+                  {"hlt", s.hlt_exits},   {"irq_window", s.irq_window_exits},
+                  {"msr", s.msr_exits},   {"apic_mmio", s.apic_mmio_exits}};
+    j["injected"] = {{"interrupts", s.interrupts_injected},
+                     {"nmis", s.nmis_injected}};
+  }
+  j["irqchip"] = user_irqchip() ? "user" : "kernel";
+  if (apic_) {
+    const kvm::IrqchipStats a = apic_->stats();
+    j["apic"] = {{"ipis", a.ipis},
+                 {"ioapic_interrupts", a.ioapic_interrupts},
+                 {"deliveries", a.deliveries},
+                 {"eois_to_ioapic", a.eois_to_ioapic},
+                 {"timer_interrupts", a.timer_interrupts}};
   }
   j["unclaimed_io"] = {{"pio", pio_.unclaimed_accesses()},
                        {"mmio", mmio_.unclaimed_accesses()}};
@@ -298,6 +349,17 @@ std::string Vmm::StatsText() const {
     kvm::RunLoopStats s = threads_->TotalStats();
     absl::StrAppendFormat(&out, "\nssihv-vmm: vCPU exits: %d (io %d, mmio %d)",
                           s.exits, s.io_exits, s.mmio_exits);
+    if (apic_) {
+      const kvm::IrqchipStats a = apic_->stats();
+      absl::StrAppendFormat(
+          &out,
+          "\nssihv-vmm: user irqchip: %d interrupts injected (timer %d, "
+          "IPIs %d, I/O APIC %d), %d NMIs; exits: hlt %d, msr %d, "
+          "apic mmio %d, irq window %d",
+          s.interrupts_injected, a.timer_interrupts, a.ipis,
+          a.ioapic_interrupts, s.nmis_injected, s.hlt_exits, s.msr_exits,
+          s.apic_mmio_exits, s.irq_window_exits);
+    }
   }
   return out;
 }

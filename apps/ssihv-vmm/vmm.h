@@ -20,6 +20,7 @@
 #include "ssihv/kvm/kvm.h"
 #include "ssihv/kvm/run_loop.h"
 #include "ssihv/kvm/uart16550.h"
+#include "ssihv/kvm/user_irqchip.h"
 #include "ssihv/kvm/x86_boot.h"
 
 namespace ssihv::vmm {
@@ -55,12 +56,16 @@ class Vmm {
   absl::Status LoadGuest(const VmmOptions& options);
   absl::Status SetUpVcpus();
   absl::Status SetUpDevices();
+  /// Drives a device's interrupt line: KVM's irqchip or the VMM's I/O APIC.
+  absl::Status SetIrqLine(uint32_t gsi, bool level);
+  bool user_irqchip() const { return apic_ != nullptr; }
 
   cluster::ClusterConfig config_;
   cluster::GuestLayout layout_;
   kvm::StopLatch stop_;
   std::unique_ptr<kvm::Kvm> kvm_;
   std::unique_ptr<kvm::Vm> vm_;
+  std::unique_ptr<kvm::UserIrqchip> apic_;  // --irqchip user only
   std::unique_ptr<GuestRam> ram_;
   std::vector<kvm::Vcpu> vcpus_;
   kvm::Bus pio_{"pio"};
