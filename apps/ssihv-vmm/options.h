@@ -2,6 +2,7 @@
 #ifndef SSIHV_APPS_VMM_OPTIONS_H_
 #define SSIHV_APPS_VMM_OPTIONS_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,6 +30,10 @@ struct VmmOptions {
   int pager_threads = 2;
   uint64_t fault_around_kib = 2048;
   Irqchip irqchip = Irqchip::kKernel;
+  bool irqchip_given = false;  // --irqchip was on the command line
+  /// --node K: this process is node K of a guest spread over one process
+  /// per node (docs/VMM.md, "Several processes"); empty: the whole VM here.
+  std::optional<uint32_t> node;
   bool trace_io = false;
   bool help = false;
 };
@@ -45,6 +50,7 @@ enum ExitStatus : int {
   kExitUsage = 2,       // bad command line
   kExitSetupError = 3,  // bad config, kernel, initrd; too little memory; no KVM
   kExitGuestPanic = 4,  // the guest kernel panicked (then rebooted)
+  kExitPeerLost = 5,    // --node: another node was lost; the guest stopped
   kExitInterrupted = 130  // SIGINT/SIGTERM or the console escape (Ctrl-A x)
 };
 

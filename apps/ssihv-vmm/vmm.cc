@@ -82,15 +82,29 @@ absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(
   SSIHV_ASSIGN_OR_RETURN(kvm::Vm vm,
                          vmm->kvm_->CreateVm(KvmVmOptions(options.irqchip)));
   vmm->vm_ = std::make_unique<kvm::Vm>(std::move(vm));
+  if (options.node) SSIHV_RETURN_IF_ERROR(vmm->CreateNode(options));
   if (options.irqchip == Irqchip::kUser) {
     kvm::UserIrqchip::Options o;
     o.num_vcpus = vcpus;
     o.x2apic = vcpus > kFirstX2apicOnlyId;
+    Vmm* raw = vmm.get();
+    if (vmm->node_) {
+      o.bus = vmm->node_->apic_bus();
+      // Only this node's vCPUs change their APICs here; the others learn it.
+      o.on_routing_change = [raw](uint32_t v,
+                                  const kvm::ApicRoutingEntry& e) {
+        if (raw->IsLocalVcpu(v)) raw->node_->BroadcastRouting(RoutingMsg{v, e});
+      };
+    }
     vmm->apic_ = std::make_unique<kvm::UserIrqchip>(std::move(o));
+    if (vmm->node_) vmm->node_->set_chip(vmm->apic_.get());
   }
   SSIHV_RETURN_IF_ERROR(vmm->SetUpMemory(options));
-  SSIHV_RETURN_IF_ERROR(vmm->LoadGuest(options));
+  if (vmm->loads_guest()) SSIHV_RETURN_IF_ERROR(vmm->LoadGuest(options));
   SSIHV_RETURN_IF_ERROR(vmm->SetUpVcpus());
+  if (vmm->node_ && vmm->node_->self() != 0) {
+    SSIHV_RETURN_IF_ERROR(vmm->SyncClock());
+  }
   SSIHV_RETURN_IF_ERROR(vmm->SetUpDevices());
   if (options.trace_io) {
     vmm->pio_.set_trace(true, kvm::kCom1Port, kvm::kCom1Port + kvm::kUartPorts);
@@ -104,10 +118,24 @@ Vmm::~Vmm() {
     stop_.Request(StopReason::kStopRequested);
     threads_->Join();
   }
+  // No more callbacks from peers into the irqchip or the devices.
+  if (node_) node_->Stop();
   if (console_) console_->Stop();
 }
 
 absl::Status Vmm::SetUpMemory(const VmmOptions& options) {
+  if (node_) {
+    // All of guest RAM, every node's, through the DSM: the home of a page is
+    // the node whose range holds it. KVM's own accesses fault there too.
+    for (const cluster::GpaRange& r : layout_.ranges()) {
+      SSIHV_RETURN_IF_ERROR(vm_->AddMemory(r.gpa, r.size,
+                                           node_->ram() + r.ram_offset,
+                                           node_->ram_owner())
+                                .status());
+    }
+    // Waits for every peer and compares configs before any page moves.
+    return node_->Start(ConfigDigest(config_));
+  }
   SSIHV_ASSIGN_OR_RETURN(
       ram_, GuestRam::Create(
                 layout_, options.pager_threads, options.fault_around_kib * 1024,
@@ -178,6 +206,7 @@ absl::Status Vmm::LoadGuest(const VmmOptions& options) {
 
 absl::Status Vmm::SetUpVcpus() {
   for (uint32_t i = 0; i < layout_.total_vcpus(); ++i) {
+    if (!IsLocalVcpu(i)) continue;  // another node's process runs it
     SSIHV_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->CreateVcpu(i));
     kvm::VcpuTopology topo{.apic_id = i, .node = layout_.NodeOfVcpu(i)};
     SSIHV_RETURN_IF_ERROR(WithContext(
@@ -195,6 +224,11 @@ absl::Status Vmm::SetUpVcpus() {
 }
 
 absl::Status Vmm::SetUpDevices() {
+  if (!loads_guest()) {
+    // No console and no devices here: node 0 has them all.
+    return node_->ForwardDevices(pio_, mmio_);
+  }
+  if (node_) node_->set_device_buses(&pio_, &mmio_);
   SSIHV_ASSIGN_OR_RETURN(console_, Console::Create(0, 1));
   Console* console = console_.get();
   uart_ = std::make_shared<kvm::Uart16550>(
@@ -240,11 +274,15 @@ void Vmm::Stop(StopReason reason, absl::Status why) {
 }
 
 kvm::StopEvent Vmm::Run() {
-  absl::Status st = console_->Start(uart_.get(), [this] {
-    Stop(StopReason::kStopRequested,
-         absl::CancelledError("console escape (Ctrl-A x)"));
-  });
-  if (!st.ok()) stop_.Request(StopReason::kError, st);
+  if (console_) {
+    absl::Status st = console_->Start(uart_.get(), [this] {
+      Stop(StopReason::kStopRequested,
+           absl::CancelledError("console escape (Ctrl-A x)"));
+    });
+    if (!st.ok()) stop_.Request(StopReason::kError, st);
+  }
+  // Whatever stops the guest here stops it everywhere.
+  if (node_) stop_.AddListener([this] { TellPeersWeStopped(); });
   std::vector<const kvm::Vcpu*> vcpus;
   for (const kvm::Vcpu& v : vcpus_) vcpus.push_back(&v);
   threads_ = std::make_unique<kvm::VcpuThreads>(vcpus, pio_, mmio_, stop_,
@@ -255,8 +293,10 @@ kvm::StopEvent Vmm::Run() {
   run_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
-  ram_->Stop();  // only now: a stopped pager would leave vCPUs blocked
-  console_->Stop();
+  // Only now: a stopped pager would leave vCPUs blocked.
+  if (node_) node_->Stop();
+  if (ram_) ram_->Stop();
+  if (console_) console_->Stop();
   return event_;
 }
 

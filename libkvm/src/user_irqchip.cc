@@ -55,7 +55,8 @@ class UserIrqchip::IoApicDevice final : public BusDevice {
 
 UserIrqchip::UserIrqchip(Options options)
     : clock_(options.clock ? std::move(options.clock) : MonotonicNs),
-      bus_(options.bus ? options.bus : this) {
+      bus_(options.bus ? options.bus : this),
+      on_routing_change_(std::move(options.on_routing_change)) {
   for (uint32_t i = 0; i < options.num_vcpus; ++i) {
     const uint32_t id = i < options.apic_ids.size() ? options.apic_ids[i] : i;
     const bool bsp = i == options.boot_vcpu;
@@ -146,14 +147,22 @@ void UserIrqchip::WakeAll() {
 void UserIrqchip::Apply(uint32_t vcpu, const LapicEffects& fx,
                         const ApicRoutingEntry& routing) {
   if (fx.routing_changed) {
-    std::unique_lock<std::shared_mutex> lock(routing_mu_);
-    routing_[vcpu] = routing;
+    {
+      std::unique_lock<std::shared_mutex> lock(routing_mu_);
+      routing_[vcpu] = routing;
+    }
+    if (on_routing_change_) on_routing_change_(vcpu, routing);
   }
   if (fx.ipi) {
     ipis_.fetch_add(1, std::memory_order_relaxed);
     Route(*fx.ipi, vcpu);
   }
   if (fx.eoi_vector) bus_->EoiToIoApic(*fx.eoi_vector);
+}
+
+void UserIrqchip::SetRouting(uint32_t vcpu, const ApicRoutingEntry& entry) {
+  std::unique_lock<std::shared_mutex> lock(routing_mu_);
+  if (vcpu < routing_.size()) routing_[vcpu] = entry;
 }
 
 // --- The vCPU side ---

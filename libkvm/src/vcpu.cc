@@ -124,6 +124,16 @@ absl::Status Vcpu::InjectInterrupt(uint8_t vector) const {
   return sys::Interrupt(fd_.get(), vector);
 }
 absl::Status Vcpu::InjectNmi() const { return sys::Nmi(fd_.get()); }
+
+absl::StatusOr<uint64_t> Vcpu::GetTscOffset() const {
+  uint64_t offset = 0;
+  SSIHV_RETURN_IF_ERROR(sys::GetTscOffset(fd_.get(), &offset));
+  return offset;
+}
+
+absl::Status Vcpu::SetTscOffset(uint64_t offset) const {
+  return sys::SetTscOffset(fd_.get(), offset);
+}
 absl::Status Vcpu::ClearPendingEvents() const {
   kvm_vcpu_events events{};
   // Without the flag KVM keeps its pending-NMI state; with it, zero.

@@ -78,9 +78,14 @@ struct VcpuThreads::Worker {
 VcpuThreads::VcpuThreads(std::vector<const Vcpu*> vcpus, Bus& pio, Bus& mmio,
                          StopLatch& stop, UserIrqchip* irqchip)
     : stop_(stop), irqchip_(irqchip) {
+  // The irqchip numbers vCPUs globally (a VM spread over processes has only
+  // some of them here): each worker's index in the chip is its vCPU id.
   for (uint32_t i = 0; i < vcpus.size(); ++i) {
+    const uint32_t id = vcpus[i]->id();
     workers_.push_back(
-        std::make_unique<Worker>(vcpus[i], pio, mmio, stop, irqchip, i));
+        std::make_unique<Worker>(vcpus[i], pio, mmio, stop, irqchip, id));
+    if (by_id_.size() <= id) by_id_.resize(id + 1, -1);
+    by_id_[id] = static_cast<int>(i);
   }
 }
 
@@ -92,9 +97,9 @@ VcpuThreads::~VcpuThreads() {
   if (irqchip_) irqchip_->SetKicker(nullptr);
 }
 
-void VcpuThreads::Kick(uint32_t index) {
-  if (index >= workers_.size()) return;
-  Worker& w = *workers_[index];
+void VcpuThreads::Kick(uint32_t id) {
+  if (id >= by_id_.size() || by_id_[id] < 0) return;  // another process's
+  Worker& w = *workers_[by_id_[id]];
   // Only a thread inside (or about to enter) KVM_RUN needs the signal; one
   // that is handling an exit or waiting sees the interrupt anyway.
   if (!w.loop.in_guest()) return;

@@ -137,6 +137,16 @@ absl::Status Vm::PulseIrq(uint32_t gsi) const {
   return SetIrqLine(gsi, false);
 }
 
+absl::StatusOr<kvm_clock_data> Vm::GetClock() const {
+  kvm_clock_data data{};
+  SSIHV_RETURN_IF_ERROR(sys::GetClock(state_->fd.get(), &data));
+  return data;
+}
+
+absl::Status Vm::SetClock(const kvm_clock_data& data) const {
+  return sys::SetClock(state_->fd.get(), data);
+}
+
 absl::StatusOr<Vcpu> Vm::CreateVcpu(uint32_t id) const {
   if (id >= state_->max_vcpus) {
     return absl::InvalidArgumentError(

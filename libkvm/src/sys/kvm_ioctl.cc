@@ -275,4 +275,30 @@ absl::Status SetVcpuEvents(int vcpu_fd, const kvm_vcpu_events& events) {
                "KVM_SET_VCPU_EVENTS");
 }
 
+absl::Status GetClock(int vm_fd, kvm_clock_data* data) {
+  return Check(::ioctl(vm_fd, KVM_GET_CLOCK, data), "KVM_GET_CLOCK");
+}
+
+absl::Status SetClock(int vm_fd, const kvm_clock_data& data) {
+  return Check(::ioctl(vm_fd, KVM_SET_CLOCK, &data), "KVM_SET_CLOCK");
+}
+
+absl::Status GetTscOffset(int vcpu_fd, uint64_t* offset) {
+  kvm_device_attr attr{};
+  attr.group = KVM_VCPU_TSC_CTRL;
+  attr.attr = KVM_VCPU_TSC_OFFSET;
+  attr.addr = reinterpret_cast<uint64_t>(offset);
+  return Check(::ioctl(vcpu_fd, KVM_GET_DEVICE_ATTR, &attr),
+               "KVM_GET_DEVICE_ATTR (KVM_VCPU_TSC_OFFSET)");
+}
+
+absl::Status SetTscOffset(int vcpu_fd, uint64_t offset) {
+  kvm_device_attr attr{};
+  attr.group = KVM_VCPU_TSC_CTRL;
+  attr.attr = KVM_VCPU_TSC_OFFSET;
+  attr.addr = reinterpret_cast<uint64_t>(&offset);
+  return Check(::ioctl(vcpu_fd, KVM_SET_DEVICE_ATTR, &attr),
+               "KVM_SET_DEVICE_ATTR (KVM_VCPU_TSC_OFFSET)");
+}
+
 }  // namespace ssihv::kvm::sys

@@ -72,6 +72,13 @@ absl::Status Interrupt(int vcpu_fd, uint32_t vector);
 /// KVM_NMI: queue an NMI (no in-kernel irqchip).
 absl::Status Nmi(int vcpu_fd);
 absl::Status SetVcpuEvents(int vcpu_fd, const kvm_vcpu_events& events);
+/// KVM_GET_CLOCK / KVM_SET_CLOCK (VM fd): the guest's kvmclock.
+absl::Status GetClock(int vm_fd, kvm_clock_data* data);
+absl::Status SetClock(int vm_fd, const kvm_clock_data& data);
+/// KVM_GET_DEVICE_ATTR / KVM_SET_DEVICE_ATTR on a vCPU fd, group
+/// KVM_VCPU_TSC_CTRL, attribute KVM_VCPU_TSC_OFFSET (Linux 5.16+).
+absl::Status GetTscOffset(int vcpu_fd, uint64_t* offset);
+absl::Status SetTscOffset(int vcpu_fd, uint64_t offset);
 
 }  // namespace ssihv::kvm::sys
 

@@ -177,8 +177,9 @@ class VcpuThreads {
 
  private:
   struct Worker;
-  void Kick(uint32_t index);
+  void Kick(uint32_t id);
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<int> by_id_;  // vCPU id -> its worker, -1: not here
   StopLatch& stop_;
   UserIrqchip* irqchip_;
   std::mutex mu_;  // guards the thread handles while kicking

@@ -102,6 +102,12 @@ class UserIrqchip : public ApicBus {
     /// processes passes a bus that forwards other nodes' vCPUs and calls
     /// this chip's Deliver / EoiToIoApic for its own.
     ApicBus* bus = nullptr;
+    /// Called (outside the chip's locks, on the thread that caused it) when
+    /// a vCPU's routing entry changed (its APIC ID, LDR, DFR, mode, enable
+    /// bits or TPR): a VM spread over several processes tells the others,
+    /// which resolve destinations with the same table (SetRouting).
+    std::function<void(uint32_t vcpu, const ApicRoutingEntry&)>
+        on_routing_change;
   };
   explicit UserIrqchip(Options options);
   UserIrqchip(const UserIrqchip&) = delete;
@@ -151,6 +157,9 @@ class UserIrqchip : public ApicBus {
   bool WriteMsr(uint32_t vcpu, uint32_t msr, uint64_t value);
 
   VcpuActivity activity(uint32_t vcpu);
+  /// Sets the routing entry of a vCPU whose APIC lives in another process
+  /// (what that process's on_routing_change said).
+  void SetRouting(uint32_t vcpu, const ApicRoutingEntry& entry);
   /// A copy of the routing table (tests, diagnostics).
   std::vector<ApicRoutingEntry> routing_table() const;
   IrqchipStats stats() const;
@@ -182,6 +191,7 @@ class UserIrqchip : public ApicBus {
   std::mutex ioapic_mu_;
   IoApic ioapic_;
   ApicBus* bus_;
+  std::function<void(uint32_t, const ApicRoutingEntry&)> on_routing_change_;
   std::shared_mutex kicker_mu_;
   std::function<void(uint32_t)> kicker_;
   std::atomic<uint64_t> ipis_{0}, ioapic_interrupts_{0}, deliveries_{0},

@@ -65,6 +65,11 @@ class Vcpu {
   absl::Status InjectInterrupt(uint8_t vector) const;
   /// KVM_NMI (no in-kernel irqchip).
   absl::Status InjectNmi() const;
+  /// The guest TSC's offset from the host's (KVM_VCPU_TSC_OFFSET): vCPUs of
+  /// one guest in several processes on one host read one TSC when they all
+  /// use the same offset.
+  absl::StatusOr<uint64_t> GetTscOffset() const;
+  absl::Status SetTscOffset(uint64_t offset) const;
   /// Drops every exception, interrupt and NMI KVM holds for the vCPU (what
   /// INIT does to a processor).
   absl::Status ClearPendingEvents() const;

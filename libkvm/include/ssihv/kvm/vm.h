@@ -71,6 +71,13 @@ class Vm {
   /// An edge on an ISA interrupt: raise then lower.
   absl::Status PulseIrq(uint32_t gsi) const;
 
+  /// The guest's kvmclock (KVM_GET_CLOCK): `clock` in ns, with `realtime`
+  /// and `host_tsc` when flags say so (a host whose clocksource is the TSC).
+  absl::StatusOr<kvm_clock_data> GetClock() const;
+  /// Sets it (KVM_SET_CLOCK); with KVM_CLOCK_REALTIME in `flags`, KVM adds
+  /// the realtime elapsed since `realtime`.
+  absl::Status SetClock(const kvm_clock_data& data) const;
+
   /// Creates vCPU `id` (its APIC ID on x86) with its kvm_run mapped.
   absl::StatusOr<Vcpu> CreateVcpu(uint32_t id) const;
 
