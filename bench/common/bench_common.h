@@ -68,6 +68,12 @@ class ServerProcess {
 
 /// Registers BM_Floor/tcp_rtt_4k (tcp_floor.cc).
 void RegisterTcpFloor();
+/// Registers BM_Floor/tcp_stream (tcp_floor.cc): raw bulk transfer over
+/// 127.0.0.1, the floor of a sequential remote read.
+void RegisterTcpStreamFloor();
+/// Registers BM_Floor/ib_read_4k and BM_Floor/ib_read_4k_event
+/// (ib_floor.cc); they skip without an RDMA device.
+void RegisterIbFloor();
 
 }  // namespace ssihv::bench
 

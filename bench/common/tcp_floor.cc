@@ -2,6 +2,11 @@
 // forked server process answers each 16-byte request (an offset) with the
 // 4 KiB page at that offset; the client sends and receives with plain
 // blocking sockets (TCP_NODELAY, MSG_WAITALL). No library code.
+//
+// BM_Floor/tcp_stream: the most bytes per second TCP moves here: each
+// iteration asks the server for its whole 64 MiB region, which it sends
+// with one send(2) into one recv(MSG_WAITALL) of the client. The floor of
+// BM_RemoteSequentialRead (bench/pager).
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -24,7 +29,10 @@ bool RecvAll(int fd, void* p, size_t n) {
   return recv(fd, p, n, MSG_WAITALL) == static_cast<ssize_t>(n);
 }
 
-int Serve(int listen_fd, int ready_fd, int stop_fd) {
+/// The served region, patterned, then one accepted connection: each request
+/// {offset, bytes} is answered with those bytes (a page, or with `stream`
+/// the whole region from offset 0).
+int Serve(int listen_fd, int ready_fd, int stop_fd, bool stream) {
   size_t size = kServedPages * kPage;
   auto* mem = static_cast<uint8_t*>(mmap(nullptr, size, PROT_READ | PROT_WRITE,
                                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
@@ -36,7 +44,9 @@ int Serve(int listen_fd, int ready_fd, int stop_fd) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
   uint64_t req[2];
   while (RecvAll(fd, req, sizeof(req))) {
-    if (req[0] + kPage > size || !SendAll(fd, mem + req[0], kPage)) break;
+    const uint64_t off = stream ? 0 : req[0];
+    const uint64_t len = stream ? size : kPage;
+    if (off + len > size || !SendAll(fd, mem + off, len)) break;
   }
   close(fd);
   char byte;
@@ -44,7 +54,8 @@ int Serve(int listen_fd, int ready_fd, int stop_fd) {
   return 0;
 }
 
-void BM_FloorTcpRtt4k(benchmark::State& state) {
+/// Forks the server and connects to it; -1 (with the error set) on failure.
+int Connect(benchmark::State& state, ServerProcess& server, bool stream) {
   int listen_fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -54,14 +65,13 @@ void BM_FloorTcpRtt4k(benchmark::State& state) {
       listen(listen_fd, 1) != 0 ||
       getsockname(listen_fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     state.SkipWithError("bind/listen on 127.0.0.1 failed");
-    return;
+    return -1;
   }
-  ServerProcess server;
-  if (!server.Start([listen_fd](int ready, int stop) {
-        return Serve(listen_fd, ready, stop);
+  if (!server.Start([listen_fd, stream](int ready, int stop) {
+        return Serve(listen_fd, ready, stop, stream);
       })) {
     state.SkipWithError("server process failed");
-    return;
+    return -1;
   }
   close(listen_fd);
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -69,8 +79,16 @@ void BM_FloorTcpRtt4k(benchmark::State& state) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     state.SkipWithError("connect failed");
-    return;
+    close(fd);
+    return -1;
   }
+  return fd;
+}
+
+void BM_FloorTcpRtt4k(benchmark::State& state) {
+  ServerProcess server;
+  const int fd = Connect(state, server, /*stream=*/false);
+  if (fd < 0) return;
   std::vector<uint8_t> page(kPage);
   std::vector<int64_t> ns;
   ns.reserve(1 << 20);
@@ -93,7 +111,35 @@ void BM_FloorTcpRtt4k(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * kPage);
 }
 
+void BM_FloorTcpStream(benchmark::State& state) {
+  ServerProcess server;
+  const int fd = Connect(state, server, /*stream=*/true);
+  if (fd < 0) return;
+  const size_t size = kServedPages * kPage;
+  std::vector<uint8_t> buf(size);  // touched: the floor pays no page faults
+  const int64_t t0 = NowNs();
+  for (auto _ : state) {
+    const uint64_t req[2] = {0, size};
+    if (!SendAll(fd, req, sizeof(req)) || !RecvAll(fd, buf.data(), size)) {
+      state.SkipWithError("socket failed");
+      break;
+    }
+  }
+  const int64_t wall = NowNs() - t0;
+  close(fd);
+  if (buf[size - 1] != PatternAt(size - 1)) state.SkipWithError("wrong bytes");
+  // Wall time, as BM_RemoteSequentialRead's counter of the same name.
+  state.counters["bytes_per_s"] =
+      benchmark::Counter(static_cast<double>(state.iterations() * size) * 1e9 /
+                         static_cast<double>(wall));
+}
+
 }  // namespace
+
+void RegisterTcpStreamFloor() {
+  benchmark::RegisterBenchmark("BM_Floor/tcp_stream", BM_FloorTcpStream)
+      ->UseRealTime();
+}
 
 void RegisterTcpFloor() {
   benchmark::RegisterBenchmark("BM_Floor/tcp_rtt_4k", BM_FloorTcpRtt4k)

@@ -1,21 +1,30 @@
-// BM_RemoteFault/{tcp,rdma}: a read fault on a page homed on another node
-// process, resolved by the DSM node over the transport, and the floor it is
-// measured against, in the same binary and run:
-//   BM_Floor/tcp_rtt_4k   a raw blocking-socket request (16 bytes) answered
-//                         with 4 KiB over 127.0.0.1 (bench/common: the very
-//                         floor bench/transport reports against);
-//   goal: BM_RemoteFault/tcp p50 <= 1.5 x (BM_Floor/uffd_copy +
-//         BM_Floor/tcp_rtt_4k).
-// The home is a forked process running DsmNode 0; this process is node 1.
-// Each iteration reads a page node 1 does not hold (Invalid -> read request
-// to the home -> kData with the 4 KiB -> UFFDIO_COPY read-only). After a
-// window of pages the home rewrites them (timing paused), which invalidates
-// node 1's copies, and the window is read again. SSIHV_BENCH_STATS=1 prints
-// node 1's DsmNode::StatsJson() after each run.
+// Remote faults through the DSM node, against floors in the same binary and
+// run (docs/PERFORMANCE.md, "Pager"):
+//
+//   BM_RemoteFault/tcp         a read fault on a page the home holds
+//                              Modified (it must write-protect it: the
+//                              protocol's downgrade); read against
+//                              BM_Bound/tcp_lane_wp (remote_bound.cc)
+//   BM_RemoteFault/tcp_shared  the same, the home holding the page Shared
+//                              (a third node read it first: no downgrade);
+//                              against BM_Bound/tcp_lane
+//   BM_RemoteFault/rdma        (lab VM) against BM_Floor/uffd_copy +
+//                              BM_Floor/ib_read_4k
+//   BM_RemoteSequentialRead/tcp  64 MiB homed on the other node read once,
+//                              page after page; bytes/s against
+//                              BM_Floor/tcp_stream (with the default remote
+//                              read-ahead; /tcp_no_read_ahead without)
+//   BM_RemoteFaultThroughput/tcp/threads:N  N threads reading distinct
+//                              remote pages; faults/s
+//
+// The home is a forked process running DsmNode 0 (and for tcp_shared
+// DsmNode 2, the third node); this process is node 1. Between rounds the
+// home rewrites the pages (timing paused), which invalidates node 1's
+// copies. SSIHV_BENCH_STATS=1 prints node 1's DsmNode::StatsJson() after
+// each run.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
@@ -24,7 +33,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -39,48 +53,78 @@ namespace ssihv::bench {
 namespace {
 
 constexpr uint64_t kRemoteWindow = 2048;  // pages read before a rewrite
-
-// ---- BM_RemoteFault --------------------------------------------------------
+constexpr uint64_t kHomeMib = 64;
+constexpr uint64_t kHomePages = kHomeMib * 1024 * 1024 / kPage;
 
 uint64_t Pattern(uint64_t round, uint64_t page) { return round << 32 | page; }
 
-void WriteByte(int fd, char c) { [[maybe_unused]] auto n = write(fd, &c, 1); }
-bool ReadByte(int fd, char* c, int timeout_ms) {
-  pollfd p{fd, POLLIN, 0};
-  return poll(&p, 1, timeout_ms) == 1 && read(fd, c, 1) == 1;
+bool WriteAll(int fd, const void* p, size_t n) {
+  return write(fd, p, n) == static_cast<ssize_t>(n);
+}
+bool ReadAll(int fd, void* p, size_t n, int timeout_ms) {
+  pollfd pfd{fd, POLLIN, 0};
+  return poll(&pfd, 1, timeout_ms) == 1 &&
+         read(fd, p, n) == static_cast<ssize_t>(n);
 }
 
-/// The home node: writes round r's pattern into the window on each 'w',
-/// answers 'k'; exits on end of file.
-[[noreturn]] void HomeMain(const cluster::ClusterConfig& config, int cmd,
-                           int report) {
+volatile uint64_t* PageOf(pager::DsmNode& node, uint64_t base, uint64_t page) {
+  return reinterpret_cast<volatile uint64_t*>(
+      node.HostAddress(base + page * kPage));
+}
+
+/// The home process: node 0, plus node 2 when `shared`. Command r (pages
+/// [first, first + count)) writes Pattern(r, page) into those pages of node
+/// 0's memory; node 2 then reads them, so node 0 holds them Shared. Answers
+/// 'k'; exits on end of file.
+[[noreturn]] void HomeMain(const cluster::ClusterConfig& config, bool shared,
+                           int cmd, int report) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  auto t = rdmax::CreateTransport(config, 0);
-  if (!t.ok()) _exit(1);
-  auto node = pager::DsmNode::Create(config, 0, *std::move(t));
-  if (!node.ok() || !(*node)->Start().ok()) _exit(1);
-  const uint64_t base = cluster::GuestLayout(config).RangesOfNode(0)[0].gpa;
-  char c;
-  for (uint64_t round = 1; ReadByte(cmd, &c, -1) && c == 'w'; ++round) {
-    for (uint64_t p = 0; p < kRemoteWindow; ++p) {
-      *reinterpret_cast<volatile uint64_t*>(
-          (*node)->HostAddress(base + p * kPage)) = Pattern(round, p);
-    }
-    WriteByte(report, 'k');
+  std::vector<std::unique_ptr<pager::DsmNode>> nodes;
+  for (uint32_t id :
+       shared ? std::vector<uint32_t>{0, 2} : std::vector<uint32_t>{0}) {
+    auto t = rdmax::CreateTransport(config, id);
+    if (!t.ok()) _exit(1);
+    auto node = pager::DsmNode::Create(config, id, *std::move(t));
+    if (!node.ok()) _exit(1);
+    nodes.push_back(*std::move(node));
   }
-  (*node)->Stop();
+  // Start() waits for every peer, node 1 included: start them together.
+  std::vector<std::thread> starters;
+  std::atomic<bool> ok{true};
+  for (auto& n : nodes) {
+    starters.emplace_back([&] { ok = ok && n->Start().ok(); });
+  }
+  for (auto& t : starters) t.join();
+  if (!ok) _exit(1);
+  const uint64_t base = cluster::GuestLayout(config).RangesOfNode(0)[0].gpa;
+  uint64_t range[2];
+  for (uint64_t round = 1; ReadAll(cmd, range, sizeof(range), -1); ++round) {
+    const uint64_t end = std::min(range[0] + range[1], kHomePages);
+    for (uint64_t p = range[0]; p < end; ++p) {
+      *PageOf(*nodes[0], base, p) = Pattern(round, p);
+    }
+    if (shared) {
+      for (uint64_t p = range[0]; p < end; ++p) {
+        (void)*PageOf(*nodes[1], base, p);
+      }
+    }
+    const char k = 'k';
+    if (!WriteAll(report, &k, 1)) break;
+  }
+  for (auto& node : nodes) node->Stop();
   _exit(0);
 }
 
 absl::StatusOr<cluster::ClusterConfig> RemoteConfig(const char* transport,
+                                                    int nodes,
                                                     const std::string& dir) {
   const std::string secret = dir + "/secret";
   absl::Status st = base::WriteFileAtomically(
       secret, absl::StrCat("pager-bench-secret-", getpid(), "-0123456789"));
   if (!st.ok()) return st;
   chmod(secret.c_str(), 0600);
-  std::string nodes;
-  for (int i = 0; i < 2; ++i) {
+  std::string list;
+  for (int i = 0; i < nodes; ++i) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
@@ -89,103 +133,254 @@ absl::StatusOr<cluster::ClusterConfig> RemoteConfig(const char* transport,
     bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
     getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
     close(fd);
-    absl::StrAppend(&nodes, i ? "," : "", R"({"id": )", i,
-                    R"(, "vcpus": 1, "memory_mib": 64, "address": "127.0.0.1:)",
-                    ntohs(a.sin_port), R"("})");
+    absl::StrAppend(&list, i ? "," : "", R"({"id": )", i,
+                    R"(, "vcpus": 1, "memory_mib": )", i == 0 ? kHomeMib : 2,
+                    R"(, "address": "127.0.0.1:)", ntohs(a.sin_port), R"("})");
   }
   return cluster::ParseClusterConfig(
       absl::StrCat(R"({"transport": ")", transport, R"(", "secret_file": ")",
-                   secret, R"(", "nodes": [)", nodes, "]}"));
+                   secret, R"(", "nodes": [)", list, "]}"));
 }
 
-void BM_RemoteFault(benchmark::State& state, const char* transport) {
-  if (std::string(transport) == "rdma" && !rdmax::ProbeRdmaDevice("", 1).ok()) {
-    state.SkipWithError("no RDMA device with an active port");
-    return;
-  }
-  char tmpl[] = "/tmp/ssihv-pager-bench-XXXXXX";
-  if (mkdtemp(tmpl) == nullptr) {
-    state.SkipWithError("mkdtemp failed");
-    return;
-  }
-  auto config = RemoteConfig(transport, tmpl);
-  if (!config.ok()) {
-    state.SkipWithError(std::string(config.status().message()).c_str());
-    return;
-  }
-  int to_home[2], from_home[2];
-  if (pipe2(to_home, O_CLOEXEC) != 0 || pipe2(from_home, O_CLOEXEC) != 0) {
-    state.SkipWithError("pipe2 failed");
-    return;
-  }
-  const pid_t pid = fork();  // before any thread of this process's node
-  if (pid == 0) {
-    close(to_home[1]);  // or the home never sees end of file
-    close(from_home[0]);
-    HomeMain(*config, to_home[0], from_home[1]);
-  }
-  close(to_home[0]);
-  close(from_home[1]);
-  {
-    auto t = rdmax::CreateTransport(*config, 1);
-    auto node =
-        t.ok() ? pager::DsmNode::Create(*config, 1, *std::move(t))
-               : absl::StatusOr<std::unique_ptr<pager::DsmNode>>(t.status());
-    absl::Status st = node.ok() ? (*node)->Start() : node.status();
-    char c = 0;
-    WriteByte(to_home[1], 'w');
-    if (st.ok() && !(ReadByte(from_home[0], &c, 60000) && c == 'k')) {
-      st = absl::UnavailableError("the home node did not answer");
-    }
+/// Node 1 in this process, the home (node 0, and node 2 with `shared`) in a
+/// forked one.
+class RemoteCluster {
+ public:
+  /// `read_ahead`: node 1's DsmOptions::read_ahead_pages (0 for the
+  /// benchmarks of one fault: their walks through the window would be
+  /// served ahead).
+  static std::unique_ptr<RemoteCluster> Start(benchmark::State& state,
+                                              const char* transport,
+                                              bool shared,
+                                              uint32_t read_ahead = 0) {
+    std::unique_ptr<RemoteCluster> c(new RemoteCluster);
+    absl::Status st = c->Init(transport, shared, read_ahead);
     if (!st.ok()) {
       state.SkipWithError(std::string(st.message()).c_str());
-    } else {
-      const uint64_t base =
-          cluster::GuestLayout(*config).RangesOfNode(0)[0].gpa;
-      std::vector<int64_t> ns;
-      ns.reserve(state.max_iterations);
-      uint64_t round = 1, page = 0, wrong = 0;
-      for (auto _ : state) {
-        if (page == kRemoteWindow) {
-          state.PauseTiming();
-          WriteByte(to_home[1], 'w');  // invalidates our copies
-          ++round;
-          page = 0;
-          if (!ReadByte(from_home[0], &c, 60000)) {
-            state.SkipWithError("the home node stopped answering");
-            break;
-          }
-          state.ResumeTiming();
-        }
-        auto* p = reinterpret_cast<volatile uint64_t*>(
-            (*node)->HostAddress(base + page * kPage));
-        const int64_t t0 = NowNs();
-        const uint64_t v = *p;
-        ns.push_back(NowNs() - t0);
-        wrong += v != Pattern(round, page);
-        ++page;
-      }
-      if (wrong != 0) state.SkipWithError("read stale or wrong page bytes");
-      SetPercentiles(state, ns);
-      if (getenv("SSIHV_BENCH_STATS") != nullptr) {  // where the time goes
-        fprintf(stderr, "%s\n", (*node)->StatsJson().dump().c_str());
-      }
-      (*node)->Stop();
+      return nullptr;
     }
+    return c;
   }
-  close(to_home[1]);  // the home exits on end of file
-  close(from_home[0]);
-  waitpid(pid, nullptr, 0);
-  unlink((std::string(tmpl) + "/secret").c_str());
-  rmdir(tmpl);
+  ~RemoteCluster() {
+    if (node_ != nullptr) node_->Stop();
+    node_.reset();
+    if (cmd_ >= 0) close(cmd_);  // the home exits on end of file
+    if (report_ >= 0) close(report_);
+    if (pid_ > 0) waitpid(pid_, nullptr, 0);
+    unlink((dir_ + "/secret").c_str());
+    rmdir(dir_.c_str());
+  }
+
+  /// The home writes the next round into pages [first, first + count)
+  /// (invalidating node 1's copies); any thread. The round, or 0 when the
+  /// home did not answer.
+  uint64_t Rewrite(uint64_t first, uint64_t count) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t range[2] = {first, count};
+    char c = 0;
+    const bool ok = WriteAll(cmd_, range, sizeof(range)) &&
+                    ReadAll(report_, &c, 1, 120000) && c == 'k';
+    ++round_;
+    return ok ? round_ : 0;
+  }
+  volatile uint64_t* At(uint64_t page) { return PageOf(*node_, base_, page); }
+  static bool Check(uint64_t round, uint64_t page, uint64_t v) {
+    return v == Pattern(round, page);
+  }
+  pager::DsmNode& node() { return *node_; }
+
+ private:
+  RemoteCluster() = default;
+  absl::Status Init(const char* transport, bool shared, uint32_t read_ahead) {
+    if (std::string(transport) == "rdma" &&
+        !rdmax::ProbeRdmaDevice("", 1).ok()) {
+      return absl::UnavailableError("no RDMA device with an active port");
+    }
+    char tmpl[] = "/tmp/ssihv-pager-bench-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) return absl::InternalError("mkdtemp");
+    dir_ = tmpl;
+    auto config = RemoteConfig(transport, shared ? 3 : 2, dir_);
+    if (!config.ok()) return config.status();
+    int to_home[2], from_home[2];
+    if (pipe2(to_home, O_CLOEXEC) != 0 || pipe2(from_home, O_CLOEXEC) != 0) {
+      return absl::InternalError("pipe2");
+    }
+    pid_ = fork();  // before any thread of this process's node
+    if (pid_ == 0) {
+      close(to_home[1]);  // or the home never sees end of file
+      close(from_home[0]);
+      HomeMain(*config, shared, to_home[0], from_home[1]);
+    }
+    close(to_home[0]);
+    close(from_home[1]);
+    cmd_ = to_home[1];
+    report_ = from_home[0];
+    base_ = cluster::GuestLayout(*config).RangesOfNode(0)[0].gpa;
+    auto t = rdmax::CreateTransport(*config, 1);
+    if (!t.ok()) return t.status();
+    pager::DsmOptions options;
+    options.read_ahead_pages = read_ahead;
+    auto node = pager::DsmNode::Create(*config, 1, *std::move(t), options);
+    if (!node.ok()) return node.status();
+    node_ = *std::move(node);
+    return node_->Start();
+  }
+
+  std::string dir_;
+  pid_t pid_ = -1;
+  int cmd_ = -1;
+  int report_ = -1;
+  uint64_t base_ = 0;
+  std::mutex mu_;
+  uint64_t round_ = 0;
+  std::unique_ptr<pager::DsmNode> node_;
+};
+
+void PrintStats(pager::DsmNode& node) {
+  if (getenv("SSIHV_BENCH_STATS") != nullptr) {  // where the time goes
+    fprintf(stderr, "%s\n", node.StatsJson().dump().c_str());
+  }
+}
+
+void BM_RemoteFault(benchmark::State& state, const char* transport,
+                    bool shared) {
+  auto c = RemoteCluster::Start(state, transport, shared);
+  if (!c) return;
+  uint64_t round = c->Rewrite(0, kRemoteWindow);
+  if (round == 0) {
+    state.SkipWithError("the home node did not answer");
+    return;
+  }
+  std::vector<int64_t> ns;
+  ns.reserve(state.max_iterations);
+  uint64_t page = 0, wrong = 0;
+  for (auto _ : state) {
+    if (page == kRemoteWindow) {
+      state.PauseTiming();
+      page = 0;
+      round = c->Rewrite(0, kRemoteWindow);  // invalidates our copies
+      if (round == 0) {
+        state.SkipWithError("the home node stopped answering");
+        break;
+      }
+      state.ResumeTiming();
+    }
+    volatile uint64_t* p = c->At(page);
+    const int64_t t0 = NowNs();
+    const uint64_t v = *p;
+    ns.push_back(NowNs() - t0);
+    wrong += !RemoteCluster::Check(round, page, v);
+    ++page;
+  }
+  if (wrong != 0) state.SkipWithError("read stale or wrong page bytes");
+  SetPercentiles(state, ns);
+  PrintStats(c->node());
+}
+
+// 64 MiB homed on node 0, read once per iteration, one access per page.
+// bytes_per_s is over the wall time of the reads only (the rewrites that
+// invalidate our copies between iterations are not counted).
+void BM_RemoteSequentialRead(benchmark::State& state, uint32_t read_ahead) {
+  auto c = RemoteCluster::Start(state, "tcp", false, read_ahead);
+  if (!c) return;
+  uint64_t wrong = 0;
+  int64_t read_ns = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    const uint64_t round = c->Rewrite(0, kHomePages);
+    state.ResumeTiming();
+    if (round == 0) {
+      state.SkipWithError("the home node stopped answering");
+      break;
+    }
+    const int64_t t0 = NowNs();
+    for (uint64_t page = 0; page < kHomePages; ++page) {
+      wrong += !RemoteCluster::Check(round, page, *c->At(page));
+    }
+    read_ns += NowNs() - t0;
+  }
+  if (wrong != 0) state.SkipWithError("read stale or wrong page bytes");
+  state.counters["bytes_per_s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * kHomePages * kPage) * 1e9 /
+      static_cast<double>(read_ns));
+  PrintStats(c->node());
+}
+
+// Thread 0 sets up before the loop's start barrier and tears down after its
+// end barrier; each thread reads its own slice of the home's pages, and has
+// the home rewrite that slice (timing paused) when it has read it all.
+std::unique_ptr<RemoteCluster> g_cluster;
+constexpr uint64_t kSlicePages = 2048;
+
+void BM_RemoteFaultThroughput(benchmark::State& state) {
+  if (state.thread_index() == 0) {
+    g_cluster = RemoteCluster::Start(state, "tcp", false);
+  }
+  const uint64_t first = state.thread_index() * kSlicePages;
+  std::vector<int64_t> ns;
+  ns.reserve(state.max_iterations);
+  uint64_t next = kSlicePages, round = 0, wrong = 0;
+  int64_t active = 0, segment = 0;
+  for (auto _ : state) {
+    if (next == kSlicePages) {
+      if (!g_cluster) {
+        state.SkipWithError("setup failed");
+        break;
+      }
+      if (segment != 0) active += NowNs() - segment;
+      state.PauseTiming();
+      round = g_cluster->Rewrite(first, kSlicePages);
+      next = 0;
+      state.ResumeTiming();
+      if (round == 0) {
+        state.SkipWithError("the home node stopped answering");
+        break;
+      }
+      segment = NowNs();
+    }
+    volatile uint64_t* p = g_cluster->At(first + next);
+    const int64_t t0 = NowNs();
+    const uint64_t v = *p;
+    ns.push_back(NowNs() - t0);
+    wrong += !RemoteCluster::Check(round, first + next, v);
+    ++next;
+  }
+  if (segment != 0) active += NowNs() - segment;
+  if (wrong != 0) state.SkipWithError("read stale or wrong page bytes");
+  // Summed over threads: the total rate.
+  if (active > 0) {
+    state.counters["faults_per_s"] = benchmark::Counter(
+        static_cast<double>(ns.size()) * 1e9 / static_cast<double>(active));
+  }
+  SetPercentiles(state, ns);
+  if (state.thread_index() == 0 && g_cluster) {
+    PrintStats(g_cluster->node());
+    g_cluster.reset();
+  }
 }
 
 }  // namespace
 
 void RegisterRemoteBenchmarks() {
-  RegisterTcpFloor();  // bench/common: the same floor as bench/transport's
-  benchmark::RegisterBenchmark("BM_RemoteFault/tcp", BM_RemoteFault, "tcp");
-  benchmark::RegisterBenchmark("BM_RemoteFault/rdma", BM_RemoteFault, "rdma");
+  RegisterTcpFloor();  // bench/common: the same floors as bench/transport's
+  RegisterTcpStreamFloor();
+  RegisterIbFloor();
+  benchmark::RegisterBenchmark("BM_RemoteFault/tcp", BM_RemoteFault, "tcp",
+                               false);
+  benchmark::RegisterBenchmark("BM_RemoteFault/tcp_shared", BM_RemoteFault,
+                               "tcp", true);
+  benchmark::RegisterBenchmark("BM_RemoteFault/rdma", BM_RemoteFault, "rdma",
+                               false);
+  benchmark::RegisterBenchmark("BM_RemoteSequentialRead/tcp",
+                               BM_RemoteSequentialRead,
+                               pager::DsmOptions().read_ahead_pages);
+  benchmark::RegisterBenchmark("BM_RemoteSequentialRead/tcp_no_read_ahead",
+                               BM_RemoteSequentialRead, 0u);
+  benchmark::RegisterBenchmark("BM_RemoteFaultThroughput/tcp",
+                               BM_RemoteFaultThroughput)
+      ->Threads(1)
+      ->Threads(2)
+      ->Threads(4);
 }
 
 }  // namespace ssihv::bench

@@ -29,6 +29,7 @@ uint8_t* DsmNode::HostAddress(uint64_t gpa) const {
 absl::Status DsmNode::DeclareDead(uint32_t node) {
   return engine_->DeclareDead(node);
 }
+rdmax::Transport& DsmNode::transport() { return engine_->transport(); }
 Pager& DsmNode::pager() { return engine_->pager(); }
 PagerStats DsmNode::PagerStatistics() const { return engine_->pager().Stats(); }
 nlohmann::json DsmNode::StatsJson() const { return engine_->StatsJson(); }

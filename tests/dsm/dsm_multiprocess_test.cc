@@ -33,12 +33,60 @@ void RunAndCheck(int nodes, double seconds,
   }
 }
 
+/// The history mode: every read and write logged and the whole history
+/// checked for linearizability, under the adversities `o` asks for.
+StressResult RunHistory(StressOptions o) {
+  o.history = true;
+  o.threads = 2;
+  o.timeout_s = 120;
+  absl::StatusOr<StressResult> r = RunStress(o);
+  INFO(r.status().ToString());
+  REQUIRE(r.ok());
+  for (const std::string& v : r->violations) UNSCOPED_INFO(v);
+  CHECK(r->violations.empty());
+  CHECK(r->writes > 100);
+  CHECK(r->reads > 100);
+  CHECK(r->registers == static_cast<uint64_t>(o.nodes * o.registers_per_node));
+  CHECK(r->full_logs == 0);
+  return *r;
+}
+
 #ifdef SSIHV_DSM_TEST_RDMA
 // The lab VM runs this one (label rdma) over rxe0.
 TEST_CASE("2 node processes over RDMA: no lost increment") {
   RunAndCheck(2, 2.0, "rdma");
 }
+
+TEST_CASE("History over RDMA, 3 nodes, SIGSTOP/SIGCONT: linearizable") {
+  StressOptions o;
+  o.nodes = 3;
+  o.seconds = 2.0;
+  o.transport = "rdma";
+  o.sigstop_max_ms = 50;
+  StressResult r = RunHistory(o);
+  CHECK(r.stops > 0);
+}
 #else
+TEST_CASE("History, 3 nodes, SIGSTOP/SIGCONT and a CPU hog: linearizable") {
+  StressOptions o;
+  o.nodes = 3;
+  o.seconds = 2.0;
+  o.sigstop_max_ms = 50;
+  o.hogs = 1;
+  StressResult r = RunHistory(o);
+  CHECK(r.stops > 0);
+  CHECK(r.killed == -1);
+}
+
+TEST_CASE("History, 3 nodes, one SIGKILLed mid-run: survivors linearizable") {
+  StressOptions o;
+  o.nodes = 3;
+  o.seconds = 2.0;
+  o.kill_node = true;
+  StressResult r = RunHistory(o);
+  CHECK(r.killed >= 0);
+}
+
 TEST_CASE("2 node processes: no lost increment, monotonic sequences") {
   RunAndCheck(2, 1.5);
 }

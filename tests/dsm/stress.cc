@@ -30,6 +30,7 @@
 #include "ssihv/cluster/layout.h"
 #include "ssihv/pager/dsm_node.h"
 #include "ssihv/rdmax/transport.h"
+#include "stress_util.h"
 
 namespace ssihv::dsm_stress {
 namespace {
@@ -75,53 +76,6 @@ void SpinUnlock(volatile uint32_t* lock) {
 }
 
 constexpr uint64_t kSeqMask = (uint64_t{1} << 48) - 1;
-
-// ---- line-oriented pipes ---------------------------------------------------
-
-class LineReader {
- public:
-  explicit LineReader(int fd) : fd_(fd) {}
-  /// The next line without '\n'; DeadlineExceeded / Unavailable (EOF).
-  absl::StatusOr<std::string> Next(absl::Time deadline) {
-    for (;;) {
-      if (size_t nl = buf_.find('\n'); nl != std::string::npos) {
-        std::string line = buf_.substr(0, nl);
-        buf_.erase(0, nl + 1);
-        return line;
-      }
-      const int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
-      if (ms <= 0) return absl::DeadlineExceededError("no line in time");
-      pollfd p{fd_, POLLIN, 0};
-      const int rc =
-          ::poll(&p, 1, static_cast<int>(std::min<int64_t>(ms, 1000)));
-      if (rc < 0 && errno != EINTR) return base::LastErrnoStatus("poll");
-      if (rc <= 0) continue;
-      char chunk[65536];
-      const ssize_t n = ::read(fd_, chunk, sizeof(chunk));
-      if (n == 0) return absl::UnavailableError("pipe closed");
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return base::LastErrnoStatus("read pipe");
-      }
-      buf_.append(chunk, static_cast<size_t>(n));
-    }
-  }
-
- private:
-  int fd_;
-  std::string buf_;
-};
-
-void WriteLine(int fd, const std::string& line) {
-  std::string s = line + "\n";
-  size_t off = 0;
-  while (off < s.size()) {
-    ssize_t n = ::write(fd, s.data() + off, s.size() - off);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return;
-    off += static_cast<size_t>(n);
-  }
-}
 
 // ---- one node process
 // --------------------------------------------------------
@@ -249,76 +203,6 @@ int NodeMain(const std::string& config_path, const StressOptions& o, int self,
 // ---- the parent
 // --------------------------------------------------------------
 
-absl::StatusOr<uint16_t> FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return base::LastErrnoStatus("socket");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) < 0) {
-    absl::Status st = base::LastErrnoStatus("bind 127.0.0.1:0");
-    ::close(fd);
-    return st;
-  }
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-struct Child {
-  pid_t pid = -1;
-  int cmd = -1;     // parent writes
-  int report = -1;  // parent reads
-  std::unique_ptr<LineReader> reader;
-};
-
-absl::StatusOr<std::string> WriteClusterFiles(const std::string& dir,
-                                              const StressOptions& o) {
-  const std::string secret = dir + "/secret";
-  SSIHV_RETURN_IF_ERROR(base::WriteFileAtomically(
-      secret, absl::StrCat("dsm-stress-secret-", ::getpid(), "-0123456789")));
-  if (::chmod(secret.c_str(), 0600) < 0) {
-    return base::LastErrnoStatus("chmod " + secret);
-  }
-  std::string json = R"({"transport": ")" + o.transport +
-                     R"(", "secret_file": ")" + secret + R"(", "nodes": [)";
-  for (int i = 0; i < o.nodes; ++i) {
-    SSIHV_ASSIGN_OR_RETURN(uint16_t port, FreePort());
-    absl::StrAppend(&json, i ? "," : "", R"({"id": )", i,
-                    R"(, "vcpus": 1, "memory_mib": 2, "address": "127.0.0.1:)",
-                    port, R"("})");
-  }
-  json += "]}";
-  const std::string path = dir + "/cluster.json";
-  SSIHV_RETURN_IF_ERROR(base::WriteFileAtomically(path, json));
-  return path;
-}
-
-absl::StatusOr<Child> Spawn(const std::string& config, const StressOptions& o,
-                            int self) {
-  int to_child[2], from_child[2];
-  if (::pipe2(to_child, O_CLOEXEC) < 0 || ::pipe2(from_child, O_CLOEXEC) < 0) {
-    return base::LastErrnoStatus("pipe2");
-  }
-  const pid_t pid = ::fork();
-  if (pid < 0) return base::LastErrnoStatus("fork");
-  if (pid == 0) {
-    ::close(to_child[1]);
-    ::close(from_child[0]);
-    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the driver
-    _exit(NodeMain(config, o, self, to_child[0], from_child[1]));
-  }
-  ::close(to_child[0]);
-  ::close(from_child[1]);
-  Child c;
-  c.pid = pid;
-  c.cmd = to_child[1];
-  c.report = from_child[0];
-  c.reader = std::make_unique<LineReader>(c.report);
-  return c;
-}
-
 /// The next line of node `i` that is not an error report; errors fail.
 absl::StatusOr<std::string> Expect(Child& c, int i, const std::string& word,
                                    absl::Time deadline) {
@@ -372,6 +256,7 @@ absl::Status Drive(std::vector<Child>& children, const StressOptions& o,
 }  // namespace
 
 absl::StatusOr<StressResult> RunStress(const StressOptions& o) {
+  if (o.history) return RunHistoryStress(o);
   if (o.nodes < 2 || o.nodes > 8 || o.threads < 1 || o.iterations < 0 ||
       !(o.seconds > 0) || (o.transport != "tcp" && o.transport != "rdma")) {
     return absl::InvalidArgumentError(
@@ -388,7 +273,9 @@ absl::StatusOr<StressResult> RunStress(const StressOptions& o) {
   std::vector<Child> children;
   absl::Status st;
   for (int i = 0; i < o.nodes && st.ok(); ++i) {
-    auto c = Spawn(config, o, i);
+    auto c = SpawnNode([&config, &o, i](int cmd, int report) {
+      return NodeMain(config, o, i, cmd, report);
+    });
     if (c.ok()) {
       children.push_back(*std::move(c));
     } else {
@@ -398,17 +285,8 @@ absl::StatusOr<StressResult> RunStress(const StressOptions& o) {
   if (st.ok()) {
     st = Drive(children, o, &result, absl::Now() + absl::Seconds(o.timeout_s));
   }
-  for (Child& c : children) {
-    if (!st.ok()) ::kill(c.pid, SIGKILL);
-    int status = 0;
-    ::waitpid(c.pid, &status, 0);
-    if (st.ok() && !(WIFEXITED(status) && WEXITSTATUS(status) == 0)) {
-      st = absl::InternalError(
-          absl::StrCat("node process ", c.pid, " ended with status ", status));
-    }
-    ::close(c.cmd);
-    ::close(c.report);
-  }
+  absl::Status reaped = ReapNodes(children, /*kill=*/!st.ok());
+  if (st.ok()) st = reaped;
   ::unlink((dir + "/cluster.json").c_str());
   ::unlink((dir + "/secret").c_str());
   ::rmdir(dir.c_str());

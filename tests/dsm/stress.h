@@ -36,6 +36,32 @@ struct StressOptions {
   int timeout_s = 240;            ///< whole run; nodes are killed after it
   std::string transport = "tcp";  ///< "tcp" or "rdma" (cluster config key)
   bool verbose = false;           ///< print each node's statistics
+  uint64_t seed = 1;              ///< workload and adversity randomness
+
+  // ---- history mode (history_run.cc) ----
+  /// Instead of counters: every thread reads and writes registers (pages
+  /// homed on every node, two registers per page), each write a unique
+  /// value, every operation logged with CLOCK_MONOTONIC start and end in
+  /// memory the parent shares; the parent checks the whole history for
+  /// linearizability (history.h).
+  bool history = false;
+  int registers_per_node = 4;
+  int write_percent = 30;
+  uint64_t log_ops = uint64_t{1} << 21;  ///< per-thread log (32 B per op)
+
+  // ---- adversities (history mode) ----
+  /// Random SIGSTOP of a node process for 1..this many ms, then SIGCONT,
+  /// over and over; 0: off.
+  int sigstop_max_ms = 0;
+  int hogs = 0;  ///< processes spinning on the CPU during the run
+  /// Non-empty: run every node in a private network namespace whose
+  /// loopback delays packets with `tc qdisc add dev lo root netem <netem>`
+  /// (e.g. "delay 200us 100us"); needs iproute2 and CAP_NET_ADMIN.
+  std::string netem;
+  /// SIGKILL one random node at a random time in the middle of the run;
+  /// the parent reaps it (fenced) and tells the survivors, which declare it
+  /// dead (DsmNode::DeclareDead) and report its lost pages.
+  bool kill_node = false;
 };
 
 struct NodeReport {
@@ -54,14 +80,31 @@ struct StressResult {
   std::vector<NodeReport> nodes;
   double wall_seconds = 0;
   /// Empty when every node agrees: every counter sum == expected, no bad
-  /// slot or read.
+  /// slot or read; in history mode, the history is linearizable, no node
+  /// reported an error (unless a node was killed) and no thread hung.
   std::vector<std::string> violations;
+
+  // ---- history mode ----
+  uint64_t ops = 0;  ///< operations checked (reads include the first and
+                     ///< last of each run of equal reads, see history_run)
+  uint64_t reads = 0;
+  uint64_t writes = 0;
+  uint64_t pending_writes = 0;  ///< never returned (killed or stuck)
+  uint64_t registers = 0;
+  uint64_t reads_seen = 0;     ///< every read, before runs were compressed
+  uint64_t stops = 0;          ///< SIGSTOP/SIGCONT pairs
+  int killed = -1;             ///< the node SIGKILLed, or -1
+  uint64_t lost_pages = 0;     ///< reported by survivors after the kill
+  uint64_t stuck_threads = 0;  ///< still blocked in a fault at the end
+  uint64_t full_logs = 0;      ///< threads that stopped: log full
 };
 
 /// Runs the whole multi-process stress. An error means the run itself
 /// failed (a node crashed, timed out, could not start); a run that completed
 /// but lost increments reports them in `violations`.
 absl::StatusOr<StressResult> RunStress(const StressOptions& options);
+/// The history mode (RunStress calls it when options.history).
+absl::StatusOr<StressResult> RunHistoryStress(const StressOptions& options);
 
 }  // namespace ssihv::dsm_stress
 

@@ -18,16 +18,15 @@ namespace ssihv::pager {
 
 namespace dir = ssihv::directory;
 
-namespace {
-
-alignas(4096) const uint8_t kZeroPage[kPageSize] = {};
-
-/// The Output reused by each thread: steady-state calls do not allocate.
 dir::Output& ThreadOutput() {
   thread_local dir::Output out;
   out.Clear();
   return out;
 }
+
+namespace {
+
+alignas(4096) const uint8_t kZeroPage[kPageSize] = {};
 
 /// The staging area of each thread's outgoing frames (see Execute).
 DsmEngine::StagedFrames& ThreadFrames() {
@@ -104,19 +103,21 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
   e->waiters_.reset(new WaitMap[dsm::PageLocks::kStripes]);
   e->grant_ns_.reset(new int64_t[dsm::PageLocks::kStripes]());
   e->locks_ = std::make_unique<dsm::PageLocks>(&e->pager_->resolver());
+  e->read_ahead_ =
+      std::make_unique<dsm::ReadAhead>(e->options_.read_ahead_pages);
   e->transport_ = std::move(transport);
   e->outbox_ = std::make_unique<dsm::Outbox>(
       e->transport_.get(), kDsmFrameType, config.num_nodes(),
       [raw](const absl::Status& st) { raw->Error(st); });
-  e->transport_->SetMessageHandler([raw](const rdmax::Message& m) {
-    if (m.type == kDsmFrameType) raw->HandleMessage(m.from, m.payload);
-  });
+  e->transport_->SetMessageHandler(
+      [raw](const rdmax::Message& m) { raw->Dispatch(m); });
   e->transport_->SetPeerHandler(
       [raw](rdmax::NodeId peer, rdmax::PeerState state) {
         if (state == rdmax::PeerState::kDown && raw->started_) {
           base::Log(base::LogLevel::kWarning, "dsm node ", raw->self_,
                     ": lost the connection to node ", peer);
         }
+        if (raw->options_.peer_handler) raw->options_.peer_handler(peer, state);
       });
   return e;
 }
@@ -152,8 +153,14 @@ uint8_t* DsmEngine::HostAddress(uint64_t gpa) const {
   return HostOf(*page) + (gpa % kPageSize);
 }
 
+// A lost page (DataLoss: its only copy died with a node) is reported but
+// does not stop the node: its faults stay unresolved, every other page
+// keeps working and the node keeps taking part in recovery, which the other
+// survivors wait for. Whether to stop the guest is the owner's decision.
+// Anything else (a protocol error, a frame that could not be sent) leaves
+// the node's state unknown: it stops serving.
 void DsmEngine::Error(const absl::Status& st) {
-  failed_.store(true, std::memory_order_release);
+  if (!absl::IsDataLoss(st)) failed_.store(true, std::memory_order_release);
   base::Log(base::LogLevel::kError, "dsm node ", self_, ": ", st.ToString());
   if (options_.on_error) options_.on_error(st);
 }
@@ -181,12 +188,15 @@ void DsmEngine::HandleFault(const Fault& fault, Resolver& resolver) {
   }
   const dir::Access access =
       fault.is_write() ? dir::Access::kWrite : dir::Access::kRead;
-  dsm::PageGuard guard(*locks_, *page);
-  dir::Output& out = ThreadOutput();
   Ctx ctx;
   ctx.fault = &fault;
-  absl::Status st = node_->OnFault(*page, access, &out);
-  if (st.ok()) st = Execute(out, ctx);
+  absl::Status st;
+  {
+    dsm::PageGuard guard(*locks_, *page);
+    dir::Output& out = ThreadOutput();
+    st = node_->OnFault(*page, access, &out);
+    if (st.ok()) st = Execute(out, ctx);
+  }
   if (st.ok() && !ctx.fault_done) {
     st = absl::InternalError(absl::StrCat(
         "the protocol left the fault on page ", *page, " unanswered"));
@@ -197,7 +207,10 @@ void DsmEngine::HandleFault(const Fault& fault, Resolver& resolver) {
     } else {
       resolver.Fail(fault, st);  // reports through the pager's on_error
     }
+    return;
   }
+  // After this page's request left: the next ones of a sequential walk.
+  if (access == dir::Access::kRead && ctx.parked) RequestAhead(*page);
 }
 
 void DsmEngine::HandleRemove(uint64_t gpa, uint64_t len) {
@@ -219,6 +232,26 @@ void DsmEngine::HandleRemove(uint64_t gpa, uint64_t len) {
     if (std::optional<dir::PageId> page = space_->PageOfGpa(a)) {
       SetPopulated(*page, false);
     }
+  }
+}
+
+// The DSM's frames go to the protocol; anything else is the owner's.
+void DsmEngine::Dispatch(const rdmax::Message& m) {
+  if (m.type == kDsmFrameType && m.request_id == 0) {
+    HandleMessage(m.from, m.payload);
+  } else if (m.type != kDsmFrameType && options_.message_handler) {
+    options_.message_handler(m);
+  } else if (m.request_id != 0) {
+    (void)transport_->ReplyError(
+        rdmax::ReplyToken::For(m),
+        absl::UnimplementedError(absl::StrCat("dsm node ", self_,
+                                              ": no handler for requests of "
+                                              "type ",
+                                              m.type)));
+  } else {
+    base::Log(base::LogLevel::kWarning, "dsm node ", self_,
+              ": dropped a message of type ", m.type, " from node ", m.from,
+              " (no DsmOptions::message_handler)");
   }
 }
 
@@ -263,6 +296,7 @@ absl::Status DsmEngine::DeclareDead(uint32_t node) {
   dir::Output& out = ThreadOutput();
   Ctx ctx;
   SSIHV_RETURN_IF_ERROR(node_->OnNodeDead(node, &out));
+  outbox_->DropPeer(node);  // the protocol sends it nothing from here on
   return Execute(out, ctx);
 }
 
@@ -361,6 +395,7 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
   Resolver& r = pager_->resolver();
   switch (e.type) {
     case dir::EffectType::kSend:
+      if (ctx.ahead) ahead_requests_.fetch_add(1, std::memory_order_relaxed);
       StageMessage(e.node, e.msg, staged);
       return absl::OkStatus();
     case dir::EffectType::kSendReport: {
@@ -369,13 +404,16 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
       return absl::OkStatus();
     }
     case dir::EffectType::kMapLocal:
+      if (ctx.ahead) return absl::OkStatus();  // valid here already
       return MapLocal(e, ctx);
     case dir::EffectType::kWait:
+      if (ctx.ahead) return absl::OkStatus();  // already on its way
       if (ctx.fault == nullptr) {
         return absl::InternalError("kWait outside a fault");
       }
       WaitersOf(e.page)[e.page].push_back(*ctx.fault);
       ctx.fault_done = true;
+      ctx.parked = true;
       return absl::OkStatus();
     case dir::EffectType::kMapReceived:
       return MapReceived(e, ctx);
@@ -388,6 +426,7 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
     case dir::EffectType::kZap:
       return Zap(e.page);
     case dir::EffectType::kPageLost: {
+      if (ctx.ahead) return absl::OkStatus();  // a real fault reports it
       absl::Status lost = absl::DataLossError(
           absl::StrCat("guest page gpa=0x", absl::Hex(GpaOf(e.page)),
                        " is lost: its only valid copy was on a dead node"));
@@ -540,6 +579,7 @@ nlohmann::json DsmEngine::StatsJson() const {
                         {"zaps", zaps_.load()},
                         {"zero_page_sends", zero_page_sends_.load()},
                         {"reinstalls", reinstalls_.load()},
+                        {"read_ahead_requests", ahead_requests_.load()},
                         {"deferred", deferred_count_.load()},
                         {"backlogged_sends", outbox_->backlogged()},
                         {"failed", failed_.load()}};

@@ -25,6 +25,7 @@
 #include "absl/types/span.h"
 #include "dsm/outbox.h"
 #include "dsm/page_locks.h"
+#include "dsm/read_ahead.h"
 #include "ssihv/cluster/layout.h"
 #include "ssihv/directory/node.h"
 #include "ssihv/pager/dsm_node.h"
@@ -32,6 +33,10 @@
 #include "ssihv/rdmax/transport.h"
 
 namespace ssihv::pager {
+
+/// The Output reused by each thread (cleared): steady-state calls do not
+/// allocate.
+directory::Output& ThreadOutput();
 
 class DsmEngine {
  public:
@@ -47,6 +52,7 @@ class DsmEngine {
   const GuestMemory& memory() const { return memory_; }
   uint8_t* HostAddress(uint64_t gpa) const;
   Pager& pager() { return *pager_; }
+  rdmax::Transport& transport() { return *transport_; }
   absl::Status DeclareDead(uint32_t node);
   nlohmann::json StatsJson() const;
 
@@ -57,8 +63,10 @@ class DsmEngine {
  private:
   /// What the effects of one call refer to.
   struct Ctx {
-    const Fault* fault = nullptr;          // the fault of an OnFault call
-    bool fault_done = false;               // resolved, parked or failed
+    const Fault* fault = nullptr;  // the fault of an OnFault call
+    bool fault_done = false;       // resolved, parked or failed
+    bool parked = false;           // the fault waits for the network
+    bool ahead = false;            // a read-ahead request: no thread faulted
     absl::Span<const uint8_t> page_bytes;  // kData payload being handled
     // kDefer'd messages whose hold had already expired: resubmitted right
     // after this call's effects, under the same page lock.
@@ -97,6 +105,10 @@ class DsmEngine {
   };
 
  private:
+  void Dispatch(const rdmax::Message& m);
+  /// After a remote read fault on `page` (read_ahead.cc): requests the
+  /// pages the read-ahead policy asks for.
+  void RequestAhead(directory::PageId page);
   void HandleMessage(uint32_t from, absl::Span<const uint8_t> payload);
   absl::Status Execute(const directory::Output& out, Ctx& ctx);
   absl::Status ExecuteOne(const directory::Effect& e,
@@ -170,6 +182,8 @@ class DsmEngine {
   bool defer_stop_ = false;
   std::thread deferrer_;
 
+  std::unique_ptr<dsm::ReadAhead> read_ahead_;
+  std::atomic<uint64_t> ahead_requests_{0};
   std::atomic<uint64_t> frames_received_{0};
   std::atomic<uint64_t> deferred_count_{0};
   std::atomic<uint64_t> zaps_{0};

@@ -36,11 +36,15 @@ void Outbox::Send(uint32_t to, absl::Span<const uint8_t> frame) {
   Peer& peer = peers_[to];
   {
     std::lock_guard<std::mutex> lock(peer.mu);
+    if (peer.dead) return;  // the protocol no longer talks to it
     if (peer.backlog.empty()) {
       // Never waits (deadline InfinitePast): a full queue answers at once.
       absl::Status st = transport_->Send(to, type_, frame);
       if (st.ok()) return;
-      if (!absl::IsResourceExhausted(st)) {
+      // Unavailable: the connection is down. The peer either comes back
+      // (its frames must still arrive, in order) or is declared dead
+      // (DropPeer); until the failure detector decides, keep them.
+      if (!absl::IsResourceExhausted(st) && !absl::IsUnavailable(st)) {
         on_error_(absl::Status(st.code(), absl::StrCat("DSM send to node ", to,
                                                        ": ", st.message())));
         return;
@@ -52,38 +56,54 @@ void Outbox::Send(uint32_t to, absl::Span<const uint8_t> frame) {
   cv_.notify_one();
 }
 
+void Outbox::DropPeer(uint32_t to) {
+  Peer& peer = peers_[to];
+  std::lock_guard<std::mutex> draining(peer.drain_mu);  // front not in use
+  std::lock_guard<std::mutex> lock(peer.mu);
+  peer.dead = true;
+  peer.backlog.clear();
+}
+
 // Sends the front of `to`'s backlog, waiting for room; pops it after, so a
 // concurrent Send sees a non-empty backlog and queues behind it.
-bool Outbox::DrainOne(uint32_t to) {
+Outbox::Drained Outbox::DrainOne(uint32_t to) {
   Peer& peer = peers_[to];
+  std::lock_guard<std::mutex> draining(peer.drain_mu);
   std::vector<uint8_t>* front;
   {
     std::lock_guard<std::mutex> lock(peer.mu);
-    if (peer.backlog.empty()) return false;
+    if (peer.backlog.empty()) return Drained::kNothing;
     front = &peer.backlog.front();  // deque: stable while others push_back
   }
   absl::Status st = transport_->Send(to, type_, *front,
                                      absl::Now() + absl::Milliseconds(100));
   if (absl::IsResourceExhausted(st) || absl::IsDeadlineExceeded(st)) {
-    return true;  // still full: try again
+    return Drained::kSent;  // still full: try again
   }
+  if (absl::IsUnavailable(st)) return Drained::kPeerDown;
   if (!st.ok()) {
     on_error_(absl::Status(
         st.code(), absl::StrCat("DSM send to node ", to, ": ", st.message())));
   }
   std::lock_guard<std::mutex> lock(peer.mu);
   peer.backlog.pop_front();
-  return true;
+  return Drained::kSent;
 }
 
 void Outbox::DrainLoop() {
   for (;;) {
-    bool any = false;
-    for (uint32_t to = 0; to < num_nodes_; ++to) any |= DrainOne(to);
+    bool sent = false, down = false;
+    for (uint32_t to = 0; to < num_nodes_; ++to) {
+      const Drained d = DrainOne(to);
+      sent |= d == Drained::kSent;
+      down |= d == Drained::kPeerDown;
+    }
     std::unique_lock<std::mutex> lock(mu_);
     if (stop_) return;
-    if (!any) {
-      cv_.wait_for(lock, std::chrono::milliseconds(50));
+    if (!sent) {
+      // A peer that is down is retried every few milliseconds until it is
+      // back or declared dead.
+      cv_.wait_for(lock, std::chrono::milliseconds(down ? 5 : 50));
       if (stop_) return;
     }
   }

@@ -39,18 +39,24 @@ class Outbox {
   void Stop();
 
   /// Sends `frame` to `to` now or after the frames already queued for it.
-  /// Failures other than a full queue (the peer is gone) go to on_error.
+  /// A full queue or a connection that is down (the peer may reconnect, or
+  /// be declared dead) queues it; other failures go to on_error.
   void Send(uint32_t to, absl::Span<const uint8_t> frame);
+  /// `to` was declared dead: drops its backlog and every later frame.
+  void DropPeer(uint32_t to);
 
   uint64_t backlogged() const { return backlogged_; }
 
  private:
   struct Peer {
-    std::mutex mu;
+    std::mutex mu;        // backlog, dead
+    std::mutex drain_mu;  // held by the sender thread while it sends the front
     std::deque<std::vector<uint8_t>> backlog;
+    bool dead = false;
   };
+  enum class Drained { kNothing, kSent, kPeerDown };
   void DrainLoop();
-  bool DrainOne(uint32_t to);
+  Drained DrainOne(uint32_t to);
 
   rdmax::Transport* transport_;
   uint16_t type_;

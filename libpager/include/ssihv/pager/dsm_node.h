@@ -29,10 +29,7 @@
 #include "ssihv/pager/guest_memory.h"
 #include "ssihv/pager/pager.h"
 #include "ssihv/pager/stats.h"
-
-namespace ssihv::rdmax {
-class Transport;
-}
+#include "ssihv/rdmax/transport.h"
 
 namespace ssihv::pager {
 
@@ -48,10 +45,32 @@ struct DsmOptions {
   /// so the woken threads use the grant at least once: no livelock when
   /// nodes fight over a page (a spinlock).
   absl::Duration grant_hold = absl::Microseconds(20);
+  /// Remote read-ahead: when read faults walk pages homed on another node
+  /// in order, the following pages of that node's range are requested in
+  /// the same burst, in a window that doubles with each sequential fault
+  /// up to this many pages (docs/PAGER.md, "Remote read-ahead"). 0: off.
+  uint32_t read_ahead_pages = 32;
   /// Called when the node cannot go on: a protocol error, a lost page, a
   /// message that could not be sent. The guest must be stopped. May run on
   /// any DSM thread; must not call Stop().
   std::function<void(const absl::Status&)> on_error;
+
+  // ---- the owner's own traffic over the node's transport ----
+  // The transport carries the DSM's frames (message type kDsmFrameType) and
+  // anything else the owner sends through DsmNode::transport() (IPIs,
+  // forwarded I/O, ...). The DsmNode owns the transport's handlers; these
+  // receive what is not the DSM's, with the transport's threading contract
+  // (docs/TRANSPORT.md): on its data thread, never blocking, Send/Reply/
+  // Call allowed.
+
+  /// Every message and request whose type is not kDsmFrameType. Without it,
+  /// such requests are answered with an Unimplemented error and one-way
+  /// messages are dropped with a log line.
+  rdmax::MessageHandler message_handler;
+  /// A peer's connection came up or went down (after the DSM's own
+  /// handling). A connection going down is not a death: the owner's failure
+  /// detector decides (DsmNode::DeclareDead).
+  rdmax::PeerHandler peer_handler;
 };
 
 /// The transport message type that carries protocol frames
@@ -89,6 +108,12 @@ class DsmNode {
   /// The failure detector declared `node` dead (it must be fenced). Pages
   /// whose only copy it held are reported through on_error.
   absl::Status DeclareDead(uint32_t node);
+
+  /// The node's transport, started by Start(), for the owner's own message
+  /// types: Send, Call, CallSync, Reply, ReplyError (never kDsmFrameType,
+  /// which is the DSM's). Handlers are DsmOptions::message_handler and
+  /// peer_handler; do not call SetMessageHandler/SetPeerHandler on it.
+  rdmax::Transport& transport();
 
   Pager& pager();
   PagerStats PagerStatistics() const;

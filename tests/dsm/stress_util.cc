@@ -1,0 +1,157 @@
+#include "stress_util.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "ssihv/base/errno_status.h"
+#include "ssihv/base/file_util.h"
+#include "ssihv/base/status_macros.h"
+
+namespace ssihv::dsm_stress {
+
+absl::StatusOr<std::string> LineReader::Next(absl::Time deadline) {
+  for (;;) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) {
+      return absl::DeadlineExceededError("no line in time");
+    }
+    absl::StatusOr<std::string> line = Poll(std::min(left, absl::Seconds(1)));
+    if (!absl::IsNotFound(line.status())) return line;
+  }
+}
+
+absl::StatusOr<std::string> LineReader::Poll(absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  for (;;) {
+    if (size_t nl = buf_.find('\n'); nl != std::string::npos) {
+      std::string line = buf_.substr(0, nl);
+      buf_.erase(0, nl + 1);
+      return line;
+    }
+    const int64_t ms = absl::ToInt64Milliseconds(deadline - absl::Now());
+    if (ms < 0) return absl::NotFoundError("no line yet");
+    pollfd p{fd_, POLLIN, 0};
+    const int rc = ::poll(&p, 1, static_cast<int>(ms));
+    if (rc < 0 && errno != EINTR) return base::LastErrnoStatus("poll");
+    if (rc <= 0) {
+      if (ms == 0) return absl::NotFoundError("no line yet");
+      continue;
+    }
+    char chunk[65536];
+    const ssize_t n = ::read(fd_, chunk, sizeof(chunk));
+    if (n == 0) return absl::UnavailableError("pipe closed");
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return base::LastErrnoStatus("read pipe");
+    }
+    buf_.append(chunk, static_cast<size_t>(n));
+  }
+}
+
+void WriteLine(int fd, const std::string& line) {
+  std::string s = line + "\n";
+  size_t off = 0;
+  while (off < s.size()) {
+    ssize_t n = ::write(fd, s.data() + off, s.size() - off);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    off += static_cast<size_t>(n);
+  }
+}
+
+absl::StatusOr<Child> SpawnNode(std::function<int(int, int)> node_main) {
+  int to_child[2], from_child[2];
+  if (::pipe2(to_child, O_CLOEXEC) < 0 || ::pipe2(from_child, O_CLOEXEC) < 0) {
+    return base::LastErrnoStatus("pipe2");
+  }
+  const pid_t pid = ::fork();
+  if (pid < 0) return base::LastErrnoStatus("fork");
+  if (pid == 0) {
+    ::close(to_child[1]);
+    ::close(from_child[0]);
+    ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the driver
+    _exit(node_main(to_child[0], from_child[1]));
+  }
+  ::close(to_child[0]);
+  ::close(from_child[1]);
+  Child c;
+  c.pid = pid;
+  c.cmd = to_child[1];
+  c.report = from_child[0];
+  c.reader = std::make_unique<LineReader>(c.report);
+  return c;
+}
+
+namespace {
+
+absl::StatusOr<uint16_t> FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return base::LastErrnoStatus("socket");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof(a);
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) < 0) {
+    absl::Status st = base::LastErrnoStatus("bind 127.0.0.1:0");
+    ::close(fd);
+    return st;
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> WriteClusterFiles(const std::string& dir,
+                                              const StressOptions& o) {
+  const std::string secret = dir + "/secret";
+  SSIHV_RETURN_IF_ERROR(base::WriteFileAtomically(
+      secret, absl::StrCat("dsm-stress-secret-", ::getpid(), "-0123456789")));
+  if (::chmod(secret.c_str(), 0600) < 0) {
+    return base::LastErrnoStatus("chmod " + secret);
+  }
+  std::string json = R"({"transport": ")" + o.transport +
+                     R"(", "secret_file": ")" + secret + R"(", "nodes": [)";
+  for (int i = 0; i < o.nodes; ++i) {
+    SSIHV_ASSIGN_OR_RETURN(uint16_t port, FreePort());
+    absl::StrAppend(&json, i ? "," : "", R"({"id": )", i,
+                    R"(, "vcpus": 1, "memory_mib": 2, "address": "127.0.0.1:)",
+                    port, R"("})");
+  }
+  json += "]}";
+  const std::string path = dir + "/cluster.json";
+  SSIHV_RETURN_IF_ERROR(base::WriteFileAtomically(path, json));
+  return path;
+}
+
+absl::Status ReapNodes(std::vector<Child>& children, bool kill, pid_t killed) {
+  absl::Status st;
+  for (Child& c : children) {
+    if (kill) ::kill(c.pid, SIGKILL);
+    int status = 0;
+    if (c.pid != killed) ::waitpid(c.pid, &status, 0);
+    if (!kill && c.pid != killed &&
+        !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && st.ok()) {
+      st = absl::InternalError(
+          absl::StrCat("node process ", c.pid, " ended with status ", status));
+    }
+    ::close(c.cmd);
+    ::close(c.report);
+  }
+  return st;
+}
+
+}  // namespace ssihv::dsm_stress
