@@ -80,6 +80,9 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(
       std::unique_ptr<pager::DsmNode> dsm_node,
       pager::DsmNode::Create(config, self, std::move(transport), dsm));
   node->dsm_ = std::move(dsm_node);
+  for (const cluster::NodeConfig& n : config.nodes) {
+    node->addresses_.push_back(n.address);
+  }
   node->link_.Attach(&node->dsm_->transport());
   return node;
 }
@@ -109,7 +112,25 @@ absl::Status ClusterNode::ForwardDevices(kvm::Bus& pio, kvm::Bus& mmio) {
 uint8_t* ClusterNode::ram() const { return dsm_->memory().data(); }
 
 absl::Status ClusterNode::Start(const std::array<uint8_t, 32>& config_digest) {
-  SSIHV_RETURN_IF_ERROR(dsm_->Start());
+  std::string others;
+  for (uint32_t n = 0; n < addresses_.size(); ++n) {
+    if (n != self_) absl::StrAppend(&others, others.empty() ? "" : ", ", n);
+  }
+  Log(LogLevel::kInfo, "ssihv-vmm: node ", self_, ": waiting for nodes ",
+      others, " (up to ", absl::FormatDuration(options_.connect_timeout), ")");
+  if (absl::Status st = dsm_->Start(); !st.ok()) {
+    if (!absl::IsDeadlineExceeded(st)) return st;
+    std::string missing;
+    for (uint32_t n = 0; n < addresses_.size(); ++n) {
+      if (n == self_ || dsm_->transport().IsConnected(n)) continue;
+      absl::StrAppend(&missing, missing.empty() ? "" : ", ", "node ", n, " (",
+                      addresses_[n], ")");
+    }
+    return absl::DeadlineExceededError(absl::StrCat(
+        "node ", self_, ": not every node was reached in ",
+        absl::FormatDuration(options_.connect_timeout), ": ", missing,
+        " (start every node with the same config; --peer-timeout)"));
+  }
   HelloMsg hello;
   hello.node = self_;
   hello.config_digest = config_digest;

@@ -117,6 +117,7 @@ class ClusterNode : public NodeLink::Handler {
   kvm::Bus* pio_ = nullptr;
   kvm::Bus* mmio_ = nullptr;
   std::shared_ptr<pager::DsmNode> dsm_;
+  std::vector<std::string> addresses_;  // node id -> "host:port"
 };
 
 /// This host's boot id (/proc/sys/kernel/random/boot_id): two nodes with

@@ -37,6 +37,8 @@ userfaultfd pager; the serial console (COM1) is this terminal (node 0's).
                        and ACPI tables and has the console and devices; the
                        others ignore the boot files (ssihv-launch starts every
                        node of a config on this machine)
+  --peer-timeout S     with --node: how long to wait at start for every other
+                       node (default 60; the error names those not reached)
   --trace-io           log every port and MMIO access but COM1's to stderr
   --help               this text
 
@@ -116,6 +118,14 @@ absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args) {
             absl::StrCat("--node: '", n, "' is not a node id (0, 1, ...)"));
       }
       o.node = k;
+    } else if (flag == "--peer-timeout") {
+      std::string n;
+      st = take(&n);
+      if (st.ok() && (!absl::SimpleAtoi(n, &o.peer_timeout_s) ||
+                      o.peer_timeout_s < 1 || o.peer_timeout_s > 3600)) {
+        st = absl::InvalidArgumentError(absl::StrCat(
+            "--peer-timeout: '", n, "' is not a number of seconds in 1..3600"));
+      }
     } else if (flag == "--pager-threads") {
       std::string n;
       st = take(&n);

@@ -34,6 +34,8 @@ struct VmmOptions {
   /// --node K: this process is node K of a guest spread over one process
   /// per node (docs/VMM.md, "Several processes"); empty: the whole VM here.
   std::optional<uint32_t> node;
+  /// --peer-timeout: how long a node waits for every other node at start.
+  int peer_timeout_s = 60;
   bool trace_io = false;
   bool help = false;
 };

@@ -201,6 +201,12 @@ absl::Status Vmm::LoadGuest(const VmmOptions& options) {
                        absl::StrCat("--kernel ", options.kernel));
   }
   boot_ = *boot;
+  if (!node_) {
+    // Remembered so that an early death can be told apart from lost memory.
+    load_check_.Record(memory, 0, 0x30000);
+    load_check_.Record(memory, boot_.kernel_addr, 4 << 20);
+    load_check_.Record(memory, boot_.initrd_addr, boot_.initrd_size);
+  }
   return absl::OkStatus();
 }
 
@@ -290,6 +296,9 @@ kvm::StopEvent Vmm::Run() {
   const auto start = std::chrono::steady_clock::now();
   (void)threads_->Start();  // a failure sets the stop latch itself
   event_ = threads_->Join();
+  if (event_.reason == StopReason::kTripleFault && ram_) {
+    load_check_line_ = LoadCheck::Describe(load_check_.Check(vm_->memory()));
+  }
   run_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
@@ -298,110 +307,6 @@ kvm::StopEvent Vmm::Run() {
   if (ram_) ram_->Stop();
   if (console_) console_->Stop();
   return event_;
-}
-
-std::string Vmm::DumpVcpus() const {
-  std::string out;
-  for (const kvm::Vcpu& v : vcpus_) absl::StrAppend(&out, v.DumpState());
-  return out;
-}
-
-nlohmann::json Vmm::StatsJson() const {
-  nlohmann::json j;
-  j["stop"] = {
-      {"reason", kvm::StopReasonName(event_.reason)},
-      {"vcpu", event_.vcpu},
-      {"error", event_.status.ok() ? "" : std::string(event_.status.message())},
-      {"guest_panicked", guest_panicked()}};
-  j["run_seconds"] = run_seconds_;
-  j["vcpus"] = layout_.total_vcpus();
-  j["vendor"] = kvm::CpuVendorName(kvm_->vendor());
-  if (threads_) {
-    kvm::RunLoopStats s = threads_->TotalStats();
-    j["exits"] = {{"total", s.exits},     {"io", s.io_exits},
-                  {"mmio", s.mmio_exits}, {"signal", s.signal_exits},
-                  {"hlt", s.hlt_exits},   {"irq_window", s.irq_window_exits},
-                  {"msr", s.msr_exits},   {"apic_mmio", s.apic_mmio_exits}};
-    j["injected"] = {{"interrupts", s.interrupts_injected},
-                     {"nmis", s.nmis_injected}};
-  }
-  j["irqchip"] = user_irqchip() ? "user" : "kernel";
-  if (apic_) {
-    const kvm::IrqchipStats a = apic_->stats();
-    j["apic"] = {{"ipis", a.ipis},
-                 {"ioapic_interrupts", a.ioapic_interrupts},
-                 {"deliveries", a.deliveries},
-                 {"eois_to_ioapic", a.eois_to_ioapic},
-                 {"timer_interrupts", a.timer_interrupts}};
-  }
-  j["unclaimed_io"] = {{"pio", pio_.unclaimed_accesses()},
-                       {"mmio", mmio_.unclaimed_accesses()}};
-  j["boot"] = {{"protocol", absl::StrFormat("%d.%02d", boot_.protocol >> 8,
-                                            boot_.protocol & 0xff)},
-               {"kernel_addr", boot_.kernel_addr},
-               {"initrd_addr", boot_.initrd_addr},
-               {"initrd_size", boot_.initrd_size},
-               {"acpi_addr", acpi_gpa_},
-               {"acpi_bytes", acpi_bytes_}};
-  j["pager"] = pager::ToJson(ram_->Stats());
-  j["pager"]["pages_filled_ahead"] = ram_->PagesFilledAhead();
-  std::vector<uint64_t> faults = ram_->FaultsPerRange();
-  nlohmann::json nodes = nlohmann::json::array();
-  for (uint32_t n = 0; n < layout_.num_nodes(); ++n) {
-    nlohmann::json node = {
-        {"id", n}, {"faults", 0}, {"ranges", nlohmann::json::array()}};
-    uint64_t total = 0;
-    for (size_t i = 0; i < ram_->ranges().size(); ++i) {
-      const cluster::GpaRange& r = ram_->ranges()[i];
-      if (r.node != n) continue;
-      node["ranges"].push_back(
-          {{"gpa", r.gpa}, {"size", r.size}, {"faults", faults[i]}});
-      total += faults[i];
-    }
-    node["faults"] = total;
-    nodes.push_back(node);
-  }
-  j["nodes"] = nodes;
-  return j;
-}
-
-std::string Vmm::StatsText() const {
-  pager::PagerStats p = ram_->Stats();
-  std::string out =
-      absl::StrFormat("ssihv-vmm: %s after %.2f s",
-                      kvm::StopReasonName(event_.reason), run_seconds_);
-  if (event_.vcpu >= 0) absl::StrAppend(&out, " (vCPU ", event_.vcpu, ")");
-  absl::StrAppendFormat(&out,
-                        "\nssihv-vmm: pager: %d faults, service p50 %.1f us, "
-                        "p99 %.1f us, max %.1f us; %d pages filled ahead\n",
-                        p.total_faults(), p.all.p50_us, p.all.p99_us,
-                        p.all.max_us, ram_->PagesFilledAhead());
-  std::vector<uint64_t> faults = ram_->FaultsPerRange();
-  absl::StrAppend(&out, "ssihv-vmm: pager faults per node:");
-  for (uint32_t n = 0; n < layout_.num_nodes(); ++n) {
-    uint64_t total = 0;
-    for (size_t i = 0; i < faults.size(); ++i) {
-      if (ram_->ranges()[i].node == n) total += faults[i];
-    }
-    absl::StrAppend(&out, " node", n, "=", total);
-  }
-  if (threads_) {
-    kvm::RunLoopStats s = threads_->TotalStats();
-    absl::StrAppendFormat(&out, "\nssihv-vmm: vCPU exits: %d (io %d, mmio %d)",
-                          s.exits, s.io_exits, s.mmio_exits);
-    if (apic_) {
-      const kvm::IrqchipStats a = apic_->stats();
-      absl::StrAppendFormat(
-          &out,
-          "\nssihv-vmm: user irqchip: %d interrupts injected (timer %d, "
-          "IPIs %d, I/O APIC %d), %d NMIs; exits: hlt %d, msr %d, "
-          "apic mmio %d, irq window %d",
-          s.interrupts_injected, a.timer_interrupts, a.ipis,
-          a.ioapic_interrupts, s.nmis_injected, s.hlt_exits, s.msr_exits,
-          s.apic_mmio_exits, s.irq_window_exits);
-    }
-  }
-  return out;
 }
 
 }  // namespace ssihv::vmm

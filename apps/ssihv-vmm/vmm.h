@@ -20,6 +20,7 @@
 #include "cluster_node.h"
 #include "console.h"
 #include "guest_ram.h"
+#include "load_check.h"
 #include "options.h"
 #include "ssihv/cluster/config.h"
 #include "ssihv/cluster/layout.h"
@@ -75,6 +76,10 @@ class Vmm {
   bool IsLocalVcpu(uint32_t vcpu) const {
     return !node_ || layout_.NodeOfVcpu(vcpu) == node_->self();
   }
+  std::string PagerStatsText() const;
+  std::string ExitStatsText() const;
+  void NodeStatsJson(nlohmann::json& j) const;
+  std::string NodeStatsText() const;
   bool loads_guest() const { return !node_ || node_->self() == 0; }
   absl::Status LoadGuest(const VmmOptions& options);
   absl::Status SetUpVcpus();
@@ -106,6 +111,8 @@ class Vmm {
   uint64_t acpi_bytes_ = 0;
   std::unique_ptr<kvm::VcpuThreads> threads_;
   kvm::StopEvent event_;
+  LoadCheck load_check_;        // what the loader wrote (single process)
+  std::string load_check_line_;  // its verdict after a triple fault
   double run_seconds_ = 0;
 };
 

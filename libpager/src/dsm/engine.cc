@@ -211,6 +211,37 @@ void DsmEngine::HandleFault(const Fault& fault, Resolver& resolver) {
   }
   // After this page's request left: the next ones of a sequential walk.
   if (access == dir::Access::kRead && ctx.parked) RequestAhead(*page);
+  if (ctx.first_touch) FillAroundLocal(*page, resolver);
+}
+
+// Local fault-around: a guest that walks memory it holds (a booting kernel
+// decompressing, initialising struct pages, zeroing allocations) would take
+// one fault per page. After the faulting thread resumed, the other pages of
+// the fault's aligned block that this node holds Modified and has never
+// mapped are zero-filled too: the protocol already holds them here, so no
+// message is involved; each is checked and filled under its page lock, so a
+// request for it that arrives meanwhile sees it either untouched (zeros) or
+// mapped.
+void DsmEngine::FillAroundLocal(dir::PageId page, Resolver& resolver) {
+  const uint64_t block = options_.local_fault_around_pages;
+  if (block < 2) return;
+  const dir::PageId first = page & ~(block - 1);
+  const dir::PageId end =
+      std::min<dir::PageId>(first + block, space_->num_pages());
+  for (dir::PageId q = first; q < end; ++q) {
+    if (q == page || Populated(q)) continue;
+    dsm::PageGuard guard(*locks_, q);
+    if (Populated(q) ||
+        node_->node_agent().StateOf(q) != dir::PageState::kModified) {
+      continue;
+    }
+    absl::StatusOr<uint64_t> n = resolver.ZeroFillRange(GpaOf(q), kPageSize);
+    if (!n.ok()) {
+      Error(n.status());
+      return;
+    }
+    SetPopulated(q, true);
+  }
 }
 
 void DsmEngine::HandleRemove(uint64_t gpa, uint64_t len) {
@@ -475,6 +506,7 @@ absl::Status DsmEngine::MapLocal(const dir::Effect& e, Ctx& ctx) {
                     : r.Wake(f.gpa, kPageSize);
   } else if (e.writable) {
     st = r.ZeroFill(f);
+    ctx.first_touch = !Populated(e.page);
   } else {
     st = r.Copy(f, kZeroPage, /*read_only=*/true, FaultKind::kLocalZero);
   }

@@ -67,6 +67,8 @@ class DsmEngine {
     bool fault_done = false;       // resolved, parked or failed
     bool parked = false;           // the fault waits for the network
     bool ahead = false;            // a read-ahead request: no thread faulted
+    bool first_touch = false;  // a page held Modified here, mapped for the
+                               // first time (zeros): fault-around applies
     absl::Span<const uint8_t> page_bytes;  // kData payload being handled
     // kDefer'd messages whose hold had already expired: resubmitted right
     // after this call's effects, under the same page lock.
@@ -109,6 +111,7 @@ class DsmEngine {
   /// After a remote read fault on `page` (read_ahead.cc): requests the
   /// pages the read-ahead policy asks for.
   void RequestAhead(directory::PageId page);
+  void FillAroundLocal(directory::PageId page, Resolver& resolver);
   void HandleMessage(uint32_t from, absl::Span<const uint8_t> payload);
   absl::Status Execute(const directory::Output& out, Ctx& ctx);
   absl::Status ExecuteOne(const directory::Effect& e,

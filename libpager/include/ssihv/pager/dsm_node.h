@@ -50,6 +50,11 @@ struct DsmOptions {
   /// the same burst, in a window that doubles with each sequential fault
   /// up to this many pages (docs/PAGER.md, "Remote read-ahead"). 0: off.
   uint32_t read_ahead_pages = 32;
+  /// Local fault-around: after a first touch of a page this node holds
+  /// Modified, the rest of its aligned block of this many pages (a power
+  /// of two) that the node holds Modified and never mapped is zero-filled
+  /// too (docs/PAGER.md, "Local fault-around"). 512 = 2 MiB; < 2: off.
+  uint32_t local_fault_around_pages = 512;
   /// Called when the node cannot go on: a protocol error, a lost page, a
   /// message that could not be sent. The guest must be stopped. May run on
   /// any DSM thread; must not call Stop().
