@@ -1,12 +1,13 @@
 # ssihv_add_library(NAME <name> SOURCES ... [DEPS ...])
-#   Declares static library ssihv_<name> with alias ssihv::<name>; public
-#   headers live in include/ssihv/<name>/.
+#   Declares library ssihv_<name> with alias ssihv::<name>: static, or shared
+#   with -DBUILD_SHARED_LIBS=ON. Public headers live in include/ssihv/<name>/;
+#   ssihv_install_library(<name>) (cmake/SsihvInstall.cmake) installs it.
 function(ssihv_add_library)
   cmake_parse_arguments(ARG "" "NAME" "SOURCES;DEPS;PRIVATE_DEPS" ${ARGN})
-  add_library(ssihv_${ARG_NAME} STATIC ${ARG_SOURCES})
+  add_library(ssihv_${ARG_NAME} ${ARG_SOURCES})
   add_library(ssihv::${ARG_NAME} ALIAS ssihv_${ARG_NAME})
   target_include_directories(ssihv_${ARG_NAME}
-    PUBLIC ${CMAKE_CURRENT_SOURCE_DIR}/include
+    PUBLIC $<BUILD_INTERFACE:${CMAKE_CURRENT_SOURCE_DIR}/include>
     PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
   target_link_libraries(ssihv_${ARG_NAME} PUBLIC ${ARG_DEPS}
                         PRIVATE ${ARG_PRIVATE_DEPS})

@@ -42,12 +42,13 @@ host_kvm_ok() {
 if [ "$where" = auto ] && [ "${SSIHV_LAB:-}" != 1 ] && ! host_kvm_ok; then
   echo "boot_bench: no usable KVM on this host: running inside the lab VM" >&2
   res=$(mktemp -d /tmp/ssihv-boot-bench.XXXXXX)
+  rc=0
   "$root/tests/lab/run.sh" --results "$res" --timeout 3000 -- \
     "$0" --inside --runs "$runs" --build "$build" --out "$res/boot_bench.txt" \
-    ${only:+--only "$only"} "${vmm_args[@]/#/--vmm-arg=}"
+    ${only:+--only "$only"} "${vmm_args[@]/#/--vmm-arg=}" || rc=$?
   cat "$res/boot_bench.txt"
   if [ -n "$out" ]; then cp "$res/boot_bench.txt" "$out"; fi
-  exit 0
+  exit "$rc"
 fi
 
 qemu=${SSIHV_BOOT_QEMU:-/usr/bin/qemu-system-x86_64}
@@ -59,7 +60,8 @@ cat > "$tmp/cluster.json" <<'JSON'
            {"id": 1, "vcpus": 1, "memory_mib": 256}]}
 JSON
 ssihv_cmd=("$vmm" --kernel "$LINUX_BOOT_KERNEL" --initrd "$LINUX_BOOT_INITRD"
-  --config "$tmp/cluster.json" --cmdline "$cmdline" "${vmm_args[@]}")
+  --config "$tmp/cluster.json" --cmdline "$cmdline"
+  --stats-json "$tmp/stats.json" "${vmm_args[@]}")
 qemu_cmd=("$qemu" -machine q35 -accel kvm -cpu host -smp 2 -m 512M
   -object memory-backend-ram,id=m0,size=256M
   -object memory-backend-ram,id=m1,size=256M
@@ -68,17 +70,28 @@ qemu_cmd=("$qemu" -machine q35 -accel kvm -cpu host -smp 2 -m 512M
   -kernel "$LINUX_BOOT_KERNEL" -initrd "$LINUX_BOOT_INITRD" -append "$cmdline")
 
 ms() { echo $(( $(date +%s%N) / 1000000 )); }
-# One timed boot: prints "<ms to init line> <ms to exit> <exit status>".
+# One timed boot: prints "<ms to init line> <ms to exit> <exit status> <ok>".
+# ok: the guest's init finished (SSIHV_DONE) and the guest powered off by
+# itself: ssihv-vmm's stop reason says "guest power off", QEMU's console
+# "reboot: Power down" (-no-reboot turns a reset into an exit 0 too). A boot
+# that is not ok is reported and left out of the medians.
 time_boot() {
-  local start init_ms=- line rc=-
+  local start init_ms=- line rc=- done=0 off=0 ok=no
+  rm -f "$tmp/stats.json"
   start=$(ms)
   while IFS= read -r line; do
     if [ "$init_ms" = - ] && [[ "$line" == *SSIHV_INIT_REACHED* ]]; then
       init_ms=$(( $(ms) - start ))
     fi
+    [[ "$line" == SSIHV_DONE* ]] && done=1
+    [[ "$line" == *"reboot: Power down"* ]] && off=1
     [[ "$line" == "BOOT_BENCH_EXIT "* ]] && rc=${line#BOOT_BENCH_EXIT }
   done < <(timeout 600 "$@" < /dev/null 2>"$tmp/stderr"; echo "BOOT_BENCH_EXIT $?")
-  echo "$init_ms $(( $(ms) - start )) $rc"
+  if [ -s "$tmp/stats.json" ]; then
+    grep -q '"reason": "guest power off"' "$tmp/stats.json" && off=1
+  fi
+  [ "$rc" = 0 ] && [ "$done" = 1 ] && [ "$off" = 1 ] && ok=yes
+  echo "$init_ms $(( $(ms) - start )) $rc $ok"
 }
 
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
@@ -89,14 +102,21 @@ median() { sort -n | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+
   echo "# guest: 2 NUMA nodes x 1 vCPU x 256 MiB; cmdline: $cmdline"
   echo "# qemu: $("$qemu" --version | head -1)"
   echo "# ssihv-vmm extra args: ${vmm_args[*]:-(none)}"
-  printf '%-6s %-4s %10s %10s %4s\n' vmm run init_ms exit_ms rc
+  printf '%-6s %-4s %10s %10s %4s %4s\n' vmm run init_ms exit_ms rc ok
 } > "$tmp/report"
+failed=0
 for i in $(seq 1 "$runs"); do
   for who in ssihv qemu; do
     [ -n "$only" ] && [ "$who" != "$only" ] && continue
     if [ "$who" = ssihv ]; then r=$(time_boot "${ssihv_cmd[@]}"); else r=$(time_boot "${qemu_cmd[@]}"); fi
-    read -r init_ms exit_ms rc <<< "$r"
-    printf '%-6s %-4s %10s %10s %4s\n' "$who" "$i" "$init_ms" "$exit_ms" "$rc" >> "$tmp/report"
+    read -r init_ms exit_ms rc ok <<< "$r"
+    printf '%-6s %-4s %10s %10s %4s %4s\n' "$who" "$i" "$init_ms" "$exit_ms" "$rc" "$ok" >> "$tmp/report"
+    if [ "$ok" != yes ]; then
+      failed=$((failed + 1))
+      echo "# $who run $i did not end cleanly (exit $rc): left out; its stderr:" >> "$tmp/report"
+      tail -5 "$tmp/stderr" | sed 's/^/#   /' >> "$tmp/report"
+      continue
+    fi
     echo "$init_ms" >> "$tmp/$who.init"
     echo "$exit_ms" >> "$tmp/$who.exit"
   done
@@ -110,3 +130,4 @@ s_exit=$(median < "$tmp/ssihv.exit") q_exit=$(median < "$tmp/qemu.exit")
 } >> "$tmp/report"
 cat "$tmp/report"
 if [ -n "$out" ]; then cp "$tmp/report" "$out"; fi
+[ "$failed" = 0 ] || { echo "boot_bench: $failed boots did not end cleanly" >&2; exit 1; }

@@ -18,6 +18,17 @@ inline void Touch(uint8_t* page) {
   *reinterpret_cast<volatile uint64_t*>(page) = 1;
 }
 
+/// A first access: a write (Touch) or a read of one word.
+inline void Access(uint8_t* page, bool write) {
+  if (write) {
+    Touch(page);
+    return;
+  }
+  // Into a local: DoNotOptimize on the page itself may write it back.
+  uint64_t v = *reinterpret_cast<volatile uint64_t*>(page);
+  benchmark::DoNotOptimize(v);
+}
+
 }  // namespace ssihv::bench
 
 #endif  // SSIHV_BENCH_PAGER_BENCH_UTIL_H_

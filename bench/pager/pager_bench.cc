@@ -78,13 +78,7 @@ void RunFirstTouch(benchmark::State& state, Setup& s, uint64_t pages,
     }
     uint8_t* page = s.mem.data() + next++ * kPage;
     const int64_t t0 = NowNs();
-    if (write) {
-      Touch(page);
-    } else {
-      // Into a local: DoNotOptimize on the page itself may write it back.
-      uint64_t v = *reinterpret_cast<volatile uint64_t*>(page);
-      benchmark::DoNotOptimize(v);
-    }
+    Access(page, write);
     ns.push_back(NowNs() - t0);
   }
   SetPercentiles(state, ns);

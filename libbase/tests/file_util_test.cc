@@ -2,9 +2,11 @@
 
 #include <dirent.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <string>
 
 using ssihv::base::ReadFile;
@@ -51,4 +53,48 @@ TEST_CASE("ReadFile names the path on error") {
   REQUIRE_FALSE(r.ok());
   CHECK(r.status().message() ==
         "open /nonexistent-ssihv-file: No such file or directory");
+}
+
+static std::string WriteWithMode(const std::string& dir,
+                                 const std::string& name,
+                                 const std::string& contents, mode_t mode) {
+  std::string path = dir + "/" + name;
+  REQUIRE(WriteFileAtomically(path, contents).ok());
+  REQUIRE(::chmod(path.c_str(), mode) == 0);
+  return path;
+}
+
+TEST_CASE(
+    "ReadPrivateFile refuses what others may read, non-files, big files") {
+  using ssihv::base::ReadPrivateFile;
+  std::string dir = MakeTempDir();
+  std::string ok = WriteWithMode(dir, "ok", "s3cret\n", 0600);
+  auto r = ReadPrivateFile("api_token_file", ok, 64);
+  REQUIRE(r.ok());
+  CHECK(*r == "s3cret\n");  // verbatim: callers decide about newlines
+  CHECK(ReadPrivateFile("k", WriteWithMode(dir, "ro", "x", 0400), 64).ok());
+
+  for (mode_t mode : {0640, 0604, 0620, 0602, 0644}) {
+    CAPTURE(mode);
+    std::string p = WriteWithMode(dir, "open", "x", mode);
+    auto st = ReadPrivateFile("api_token_file", p, 64).status();
+    CHECK(st.code() == absl::StatusCode::kPermissionDenied);
+    char expected[8];
+    std::snprintf(expected, sizeof(expected), "0%03o", mode);
+    CHECK(st.message() ==
+          "api_token_file " + p + ": mode " + expected +
+              " lets group or others access it; run chmod 600 " + p);
+  }
+  auto big = ReadPrivateFile("k", ok, 3).status();
+  CHECK(big.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(big.message() == "k " + ok + ": longer than 3 bytes");
+  auto notfile = ReadPrivateFile("k", dir, 64).status();
+  CHECK(notfile.code() == absl::StatusCode::kInvalidArgument);
+  CHECK(notfile.message() == "k " + dir + ": not a regular file");
+  auto missing = ReadPrivateFile("k", dir + "/none", 64).status();
+  CHECK(missing.code() == absl::StatusCode::kNotFound);
+  CHECK(missing.message() ==
+        "open k " + dir + "/none: No such file or directory");
+  for (const char* f : {"ok", "ro", "open"}) ::unlink((dir + "/" + f).c_str());
+  ::rmdir(dir.c_str());
 }

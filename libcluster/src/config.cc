@@ -46,10 +46,25 @@ absl::StatusOr<uint64_t> GetUint(const Json& v, absl::string_view path,
   return Error(path, absl::StrCat("must be in ", min, "..", max));
 }
 
+// The optional "host:port" string at `path`.`key`; empty when absent.
+absl::StatusOr<std::string> ParseAddress(const Json& node,
+                                         const std::string& path,
+                                         const char* key) {
+  if (!node.contains(key)) return std::string();
+  const Json& a = node[key];
+  const std::string a_path = absl::StrCat(path, ".", key);
+  if (!a.is_string()) return Error(a_path, "must be a string \"host:port\"");
+  std::string host;
+  uint16_t port;
+  SSIHV_RETURN_IF_ERROR(
+      SplitAddress(a_path, a.get<std::string>(), &host, &port));
+  return a.get<std::string>();
+}
+
 absl::StatusOr<NodeConfig> ParseNode(const Json& v, const std::string& path) {
   if (!v.is_object()) return Error(path, "must be an object");
-  SSIHV_RETURN_IF_ERROR(
-      CheckKeys(v, path, {"id", "vcpus", "memory_mib", "address"}));
+  SSIHV_RETURN_IF_ERROR(CheckKeys(
+      v, path, {"id", "vcpus", "memory_mib", "address", "api_address"}));
   NodeConfig node;
   for (const char* key : {"id", "vcpus", "memory_mib"}) {
     if (!v.contains(key)) return Error(absl::StrCat(path, ".", key), "missing");
@@ -69,16 +84,37 @@ absl::StatusOr<NodeConfig> ParseNode(const Json& v, const std::string& path) {
   node.id = static_cast<uint32_t>(id);
   node.vcpus = static_cast<uint32_t>(vcpus);
   node.memory_mib = memory_mib;
-  if (v.contains("address")) {
-    const Json& a = v["address"];
-    std::string a_path = path + ".address";
-    if (!a.is_string()) return Error(a_path, "must be a string \"host:port\"");
-    std::string host;
-    uint16_t port;
-    SSIHV_RETURN_IF_ERROR(SplitAddress(a_path, a.get<std::string>(), &host, &port));
-    node.address = a.get<std::string>();
-  }
+  SSIHV_ASSIGN_OR_RETURN(node.address, ParseAddress(v, path, "address"));
+  SSIHV_ASSIGN_OR_RETURN(node.api_address,
+                         ParseAddress(v, path, "api_address"));
   return node;
+}
+
+// Two listeners of the cluster on the same "host:port" cannot both bind.
+// Only equal strings are caught: hosts are not resolved here.
+absl::Status CheckDistinctAddresses(const std::vector<NodeConfig>& nodes,
+                                    const std::vector<size_t>& position) {
+  struct Listener {
+    const std::string* address;
+    std::string path;
+  };
+  std::vector<Listener> seen;
+  for (const NodeConfig& n : nodes) {
+    const std::string node_path = absl::StrCat("nodes[", position[n.id], "]");
+    for (auto [key, address] : {std::pair{"address", &n.address},
+                                std::pair{"api_address", &n.api_address}}) {
+      if (address->empty()) continue;
+      const std::string path = absl::StrCat(node_path, ".", key);
+      for (const Listener& l : seen) {
+        if (*l.address == *address) {
+          return Error(path,
+                       absl::StrCat("\"", *address, "\" is also ", l.path));
+        }
+      }
+      seen.push_back({address, path});
+    }
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::vector<NodeConfig>> ParseNodes(const Json& root) {
@@ -91,6 +127,7 @@ absl::StatusOr<std::vector<NodeConfig>> ParseNodes(const Json& root) {
     return Error("nodes", absl::StrCat("at most ", kMaxNodes, " nodes"));
   }
   std::vector<NodeConfig> nodes(arr.size());
+  std::vector<size_t> position(arr.size());  // id -> index in the array
   std::vector<bool> seen(arr.size(), false);
   uint64_t total_vcpus = 0;
   for (size_t i = 0; i < arr.size(); ++i) {
@@ -104,6 +141,7 @@ absl::StatusOr<std::vector<NodeConfig>> ParseNodes(const Json& root) {
       return Error(path + ".id", absl::StrCat("duplicate id ", node.id));
     }
     seen[node.id] = true;
+    position[node.id] = i;
     total_vcpus += node.vcpus;
     nodes[node.id] = std::move(node);
   }
@@ -114,6 +152,7 @@ absl::StatusOr<std::vector<NodeConfig>> ParseNodes(const Json& root) {
     return Error("nodes", absl::StrCat("at most ", kMaxVcpusTotal,
                                        " vcpus in the cluster"));
   }
+  SSIHV_RETURN_IF_ERROR(CheckDistinctAddresses(nodes, position));
   return nodes;
 }
 
@@ -232,7 +271,7 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(std::string_view json_text) {
   SSIHV_RETURN_IF_ERROR(CheckKeys(
       root, "",
       {"nodes", "distances", "memory_latency_ns", "memory_bandwidth_mbps",
-       "transport", "secret_file", "rdma_device"}));
+       "transport", "secret_file", "rdma_device", "api_token_file"}));
   ClusterConfig config;
   SSIHV_ASSIGN_OR_RETURN(config.nodes, ParseNodes(root));
   const size_t n = config.nodes.size();
@@ -271,6 +310,8 @@ absl::StatusOr<ClusterConfig> ParseClusterConfig(std::string_view json_text) {
                          ParseOptionalString(root, "secret_file"));
   SSIHV_ASSIGN_OR_RETURN(config.rdma_device,
                          ParseOptionalString(root, "rdma_device"));
+  SSIHV_ASSIGN_OR_RETURN(config.api_token_file,
+                         ParseOptionalString(root, "api_token_file"));
   return config;
 }
 
@@ -309,6 +350,7 @@ std::string ClusterConfigToJson(const ClusterConfig& config) {
   for (const NodeConfig& n : config.nodes) {
     Json node = {{"id", n.id}, {"vcpus", n.vcpus}, {"memory_mib", n.memory_mib}};
     if (!n.address.empty()) node["address"] = n.address;
+    if (!n.api_address.empty()) node["api_address"] = n.api_address;
     nodes.push_back(node);
   }
   root["nodes"] = nodes;
@@ -318,6 +360,9 @@ std::string ClusterConfigToJson(const ClusterConfig& config) {
   root["transport"] = std::string(TransportKindName(config.transport));
   if (!config.secret_file.empty()) root["secret_file"] = config.secret_file;
   if (!config.rdma_device.empty()) root["rdma_device"] = config.rdma_device;
+  if (!config.api_token_file.empty()) {
+    root["api_token_file"] = config.api_token_file;
+  }
   return root.dump(2);
 }
 

@@ -163,3 +163,77 @@ TEST_CASE("LoadClusterConfig names the file") {
   CHECK(r.status().message() ==
         "open /nonexistent/cluster.json: No such file or directory");
 }
+
+TEST_CASE("api_address: optional per node, the syntax of address") {
+  auto c = ParseClusterConfig(TwoNodes(
+      R"({"id": 1, "vcpus": 1, "memory_mib": 2, "address": "10.0.0.2:7700",
+          "api_address": "[::1]:8081"})"));
+  REQUIRE(c.ok());
+  CHECK(c->nodes[0].api_address.empty());
+  CHECK(c->nodes[1].api_address == "[::1]:8081");
+  auto bad = [](const char* value) {
+    return ErrorOf(TwoNodes(
+        std::string(
+            R"({"id": 1, "vcpus": 1, "memory_mib": 2, "api_address": )") +
+        value + "}"));
+  };
+  CHECK(bad("8080") == "nodes[1].api_address: must be a string \"host:port\"");
+  CHECK(bad("\"localhost\"") == "nodes[1].api_address: must be \"host:port\"");
+  CHECK(bad("\"h:0\"") == "nodes[1].api_address: port must be in 1..65535");
+  CHECK(bad("\"::1:80\"") ==
+        "nodes[1].api_address: IPv6 host must be written \"[addr]:port\"");
+  CHECK(
+      ErrorOf(TwoNodes(
+          R"({"id": 1, "vcpus": 1, "memory_mib": 2, "api_adress": "h:1"})")) ==
+      "nodes[1].api_adress: unknown key");
+}
+
+TEST_CASE("rule: no two listeners of the cluster on the same host:port") {
+  // The error names the later key path and the one it collides with; the
+  // positions are those of the file even when ids come in another order.
+  CHECK(ErrorOf(R"({"nodes": [
+      {"id": 1, "vcpus": 1, "memory_mib": 2, "address": "h:1", "api_address": "h:2"},
+      {"id": 0, "vcpus": 1, "memory_mib": 2, "address": "h:3", "api_address": "h:1"}]})") ==
+        "nodes[0].address: \"h:1\" is also nodes[1].api_address");
+  CHECK(
+      ErrorOf(TwoNodes(
+          R"({"id": 1, "vcpus": 1, "memory_mib": 2, "address": "h:5", "api_address": "h:5"})")) ==
+      "nodes[1].api_address: \"h:5\" is also nodes[1].address");
+  CHECK(ErrorOf(R"({"nodes": [
+      {"id": 0, "vcpus": 1, "memory_mib": 2, "api_address": "h:9"},
+      {"id": 1, "vcpus": 1, "memory_mib": 2, "api_address": "h:9"}]})") ==
+        "nodes[1].api_address: \"h:9\" is also nodes[0].api_address");
+  // The same port on different hosts is fine.
+  CHECK(ParseClusterConfig(R"({"nodes": [
+      {"id": 0, "vcpus": 1, "memory_mib": 2, "api_address": "10.0.0.1:9"},
+      {"id": 1, "vcpus": 1, "memory_mib": 2, "api_address": "10.0.0.2:9"}]})")
+            .ok());
+}
+
+TEST_CASE("api_token_file: a non-empty string") {
+  const std::string node1 = R"({"id": 1, "vcpus": 1, "memory_mib": 2})";
+  auto c = ParseClusterConfig(
+      TwoNodes(node1, R"(, "api_token_file": "/etc/ssihv/api-token")"));
+  REQUIRE(c.ok());
+  CHECK(c->api_token_file == "/etc/ssihv/api-token");
+  CHECK(ParseClusterConfig(TwoNodes(node1))->api_token_file.empty());
+  CHECK(ErrorOf(TwoNodes(node1, R"(, "api_token_file": "")")) ==
+        "api_token_file: must be a non-empty string");
+  CHECK(ErrorOf(TwoNodes(node1, R"(, "api_token_file": 7)")) ==
+        "api_token_file: must be a non-empty string");
+}
+
+TEST_CASE("canonical JSON keeps api_address and api_token_file") {
+  auto c = ParseClusterConfig(TwoNodes(
+      R"({"id": 1, "vcpus": 1, "memory_mib": 2, "api_address": "127.0.0.1:8081"})",
+      R"(, "api_token_file": "/run/token")"));
+  REQUIRE(c.ok());
+  const std::string json = ssihv::cluster::ClusterConfigToJson(*c);
+  auto again = ParseClusterConfig(json);
+  REQUIRE(again.ok());
+  CHECK(again->nodes[1].api_address == "127.0.0.1:8081");
+  CHECK(again->nodes[0].api_address.empty());
+  CHECK(again->api_token_file == "/run/token");
+  // Absent keys stay absent (no "api_address": "").
+  CHECK(json.find("\"api_address\": \"\"") == std::string::npos);
+}

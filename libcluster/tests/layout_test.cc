@@ -12,7 +12,7 @@ constexpr uint64_t kGiB = uint64_t{1} << 30;
 ClusterConfig Config(std::initializer_list<std::pair<uint32_t, uint64_t>> nodes) {
   ClusterConfig c;
   uint32_t id = 0;
-  for (auto [vcpus, mib] : nodes) c.nodes.push_back({id++, vcpus, mib, ""});
+  for (auto [vcpus, mib] : nodes) c.nodes.push_back({id++, vcpus, mib, "", ""});
   return c;
 }
 

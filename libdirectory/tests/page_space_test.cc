@@ -33,7 +33,8 @@ TEST_CASE("bad page counts are refused") {
 
 TEST_CASE("the page space of a layout agrees with GuestLayout::HomeOf") {
   cluster::ClusterConfig config;
-  config.nodes = {{0, 1, 2048, ""}, {1, 1, 2048, ""}, {2, 0, 2, ""}};
+  config.nodes = {
+      {0, 1, 2048, "", ""}, {1, 1, 2048, "", ""}, {2, 0, 2, "", ""}};
   cluster::GuestLayout layout(config);
   PageSpace s = *PageSpace::FromLayout(layout);
   CHECK(s.num_pages() == (4 * kGiB + (2 << 20)) / kPageSize);

@@ -8,8 +8,6 @@
 #include <thread>
 #include <vector>
 
-#include "ssihv/base/unique_fd.h"
-
 namespace ssihv::pager {
 
 class Pager;
@@ -20,7 +18,6 @@ inline constexpr size_t kReadBatch = 32;
 struct FaultThread {
   Pager* pager = nullptr;
   int index = 0;
-  base::UniqueFd epoll;
   std::thread thread;
   // Messages read while a resolution waited out EAGAIN (see
   // Resolver::RetryEagain); processed when the current fault returns.

@@ -33,11 +33,9 @@ absl::StatusOr<base::MappedRegion> MapImage(const std::string& path,
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<ImageSource>> ImageSource::Open(
-    const std::string& path, std::vector<ImageExtent> extents) {
-  uint64_t file_size = 0;
-  absl::StatusOr<base::MappedRegion> file = MapImage(path, &file_size);
-  if (!file.ok()) return file.status();
+absl::StatusOr<std::vector<ImageSource::Extent>> ImageSource::CheckExtents(
+    const std::string& what, uint64_t image_size,
+    std::vector<ImageExtent> extents) {
   std::sort(
       extents.begin(), extents.end(),
       [](const ImageExtent& a, const ImageExtent& b) { return a.gpa < b.gpa; });
@@ -45,28 +43,52 @@ absl::StatusOr<std::unique_ptr<ImageSource>> ImageSource::Open(
   for (size_t i = 0; i < extents.size(); ++i) {
     const ImageExtent& e = extents[i];
     const bool in_file =
-        e.file_offset <= file_size && e.size <= file_size - e.file_offset;
+        e.file_offset <= image_size && e.size <= image_size - e.file_offset;
     if (e.size == 0 || !Aligned(e.gpa) || !Aligned(e.file_offset) ||
         !Aligned(e.size) || !in_file || e.gpa + e.size < e.gpa) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("image ", path, " extent[", i, "] gpa=0x",
-                       absl::Hex(e.gpa), " file_offset=0x",
-                       absl::Hex(e.file_offset), " size=0x", absl::Hex(e.size),
-                       ": must be 4 KiB aligned, non-empty and inside "
-                       "the file of 0x",
-                       absl::Hex(file_size), " bytes"));
+      return absl::InvalidArgumentError(absl::StrCat(
+          what, " extent[", i, "] gpa=0x", absl::Hex(e.gpa), " file_offset=0x",
+          absl::Hex(e.file_offset), " size=0x", absl::Hex(e.size),
+          ": must be 4 KiB aligned, non-empty and inside "
+          "the file of 0x",
+          absl::Hex(image_size), " bytes"));
     }
     if (i > 0 && extents[i - 1].gpa + extents[i - 1].size > e.gpa) {
       return absl::InvalidArgumentError(
-          absl::StrCat("image ", path, " extent[", i, "] gpa=0x",
-                       absl::Hex(e.gpa), ": overlaps the previous extent"));
+          absl::StrCat(what, " extent[", i, "] gpa=0x", absl::Hex(e.gpa),
+                       ": overlaps the previous extent"));
     }
     const uint64_t words = (e.size / kPageSize + 63) / 64;
     Extent x{e, std::make_unique<std::atomic<uint64_t>[]>(words)};
     out.push_back(std::move(x));
   }
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<ImageSource>> ImageSource::Open(
+    const std::string& path, std::vector<ImageExtent> extents) {
+  uint64_t file_size = 0;
+  absl::StatusOr<base::MappedRegion> file = MapImage(path, &file_size);
+  if (!file.ok()) return file.status();
+  absl::StatusOr<std::vector<Extent>> checked =
+      CheckExtents(absl::StrCat("image ", path), file_size, std::move(extents));
+  if (!checked.ok()) return checked.status();
+  const uint8_t* image = file->data();
   return std::unique_ptr<ImageSource>(
-      new ImageSource(*std::move(file), std::move(out)));
+      new ImageSource(*std::move(file), image, *std::move(checked)));
+}
+
+absl::StatusOr<std::unique_ptr<ImageSource>> ImageSource::FromMemory(
+    const uint8_t* image, uint64_t size, uint64_t gpa) {
+  if (image == nullptr) {
+    return absl::InvalidArgumentError("ImageSource::FromMemory: image is null");
+  }
+  absl::StatusOr<std::vector<Extent>> checked =
+      CheckExtents("ImageSource::FromMemory", size,
+                   {{.gpa = gpa, .file_offset = 0, .size = size}});
+  if (!checked.ok()) return checked.status();
+  return std::unique_ptr<ImageSource>(
+      new ImageSource(base::MappedRegion(), image, *std::move(checked)));
 }
 
 absl::StatusOr<std::unique_ptr<ImageSource>> ImageSource::OpenFlat(
@@ -102,8 +124,7 @@ void ImageSource::OnFault(const Fault& fault, Resolver& resolver) {
   } else if (e == nullptr || discarded) {
     st = resolver.ZeroFill(fault);
   } else {
-    const uint8_t* bytes =
-        file_.data() + e->range.file_offset + page * kPageSize;
+    const uint8_t* bytes = image_ + e->range.file_offset + page * kPageSize;
     st = resolver.Copy(fault, bytes, false, FaultKind::kLocalCopy);
   }
   if (!st.ok()) resolver.Fail(fault, st);

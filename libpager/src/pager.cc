@@ -2,6 +2,7 @@
 
 #include <linux/userfaultfd.h>
 #include <pthread.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -12,17 +13,23 @@
 #include "ssihv/base/errno_status.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
-#include "sys/epollfd.h"
+#include "sys/mm.h"
 #include "sys/uffd.h"
 #include "userfaultfd.h"
 
 namespace ssihv::pager {
 namespace {
 
-constexpr uint64_t kUffdTag = 0;
-constexpr uint64_t kStopTag = 1;
-
 bool Aligned(uint64_t v) { return (v & (kPageSize - 1)) == 0; }
+
+absl::Status CheckOptions(const PagerOptions& options) {
+  if (options.fault_threads < 1 || options.fault_threads > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PagerOptions.fault_threads: must be in [1, 256], got ",
+                     options.fault_threads));
+  }
+  return absl::OkStatus();
+}
 
 }  // namespace
 
@@ -32,16 +39,26 @@ Pager::Pager(PagerOptions options, std::unique_ptr<Userfaultfd> uffd)
 Pager::~Pager() { Stop(); }
 
 absl::StatusOr<std::unique_ptr<Pager>> Pager::Create(PagerOptions options) {
-  if (options.fault_threads < 1 || options.fault_threads > 256) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("PagerOptions.fault_threads: must be in [1, 256], got ",
-                     options.fault_threads));
-  }
+  SSIHV_RETURN_IF_ERROR(CheckOptions(options));
   SSIHV_ASSIGN_OR_RETURN(Userfaultfd uffd, Userfaultfd::Open({}));
+  return Make(std::move(options), std::move(uffd), /*adopted=*/false);
+}
+
+absl::StatusOr<std::unique_ptr<Pager>> Pager::Adopt(int uffd,
+                                                    PagerOptions options) {
+  SSIHV_RETURN_IF_ERROR(CheckOptions(options));
+  SSIHV_ASSIGN_OR_RETURN(Userfaultfd adopted, Userfaultfd::Adopt(uffd));
+  return Make(std::move(options), std::move(adopted), /*adopted=*/true);
+}
+
+absl::StatusOr<std::unique_ptr<Pager>> Pager::Make(PagerOptions options,
+                                                   Userfaultfd uffd,
+                                                   bool adopted) {
   SSIHV_ASSIGN_OR_RETURN(base::UniqueFd stop_fd, sys::EventfdCreate());
   std::unique_ptr<Pager> pager(new Pager(
       std::move(options), std::make_unique<Userfaultfd>(std::move(uffd))));
   pager->stop_fd_ = std::move(stop_fd);
+  pager->adopted_ = adopted;
   return pager;
 }
 
@@ -71,6 +88,15 @@ absl::Status Pager::RegisterRegion(const Region& r) {
                        ": overlaps the region at gpa=0x", absl::Hex(o.gpa)));
     }
   }
+  // An adopted uffd's creator registered the region in its address space.
+  if (!adopted_) SSIHV_RETURN_IF_ERROR(RegisterWithKernel(r));
+  regions_.push_back(r);
+  std::sort(regions_.begin(), regions_.end(),
+            [](const Region& a, const Region& b) { return a.host < b.host; });
+  return absl::OkStatus();
+}
+
+absl::Status Pager::RegisterWithKernel(const Region& r) {
   const bool shmem = r.backing == Backing::kMemfd;
   constexpr uint64_t kShmemFeatures =
       UFFD_FEATURE_MISSING_SHMEM | UFFD_FEATURE_WP_HUGETLBFS_SHMEM;
@@ -82,13 +108,9 @@ absl::Status Pager::RegisterRegion(const Region& r) {
         Userfaultfd::FeatureNames(uffd_->features()),
         ". Use anonymous backing."));
   }
-  SSIHV_RETURN_IF_ERROR(uffd_->Register(
-      r.host, r.size, UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
-      shmem));
-  regions_.push_back(r);
-  std::sort(regions_.begin(), regions_.end(),
-            [](const Region& a, const Region& b) { return a.host < b.host; });
-  return absl::OkStatus();
+  return uffd_->Register(r.host, r.size,
+                         UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP,
+                         shmem);
 }
 
 absl::Status Pager::RegisterGuestMemory(const GuestMemory& memory,
@@ -124,21 +146,29 @@ absl::Status Pager::Start() {
     return absl::FailedPreconditionError(
         "Pager::Start: no region registered (RegisterRegion)");
   }
-  std::vector<std::unique_ptr<FaultThread>> threads;
+  if (adopted_) {
+    // Another process's uffd (Firecracker opens it O_NONBLOCK): its fault
+    // threads poll it with stop_fd_ (see FaultLoop).
+    SSIHV_RETURN_IF_ERROR(sys::UffdSetNonblocking(uffd_->fd(), true));
+  } else {
+    // One sentinel page per fault thread: Stop() touches them (see Stop).
+    const uint64_t sentinel_bytes = options_.fault_threads * kPageSize;
+    SSIHV_ASSIGN_OR_RETURN(sentinel_,
+                           base::MappedRegion::Anonymous(sentinel_bytes));
+    SSIHV_RETURN_IF_ERROR(sys::Madvise(sentinel_.data(), sentinel_bytes,
+                                       MADV_NOHUGEPAGE, "MADV_NOHUGEPAGE"));
+    SSIHV_RETURN_IF_ERROR(uffd_->Register(sentinel_.data(), sentinel_bytes,
+                                          UFFDIO_REGISTER_MODE_MISSING,
+                                          /*shmem=*/false));
+  }
+  running_.store(true, std::memory_order_release);
   for (int i = 0; i < options_.fault_threads; ++i) {
     auto t = std::make_unique<FaultThread>();
     t->pager = this;
     t->index = i;
-    SSIHV_ASSIGN_OR_RETURN(t->epoll, sys::EpollCreate());
-    // EPOLLEXCLUSIVE: one fault wakes one thread, not all of them.
-    SSIHV_RETURN_IF_ERROR(sys::EpollAdd(t->epoll.get(), uffd_->fd(),
-                                        EPOLLIN | EPOLLEXCLUSIVE, kUffdTag));
-    SSIHV_RETURN_IF_ERROR(
-        sys::EpollAdd(t->epoll.get(), stop_fd_.get(), EPOLLIN, kStopTag));
-    threads.push_back(std::move(t));
+    threads_.push_back(std::move(t));
   }
-  running_.store(true, std::memory_order_release);
-  threads_ = std::move(threads);
+  live_threads_.store(options_.fault_threads, std::memory_order_release);
   for (auto& t : threads_) {
     FaultThread* self = t.get();
     t->thread = std::thread([this, self] { FaultLoop(self); });
@@ -148,53 +178,91 @@ absl::Status Pager::Start() {
   return absl::OkStatus();
 }
 
+// Fault threads block in read(2) on the uffd, so only a uffd message wakes
+// them. Stop() sets stopping_ and a helper touches the sentinel pages (one
+// per thread, registered MISSING, never mapped before) in turn: each touch
+// wakes the thread blocked in read(2), which maps it and, like every fault
+// thread after its current batch or before its next read, sees stopping_
+// and exits. Once all are joined, unregistering the sentinel wakes the
+// helper if its last touch found no thread left (the access then completes
+// as an ordinary one), and the region is unmapped; the next Start()
+// registers a new one.
 void Pager::Stop() {
   if (!running()) return;
-  if (absl::Status st = sys::EventfdWrite(stop_fd_.get(), 1); !st.ok()) {
+  stopping_.store(true, std::memory_order_release);
+  if (adopted_) {
+    // The eventfd stays readable until drained: every poller sees it.
+    if (absl::Status st = sys::EventfdWrite(stop_fd_.get(), 1); !st.ok()) {
+      ReportError(st);
+    }
+    for (auto& t : threads_) t->thread.join();
+    threads_.clear();
+    sys::EventfdDrain(stop_fd_.get());
+    stopping_.store(false, std::memory_order_release);
+    running_.store(false, std::memory_order_release);
+    return;
+  }
+  std::thread toucher([this] {
+    for (size_t i = 0; i < sentinel_.size() / kPageSize; ++i) {
+      if (live_threads_.load(std::memory_order_acquire) == 0) return;
+      (void)*reinterpret_cast<volatile uint8_t*>(sentinel_.data() +
+                                                 i * kPageSize);
+    }
+  });
+  for (auto& t : threads_) t->thread.join();
+  if (absl::Status st = uffd_->Unregister(sentinel_.data(), sentinel_.size());
+      !st.ok()) {
     ReportError(st);
   }
-  for (auto& t : threads_) t->thread.join();
+  toucher.join();
   threads_.clear();
-  (void)sys::EventfdRead(stop_fd_.get());
+  sentinel_ = base::MappedRegion();
+  stopping_.store(false, std::memory_order_release);
   running_.store(false, std::memory_order_release);
 }
 
+// One fault thread at a time reads (read_mu_), blocked in read(2) until a
+// message arrives (the kernel returns every message pending then, up to the
+// batch); the others wait for the mutex. What was read is handled outside
+// it, so the next thread reads while this one serves.
 void Pager::FaultLoop(FaultThread* self) {
   tls_fault_thread = self;
   uffd_msg msgs[kReadBatch];
-  epoll_event events[2];
   for (;;) {
     DrainBacklog(self);
-    const int n = sys::EpollWait(self->epoll.get(), events, 2);
-    if (n < 0) {
-      ReportError(base::ErrnoStatus(-n, "epoll_wait on the uffd"));
-      break;
-    }
-    bool stop = false;
-    for (int i = 0; i < n; ++i) stop |= events[i].data.u64 == kStopTag;
-    if (stop) break;
-    // Drain what is pending; a short read means the queue is empty, and
-    // epoll (level-triggered) reports anything that arrives meanwhile.
-    for (;;) {
-      const ssize_t m = ReadMessages(msgs, kReadBatch);
-      if (m < 0) {
-        ReportError(base::ErrnoStatus(static_cast<int>(-m), "read uffd"));
+    if (stopping_.load(std::memory_order_acquire)) break;
+    if (adopted_) {
+      // Non-blocking: wait for a message or Stop(); several threads may
+      // wake for one message, and those that find nothing poll again.
+      const int r = sys::PollUffdOrStop(uffd_->fd(), stop_fd_.get());
+      if (r < 0) {
+        ReportError(base::ErrnoStatus(-r, "poll uffd"));
         break;
       }
-      DispatchFaults(msgs, static_cast<size_t>(m));
-      DrainBacklog(self);
-      if (m < static_cast<ssize_t>(kReadBatch)) break;
+      if (r == 1) break;
     }
+    ssize_t m;
+    {
+      std::lock_guard<std::mutex> lock(read_mu_);
+      if (stopping_.load(std::memory_order_acquire)) break;
+      m = ReadLocked(msgs, kReadBatch);
+    }
+    if (m < 0) {
+      ReportError(base::ErrnoStatus(static_cast<int>(-m), "read uffd"));
+      break;
+    }
+    DispatchFaults(msgs, static_cast<size_t>(m));
   }
+  DrainBacklog(self);  // faults a pump read while this thread served
+  live_threads_.fetch_sub(1, std::memory_order_acq_rel);
   tls_fault_thread = nullptr;
 }
 
-ssize_t Pager::ReadMessages(uffd_msg* msgs, size_t max) {
+ssize_t Pager::ReadLocked(uffd_msg* msgs, size_t max) {
   // REMOVE events are handled inside the read's critical section: once the
   // event is read, the kernel lets madvise zap and return, and the very next
   // fault on those pages may be read by another thread at once; it must find
   // the source already told (else an image source would map old bytes).
-  std::lock_guard<std::mutex> lock(read_mu_);
   const ssize_t m = sys::UffdRead(uffd_->fd(), msgs, max);
   for (ssize_t i = 0; i < m; ++i) {
     if (msgs[i].event == UFFD_EVENT_REMOVE) HandleRemove(msgs[i]);
@@ -216,22 +284,45 @@ void Pager::DrainBacklog(FaultThread* self) {
   }
 }
 
+// A pump never blocks. When another fault thread holds the reader role it
+// is in (or about to enter) read(2) and handles whatever arrives, REMOVE
+// events included. Otherwise this thread reads what is pending, and only
+// that: with the role held nobody else reads, so it can switch the file to
+// non-blocking for its reads (poll(2) cannot tell: on a blocking uffd it
+// answers EPOLLERR). Pumps are the rare path (lock spins, EAGAIN retries).
 void Pager::ReadIntoBacklog(FaultThread* self) {
+  std::unique_lock<std::mutex> lock(read_mu_, std::try_to_lock);
+  if (!lock.owns_lock()) return;
+  const bool toggle = !adopted_;  // an adopted uffd is non-blocking already
+  if (absl::Status st = toggle ? sys::UffdSetNonblocking(uffd_->fd(), true)
+                               : absl::OkStatus();
+      !st.ok()) {
+    ReportError(st);
+    return;
+  }
   uffd_msg msgs[kReadBatch];
   for (;;) {
-    const ssize_t m = ReadMessages(msgs, kReadBatch);
-    if (m <= 0) return;
+    const ssize_t m = ReadLocked(msgs, kReadBatch);
     for (ssize_t i = 0; i < m; ++i) {
       if (msgs[i].event == UFFD_EVENT_PAGEFAULT)
         self->backlog.push_back(msgs[i]);
     }
-    if (m < static_cast<ssize_t>(kReadBatch)) return;
+    if (m < static_cast<ssize_t>(kReadBatch)) break;
+  }
+  if (!toggle) return;
+  if (absl::Status st = sys::UffdSetNonblocking(uffd_->fd(), false); !st.ok()) {
+    ReportError(st);
   }
 }
 
 void Pager::HandlePageFault(const uffd_msg& msg) {
-  messages_.fetch_add(1, std::memory_order_relaxed);
   const uint64_t addr = msg.arg.pagefault.address & ~(kPageSize - 1);
+  const uint64_t sentinel = reinterpret_cast<uint64_t>(sentinel_.data());
+  if (addr - sentinel < sentinel_.size()) {  // Stop()'s wake-up call
+    (void)uffd_->ZeroPage(reinterpret_cast<uint8_t*>(addr), kPageSize);
+    return;
+  }
+  messages_.fetch_add(1, std::memory_order_relaxed);
   const Region* r = RegionOfHost(addr);
   if (r == nullptr) {
     errors_.fetch_add(1, std::memory_order_relaxed);

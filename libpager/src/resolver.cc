@@ -212,6 +212,12 @@ absl::Status Resolver::Discard(uint64_t gpa, uint64_t len) {
         absl::StrCat("Resolver::Discard gpa=0x", absl::Hex(gpa),
                      ": pager stopped; nobody would read the REMOVE event"));
   }
+  if (pager_->adopted()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "Resolver::Discard gpa=0x", absl::Hex(gpa),
+        ": the memory belongs to the process that created the userfaultfd "
+        "(Pager::Adopt); only it can madvise its pages"));
+  }
   uint8_t* host = r->host + (gpa - r->gpa);
   // Private anonymous: DONTNEED frees the page. Shared memfd: DONTNEED only
   // drops the PTE and the page cache would map the old bytes back without a

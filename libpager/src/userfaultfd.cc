@@ -69,7 +69,9 @@ struct Opened {
 // /dev/userfaultfd first (its permission is the node's mode, and it hands out
 // fds that may handle kernel-mode faults), then the syscall.
 absl::StatusOr<Opened> OpenAny() {
-  constexpr int kFlags = O_CLOEXEC | O_NONBLOCK;
+  // Blocking: fault threads sleep in read(2) itself (no epoll round per
+  // fault); pumps poll before they read (Pager::ReadIntoBacklog).
+  constexpr int kFlags = O_CLOEXEC;
   auto dev = sys::UffdOpenDevice(kFlags);
   if (dev.ok()) return Opened{*std::move(dev), "/dev/userfaultfd"};
   auto sc = sys::UffdSyscall(kFlags);
@@ -136,6 +138,11 @@ absl::StatusOr<Userfaultfd> Userfaultfd::Open(const UffdRequirements& req) {
                      " without UFFDIO_REGISTER/UFFDIO_UNREGISTER"));
   }
   return Userfaultfd(std::move(real.fd), features, std::move(real.via));
+}
+
+absl::StatusOr<Userfaultfd> Userfaultfd::Adopt(int fd) {
+  SSIHV_ASSIGN_OR_RETURN(base::UniqueFd dup, sys::UffdAdopt(fd));
+  return Userfaultfd(std::move(dup), 0, "adopted");
 }
 
 absl::Status Userfaultfd::Register(void* addr, uint64_t len, uint64_t mode,

@@ -30,6 +30,11 @@ class Userfaultfd {
   /// version that added it.
   static absl::StatusOr<Userfaultfd> Open(const UffdRequirements& req);
 
+  /// Takes a duplicate of a userfaultfd created and negotiated elsewhere
+  /// (another process: sys::UffdAdopt). Its features are unknown here:
+  /// features() is 0, opened_via() "adopted".
+  static absl::StatusOr<Userfaultfd> Adopt(int fd);
+
   int fd() const { return fd_.get(); }
   /// Features enabled on this fd (UFFD_FEATURE_*).
   uint64_t features() const { return features_; }

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "ssihv/cluster/config.h"
 #include "ssihv/cluster/layout.h"
 #include "ssihv/pager/dsm_node.h"
@@ -110,6 +111,31 @@ TEST_CASE("A page never touched travels as zeros") {
   // Counted just after the ioctl that woke the reader.
   CHECK(testing::WaitFor(
       [&] { return c.Faults(0, FaultKind::kRemoteRead) == 1; }));
+  CHECK(c.errors == 0);
+}
+
+TEST_CASE("A first touch at the home fills the rest of its block") {
+  const bool around = GENERATE(true, false);
+  Cluster c(2, 1, [&](int, DsmOptions& o) {
+    if (!around) o.local_fault_around_pages = 0;
+  });
+  const uint64_t base = c.HomeBase(0);
+  *c.At(0, base + 5 * 4096) = 1;  // the first touch of the block
+  // Filled ahead (after the faulting thread resumed): no fault for page 9.
+  if (around) {
+    CHECK(testing::WaitFor(
+        [&] { return c.nodes[0]->PagerStatistics().filled_ahead >= 2; }));
+  }
+  *c.At(0, base + 9 * 4096 + 8) = 0xabcd;
+  CHECK(c.Faults(0, FaultKind::kLocalZero) == (around ? 1 : 2));
+  // Filled pages are still the protocol's: another node reads what the home
+  // wrote, and zeros where it wrote nothing.
+  CHECK(*c.At(1, base + 9 * 4096 + 8) == 0xabcd);
+  CHECK(*c.At(1, base + 10 * 4096) == 0);
+  // And a page another node took is not filled behind its back: node 1
+  // writes page 20 of node 0's range; node 0 reading it sees node 1's value.
+  *c.At(1, base + 20 * 4096) = 0x77;
+  CHECK(*c.At(0, base + 20 * 4096) == 0x77);
   CHECK(c.errors == 0);
 }
 
@@ -261,7 +287,13 @@ TEST_CASE("DsmNode: the owner's own messages share the node's transport") {
     };
   });
   replier = &c.nodes[1]->transport();
-  CHECK(peers_up.load() == 2);  // each node saw the other come up
+  // Each node saw the other come up (the handler runs on the data thread
+  // right after Start() may have returned).
+  const absl::Time deadline = absl::Now() + absl::Seconds(10);
+  while (peers_up.load() < 2 && absl::Now() < deadline) {
+    std::this_thread::yield();
+  }
+  CHECK(peers_up.load() == 2);
   rdmax::Transport& t0 = c.nodes[0]->transport();
   const uint8_t ipi[4] = {1, 2, 3, 4};
   REQUIRE(t0.Send(1, kIpi, ipi, absl::Now() + absl::Seconds(5)).ok());

@@ -155,5 +155,39 @@ TEST_CASE("Image errors name the path and extent") {
   CHECK(absl::IsInvalidArgument(unaligned.status()));
 }
 
+TEST_CASE("FromMemory: one mapping, a source per guest, discards apart") {
+  // The caller's memory, shared by two sources (two guests).
+  std::vector<uint8_t> image(16 * kPageSize);
+  for (uint64_t i = 0; i < 16; ++i)
+    FillPattern(&image[i * kPageSize], i * kPageSize);
+  auto a = ImageSource::FromMemory(image.data(), image.size());
+  auto b = ImageSource::FromMemory(image.data(), image.size(), 0x100000);
+  REQUIRE(a.ok());
+  REQUIRE(b.ok());
+  Env ea(16, std::shared_ptr<PageSource>(*std::move(a)), 0);
+  Env eb(16, std::shared_ptr<PageSource>(*std::move(b)), 0x100000);
+  for (uint64_t i = 0; i < 16; ++i) {
+    CHECK(HasPattern(ea.Page(i), i * kPageSize));
+    CHECK(HasPattern(eb.Page(i), i * kPageSize));
+  }
+  // A discard in one guest does not change what the other is served.
+  REQUIRE(ea.pager->resolver().Discard(2 * kPageSize, 2 * kPageSize).ok());
+  REQUIRE(
+      eb.pager->resolver().Discard(0x100000 + 2 * kPageSize, kPageSize).ok());
+  CHECK(IsZero(ea.Page(2)));
+  CHECK(IsZero(ea.Page(3)));
+  CHECK(IsZero(eb.Page(2)));
+  CHECK(HasPattern(ea.Page(4), 4 * kPageSize));
+  // Nothing wrote the caller's memory.
+  CHECK(HasPattern(&image[2 * kPageSize], 2 * kPageSize));
+
+  CHECK(absl::IsInvalidArgument(
+      ImageSource::FromMemory(nullptr, kPageSize).status()));
+  CHECK(absl::IsInvalidArgument(
+      ImageSource::FromMemory(image.data(), 100).status()));
+  CHECK(absl::IsInvalidArgument(
+      ImageSource::FromMemory(image.data(), 0).status()));
+}
+
 }  // namespace
 }  // namespace ssihv::pager

@@ -322,6 +322,32 @@ TEST_CASE(
       env.pager->resolver().Discard(env.Gpa(0), kPageSize)));
 }
 
+// Fault threads sleep in read(2); Stop() wakes them through sentinel pages.
+// With several threads, some blocked in read, some waiting for the reader
+// role, some busy, every cycle must end with all of them joined.
+TEST_CASE("Stop joins every fault thread, busy or blocked in read") {
+  for (int threads : {1, 2, 4}) {
+    Env env(64, threads);
+    env.Start(std::make_shared<ZeroSource>());
+    for (int cycle = 0; cycle < 10; ++cycle) {
+      std::vector<std::thread> touchers;
+      for (int t = 0; t < threads; ++t) {
+        touchers.emplace_back([&, t] {
+          for (int p = t; p < 64; p += threads) {
+            *reinterpret_cast<volatile uint8_t*>(env.Page(p)) = 1;
+          }
+        });
+      }
+      for (auto& t : touchers) t.join();
+      env.pager->Stop();
+      CHECK(!env.pager->running());
+      REQUIRE(env.pager->Start().ok());
+      REQUIRE(env.pager->resolver().Discard(env.Gpa(0), 64 * kPageSize).ok());
+    }
+    CHECK(Settled(*env.pager).faults[0] == 640);  // every touch was a fault
+  }
+}
+
 TEST_CASE("Stop leaves a fault pending; Start serves it") {
   Env env(4);
   env.Start(std::make_shared<ZeroSource>());

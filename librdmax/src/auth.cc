@@ -4,12 +4,11 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <sys/stat.h>
 
-#include <cstdio>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "ssihv/base/file_util.h"
 #include "ssihv/base/status_macros.h"
 #include "sys/posix.h"
 
@@ -18,12 +17,6 @@ namespace {
 
 constexpr size_t kMinSecretBytes = 16;
 constexpr size_t kMaxSecretBytes = 4096;
-
-std::string OctalMode(mode_t mode) {
-  char buf[8];
-  std::snprintf(buf, sizeof(buf), "0%03o", static_cast<unsigned>(mode & 0777));
-  return buf;
-}
 
 bool MacEqual(const uint8_t* a, const uint8_t* b) {
   return CRYPTO_memcmp(a, b, kMacSize) == 0;  // constant time
@@ -171,25 +164,10 @@ absl::StatusOr<std::string> LoadClusterSecret(const std::string& path) {
     return absl::InvalidArgumentError(
         "secret_file: not set (every node needs the cluster secret)");
   }
-  SSIHV_ASSIGN_OR_RETURN(base::UniqueFd fd, sys::OpenReadOnly(path));
-  SSIHV_ASSIGN_OR_RETURN(struct stat st, sys::FStat(fd.get(), path));
-  if (!S_ISREG(st.st_mode)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("secret_file ", path, ": not a regular file"));
-  }
-  if ((st.st_mode & 077) != 0) {
-    return absl::PermissionDeniedError(
-        absl::StrCat("secret_file ", path, ": mode ", OctalMode(st.st_mode),
-                     " lets group or others access it; run chmod 600 ", path));
-  }
-  if (st.st_size > static_cast<off_t>(kMaxSecretBytes + 2)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "secret_file ", path, ": longer than ", kMaxSecretBytes, " bytes"));
-  }
-  std::string secret(static_cast<size_t>(st.st_size), '\0');
+  // +2: the one trailing newline (CRLF) that is not part of the secret.
   SSIHV_ASSIGN_OR_RETURN(
-      size_t n, sys::ReadFully(fd.get(), secret.data(), secret.size(), path));
-  secret.resize(n);
+      std::string secret,
+      base::ReadPrivateFile("secret_file", path, kMaxSecretBytes + 2));
   if (!secret.empty() && secret.back() == '\n') secret.pop_back();
   if (!secret.empty() && secret.back() == '\r') secret.pop_back();
   absl::Status valid = ValidateSecret(secret);

@@ -151,15 +151,15 @@ void RegisterChecker::CheckContainment(uint32_t reg) {
   std::vector<const Zone*> reach(forward_.size());
   for (size_t i = 0; i < forward_.size(); ++i) {
     reach[i] = (i > 0 && reach[i - 1]->s >= forward_[i].s) ? reach[i - 1]
-                                                            : &forward_[i];
+                                                           : &forward_[i];
   }
   for (const Zone& b : backward_) {
     // Of the forward zones beginning before b, the one reaching furthest
     // is the only candidate that matters.
-    const size_t n = std::lower_bound(
-                         forward_.begin(), forward_.end(), b.s,
+    const size_t n =
+        std::lower_bound(forward_.begin(), forward_.end(), b.s,
                          [](const Zone& z, int64_t s) { return z.f < s; }) -
-                     forward_.begin();
+        forward_.begin();
     if (n == 0) continue;
     const Zone* best = reach[n - 1];
     if (!(b.f < best->s)) continue;

@@ -154,7 +154,7 @@ TEST_CASE("History: a history of 900,000 operations on one register") {
   std::vector<RegisterOp> ops;
   for (int64_t i = 0; i < 300000; ++i) {
     const int64_t t = 100 * i;
-    ops.push_back(W(2 * i + 1, t, t + 5));       // forward: read after it
+    ops.push_back(W(2 * i + 1, t, t + 5));  // forward: read after it
     ops.push_back(R(2 * i + 1, t + 6, t + 7));
     ops.push_back(W(2 * i + 2, t + 50, t + 60));  // backward: never read
   }

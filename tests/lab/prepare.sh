@@ -35,6 +35,9 @@
 #   SSIHV_LAB_CPU            QEMU -cpu model instead of the pinned one
 #   SSIHV_LAB_KVM_AMD        kvm_amd parameters ("npt=1 vgif=0"; empty: the
 #                            module's defaults) instead of the pinned ones
+#   SSIHV_LAB_KERNEL_ARGS    the lab kernel's extra command line (e.g.
+#                            "transparent_hugepage=never") instead of the
+#                            pinned one
 #   SSIHV_LAB_DEBIAN_MIRROR  mirror for bookworm-backports (default: the one
 #                            this machine's apt sources use for bookworm)
 set -euo pipefail
@@ -356,16 +359,17 @@ if [ -z "$qemu_bin" ]; then
 fi
 lab_cpu=${SSIHV_LAB_CPU:-$LAB_PIN_CPU}
 lab_kvm_amd=${SSIHV_LAB_KVM_AMD-$LAB_PIN_KVM_AMD}
+lab_kernel_args=${SSIHV_LAB_KERNEL_ARGS-$LAB_PIN_KERNEL_ARGS}
 
 initrd=$(build_initramfs "$kver")
 boot_initrd=$(build_boot_initramfs)
-env_text=$(printf 'LAB_CACHE=%q\nLAB_KVER=%q\nLAB_KERNEL=%q\nLAB_INITRD=%q\nLAB_BOOT_INITRD=%q\nLAB_QEMU=%q\nLAB_QEMU_DATA=%q\nLAB_QEMU_KIND=%q\nLAB_TCG_THREAD=%q\nLAB_CPU=%q\nLAB_KVM_AMD=%q\nLAB_OMIT_MODULES=%q\n' \
+env_text=$(printf 'LAB_CACHE=%q\nLAB_KVER=%q\nLAB_KERNEL=%q\nLAB_INITRD=%q\nLAB_BOOT_INITRD=%q\nLAB_QEMU=%q\nLAB_QEMU_DATA=%q\nLAB_QEMU_KIND=%q\nLAB_TCG_THREAD=%q\nLAB_CPU=%q\nLAB_KVM_AMD=%q\nLAB_KERNEL_ARGS=%q\nLAB_OMIT_MODULES=%q\n' \
   "$cache" "$kver" "$kdir/boot/vmlinuz-$kver" "$initrd" "$boot_initrd" \
   "$qemu_bin" "$qemu_data" "$qemu_kind" "$tcg_thread" "$lab_cpu" \
-  "$lab_kvm_amd" "${SSIHV_LAB_OMIT_MODULES:-}")
+  "$lab_kvm_amd" "$lab_kernel_args" "${SSIHV_LAB_OMIT_MODULES:-}")
 # lab.env describes the default lab (tests read its kernel paths); the
 # experiment knobs only print theirs.
-if [ -z "${SSIHV_LAB_OMIT_MODULES:-}${SSIHV_LAB_QEMU:-}${SSIHV_LAB_KERNEL_PKG:-}${SSIHV_LAB_TCG_THREAD:-}${SSIHV_LAB_CPU:-}${SSIHV_LAB_KVM_AMD+set}" ]; then
+if [ -z "${SSIHV_LAB_OMIT_MODULES:-}${SSIHV_LAB_QEMU:-}${SSIHV_LAB_KERNEL_PKG:-}${SSIHV_LAB_TCG_THREAD:-}${SSIHV_LAB_CPU:-}${SSIHV_LAB_KVM_AMD+set}${SSIHV_LAB_KERNEL_ARGS+set}" ]; then
   echo "$env_text" > "$cache/lab.env.tmp" && mv "$cache/lab.env.tmp" "$cache/lab.env"
 fi
 if [ "$print_env" = 1 ]; then

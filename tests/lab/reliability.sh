@@ -25,6 +25,7 @@
 # The lab knobs under test come from the environment, as for run.sh:
 # SSIHV_LAB_TCG_THREAD (multi|single), SSIHV_LAB_KERNEL_PKG, SSIHV_LAB_CPU
 # (QEMU -cpu model), SSIHV_LAB_KVM_AMD (kvm_amd module parameters),
+# SSIHV_LAB_KERNEL_ARGS (the lab kernel's extra command line),
 # SSIHV_LAB_QEMU. The default is what tests/lab/pins.env pins.
 #
 # Exit status: 0 when every boot of every lab VM was clean, 1 otherwise, 2 bad
@@ -134,7 +135,7 @@ done
 {
   echo "# tests/lab/reliability.sh --labs $labs --boots $boots --vmms $vmms --inner $inner"
   echo "# $(date -u +%FT%TZ) host $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
-  echo "# lab: $LAB_QEMU_KIND tcg thread=${SSIHV_LAB_TCG_THREAD:-$LAB_TCG_THREAD} cpu=${SSIHV_LAB_CPU:-max} kernel $LAB_KVER kvm_amd '${SSIHV_LAB_KVM_AMD:-}'"
+  echo "# lab: $LAB_QEMU_KIND tcg thread=$LAB_TCG_THREAD cpu=$LAB_CPU kernel $LAB_KVER kvm_amd '$LAB_KVM_AMD' kernel args '$LAB_KERNEL_ARGS'"
   echo "# guest config: $(jq -c . "$config")"
   sort -u "$results/labs.txt" 2>/dev/null | head -4
   awk -F'\t' '{n[$5]++; t++} END {

@@ -133,6 +133,7 @@ cmdline="console=ttyS0 panic=-1 quiet mitigations=off lab.mode=$mode lab.results
 # kvm_amd's parameters travel on the kernel command line as modprobe would
 # take them from /etc/modprobe.d (the kernel applies kvm_amd.x=y itself).
 for p in $LAB_KVM_AMD; do cmdline+=" kvm_amd.$p"; done
+[ -n "$LAB_KERNEL_ARGS" ] && cmdline+=" $LAB_KERNEL_ARGS"
 
 last_console() {
   say "last console lines:"

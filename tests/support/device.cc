@@ -72,6 +72,21 @@ absl::Status ProbeUffd() {
   return absl::OkStatus();
 }
 
+absl::Status ProbePromtool() {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path != nullptr ? path : "/usr/bin:/bin";
+  for (size_t start = 0; start <= dirs.size();) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string candidate = absl::StrCat(
+        end > start ? dirs.substr(start, end - start) : ".", "/promtool");
+    if (::access(candidate.c_str(), X_OK) == 0) return absl::OkStatus();
+    start = end + 1;
+  }
+  return absl::NotFoundError(
+      "promtool not on PATH (Debian package prometheus: scripts/setup.sh)");
+}
+
 int CheckDeviceOrSkip(const std::string& device) {
   absl::Status st;
   if (device == "kvm") {
@@ -80,6 +95,8 @@ int CheckDeviceOrSkip(const std::string& device) {
     st = ProbeRdma();
   } else if (device == "uffd") {
     st = ProbeUffd();
+  } else if (device == "promtool") {
+    st = ProbePromtool();
   } else {
     std::fprintf(stderr, "unknown device requirement '%s'\n", device.c_str());
     return 1;

@@ -218,10 +218,10 @@ void DsmEngine::HandleFault(const Fault& fault, Resolver& resolver) {
 // decompressing, initialising struct pages, zeroing allocations) would take
 // one fault per page. After the faulting thread resumed, the other pages of
 // the fault's aligned block that this node holds Modified and has never
-// mapped are zero-filled too: the protocol already holds them here, so no
-// message is involved; each is checked and filled under its page lock, so a
-// request for it that arrives meanwhile sees it either untouched (zeros) or
-// mapped.
+// mapped are mapped (zeros) too. Each goes through the protocol as a local
+// write fault would, under its page lock: the node agent then knows the page
+// is no longer pristine (so a request for it ships the page's bytes, not
+// kFlagZero), and a Modified page's write fault needs no message.
 void DsmEngine::FillAroundLocal(dir::PageId page, Resolver& resolver) {
   const uint64_t block = options_.local_fault_around_pages;
   if (block < 2) return;
@@ -235,12 +235,23 @@ void DsmEngine::FillAroundLocal(dir::PageId page, Resolver& resolver) {
         node_->node_agent().StateOf(q) != dir::PageState::kModified) {
       continue;
     }
-    absl::StatusOr<uint64_t> n = resolver.ZeroFillRange(GpaOf(q), kPageSize);
-    if (!n.ok()) {
-      Error(n.status());
+    dir::Output& out = ThreadOutput();
+    absl::Status st = node_->OnFault(q, dir::Access::kWrite, &out);
+    if (st.ok() && (out.effects.size() != 1 ||
+                    out.effects[0].type != dir::EffectType::kMapLocal ||
+                    !out.effects[0].writable)) {
+      st = absl::InternalError(absl::StrCat(
+          "fault-around of page ", q,
+          ": the protocol did not answer a Modified page's write fault "
+          "with a local writable mapping"));
+    }
+    if (st.ok()) st = resolver.ZeroFillRange(GpaOf(q), kPageSize).status();
+    if (!st.ok()) {
+      Error(st);
       return;
     }
     SetPopulated(q, true);
+    GrantTime(q) = MonotonicNs();
   }
 }
 

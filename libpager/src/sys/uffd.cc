@@ -1,11 +1,14 @@
 #include "sys/uffd.h"
 
 #include <fcntl.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <string>
 
 #include "absl/strings/str_cat.h"
 #include "ssihv/base/errno_status.h"
@@ -49,6 +52,25 @@ absl::StatusOr<UniqueFd> UffdSyscall(int flags) {
         absl::StrCat("userfaultfd(flags=0x", absl::Hex(flags), ")"));
   }
   return fd;
+}
+
+absl::StatusOr<UniqueFd> UffdAdopt(int fd) {
+  const std::string link = absl::StrCat("/proc/self/fd/", fd);
+  char target[64] = {};
+  const ssize_t n = ::readlink(link.c_str(), target, sizeof(target) - 1);
+  if (n < 0) return LastErrnoStatus(absl::StrCat("readlink ", link));
+  if (absl::string_view(target, static_cast<size_t>(n)) !=
+      "anon_inode:[userfaultfd]") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fd ", fd, " is not a userfaultfd (", link, " -> ", target, ")"));
+  }
+  UniqueFd dup(::fcntl(fd, F_DUPFD_CLOEXEC, 0));
+  if (!dup) return LastErrnoStatus(absl::StrCat("fcntl(", fd, ", F_DUPFD)"));
+  const int flags = ::fcntl(dup.get(), F_GETFL);
+  if (flags < 0 || ::fcntl(dup.get(), F_SETFL, flags | O_NONBLOCK) < 0) {
+    return LastErrnoStatus(absl::StrCat("fcntl(", fd, ", F_SETFL O_NONBLOCK)"));
+  }
+  return dup;
 }
 
 absl::Status UffdApi(int fd, uint64_t* features, uint64_t* ioctls) {
@@ -142,6 +164,47 @@ ssize_t UffdRead(int fd, uffd_msg* msgs, size_t max) {
     if (errno == EAGAIN) return 0;
     return -errno;
   }
+}
+
+// poll(2) cannot say whether a read would block: on a blocking uffd it
+// answers EPOLLERR (fs/userfaultfd.c, userfaultfd_poll). The reader that
+// must not block flips the file's O_NONBLOCK instead.
+absl::Status UffdSetNonblocking(int fd, bool on) {
+  const int flags = ::fcntl(fd, F_GETFL);
+  if (flags < 0) return base::LastErrnoStatus("fcntl(F_GETFL) on the uffd");
+  const int want = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
+  if (want != flags && ::fcntl(fd, F_SETFL, want) < 0) {
+    return base::LastErrnoStatus("fcntl(F_SETFL) on the uffd");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<UniqueFd> EventfdCreate() {
+  const int fd = ::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+  if (fd < 0) return LastErrnoStatus("eventfd");
+  return UniqueFd(fd);
+}
+
+absl::Status EventfdWrite(int fd, uint64_t value) {
+  if (::write(fd, &value, sizeof(value)) != sizeof(value)) {
+    return LastErrnoStatus("write eventfd");
+  }
+  return absl::OkStatus();
+}
+
+void EventfdDrain(int fd) {
+  uint64_t v;
+  (void)!::read(fd, &v, sizeof(v));
+}
+
+int PollUffdOrStop(int uffd, int stop_fd) {
+  pollfd fds[2] = {{uffd, POLLIN, 0}, {stop_fd, POLLIN, 0}};
+  for (;;) {
+    if (::poll(fds, 2, -1) >= 0) break;
+    if (errno != EINTR) return -errno;
+  }
+  if (fds[1].revents & POLLIN) return 1;
+  return 0;
 }
 
 }  // namespace ssihv::pager::sys

@@ -26,14 +26,23 @@ namespace ssihv::pager::sys {
 /// open("/dev/userfaultfd") + USERFAULTFD_IOC_NEW (Linux 6.1+). Access to the
 /// device node is the permission check, so this works without
 /// CAP_SYS_PTRACE for processes that may open the node. `flags` is
-/// O_CLOEXEC | O_NONBLOCK; UFFD_USER_MODE_ONLY is never passed, because KVM
-/// resolves guest accesses from kernel mode (KVM_RUN would fail with EFAULT).
+/// O_CLOEXEC (the pager's fault threads block in read); UFFD_USER_MODE_ONLY is
+/// never passed, because KVM resolves guest accesses from kernel mode (KVM_RUN
+/// would fail with EFAULT).
 absl::StatusOr<base::UniqueFd> UffdOpenDevice(int flags);
 
 /// The userfaultfd(2) system call (fallback before 6.1 or when the device node
 /// is absent). Without UFFD_USER_MODE_ONLY it needs CAP_SYS_PTRACE or
 /// vm.unprivileged_userfaultfd=1.
 absl::StatusOr<base::UniqueFd> UffdSyscall(int flags);
+
+/// A close-on-exec duplicate of `fd` after checking that it is a
+/// userfaultfd (its /proc/self/fd link reads "anon_inode:[userfaultfd]"),
+/// set O_NONBLOCK: the kernel reports a blocking uffd as EPOLLERR and the
+/// fault threads read without blocking. The flag is on the open file
+/// description, shared with whoever else holds it (it is the mode
+/// Firecracker opens its uffd with anyway).
+absl::StatusOr<base::UniqueFd> UffdAdopt(int fd);
 
 /// UFFDIO_API: handshake, requesting `features`. On success `*features` and
 /// `*ioctls` hold what the kernel reports. May be called once per fd.
@@ -79,9 +88,28 @@ int UffdWake(int fd, uint64_t start, uint64_t len);
 /// page (shmem/memfd backing only).
 int UffdContinue(int fd, uint64_t start, uint64_t len, uint64_t mode);
 
-/// read(2) of up to `max` messages. Returns the number of messages, 0 when
-/// none are pending (EAGAIN on the non-blocking fd), or -errno.
+/// read(2) of up to `max` messages: on a blocking fd it sleeps until the
+/// first one and returns with every message pending then (up to `max`).
+/// Returns the number of messages, 0 when none are pending on a
+/// non-blocking fd (EAGAIN), or -errno.
 ssize_t UffdRead(int fd, uffd_msg* msgs, size_t max);
+
+/// Sets or clears O_NONBLOCK on the uffd's open file (fcntl F_SETFL).
+absl::Status UffdSetNonblocking(int fd, bool on);
+
+// ---- Waking fault threads on an adopted uffd (another process's: no page
+// of this process can be registered with it to wake a blocked read) ----
+
+/// eventfd(2), close-on-exec, non-blocking.
+absl::StatusOr<base::UniqueFd> EventfdCreate();
+/// Adds `value` to the eventfd's counter (it stays readable until drained).
+absl::Status EventfdWrite(int fd, uint64_t value);
+/// Resets the counter to 0 (a read; nothing to read is fine).
+void EventfdDrain(int fd);
+/// poll(2) on a non-blocking uffd and a stop eventfd until one is readable:
+/// 1 when the stop fd is, 0 when the uffd is (or hung up: the VM is gone),
+/// -errno on failure. EINTR is retried.
+int PollUffdOrStop(int uffd, int stop_fd);
 
 }  // namespace ssihv::pager::sys
 

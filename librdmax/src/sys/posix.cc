@@ -20,32 +20,6 @@ namespace ssihv::rdmax::sys {
 using base::LastErrnoStatus;
 using base::UniqueFd;
 
-absl::StatusOr<UniqueFd> OpenReadOnly(const std::string& path) {
-  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd) return LastErrnoStatus(absl::StrCat("open ", path));
-  return fd;
-}
-
-absl::StatusOr<struct stat> FStat(int fd, const std::string& what) {
-  struct stat st {};
-  if (::fstat(fd, &st) != 0)
-    return LastErrnoStatus(absl::StrCat("fstat ", what));
-  return st;
-}
-
-absl::StatusOr<size_t> ReadFully(int fd, void* buf, size_t size,
-                                 const std::string& what) {
-  size_t done = 0;
-  while (done < size) {
-    ssize_t n = ::read(fd, static_cast<char*>(buf) + done, size - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n < 0) return LastErrnoStatus(absl::StrCat("read ", what));
-    if (n == 0) break;
-    done += static_cast<size_t>(n);
-  }
-  return done;
-}
-
 namespace {
 IoResult Result(ssize_t n) {
   IoResult r;

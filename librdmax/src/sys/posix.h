@@ -21,13 +21,6 @@
 
 namespace ssihv::rdmax::sys {
 
-// ---- files ----
-absl::StatusOr<base::UniqueFd> OpenReadOnly(const std::string& path);
-absl::StatusOr<struct stat> FStat(int fd, const std::string& what);
-/// read() until `size` bytes or end of file; returns the bytes read.
-absl::StatusOr<size_t> ReadFully(int fd, void* buf, size_t size,
-                                 const std::string& what);
-
 // ---- sockets ----
 /// The outcome of one non-blocking or timed socket transfer.
 struct IoResult {

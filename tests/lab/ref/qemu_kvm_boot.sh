@@ -46,6 +46,10 @@ qemu_rc=$(sed -n 's/^QEMU_EXIT \([0-9]*\)$/\1/p' "$tmp/console")
 tr -d '\r' < "$tmp/console" | sed 's/\x1b\[[0-9;?]*[a-zA-Z]//g; s/\x1bc//g'
 [ -n "$init_ms" ] || fail "the guest's init never ran (qemu exit $qemu_rc)"
 [ "$qemu_rc" = 0 ] || fail "qemu exited $qemu_rc after the init ran"
+# -no-reboot makes a guest reset (a triple fault) exit 0 too: the guest must
+# have powered off itself.
+grep -q 'reboot: Power down' "$tmp/console" ||
+  fail "the guest did not power off by itself (a reset or a crash; see its console above)"
 {
   echo "# qemu-system-x86_64 -accel kvm boot of the lab kernel to init"
   echo "# $(date -u +%FT%TZ) host kernel $(uname -r) lab=${SSIHV_LAB:-0} ${SSIHV_LAB_QEMU:-}"

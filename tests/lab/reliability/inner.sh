@@ -22,11 +22,14 @@ vmm=$9 boot_timeout=${10}
 
 want_nproc=$(jq '[.nodes[].vcpus] | add' "$config")
 mem_mib=$(jq '[.nodes[].memory_mib] | add' "$config")
-append="quiet ssihv.work_s=${SSIHV_STRESS_WORK_S:-4}"
+# SSIHV_STRESS_APPEND replaces "quiet" (e.g. "earlyprintk=serial,ttyS0"
+# to see how far a failing boot got).
+append="${SSIHV_STRESS_APPEND:-quiet} ssihv.work_s=${SSIHV_STRESS_WORK_S:-4}"
 
 {
   echo "# lab $lab: L1 kernel $(uname -r), ${SSIHV_LAB_QEMU:-?}, cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
   echo "# kvm_amd: $(cd /sys/module/kvm_amd/parameters && for p in *; do printf '%s=%s ' "$p" "$(cat "$p")"; done)"
+  echo "# L1 THP: $(cat /sys/kernel/mm/transparent_hugepage/enabled); cmdline: $(cat /proc/cmdline)"
 } >> "$out/labs.txt"
 
 run_one() {  # boot vmm-index -> writes $dir/rc, console, err, stats.json
@@ -72,8 +75,9 @@ classify() {  # dir -> "outcome<TAB>detail"
     printf 'clean\t'
   elif [ "$rc" = 0 ] || [ "$reason" = "guest reset" ] ||
     [[ "$reason" == "guest triple fault"* ]]; then
-    printf 'guest-reset\treason=%s done=%s; last console: %s' "${reason:-?}" \
-      "${nproc:-no}" "$(grep -av '^$' <<<"$con" | tail -1 | cut -c1-120)"
+    printf 'guest-reset\treason=%s done=%s; %s; last console: %s' "${reason:-?}" \
+      "${nproc:-no}" "$(grep -a -m1 -o 'pages the loader wrote.*' "$dir/err" | cut -c1-160)" \
+      "$(grep -av '^$' <<<"$con" | tail -1 | cut -c1-120)"
   else
     printf 'vmm-error\texit %s reason=%s: %s' "$rc" "${reason:-?}" \
       "$(tail -1 "$dir/err" | cut -c1-160)"

@@ -25,6 +25,9 @@ struct NodeConfig {
   uint64_t memory_mib = 0;
   /// "host:port" (IPv6 as "[addr]:port"); empty when absent.
   std::string address;
+  /// The node's HTTP API ("api_address", same syntax as `address`); empty:
+  /// the node runs no API server (docs/API.md).
+  std::string api_address;
 
   uint64_t memory_bytes() const { return memory_mib << 20; }
 };
@@ -48,6 +51,10 @@ struct ClusterConfig {
   std::string secret_file;
   /// RDMA device name ("rdma_device"); empty = first available.
   std::string rdma_device;
+  /// Path of the bearer token of the HTTP API ("api_token_file"); empty
+  /// when absent. Only the path is checked here; the file itself is
+  /// checked where it is read (control::LoadApiToken).
+  std::string api_token_file;
 
   size_t num_nodes() const { return nodes.size(); }
   uint32_t total_vcpus() const;

@@ -41,7 +41,7 @@ class PageSource {
   /// fault is read: keep it short (set a bit) and take no lock that OnFault
   /// holds, because it may also run re-entrantly inside an OnFault of the
   /// same thread whose resolution waits for the REMOVE event (EAGAIN).
-  virtual void OnRemove(uint64_t gpa, uint64_t len) {}
+  virtual void OnRemove(uint64_t /*gpa*/, uint64_t /*len*/) {}
 
   /// For logs and stats ("zero", "image", "dsm").
   virtual std::string_view name() const = 0;
@@ -86,6 +86,12 @@ class ImageSource final : public PageSource {
   /// The whole file backs GPAs [gpa, gpa + file size).
   static absl::StatusOr<std::unique_ptr<ImageSource>> OpenFlat(
       const std::string& path, uint64_t gpa = 0);
+  /// `size` bytes of memory at `image` (a snapshot the caller mapped once
+  /// for several sources: one per VM, each with its own record of discarded
+  /// pages) back GPAs [gpa, gpa + size). Not owned: it must stay mapped,
+  /// and its bytes unchanged, while the source is in use.
+  static absl::StatusOr<std::unique_ptr<ImageSource>> FromMemory(
+      const uint8_t* image, uint64_t size, uint64_t gpa = 0);
 
   void OnFault(const Fault& fault, Resolver& resolver) override;
   void OnRemove(uint64_t gpa, uint64_t len) override;
@@ -98,11 +104,16 @@ class ImageSource final : public PageSource {
     std::unique_ptr<std::atomic<uint64_t>[]> discarded;
   };
 
-  ImageSource(base::MappedRegion file, std::vector<Extent> extents)
-      : file_(std::move(file)), extents_(std::move(extents)) {}
+  ImageSource(base::MappedRegion file, const uint8_t* image,
+              std::vector<Extent> extents)
+      : file_(std::move(file)), image_(image), extents_(std::move(extents)) {}
+  static absl::StatusOr<std::vector<Extent>> CheckExtents(
+      const std::string& what, uint64_t image_size,
+      std::vector<ImageExtent> extents);
   const Extent* ExtentOf(uint64_t gpa) const;
 
-  base::MappedRegion file_;
+  base::MappedRegion file_;  // the mapped file (Open), or empty (FromMemory)
+  const uint8_t* image_;     // its bytes, or the caller's
   std::vector<Extent> extents_;  // sorted by gpa
 };
 

@@ -29,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "ssihv/base/mapped_region.h"
 #include "ssihv/base/unique_fd.h"
 #include "ssihv/pager/fault.h"
 #include "ssihv/pager/guest_memory.h"
@@ -54,8 +55,8 @@ struct Region {
 };
 
 struct PagerOptions {
-  /// Threads reading the uffd (each with its own epoll set; one is woken per
-  /// fault). 1 is the lowest latency for one vCPU; use about one per two
+  /// Threads reading the uffd (one at a time blocks in read(2); one is woken
+  /// per fault). 1 is the lowest latency for one vCPU; use about one per two
   /// busy vCPUs when faults are frequent.
   int fault_threads = 1;
   /// Called when a fault cannot be resolved (a source error, an unexpected
@@ -167,6 +168,25 @@ class Pager {
   /// how to get permission (/dev/userfaultfd access or CAP_SYS_PTRACE).
   static absl::StatusOr<std::unique_ptr<Pager>> Create(PagerOptions options);
 
+  /// Serves a userfaultfd created by someone else, typically another process
+  /// that passed it over a Unix socket (Firecracker's "Uffd" snapshot
+  /// backend; apps/ssihv-uffd-handler). The pager keeps a duplicate of
+  /// `uffd` (the caller still owns its fd). The creator did UFFDIO_API and
+  /// registers the regions, in its own address space and in the modes it
+  /// chose (Firecracker: MISSING only). On an adopted pager:
+  /// - RegisterRegion only records a region: `host` is the creator's
+  ///   address, which the resolving ioctls act on; nothing here touches it.
+  /// - Resolver::Discard is refused (madvise cannot drop another process's
+  ///   pages); REMOVE events from the creator's own madvise still arrive
+  ///   and reach PageSource::OnRemove.
+  /// - features() is 0: what the creator negotiated is unknown.
+  /// A fault that can no longer be resolved because the creator exited
+  /// fails with ESRCH through on_error.
+  static absl::StatusOr<std::unique_ptr<Pager>> Adopt(int uffd,
+                                                      PagerOptions options);
+  /// True for a pager made by Adopt().
+  bool adopted() const { return adopted_; }
+
   /// Registers a region in MISSING and WP modes. Only while stopped; regions
   /// must not overlap in host address or GPA. Memfd regions need kernel
   /// shmem support (MISSING_SHMEM, WP_HUGETLBFS_SHMEM: Linux 6.0+).
@@ -199,9 +219,15 @@ class Pager {
  private:
   friend class Resolver;
   Pager(PagerOptions options, std::unique_ptr<Userfaultfd> uffd);
+  static absl::StatusOr<std::unique_ptr<Pager>> Make(PagerOptions options,
+                                                     Userfaultfd uffd,
+                                                     bool adopted);
 
+  absl::Status RegisterWithKernel(const Region& region);
   void FaultLoop(FaultThread* self);
-  ssize_t ReadMessages(uffd_msg* msgs, size_t max);
+  /// read(2) of the uffd (blocking when nothing is pending) and its REMOVE
+  /// events; read_mu_ held.
+  ssize_t ReadLocked(uffd_msg* msgs, size_t max);
   void DispatchFaults(const uffd_msg* msgs, size_t n);
   void DrainBacklog(FaultThread* self);
   void ReadIntoBacklog(FaultThread* self);
@@ -213,12 +239,19 @@ class Pager {
 
   PagerOptions options_;
   std::unique_ptr<Userfaultfd> uffd_;
+  bool adopted_ = false;         // uffd and regions belong to another process
   std::vector<Region> regions_;  // sorted by host address
   std::shared_ptr<PageSource> source_;
   Resolver resolver_{this};
   std::atomic<bool> running_{false};
-  base::UniqueFd stop_fd_;  // eventfd: readable = fault threads must exit
+  // One page per fault thread, registered MISSING while running: Stop()
+  // touches them to wake the threads blocked in read(2).
+  base::MappedRegion sentinel_;
   std::vector<std::unique_ptr<FaultThread>> threads_;
+  std::atomic<int> live_threads_{0};
+  std::atomic<bool> stopping_{false};
+  // Adopted pagers: Stop() makes it readable; fault threads poll it.
+  base::UniqueFd stop_fd_;
   std::mutex read_mu_;  // read(2) of the uffd + handling its REMOVE events
 
   std::array<LatencyHistogram, kNumFaultKinds> latency_;

@@ -14,11 +14,13 @@ absl::Status ProbeKvm();
 absl::Status ProbeRdma();
 /// OK when a userfaultfd can be created (via /dev/userfaultfd or syscall).
 absl::Status ProbeUffd();
+/// OK when `promtool` (Debian package prometheus) is an executable on PATH.
+absl::Status ProbePromtool();
 
-/// Runs the probe for `device` ("kvm", "rdma", "uffd"). On failure prints
-/// "SKIP <device>: <reason>" and returns 77, or, when SSIHV_REQUIRE_<DEVICE>=1
-/// is set, prints "FAIL <device> required: <reason>" and returns 1. Returns 0
-/// when the device is usable.
+/// Runs the probe for `device` ("kvm", "rdma", "uffd", "promtool"). On failure
+/// prints "SKIP <device>: <reason>" and returns 77, or, when
+/// SSIHV_REQUIRE_<DEVICE>=1 is set, prints "FAIL <device> required: <reason>"
+/// and returns 1. Returns 0 when the device is usable.
 int CheckDeviceOrSkip(const std::string& device);
 
 }  // namespace ssihv::testing

@@ -1,0 +1,39 @@
+// Command line of ssihv-uffd-handler (docs/PAGER.md, "Firecracker").
+#ifndef SSIHV_APPS_UFFD_HANDLER_OPTIONS_H_
+#define SSIHV_APPS_UFFD_HANDLER_OPTIONS_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace ssihv::uffd_handler {
+
+struct HandlerOptions {
+  std::string socket;            ///< Unix stream socket Firecracker connects to
+  std::string mem_file;          ///< the snapshot's memory file
+  std::string dsm_config;        ///< or: a DSM cluster config ...
+  int node = -1;                 ///< ... and this handler's node in it
+  bool once = false;             ///< serve one VM, exit when it goes away
+  int fault_threads = 1;         ///< pager fault threads per VM
+  int handshake_timeout_s = 10;  ///< a connection's time to send its layout
+  bool help = false;
+};
+
+/// Parses argv (argv[0] is skipped). InvalidArgument names the flag.
+absl::StatusOr<HandlerOptions> ParseHandlerArgs(
+    const std::vector<std::string>& args);
+
+std::string HandlerUsage();
+
+/// Exit statuses (docs/PAGER.md).
+enum ExitStatus : int {
+  kExitOk = 0,     // stopped by SIGINT/SIGTERM, or --once and the VM is gone
+  kExitError = 1,  // cannot listen or load the memory; --once: VM refused
+  kExitUsage = 2,  // bad command line
+};
+
+}  // namespace ssihv::uffd_handler
+
+#endif  // SSIHV_APPS_UFFD_HANDLER_OPTIONS_H_
