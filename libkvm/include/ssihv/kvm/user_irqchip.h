@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -151,6 +152,9 @@ class UserIrqchip : public ApicBus {
   bool WriteMsr(uint32_t vcpu, uint32_t msr, uint64_t value);
 
   VcpuActivity activity(uint32_t vcpu);
+  /// vCPU `vcpu`'s activity and local APIC state in one line (diagnostics:
+  /// ssihv-vmm prints it with the registers on SIGQUIT).
+  std::string DescribeVcpu(uint32_t vcpu);
   /// A copy of the routing table (tests, diagnostics).
   std::vector<ApicRoutingEntry> routing_table() const;
   IrqchipStats stats() const;
