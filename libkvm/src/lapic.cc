@@ -490,12 +490,14 @@ std::string LocalApic::Describe(uint64_t now_ns) const {
     }
     return out.empty() ? std::string("-") : out;
   };
-  std::string out = absl::StrCat(
-      "APIC ", initial_id_, !hw_enabled() ? " disabled" : x2apic() ? " x2APIC"
-                                                                   : " xAPIC",
-      " svr=0x", absl::Hex(svr_), " tpr=0x", absl::Hex(tpr_), " ppr=0x",
-      absl::Hex(ppr()), " isr=", vectors(isr_), " irr=", vectors(irr_),
-      " lvtt=0x", absl::Hex(lvt_[0]));
+  std::string out =
+      absl::StrCat("APIC ", initial_id_,
+                   !hw_enabled() ? " disabled"
+                   : x2apic()    ? " x2APIC"
+                                 : " xAPIC",
+                   " svr=0x", absl::Hex(svr_), " tpr=0x", absl::Hex(tpr_),
+                   " ppr=0x", absl::Hex(ppr()), " isr=", vectors(isr_),
+                   " irr=", vectors(irr_), " lvtt=0x", absl::Hex(lvt_[0]));
   if (timer_deadline_) {
     absl::StrAppend(&out, " timer in ",
                     static_cast<int64_t>(*timer_deadline_ - now_ns), " ns");
