@@ -10,7 +10,10 @@ namespace ssihv::vmm {
 
 std::string Vmm::DumpVcpus() const {
   std::string out;
-  for (const kvm::Vcpu& v : vcpus_) absl::StrAppend(&out, v.DumpState());
+  for (const kvm::Vcpu& v : vcpus_) {
+    absl::StrAppend(&out, v.DumpState());
+    if (apic_) absl::StrAppend(&out, apic_->DescribeVcpu(v.id()), "\n");
+  }
   return out;
 }
 

@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace ssihv::kvm {
 namespace {
 
@@ -476,6 +478,34 @@ ApicRoutingEntry LocalApic::routing() const {
   e.dfr_model = static_cast<uint8_t>(dfr_ >> 28);
   e.tpr = tpr_;
   return e;
+}
+
+std::string LocalApic::Describe(uint64_t now_ns) const {
+  auto vectors = [](const Bits& b) {
+    std::string out;
+    for (int v = 0; v < 256; ++v) {
+      if (Test(b, static_cast<uint8_t>(v))) {
+        out += (out.empty() ? "" : ",") + absl::StrCat(absl::Hex(v));
+      }
+    }
+    return out.empty() ? std::string("-") : out;
+  };
+  std::string out =
+      absl::StrCat("APIC ", initial_id_,
+                   !hw_enabled() ? " disabled"
+                   : x2apic()    ? " x2APIC"
+                                 : " xAPIC",
+                   " svr=0x", absl::Hex(svr_), " tpr=0x", absl::Hex(tpr_),
+                   " ppr=0x", absl::Hex(ppr()), " isr=", vectors(isr_),
+                   " irr=", vectors(irr_), " lvtt=0x", absl::Hex(lvt_[0]));
+  if (timer_deadline_) {
+    absl::StrAppend(&out, " timer in ",
+                    static_cast<int64_t>(*timer_deadline_ - now_ns), " ns");
+  }
+  if (nmi_pending_) absl::StrAppend(&out, " NMI");
+  if (init_pending_) absl::StrAppend(&out, " INIT");
+  if (sipi_pending_) absl::StrAppend(&out, " SIPI");
+  return out;
 }
 
 // --- Timer ---

@@ -231,7 +231,12 @@ void VcpuRunLoop::Run() {
     if (err == 0) {
       ++stats_.exits;
       if (irqchip_ != nullptr) SyncTpr();
+      const uint32_t reason = vcpu_.run()->exit_reason;
       running = HandleExit();
+      prev_exit_reason_ = reason;
+      if (reason == KVM_EXIT_X86_WRMSR || reason == KVM_EXIT_X86_RDMSR) {
+        prev_msr_ = vcpu_.run()->msr.index;
+      }
       continue;
     }
     if (err == EINTR) {
@@ -338,8 +343,26 @@ bool VcpuRunLoop::HandleHlt() {
 bool VcpuRunLoop::HandleShutdown() {
   // A triple fault: a PC resets. Linux also uses it as its last reboot
   // method, so it is a reset, but the registers help if it was not meant.
+  // (kvm_amd re-initializes the VMCB on a shutdown: there they are already
+  // KVM's reset state.)
+  std::string irq;
+  if (irqchip_ != nullptr) {
+    irq = absl::StrCat("\nuser irqchip: ", irqchip_->DescribeVcpu(index_),
+                       "; previous exit reason ", prev_exit_reason_,
+                       prev_exit_reason_ == KVM_EXIT_X86_WRMSR ||
+                               prev_exit_reason_ == KVM_EXIT_X86_RDMSR
+                           ? absl::StrCat(" (MSR 0x", absl::Hex(prev_msr_), ")")
+                           : "",
+                       "; last injected vector ");
+    if (last_vector_ < 0) {
+      absl::StrAppend(&irq, "none");
+    } else {
+      absl::StrAppend(&irq, "0x", absl::Hex(last_vector_), ", ",
+                      stats_.exits - last_vector_exits_, " exits ago");
+    }
+  }
   base::Log(base::LogLevel::kInfo, "KVM_EXIT_SHUTDOWN (triple fault) on vCPU ",
-            vcpu_.id(), "; ", vcpu_.DumpState());
+            vcpu_.id(), "; ", vcpu_.DumpState(), irq);
   stop_.Request(StopReason::kTripleFault, absl::OkStatus(),
                 static_cast<int>(vcpu_.id()));
   return false;

@@ -60,6 +60,8 @@ bool VcpuRunLoop::ApplyPlan(const EntryPlan& plan) {
   if (st.ok() && plan.vector >= 0) {
     st = vcpu_.InjectInterrupt(static_cast<uint8_t>(plan.vector));
     ++stats_.interrupts_injected;
+    last_vector_ = plan.vector;
+    last_vector_exits_ = stats_.exits;
   }
   if (!st.ok()) {
     return Fail(absl::Status(

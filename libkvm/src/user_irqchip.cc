@@ -324,6 +324,16 @@ VcpuActivity UserIrqchip::activity(uint32_t vcpu) {
   return s.activity;
 }
 
+std::string UserIrqchip::DescribeVcpu(uint32_t vcpu) {
+  Slot& s = *slots_[vcpu];
+  std::lock_guard<std::mutex> lock(s.mu);
+  const char* activity = s.activity == VcpuActivity::kRunning ? "running"
+                         : s.activity == VcpuActivity::kHalted
+                             ? (s.halt_if ? "halted" : "halted (IF=0)")
+                             : "waiting for SIPI";
+  return std::string(activity) + ", " + s.apic.Describe(Now());
+}
+
 std::vector<ApicRoutingEntry> UserIrqchip::routing_table() const {
   std::shared_lock<std::shared_mutex> lock(routing_mu_);
   return routing_;

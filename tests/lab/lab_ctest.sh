@@ -3,12 +3,14 @@
 # rdma-labelled test of the build tree inside it, with SSIHV_REQUIRE_KVM=1
 # and SSIHV_REQUIRE_RDMA=1 so that no test can pass by skipping.
 #
-#   tests/lab/lab_ctest.sh <build-dir> [timeout-seconds] [main|dist]
+#   tests/lab/lab_ctest.sh <build-dir> [timeout-seconds] [main|dist|bigvm]
 #
 # main (default): every kvm/rdma test but the distributed VM's (label dist),
 # results in <build>/lab-results/; dist: the distributed VM's tests (several
 # ssihv-vmm processes, minutes each) in a lab of their own, results in
-# <build>/lab-results-dist/ (docs/LAB.md, "In CTest").
+# <build>/lab-results-dist/; bigvm: the slow many-vCPU boot (label bigvm) in
+# a lab of its own, results in <build>/lab-results-bigvm/ (docs/LAB.md, "In
+# CTest"). Only main requires lab_selfcheck.
 #
 # Results come back through the lab's writable share, <build>/lab-results/:
 #   junit.xml          the inner ctest's JUnit report
@@ -30,7 +32,9 @@ set_name=${3:-main}
 case "$set_name" in
   main) labels="kvm|rdma" exclude="lab|dist" results=$build/lab-results ;;
   dist) labels="dist" exclude="lab" results=$build/lab-results-dist ;;
-  *) echo "lab_ctest.sh: the set is main or dist, not '$set_name'" >&2; exit 2 ;;
+  bigvm) labels="bigvm" exclude="lab" results=$build/lab-results-bigvm ;;
+  *) echo "lab_ctest.sh: the set is main, dist or bigvm, not '$set_name'" >&2
+     exit 2 ;;
 esac
 
 rm -rf "$results"

@@ -111,6 +111,11 @@ GuestReport ParseReport(const std::string& console) {
       continue;
     }
     if (f.count("nproc")) r.nproc = static_cast<int>(Number(f, "nproc"));
+    if (f.count("booted_online")) r.booted_online = f["booted_online"];
+    if (line.rfind("SSIHV irq4 ", 0) == 0) {
+      r.irq4_cpu = static_cast<int64_t>(Number(f, "cpu"));
+      r.irq4_count = Number(f, "count");
+    }
     if (f.count("nodes")) {
       for (uint64_t n : Numbers(f["nodes"]))
         r.nodes.push_back(static_cast<uint32_t>(n));

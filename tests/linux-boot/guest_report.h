@@ -46,6 +46,11 @@ struct GuestReport {
   /// and the program's exit status (-1: not run).
   std::string coherence;
   int coherence_exit = -1;
+  /// ssihv.online=all: the CPUs the kernel booted with, and the UART
+  /// interrupts the last CPU took once IRQ 4 was moved there.
+  std::string booted_online;
+  int64_t irq4_cpu = -1;
+  uint64_t irq4_count = 0;
 };
 GuestReport ParseReport(const std::string& console);
 

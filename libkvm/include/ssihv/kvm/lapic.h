@@ -10,6 +10,7 @@
 #include <array>
 #include <cstdint>
 #include <optional>
+#include <string>
 
 #include "ssihv/kvm/apic_routing.h"
 
@@ -169,6 +170,9 @@ class LocalApic {
   bool isr(uint8_t v) const { return Test(isr_, v); }
   bool tmr(uint8_t v) const { return Test(tmr_, v); }
   uint32_t timer_current_count(uint64_t now_ns) const;
+  /// One line of state for diagnostics: mode, ID, SVR, TPR, PPR, the
+  /// vectors in ISR and IRR, the timer, latched events.
+  std::string Describe(uint64_t now_ns) const;
 
  private:
   using Bits = std::array<uint32_t, 8>;

@@ -144,6 +144,12 @@ class VcpuRunLoop {
   RunLoopStats stats_;
   std::atomic<bool> in_guest_{false};
   uint8_t entry_cr8_ = 0;  // kvm_run.cr8 as set before the last entry
+  // For the report of an unexpected triple fault (user irqchip): what this
+  // vCPU last exited for and was last given.
+  uint32_t prev_exit_reason_ = 0;
+  uint32_t prev_msr_ = 0;
+  int last_vector_ = -1;
+  uint64_t last_vector_exits_ = 0;  // stats_.exits when it was injected
   std::unique_ptr<sys::ThreadTimer> timer_;  // the APIC timer's host timer
   std::optional<uint64_t> armed_deadline_;
 };

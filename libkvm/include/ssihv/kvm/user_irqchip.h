@@ -21,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <shared_mutex>
+#include <string>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -160,6 +161,10 @@ class UserIrqchip : public ApicBus {
   /// Sets the routing entry of a vCPU whose APIC lives in another process
   /// (what that process's on_routing_change said).
   void SetRouting(uint32_t vcpu, const ApicRoutingEntry& entry);
+
+  /// vCPU `vcpu`'s activity and local APIC state in one line (diagnostics:
+  /// ssihv-vmm prints it with the registers on SIGQUIT).
+  std::string DescribeVcpu(uint32_t vcpu);
   /// A copy of the routing table (tests, diagnostics).
   std::vector<ApicRoutingEntry> routing_table() const;
   IrqchipStats stats() const;
