@@ -3,6 +3,7 @@
 #include <openssl/sha.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -68,6 +69,15 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(
   pager::DsmOptions dsm;
   dsm.fault_threads = options.fault_threads;
   dsm.connect_timeout = options.connect_timeout;
+  // Diagnostics (docs/VMM.md): the DSM's read-ahead and fault-around
+  // windows, to tell their effect on a guest from the protocol's.
+  if (const char* v = std::getenv("SSIHV_DSM_READ_AHEAD_PAGES")) {
+    dsm.read_ahead_pages = static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
+  }
+  if (const char* v = std::getenv("SSIHV_DSM_FAULT_AROUND_PAGES")) {
+    dsm.local_fault_around_pages =
+        static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
+  }
   ClusterNode* raw = node.get();
   dsm.on_error = [raw](const absl::Status& st) { raw->hooks_.error(st); };
   dsm.message_handler = [raw](const rdmax::Message& m) {
