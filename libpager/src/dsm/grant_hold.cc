@@ -62,12 +62,12 @@ void GrantHold::OnGranted(uint64_t page, int64_t now_ns) {
   const int64_t away_ns =
       static_cast<int64_t>(((now - s.taken) & kTimeMask) << kTimeUnitShift);
   const int64_t hold = HoldOf(s.shift);
-  if (away_ns < kBounceWindows * hold) {
+  if (away_ns < std::max(kBounceWindows * hold, kMinBounceNs)) {
     if (s.shift < max_shift_) {
       ++s.shift;
       escalations_.fetch_add(1, std::memory_order_relaxed);
     }
-  } else if (away_ns > kCalmWindows * hold) {
+  } else if (away_ns > std::max(kCalmWindows * hold, kMinCalmNs)) {
     s.shift = 0;
   }
   slot.store(Pack(s), std::memory_order_relaxed);

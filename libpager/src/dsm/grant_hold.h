@@ -15,9 +15,11 @@
 //
 // The policy (this class, pure: times come in as arguments): each time a
 // page comes back to this node soon after it was taken away (within
-// kBounceWindows holds), its hold doubles, up to the largest power-of-two
-// multiple of the base within `max_ns`; a page that
-// stayed away for longer than kCalmWindows holds drops back to the base.
+// kBounceWindows holds, and never less than kMinBounceNs: a round trip to
+// the other node is itself long against a 20 us hold, 1.5 ms in the lab),
+// its hold doubles, up to the largest power-of-two multiple of the base
+// within `max_ns`; a page that stayed away for longer than kCalmWindows
+// holds (and at least kMinCalmNs) drops back to the base.
 // Pages are tracked in a fixed direct-mapped table (a page that loses its
 // slot to another starts again from the base), so the memory does not
 // grow with the guest. Races between threads on one slot only blur the
@@ -36,6 +38,8 @@ class GrantHold {
   static constexpr uint64_t kSlots = uint64_t{1} << 16;
   static constexpr int64_t kBounceWindows = 16;
   static constexpr int64_t kCalmWindows = 256;
+  static constexpr int64_t kMinBounceNs = 10'000'000;   // 10 ms
+  static constexpr int64_t kMinCalmNs = 1'000'000'000;  // 1 s
 
   /// `base_ns`: the hold of a page that does not bounce; `max_ns`: the
   /// bound (at least the base).
