@@ -21,20 +21,6 @@ void Fail(absl::string_view what) {
   std::fprintf(stderr, "ssihv-vmm: %s\n", std::string(what).c_str());
 }
 
-// Exit status for how the guest stopped (docs/VMM.md).
-int ExitStatusOf(const kvm::StopEvent& e, bool panicked) {
-  switch (e.reason) {
-    case kvm::StopReason::kReset:
-    case kvm::StopReason::kPowerOff:
-    case kvm::StopReason::kTripleFault:
-      return panicked ? kExitGuestPanic : kExitGuestDone;
-    case kvm::StopReason::kStopRequested:
-      return kExitInterrupted;
-    default:
-      return kExitVmmError;
-  }
-}
-
 // SIGINT/SIGTERM/SIGHUP/SIGQUIT are blocked in every thread and taken here, so
 // a signal stops the VM cleanly (vCPUs, pager, terminal) instead of killing it.
 constexpr int kStopSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
@@ -95,7 +81,7 @@ int Main(int argc, char** argv) {
   std::fprintf(stderr, "\n%s\n", vm->StatsText().c_str());
   if (vm->guest_panicked()) Fail("the guest kernel panicked");
   if (!event.status.ok()) Fail(event.status.message());
-  int status = ExitStatusOf(event, vm->guest_panicked());
+  int status = vm->ExitStatus();
   if (!options->stats_json.empty()) {
     absl::Status st = base::WriteFileAtomically(options->stats_json,
                                                 vm->StatsJson().dump(2) + "\n");

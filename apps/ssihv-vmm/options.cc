@@ -11,8 +11,10 @@ std::string VmmUsage() {
       R"(Usage: ssihv-vmm --kernel bzImage --initrd initrd.img [options]
 
 Boots a Linux kernel on KVM with the vCPUs, memory and NUMA topology of a
-cluster config (all local in this version). Guest RAM is served by the
-userfaultfd pager; the serial console (COM1) is this terminal.
+cluster config: all of it in this process, or (--node K) node K's vCPUs and
+memory, the other nodes running in their own processes, guest memory kept
+coherent between them by the DSM pager. Guest RAM is served by the
+userfaultfd pager; the serial console (COM1) is this terminal (node 0's).
 
   --kernel PATH        bzImage to boot (Linux x86 boot protocol >= 2.12)
   --initrd PATH        initramfs / initrd image
@@ -25,13 +27,26 @@ userfaultfd pager; the serial console (COM1) is this terminal.
   --pager-threads N    userfaultfd fault threads (default 2)
   --fault-around KIB   on a fault, zero-fill the rest of its aligned KIB-sized
                        block too (a power of two >= 4, or 0 = off; default 2048)
+  --irqchip kernel|user  interrupt controllers: KVM's in-kernel ones (kernel,
+                       the default) or the VMM's own local APICs and I/O APIC
+                       (user: every interrupt passes through the VMM; allows
+                       more than 254 vCPUs)
+  --node K             run node K of the config as one process of a guest
+                       spread over one process per node (the default irqchip
+                       is then user); only node 0 loads the kernel, initrd
+                       and ACPI tables and has the console and devices; the
+                       others ignore the boot files (ssihv-launch starts every
+                       node of a config on this machine)
+  --peer-timeout S     with --node: how long to wait at start for every other
+                       node (default 60; the error names those not reached)
   --trace-io           log every port and MMIO access but COM1's to stderr
   --help               this text
 
 Console: Ctrl-A x stops the VM, Ctrl-A Ctrl-A sends Ctrl-A (on a terminal).
 Exit status: 0 the guest rebooted or powered off; 1 VMM failure; 2 usage;
 3 bad config, kernel or initrd, too little memory, or no usable /dev/kvm;
-4 the guest kernel panicked; 130 stopped by a signal or Ctrl-A x.
+4 the guest kernel panicked; 5 (--node) another node was lost; 130 stopped
+by a signal or Ctrl-A x.
 )");
 }
 
@@ -82,6 +97,35 @@ absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args) {
       st = take(&o.config_path);
     } else if (flag == "--stats-json") {
       st = take(&o.stats_json);
+    } else if (flag == "--irqchip") {
+      std::string mode;
+      st = take(&mode);
+      o.irqchip_given = true;
+      if (st.ok() && mode == "kernel") {
+        o.irqchip = Irqchip::kKernel;
+      } else if (st.ok() && mode == "user") {
+        o.irqchip = Irqchip::kUser;
+      } else if (st.ok()) {
+        st = absl::InvalidArgumentError(
+            absl::StrCat("--irqchip: '", mode, "' is not 'kernel' or 'user'"));
+      }
+    } else if (flag == "--node") {
+      std::string n;
+      st = take(&n);
+      uint32_t k = 0;
+      if (st.ok() && !absl::SimpleAtoi(n, &k)) {
+        st = absl::InvalidArgumentError(
+            absl::StrCat("--node: '", n, "' is not a node id (0, 1, ...)"));
+      }
+      o.node = k;
+    } else if (flag == "--peer-timeout") {
+      std::string n;
+      st = take(&n);
+      if (st.ok() && (!absl::SimpleAtoi(n, &o.peer_timeout_s) ||
+                      o.peer_timeout_s < 1 || o.peer_timeout_s > 3600)) {
+        st = absl::InvalidArgumentError(absl::StrCat(
+            "--peer-timeout: '", n, "' is not a number of seconds in 1..3600"));
+      }
     } else if (flag == "--pager-threads") {
       std::string n;
       st = take(&n);
@@ -109,10 +153,20 @@ absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args) {
   }
   o.cmdline += append;
   if (o.help) return o;
-  if (o.kernel.empty()) {
+  if (o.node) {
+    if (o.irqchip_given && o.irqchip == Irqchip::kKernel) {
+      return absl::InvalidArgumentError(
+          "--irqchip kernel: not with --node (KVM's in-kernel irqchip cannot "
+          "deliver an interrupt to a vCPU in another process)");
+    }
+    o.irqchip = Irqchip::kUser;
+  }
+  // Only node 0 (or the whole VM) boots anything.
+  const bool loads = !o.node || *o.node == 0;
+  if (loads && o.kernel.empty()) {
     return absl::InvalidArgumentError("--kernel: required (a bzImage)");
   }
-  if (o.initrd.empty()) {
+  if (loads && o.initrd.empty()) {
     return absl::InvalidArgumentError("--initrd: required (an initramfs)");
   }
   return o;

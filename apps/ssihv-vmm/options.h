@@ -2,6 +2,7 @@
 #ifndef SSIHV_APPS_VMM_OPTIONS_H_
 #define SSIHV_APPS_VMM_OPTIONS_H_
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -14,6 +15,12 @@ namespace ssihv::vmm {
 /// panic from a reboot by the console, see PanicDetector).
 inline constexpr char kDefaultCmdline[] = "console=ttyS0 pci=off panic=-1";
 
+/// Whose interrupt controllers the VM has (--irqchip).
+enum class Irqchip {
+  kKernel,  // KVM's in-kernel LAPICs, I/O APIC, PIC and PIT (the default)
+  kUser,    // the VMM's local APICs and I/O APIC (libkvm user_irqchip.h)
+};
+
 struct VmmOptions {
   std::string kernel;
   std::string initrd;
@@ -22,6 +29,13 @@ struct VmmOptions {
   std::string stats_json;   // empty: no JSON file
   int pager_threads = 2;
   uint64_t fault_around_kib = 2048;
+  Irqchip irqchip = Irqchip::kKernel;
+  bool irqchip_given = false;  // --irqchip was on the command line
+  /// --node K: this process is node K of a guest spread over one process
+  /// per node (docs/VMM.md, "Several processes"); empty: the whole VM here.
+  std::optional<uint32_t> node;
+  /// --peer-timeout: how long a node waits for every other node at start.
+  int peer_timeout_s = 60;
   bool trace_io = false;
   bool help = false;
 };
@@ -38,6 +52,7 @@ enum ExitStatus : int {
   kExitUsage = 2,       // bad command line
   kExitSetupError = 3,  // bad config, kernel, initrd; too little memory; no KVM
   kExitGuestPanic = 4,  // the guest kernel panicked (then rebooted)
+  kExitPeerLost = 5,    // --node: another node was lost; the guest stopped
   kExitInterrupted = 130  // SIGINT/SIGTERM or the console escape (Ctrl-A x)
 };
 

@@ -22,16 +22,33 @@ using kvm::StopReason;
 constexpr uint64_t kPage = 4096;
 // The BIOS window below the reset-vector stub (x86_boot.h).
 constexpr uint64_t kBiosWindowSize = kvm::kResetVector - kvm::kBiosWindowStart;
-// APIC IDs from 255 on need x2APIC routing through interrupt remapping or
-// KVM's extended destination IDs, which this VMM does not set up yet.
+// With KVM's irqchip, APIC IDs from 255 on would need x2APIC routing through
+// interrupt remapping or KVM's extended destination IDs in its I/O APIC,
+// which this VMM does not set up: --irqchip user has no such limit.
 constexpr uint32_t kMaxXapicVcpus = 254;
+// An APIC ID from 255 on has no xAPIC form: the MADT describes it with an
+// x2APIC structure, which Linux takes only when its APIC is already in
+// x2APIC mode at boot, as a firmware leaves it for so many CPUs.
+constexpr uint32_t kFirstX2apicOnlyId = 255;
 
 // The ACPI options matching what this VMM emulates.
-acpi::AcpiOptions VmmAcpiOptions() {
+acpi::AcpiOptions VmmAcpiOptions(bool user_irqchip) {
   acpi::AcpiOptions o;
   // KVM's default GSI routing sends the PIT (ISA IRQ 0) to I/O APIC pin 0,
-  // so the MADT keeps ISA IRQs identity-mapped rather than the PC's 0 -> 2.
+  // so the MADT keeps ISA IRQs identity-mapped rather than the PC's 0 -> 2
+  // (the user irqchip's I/O APIC maps them the same way).
   o.madt.interrupt_overrides.clear();
+  // The user irqchip has no 8259 PIC.
+  o.madt.pcat_compat = !user_irqchip;
+  return o;
+}
+
+kvm::VmOptions KvmVmOptions(Irqchip irqchip) {
+  if (irqchip == Irqchip::kKernel) return kvm::VmOptions{};
+  kvm::VmOptions o;
+  o.irqchip = false;
+  o.pit = false;
+  o.user_apic_msrs = true;
   return o;
 }
 
@@ -45,11 +62,15 @@ absl::Status WithContext(absl::Status st, absl::string_view what) {
 absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(
     const VmmOptions& options, const cluster::ClusterConfig& config) {
   std::unique_ptr<Vmm> vmm(new Vmm(config));
-  if (vmm->layout_.total_vcpus() > kMaxXapicVcpus) {
+  const uint32_t vcpus = vmm->layout_.total_vcpus();
+  if (options.irqchip == Irqchip::kKernel && vcpus > kMaxXapicVcpus) {
     return absl::InvalidArgumentError(
-        absl::StrCat("config: ", vmm->layout_.total_vcpus(),
-                     " vCPUs; this VMM supports at most ", kMaxXapicVcpus,
-                     " (xAPIC IDs; x2APIC-only guests are not supported yet)"));
+        absl::StrCat("config: ", vcpus,
+                     " vCPUs; with --irqchip kernel this VMM supports "
+                     "at most ",
+                     kMaxXapicVcpus,
+                     " (xAPIC IDs); --irqchip user has no such "
+                     "limit (x2APIC)"));
   }
   SSIHV_ASSIGN_OR_RETURN(kvm::Kvm kvm, kvm::Kvm::Open());
   vmm->kvm_ = std::make_unique<kvm::Kvm>(std::move(kvm));
@@ -58,11 +79,32 @@ absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(
         "config: ", vmm->layout_.total_vcpus(),
         " vCPUs; this host's KVM allows ", vmm->kvm_->max_vcpus()));
   }
-  SSIHV_ASSIGN_OR_RETURN(kvm::Vm vm, vmm->kvm_->CreateVm());
+  SSIHV_ASSIGN_OR_RETURN(kvm::Vm vm,
+                         vmm->kvm_->CreateVm(KvmVmOptions(options.irqchip)));
   vmm->vm_ = std::make_unique<kvm::Vm>(std::move(vm));
+  if (options.node) SSIHV_RETURN_IF_ERROR(vmm->CreateNode(options));
+  if (options.irqchip == Irqchip::kUser) {
+    kvm::UserIrqchip::Options o;
+    o.num_vcpus = vcpus;
+    o.x2apic = vcpus > kFirstX2apicOnlyId;
+    Vmm* raw = vmm.get();
+    if (vmm->node_) {
+      o.bus = vmm->node_->apic_bus();
+      // Only this node's vCPUs change their APICs here; the others learn it.
+      o.on_routing_change = [raw](uint32_t v,
+                                  const kvm::ApicRoutingEntry& e) {
+        if (raw->IsLocalVcpu(v)) raw->node_->BroadcastRouting(RoutingMsg{v, e});
+      };
+    }
+    vmm->apic_ = std::make_unique<kvm::UserIrqchip>(std::move(o));
+    if (vmm->node_) vmm->node_->set_chip(vmm->apic_.get());
+  }
   SSIHV_RETURN_IF_ERROR(vmm->SetUpMemory(options));
-  SSIHV_RETURN_IF_ERROR(vmm->LoadGuest(options));
+  if (vmm->loads_guest()) SSIHV_RETURN_IF_ERROR(vmm->LoadGuest(options));
   SSIHV_RETURN_IF_ERROR(vmm->SetUpVcpus());
+  if (vmm->node_ && vmm->node_->self() != 0) {
+    SSIHV_RETURN_IF_ERROR(vmm->SyncClock());
+  }
   SSIHV_RETURN_IF_ERROR(vmm->SetUpDevices());
   if (options.trace_io) {
     vmm->pio_.set_trace(true, kvm::kCom1Port, kvm::kCom1Port + kvm::kUartPorts);
@@ -76,10 +118,24 @@ Vmm::~Vmm() {
     stop_.Request(StopReason::kStopRequested);
     threads_->Join();
   }
+  // No more callbacks from peers into the irqchip or the devices.
+  if (node_) node_->Stop();
   if (console_) console_->Stop();
 }
 
 absl::Status Vmm::SetUpMemory(const VmmOptions& options) {
+  if (node_) {
+    // All of guest RAM, every node's, through the DSM: the home of a page is
+    // the node whose range holds it. KVM's own accesses fault there too.
+    for (const cluster::GpaRange& r : layout_.ranges()) {
+      SSIHV_RETURN_IF_ERROR(vm_->AddMemory(r.gpa, r.size,
+                                           node_->ram() + r.ram_offset,
+                                           node_->ram_owner())
+                                .status());
+    }
+    // Waits for every peer and compares configs before any page moves.
+    return node_->Start(ConfigDigest(config_));
+  }
   SSIHV_ASSIGN_OR_RETURN(
       ram_, GuestRam::Create(
                 layout_, options.pager_threads, options.fault_around_kib * 1024,
@@ -106,7 +162,7 @@ absl::Status Vmm::LoadGuest(const VmmOptions& options) {
 
   // ACPI tables: in the BIOS window with the RSDP when they fit, else in
   // RAM at the top of the first stretch below the hole, marked ACPI in e820.
-  acpi::AcpiOptions acpi_options = VmmAcpiOptions();
+  acpi::AcpiOptions acpi_options = VmmAcpiOptions(user_irqchip());
   SSIHV_ASSIGN_OR_RETURN(size_t size,
                          acpi::AcpiTablesSize(config_, acpi_options, true));
   acpi::Placement placement;
@@ -145,18 +201,28 @@ absl::Status Vmm::LoadGuest(const VmmOptions& options) {
                        absl::StrCat("--kernel ", options.kernel));
   }
   boot_ = *boot;
+  if (!node_) {
+    // Remembered so that an early death can be told apart from lost memory.
+    load_check_.Record(memory, 0, 0x30000);
+    load_check_.Record(memory, boot_.kernel_addr, 4 << 20);
+    load_check_.Record(memory, boot_.initrd_addr, boot_.initrd_size);
+  }
   return absl::OkStatus();
 }
 
 absl::Status Vmm::SetUpVcpus() {
   for (uint32_t i = 0; i < layout_.total_vcpus(); ++i) {
+    if (!IsLocalVcpu(i)) continue;  // another node's process runs it
     SSIHV_ASSIGN_OR_RETURN(kvm::Vcpu vcpu, vm_->CreateVcpu(i));
     kvm::VcpuTopology topo{.apic_id = i, .node = layout_.NodeOfVcpu(i)};
     SSIHV_RETURN_IF_ERROR(WithContext(
-        kvm::ConfigureX86Vcpu(vcpu, vm_->supported_cpuid(), topo, true),
+        kvm::ConfigureX86Vcpu(vcpu, vm_->supported_cpuid(), topo,
+                              user_irqchip() ? kvm::IrqchipKind::kUser
+                                             : kvm::IrqchipKind::kKernel),
         absl::StrCat("vCPU ", i)));
     // vCPU 0 is the boot processor; the others wait for the guest's
-    // INIT/SIPI in the in-kernel LAPIC.
+    // INIT/SIPI (in KVM's LAPIC, or in the user irqchip before their thread
+    // ever enters KVM_RUN).
     if (i == 0) SSIHV_RETURN_IF_ERROR(kvm::SetupLinuxBootVcpu(vcpu, boot_));
     vcpus_.push_back(std::move(vcpu));
   }
@@ -164,19 +230,24 @@ absl::Status Vmm::SetUpVcpus() {
 }
 
 absl::Status Vmm::SetUpDevices() {
+  if (!loads_guest()) {
+    // No console and no devices here: node 0 has them all.
+    return node_->ForwardDevices(pio_, mmio_);
+  }
+  if (node_) node_->set_device_buses(&pio_, &mmio_);
   SSIHV_ASSIGN_OR_RETURN(console_, Console::Create(0, 1));
   Console* console = console_.get();
-  kvm::Vm* vm = vm_.get();
   uart_ = std::make_shared<kvm::Uart16550>(
       [console](uint8_t b) { console->Output(b); },
-      [this, vm](bool level) {
-        absl::Status st = vm->SetIrqLine(kvm::kCom1Irq, level);
+      [this](bool level) {
+        absl::Status st = SetIrqLine(kvm::kCom1Irq, level);
         if (!st.ok())
           stop_.Request(StopReason::kError, WithContext(st, "COM1 IRQ"));
       });
+  if (apic_) SSIHV_RETURN_IF_ERROR(apic_->RegisterIoApic(mmio_));
   auto reset = [this] { stop_.Request(StopReason::kReset); };
   auto power_off = [this] { stop_.Request(StopReason::kPowerOff); };
-  const acpi::AcpiOptions acpi_options = VmmAcpiOptions();
+  const acpi::AcpiOptions acpi_options = VmmAcpiOptions(user_irqchip());
   const uint64_t sleep_port = acpi_options.fadt.sleep_control_register->address;
   if (acpi_options.fadt.sleep_status_register->address != sleep_port + 1) {
     return absl::InternalError("ACPI sleep status must follow sleep control");
@@ -196,110 +267,46 @@ absl::Status Vmm::SetUpDevices() {
                        std::make_shared<kvm::PostCodePort>());
 }
 
+absl::Status Vmm::SetIrqLine(uint32_t gsi, bool level) {
+  if (apic_) {
+    apic_->SetIrq(gsi, level);
+    return absl::OkStatus();
+  }
+  return vm_->SetIrqLine(gsi, level);
+}
+
 void Vmm::Stop(StopReason reason, absl::Status why) {
   stop_.Request(reason, std::move(why));
 }
 
 kvm::StopEvent Vmm::Run() {
-  absl::Status st = console_->Start(uart_.get(), [this] {
-    Stop(StopReason::kStopRequested,
-         absl::CancelledError("console escape (Ctrl-A x)"));
-  });
-  if (!st.ok()) stop_.Request(StopReason::kError, st);
+  if (console_) {
+    absl::Status st = console_->Start(uart_.get(), [this] {
+      Stop(StopReason::kStopRequested,
+           absl::CancelledError("console escape (Ctrl-A x)"));
+    });
+    if (!st.ok()) stop_.Request(StopReason::kError, st);
+  }
+  // Whatever stops the guest here stops it everywhere.
+  if (node_) stop_.AddListener([this] { TellPeersWeStopped(); });
   std::vector<const kvm::Vcpu*> vcpus;
   for (const kvm::Vcpu& v : vcpus_) vcpus.push_back(&v);
-  threads_ = std::make_unique<kvm::VcpuThreads>(vcpus, pio_, mmio_, stop_);
+  threads_ = std::make_unique<kvm::VcpuThreads>(vcpus, pio_, mmio_, stop_,
+                                                apic_.get());
   const auto start = std::chrono::steady_clock::now();
   (void)threads_->Start();  // a failure sets the stop latch itself
   event_ = threads_->Join();
+  if (event_.reason == StopReason::kTripleFault && ram_) {
+    load_check_line_ = LoadCheck::Describe(load_check_.Check(vm_->memory()));
+  }
   run_seconds_ =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
-  ram_->Stop();  // only now: a stopped pager would leave vCPUs blocked
-  console_->Stop();
+  // Only now: a stopped pager would leave vCPUs blocked.
+  if (node_) node_->Stop();
+  if (ram_) ram_->Stop();
+  if (console_) console_->Stop();
   return event_;
-}
-
-std::string Vmm::DumpVcpus() const {
-  std::string out;
-  for (const kvm::Vcpu& v : vcpus_) absl::StrAppend(&out, v.DumpState());
-  return out;
-}
-
-nlohmann::json Vmm::StatsJson() const {
-  nlohmann::json j;
-  j["stop"] = {
-      {"reason", kvm::StopReasonName(event_.reason)},
-      {"vcpu", event_.vcpu},
-      {"error", event_.status.ok() ? "" : std::string(event_.status.message())},
-      {"guest_panicked", guest_panicked()}};
-  j["run_seconds"] = run_seconds_;
-  j["vcpus"] = layout_.total_vcpus();
-  j["vendor"] = kvm::CpuVendorName(kvm_->vendor());
-  if (threads_) {
-    kvm::RunLoopStats s = threads_->TotalStats();
-    j["exits"] = {{"total", s.exits},
-                  {"io", s.io_exits},
-                  {"mmio", s.mmio_exits},
-                  {"signal", s.signal_exits}};
-  }
-  j["unclaimed_io"] = {{"pio", pio_.unclaimed_accesses()},
-                       {"mmio", mmio_.unclaimed_accesses()}};
-  j["boot"] = {{"protocol", absl::StrFormat("%d.%02d", boot_.protocol >> 8,
-                                            boot_.protocol & 0xff)},
-               {"kernel_addr", boot_.kernel_addr},
-               {"initrd_addr", boot_.initrd_addr},
-               {"initrd_size", boot_.initrd_size},
-               {"acpi_addr", acpi_gpa_},
-               {"acpi_bytes", acpi_bytes_}};
-  j["pager"] = pager::ToJson(ram_->Stats());
-  j["pager"]["pages_filled_ahead"] = ram_->PagesFilledAhead();
-  std::vector<uint64_t> faults = ram_->FaultsPerRange();
-  nlohmann::json nodes = nlohmann::json::array();
-  for (uint32_t n = 0; n < layout_.num_nodes(); ++n) {
-    nlohmann::json node = {
-        {"id", n}, {"faults", 0}, {"ranges", nlohmann::json::array()}};
-    uint64_t total = 0;
-    for (size_t i = 0; i < ram_->ranges().size(); ++i) {
-      const cluster::GpaRange& r = ram_->ranges()[i];
-      if (r.node != n) continue;
-      node["ranges"].push_back(
-          {{"gpa", r.gpa}, {"size", r.size}, {"faults", faults[i]}});
-      total += faults[i];
-    }
-    node["faults"] = total;
-    nodes.push_back(node);
-  }
-  j["nodes"] = nodes;
-  return j;
-}
-
-std::string Vmm::StatsText() const {
-  pager::PagerStats p = ram_->Stats();
-  std::string out =
-      absl::StrFormat("ssihv-vmm: %s after %.2f s",
-                      kvm::StopReasonName(event_.reason), run_seconds_);
-  if (event_.vcpu >= 0) absl::StrAppend(&out, " (vCPU ", event_.vcpu, ")");
-  absl::StrAppendFormat(&out,
-                        "\nssihv-vmm: pager: %d faults, service p50 %.1f us, "
-                        "p99 %.1f us, max %.1f us; %d pages filled ahead\n",
-                        p.total_faults(), p.all.p50_us, p.all.p99_us,
-                        p.all.max_us, ram_->PagesFilledAhead());
-  std::vector<uint64_t> faults = ram_->FaultsPerRange();
-  absl::StrAppend(&out, "ssihv-vmm: pager faults per node:");
-  for (uint32_t n = 0; n < layout_.num_nodes(); ++n) {
-    uint64_t total = 0;
-    for (size_t i = 0; i < faults.size(); ++i) {
-      if (ram_->ranges()[i].node == n) total += faults[i];
-    }
-    absl::StrAppend(&out, " node", n, "=", total);
-  }
-  if (threads_) {
-    kvm::RunLoopStats s = threads_->TotalStats();
-    absl::StrAppendFormat(&out, "\nssihv-vmm: vCPU exits: %d (io %d, mmio %d)",
-                          s.exits, s.io_exits, s.mmio_exits);
-  }
-  return out;
 }
 
 }  // namespace ssihv::vmm

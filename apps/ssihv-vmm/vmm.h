@@ -1,18 +1,26 @@
 // One ssihv-vmm virtual machine: KVM (libkvm), guest RAM through the pager
 // (libpager), the ACPI tables of the cluster (libacpi) in guest memory, a
 // Linux kernel loaded for direct boot, the legacy devices and the console.
+// With --node K it is node K of a guest spread over one process per node
+// (cluster_node.h): its own vCPUs, all of guest RAM through the DSM, and on
+// node 0 the console and devices.
 #ifndef SSIHV_APPS_VMM_VMM_H_
 #define SSIHV_APPS_VMM_VMM_H_
 
 #include <chrono>
+#include <atomic>
 #include <memory>
+#include <mutex>
+#include <optional>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "cluster_node.h"
 #include "console.h"
 #include "guest_ram.h"
+#include "load_check.h"
 #include "options.h"
 #include "ssihv/cluster/config.h"
 #include "ssihv/cluster/layout.h"
@@ -20,6 +28,7 @@
 #include "ssihv/kvm/kvm.h"
 #include "ssihv/kvm/run_loop.h"
 #include "ssihv/kvm/uart16550.h"
+#include "ssihv/kvm/user_irqchip.h"
 #include "ssihv/kvm/x86_boot.h"
 
 namespace ssihv::vmm {
@@ -38,7 +47,12 @@ class Vmm {
   /// Asks the VM to stop (thread- and signal-thread-safe).
   void Stop(kvm::StopReason reason, absl::Status why = absl::OkStatus());
 
-  bool guest_panicked() const { return console_ && console_->guest_panicked(); }
+  /// The guest kernel panicked (seen on node 0's console, or told by it).
+  bool guest_panicked() const {
+    return (console_ && console_->guest_panicked()) || remote_panic_;
+  }
+  /// The process's exit status for how the guest stopped (docs/VMM.md).
+  int ExitStatus() const;
   /// VM, vCPU-exit and pager statistics (valid after Run).
   nlohmann::json StatsJson() const;
   /// A few human-readable lines of the same.
@@ -52,16 +66,41 @@ class Vmm {
   Vmm(const cluster::ClusterConfig& config)
       : config_(config), layout_(config) {}
   absl::Status SetUpMemory(const VmmOptions& options);
+  // --node: the cluster side (vmm_node.cc).
+  absl::Status CreateNode(const VmmOptions& options);
+  absl::Status SyncClock();
+  absl::StatusOr<ClockMsg> GuestClock() const;
+  void OnRemoteStop(uint32_t from, const StopMsg& m);
+  void OnPeerLost(uint32_t node, const std::string& why, uint64_t lost_pages);
+  void TellPeersWeStopped();
+  bool IsLocalVcpu(uint32_t vcpu) const {
+    return !node_ || layout_.NodeOfVcpu(vcpu) == node_->self();
+  }
+  std::string PagerStatsText() const;
+  std::string ExitStatsText() const;
+  void NodeStatsJson(nlohmann::json& j) const;
+  std::string NodeStatsText() const;
+  bool loads_guest() const { return !node_ || node_->self() == 0; }
   absl::Status LoadGuest(const VmmOptions& options);
   absl::Status SetUpVcpus();
   absl::Status SetUpDevices();
+  /// Drives a device's interrupt line: KVM's irqchip or the VMM's I/O APIC.
+  absl::Status SetIrqLine(uint32_t gsi, bool level);
+  bool user_irqchip() const { return apic_ != nullptr; }
 
   cluster::ClusterConfig config_;
   cluster::GuestLayout layout_;
   kvm::StopLatch stop_;
   std::unique_ptr<kvm::Kvm> kvm_;
   std::unique_ptr<kvm::Vm> vm_;
-  std::unique_ptr<GuestRam> ram_;
+  std::unique_ptr<ClusterNode> node_;       // --node only
+  std::unique_ptr<kvm::UserIrqchip> apic_;  // --irqchip user only
+  std::unique_ptr<GuestRam> ram_;           // without --node
+  // Why the guest stopped when another node says so or is lost.
+  std::atomic<bool> remote_panic_{false};
+  mutable std::mutex stop_mu_;
+  std::optional<std::pair<uint32_t, StopMsg>> remote_stop_;  // stop_mu_
+  std::optional<uint32_t> lost_node_;                        // stop_mu_
   std::vector<kvm::Vcpu> vcpus_;
   kvm::Bus pio_{"pio"};
   kvm::Bus mmio_{"mmio"};
@@ -72,6 +111,8 @@ class Vmm {
   uint64_t acpi_bytes_ = 0;
   std::unique_ptr<kvm::VcpuThreads> threads_;
   kvm::StopEvent event_;
+  LoadCheck load_check_;        // what the loader wrote (single process)
+  std::string load_check_line_;  // its verdict after a triple fault
   double run_seconds_ = 0;
 };
 

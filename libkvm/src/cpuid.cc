@@ -15,7 +15,20 @@ constexpr uint32_t kLeafAmdSizes = 0x80000008;
 constexpr uint32_t kLeafAmdCacheTopology = 0x8000001d;
 constexpr uint32_t kLeafAmdTopology = 0x8000001e;
 
+constexpr uint32_t kLeafKvmFeatures = 0x40000001;
+
 constexpr uint32_t kEdxHtt = 1u << 28;
+constexpr uint32_t kEcxX2apic = 1u << 21;
+constexpr uint32_t kEcxTscDeadline = 1u << 24;
+// KVM_FEATURE_* bits of leaf 0x40000001 EAX (Documentation/virt/kvm/x86/
+// cpuid.rst) that need KVM's own LAPIC.
+constexpr uint32_t kKvmFeaturesNeedingLapic = (1u << 4) |   // ASYNC_PF
+                                              (1u << 6) |   // PV_EOI
+                                              (1u << 7) |   // PV_UNHALT
+                                              (1u << 10) |  // ASYNC_PF_VMEXIT
+                                              (1u << 11) |  // PV_SEND_IPI
+                                              (1u << 14);   // ASYNC_PF_INT
+constexpr uint32_t kKvmFeatureMsiExtDestId = 1u << 15;
 constexpr uint32_t kEcxHypervisor = 1u << 31;
 constexpr uint32_t kEcxCmpLegacy = 1u << 1;
 
@@ -85,6 +98,22 @@ void AdjustLeaf(CpuVendor vendor, const VcpuTopology& topo,
   }
 }
 
+void AdjustForUserIrqchip(kvm_cpuid_entry2* e) {
+  switch (e->function) {
+    case 0:
+      e->eax = std::max(e->eax, kLeafExtTopology);
+      break;
+    case kLeafFeatures:
+      e->ecx = (e->ecx | kEcxX2apic) & ~kEcxTscDeadline;
+      break;
+    case kLeafKvmFeatures:
+      e->eax = (e->eax & ~kKvmFeaturesNeedingLapic) | kKvmFeatureMsiExtDestId;
+      break;
+    default:
+      break;
+  }
+}
+
 }  // namespace
 
 CpuVendor VendorOf(const std::vector<kvm_cpuid_entry2>& leaves) {
@@ -127,7 +156,8 @@ const kvm_cpuid_entry2* FindCpuid(const std::vector<kvm_cpuid_entry2>& leaves,
 }
 
 std::vector<kvm_cpuid_entry2> CpuidForVcpu(
-    const std::vector<kvm_cpuid_entry2>& supported, const VcpuTopology& topo) {
+    const std::vector<kvm_cpuid_entry2>& supported, const VcpuTopology& topo,
+    bool user_irqchip) {
   const CpuVendor vendor = VendorOf(supported);
   std::vector<kvm_cpuid_entry2> out;
   out.reserve(supported.size() + 6);
@@ -143,9 +173,12 @@ std::vector<kvm_cpuid_entry2> CpuidForVcpu(
       continue;
     }
     AdjustLeaf(vendor, topo, &e);
+    if (user_irqchip) AdjustForUserIrqchip(&e);
     out.push_back(e);
   }
-  if (has_0b) AppendExtendedTopology(kLeafExtTopology, topo.apic_id, &out);
+  if (has_0b || user_irqchip) {
+    AppendExtendedTopology(kLeafExtTopology, topo.apic_id, &out);
+  }
   if (has_1f) AppendExtendedTopology(kLeafExtTopologyV2, topo.apic_id, &out);
   return out;
 }

@@ -6,8 +6,10 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "kick.h"
 #include "ssihv/base/errno_status.h"
 #include "ssihv/base/log.h"
+#include "sys/thread_timer.h"
 
 namespace ssihv::kvm {
 
@@ -183,19 +185,64 @@ std::string DescribeInternalError(const kvm_run& run) {
 
 // --- VcpuRunLoop ---
 
+RunLoopStats& RunLoopStats::operator+=(const RunLoopStats& o) {
+  exits += o.exits;
+  io_exits += o.io_exits;
+  mmio_exits += o.mmio_exits;
+  signal_exits += o.signal_exits;
+  hlt_exits += o.hlt_exits;
+  irq_window_exits += o.irq_window_exits;
+  msr_exits += o.msr_exits;
+  apic_mmio_exits += o.apic_mmio_exits;
+  interrupts_injected += o.interrupts_injected;
+  nmis_injected += o.nmis_injected;
+  return *this;
+}
+
+VcpuRunLoop::VcpuRunLoop(const Vcpu& vcpu, Bus& pio, Bus& mmio, StopLatch& stop,
+                         UserIrqchip* irqchip, uint32_t index)
+    : vcpu_(vcpu),
+      pio_(pio),
+      mmio_(mmio),
+      stop_(stop),
+      irqchip_(irqchip),
+      index_(index) {}
+
+VcpuRunLoop::~VcpuRunLoop() = default;
+
 void VcpuRunLoop::Run() {
-  while (!stop_.requested()) {
+  InstallKickHandler();
+  SetKickTarget(vcpu_.run());
+  bool running = irqchip_ == nullptr || StartUserIrqchip();
+  while (running) {
+    // Every kick (a stop, an interrupt, the APIC timer) sets immediate_exit.
+    // Clear it, then look at what the kick was for: the fence pairs with the
+    // kicker's (state first, then immediate_exit), so no kick is lost.
+    vcpu_.ClearImmediateExit();
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (stop_.requested()) break;
+    if (irqchip_ != nullptr) {
+      const Entry entry = PrepareEntry();
+      if (entry == Entry::kStop) break;
+      if (entry == Entry::kAgain) continue;
+    }
     int err = vcpu_.RunOnce();
+    in_guest_.store(false, std::memory_order_relaxed);
     if (err == 0) {
       ++stats_.exits;
-      if (!HandleExit()) return;
+      if (irqchip_ != nullptr) SyncTpr();
+      const uint32_t reason = vcpu_.run()->exit_reason;
+      running = HandleExit();
+      prev_exit_reason_ = reason;
+      if (reason == KVM_EXIT_X86_WRMSR || reason == KVM_EXIT_X86_RDMSR) {
+        prev_msr_ = vcpu_.run()->msr.index;
+      }
       continue;
     }
     if (err == EINTR) {
       // api.rst: KVM_RUN returns -EINTR when a signal is pending or
-      // immediate_exit is set (exit_reason KVM_EXIT_INTR). Only a stop sets
-      // immediate_exit, so re-checking the latch is all there is to do; any
-      // other signal (profilers, SIGWINCH) just re-enters the guest.
+      // immediate_exit is set (exit_reason KVM_EXIT_INTR): a kick, or
+      // another signal (profilers); the loop's head sees which.
       ++stats_.signal_exits;
       continue;
     }
@@ -205,8 +252,11 @@ void VcpuRunLoop::Run() {
                           err == EFAULT ? " (guest memory not accessible: "
                                           "is the pager still serving it?)"
                                         : "")));
-    return;
+    break;
   }
+  in_guest_.store(false, std::memory_order_relaxed);
+  SetKickTarget(nullptr);
+  timer_.reset();
 }
 
 bool VcpuRunLoop::HandleExit() {
@@ -228,6 +278,15 @@ bool VcpuRunLoop::HandleExit() {
     case KVM_EXIT_INTR:
       ++stats_.signal_exits;
       return true;
+    case KVM_EXIT_IRQ_WINDOW_OPEN:  // the next PrepareEntry injects
+      ++stats_.irq_window_exits;
+      return true;
+    case KVM_EXIT_SET_TPR:  // CR8 lowered: SyncTpr took it
+      return true;
+    case KVM_EXIT_X86_RDMSR:
+      return HandleMsr(/*write=*/false);
+    case KVM_EXIT_X86_WRMSR:
+      return HandleMsr(/*write=*/true);
     default:
       return HandleUnknown();
   }
@@ -254,6 +313,11 @@ bool VcpuRunLoop::HandleMmio() {
   kvm_run* run = vcpu_.run();
   uint32_t len = std::min<uint32_t>(run->mmio.len, sizeof(run->mmio.data));
   absl::Span<uint8_t> data(run->mmio.data, len);
+  if (irqchip_ != nullptr && irqchip_->ApicMmio(index_, run->mmio.phys_addr,
+                                                run->mmio.is_write, data)) {
+    ++stats_.apic_mmio_exits;
+    return !stop_.requested();
+  }
   if (run->mmio.is_write) {
     mmio_.Write(run->mmio.phys_addr, data);
   } else {
@@ -263,8 +327,14 @@ bool VcpuRunLoop::HandleMmio() {
 }
 
 bool VcpuRunLoop::HandleHlt() {
+  ++stats_.hlt_exits;
+  if (irqchip_ != nullptr) {
+    // The next PrepareEntry waits until an interrupt can end the HLT.
+    irqchip_->Halted(index_, vcpu_.run()->if_flag);
+    return !stop_.requested();
+  }
   // With the in-kernel irqchip KVM waits for the interrupt itself; HLT only
-  // reaches us without it, where nothing could ever wake the vCPU.
+  // reaches us without any, where nothing could ever wake the vCPU.
   stop_.Request(StopReason::kHalted, absl::OkStatus(),
                 static_cast<int>(vcpu_.id()));
   return false;
@@ -273,8 +343,26 @@ bool VcpuRunLoop::HandleHlt() {
 bool VcpuRunLoop::HandleShutdown() {
   // A triple fault: a PC resets. Linux also uses it as its last reboot
   // method, so it is a reset, but the registers help if it was not meant.
+  // (kvm_amd re-initializes the VMCB on a shutdown: there they are already
+  // KVM's reset state.)
+  std::string irq;
+  if (irqchip_ != nullptr) {
+    irq = absl::StrCat("\nuser irqchip: ", irqchip_->DescribeVcpu(index_),
+                       "; previous exit reason ", prev_exit_reason_,
+                       prev_exit_reason_ == KVM_EXIT_X86_WRMSR ||
+                               prev_exit_reason_ == KVM_EXIT_X86_RDMSR
+                           ? absl::StrCat(" (MSR 0x", absl::Hex(prev_msr_), ")")
+                           : "",
+                       "; last injected vector ");
+    if (last_vector_ < 0) {
+      absl::StrAppend(&irq, "none");
+    } else {
+      absl::StrAppend(&irq, "0x", absl::Hex(last_vector_), ", ",
+                      stats_.exits - last_vector_exits_, " exits ago");
+    }
+  }
   base::Log(base::LogLevel::kInfo, "KVM_EXIT_SHUTDOWN (triple fault) on vCPU ",
-            vcpu_.id(), "; ", vcpu_.DumpState());
+            vcpu_.id(), "; ", vcpu_.DumpState(), irq);
   stop_.Request(StopReason::kTripleFault, absl::OkStatus(),
                 static_cast<int>(vcpu_.id()));
   return false;

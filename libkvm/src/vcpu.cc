@@ -46,12 +46,12 @@ void Vcpu::RequestImmediateExit() const {
   // Read by the kernel at KVM_RUN entry; another thread sets it, so publish
   // it with a release store.
   std::atomic_ref<uint8_t>(run_->immediate_exit)
-      .store(1, std::memory_order_release);
+      .store(1, std::memory_order_seq_cst);
 }
 
 void Vcpu::ClearImmediateExit() const {
   std::atomic_ref<uint8_t>(run_->immediate_exit)
-      .store(0, std::memory_order_release);
+      .store(0, std::memory_order_seq_cst);
 }
 
 absl::StatusOr<kvm_regs> Vcpu::GetRegs() const {
@@ -118,6 +118,27 @@ absl::StatusOr<kvm_mp_state> Vcpu::GetMpState() const {
   kvm_mp_state state{};
   SSIHV_RETURN_IF_ERROR(sys::GetMpState(fd_.get(), &state));
   return state;
+}
+
+absl::Status Vcpu::InjectInterrupt(uint8_t vector) const {
+  return sys::Interrupt(fd_.get(), vector);
+}
+absl::Status Vcpu::InjectNmi() const { return sys::Nmi(fd_.get()); }
+
+absl::StatusOr<uint64_t> Vcpu::GetTscOffset() const {
+  uint64_t offset = 0;
+  SSIHV_RETURN_IF_ERROR(sys::GetTscOffset(fd_.get(), &offset));
+  return offset;
+}
+
+absl::Status Vcpu::SetTscOffset(uint64_t offset) const {
+  return sys::SetTscOffset(fd_.get(), offset);
+}
+absl::Status Vcpu::ClearPendingEvents() const {
+  kvm_vcpu_events events{};
+  // Without the flag KVM keeps its pending-NMI state; with it, zero.
+  events.flags = KVM_VCPUEVENT_VALID_NMI_PENDING;
+  return sys::SetVcpuEvents(fd_.get(), events);
 }
 
 namespace {

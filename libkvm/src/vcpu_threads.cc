@@ -1,6 +1,7 @@
 #include <pthread.h>
 #include <signal.h>
 
+#include <atomic>
 #include <cstring>
 #include <mutex>
 #include <string>
@@ -8,13 +9,24 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "kick.h"
 #include "ssihv/base/log.h"
 #include "ssihv/kvm/run_loop.h"
 
 namespace ssihv::kvm {
 namespace {
 
-void IgnoreKick(int) {}
+// The vCPU this thread runs (initial-exec TLS: safe in a signal handler).
+thread_local kvm_run* t_kick_target = nullptr;
+
+void OnKick(int) {
+  if (kvm_run* run = t_kick_target) {
+    std::atomic_ref<uint8_t>(run->immediate_exit)
+        .store(1, std::memory_order_seq_cst);
+  }
+}
+
+}  // namespace
 
 // Installed once per process, without SA_RESTART: the point of the signal is
 // to make the KVM_RUN ioctl return EINTR.
@@ -23,11 +35,15 @@ void InstallKickHandler() {
   std::call_once(once, [] {
     struct sigaction sa;
     std::memset(&sa, 0, sizeof(sa));
-    sa.sa_handler = IgnoreKick;
+    sa.sa_handler = OnKick;
     sigemptyset(&sa.sa_mask);
     sigaction(KickSignal(), &sa, nullptr);
   });
 }
+
+void SetKickTarget(kvm_run* run) { t_kick_target = run; }
+
+namespace {
 
 // vCPU threads take only the kick signal; process signals (SIGINT, SIGTERM,
 // SIGCHLD...) go to threads that handle them.
@@ -46,18 +62,30 @@ void SetVcpuThreadSignalMask() {
 int KickSignal() { return SIGRTMIN + 2; }
 
 struct VcpuThreads::Worker {
-  Worker(const Vcpu* v, Bus& pio, Bus& mmio, StopLatch& stop)
-      : vcpu(v), loop(*v, pio, mmio, stop) {}
+  Worker(const Vcpu* v, Bus& pio, Bus& mmio, StopLatch& stop,
+         UserIrqchip* irqchip, uint32_t index)
+      : vcpu(v), loop(*v, pio, mmio, stop, irqchip, index) {}
   const Vcpu* vcpu;
   VcpuRunLoop loop;
   std::thread thread;
+  // Set by the thread itself: a kick from another thread must not read
+  // `thread` while Start() is still assigning it.
+  std::mutex kick_mu;
+  pthread_t self{};
+  bool alive = false;
 };
 
 VcpuThreads::VcpuThreads(std::vector<const Vcpu*> vcpus, Bus& pio, Bus& mmio,
-                         StopLatch& stop)
-    : stop_(stop) {
-  for (const Vcpu* v : vcpus) {
-    workers_.push_back(std::make_unique<Worker>(v, pio, mmio, stop));
+                         StopLatch& stop, UserIrqchip* irqchip)
+    : stop_(stop), irqchip_(irqchip) {
+  // The irqchip numbers vCPUs globally (a VM spread over processes has only
+  // some of them here): each worker's index in the chip is its vCPU id.
+  for (uint32_t i = 0; i < vcpus.size(); ++i) {
+    const uint32_t id = vcpus[i]->id();
+    workers_.push_back(
+        std::make_unique<Worker>(vcpus[i], pio, mmio, stop, irqchip, id));
+    if (by_id_.size() <= id) by_id_.resize(id + 1, -1);
+    by_id_[id] = static_cast<int>(i);
   }
 }
 
@@ -66,11 +94,23 @@ VcpuThreads::~VcpuThreads() {
     stop_.Request(StopReason::kStopRequested);
     Join();
   }
+  if (irqchip_) irqchip_->SetKicker(nullptr);
+}
+
+void VcpuThreads::Kick(uint32_t id) {
+  if (id >= by_id_.size() || by_id_[id] < 0) return;  // another process's
+  Worker& w = *workers_[by_id_[id]];
+  // Only a thread inside (or about to enter) KVM_RUN needs the signal; one
+  // that is handling an exit or waiting sees the interrupt anyway.
+  if (!w.loop.in_guest()) return;
+  std::lock_guard<std::mutex> lock(w.kick_mu);
+  if (w.alive) pthread_kill(w.self, KickSignal());
 }
 
 absl::Status VcpuThreads::Start() {
   InstallKickHandler();
   stop_.AddListener([this] { KickAll(); });
+  if (irqchip_) irqchip_->SetKicker([this](uint32_t i) { Kick(i); });
   std::string failure;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -81,7 +121,14 @@ absl::Status VcpuThreads::Start() {
           SetVcpuThreadSignalMask();
           pthread_setname_np(pthread_self(),
                              absl::StrCat("vcpu", worker->vcpu->id()).c_str());
+          {
+            std::lock_guard<std::mutex> lock(worker->kick_mu);
+            worker->self = pthread_self();
+            worker->alive = true;
+          }
           worker->loop.Run();
+          std::lock_guard<std::mutex> lock(worker->kick_mu);
+          worker->alive = false;
         });
       } catch (const std::system_error& e) {
         failure = absl::StrCat("starting the thread of vCPU ",
@@ -98,12 +145,17 @@ absl::Status VcpuThreads::Start() {
 }
 
 void VcpuThreads::KickAll() {
+  // The latch was set before this runs; the fence orders that store before
+  // the immediate_exit stores (a vCPU clears immediate_exit, fences, then
+  // reads the latch: one of the two sides sees the other).
+  std::atomic_thread_fence(std::memory_order_seq_cst);
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& w : workers_) {
     w->vcpu->RequestImmediateExit();
     if (w->thread.joinable())
       pthread_kill(w->thread.native_handle(), KickSignal());
   }
+  if (irqchip_) irqchip_->WakeAll();  // vCPUs waiting in HLT or for SIPI
 }
 
 StopEvent VcpuThreads::Join() {
@@ -119,13 +171,7 @@ StopEvent VcpuThreads::Join() {
 
 RunLoopStats VcpuThreads::TotalStats() const {
   RunLoopStats total;
-  for (const auto& w : workers_) {
-    const RunLoopStats& s = w->loop.stats();
-    total.exits += s.exits;
-    total.io_exits += s.io_exits;
-    total.mmio_exits += s.mmio_exits;
-    total.signal_exits += s.signal_exits;
-  }
+  for (const auto& w : workers_) total += w->loop.stats();
   return total;
 }
 

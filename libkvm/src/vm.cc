@@ -2,9 +2,12 @@
 
 #include <unistd.h>
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "ssihv/base/status_macros.h"
 #include "ssihv/kvm/kvm.h"
+#include "ssihv/kvm/lapic.h"
 #include "sys/kvm_ioctl.h"
 
 namespace ssihv::kvm {
@@ -20,6 +23,7 @@ struct Vm::State {
   uint32_t max_vcpus = 0;
   uint32_t max_memslots = 0;
   bool irqchip = false;
+  bool user_apic_msrs = false;
   base::UniqueFd fd;
 };
 
@@ -48,7 +52,42 @@ absl::StatusOr<Vm> Kvm::CreateVm(const VmOptions& options) const {
     kvm_pit_config pit{};  // flags 0: KVM also emulates speaker port 0x61
     SSIHV_RETURN_IF_ERROR(sys::CreatePit2(vm_fd, pit));
   }
+  if (options.user_apic_msrs) {
+    if (options.irqchip) {
+      return absl::InvalidArgumentError(
+          "VmOptions: user APIC MSRs and the in-kernel irqchip exclude each "
+          "other");
+    }
+    SSIHV_RETURN_IF_ERROR(EnableUserApicMsrs(vm_fd));
+    state->user_apic_msrs = true;
+  }
   return Vm(std::move(state));
+}
+
+absl::Status Kvm::EnableUserApicMsrs(int vm_fd) const {
+  for (auto [cap, name] :
+       {std::pair{KVM_CAP_X86_USER_SPACE_MSR, "KVM_CAP_X86_USER_SPACE_MSR"},
+        std::pair{KVM_CAP_X86_MSR_FILTER, "KVM_CAP_X86_MSR_FILTER"}}) {
+    SSIHV_ASSIGN_OR_RETURN(int present, sys::CheckExtension(fd(), cap));
+    if (present <= 0) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("the kernel's KVM lacks ", name,
+                       ", which the user-space irqchip needs (Linux >= 5.10)"));
+    }
+  }
+  kvm_enable_cap cap{};
+  cap.cap = KVM_CAP_X86_USER_SPACE_MSR;
+  cap.args[0] = KVM_MSR_EXIT_REASON_INVAL | KVM_MSR_EXIT_REASON_FILTER;
+  SSIHV_RETURN_IF_ERROR(sys::EnableCap(vm_fd, cap));
+  // Everything allowed but IA32_APIC_BASE: a bitmap bit of 0 denies.
+  static uint8_t deny_one = 0;
+  kvm_msr_filter filter{};
+  filter.flags = KVM_MSR_FILTER_DEFAULT_ALLOW;
+  filter.ranges[0].flags = KVM_MSR_FILTER_READ | KVM_MSR_FILTER_WRITE;
+  filter.ranges[0].nmsrs = 1;
+  filter.ranges[0].base = apic::kMsrApicBase;
+  filter.ranges[0].bitmap = &deny_one;
+  return sys::SetMsrFilter(vm_fd, filter);
 }
 
 absl::StatusOr<uint32_t> Vm::AddMemory(uint64_t gpa, uint64_t size,
@@ -98,6 +137,16 @@ absl::Status Vm::PulseIrq(uint32_t gsi) const {
   return SetIrqLine(gsi, false);
 }
 
+absl::StatusOr<kvm_clock_data> Vm::GetClock() const {
+  kvm_clock_data data{};
+  SSIHV_RETURN_IF_ERROR(sys::GetClock(state_->fd.get(), &data));
+  return data;
+}
+
+absl::Status Vm::SetClock(const kvm_clock_data& data) const {
+  return sys::SetClock(state_->fd.get(), data);
+}
+
 absl::StatusOr<Vcpu> Vm::CreateVcpu(uint32_t id) const {
   if (id >= state_->max_vcpus) {
     return absl::InvalidArgumentError(
@@ -114,6 +163,7 @@ absl::StatusOr<Vcpu> Vm::CreateVcpu(uint32_t id) const {
 const GuestMemory& Vm::memory() const { return state_->memory; }
 const std::vector<MemorySlot>& Vm::slots() const { return state_->slots; }
 bool Vm::has_irqchip() const { return state_->irqchip; }
+bool Vm::user_apic_msrs() const { return state_->user_apic_msrs; }
 int Vm::fd() const { return state_->fd.get(); }
 const std::vector<kvm_cpuid_entry2>& Vm::supported_cpuid() const {
   return state_->supported_cpuid;

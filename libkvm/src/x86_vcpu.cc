@@ -109,20 +109,88 @@ void SetLintVirtualWire(kvm_lapic_state* lapic) {
                (lint1 & ~kApicDeliveryModeMask) | kApicModeNmi);
 }
 
+namespace {
+
+kvm_fpu InitialFpu() {
+  kvm_fpu fpu{};
+  fpu.fcw = 0x37f;
+  fpu.mxcsr = 0x1f80;
+  return fpu;
+}
+
+}  // namespace
+
 absl::Status ConfigureX86Vcpu(const Vcpu& vcpu,
                               const std::vector<kvm_cpuid_entry2>& supported,
-                              const VcpuTopology& topology, bool has_irqchip) {
-  SSIHV_RETURN_IF_ERROR(vcpu.SetCpuid(CpuidForVcpu(supported, topology)));
+                              const VcpuTopology& topology,
+                              IrqchipKind irqchip) {
+  SSIHV_RETURN_IF_ERROR(vcpu.SetCpuid(
+      CpuidForVcpu(supported, topology, irqchip == IrqchipKind::kUser)));
   SSIHV_RETURN_IF_ERROR(vcpu.SetMsrs(InitialMsrs()));
-  if (has_irqchip) {
+  if (irqchip == IrqchipKind::kKernel) {
     SSIHV_ASSIGN_OR_RETURN(kvm_lapic_state lapic, vcpu.GetLapic());
     SetLintVirtualWire(&lapic);
     SSIHV_RETURN_IF_ERROR(vcpu.SetLapic(lapic));
   }
-  kvm_fpu fpu{};
-  fpu.fcw = 0x37f;
-  fpu.mxcsr = 0x1f80;
-  return vcpu.SetFpu(fpu);
+  return vcpu.SetFpu(InitialFpu());
+}
+
+kvm_sregs InitSregs(kvm_sregs s) {
+  auto real_mode = [](uint16_t selector, uint64_t base, uint8_t type) {
+    kvm_segment seg{};
+    seg.selector = selector;
+    seg.base = base;
+    seg.limit = 0xffff;
+    seg.type = type;
+    seg.present = 1;
+    seg.s = 1;
+    return seg;
+  };
+  s.cs = real_mode(0xf000, 0xffff0000, 0xb);  // code, read, accessed
+  s.ds = s.es = s.fs = s.gs = s.ss = real_mode(0, 0, 0x3);  // data, rw, acc.
+  s.ldt = real_mode(0, 0, 0x2);
+  s.ldt.s = 0;
+  s.tr = real_mode(0, 0, 0xb);  // busy TSS
+  s.tr.s = 0;
+  s.gdt = {0, 0xffff, {}};
+  s.idt = {0, 0xffff, {}};
+  // INIT keeps CD and NW (SDM Table 10-1); ET is hardwired.
+  s.cr0 = (s.cr0 & (kCr0Cd | kCr0Nw)) | kCr0Et;
+  s.cr2 = s.cr3 = s.cr4 = 0;
+  s.cr8 = 0;
+  s.efer = 0;
+  std::memset(s.interrupt_bitmap, 0, sizeof(s.interrupt_bitmap));
+  return s;
+}
+
+kvm_regs InitRegs() {
+  kvm_regs r{};
+  r.rflags = 0x2;
+  r.rip = 0xfff0;
+  r.rdx = 0x600;
+  return r;
+}
+
+kvm_sregs SipiSregs(kvm_sregs s, uint8_t vector) {
+  s.cs.selector = static_cast<uint16_t>(vector << 8);
+  s.cs.base = uint64_t{vector} << 12;
+  return s;
+}
+
+absl::Status ResetVcpuForInit(const Vcpu& vcpu) {
+  SSIHV_ASSIGN_OR_RETURN(kvm_sregs sregs, vcpu.GetSregs());
+  SSIHV_RETURN_IF_ERROR(vcpu.SetSregs(InitSregs(sregs)));
+  SSIHV_RETURN_IF_ERROR(vcpu.SetRegs(InitRegs()));
+  SSIHV_RETURN_IF_ERROR(vcpu.SetFpu(InitialFpu()));
+  return vcpu.ClearPendingEvents();
+}
+
+absl::Status StartVcpuAtSipi(const Vcpu& vcpu, uint8_t vector) {
+  SSIHV_ASSIGN_OR_RETURN(kvm_sregs sregs, vcpu.GetSregs());
+  SSIHV_RETURN_IF_ERROR(vcpu.SetSregs(SipiSregs(sregs, vector)));
+  SSIHV_ASSIGN_OR_RETURN(kvm_regs regs, vcpu.GetRegs());
+  regs.rip = 0;
+  return vcpu.SetRegs(regs);
 }
 
 absl::Status SetupLinuxBootVcpu(const Vcpu& vcpu, const LinuxBootInfo& info) {

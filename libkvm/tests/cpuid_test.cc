@@ -141,5 +141,51 @@ TEST_CASE("AMD topology leaves carry APIC ID and NUMA node") {
   CHECK((FindCpuid(leaves, 1)->ebx >> 24) == 3);
 }
 
+// KVM's PV feature leaf as a 6.1 host reports it: clocksource(2), async PF,
+// steal time, PV EOI, PV unhalt, PV TLB flush, async PF VM exit, PV send-IPI,
+// poll control, PV sched yield, async PF int, MSI ext dest ID, ...
+constexpr uint32_t kKvmHostFeatures = 0x0101fefb;
+
+TEST_CASE(
+    "user irqchip: x2APIC, no TSC deadline, no PV features on KVM's LAPIC") {
+  auto host = IntelHost();
+  host[1].ecx |= 1u << 24;  // TSC deadline, as a host might report it
+  host[1].ecx &= ~(1u << 21);
+  host.push_back(Leaf(0x40000001, 0, kKvmHostFeatures, 0, 0, 0));
+  auto kernel = CpuidForVcpu(host, {.apic_id = 2, .node = 0});
+  CHECK(FindCpuid(kernel, 0x40000001)->eax == kKvmHostFeatures);
+  CHECK((FindCpuid(kernel, 1)->ecx & (1u << 24)) != 0);
+  auto user = CpuidForVcpu(host, {.apic_id = 2, .node = 0}, true);
+  const uint32_t l1_ecx = FindCpuid(user, 1)->ecx;
+  CHECK((l1_ecx & (1u << 21)) != 0);  // x2APIC
+  CHECK((l1_ecx & (1u << 24)) == 0);  // TSC deadline
+  const uint32_t kvm = FindCpuid(user, 0x40000001)->eax;
+  for (int bit : {4, 6, 7, 10, 11, 14}) {
+    INFO("KVM feature bit " << bit);
+    CHECK((kvm & (1u << bit)) == 0);
+  }
+  CHECK((kvm & (1u << 15)) != 0);  // MSI_EXT_DEST_ID
+  // What has no LAPIC dependency stays: kvmclock, steal time, TLB flush.
+  for (int bit : {0, 3, 5, 9, 24}) {
+    INFO("KVM feature bit " << bit);
+    CHECK((kvm & (1u << bit)) == (kKvmHostFeatures & (1u << bit)));
+  }
+}
+
+TEST_CASE(
+    "user irqchip: leaf 0xB carries the x2APIC ID even on a host without it") {
+  auto leaves = CpuidForVcpu(AmdHost(), {.apic_id = 260, .node = 1}, true);
+  CHECK(FindCpuid(leaves, 0)->eax == 0x10);  // already above 0xB
+  const kvm_cpuid_entry2* smt = FindCpuid(leaves, 0xb, 0);
+  REQUIRE(smt != nullptr);
+  CHECK(smt->edx == 260);
+  auto old_host = AmdHost();
+  old_host[0].eax = 0x7;  // an old CPU: basic leaves up to 7
+  leaves = CpuidForVcpu(old_host, {.apic_id = 1, .node = 0}, true);
+  CHECK(FindCpuid(leaves, 0)->eax == 0xb);
+  CHECK(FindCpuid(CpuidForVcpu(AmdHost(), {.apic_id = 1, .node = 0}), 0xb) ==
+        nullptr);
+}
+
 }  // namespace
 }  // namespace ssihv::kvm

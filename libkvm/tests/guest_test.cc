@@ -79,7 +79,7 @@ TEST_CASE("CPUID: the guest sees its APIC ID and node, not the host's") {
   const uint32_t id = 5;
   Vcpu vcpu = t.RealModeVcpu(SSIHV_PAYLOAD(guest_rm_cpuid), id);
   REQUIRE(ConfigureX86Vcpu(vcpu, t.vm.supported_cpuid(),
-                           {.apic_id = id, .node = 1}, false)
+                           {.apic_id = id, .node = 1}, IrqchipKind::kNone)
               .ok());
   StopEvent e = t.RunOne(vcpu);
   REQUIRE(e.reason == StopReason::kHalted);
@@ -250,7 +250,9 @@ struct FakeKernelBoot {
   }
   StopEvent Run() {
     Vcpu vcpu = Unwrap(t.vm.CreateVcpu(0));
-    REQUIRE(ConfigureX86Vcpu(vcpu, t.vm.supported_cpuid(), {0, 0}, true).ok());
+    REQUIRE(ConfigureX86Vcpu(vcpu, t.vm.supported_cpuid(), {0, 0},
+                             IrqchipKind::kKernel)
+                .ok());
     REQUIRE(SetupLinuxBootVcpu(vcpu, info).ok());
     return t.RunOne(vcpu);
   }

@@ -4,8 +4,11 @@
 #ifndef SSIHV_KVM_TESTS_TEST_VM_H_
 #define SSIHV_KVM_TESTS_TEST_VM_H_
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -33,6 +36,15 @@ inline constexpr uint16_t kDonePort = 0xf4;
 // Real-mode tests map RAM below the MMIO window at 0xd0000.
 inline constexpr uint64_t kRealModeRam = 0x80000;
 
+// The KVM module behind /dev/kvm when it does hardware VM entry: kvm_amd
+// (SVM) or kvm_intel (VMX); nullptr for others (kvm_pvm on the dev VMs
+// here, which runs guests without VMX).
+inline const char* HardwareKvmModule() {
+  if (::access("/sys/module/kvm_amd", F_OK) == 0) return "kvm_amd";
+  if (::access("/sys/module/kvm_intel", F_OK) == 0) return "kvm_intel";
+  return nullptr;
+}
+
 template <typename T>
 T Unwrap(absl::StatusOr<T> v) {
   INFO(v.status().ToString());
@@ -48,17 +60,18 @@ class Recorder : public BusDevice {
     bool write;
     uint64_t value;
     size_t size;
+    std::chrono::steady_clock::time_point time;
   };
   void Read(uint64_t offset, absl::Span<uint8_t> data) override {
     std::memset(data.data(), 0, data.size());
     data[0] = read_value;
     if (data.size() > 1) data[1] = read_value_hi;
-    Add({offset, false, 0, data.size()});
+    Add({offset, false, 0, data.size(), std::chrono::steady_clock::now()});
   }
   void Write(uint64_t offset, absl::Span<const uint8_t> data) override {
     uint64_t v = 0;
     std::memcpy(&v, data.data(), std::min<size_t>(data.size(), 8));
-    Add({offset, true, v, data.size()});
+    Add({offset, true, v, data.size(), std::chrono::steady_clock::now()});
   }
   std::vector<Access> Snapshot() {
     std::lock_guard<std::mutex> lock(mu);
@@ -104,7 +117,8 @@ struct TestVm {
         Unwrap(base::MappedRegion::Anonymous(ram)));
     uint8_t* host = region->data();
     Unwrap(vm.AddMemory(0, ram, host, region));
-    REQUIRE(pio.Register(kDataPort, 4, data_port).ok());
+    // 8 bytes: 32-bit writes at 0xe9 + vCPU index (apic_guest_test.cc).
+    REQUIRE(pio.Register(kDataPort, 8, data_port).ok());
     REQUIRE(
         pio.Register(kDonePort, 1, std::make_shared<DoneDevice>(&stop)).ok());
     REQUIRE(mmio.Register(0xd0000, 0x1000, mmio_dev).ok());

@@ -7,7 +7,8 @@
 #   (tests/lab/prepare.sh downloads and unpacks it: `apt-get download` +
 #   `dpkg-deb -x`, never installed on the host); without the lab script, the
 #   same package is fetched here. $SSIHV_LINUX_KERNEL overrides it.
-# - the initramfs: busybox-static + tests/linux-boot/init, a newc cpio.
+# - the initramfs: busybox-static + tests/linux-boot/init + ipi-pingpong
+#   (ipi_pingpong.c, built static with the host's cc), a newc cpio.
 #
 # Writes $cache/boot.env (LINUX_BOOT_KERNEL=..., LINUX_BOOT_INITRD=...) and
 # prints it with --print-env. When everything is up to date it writes
@@ -31,7 +32,9 @@ fail() { echo "linux-boot: ERROR: $*" >&2; exit 1; }
 busybox=/bin/busybox
 [ -x "$busybox" ] && "$busybox" --list | grep -qx reboot ||
   fail "busybox-static is missing (scripts/setup.sh installs it)"
-initrd_key=$(cat "$here/init" "$busybox" | sha256sum | cut -c1-12)
+coherence_src=$root/tests/dist/guest/coherence.c
+initrd_key=$(cat "$here/init" "$here/ipi_pingpong.c" "$busybox" "$coherence_src" |
+  sha256sum | cut -c1-12)
 initrd=$cache/initramfs-$initrd_key.cpio
 
 emit() {
@@ -87,7 +90,12 @@ if [ ! -e "$initrd" ]; then
   stage=$(mktemp -d "$cache/tmp.XXXXXX")
   mkdir -p "$stage"/{bin,sbin,dev,proc,sys,tmp,etc}
   cp "$busybox" "$stage/bin/busybox"
+  cc -static -O2 -pthread -o "$stage/bin/ipi-pingpong" "$here/ipi_pingpong.c" ||
+    fail "building ipi-pingpong (static: the libc6-dev package)"
   cp "$here/init" "$stage/init"
+  # The in-guest coherence stress of the distributed VM tests.
+  gcc -O2 -static -Wall -pthread -o "$stage/bin/coherence" "$coherence_src" ||
+    fail "build tests/dist/guest/coherence.c (gcc -static)"
   chmod 755 "$stage/init"
   # The kernel's built-in initramfs already has /dev/console; add it anyway
   # when we can (root), for kernels built without one.

@@ -27,6 +27,15 @@ TEST_CASE("ssihv-vmm flags: both forms, defaults, --append") {
   REQUIRE(f.ok());
   CHECK(f->fault_around_kib == 0);
   CHECK(f->trace_io);
+  CHECK(f->irqchip == Irqchip::kKernel);  // the default
+  auto u =
+      ParseVmmArgs({"--kernel", "bz", "--initrd", "rd", "--irqchip", "user"});
+  REQUIRE(u.ok());
+  CHECK(u->irqchip == Irqchip::kUser);
+  auto k =
+      ParseVmmArgs({"--kernel", "bz", "--initrd", "rd", "--irqchip=kernel"});
+  REQUIRE(k.ok());
+  CHECK(k->irqchip == Irqchip::kKernel);
 }
 
 TEST_CASE("ssihv-vmm flag errors name the flag") {
@@ -46,11 +55,16 @@ TEST_CASE("ssihv-vmm flag errors name the flag") {
              Catch::Contains("--fault-around"));
   CHECK_THAT(msg({"--kernel", "bz", "--initrd", "rd", "--fault-around", "2"}),
              Catch::Contains("--fault-around"));
+  CHECK_THAT(msg({"--kernel", "bz", "--initrd", "rd", "--irqchip", "split"}),
+             Catch::Contains("--irqchip: 'split' is not 'kernel' or 'user'"));
+  CHECK_THAT(msg({"--kernel", "bz", "--initrd", "rd", "--irqchip"}),
+             Catch::Contains("--irqchip: needs a value"));
   auto help = ParseVmmArgs({"--help"});
   REQUIRE(help.ok());
   CHECK(help->help);
-  CHECK_THAT(VmmUsage(),
-             Catch::Contains("--kernel") && Catch::Contains("Ctrl-A x"));
+  CHECK_THAT(VmmUsage(), Catch::Contains("--kernel") &&
+                             Catch::Contains("Ctrl-A x") &&
+                             Catch::Contains("--irqchip kernel|user"));
 }
 
 }  // namespace

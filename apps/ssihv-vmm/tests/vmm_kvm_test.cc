@@ -177,6 +177,52 @@ TEST_CASE("stdin reaches the guest through COM1") {
   CHECK(r.out == "abc!\n");
 }
 
+TEST_CASE("--irqchip user: console, stdin, reset, power off, panic") {
+  Fixture f;
+  f.extra = {"--irqchip", "user"};
+  Result r = f.Boot(KERNEL(vmm_kernel_hello_reset));
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "hello\n");
+  nlohmann::json s = f.Stats();
+  CHECK(s["stop"]["reason"] == "guest reset");
+  CHECK(s["irqchip"] == "user");
+  CHECK(s["apic"]["ipis"] == 0);
+  CHECK_THAT(r.err, Catch::Contains("ssihv-vmm: user irqchip: "));
+  r = f.Boot(KERNEL(vmm_kernel_echo), "abc");
+  CHECK(r.status == 0);
+  CHECK(r.out == "abc!\n");
+  r = f.Boot(KERNEL(vmm_kernel_poweroff));
+  CHECK(r.status == 0);
+  CHECK(f.Stats()["stop"]["reason"] == "guest power off");
+  r = f.Boot(KERNEL(vmm_kernel_panic));
+  CHECK(r.status == 4);
+  CHECK(f.Stats()["stop"]["guest_panicked"] == true);
+  f.extra.clear();
+  r = f.Boot(KERNEL(vmm_kernel_hello_reset));
+  CHECK(f.Stats()["irqchip"] == "kernel");
+}
+
+TEST_CASE("more than 254 vCPUs: refused with --irqchip kernel, run with user") {
+  Fixture f;
+  f.config = f.dir.Write(
+      "big.json",
+      std::string(R"({"nodes": [{"id": 0, "vcpus": 150, "memory_mib": 256},)"
+                  R"({"id": 1, "vcpus": 150, "memory_mib": 256}]})"));
+  Result r = f.Boot(KERNEL(vmm_kernel_hello_reset));
+  CHECK(r.status == 3);
+  CHECK_THAT(r.err, Catch::Contains("300 vCPUs; with --irqchip kernel") &&
+                        Catch::Contains("--irqchip user"));
+  f.extra = {"--irqchip", "user"};
+  r = f.Boot(KERNEL(vmm_kernel_hello_reset));
+  INFO(r.err);
+  CHECK(r.status == 0);
+  CHECK(r.out == "hello\n");
+  nlohmann::json s = f.Stats();
+  CHECK(s["vcpus"] == 300);
+  CHECK(s["stop"]["reason"] == "guest reset");
+}
+
 TEST_CASE("every node's memory is served by the pager, zero-filled") {
   Fixture f;
   SECTION("with fault-around (default): one fault per touched 2 MiB block") {

@@ -174,6 +174,11 @@ absl::Status EnableCap(int fd, const kvm_enable_cap& cap) {
                absl::StrCat("KVM_ENABLE_CAP cap=", cap.cap));
 }
 
+absl::Status SetMsrFilter(int vm_fd, const kvm_msr_filter& filter) {
+  return Check(::ioctl(vm_fd, KVM_X86_SET_MSR_FILTER, &filter),
+               "KVM_X86_SET_MSR_FILTER");
+}
+
 absl::StatusOr<UniqueFd> CreateVcpu(int vm_fd, uint32_t vcpu_id) {
   int fd = ::ioctl(vm_fd, KVM_CREATE_VCPU, static_cast<unsigned long>(vcpu_id));
   if (fd < 0)
@@ -252,6 +257,48 @@ absl::Status SetLapic(int vcpu_fd, const kvm_lapic_state& lapic) {
 }
 absl::Status GetMpState(int vcpu_fd, kvm_mp_state* state) {
   return Check(::ioctl(vcpu_fd, KVM_GET_MP_STATE, state), "KVM_GET_MP_STATE");
+}
+
+absl::Status Interrupt(int vcpu_fd, uint32_t vector) {
+  kvm_interrupt irq{};
+  irq.irq = vector;
+  return Check(::ioctl(vcpu_fd, KVM_INTERRUPT, &irq),
+               absl::StrCat("KVM_INTERRUPT vector=", vector));
+}
+
+absl::Status Nmi(int vcpu_fd) {
+  return Check(::ioctl(vcpu_fd, KVM_NMI, 0), "KVM_NMI");
+}
+
+absl::Status SetVcpuEvents(int vcpu_fd, const kvm_vcpu_events& events) {
+  return Check(::ioctl(vcpu_fd, KVM_SET_VCPU_EVENTS, &events),
+               "KVM_SET_VCPU_EVENTS");
+}
+
+absl::Status GetClock(int vm_fd, kvm_clock_data* data) {
+  return Check(::ioctl(vm_fd, KVM_GET_CLOCK, data), "KVM_GET_CLOCK");
+}
+
+absl::Status SetClock(int vm_fd, const kvm_clock_data& data) {
+  return Check(::ioctl(vm_fd, KVM_SET_CLOCK, &data), "KVM_SET_CLOCK");
+}
+
+absl::Status GetTscOffset(int vcpu_fd, uint64_t* offset) {
+  kvm_device_attr attr{};
+  attr.group = KVM_VCPU_TSC_CTRL;
+  attr.attr = KVM_VCPU_TSC_OFFSET;
+  attr.addr = reinterpret_cast<uint64_t>(offset);
+  return Check(::ioctl(vcpu_fd, KVM_GET_DEVICE_ATTR, &attr),
+               "KVM_GET_DEVICE_ATTR (KVM_VCPU_TSC_OFFSET)");
+}
+
+absl::Status SetTscOffset(int vcpu_fd, uint64_t offset) {
+  kvm_device_attr attr{};
+  attr.group = KVM_VCPU_TSC_CTRL;
+  attr.attr = KVM_VCPU_TSC_OFFSET;
+  attr.addr = reinterpret_cast<uint64_t>(&offset);
+  return Check(::ioctl(vcpu_fd, KVM_SET_DEVICE_ATTR, &attr),
+               "KVM_SET_DEVICE_ATTR (KVM_VCPU_TSC_OFFSET)");
 }
 
 }  // namespace ssihv::kvm::sys

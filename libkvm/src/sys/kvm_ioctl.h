@@ -39,6 +39,8 @@ absl::Status SetTssAddr(int vm_fd, uint64_t addr);
 absl::Status SetIdentityMapAddr(int vm_fd, uint64_t addr);
 absl::Status IrqLine(int vm_fd, uint32_t irq, uint32_t level);
 absl::Status EnableCap(int fd, const kvm_enable_cap& cap);
+/// KVM_X86_SET_MSR_FILTER (the bitmaps stay the caller's).
+absl::Status SetMsrFilter(int vm_fd, const kvm_msr_filter& filter);
 absl::StatusOr<base::UniqueFd> CreateVcpu(int vm_fd, uint32_t vcpu_id);
 
 // --- vCPU fd ---
@@ -65,6 +67,18 @@ absl::StatusOr<int> GetMsrs(int vcpu_fd, std::vector<kvm_msr_entry>* msrs);
 absl::Status GetLapic(int vcpu_fd, kvm_lapic_state* lapic);
 absl::Status SetLapic(int vcpu_fd, const kvm_lapic_state& lapic);
 absl::Status GetMpState(int vcpu_fd, kvm_mp_state* state);
+/// KVM_INTERRUPT: queue external interrupt `vector` (no in-kernel irqchip).
+absl::Status Interrupt(int vcpu_fd, uint32_t vector);
+/// KVM_NMI: queue an NMI (no in-kernel irqchip).
+absl::Status Nmi(int vcpu_fd);
+absl::Status SetVcpuEvents(int vcpu_fd, const kvm_vcpu_events& events);
+/// KVM_GET_CLOCK / KVM_SET_CLOCK (VM fd): the guest's kvmclock.
+absl::Status GetClock(int vm_fd, kvm_clock_data* data);
+absl::Status SetClock(int vm_fd, const kvm_clock_data& data);
+/// KVM_GET_DEVICE_ATTR / KVM_SET_DEVICE_ATTR on a vCPU fd, group
+/// KVM_VCPU_TSC_CTRL, attribute KVM_VCPU_TSC_OFFSET (Linux 5.16+).
+absl::Status GetTscOffset(int vcpu_fd, uint64_t* offset);
+absl::Status SetTscOffset(int vcpu_fd, uint64_t offset);
 
 }  // namespace ssihv::kvm::sys
 

@@ -105,6 +105,9 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
   e->locks_ = std::make_unique<dsm::PageLocks>(&e->pager_->resolver());
   e->read_ahead_ =
       std::make_unique<dsm::ReadAhead>(e->options_.read_ahead_pages);
+  e->hold_ = std::make_unique<dsm::GrantHold>(
+      absl::ToInt64Nanoseconds(e->options_.grant_hold),
+      absl::ToInt64Nanoseconds(e->options_.max_grant_hold));
   e->transport_ = std::move(transport);
   e->outbox_ = std::make_unique<dsm::Outbox>(
       e->transport_.get(), kDsmFrameType, config.num_nodes(),
@@ -363,8 +366,7 @@ absl::Status DsmEngine::DeclareDead(uint32_t node) {
 // The hold runs from the grant, not from the request: a page granted long
 // ago has been used, and a request for it is served at once.
 void DsmEngine::Defer(uint32_t from, const dir::Message& msg, Ctx& ctx) {
-  const int64_t due =
-      GrantTime(msg.page) + absl::ToInt64Nanoseconds(options_.grant_hold);
+  const int64_t due = GrantTime(msg.page) + hold_->HoldNs(msg.page);
   if (due <= MonotonicNs()) {
     ctx.resubmit.emplace_back(from, msg);
     return;
@@ -480,8 +482,10 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
       CompleteWaiters(e.page, FaultKind::kUpgrade, ctx);
       return absl::OkStatus();
     case dir::EffectType::kWriteProtect:
+      hold_->OnTaken(e.page, MonotonicNs());
       return r.WriteProtect(GpaOf(e.page), kPageSize);
     case dir::EffectType::kZap:
+      hold_->OnTaken(e.page, MonotonicNs());
       return Zap(e.page);
     case dir::EffectType::kPageLost: {
       if (ctx.ahead) return absl::OkStatus();  // a real fault reports it
@@ -595,6 +599,7 @@ absl::Status DsmEngine::Zap(dir::PageId page) {
 
 void DsmEngine::CompleteWaiters(dir::PageId page, FaultKind kind, Ctx& ctx) {
   GrantTime(page) = MonotonicNs();
+  hold_->OnGranted(page, GrantTime(page));
   Resolver& r = pager_->resolver();
   WaitMap& map = WaitersOf(page);
   if (auto it = map.find(page); it != map.end()) {
@@ -639,6 +644,7 @@ nlohmann::json DsmEngine::StatsJson() const {
                         {"zero_page_sends", zero_page_sends_.load()},
                         {"reinstalls", reinstalls_.load()},
                         {"read_ahead_requests", ahead_requests_.load()},
+                        {"hold_escalations", hold_->escalations()},
                         {"deferred", deferred_count_.load()},
                         {"backlogged_sends", outbox_->backlogged()},
                         {"failed", failed_.load()}};

@@ -25,6 +25,7 @@
 #include "absl/types/span.h"
 #include "dsm/outbox.h"
 #include "dsm/page_locks.h"
+#include "dsm/grant_hold.h"
 #include "dsm/read_ahead.h"
 #include "ssihv/cluster/layout.h"
 #include "ssihv/directory/node.h"
@@ -187,6 +188,7 @@ class DsmEngine {
   std::thread deferrer_;
 
   std::unique_ptr<dsm::ReadAhead> read_ahead_;
+  std::unique_ptr<dsm::GrantHold> hold_;
   std::atomic<uint64_t> ahead_requests_{0};
   std::atomic<uint64_t> frames_received_{0};
   std::atomic<uint64_t> deferred_count_{0};

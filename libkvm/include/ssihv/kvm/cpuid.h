@@ -36,8 +36,18 @@ struct VcpuTopology {
 ///    0, EDX = x2APIC ID on every subleaf;
 ///  - AMD: 0x80000001 ECX.CmpLegacy cleared, 0x80000008 ECX core count 1,
 ///    0x8000001E EAX extended APIC ID, EBX one thread per core, ECX node ID.
+/// With `user_irqchip` (the APICs are the VMM's, not KVM's), also:
+///  - leaf 1 ECX: x2APIC on, TSC-deadline off (KVM drops
+///    IA32_TSC_DEADLINE writes without its own LAPIC);
+///  - leaf 0xB present (the x2APIC ID of vCPUs past 255), leaf 0 raised
+///    to reach it;
+///  - KVM leaf 0x40000001 EAX: no PV EOI, PV unhalt, PV send-IPI or async
+///    page faults (each needs KVM's LAPIC: KVM would refuse their MSRs or
+///    drop their kicks), and KVM_FEATURE_MSI_EXT_DEST_ID, so Linux
+///    addresses APIC IDs above 255 without interrupt remapping.
 std::vector<kvm_cpuid_entry2> CpuidForVcpu(
-    const std::vector<kvm_cpuid_entry2>& supported, const VcpuTopology& topo);
+    const std::vector<kvm_cpuid_entry2>& supported, const VcpuTopology& topo,
+    bool user_irqchip = false);
 
 /// The entry for (function, index), or nullptr. Index matters only for
 /// leaves flagged KVM_CPUID_FLAG_SIGNIFCANT_INDEX.

@@ -52,6 +52,7 @@ class Kvm {
 
  private:
   Kvm() = default;
+  absl::Status EnableUserApicMsrs(int vm_fd) const;
 
   base::UniqueFd fd_;
   uint32_t max_vcpus_ = 0;

@@ -1,6 +1,9 @@
 // The vCPU run loop: KVM_RUN, then one handler per exit reason, until the
-// VM-wide stop latch is set. VcpuThreads runs one loop per vCPU thread and
-// stops them cleanly (immediate_exit + a kick signal).
+// VM-wide stop latch is set. With a user-space irqchip it also injects
+// interrupts (KVM_INTERRUPT, KVM_NMI, request_interrupt_window), loads
+// INIT/SIPI state, waits in HLT and runs the APIC timer on a host timer.
+// VcpuThreads runs one loop per vCPU thread and stops them cleanly
+// (immediate_exit + a kick signal).
 #ifndef SSIHV_KVM_RUN_LOOP_H_
 #define SSIHV_KVM_RUN_LOOP_H_
 
@@ -8,22 +11,29 @@
 #include <condition_variable>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "ssihv/kvm/bus.h"
+#include "ssihv/kvm/user_irqchip.h"
 #include "ssihv/kvm/vcpu.h"
 
 namespace ssihv::kvm {
+
+namespace sys {
+class ThreadTimer;
+}
 
 enum class StopReason {
   kNone,
   kReset,          // the guest asked for a reset (i8042, reset register)
   kPowerOff,       // the guest powered off (ACPI sleep S5)
   kTripleFault,    // KVM_EXIT_SHUTDOWN: what a PC does then is reset
-  kHalted,         // HLT reached user space (no in-kernel irqchip)
+  kHalted,         // HLT reached user space with no irqchip to wake it
   kStopRequested,  // the VMM stopped the VM (signal, console escape)
   kError,          // a VMM or KVM failure; see the status
 };
@@ -64,8 +74,17 @@ class StopLatch {
 struct RunLoopStats {
   uint64_t exits = 0;
   uint64_t io_exits = 0;
-  uint64_t mmio_exits = 0;
+  uint64_t mmio_exits = 0;  // APIC page accesses included
   uint64_t signal_exits = 0;
+  // With the user-space irqchip:
+  uint64_t hlt_exits = 0;
+  uint64_t irq_window_exits = 0;
+  uint64_t msr_exits = 0;
+  uint64_t apic_mmio_exits = 0;
+  uint64_t interrupts_injected = 0;
+  uint64_t nmis_injected = 0;
+
+  RunLoopStats& operator+=(const RunLoopStats& o);
 };
 
 /// What KVM_EXIT_FAIL_ENTRY says, in words: the hardware reason decoded for
@@ -79,15 +98,31 @@ std::string DescribeInternalError(const kvm_run& run);
 
 class VcpuRunLoop {
  public:
-  VcpuRunLoop(const Vcpu& vcpu, Bus& pio, Bus& mmio, StopLatch& stop)
-      : vcpu_(vcpu), pio_(pio), mmio_(mmio), stop_(stop) {}
+  /// `irqchip`: the VM's user-space interrupt controllers, this vCPU being
+  /// number `index` in it; nullptr with KVM's irqchip or none.
+  VcpuRunLoop(const Vcpu& vcpu, Bus& pio, Bus& mmio, StopLatch& stop,
+              UserIrqchip* irqchip = nullptr, uint32_t index = 0);
+  ~VcpuRunLoop();
 
   /// Runs the vCPU until the latch is set (by one of its exits or by anyone
-  /// else). Every exit that ends the VM sets the latch itself.
+  /// else). Every exit that ends the VM sets the latch itself. The calling
+  /// thread's kick signal (KickSignal) must not be blocked.
   void Run();
   const RunLoopStats& stats() const { return stats_; }
+  /// True from just before this vCPU looks at its APIC until it leaves
+  /// KVM_RUN: an interrupt delivered meanwhile must kick its thread.
+  bool in_guest() const { return in_guest_.load(std::memory_order_seq_cst); }
 
  private:
+  enum class Entry { kEnter, kAgain, kStop };
+  // User irqchip (run_loop_apic.cc).
+  bool StartUserIrqchip();
+  Entry PrepareEntry();
+  bool ApplyPlan(const EntryPlan& plan);
+  void ArmTimer(std::optional<uint64_t> deadline);
+  void SyncTpr();
+  bool HandleMsr(bool write);
+
   // Each returns false when this vCPU must stop.
   bool HandleExit();
   bool HandleIo();
@@ -104,7 +139,19 @@ class VcpuRunLoop {
   Bus& pio_;
   Bus& mmio_;
   StopLatch& stop_;
+  UserIrqchip* irqchip_;
+  uint32_t index_;
   RunLoopStats stats_;
+  std::atomic<bool> in_guest_{false};
+  uint8_t entry_cr8_ = 0;  // kvm_run.cr8 as set before the last entry
+  // For the report of an unexpected triple fault (user irqchip): what this
+  // vCPU last exited for and was last given.
+  uint32_t prev_exit_reason_ = 0;
+  uint32_t prev_msr_ = 0;
+  int last_vector_ = -1;
+  uint64_t last_vector_exits_ = 0;  // stats_.exits when it was injected
+  std::unique_ptr<sys::ThreadTimer> timer_;  // the APIC timer's host timer
+  std::optional<uint64_t> armed_deadline_;
 };
 
 /// The signal that kicks a vCPU thread out of KVM_RUN (SIGRTMIN + 2). Its
@@ -113,11 +160,13 @@ int KickSignal();
 
 /// One thread per vCPU running VcpuRunLoop. The latch's listener kicks every
 /// vCPU; Join() waits for all threads. vCPU threads block every signal but
-/// the kick signal, so SIGINT/SIGTERM go to the VMM's main thread.
+/// the kick signal, so SIGINT/SIGTERM go to the VMM's main thread. With a
+/// user-space irqchip, vCPU i of `vcpus` is its vCPU i, and the threads
+/// are its kicker (a delivery to a vCPU inside KVM_RUN signals its thread).
 class VcpuThreads {
  public:
   VcpuThreads(std::vector<const Vcpu*> vcpus, Bus& pio, Bus& mmio,
-              StopLatch& stop);
+              StopLatch& stop, UserIrqchip* irqchip = nullptr);
   VcpuThreads(const VcpuThreads&) = delete;
   VcpuThreads& operator=(const VcpuThreads&) = delete;
   /// Stops (kStopRequested unless already stopping) and joins.
@@ -134,8 +183,11 @@ class VcpuThreads {
 
  private:
   struct Worker;
+  void Kick(uint32_t id);
   std::vector<std::unique_ptr<Worker>> workers_;
+  std::vector<int> by_id_;  // vCPU id -> its worker, -1: not here
   StopLatch& stop_;
+  UserIrqchip* irqchip_;
   std::mutex mu_;  // guards the thread handles while kicking
   bool joined_ = false;
 };

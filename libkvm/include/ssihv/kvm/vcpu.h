@@ -59,6 +59,20 @@ class Vcpu {
   absl::StatusOr<kvm_lapic_state> GetLapic() const;
   absl::Status SetLapic(const kvm_lapic_state& lapic) const;
   absl::StatusOr<kvm_mp_state> GetMpState() const;
+  /// KVM_INTERRUPT: the external interrupt `vector`, delivered when the
+  /// guest can take it (no in-kernel irqchip; see kvm_run's
+  /// ready_for_interrupt_injection).
+  absl::Status InjectInterrupt(uint8_t vector) const;
+  /// KVM_NMI (no in-kernel irqchip).
+  absl::Status InjectNmi() const;
+  /// The guest TSC's offset from the host's (KVM_VCPU_TSC_OFFSET): vCPUs of
+  /// one guest in several processes on one host read one TSC when they all
+  /// use the same offset.
+  absl::StatusOr<uint64_t> GetTscOffset() const;
+  absl::Status SetTscOffset(uint64_t offset) const;
+  /// Drops every exception, interrupt and NMI KVM holds for the vCPU (what
+  /// INIT does to a processor).
+  absl::Status ClearPendingEvents() const;
 
   /// A multi-line dump of the general, segment and control registers for
   /// failure reports (best effort: a failing ioctl is noted, not fatal).

@@ -1,5 +1,6 @@
-// A KVM virtual machine: memory slots, in-kernel irqchip and PIT, IRQ lines,
-// vCPU creation. Configure it (memory, devices) before any vCPU runs.
+// A KVM virtual machine: memory slots, the in-kernel irqchip and PIT or the
+// MSR exits a user-space irqchip needs, IRQ lines, vCPU creation. Configure
+// it (memory, devices) before any vCPU runs.
 #ifndef SSIHV_KVM_VM_H_
 #define SSIHV_KVM_VM_H_
 
@@ -28,6 +29,14 @@ struct VmOptions {
   bool irqchip = true;
   /// In-kernel i8254 PIT with the speaker port 0x61 (KVM_CREATE_PIT2).
   bool pit = true;
+  /// For an irqchip emulated in user space (user_irqchip.h): APIC MSRs exit
+  /// to user space. KVM_CAP_X86_USER_SPACE_MSR with
+  /// KVM_MSR_EXIT_REASON_INVAL catches the x2APIC registers (KVM fails them
+  /// without an in-kernel LAPIC; any other MSR it fails exits too, for the
+  /// run loop to refuse), and an MSR filter sends IA32_APIC_BASE out
+  /// (KVM_MSR_EXIT_REASON_FILTER), which KVM would otherwise keep to
+  /// itself. Needs irqchip = pit = false.
+  bool user_apic_msrs = false;
   uint64_t tss_addr = kDefaultTssAddr;
   uint64_t identity_map_addr = kDefaultIdentityMapAddr;
 };
@@ -62,6 +71,13 @@ class Vm {
   /// An edge on an ISA interrupt: raise then lower.
   absl::Status PulseIrq(uint32_t gsi) const;
 
+  /// The guest's kvmclock (KVM_GET_CLOCK): `clock` in ns, with `realtime`
+  /// and `host_tsc` when flags say so (a host whose clocksource is the TSC).
+  absl::StatusOr<kvm_clock_data> GetClock() const;
+  /// Sets it (KVM_SET_CLOCK); with KVM_CLOCK_REALTIME in `flags`, KVM adds
+  /// the realtime elapsed since `realtime`.
+  absl::Status SetClock(const kvm_clock_data& data) const;
+
   /// Creates vCPU `id` (its APIC ID on x86) with its kvm_run mapped.
   absl::StatusOr<Vcpu> CreateVcpu(uint32_t id) const;
 
@@ -69,6 +85,7 @@ class Vm {
   const GuestMemory& memory() const;
   const std::vector<MemorySlot>& slots() const;
   bool has_irqchip() const;
+  bool user_apic_msrs() const;
   int fd() const;
   const std::vector<kvm_cpuid_entry2>& supported_cpuid() const;
 

@@ -42,12 +42,37 @@ std::vector<Msr> InitialMsrs();
 /// virtual-wire mode a BIOS leaves the local APIC in.
 void SetLintVirtualWire(kvm_lapic_state* lapic);
 
+/// Whose interrupt controllers a VM has.
+enum class IrqchipKind {
+  kNone,    // none (guest-program tests: HLT stops the vCPU)
+  kKernel,  // KVM's (KVM_CREATE_IRQCHIP)
+  kUser,    // the VMM's (user_irqchip.h)
+};
+
 /// Applies what every vCPU needs before it first runs: CPUID for
-/// `topology`, InitialMsrs, the LAPIC LINTs (with an in-kernel irqchip),
-/// and a sane FPU (FCW 0x37f, MXCSR 0x1f80).
+/// `topology` (and the irqchip: CpuidForVcpu), InitialMsrs, the LAPIC LINTs
+/// (with the in-kernel irqchip), and a sane FPU (FCW 0x37f, MXCSR 0x1f80).
 absl::Status ConfigureX86Vcpu(const Vcpu& vcpu,
                               const std::vector<kvm_cpuid_entry2>& supported,
-                              const VcpuTopology& topology, bool has_irqchip);
+                              const VcpuTopology& topology,
+                              IrqchipKind irqchip);
+
+/// The state INIT leaves a processor in (SDM vol. 3A, Table 10-1): real
+/// mode at f000:fff0 with CS base 0xffff0000, caches as they were, paging
+/// and long mode off, no pending external interrupt. Keeps apic_base.
+kvm_sregs InitSregs(kvm_sregs current);
+/// The registers after INIT: rflags 2, rip 0xfff0, rdx the processor
+/// signature (0x600, what KVM uses without CPUID), the rest zero.
+kvm_regs InitRegs();
+/// Where a start-up IPI sends a processor waiting for it (SDM vol. 3A,
+/// 9.4.4): CS selector vector << 8, base vector << 12 (IP = 0).
+kvm_sregs SipiSregs(kvm_sregs current, uint8_t vector);
+
+/// Loads the INIT state (registers, FPU) and drops the events KVM holds
+/// (user irqchip: the VMM delivers INIT).
+absl::Status ResetVcpuForInit(const Vcpu& vcpu);
+/// Starts a vCPU waiting for SIPI at the vector's page (user irqchip).
+absl::Status StartVcpuAtSipi(const Vcpu& vcpu, uint8_t vector);
 
 /// Puts the boot vCPU at the kernel's 64-bit entry point.
 absl::Status SetupLinuxBootVcpu(const Vcpu& vcpu, const LinuxBootInfo& info);

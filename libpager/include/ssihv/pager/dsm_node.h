@@ -45,6 +45,11 @@ struct DsmOptions {
   /// so the woken threads use the grant at least once: no livelock when
   /// nodes fight over a page (a spinlock).
   absl::Duration grant_hold = absl::Microseconds(20);
+  /// The hold of a page that keeps coming back soon after it left doubles
+  /// with each return up to this (docs/PAGER.md, "Grant hold"): two nodes
+  /// writing one page (KVM's kvmclock page, a guest spinlock) must each
+  /// keep it long enough to use it once, however slow the host.
+  absl::Duration max_grant_hold = absl::Milliseconds(5);
   /// Remote read-ahead: when read faults walk pages homed on another node
   /// in order, the following pages of that node's range are requested in
   /// the same burst, in a window that doubles with each sequential fault

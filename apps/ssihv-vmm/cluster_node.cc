@@ -1,0 +1,237 @@
+#include "cluster_node.h"
+
+#include <openssl/sha.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "ssihv/base/file_util.h"
+#include "ssihv/base/log.h"
+#include "ssihv/base/status_macros.h"
+#include "ssihv/rdmax/transport.h"
+
+namespace ssihv::vmm {
+namespace {
+
+using base::Log;
+using base::LogLevel;
+
+}  // namespace
+
+std::array<uint8_t, 16> HostBootId() {
+  std::array<uint8_t, 16> id{};
+  absl::StatusOr<std::string> text =
+      base::ReadFile("/proc/sys/kernel/random/boot_id");
+  if (!text.ok()) return id;
+  // "xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx\n": 32 hex digits.
+  size_t k = 0;
+  for (char c : *text) {
+    int v = c >= '0' && c <= '9'   ? c - '0'
+            : c >= 'a' && c <= 'f' ? c - 'a' + 10
+                                   : -1;
+    if (v < 0) continue;
+    if (k / 2 >= id.size()) break;
+    id[k / 2] = static_cast<uint8_t>(id[k / 2] << 4 | v);
+    ++k;
+  }
+  return id;
+}
+
+std::array<uint8_t, 32> ConfigDigest(const cluster::ClusterConfig& config) {
+  const std::string canonical = cluster::ClusterConfigToJson(config);
+  std::array<uint8_t, 32> d{};
+  SHA256(reinterpret_cast<const unsigned char*>(canonical.data()),
+         canonical.size(), d.data());
+  return d;
+}
+
+ClusterNode::ClusterNode(const cluster::GuestLayout& layout, uint32_t self,
+                         ClusterNodeOptions options, ClusterNodeHooks hooks)
+    : layout_(layout),
+      self_(self),
+      options_(options),
+      hooks_(std::move(hooks)),
+      link_(layout, self, this, options.link),
+      apic_bus_(layout, self, &link_,
+                [this](absl::Status st) { hooks_.error(st); }) {}
+
+ClusterNode::~ClusterNode() { Stop(); }
+
+absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(
+    const cluster::ClusterConfig& config, const cluster::GuestLayout& layout,
+    uint32_t self, ClusterNodeOptions options, ClusterNodeHooks hooks) {
+  std::unique_ptr<ClusterNode> node(
+      new ClusterNode(layout, self, options, std::move(hooks)));
+  SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<rdmax::Transport> transport,
+                         rdmax::CreateTransport(config, self));
+  pager::DsmOptions dsm;
+  dsm.fault_threads = options.fault_threads;
+  dsm.connect_timeout = options.connect_timeout;
+  // Diagnostics (docs/VMM.md): the DSM's read-ahead and fault-around
+  // windows, to tell their effect on a guest from the protocol's.
+  if (const char* v = std::getenv("SSIHV_DSM_READ_AHEAD_PAGES")) {
+    dsm.read_ahead_pages = static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
+  }
+  if (const char* v = std::getenv("SSIHV_DSM_FAULT_AROUND_PAGES")) {
+    dsm.local_fault_around_pages =
+        static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
+  }
+  ClusterNode* raw = node.get();
+  dsm.on_error = [raw](const absl::Status& st) { raw->hooks_.error(st); };
+  dsm.message_handler = [raw](const rdmax::Message& m) {
+    raw->link_.OnMessage(m);
+  };
+  dsm.peer_handler = [raw](rdmax::NodeId peer, rdmax::PeerState state) {
+    raw->link_.OnPeer(peer, state);
+  };
+  SSIHV_ASSIGN_OR_RETURN(
+      std::unique_ptr<pager::DsmNode> dsm_node,
+      pager::DsmNode::Create(config, self, std::move(transport), dsm));
+  node->dsm_ = std::move(dsm_node);
+  for (const cluster::NodeConfig& n : config.nodes) {
+    node->addresses_.push_back(n.address);
+  }
+  node->link_.Attach(&node->dsm_->transport());
+  return node;
+}
+
+void ClusterNode::set_chip(kvm::UserIrqchip* chip) {
+  apic_bus_.set_chip(chip);
+  chip_ = chip;
+}
+
+void ClusterNode::set_device_buses(kvm::Bus* pio, kvm::Bus* mmio) {
+  pio_ = pio;
+  mmio_ = mmio;
+}
+
+absl::Status ClusterNode::ForwardDevices(kvm::Bus& pio, kvm::Bus& mmio) {
+  auto error = [this](absl::Status st) { hooks_.error(st); };
+  SSIHV_RETURN_IF_ERROR(pio.Register(
+      0, 0x10000,
+      std::make_shared<RemoteIoDevice>(IoSpace::kPio, &link_, error)));
+  // Every guest-physical address that is neither RAM (a memory slot: no
+  // exit) nor this vCPU's local APIC page (taken by the irqchip first).
+  return mmio.Register(
+      0, uint64_t{1} << 52,
+      std::make_shared<RemoteIoDevice>(IoSpace::kMmio, &link_, error));
+}
+
+uint8_t* ClusterNode::ram() const { return dsm_->memory().data(); }
+
+absl::Status ClusterNode::Start(const std::array<uint8_t, 32>& config_digest) {
+  std::string others;
+  for (uint32_t n = 0; n < addresses_.size(); ++n) {
+    if (n != self_) absl::StrAppend(&others, others.empty() ? "" : ", ", n);
+  }
+  Log(LogLevel::kInfo, "ssihv-vmm: node ", self_, ": waiting for nodes ",
+      others, " (up to ", absl::FormatDuration(options_.connect_timeout), ")");
+  if (absl::Status st = dsm_->Start(); !st.ok()) {
+    if (!absl::IsDeadlineExceeded(st)) return st;
+    std::string missing;
+    for (uint32_t n = 0; n < addresses_.size(); ++n) {
+      if (n == self_ || dsm_->transport().IsConnected(n)) continue;
+      absl::StrAppend(&missing, missing.empty() ? "" : ", ", "node ", n, " (",
+                      addresses_[n], ")");
+    }
+    return absl::DeadlineExceededError(absl::StrCat(
+        "node ", self_, ": not every node was reached in ",
+        absl::FormatDuration(options_.connect_timeout), ": ", missing,
+        " (start every node with the same config; --peer-timeout)"));
+  }
+  HelloMsg hello;
+  hello.node = self_;
+  hello.config_digest = config_digest;
+  hello.pid = static_cast<uint32_t>(::getpid());
+  char host[256] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  hello.host = host;
+  SSIHV_RETURN_IF_ERROR(
+      link_.ExchangeHellos(hello, absl::Now() + options_.connect_timeout));
+  link_.StartLiveness();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<ClockMsg> ClusterNode::FetchClock(absl::Duration* rtt) {
+  return link_.RequestClock(rtt);
+}
+
+void ClusterNode::Stop() {
+  link_.StopLiveness();
+  if (dsm_) dsm_->Stop();
+}
+
+void ClusterNode::OnDeliver(uint32_t from, const DeliverMsg& m) {
+  if (kvm::UserIrqchip* chip = chip_.load()) chip->Deliver(m.delivery, m.vcpus);
+}
+
+void ClusterNode::OnIoApicEoi(uint32_t from, uint8_t vector) {
+  kvm::UserIrqchip* chip = chip_.load();
+  if (self_ == 0 && chip != nullptr) chip->EoiToIoApic(vector);
+}
+
+void ClusterNode::OnRouting(uint32_t from, const RoutingMsg& m) {
+  if (kvm::UserIrqchip* chip = chip_.load()) chip->SetRouting(m.vcpu, m.entry);
+}
+
+absl::StatusOr<std::vector<uint8_t>> ClusterNode::OnIo(uint32_t from,
+                                                       const IoMsg& m) {
+  kvm::Bus* bus = m.space == IoSpace::kPio ? pio_ : mmio_;
+  if (self_ != 0 || bus == nullptr) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("node ", self_, " has no devices (they are on node 0)"));
+  }
+  if (m.is_write) {
+    bus->Write(m.addr, absl::MakeConstSpan(m.data.data(), m.size));
+    return std::vector<uint8_t>();
+  }
+  std::vector<uint8_t> data(m.size);
+  bus->Read(m.addr, absl::MakeSpan(data));
+  return data;
+}
+
+absl::StatusOr<ClockMsg> ClusterNode::OnClockRequest() {
+  if (self_ != 0 || !hooks_.clock) {
+    return absl::FailedPreconditionError("the guest clock is node 0's");
+  }
+  SSIHV_ASSIGN_OR_RETURN(ClockMsg c, hooks_.clock());
+  c.boot_id = HostBootId();
+  return c;
+}
+
+void ClusterNode::OnStop(uint32_t from, const StopMsg& m) {
+  hooks_.remote_stop(from, m);
+}
+
+// On the failure detector's thread: fence the node in the DSM (its pages
+// whose copies survive move to survivors; the others are lost), then stop.
+void ClusterNode::OnPeerLost(uint32_t node, const std::string& why) {
+  Log(LogLevel::kError, "ssihv-vmm: node ", node, " is lost: ", why);
+  absl::Status st = dsm_->DeclareDead(node);
+  if (!st.ok()) {
+    Log(LogLevel::kError, "ssihv-vmm: declaring node ", node,
+        " dead: ", st.message());
+  }
+  hooks_.peer_lost(node, why, LostPages());
+}
+
+uint64_t ClusterNode::LostPages() const {
+  nlohmann::json j = dsm_->StatsJson();
+  const nlohmann::json& p = j["protocol"];
+  if (p.is_object() && p.contains("pages_lost") &&
+      p["pages_lost"].is_number_unsigned()) {
+    return p["pages_lost"].get<uint64_t>();
+  }
+  return 0;
+}
+
+nlohmann::json ClusterNode::StatsJson() const {
+  nlohmann::json j = dsm_->StatsJson();
+  j["link"] = link_.StatsJson();
+  j["remote_deliveries"] = apic_bus_.remote_deliveries();
+  return j;
+}
+
+}  // namespace ssihv::vmm

@@ -1,0 +1,132 @@
+// ClusterNode: the parts of ssihv-vmm that make this process node K of one
+// guest spread over several processes (`--node K`, docs/VMM.md "Several
+// processes"):
+// - guest RAM is libpager's DsmNode (every node maps all of it; the home of
+//   a page is the node whose range holds it), over the cluster transport;
+// - the NodeLink carries interrupts, EOIs, routing updates, forwarded I/O,
+//   stops, the start-up hello and clock, and detects lost peers;
+// - interrupts for other nodes' vCPUs leave through the ClusterApicBus; on
+//   nodes other than 0, RemoteIoDevices forward every port and MMIO access
+//   to node 0, which owns the devices.
+// It knows nothing of how the VM is built: the Vmm gives it hooks.
+#ifndef SSIHV_APPS_VMM_CLUSTER_NODE_H_
+#define SSIHV_APPS_VMM_CLUSTER_NODE_H_
+
+#include <array>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "cluster_bus.h"
+#include "node_link.h"
+#include "ssihv/cluster/config.h"
+#include "ssihv/cluster/layout.h"
+#include "ssihv/kvm/bus.h"
+#include "ssihv/kvm/user_irqchip.h"
+#include "ssihv/pager/dsm_node.h"
+
+namespace ssihv::vmm {
+
+struct ClusterNodeOptions {
+  int fault_threads = 2;
+  /// How long Start() waits for every peer (and its hello).
+  absl::Duration connect_timeout = absl::Seconds(60);
+  NodeLinkOptions link;
+};
+
+/// What the VMM does for the cluster (any thread unless said otherwise).
+struct ClusterNodeHooks {
+  /// A peer stopped the guest (`from` said why); stop here too.
+  std::function<void(uint32_t from, const StopMsg&)> remote_stop;
+  /// `node` is lost (declared dead, fenced); `lost_pages` of guest memory
+  /// had their only copy there. Stop the guest.
+  std::function<void(uint32_t node, const std::string& why,
+                     uint64_t lost_pages)>
+      peer_lost;
+  /// The DSM or a send failed: stop the guest with this error.
+  std::function<void(const absl::Status&)> error;
+  /// Node 0: its guest clock for a starting node.
+  std::function<absl::StatusOr<ClockMsg>()> clock;
+};
+
+class ClusterNode : public NodeLink::Handler {
+ public:
+  /// Creates the transport and the DSM node (not started).
+  static absl::StatusOr<std::unique_ptr<ClusterNode>> Create(
+      const cluster::ClusterConfig& config, const cluster::GuestLayout& layout,
+      uint32_t self, ClusterNodeOptions options, ClusterNodeHooks hooks);
+  ~ClusterNode() override;
+
+  uint32_t self() const { return self_; }
+  /// The ApicBus to create the user irqchip with; then set_chip().
+  ClusterApicBus* apic_bus() { return &apic_bus_; }
+  void set_chip(kvm::UserIrqchip* chip);
+  /// Node 0: the buses forwarded accesses are done on.
+  void set_device_buses(kvm::Bus* pio, kvm::Bus* mmio);
+  /// Nodes other than 0: puts RemoteIoDevices over all of `pio` and `mmio`.
+  absl::Status ForwardDevices(kvm::Bus& pio, kvm::Bus& mmio);
+
+  /// Guest RAM: host address of RAM offset 0, and what keeps it mapped.
+  uint8_t* ram() const;
+  std::shared_ptr<const void> ram_owner() const { return dsm_; }
+
+  /// Starts the DSM (fault threads, transport), waits for every peer,
+  /// compares configs (hello) and starts the failure detector.
+  absl::Status Start(const std::array<uint8_t, 32>& config_digest);
+  /// Node K > 0: node 0's guest clock (and the round trip it took).
+  absl::StatusOr<ClockMsg> FetchClock(absl::Duration* rtt);
+  /// A local vCPU's routing entry changed; a failure stops the guest.
+  void BroadcastRouting(const RoutingMsg& m) {
+    absl::Status st = link_.BroadcastRouting(m);
+    if (!st.ok()) hooks_.error(st);
+  }
+  /// Tells every peer the guest stopped (when the cause is local).
+  void BroadcastStop(const StopMsg& m) { link_.BroadcastStop(m); }
+  /// Stops the failure detector, then the DSM (transport, pager).
+  void Stop();
+
+  pager::PagerStats PagerStatistics() const { return dsm_->PagerStatistics(); }
+  nlohmann::json StatsJson() const;
+  std::vector<PeerLinkStats> LinkStats() const { return link_.stats(); }
+
+  // NodeLink::Handler
+  void OnDeliver(uint32_t from, const DeliverMsg& m) override;
+  void OnIoApicEoi(uint32_t from, uint8_t vector) override;
+  void OnRouting(uint32_t from, const RoutingMsg& m) override;
+  absl::StatusOr<std::vector<uint8_t>> OnIo(uint32_t from,
+                                            const IoMsg& m) override;
+  absl::StatusOr<ClockMsg> OnClockRequest() override;
+  void OnStop(uint32_t from, const StopMsg& m) override;
+  void OnPeerLost(uint32_t node, const std::string& why) override;
+
+ private:
+  ClusterNode(const cluster::GuestLayout& layout, uint32_t self,
+              ClusterNodeOptions options, ClusterNodeHooks hooks);
+  uint64_t LostPages() const;
+
+  const cluster::GuestLayout& layout_;
+  const uint32_t self_;
+  const ClusterNodeOptions options_;
+  const ClusterNodeHooks hooks_;
+  NodeLink link_;
+  ClusterApicBus apic_bus_;
+  std::atomic<kvm::UserIrqchip*> chip_{nullptr};
+  kvm::Bus* pio_ = nullptr;
+  kvm::Bus* mmio_ = nullptr;
+  std::shared_ptr<pager::DsmNode> dsm_;
+  std::vector<std::string> addresses_;  // node id -> "host:port"
+};
+
+/// This host's boot id (/proc/sys/kernel/random/boot_id): two nodes with
+/// the same one share a host, its clock and its TSC.
+std::array<uint8_t, 16> HostBootId();
+
+/// SHA-256 of the config in canonical form (what the hello compares).
+std::array<uint8_t, 32> ConfigDigest(const cluster::ClusterConfig& config);
+
+}  // namespace ssihv::vmm
+
+#endif  // SSIHV_APPS_VMM_CLUSTER_NODE_H_

@@ -1,0 +1,425 @@
+#include "node_link.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "ssihv/base/log.h"
+
+namespace ssihv::vmm {
+namespace {
+
+using base::Log;
+using base::LogLevel;
+
+int64_t NowNs() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
+constexpr size_t kMaxResponse = 64;
+
+}  // namespace
+
+NodeLink::NodeLink(const cluster::GuestLayout& layout, uint32_t self,
+                   Handler* handler, NodeLinkOptions options)
+    : layout_(layout), self_(self), handler_(handler), options_(options) {
+  for (uint32_t i = 0; i < layout.num_nodes(); ++i) {
+    peers_.push_back(std::make_unique<Peer>());
+  }
+  hellos_.resize(layout.num_nodes());
+}
+
+NodeLink::~NodeLink() { StopLiveness(); }
+
+void NodeLink::OnPeer(uint32_t node, rdmax::PeerState state) {
+  if (!Known(node)) return;
+  Peer& p = *peers_[node];
+  if (state == rdmax::PeerState::kUp) {
+    p.up = true;
+    p.down_since_ns = 0;
+    p.last_heard_ns = NowNs();
+  } else {
+    p.up = false;
+    int64_t zero = 0;
+    p.down_since_ns.compare_exchange_strong(zero, NowNs());
+  }
+  cv_.notify_all();  // the detector looks again now
+}
+
+void NodeLink::OnMessage(const rdmax::Message& m) {
+  if (!Known(m.from)) return;
+  Peer& p = *peers_[m.from];
+  // A node declared lost is fenced: nothing it says counts any more.
+  if (p.lost) return;
+  p.last_heard_ns = NowNs();
+  Dispatch(m);
+}
+
+void NodeLink::Reply(const rdmax::Message& m,
+                     absl::Span<const uint8_t> payload) {
+  absl::Status st = transport_->Reply(rdmax::ReplyToken::For(m), m.type,
+                                      payload);
+  if (!st.ok()) {
+    Log(LogLevel::kWarning, "ssihv-vmm: reply to node ", m.from, ": ",
+        st.message());
+  }
+}
+
+void NodeLink::Dispatch(const rdmax::Message& m) {
+  Peer& p = *peers_[m.from];
+  const uint32_t vcpus = layout_.total_vcpus();
+  absl::Status bad;
+  switch (m.type) {
+    case kMsgDeliver: {
+      auto d = DecodeDeliver(m.payload, vcpus);
+      if (!d.ok()) {
+        bad = d.status();
+        break;
+      }
+      for (uint32_t v : d->vcpus) {
+        if (layout_.NodeOfVcpu(v) != self_) {
+          bad = absl::InvalidArgumentError(
+              absl::StrCat("deliver message: vCPU ", v, " is not this node's"));
+        }
+      }
+      if (!bad.ok()) break;
+      p.interrupts_received.fetch_add(1, std::memory_order_relaxed);
+      handler_->OnDeliver(m.from, *d);
+      return;
+    }
+    case kMsgIoApicEoi: {
+      auto d = DecodeEoi(m.payload);
+      if (!d.ok()) {
+        bad = d.status();
+        break;
+      }
+      handler_->OnIoApicEoi(m.from, d->vector);
+      return;
+    }
+    case kMsgRouting: {
+      auto d = DecodeRouting(m.payload, vcpus);
+      if (!d.ok()) {
+        bad = d.status();
+        break;
+      }
+      if (layout_.NodeOfVcpu(d->vcpu) != m.from) {
+        bad = absl::InvalidArgumentError(absl::StrCat(
+            "routing message: vCPU ", d->vcpu, " is not node ", m.from, "'s"));
+        break;
+      }
+      p.routing_received.fetch_add(1, std::memory_order_relaxed);
+      handler_->OnRouting(m.from, *d);
+      return;
+    }
+    case kMsgIo: {
+      auto d = DecodeIo(m.payload);
+      absl::StatusOr<std::vector<uint8_t>> read =
+          d.ok() ? handler_->OnIo(m.from, *d) : d.status();
+      if (!read.ok()) {
+        (void)transport_->ReplyError(rdmax::ReplyToken::For(m), read.status());
+        if (d.ok()) return;  // the device's error, answered above
+        bad = d.status();
+        break;
+      }
+      p.io_served.fetch_add(1, std::memory_order_relaxed);
+      Reply(m, EncodeIoResult(*read));
+      return;
+    }
+    case kMsgClock: {
+      absl::StatusOr<ClockMsg> c = handler_->OnClockRequest();
+      if (!c.ok()) {
+        (void)transport_->ReplyError(rdmax::ReplyToken::For(m), c.status());
+        return;
+      }
+      Reply(m, Encode(*c));
+      return;
+    }
+    case kMsgStop: {
+      auto d = DecodeStop(m.payload);
+      if (!d.ok()) {
+        bad = d.status();
+        break;
+      }
+      handler_->OnStop(m.from, *d);
+      return;
+    }
+    case kMsgHello: {
+      auto d = DecodeHello(m.payload);
+      if (!d.ok()) {
+        bad = d.status();
+        break;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        hellos_[m.from] = std::move(*d);
+      }
+      cv_.notify_all();
+      return;
+    }
+    case kMsgHeartbeat: {
+      auto d = DecodeHeartbeat(m.payload);
+      if (!d.ok()) {
+        bad = d.status();
+        break;
+      }
+      p.heartbeats_received.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    default:
+      bad = absl::InvalidArgumentError(
+          absl::StrCat("unknown message type 0x", absl::Hex(m.type)));
+  }
+  // Malformed input from an authenticated peer of our own cluster is a bug
+  // (or a different version) there: say so, drop it, never crash.
+  malformed_.fetch_add(1, std::memory_order_relaxed);
+  Log(LogLevel::kWarning, "ssihv-vmm: dropped a message from node ", m.from,
+      ": ", bad.message());
+  if (m.request_id != 0 && m.type != kMsgIo) {
+    (void)transport_->ReplyError(rdmax::ReplyToken::For(m), bad);
+  }
+}
+
+absl::Status NodeLink::SendTo(uint32_t node, NodeMessage type,
+                              absl::Span<const uint8_t> payload) {
+  if (!Known(node)) {
+    return absl::InvalidArgumentError(absl::StrCat("no node ", node));
+  }
+  absl::Status st =
+      transport_->Send(node, type, payload, absl::Now() + options_.send_wait);
+  if (!st.ok()) {
+    return absl::Status(st.code(),
+                        absl::StrCat("send to node ", node, ": ", st.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status NodeLink::Deliver(uint32_t node, const DeliverMsg& m) {
+  absl::Status st = SendTo(node, kMsgDeliver, Encode(m));
+  if (st.ok()) {
+    peers_[node]->interrupts_sent.fetch_add(1, std::memory_order_relaxed);
+  }
+  return st;
+}
+
+absl::Status NodeLink::IoApicEoi(uint8_t vector) {
+  return SendTo(0, kMsgIoApicEoi, Encode(EoiMsg{vector}));
+}
+
+absl::Status NodeLink::BroadcastRouting(const RoutingMsg& m) {
+  const std::vector<uint8_t> b = Encode(m);
+  absl::Status first;
+  for (uint32_t n = 0; n < peers_.size(); ++n) {
+    if (n == self_ || peers_[n]->lost) continue;
+    absl::Status st = SendTo(n, kMsgRouting, b);
+    if (first.ok()) first = st;
+  }
+  return first;
+}
+
+absl::StatusOr<std::vector<uint8_t>> NodeLink::ForwardIo(const IoMsg& m) {
+  uint8_t response[kMaxResponse];
+  const int64_t start = NowNs();
+  absl::StatusOr<size_t> n =
+      transport_->CallSync(0, kMsgIo, Encode(m), absl::MakeSpan(response));
+  if (!n.ok()) {
+    return absl::Status(n.status().code(),
+                        absl::StrCat("forwarding ",
+                                     m.space == IoSpace::kPio ? "port" : "MMIO",
+                                     " access 0x", absl::Hex(m.addr),
+                                     " to node 0: ", n.status().message()));
+  }
+  Peer& p = *peers_[0];
+  p.io_forwarded.fetch_add(1, std::memory_order_relaxed);
+  p.io_ns_total.fetch_add(static_cast<uint64_t>(NowNs() - start),
+                          std::memory_order_relaxed);
+  return DecodeIoResult(absl::MakeConstSpan(response, *n), m);
+}
+
+void NodeLink::BroadcastStop(const StopMsg& m) {
+  const std::vector<uint8_t> b = Encode(m);
+  for (uint32_t n = 0; n < peers_.size(); ++n) {
+    if (n == self_ || peers_[n]->lost || !peers_[n]->up) continue;
+    absl::Status st = transport_->Send(n, kMsgStop, b);
+    if (!st.ok()) {
+      Log(LogLevel::kWarning, "ssihv-vmm: stop to node ", n, ": ",
+          st.message());
+    }
+  }
+}
+
+absl::StatusOr<ClockMsg> NodeLink::RequestClock(absl::Duration* rtt) {
+  uint8_t response[kMaxResponse];
+  const int64_t start = NowNs();
+  absl::StatusOr<size_t> n =
+      transport_->CallSync(0, kMsgClock, {}, absl::MakeSpan(response));
+  *rtt = absl::Nanoseconds(NowNs() - start);
+  if (!n.ok()) {
+    return absl::Status(n.status().code(),
+                        absl::StrCat("node 0's guest clock: ",
+                                     n.status().message()));
+  }
+  return DecodeClock(absl::MakeConstSpan(response, *n));
+}
+
+absl::Status NodeLink::ExchangeHellos(const HelloMsg& mine,
+                                      absl::Time deadline) {
+  const std::vector<uint8_t> b = Encode(mine);
+  for (uint32_t n = 0; n < peers_.size(); ++n) {
+    if (n == self_) continue;
+    absl::Status st = transport_->Send(n, kMsgHello, b, deadline);
+    if (!st.ok()) {
+      return absl::Status(st.code(), absl::StrCat("hello to node ", n, ": ",
+                                                  st.message()));
+    }
+  }
+  auto digest_hex = [](const std::array<uint8_t, 32>& d) {
+    std::string s;
+    for (int i = 0; i < 6; ++i) absl::StrAppend(&s, absl::Hex(d[i], absl::kZeroPad2));
+    return s;
+  };
+  std::unique_lock<std::mutex> lock(mu_);
+  for (;;) {
+    std::string missing;
+    for (uint32_t n = 0; n < peers_.size(); ++n) {
+      if (n == self_) continue;
+      const std::optional<HelloMsg>& h = hellos_[n];
+      if (!h) {
+        absl::StrAppend(&missing, missing.empty() ? "" : ", ", "node ", n);
+        continue;
+      }
+      if (h->config_digest != mine.config_digest) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "node ", n, " (", h->host, ", pid ", h->pid,
+            ") runs a different cluster config (digest ",
+            digest_hex(h->config_digest), "... there, ",
+            digest_hex(mine.config_digest),
+            "... here): start every node with the same config file"));
+      }
+    }
+    if (missing.empty()) return absl::OkStatus();
+    if (cv_.wait_until(lock, absl::ToChronoTime(deadline)) ==
+        std::cv_status::timeout) {
+      return absl::DeadlineExceededError(
+          absl::StrCat("no hello from ", missing, " (connected, but not an "
+                       "ssihv-vmm of this version?)"));
+    }
+  }
+}
+
+void NodeLink::StartLiveness() {
+  const int64_t now = NowNs();
+  for (auto& p : peers_) {
+    int64_t zero = 0;
+    p->last_heard_ns.compare_exchange_strong(zero, now);
+  }
+  liveness_ = std::thread([this] { LivenessLoop(); });
+}
+
+void NodeLink::StopLiveness() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    liveness_stop_ = true;
+  }
+  cv_.notify_all();
+  if (liveness_.joinable()) liveness_.join();
+}
+
+void NodeLink::LivenessLoop() {
+  uint64_t seq = 0;
+  int64_t next_beat = 0;
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!liveness_stop_) {
+    const int64_t now = NowNs();
+    if (now >= next_beat) {
+      lock.unlock();
+      const std::vector<uint8_t> beat = Encode(HeartbeatMsg{++seq});
+      for (uint32_t n = 0; n < peers_.size(); ++n) {
+        if (n != self_ && peers_[n]->up && !peers_[n]->lost) {
+          (void)transport_->Send(n, kMsgHeartbeat, beat);
+        }
+      }
+      CheckPeers(now);
+      lock.lock();
+      next_beat = now + absl::ToInt64Nanoseconds(options_.heartbeat_period);
+    }
+    // Wakes at the next beat, or at once when a peer's connection changes.
+    cv_.wait_for(lock, std::chrono::nanoseconds(
+                           std::max<int64_t>(0, next_beat - NowNs())));
+    if (!liveness_stop_) {
+      lock.unlock();
+      CheckPeers(NowNs());
+      lock.lock();
+    }
+  }
+}
+
+void NodeLink::CheckPeers(int64_t now) {
+  for (uint32_t n = 0; n < peers_.size(); ++n) {
+    if (n == self_) continue;
+    Peer& p = *peers_[n];
+    if (p.lost) continue;
+    std::string why;
+    const int64_t down = p.down_since_ns.load();
+    const int64_t heard = p.last_heard_ns.load();
+    if (down != 0 &&
+        now - down >= absl::ToInt64Nanoseconds(options_.down_timeout)) {
+      why = absl::StrFormat("its connection has been down for %.1f s",
+                            (now - down) / 1e9);
+    } else if (heard != 0 && now - heard >= absl::ToInt64Nanoseconds(
+                                                 options_.silence_timeout)) {
+      why = absl::StrFormat("nothing heard from it for %.1f s",
+                            (now - heard) / 1e9);
+    }
+    if (why.empty()) continue;
+    p.lost = true;
+    handler_->OnPeerLost(n, why);
+  }
+}
+
+std::vector<PeerLinkStats> NodeLink::stats() const {
+  std::vector<PeerLinkStats> out(peers_.size());
+  const int64_t now = NowNs();
+  for (uint32_t n = 0; n < peers_.size(); ++n) {
+    const Peer& p = *peers_[n];
+    PeerLinkStats& s = out[n];
+    s.interrupts_sent = p.interrupts_sent;
+    s.interrupts_received = p.interrupts_received;
+    s.io_forwarded = p.io_forwarded;
+    s.io_served = p.io_served;
+    s.io_ns_total = p.io_ns_total;
+    s.routing_updates_received = p.routing_received;
+    s.heartbeats_received = p.heartbeats_received;
+    s.up = n == self_ || p.up;
+    s.lost = p.lost;
+    const int64_t heard = p.last_heard_ns;
+    s.last_heard_s_ago = heard == 0 ? -1 : (now - heard) / 1e9;
+  }
+  return out;
+}
+
+nlohmann::json NodeLink::StatsJson() const {
+  nlohmann::json peers = nlohmann::json::array();
+  std::vector<PeerLinkStats> s = stats();
+  for (uint32_t n = 0; n < s.size(); ++n) {
+    if (n == self_) continue;
+    const PeerLinkStats& p = s[n];
+    peers.push_back(
+        {{"node", n},
+         {"up", p.up},
+         {"lost", p.lost},
+         {"last_heard_s_ago", p.last_heard_s_ago},
+         {"interrupts_sent", p.interrupts_sent},
+         {"interrupts_received", p.interrupts_received},
+         {"io_forwarded", p.io_forwarded},
+         {"io_forwarded_mean_us",
+          p.io_forwarded ? p.io_ns_total / 1e3 / p.io_forwarded : 0.0},
+         {"io_served", p.io_served},
+         {"routing_updates_received", p.routing_updates_received},
+         {"heartbeats_received", p.heartbeats_received}});
+  }
+  return {{"peers", peers}, {"malformed_messages", malformed_.load()}};
+}
+
+}  // namespace ssihv::vmm

@@ -1,0 +1,203 @@
+// The --node side of Vmm: creating the cluster node, the guest clock at
+// start, and stopping together (docs/VMM.md, "Several processes").
+#include <linux/kvm.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "ssihv/base/log.h"
+#include "ssihv/base/status_macros.h"
+#include "vmm.h"
+
+namespace ssihv::vmm {
+namespace {
+
+using kvm::StopReason;
+
+StopKind KindOf(const kvm::StopEvent& e, bool panicked) {
+  if (panicked) return StopKind::kPanic;
+  switch (e.reason) {
+    case StopReason::kPowerOff:
+      return StopKind::kPowerOff;
+    case StopReason::kReset:
+      return StopKind::kReset;
+    case StopReason::kTripleFault:
+      return StopKind::kTripleFault;
+    case StopReason::kError:
+      return StopKind::kError;
+    default:
+      return StopKind::kStopped;
+  }
+}
+
+}  // namespace
+
+absl::Status Vmm::CreateNode(const VmmOptions& options) {
+  const uint32_t self = *options.node;
+  if (self >= layout_.num_nodes()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--node ", self, ": the config has ", layout_.num_nodes(),
+        " nodes (0..", layout_.num_nodes() - 1, ")"));
+  }
+  if (layout_.VcpusOfNode(0) == 0) {
+    return absl::InvalidArgumentError(
+        "config: nodes[0].vcpus is 0; with --node, node 0 runs the boot "
+        "processor (vCPU 0) next to the console and devices: give it a vCPU");
+  }
+  ClusterNodeOptions o;
+  o.fault_threads = options.pager_threads;
+  o.connect_timeout = absl::Seconds(options.peer_timeout_s);
+  ClusterNodeHooks hooks;
+  hooks.remote_stop = [this](uint32_t from, const StopMsg& m) {
+    OnRemoteStop(from, m);
+  };
+  hooks.peer_lost = [this](uint32_t node, const std::string& why,
+                           uint64_t lost) { OnPeerLost(node, why, lost); };
+  hooks.error = [this](const absl::Status& st) {
+    stop_.Request(StopReason::kError, st);
+  };
+  hooks.clock = [this] { return GuestClock(); };
+  SSIHV_ASSIGN_OR_RETURN(
+      node_, ClusterNode::Create(config_, layout_, self, o, std::move(hooks)));
+  return absl::OkStatus();
+}
+
+// Node 0: its kvmclock now, and its vCPUs' TSC offset (vCPU 0 is here).
+absl::StatusOr<ClockMsg> Vmm::GuestClock() const {
+  SSIHV_ASSIGN_OR_RETURN(kvm_clock_data c, vm_->GetClock());
+  ClockMsg m;
+  m.kvmclock_ns = c.clock;
+  m.flags = c.flags;
+  m.realtime_ns = c.realtime;
+  if (!vcpus_.empty()) {
+    absl::StatusOr<uint64_t> offset = vcpus_.front().GetTscOffset();
+    m.has_tsc_offset = offset.ok();
+    if (offset.ok()) m.tsc_offset = *offset;
+  }
+  return m;
+}
+
+// Node K > 0, before its vCPUs run: the guest has one clock. kvmclock is
+// set from node 0's, with KVM_CLOCK_REALTIME when both hosts can (KVM then
+// adds the time since node 0 read it), else corrected by half the round
+// trip (as GiantVM does). On the same host (same boot id) the vCPUs also
+// take node 0's TSC offset, so every vCPU reads one TSC.
+absl::Status Vmm::SyncClock() {
+  absl::Duration rtt;
+  SSIHV_ASSIGN_OR_RETURN(ClockMsg m, node_->FetchClock(&rtt));
+  SSIHV_ASSIGN_OR_RETURN(kvm_clock_data mine, vm_->GetClock());
+  kvm_clock_data set{};
+  std::string how;
+  if ((m.flags & KVM_CLOCK_REALTIME) && (mine.flags & KVM_CLOCK_REALTIME)) {
+    set.clock = m.kvmclock_ns;
+    set.realtime = m.realtime_ns;
+    set.flags = KVM_CLOCK_REALTIME;
+    how = "realtime";
+  } else {
+    set.clock = m.kvmclock_ns + absl::ToInt64Nanoseconds(rtt) / 2;
+    how = absl::StrCat("half the round trip of ", absl::FormatDuration(rtt));
+  }
+  SSIHV_RETURN_IF_ERROR(vm_->SetClock(set));
+  if (HostBootId() == m.boot_id && m.has_tsc_offset) {
+    for (const kvm::Vcpu& v : vcpus_) {
+      SSIHV_RETURN_IF_ERROR(v.SetTscOffset(m.tsc_offset));
+    }
+    absl::StrAppend(&how, "; TSC offset of node 0's vCPUs");
+  }
+  base::Log(base::LogLevel::kInfo, "ssihv-vmm: node ", node_->self(),
+            ": guest clock from node 0 (", how, ")");
+  // Without KVM's master clock (a host TSC KVM deems unstable) KVM rewrites
+  // a vCPU's kvmclock structure at every KVM_RUN, and Linux keeps those of
+  // CPUs 0-63 in one page: with vCPUs on several nodes that page moves at
+  // every exit (docs/VMM.md, "Guest time").
+  for (auto [node, flags] : {std::pair<uint32_t, uint32_t>{0, m.flags},
+                             {node_->self(), mine.flags}}) {
+    if (!(flags & KVM_CLOCK_TSC_STABLE)) {
+      base::Log(base::LogLevel::kWarning, "ssihv-vmm: node ", node_->self(),
+                ": KVM on node ", node,
+                " has no stable TSC (no KVM_CLOCK_TSC_STABLE): the guest's "
+                "kvmclock page will move between nodes at every vCPU exit");
+    }
+  }
+  return absl::OkStatus();
+}
+
+void Vmm::OnRemoteStop(uint32_t from, const StopMsg& m) {
+  {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    if (!remote_stop_ && !stop_.requested()) remote_stop_ = {from, m};
+  }
+  const absl::Status why(absl::StatusCode::kAborted,
+                         absl::StrCat("node ", from, ": ", StopKindName(m.kind),
+                                      m.text.empty() ? "" : ": ", m.text));
+  switch (m.kind) {
+    case StopKind::kPowerOff:
+      stop_.Request(StopReason::kPowerOff, absl::OkStatus(), m.vcpu);
+      break;
+    case StopKind::kReset:
+      stop_.Request(StopReason::kReset, absl::OkStatus(), m.vcpu);
+      break;
+    case StopKind::kTripleFault:
+      stop_.Request(StopReason::kTripleFault, absl::OkStatus(), m.vcpu);
+      break;
+    case StopKind::kPanic:
+      remote_panic_ = true;
+      stop_.Request(StopReason::kReset, absl::OkStatus(), m.vcpu);
+      break;
+    case StopKind::kError:
+      stop_.Request(StopReason::kError, why, m.vcpu);
+      break;
+    case StopKind::kStopped:
+    case StopKind::kPeerLost:
+      stop_.Request(StopReason::kStopRequested, why, m.vcpu);
+      break;
+  }
+}
+
+void Vmm::OnPeerLost(uint32_t node, const std::string& why,
+                     uint64_t lost_pages) {
+  {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    if (!lost_node_ && !stop_.requested()) lost_node_ = node;
+  }
+  stop_.Request(StopReason::kStopRequested,
+                absl::UnavailableError(absl::StrCat(
+                    "node ", node, " was lost (", why, "); ", lost_pages,
+                    " pages of guest memory had their only copy there")));
+}
+
+// The latch's listener: a stop that started here goes to every peer.
+void Vmm::TellPeersWeStopped() {
+  {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    if (remote_stop_) return;  // they know: one of them told us
+  }
+  const kvm::StopEvent e = stop_.event();
+  StopMsg m;
+  m.kind = lost_node_ ? StopKind::kPeerLost : KindOf(e, guest_panicked());
+  m.vcpu = e.vcpu;
+  m.text = std::string(e.status.message());
+  node_->BroadcastStop(m);
+}
+
+int Vmm::ExitStatus() const {
+  {
+    std::lock_guard<std::mutex> lock(stop_mu_);
+    if (lost_node_ ||
+        (remote_stop_ && remote_stop_->second.kind == StopKind::kPeerLost)) {
+      return kExitPeerLost;
+    }
+  }
+  switch (event_.reason) {
+    case StopReason::kReset:
+    case StopReason::kPowerOff:
+    case StopReason::kTripleFault:
+      return guest_panicked() ? kExitGuestPanic : kExitGuestDone;
+    case StopReason::kStopRequested:
+      return kExitInterrupted;
+    default:
+      return kExitVmmError;
+  }
+}
+
+}  // namespace ssihv::vmm

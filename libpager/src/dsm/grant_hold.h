@@ -1,0 +1,88 @@
+// Adaptive grant hold: how long a page just granted to this node stays
+// here before a request that takes it away again is served.
+//
+// Why: a thread woken by a grant does not use the page at once. KVM is the
+// hard case: its fault paths and its gfn-to-pfn caches (the guest's
+// kvmclock page, written at every KVM_RUN on a host whose TSC is unstable)
+// take the page with get_user_pages and then re-check, under a lock, that
+// no invalidation came in between, else they start again. Two nodes writing
+// one page (the guest's kvmclock array, a spinlock) then livelock when the
+// page leaves again before that check: each node takes it, loses it, takes
+// it again, hundreds of times a second, and neither vCPU makes progress
+// (seen in the lab: a 2-node boot stuck in kvm_setup_guest_pvclock with
+// 53,000 transfers each way in two minutes). A fixed hold long enough for
+// the slowest host would slow every contended page on a fast one.
+//
+// The policy (this class, pure: times come in as arguments): each time a
+// page comes back to this node soon after it was taken away (within
+// kBounceWindows holds, and never less than kMinBounceNs: a round trip to
+// the other node is itself long against a 20 us hold, 1.5 ms in the lab),
+// its hold doubles, up to the largest power-of-two multiple of the base
+// within `max_ns`; a page that stayed away for longer than kCalmWindows
+// holds (and at least kMinCalmNs) drops back to the base.
+// Pages are tracked in a fixed direct-mapped table (a page that loses its
+// slot to another starts again from the base), so the memory does not
+// grow with the guest. Races between threads on one slot only blur the
+// heuristic: slots are single atomic words.
+#ifndef SSIHV_PAGER_DSM_GRANT_HOLD_H_
+#define SSIHV_PAGER_DSM_GRANT_HOLD_H_
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+
+namespace ssihv::pager::dsm {
+
+class GrantHold {
+ public:
+  static constexpr uint64_t kSlots = uint64_t{1} << 16;
+  static constexpr int64_t kBounceWindows = 16;
+  static constexpr int64_t kCalmWindows = 256;
+  static constexpr int64_t kMinBounceNs = 10'000'000;   // 10 ms
+  static constexpr int64_t kMinCalmNs = 1'000'000'000;  // 1 s
+
+  /// `base_ns`: the hold of a page that does not bounce; `max_ns`: the
+  /// bound (at least the base).
+  GrantHold(int64_t base_ns, int64_t max_ns);
+
+  /// The page was taken from this node (zapped or write-protected for a
+  /// request) at `now_ns`.
+  void OnTaken(uint64_t page, int64_t now_ns);
+  /// The page was granted to this node again at `now_ns`: adapts its hold.
+  void OnGranted(uint64_t page, int64_t now_ns);
+  /// The page's current hold.
+  int64_t HoldNs(uint64_t page) const;
+  /// Grants that doubled a hold (statistics).
+  uint64_t escalations() const {
+    return escalations_.load(std::memory_order_relaxed);
+  }
+
+ private:
+  // A slot: page (36 bits) | shift (5 bits) | taken time in 4.096 us units
+  // (23 bits: wraps after 34 s; a wrapped time reads as long ago or as a
+  // recent bounce, either way one step of the heuristic).
+  static constexpr int kShiftBits = 5;
+  static constexpr int kTimeBits = 23;
+  static constexpr int kTimeUnitShift = 12;  // ns -> 4.096 us
+  struct Slot {
+    uint64_t page;
+    int shift;
+    uint64_t taken;  // in time units, kTimeBits wide
+  };
+  static uint64_t Pack(const Slot& s);
+  static Slot Unpack(uint64_t word);
+  std::atomic<uint64_t>& SlotOf(uint64_t page) const {
+    return slots_[page & (kSlots - 1)];
+  }
+  int64_t HoldOf(int shift) const;
+
+  const int64_t base_ns_;
+  const int64_t max_ns_;
+  int max_shift_ = 0;
+  std::unique_ptr<std::atomic<uint64_t>[]> slots_;
+  std::atomic<uint64_t> escalations_{0};
+};
+
+}  // namespace ssihv::pager::dsm
+
+#endif  // SSIHV_PAGER_DSM_GRANT_HOLD_H_

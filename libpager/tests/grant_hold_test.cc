@@ -1,0 +1,80 @@
+// The adaptive grant hold of the DSM node (src/dsm/grant_hold.h): times are
+// arguments, so every case is exact.
+#include "dsm/grant_hold.h"
+
+#include <catch2/catch.hpp>
+#include <algorithm>
+#include <cstdint>
+
+namespace ssihv::pager::dsm {
+namespace {
+
+constexpr int64_t kUs = 1000;
+constexpr int64_t kMs = 1000 * kUs;
+
+// One round: the page leaves at `t` and comes back `away` later.
+void Bounce(GrantHold& h, uint64_t page, int64_t& t, int64_t away) {
+  h.OnTaken(page, t);
+  t += away;
+  h.OnGranted(page, t);
+  t += 10 * kUs;
+}
+
+TEST_CASE("GrantHold: a page never taken keeps the base hold") {
+  GrantHold h(20 * kUs, 5 * kMs);
+  CHECK(h.HoldNs(7) == 20 * kUs);
+  h.OnGranted(7, 1 * kMs);  // granted, but never taken from here
+  CHECK(h.HoldNs(7) == 20 * kUs);
+  CHECK(h.escalations() == 0);
+}
+
+TEST_CASE("GrantHold: a bouncing page doubles its hold up to the bound") {
+  GrantHold h(20 * kUs, 5 * kMs);
+  int64_t t = 100 * kMs;
+  int64_t want = 20 * kUs;
+  for (int i = 0; i < 20; ++i) {
+    Bounce(h, 42, t, 100 * kUs);  // back within 16 holds: a bounce
+    want = std::min<int64_t>(want * 2, 20 * kUs << 7);  // powers of two
+    // The 4.096 us clock of the slots is finer than every hold here.
+    CHECK(h.HoldNs(42) == want);
+  }
+  CHECK(h.HoldNs(42) == 20 * kUs << 7);  // 2.56 ms: the last doubling <= 5 ms
+  CHECK(h.escalations() == 7);
+  CHECK(h.HoldNs(43) == 20 * kUs);  // other pages are not affected
+}
+
+TEST_CASE("GrantHold: a page that stayed away long falls back to the base") {
+  GrantHold h(20 * kUs, 5 * kMs);
+  int64_t t = 100 * kMs;
+  for (int i = 0; i < 3; ++i) Bounce(h, 9, t, 50 * kUs);
+  REQUIRE(h.HoldNs(9) == 160 * kUs);
+  Bounce(h, 9, t, 8 * kMs);  // within 10 ms: still a bounce (a round trip
+  CHECK(h.HoldNs(9) == 320 * kUs);  // may take that long)
+  Bounce(h, 9, t, 200 * kMs);  // between the two windows: unchanged
+  CHECK(h.HoldNs(9) == 320 * kUs);
+  Bounce(h, 9, t, 1500 * kMs);  // more than 1 s away: calm again
+  CHECK(h.HoldNs(9) == 20 * kUs);
+}
+
+TEST_CASE("GrantHold: two pages on one slot: the newer starts from the base") {
+  GrantHold h(20 * kUs, 5 * kMs);
+  int64_t t = 100 * kMs;
+  const uint64_t a = 5, b = 5 + GrantHold::kSlots;
+  for (int i = 0; i < 4; ++i) Bounce(h, a, t, 50 * kUs);
+  REQUIRE(h.HoldNs(a) == 320 * kUs);
+  CHECK(h.HoldNs(b) == 20 * kUs);
+  h.OnTaken(b, t);  // b takes the slot over
+  CHECK(h.HoldNs(a) == 20 * kUs);
+  CHECK(h.HoldNs(b) == 20 * kUs);
+}
+
+TEST_CASE("GrantHold: a bound below the base is the base") {
+  GrantHold h(20 * kUs, 1 * kUs);
+  int64_t t = 100 * kMs;
+  Bounce(h, 1, t, 1 * kUs);
+  CHECK(h.HoldNs(1) == 20 * kUs);
+  CHECK(h.escalations() == 0);
+}
+
+}  // namespace
+}  // namespace ssihv::pager::dsm

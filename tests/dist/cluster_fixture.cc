@@ -1,0 +1,96 @@
+#include "cluster_fixture.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+#include "guest_report.h"
+
+namespace ssihv::testing {
+
+TestCluster::TestCluster(std::vector<NodeSpec> nodes,
+                         const std::string& transport, int port_base,
+                         const std::string& extra_config)
+    : specs_(std::move(nodes)) {
+  char t[] = "/tmp/ssihv-dist-test.XXXXXX";
+  REQUIRE(::mkdtemp(t) != nullptr);
+  dir_ = t;
+  const std::string secret = dir_ + "/secret";
+  {
+    std::ofstream(secret) << "dist-test-secret-0123456789abcdef\n";
+    ::chmod(secret.c_str(), 0600);
+  }
+  std::ostringstream c;
+  c << "{\"transport\": \"" << transport << "\", \"secret_file\": \""
+    << secret << "\", " << extra_config << "\"nodes\": [";
+  for (size_t k = 0; k < specs_.size(); ++k) {
+    c << (k ? ", " : "") << "{\"id\": " << k << ", \"vcpus\": "
+      << specs_[k].vcpus << ", \"memory_mib\": " << specs_[k].memory_mib
+      << ", \"address\": \"127.0.0.1:" << port_base + static_cast<int>(k)
+      << "\"}";
+  }
+  c << "]}";
+  config_json_ = c.str();
+  config_path_ = dir_ + "/cluster.json";
+  std::ofstream(config_path_) << config_json_;
+  procs_.resize(specs_.size());
+}
+
+TestCluster::~TestCluster() {
+  for (auto& p : procs_) {
+    if (p) p->Signal(SIGKILL);
+  }
+  procs_.clear();
+  std::system(("rm -rf '" + dir_ + "'").c_str());
+}
+
+void TestCluster::Start(uint32_t k, const std::string& append,
+                        const std::vector<std::string>& extra) {
+  BootFiles files = LoadBootEnv(SSIHV_BOOT_ENV);
+  std::vector<std::string> argv = {
+      SSIHV_VMM,   "--config",     config_path_,
+      "--kernel",  files.kernel,   "--initrd",
+      files.initrd, "--append",    append,
+      "--node",    std::to_string(k), "--stats-json",
+      dir_ + "/stats-" + std::to_string(k) + ".json"};
+  argv.insert(argv.end(), extra.begin(), extra.end());
+  auto p = Subprocess::Start(argv);
+  REQUIRE(p.ok());
+  procs_.at(k) = std::move(*p);
+}
+
+void TestCluster::StartAll(const std::string& append,
+                           const std::vector<std::string>& extra) {
+  for (uint32_t k = 0; k < specs_.size(); ++k) Start(k, append, extra);
+}
+
+std::optional<int> TestCluster::Wait(uint32_t k, std::chrono::seconds timeout) {
+  return procs_.at(k)->Wait(timeout);
+}
+
+nlohmann::json TestCluster::Stats(uint32_t k) const {
+  std::ifstream in(dir_ + "/stats-" + std::to_string(k) + ".json");
+  INFO("node " << k << " stats");
+  REQUIRE(in.good());
+  return nlohmann::json::parse(in);
+}
+
+std::string TestCluster::Dump() const {
+  std::string out;
+  for (size_t k = 0; k < procs_.size(); ++k) {
+    if (!procs_[k]) continue;
+    const std::string o = procs_[k]->out(), e = procs_[k]->err();
+    out += "---- node " + std::to_string(k) + " stdout (last 3000 bytes):\n" +
+           o.substr(o.size() > 3000 ? o.size() - 3000 : 0) +
+           "\n---- node " + std::to_string(k) + " stderr:\n" +
+           e.substr(e.size() > 6000 ? e.size() - 6000 : 0) + "\n";
+  }
+  return out;
+}
+
+}  // namespace ssihv::testing

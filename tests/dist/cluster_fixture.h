@@ -1,0 +1,61 @@
+// One guest across several ssihv-vmm processes, for the distributed VM's
+// tests: writes a cluster config (loopback addresses, a 0600 secret, the
+// transport asked for), starts one `ssihv-vmm --node K` per node with the
+// Linux boot test's kernel and initramfs, and collects each node's exit
+// status, output and statistics.
+#ifndef SSIHV_TESTS_DIST_CLUSTER_FIXTURE_H_
+#define SSIHV_TESTS_DIST_CLUSTER_FIXTURE_H_
+
+#include <chrono>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "ssihv/testing/subprocess.h"
+
+namespace ssihv::testing {
+
+struct NodeSpec {
+  uint32_t vcpus = 1;
+  uint64_t memory_mib = 256;
+};
+
+class TestCluster {
+ public:
+  /// `transport`: "tcp" or "rdma"; `port_base`: node K listens on
+  /// 127.0.0.1:port_base + K (each test case its own range).
+  TestCluster(std::vector<NodeSpec> nodes, const std::string& transport,
+              int port_base, const std::string& extra_config = "");
+  ~TestCluster();  // kills what still runs, removes the files
+
+  const std::string& config_path() const { return config_path_; }
+  const std::string& config_json() const { return config_json_; }
+  size_t size() const { return specs_.size(); }
+
+  /// Starts node `k` (`append`: kernel command line additions; `extra`:
+  /// more ssihv-vmm arguments).
+  void Start(uint32_t k, const std::string& append = "quiet",
+             const std::vector<std::string>& extra = {});
+  void StartAll(const std::string& append = "quiet",
+                const std::vector<std::string>& extra = {});
+  Subprocess& node(uint32_t k) { return *procs_.at(k); }
+  /// Waits for node k's exit; nullopt past `timeout`.
+  std::optional<int> Wait(uint32_t k, std::chrono::seconds timeout);
+  /// Node k's --stats-json (REQUIREs that it exists).
+  nlohmann::json Stats(uint32_t k) const;
+  /// Everything each node printed, for failure messages.
+  std::string Dump() const;
+
+ private:
+  std::vector<NodeSpec> specs_;
+  std::string dir_;
+  std::string config_path_;
+  std::string config_json_;
+  std::vector<std::unique_ptr<Subprocess>> procs_;
+};
+
+}  // namespace ssihv::testing
+
+#endif  // SSIHV_TESTS_DIST_CLUSTER_FIXTURE_H_

@@ -1,0 +1,229 @@
+#include "guest_report.h"
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <regex>
+#include <sstream>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "ssihv/cluster/layout.h"
+
+namespace ssihv::testing {
+
+using cluster::ClusterConfig;
+using cluster::GuestLayout;
+
+
+// tests/linux-boot/cache/boot.env, written by prepare.sh (the CTest fixture
+// linux_boot_prepare runs it first).
+BootFiles LoadBootEnv(const std::string& default_path) {
+  const char* override_path = std::getenv("SSIHV_BOOT_ENV");
+  std::string path = override_path ? override_path : default_path;
+  std::ifstream in(path);
+  INFO("boot.env: " << path << " (run tests/linux-boot/prepare.sh)");
+  REQUIRE(in.good());
+  BootFiles files;
+  std::string line;
+  while (std::getline(in, line)) {
+    auto eq = line.find('=');
+    if (eq == std::string::npos) continue;
+    std::string key = line.substr(0, eq), value = line.substr(eq + 1);
+    if (key == "LINUX_BOOT_KERNEL") files.kernel = value;
+    if (key == "LINUX_BOOT_INITRD") files.initrd = value;
+  }
+  REQUIRE(!files.kernel.empty());
+  REQUIRE(!files.initrd.empty());
+  return files;
+}
+
+
+
+namespace {
+
+std::map<std::string, std::string> Fields(const std::string& line) {
+  std::map<std::string, std::string> out;
+  for (absl::string_view tok : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
+    auto eq = tok.find('=');
+    if (eq != absl::string_view::npos) {
+      out[std::string(tok.substr(0, eq))] = std::string(tok.substr(eq + 1));
+    }
+  }
+  return out;
+}
+
+std::vector<uint64_t> Numbers(const std::string& csv) {
+  std::vector<uint64_t> out;
+  for (absl::string_view t : absl::StrSplit(csv, ',', absl::SkipEmpty())) {
+    uint64_t v = 0;
+    if (absl::SimpleAtoi(t, &v)) out.push_back(v);
+  }
+  return out;
+}
+
+uint64_t Number(const std::map<std::string, std::string>& f,
+                const std::string& key) {
+  uint64_t v = 0;
+  auto it = f.find(key);
+  if (it == f.end() || !absl::SimpleAtoi(it->second, &v)) return ~0ull;
+  return v;
+}
+
+}  // namespace
+
+GuestReport ParseReport(const std::string& console) {
+  GuestReport r;
+  static const std::regex srat_re(
+      R"(SRAT: Node (\d+) PXM \d+ \[mem 0x([0-9a-f]+)-0x([0-9a-f]+)\])");
+  std::istringstream in(console);
+  std::string line;
+  while (std::getline(in, line)) {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (line.find("SSIHV_INIT_REACHED") != std::string::npos)
+      r.reached_init = true;
+    if (line == "SSIHV_DONE") r.done = true;
+    if (line.rfind("SSIHV_COHERENCE ", 0) == 0 &&
+        line.rfind("SSIHV_COHERENCE start", 0) != 0) {
+      r.coherence = line;
+    }
+    if (line.rfind("SSIHV ", 0) != 0) continue;
+    std::smatch m;
+    if (std::regex_search(line, m, srat_re)) {
+      r.srat.insert({static_cast<uint32_t>(std::stoul(m[1])),
+                     std::stoull(m[2], nullptr, 16),
+                     std::stoull(m[3], nullptr, 16)});
+      continue;
+    }
+    auto f = Fields(line);
+    if (line.rfind("SSIHV cpu_nodes", 0) == 0) {
+      for (const auto& [k, v] : f) {
+        uint32_t cpu = 0, node = 0;
+        if (k.rfind("cpu", 0) == 0 && absl::SimpleAtoi(k.substr(3), &cpu) &&
+            absl::SimpleAtoi(v, &node)) {
+          r.cpu_node[cpu] = node;
+        }
+      }
+      continue;
+    }
+    if (f.count("coherence_exit")) {
+      r.coherence_exit = static_cast<int>(Number(f, "coherence_exit"));
+      continue;
+    }
+    if (f.count("nproc")) r.nproc = static_cast<int>(Number(f, "nproc"));
+    if (f.count("booted_online")) r.booted_online = f["booted_online"];
+    if (line.rfind("SSIHV irq4 ", 0) == 0) {
+      r.irq4_cpu = static_cast<int64_t>(Number(f, "cpu"));
+      r.irq4_count = Number(f, "count");
+    }
+    if (f.count("nodes")) {
+      for (uint64_t n : Numbers(f["nodes"]))
+        r.nodes.push_back(static_cast<uint32_t>(n));
+    }
+    if (f.count("node") && line.rfind("SSIHV hmat ", 0) == 0) {
+      NodeReport& n = r.node[static_cast<uint32_t>(Number(f, "node"))];
+      n.has_hmat = line.find("missing") == std::string::npos;
+      for (uint64_t i : Numbers(f["initiators"]))
+        n.initiators.insert(static_cast<uint32_t>(i));
+      for (const char* k : {"read_latency", "write_latency", "read_bandwidth",
+                            "write_bandwidth"}) {
+        n.hmat[k] = Number(f, k);
+      }
+    } else if (f.count("node")) {
+      NodeReport& n = r.node[static_cast<uint32_t>(Number(f, "node"))];
+      n.cpulist = f["cpulist"];
+      n.memtotal_kb = Number(f, "memtotal_kb");
+      n.distance = Numbers(f["distance"]);
+    }
+  }
+  return r;
+}
+
+// Linux's cpulist for a node's vCPUs (CPU numbers follow the MADT order,
+// which is the global vCPU index).
+std::string CpuList(uint32_t first, uint32_t count) {
+  if (count == 0) return "";
+  if (count == 1) return std::to_string(first);
+  return std::to_string(first) + "-" + std::to_string(first + count - 1);
+}
+
+// What Linux 6.1 (drivers/acpi/numa/hmat.c) reports as access0 of memory
+// node `t`: a node with CPUs is its own (attached) initiator with its
+// diagonal values; a memory-only node gets the initiators that are best in
+// every metric, with the best latency and bandwidth.
+namespace {
+
+struct ExpectedHmat {
+  std::set<uint32_t> initiators;
+  uint64_t latency_ns;
+  uint64_t bandwidth_mbps;
+};
+
+ExpectedHmat ExpectHmat(const ClusterConfig& c, uint32_t t) {
+  if (c.nodes[t].vcpus > 0) {
+    return {{t}, c.memory_latency_ns[t][t], c.memory_bandwidth_mbps[t][t]};
+  }
+  ExpectedHmat e{{}, ~0ull, 0};
+  for (uint32_t i = 0; i < c.num_nodes(); ++i) {
+    if (c.nodes[i].vcpus == 0) continue;
+    e.latency_ns = std::min(e.latency_ns, c.memory_latency_ns[i][t]);
+    e.bandwidth_mbps =
+        std::max(e.bandwidth_mbps, c.memory_bandwidth_mbps[i][t]);
+  }
+  for (uint32_t i = 0; i < c.num_nodes(); ++i) {
+    if (c.nodes[i].vcpus > 0 && c.memory_latency_ns[i][t] == e.latency_ns &&
+        c.memory_bandwidth_mbps[i][t] == e.bandwidth_mbps) {
+      e.initiators.insert(i);
+    }
+  }
+  return e;
+}
+
+
+}  // namespace
+
+void CheckGuestMatches(const ClusterConfig& config, const GuestReport& g) {
+  const GuestLayout layout(config);
+  CHECK(g.nproc == static_cast<int>(layout.total_vcpus()));
+  std::vector<uint32_t> want_nodes;
+  for (uint32_t n = 0; n < config.num_nodes(); ++n) want_nodes.push_back(n);
+  CHECK(g.nodes == want_nodes);
+
+  std::set<std::tuple<uint32_t, uint64_t, uint64_t>> want_srat;
+  for (const auto& r : layout.ranges())
+    want_srat.insert({r.node, r.gpa, r.end() - 1});
+  CHECK(g.srat == want_srat);
+
+  std::map<uint32_t, uint32_t> want_cpu_node;
+  for (uint32_t v = 0; v < layout.total_vcpus(); ++v) {
+    want_cpu_node[v] = layout.NodeOfVcpu(v);
+  }
+  CHECK(g.cpu_node == want_cpu_node);
+
+  for (uint32_t n = 0; n < config.num_nodes(); ++n) {
+    INFO("node " << n);
+    auto it = g.node.find(n);
+    REQUIRE(it != g.node.end());
+    const NodeReport& got = it->second;
+    CHECK(got.cpulist ==
+          CpuList(layout.FirstVcpuOfNode(n), layout.VcpusOfNode(n)));
+    std::vector<uint64_t> row(config.distances[n].begin(),
+                              config.distances[n].end());
+    CHECK(got.distance == row);
+    // MemTotal: at most the node's RAM, less at most what the kernel keeps
+    // for itself there: its image and boot allocations (KASLR picks the
+    // node), and the node's struct pages (64 bytes per 4 KiB page).
+    const uint64_t node_kb = config.nodes[n].memory_mib * 1024;
+    CHECK(got.memtotal_kb <= node_kb);
+    CHECK(got.memtotal_kb + 128 * 1024 + node_kb / 50 >= node_kb);
+    REQUIRE(got.has_hmat);
+    ExpectedHmat want = ExpectHmat(config, n);
+    CHECK(got.initiators == want.initiators);
+    CHECK(got.hmat.at("read_latency") == want.latency_ns);
+    CHECK(got.hmat.at("write_latency") == want.latency_ns);
+    CHECK(got.hmat.at("read_bandwidth") == want.bandwidth_mbps);
+    CHECK(got.hmat.at("write_bandwidth") == want.bandwidth_mbps);
+  }
+}
+
+}  // namespace ssihv::testing

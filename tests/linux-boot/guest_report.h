@@ -1,0 +1,68 @@
+// What the Linux boot tests' guest init (init in this folder) reports, and
+// the checks that it matches the cluster config: shared by linux_boot_test
+// (one ssihv-vmm process) and the distributed VM's tests (tests/dist, one
+// process per node).
+#ifndef SSIHV_TESTS_LINUX_BOOT_GUEST_REPORT_H_
+#define SSIHV_TESTS_LINUX_BOOT_GUEST_REPORT_H_
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "ssihv/cluster/config.h"
+
+namespace ssihv::testing {
+
+struct BootFiles {
+  std::string kernel;
+  std::string initrd;
+};
+/// tests/linux-boot/cache/boot.env (written by prepare.sh), or the file
+/// $SSIHV_BOOT_ENV names. REQUIREs both paths.
+BootFiles LoadBootEnv(const std::string& default_path);
+
+// What the guest's init reported ("SSIHV key=value ..." lines).
+struct NodeReport {
+  std::string cpulist;
+  uint64_t memtotal_kb = 0;
+  std::vector<uint64_t> distance;
+  bool has_hmat = false;
+  std::set<uint32_t> initiators;
+  std::map<std::string, uint64_t> hmat;  // read_latency, write_bandwidth, ...
+};
+
+struct GuestReport {
+  bool reached_init = false;
+  bool done = false;
+  int nproc = -1;
+  std::vector<uint32_t> nodes;
+  std::map<uint32_t, NodeReport> node;
+  std::set<std::tuple<uint32_t, uint64_t, uint64_t>> srat;  // node, first, last
+  std::map<uint32_t, uint32_t> cpu_node;  // CPU -> its NUMA node
+  /// The coherence stress's result line ("SSIHV_COHERENCE ok ..."), if any,
+  /// and the program's exit status (-1: not run).
+  std::string coherence;
+  int coherence_exit = -1;
+  /// ssihv.online=all: the CPUs the kernel booted with, and the UART
+  /// interrupts the last CPU took once IRQ 4 was moved there.
+  std::string booted_online;
+  int64_t irq4_cpu = -1;
+  uint64_t irq4_count = 0;
+};
+GuestReport ParseReport(const std::string& console);
+
+/// Linux's cpulist for `count` CPUs from `first` ("3", "0-1", "").
+std::string CpuList(uint32_t first, uint32_t count);
+
+/// CHECKs everything the guest reported against `config`: nproc, nodes,
+/// SRAT ranges, each node's cpulist, SLIT row, MemTotal, HMAT access0, and
+/// every CPU's node.
+void CheckGuestMatches(const cluster::ClusterConfig& config,
+                       const GuestReport& g);
+
+}  // namespace ssihv::testing
+
+#endif  // SSIHV_TESTS_LINUX_BOOT_GUEST_REPORT_H_
