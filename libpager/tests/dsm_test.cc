@@ -127,7 +127,11 @@ TEST_CASE("A first touch at the home fills the rest of its block") {
         [&] { return c.nodes[0]->PagerStatistics().filled_ahead >= 2; }));
   }
   *c.At(0, base + 9 * 4096 + 8) = 0xabcd;
-  CHECK(c.Faults(0, FaultKind::kLocalZero) == (around ? 1 : 2));
+  // Counted just after the ioctl that woke the writer: waited for.
+  const uint64_t want = around ? 1 : 2;
+  CHECK(testing::WaitFor(
+      [&] { return c.Faults(0, FaultKind::kLocalZero) == want; }));
+  CHECK(c.Faults(0, FaultKind::kLocalZero) == want);
   // Filled pages are still the protocol's: another node reads what the home
   // wrote, and zeros where it wrote nothing.
   CHECK(*c.At(1, base + 9 * 4096 + 8) == 0xabcd);
