@@ -35,9 +35,9 @@ StopKind KindOf(const kvm::StopEvent& e, bool panicked) {
 absl::Status Vmm::CreateNode(const VmmOptions& options) {
   const uint32_t self = *options.node;
   if (self >= layout_.num_nodes()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--node ", self, ": the config has ", layout_.num_nodes(),
-        " nodes (0..", layout_.num_nodes() - 1, ")"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--node ", self, ": the config has ", layout_.num_nodes(),
+                     " nodes (0..", layout_.num_nodes() - 1, ")"));
   }
   if (layout_.VcpusOfNode(0) == 0) {
     return absl::InvalidArgumentError(

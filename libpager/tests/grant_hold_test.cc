@@ -2,8 +2,8 @@
 // arguments, so every case is exact.
 #include "dsm/grant_hold.h"
 
-#include <catch2/catch.hpp>
 #include <algorithm>
+#include <catch2/catch.hpp>
 #include <cstdint>
 
 namespace ssihv::pager::dsm {
@@ -50,7 +50,7 @@ TEST_CASE("GrantHold: a page that stayed away long falls back to the base") {
   REQUIRE(h.HoldNs(9) == 160 * kUs);
   Bounce(h, 9, t, 8 * kMs);  // within 10 ms: still a bounce (a round trip
   CHECK(h.HoldNs(9) == 320 * kUs);  // may take that long)
-  Bounce(h, 9, t, 200 * kMs);  // between the two windows: unchanged
+  Bounce(h, 9, t, 200 * kMs);       // between the two windows: unchanged
   CHECK(h.HoldNs(9) == 320 * kUs);
   Bounce(h, 9, t, 1500 * kMs);  // more than 1 s away: calm again
   CHECK(h.HoldNs(9) == 20 * kUs);

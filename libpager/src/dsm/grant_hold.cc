@@ -25,8 +25,7 @@ GrantHold::GrantHold(int64_t base_ns, int64_t max_ns)
 }
 
 uint64_t GrantHold::Pack(const Slot& s) {
-  return (s.page & kPageMask) |
-         (static_cast<uint64_t>(s.shift) << 36) |
+  return (s.page & kPageMask) | (static_cast<uint64_t>(s.shift) << 36) |
          ((s.taken & ((uint64_t{1} << kTimeBits) - 1)) << (36 + kShiftBits));
 }
 
