@@ -25,7 +25,9 @@ class ClusterApicBus : public kvm::ApicBus {
   /// stop: a lost interrupt is never silent).
   ClusterApicBus(const cluster::GuestLayout& layout, uint32_t self,
                  NodeLink* link, std::function<void(absl::Status)> on_error)
-      : layout_(layout), self_(self), link_(link),
+      : layout_(layout),
+        self_(self),
+        link_(link),
         on_error_(std::move(on_error)) {}
   /// The local chip (created with this bus); set before vCPUs run.
   void set_chip(kvm::UserIrqchip* chip) { chip_ = chip; }

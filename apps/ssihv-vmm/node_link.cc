@@ -59,8 +59,8 @@ void NodeLink::OnMessage(const rdmax::Message& m) {
 
 void NodeLink::Reply(const rdmax::Message& m,
                      absl::Span<const uint8_t> payload) {
-  absl::Status st = transport_->Reply(rdmax::ReplyToken::For(m), m.type,
-                                      payload);
+  absl::Status st =
+      transport_->Reply(rdmax::ReplyToken::For(m), m.type, payload);
   if (!st.ok()) {
     Log(LogLevel::kWarning, "ssihv-vmm: reply to node ", m.from, ": ",
         st.message());
@@ -189,8 +189,8 @@ absl::Status NodeLink::SendTo(uint32_t node, NodeMessage type,
   absl::Status st =
       transport_->Send(node, type, payload, absl::Now() + options_.send_wait);
   if (!st.ok()) {
-    return absl::Status(st.code(),
-                        absl::StrCat("send to node ", node, ": ", st.message()));
+    return absl::Status(
+        st.code(), absl::StrCat("send to node ", node, ": ", st.message()));
   }
   return absl::OkStatus();
 }
@@ -224,11 +224,11 @@ absl::StatusOr<std::vector<uint8_t>> NodeLink::ForwardIo(const IoMsg& m) {
   absl::StatusOr<size_t> n =
       transport_->CallSync(0, kMsgIo, Encode(m), absl::MakeSpan(response));
   if (!n.ok()) {
-    return absl::Status(n.status().code(),
-                        absl::StrCat("forwarding ",
-                                     m.space == IoSpace::kPio ? "port" : "MMIO",
-                                     " access 0x", absl::Hex(m.addr),
-                                     " to node 0: ", n.status().message()));
+    return absl::Status(
+        n.status().code(),
+        absl::StrCat("forwarding ", m.space == IoSpace::kPio ? "port" : "MMIO",
+                     " access 0x", absl::Hex(m.addr),
+                     " to node 0: ", n.status().message()));
   }
   Peer& p = *peers_[0];
   p.io_forwarded.fetch_add(1, std::memory_order_relaxed);
@@ -256,9 +256,9 @@ absl::StatusOr<ClockMsg> NodeLink::RequestClock(absl::Duration* rtt) {
       transport_->CallSync(0, kMsgClock, {}, absl::MakeSpan(response));
   *rtt = absl::Nanoseconds(NowNs() - start);
   if (!n.ok()) {
-    return absl::Status(n.status().code(),
-                        absl::StrCat("node 0's guest clock: ",
-                                     n.status().message()));
+    return absl::Status(
+        n.status().code(),
+        absl::StrCat("node 0's guest clock: ", n.status().message()));
   }
   return DecodeClock(absl::MakeConstSpan(response, *n));
 }
@@ -270,13 +270,14 @@ absl::Status NodeLink::ExchangeHellos(const HelloMsg& mine,
     if (n == self_) continue;
     absl::Status st = transport_->Send(n, kMsgHello, b, deadline);
     if (!st.ok()) {
-      return absl::Status(st.code(), absl::StrCat("hello to node ", n, ": ",
-                                                  st.message()));
+      return absl::Status(
+          st.code(), absl::StrCat("hello to node ", n, ": ", st.message()));
     }
   }
   auto digest_hex = [](const std::array<uint8_t, 32>& d) {
     std::string s;
-    for (int i = 0; i < 6; ++i) absl::StrAppend(&s, absl::Hex(d[i], absl::kZeroPad2));
+    for (int i = 0; i < 6; ++i)
+      absl::StrAppend(&s, absl::Hex(d[i], absl::kZeroPad2));
     return s;
   };
   std::unique_lock<std::mutex> lock(mu_);
@@ -302,7 +303,8 @@ absl::Status NodeLink::ExchangeHellos(const HelloMsg& mine,
     if (cv_.wait_until(lock, absl::ToChronoTime(deadline)) ==
         std::cv_status::timeout) {
       return absl::DeadlineExceededError(
-          absl::StrCat("no hello from ", missing, " (connected, but not an "
+          absl::StrCat("no hello from ", missing,
+                       " (connected, but not an "
                        "ssihv-vmm of this version?)"));
     }
   }
@@ -368,7 +370,7 @@ void NodeLink::CheckPeers(int64_t now) {
       why = absl::StrFormat("its connection has been down for %.1f s",
                             (now - down) / 1e9);
     } else if (heard != 0 && now - heard >= absl::ToInt64Nanoseconds(
-                                                 options_.silence_timeout)) {
+                                                options_.silence_timeout)) {
       why = absl::StrFormat("nothing heard from it for %.1f s",
                             (now - heard) / 1e9);
     }

@@ -16,8 +16,8 @@
 #include <condition_variable>
 #include <cstdint>
 #include <mutex>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <thread>
 #include <vector>
 
@@ -76,8 +76,8 @@ class NodeLink {
     virtual void OnPeerLost(uint32_t node, const std::string& why) = 0;
   };
 
-  NodeLink(const cluster::GuestLayout& layout, uint32_t self,
-           Handler* handler, NodeLinkOptions options = {});
+  NodeLink(const cluster::GuestLayout& layout, uint32_t self, Handler* handler,
+           NodeLinkOptions options = {});
   ~NodeLink();
   NodeLink(const NodeLink&) = delete;
   NodeLink& operator=(const NodeLink&) = delete;

@@ -15,11 +15,13 @@ class Writer {
     return *this;
   }
   Writer& U32(uint32_t v) {
-    for (int i = 0; i < 4; ++i) out_.push_back(static_cast<uint8_t>(v >> (8 * i)));
+    for (int i = 0; i < 4; ++i)
+      out_.push_back(static_cast<uint8_t>(v >> (8 * i)));
     return *this;
   }
   Writer& U64(uint64_t v) {
-    for (int i = 0; i < 8; ++i) out_.push_back(static_cast<uint8_t>(v >> (8 * i)));
+    for (int i = 0; i < 8; ++i)
+      out_.push_back(static_cast<uint8_t>(v >> (8 * i)));
     return *this;
   }
   Writer& Bytes(absl::Span<const uint8_t> b) {
@@ -134,7 +136,9 @@ absl::StatusOr<DeliverMsg> DecodeDeliver(absl::Span<const uint8_t> p,
   return m;
 }
 
-std::vector<uint8_t> Encode(const EoiMsg& m) { return Writer().U8(m.vector).Take(); }
+std::vector<uint8_t> Encode(const EoiMsg& m) {
+  return Writer().U8(m.vector).Take();
+}
 
 absl::StatusOr<EoiMsg> DecodeEoi(absl::Span<const uint8_t> p) {
   Reader r(p, "EOI message");
@@ -219,8 +223,8 @@ std::vector<uint8_t> EncodeIoResult(absl::Span<const uint8_t> read) {
   return Writer().U8(static_cast<uint8_t>(read.size())).Bytes(read).Take();
 }
 
-absl::StatusOr<std::vector<uint8_t>> DecodeIoResult(
-    absl::Span<const uint8_t> p, const IoMsg& request) {
+absl::StatusOr<std::vector<uint8_t>> DecodeIoResult(absl::Span<const uint8_t> p,
+                                                    const IoMsg& request) {
   Reader r(p, "I/O result");
   uint8_t n = 0;
   if (!r.U8(&n)) return r.Truncated();

@@ -20,7 +20,7 @@ namespace ssihv::vmm {
 
 /// Message types (librdmax MessageType). The DSM uses 0x5D01.
 enum NodeMessage : uint16_t {
-  kMsgDeliver = 0x5610,   // one-way: an interrupt for the receiver's vCPUs
+  kMsgDeliver = 0x5610,    // one-way: an interrupt for the receiver's vCPUs
   kMsgIoApicEoi = 0x5611,  // one-way to node 0: EOI of a level vector
   kMsgRouting = 0x5612,    // one-way to all: a vCPU's routing entry changed
   kMsgIo = 0x5613,         // request to node 0: a port or MMIO access
@@ -60,25 +60,25 @@ struct IoMsg {
   IoSpace space = IoSpace::kPio;
   bool is_write = false;
   uint64_t addr = 0;
-  uint8_t size = 1;  // 1, 2, 4 or 8 bytes
+  uint8_t size = 1;               // 1, 2, 4 or 8 bytes
   std::array<uint8_t, 8> data{};  // the written bytes (writes)
 };
 std::vector<uint8_t> Encode(const IoMsg& m);
 absl::StatusOr<IoMsg> DecodeIo(absl::Span<const uint8_t> p);
 /// The answer to an IoMsg: the bytes read (empty for a write).
 std::vector<uint8_t> EncodeIoResult(absl::Span<const uint8_t> read);
-absl::StatusOr<std::vector<uint8_t>> DecodeIoResult(
-    absl::Span<const uint8_t> p, const IoMsg& request);
+absl::StatusOr<std::vector<uint8_t>> DecodeIoResult(absl::Span<const uint8_t> p,
+                                                    const IoMsg& request);
 
 /// Why the guest stopped, as the node that saw it tells the others.
 enum class StopKind : uint8_t {
   kPowerOff = 0,
   kReset = 1,
   kTripleFault = 2,
-  kPanic = 3,      // the guest kernel panicked (node 0's console saw it)
-  kError = 4,      // a VMM, KVM or pager failure on that node
-  kStopped = 5,    // a signal or the console escape on that node
-  kPeerLost = 6,   // that node declared a node dead
+  kPanic = 3,     // the guest kernel panicked (node 0's console saw it)
+  kError = 4,     // a VMM, KVM or pager failure on that node
+  kStopped = 5,   // a signal or the console escape on that node
+  kPeerLost = 6,  // that node declared a node dead
 };
 const char* StopKindName(StopKind kind);
 struct StopMsg {
@@ -92,9 +92,9 @@ absl::StatusOr<StopMsg> DecodeStop(absl::Span<const uint8_t> p);
 
 /// Node 0's guest clock, for the other nodes' KVM_SET_CLOCK at start.
 struct ClockMsg {
-  uint64_t kvmclock_ns = 0;   // KVM_GET_CLOCK .clock
-  uint32_t flags = 0;         // KVM_GET_CLOCK .flags
-  uint64_t realtime_ns = 0;   // .realtime (valid with KVM_CLOCK_REALTIME)
+  uint64_t kvmclock_ns = 0;  // KVM_GET_CLOCK .clock
+  uint32_t flags = 0;        // KVM_GET_CLOCK .flags
+  uint64_t realtime_ns = 0;  // .realtime (valid with KVM_CLOCK_REALTIME)
   std::array<uint8_t, 16> boot_id{};  // the host's boot id
   /// The guest TSC offset of node 0's vCPUs (KVM_VCPU_TSC_OFFSET), valid
   /// when has_tsc_offset: a node on the same host (same boot id) uses it

@@ -91,8 +91,7 @@ absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(
     if (vmm->node_) {
       o.bus = vmm->node_->apic_bus();
       // Only this node's vCPUs change their APICs here; the others learn it.
-      o.on_routing_change = [raw](uint32_t v,
-                                  const kvm::ApicRoutingEntry& e) {
+      o.on_routing_change = [raw](uint32_t v, const kvm::ApicRoutingEntry& e) {
         if (raw->IsLocalVcpu(v)) raw->node_->BroadcastRouting(RoutingMsg{v, e});
       };
     }

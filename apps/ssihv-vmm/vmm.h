@@ -7,12 +7,12 @@
 #ifndef SSIHV_APPS_VMM_VMM_H_
 #define SSIHV_APPS_VMM_VMM_H_
 
-#include <chrono>
 #include <atomic>
+#include <chrono>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -111,7 +111,7 @@ class Vmm {
   uint64_t acpi_bytes_ = 0;
   std::unique_ptr<kvm::VcpuThreads> threads_;
   kvm::StopEvent event_;
-  LoadCheck load_check_;        // what the loader wrote (single process)
+  LoadCheck load_check_;         // what the loader wrote (single process)
   std::string load_check_line_;  // its verdict after a triple fault
   double run_seconds_ = 0;
 };

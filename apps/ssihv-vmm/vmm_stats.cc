@@ -140,7 +140,6 @@ std::string Vmm::ExitStatsText() const {
   return out;
 }
 
-
 void Vmm::NodeStatsJson(nlohmann::json& j) const {
   const uint32_t self = node_->self();
   j["node"] = self;
@@ -160,8 +159,7 @@ std::string Vmm::NodeStatsText() const {
                           kind(pager::FaultKind::kRemoteWrite) +
                           kind(pager::FaultKind::kUpgrade);
   std::string out;
-  absl::StrAppendFormat(&out,
-                        "\nssihv-vmm: node %d ran vCPUs", node_->self());
+  absl::StrAppendFormat(&out, "\nssihv-vmm: node %d ran vCPUs", node_->self());
   for (const kvm::Vcpu& v : vcpus_) absl::StrAppend(&out, " ", v.id());
   absl::StrAppendFormat(
       &out,

@@ -26,11 +26,12 @@ TestCluster::TestCluster(std::vector<NodeSpec> nodes,
     ::chmod(secret.c_str(), 0600);
   }
   std::ostringstream c;
-  c << "{\"transport\": \"" << transport << "\", \"secret_file\": \""
-    << secret << "\", " << extra_config << "\"nodes\": [";
+  c << "{\"transport\": \"" << transport << "\", \"secret_file\": \"" << secret
+    << "\", " << extra_config << "\"nodes\": [";
   for (size_t k = 0; k < specs_.size(); ++k) {
-    c << (k ? ", " : "") << "{\"id\": " << k << ", \"vcpus\": "
-      << specs_[k].vcpus << ", \"memory_mib\": " << specs_[k].memory_mib
+    c << (k ? ", " : "") << "{\"id\": " << k
+      << ", \"vcpus\": " << specs_[k].vcpus
+      << ", \"memory_mib\": " << specs_[k].memory_mib
       << ", \"address\": \"127.0.0.1:" << port_base + static_cast<int>(k)
       << "\"}";
   }
@@ -53,10 +54,18 @@ void TestCluster::Start(uint32_t k, const std::string& append,
                         const std::vector<std::string>& extra) {
   BootFiles files = LoadBootEnv(SSIHV_BOOT_ENV);
   std::vector<std::string> argv = {
-      SSIHV_VMM,   "--config",     config_path_,
-      "--kernel",  files.kernel,   "--initrd",
-      files.initrd, "--append",    append,
-      "--node",    std::to_string(k), "--stats-json",
+      SSIHV_VMM,
+      "--config",
+      config_path_,
+      "--kernel",
+      files.kernel,
+      "--initrd",
+      files.initrd,
+      "--append",
+      append,
+      "--node",
+      std::to_string(k),
+      "--stats-json",
       dir_ + "/stats-" + std::to_string(k) + ".json"};
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto p = Subprocess::Start(argv);
@@ -86,8 +95,8 @@ std::string TestCluster::Dump() const {
     if (!procs_[k]) continue;
     const std::string o = procs_[k]->out(), e = procs_[k]->err();
     out += "---- node " + std::to_string(k) + " stdout (last 3000 bytes):\n" +
-           o.substr(o.size() > 3000 ? o.size() - 3000 : 0) +
-           "\n---- node " + std::to_string(k) + " stderr:\n" +
+           o.substr(o.size() > 3000 ? o.size() - 3000 : 0) + "\n---- node " +
+           std::to_string(k) + " stderr:\n" +
            e.substr(e.size() > 6000 ? e.size() - 6000 : 0) + "\n";
   }
   return out;

@@ -91,7 +91,8 @@ TEST_CASE("Linux boots across 3 processes over TCP, coherence stress exact") {
   GuestReport g = ParseReport(c.node(0).out());
   INFO(c.Dump());
   CHECK(g.coherence_exit == 0);
-  CHECK_THAT(g.coherence, Catch::StartsWith("SSIHV_COHERENCE ok cpus=4 nodes=3"));
+  CHECK_THAT(g.coherence,
+             Catch::StartsWith("SSIHV_COHERENCE ok cpus=4 nodes=3"));
 }
 
 TEST_CASE("Linux boots across 3 processes over RDMA") {

@@ -15,7 +15,6 @@ namespace ssihv::testing {
 using cluster::ClusterConfig;
 using cluster::GuestLayout;
 
-
 // tests/linux-boot/cache/boot.env, written by prepare.sh (the CTest fixture
 // linux_boot_prepare runs it first).
 BootFiles LoadBootEnv(const std::string& default_path) {
@@ -37,8 +36,6 @@ BootFiles LoadBootEnv(const std::string& default_path) {
   REQUIRE(!files.initrd.empty());
   return files;
 }
-
-
 
 namespace {
 
@@ -178,7 +175,6 @@ ExpectedHmat ExpectHmat(const ClusterConfig& c, uint32_t t) {
   }
   return e;
 }
-
 
 }  // namespace
 

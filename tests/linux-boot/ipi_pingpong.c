@@ -25,11 +25,11 @@ static _Atomic uint32_t turn; /* odd: B's turn, even: A's */
 static long rounds;
 static int cpu_a, cpu_b;
 
-static void futex_wait(_Atomic uint32_t *addr, uint32_t val) {
+static void futex_wait(_Atomic uint32_t* addr, uint32_t val) {
   syscall(SYS_futex, addr, FUTEX_WAIT_PRIVATE, val, NULL, NULL, 0);
 }
 
-static void futex_wake(_Atomic uint32_t *addr) {
+static void futex_wake(_Atomic uint32_t* addr) {
   syscall(SYS_futex, addr, FUTEX_WAKE_PRIVATE, 1, NULL, NULL, 0);
 }
 
@@ -50,7 +50,7 @@ static void wait_for(uint32_t want) {
   while ((t = atomic_load(&turn)) != want) futex_wait(&turn, t);
 }
 
-static void *player_b(void *arg) {
+static void* player_b(void* arg) {
   (void)arg;
   pin(cpu_b);
   for (long i = 0; i < rounds; ++i) {
@@ -67,19 +67,19 @@ static uint64_t now_ns(void) {
   return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-static int compare(const void *a, const void *b) {
-  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+static int compare(const void* a, const void* b) {
+  uint64_t x = *(const uint64_t*)a, y = *(const uint64_t*)b;
   return x < y ? -1 : x > y;
 }
 
-int main(int argc, char **argv) {
+int main(int argc, char** argv) {
   if (argc != 4 || (rounds = atol(argv[1])) <= 0) {
     fprintf(stderr, "usage: ipi-pingpong ROUNDS CPU_A CPU_B\n");
     return 2;
   }
   cpu_a = atoi(argv[2]);
   cpu_b = atoi(argv[3]);
-  uint64_t *rtt = calloc((size_t)rounds, sizeof(*rtt));
+  uint64_t* rtt = calloc((size_t)rounds, sizeof(*rtt));
   pthread_t b;
   if (rtt == NULL || pthread_create(&b, NULL, player_b, NULL) != 0) {
     fprintf(stderr, "ipi-pingpong: cannot start the second thread\n");
@@ -97,10 +97,11 @@ int main(int argc, char **argv) {
   }
   pthread_join(b, NULL);
   qsort(rtt, (size_t)rounds, sizeof(*rtt), compare);
-  printf("SSIHV ipi rounds=%ld cpus=%d,%d rtt_ns_median=%llu rtt_ns_mean=%llu "
-         "rtt_ns_p90=%llu\n",
-         rounds, cpu_a, cpu_b, (unsigned long long)rtt[rounds / 2],
-         (unsigned long long)(sum / (uint64_t)rounds),
-         (unsigned long long)rtt[rounds * 9 / 10]);
+  printf(
+      "SSIHV ipi rounds=%ld cpus=%d,%d rtt_ns_median=%llu rtt_ns_mean=%llu "
+      "rtt_ns_p90=%llu\n",
+      rounds, cpu_a, cpu_b, (unsigned long long)rtt[rounds / 2],
+      (unsigned long long)(sum / (uint64_t)rounds),
+      (unsigned long long)rtt[rounds * 9 / 10]);
   return 0;
 }

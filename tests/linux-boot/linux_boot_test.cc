@@ -30,8 +30,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
-#include "ssihv/cluster/config.h"
 #include "guest_report.h"
+#include "ssihv/cluster/config.h"
 #include "ssihv/cluster/layout.h"
 
 namespace {

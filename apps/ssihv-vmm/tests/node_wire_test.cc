@@ -11,8 +11,10 @@ using kvm::DeliveryMode;
 
 TEST_CASE("deliver: round trip and refusals") {
   DeliverMsg m;
-  m.delivery = {.vector = 0xec, .mode = DeliveryMode::kLowestPriority,
-                .level_triggered = true, .assert = true};
+  m.delivery = {.vector = 0xec,
+                .mode = DeliveryMode::kLowestPriority,
+                .level_triggered = true,
+                .assert = true};
   m.vcpus = {1, 5, 7};
   std::vector<uint8_t> b = Encode(m);
   auto d = DecodeDeliver(b, 8);
@@ -45,9 +47,14 @@ TEST_CASE("deliver: round trip and refusals") {
 TEST_CASE("routing: round trip and refusals") {
   RoutingMsg m;
   m.vcpu = 3;
-  m.entry = {.x2apic_id = 300, .xapic_id = 3, .hw_enabled = true,
-             .sw_enabled = true, .x2apic = true, .ldr = 0x10004,
-             .dfr_model = kvm::kDfrCluster, .tpr = 0x20};
+  m.entry = {.x2apic_id = 300,
+             .xapic_id = 3,
+             .hw_enabled = true,
+             .sw_enabled = true,
+             .x2apic = true,
+             .ldr = 0x10004,
+             .dfr_model = kvm::kDfrCluster,
+             .tpr = 0x20};
   std::vector<uint8_t> b = Encode(m);
   auto d = DecodeRouting(b, 4);
   REQUIRE(d.ok());

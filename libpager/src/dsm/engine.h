@@ -23,9 +23,9 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "dsm/grant_hold.h"
 #include "dsm/outbox.h"
 #include "dsm/page_locks.h"
-#include "dsm/grant_hold.h"
 #include "dsm/read_ahead.h"
 #include "ssihv/cluster/layout.h"
 #include "ssihv/directory/node.h"
@@ -68,8 +68,8 @@ class DsmEngine {
     bool fault_done = false;       // resolved, parked or failed
     bool parked = false;           // the fault waits for the network
     bool ahead = false;            // a read-ahead request: no thread faulted
-    bool first_touch = false;  // a page held Modified here, mapped for the
-                               // first time (zeros): fault-around applies
+    bool first_touch = false;      // a page held Modified here, mapped for the
+                                   // first time (zeros): fault-around applies
     absl::Span<const uint8_t> page_bytes;  // kData payload being handled
     // kDefer'd messages whose hold had already expired: resubmitted right
     // after this call's effects, under the same page lock.

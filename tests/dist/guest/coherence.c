@@ -183,7 +183,8 @@ static void MapBlocks(void) {
     }
     unsigned long mask[MAX_NODES / 64] = {0};
     mask[n / 64] = 1ul << (n % 64);
-    if (syscall(SYS_mbind, p, BLOCK_BYTES, MPOL_BIND, mask, MAX_NODES, 0) != 0) {
+    if (syscall(SYS_mbind, p, BLOCK_BYTES, MPOL_BIND, mask, MAX_NODES, 0) !=
+        0) {
       fprintf(stderr, "mbind node %d: %s\n", n, strerror(errno));
       exit(1);
     }
@@ -195,8 +196,10 @@ static void MapBlocks(void) {
 int main(int argc, char** argv) {
   double seconds = 120;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (!strcmp(argv[i], "--rounds")) rounds = atol(argv[i + 1]);
-    else if (!strcmp(argv[i], "--seconds")) seconds = atof(argv[i + 1]);
+    if (!strcmp(argv[i], "--rounds"))
+      rounds = atol(argv[i + 1]);
+    else if (!strcmp(argv[i], "--seconds"))
+      seconds = atof(argv[i + 1]);
   }
   num_cpus = ReadList("/sys/devices/system/cpu/online", cpus, MAX_CPUS);
   if (num_cpus < 1) {
@@ -225,17 +228,20 @@ int main(int argc, char** argv) {
     if (b->guarded_a != want || b->guarded_b != want || b->xadd != want ||
         b->broken != 0) {
       ok = 0;
-      printf("SSIHV_COHERENCE node=%d spin_a=%llu spin_b=%llu xadd=%llu "
-             "want=%llu broken=%llu\n", n, (unsigned long long)b->guarded_a,
-             (unsigned long long)b->guarded_b, (unsigned long long)b->xadd,
-             (unsigned long long)want, (unsigned long long)b->broken);
+      printf(
+          "SSIHV_COHERENCE node=%d spin_a=%llu spin_b=%llu xadd=%llu "
+          "want=%llu broken=%llu\n",
+          n, (unsigned long long)b->guarded_a, (unsigned long long)b->guarded_b,
+          (unsigned long long)b->xadd, (unsigned long long)want,
+          (unsigned long long)b->broken);
     }
   }
   if (seq_torn != 0) ok = 0;
-  printf("SSIHV_COHERENCE %s cpus=%d nodes=%d increments=%llu per_counter "
-         "seq_writes=%llu seq_reads=%llu torn=%llu counters_s=%.2f\n",
-         ok ? "ok" : "FAIL", num_cpus, num_nodes, (unsigned long long)want,
-         (unsigned long long)seq_writes, (unsigned long long)seq_reads,
-         (unsigned long long)seq_torn, counters_s);
+  printf(
+      "SSIHV_COHERENCE %s cpus=%d nodes=%d increments=%llu per_counter "
+      "seq_writes=%llu seq_reads=%llu torn=%llu counters_s=%.2f\n",
+      ok ? "ok" : "FAIL", num_cpus, num_nodes, (unsigned long long)want,
+      (unsigned long long)seq_writes, (unsigned long long)seq_reads,
+      (unsigned long long)seq_torn, counters_s);
   return ok ? 0 : 1;
 }
