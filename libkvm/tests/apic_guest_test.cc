@@ -248,8 +248,12 @@ TEST_CASE(
   REQUIRE(trace.size() == 14);
   CHECK(trace[0] == "mark:1");
   CHECK(ev[1].kind == EV_VAL32);
-  CHECK(ev[1].value > 0);
+  const nanoseconds oneshot(uint64_t{AT_ONESHOT_COUNT} * apic::kBusCycleNs);
+  // TMCCT right after TMICT: still counting down, unless the vCPU was kept
+  // from running for the whole one-shot between the two accesses (two exits;
+  // seen in the nested lab under load), and then the read came that late.
   CHECK(ev[1].value <= AT_ONESHOT_COUNT);
+  if (ev[1].value == 0) CHECK(ev[1].time - ev[0].time >= oneshot);
   CHECK(trace[2] == "int:0x40");
   CHECK(trace[3] == "val:0x0");
   CHECK(trace[4] == "mark:2");
@@ -262,7 +266,6 @@ TEST_CASE(
   CHECK(trace[13] == "mark:5");
   // Never early: the one-shot came at least 20 ms after the mark written
   // before TMICT, the k-th periodic tick at least k periods after its mark.
-  const nanoseconds oneshot(uint64_t{AT_ONESHOT_COUNT} * apic::kBusCycleNs);
   CHECK(ev[2].time - ev[0].time >= oneshot);
   // No second one-shot while the guest waited twice as long, IF = 1.
   CHECK(ev[5].time - ev[2].time >= 2 * oneshot - milliseconds(1));
