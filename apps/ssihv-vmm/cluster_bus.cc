@@ -46,7 +46,8 @@ void RemoteIoDevice::Read(uint64_t offset, absl::Span<uint8_t> data) {
     on_error_(r.status());
     return;
   }
-  std::memcpy(data.data(), r->data(), std::min(data.size(), r->size()));
+  const size_t n = std::min(data.size(), r->size());
+  if (n > 0) std::memcpy(data.data(), r->data(), n);
 }
 
 void RemoteIoDevice::Write(uint64_t offset, absl::Span<const uint8_t> data) {
@@ -55,7 +56,8 @@ void RemoteIoDevice::Write(uint64_t offset, absl::Span<const uint8_t> data) {
   m.is_write = true;
   m.addr = offset;
   m.size = static_cast<uint8_t>(data.size());
-  std::memcpy(m.data.data(), data.data(), std::min(data.size(), m.data.size()));
+  const size_t n = std::min(data.size(), m.data.size());
+  if (n > 0) std::memcpy(m.data.data(), data.data(), n);
   absl::StatusOr<std::vector<uint8_t>> r = link_->ForwardIo(m);
   if (!r.ok()) on_error_(r.status());
 }

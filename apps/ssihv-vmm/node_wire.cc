@@ -72,6 +72,7 @@ class Reader {
  private:
   bool Take(size_t n, uint8_t* out) {
     if (left() < n) return false;
+    if (n == 0) return true;  // an empty payload may have no data pointer
     std::memcpy(out, p_.data() + pos_, n);
     pos_ += n;
     return true;
