@@ -2,8 +2,6 @@
 // start, and stopping together (docs/VMM.md, "Several processes").
 #include <linux/kvm.h>
 
-#include <utility>
-
 #include "absl/strings/str_cat.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
@@ -106,19 +104,6 @@ absl::Status Vmm::SyncClock() {
   }
   base::Log(base::LogLevel::kInfo, "ssihv-vmm: node ", node_->self(),
             ": guest clock from node 0 (", how, ")");
-  // Without KVM's master clock (a host TSC KVM deems unstable) KVM rewrites
-  // a vCPU's kvmclock structure at every KVM_RUN, and Linux keeps those of
-  // CPUs 0-63 in one page: with vCPUs on several nodes that page moves at
-  // every exit (docs/VMM.md, "Guest time").
-  for (auto [node, flags] : {std::pair<uint32_t, uint32_t>{0, m.flags},
-                             {node_->self(), mine.flags}}) {
-    if (!(flags & KVM_CLOCK_TSC_STABLE)) {
-      base::Log(base::LogLevel::kWarning, "ssihv-vmm: node ", node_->self(),
-                ": KVM on node ", node,
-                " has no stable TSC (no KVM_CLOCK_TSC_STABLE): the guest's "
-                "kvmclock page will move between nodes at every vCPU exit");
-    }
-  }
   return absl::OkStatus();
 }
 

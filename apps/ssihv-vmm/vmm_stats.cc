@@ -1,6 +1,8 @@
 // Statistics of a Vmm: JSON (--stats-json) and the lines printed when it
 // stops; with --node, this node's share of the guest and what it exchanged
 // with the others.
+#include <linux/kvm.h>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "ssihv/pager/stats.h"
@@ -28,6 +30,11 @@ nlohmann::json Vmm::StatsJson() const {
   j["run_seconds"] = run_seconds_;
   j["vcpus"] = layout_.total_vcpus();
   j["vendor"] = kvm::CpuVendorName(kvm_->vendor());
+  // KVM's master clock at the end of the run: without it KVM rewrites each
+  // vCPU's kvmclock at every entry (docs/VMM.md, "Guest time").
+  if (absl::StatusOr<kvm_clock_data> c = vm_->GetClock(); c.ok()) {
+    j["kvm_clock"] = {{"tsc_stable", (c->flags & KVM_CLOCK_TSC_STABLE) != 0}};
+  }
   if (threads_) {
     kvm::RunLoopStats s = threads_->TotalStats();
     j["exits"] = {{"total", s.exits},     {"io", s.io_exits},
