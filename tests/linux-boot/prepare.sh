@@ -30,7 +30,9 @@ log() { echo "linux-boot: $*" >&2; }
 fail() { echo "linux-boot: ERROR: $*" >&2; exit 1; }
 
 busybox=/bin/busybox
-[ -x "$busybox" ] && "$busybox" --list | grep -qx reboot ||
+# grep reads the whole list (no -q): with pipefail, a grep that quits at
+# the first match can SIGPIPE busybox and fail the check under load.
+[ -x "$busybox" ] && "$busybox" --list | grep -x reboot > /dev/null ||
   fail "busybox-static is missing (scripts/setup.sh installs it)"
 coherence_src=$root/tests/dist/guest/coherence.c
 initrd_key=$(cat "$here/init" "$here/ipi_pingpong.c" "$busybox" "$coherence_src" |
