@@ -10,10 +10,7 @@
 // (--irqchip user); the boot with more than 255 vCPUs (user irqchip,
 // x2APIC) is tagged [big] and hidden: linux_boot_big_test runs it (label
 // bigvm, in its own lab VM).
-#include <fcntl.h>
-#include <poll.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -22,6 +19,7 @@
 #include <fstream>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
 #include <set>
 #include <sstream>
@@ -33,6 +31,7 @@
 #include "guest_report.h"
 #include "ssihv/cluster/config.h"
 #include "ssihv/cluster/layout.h"
+#include "ssihv/testing/subprocess.h"
 
 namespace {
 
@@ -51,61 +50,25 @@ struct RunResult {
 };
 
 // Runs ssihv-vmm with stdin from /dev/null; past `timeout` it gets SIGQUIT
-// (stop and dump the vCPUs' registers), then SIGKILL.
+// (stop and dump the vCPUs' registers), then SIGKILL 20 s later.
 RunResult RunVmm(const std::vector<std::string>& args,
                  std::chrono::seconds timeout) {
-  int out_pipe[2], err_pipe[2];
-  REQUIRE(::pipe2(out_pipe, O_CLOEXEC) == 0);
-  REQUIRE(::pipe2(err_pipe, O_CLOEXEC) == 0);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    int null_fd = ::open("/dev/null", O_RDONLY);
-    ::dup2(null_fd, 0);
-    ::dup2(out_pipe[1], 1);
-    ::dup2(err_pipe[1], 2);
-    std::vector<char*> argv;
-    std::string vmm = SSIHV_VMM;
-    argv.push_back(vmm.data());
-    std::vector<std::string> copy = args;
-    for (std::string& a : copy) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    ::execv(vmm.c_str(), argv.data());
-    ::_exit(127);
-  }
-  ::close(out_pipe[1]);
-  ::close(err_pipe[1]);
+  std::vector<std::string> argv{SSIHV_VMM};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto p = ssihv::testing::Subprocess::Start(argv);
+  REQUIRE(p.ok());
   RunResult r;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  int signals_sent = 0;
-  bool out_open = true, err_open = true;
-  while (out_open || err_open) {
-    pollfd fds[2] = {{out_open ? out_pipe[0] : -1, POLLIN, 0},
-                     {err_open ? err_pipe[0] : -1, POLLIN, 0}};
-    ::poll(fds, 2, 1000);
-    char buf[4096];
-    for (int i = 0; i < 2; ++i) {
-      if (!(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      ssize_t n = ::read(fds[i].fd, buf, sizeof(buf));
-      if (n > 0) {
-        (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
-      } else {
-        (i == 0 ? out_open : err_open) = false;
-      }
-    }
-    if (std::chrono::steady_clock::now() >
-        deadline + std::chrono::seconds(20 * signals_sent)) {
-      r.timed_out = true;
-      ::kill(pid, signals_sent == 0 ? SIGQUIT : SIGKILL);
-      ++signals_sent;
-    }
+  std::optional<int> status = (*p)->Wait(timeout);
+  for (int sig : {SIGQUIT, SIGKILL}) {
+    if (status) break;
+    r.timed_out = true;
+    (*p)->Signal(sig);
+    status = (*p)->Wait(std::chrono::seconds(20));
   }
-  ::close(out_pipe[0]);
-  ::close(err_pipe[0]);
-  int status = 0;
-  ::waitpid(pid, &status, 0);
-  r.exit_status =
-      WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  REQUIRE(status.has_value());
+  r.exit_status = *status;
+  r.out = (*p)->out();
+  r.err = (*p)->err();
   return r;
 }
 

@@ -2,7 +2,6 @@
 // (fake_kernels.S) drive the console, reset, power off, panic detection and
 // the pager, and bad inputs must fail with exit status 3 and a message.
 #include <fcntl.h>
-#include <poll.h>
 #include <pty.h>
 #include <signal.h>
 #include <sys/wait.h>
@@ -10,15 +9,18 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <functional>
 #include <iterator>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "fake_bzimage.h"
+#include "ssihv/testing/subprocess.h"
 
 #define DECLARE_KERNEL(name) \
   extern "C" const uint8_t name##_start[], name##_end[];
@@ -61,54 +63,14 @@ struct Result {
 // Runs ssihv-vmm with `input` on stdin (a pipe, closed after writing).
 Result Run(const std::vector<std::string>& args,
            const std::string& input = "") {
-  int in[2], out[2], err[2];
-  REQUIRE(::pipe2(in, O_CLOEXEC) == 0);
-  REQUIRE(::pipe2(out, O_CLOEXEC) == 0);
-  REQUIRE(::pipe2(err, O_CLOEXEC) == 0);
-  pid_t pid = ::fork();
-  REQUIRE(pid >= 0);
-  if (pid == 0) {
-    ::dup2(in[0], 0);
-    ::dup2(out[1], 1);
-    ::dup2(err[1], 2);
-    std::vector<std::string> a = args;
-    std::vector<char*> argv;
-    std::string vmm = SSIHV_VMM;
-    argv.push_back(vmm.data());
-    for (auto& s : a) argv.push_back(s.data());
-    argv.push_back(nullptr);
-    ::execv(vmm.c_str(), argv.data());
-    ::_exit(127);
-  }
-  ::close(in[0]);
-  ::close(out[1]);
-  ::close(err[1]);
-  if (!input.empty()) (void)!::write(in[1], input.data(), input.size());
-  ::close(in[1]);
-  Result r;
-  bool open[2] = {true, true};
-  int fds[2] = {out[0], err[0]};
-  while (open[0] || open[1]) {
-    pollfd p[2] = {{open[0] ? fds[0] : -1, POLLIN, 0},
-                   {open[1] ? fds[1] : -1, POLLIN, 0}};
-    ::poll(p, 2, -1);
-    for (int i = 0; i < 2; ++i) {
-      if (!(p[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      char buf[4096];
-      ssize_t n = ::read(fds[i], buf, sizeof(buf));
-      if (n <= 0) {
-        open[i] = false;
-      } else {
-        (i == 0 ? r.out : r.err).append(buf, static_cast<size_t>(n));
-      }
-    }
-  }
-  ::close(out[0]);
-  ::close(err[0]);
-  int st = 0;
-  ::waitpid(pid, &st, 0);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return r;
+  std::vector<std::string> argv{SSIHV_VMM};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto p = ssihv::testing::Subprocess::Start(argv, {}, input);
+  REQUIRE(p.ok());
+  // Within the test's own CTest timeout (300 s).
+  std::optional<int> status = (*p)->Wait(std::chrono::seconds(240));
+  REQUIRE(status.has_value());
+  return Result{*status, (*p)->out(), (*p)->err()};
 }
 
 const char kConfig[] = R"({"nodes": [
