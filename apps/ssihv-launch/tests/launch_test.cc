@@ -46,8 +46,9 @@ struct TempDir {
 };
 
 // The fake VMM: records "$@" in node-K.args, prints on stdout and stderr,
-// then does what FAKE_<K> says: "exit N", "wait" (until SIGTERM/SIGINT,
-// then exit 130) or "stubborn" (ignores SIGTERM, waits to be killed).
+// then does what FAKE_<K> says: "exit N", "exit N after J" (once node J is
+// ready: its signal trap is set), "wait" (until SIGTERM/SIGINT, then exit
+// 130) or "stubborn" (ignores SIGTERM, waits to be killed).
 constexpr char kFakeVmm[] = R"(#!/bin/bash
 node=
 args=("$@")
@@ -67,6 +68,9 @@ echo >&2
 var=FAKE_$node
 what=${!var:-exit 0}
 case "$what" in
+  exit*after*) set -- $what
+        while [ ! -e "$FAKE_DIR/node-$4.ready" ]; do sleep 0.02; done
+        exit "$2" ;;
   exit*) exit ${what#exit } ;;
   wait) trap 'echo "node $node got TERM" >&2; exit 130' TERM INT
         touch "$FAKE_DIR/node-$node.ready"
@@ -143,7 +147,8 @@ TEST_CASE("SIGTERM and SIGINT reach every node") {
 
 TEST_CASE("a node that fails to start stops the others; its status wins") {
   Fixture f;
-  auto p = f.Launch({"FAKE_0=wait", "FAKE_1=exit 3", "FAKE_2=wait"});
+  // Node 1 fails once node 0 can tell that it was stopped (its trap set).
+  auto p = f.Launch({"FAKE_0=wait", "FAKE_1=exit 3 after 0", "FAKE_2=wait"});
   REQUIRE(p->Wait(seconds(30)) == 3);
   CHECK_THAT(p->err(), Catch::Contains("node 1 exited with status 3"));
   CHECK_THAT(p->err(), Catch::Contains("node 0 got TERM"));
