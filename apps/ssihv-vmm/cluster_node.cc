@@ -66,6 +66,7 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(
       new ClusterNode(layout, self, options, std::move(hooks)));
   SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<rdmax::Transport> transport,
                          rdmax::CreateTransport(config, self));
+  node->transport_name_ = std::string(rdmax::BackendName(transport->kind()));
   pager::DsmOptions dsm;
   dsm.fault_threads = options.fault_threads;
   dsm.connect_timeout = options.connect_timeout;
@@ -151,6 +152,7 @@ absl::Status ClusterNode::Start(const std::array<uint8_t, 32>& config_digest) {
   SSIHV_RETURN_IF_ERROR(
       link_.ExchangeHellos(hello, absl::Now() + options_.connect_timeout));
   link_.StartLiveness();
+  action_thread_ = std::thread([this] { ActionLoop(); });
   return absl::OkStatus();
 }
 
@@ -159,6 +161,12 @@ absl::StatusOr<ClockMsg> ClusterNode::FetchClock(absl::Duration* rtt) {
 }
 
 void ClusterNode::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(action_mu_);
+    action_stop_ = true;
+  }
+  action_cv_.notify_all();
+  if (action_thread_.joinable()) action_thread_.join();
   link_.StopLiveness();
   if (dsm_) dsm_->Stop();
 }
@@ -215,6 +223,43 @@ void ClusterNode::OnPeerLost(uint32_t node, const std::string& why) {
         " dead: ", st.message());
   }
   hooks_.peer_lost(node, why, LostPages());
+}
+
+void ClusterNode::OnAction(uint32_t from, const ActionMsg& m,
+                           rdmax::ReplyToken reply) {
+  {
+    std::lock_guard<std::mutex> lock(action_mu_);
+    if (!action_stop_) {
+      Log(LogLevel::kInfo, "ssihv-vmm: node ", self_, ": ",
+          ActionKindName(m.action), " requested by node ", from);
+      actions_.emplace_back(m.action, reply);
+      action_cv_.notify_all();
+      return;
+    }
+  }
+  link_.ReplyAction(reply, absl::UnavailableError(absl::StrCat(
+                               "node ", self_, " is shutting down")));
+}
+
+void ClusterNode::ActionLoop() {
+  std::unique_lock<std::mutex> lock(action_mu_);
+  for (;;) {
+    action_cv_.wait(lock, [this] { return action_stop_ || !actions_.empty(); });
+    if (actions_.empty()) return;  // stopping, nothing left to answer
+    auto [action, reply] = actions_.front();
+    actions_.pop_front();
+    lock.unlock();
+    if (action == ActionKind::kStop) {
+      // Answer first: the stop tears the transport down soon after.
+      link_.ReplyAction(reply, absl::OkStatus());
+      if (hooks_.action) (void)hooks_.action(action);
+    } else {
+      link_.ReplyAction(reply, hooks_.action ? hooks_.action(action)
+                                             : absl::UnimplementedError(
+                                                   "no action hook"));
+    }
+    lock.lock();
+  }
 }
 
 uint64_t ClusterNode::LostPages() const {

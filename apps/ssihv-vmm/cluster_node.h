@@ -13,7 +13,11 @@
 #define SSIHV_APPS_VMM_CLUSTER_NODE_H_
 
 #include <array>
+#include <condition_variable>
+#include <deque>
 #include <functional>
+#include <mutex>
+#include <thread>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -50,6 +54,10 @@ struct ClusterNodeHooks {
   std::function<void(const absl::Status&)> error;
   /// Node 0: its guest clock for a starting node.
   std::function<absl::StatusOr<ClockMsg>()> clock;
+  /// A control-API action forwarded by another node, applied here only.
+  /// On the node's action thread (may block, bounded); for kStop it runs
+  /// after the answer went out (a stop cannot fail: the answer is OK).
+  std::function<absl::Status(ActionKind)> action;
 };
 
 class ClusterNode : public NodeLink::Handler {
@@ -85,12 +93,22 @@ class ClusterNode : public NodeLink::Handler {
   }
   /// Tells every peer the guest stopped (when the cause is local).
   void BroadcastStop(const StopMsg& m) { link_.BroadcastStop(m); }
-  /// Stops the failure detector, then the DSM (transport, pager).
+  /// Sends a control-API action to every other node and collects their
+  /// answers (NodeLink::ForwardAction: bounded by `timeout`).
+  std::vector<std::pair<uint32_t, absl::Status>> ForwardAction(
+      ActionKind action, absl::Duration timeout) {
+    return link_.ForwardAction(ActionMsg{action}, timeout);
+  }
+  /// Stops the action thread, the failure detector, then the DSM
+  /// (transport, pager).
   void Stop();
 
   pager::PagerStats PagerStatistics() const { return dsm_->PagerStatistics(); }
+  const pager::DsmNode& dsm() const { return *dsm_; }
   nlohmann::json StatsJson() const;
   std::vector<PeerLinkStats> LinkStats() const { return link_.stats(); }
+  /// The transport's backend ("tcp", "rdma", "loopback").
+  const std::string& transport_name() const { return transport_name_; }
 
   // NodeLink::Handler
   void OnDeliver(uint32_t from, const DeliverMsg& m) override;
@@ -101,8 +119,11 @@ class ClusterNode : public NodeLink::Handler {
   absl::StatusOr<ClockMsg> OnClockRequest() override;
   void OnStop(uint32_t from, const StopMsg& m) override;
   void OnPeerLost(uint32_t node, const std::string& why) override;
+  void OnAction(uint32_t from, const ActionMsg& m,
+                rdmax::ReplyToken reply) override;
 
  private:
+  void ActionLoop();
   ClusterNode(const cluster::GuestLayout& layout, uint32_t self,
               ClusterNodeOptions options, ClusterNodeHooks hooks);
   uint64_t LostPages() const;
@@ -118,6 +139,14 @@ class ClusterNode : public NodeLink::Handler {
   kvm::Bus* mmio_ = nullptr;
   std::shared_ptr<pager::DsmNode> dsm_;
   std::vector<std::string> addresses_;  // node id -> "host:port"
+  std::string transport_name_;
+  // Forwarded actions wait here for the action thread: the data thread
+  // that receives them must not block on a pause.
+  std::mutex action_mu_;
+  std::condition_variable action_cv_;
+  std::deque<std::pair<ActionKind, rdmax::ReplyToken>> actions_;  // action_mu_
+  bool action_stop_ = false;                                     // action_mu_
+  std::thread action_thread_;
 };
 
 /// This host's boot id (/proc/sys/kernel/random/boot_id): two nodes with

@@ -1,6 +1,8 @@
 #include "guest_ram.h"
 
 #include <algorithm>
+#include <bit>
+#include <optional>
 
 #include "ssihv/base/status_macros.h"
 
@@ -53,6 +55,22 @@ class GuestRam::CountingSource final : public pager::PageSource {
   }
   uint64_t filled_ahead() const {
     return filled_ahead_.load(std::memory_order_relaxed);
+  }
+  std::optional<bool> Mapped(uint64_t gpa) const {
+    const cluster::GpaRange* range = RangeOf(gpa);
+    if (range == nullptr) return std::nullopt;
+    const uint64_t page =
+        (range->ram_offset + gpa - range->gpa) / pager::kPageSize;
+    return (mapped_[page / 64].load(std::memory_order_relaxed) >>
+            (page % 64)) &
+           1;
+  }
+  uint64_t MappedPages() const {
+    uint64_t n = 0;
+    for (const auto& w : mapped_) {
+      n += std::popcount(w.load(std::memory_order_relaxed));
+    }
+    return n;
   }
 
  private:
@@ -134,5 +152,17 @@ std::vector<uint64_t> GuestRam::FaultsPerRange() const {
 }
 
 uint64_t GuestRam::PagesFilledAhead() const { return source_->filled_ahead(); }
+
+std::optional<bool> GuestRam::Mapped(uint64_t gpa) const {
+  return source_->Mapped(gpa);
+}
+
+uint64_t GuestRam::MappedPages() const { return source_->MappedPages(); }
+
+uint64_t GuestRam::TotalPages() const {
+  uint64_t n = 0;
+  for (const cluster::GpaRange& r : ranges_) n += r.size / pager::kPageSize;
+  return n;
+}
 
 }  // namespace ssihv::vmm

@@ -8,6 +8,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -45,6 +46,12 @@ class GuestRam {
   /// Pages zero-filled ahead of a fault (fault-around), all ranges.
   uint64_t PagesFilledAhead() const;
   const std::vector<cluster::GpaRange>& ranges() const { return ranges_; }
+  /// Whether the pager has mapped (or is mapping) the page at `gpa`;
+  /// nullopt outside guest RAM. Any thread.
+  std::optional<bool> Mapped(uint64_t gpa) const;
+  /// Pages mapped so far, and all of guest RAM's pages.
+  uint64_t MappedPages() const;
+  uint64_t TotalPages() const;
 
  private:
   class CountingSource;

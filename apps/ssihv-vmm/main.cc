@@ -11,8 +11,11 @@
 #include "absl/strings/str_cat.h"
 #include "options.h"
 #include "ssihv/base/file_util.h"
+#include "ssihv/base/log.h"
 #include "ssihv/cluster/config.h"
+#include "ssihv/control/server.h"
 #include "vmm.h"
+#include "vmm_api.h"
 
 namespace ssihv::vmm {
 namespace {
@@ -58,12 +61,30 @@ int Main(int argc, char** argv) {
   sigset_t signals = StopSignalSet();
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-  absl::StatusOr<std::unique_ptr<Vmm>> vmm = Vmm::Create(*options, *config);
-  if (!vmm.ok()) {
-    Fail(vmm.status().message());
+  // The API serves while the VM is built (and, with --node, while the
+  // peers are awaited); its threads inherit the blocked stop signals.
+  std::unique_ptr<Vmm> vmm = Vmm::Prepare(*config);
+  Vmm* vm = vmm.get();
+  VmmApi api_node(vm, options->node);
+  // A --node beyond the config is Build's error to report, not the API's.
+  const uint32_t self = options->node.value_or(0);
+  absl::StatusOr<std::unique_ptr<control::ApiServer>> api =
+      self < config->num_nodes()
+          ? control::ApiServer::Start(*config, self, &api_node)
+          : std::unique_ptr<control::ApiServer>();
+  if (!api.ok()) {
+    Fail(absl::StrCat("control API: ", api.status().message()));
     return kExitSetupError;
   }
-  Vmm* vm = vmm->get();
+  if (*api) {
+    base::Log(base::LogLevel::kInfo, "ssihv-vmm: control API on http://",
+              (*api)->server().address());
+  }
+  if (absl::Status st = vm->Build(*options); !st.ok()) {
+    if (*api) (*api)->Stop();
+    Fail(st.message());
+    return kExitSetupError;
+  }
   bool dump = false;  // SIGQUIT (Ctrl-\) also dumps every vCPU's registers
   std::thread signal_thread([&signals, vm, &dump] {
     int sig = 0;
@@ -76,6 +97,8 @@ int Main(int argc, char** argv) {
   kvm::StopEvent event = vm->Run();
   pthread_kill(signal_thread.native_handle(), kDoneSignal);
   signal_thread.join();
+  // Before the VM goes: lets the answer to a POST /vm/stop finish.
+  if (*api) (*api)->Stop();
 
   if (dump) std::fprintf(stderr, "%s", vm->DumpVcpus().c_str());
   std::fprintf(stderr, "\n%s\n", vm->StatsText().c_str());

@@ -1,6 +1,7 @@
 #include "node_link.h"
 
 #include <chrono>
+#include <memory>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -158,6 +159,15 @@ void NodeLink::Dispatch(const rdmax::Message& m) {
       cv_.notify_all();
       return;
     }
+    case kMsgAction: {
+      auto d = DecodeAction(m.payload);
+      if (!d.ok()) {
+        bad = d.status();  // answered below: the caller is waiting
+        break;
+      }
+      handler_->OnAction(m.from, *d, rdmax::ReplyToken::For(m));
+      return;
+    }
     case kMsgHeartbeat: {
       auto d = DecodeHeartbeat(m.payload);
       if (!d.ok()) {
@@ -246,6 +256,85 @@ void NodeLink::BroadcastStop(const StopMsg& m) {
       Log(LogLevel::kWarning, "ssihv-vmm: stop to node ", n, ": ",
           st.message());
     }
+  }
+}
+
+namespace {
+
+// The answers of one ForwardAction; shared with the transport's callbacks,
+// which may run after the caller gave up waiting.
+struct ActionAnswers {
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::optional<absl::Status>> by_node;  // guarded by mu
+};
+
+}  // namespace
+
+std::vector<std::pair<uint32_t, absl::Status>> NodeLink::ForwardAction(
+    const ActionMsg& m, absl::Duration timeout) {
+  auto answers = std::make_shared<ActionAnswers>();
+  answers->by_node.resize(peers_.size());
+  const std::vector<uint8_t> b = Encode(m);
+  const char* what = ActionKindName(m.action);
+  for (uint32_t n = 0; n < peers_.size(); ++n) {
+    if (n == self_) continue;
+    absl::Status st;
+    if (peers_[n]->lost) {
+      st = absl::UnavailableError(absl::StrCat("node ", n, " is lost"));
+    } else if (!peers_[n]->up) {
+      st = absl::UnavailableError(absl::StrCat("node ", n, " not connected"));
+    } else {
+      st = transport_->Call(
+          n, kMsgAction, b,
+          [answers, n](absl::Status status, const rdmax::Message& response) {
+            if (status.ok()) {
+              absl::StatusOr<ActionResultMsg> r =
+                  DecodeActionResult(response.payload);
+              status = r.ok() ? FromActionResult(*r) : r.status();
+            }
+            std::lock_guard<std::mutex> lock(answers->mu);
+            answers->by_node[n] = std::move(status);
+            answers->cv.notify_all();
+          });
+    }
+    if (!st.ok()) {
+      std::lock_guard<std::mutex> lock(answers->mu);
+      answers->by_node[n] = st;
+    }
+  }
+  std::vector<std::pair<uint32_t, absl::Status>> out;
+  std::unique_lock<std::mutex> lock(answers->mu);
+  answers->cv.wait_until(lock, absl::ToChronoTime(absl::Now() + timeout), [&] {
+    for (uint32_t n = 0; n < peers_.size(); ++n) {
+      if (n != self_ && !answers->by_node[n]) return false;
+    }
+    return true;
+  });
+  for (uint32_t n = 0; n < peers_.size(); ++n) {
+    if (n == self_) continue;
+    const std::optional<absl::Status>& a = answers->by_node[n];
+    absl::Status st =
+        a ? *a
+          : absl::DeadlineExceededError(absl::StrCat(
+                "node ", n, " did not answer within ",
+                absl::FormatDuration(timeout)));
+    if (!st.ok()) {
+      st = absl::Status(st.code(),
+                        absl::StrCat(what, " on node ", n, ": ", st.message()));
+    }
+    out.emplace_back(n, std::move(st));
+  }
+  return out;
+}
+
+void NodeLink::ReplyAction(const rdmax::ReplyToken& to,
+                           const absl::Status& result) {
+  absl::Status st =
+      transport_->Reply(to, kMsgAction, Encode(ToActionResult(result)));
+  if (!st.ok()) {
+    Log(LogLevel::kWarning, "ssihv-vmm: action answer to node ", to.to, ": ",
+        st.message());
   }
 }
 

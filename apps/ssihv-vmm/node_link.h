@@ -74,6 +74,10 @@ class NodeLink {
     /// `node` is lost (`why` says how); called once per node, from the
     /// liveness thread (which may block briefly).
     virtual void OnPeerLost(uint32_t node, const std::string& why) = 0;
+    /// A control-API action forwarded by `from`. Must not block: hand it to
+    /// another thread, which answers with ReplyAction(reply, status).
+    virtual void OnAction(uint32_t from, const ActionMsg& m,
+                          rdmax::ReplyToken reply) = 0;
   };
 
   NodeLink(const cluster::GuestLayout& layout, uint32_t self, Handler* handler,
@@ -99,6 +103,15 @@ class NodeLink {
   absl::StatusOr<std::vector<uint8_t>> ForwardIo(const IoMsg& m);
   /// The guest stopped here: tell every peer still up (best effort).
   void BroadcastStop(const StopMsg& m);
+  /// Sends `m` to every other node and waits for their answers until
+  /// `timeout`: one status per other node, in id order. A node that is not
+  /// connected, lost, or silent past the timeout gets an error status
+  /// saying so; this never waits longer. Not on the data thread.
+  std::vector<std::pair<uint32_t, absl::Status>> ForwardAction(
+      const ActionMsg& m, absl::Duration timeout);
+  /// Answers an action request (any thread).
+  void ReplyAction(const rdmax::ReplyToken& to, const absl::Status& result);
+
   /// Node 0's guest clock; `*rtt` is the round trip it took.
   absl::StatusOr<ClockMsg> RequestClock(absl::Duration* rtt);
 

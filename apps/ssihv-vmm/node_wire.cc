@@ -256,6 +256,8 @@ const char* StopKindName(StopKind kind) {
       return "stopped";
     case StopKind::kPeerLost:
       return "peer node lost";
+    case StopKind::kApiStop:
+      return "api stop";
   }
   return "unknown";
 }
@@ -277,7 +279,7 @@ absl::StatusOr<StopMsg> DecodeStop(absl::Span<const uint8_t> p) {
   uint8_t kind = 0;
   uint32_t vcpu = 0, n = 0;
   if (!r.U8(&kind) || !r.U32(&vcpu) || !r.U32(&n)) return r.Truncated();
-  if (kind > static_cast<uint8_t>(StopKind::kPeerLost)) {
+  if (kind > static_cast<uint8_t>(StopKind::kApiStop)) {
     return r.Bad(absl::StrCat("stop kind ", kind));
   }
   if (n > kMaxStopText) return r.Bad(absl::StrCat("text of ", n, " bytes"));
@@ -286,6 +288,71 @@ absl::StatusOr<StopMsg> DecodeStop(absl::Span<const uint8_t> p) {
   m.vcpu = static_cast<int32_t>(vcpu);
   m.text.resize(n);
   r.Bytes(n, reinterpret_cast<uint8_t*>(m.text.data()));
+  return m;
+}
+
+const char* ActionKindName(ActionKind kind) {
+  switch (kind) {
+    case ActionKind::kPause:
+      return "pause";
+    case ActionKind::kResume:
+      return "resume";
+    case ActionKind::kStop:
+      return "stop";
+  }
+  return "unknown";
+}
+
+std::vector<uint8_t> Encode(const ActionMsg& m) {
+  return Writer().U8(static_cast<uint8_t>(m.action)).Take();
+}
+
+absl::StatusOr<ActionMsg> DecodeAction(absl::Span<const uint8_t> p) {
+  Reader r(p, "action message");
+  uint8_t action = 0;
+  if (!r.U8(&action)) return r.Truncated();
+  if (action > static_cast<uint8_t>(ActionKind::kStop)) {
+    return r.Bad(absl::StrCat("action ", action));
+  }
+  if (absl::Status st = r.Done(); !st.ok()) return st;
+  return ActionMsg{static_cast<ActionKind>(action)};
+}
+
+ActionResultMsg ToActionResult(const absl::Status& status) {
+  ActionResultMsg m;
+  m.code = static_cast<uint8_t>(status.code());
+  m.message = std::string(status.message().substr(0, kMaxActionText));
+  return m;
+}
+
+absl::Status FromActionResult(const ActionResultMsg& m) {
+  return absl::Status(static_cast<absl::StatusCode>(m.code), m.message);
+}
+
+std::vector<uint8_t> Encode(const ActionResultMsg& m) {
+  const size_t n = std::min(m.message.size(), kMaxActionText);
+  return Writer()
+      .U8(m.code)
+      .U32(static_cast<uint32_t>(n))
+      .Bytes(absl::MakeConstSpan(
+          reinterpret_cast<const uint8_t*>(m.message.data()), n))
+      .Take();
+}
+
+absl::StatusOr<ActionResultMsg> DecodeActionResult(
+    absl::Span<const uint8_t> p) {
+  Reader r(p, "action result");
+  ActionResultMsg m;
+  uint32_t n = 0;
+  if (!r.U8(&m.code) || !r.U32(&n)) return r.Truncated();
+  // absl's codes end at 16 (kUnauthenticated).
+  if (m.code > static_cast<uint8_t>(absl::StatusCode::kUnauthenticated)) {
+    return r.Bad(absl::StrCat("status code ", m.code));
+  }
+  if (n > kMaxActionText) return r.Bad(absl::StrCat("message of ", n, " bytes"));
+  if (r.left() != n) return r.Truncated();
+  m.message.resize(n);
+  r.Bytes(n, reinterpret_cast<uint8_t*>(m.message.data()));
   return m;
 }
 

@@ -28,6 +28,7 @@ enum NodeMessage : uint16_t {
   kMsgClock = 0x5615,      // request to node 0: its guest clock
   kMsgHeartbeat = 0x5616,  // one-way to all, every second
   kMsgHello = 0x5617,      // one-way to all, at start: who I am, my config
+  kMsgAction = 0x5618,     // request to a peer: pause/resume/stop (the API)
 };
 
 /// An interrupt for some of the receiver's vCPUs (global vCPU numbers).
@@ -79,6 +80,7 @@ enum class StopKind : uint8_t {
   kError = 4,     // a VMM, KVM or pager failure on that node
   kStopped = 5,   // a signal or the console escape on that node
   kPeerLost = 6,  // that node declared a node dead
+  kApiStop = 7,   // POST /vm/stop on some node: an orderly stop, exit 0
 };
 const char* StopKindName(StopKind kind);
 struct StopMsg {
@@ -89,6 +91,28 @@ struct StopMsg {
 inline constexpr size_t kMaxStopText = 1024;
 std::vector<uint8_t> Encode(const StopMsg& m);
 absl::StatusOr<StopMsg> DecodeStop(absl::Span<const uint8_t> p);
+
+/// A cluster-wide action of the control API (POST /vm/pause, resume,
+/// stop), forwarded by the node that took the request to every other.
+enum class ActionKind : uint8_t { kPause = 0, kResume = 1, kStop = 2 };
+const char* ActionKindName(ActionKind kind);
+struct ActionMsg {
+  ActionKind action = ActionKind::kPause;
+};
+std::vector<uint8_t> Encode(const ActionMsg& m);
+absl::StatusOr<ActionMsg> DecodeAction(absl::Span<const uint8_t> p);
+
+/// A node's answer to an ActionMsg: an absl status code (0: done) and the
+/// status message (at most kMaxActionText bytes).
+struct ActionResultMsg {
+  uint8_t code = 0;
+  std::string message;
+};
+inline constexpr size_t kMaxActionText = 512;
+ActionResultMsg ToActionResult(const absl::Status& status);
+absl::Status FromActionResult(const ActionResultMsg& m);
+std::vector<uint8_t> Encode(const ActionResultMsg& m);
+absl::StatusOr<ActionResultMsg> DecodeActionResult(absl::Span<const uint8_t> p);
 
 /// Node 0's guest clock, for the other nodes' KVM_SET_CLOCK at start.
 struct ClockMsg {

@@ -61,8 +61,25 @@ absl::Status WithContext(absl::Status st, absl::string_view what) {
 
 absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(
     const VmmOptions& options, const cluster::ClusterConfig& config) {
-  std::unique_ptr<Vmm> vmm(new Vmm(config));
-  const uint32_t vcpus = vmm->layout_.total_vcpus();
+  std::unique_ptr<Vmm> vmm = Prepare(config);
+  SSIHV_RETURN_IF_ERROR(vmm->Build(options));
+  return vmm;
+}
+
+absl::Status Vmm::Build(const VmmOptions& options) {
+  absl::Status st = BuildSteps(options);
+  if (st.ok()) {
+    // Every member the API reads is set: publish them.
+    phase_.store(VmmPhase::kReady, std::memory_order_release);
+  } else {
+    build_error_ = std::string(st.message());
+    phase_.store(VmmPhase::kFailed, std::memory_order_release);
+  }
+  return st;
+}
+
+absl::Status Vmm::BuildSteps(const VmmOptions& options) {
+  const uint32_t vcpus = layout_.total_vcpus();
   if (options.irqchip == Irqchip::kKernel && vcpus > kMaxXapicVcpus) {
     return absl::InvalidArgumentError(
         absl::StrCat("config: ", vcpus,
@@ -73,43 +90,48 @@ absl::StatusOr<std::unique_ptr<Vmm>> Vmm::Create(
                      "limit (x2APIC)"));
   }
   SSIHV_ASSIGN_OR_RETURN(kvm::Kvm kvm, kvm::Kvm::Open());
-  vmm->kvm_ = std::make_unique<kvm::Kvm>(std::move(kvm));
-  if (vmm->layout_.total_vcpus() > vmm->kvm_->max_vcpus()) {
+  kvm_ = std::make_unique<kvm::Kvm>(std::move(kvm));
+  if (layout_.total_vcpus() > kvm_->max_vcpus()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "config: ", vmm->layout_.total_vcpus(),
-        " vCPUs; this host's KVM allows ", vmm->kvm_->max_vcpus()));
+        "config: ", layout_.total_vcpus(),
+        " vCPUs; this host's KVM allows ", kvm_->max_vcpus()));
   }
   SSIHV_ASSIGN_OR_RETURN(kvm::Vm vm,
-                         vmm->kvm_->CreateVm(KvmVmOptions(options.irqchip)));
-  vmm->vm_ = std::make_unique<kvm::Vm>(std::move(vm));
-  if (options.node) SSIHV_RETURN_IF_ERROR(vmm->CreateNode(options));
+                         kvm_->CreateVm(KvmVmOptions(options.irqchip)));
+  vm_ = std::make_unique<kvm::Vm>(std::move(vm));
+  if (options.node) SSIHV_RETURN_IF_ERROR(CreateNode(options));
   if (options.irqchip == Irqchip::kUser) {
     kvm::UserIrqchip::Options o;
     o.num_vcpus = vcpus;
     o.x2apic = vcpus > kFirstX2apicOnlyId;
-    Vmm* raw = vmm.get();
-    if (vmm->node_) {
-      o.bus = vmm->node_->apic_bus();
+    Vmm* raw = this;
+    if (node_) {
+      o.bus = node_->apic_bus();
       // Only this node's vCPUs change their APICs here; the others learn it.
       o.on_routing_change = [raw](uint32_t v, const kvm::ApicRoutingEntry& e) {
         if (raw->IsLocalVcpu(v)) raw->node_->BroadcastRouting(RoutingMsg{v, e});
       };
     }
-    vmm->apic_ = std::make_unique<kvm::UserIrqchip>(std::move(o));
-    if (vmm->node_) vmm->node_->set_chip(vmm->apic_.get());
+    apic_ = std::make_unique<kvm::UserIrqchip>(std::move(o));
+    if (node_) node_->set_chip(apic_.get());
   }
-  SSIHV_RETURN_IF_ERROR(vmm->SetUpMemory(options));
-  if (vmm->loads_guest()) SSIHV_RETURN_IF_ERROR(vmm->LoadGuest(options));
-  SSIHV_RETURN_IF_ERROR(vmm->SetUpVcpus());
-  if (vmm->node_ && vmm->node_->self() != 0) {
-    SSIHV_RETURN_IF_ERROR(vmm->SyncClock());
+  SSIHV_RETURN_IF_ERROR(SetUpMemory(options));
+  if (loads_guest()) SSIHV_RETURN_IF_ERROR(LoadGuest(options));
+  SSIHV_RETURN_IF_ERROR(SetUpVcpus());
+  if (node_ && node_->self() != 0) {
+    SSIHV_RETURN_IF_ERROR(SyncClock());
   }
-  SSIHV_RETURN_IF_ERROR(vmm->SetUpDevices());
+  SSIHV_RETURN_IF_ERROR(SetUpDevices());
   if (options.trace_io) {
-    vmm->pio_.set_trace(true, kvm::kCom1Port, kvm::kCom1Port + kvm::kUartPorts);
-    vmm->mmio_.set_trace(true);
+    pio_.set_trace(true, kvm::kCom1Port, kvm::kCom1Port + kvm::kUartPorts);
+    mmio_.set_trace(true);
   }
-  return vmm;
+  // Made here, not in Run: the API reads the vCPUs' states from kReady on.
+  std::vector<const kvm::Vcpu*> threads;
+  for (const kvm::Vcpu& v : vcpus_) threads.push_back(&v);
+  threads_ = std::make_unique<kvm::VcpuThreads>(threads, pio_, mmio_, stop_,
+                                                apic_.get());
+  return absl::OkStatus();
 }
 
 Vmm::~Vmm() {
@@ -133,7 +155,9 @@ absl::Status Vmm::SetUpMemory(const VmmOptions& options) {
                                 .status());
     }
     // Waits for every peer and compares configs before any page moves.
-    return node_->Start(ConfigDigest(config_));
+    SSIHV_RETURN_IF_ERROR(node_->Start(ConfigDigest(config_)));
+    phase_.store(VmmPhase::kBuilding, std::memory_order_release);
+    return absl::OkStatus();
   }
   SSIHV_ASSIGN_OR_RETURN(
       ram_, GuestRam::Create(
@@ -288,13 +312,17 @@ kvm::StopEvent Vmm::Run() {
   }
   // Whatever stops the guest here stops it everywhere.
   if (node_) stop_.AddListener([this] { TellPeersWeStopped(); });
-  std::vector<const kvm::Vcpu*> vcpus;
-  for (const kvm::Vcpu& v : vcpus_) vcpus.push_back(&v);
-  threads_ = std::make_unique<kvm::VcpuThreads>(vcpus, pio_, mmio_, stop_,
-                                                apic_.get());
+  stop_.AddListener([this] {
+    phase_.store(VmmPhase::kStopping, std::memory_order_release);
+  });
   const auto start = std::chrono::steady_clock::now();
+  if (!stop_.requested()) {
+    phase_.store(VmmPhase::kRunning, std::memory_order_release);
+  }
   (void)threads_->Start();  // a failure sets the stop latch itself
   event_ = threads_->Join();
+  // An action in flight (its answers) finishes before the transport goes.
+  { std::lock_guard<std::mutex> lock(action_mu_); }
   if (event_.reason == StopReason::kTripleFault && ram_) {
     load_check_line_ = LoadCheck::Describe(load_check_.Check(vm_->memory()));
   }

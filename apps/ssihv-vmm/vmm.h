@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "cluster_node.h"
 #include "console.h"
 #include "guest_ram.h"
@@ -33,12 +34,33 @@
 
 namespace ssihv::vmm {
 
+/// How long a pause waits for every vCPU to leave KVM_RUN, and a forwarded
+/// action for the other nodes' answers.
+inline constexpr absl::Duration kPauseTimeout = absl::Seconds(2);
+inline constexpr absl::Duration kForwardTimeout = absl::Seconds(5);
+
+/// Where a Vmm is in its life (what the control API's /health shows).
+enum class VmmPhase : uint8_t {
+  kBuilding,         // Build() runs
+  kWaitingForPeers,  // --node: waiting for every peer and its hello
+  kReady,            // built, not yet running
+  kRunning,          // the vCPUs run (or are paused)
+  kStopping,         // the stop latch is set
+  kFailed,           // Build() failed
+};
+
 class Vmm {
  public:
   /// Builds the whole VM; nothing runs yet. Errors name what is wrong (no
   /// KVM, a bad kernel image, a missing initrd, too little memory, ...).
   static absl::StatusOr<std::unique_ptr<Vmm>> Create(
       const VmmOptions& options, const cluster::ClusterConfig& config);
+  /// The two halves of Create, for a caller that serves the control API
+  /// while the VM is built (and peers awaited): an empty Vmm, then Build.
+  static std::unique_ptr<Vmm> Prepare(const cluster::ClusterConfig& config) {
+    return std::unique_ptr<Vmm>(new Vmm(config));
+  }
+  absl::Status Build(const VmmOptions& options);
   ~Vmm();
 
   /// Runs the guest until it resets, powers off, fails, or Stop() is called;
@@ -62,9 +84,37 @@ class Vmm {
   /// Where the boot loader put things (for logs and tests).
   const kvm::LinuxBootInfo& boot_info() const { return boot_; }
 
+  // --- For the control API (vmm_api.h): any thread, any time. What a
+  // phase makes valid stays valid until the Vmm is destroyed. ---
+  VmmPhase phase() const { return phase_.load(std::memory_order_acquire); }
+  /// Why Build failed (kFailed), or what stopped the guest (kStopping).
+  std::string PhaseReason() const;
+  const cluster::ClusterConfig& config() const { return config_; }
+  const cluster::GuestLayout& layout() const { return layout_; }
+  /// --node: the cluster side, from kWaitingForPeers on; else nullptr.
+  const ClusterNode* cluster_node() const {
+    return phase() == VmmPhase::kBuilding || phase() == VmmPhase::kFailed
+               ? nullptr
+               : node_.get();
+  }
+  /// One process: guest RAM, from kReady on; else nullptr.
+  const GuestRam* guest_ram() const { return ready() ? ram_.get() : nullptr; }
+  /// This node's vCPUs (from kReady on; empty before).
+  std::vector<kvm::VcpuThreadInfo> VcpuSnapshot() const;
+  /// The APIC ID vCPU `vcpu` has now (the guest may change it).
+  uint32_t CurrentApicId(uint32_t vcpu) const;
+  bool paused() const { return ready() && threads_->paused(); }
+  /// Applies a control-API action here only (pause, resume, stop).
+  absl::Status LocalAction(ActionKind action);
+  /// Applies it here and, with --node, forwards it to every other node:
+  /// each node's answer, this one first then the others in id order.
+  std::vector<std::pair<uint32_t, absl::Status>> ClusterAction(
+      ActionKind action);
+
  private:
   Vmm(const cluster::ClusterConfig& config)
       : config_(config), layout_(config) {}
+  absl::Status BuildSteps(const VmmOptions& options);
   absl::Status SetUpMemory(const VmmOptions& options);
   // --node: the cluster side (vmm_node.cc).
   absl::Status CreateNode(const VmmOptions& options);
@@ -87,9 +137,19 @@ class Vmm {
   /// Drives a device's interrupt line: KVM's irqchip or the VMM's I/O APIC.
   absl::Status SetIrqLine(uint32_t gsi, bool level);
   bool user_irqchip() const { return apic_ != nullptr; }
+  bool ready() const {
+    const VmmPhase p = phase();
+    return p == VmmPhase::kReady || p == VmmPhase::kRunning ||
+           p == VmmPhase::kStopping;
+  }
 
   cluster::ClusterConfig config_;
   cluster::GuestLayout layout_;
+  std::atomic<VmmPhase> phase_{VmmPhase::kBuilding};
+  std::string build_error_;  // set before phase_ becomes kFailed
+  // Held for a whole ClusterAction; Run takes it before the transport goes,
+  // so that an action's answers are not cut off by our own shutdown.
+  std::mutex action_mu_;
   kvm::StopLatch stop_;
   std::unique_ptr<kvm::Kvm> kvm_;
   std::unique_ptr<kvm::Vm> vm_;

@@ -23,6 +23,8 @@ StopKind KindOf(const kvm::StopEvent& e, bool panicked) {
       return StopKind::kTripleFault;
     case StopReason::kError:
       return StopKind::kError;
+    case StopReason::kApiStop:
+      return StopKind::kApiStop;
     default:
       return StopKind::kStopped;
   }
@@ -55,8 +57,11 @@ absl::Status Vmm::CreateNode(const VmmOptions& options) {
     stop_.Request(StopReason::kError, st);
   };
   hooks.clock = [this] { return GuestClock(); };
+  hooks.action = [this](ActionKind a) { return LocalAction(a); };
   SSIHV_ASSIGN_OR_RETURN(
       node_, ClusterNode::Create(config_, layout_, self, o, std::move(hooks)));
+  // node_ is set before the phase says so: the API reads it from then on.
+  phase_.store(VmmPhase::kWaitingForPeers, std::memory_order_release);
   return absl::OkStatus();
 }
 
@@ -136,6 +141,12 @@ void Vmm::OnRemoteStop(uint32_t from, const StopMsg& m) {
     case StopKind::kPeerLost:
       stop_.Request(StopReason::kStopRequested, why, m.vcpu);
       break;
+    case StopKind::kApiStop:
+      // Like a power-off: no error, exit 0 (the log says who asked).
+      base::Log(base::LogLevel::kInfo, "ssihv-vmm: node ", node_->self(),
+                ": api stop from node ", from);
+      stop_.Request(StopReason::kApiStop, absl::OkStatus(), m.vcpu);
+      break;
   }
 }
 
@@ -178,6 +189,8 @@ int Vmm::ExitStatus() const {
     case StopReason::kPowerOff:
     case StopReason::kTripleFault:
       return guest_panicked() ? kExitGuestPanic : kExitGuestDone;
+    case StopReason::kApiStop:
+      return kExitGuestDone;  // asked for, like a power-off
     case StopReason::kStopRequested:
       return kExitInterrupted;
     default:

@@ -29,6 +29,8 @@ const char* StopReasonName(StopReason reason) {
       return "stopped by the VMM";
     case StopReason::kError:
       return "error";
+    case StopReason::kApiStop:
+      return "api stop";
   }
   return "?";
 }
@@ -76,6 +78,24 @@ void StopLatch::AddListener(std::function<void()> listener) {
     }
   }
   listener();
+}
+
+const char* VcpuRunStateName(VcpuRunState state) {
+  switch (state) {
+    case VcpuRunState::kNotStarted:
+      return "not started";
+    case VcpuRunState::kRunning:
+      return "running";
+    case VcpuRunState::kHalted:
+      return "halted";
+    case VcpuRunState::kWaitingForSipi:
+      return "waiting for SIPI";
+    case VcpuRunState::kPaused:
+      return "paused";
+    case VcpuRunState::kStopped:
+      return "stopped";
+  }
+  return "?";
 }
 
 // --- Exit descriptions ---
@@ -200,27 +220,58 @@ RunLoopStats& RunLoopStats::operator+=(const RunLoopStats& o) {
 }
 
 VcpuRunLoop::VcpuRunLoop(const Vcpu& vcpu, Bus& pio, Bus& mmio, StopLatch& stop,
-                         UserIrqchip* irqchip, uint32_t index)
+                         UserIrqchip* irqchip, uint32_t index, PauseGate* gate)
     : vcpu_(vcpu),
       pio_(pio),
       mmio_(mmio),
       stop_(stop),
       irqchip_(irqchip),
-      index_(index) {}
+      index_(index),
+      gate_(gate) {}
 
 VcpuRunLoop::~VcpuRunLoop() = default;
+
+RunLoopStats VcpuRunLoop::stats() const {
+  auto load = [](const uint64_t& v) {
+    return std::atomic_ref<const uint64_t>(v).load(std::memory_order_relaxed);
+  };
+  RunLoopStats s;
+  s.exits = load(stats_.exits);
+  s.io_exits = load(stats_.io_exits);
+  s.mmio_exits = load(stats_.mmio_exits);
+  s.signal_exits = load(stats_.signal_exits);
+  s.hlt_exits = load(stats_.hlt_exits);
+  s.irq_window_exits = load(stats_.irq_window_exits);
+  s.msr_exits = load(stats_.msr_exits);
+  s.apic_mmio_exits = load(stats_.apic_mmio_exits);
+  s.interrupts_injected = load(stats_.interrupts_injected);
+  s.nmis_injected = load(stats_.nmis_injected);
+  return s;
+}
+
+void VcpuRunLoop::HoldIfPaused() {
+  Publish(VcpuRunState::kPaused);
+  gate_->Hold([this] { return stop_.requested(); });
+  Publish(VcpuRunState::kRunning);
+}
 
 void VcpuRunLoop::Run() {
   InstallKickHandler();
   SetKickTarget(vcpu_.run());
+  Publish(VcpuRunState::kRunning);
   bool running = irqchip_ == nullptr || StartUserIrqchip();
   while (running) {
-    // Every kick (a stop, an interrupt, the APIC timer) sets immediate_exit.
-    // Clear it, then look at what the kick was for: the fence pairs with the
-    // kicker's (state first, then immediate_exit), so no kick is lost.
+    // Every kick (a stop, a pause, an interrupt, the APIC timer) sets
+    // immediate_exit. Clear it, then look at what the kick was for: the
+    // fence pairs with the kicker's (state first, then immediate_exit), so
+    // no kick is lost.
     vcpu_.ClearImmediateExit();
     std::atomic_thread_fence(std::memory_order_seq_cst);
     if (stop_.requested()) break;
+    if (gate_ != nullptr && gate_->closed()) {
+      HoldIfPaused();
+      continue;  // clears immediate_exit (the pause's kick) again
+    }
     if (irqchip_ != nullptr) {
       const Entry entry = PrepareEntry();
       if (entry == Entry::kStop) break;
@@ -229,7 +280,7 @@ void VcpuRunLoop::Run() {
     int err = vcpu_.RunOnce();
     in_guest_.store(false, std::memory_order_relaxed);
     if (err == 0) {
-      ++stats_.exits;
+      Bump(stats_.exits);
       if (irqchip_ != nullptr) SyncTpr();
       const uint32_t reason = vcpu_.run()->exit_reason;
       running = HandleExit();
@@ -243,7 +294,7 @@ void VcpuRunLoop::Run() {
       // api.rst: KVM_RUN returns -EINTR when a signal is pending or
       // immediate_exit is set (exit_reason KVM_EXIT_INTR): a kick, or
       // another signal (profilers); the loop's head sees which.
-      ++stats_.signal_exits;
+      Bump(stats_.signal_exits);
       continue;
     }
     if (err == EAGAIN) continue;  // transient (e.g. an AP not yet started)
@@ -257,6 +308,8 @@ void VcpuRunLoop::Run() {
   in_guest_.store(false, std::memory_order_relaxed);
   SetKickTarget(nullptr);
   timer_.reset();
+  Publish(VcpuRunState::kStopped);
+  if (gate_ != nullptr) gate_->Notify();  // a Pause() waiting counts it
 }
 
 bool VcpuRunLoop::HandleExit() {
@@ -276,10 +329,10 @@ bool VcpuRunLoop::HandleExit() {
     case KVM_EXIT_INTERNAL_ERROR:
       return HandleInternalError();
     case KVM_EXIT_INTR:
-      ++stats_.signal_exits;
+      Bump(stats_.signal_exits);
       return true;
     case KVM_EXIT_IRQ_WINDOW_OPEN:  // the next PrepareEntry injects
-      ++stats_.irq_window_exits;
+      Bump(stats_.irq_window_exits);
       return true;
     case KVM_EXIT_SET_TPR:  // CR8 lowered: SyncTpr took it
       return true;
@@ -293,7 +346,7 @@ bool VcpuRunLoop::HandleExit() {
 }
 
 bool VcpuRunLoop::HandleIo() {
-  ++stats_.io_exits;
+  Bump(stats_.io_exits);
   kvm_run* run = vcpu_.run();
   // String instructions (rep ins/outs) come as `count` consecutive items.
   uint8_t* data = reinterpret_cast<uint8_t*>(run) + run->io.data_offset;
@@ -309,13 +362,13 @@ bool VcpuRunLoop::HandleIo() {
 }
 
 bool VcpuRunLoop::HandleMmio() {
-  ++stats_.mmio_exits;
+  Bump(stats_.mmio_exits);
   kvm_run* run = vcpu_.run();
   uint32_t len = std::min<uint32_t>(run->mmio.len, sizeof(run->mmio.data));
   absl::Span<uint8_t> data(run->mmio.data, len);
   if (irqchip_ != nullptr && irqchip_->ApicMmio(index_, run->mmio.phys_addr,
                                                 run->mmio.is_write, data)) {
-    ++stats_.apic_mmio_exits;
+    Bump(stats_.apic_mmio_exits);
     return !stop_.requested();
   }
   if (run->mmio.is_write) {
@@ -327,7 +380,7 @@ bool VcpuRunLoop::HandleMmio() {
 }
 
 bool VcpuRunLoop::HandleHlt() {
-  ++stats_.hlt_exits;
+  Bump(stats_.hlt_exits);
   if (irqchip_ != nullptr) {
     // The next PrepareEntry waits until an interrupt can end the HLT.
     irqchip_->Halted(index_, vcpu_.run()->if_flag);

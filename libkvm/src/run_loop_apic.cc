@@ -43,7 +43,12 @@ VcpuRunLoop::Entry VcpuRunLoop::PrepareEntry() {
   if (!ApplyPlan(plan)) return Entry::kStop;
   if (plan.wait) {
     in_guest_.store(false, std::memory_order_relaxed);
-    irqchip_->Wait(index_, [this] { return stop_.requested(); });
+    Publish(irqchip_->activity(index_) == VcpuActivity::kWaitForSipi
+                ? VcpuRunState::kWaitingForSipi
+                : VcpuRunState::kHalted);
+    // A pause ends the wait too: the loop's head then holds at the gate.
+    irqchip_->Wait(index_, [this] { return Interrupted(); });
+    Publish(VcpuRunState::kRunning);
     return Entry::kAgain;
   }
   return Entry::kEnter;
@@ -55,11 +60,11 @@ bool VcpuRunLoop::ApplyPlan(const EntryPlan& plan) {
   if (st.ok() && plan.sipi) st = StartVcpuAtSipi(vcpu_, *plan.sipi);
   if (st.ok() && plan.nmi) {
     st = vcpu_.InjectNmi();
-    ++stats_.nmis_injected;
+    Bump(stats_.nmis_injected);
   }
   if (st.ok() && plan.vector >= 0) {
     st = vcpu_.InjectInterrupt(static_cast<uint8_t>(plan.vector));
-    ++stats_.interrupts_injected;
+    Bump(stats_.interrupts_injected);
     last_vector_ = plan.vector;
     last_vector_exits_ = stats_.exits;
   }
@@ -98,7 +103,7 @@ void VcpuRunLoop::SyncTpr() {
 }
 
 bool VcpuRunLoop::HandleMsr(bool write) {
-  ++stats_.msr_exits;
+  Bump(stats_.msr_exits);
   auto& msr = vcpu_.run()->msr;
   bool ok = false;
   if (irqchip_ != nullptr && UserIrqchip::IsApicMsr(msr.index)) {

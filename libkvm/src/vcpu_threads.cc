@@ -63,8 +63,8 @@ int KickSignal() { return SIGRTMIN + 2; }
 
 struct VcpuThreads::Worker {
   Worker(const Vcpu* v, Bus& pio, Bus& mmio, StopLatch& stop,
-         UserIrqchip* irqchip, uint32_t index)
-      : vcpu(v), loop(*v, pio, mmio, stop, irqchip, index) {}
+         UserIrqchip* irqchip, uint32_t index, PauseGate* gate)
+      : vcpu(v), loop(*v, pio, mmio, stop, irqchip, index, gate) {}
   const Vcpu* vcpu;
   VcpuRunLoop loop;
   std::thread thread;
@@ -82,8 +82,8 @@ VcpuThreads::VcpuThreads(std::vector<const Vcpu*> vcpus, Bus& pio, Bus& mmio,
   // some of them here): each worker's index in the chip is its vCPU id.
   for (uint32_t i = 0; i < vcpus.size(); ++i) {
     const uint32_t id = vcpus[i]->id();
-    workers_.push_back(
-        std::make_unique<Worker>(vcpus[i], pio, mmio, stop, irqchip, id));
+    workers_.push_back(std::make_unique<Worker>(vcpus[i], pio, mmio, stop,
+                                                irqchip, id, &gate_));
     if (by_id_.size() <= id) by_id_.resize(id + 1, -1);
     by_id_[id] = static_cast<int>(i);
   }
@@ -156,6 +156,7 @@ void VcpuThreads::KickAll() {
       pthread_kill(w->thread.native_handle(), KickSignal());
   }
   if (irqchip_) irqchip_->WakeAll();  // vCPUs waiting in HLT or for SIPI
+  gate_.Notify();                     // vCPUs held by a pause see the stop
 }
 
 StopEvent VcpuThreads::Join() {
@@ -168,6 +169,47 @@ StopEvent VcpuThreads::Join() {
   joined_ = true;
   return stop_.event();
 }
+
+std::vector<VcpuThreadInfo> VcpuThreads::Snapshot() const {
+  std::vector<VcpuThreadInfo> out;
+  out.reserve(workers_.size());
+  for (const auto& w : workers_) {
+    out.push_back({w->vcpu->id(), w->loop.state(), w->loop.stats()});
+  }
+  return out;
+}
+
+absl::Status VcpuThreads::Pause(absl::Duration timeout) {
+  if (stop_.requested()) {
+    return absl::FailedPreconditionError("pause: the VM is stopping");
+  }
+  gate_.Close();
+  KickAll();  // out of KVM_RUN and out of the irqchip's waits
+  auto out = [this] {
+    for (const auto& w : workers_) {
+      const VcpuRunState s = w->loop.state();
+      if (s != VcpuRunState::kPaused && s != VcpuRunState::kStopped) {
+        return false;
+      }
+    }
+    return true;
+  };
+  if (gate_.WaitUntil(out, absl::Now() + timeout)) return absl::OkStatus();
+  std::string late;
+  for (const VcpuThreadInfo& v : Snapshot()) {
+    if (v.state == VcpuRunState::kPaused || v.state == VcpuRunState::kStopped)
+      continue;
+    absl::StrAppend(&late, late.empty() ? "" : ", ", v.id, " (",
+                    VcpuRunStateName(v.state), ")");
+  }
+  return absl::DeadlineExceededError(absl::StrCat(
+      "pause: vCPU ", late, " not out of KVM_RUN after ",
+      absl::FormatDuration(timeout),
+      " (blocked on a page or a forwarded access?); it stops at its next "
+      "exit"));
+}
+
+void VcpuThreads::Resume() { gate_.Open(); }
 
 RunLoopStats VcpuThreads::TotalStats() const {
   RunLoopStats total;

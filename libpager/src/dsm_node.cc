@@ -33,5 +33,11 @@ rdmax::Transport& DsmNode::transport() { return engine_->transport(); }
 Pager& DsmNode::pager() { return engine_->pager(); }
 PagerStats DsmNode::PagerStatistics() const { return engine_->pager().Stats(); }
 nlohmann::json DsmNode::StatsJson() const { return engine_->StatsJson(); }
+absl::StatusOr<DsmPageView> DsmNode::InspectPage(uint64_t gpa) const {
+  return engine_->InspectPage(gpa);
+}
+std::array<uint64_t, 4> DsmNode::PagesByState() const {
+  return engine_->PagesByState();
+}
 
 }  // namespace ssihv::pager

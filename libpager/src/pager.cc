@@ -378,6 +378,7 @@ PagerStats Pager::Stats() const {
   PagerStats s;
   for (size_t k = 0; k < kNumFaultKinds; ++k) {
     s.latency[k] = latency_[k].Summarize();
+    s.buckets[k] = latency_[k].Buckets();
     s.faults[k] = s.latency[k].count;
   }
   s.all = LatencyHistogram::SummarizeMerged(latency_.data(), kNumFaultKinds);

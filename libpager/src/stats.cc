@@ -50,9 +50,28 @@ uint64_t LatencyHistogram::BucketLow(int bucket) {
   return (static_cast<uint64_t>(kSub) + sub) << shift;
 }
 
+size_t LatencyHistogram::FixedBucketOf(uint64_t ns) {
+  return static_cast<size_t>(std::lower_bound(kFaultBucketBoundsNs.begin(),
+                                              kFaultBucketBoundsNs.end(), ns) -
+                             kFaultBucketBoundsNs.begin());
+}
+
+FixedBuckets LatencyHistogram::Buckets() const {
+  FixedBuckets b;
+  uint64_t below = 0;
+  for (size_t i = 0; i < fixed_.size(); ++i) {
+    below += fixed_[i].load(std::memory_order_relaxed);
+    if (i < b.le.size()) b.le[i] = below;
+  }
+  b.count = below;
+  b.sum_ns = sum_ns_.load(std::memory_order_relaxed);
+  return b;
+}
+
 void LatencyHistogram::Record(int64_t ns) {
   const uint64_t v = ns < 0 ? 0 : static_cast<uint64_t>(ns);
   buckets_[BucketOf(v)].fetch_add(1, std::memory_order_relaxed);
+  fixed_[FixedBucketOf(v)].fetch_add(1, std::memory_order_relaxed);
   sum_ns_.fetch_add(v, std::memory_order_relaxed);
   uint64_t max = max_ns_.load(std::memory_order_relaxed);
   while (v > max &&
@@ -62,6 +81,7 @@ void LatencyHistogram::Record(int64_t ns) {
 
 void LatencyHistogram::Reset() {
   for (auto& b : buckets_) b.store(0, std::memory_order_relaxed);
+  for (auto& b : fixed_) b.store(0, std::memory_order_relaxed);
   sum_ns_.store(0, std::memory_order_relaxed);
   max_ns_.store(0, std::memory_order_relaxed);
 }

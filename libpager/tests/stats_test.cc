@@ -128,6 +128,34 @@ TEST_CASE("Stats JSON has a fixed schema with every kind") {
   CHECK(j["latency_us"].contains("all"));
 }
 
+TEST_CASE("Fixed buckets count exactly at their bounds, cumulatively") {
+  LatencyHistogram h;
+  // On a bound counts in that bucket (le = less or equal); one above, in
+  // the next; beyond 1 s only in count.
+  h.Record(1'000);
+  h.Record(1'001);
+  h.Record(2'000);
+  h.Record(999'999'999);
+  h.Record(2'000'000'000);
+  h.Record(-5);  // a clock step backwards counts as 0
+  const FixedBuckets b = h.Buckets();
+  CHECK(b.le[0] == 2);  // -5 (as 0) and 1000 <= 1 us
+  CHECK(b.le[1] == 4);  // + 1001, 2000 <= 2 us
+  CHECK(b.le[2] == 4);
+  CHECK(b.le[17] == 4);
+  CHECK(b.le[18] == 5);  // + 999'999'999 <= 1 s
+  CHECK(b.count == 6);
+  CHECK(b.sum_ns == 1'000 + 1'001 + 2'000 + 999'999'999 + 2'000'000'000);
+  for (size_t i = 1; i < b.le.size(); ++i) CHECK(b.le[i] >= b.le[i - 1]);
+  CHECK(LatencyHistogram::FixedBucketOf(0) == 0);
+  CHECK(LatencyHistogram::FixedBucketOf(50'001) == 6);
+  CHECK(LatencyHistogram::FixedBucketOf(1'000'000'001) ==
+        kFaultBucketBoundsNs.size());
+  h.Reset();
+  CHECK(h.Buckets().count == 0);
+  CHECK(h.Buckets().le[18] == 0);
+}
+
 TEST_CASE("Kind and access names") {
   CHECK(FaultKindName(FaultKind::kLocalZero) == "local_zero");
   CHECK(FaultKindName(FaultKind::kRemoteWrite) == "remote_write");

@@ -137,9 +137,14 @@ TEST_CASE("stop, clock, EOI and heartbeat round trip; bad ones refused") {
   REQUIRE(ds.ok());
   CHECK(ds->text.size() == kMaxStopText);
   std::vector<uint8_t> bad = Encode(s);
-  bad[0] = 7;
+  bad[0] = 8;
   CHECK_THAT(std::string(DecodeStop(bad).status().message()),
-             Catch::Contains("stop kind 7"));
+             Catch::Contains("stop kind 8"));
+  bad[0] = static_cast<uint8_t>(StopKind::kApiStop);
+  ds = DecodeStop(bad);
+  REQUIRE(ds.ok());
+  CHECK(ds->kind == StopKind::kApiStop);
+  CHECK(std::string(StopKindName(StopKind::kApiStop)) == "api stop");
 
   ClockMsg c;
   c.kvmclock_ns = 123456789;
@@ -177,6 +182,63 @@ TEST_CASE("stop, clock, EOI and heartbeat round trip; bad ones refused") {
   std::vector<uint8_t> hb = Encode(h);
   hb.push_back(1);
   CHECK_FALSE(DecodeHello(hb).ok());
+}
+
+TEST_CASE("action: round trip and refusals") {
+  for (ActionKind k :
+       {ActionKind::kPause, ActionKind::kResume, ActionKind::kStop}) {
+    auto d = DecodeAction(Encode(ActionMsg{k}));
+    REQUIRE(d.ok());
+    CHECK(d->action == k);
+  }
+  CHECK(std::string(ActionKindName(ActionKind::kResume)) == "resume");
+  CHECK_THAT(std::string(DecodeAction({}).status().message()),
+             Catch::Contains("action message: truncated"));
+  const std::vector<uint8_t> three = {3};
+  CHECK_THAT(std::string(DecodeAction(three).status().message()),
+             Catch::Contains("action 3"));
+  const std::vector<uint8_t> trailing = {0, 0};
+  CHECK_THAT(std::string(DecodeAction(trailing).status().message()),
+             Catch::Contains("1 trailing bytes"));
+}
+
+TEST_CASE("action result: statuses round trip; bad ones refused") {
+  const absl::Status err =
+      absl::DeadlineExceededError("pause: vCPU 3 not out of KVM_RUN");
+  auto d = DecodeActionResult(Encode(ToActionResult(err)));
+  REQUIRE(d.ok());
+  CHECK(FromActionResult(*d) == err);
+  d = DecodeActionResult(Encode(ToActionResult(absl::OkStatus())));
+  REQUIRE(d.ok());
+  CHECK(FromActionResult(*d).ok());
+
+  // A long message is cut to the limit, not refused.
+  d = DecodeActionResult(Encode(
+      ToActionResult(absl::InternalError(std::string(2000, 'x')))));
+  REQUIRE(d.ok());
+  CHECK(d->message.size() == kMaxActionText);
+
+  std::vector<uint8_t> b = Encode(ToActionResult(err));
+  std::vector<uint8_t> code = b;
+  code[0] = 17;  // beyond absl's codes
+  CHECK_THAT(std::string(DecodeActionResult(code).status().message()),
+             Catch::Contains("status code 17"));
+  std::vector<uint8_t> longer = b;
+  longer[1] = 0xff;  // claims more text than there is
+  longer[2] = 0x01;
+  CHECK_THAT(std::string(DecodeActionResult(longer).status().message()),
+             Catch::Contains("truncated"));
+  std::vector<uint8_t> huge = b;
+  huge[1] = 0x01;  // 513 > kMaxActionText
+  huge[2] = 0x02;
+  huge[3] = 0;
+  huge[4] = 0;
+  CHECK_THAT(std::string(DecodeActionResult(huge).status().message()),
+             Catch::Contains("message of 513 bytes"));
+  std::vector<uint8_t> cut(b.begin(), b.end() - 1);
+  CHECK_THAT(std::string(DecodeActionResult(cut).status().message()),
+             Catch::Contains("truncated"));
+  CHECK_FALSE(DecodeActionResult(std::vector<uint8_t>(3)).ok());
 }
 
 }  // namespace

@@ -56,6 +56,9 @@ class DsmEngine {
   rdmax::Transport& transport() { return *transport_; }
   absl::Status DeclareDead(uint32_t node);
   nlohmann::json StatsJson() const;
+  // Inspection for the control API (inspect.cc).
+  absl::StatusOr<DsmPageView> InspectPage(uint64_t gpa) const;
+  std::array<uint64_t, 4> PagesByState() const;
 
   // PageSource entry points (fault threads).
   void HandleFault(const Fault& fault, Resolver& resolver);

@@ -18,7 +18,9 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/time/time.h"
 #include "ssihv/kvm/bus.h"
+#include "ssihv/kvm/pause_gate.h"
 #include "ssihv/kvm/user_irqchip.h"
 #include "ssihv/kvm/vcpu.h"
 
@@ -36,6 +38,8 @@ enum class StopReason {
   kHalted,         // HLT reached user space with no irqchip to wake it
   kStopRequested,  // the VMM stopped the VM (signal, console escape)
   kError,          // a VMM or KVM failure; see the status
+  kApiStop,        // an orderly stop asked for by the VMM's control API
+                   // (POST /vm/stop): as final as a power-off
 };
 const char* StopReasonName(StopReason reason);
 
@@ -70,7 +74,9 @@ class StopLatch {
   std::vector<std::function<void()>> listeners_;
 };
 
-/// Counters a run loop keeps (read after it returns).
+/// Counters a run loop keeps. Its own thread bumps them with relaxed
+/// atomic stores (one writer: no locked instruction on the exit path);
+/// VcpuRunLoop::stats() reads them from any thread at any time.
 struct RunLoopStats {
   uint64_t exits = 0;
   uint64_t io_exits = 0;
@@ -87,6 +93,19 @@ struct RunLoopStats {
   RunLoopStats& operator+=(const RunLoopStats& o);
 };
 
+/// What a vCPU thread is doing, published for other threads (the VMM's
+/// API). With KVM's irqchip, HLT and the wait for SIPI happen inside
+/// KVM_RUN, where user space cannot see them: such a vCPU is kRunning.
+enum class VcpuRunState : uint8_t {
+  kNotStarted,      ///< its thread has not entered the loop yet
+  kRunning,         ///< in or around KVM_RUN
+  kHalted,          ///< user irqchip: HLT, waiting for an interrupt
+  kWaitingForSipi,  ///< user irqchip: an AP after INIT, before its SIPI
+  kPaused,          ///< held by the PauseGate
+  kStopped,         ///< the loop has returned
+};
+const char* VcpuRunStateName(VcpuRunState state);
+
 /// What KVM_EXIT_FAIL_ENTRY says, in words: the hardware reason decoded for
 /// both vendors (SVM_EXIT_ERR, a VMX failed-entry exit reason, a VMX
 /// instruction error) and the host CPU. Pure; used by the run loop.
@@ -100,15 +119,21 @@ class VcpuRunLoop {
  public:
   /// `irqchip`: the VM's user-space interrupt controllers, this vCPU being
   /// number `index` in it; nullptr with KVM's irqchip or none.
+  /// `gate`: where the loop waits while the VM is paused; nullptr: never
+  /// paused.
   VcpuRunLoop(const Vcpu& vcpu, Bus& pio, Bus& mmio, StopLatch& stop,
-              UserIrqchip* irqchip = nullptr, uint32_t index = 0);
+              UserIrqchip* irqchip = nullptr, uint32_t index = 0,
+              PauseGate* gate = nullptr);
   ~VcpuRunLoop();
 
   /// Runs the vCPU until the latch is set (by one of its exits or by anyone
   /// else). Every exit that ends the VM sets the latch itself. The calling
   /// thread's kick signal (KickSignal) must not be blocked.
   void Run();
-  const RunLoopStats& stats() const { return stats_; }
+  /// A snapshot of the counters (any thread, any time).
+  RunLoopStats stats() const;
+  /// What the vCPU thread is doing now (any thread).
+  VcpuRunState state() const { return state_.load(std::memory_order_acquire); }
   /// True from just before this vCPU looks at its APIC until it leaves
   /// KVM_RUN: an interrupt delivered meanwhile must kick its thread.
   bool in_guest() const { return in_guest_.load(std::memory_order_seq_cst); }
@@ -134,6 +159,19 @@ class VcpuRunLoop {
   bool HandleInternalError();
   bool HandleUnknown();
   bool Fail(absl::Status status);
+  /// Waits at the pause gate while it is closed.
+  void HoldIfPaused();
+  /// One writer (this thread), readers anywhere: a relaxed load and store
+  /// through atomic_ref, which compiles to a plain add.
+  static void Bump(uint64_t& counter) {
+    std::atomic_ref<uint64_t> c(counter);
+    c.store(c.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
+  }
+  void Publish(VcpuRunState s) { state_.store(s, std::memory_order_release); }
+  /// Stop or pause: what ends a wait of the user irqchip.
+  bool Interrupted() const {
+    return stop_.requested() || (gate_ != nullptr && gate_->closed());
+  }
 
   const Vcpu& vcpu_;
   Bus& pio_;
@@ -141,7 +179,9 @@ class VcpuRunLoop {
   StopLatch& stop_;
   UserIrqchip* irqchip_;
   uint32_t index_;
-  RunLoopStats stats_;
+  PauseGate* gate_;
+  RunLoopStats stats_;  // written by this thread only, see Bump()
+  std::atomic<VcpuRunState> state_{VcpuRunState::kNotStarted};
   std::atomic<bool> in_guest_{false};
   uint8_t entry_cr8_ = 0;  // kvm_run.cr8 as set before the last entry
   // For the report of an unexpected triple fault (user irqchip): what this
@@ -157,6 +197,13 @@ class VcpuRunLoop {
 /// The signal that kicks a vCPU thread out of KVM_RUN (SIGRTMIN + 2). Its
 /// handler does nothing; what matters is that KVM_RUN returns EINTR.
 int KickSignal();
+
+/// One vCPU as VcpuThreads::Snapshot() sees it.
+struct VcpuThreadInfo {
+  uint32_t id = 0;
+  VcpuRunState state = VcpuRunState::kNotStarted;
+  RunLoopStats stats;
+};
 
 /// One thread per vCPU running VcpuRunLoop. The latch's listener kicks every
 /// vCPU; Join() waits for all threads. vCPU threads block every signal but
@@ -178,12 +225,25 @@ class VcpuThreads {
   void KickAll();
   /// Waits until every vCPU thread has returned; returns the stop event.
   StopEvent Join();
-  /// Sum of every loop's counters (after Join).
+  /// Sum of every loop's counters.
   RunLoopStats TotalStats() const;
+  /// Every vCPU's state and counters, in the order given (any thread).
+  std::vector<VcpuThreadInfo> Snapshot() const;
+
+  /// Holds every vCPU outside KVM_RUN: closes the pause gate, kicks them
+  /// and waits until each is paused (or its loop ended) or `timeout`
+  /// passes: DeadlineExceeded naming the vCPUs not yet out (the gate stays
+  /// closed: they stop at their next exit). FailedPrecondition once the VM
+  /// is stopping. Idempotent.
+  absl::Status Pause(absl::Duration timeout);
+  /// Releases the vCPUs held by Pause(). Idempotent.
+  void Resume();
+  bool paused() const { return gate_.closed(); }
 
  private:
   struct Worker;
   void Kick(uint32_t id);
+  PauseGate gate_;  // before workers_: their loops point at it
   std::vector<std::unique_ptr<Worker>> workers_;
   std::vector<int> by_id_;  // vCPU id -> its worker, -1: not here
   StopLatch& stop_;

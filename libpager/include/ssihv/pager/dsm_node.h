@@ -16,8 +16,11 @@
 #ifndef SSIHV_PAGER_DSM_NODE_H_
 #define SSIHV_PAGER_DSM_NODE_H_
 
+#include <array>
 #include <cstdint>
 #include <functional>
+#include <optional>
+#include <vector>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -34,6 +37,27 @@
 namespace ssihv::pager {
 
 class DsmEngine;
+
+/// The names of a node's local page states (libdirectory's PageState, in
+/// its order): "invalid", "shared", "modified", "lost".
+inline constexpr std::array<const char*, 4> kDsmPageStateNames = {
+    "invalid", "shared", "modified", "lost"};
+
+/// The home's directory entry of a page.
+struct DsmDirectoryView {
+  std::string state;  ///< "shared", "modified", "lost", "recovering"
+  std::optional<uint32_t> owner;  ///< the Modified holder
+  std::vector<uint32_t> sharers;  ///< the nodes with a Shared copy
+  bool busy = false;              ///< a transaction is in progress
+};
+
+/// One page as this node sees it.
+struct DsmPageView {
+  std::string state;  ///< one of kDsmPageStateNames
+  /// Present when this node holds the page's directory (its home, or the
+  /// adopter of a dead home's range).
+  std::optional<DsmDirectoryView> directory;
+};
 
 struct DsmOptions {
   /// Pager fault threads (see PagerOptions::fault_threads).
@@ -127,6 +151,13 @@ class DsmNode {
 
   Pager& pager();
   PagerStats PagerStatistics() const;
+  /// The page at `gpa` (any address in it): this node's state and, when the
+  /// directory is here, its entry. Takes the page's lock briefly (never on
+  /// a fault thread). NotFound outside guest RAM.
+  absl::StatusOr<DsmPageView> InspectPage(uint64_t gpa) const;
+  /// Guest pages by this node's state (index: kDsmPageStateNames). Takes
+  /// each page lock stripe in turn (about a millisecond per GiB of RAM).
+  std::array<uint64_t, 4> PagesByState() const;
   /// {"pager": ..., "protocol": ..., "transport": ..., "dsm": ...}.
   nlohmann::json StatsJson() const;
 

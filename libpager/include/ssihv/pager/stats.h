@@ -22,6 +22,26 @@ struct LatencySummary {
   double max_us = 0;  ///< exact; percentiles are within 1/32 (~3%) of truth
 };
 
+/// Upper bounds (ns) of the fixed fault-latency buckets, 1-2-5 steps from
+/// 1 us (a local zero fill) to 1 s (a stalled peer): what Prometheus shows
+/// (libcontrol's kLatencyBucketBounds, in seconds; ssihv-vmm checks at
+/// compile time that the two agree). Exact counts, unlike percentiles of
+/// the log-linear buckets.
+inline constexpr std::array<uint64_t, 19> kFaultBucketBoundsNs = {
+    1'000,      2'000,      5'000,      10'000,      20'000,
+    50'000,     100'000,    200'000,    500'000,     1'000'000,
+    2'000'000,  5'000'000,  10'000'000, 20'000'000,  50'000'000,
+    100'000'000, 200'000'000, 500'000'000, 1'000'000'000};
+
+/// Cumulative counts over kFaultBucketBoundsNs, as Prometheus exposes a
+/// histogram: `le[i]` = observations <= bound i (non-decreasing), `count`
+/// all of them (the +Inf bucket), `sum_ns` their sum.
+struct FixedBuckets {
+  std::array<uint64_t, kFaultBucketBoundsNs.size()> le{};
+  uint64_t count = 0;
+  uint64_t sum_ns = 0;
+};
+
 /// A concurrent log-linear histogram of nanosecond durations: 32 linear
 /// sub-buckets per power of two, so any percentile is reported within ~3%.
 /// Record() is wait-free (relaxed atomics); Summarize() may run concurrently
@@ -34,7 +54,13 @@ class LatencyHistogram {
 
   void Record(int64_t ns);
   LatencySummary Summarize() const { return SummarizeMerged(this, 1); }
+  /// The same observations in the fixed buckets (exact, any time).
+  FixedBuckets Buckets() const;
   void Reset();
+
+  /// The fixed bucket of `ns`: the first bound >= ns, or the bound count
+  /// (beyond the last bound).
+  static size_t FixedBucketOf(uint64_t ns);
 
   /// One summary of the union of `n` histograms.
   static LatencySummary SummarizeMerged(const LatencyHistogram* hists,
@@ -46,6 +72,9 @@ class LatencyHistogram {
 
  private:
   std::array<std::atomic<uint64_t>, kBuckets> buckets_{};
+  // Recorded next to buckets_: one more relaxed add per fault, for exact
+  // counts at the bounds a scraper asks about.
+  std::array<std::atomic<uint64_t>, kFaultBucketBoundsNs.size() + 1> fixed_{};
   std::atomic<uint64_t> sum_ns_{0};
   std::atomic<uint64_t> max_ns_{0};
 };
@@ -56,6 +85,8 @@ struct PagerStats {
   /// the fault off the uffd to the resolving ioctl).
   std::array<uint64_t, kNumFaultKinds> faults{};
   std::array<LatencySummary, kNumFaultKinds> latency{};
+  /// The same service times in the fixed buckets, by FaultKind.
+  std::array<FixedBuckets, kNumFaultKinds> buckets{};
   LatencySummary all;  ///< every kind together
 
   uint64_t messages = 0;        ///< page-fault messages read from the uffd

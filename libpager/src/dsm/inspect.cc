@@ -1,0 +1,79 @@
+// DsmEngine's read-only views for the control API (/pages, /metrics): the
+// protocol state is read under the same page locks the fault and data
+// threads take, so a view is never torn; the locks are held only to copy.
+#include <bit>
+
+#include "absl/strings/str_cat.h"
+#include "dsm/engine.h"
+
+namespace ssihv::pager {
+namespace dir = ::ssihv::directory;
+
+namespace {
+
+const char* DirStateName(dir::DirState s) {
+  switch (s) {
+    case dir::DirState::kShared:
+      return "shared";
+    case dir::DirState::kModified:
+      return "modified";
+    case dir::DirState::kLost:
+      return "lost";
+    case dir::DirState::kRecovering:
+      return "recovering";
+  }
+  return "unknown";
+}
+
+DsmDirectoryView ViewOf(const dir::DirView& v) {
+  DsmDirectoryView d;
+  d.state = DirStateName(v.state);
+  d.busy = v.phase != dir::TxnPhase::kIdle;
+  std::vector<uint32_t> copies;
+  for (dir::NodeMask m = v.copies; m != 0; m &= m - 1) {
+    copies.push_back(static_cast<uint32_t>(std::countr_zero(m)));
+  }
+  if (v.state == dir::DirState::kModified && copies.size() == 1) {
+    d.owner = copies.front();
+  } else if (v.state == dir::DirState::kShared) {
+    d.sharers = std::move(copies);
+  }
+  return d;
+}
+
+}  // namespace
+
+absl::StatusOr<DsmPageView> DsmEngine::InspectPage(uint64_t gpa) const {
+  std::optional<dir::PageId> page = space_->PageOfGpa(gpa);
+  if (!page) {
+    return absl::NotFoundError(absl::StrCat(
+        "inspect page: GPA 0x", absl::Hex(gpa), " is not guest RAM"));
+  }
+  DsmPageView view;
+  dsm::PageGuard guard(*locks_, *page);
+  const auto local = static_cast<size_t>(node_->node_agent().StateOf(*page));
+  view.state = local < kDsmPageStateNames.size() ? kDsmPageStateNames[local]
+                                                 : "unknown";
+  const dir::NodeId range = space_->StaticHomeOf(*page);
+  if (node_->home_agent().HoldsRange(range)) {
+    view.directory = ViewOf(node_->home_agent().Inspect(*page));
+  }
+  return view;
+}
+
+std::array<uint64_t, 4> DsmEngine::PagesByState() const {
+  std::array<uint64_t, 4> counts{};
+  const dir::PageId pages = space_->num_pages();
+  for (uint64_t stripe = 0; stripe < dsm::PageLocks::kStripes; ++stripe) {
+    if (stripe >= pages) break;
+    // Every page of one stripe under its lock (one acquisition each).
+    dsm::PageGuard guard(*locks_, stripe);
+    for (dir::PageId p = stripe; p < pages; p += dsm::PageLocks::kStripes) {
+      const auto s = static_cast<size_t>(node_->node_agent().StateOf(p));
+      if (s < counts.size()) ++counts[s];
+    }
+  }
+  return counts;
+}
+
+}  // namespace ssihv::pager
