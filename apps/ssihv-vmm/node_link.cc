@@ -125,6 +125,9 @@ void NodeLink::Dispatch(const rdmax::Message& m) {
         break;
       }
       p.io_served.fetch_add(1, std::memory_order_relaxed);
+      if (d->space == IoSpace::kMmio) {
+        p.mmio_served.fetch_add(1, std::memory_order_relaxed);
+      }
       Reply(m, EncodeIoResult(*read));
       return;
     }
@@ -242,6 +245,9 @@ absl::StatusOr<std::vector<uint8_t>> NodeLink::ForwardIo(const IoMsg& m) {
   }
   Peer& p = *peers_[0];
   p.io_forwarded.fetch_add(1, std::memory_order_relaxed);
+  if (m.space == IoSpace::kMmio) {
+    p.mmio_forwarded.fetch_add(1, std::memory_order_relaxed);
+  }
   p.io_ns_total.fetch_add(static_cast<uint64_t>(NowNs() - start),
                           std::memory_order_relaxed);
   return DecodeIoResult(absl::MakeConstSpan(response, *n), m);
@@ -314,11 +320,10 @@ std::vector<std::pair<uint32_t, absl::Status>> NodeLink::ForwardAction(
   for (uint32_t n = 0; n < peers_.size(); ++n) {
     if (n == self_) continue;
     const std::optional<absl::Status>& a = answers->by_node[n];
-    absl::Status st =
-        a ? *a
-          : absl::DeadlineExceededError(absl::StrCat(
-                "node ", n, " did not answer within ",
-                absl::FormatDuration(timeout)));
+    absl::Status st = a ? *a
+                        : absl::DeadlineExceededError(absl::StrCat(
+                              "node ", n, " did not answer within ",
+                              absl::FormatDuration(timeout)));
     if (!st.ok()) {
       st = absl::Status(st.code(),
                         absl::StrCat(what, " on node ", n, ": ", st.message()));
@@ -479,6 +484,8 @@ std::vector<PeerLinkStats> NodeLink::stats() const {
     s.interrupts_received = p.interrupts_received;
     s.io_forwarded = p.io_forwarded;
     s.io_served = p.io_served;
+    s.mmio_forwarded = p.mmio_forwarded;
+    s.mmio_served = p.mmio_served;
     s.io_ns_total = p.io_ns_total;
     s.routing_updates_received = p.routing_received;
     s.heartbeats_received = p.heartbeats_received;

@@ -46,6 +46,8 @@ struct PeerLinkStats {
   uint64_t interrupts_received = 0;  // deliveries from it to ours
   uint64_t io_forwarded = 0;         // our accesses it served (node 0)
   uint64_t io_served = 0;            // its accesses we served (node 0)
+  uint64_t mmio_forwarded = 0;       // the MMIO ones among io_forwarded
+  uint64_t mmio_served = 0;          // the MMIO ones among io_served
   uint64_t io_ns_total = 0;          // round trips of io_forwarded
   uint64_t routing_updates_received = 0;
   uint64_t heartbeats_received = 0;
@@ -132,8 +134,8 @@ class NodeLink {
  private:
   struct Peer {
     std::atomic<uint64_t> interrupts_sent{0}, interrupts_received{0},
-        io_forwarded{0}, io_served{0}, io_ns_total{0}, routing_received{0},
-        heartbeats_received{0};
+        io_forwarded{0}, io_served{0}, mmio_forwarded{0}, mmio_served{0},
+        io_ns_total{0}, routing_received{0}, heartbeats_received{0};
     std::atomic<int64_t> last_heard_ns{0};  // 0: never
     std::atomic<int64_t> down_since_ns{0};  // 0: up (or never connected)
     std::atomic<bool> up{false};

@@ -1,6 +1,6 @@
 #include "vmm_api.h"
 
-#include <cmath>
+#include <algorithm>
 
 #include "absl/strings/str_cat.h"
 #include "ssihv/control/metrics.h"
@@ -44,8 +44,8 @@ control::NodeHealth HealthOf(VmmPhase phase, bool paused,
       h.status = control::NodeStatus::kWaitingForPeers;
       break;
     case VmmPhase::kRunning:
-      h.status = paused ? control::NodeStatus::kPaused
-                        : control::NodeStatus::kRunning;
+      h.status =
+          paused ? control::NodeStatus::kPaused : control::NodeStatus::kRunning;
       break;
     case VmmPhase::kStopping:
       h.status = control::NodeStatus::kStopping;
@@ -94,7 +94,8 @@ std::vector<control::FaultMetrics> FaultsOf(const pager::PagerStats& s) {
   for (size_t k = 0; k < pager::kNumFaultKinds; ++k) {
     const pager::FixedBuckets& b = s.buckets[k];
     control::FaultMetrics f;
-    f.kind = std::string(pager::FaultKindName(static_cast<pager::FaultKind>(k)));
+    f.kind =
+        std::string(pager::FaultKindName(static_cast<pager::FaultKind>(k)));
     // The count of the buckets, not s.faults: one snapshot for both.
     f.faults = b.count;
     f.latency.bounds.assign(control::kLatencyBucketBounds.begin(),
@@ -127,10 +128,12 @@ control::PeerInfo PeerOf(uint32_t node, const PeerLinkStats& s,
 control::PeerMetrics PeerMetricsOf(uint32_t node, const PeerLinkStats& s) {
   control::PeerMetrics m;
   m.peer = node;
-  // Only node 0 has devices: io_forwarded is what it did for us (PIO and
-  // MMIO are not told apart by the link), io_served what we did for it.
-  m.pio_forwarded = s.io_forwarded;
-  m.pio_served = s.io_served;
+  // Only node 0 has devices: io_forwarded is what it did for us,
+  // io_served what we did for it; the MMIO ones are counted apart.
+  m.mmio_forwarded = std::min(s.mmio_forwarded, s.io_forwarded);
+  m.pio_forwarded = s.io_forwarded - m.mmio_forwarded;
+  m.mmio_served = std::min(s.mmio_served, s.io_served);
+  m.pio_served = s.io_served - m.mmio_served;
   m.ipis_sent = s.interrupts_sent;
   m.ipis_received = s.interrupts_received;
   return m;
@@ -219,8 +222,8 @@ absl::StatusOr<control::PageInfo> VmmApi::Page(uint64_t page_gpa) const {
     control::PageInfo info{v->state, std::nullopt};
     if (v->directory) {
       const pager::DsmDirectoryView& d = *v->directory;
-      info.directory = control::DirectoryInfo{d.state, d.owner, d.sharers,
-                                              d.busy};
+      info.directory =
+          control::DirectoryInfo{d.state, d.owner, d.sharers, d.busy};
     }
     return info;
   }

@@ -38,8 +38,8 @@ class VmmApi final : public control::VmNode {
       control::VmAction action) override;
 
   /// Where ClusterAction goes (the Vmm; tests give another function).
-  using ActionFn = std::function<std::vector<std::pair<uint32_t, absl::Status>>(
-      ActionKind)>;
+  using ActionFn =
+      std::function<std::vector<std::pair<uint32_t, absl::Status>>(ActionKind)>;
   void set_action(ActionFn fn) { action_ = std::move(fn); }
 
  private:
@@ -65,8 +65,9 @@ std::vector<control::FaultMetrics> FaultsOf(const pager::PagerStats& s);
 /// A peer's liveness and transport from the node link's view of it.
 control::PeerInfo PeerOf(uint32_t node, const PeerLinkStats& s,
                          const std::string& transport);
-/// The link's counters of one peer as the API's (interrupts are the IPIs;
-/// the transport's byte and message counters are not kept per peer).
+/// The link's counters of one peer as the API's (interrupts are the IPIs).
+/// The transport's message, byte and error counters stay 0: librdmax keeps
+/// them for the whole transport only, not per peer.
 control::PeerMetrics PeerMetricsOf(uint32_t node, const PeerLinkStats& s);
 /// Pages by state from counts indexed like pager::kDsmPageStateNames.
 std::vector<control::NamedCount> PagesOf(const std::array<uint64_t, 4>& n);

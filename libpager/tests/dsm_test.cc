@@ -1,6 +1,7 @@
 // The DSM node with several nodes in one process over librdmax's loopback
 // fabric: each node has its own guest RAM, pager and uffd; test threads act
 // as the vCPUs of one node by touching that node's mapping.
+#include <array>
 #include <atomic>
 #include <catch2/catch.hpp>
 #include <cstring>
@@ -160,6 +161,46 @@ TEST_CASE("Writes move ownership; the old copies are invalidated") {
                c.Faults(0, FaultKind::kRemoteWrite) >=
            1;
   }));
+  CHECK(c.errors == 0);
+}
+
+TEST_CASE("InspectPage and PagesByState show the protocol's view") {
+  Cluster c(2);
+  const uint64_t gpa = c.HomeBase(0) + 7 * 4096;
+  const uint64_t pages_per_node = 2 * 1024 * 1024 / 4096;
+  // At start: node 0 holds its own pages Modified, node 1 none of them.
+  auto v0 = c.nodes[0]->InspectPage(gpa + 100);
+  REQUIRE(v0.ok());
+  CHECK(v0->state == "modified");
+  REQUIRE(v0->directory.has_value());  // node 0 is the home
+  CHECK(v0->directory->state == "modified");
+  CHECK(v0->directory->owner == 0u);
+  CHECK_FALSE(v0->directory->busy);
+  auto v1 = c.nodes[1]->InspectPage(gpa);
+  REQUIRE(v1.ok());
+  CHECK(v1->state == "invalid");
+  CHECK_FALSE(v1->directory.has_value());
+  std::array<uint64_t, 4> by0 = c.nodes[0]->PagesByState();
+  CHECK(by0[2] == pages_per_node);  // modified: its own
+  CHECK(by0[0] == pages_per_node);  // invalid: node 1's
+
+  // A remote read: both Shared; the directory lists both sharers.
+  *c.At(0, gpa) = 42;
+  CHECK(*c.At(1, gpa) == 42);
+  REQUIRE(testing::WaitFor([&] {
+    auto v = c.nodes[0]->InspectPage(gpa);
+    return v.ok() && v->directory && !v->directory->busy &&
+           v->directory->state == "shared";
+  }));
+  v0 = c.nodes[0]->InspectPage(gpa);
+  CHECK(v0->state == "shared");
+  CHECK(v0->directory->sharers == std::vector<uint32_t>{0, 1});
+  CHECK_FALSE(v0->directory->owner.has_value());
+  CHECK(c.nodes[1]->InspectPage(gpa)->state == "shared");
+  CHECK(c.nodes[1]->PagesByState()[1] >= 1);
+  CHECK(c.nodes[0]->PagesByState()[1] >= 1);
+
+  CHECK(absl::IsNotFound(c.nodes[0]->InspectPage(1ull << 40).status()));
   CHECK(c.errors == 0);
 }
 

@@ -78,7 +78,7 @@ TEST_CASE("vCPU states and exits by reason") {
 
 TEST_CASE("fault histograms carry libpager's exact buckets") {
   pager::LatencyHistogram remote;
-  remote.Record(30'000);     // 30 us: <= 5e-5
+  remote.Record(30'000);  // 30 us: <= 5e-5
   remote.Record(30'000);
   remote.Record(3'000'000);  // 3 ms: <= 5e-3
   pager::PagerStats s;
@@ -129,13 +129,18 @@ TEST_CASE("peers: liveness from the link; counters mapped") {
   c.interrupts_sent = 9;
   c.interrupts_received = 8;
   c.io_forwarded = 7;
+  c.mmio_forwarded = 2;
   c.io_served = 6;
+  c.mmio_served = 1;
   const control::PeerMetrics m = PeerMetricsOf(3, c);
   CHECK(m.peer == 3);
   CHECK(m.ipis_sent == 9);
   CHECK(m.ipis_received == 8);
-  CHECK(m.pio_forwarded == 7);
-  CHECK(m.pio_served == 6);
+  CHECK(m.pio_forwarded == 5);
+  CHECK(m.mmio_forwarded == 2);
+  CHECK(m.pio_served == 5);
+  CHECK(m.mmio_served == 1);
+  CHECK(m.messages_sent == 0);  // not kept per peer (librdmax)
 }
 
 TEST_CASE("pages by state and action results") {
@@ -170,8 +175,9 @@ TEST_CASE("pages by state and action results") {
 }
 
 TEST_CASE("VmmApi over a Vmm that is not built yet") {
-  std::unique_ptr<Vmm> vmm = Vmm::Prepare(cluster::DefaultClusterConfig())  // 2 nodes;
-  VmmApi one(vmm.get(), std::nullopt);
+  std::unique_ptr<Vmm> vmm =
+      Vmm::Prepare(cluster::DefaultClusterConfig())  // 2 nodes;
+      VmmApi one(vmm.get(), std::nullopt);
   CHECK(one.Health().status == control::NodeStatus::kStarting);
   CHECK(one.Health().uptime_s >= 0);
   CHECK(one.Vcpus().empty());

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <pty.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
 #include <unistd.h>
@@ -17,9 +18,13 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "fake_bzimage.h"
+#include "ssihv/control/client.h"
+#include "ssihv/testing/device.h"
+#include "ssihv/testing/host.h"
 #include "ssihv/testing/subprocess.h"
 
 #define DECLARE_KERNEL(name) \
@@ -373,3 +378,179 @@ TEST_CASE("bad inputs fail before the guest runs, with exit 3") {
 }
 
 }  // namespace
+
+// ---- The control API of a running ssihv-vmm (docs/API.md) ----
+
+namespace api_test {
+
+constexpr auto kHttpTimeout = absl::Seconds(5);
+
+ssihv::control::ClientResponse Http(const std::string& address,
+                                    const std::string& method,
+                                    const std::string& target,
+                                    const std::string& token = "") {
+  auto r =
+      ssihv::control::HttpCall(address, method, target, token, kHttpTimeout);
+  INFO(method << " " << target);
+  REQUIRE(r.ok());
+  return *r;
+}
+
+nlohmann::json Json(const ssihv::control::ClientResponse& r) {
+  INFO(r.body);
+  return nlohmann::json::parse(r.body);
+}
+
+// Polls GET `target` until `pred` holds on its JSON (or 30 s pass).
+bool PollJson(const std::string& address, const std::string& target,
+              const std::function<bool(const nlohmann::json&)>& pred) {
+  const auto deadline =
+      std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  while (std::chrono::steady_clock::now() < deadline) {
+    auto r = ssihv::control::HttpCall(address, "GET", target, "", kHttpTimeout);
+    if (r.ok() && !r->body.empty() && pred(nlohmann::json::parse(r->body))) {
+      return true;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return false;
+}
+
+bool AllVcpus(const nlohmann::json& j, const std::string& state) {
+  if (!j.contains("vcpus") || j["vcpus"].size() != 2) return false;
+  for (const auto& v : j["vcpus"]) {
+    if (v["state"] != state) return false;
+  }
+  return true;
+}
+
+}  // namespace api_test
+
+TEST_CASE("the control API: health, vCPUs, pages, metrics, pause, stop") {
+  using namespace api_test;
+  Fixture f;
+  const std::string token = "test-token-0123456789";
+  const std::string token_file = f.dir.Write("api-token", token + "\n");
+  REQUIRE(::chmod(token_file.c_str(), 0600) == 0);
+  // Port 0: any free port; ssihv-vmm logs the one it got.
+  const std::string config = f.dir.Write("api.json", std::string(R"({"nodes": [
+  {"id": 0, "vcpus": 1, "memory_mib": 256, "api_address": "127.0.0.1:0"},
+  {"id": 1, "vcpus": 1, "memory_mib": 256}],
+  "api_token_file": ")") + token_file + "\"}");
+  ssihv::kvm::testing::FakeBzImageOptions o;
+  o.payload = KERNEL(vmm_kernel_spin);
+  const std::string kernel =
+      f.dir.Write("bzImage", ssihv::kvm::testing::MakeFakeBzImage(o));
+  auto p = ssihv::testing::Subprocess::Start(
+      {SSIHV_VMM, "--kernel", kernel, "--initrd", f.initrd, "--config", config,
+       "--stats-json", f.stats},
+      {}, "");
+  REQUIRE(p.ok());
+  ssihv::testing::Subprocess& vmm = **p;
+  REQUIRE(vmm.WaitForOutput("up\n", std::chrono::seconds(60)));
+  const std::string marker = "control API on http://";
+  const std::string err = vmm.err();
+  const size_t at = err.find(marker);
+  INFO(err);
+  REQUIRE(at != std::string::npos);
+  const std::string address = err.substr(
+      at + marker.size(),
+      err.find_first_of("\n ", at + marker.size()) - at - marker.size());
+
+  // /health: 200, running.
+  auto health = Http(address, "GET", "/health");
+  CHECK(health.status == 200);
+  CHECK(Json(health)["status"] == "running");
+  CHECK(Json(health)["node"] == 0);
+
+  // /vcpus: both of the one-process VM's vCPUs, with IDs, states, exits.
+  nlohmann::json vcpus = Json(Http(address, "GET", "/vcpus"));
+  REQUIRE(vcpus["vcpus"].size() == 2);
+  for (int i = 0; i < 2; ++i) {
+    const nlohmann::json& v = vcpus["vcpus"][i];
+    CHECK(v["index"] == i);
+    CHECK(v["apic_id"] == i);
+    CHECK(v["exits"].contains("io"));
+    CHECK(v["exits"].contains("hlt"));
+  }
+  // vCPU 0 printed "up" through COM1: port I/O exits were counted.
+  CHECK(vcpus["vcpus"][0]["exits"]["io"].get<uint64_t>() >= 3);
+
+  // /pages: RAM (the kernel was loaded at 1 MiB: mapped) and the hole.
+  auto ram = Http(address, "GET", "/pages/0x100000");
+  CHECK(ram.status == 200);
+  CHECK(Json(ram)["state"] == "modified");
+  CHECK(Json(ram)["home"] == 0);
+  // The local APIC page: not RAM (the MMIO hole, or beyond 512 MiB).
+  auto hole = Http(address, "GET", "/pages/0xfee00000");
+  CHECK(hole.status == 404);
+  CHECK(Http(address, "GET", "/pages/0x7fff0000000").status == 404);
+
+  // /metrics: the exposition; promtool's verdict when it is installed.
+  auto metrics = Http(address, "GET", "/metrics");
+  CHECK(metrics.status == 200);
+  CHECK_THAT(metrics.body, Catch::Contains("ssihv_page_faults_total{node=\"0\""
+                                           ",kind=\"local_zero\"}"));
+  CHECK_THAT(metrics.body, Catch::Contains("ssihv_vcpu_exits_total"));
+  CHECK_THAT(metrics.body, Catch::Contains("ssihv_dsm_pages"));
+  const char* require = std::getenv("SSIHV_REQUIRE_PROMTOOL");
+  if (ssihv::testing::ProbePromtool().ok() ||
+      (require != nullptr && std::string(require) == "1")) {
+    const std::string m = f.dir.Write("metrics.txt", metrics.body);
+    auto check = ssihv::testing::RunShell("promtool check metrics < " + m);
+    INFO(check.output);
+    CHECK(check.exit == 0);
+  } else {
+    WARN("promtool not installed: /metrics not linted");
+  }
+
+  // Pause: every vCPU held outside KVM_RUN, /health 503 "paused".
+  CHECK(Http(address, "POST", "/vm/pause").status == 401);
+  auto pause = Http(address, "POST", "/vm/pause", token);
+  INFO(pause.body);
+  CHECK(pause.status == 200);
+  CHECK(AllVcpus(Json(Http(address, "GET", "/vcpus")), "paused"));
+  auto paused = Http(address, "GET", "/health");
+  CHECK(paused.status == 503);
+  CHECK(Json(paused)["status"] == "paused");
+  // Held means no exits at all: the counts stand still.
+  const nlohmann::json before = Json(Http(address, "GET", "/vcpus"));
+  const nlohmann::json after = Json(Http(address, "GET", "/vcpus"));
+  CHECK(before == after);
+
+  // Resume: running again.
+  CHECK(Http(address, "POST", "/vm/resume", token).status == 200);
+  CHECK(PollJson(address, "/vcpus", [](const nlohmann::json& j) {
+    return AllVcpus(j, "running");
+  }));
+  CHECK(Json(Http(address, "GET", "/health"))["status"] == "running");
+
+  // Stop: refused without the token; with it, the process exits 0.
+  CHECK(Http(address, "POST", "/vm/stop").status == 401);
+  CHECK(Http(address, "POST", "/vm/stop", "wrong").status == 401);
+  auto stop = Http(address, "POST", "/vm/stop", token);
+  INFO(stop.body);
+  CHECK(stop.status == 200);
+  CHECK(Json(stop)["action"] == "stop");
+  std::optional<int> status = vmm.Wait(std::chrono::seconds(60));
+  REQUIRE(status.has_value());
+  INFO(vmm.err());
+  CHECK(*status == 0);
+  CHECK_THAT(vmm.err(), Catch::Contains("api stop"));
+  nlohmann::json s = f.Stats();
+  CHECK(s["stop"]["reason"] == "api stop");
+}
+
+TEST_CASE("the control API refuses to start with a bad token file: exit 3") {
+  Fixture f;
+  const std::string token_file = f.dir.Write("api-token", std::string("t\n"));
+  REQUIRE(::chmod(token_file.c_str(), 0644) == 0);  // readable by others
+  const std::string config = f.dir.Write("api.json", std::string(R"({"nodes": [
+  {"id": 0, "vcpus": 1, "memory_mib": 256, "api_address": "127.0.0.1:0"}],
+  "api_token_file": ")") + token_file + "\"}");
+  f.config = config;
+  Result r = f.Boot(KERNEL(vmm_kernel_spin));
+  CHECK(r.status == 3);
+  CHECK_THAT(r.err, Catch::Contains("api_token_file"));
+  CHECK(r.out.empty());  // the guest never ran
+}
