@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "kick.h"
 #include "ssihv/base/log.h"
 #include "ssihv/kvm/run_loop.h"

@@ -145,7 +145,8 @@ TEST_CASE("Fixed buckets count exactly at their bounds, cumulatively") {
   CHECK(b.le[17] == 4);
   CHECK(b.le[18] == 5);  // + 999'999'999 <= 1 s
   CHECK(b.count == 6);
-  CHECK(b.sum_ns == 1'000 + 1'001 + 2'000 + 999'999'999 + 2'000'000'000);
+  CHECK(b.sum_ns ==
+        uint64_t{1'000} + 1'001 + 2'000 + 999'999'999 + 2'000'000'000);
   for (size_t i = 1; i < b.le.size(); ++i) CHECK(b.le[i] >= b.le[i - 1]);
   CHECK(LatencyHistogram::FixedBucketOf(0) == 0);
   CHECK(LatencyHistogram::FixedBucketOf(50'001) == 6);

@@ -175,9 +175,9 @@ TEST_CASE("pages by state and action results") {
 }
 
 TEST_CASE("VmmApi over a Vmm that is not built yet") {
-  std::unique_ptr<Vmm> vmm =
-      Vmm::Prepare(cluster::DefaultClusterConfig())  // 2 nodes;
-      VmmApi one(vmm.get(), std::nullopt);
+  // The default config has 2 nodes.
+  std::unique_ptr<Vmm> vmm = Vmm::Prepare(cluster::DefaultClusterConfig());
+  VmmApi one(vmm.get(), std::nullopt);
   CHECK(one.Health().status == control::NodeStatus::kStarting);
   CHECK(one.Health().uptime_s >= 0);
   CHECK(one.Vcpus().empty());
