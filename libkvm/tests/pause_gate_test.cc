@@ -83,9 +83,9 @@ TEST_CASE("PauseGate holds every loop until it opens") {
   REQUIRE(Eventually([&] { return loops.Total() > 100; }));
 
   gate.Close();
-  REQUIRE(gate.WaitUntil([&] { return loops.AllHeld(); },
+  // The loops' flags go up just before Hold() counts them: wait for both.
+  REQUIRE(gate.WaitUntil([&] { return loops.AllHeld() && gate.held() == 3; },
                          absl::Now() + absl::Seconds(10)));
-  CHECK(gate.held() == 3);
   // Held means not iterating: the count does not move while closed (every
   // loop is asleep in Hold, so two reads agree exactly).
   const uint64_t frozen = loops.Total();
@@ -102,7 +102,7 @@ TEST_CASE("PauseGate: a stop releases held loops") {
   PauseGate gate;
   Loops loops(gate, 2);
   gate.Close();
-  REQUIRE(gate.WaitUntil([&] { return loops.AllHeld(); },
+  REQUIRE(gate.WaitUntil([&] { return loops.AllHeld() && gate.held() == 2; },
                          absl::Now() + absl::Seconds(10)));
   loops.Stop();  // joins: would hang if Hold() ignored the stop
   CHECK(gate.closed());

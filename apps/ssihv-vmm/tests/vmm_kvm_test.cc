@@ -1,9 +1,12 @@
 // ssihv-vmm end to end on real KVM without Linux (label kvm): fake bzImages
 // (fake_kernels.S) drive the console, reset, power off, panic detection and
 // the pager, and bad inputs must fail with exit status 3 and a message.
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <pty.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -385,6 +388,29 @@ namespace api_test {
 
 constexpr auto kHttpTimeout = absl::Seconds(5);
 
+// A port free on 127.0.0.1 now (the config wants a real port; ssihv-vmm
+// binds it a moment later, and fails loudly if someone took it meanwhile).
+int FreePort() {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0);
+  socklen_t len = sizeof(a);
+  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+std::string ApiConfig(const std::string& token_file, int nodes) {
+  std::string json = R"({"nodes": [
+  {"id": 0, "vcpus": 1, "memory_mib": 256, "api_address": "127.0.0.1:)" +
+                     std::to_string(FreePort()) + "\"}";
+  if (nodes == 2) json += R"(, {"id": 1, "vcpus": 1, "memory_mib": 256})";
+  return json + "], \"api_token_file\": \"" + token_file + "\"}";
+}
+
 ssihv::control::ClientResponse Http(const std::string& address,
                                     const std::string& method,
                                     const std::string& target,
@@ -432,11 +458,8 @@ TEST_CASE("the control API: health, vCPUs, pages, metrics, pause, stop") {
   const std::string token = "test-token-0123456789";
   const std::string token_file = f.dir.Write("api-token", token + "\n");
   REQUIRE(::chmod(token_file.c_str(), 0600) == 0);
-  // Port 0: any free port; ssihv-vmm logs the one it got.
-  const std::string config = f.dir.Write("api.json", std::string(R"({"nodes": [
-  {"id": 0, "vcpus": 1, "memory_mib": 256, "api_address": "127.0.0.1:0"},
-  {"id": 1, "vcpus": 1, "memory_mib": 256}],
-  "api_token_file": ")") + token_file + "\"}");
+  const std::string config =
+      f.dir.Write("api.json", api_test::ApiConfig(token_file, 2));
   ssihv::kvm::testing::FakeBzImageOptions o;
   o.payload = KERNEL(vmm_kernel_spin);
   const std::string kernel =
@@ -448,6 +471,7 @@ TEST_CASE("the control API: health, vCPUs, pages, metrics, pause, stop") {
   REQUIRE(p.ok());
   ssihv::testing::Subprocess& vmm = **p;
   REQUIRE(vmm.WaitForOutput("up\n", std::chrono::seconds(60)));
+  // ssihv-vmm logs where its API listens.
   const std::string marker = "control API on http://";
   const std::string err = vmm.err();
   const size_t at = err.find(marker);
@@ -545,10 +569,7 @@ TEST_CASE("the control API refuses to start with a bad token file: exit 3") {
   Fixture f;
   const std::string token_file = f.dir.Write("api-token", std::string("t\n"));
   REQUIRE(::chmod(token_file.c_str(), 0644) == 0);  // readable by others
-  const std::string config = f.dir.Write("api.json", std::string(R"({"nodes": [
-  {"id": 0, "vcpus": 1, "memory_mib": 256, "api_address": "127.0.0.1:0"}],
-  "api_token_file": ")") + token_file + "\"}");
-  f.config = config;
+  f.config = f.dir.Write("api.json", api_test::ApiConfig(token_file, 1));
   Result r = f.Boot(KERNEL(vmm_kernel_spin));
   CHECK(r.status == 3);
   CHECK_THAT(r.err, Catch::Contains("api_token_file"));
