@@ -254,9 +254,9 @@ void ClusterNode::ActionLoop() {
       link_.ReplyAction(reply, absl::OkStatus());
       if (hooks_.action) (void)hooks_.action(action);
     } else {
-      link_.ReplyAction(reply, hooks_.action ? hooks_.action(action)
-                                             : absl::UnimplementedError(
-                                                   "no action hook"));
+      link_.ReplyAction(
+          reply, hooks_.action ? hooks_.action(action)
+                               : absl::UnimplementedError("no action hook"));
     }
     lock.lock();
   }

@@ -16,11 +16,11 @@
 #include <condition_variable>
 #include <deque>
 #include <functional>
-#include <mutex>
-#include <thread>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
@@ -145,7 +145,7 @@ class ClusterNode : public NodeLink::Handler {
   std::mutex action_mu_;
   std::condition_variable action_cv_;
   std::deque<std::pair<ActionKind, rdmax::ReplyToken>> actions_;  // action_mu_
-  bool action_stop_ = false;                                     // action_mu_
+  bool action_stop_ = false;                                      // action_mu_
   std::thread action_thread_;
 };
 

@@ -61,8 +61,7 @@ class GuestRam::CountingSource final : public pager::PageSource {
     if (range == nullptr) return std::nullopt;
     const uint64_t page =
         (range->ram_offset + gpa - range->gpa) / pager::kPageSize;
-    return (mapped_[page / 64].load(std::memory_order_relaxed) >>
-            (page % 64)) &
+    return (mapped_[page / 64].load(std::memory_order_relaxed) >> (page % 64)) &
            1;
   }
   uint64_t MappedPages() const {

@@ -349,7 +349,8 @@ absl::StatusOr<ActionResultMsg> DecodeActionResult(
   if (m.code > static_cast<uint8_t>(absl::StatusCode::kUnauthenticated)) {
     return r.Bad(absl::StrCat("status code ", m.code));
   }
-  if (n > kMaxActionText) return r.Bad(absl::StrCat("message of ", n, " bytes"));
+  if (n > kMaxActionText)
+    return r.Bad(absl::StrCat("message of ", n, " bytes"));
   if (r.left() != n) return r.Truncated();
   m.message.resize(n);
   r.Bytes(n, reinterpret_cast<uint8_t*>(m.message.data()));

@@ -92,9 +92,9 @@ absl::Status Vmm::BuildSteps(const VmmOptions& options) {
   SSIHV_ASSIGN_OR_RETURN(kvm::Kvm kvm, kvm::Kvm::Open());
   kvm_ = std::make_unique<kvm::Kvm>(std::move(kvm));
   if (layout_.total_vcpus() > kvm_->max_vcpus()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config: ", layout_.total_vcpus(),
-        " vCPUs; this host's KVM allows ", kvm_->max_vcpus()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config: ", layout_.total_vcpus(),
+                     " vCPUs; this host's KVM allows ", kvm_->max_vcpus()));
   }
   SSIHV_ASSIGN_OR_RETURN(kvm::Vm vm,
                          kvm_->CreateVm(KvmVmOptions(options.irqchip)));
@@ -312,9 +312,8 @@ kvm::StopEvent Vmm::Run() {
   }
   // Whatever stops the guest here stops it everywhere.
   if (node_) stop_.AddListener([this] { TellPeersWeStopped(); });
-  stop_.AddListener([this] {
-    phase_.store(VmmPhase::kStopping, std::memory_order_release);
-  });
+  stop_.AddListener(
+      [this] { phase_.store(VmmPhase::kStopping, std::memory_order_release); });
   const auto start = std::chrono::steady_clock::now();
   if (!stop_.requested()) {
     phase_.store(VmmPhase::kRunning, std::memory_order_release);

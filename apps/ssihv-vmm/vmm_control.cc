@@ -48,10 +48,9 @@ absl::Status Vmm::LocalAction(ActionKind action) {
     return absl::OkStatus();
   }
   if (p != VmmPhase::kRunning) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(ActionKindName(action), ": the guest is not running (",
-                     p == VmmPhase::kStopping ? "stopping" : "not started",
-                     ")"));
+    return absl::FailedPreconditionError(absl::StrCat(
+        ActionKindName(action), ": the guest is not running (",
+        p == VmmPhase::kStopping ? "stopping" : "not started", ")"));
   }
   if (action == ActionKind::kResume) {
     threads_->Resume();

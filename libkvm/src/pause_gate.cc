@@ -23,9 +23,8 @@ void PauseGate::Hold(const std::function<bool()>& stop) {
   if (!closed_.load(std::memory_order_seq_cst)) return;
   held_.fetch_add(1, std::memory_order_acq_rel);
   cv_.notify_all();  // a controller in WaitUntil counts this vCPU
-  cv_.wait(lock, [&] {
-    return !closed_.load(std::memory_order_seq_cst) || stop();
-  });
+  cv_.wait(lock,
+           [&] { return !closed_.load(std::memory_order_seq_cst) || stop(); });
   held_.fetch_sub(1, std::memory_order_acq_rel);
   cv_.notify_all();
 }

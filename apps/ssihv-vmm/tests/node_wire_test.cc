@@ -213,8 +213,8 @@ TEST_CASE("action result: statuses round trip; bad ones refused") {
   CHECK(FromActionResult(*d).ok());
 
   // A long message is cut to the limit, not refused.
-  d = DecodeActionResult(Encode(
-      ToActionResult(absl::InternalError(std::string(2000, 'x')))));
+  d = DecodeActionResult(
+      Encode(ToActionResult(absl::InternalError(std::string(2000, 'x')))));
   REQUIRE(d.ok());
   CHECK(d->message.size() == kMaxActionText);
 

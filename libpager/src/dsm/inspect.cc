@@ -52,8 +52,8 @@ absl::StatusOr<DsmPageView> DsmEngine::InspectPage(uint64_t gpa) const {
   DsmPageView view;
   dsm::PageGuard guard(*locks_, *page);
   const auto local = static_cast<size_t>(node_->node_agent().StateOf(*page));
-  view.state = local < kDsmPageStateNames.size() ? kDsmPageStateNames[local]
-                                                 : "unknown";
+  view.state =
+      local < kDsmPageStateNames.size() ? kDsmPageStateNames[local] : "unknown";
   const dir::NodeId range = space_->StaticHomeOf(*page);
   if (node_->home_agent().HoldsRange(range)) {
     view.directory = ViewOf(node_->home_agent().Inspect(*page));

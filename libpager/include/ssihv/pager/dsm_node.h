@@ -19,11 +19,11 @@
 #include <array>
 #include <cstdint>
 #include <functional>
-#include <optional>
-#include <vector>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"

@@ -28,9 +28,9 @@ struct LatencySummary {
 /// compile time that the two agree). Exact counts, unlike percentiles of
 /// the log-linear buckets.
 inline constexpr std::array<uint64_t, 19> kFaultBucketBoundsNs = {
-    1'000,      2'000,      5'000,      10'000,      20'000,
-    50'000,     100'000,    200'000,    500'000,     1'000'000,
-    2'000'000,  5'000'000,  10'000'000, 20'000'000,  50'000'000,
+    1'000,       2'000,       5'000,       10'000,       20'000,
+    50'000,      100'000,     200'000,     500'000,      1'000'000,
+    2'000'000,   5'000'000,   10'000'000,  20'000'000,   50'000'000,
     100'000'000, 200'000'000, 500'000'000, 1'000'000'000};
 
 /// Cumulative counts over kFaultBucketBoundsNs, as Prometheus exposes a
