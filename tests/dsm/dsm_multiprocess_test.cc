@@ -39,6 +39,10 @@ StressResult RunHistory(StressOptions o) {
   o.history = true;
   o.threads = 2;
   o.timeout_s = 120;
+  // Enough operations for the check to mean something on a loaded host
+  // (a 2 s run under CI load once logged 46 writes): with a 30% write mix,
+  // 200 per thread gives ~240 writes even when one node is killed.
+  o.min_ops = 200;
   absl::StatusOr<StressResult> r = RunStress(o);
   INFO(r.status().ToString());
   REQUIRE(r.ok());

@@ -44,6 +44,8 @@ constexpr uint64_t kPage = 4096;
 /// How long a node waits for its threads after the run's end before it
 /// counts the ones still blocked in a fault as stuck.
 constexpr absl::Duration kGrace = absl::Seconds(3);
+// How long past `seconds` a thread may go on to reach StressOptions::min_ops.
+constexpr absl::Duration kMaxExtension = absl::Seconds(20);
 
 int64_t Now() {
   timespec ts;
@@ -219,12 +221,15 @@ class ThreadLog {
 // (out of the store buffer) before `end` is read.
 void HistoryThread(pager::DsmNode& node, const std::vector<uint64_t>& regs,
                    const StressOptions& o, int self, int t, ThreadLog log,
-                   int64_t end_ns, std::atomic<bool>* finished) {
+                   int64_t end_ns, int64_t hard_end_ns,
+                   std::atomic<bool>* finished) {
   std::mt19937_64 rng(o.seed * 1000003 + static_cast<uint64_t>(self) * 131 +
                       static_cast<uint64_t>(t));
   uint64_t seq = 0;
-  for (;;) {
-    if (Now() >= end_ns) break;
+  int64_t ops = 0;
+  for (;; ++ops) {
+    const int64_t now = Now();
+    if (now >= end_ns && (ops >= o.min_ops || now >= hard_end_ns)) break;
     const uint32_t r = static_cast<uint32_t>(rng() % regs.size());
     auto* p = reinterpret_cast<volatile uint64_t*>(node.HostAddress(regs[r]));
     if (static_cast<int>(rng() % 100) < o.write_percent) {
@@ -254,6 +259,9 @@ int RunThreads(pager::DsmNode& node, const std::vector<uint64_t>& regs,
                LineReader& cmds, int report_fd) {
   const int64_t end_ns =
       Now() + static_cast<int64_t>(o.seconds * 1'000'000'000);
+  const int64_t hard_end_ns =
+      end_ns +
+      (o.min_ops > 0 ? absl::ToInt64Nanoseconds(kMaxExtension) : int64_t{0});
   std::vector<std::atomic<bool>> finished(o.threads);
   std::vector<std::thread> threads;
   for (int t = 0; t < o.threads; ++t) {
@@ -262,9 +270,9 @@ int RunThreads(pager::DsmNode& node, const std::vector<uint64_t>& regs,
                   regs.size());
     threads.emplace_back(HistoryThread, std::ref(node), std::cref(regs),
                          std::cref(o), self, t, std::move(log), end_ns,
-                         &finished[t]);
+                         hard_end_ns, &finished[t]);
   }
-  const int64_t give_up = end_ns + absl::ToInt64Nanoseconds(kGrace);
+  const int64_t give_up = hard_end_ns + absl::ToInt64Nanoseconds(kGrace);
   int running = o.threads;
   while (running > 0 && Now() < give_up) {
     absl::StatusOr<std::string> cmd = cmds.Poll(absl::Milliseconds(20));

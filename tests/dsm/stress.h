@@ -48,6 +48,10 @@ struct StressOptions {
   int registers_per_node = 4;
   int write_percent = 30;
   uint64_t log_ops = uint64_t{1} << 21;  ///< per-thread log (32 B per op)
+  /// A thread goes on past `seconds` until it has done this many
+  /// operations (a loaded host gives a short run few), for at most
+  /// kMaxExtension more; 0: stop at `seconds`.
+  int min_ops = 0;
 
   // ---- adversities (history mode) ----
   /// Random SIGSTOP of a node process for 1..this many ms, then SIGCONT,

@@ -126,6 +126,7 @@ qargs+=(-machine q35 -accel "$accel" -cpu "$cpu" -smp 2 -m 2G
   -display none -no-reboot -nic none -nodefaults
   -chardev "$chardev" -serial chardev:con -mon chardev=con,mode=readline
   -kernel "$LAB_KERNEL" -initrd "$LAB_INITRD"
+  -d cpu_reset -D "$ctl/qemu-reset.log"
   -virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap"
   -virtfs "local,path=$results,mount_tag=results,security_model=none,multidevs=remap")
 
@@ -154,6 +155,24 @@ report_lab_kernel() {  # verdict-words
   [ -n "$lines" ] || return 0
   say "$1 (the lab kernel's own messages, not the command's):"
   sed 's/^/  | /' <<<"$lines" >&2
+}
+
+# -no-reboot turns a reset of the lab VM into QEMU's exit with status 0;
+# QEMU's reset log (-d cpu_reset) tells a triple fault of the lab kernel
+# from a reset it asked for, with the CPU's state at that moment.
+report_lab_reset() {
+  local log=$ctl/qemu-reset.log resets
+  [ -s "$log" ] || return 0
+  resets=$(grep -c '^CPU Reset' "$log" || true)
+  if grep -q 'Triple fault' "$log"; then
+    say "the lab kernel TRIPLE-FAULTED (QEMU's reset log, $log):"
+  else
+    # QEMU's own power-on resets are in the count too.
+    say "QEMU's reset log ($log): no triple fault, $resets CPU resets, the last:"
+  fi
+  # The state of the CPUs at the last reset: where the lab kernel was.
+  tr -d '\r' < "$log" | grep -E 'Triple fault|^CPU Reset|^(RAX|RSI|R8|R12|RIP|CR0|EFER) ?=' |
+    tail -n 14 | sed 's/^/  | /' >&2
 }
 
 kill_qemu() {
@@ -245,6 +264,7 @@ while :; do
       else
         say "LAB VM CRASHED: QEMU exited (status ${qemu_rc}) after ${elapsed}s without the command's status; a lab failure, not the command's"
       fi
+      report_lab_reset
       report_lab_kernel "LAB KERNEL"
       last_console 40
       exit 125 ;;
