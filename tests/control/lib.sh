@@ -17,29 +17,11 @@
 #   cl_start K APPEND               starts node K (CL_PID[K])
 #   cl_wait_exit K SECONDS          waits for node K's end, sets CL_STATUS[K]
 set -euo pipefail
-
-fail() {
-  echo "FAIL: $*"
-  exit 1
-}
-
-# Mirrors tests/support/device.cc: "SKIP dev: why" and 77, or a failure
-# under SSIHV_REQUIRE_<DEV>=1 (the lab sets SSIHV_REQUIRE_KVM=1).
-skip_or_fail() {  # dev reason
-  local var=SSIHV_REQUIRE_${1^^}
-  if [ "${!var:-}" = 1 ]; then
-    echo "FAIL $1 required ($var=1): $2"
-    exit 1
-  fi
-  echo "SKIP $1: $2"
-  exit 77
-}
+# fail, skip_or_fail and require_kvm (the device check of tests/support).
+. "$(dirname "${BASH_SOURCE[0]}")/../lab/ref/lib.sh"
 
 cl_require_kvm() {
-  # Test -c before opening: `<>` would create a plain file /dev/kvm.
-  [ -c /dev/kvm ] || skip_or_fail kvm "open /dev/kvm: No such file or directory"
-  { : <> /dev/kvm; } 2> /dev/null ||
-    skip_or_fail kvm "open /dev/kvm: cannot open read-write"
+  require_kvm
   # As tests/linux-boot/main.cc: on the nested dev VMs a Linux guest under
   # KVM stalls in its decompressor, so the Linux guest is defined in the lab.
   if [ "${SSIHV_LAB:-}" != 1 ] && [ "${SSIHV_REQUIRE_KVM:-}" != 1 ] &&
