@@ -7,7 +7,9 @@
 #      /pages/{gpa}, /metrics, POST /vm/pause|resume|stop), bad requests too;
 #   2. each node's /metrics passes `promtool check metrics`;
 #   3. a real Prometheus server (Debian's) scrapes both nodes and
-#      `promtool query instant` finds a fault count > 0 for every node;
+#      `promtool query instant` finds each node's fault count: > 0 on the
+#      node with the vCPU, the value its /metrics shows on the memory-only
+#      node (which takes no fault of its own);
 #   4. `ssihvctl status` shows both nodes running;
 #   5. POST /vm/stop without the token (or with a wrong one) is refused with
 #      401 and changes nothing; with it every node stops ("api stop") and
