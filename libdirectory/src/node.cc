@@ -163,35 +163,42 @@ absl::Status Node::RunLocal(Output* out, size_t start) {
   // Messages between this node's own agents are delivered here, at once
   // and in order; their effects are appended after everything emitted so
   // far, so a kSend carrying the page still precedes any later kZap.
-  size_t i = start;
-  while (i < out->effects.size()) {
-    Effect& e = out->effects[i];
-    if (e.type == EffectType::kSend && e.node == self()) {
-      Message msg = e.msg;
-      out->effects.erase(out->effects.begin() + static_cast<ptrdiff_t>(i));
-      stats_.local_messages.Add();
-      Env env{members_, stats_, *out};
-      absl::Status s = Deliver(env, self(), msg);
-      if (!s.ok()) return s;
+  // Delivered effects are dropped by compacting the rest towards `kept`,
+  // not by erasing each from the middle, which is quadratic in the number
+  // of local messages of one call (a recovery can have many).
+  size_t kept = start;
+  for (size_t i = start; i < out->effects.size(); ++i) {
+    const Effect& e = out->effects[i];
+    const bool local = e.node == self() && (e.type == EffectType::kSend ||
+                                            e.type == EffectType::kSendReport);
+    if (!local) {
+      if (e.type == EffectType::kSend) {
+        stats_.sent[static_cast<int>(e.msg.type)].Add();
+        if (e.msg.carries_page()) stats_.page_bytes_sent.Add(kPageSize);
+      } else if (e.type == EffectType::kSendReport) {
+        stats_.sent[static_cast<int>(MsgType::kReport)].Add();
+      }
+      if (kept != i) out->effects[kept] = std::move(out->effects[i]);
+      ++kept;
       continue;
     }
-    if (e.type == EffectType::kSendReport && e.node == self()) {
-      ReportChunk chunk = std::move(out->reports[e.index]);
-      out->effects.erase(out->effects.begin() + static_cast<ptrdiff_t>(i));
-      stats_.local_messages.Add();
-      Env env{members_, stats_, *out};
-      absl::Status s = DeliverReport(env, self(), chunk);
-      if (!s.ok()) return s;
-      continue;
-    }
+    stats_.local_messages.Add();
+    Env env{members_, stats_, *out};
+    absl::Status s;
     if (e.type == EffectType::kSend) {
-      stats_.sent[static_cast<int>(e.msg.type)].Add();
-      if (e.msg.carries_page()) stats_.page_bytes_sent.Add(kPageSize);
-    } else if (e.type == EffectType::kSendReport) {
-      stats_.sent[static_cast<int>(MsgType::kReport)].Add();
+      const Message msg = e.msg;  // Deliver may grow (move) the vector
+      s = Deliver(env, self(), msg);
+    } else {
+      ReportChunk chunk = std::move(out->reports[e.index]);
+      s = DeliverReport(env, self(), chunk);
     }
-    ++i;
+    if (!s.ok()) {  // what is left stays, as it was before the failure
+      out->effects.erase(out->effects.begin() + static_cast<ptrdiff_t>(kept),
+                         out->effects.begin() + static_cast<ptrdiff_t>(i) + 1);
+      return s;
+    }
   }
+  out->effects.resize(kept);
   return absl::OkStatus();
 }
 
