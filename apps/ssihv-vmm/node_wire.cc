@@ -28,6 +28,13 @@ class Writer {
     out_.insert(out_.end(), b.begin(), b.end());
     return *this;
   }
+  /// A 32-bit length, then at most `max` bytes of `text`.
+  Writer& Text32(absl::string_view text, size_t max) {
+    const size_t n = std::min(text.size(), max);
+    return U32(static_cast<uint32_t>(n))
+        .Bytes(absl::MakeConstSpan(
+            reinterpret_cast<const uint8_t*>(text.data()), n));
+  }
   std::vector<uint8_t> Take() { return std::move(out_); }
 
  private:
@@ -53,6 +60,16 @@ class Reader {
     return true;
   }
   bool Bytes(size_t n, uint8_t* out) { return Take(n, out); }
+  /// The text that ends the message, `n` bytes as its length field said
+  /// (read by the caller, with the header); `name` is for the error.
+  absl::Status TrailingText(uint32_t n, size_t max, absl::string_view name,
+                            std::string* out) {
+    if (n > max) return Bad(absl::StrCat(name, " of ", n, " bytes"));
+    if (left() != n) return Truncated();
+    out->resize(n);
+    Take(n, reinterpret_cast<uint8_t*>(out->data()));
+    return absl::OkStatus();
+  }
   size_t left() const { return p_.size() - pos_; }
   absl::Status Truncated() const {
     return absl::InvalidArgumentError(
@@ -263,13 +280,10 @@ const char* StopKindName(StopKind kind) {
 }
 
 std::vector<uint8_t> Encode(const StopMsg& m) {
-  const size_t n = std::min(m.text.size(), kMaxStopText);
   return Writer()
       .U8(static_cast<uint8_t>(m.kind))
       .U32(static_cast<uint32_t>(m.vcpu))
-      .U32(static_cast<uint32_t>(n))
-      .Bytes(absl::MakeConstSpan(
-          reinterpret_cast<const uint8_t*>(m.text.data()), n))
+      .Text32(m.text, kMaxStopText)
       .Take();
 }
 
@@ -282,12 +296,12 @@ absl::StatusOr<StopMsg> DecodeStop(absl::Span<const uint8_t> p) {
   if (kind > static_cast<uint8_t>(StopKind::kApiStop)) {
     return r.Bad(absl::StrCat("stop kind ", kind));
   }
-  if (n > kMaxStopText) return r.Bad(absl::StrCat("text of ", n, " bytes"));
-  if (r.left() != n) return r.Truncated();
+  if (absl::Status st = r.TrailingText(n, kMaxStopText, "text", &m.text);
+      !st.ok()) {
+    return st;
+  }
   m.kind = static_cast<StopKind>(kind);
   m.vcpu = static_cast<int32_t>(vcpu);
-  m.text.resize(n);
-  r.Bytes(n, reinterpret_cast<uint8_t*>(m.text.data()));
   return m;
 }
 
@@ -330,13 +344,7 @@ absl::Status FromActionResult(const ActionResultMsg& m) {
 }
 
 std::vector<uint8_t> Encode(const ActionResultMsg& m) {
-  const size_t n = std::min(m.message.size(), kMaxActionText);
-  return Writer()
-      .U8(m.code)
-      .U32(static_cast<uint32_t>(n))
-      .Bytes(absl::MakeConstSpan(
-          reinterpret_cast<const uint8_t*>(m.message.data()), n))
-      .Take();
+  return Writer().U8(m.code).Text32(m.message, kMaxActionText).Take();
 }
 
 absl::StatusOr<ActionResultMsg> DecodeActionResult(
@@ -349,11 +357,11 @@ absl::StatusOr<ActionResultMsg> DecodeActionResult(
   if (m.code > static_cast<uint8_t>(absl::StatusCode::kUnauthenticated)) {
     return r.Bad(absl::StrCat("status code ", m.code));
   }
-  if (n > kMaxActionText)
-    return r.Bad(absl::StrCat("message of ", n, " bytes"));
-  if (r.left() != n) return r.Truncated();
-  m.message.resize(n);
-  r.Bytes(n, reinterpret_cast<uint8_t*>(m.message.data()));
+  if (absl::Status st =
+          r.TrailingText(n, kMaxActionText, "message", &m.message);
+      !st.ok()) {
+    return st;
+  }
   return m;
 }
 
@@ -416,9 +424,10 @@ absl::StatusOr<HelloMsg> DecodeHello(absl::Span<const uint8_t> p) {
       !r.U32(&m.pid) || !r.U8(&n)) {
     return r.Truncated();
   }
-  if (r.left() != n) return r.Truncated();
-  m.host.resize(n);
-  r.Bytes(n, reinterpret_cast<uint8_t*>(m.host.data()));
+  // A one-byte length: never above 255.
+  if (absl::Status st = r.TrailingText(n, 255, "host", &m.host); !st.ok()) {
+    return st;
+  }
   return m;
 }
 
