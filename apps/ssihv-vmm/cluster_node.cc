@@ -80,7 +80,13 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(
         static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
   }
   ClusterNode* raw = node.get();
-  dsm.on_error = [raw](const absl::Status& st) { raw->hooks_.error(st); };
+  // A lost page (DATA_LOSS) exists only once a dead node was fenced, and
+  // OnPeerLost stops the guest right after, with the lost-peer status and
+  // the count; stopping here first would end it as a plain VMM error. The
+  // faults on such pages stay blocked until the stop releases them.
+  dsm.on_error = [raw](const absl::Status& st) {
+    if (!absl::IsDataLoss(st)) raw->hooks_.error(st);
+  };
   dsm.message_handler = [raw](const rdmax::Message& m) {
     raw->link_.OnMessage(m);
   };

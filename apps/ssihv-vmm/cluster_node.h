@@ -104,6 +104,8 @@ class ClusterNode : public NodeLink::Handler {
   void Stop();
 
   pager::PagerStats PagerStatistics() const { return dsm_->PagerStatistics(); }
+  /// Pager::ReleaseFailedFaults (the guest is stopping).
+  void ReleaseFailedFaults() { dsm_->pager().ReleaseFailedFaults(); }
   const pager::DsmNode& dsm() const { return *dsm_; }
   nlohmann::json StatsJson() const;
   std::vector<PeerLinkStats> LinkStats() const { return link_.stats(); }

@@ -39,6 +39,8 @@ class GuestRam {
 
   absl::Status Start() { return pager_->Start(); }
   void Stop() { pager_->Stop(); }
+  /// Pager::ReleaseFailedFaults (the guest is stopping).
+  void ReleaseFailedFaults() { pager_->ReleaseFailedFaults(); }
 
   pager::PagerStats Stats() const { return pager_->Stats(); }
   /// Faults served in each layout range, in layout.ranges() order.

@@ -144,8 +144,22 @@ Vmm::~Vmm() {
   if (console_) console_->Stop();
 }
 
+// A fault that failed (a page lost with a node, a pager error) holds its
+// thread until the pager releases it: the loader's in Build, a vCPU's inside
+// KVM_RUN (an uninterruptible wait). So a stop releases them, once guest
+// memory exists. Running vCPUs are kicked first: they leave KVM_RUN on the
+// pending kick before the guest runs on the zeros a release maps.
+void Vmm::ReleaseFaultsOnStop() {
+  stop_.AddListener([this] {
+    if (vcpus_started_.load(std::memory_order_acquire)) threads_->KickAll();
+    if (node_) node_->ReleaseFailedFaults();
+    if (ram_) ram_->ReleaseFailedFaults();
+  });
+}
+
 absl::Status Vmm::SetUpMemory(const VmmOptions& options) {
   if (node_) {
+    ReleaseFaultsOnStop();
     // All of guest RAM, every node's, through the DSM: the home of a page is
     // the node whose range holds it. KVM's own accesses fault there too.
     for (const cluster::GpaRange& r : layout_.ranges()) {
@@ -165,6 +179,7 @@ absl::Status Vmm::SetUpMemory(const VmmOptions& options) {
                 [this](const absl::Status& st) {
                   stop_.Request(StopReason::kError, WithContext(st, "pager"));
                 }));
+  ReleaseFaultsOnStop();
   for (const cluster::GpaRange& r : layout_.ranges()) {
     SSIHV_RETURN_IF_ERROR(
         vm_->AddMemory(r.gpa, r.size, ram_->HostOf(r), ram_->owner()).status());
@@ -317,6 +332,12 @@ kvm::StopEvent Vmm::Run() {
   const auto start = std::chrono::steady_clock::now();
   if (!stop_.requested()) {
     phase_.store(VmmPhase::kRunning, std::memory_order_release);
+  }
+  vcpus_started_.store(true, std::memory_order_release);
+  if (node_) {
+    // Where a launcher or an operator sees that this node joined the guest.
+    base::Log(base::LogLevel::kInfo, "ssihv-vmm: node ", node_->self(),
+              ": running its ", layout_.VcpusOfNode(node_->self()), " vCPU(s)");
   }
   (void)threads_->Start();  // a failure sets the stop latch itself
   event_ = threads_->Join();

@@ -116,6 +116,7 @@ class Vmm {
       : config_(config), layout_(config) {}
   absl::Status BuildSteps(const VmmOptions& options);
   absl::Status SetUpMemory(const VmmOptions& options);
+  void ReleaseFaultsOnStop();
   // --node: the cluster side (vmm_node.cc).
   absl::Status CreateNode(const VmmOptions& options);
   absl::Status SyncClock();
@@ -146,6 +147,7 @@ class Vmm {
   cluster::ClusterConfig config_;
   cluster::GuestLayout layout_;
   std::atomic<VmmPhase> phase_{VmmPhase::kBuilding};
+  std::atomic<bool> vcpus_started_{false};  // set by Run before they start
   std::string build_error_;  // set before phase_ becomes kFailed
   // Held for a whole ClusterAction; Run takes it before the transport goes,
   // so that an action's answers are not cut off by our own shutdown.

@@ -195,7 +195,9 @@ std::vector<control::PeerInfo> VmmApi::Peers() const {
     // --node before the link exists (or after a failed start): every other
     // node is one this node has not heard from.
     for (uint32_t n = 0; n < nodes; ++n) {
-      if (n != self_) out.push_back({n, control::PeerLiveness::kWaiting});
+      control::PeerInfo waiting;
+      waiting.node = n;
+      if (n != self_) out.push_back(std::move(waiting));
     }
     return out;
   }

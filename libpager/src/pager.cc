@@ -370,6 +370,16 @@ void Pager::ReportError(const absl::Status& status) {
   if (options_.on_error) options_.on_error(status);
 }
 
+void Pager::ReleaseFailedFaults() {
+  std::vector<uint64_t> pages;
+  {
+    std::lock_guard<std::mutex> lock(failed_mu_);
+    release_failed_ = true;
+    pages.swap(failed_pages_);
+  }
+  for (uint64_t gpa : pages) resolver_.ReleasePage(gpa);
+}
+
 void Pager::RecordResolution(FaultKind kind, int64_t start_ns) {
   latency_[static_cast<size_t>(kind)].Record(MonotonicNs() - start_ns);
 }
@@ -389,6 +399,7 @@ PagerStats Pager::Stats() const {
   s.removed_bytes = removed_bytes_.load(std::memory_order_relaxed);
   s.errors = errors_.load(std::memory_order_relaxed);
   s.filled_ahead = filled_ahead_.load(std::memory_order_relaxed);
+  s.released = released_.load(std::memory_order_relaxed);
   s.features = uffd_->features();
   return s;
 }
@@ -396,7 +407,7 @@ PagerStats Pager::Stats() const {
 void Pager::ResetStats() {
   for (auto& h : latency_) h.Reset();
   for (auto* c : {&messages_, &eexist_races_, &eagain_retries_, &remove_events_,
-                  &removed_bytes_, &errors_}) {
+                  &removed_bytes_, &errors_, &filled_ahead_, &released_}) {
     c->store(0, std::memory_order_relaxed);
   }
 }

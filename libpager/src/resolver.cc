@@ -119,11 +119,36 @@ absl::Status Resolver::Unprotect(const Fault& fault, FaultKind kind) {
 
 void Resolver::Fail(const Fault& fault, const absl::Status& status) {
   pager_->errors_.fetch_add(1, std::memory_order_relaxed);
+  bool release_now = false;
+  {
+    // Recorded before on_error runs: it may stop the VMM, which releases.
+    std::lock_guard<std::mutex> lock(pager_->failed_mu_);
+    release_now = pager_->release_failed_;
+    if (!release_now) pager_->failed_pages_.push_back(fault.gpa);
+  }
   pager_->ReportError(absl::Status(
       status.code(),
       absl::StrCat("unresolved ", std::string(FaultAccessName(fault.access)),
                    " fault at gpa=0x", absl::Hex(fault.gpa), " (thread ",
                    fault.thread_id, "): ", status.message())));
+  if (release_now) ReleasePage(fault.gpa);
+}
+
+// Best effort, every step: the VMM is stopping and only needs the waiters
+// back. Map zeros if the page is missing (EEXIST: mapped, left alone), then
+// unprotect it (a write-protect fault), then wake whoever still waits. In
+// this order a missing page's waiters wake once, on a mapped page (the
+// clear wakes too: unprotecting first would re-fault them as missing).
+void Resolver::ReleasePage(uint64_t gpa) {
+  const Region* r = RegionOfGpa(gpa, kPageSize);
+  if (r == nullptr) return;
+  const Userfaultfd& uffd = *pager_->uffd_;
+  uint8_t* host = r->host + (gpa - r->gpa);
+  (void)RetryEagain(
+      [&] { return uffd.Copy(host, kZeroPage, kPageSize, false); });
+  (void)RetryEagain([&] { return uffd.WriteProtect(host, kPageSize, false); });
+  (void)uffd.Wake(host, kPageSize);
+  pager_->released_.fetch_add(1, std::memory_order_relaxed);
 }
 
 void Resolver::Complete(const Fault& fault, FaultKind kind) {

@@ -167,6 +167,7 @@ nlohmann::json ToJson(const PagerStats& stats) {
           {"removed_bytes", stats.removed_bytes},
           {"errors", stats.errors},
           {"filled_ahead", stats.filled_ahead},
+          {"released", stats.released},
           {"features", stats.features}};
 }
 

@@ -407,6 +407,60 @@ TEST_CASE("A source error is reported; the fault can still be resolved later") {
   toucher.join();
 }
 
+TEST_CASE("ReleaseFailedFaults returns the threads failed faults block") {
+  Env env(8);
+  env.Start(std::make_shared<FnSource>([](const Fault& f, Resolver& r) {
+    r.Fail(f, absl::DataLossError("page lost"));
+  }));
+  alignas(4096) uint8_t pattern[kPageSize];
+  FillPattern(pattern, 4);
+  REQUIRE(env.pager->resolver().CopyPage(env.Gpa(4), pattern, true).ok());
+  std::atomic<int> done{0};
+  std::atomic<pid_t> tids[3] = {};
+  uint8_t read_byte = 0xff;
+  auto touch = [&](int i, std::function<void()> access) {
+    return std::thread([&, i, access] {
+      tids[i] = testing::CurrentTid();
+      access();
+      ++done;
+    });
+  };
+  std::thread reader = touch(0, [&] {
+    read_byte = *reinterpret_cast<volatile uint8_t*>(env.Page(2) + 7);
+  });
+  std::thread writer = touch(
+      1, [&] { *reinterpret_cast<volatile uint8_t*>(env.Page(3) + 9) = 0x5a; });
+  std::thread upgrader = touch(2, [&] {  // write-protect fault
+    *reinterpret_cast<volatile uint8_t*>(env.Page(4)) = 0xa5;
+  });
+  for (auto& tid : tids) {
+    while (tid == 0) std::this_thread::yield();
+    REQUIRE(testing::WaitUntilBlockedInUffd(tid));
+  }
+  REQUIRE(testing::WaitFor([&] { return Settled(*env.pager).errors == 3; }));
+  CHECK(done == 0);  // failed faults stay blocked until the release
+  env.pager->ReleaseFailedFaults();
+  REQUIRE(testing::WaitFor([&] { return done == 3; }));
+  reader.join();
+  writer.join();
+  upgrader.join();
+  CHECK(read_byte == 0);
+  CHECK(env.Page(3)[9] == 0x5a);
+  CHECK(env.Page(4)[0] == 0xa5);  // unprotected: the write landed, in place
+  CHECK(std::equal(env.Page(4) + 1, env.Page(4) + kPageSize, pattern + 1));
+  // After the release a failed fault is released at once.
+  std::thread late = touch(
+      0, [&] { (void)*reinterpret_cast<volatile uint8_t*>(env.Page(6)); });
+  REQUIRE(testing::WaitFor([&] { return done == 4; }));
+  late.join();
+  const PagerStats s = Settled(*env.pager);
+  // Every failed fault was released (a woken thread may re-fault first).
+  CHECK(s.errors >= 4);
+  CHECK(s.released == s.errors);
+  env.pager->ReleaseFailedFaults();  // idempotent
+  CHECK(env.pager->Stats().released == s.released);
+}
+
 TEST_CASE("Registration and start errors are clear") {
   auto p = Pager::Create({});
   REQUIRE(p.ok());

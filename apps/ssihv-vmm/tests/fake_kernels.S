@@ -110,6 +110,20 @@ KERNEL(vmm_kernel_spin)
 1:	jmp 1b
 END(vmm_kernel_spin)
 
+/* Prints "up\n", then reads node 1's memory of a 2 x 256 MiB cluster, GPA
+ * [256 MiB, 512 MiB), one byte a page, forever: a 17-page stride modulo
+ * 256 MiB visits every page once a pass, in an order no read-ahead
+ * predicts, so on node 0 each read of the first pass is a remote fault. */
+KERNEL(vmm_kernel_walk_remote)
+	PRINT_UP
+	xor %rcx, %rcx
+1:	lea 0x10000000(%rcx), %rax
+	movzbl (%rax), %edx
+	add $0x11000, %rcx
+	and $0x0fffffff, %rcx
+	jmp 1b
+END(vmm_kernel_walk_remote)
+
 /* Prints "up\n", then jumps to GPA 0xd0000000 (identity-mapped, inside the
  * 3 GiB hole: no memory slot). KVM cannot fetch the instruction there and
  * stops the vCPU with KVM_EXIT_INTERNAL_ERROR (emulation failure). */

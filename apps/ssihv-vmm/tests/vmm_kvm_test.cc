@@ -29,6 +29,7 @@
 #include "ssihv/testing/device.h"
 #include "ssihv/testing/host.h"
 #include "ssihv/testing/subprocess.h"
+#include "ssihv/testing/temp_dir.h"
 
 #define DECLARE_KERNEL(name) \
   extern "C" const uint8_t name##_start[], name##_end[];
@@ -43,25 +44,7 @@ DECLARE_KERNEL(vmm_kernel_jump_unbacked)
 
 namespace {
 
-struct TempDir {
-  TempDir() {
-    char t[] = "/tmp/ssihv-vmm-test.XXXXXX";
-    REQUIRE(::mkdtemp(t) != nullptr);
-    path = t;
-  }
-  ~TempDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-  std::string Write(const std::string& name,
-                    const std::vector<uint8_t>& bytes) {
-    std::string p = path + "/" + name;
-    std::ofstream(p, std::ios::binary)
-        .write(reinterpret_cast<const char*>(bytes.data()), bytes.size());
-    return p;
-  }
-  std::string Write(const std::string& name, const std::string& text) {
-    return Write(name, std::vector<uint8_t>(text.begin(), text.end()));
-  }
-  std::string path;
-};
+using ssihv::testing::TempDir;
 
 struct Result {
   int status = -1;
@@ -86,7 +69,7 @@ const char kConfig[] = R"({"nodes": [
   {"id": 1, "vcpus": 1, "memory_mib": 256}]})";
 
 struct Fixture {
-  TempDir dir;
+  TempDir dir{"ssihv-vmm-test"};
   std::string config = dir.Write("cluster.json", std::string(kConfig));
   std::string initrd = dir.Write("initrd", std::string("initrd"));
   std::string stats = dir.path + "/stats.json";

@@ -89,7 +89,9 @@ class Resolver {
                          FaultKind kind = FaultKind::kUpgrade);
 
   /// The fault cannot be resolved: counts it and calls
-  /// PagerOptions::on_error. The faulting thread stays blocked.
+  /// PagerOptions::on_error. The faulting thread stays blocked until
+  /// Pager::ReleaseFailedFaults(); after that call the page is released at
+  /// once instead.
   void Fail(const Fault& fault, const absl::Status& status);
 
   /// Counts `fault` as resolved by an earlier call for the same page (one
@@ -153,6 +155,8 @@ class Resolver {
   absl::Status CopyAt(uint8_t* host, uint64_t gpa, const void* bytes,
                       bool read_only, bool* installed, bool* raced);
   const Region* RegionOfGpa(uint64_t gpa, uint64_t len) const;
+  // Unblocks the threads waiting on a failed page (ReleaseFailedFaults).
+  void ReleasePage(uint64_t gpa);
 
   Pager* pager_;
 };
@@ -206,6 +210,18 @@ class Pager {
   void Stop();
   bool running() const { return running_.load(std::memory_order_acquire); }
 
+  /// For a VMM stopping its guest after an error (on_error, a lost peer):
+  /// returns every thread that a failed fault left blocked. Each page
+  /// Resolver::Fail saw, and every page it fails from now on, is unprotected
+  /// and, if unmapped, mapped as zeros, and its waiters are woken. A vCPU
+  /// blocked in KVM_RUN on such a page waits uninterruptibly (only a fatal
+  /// signal ends the wait on Linux 6.1), so without this the VMM could
+  /// never join it. Call it only after every vCPU was told to stop (its
+  /// kick pending): KVM then leaves KVM_RUN before the guest runs again, so
+  /// the guest never reads the zeros. Irreversible; idempotent. Counted in
+  /// PagerStats::released.
+  void ReleaseFailedFaults();
+
   /// A snapshot of the counters; safe from any thread at any time.
   PagerStats Stats() const;
   void ResetStats();
@@ -253,6 +269,10 @@ class Pager {
   // Adopted pagers: Stop() makes it readable; fault threads poll it.
   base::UniqueFd stop_fd_;
   std::mutex read_mu_;  // read(2) of the uffd + handling its REMOVE events
+  // Pages of failed faults, until ReleaseFailedFaults() (then empty).
+  std::mutex failed_mu_;
+  std::vector<uint64_t> failed_pages_;
+  bool release_failed_ = false;
 
   std::array<LatencyHistogram, kNumFaultKinds> latency_;
   std::atomic<uint64_t> messages_{0};
@@ -262,6 +282,7 @@ class Pager {
   std::atomic<uint64_t> removed_bytes_{0};
   std::atomic<uint64_t> errors_{0};
   std::atomic<uint64_t> filled_ahead_{0};
+  std::atomic<uint64_t> released_{0};
 };
 
 }  // namespace ssihv::pager
