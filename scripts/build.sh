@@ -1,10 +1,19 @@
 #!/usr/bin/env bash
-# Configures and builds one variant. Usage: scripts/build.sh [release|asan]
+# Configures and builds one variant.
+# Usage: scripts/build.sh [release|asan] [--tests <label regex>]
 #   release  build/       gcc, RelWithDebInfo, benchmarks
 #   asan     build-asan/  clang, -fsanitize=address,undefined, libFuzzer targets
+# --tests builds only what the tests with those CTest labels run
+# (scripts/test_targets.sh), everything when one of them is a script.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 variant=${1:-release}
+labels=""
+if [ $# -ge 2 ]; then
+  [ "$2" = "--tests" ] && [ $# -eq 3 ] ||
+    { echo "build.sh: usage: build.sh [release|asan] [--tests <label regex>]" >&2; exit 2; }
+  labels=$3
+fi
 case "$variant" in
   release)
     dir=$root/build
@@ -17,4 +26,10 @@ case "$variant" in
   *) echo "build.sh: unknown variant '$variant' (release|asan)" >&2; exit 2 ;;
 esac
 cmake -S "$root" -B "$dir" -G Ninja "${args[@]}" >/dev/null
-ninja -C "$dir"
+targets=()
+# A script among the tests (exit 1) or none at all: build everything.
+if [ -n "$labels" ] &&
+   list=$("$root/scripts/test_targets.sh" "$dir" "$labels") && [ -n "$list" ]; then
+  mapfile -t targets <<<"$list"
+fi
+ninja -C "$dir" "${targets[@]}"

@@ -34,8 +34,8 @@ if [ "${SSIHV_TEST_SKIP_SHARED:-0}" != 1 ]; then
   tests/install/shared_build.sh "$root/build-shared"
 fi
 if [ "${SSIHV_TEST_SKIP_ASAN:-0}" != 1 ]; then
-  stamp "asan build"
-  scripts/build.sh asan
+  stamp "asan build (what the unit and fuzz tests run)"
+  scripts/build.sh asan --tests 'unit|fuzz'
   stamp "asan tests"
   ctest --test-dir build-asan --output-on-failure --no-tests=error -j2 \
     -L 'unit|fuzz'

@@ -109,6 +109,10 @@ class ClusterNode : public NodeLink::Handler {
   const pager::DsmNode& dsm() const { return *dsm_; }
   nlohmann::json StatsJson() const;
   std::vector<PeerLinkStats> LinkStats() const { return link_.stats(); }
+  /// The transport's traffic with each peer, by node id.
+  std::vector<rdmax::PeerTransportStats> TrafficStats() const {
+    return dsm_->transport().peer_stats();
+  }
   /// The transport's backend ("tcp", "rdma", "loopback").
   const std::string& transport_name() const { return transport_name_; }
 

@@ -148,7 +148,7 @@ class Vmm {
   cluster::GuestLayout layout_;
   std::atomic<VmmPhase> phase_{VmmPhase::kBuilding};
   std::atomic<bool> vcpus_started_{false};  // set by Run before they start
-  std::string build_error_;  // set before phase_ becomes kFailed
+  std::string build_error_;                 // set before phase_ becomes kFailed
   // Held for a whole ClusterAction; Run takes it before the transport goes,
   // so that an action's answers are not cut off by our own shutdown.
   std::mutex action_mu_;

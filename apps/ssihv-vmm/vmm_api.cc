@@ -125,9 +125,15 @@ control::PeerInfo PeerOf(uint32_t node, const PeerLinkStats& s,
   return p;
 }
 
-control::PeerMetrics PeerMetricsOf(uint32_t node, const PeerLinkStats& s) {
+control::PeerMetrics PeerMetricsOf(uint32_t node, const PeerLinkStats& s,
+                                   const rdmax::PeerTransportStats& t) {
   control::PeerMetrics m;
   m.peer = node;
+  m.messages_sent = t.messages_sent;
+  m.messages_received = t.messages_received;
+  m.bytes_sent = t.bytes_sent;
+  m.bytes_received = t.bytes_received;
+  m.errors = t.errors;
   // Only node 0 has devices: io_forwarded is what it did for us,
   // io_served what we did for it; the MMIO ones are counted apart.
   m.mmio_forwarded = std::min(s.mmio_forwarded, s.io_forwarded);
@@ -252,8 +258,9 @@ control::MetricsSnapshot VmmApi::Metrics() const {
     pager = node->PagerStatistics();
     pages = node->dsm().PagesByState();
     const std::vector<PeerLinkStats> stats = node->LinkStats();
-    for (uint32_t n = 0; n < stats.size(); ++n) {
-      if (n != self_) m.peers.push_back(PeerMetricsOf(n, stats[n]));
+    const std::vector<rdmax::PeerTransportStats> traffic = node->TrafficStats();
+    for (uint32_t n = 0; n < stats.size() && n < traffic.size(); ++n) {
+      if (n != self_) m.peers.push_back(PeerMetricsOf(n, stats[n], traffic[n]));
     }
   } else if (const GuestRam* ram = vmm_->guest_ram()) {
     pager = ram->Stats();

@@ -19,6 +19,7 @@
 #include "ssihv/control/vm_node.h"
 #include "ssihv/kvm/run_loop.h"
 #include "ssihv/pager/stats.h"
+#include "ssihv/rdmax/transport.h"
 #include "vmm.h"
 
 namespace ssihv::vmm {
@@ -68,7 +69,8 @@ control::PeerInfo PeerOf(uint32_t node, const PeerLinkStats& s,
 /// The link's counters of one peer as the API's (interrupts are the IPIs).
 /// The transport's message, byte and error counters stay 0: librdmax keeps
 /// them for the whole transport only, not per peer.
-control::PeerMetrics PeerMetricsOf(uint32_t node, const PeerLinkStats& s);
+control::PeerMetrics PeerMetricsOf(uint32_t node, const PeerLinkStats& s,
+                                   const rdmax::PeerTransportStats& t);
 /// Pages by state from counts indexed like pager::kDsmPageStateNames.
 std::vector<control::NamedCount> PagesOf(const std::array<uint64_t, 4>& n);
 /// The API's action as the node link's, and the results as the API's.

@@ -130,8 +130,8 @@ std::vector<MetricFamily> MetricFamiliesOf(uint32_t node_id, uint32_t vcpus,
                         "Transport bytes received from the peer.", node, p,
                         &PeerMetrics::bytes_received));
   out.push_back(PerPeer(kMetricTransportErrors,
-                        "Failed transport operations and lost connections "
-                        "with the peer.",
+                        "Connections to the peer lost and messages to it "
+                        "that could not be sent.",
                         node, p, &PeerMetrics::errors));
   out.push_back(PerPeerIo(kMetricForwardedIo,
                           "I/O accesses of this node's vCPUs completed by the "

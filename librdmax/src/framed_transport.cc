@@ -31,15 +31,24 @@ absl::Status FramedTransport::Send(NodeId to, MessageType type,
                                    absl::Span<const uint8_t> payload,
                                    absl::Time deadline) {
   SSIHV_RETURN_IF_ERROR(CheckMessageSize("Send", to, payload.size()));
-  SSIHV_ASSIGN_OR_RETURN(auto channel, Channel(to, "Send"));
+  absl::StatusOr<std::shared_ptr<FrameChannel>> found = Channel(to, "Send");
+  if (!found.ok()) {
+    CountSendFailed(to);  // no connection to the peer
+    return found.status();
+  }
+  std::shared_ptr<FrameChannel> channel = *std::move(found);
   FrameHeader h;
   h.kind = FrameKind::kMessage;
   h.type = type;
   h.length = static_cast<uint32_t>(payload.size());
   bool wait = !OnDataThread() && deadline > absl::Now();
-  SSIHV_RETURN_IF_ERROR(channel->SendFrame(
-      h, payload, wait ? SendMode::kWait : SendMode::kNoWait, deadline));
-  Bump(stats_.messages_sent);
+  absl::Status st = channel->SendFrame(
+      h, payload, wait ? SendMode::kWait : SendMode::kNoWait, deadline);
+  if (!st.ok()) {
+    CountSendFailed(to);
+    return st;
+  }
+  CountSent(to, payload.size());
   return absl::OkStatus();
 }
 
@@ -47,7 +56,12 @@ absl::Status FramedTransport::Call(NodeId to, MessageType type,
                                    absl::Span<const uint8_t> payload,
                                    ResponseCallback done) {
   SSIHV_RETURN_IF_ERROR(CheckMessageSize("Call", to, payload.size()));
-  SSIHV_ASSIGN_OR_RETURN(auto channel, Channel(to, "Call"));
+  absl::StatusOr<std::shared_ptr<FrameChannel>> found = Channel(to, "Call");
+  if (!found.ok()) {
+    CountSendFailed(to);  // no connection to the peer
+    return found.status();
+  }
+  std::shared_ptr<FrameChannel> channel = *std::move(found);
   PendingOp* op = channel->pending().Acquire(OpKind::kCall, false,
                                              absl::Now() + options_.op_timeout,
                                              absl::InfinitePast());
@@ -73,9 +87,10 @@ absl::Status FramedTransport::Call(NodeId to, MessageType type,
     done = std::move(op->call_done);  // destroyed here, never called
     channel->pending().Release(op);
     loop().ReleaseTick();
+    CountSendFailed(to);
     return st;
   }
-  Bump(stats_.messages_sent);
+  CountSent(to, payload.size());
   return absl::OkStatus();
 }
 
@@ -84,7 +99,12 @@ absl::StatusOr<size_t> FramedTransport::CallSync(
     absl::Span<uint8_t> response) {
   SSIHV_RETURN_IF_ERROR(CheckMayBlock("CallSync"));
   SSIHV_RETURN_IF_ERROR(CheckMessageSize("CallSync", to, payload.size()));
-  SSIHV_ASSIGN_OR_RETURN(auto channel, Channel(to, "CallSync"));
+  absl::StatusOr<std::shared_ptr<FrameChannel>> found = Channel(to, "CallSync");
+  if (!found.ok()) {
+    CountSendFailed(to);  // no connection to the peer
+    return found.status();
+  }
+  std::shared_ptr<FrameChannel> channel = *std::move(found);
   absl::Time deadline = absl::Now() + options_.op_timeout;
   PendingOp* op =
       channel->pending().Acquire(OpKind::kCall, true, deadline, deadline);
@@ -102,9 +122,10 @@ absl::StatusOr<size_t> FramedTransport::CallSync(
   uint32_t prev;
   if (!st.ok() && PendingTable::Claim(op, &prev)) {
     channel->pending().Release(op);
+    CountSendFailed(to);
     return st;
   }
-  Bump(stats_.messages_sent);
+  CountSent(to, payload.size());
   channel->AwaitSync(op, deadline);
   absl::Status result = op->status;
   size_t n = op->response_length;

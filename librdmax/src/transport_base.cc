@@ -104,9 +104,52 @@ TransportBase::TransportBase(const cluster::ClusterConfig& config, NodeId self,
     : Transport(self),
       config_(config),
       options_(std::move(options)),
+      peer_counters_(std::make_unique<PeerCounters[]>(config.num_nodes())),
       connected_(config.num_nodes(), false) {
   limits_.max_message_bytes = options_.max_message_bytes;
   limits_.max_fetch_bytes = options_.max_fetch_bytes;
+}
+
+TransportBase::PeerCounters* TransportBase::PeerOf(NodeId peer) const {
+  return peer < config_.num_nodes() && peer != self() ? &peer_counters_[peer]
+                                                      : nullptr;
+}
+
+std::vector<PeerTransportStats> TransportBase::peer_stats() const {
+  std::vector<PeerTransportStats> out(config_.num_nodes());
+  for (NodeId n = 0; n < out.size(); ++n) {
+    const PeerCounters& c = peer_counters_[n];
+    out[n].messages_sent = c.messages_sent.load(std::memory_order_relaxed);
+    out[n].messages_received =
+        c.messages_received.load(std::memory_order_relaxed);
+    out[n].bytes_sent = c.bytes_sent.load(std::memory_order_relaxed);
+    out[n].bytes_received = c.bytes_received.load(std::memory_order_relaxed);
+    out[n].errors = c.errors.load(std::memory_order_relaxed);
+  }
+  return out;
+}
+
+void TransportBase::CountSent(NodeId to, uint64_t payload_bytes) {
+  Bump(stats_.messages_sent);
+  if (PeerCounters* c = PeerOf(to)) {
+    Bump(c->messages_sent);
+    Bump(c->bytes_sent, payload_bytes);
+  }
+}
+
+void TransportBase::CountSendFailed(NodeId to) {
+  if (PeerCounters* c = PeerOf(to)) Bump(c->errors);
+}
+
+void TransportBase::CountFetched(NodeId from, uint64_t bytes) {
+  Bump(stats_.fetches);
+  Bump(stats_.fetch_bytes, bytes);
+  if (PeerCounters* c = PeerOf(from)) Bump(c->bytes_received, bytes);
+}
+
+void TransportBase::CountServed(NodeId to, uint64_t bytes) {
+  Bump(stats_.fetches_served);
+  if (PeerCounters* c = PeerOf(to)) Bump(c->bytes_sent, bytes);
 }
 
 absl::Status TransportBase::CheckPeer(NodeId peer, absl::string_view op) const {
@@ -155,6 +198,10 @@ void TransportBase::NotePeerState(NodeId peer, PeerState state) {
     std::lock_guard<std::mutex> lock(peers_mu_);
     connected_[peer] = state == PeerState::kUp;
   }
+  // Every backend reports a lost connection here, once per connection.
+  if (state == PeerState::kDown) {
+    if (PeerCounters* c = PeerOf(peer)) Bump(c->errors);
+  }
   peers_cv_.notify_all();
   base::Log(base::LogLevel::kInfo, "rdmax node ", self(), ": node ", peer,
             state == PeerState::kUp ? " up" : " down");
@@ -163,6 +210,10 @@ void TransportBase::NotePeerState(NodeId peer, PeerState state) {
 
 void TransportBase::Deliver(const Message& message) {
   Bump(stats_.messages_received);
+  if (PeerCounters* c = PeerOf(message.from)) {
+    Bump(c->messages_received);
+    Bump(c->bytes_received, message.payload.size());
+  }
   if (message_handler_) {
     message_handler_(message);
     return;

@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -64,6 +65,14 @@ class TransportBase : public Transport {
     peer_handler_ = std::move(handler);
   }
   TransportStats stats() const override { return stats_.Snapshot(); }
+  std::vector<PeerTransportStats> peer_stats() const override;
+
+  // Counted where the backends see the traffic: the node's total and the
+  // peer's share together (PeerTransportStats says what each covers).
+  void CountSent(NodeId to, uint64_t payload_bytes);
+  void CountSendFailed(NodeId to);
+  void CountFetched(NodeId from, uint64_t bytes);
+  void CountServed(NodeId to, uint64_t bytes);
 
  protected:
   TransportBase(const cluster::ClusterConfig& config, NodeId self,
@@ -92,6 +101,17 @@ class TransportBase : public Transport {
   LocalRegions regions_;
 
  private:
+  struct PeerCounters {
+    std::atomic<uint64_t> messages_sent{0};
+    std::atomic<uint64_t> messages_received{0};
+    std::atomic<uint64_t> bytes_sent{0};
+    std::atomic<uint64_t> bytes_received{0};
+    std::atomic<uint64_t> errors{0};
+  };
+  // Indexed by node id; nullptr for an id outside the cluster (not counted).
+  PeerCounters* PeerOf(NodeId peer) const;
+
+  std::unique_ptr<PeerCounters[]> peer_counters_;
   mutable std::mutex peers_mu_;
   std::condition_variable peers_cv_;
   std::vector<bool> connected_;

@@ -82,6 +82,13 @@ for k in 0 1; do
   expect 200 GET /metrics "$k"
   grep -q "^ssihv_guest_running{node=\"$k\"} 1$" "$CL_DIR/body" ||
     fail "node $k /metrics: no ssihv_guest_running 1"
+  # Faults went between the nodes: traffic counted against the other one.
+  for m in messages_sent_total messages_received_total sent_bytes_total \
+           received_bytes_total; do
+    awk -v m="ssihv_transport_$m" -v p="peer=\"$((1 - k))\"" \
+      'index($1, m "{") == 1 && index($1, p) && $2 > 0 {ok = 1} END {exit !ok}' \
+      "$CL_DIR/body" || fail "node $k /metrics: ssihv_transport_$m for node $((1 - k)) is not > 0"
+  done
   promtool check metrics < "$CL_DIR/body" > "$CL_DIR/promtool.out" 2>&1 ||
     fail "promtool check metrics on node $k: $(cat "$CL_DIR/promtool.out")"
   [ ! -s "$CL_DIR/promtool.out" ] ||

@@ -132,7 +132,13 @@ TEST_CASE("peers: liveness from the link; counters mapped") {
   c.mmio_forwarded = 2;
   c.io_served = 6;
   c.mmio_served = 1;
-  const control::PeerMetrics m = PeerMetricsOf(3, c);
+  rdmax::PeerTransportStats t;
+  t.messages_sent = 11;
+  t.messages_received = 12;
+  t.bytes_sent = 13;
+  t.bytes_received = 14;
+  t.errors = 15;
+  const control::PeerMetrics m = PeerMetricsOf(3, c, t);
   CHECK(m.peer == 3);
   CHECK(m.ipis_sent == 9);
   CHECK(m.ipis_received == 8);
@@ -140,7 +146,11 @@ TEST_CASE("peers: liveness from the link; counters mapped") {
   CHECK(m.mmio_forwarded == 2);
   CHECK(m.pio_served == 5);
   CHECK(m.mmio_served == 1);
-  CHECK(m.messages_sent == 0);  // not kept per peer (librdmax)
+  CHECK(m.messages_sent == 11);  // librdmax's per-peer counters
+  CHECK(m.messages_received == 12);
+  CHECK(m.bytes_sent == 13);
+  CHECK(m.bytes_received == 14);
+  CHECK(m.errors == 15);
 }
 
 TEST_CASE("pages by state and action results") {

@@ -313,7 +313,11 @@ absl::Status LoopbackTransport::Post(NodeId to, Event e, bool budgeted,
         " bytes exceeds max_message_bytes ", options_.max_message_bytes));
   }
   const bool may_wait = !OnDataThread();
-  const bool is_message = e.kind == Event::Kind::kMessage;
+  // Messages and requests are counted (as FramedTransport does); replies
+  // and peer events are not.
+  const bool counted =
+      e.kind == Event::Kind::kMessage || e.kind == Event::Kind::kRequest;
+  const uint64_t bytes = e.payload.size();  // Accept moves `e` away
   // The fabric mutex keeps `to` alive while posting; it is released while
   // waiting for room (the receiver's handlers may need it to send).
   std::unique_lock<std::mutex> lock(fabric_->mu);
@@ -322,18 +326,20 @@ absl::Status LoopbackTransport::Post(NodeId to, Event e, bool budgeted,
     {
       std::lock_guard<std::mutex> l(mu_);
       if (dest == nullptr || !linked_[to]) {
+        if (counted) CountSendFailed(to);
         return absl::UnavailableError(
             absl::StrCat(op, " node=", to, ": not connected"));
       }
     }
     absl::Status st = dest->Accept(self(), e, budgeted);
     if (st.ok()) {
-      if (is_message) Bump(stats_.messages_sent);
+      if (counted) CountSent(to, bytes);
       return st;
     }
     if (!absl::IsResourceExhausted(st) || !may_wait ||
         absl::Now() >= deadline) {
       if (absl::IsResourceExhausted(st)) Bump(stats_.send_queue_full);
+      if (counted) CountSendFailed(to);
       return st;
     }
     fabric_->space_cv.wait_for(lock, std::chrono::milliseconds(5));
@@ -366,9 +372,8 @@ absl::Status LoopbackTransport::CopyFrom(NodeId peer, RegionId region,
     return p.status();
   }
   std::memcpy(dst.data(), *p, dst.size());
-  Bump(stats_.fetches);
-  Bump(stats_.fetch_bytes, dst.size());
-  Bump(src->stats_.fetches_served);
+  CountFetched(peer, dst.size());
+  src->CountServed(self(), dst.size());
   return absl::OkStatus();
 }
 

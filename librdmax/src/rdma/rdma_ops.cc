@@ -254,10 +254,7 @@ absl::Status RdmaTransport::Fetch(NodeId peer_id, RegionId region,
     }
     ReleaseBounce(op->bounce);
   }
-  if (status.ok()) {
-    Bump(stats_.fetches);
-    Bump(stats_.fetch_bytes, dst.size());
-  }
+  if (status.ok()) CountFetched(peer_id, dst.size());
   peer->pending().Release(op);
   return status;
 }

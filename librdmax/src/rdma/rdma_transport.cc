@@ -250,6 +250,7 @@ int RdmaTransport::PollSendCq() {
 
 void RdmaTransport::FinishRead(PendingOp* op, RdmaPeer* peer,
                                const ibv_wc& wc) {
+  const NodeId from = peer->id();  // `peer` may be gone after NoteWrDone
   absl::Status status;
   if (wc.status == IBV_WC_WR_FLUSH_ERR) {
     status = absl::UnavailableError(absl::StrCat(
@@ -274,8 +275,7 @@ void RdmaTransport::FinishRead(PendingOp* op, RdmaPeer* peer,
       std::memcpy(op->dst, bounce_mem_.data() + op->bounce * kBounceBytes,
                   op->length);
     }
-    Bump(stats_.fetches);
-    Bump(stats_.fetch_bytes, op->length);
+    CountFetched(from, op->length);
   }
   if (op->bounce >= 0) ReleaseBounce(op->bounce);
   FetchCallback done = std::move(op->fetch_done);

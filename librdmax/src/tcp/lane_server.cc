@@ -147,7 +147,7 @@ bool ServedLane::ServeOne() {
     if (p.ok()) {
       rh.length = req->length;
       // Counted first: the fetcher may look before this thread runs again.
-      Bump(transport_->atomic_stats().fetches_served);
+      transport_->CountServed(peer_, req->length);
       if (!Respond(rh, *p, req->length)) return false;
     } else {
       Bump(transport_->atomic_stats().fetches_refused);

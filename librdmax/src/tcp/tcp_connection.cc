@@ -540,8 +540,7 @@ void TcpConnection::OnFetchResponse(const Frame& f) {
       MatchResponse(f, OpKind::kFetch, "fetch response to unknown id", &status);
   if (op == nullptr) return;
   if (!(f.header.flags & kFlagError)) {
-    Bump(transport_->atomic_stats().fetches);
-    Bump(transport_->atomic_stats().fetch_bytes, op->length);
+    transport_->CountFetched(peer(), op->length);
   }
   if (op->sync) {
     op->status = status;
@@ -583,7 +582,7 @@ void TcpConnection::ServeFetch(const Frame& f) {
   h.length = req->length;
   struct iovec iov = {const_cast<uint8_t*>(*p), req->length};
   if (SendFrame(h, &iov, 1, SendMode::kForce, absl::InfinitePast()).ok()) {
-    Bump(transport_->atomic_stats().fetches_served);
+    transport_->CountServed(peer(), req->length);
   }
 }
 

@@ -49,8 +49,7 @@ std::optional<absl::Status> TcpTransport::FetchOverLane(
   conn->lanes().Release(std::move(lane), outcome == FetchLane::Outcome::kDone);
   if (outcome == FetchLane::Outcome::kBroken) return std::nullopt;
   if (result.ok()) {
-    Bump(stats_.fetches);
-    Bump(stats_.fetch_bytes, dst.size());
+    CountFetched(conn->peer(), dst.size());
     Bump(stats_.lane_fetches);
   }
   return result;

@@ -133,7 +133,7 @@ struct PeerMetrics {
   uint64_t messages_received = 0;
   uint64_t bytes_sent = 0;
   uint64_t bytes_received = 0;
-  /// Failed sends, fetches and calls, malformed frames, lost connections.
+  /// Lost connections to `peer` and messages to it that could not be sent.
   uint64_t errors = 0;
   /// Port I/O and MMIO accesses of this node's vCPUs completed by `peer`.
   uint64_t pio_forwarded = 0;

@@ -214,6 +214,20 @@ struct TransportStats {
   uint64_t lanes_serving = 0;
 };
 
+/// One peer's share of the traffic (TransportStats is the node's total),
+/// for per-peer telemetry. Messages: Send and Call requests (not replies).
+/// Bytes: their payloads, plus page bytes fetched from the peer (received)
+/// and, over TCP and loopback, served to it (sent; an RDMA READ of this
+/// node's memory never passes through its CPU and is not seen). Errors: the
+/// connection to the peer lost, and messages to it that could not be sent.
+struct PeerTransportStats {
+  uint64_t messages_sent = 0;
+  uint64_t messages_received = 0;
+  uint64_t bytes_sent = 0;
+  uint64_t bytes_received = 0;
+  uint64_t errors = 0;
+};
+
 class Transport {
  public:
   virtual ~Transport() = default;
@@ -291,6 +305,8 @@ class Transport {
                                   FetchCallback done) = 0;
 
   virtual TransportStats stats() const = 0;
+  /// Indexed by node id (this node's own entry stays zero).
+  virtual std::vector<PeerTransportStats> peer_stats() const = 0;
 
  protected:
   explicit Transport(NodeId self) : self_(self) {}
