@@ -70,7 +70,9 @@ start_scraper() {
   for i in $(seq 1 3000); do
     printf 'url = "http://%s/metrics"\noutput = "/dev/null"\n' "${CL_API[$((i % 2))]}"
   done > "$CL_DIR/scrape.conf"
-  curl -s --rate 20/s -K "$CL_DIR/scrape.conf" -w '%{http_code}\n' \
+  # Line-buffered: the scraper is killed at the end, and a block-buffered
+  # stdout would take the status codes with it.
+  stdbuf -oL curl -s --rate 20/s -K "$CL_DIR/scrape.conf" -w '%{http_code}\n' \
     > "$CL_DIR/scrape.codes" 2> /dev/null &
   scraper=$!
   CL_PIDS+=("$scraper")

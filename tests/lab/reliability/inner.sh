@@ -26,6 +26,28 @@ mem_mib=$(jq '[.nodes[].memory_mib] | add' "$config")
 # to see how far a failing boot got).
 append="${SSIHV_STRESS_APPEND:-quiet} ssihv.work_s=${SSIHV_STRESS_WORK_S:-4}"
 
+# SSIHV_STRESS_TRACE=1: the lab kernel's KVM trace (exits, injected
+# interrupts and exceptions, nested page faults, MSR accesses) in a ring
+# buffer during each boot; a failed boot keeps its last 3000 events in
+# trace.txt, so an unexplained reset shows what KVM did just before it.
+trace=/sys/kernel/tracing
+trace_events="kvm_exit kvm_inj_virq kvm_inj_exception kvm_page_fault kvm_msr kvm_apic_ipi"
+trace_on() {
+  [ "${SSIHV_STRESS_TRACE:-0}" = 1 ] || return 0
+  [ -d "$trace/events/kvm" ] || mount -t tracefs nodev "$trace" 2>/dev/null || true
+  echo 0 > "$trace/tracing_on"
+  echo 4096 > "$trace/buffer_size_kb"
+  : > "$trace/trace"
+  local e
+  for e in $trace_events; do echo 1 > "$trace/events/kvm/$e/enable"; done
+  echo 1 > "$trace/tracing_on"
+}
+trace_keep() {  # dir
+  [ "${SSIHV_STRESS_TRACE:-0}" = 1 ] || return 0
+  echo 0 > "$trace/tracing_on"
+  tail -n 3000 "$trace/trace" > "$1/trace.txt"
+}
+
 {
   echo "# lab $lab: L1 kernel $(uname -r), ${SSIHV_LAB_QEMU:-?}, cpu $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
   echo "# kvm_amd: $(cd /sys/module/kvm_amd/parameters && for p in *; do printf '%s=%s ' "$p" "$(cat "$p")"; done)"
@@ -85,6 +107,7 @@ classify() {  # dir -> "outcome<TAB>detail"
 }
 
 for b in $(seq 1 "$boots"); do
+  trace_on
   pids=()
   for v in $(seq 1 "$vmms"); do
     dir=$out/lab$lab/boot$b.vmm$v
@@ -101,6 +124,7 @@ for b in $(seq 1 "$boots"); do
       >> "$out/boots.tsv"
     echo "reliability: lab $lab boot $b vmm $v: ${line%%	*} ($(cat "$dir/ms") ms)"
     # Keep the evidence of failures only (a clean boot's console is noise).
+    [[ "$line" == clean* ]] || trace_keep "$dir"
     [[ "$line" == clean* ]] && rm -rf "$dir"
   done
   sync
