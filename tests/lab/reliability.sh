@@ -27,6 +27,8 @@
 # (QEMU -cpu model), SSIHV_LAB_KVM_AMD (kvm_amd module parameters),
 # SSIHV_LAB_KERNEL_ARGS (the lab kernel's extra command line),
 # SSIHV_LAB_QEMU. The default is what tests/lab/pins.env pins.
+# SSIHV_STRESS_TRACE=1 keeps the lab kernel's KVM trace of every failed
+# boot, frozen at its triple fault (trace.txt.gz; reliability/inner.sh).
 #
 # Exit status: 0 when every boot of every lab VM was clean, 1 otherwise, 2 bad
 # usage. summary.txt has the counts and the lab configuration; docs/LAB.md

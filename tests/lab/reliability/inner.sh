@@ -27,17 +27,21 @@ mem_mib=$(jq '[.nodes[].memory_mib] | add' "$config")
 append="${SSIHV_STRESS_APPEND:-quiet} ssihv.work_s=${SSIHV_STRESS_WORK_S:-4}"
 
 # SSIHV_STRESS_TRACE=1: the lab kernel's KVM trace (exits, injected
-# interrupts and exceptions, nested page faults, MSR accesses) in a ring
-# buffer during each boot; a failed boot keeps its last 3000 events in
-# trace.txt, so an unexplained reset shows what KVM did just before it.
+# interrupts and exceptions, nested page faults, MSR accesses, IPIs) in a
+# 16 MiB-per-CPU ring buffer during each boot, frozen by the first SHUTDOWN
+# exit (SVM exit code 0x7f: a triple fault; the lab is AMD), so that the
+# events that led to an unexplained reset survive the rest of the run. A
+# failed boot keeps the last 200,000 events in trace.txt.gz.
 trace=/sys/kernel/tracing
 trace_events="kvm_exit kvm_inj_virq kvm_inj_exception kvm_page_fault kvm_msr kvm_apic_ipi"
 trace_on() {
   [ "${SSIHV_STRESS_TRACE:-0}" = 1 ] || return 0
   [ -d "$trace/events/kvm" ] || mount -t tracefs nodev "$trace" 2>/dev/null || true
   echo 0 > "$trace/tracing_on"
-  echo 4096 > "$trace/buffer_size_kb"
+  echo 16384 > "$trace/buffer_size_kb"
   : > "$trace/trace"
+  echo '!traceoff if exit_reason == 127' > "$trace/events/kvm/kvm_exit/trigger" 2>/dev/null
+  echo 'traceoff if exit_reason == 127' > "$trace/events/kvm/kvm_exit/trigger"
   local e
   for e in $trace_events; do echo 1 > "$trace/events/kvm/$e/enable"; done
   echo 1 > "$trace/tracing_on"
@@ -45,7 +49,7 @@ trace_on() {
 trace_keep() {  # dir
   [ "${SSIHV_STRESS_TRACE:-0}" = 1 ] || return 0
   echo 0 > "$trace/tracing_on"
-  tail -n 3000 "$trace/trace" > "$1/trace.txt"
+  [ -s "$1/trace.txt.gz" ] || tail -n 200000 "$trace/trace" | gzip > "$1/trace.txt.gz"
 }
 
 {
