@@ -131,7 +131,7 @@ awk '
     split("node0_p50_all node0_p50_remote_read node1_p50_all run_s", keys, " ")
     for (k = 1; k <= 4; k++) {
       key = keys[k]; w = median("with", key); wo = median("without", key)
-      printf "median %s without=%.1f with=%.1f ratio=%.3f\n", key, wo, w, wo > 0 ? w / wo : 0
+      printf "median %s without=%.1f with=%.1f ratio=%.3f\n", key, wo, w, (wo > 0 ? w / wo : 0)
     }
   }' "$out" | tee -a "$out"
 if [ -n "${SSIHV_LAB_RESULTS:-}" ]; then cp "$out" "$SSIHV_LAB_RESULTS/control_bench.txt"; fi
