@@ -117,6 +117,9 @@ class Vmm {
   absl::Status BuildSteps(const VmmOptions& options);
   absl::Status SetUpMemory(const VmmOptions& options);
   void ReleaseFaultsOnStop();
+  // Pause/resume: the guest's kvmclock stands still while paused.
+  void FreezeGuestClock();
+  void ThawGuestClock();
   // --node: the cluster side (vmm_node.cc).
   absl::Status CreateNode(const VmmOptions& options);
   absl::Status SyncClock();
@@ -152,6 +155,8 @@ class Vmm {
   // Held for a whole ClusterAction; Run takes it before the transport goes,
   // so that an action's answers are not cut off by our own shutdown.
   std::mutex action_mu_;
+  std::mutex clock_mu_;
+  std::optional<kvm_clock_data> paused_clock_;  // clock_mu_; while paused
   kvm::StopLatch stop_;
   std::unique_ptr<kvm::Kvm> kvm_;
   std::unique_ptr<kvm::Vm> vm_;

@@ -2,6 +2,7 @@
 // and stop here and across the cluster, and thread-safe views of the vCPUs.
 #include "absl/strings/str_cat.h"
 #include "ssihv/base/log.h"
+#include "ssihv/base/status_macros.h"
 #include "vmm.h"
 
 namespace ssihv::vmm {
@@ -53,10 +54,45 @@ absl::Status Vmm::LocalAction(ActionKind action) {
         p == VmmPhase::kStopping ? "stopping" : "not started", ")"));
   }
   if (action == ActionKind::kResume) {
+    ThawGuestClock();
     threads_->Resume();
     return absl::OkStatus();
   }
-  return threads_->Pause(kPauseTimeout);
+  SSIHV_RETURN_IF_ERROR(threads_->Pause(kPauseTimeout));
+  FreezeGuestClock();
+  return absl::OkStatus();
+}
+
+// A paused guest's clock stands still, as with QEMU's stop/cont: kvmclock
+// is read once every vCPU is held and written back before they run again,
+// so the guest does not see the pause as lost time (no jump of its clock,
+// no soft-lockup report after a long pause). On several nodes each freezes
+// its own clock; their pauses are milliseconds apart, and so is the skew a
+// resume leaves between them. The TSC itself keeps counting, as it does on
+// QEMU.
+void Vmm::FreezeGuestClock() {
+  std::lock_guard<std::mutex> lock(clock_mu_);
+  if (paused_clock_) return;  // paused twice: the first reading stands
+  absl::StatusOr<kvm_clock_data> c = vm_->GetClock();
+  if (!c.ok()) {
+    base::Log(base::LogLevel::kWarning,
+              "ssihv-vmm: pause: ", c.status().message(),
+              "; the guest clock keeps running");
+    return;
+  }
+  paused_clock_ = *c;
+}
+
+void Vmm::ThawGuestClock() {
+  std::lock_guard<std::mutex> lock(clock_mu_);
+  if (!paused_clock_) return;
+  kvm_clock_data set{};
+  set.clock = paused_clock_->clock;
+  if (absl::Status st = vm_->SetClock(set); !st.ok()) {
+    base::Log(base::LogLevel::kWarning, "ssihv-vmm: resume: ", st.message(),
+              "; the guest sees the pause as elapsed time");
+  }
+  paused_clock_.reset();
 }
 
 std::vector<std::pair<uint32_t, absl::Status>> Vmm::ClusterAction(

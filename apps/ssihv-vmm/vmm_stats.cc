@@ -33,7 +33,10 @@ nlohmann::json Vmm::StatsJson() const {
   // KVM's master clock at the end of the run: without it KVM rewrites each
   // vCPU's kvmclock at every entry (docs/VMM.md, "Guest time").
   if (absl::StatusOr<kvm_clock_data> c = vm_->GetClock(); c.ok()) {
-    j["kvm_clock"] = {{"tsc_stable", (c->flags & KVM_CLOCK_TSC_STABLE) != 0}};
+    // "guest_s": the guest's clock at the end, since the VM was created;
+    // pauses do not count (FreezeGuestClock).
+    j["kvm_clock"] = {{"tsc_stable", (c->flags & KVM_CLOCK_TSC_STABLE) != 0},
+                      {"guest_s", static_cast<double>(c->clock) / 1e9}};
   }
   if (threads_) {
     kvm::RunLoopStats s = threads_->TotalStats();

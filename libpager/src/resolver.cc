@@ -131,7 +131,19 @@ void Resolver::Fail(const Fault& fault, const absl::Status& status) {
       absl::StrCat("unresolved ", std::string(FaultAccessName(fault.access)),
                    " fault at gpa=0x", absl::Hex(fault.gpa), " (thread ",
                    fault.thread_id, "): ", status.message())));
-  if (release_now) ReleasePage(fault.gpa);
+  if (release_now) {
+    ReleasePage(fault.gpa);
+    // And the rest of its 2 MiB block (unmapped pages only): a thread that
+    // walks a lost range, such as node 0's loader writing an initrd into a
+    // dead node's memory, then takes one fault per block, not per page.
+    const Region* r = RegionOfGpa(fault.gpa, kPageSize);
+    constexpr uint64_t kBlock = 2 << 20;
+    if (r != nullptr) {
+      const uint64_t start = std::max(r->gpa, fault.gpa & ~(kBlock - 1));
+      const uint64_t end = std::min(r->gpa_end(), start + kBlock);
+      (void)ZeroFillRange(start, end - start);
+    }
+  }
 }
 
 // Best effort, every step: the VMM is stopping and only needs the waiters

@@ -453,6 +453,10 @@ TEST_CASE("ReleaseFailedFaults returns the threads failed faults block") {
       0, [&] { (void)*reinterpret_cast<volatile uint8_t*>(env.Page(6)); });
   REQUIRE(testing::WaitFor([&] { return done == 4; }));
   late.join();
+  // ... with the rest of its block: page 7 reads zeros without a fault.
+  const uint64_t errors_before = Settled(*env.pager).errors;
+  CHECK(IsZero(env.Page(7)));
+  CHECK(Settled(*env.pager).errors == errors_before);
   const PagerStats s = Settled(*env.pager);
   // Every failed fault was released (a woken thread may re-fault first).
   CHECK(s.errors >= 4);

@@ -524,6 +524,15 @@ TEST_CASE("the control API: health, vCPUs, pages, metrics, pause, stop") {
   const nlohmann::json before = Json(Http(address, "GET", "/vcpus"));
   const nlohmann::json after = Json(Http(address, "GET", "/vcpus"));
   CHECK(before == after);
+  // The guest's clock stands still too: 3 s of real time pass paused, and
+  // the guest's kvmclock at the end (counted from the VM's creation, a
+  // moment before the run began) must be short of the run by about that.
+  const auto paused_at = std::chrono::steady_clock::now();
+  while (std::chrono::steady_clock::now() - paused_at <
+         std::chrono::seconds(3)) {
+    CHECK(Json(Http(address, "GET", "/health"))["status"] == "paused");
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
 
   // Resume: running again.
   CHECK(Http(address, "POST", "/vm/resume", token).status == 200);
@@ -546,6 +555,9 @@ TEST_CASE("the control API: health, vCPUs, pages, metrics, pause, stop") {
   CHECK_THAT(vmm.err(), Catch::Contains("api stop"));
   nlohmann::json s = f.Stats();
   CHECK(s["stop"]["reason"] == "api stop");
+  INFO("stats: " << s.dump());
+  CHECK(s["kvm_clock"]["guest_s"].get<double>() <
+        s["run_seconds"].get<double>() - 1.5);
 }
 
 TEST_CASE("the control API refuses to start with a bad token file: exit 3") {

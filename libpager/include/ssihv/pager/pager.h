@@ -213,7 +213,10 @@ class Pager {
   /// For a VMM stopping its guest after an error (on_error, a lost peer):
   /// returns every thread that a failed fault left blocked. Each page
   /// Resolver::Fail saw, and every page it fails from now on, is unprotected
-  /// and, if unmapped, mapped as zeros, and its waiters are woken. A vCPU
+  /// and, if unmapped, mapped as zeros, and its waiters are woken; a page
+  /// failed after the call also gets the unmapped rest of its 2 MiB block
+  /// mapped as zeros (counted in filled_ahead), so a thread walking a lost
+  /// range faults once per block. A vCPU
   /// blocked in KVM_RUN on such a page waits uninterruptibly (only a fatal
   /// signal ends the wait on Linux 6.1), so without this the VMM could
   /// never join it. Call it only after every vCPU was told to stop (its
