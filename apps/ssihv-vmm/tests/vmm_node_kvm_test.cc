@@ -58,17 +58,43 @@ struct TwoNodes {
   std::string StatsPath(int k) const {
     return dir.path + "/stats-" + std::to_string(k) + ".json";
   }
+  // One node process, with `config_path` (default: the fixture's).
+  std::unique_ptr<Subprocess> Node(int k, std::vector<std::string> extra = {},
+                                   const std::string& config_path = "") {
+    std::vector<std::string> argv = {SSIHV_VMM,
+                                     "--config",
+                                     config_path.empty() ? config : config_path,
+                                     "--node",
+                                     std::to_string(k),
+                                     "--kernel",
+                                     kernel,
+                                     "--initrd",
+                                     initrd,
+                                     "--fault-around",
+                                     "0",
+                                     "--stats-json",
+                                     StatsPath(k)};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    auto p = Subprocess::Start(argv);
+    REQUIRE(p.ok());
+    return *std::move(p);
+  }
   // Node 1 first: node 0 waits for it at start-up. No fault-around, so each
   // page node 0's vCPU reads is one remote fault.
   void Launch() {
-    for (int k : {1, 0}) {
-      auto p = Subprocess::Start({SSIHV_VMM, "--config", config, "--node",
-                                  std::to_string(k), "--kernel", kernel,
-                                  "--initrd", initrd, "--fault-around", "0",
-                                  "--stats-json", StatsPath(k)});
-      REQUIRE(p.ok());
-      node[k] = *std::move(p);
-    }
+    for (int k : {1, 0}) node[k] = Node(k);
+  }
+  // The fixture's config with node 1's memory changed: same nodes, same
+  // addresses and secret, a different cluster.
+  std::string OtherConfig() {
+    std::ifstream in(config);
+    nlohmann::json j = nlohmann::json::parse(in);
+    j["nodes"][1]["memory_mib"] = 128;
+    return dir.Write("other.json", j.dump());
+  }
+  std::string AddressOf(int k) {
+    std::ifstream in(config);
+    return nlohmann::json::parse(in)["nodes"][k]["address"];
   }
   void Start() {
     Launch();
@@ -141,4 +167,37 @@ TEST_CASE("node 0 lost while its vCPU walks node 1's memory: node 1 exits 5") {
   CHECK(status == kExitPeerLost);
   CHECK(seconds_to_exit < 10.0);
   CHECK_THAT(c.node[1]->err(), Catch::Contains("node 0 was lost"));
+}
+
+// Start-up errors end with exit 3 and a message naming what is wrong, in
+// seconds, never a hang (issue 12).
+TEST_CASE("start-up errors: a clear message, exit 3, never a hang") {
+  TwoNodes c;
+  SECTION("a peer that never starts") {
+    auto n0 = c.Node(0, {"--peer-timeout", "2"});
+    REQUIRE(n0->Wait(seconds(60)) == 3);
+    CHECK_THAT(n0->err(), Catch::Contains("node 1"));
+    CHECK_THAT(n0->err(), Catch::Contains(c.AddressOf(1)));
+  }
+  SECTION("two processes with the same node id") {
+    auto n0 = c.Node(0, {"--peer-timeout", "30"});
+    REQUIRE(n0->WaitForOutput("waiting for", seconds(60)));
+    auto twin = c.Node(0, {"--peer-timeout", "30"});
+    REQUIRE(twin->Wait(seconds(60)) == 3);
+    CHECK_THAT(twin->err(), Catch::Contains(c.AddressOf(0)));
+    CHECK_THAT(twin->err(), Catch::Contains("in use"));
+  }
+  SECTION("nodes with different configs refuse each other") {
+    auto n0 = c.Node(0, {"--peer-timeout", "30"});
+    auto n1 = c.Node(1, {"--peer-timeout", "30"}, c.OtherConfig());
+    REQUIRE(n0->Wait(seconds(60)) == 3);
+    REQUIRE(n1->Wait(seconds(60)) == 3);
+    CHECK_THAT(n0->err(), Catch::Contains("different cluster config"));
+    CHECK_THAT(n1->err(), Catch::Contains("different cluster config"));
+  }
+  SECTION("--node outside the config") {
+    auto n = c.Node(7);
+    REQUIRE(n->Wait(seconds(60)) == 3);
+    CHECK_THAT(n->err(), Catch::Contains("--node 7: the config has 2"));
+  }
 }
