@@ -282,6 +282,19 @@ nlohmann::json ClusterNode::StatsJson() const {
   nlohmann::json j = dsm_->StatsJson();
   j["link"] = link_.StatsJson();
   j["remote_deliveries"] = apic_bus_.remote_deliveries();
+  // The transport's traffic with each peer (the API's ssihv_transport_*).
+  nlohmann::json traffic = nlohmann::json::array();
+  const std::vector<rdmax::PeerTransportStats> t = TrafficStats();
+  for (uint32_t n = 0; n < t.size(); ++n) {
+    if (n == self_) continue;
+    traffic.push_back({{"node", n},
+                       {"messages_sent", t[n].messages_sent},
+                       {"messages_received", t[n].messages_received},
+                       {"bytes_sent", t[n].bytes_sent},
+                       {"bytes_received", t[n].bytes_received},
+                       {"errors", t[n].errors}});
+  }
+  j["traffic"] = std::move(traffic);
   return j;
 }
 

@@ -143,7 +143,10 @@ absl::Status FramedTransport::Reply(const ReplyToken& to, MessageType type,
   h.type = type;
   h.id = to.request_id;
   h.length = static_cast<uint32_t>(payload.size());
-  return channel->SendFrame(h, payload, SendMode::kReply, absl::InfinitePast());
+  absl::Status st =
+      channel->SendFrame(h, payload, SendMode::kReply, absl::InfinitePast());
+  if (st.ok()) CountReplyBytes(to.to, payload.size(), /*sent=*/true);
+  return st;
 }
 
 absl::Status FramedTransport::ReplyError(const ReplyToken& to,

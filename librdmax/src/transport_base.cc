@@ -147,6 +147,12 @@ void TransportBase::CountFetched(NodeId from, uint64_t bytes) {
   if (PeerCounters* c = PeerOf(from)) Bump(c->bytes_received, bytes);
 }
 
+void TransportBase::CountReplyBytes(NodeId peer, uint64_t bytes, bool sent) {
+  if (PeerCounters* c = PeerOf(peer)) {
+    Bump(sent ? c->bytes_sent : c->bytes_received, bytes);
+  }
+}
+
 void TransportBase::CountServed(NodeId to, uint64_t bytes) {
   Bump(stats_.fetches_served);
   if (PeerCounters* c = PeerOf(to)) Bump(c->bytes_sent, bytes);

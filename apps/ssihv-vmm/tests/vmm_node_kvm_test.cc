@@ -143,6 +143,17 @@ TEST_CASE("node 1 lost while node 0's vCPU faults on its pages: exit 5") {
   const nlohmann::json s = c.Stats(0);
   CHECK(s["pager"]["faults"]["remote_read"].get<uint64_t>() > 0);
   CHECK(s["pager"]["released"] == s["pager"]["errors"]);
+  // Its traffic with node 1, from the transport: the remote faults went
+  // there (node 1's pages were never written, so the grants carry no page
+  // data, only the protocol's messages), and the lost connection is node
+  // 1's error.
+  REQUIRE(s["dsm"]["traffic"].size() == 1);
+  const nlohmann::json& t = s["dsm"]["traffic"][0];
+  CHECK(t["node"] == 1);
+  CHECK(t["messages_sent"].get<uint64_t>() > 0);
+  CHECK(t["messages_received"].get<uint64_t>() > 0);
+  CHECK(t["bytes_received"].get<uint64_t>() > 0);
+  CHECK(t["errors"].get<uint64_t>() >= 1);
 }
 
 TEST_CASE("node 1 lost while node 0 loads the initrd into its memory: exit 5") {

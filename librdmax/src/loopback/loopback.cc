@@ -318,6 +318,7 @@ absl::Status LoopbackTransport::Post(NodeId to, Event e, bool budgeted,
   const bool counted =
       e.kind == Event::Kind::kMessage || e.kind == Event::Kind::kRequest;
   const uint64_t bytes = e.payload.size();  // Accept moves `e` away
+  const Event::Kind e_kind = e.kind;
   // The fabric mutex keeps `to` alive while posting; it is released while
   // waiting for room (the receiver's handlers may need it to send).
   std::unique_lock<std::mutex> lock(fabric_->mu);
@@ -334,6 +335,7 @@ absl::Status LoopbackTransport::Post(NodeId to, Event e, bool budgeted,
     absl::Status st = dest->Accept(self(), e, budgeted);
     if (st.ok()) {
       if (counted) CountSent(to, bytes);
+      if (e_kind == Event::Kind::kResponse) CountReplyBytes(to, bytes, true);
       return st;
     }
     if (!absl::IsResourceExhausted(st) || !may_wait ||
@@ -490,6 +492,7 @@ void LoopbackTransport::Dispatch(Event& e) {
 }
 
 void LoopbackTransport::CompleteCall(Event& e) {
+  CountReplyBytes(e.from, e.payload.size(), /*sent=*/false);
   std::unique_lock<std::mutex> lock(mu_);
   PendingOp* op = pending_[e.from]->Find(e.id);
   if (op == nullptr) return;  // timed out meanwhile

@@ -376,6 +376,7 @@ void RdmaPeer::Dispatch(const FrameHeader& h,
       return;
     }
     case FrameKind::kResponse: {
+      t_->CountReplyBytes(id_, payload.size(), /*sent=*/false);
       PendingOp* op = pending_.Find(h.id);
       if (op == nullptr || op->kind != OpKind::kCall) {
         return violation("response to an unknown request");

@@ -507,6 +507,7 @@ PendingOp* TcpConnection::MatchResponse(const Frame& f, OpKind kind,
 }
 
 void TcpConnection::OnResponse(const Frame& f) {
+  transport_->CountReplyBytes(peer_, f.payload.size(), /*sent=*/false);
   absl::Status status;
   PendingOp* op =
       MatchResponse(f, OpKind::kCall, "response to unknown request", &status);

@@ -216,7 +216,8 @@ struct TransportStats {
 
 /// One peer's share of the traffic (TransportStats is the node's total),
 /// for per-peer telemetry. Messages: Send and Call requests (not replies).
-/// Bytes: their payloads, plus page bytes fetched from the peer (received)
+/// Bytes: their payloads and the replies', plus page bytes fetched from the
+/// peer (received)
 /// and, over TCP and loopback, served to it (sent; an RDMA READ of this
 /// node's memory never passes through its CPU and is not seen). Errors: the
 /// connection to the peer lost, and messages to it that could not be sent.
