@@ -73,8 +73,8 @@ class TransportBase : public Transport {
   void CountSendFailed(NodeId to);
   void CountFetched(NodeId from, uint64_t bytes);
   void CountServed(NodeId to, uint64_t bytes);
-  // A reply is not a message, but its payload (a page, for the DSM) is
-  // traffic with the peer: bytes only.
+  // A reply is not a message, but its payload is traffic with the peer:
+  // bytes only.
   void CountReplyBytes(NodeId peer, uint64_t bytes, bool sent);
 
  protected:
