@@ -66,9 +66,8 @@ std::vector<control::FaultMetrics> FaultsOf(const pager::PagerStats& s);
 /// A peer's liveness and transport from the node link's view of it.
 control::PeerInfo PeerOf(uint32_t node, const PeerLinkStats& s,
                          const std::string& transport);
-/// The link's counters of one peer as the API's (interrupts are the IPIs).
-/// The transport's message, byte and error counters stay 0: librdmax keeps
-/// them for the whole transport only, not per peer.
+/// One peer's counters as the API's: the node link's (interrupts are the
+/// IPIs, forwarded I/O) and the transport's traffic with it (`t`).
 control::PeerMetrics PeerMetricsOf(uint32_t node, const PeerLinkStats& s,
                                    const rdmax::PeerTransportStats& t);
 /// Pages by state from counts indexed like pager::kDsmPageStateNames.

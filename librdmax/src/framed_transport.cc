@@ -27,16 +27,18 @@ void FramedTransport::Broadcast(FrameKind kind,
   }
 }
 
+absl::StatusOr<std::shared_ptr<FrameChannel>> FramedTransport::SendChannel(
+    NodeId to, absl::string_view op) {
+  absl::StatusOr<std::shared_ptr<FrameChannel>> channel = Channel(to, op);
+  if (!channel.ok()) CountPeerError(to);
+  return channel;
+}
+
 absl::Status FramedTransport::Send(NodeId to, MessageType type,
                                    absl::Span<const uint8_t> payload,
                                    absl::Time deadline) {
   SSIHV_RETURN_IF_ERROR(CheckMessageSize("Send", to, payload.size()));
-  absl::StatusOr<std::shared_ptr<FrameChannel>> found = Channel(to, "Send");
-  if (!found.ok()) {
-    CountSendFailed(to);  // no connection to the peer
-    return found.status();
-  }
-  std::shared_ptr<FrameChannel> channel = *std::move(found);
+  SSIHV_ASSIGN_OR_RETURN(auto channel, SendChannel(to, "Send"));
   FrameHeader h;
   h.kind = FrameKind::kMessage;
   h.type = type;
@@ -45,7 +47,7 @@ absl::Status FramedTransport::Send(NodeId to, MessageType type,
   absl::Status st = channel->SendFrame(
       h, payload, wait ? SendMode::kWait : SendMode::kNoWait, deadline);
   if (!st.ok()) {
-    CountSendFailed(to);
+    CountPeerError(to);
     return st;
   }
   CountSent(to, payload.size());
@@ -56,12 +58,7 @@ absl::Status FramedTransport::Call(NodeId to, MessageType type,
                                    absl::Span<const uint8_t> payload,
                                    ResponseCallback done) {
   SSIHV_RETURN_IF_ERROR(CheckMessageSize("Call", to, payload.size()));
-  absl::StatusOr<std::shared_ptr<FrameChannel>> found = Channel(to, "Call");
-  if (!found.ok()) {
-    CountSendFailed(to);  // no connection to the peer
-    return found.status();
-  }
-  std::shared_ptr<FrameChannel> channel = *std::move(found);
+  SSIHV_ASSIGN_OR_RETURN(auto channel, SendChannel(to, "Call"));
   PendingOp* op = channel->pending().Acquire(OpKind::kCall, false,
                                              absl::Now() + options_.op_timeout,
                                              absl::InfinitePast());
@@ -87,7 +84,7 @@ absl::Status FramedTransport::Call(NodeId to, MessageType type,
     done = std::move(op->call_done);  // destroyed here, never called
     channel->pending().Release(op);
     loop().ReleaseTick();
-    CountSendFailed(to);
+    CountPeerError(to);
     return st;
   }
   CountSent(to, payload.size());
@@ -99,12 +96,7 @@ absl::StatusOr<size_t> FramedTransport::CallSync(
     absl::Span<uint8_t> response) {
   SSIHV_RETURN_IF_ERROR(CheckMayBlock("CallSync"));
   SSIHV_RETURN_IF_ERROR(CheckMessageSize("CallSync", to, payload.size()));
-  absl::StatusOr<std::shared_ptr<FrameChannel>> found = Channel(to, "CallSync");
-  if (!found.ok()) {
-    CountSendFailed(to);  // no connection to the peer
-    return found.status();
-  }
-  std::shared_ptr<FrameChannel> channel = *std::move(found);
+  SSIHV_ASSIGN_OR_RETURN(auto channel, SendChannel(to, "CallSync"));
   absl::Time deadline = absl::Now() + options_.op_timeout;
   PendingOp* op =
       channel->pending().Acquire(OpKind::kCall, true, deadline, deadline);
@@ -122,7 +114,7 @@ absl::StatusOr<size_t> FramedTransport::CallSync(
   uint32_t prev;
   if (!st.ok() && PendingTable::Claim(op, &prev)) {
     channel->pending().Release(op);
-    CountSendFailed(to);
+    CountPeerError(to);
     return st;
   }
   CountSent(to, payload.size());

@@ -75,6 +75,10 @@ class FramedTransport : public TransportBase {
   void Broadcast(FrameKind kind, absl::Span<const uint8_t> payload);
 
  private:
+  /// Channel() for a message or request: a missing connection is also the
+  /// peer's error (PeerTransportStats::errors).
+  absl::StatusOr<std::shared_ptr<FrameChannel>> SendChannel(
+      NodeId to, absl::string_view op);
   /// InvalidArgument naming `op` when a payload exceeds max_message_bytes.
   absl::Status CheckMessageSize(absl::string_view op, NodeId to,
                                 size_t bytes) const;

@@ -137,8 +137,8 @@ void TransportBase::CountSent(NodeId to, uint64_t payload_bytes) {
   }
 }
 
-void TransportBase::CountSendFailed(NodeId to) {
-  if (PeerCounters* c = PeerOf(to)) Bump(c->errors);
+void TransportBase::CountPeerError(NodeId peer) {
+  if (PeerCounters* c = PeerOf(peer)) Bump(c->errors);
 }
 
 void TransportBase::CountFetched(NodeId from, uint64_t bytes) {
@@ -205,9 +205,7 @@ void TransportBase::NotePeerState(NodeId peer, PeerState state) {
     connected_[peer] = state == PeerState::kUp;
   }
   // Every backend reports a lost connection here, once per connection.
-  if (state == PeerState::kDown) {
-    if (PeerCounters* c = PeerOf(peer)) Bump(c->errors);
-  }
+  if (state == PeerState::kDown) CountPeerError(peer);
   peers_cv_.notify_all();
   base::Log(base::LogLevel::kInfo, "rdmax node ", self(), ": node ", peer,
             state == PeerState::kUp ? " up" : " down");

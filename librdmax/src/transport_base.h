@@ -70,7 +70,8 @@ class TransportBase : public Transport {
   // Counted where the backends see the traffic: the node's total and the
   // peer's share together (PeerTransportStats says what each covers).
   void CountSent(NodeId to, uint64_t payload_bytes);
-  void CountSendFailed(NodeId to);
+  // A lost connection to the peer, or a message to it that was not sent.
+  void CountPeerError(NodeId peer);
   void CountFetched(NodeId from, uint64_t bytes);
   void CountServed(NodeId to, uint64_t bytes);
   // A reply is not a message, but its payload is traffic with the peer:

@@ -318,7 +318,7 @@ absl::Status LoopbackTransport::Post(NodeId to, Event e, bool budgeted,
   const bool counted =
       e.kind == Event::Kind::kMessage || e.kind == Event::Kind::kRequest;
   const uint64_t bytes = e.payload.size();  // Accept moves `e` away
-  const Event::Kind e_kind = e.kind;
+  const bool reply = e.kind == Event::Kind::kResponse;
   // The fabric mutex keeps `to` alive while posting; it is released while
   // waiting for room (the receiver's handlers may need it to send).
   std::unique_lock<std::mutex> lock(fabric_->mu);
@@ -327,7 +327,7 @@ absl::Status LoopbackTransport::Post(NodeId to, Event e, bool budgeted,
     {
       std::lock_guard<std::mutex> l(mu_);
       if (dest == nullptr || !linked_[to]) {
-        if (counted) CountSendFailed(to);
+        if (counted) CountPeerError(to);
         return absl::UnavailableError(
             absl::StrCat(op, " node=", to, ": not connected"));
       }
@@ -335,13 +335,13 @@ absl::Status LoopbackTransport::Post(NodeId to, Event e, bool budgeted,
     absl::Status st = dest->Accept(self(), e, budgeted);
     if (st.ok()) {
       if (counted) CountSent(to, bytes);
-      if (e_kind == Event::Kind::kResponse) CountReplyBytes(to, bytes, true);
+      if (reply) CountReplyBytes(to, bytes, /*sent=*/true);
       return st;
     }
     if (!absl::IsResourceExhausted(st) || !may_wait ||
         absl::Now() >= deadline) {
       if (absl::IsResourceExhausted(st)) Bump(stats_.send_queue_full);
-      if (counted) CountSendFailed(to);
+      if (counted) CountPeerError(to);
       return st;
     }
     fabric_->space_cv.wait_for(lock, std::chrono::milliseconds(5));
