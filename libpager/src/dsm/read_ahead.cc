@@ -1,5 +1,6 @@
 // DsmEngine::RequestAhead: the requests of remote read-ahead (read_ahead.h).
 #include "dsm/engine.h"
+#include "ssihv/rdmax/send_batch.h"
 
 namespace ssihv::pager {
 
@@ -17,6 +18,9 @@ void DsmEngine::RequestAhead(dir::PageId page) {
   const uint64_t range_end =
       space_->FirstPageOf(home) + space_->PageCountOf(home);
   const auto [from, to] = read_ahead_->OnRemoteRead(page, range_end);
+  // The window's requests leave together (one sendmsg on TCP), so the home
+  // reads them as one burst and answers them together too.
+  rdmax::SendBatch batch;
   for (uint64_t q = from; q < to; ++q) {
     dsm::PageGuard guard(*locks_, q);
     dir::Output& out = ThreadOutput();

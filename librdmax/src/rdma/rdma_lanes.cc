@@ -123,11 +123,14 @@ absl::Status RdmaTransport::OnLaneRequest(RdmaPeer* peer, const Frame& f) {
                               EncodeError(responder.status()), f.header.id,
                               kFlagError);
   } else {
-    st = peer->control().Send(FrameKind::kRdmaLaneAccept,
-                              EncodeRdmaParams(responder->params), f.header.id);
+    // Counted before the accept leaves: the fetcher may read over the lane
+    // (one-sided, no work here) and look at these counters before this
+    // thread runs again.
     peer->served_lanes.push_back(std::move(responder->qp));
     Bump(stats_.lanes_accepted);
     Bump(stats_.lanes_serving);
+    st = peer->control().Send(FrameKind::kRdmaLaneAccept,
+                              EncodeRdmaParams(responder->params), f.header.id);
   }
   UpdateControlArm(peer);
   return st;

@@ -158,7 +158,8 @@ absl::Status TcpConnection::SendFrame(const FrameHeader& header,
                      ring_.size() + reserved_, " bytes queued or reserved)"));
   }
   size_t sent = 0;
-  if (ring_.empty()) {
+  SendBatch* batch = SendBatchAccess::Engaged();
+  if (ring_.empty() && batch == nullptr) {
     sys::IoResult r = sys::SendMsgNoWait(fd_.get(), iov, n);
     if (r.bytes > 0) {
       sent = static_cast<size_t>(r.bytes);
@@ -172,9 +173,14 @@ absl::Status TcpConnection::SendFrame(const FrameHeader& header,
   if (sent < total) {
     ring_.Append(iov, n, sent);
     transport_->atomic_stats().NoteQueueDepth(ring_.size());
-    std::lock_guard<std::mutex> arm(arm_mu_);
-    want_out_ = true;
-    UpdateArm();
+    if (batch != nullptr) {
+      if (!held_) SendBatchAccess::Hold(*batch, shared_from_this());
+      held_ = true;
+    } else {
+      std::lock_guard<std::mutex> arm(arm_mu_);
+      want_out_ = true;
+      UpdateArm();
+    }
   }
   lock.unlock();
   if (resume_reading) transport_->PostService(shared_from_this());
@@ -196,15 +202,24 @@ void TcpConnection::OnWritable() {
     Close(absl::StrCat("send to node ", peer_, ": ", std::strerror(r.err)));
     return;
   }
-  if (ring_.empty()) {
+  {
+    // EPOLLOUT while bytes are left (a flushed batch may leave some).
     std::lock_guard<std::mutex> arm(arm_mu_);
-    want_out_ = false;
+    want_out_ = !ring_.empty();
     UpdateArm();
   }
   send_cv_.notify_all();
   bool resume = paused_ && RoomLocked() > 0;
   lock.unlock();
   if (resume) ServiceRead();
+}
+
+void TcpConnection::FlushHeld() {
+  {
+    std::lock_guard<std::mutex> lock(send_mu_);
+    held_ = false;
+  }
+  OnWritable();
 }
 
 void TcpConnection::OnEvents(uint32_t events) {
@@ -249,11 +264,16 @@ absl::StatusOr<uint8_t*> TcpConnection::FetchTarget(uint64_t id,
   return op->dst;
 }
 
-TcpConnection::Stop TcpConnection::DrainFrames(PendingOp* caller_op) {
+TcpConnection::Stop TcpConnection::DrainFrames(PendingOp* caller_op,
+                                               SendBatch* batch) {
   for (;;) {
     Frame f;
     switch (reader_.Next(*this, &f)) {
       case FrameReader::Result::kFrame:
+        // More bytes behind this frame: its answers can wait for theirs.
+        if (batch != nullptr && reader_.HasBuffered()) {
+          SendBatchAccess::Engage(*batch);
+        }
         Dispatch(f);
         if (dead()) return Stop::kError;
         if (caller_op != nullptr &&
@@ -275,13 +295,18 @@ TcpConnection::Stop TcpConnection::DrainFrames(PendingOp* caller_op) {
   }
 }
 
+TcpConnection::Stop TcpConnection::DrainBatched() {
+  SendBatch batch = SendBatchAccess::Dormant();
+  return DrainFrames(nullptr, &batch);
+}
+
 void TcpConnection::ServiceRead() {
   if (dead()) return;
   std::unique_lock<std::mutex> role(read_mu_, std::try_to_lock);
   if (!role.owns_lock()) return;  // a caller reads; it re-arms when done
   reader_is_caller_ = false;
   for (;;) {
-    Stop s = DrainFrames(nullptr);
+    Stop s = DrainBatched();
     if (s == Stop::kError) return;
     if (s == Stop::kYield) {
       role.unlock();
@@ -309,7 +334,7 @@ void TcpConnection::ServiceRead() {
       if (static_cast<size_t>(r.bytes) < room) {
         // The socket is (very likely) drained: dispatch and go back to
         // epoll instead of paying a recvmsg that says EAGAIN.
-        if (DrainFrames(nullptr) != Stop::kYield) return;
+        if (DrainBatched() != Stop::kYield) return;
         continue;  // handle the yield above
       }
       continue;

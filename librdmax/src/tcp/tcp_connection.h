@@ -37,6 +37,7 @@
 #include "framed_transport.h"
 #include "pending.h"
 #include "regions.h"
+#include "send_batch.h"
 #include "ssihv/base/unique_fd.h"
 #include "tcp/byte_ring.h"
 #include "tcp/fetch_lane.h"
@@ -47,6 +48,7 @@ class TcpTransport;
 
 class TcpConnection : public FrameSink,
                       public FrameChannel,
+                      public SendBatch::Member,
                       public std::enable_shared_from_this<TcpConnection> {
  public:
   TcpConnection(TcpTransport* transport, NodeId peer, base::UniqueFd fd,
@@ -86,6 +88,9 @@ class TcpConnection : public FrameSink,
   /// reading it right now, that caller does it when it releases the role.
   void RestoreInWhenFree();
 
+  /// Sends what a SendBatch held back (the batch's thread).
+  void FlushHeld() override;
+
   /// Any thread. Logs `reason` once.
   void Close(absl::string_view reason);
 
@@ -97,7 +102,9 @@ class TcpConnection : public FrameSink,
   enum class Stop { kDone, kYield, kError };
   // Role holder: drains buffered frames; `caller_op` set when a sync caller
   // reads (stops once it completed).
-  Stop DrainFrames(PendingOp* caller_op);
+  Stop DrainFrames(PendingOp* caller_op, SendBatch* batch = nullptr);
+  // The data thread's DrainFrames: answers to a burst leave together.
+  Stop DrainBatched();
   void Dispatch(const Frame& frame);
   void OnRegionFrame(const Frame& frame);
   /// The pending op of `kind` a response frame answers, with the error it
@@ -132,6 +139,7 @@ class TcpConnection : public FrameSink,
   size_t capacity_;
   size_t reserved_ = 0;
   absl::flat_hash_set<uint64_t> open_requests_;
+  bool held_ = false;  // frames in ring_ wait for a SendBatch's flush
 
   // Receive side (reader role).
   std::mutex read_mu_;
