@@ -19,6 +19,8 @@
 #   qemu_kvm_boot.txt  qemu -accel kvm boot time in the lab (reference for
 #                      ssihv-vmm)
 #   timings.txt        boot and run times of this lab run
+#   cores/             core dumps of crashed test processes, with each one's
+#                      backtraces (printed in the log too; ctest_inside.sh)
 #   .lab/              console.log, lab.env, status of the VM
 # SSIHV_LAB_CTEST_ARGS adds arguments to the inner ctest (e.g. "-R rdmax" to
 # run a subset while iterating); SSIHV_LAB_JOBS sets its -j (default 1).
@@ -43,11 +45,8 @@ start=$(date +%s)
 rc=0
 "$here/run.sh" --timeout "$timeout_s" --results "$results" \
   --env SSIHV_REQUIRE_KVM=1 --env SSIHV_REQUIRE_RDMA=1 -- \
-  bash -o pipefail -c 'ctest --test-dir "$1" -L "$4" -LE "$5" \
-    --output-on-failure --no-tests=error -j "${SSIHV_LAB_JOBS:-1}" \
-    --output-junit "$2/junit.xml" $3 2>&1 | tee "$2/ctest.log"' \
-  lab-ctest "$build" "$results" "${SSIHV_LAB_CTEST_ARGS:-}" "$labels" \
-  "$exclude" || rc=$?
+  "$here/ctest_inside.sh" "$build" "$results" "${SSIHV_LAB_CTEST_ARGS:-}" \
+  "$labels" "$exclude" || rc=$?
 elapsed=$(( $(date +%s) - start ))
 
 ready=$(sed -n "s/^export SSIHV_LAB_READY_S='\(.*\)'/\1/p" \
