@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -12,22 +13,12 @@
 #include "ssihv/base/status_macros.h"
 #include "ssihv/base/unique_fd.h"
 #include "ssihv/rdmax/wire.h"
+#include "ssihv/testing/host.h"
 
 namespace ssihv::rdmax::testing {
 namespace {
 
 using base::UniqueFd;
-
-uint16_t FreePort() {
-  UniqueFd fd(::socket(AF_INET, SOCK_STREAM, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a));
-  socklen_t len = sizeof(a);
-  ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len);
-  return ntohs(a.sin_port);
-}
 
 // Dials `target` as `claimed`; sends a proof made with `secret` whatever
 // the challenge says. OK when the target welcomed us.
@@ -67,15 +58,20 @@ absl::Status RawHandshake(RawConnection& c,
 
 cluster::ClusterConfig MakeConfig(size_t n, const std::string& transport) {
   std::string json = "{\"transport\": \"" + transport + "\", \"nodes\": [";
+  // Distinct ports: two nodes on one address make the config invalid.
+  const std::vector<uint16_t> ports = ssihv::testing::FreeLoopbackPorts(n);
   for (size_t i = 0; i < n; ++i) {
     json += absl::StrCat(i ? "," : "", "{\"id\": ", i,
                          ", \"vcpus\": 1, \"memory_mib\": 2, \"address\": "
                          "\"127.0.0.1:",
-                         FreePort(), "\"}");
+                         ports.empty() ? 0 : ports[i], "\"}");
   }
   json += "]}";
   absl::StatusOr<cluster::ClusterConfig> c = cluster::ParseClusterConfig(json);
-  if (!c.ok()) std::abort();
+  if (!c.ok()) {
+    std::fprintf(stderr, "MakeConfig: %s\n", c.status().ToString().c_str());
+    std::abort();
+  }
   return *c;
 }
 

@@ -1,23 +1,22 @@
 #include "stress_util.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "ssihv/base/errno_status.h"
 #include "ssihv/base/file_util.h"
 #include "ssihv/base/status_macros.h"
+#include "ssihv/testing/host.h"
 
 namespace ssihv::dsm_stress {
 
@@ -94,27 +93,6 @@ absl::StatusOr<Child> SpawnNode(std::function<int(int, int)> node_main) {
   return c;
 }
 
-namespace {
-
-absl::StatusOr<uint16_t> FreePort() {
-  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return base::LastErrnoStatus("socket");
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) < 0 ||
-      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) < 0) {
-    absl::Status st = base::LastErrnoStatus("bind 127.0.0.1:0");
-    ::close(fd);
-    return st;
-  }
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
-
-}  // namespace
-
 absl::StatusOr<std::string> WriteClusterFiles(const std::string& dir,
                                               const StressOptions& o) {
   const std::string secret = dir + "/secret";
@@ -125,11 +103,15 @@ absl::StatusOr<std::string> WriteClusterFiles(const std::string& dir,
   }
   std::string json = R"({"transport": ")" + o.transport +
                      R"(", "secret_file": ")" + secret + R"(", "nodes": [)";
+  // Distinct ports: two nodes on one address make the config invalid.
+  const std::vector<uint16_t> ports =
+      ssihv::testing::FreeLoopbackPorts(o.nodes);
+  if (ports.empty())
+    return absl::UnavailableError("no free ports on 127.0.0.1");
   for (int i = 0; i < o.nodes; ++i) {
-    SSIHV_ASSIGN_OR_RETURN(uint16_t port, FreePort());
     absl::StrAppend(&json, i ? "," : "", R"({"id": )", i,
                     R"(, "vcpus": 1, "memory_mib": 2, "address": "127.0.0.1:)",
-                    port, R"("})");
+                    ports[i], R"("})");
   }
   json += "]}";
   const std::string path = dir + "/cluster.json";

@@ -1,7 +1,5 @@
 #include "ssihv/testing/cluster_files.h"
 
-#include "ssihv/testing/host.h"
-
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -13,6 +11,7 @@
 #include "ssihv/base/file_util.h"
 #include "ssihv/base/status_macros.h"
 #include "ssihv/base/unique_fd.h"
+#include "ssihv/testing/host.h"
 
 namespace ssihv::testing {
 
@@ -26,12 +25,13 @@ absl::StatusOr<std::string> WriteTcpClusterConfig(const std::string& dir,
   }
   std::string json = absl::StrCat(R"({"transport": "tcp", "secret_file": ")",
                                   secret, R"(", "nodes": [)");
+  const std::vector<uint16_t> ports = FreeLoopbackPorts(nodes);
+  if (ports.empty())
+    return absl::UnavailableError("no free ports on 127.0.0.1");
   for (int i = 0; i < nodes; ++i) {
-    const uint16_t port = FreeLoopbackPort();
-    if (port == 0) return absl::UnavailableError("no free port on 127.0.0.1");
     absl::StrAppend(&json, i ? "," : "", R"({"id": )", i,
                     R"(, "vcpus": 1, "memory_mib": )", memory_mib,
-                    R"(, "address": "127.0.0.1:)", port, R"("})");
+                    R"(, "address": "127.0.0.1:)", ports[i], R"("})");
   }
   json += "]}";
   const std::string path = dir + "/cluster.json";

@@ -6,23 +6,36 @@
 #include <sys/wait.h>
 
 #include <cstdio>
+#include <utility>
+#include <vector>
 
 #include "ssihv/base/unique_fd.h"
 
 namespace ssihv::testing {
 
 uint16_t FreeLoopbackPort() {
-  base::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (!fd ||
-      ::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    return 0;
+  std::vector<uint16_t> one = FreeLoopbackPorts(1);
+  return one.empty() ? 0 : one[0];
+}
+
+std::vector<uint16_t> FreeLoopbackPorts(size_t n) {
+  std::vector<base::UniqueFd> held;  // released together, at return
+  std::vector<uint16_t> ports;
+  for (size_t i = 0; i < n; ++i) {
+    base::UniqueFd fd(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(a);
+    if (!fd ||
+        ::bind(fd.get(), reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+        ::getsockname(fd.get(), reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      return {};
+    }
+    ports.push_back(ntohs(a.sin_port));
+    held.push_back(std::move(fd));
   }
-  return ntohs(a.sin_port);
+  return ports;
 }
 
 CommandResult RunShell(const std::string& command) {

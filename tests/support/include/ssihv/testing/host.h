@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 namespace ssihv::testing {
 
@@ -12,6 +13,11 @@ namespace ssihv::testing {
 /// between: for tests that must write a port into a config before the
 /// listener exists.
 uint16_t FreeLoopbackPort();
+/// `n` distinct such ports (empty if they could not be had): all are bound
+/// before any is released. Calling FreeLoopbackPort() n times may hand out
+/// the same port twice (the kernel may reuse a port released a moment
+/// before), and a cluster config with two nodes on one address is invalid.
+std::vector<uint16_t> FreeLoopbackPorts(size_t n);
 
 /// What a shell command printed (stdout and stderr) and its exit status
 /// (-1 when it did not exit normally).
