@@ -10,6 +10,7 @@
 #include "ssihv/base/file_util.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
+#include "ssihv/base/thread_name.h"
 #include "ssihv/rdmax/transport.h"
 
 namespace ssihv::vmm {
@@ -159,6 +160,7 @@ absl::Status ClusterNode::Start(const std::array<uint8_t, 32>& config_digest) {
       link_.ExchangeHellos(hello, absl::Now() + options_.connect_timeout));
   link_.StartLiveness();
   action_thread_ = std::thread([this] { ActionLoop(); });
+  base::NameThread(action_thread_, "vmm-actions");
   return absl::OkStatus();
 }
 

@@ -8,6 +8,7 @@
 #include <chrono>
 
 #include "ssihv/base/errno_status.h"
+#include "ssihv/base/thread_name.h"
 
 namespace ssihv::vmm {
 namespace {
@@ -99,6 +100,7 @@ absl::Status Console::Start(kvm::Uart16550* uart,
     raw_ = ::tcsetattr(in_fd_, TCSANOW, &raw) == 0;
   }
   input_ = std::thread([this] { InputLoop(); });
+  base::NameThread(input_, "vmm-console");
   return absl::OkStatus();
 }
 

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "ssihv/base/log.h"
+#include "ssihv/base/thread_name.h"
 
 namespace ssihv::vmm {
 namespace {
@@ -411,6 +412,7 @@ void NodeLink::StartLiveness() {
     p->last_heard_ns.compare_exchange_strong(zero, now);
   }
   liveness_ = std::thread([this] { LivenessLoop(); });
+  base::NameThread(liveness_, "vmm-liveness");
 }
 
 void NodeLink::StopLiveness() {

@@ -20,6 +20,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ssihv/base/log.h"
+#include "ssihv/base/thread_name.h"
 
 namespace ssihv::control {
 
@@ -322,6 +323,7 @@ absl::Status HttpServer::Serve(RequestHandler handler) {
                   impl->options.nice);
       impl->ioc.run();
     });
+    base::NameThread(impl_->threads.back(), "ssihv-api");
   }
   return absl::OkStatus();
 }

@@ -13,6 +13,7 @@
 #include "ssihv/base/errno_status.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
+#include "ssihv/base/thread_name.h"
 #include "sys/mm.h"
 #include "sys/uffd.h"
 #include "userfaultfd.h"
@@ -172,8 +173,7 @@ absl::Status Pager::Start() {
   for (auto& t : threads_) {
     FaultThread* self = t.get();
     t->thread = std::thread([this, self] { FaultLoop(self); });
-    const std::string name = absl::StrCat("ssihv-fault", self->index);
-    pthread_setname_np(t->thread.native_handle(), name.c_str());
+    base::NameThread(t->thread, absl::StrCat("ssihv-fault", self->index));
   }
   return absl::OkStatus();
 }

@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ssihv/base/log.h"
+#include "ssihv/base/thread_name.h"
 #include "sys/posix.h"
 
 namespace ssihv::rdmax {
@@ -532,6 +533,7 @@ absl::Status ControlPlane::Start() {
   absl::Status st = impl_->Start();
   if (!st.ok()) return st;
   thread_ = std::thread([impl = impl_] { impl->io().run(); });
+  base::NameThread(thread_, "rdmax-control");
   return absl::OkStatus();
 }
 

@@ -12,6 +12,7 @@
 #include "clock.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
+#include "ssihv/base/thread_name.h"
 #include "ssihv/directory/message.h"
 
 namespace ssihv::pager {
@@ -131,6 +132,7 @@ absl::Status DsmEngine::Start() {
   outbox_->Start();
   defer_stop_ = false;
   deferrer_ = std::thread([this] { DeferLoop(); });
+  base::NameThread(deferrer_, "dsm-defer");
   started_ = true;
   SSIHV_RETURN_IF_ERROR(transport_->Start());
   return transport_->WaitForAllPeers(absl::Now() + options_.connect_timeout);

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "ssihv/base/thread_name.h"
 
 namespace ssihv::pager::dsm {
 
@@ -19,6 +20,7 @@ void Outbox::Start() {
   stop_ = false;
   running_ = true;
   sender_ = std::thread([this] { DrainLoop(); });
+  base::NameThread(sender_, "dsm-outbox");
 }
 
 void Outbox::Stop() {

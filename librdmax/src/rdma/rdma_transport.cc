@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
+#include "ssihv/base/thread_name.h"
 #include "sys/posix.h"
 
 namespace ssihv::rdmax {
@@ -86,6 +87,7 @@ absl::Status RdmaTransport::Start() {
       },
       [this](const absl::Status&) { Bump(stats_.auth_failures); });
   data_thread_ = std::thread([this] { RunDataThread(); });
+  base::NameThread(data_thread_, "rdmax-data");
   absl::Status st = control_->Start();
   if (!st.ok()) {
     loop_.Stop();

@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ssihv/base/log.h"
+#include "ssihv/base/thread_name.h"
 #include "sys/posix.h"
 #include "tcp/tcp_transport.h"
 
@@ -32,6 +33,7 @@ ServedLane::~ServedLane() {
 void ServedLane::Start() {
   Bump(transport_->atomic_stats().lanes_serving);
   thread_ = std::thread([this] { Run(); });
+  base::NameThread(thread_, "rdmax-lane");
 }
 
 void ServedLane::Stop() {

@@ -6,6 +6,7 @@
 #include "auth.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
+#include "ssihv/base/thread_name.h"
 #include "sys/posix.h"
 
 namespace ssihv::rdmax {
@@ -58,6 +59,7 @@ absl::Status TcpTransport::Start() {
       },
       [this](const absl::Status&) { Bump(stats_.auth_failures); });
   data_thread_ = std::thread([this] { RunDataThread(); });
+  base::NameThread(data_thread_, "rdmax-data");
   absl::Status st = control_->Start();
   if (!st.ok()) {
     loop_.Stop();
