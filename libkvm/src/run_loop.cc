@@ -414,8 +414,19 @@ bool VcpuRunLoop::HandleShutdown() {
                       stats_.exits - last_vector_exits_, " exits ago");
     }
   }
+  // kvm_amd's reset leaves the vCPU at the reset vector: say so, or the
+  // dump reads as a fault at 0xfff0.
+  absl::StatusOr<kvm_regs> regs = vcpu_.GetRegs();
+  absl::StatusOr<kvm_sregs> sregs = vcpu_.GetSregs();
+  const bool reset_state = regs.ok() && sregs.ok() && regs->rip == 0xfff0 &&
+                           sregs->cs.selector == 0xf000;
   base::Log(base::LogLevel::kInfo, "KVM_EXIT_SHUTDOWN (triple fault) on vCPU ",
-            vcpu_.id(), "; ", vcpu_.DumpState(), irq);
+            vcpu_.id(), "; ",
+            reset_state ? "the registers below are already KVM's reset state "
+                          "(kvm_amd re-initializes a vCPU on a shutdown), not "
+                          "where it faulted; "
+                        : "",
+            vcpu_.DumpState(), irq);
   stop_.Request(StopReason::kTripleFault, absl::OkStatus(),
                 static_cast<int>(vcpu_.id()));
   return false;

@@ -110,11 +110,13 @@ KERNEL(vmm_kernel_spin)
 1:	jmp 1b
 END(vmm_kernel_spin)
 
-/* Prints "up\n", then reads node 1's memory of a 2 x 256 MiB cluster, GPA
- * [256 MiB, 512 MiB), one byte a page, forever: a 17-page stride modulo
- * 256 MiB visits every page once a pass, in an order no read-ahead
- * predicts, so on node 0 each read of the first pass is a remote fault. */
+/* Reads node 1's memory of a 2 x 256 MiB cluster, GPA [256 MiB, 512 MiB),
+ * one byte a page, forever: a 17-page stride modulo 256 MiB visits every
+ * page once a pass, in an order no read-ahead predicts, so on node 0 each
+ * read of the first pass is a remote fault. Prints "up\n" after the first
+ * read: the test then knows a remote fault has been resolved. */
 KERNEL(vmm_kernel_walk_remote)
+	movzbl 0x10000000, %edx
 	PRINT_UP
 	xor %rcx, %rcx
 1:	lea 0x10000000(%rcx), %rax

@@ -99,7 +99,8 @@ struct TwoNodes {
   void Start() {
     Launch();
     // Both run their vCPUs (node 1 has synced its clock): the kernel's
-    // "up" on node 0's console, and node 1's log line.
+    // "up" on node 0's console, printed after its first read of node 1's
+    // memory (so one remote fault has been resolved), and node 1's log line.
     REQUIRE(WaitFor([&] { return node[0]->out() == "up\n"; }));
     REQUIRE(WaitFor([&] {
       return node[1]->err().find("node 1: running") != std::string::npos;
