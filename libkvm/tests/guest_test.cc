@@ -19,15 +19,14 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/match.h"
 #include "fake_bzimage.h"
-#include "ssihv/base/log.h"
 #include "ssihv/base/mapped_region.h"
 #include "ssihv/cluster/config.h"
 #include "ssihv/kvm/kvm.h"
 #include "ssihv/kvm/run_loop.h"
 #include "ssihv/kvm/x86_boot.h"
 #include "ssihv/kvm/x86_vcpu.h"
+#include "ssihv/testing/log_capture.h"
 #include "test_vm.h"
 
 SSIHV_DECLARE_PAYLOAD(guest_rm_io)
@@ -285,26 +284,18 @@ TEST_CASE("LoadLinux + long mode: a fake bzImage sees the boot protocol") {
 }
 
 TEST_CASE("a triple fault stops the VM as KVM_EXIT_SHUTDOWN") {
-  std::mutex mu;
-  std::string shutdown_line;
-  base::SetLogSink([&](base::LogLevel, absl::string_view line) {
-    std::lock_guard<std::mutex> lock(mu);
-    if (absl::StrContains(line, "KVM_EXIT_SHUTDOWN")) {
-      shutdown_line = std::string(line);
-    }
-  });
+  ssihv::testing::LogCapture logs;
   FakeKernelBoot boot(SSIHV_PAYLOAD(guest_lm_triple_fault));
   StopEvent e = boot.Run();
-  base::SetLogSink(nullptr);
   INFO(e.status.ToString());
   CHECK(e.reason == StopReason::kTripleFault);
   CHECK(e.status.ok());
-  // The dump says where the vCPU faulted, or that kvm_amd already reset it
-  // (then its RIP is the reset vector's).
-  INFO(shutdown_line);
-  REQUIRE_FALSE(shutdown_line.empty());
-  CHECK(absl::StrContains(shutdown_line, "rip=000000000000fff0") ==
-        absl::StrContains(shutdown_line, "KVM's reset state"));
+  // The dump (the only line with registers) says where the vCPU faulted, or
+  // that kvm_amd already reset it (then its RIP is the reset vector's).
+  INFO(logs.All());
+  REQUIRE(logs.Contains("KVM_EXIT_SHUTDOWN"));
+  CHECK(logs.Contains("rip=000000000000fff0") ==
+        logs.Contains("KVM's reset state"));
 }
 
 TEST_CASE("a memory slot keeps its mapping alive as long as the VM or a vCPU") {

@@ -20,7 +20,7 @@ struct ConfigDir {
     char tmpl[] = "/tmp/ssihv-capi-dsm.XXXXXX";
     REQUIRE(::mkdtemp(tmpl) != nullptr);
     dir = tmpl;
-    auto p = ssihv::testing::WriteTcpClusterConfig(dir, 2);
+    auto p = ssihv::testing::WriteClusterConfig(dir, 2);
     REQUIRE(p.ok());
     path = *p;
   }

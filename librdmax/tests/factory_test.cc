@@ -4,11 +4,12 @@
 
 #include <catch2/catch.hpp>
 #include <cstdio>
+#include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
-#include "ssihv/base/log.h"
 #include "ssihv/rdmax/transport.h"
+#include "ssihv/testing/log_capture.h"
 
 namespace ssihv::rdmax {
 namespace {
@@ -52,16 +53,13 @@ TEST_CASE("CreateTransport builds the backend the config names") {
 
 TEST_CASE("CreateTransport auto falls back to TCP and says so") {
   std::string secret = SecretFile(0600);
-  std::vector<std::string> lines;
-  base::SetLogSink(
-      [&](base::LogLevel, absl::string_view l) { lines.emplace_back(l); });
-  auto t = CreateTransport(Config("auto", secret), 0);
-  base::SetLogSink(nullptr);
+  absl::StatusOr<std::unique_ptr<Transport>> t;
+  {
+    ssihv::testing::LogCapture logs;
+    t = CreateTransport(Config("auto", secret), 0);
+    CHECK(logs.Contains("transport auto: chose"));
+  }
   REQUIRE(t.ok());
-  bool said = false;
-  for (const auto& l : lines)
-    said |= l.find("transport auto: chose") != std::string::npos;
-  CHECK(said);
   if (ProbeRdmaDevice("", 1).ok()) {
     CHECK((*t)->kind() == BackendKind::kRdma);
   } else {

@@ -75,29 +75,6 @@ cluster::ClusterConfig MakeConfig(size_t n, const std::string& transport) {
   return *c;
 }
 
-LogCapture::LogCapture() {
-  base::SetLogSink([this](base::LogLevel, absl::string_view line) {
-    std::lock_guard<std::mutex> lock(mu_);
-    lines_.emplace_back(line);
-  });
-}
-LogCapture::~LogCapture() { base::SetLogSink(nullptr); }
-
-bool LogCapture::Contains(const std::string& needle) const {
-  std::lock_guard<std::mutex> lock(mu_);
-  for (const auto& l : lines_) {
-    if (l.find(needle) != std::string::npos) return true;
-  }
-  return false;
-}
-
-std::string LogCapture::All() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  std::string out;
-  for (const auto& l : lines_) absl::StrAppend(&out, l, "\n");
-  return out;
-}
-
 LoopbackHarness::LoopbackHarness(size_t nodes) {
   config_ = MakeConfig(nodes, "tcp");
   fabric_ = LoopbackFabric::Create(config_);

@@ -5,7 +5,6 @@
 #define SSIHV_RDMAX_TESTS_HARNESS_H_
 
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
@@ -17,27 +16,18 @@
 #include "ssihv/rdmax/loopback.h"
 #include "ssihv/rdmax/transport.h"
 #include "ssihv/rdmax/wire.h"
+#include "ssihv/testing/log_capture.h"
 
 namespace ssihv::rdmax::testing {
 
 inline const std::string kTestSecret = "conformance-suite-cluster-secret";
 
-/// A cluster config of `n` nodes; addresses on 127.0.0.1 with ports the
-/// kernel just handed out (bound and released; fine for tests).
+/// A cluster config of `n` nodes; addresses on 127.0.0.1, on distinct ports
+/// that were free a moment ago (ssihv::testing::FreeLoopbackPorts).
 cluster::ClusterConfig MakeConfig(size_t n, const std::string& transport);
 
-/// Captures base::Log lines while alive.
-class LogCapture {
- public:
-  LogCapture();
-  ~LogCapture();
-  bool Contains(const std::string& needle) const;
-  std::string All() const;
-
- private:
-  mutable std::mutex mu_;
-  std::vector<std::string> lines_;
-};
+/// Captures base::Log lines while alive (tests/support).
+using ::ssihv::testing::LogCapture;
 
 /// A blocking client socket speaking raw frames (plays a misbehaving or
 /// impostor peer; 5 s receive timeout).

@@ -34,6 +34,7 @@
 #include "ssihv/cluster/layout.h"
 #include "ssihv/pager/dsm_node.h"
 #include "ssihv/rdmax/transport.h"
+#include "ssihv/testing/cluster_files.h"
 #include "stress.h"
 #include "stress_util.h"
 
@@ -491,7 +492,8 @@ absl::StatusOr<StressResult> RunHistoryStress(const StressOptions& o) {
   char tmpl[] = "/tmp/ssihv-dsm-history-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) return base::LastErrnoStatus("mkdtemp");
   const std::string dir = tmpl;
-  SSIHV_ASSIGN_OR_RETURN(std::string config, WriteClusterFiles(dir, o));
+  SSIHV_ASSIGN_OR_RETURN(std::string config, testing::WriteClusterConfig(
+                                                 dir, o.nodes, 2, o.transport));
   SSIHV_ASSIGN_OR_RETURN(SharedLogs logs,
                          SharedLogs::Create(o.nodes, o.threads, o.log_ops));
 

@@ -30,6 +30,7 @@
 #include "ssihv/cluster/layout.h"
 #include "ssihv/pager/dsm_node.h"
 #include "ssihv/rdmax/transport.h"
+#include "ssihv/testing/cluster_files.h"
 #include "stress_util.h"
 
 namespace ssihv::dsm_stress {
@@ -266,7 +267,8 @@ absl::StatusOr<StressResult> RunStress(const StressOptions& o) {
   char tmpl[] = "/tmp/ssihv-dsm-stress-XXXXXX";
   if (::mkdtemp(tmpl) == nullptr) return base::LastErrnoStatus("mkdtemp");
   const std::string dir = tmpl;
-  SSIHV_ASSIGN_OR_RETURN(std::string config, WriteClusterFiles(dir, o));
+  SSIHV_ASSIGN_OR_RETURN(std::string config, testing::WriteClusterConfig(
+                                                 dir, o.nodes, 2, o.transport));
 
   StressResult result;
   result.nodes.resize(o.nodes);

@@ -4,19 +4,15 @@
 #include <poll.h>
 #include <signal.h>
 #include <sys/prctl.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "ssihv/base/errno_status.h"
-#include "ssihv/base/file_util.h"
 #include "ssihv/base/status_macros.h"
-#include "ssihv/testing/host.h"
 
 namespace ssihv::dsm_stress {
 
@@ -91,32 +87,6 @@ absl::StatusOr<Child> SpawnNode(std::function<int(int, int)> node_main) {
   c.report = from_child[0];
   c.reader = std::make_unique<LineReader>(c.report);
   return c;
-}
-
-absl::StatusOr<std::string> WriteClusterFiles(const std::string& dir,
-                                              const StressOptions& o) {
-  const std::string secret = dir + "/secret";
-  SSIHV_RETURN_IF_ERROR(base::WriteFileAtomically(
-      secret, absl::StrCat("dsm-stress-secret-", ::getpid(), "-0123456789")));
-  if (::chmod(secret.c_str(), 0600) < 0) {
-    return base::LastErrnoStatus("chmod " + secret);
-  }
-  std::string json = R"({"transport": ")" + o.transport +
-                     R"(", "secret_file": ")" + secret + R"(", "nodes": [)";
-  // Distinct ports: two nodes on one address make the config invalid.
-  const std::vector<uint16_t> ports =
-      ssihv::testing::FreeLoopbackPorts(o.nodes);
-  if (ports.empty())
-    return absl::UnavailableError("no free ports on 127.0.0.1");
-  for (int i = 0; i < o.nodes; ++i) {
-    absl::StrAppend(&json, i ? "," : "", R"({"id": )", i,
-                    R"(, "vcpus": 1, "memory_mib": 2, "address": "127.0.0.1:)",
-                    ports[i], R"("})");
-  }
-  json += "]}";
-  const std::string path = dir + "/cluster.json";
-  SSIHV_RETURN_IF_ERROR(base::WriteFileAtomically(path, json));
-  return path;
 }
 
 absl::Status ReapNodes(std::vector<Child>& children, bool kill, pid_t killed) {

@@ -45,11 +45,6 @@ struct Child {
 /// status); the child dies with the parent.
 absl::StatusOr<Child> SpawnNode(std::function<int(int, int)> node_main);
 
-/// The secret and cluster.json for `o.nodes` nodes on 127.0.0.1 in `dir`;
-/// returns the config path.
-absl::StatusOr<std::string> WriteClusterFiles(const std::string& dir,
-                                              const StressOptions& o);
-
 /// Kills (if `kill`) and reaps the children, closes their pipes; an exit
 /// status other than 0 is an error unless the run already failed or the
 /// node was killed on purpose (`killed` pid).

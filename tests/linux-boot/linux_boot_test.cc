@@ -200,7 +200,7 @@ TEST_CASE(
 TEST_CASE("Linux boots with the NUMA tables ssihvctl calibrate measured") {
   ssihv::testing::TempDir dir("ssihv-calibrated-boot");
   absl::StatusOr<std::string> config =
-      ssihv::testing::WriteTcpClusterConfig(dir.path, 2, 256);
+      ssihv::testing::WriteClusterConfig(dir.path, 2, 256);
   REQUIRE(config.ok());
   const std::string measured = dir.path + "/measured.json";
   auto ctl = ssihv::testing::Subprocess::Start(

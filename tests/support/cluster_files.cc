@@ -1,8 +1,5 @@
 #include "ssihv/testing/cluster_files.h"
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,21 +7,22 @@
 #include "ssihv/base/errno_status.h"
 #include "ssihv/base/file_util.h"
 #include "ssihv/base/status_macros.h"
-#include "ssihv/base/unique_fd.h"
 #include "ssihv/testing/host.h"
 
 namespace ssihv::testing {
 
-absl::StatusOr<std::string> WriteTcpClusterConfig(const std::string& dir,
-                                                  int nodes, int memory_mib) {
+absl::StatusOr<std::string> WriteClusterConfig(const std::string& dir,
+                                               int nodes, int memory_mib,
+                                               const std::string& transport) {
   const std::string secret = dir + "/secret";
   SSIHV_RETURN_IF_ERROR(base::WriteFileAtomically(
       secret, absl::StrCat("ssihv-test-secret-", ::getpid(), "-0123456789")));
   if (::chmod(secret.c_str(), 0600) < 0) {
     return base::LastErrnoStatus("chmod " + secret);
   }
-  std::string json = absl::StrCat(R"({"transport": "tcp", "secret_file": ")",
-                                  secret, R"(", "nodes": [)");
+  std::string json =
+      absl::StrCat(R"({"transport": ")", transport, R"(", "secret_file": ")",
+                   secret, R"(", "nodes": [)");
   const std::vector<uint16_t> ports = FreeLoopbackPorts(nodes);
   if (ports.empty())
     return absl::UnavailableError("no free ports on 127.0.0.1");

@@ -25,7 +25,7 @@ TEST_CASE("--dsm: a VM reads what another node of the cluster wrote") {
   char tmpl[] = "/tmp/ssihv-uffd-handler-dsm.XXXXXX";
   REQUIRE(::mkdtemp(tmpl) != nullptr);
   const std::string dir = tmpl;
-  auto config = testing::WriteTcpClusterConfig(dir, 2);
+  auto config = testing::WriteClusterConfig(dir, 2);
   REQUIRE(config.ok());
   const std::string socket = dir + "/uffd.sock";
   // The handler's DSM node waits for node 0 before it listens.

@@ -48,7 +48,7 @@ struct TwoNodes {
   std::unique_ptr<Subprocess> node[2];
 
   TwoNodes() {
-    auto c = ssihv::testing::WriteTcpClusterConfig(dir.path, 2, 256);
+    auto c = ssihv::testing::WriteClusterConfig(dir.path, 2, 256);
     REQUIRE(c.ok());
     config = *c;
     ssihv::kvm::testing::FakeBzImageOptions o;
