@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "block.h"
 #include "clock.h"
 #include "fault_thread.h"
 #include "ssihv/base/errno_status.h"
@@ -136,12 +137,10 @@ void Resolver::Fail(const Fault& fault, const absl::Status& status) {
     // And the rest of its 2 MiB block (unmapped pages only): a thread that
     // walks a lost range, such as node 0's loader writing an initrd into a
     // dead node's memory, then takes one fault per block, not per page.
-    const Region* r = RegionOfGpa(fault.gpa, kPageSize);
     constexpr uint64_t kBlock = 2 << 20;
-    if (r != nullptr) {
-      const uint64_t start = std::max(r->gpa, fault.gpa & ~(kBlock - 1));
-      const uint64_t end = std::min(r->gpa_end(), start + kBlock);
-      (void)ZeroFillRange(start, end - start);
+    if (const Region* r = RegionOfGpa(fault.gpa, kPageSize)) {
+      const GpaRange b = BlockInRegion(*r, fault.gpa, kBlock);
+      (void)ZeroFillRange(b.begin, b.end - b.begin);
     }
   }
 }

@@ -1,5 +1,4 @@
-#include <algorithm>
-
+#include "block.h"
 #include "ssihv/pager/pager.h"
 
 namespace ssihv::pager {
@@ -18,9 +17,7 @@ void ZeroSource::OnFault(const Fault& fault, Resolver& resolver) {
   if (fault_around_ == 0 || fault.access == FaultAccess::kWriteProtect) return;
   const Region* r = resolver.RegionOf(fault.gpa);
   if (r == nullptr) return;
-  const uint64_t block = fault.gpa & ~(fault_around_ - 1);
-  const uint64_t lo = std::max(block, r->gpa);
-  const uint64_t hi = std::min(block + fault_around_, r->gpa_end());
+  const auto [lo, hi] = BlockInRegion(*r, fault.gpa, fault_around_);
   // Upward first: the walks this helps ascend. Failures here are not the
   // fault's: the pages simply fault later.
   const uint64_t next = fault.gpa + kPageSize;
