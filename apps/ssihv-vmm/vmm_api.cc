@@ -126,7 +126,8 @@ control::PeerInfo PeerOf(uint32_t node, const PeerLinkStats& s,
 }
 
 control::PeerMetrics PeerMetricsOf(uint32_t node, const PeerLinkStats& s,
-                                   const rdmax::PeerTransportStats& t) {
+                                   const rdmax::PeerTransportStats& t,
+                                   const pager::DsmRequestsServed& served) {
   control::PeerMetrics m;
   m.peer = node;
   m.messages_sent = t.messages_sent;
@@ -142,6 +143,8 @@ control::PeerMetrics PeerMetricsOf(uint32_t node, const PeerLinkStats& s,
   m.pio_served = s.io_served - m.mmio_served;
   m.ipis_sent = s.interrupts_sent;
   m.ipis_received = s.interrupts_received;
+  m.fault_reads_served = served.reads;
+  m.fault_writes_served = served.writes;
   return m;
 }
 
@@ -259,8 +262,13 @@ control::MetricsSnapshot VmmApi::Metrics() const {
     pages = node->dsm().PagesByState();
     const std::vector<PeerLinkStats> stats = node->LinkStats();
     const std::vector<rdmax::PeerTransportStats> traffic = node->TrafficStats();
-    for (uint32_t n = 0; n < stats.size() && n < traffic.size(); ++n) {
-      if (n != self_) m.peers.push_back(PeerMetricsOf(n, stats[n], traffic[n]));
+    const std::vector<pager::DsmRequestsServed> served =
+        node->dsm().RequestsServed();
+    for (uint32_t n = 0;
+         n < stats.size() && n < traffic.size() && n < served.size(); ++n) {
+      if (n != self_) {
+        m.peers.push_back(PeerMetricsOf(n, stats[n], traffic[n], served[n]));
+      }
     }
   } else if (const GuestRam* ram = vmm_->guest_ram()) {
     pager = ram->Stats();

@@ -18,6 +18,7 @@
 #include "node_link.h"
 #include "ssihv/control/vm_node.h"
 #include "ssihv/kvm/run_loop.h"
+#include "ssihv/pager/dsm_node.h"
 #include "ssihv/pager/stats.h"
 #include "ssihv/rdmax/transport.h"
 #include "vmm.h"
@@ -67,9 +68,11 @@ std::vector<control::FaultMetrics> FaultsOf(const pager::PagerStats& s);
 control::PeerInfo PeerOf(uint32_t node, const PeerLinkStats& s,
                          const std::string& transport);
 /// One peer's counters as the API's: the node link's (interrupts are the
-/// IPIs, forwarded I/O) and the transport's traffic with it (`t`).
+/// IPIs, forwarded I/O), the transport's traffic with it (`t`) and the
+/// DSM's requests from it served here as home.
 control::PeerMetrics PeerMetricsOf(uint32_t node, const PeerLinkStats& s,
-                                   const rdmax::PeerTransportStats& t);
+                                   const rdmax::PeerTransportStats& t,
+                                   const pager::DsmRequestsServed& served);
 /// Pages by state from counts indexed like pager::kDsmPageStateNames.
 std::vector<control::NamedCount> PagesOf(const std::array<uint64_t, 4>& n);
 /// The API's action as the node link's, and the results as the API's.

@@ -179,19 +179,24 @@ std::string Vmm::NodeStatsText() const {
       p.all.p99_us);
   const std::vector<PeerLinkStats> links = node_->LinkStats();
   const std::vector<rdmax::PeerTransportStats> traffic = node_->TrafficStats();
-  for (uint32_t n = 0; n < links.size() && n < traffic.size(); ++n) {
+  const std::vector<pager::DsmRequestsServed> served =
+      node_->dsm().RequestsServed();
+  for (uint32_t n = 0;
+       n < links.size() && n < traffic.size() && n < served.size(); ++n) {
     if (n == node_->self()) continue;
     const PeerLinkStats& l = links[n];
     const rdmax::PeerTransportStats& t = traffic[n];
     absl::StrAppendFormat(
         &out,
         "\nssihv-vmm: node %d: interrupts sent %d, received %d; I/O "
-        "forwarded %d (mean %.1f us), served %d; messages sent %d (%d "
-        "bytes), received %d (%d bytes), errors %d%s",
+        "forwarded %d (mean %.1f us), served %d; its remote faults served "
+        "here %d (reads %d); messages sent %d (%d bytes), received %d (%d "
+        "bytes), errors %d%s",
         n, l.interrupts_sent, l.interrupts_received, l.io_forwarded,
         l.io_forwarded ? l.io_ns_total / 1e3 / l.io_forwarded : 0.0,
-        l.io_served, t.messages_sent, t.bytes_sent, t.messages_received,
-        t.bytes_received, t.errors, l.lost ? "; LOST" : "");
+        l.io_served, served[n].reads + served[n].writes, served[n].reads,
+        t.messages_sent, t.bytes_sent, t.messages_received, t.bytes_received,
+        t.errors, l.lost ? "; LOST" : "");
   }
   return out;
 }

@@ -28,18 +28,23 @@ MetricFamily PerPeer(const char* name, const char* help, const Label& node,
   return f;
 }
 
-// Forwarded I/O: one sample per peer and kind (pio, mmio).
-MetricFamily PerPeerIo(const char* name, const char* help, const Label& node,
-                       const std::vector<PeerMetrics>& peers,
-                       uint64_t PeerMetrics::*pio,
-                       uint64_t PeerMetrics::*mmio) {
+// One sample per peer and kind: forwarded I/O (pio, mmio), faults served
+// (read, write).
+struct KindField {
+  const char* kind;
+  uint64_t PeerMetrics::*field;
+};
+MetricFamily PerPeerKinds(const char* name, const char* help,
+                          const Label& node,
+                          const std::vector<PeerMetrics>& peers,
+                          std::initializer_list<KindField> kinds) {
   MetricFamily f = Family(name, MetricType::kCounter, help);
   for (const PeerMetrics& p : peers) {
     const Label peer{"peer", std::to_string(p.peer)};
-    f.samples.push_back(
-        {{node, peer, {"kind", "pio"}}, static_cast<double>(p.*pio)});
-    f.samples.push_back(
-        {{node, peer, {"kind", "mmio"}}, static_cast<double>(p.*mmio)});
+    for (const KindField& k : kinds) {
+      f.samples.push_back(
+          {{node, peer, {"kind", k.kind}}, static_cast<double>(p.*k.field)});
+    }
   }
   return f;
 }
@@ -133,16 +138,25 @@ std::vector<MetricFamily> MetricFamiliesOf(uint32_t node_id, uint32_t vcpus,
                         "Connections to the peer lost and messages to it "
                         "that could not be sent.",
                         node, p, &PeerMetrics::errors));
-  out.push_back(PerPeerIo(kMetricForwardedIo,
-                          "I/O accesses of this node's vCPUs completed by the "
-                          "peer's devices.",
-                          node, p, &PeerMetrics::pio_forwarded,
-                          &PeerMetrics::mmio_forwarded));
-  out.push_back(PerPeerIo(kMetricServedIo,
-                          "I/O accesses of the peer's vCPUs completed by "
-                          "this node's devices.",
-                          node, p, &PeerMetrics::pio_served,
-                          &PeerMetrics::mmio_served));
+  out.push_back(PerPeerKinds(kMetricForwardedIo,
+                             "I/O accesses of this node's vCPUs completed by "
+                             "the peer's devices.",
+                             node, p,
+                             {{"pio", &PeerMetrics::pio_forwarded},
+                              {"mmio", &PeerMetrics::mmio_forwarded}}));
+  out.push_back(PerPeerKinds(kMetricServedIo,
+                             "I/O accesses of the peer's vCPUs completed by "
+                             "this node's devices.",
+                             node, p,
+                             {{"pio", &PeerMetrics::pio_served},
+                              {"mmio", &PeerMetrics::mmio_served}}));
+  out.push_back(PerPeerKinds(
+      kMetricFaultsServed,
+      "Remote faults of the peer's vCPUs (page requests: read, write) this "
+      "node answered as the pages' home.",
+      node, p,
+      {{"read", &PeerMetrics::fault_reads_served},
+       {"write", &PeerMetrics::fault_writes_served}}));
   out.push_back(PerPeer(kMetricIpisSent,
                         "Interprocessor interrupts sent to vCPUs on the peer.",
                         node, p, &PeerMetrics::ipis_sent));

@@ -44,6 +44,8 @@ class FakeVmNode : public VmNode {
       m.pio_forwarded = 7;
       m.ipis_sent = 3;
       m.ipis_received = 2;
+      m.fault_reads_served = 40 + p;
+      m.fault_writes_served = 20 + p;
       metrics_.peers.push_back(m);
     }
     for (uint32_t i = 0; i < vcpus; ++i) {

@@ -68,6 +68,10 @@ TEST_CASE("every sample names its node; the families cover the issue's list") {
   CHECK(ValueOf(s, kMetricServedIo, {{"peer", "2"}, {"kind", "pio"}}) == 0);
   CHECK(ValueOf(s, kMetricIpisSent, {{"peer", "0"}}) == 3);
   CHECK(ValueOf(s, kMetricIpisReceived, {{"peer", "2"}}) == 2);
+  CHECK(ValueOf(s, kMetricFaultsServed, {{"peer", "0"}, {"kind", "read"}}) ==
+        40);
+  CHECK(ValueOf(s, kMetricFaultsServed, {{"peer", "2"}, {"kind", "write"}}) ==
+        22);
   CHECK(ValueOf(s, kMetricDsmPages, {{"state", "modified"}}) == 300);
   CHECK(ValueOf(s, kMetricPeerUp, {{"peer", "0"}}) == 1);
   CHECK(ValueOf(s, kMetricPeerLastHeard, {{"peer", "2"}}) == 0.25);

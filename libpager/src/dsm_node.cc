@@ -36,6 +36,10 @@ nlohmann::json DsmNode::StatsJson() const { return engine_->StatsJson(); }
 absl::StatusOr<DsmPageView> DsmNode::InspectPage(uint64_t gpa) const {
   return engine_->InspectPage(gpa);
 }
+std::vector<DsmRequestsServed> DsmNode::RequestsServed() const {
+  return engine_->RequestsServed();
+}
+
 std::array<uint64_t, 4> DsmNode::PagesByState() const {
   return engine_->PagesByState();
 }

@@ -161,6 +161,20 @@ TEST_CASE("Writes move ownership; the old copies are invalidated") {
                c.Faults(0, FaultKind::kRemoteWrite) >=
            1;
   }));
+  // The home's side of those faults: node 1 served both peers' reads and
+  // writes; nodes 0 and 2 are not the page's home and served nothing.
+  const std::vector<DsmRequestsServed> home = c.nodes[1]->RequestsServed();
+  REQUIRE(home.size() == 3);
+  for (uint32_t n : {0u, 2u}) {
+    CHECK(home[n].reads >= 1);
+    CHECK(home[n].writes >= 1);
+  }
+  CHECK(home[1].reads + home[1].writes == 0);  // its own: no message
+  for (uint32_t other : {0u, 2u}) {
+    for (const DsmRequestsServed& s : c.nodes[other]->RequestsServed()) {
+      CHECK(s.reads + s.writes == 0);
+    }
+  }
   CHECK(c.errors == 0);
 }
 

@@ -7,9 +7,9 @@
 #      /pages/{gpa}, /metrics, POST /vm/pause|resume|stop), bad requests too;
 #   2. each node's /metrics passes `promtool check metrics`;
 #   3. a real Prometheus server (Debian's) scrapes both nodes and
-#      `promtool query instant` finds each node's fault count: > 0 on the
-#      node with the vCPU, the value its /metrics shows on the memory-only
-#      node (which takes no fault of its own);
+#      `promtool query instant` finds a fault counter > 0 for each node:
+#      the faults the node with the vCPU took, and the remote faults the
+#      memory-only node served as home (it takes no fault of its own);
 #   4. `ssihvctl status` shows both nodes running;
 #   5. POST /vm/stop without the token (or with a wrong one) is refused with
 #      401 and changes nothing; with it every node stops ("api stop") and
@@ -134,25 +134,28 @@ prometheus --config.file="$CL_DIR/prometheus.yml" \
 CL_PIDS+=("$!")
 prom_pid=$!
 # `sum by (node)`: one line per node, '{node="K"} => VALUE @[time]'. A
-# node with vCPUs has faulted; a memory-only node takes no fault of its own
-# (its pages are only read by the home side of the protocol, which does not
-# go through its pager), so for it Prometheus must have scraped the value
-# its /metrics shows.
+# node with vCPUs has taken faults (ssihv_page_faults_total); a memory-only
+# node takes none of its own (the home side of the protocol reads its pages
+# without going through its pager) but has served node 0's remote faults
+# (ssihv_remote_faults_served_total).
 every_node_faulted() {
   running "$prom_pid" || fail "prometheus exited"
   promtool query instant "http://$prom" \
     'sum by (node) (ssihv_page_faults_total{job="ssihv"})' \
     > "$CL_DIR/query.out" 2> /dev/null || return 1
-  local k want
+  promtool query instant "http://$prom" \
+    'sum by (node) (ssihv_remote_faults_served_total{job="ssihv"})' \
+    > "$CL_DIR/served.out" 2> /dev/null || return 1
+  local k out
   for k in 0 1; do
-    want="> 0"
-    [ "${VCPUS[$k]}" -gt 0 ] || want="== $(faults "$k")"
-    awk -v k="{node=\"$k\"}" "\$1 == k && \$3 + 0 $want {ok = 1} END {exit !ok}" \
-      "$CL_DIR/query.out" || return 1
+    out=$CL_DIR/query.out
+    [ "${VCPUS[$k]}" -gt 0 ] || out=$CL_DIR/served.out
+    awk -v k="{node=\"$k\"}" '$1 == k && $3 + 0 > 0 {ok = 1} END {exit !ok}' \
+      "$out" || return 1
   done
 }
-poll 180 "both nodes' fault counts from Prometheus (> 0 with vCPUs)" every_node_faulted
-step "Prometheus: $(tr '\n' ' ' < "$CL_DIR/query.out")"
+poll 180 "a fault counter > 0 on every node, from Prometheus" every_node_faulted
+step "Prometheus: faults taken $(tr '\n' ' ' < "$CL_DIR/query.out"); served $(tr '\n' ' ' < "$CL_DIR/served.out")"
 kill -TERM "$prom_pid"
 
 step "ssihvctl status"

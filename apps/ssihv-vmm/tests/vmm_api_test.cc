@@ -138,7 +138,8 @@ TEST_CASE("peers: liveness from the link; counters mapped") {
   t.bytes_sent = 13;
   t.bytes_received = 14;
   t.errors = 15;
-  const control::PeerMetrics m = PeerMetricsOf(3, c, t);
+  const control::PeerMetrics m =
+      PeerMetricsOf(3, c, t, pager::DsmRequestsServed{.reads = 16, .writes = 17});
   CHECK(m.peer == 3);
   CHECK(m.ipis_sent == 9);
   CHECK(m.ipis_received == 8);
@@ -151,6 +152,8 @@ TEST_CASE("peers: liveness from the link; counters mapped") {
   CHECK(m.bytes_sent == 13);
   CHECK(m.bytes_received == 14);
   CHECK(m.errors == 15);
+  CHECK(m.fault_reads_served == 16);  // the DSM's home side
+  CHECK(m.fault_writes_served == 17);
 }
 
 TEST_CASE("pages by state and action results") {

@@ -101,6 +101,7 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
 
   const uint64_t pages = space.num_pages();
   e->populated_.reset(new std::atomic<uint64_t>[(pages + 63) / 64]());
+  e->served_.reset(new std::atomic<uint64_t>[2 * config.num_nodes()]());
   e->waiters_.reset(new WaitMap[dsm::PageLocks::kStripes]);
   e->grant_ns_.reset(new int64_t[dsm::PageLocks::kStripes]());
   e->locks_ = std::make_unique<dsm::PageLocks>(&e->pager_->resolver());
@@ -328,6 +329,12 @@ void DsmEngine::HandleMessage(uint32_t from,
         absl::StrCat("malformed DSM frame from node ", from, ": ",
                      frame.status().message())));
     return;
+  }
+  const dir::MsgType type = frame->msg.type;
+  if ((type == dir::MsgType::kReadReq || type == dir::MsgType::kWriteReq) &&
+      from < config_.num_nodes()) {
+    served_[2 * from + (type == dir::MsgType::kWriteReq ? 1 : 0)].fetch_add(
+        1, std::memory_order_relaxed);
   }
   dir::Output& out = ThreadOutput();
   Ctx ctx;
@@ -640,7 +647,15 @@ nlohmann::json DsmEngine::StatsJson() const {
       {"send_queue_high_water", t.send_queue_high_water},
       {"connections_lost", t.connections_lost},
       {"malformed_frames", t.malformed_frames}};
+  nlohmann::json served = nlohmann::json::array();
+  for (uint32_t n = 0; n < config_.num_nodes(); ++n) {
+    if (n == self_) continue;
+    served.push_back({{"node", n},
+                      {"reads", served_[2 * n].load()},
+                      {"writes", served_[2 * n + 1].load()}});
+  }
   nlohmann::json dsm = {{"node", self_},
+                        {"requests_served", std::move(served)},
                         {"frames_received", frames_received_.load()},
                         {"zaps", zaps_.load()},
                         {"zero_page_sends", zero_page_sends_.load()},

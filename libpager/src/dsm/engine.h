@@ -59,6 +59,7 @@ class DsmEngine {
   // Inspection for the control API (inspect.cc).
   absl::StatusOr<DsmPageView> InspectPage(uint64_t gpa) const;
   std::array<uint64_t, 4> PagesByState() const;
+  std::vector<DsmRequestsServed> RequestsServed() const;
 
   // PageSource entry points (fault threads).
   void HandleFault(const Fault& fault, Resolver& resolver);
@@ -194,6 +195,8 @@ class DsmEngine {
   std::unique_ptr<dsm::GrantHold> hold_;
   std::atomic<uint64_t> ahead_requests_{0};
   std::atomic<uint64_t> frames_received_{0};
+  // Requests received as home: [2 * from] reads, [2 * from + 1] writes.
+  std::unique_ptr<std::atomic<uint64_t>[]> served_;
   std::atomic<uint64_t> deferred_count_{0};
   std::atomic<uint64_t> zaps_{0};
   std::atomic<uint64_t> zero_page_sends_{0};

@@ -61,6 +61,15 @@ absl::StatusOr<DsmPageView> DsmEngine::InspectPage(uint64_t gpa) const {
   return view;
 }
 
+std::vector<DsmRequestsServed> DsmEngine::RequestsServed() const {
+  std::vector<DsmRequestsServed> out(config_.num_nodes());
+  for (size_t n = 0; n < out.size(); ++n) {
+    out[n].reads = served_[2 * n].load(std::memory_order_relaxed);
+    out[n].writes = served_[2 * n + 1].load(std::memory_order_relaxed);
+  }
+  return out;
+}
+
 std::array<uint64_t, 4> DsmEngine::PagesByState() const {
   std::array<uint64_t, 4> counts{};
   const dir::PageId pages = space_->num_pages();

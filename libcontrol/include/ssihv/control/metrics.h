@@ -33,6 +33,8 @@ inline constexpr char kMetricForwardedIo[] = "ssihv_forwarded_io_total";
 inline constexpr char kMetricServedIo[] = "ssihv_forwarded_io_served_total";
 inline constexpr char kMetricIpisSent[] = "ssihv_ipis_sent_total";
 inline constexpr char kMetricIpisReceived[] = "ssihv_ipis_received_total";
+inline constexpr char kMetricFaultsServed[] =
+    "ssihv_remote_faults_served_total";
 inline constexpr char kMetricDsmPages[] = "ssihv_dsm_pages";
 inline constexpr char kMetricPeerUp[] = "ssihv_peer_up";
 inline constexpr char kMetricPeerLastHeard[] = "ssihv_peer_last_heard_seconds";

@@ -145,6 +145,10 @@ struct PeerMetrics {
   /// `peer` and received from it.
   uint64_t ipis_sent = 0;
   uint64_t ipis_received = 0;
+  /// The home side of `peer`'s remote faults: its page requests (reads;
+  /// writes and upgrades) this node answered as the pages' home.
+  uint64_t fault_reads_served = 0;
+  uint64_t fault_writes_served = 0;
 };
 
 /// Everything /metrics shows beyond health, vCPUs and peer liveness.

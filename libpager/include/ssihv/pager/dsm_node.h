@@ -59,6 +59,14 @@ struct DsmPageView {
   std::optional<DsmDirectoryView> directory;
 };
 
+/// The home side of a peer's remote faults: page requests the peer sent to
+/// this node as the page's home (its read misses, and its write misses and
+/// upgrades), read-ahead requests included.
+struct DsmRequestsServed {
+  uint64_t reads = 0;
+  uint64_t writes = 0;
+};
+
 struct DsmOptions {
   /// Pager fault threads (see PagerOptions::fault_threads).
   int fault_threads = 1;
@@ -158,6 +166,10 @@ class DsmNode {
   /// Guest pages by this node's state (index: kDsmPageStateNames). Takes
   /// each page lock stripe in turn (about a millisecond per GiB of RAM).
   std::array<uint64_t, 4> PagesByState() const;
+  /// Requests served as home, indexed by the requesting node's id (this
+  /// node's own entry stays zero: its faults reach its home agent without
+  /// a message). Lock-free counters, any thread.
+  std::vector<DsmRequestsServed> RequestsServed() const;
   /// {"pager": ..., "protocol": ..., "transport": ..., "dsm": ...}.
   nlohmann::json StatsJson() const;
 
