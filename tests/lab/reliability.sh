@@ -27,6 +27,7 @@
 # (QEMU -cpu model), SSIHV_LAB_KVM_AMD (kvm_amd module parameters),
 # SSIHV_LAB_KERNEL_ARGS (the lab kernel's extra command line),
 # SSIHV_LAB_QEMU. The default is what tests/lab/pins.env pins.
+# SSIHV_STRESS_VMM_ARGS adds ssihv-vmm arguments (e.g. "--irqchip user").
 # SSIHV_STRESS_TRACE=1 keeps the lab kernel's KVM trace of every failed
 # boot, frozen at its triple fault (trace.txt.gz; reliability/inner.sh).
 #
@@ -138,6 +139,7 @@ done
   echo "# tests/lab/reliability.sh --labs $labs --boots $boots --vmms $vmms --inner $inner"
   echo "# $(date -u +%FT%TZ) host $(uname -r), load $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "# lab: $LAB_QEMU_KIND tcg thread=$LAB_TCG_THREAD cpu=$LAB_CPU kernel $LAB_KVER kvm_amd '$LAB_KVM_AMD' kernel args '$LAB_KERNEL_ARGS'"
+  echo "# ssihv-vmm extra args: '${SSIHV_STRESS_VMM_ARGS:-}'"
   echo "# guest config: $(jq -c . "$config")"
   sort -u "$results/labs.txt" 2>/dev/null | head -4
   awk -F'\t' '{n[$5]++; t++} END {

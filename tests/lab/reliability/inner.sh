@@ -25,6 +25,8 @@ mem_mib=$(jq '[.nodes[].memory_mib] | add' "$config")
 # SSIHV_STRESS_APPEND replaces "quiet" (e.g. "earlyprintk=serial,ttyS0"
 # to see how far a failing boot got).
 append="${SSIHV_STRESS_APPEND:-quiet} ssihv.work_s=${SSIHV_STRESS_WORK_S:-4}"
+# SSIHV_STRESS_VMM_ARGS: more ssihv-vmm arguments (e.g. "--irqchip user").
+read -r -a vmm_args <<< "${SSIHV_STRESS_VMM_ARGS:-}"
 
 # SSIHV_STRESS_TRACE=1: the lab kernel's KVM trace (exits, injected
 # interrupts and exceptions, nested page faults, MSR accesses, IPIs) in a
@@ -71,7 +73,7 @@ run_one() {  # boot vmm-index -> writes $dir/rc, console, err, stats.json
   else
     timeout -s KILL "$boot_timeout" "$vmm" --kernel "$kernel" \
       --initrd "$initrd" --config "$config" --stats-json "$dir/stats.json" \
-      --append "$append" </dev/null >"$dir/console" 2>"$dir/err"
+      --append "$append" "${vmm_args[@]}" </dev/null >"$dir/console" 2>"$dir/err"
   fi
   echo $? > "$dir/rc"
   echo $(( ($(date +%s%N) - start) / 1000000 )) > "$dir/ms"
