@@ -16,17 +16,6 @@ absl::Status FramedTransport::CheckMessageSize(absl::string_view op, NodeId to,
       " bytes exceeds max_message_bytes ", options_.max_message_bytes));
 }
 
-void FramedTransport::Broadcast(FrameKind kind,
-                                absl::Span<const uint8_t> payload) {
-  FrameHeader h;
-  h.kind = kind;
-  h.length = static_cast<uint32_t>(payload.size());
-  for (auto& channel : Advertised()) {
-    channel->SendFrame(h, payload, SendMode::kForce, absl::InfinitePast())
-        .IgnoreError();
-  }
-}
-
 absl::StatusOr<std::shared_ptr<FrameChannel>> FramedTransport::SendChannel(
     NodeId to, absl::string_view op) {
   absl::StatusOr<std::shared_ptr<FrameChannel>> channel = Channel(to, op);
@@ -59,9 +48,8 @@ absl::Status FramedTransport::Call(NodeId to, MessageType type,
                                    ResponseCallback done) {
   SSIHV_RETURN_IF_ERROR(CheckMessageSize("Call", to, payload.size()));
   SSIHV_ASSIGN_OR_RETURN(auto channel, SendChannel(to, "Call"));
-  PendingOp* op = channel->pending().Acquire(OpKind::kCall, false,
-                                             absl::Now() + options_.op_timeout,
-                                             absl::InfinitePast());
+  PendingOp* op = channel->pending().Acquire(
+      false, absl::Now() + options_.op_timeout, absl::InfinitePast());
   if (op == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("Call node=", to, ": ", options_.max_outstanding,
@@ -98,8 +86,7 @@ absl::StatusOr<size_t> FramedTransport::CallSync(
   SSIHV_RETURN_IF_ERROR(CheckMessageSize("CallSync", to, payload.size()));
   SSIHV_ASSIGN_OR_RETURN(auto channel, SendChannel(to, "CallSync"));
   absl::Time deadline = absl::Now() + options_.op_timeout;
-  PendingOp* op =
-      channel->pending().Acquire(OpKind::kCall, true, deadline, deadline);
+  PendingOp* op = channel->pending().Acquire(true, deadline, deadline);
   if (op == nullptr) {
     return absl::DeadlineExceededError(
         absl::StrCat("CallSync node=", to, ": no request slot in time"));

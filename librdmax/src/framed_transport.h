@@ -7,7 +7,6 @@
 #define SSIHV_RDMAX_FRAMED_TRANSPORT_H_
 
 #include <memory>
-#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -66,13 +65,6 @@ class FramedTransport : public TransportBase {
   /// The live connection to `peer`, or Unavailable naming `op`.
   virtual absl::StatusOr<std::shared_ptr<FrameChannel>> Channel(
       NodeId peer, absl::string_view op) = 0;
-  /// The connections that were sent this node's region table: region
-  /// changes go to them (Broadcast).
-  virtual std::vector<std::shared_ptr<FrameChannel>> Advertised() = 0;
-
-  /// Sends a control frame to every Advertised() connection, bounded by
-  /// other means (kForce); a connection that fails is closing anyway.
-  void Broadcast(FrameKind kind, absl::Span<const uint8_t> payload);
 
  private:
   /// Channel() for a message or request: a missing connection is also the

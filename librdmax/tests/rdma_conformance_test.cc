@@ -3,8 +3,5 @@
 // lab VM over SoftRoCE (rxe0) with SSIHV_REQUIRE_RDMA=1.
 #include "harness.h"
 
-#define SSIHV_CONFORMANCE_HARNESSES               \
-  ssihv::rdmax::testing::RdmaHarness,             \
-      ssihv::rdmax::testing::RdmaBusyPollHarness, \
-      ssihv::rdmax::testing::RdmaNoLanesHarness
+#define SSIHV_CONFORMANCE_HARNESSES ssihv::rdmax::testing::RdmaHarness
 #include "conformance_suite.inc"

@@ -1,16 +1,13 @@
-// The in-process loopback backend. Each transport owns an Endpoint (inbox,
-// regions, pending operations) and a data thread draining the inbox; the
-// fabric links started endpoints after running the same authentication
-// handshake as the network backends. Messages are copied into the
-// receiver's bounded inbox (per-sender byte budget = the sender's
-// send_queue_bytes); fetches copy straight from the peer's region under its
-// region lock.
+// The in-process loopback backend. Each transport owns an inbox, its pending
+// calls and a data thread draining the inbox; the fabric links started
+// transports after running the same authentication handshake as the
+// network backends. Messages are copied into the receiver's bounded inbox
+// (per-sender byte budget = the sender's send_queue_bytes).
 #include "ssihv/rdmax/loopback.h"
 
 #include <condition_variable>
 #include <cstring>
 #include <deque>
-#include <map>
 #include <mutex>
 #include <thread>
 
@@ -28,23 +25,14 @@ using base::Log;
 using base::LogLevel;
 
 struct Event {
-  enum class Kind {
-    kMessage,
-    kRequest,
-    kResponse,
-    kPeerUp,
-    kPeerDown,
-    kFetchDone,
-    kStop
-  };
+  enum class Kind { kMessage, kRequest, kResponse, kPeerUp, kPeerDown, kStop };
   Kind kind = Kind::kMessage;
   NodeId from = 0;
   MessageType type = 0;
   uint64_t id = 0;
   std::vector<uint8_t> payload;
-  absl::Status status;  // kResponse error / kFetchDone result
-  FetchCallback fetch_done;
-  size_t charged = 0;  // bytes charged to the sender's budget
+  absl::Status status;  // kResponse error
+  size_t charged = 0;   // bytes charged to the sender's budget
 };
 
 constexpr size_t kEventOverhead = 64;
@@ -89,24 +77,6 @@ class LoopbackTransport final : public TransportBase {
   absl::Status Start() override;
   void Shutdown() override;
 
-  absl::Status RegisterRegion(RegionId id, void* base, size_t length,
-                              RegionAccess access) override {
-    std::unique_lock<std::shared_mutex> lock(regions_.mutex());
-    SSIHV_RETURN_IF_ERROR(regions_.Validate(id, base, length));
-    LocalRegion r;
-    r.id = id;
-    r.base = static_cast<uint8_t*>(base);
-    r.length = length;
-    r.access = access;
-    regions_.Add(r);
-    return absl::OkStatus();
-  }
-  absl::Status UnregisterRegion(RegionId id) override {
-    // The exclusive lock waits for fetches copying from it.
-    std::unique_lock<std::shared_mutex> lock(regions_.mutex());
-    return regions_.Remove(id).status();
-  }
-
   absl::Status Send(NodeId to, MessageType type,
                     absl::Span<const uint8_t> payload,
                     absl::Time deadline) override {
@@ -138,23 +108,6 @@ class LoopbackTransport final : public TransportBase {
     e.id = to.request_id;
     e.status = error.ok() ? absl::UnknownError("error reply with OK") : error;
     return Post(to.to, std::move(e), false, absl::InfinitePast(), "Reply");
-  }
-  absl::Status Fetch(NodeId peer, RegionId region, uint64_t offset,
-                     absl::Span<uint8_t> dst) override {
-    SSIHV_RETURN_IF_ERROR(CheckMayBlock("Fetch"));
-    return CopyFrom(peer, region, offset, dst);
-  }
-  absl::Status FetchAsync(NodeId peer, RegionId region, uint64_t offset,
-                          absl::Span<uint8_t> dst,
-                          FetchCallback done) override {
-    // Every failure is known at once here (refusals are immediate on every
-    // backend); success is reported on the data thread like elsewhere.
-    SSIHV_RETURN_IF_ERROR(CopyFrom(peer, region, offset, dst));
-    Event e;
-    e.kind = Event::Kind::kFetchDone;
-    e.fetch_done = std::move(done);
-    Enqueue(std::move(e));
-    return absl::OkStatus();
   }
 
   // ---- used by the fabric (its mutex held) ----
@@ -202,8 +155,6 @@ class LoopbackTransport final : public TransportBase {
     }
     inbox_cv_.notify_one();
   }
-  absl::Status CopyFrom(NodeId peer, RegionId region, uint64_t offset,
-                        absl::Span<uint8_t> dst);
   void Run();
   void Dispatch(Event& e);
   void CompleteCall(Event& e);
@@ -276,9 +227,6 @@ void LoopbackTransport::Shutdown() {
   stop.kind = Event::Kind::kStop;
   Enqueue(std::move(stop));
   thread_.join();
-  // Fetches copying from our regions hold the fabric or region lock; once
-  // unlinked and with the exclusive lock taken, none is left.
-  std::unique_lock<std::shared_mutex> lock(regions_.mutex());
 }
 
 absl::Status LoopbackTransport::Accept(NodeId from, Event& e, bool budgeted) {
@@ -348,43 +296,12 @@ absl::Status LoopbackTransport::Post(NodeId to, Event e, bool budgeted,
   }
 }
 
-absl::Status LoopbackTransport::CopyFrom(NodeId peer, RegionId region,
-                                         uint64_t offset,
-                                         absl::Span<uint8_t> dst) {
-  SSIHV_RETURN_IF_ERROR(CheckPeer(peer, "Fetch"));
-  if (dst.empty() || dst.size() > options_.max_fetch_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("Fetch node=", peer, ": length ", dst.size(),
-                     " not in 1..", options_.max_fetch_bytes));
-  }
-  std::lock_guard<std::mutex> lock(fabric_->mu);
-  LoopbackTransport* src = fabric_->started[peer];
-  {
-    std::lock_guard<std::mutex> l(mu_);
-    if (src == nullptr || !linked_[peer]) {
-      return absl::UnavailableError(
-          absl::StrCat("Fetch node=", peer, ": not connected"));
-    }
-  }
-  LocalRegions::ReadLock region_lock(src->regions_);
-  absl::StatusOr<const uint8_t*> p =
-      src->regions_.ResolveForServing(peer, region, offset, dst.size());
-  if (!p.ok()) {
-    Bump(stats_.fetches_refused);
-    return p.status();
-  }
-  std::memcpy(dst.data(), *p, dst.size());
-  CountFetched(peer, dst.size());
-  src->CountServed(self(), dst.size());
-  return absl::OkStatus();
-}
-
 absl::Status LoopbackTransport::Call(NodeId to, MessageType type,
                                      absl::Span<const uint8_t> payload,
                                      ResponseCallback done) {
   SSIHV_RETURN_IF_ERROR(CheckPeer(to, "Call"));
-  PendingOp* op = pending_[to]->Acquire(
-      OpKind::kCall, false, absl::InfiniteFuture(), absl::InfinitePast());
+  PendingOp* op = pending_[to]->Acquire(false, absl::InfiniteFuture(),
+                                        absl::InfinitePast());
   if (op == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("Call node=", to, ": too many requests in flight"));
@@ -406,8 +323,7 @@ absl::StatusOr<size_t> LoopbackTransport::CallSync(
   SSIHV_RETURN_IF_ERROR(CheckMayBlock("CallSync"));
   SSIHV_RETURN_IF_ERROR(CheckPeer(to, "CallSync"));
   absl::Time deadline = absl::Now() + options_.op_timeout;
-  PendingOp* op =
-      pending_[to]->Acquire(OpKind::kCall, true, deadline, deadline);
+  PendingOp* op = pending_[to]->Acquire(true, deadline, deadline);
   if (op == nullptr) {
     return absl::DeadlineExceededError(
         absl::StrCat("CallSync node=", to, ": no request slot in time"));
@@ -423,7 +339,7 @@ absl::StatusOr<size_t> LoopbackTransport::CallSync(
     pending_[to]->Release(op);
     return st;
   }
-  if (!PendingTable::WaitDone(op, deadline, false)) {
+  if (!PendingTable::WaitDone(op, deadline)) {
     // Loopback cannot lose a response; a timeout means the peer's handler
     // never replied. Wait for the peer-down or a late reply to settle it.
     std::lock_guard<std::mutex> lock(mu_);
@@ -482,9 +398,6 @@ void LoopbackTransport::Dispatch(Event& e) {
       FailPending(e.from);
       Bump(stats_.connections_lost);
       NotePeerState(e.from, PeerState::kDown);
-      break;
-    case Event::Kind::kFetchDone:
-      if (e.fetch_done) e.fetch_done(e.status);
       break;
     case Event::Kind::kStop:
       break;

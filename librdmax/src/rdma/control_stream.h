@@ -16,12 +16,11 @@ namespace ssihv::rdmax {
 
 class ControlStream : private FrameSink {
  public:
-  ControlStream(base::UniqueFd fd, const FrameLimits& limits);
+  explicit ControlStream(base::UniqueFd fd);
 
   int fd() const { return fd_.get(); }
   /// Queues a frame; the error is a broken connection.
-  absl::Status Send(FrameKind kind, const std::vector<uint8_t>& payload,
-                    uint64_t id = 0, uint8_t flags = 0);
+  absl::Status Send(FrameKind kind, const std::vector<uint8_t>& payload);
   /// Reads what is available, calling `on_frame` for each frame. An error
   /// (end of file, malformed frame) means the connection is finished.
   absl::Status OnReadable(
@@ -33,9 +32,6 @@ class ControlStream : private FrameSink {
 
  private:
   bool MayConsume(const FrameHeader&) override { return true; }
-  absl::StatusOr<uint8_t*> FetchTarget(uint64_t, uint32_t) override {
-    return absl::InvalidArgumentError("no fetches on the control connection");
-  }
 
   base::UniqueFd fd_;
   FrameReader reader_;

@@ -9,18 +9,16 @@
 // data thread stops reading requests (whose answers it could not queue).
 //
 // RECEIVING: one thread at a time holds the reader role (read_mu_). Usually
-// the data thread, woken by epoll. A thread blocked in a synchronous Fetch
-// or CallSync takes the role itself if it is free, disarms EPOLLIN (so the
-// data thread is not woken for nothing) and reads its own response, with a
-// single recvmsg into [header | its buffer] for a fetch. It consumes only
-// responses to synchronous operations; at anything else it stops, and the
-// data thread takes over (callbacks never run on a caller's thread).
+// the data thread, woken by epoll. A thread blocked in CallSync takes the
+// role itself if it is free, disarms EPOLLIN (so the data thread is not
+// woken for nothing) and reads its own response. It consumes only responses
+// to synchronous calls; at anything else it stops, and the data thread
+// takes over (callbacks never run on a caller's thread).
 //
 // CLOSING: Close() (any thread) shuts the socket down, which wakes a
-// blocked reader; the data thread then fails every pending operation while
+// blocked reader; the data thread then fails every pending call while
 // holding the reader role, so no late response can write into a buffer
-// whose fetch already returned. Close() also closes the connection's fetch
-// lanes (fetch_lane.h): they belong to this incarnation of the peer.
+// whose call already returned.
 #ifndef SSIHV_RDMAX_TCP_TCP_CONNECTION_H_
 #define SSIHV_RDMAX_TCP_TCP_CONNECTION_H_
 
@@ -36,11 +34,9 @@
 #include "frame_reader.h"
 #include "framed_transport.h"
 #include "pending.h"
-#include "regions.h"
 #include "send_batch.h"
 #include "ssihv/base/unique_fd.h"
 #include "tcp/byte_ring.h"
-#include "tcp/fetch_lane.h"
 
 namespace ssihv::rdmax {
 
@@ -59,10 +55,7 @@ class TcpConnection : public FrameSink,
   uint64_t token() const { return token_; }
   int fd() const { return fd_.get(); }
   bool dead() const { return dead_.load(std::memory_order_acquire); }
-  bool up() const { return up_.load(std::memory_order_acquire); }
   PendingTable& pending() override { return pending_; }
-  PeerRegions& peer_regions() { return peer_regions_; }
-  FetchLanes& lanes() { return lanes_; }
 
   /// Sends [header | payload iovecs] (header.length must match).
   absl::Status SendFrame(const FrameHeader& header, const struct iovec* payload,
@@ -96,7 +89,6 @@ class TcpConnection : public FrameSink,
 
   // FrameSink (role holder only).
   bool MayConsume(const FrameHeader& header) override;
-  absl::StatusOr<uint8_t*> FetchTarget(uint64_t id, uint32_t length) override;
 
  private:
   enum class Stop { kDone, kYield, kError };
@@ -106,15 +98,11 @@ class TcpConnection : public FrameSink,
   // The data thread's DrainFrames: answers to a burst leave together.
   Stop DrainBatched();
   void Dispatch(const Frame& frame);
-  void OnRegionFrame(const Frame& frame);
-  /// The pending op of `kind` a response frame answers, with the error it
-  /// carries in `carried`; nullptr after closing the connection when there
-  /// is none (`unknown` says which) or the error does not decode.
-  PendingOp* MatchResponse(const Frame& f, OpKind kind,
-                           absl::string_view unknown, absl::Status* carried);
+  /// The pending call a response frame answers, with the error it carries
+  /// in `carried`; nullptr after closing the connection when there is none
+  /// or the error does not decode.
+  PendingOp* MatchResponse(const Frame& f, absl::Status* carried);
   void OnResponse(const Frame& frame);
-  void OnFetchResponse(const Frame& frame);
-  void ServeFetch(const Frame& frame);
   bool ReadAsCaller(PendingOp* op, absl::Time deadline);
   void OnWritable();
   void SetWantIn(bool want);
@@ -127,9 +115,7 @@ class TcpConnection : public FrameSink,
   base::UniqueFd fd_;
   const uint64_t token_;
   const size_t reply_cost_;
-  const size_t fetch_reply_cost_;
   std::atomic<bool> dead_{false};
-  std::atomic<bool> up_{false};
   bool torn_down_ = false;  // data thread
 
   // Send side.
@@ -157,8 +143,6 @@ class TcpConnection : public FrameSink,
   uint32_t armed_ = 0;
 
   PendingTable pending_;
-  PeerRegions peer_regions_;
-  FetchLanes lanes_;
 };
 
 }  // namespace ssihv::rdmax
