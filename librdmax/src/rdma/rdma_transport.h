@@ -63,6 +63,7 @@ class RdmaPeer final : public FrameChannel {
   RdmaParamsPayload LocalParams() const;
 
   NodeId id() const { return id_; }
+  NodeId peer() const override { return id_; }
   uint64_t token() const { return token_; }
   ControlStream& control() { return control_; }
   PendingTable& pending() override { return pending_; }
@@ -77,6 +78,7 @@ class RdmaPeer final : public FrameChannel {
                          absl::Time deadline) override;
   /// Waits for the completion the data thread delivers (FrameChannel).
   void AwaitSync(PendingOp* op, absl::Time deadline) override;
+  bool TakeRequest(uint64_t id) override;
   /// Posts queued frames while credits and slots allow. Any thread.
   void DrainQueue();
 
@@ -85,7 +87,7 @@ class RdmaPeer final : public FrameChannel {
   void OnRecv(const WrTag& tag, const ibv_wc& wc);  // data thread
 
   /// Any thread: marks dead (once) and has the data thread tear down.
-  void Close(absl::string_view reason);
+  void Close(absl::string_view reason) override;
   /// Data thread: QP to error (flushes), fails calls, wakes senders.
   void Teardown();
   /// Work requests not yet completed (0: the peer's memory can go).
@@ -111,7 +113,6 @@ class RdmaPeer final : public FrameChannel {
   /// Posts the frame already copied into send slot `slot` (send_mu_ held).
   bool PostSlotLocked(uint32_t slot, size_t length, bool credit_frame);
   void ReturnCreditsLocked();
-  bool TakeRequest(uint64_t id);
   void Dispatch(const FrameHeader& h, absl::Span<const uint8_t> payload);
   absl::Status Repost(uint32_t index);
 
@@ -174,7 +175,6 @@ class RdmaTransport final : public FramedTransport {
   ibv_cq* recv_cq() const { return recv_cq_.get(); }
   EventLoop& loop() override { return loop_; }
   AtomicStats& atomic_stats() { return stats_; }
-  void DeliverMessage(const Message& m) { Deliver(m); }
   /// Data thread: `peer`'s rdma-up arrived; it is the node's peer now.
   void OnPeerUp(RdmaPeer* peer);
   void PostTeardown(RdmaPeer* peer);

@@ -257,9 +257,7 @@ TcpConnection::Stop TcpConnection::DrainFrames(PendingOp* caller_op,
       case FrameReader::Result::kYield:
         return Stop::kYield;
       case FrameReader::Result::kError:
-        Bump(transport_->atomic_stats().malformed_frames);
-        Close(absl::StrCat("malformed frame from node ", peer_, ": ",
-                           reader_.error().message()));
+        transport_->RejectFrame(*this, reader_.error().message());
         return Stop::kError;
     }
   }
@@ -413,78 +411,11 @@ void TcpConnection::AwaitSync(PendingOp* op, absl::Time deadline) {
 }
 
 void TcpConnection::Dispatch(const Frame& f) {
-  auto violation = [&](absl::string_view what) {
-    Bump(transport_->atomic_stats().malformed_frames);
-    Close(absl::StrCat("malformed frame from node ", peer_, ": ",
-                       FrameKindName(f.header.kind), ": ", what));
-  };
-  switch (f.header.kind) {
-    case FrameKind::kMessage:
-    case FrameKind::kRequest: {
-      if (f.header.kind == FrameKind::kRequest && !TakeRequest(f.header.id)) {
-        return violation("duplicate request id");
-      }
-      Message m;
-      m.from = peer_;
-      m.type = f.header.type;
-      m.request_id = f.header.kind == FrameKind::kRequest ? f.header.id : 0;
-      m.payload = f.payload;
-      transport_->DeliverMessage(m);
-      return;
-    }
-    case FrameKind::kResponse:
-      return OnResponse(f);
-    default:
-      return violation("not used on a TCP connection");
+  // Every kind a TCP connection carries belongs to the message layer.
+  if (!transport_->ReceiveFrame(*this, f.header, f.payload)) {
+    transport_->RejectFrame(*this, f.header.kind,
+                            "not used on a TCP connection");
   }
-}
-
-PendingOp* TcpConnection::MatchResponse(const Frame& f, absl::Status* carried) {
-  PendingOp* op = pending_.Find(f.header.id);
-  if (op == nullptr) {
-    Bump(transport_->atomic_stats().malformed_frames);
-    Close(absl::StrCat("malformed frame from node ", peer_,
-                       ": response to unknown request ", f.header.id));
-    return nullptr;
-  }
-  if (f.header.flags & kFlagError) {
-    absl::Status st = DecodeError(f.payload, carried);
-    if (!st.ok()) {
-      Bump(transport_->atomic_stats().malformed_frames);
-      Close(absl::StrCat("malformed frame from node ", peer_, ": ",
-                         st.message()));
-      return nullptr;
-    }
-  }
-  return op;
-}
-
-void TcpConnection::OnResponse(const Frame& f) {
-  transport_->CountReplyBytes(peer_, f.payload.size(), /*sent=*/false);
-  absl::Status status;
-  PendingOp* op = MatchResponse(f, &status);
-  if (op == nullptr) return;
-  if (op->sync) {
-    if (status.ok()) {
-      op->response_length = f.payload.size();
-      if (f.payload.size() > op->response.size()) {
-        status = absl::OutOfRangeError(absl::StrCat(
-            "CallSync node=", peer_, ": response of ", f.payload.size(),
-            " bytes does not fit the buffer of ", op->response.size()));
-      } else if (!f.payload.empty()) {
-        std::memcpy(op->response.data(), f.payload.data(), f.payload.size());
-      }
-    }
-    op->status = status;
-    PendingTable::Complete(op);
-    return;
-  }
-  ResponseCallback done = std::move(op->call_done);
-  pending_.Release(op);
-  transport_->loop().ReleaseTick();
-  Message m{peer_, f.header.type, f.header.id,
-            status.ok() ? f.payload : absl::Span<const uint8_t>()};
-  if (done) done(status, m);
 }
 
 void TcpConnection::Close(absl::string_view reason) {

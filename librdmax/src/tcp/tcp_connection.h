@@ -51,7 +51,7 @@ class TcpConnection : public FrameSink,
                 uint64_t token);
   ~TcpConnection() override;
 
-  NodeId peer() const { return peer_; }
+  NodeId peer() const override { return peer_; }
   uint64_t token() const { return token_; }
   int fd() const { return fd_.get(); }
   bool dead() const { return dead_.load(std::memory_order_acquire); }
@@ -63,8 +63,7 @@ class TcpConnection : public FrameSink,
   absl::Status SendFrame(const FrameHeader& header,
                          absl::Span<const uint8_t> payload, SendMode mode,
                          absl::Time deadline) override;
-  /// Registers a request id this node must answer (reserves its room).
-  bool TakeRequest(uint64_t id);
+  bool TakeRequest(uint64_t id) override;
 
   /// Reads the socket itself when no other thread does (FrameChannel).
   void AwaitSync(PendingOp* op, absl::Time deadline) override;
@@ -85,7 +84,7 @@ class TcpConnection : public FrameSink,
   void FlushHeld() override;
 
   /// Any thread. Logs `reason` once.
-  void Close(absl::string_view reason);
+  void Close(absl::string_view reason) override;
 
   // FrameSink (role holder only).
   bool MayConsume(const FrameHeader& header) override;
@@ -98,11 +97,6 @@ class TcpConnection : public FrameSink,
   // The data thread's DrainFrames: answers to a burst leave together.
   Stop DrainBatched();
   void Dispatch(const Frame& frame);
-  /// The pending call a response frame answers, with the error it carries
-  /// in `carried`; nullptr after closing the connection when there is none
-  /// or the error does not decode.
-  PendingOp* MatchResponse(const Frame& f, absl::Status* carried);
-  void OnResponse(const Frame& frame);
   bool ReadAsCaller(PendingOp* op, absl::Time deadline);
   void OnWritable();
   void SetWantIn(bool want);

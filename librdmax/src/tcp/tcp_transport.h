@@ -35,7 +35,6 @@ class TcpTransport final : public FramedTransport {
   const TransportOptions& options() const { return options_; }
   const FrameLimits& limits() const { return limits_; }
   AtomicStats& atomic_stats() { return stats_; }
-  void DeliverMessage(const Message& m) { Deliver(m); }
   void PostTeardown(std::shared_ptr<TcpConnection> conn);
   void PostService(std::shared_ptr<TcpConnection> conn);
   /// Has the data thread watch `conn`'s socket again after tcp_rearm_delay.
