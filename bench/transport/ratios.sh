@@ -1,8 +1,6 @@
 #!/usr/bin/env bash
-# Runs the transport benchmarks and prints each call's p50 against the
-# floors from the same run (medians over repetitions): BM_Floor/tcp_rtt_4k
-# is the same exchange over a raw socket; on RDMA the floors are one-sided
-# READs, the least any remote 4 KiB read costs there.
+# Runs the transport benchmarks and prints each fetch's p50 against its
+# floor from the same run (medians over repetitions).
 #
 #   bench/transport/ratios.sh [build-dir]          TCP, on this host
 #   bench/transport/ratios.sh --lab [build-dir]    RDMA, inside the lab VM,
@@ -29,17 +27,17 @@ summarize() {  # reads benchmark console output
       printf "\n"
       if ("BM_Floor/tcp_rtt_4k" in p50) {
         f = p50["BM_Floor/tcp_rtt_4k"]
-        for (n in p50) if (n ~ /^BM_Call4K\/tcp/)
+        for (n in p50) if (n ~ /^BM_Fetch4K\/tcp/)
           printf "%-28s p50 %8.2f us = %.2fx BM_Floor/tcp_rtt_4k (%.2f us)\n", n, p50[n], p50[n] / f, f
       }
       if ("BM_Floor/ib_read_4k" in p50) {
         f = p50["BM_Floor/ib_read_4k"]
-        for (n in p50) if (n ~ /^BM_Call4K\/rdma/)
+        for (n in p50) if (n ~ /^BM_Fetch4K\/rdma/)
           printf "%-28s p50 %8.2f us = %.2fx BM_Floor/ib_read_4k (%.2f us)\n", n, p50[n], p50[n] / f, f
       }
       if ("BM_Floor/ib_read_4k_event" in p50) {
         f = p50["BM_Floor/ib_read_4k_event"]
-        for (n in p50) if (n ~ /^BM_Call4K\/rdma/)
+        for (n in p50) if (n ~ /^BM_Fetch4K\/rdma_event/)
           printf "%-28s p50 %8.2f us = %.2fx BM_Floor/ib_read_4k_event (%.2f us)\n", n, p50[n], p50[n] / f, f
       }
     }'

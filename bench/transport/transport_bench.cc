@@ -1,17 +1,21 @@
 // librdmax benchmarks (issue 5), each against its floor in the same binary
 // and run:
-//   BM_Call4K/tcp        a CallSync to another process whose reply carries
-//                        4 KiB of its memory (how the DSM reads a remote
-//                        page: docs/PAGER.md, "Remote reads"), over TCP
-//   BM_Call4K/tcp_coalescing  the same with tcp_rearm_delay = 1 ms
+//   BM_Fetch4K/tcp       4 KiB Transport::Fetch from another process (TCP,
+//                        default options: over a fetch lane)
+//   BM_Fetch4K/tcp_nolanes     the same with fetch_lanes = 0 (every
+//                        fetch on the main connection: the old default)
+//   BM_Fetch4K/tcp_coalescing  no lanes, tcp_rearm_delay = 1 ms
 //   BM_Floor/tcp_rtt_4k  raw blocking-socket 4 KiB request/response
-//   BM_Call4K/rdma       the same call over RDMA (SEND/RECV)
+//   BM_Fetch4K/rdma      4 KiB Transport::Fetch over RDMA (busy-poll mode,
+//                        over a fetch lane)
+//   BM_Fetch4K/rdma_event   the same in the default event mode
+//   BM_Fetch4K/rdma_event_nolanes  event mode with fetch_lanes = 0 (the READ
+//                        on the main QP, completed via the data thread)
 //   BM_Floor/ib_read_4k  raw verbs RDMA READ, busy-polled (ib_floor.cc)
 //   BM_Floor/ib_read_4k_event  the same READ, sleeping on a completion channel
 // with counters p50_us and p99_us. docs/PERFORMANCE.md ("Transport") has the
 // command and the ratios. RDMA entries skip with the reason where no verbs
-// device exists. (The one-sided BM_Fetch4K/* benchmarks went with the
-// transport's fetch API.)
+// device exists.
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -20,7 +24,6 @@
 #include <cstring>
 #include <memory>
 #include <string>
-#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "bench_common.h"
@@ -40,7 +43,6 @@ using rdmax::Transport;
 using rdmax::TransportOptions;
 
 constexpr char kSecret[] = "transport-benchmark-cluster-secret";
-constexpr rdmax::MessageType kReadPage = 1;
 
 // A port the kernel just handed out on 127.0.0.1 (released for the node).
 uint16_t FreePort() {
@@ -67,10 +69,12 @@ cluster::ClusterConfig TwoNodes(BackendKind kind) {
   return *cluster::ParseClusterConfig(json);
 }
 
-// Variants of the calling node's options (the serving node uses defaults).
+// Variants of the fetching node's options (the serving node uses defaults).
 enum class Variant {
   kDefault,
-  kCoalescing,  // TCP: tcp_rearm_delay = 1 ms
+  kBusyPoll,    // RDMA: busy_poll
+  kNoLanes,     // fetch_lanes = 0
+  kCoalescing,  // TCP: fetch_lanes = 0, tcp_rearm_delay = 1 ms
 };
 
 absl::StatusOr<std::unique_ptr<Transport>> Make(
@@ -78,6 +82,10 @@ absl::StatusOr<std::unique_ptr<Transport>> Make(
     Variant variant) {
   TransportOptions o;
   o.secret = kSecret;
+  o.busy_poll = variant == Variant::kBusyPoll;
+  if (variant == Variant::kNoLanes || variant == Variant::kCoalescing) {
+    o.fetch_lanes = 0;
+  }
   if (variant == Variant::kCoalescing) {
     o.tcp_rearm_delay = absl::Milliseconds(1);
   }
@@ -86,8 +94,7 @@ absl::StatusOr<std::unique_ptr<Transport>> Make(
              : rdmax::CreateTcpTransport(config, id, std::move(o));
 }
 
-// Node 1 in a child process: answers each kReadPage request (a u64 offset)
-// with that page of kServedPages of patterned memory.
+// Node 1 in a child process: exports kServedPages of patterned memory.
 int ServeNode(const cluster::ClusterConfig& config, BackendKind kind,
               int ready_fd, int stop_fd) {
   auto mem = base::MappedRegion::Anonymous(kServedPages * kPage);
@@ -95,28 +102,25 @@ int ServeNode(const cluster::ClusterConfig& config, BackendKind kind,
   for (uint64_t i = 0; i < mem->size(); ++i) mem->data()[i] = PatternAt(i);
   auto t = Make(config, 1, kind, Variant::kDefault);
   if (!t.ok()) return 2;
-  Transport* transport = t->get();
-  transport->SetMessageHandler([&](const rdmax::Message& m) {
-    uint64_t offset = 0;
-    if (m.request_id == 0 || m.payload.size() != sizeof(offset)) return;
-    std::memcpy(&offset, m.payload.data(), sizeof(offset));
-    offset %= kServedPages * kPage;
-    transport
-        ->Reply(
-            rdmax::ReplyToken::For(m), kReadPage,
-            absl::MakeConstSpan(mem->data() + offset / kPage * kPage, kPage))
-        .IgnoreError();
-  });
-  if (!transport->Start().ok()) return 3;
+  if (!(*t)->RegisterRegion(1, mem->data(), mem->size()).ok()) return 3;
+  if (!(*t)->Start().ok()) return 4;
   char one = 1;
-  if (write(ready_fd, &one, 1) != 1) return 4;
+  if (write(ready_fd, &one, 1) != 1) return 5;
   char byte;
   [[maybe_unused]] ssize_t n = read(stop_fd, &byte, 1);
-  transport->Shutdown();
+  (*t)->Shutdown();
   return 0;
 }
 
-void BM_Call4K(benchmark::State& state, BackendKind kind, Variant variant) {
+// Untimed fetches until the fetching node has a fetch lane up (they are
+// set up on demand), so that the timed loop measures the steady state.
+void WarmUp(Transport& t, absl::Span<uint8_t> page) {
+  for (absl::Time end = absl::Now() + absl::Seconds(5); absl::Now() < end;) {
+    if (!t.Fetch(1, 1, 0, page).ok() || t.stats().lanes_open > 0) return;
+  }
+}
+
+void BM_Fetch4K(benchmark::State& state, BackendKind kind, Variant variant) {
   base::SetMinLogLevel(base::LogLevel::kWarning);
   if (kind == BackendKind::kRdma) {
     absl::Status probe = rdmax::ProbeRdmaDevice("", 1);
@@ -135,6 +139,13 @@ void BM_Call4K(benchmark::State& state, BackendKind kind, Variant variant) {
   }
   auto t = Make(config, 0, kind, variant);
   absl::Status st = t.status();
+  // The destination is registered (local only): on RDMA the READ lands in
+  // it directly, as it would in a pager's staging buffer.
+  auto dst = base::MappedRegion::Anonymous(kPage);
+  if (st.ok()) {
+    st = (*t)->RegisterRegion(100, dst->data(), kPage,
+                              rdmax::RegionAccess::kLocalOnly);
+  }
   if (st.ok()) st = (*t)->Start();
   if (st.ok()) st = (*t)->WaitForPeer(1, absl::Now() + absl::Seconds(30));
   if (!st.ok()) {
@@ -142,23 +153,23 @@ void BM_Call4K(benchmark::State& state, BackendKind kind, Variant variant) {
     return;
   }
   Transport& transport = **t;
-  std::vector<uint8_t> page(kPage);
+  absl::Span<uint8_t> page(dst->data(), kPage);
+  if (variant == Variant::kDefault || variant == Variant::kBusyPoll) {
+    WarmUp(transport, page);
+  }
   std::vector<int64_t> ns;
   ns.reserve(1 << 20);
   uint64_t next = 0;
   for (auto _ : state) {
     uint64_t offset = (next++ % kServedPages) * kPage;
-    uint8_t request[sizeof(offset)];
-    std::memcpy(request, &offset, sizeof(offset));
     const int64_t t0 = NowNs();
-    absl::StatusOr<size_t> n =
-        transport.CallSync(1, kReadPage, request, absl::MakeSpan(page));
+    absl::Status fetched = transport.Fetch(1, 1, offset, page);
     ns.push_back(NowNs() - t0);
-    if (!n.ok()) {
-      state.SkipWithError(std::string(n.status().message()).c_str());
+    if (!fetched.ok()) {
+      state.SkipWithError(std::string(fetched.message()).c_str());
       break;
     }
-    if (*n != kPage || page[4095] != PatternAt(offset + 4095)) {
+    if (page[4095] != PatternAt(offset + 4095)) {
       state.SkipWithError("wrong bytes");
       break;
     }
@@ -172,21 +183,30 @@ void BM_Call4K(benchmark::State& state, BackendKind kind, Variant variant) {
 }  // namespace ssihv::bench
 
 int main(int argc, char** argv) {
-  using ssihv::bench::BM_Call4K;
-  using ssihv::bench::Variant;
+  using ssihv::bench::BM_Fetch4K;
   using ssihv::rdmax::BackendKind;
   // Floors first, then the library, alternating per backend so that drift
   // in the machine's speed shows up in both.
   ssihv::bench::RegisterTcpFloor();
-  benchmark::RegisterBenchmark("BM_Call4K/tcp", BM_Call4K, BackendKind::kTcp,
+  using ssihv::bench::Variant;
+  benchmark::RegisterBenchmark("BM_Fetch4K/tcp", BM_Fetch4K, BackendKind::kTcp,
                                Variant::kDefault)
       ->UseRealTime();
-  benchmark::RegisterBenchmark("BM_Call4K/tcp_coalescing", BM_Call4K,
+  benchmark::RegisterBenchmark("BM_Fetch4K/tcp_nolanes", BM_Fetch4K,
+                               BackendKind::kTcp, Variant::kNoLanes)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("BM_Fetch4K/tcp_coalescing", BM_Fetch4K,
                                BackendKind::kTcp, Variant::kCoalescing)
       ->UseRealTime();
   ssihv::bench::RegisterIbFloor();
-  benchmark::RegisterBenchmark("BM_Call4K/rdma", BM_Call4K, BackendKind::kRdma,
-                               Variant::kDefault)
+  benchmark::RegisterBenchmark("BM_Fetch4K/rdma", BM_Fetch4K,
+                               BackendKind::kRdma, Variant::kBusyPoll)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("BM_Fetch4K/rdma_event", BM_Fetch4K,
+                               BackendKind::kRdma, Variant::kDefault)
+      ->UseRealTime();
+  benchmark::RegisterBenchmark("BM_Fetch4K/rdma_event_nolanes", BM_Fetch4K,
+                               BackendKind::kRdma, Variant::kNoLanes)
       ->UseRealTime();
   benchmark::Initialize(&argc, argv);
   if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;

@@ -90,19 +90,26 @@ absl::StatusOr<std::vector<uint8_t>> AcceptorHandshake::OnHello(
   if (hello_seen_) return absl::InvalidArgumentError("second hello");
   hello_seen_ = true;
   SSIHV_ASSIGN_OR_RETURN(HelloPayload hello, DecodeHello(payload));
-  if (hello.backend != static_cast<uint16_t>(backend_)) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("node ", hello.node_id, " speaks backend ", hello.backend,
-                     ", this node ", static_cast<uint16_t>(backend_),
-                     " (1=tcp, 2=rdma): check the cluster config's "
-                     "transport"));
+  const bool lane =
+      backend_ == WireBackend::kTcp &&
+      hello.backend == static_cast<uint16_t>(WireBackend::kTcpLane);
+  if (hello.backend != static_cast<uint16_t>(backend_) && !lane) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "node ", hello.node_id, " speaks backend ", hello.backend,
+        ", this node ", static_cast<uint16_t>(backend_),
+        " (1=tcp, 2=rdma, 3=tcp fetch lane): check the cluster config's "
+        "transport"));
   }
   if (hello.node_id >= num_nodes_) {
     return absl::PermissionDeniedError(
         absl::StrCat("unknown node id ", hello.node_id, " (the cluster has ",
                      num_nodes_, " nodes)"));
   }
-  if (hello.node_id <= self_) {
+  if (lane && hello.node_id == self_) {
+    return absl::PermissionDeniedError(absl::StrCat(
+        "node id ", hello.node_id, " is this node's own (fetch lane)"));
+  }
+  if (!lane && hello.node_id <= self_) {
     return absl::PermissionDeniedError(
         absl::StrCat("node id ", hello.node_id, " must not dial node ", self_,
                      " (only higher ids dial lower ones)"));
@@ -112,6 +119,7 @@ absl::StatusOr<std::vector<uint8_t>> AcceptorHandshake::OnHello(
         "node ", hello.node_id, " meant to dial node ", hello.target_id,
         ", reached node ", self_, " (config mismatch?)"));
   }
+  dialer_backend_ = static_cast<WireBackend>(hello.backend);
   peer_ = hello.node_id;
   dialer_nonce_ = hello.nonce;
   SSIHV_ASSIGN_OR_RETURN(nonce_, RandomNonce());
@@ -119,7 +127,7 @@ absl::StatusOr<std::vector<uint8_t>> AcceptorHandshake::OnHello(
   c.node_id = self_;
   c.nonce = nonce_;
   c.mac = ComputeHandshakeMac(secret_, /*acceptor_role=*/true, peer_, self_,
-                              backend_, dialer_nonce_, nonce_);
+                              dialer_backend_, dialer_nonce_, nonce_);
   return EncodeChallenge(c);
 }
 
@@ -128,8 +136,9 @@ absl::Status AcceptorHandshake::OnProof(absl::Span<const uint8_t> payload) {
   if (payload.size() != kMacSize) {
     return absl::InvalidArgumentError("proof: size");
   }
-  Mac expected = ComputeHandshakeMac(secret_, /*acceptor_role=*/false, peer_,
-                                     self_, backend_, dialer_nonce_, nonce_);
+  Mac expected =
+      ComputeHandshakeMac(secret_, /*acceptor_role=*/false, peer_, self_,
+                          dialer_backend_, dialer_nonce_, nonce_);
   if (!MacEqual(expected.data(), payload.data())) {
     return absl::UnauthenticatedError(absl::StrCat(
         "node ", peer_, " failed authentication (wrong cluster secret?)"));

@@ -13,6 +13,13 @@
 // before it computes anything; nothing else is exchanged before kWelcome.
 // These classes are pure state machines over payload bytes: the TCP, RDMA
 // and loopback backends and the tests' impostor clients drive them.
+//
+// A TCP fetch lane (docs/TRANSPORT.md, "Fetch lanes") runs the very same
+// handshake with backend kTcpLane, which both MACs cover: a lane's
+// handshake cannot be replayed or passed off as a main connection's, and
+// vice versa. Unlike a main connection, a lane may be dialed by any other
+// node of the cluster (the node that fetches dials the node it fetches
+// from).
 #ifndef SSIHV_RDMAX_AUTH_H_
 #define SSIHV_RDMAX_AUTH_H_
 
@@ -33,7 +40,7 @@ using Mac = std::array<uint8_t, kMacSize>;
 using Nonce = std::array<uint8_t, kNonceSize>;
 
 /// What a connection is for; bound into the handshake MACs.
-enum class WireBackend : uint16_t { kTcp = 1, kRdma = 2 };
+enum class WireBackend : uint16_t { kTcp = 1, kRdma = 2, kTcpLane = 3 };
 
 /// Fresh random bytes from OpenSSL's CSPRNG.
 absl::StatusOr<Nonce> RandomNonce();
@@ -67,7 +74,8 @@ class DialerHandshake {
 class AcceptorHandshake {
  public:
   /// `num_nodes`: ids 0..num_nodes-1 exist. Only nodes with an id above
-  /// `self` dial it (the lower id always accepts).
+  /// `self` dial it (the lower id always accepts). An acceptor of kTcp also
+  /// accepts kTcpLane hellos, from any other node of the cluster.
   AcceptorHandshake(const std::string& secret, NodeId self, uint32_t num_nodes,
                     WireBackend backend)
       : secret_(secret),
@@ -82,6 +90,8 @@ class AcceptorHandshake {
   absl::Status OnProof(absl::Span<const uint8_t> payload);
   /// The authenticated peer (valid after OnProof succeeded).
   NodeId peer() const { return peer_; }
+  /// True when the dialer asked for a TCP fetch lane (valid after OnHello).
+  bool lane() const { return dialer_backend_ == WireBackend::kTcpLane; }
 
  private:
   std::string secret_;
@@ -89,6 +99,7 @@ class AcceptorHandshake {
   uint32_t num_nodes_;
   WireBackend backend_;
   NodeId peer_ = 0;
+  WireBackend dialer_backend_ = WireBackend::kTcp;
   bool hello_seen_ = false;
   Nonce dialer_nonce_{};
   Nonce nonce_{};

@@ -1,6 +1,7 @@
 #include "control_plane.h"
 
 #include <boost/asio.hpp>
+#include <optional>
 #include <random>
 
 #include "absl/strings/str_cat.h"
@@ -74,6 +75,12 @@ class ControlPlaneImpl : public std::enable_shared_from_this<ControlPlaneImpl> {
       }
     });
   }
+  void DialLane(NodeId peer, ControlPlane::LaneDone done) {
+    asio::post(io_, [self = shared_from_this(), peer,
+                     done = std::move(done)]() mutable {
+      self->DialLaneNow(peer, std::move(done));
+    });
+  }
   void Track(const std::shared_ptr<Session>& s) {
     std::erase_if(sessions_, [](const auto& w) { return w.expired(); });
     sessions_.push_back(s);
@@ -81,7 +88,10 @@ class ControlPlaneImpl : public std::enable_shared_from_this<ControlPlaneImpl> {
   asio::io_context& io() { return io_; }
 
   // Handshake sessions call these.
-  void Authenticated(NodeId peer, bool dialer, tcp::socket socket);
+  void Authenticated(NodeId peer, bool dialer, bool lane, tcp::socket socket);
+  void LaneDialed(NodeId peer, tcp::socket socket, ControlPlane::LaneDone done);
+  void LaneFailed(NodeId peer, const absl::Status& why,
+                  ControlPlane::LaneDone done);
   void Failed(const absl::Status& why, bool dialer, NodeId peer);
   const cluster::ClusterConfig& config() const { return config_; }
   NodeId self() const { return self_; }
@@ -100,6 +110,7 @@ class ControlPlaneImpl : public std::enable_shared_from_this<ControlPlaneImpl> {
   void Accept();
   void ScheduleDial(NodeId peer, bool after_failure);
   void DialNow(NodeId peer);
+  void DialLaneNow(NodeId peer, ControlPlane::LaneDone done);
 
   const cluster::ClusterConfig config_;
   const NodeId self_;
@@ -111,6 +122,8 @@ class ControlPlaneImpl : public std::enable_shared_from_this<ControlPlaneImpl> {
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   tcp::acceptor acceptor_;
   std::vector<std::unique_ptr<Dial>> dials_;  // peers 0..self-1
+  // Every node's address (lanes go to any peer); unset if unresolvable.
+  std::vector<std::optional<tcp::endpoint>> endpoints_;
   std::vector<std::weak_ptr<Session>> sessions_;
   std::vector<std::weak_ptr<tcp::socket>> connecting_;
   std::mt19937 rng_;
@@ -122,13 +135,15 @@ namespace {
 // One connection's handshake, in either role, under one deadline.
 class Session : public std::enable_shared_from_this<Session> {
  public:
+  // `lane_done` set: this is a fetch lane this node dials.
   Session(std::shared_ptr<ControlPlaneImpl> cp, tcp::socket socket, bool dialer,
-          NodeId target)
+          NodeId target, ControlPlane::LaneDone lane_done = nullptr)
       : cp_(std::move(cp)),
         socket_(std::move(socket)),
         timer_(cp_->io()),
         dialer_(dialer),
-        target_(target) {}
+        target_(target),
+        lane_done_(std::move(lane_done)) {}
 
   void Cancel() {
     boost::system::error_code ec;
@@ -149,7 +164,8 @@ class Session : public std::enable_shared_from_this<Session> {
     socket_.set_option(tcp::no_delay(true), ec);
     if (dialer_) {
       dial_ = std::make_unique<DialerHandshake>(
-          cp_->options().secret, cp_->self(), target_, cp_->backend());
+          cp_->options().secret, cp_->self(), target_,
+          lane_done_ ? WireBackend::kTcpLane : cp_->backend());
       auto hello = dial_->Hello();
       if (!hello.ok()) return Fail(hello.status());
       Write(FrameKind::kHello, *hello, [self = shared_from_this()] {
@@ -254,7 +270,12 @@ class Session : public std::enable_shared_from_this<Session> {
     if (finished_) return;
     finished_ = true;
     timer_.cancel();
-    cp_->Authenticated(peer, dialer_, std::move(socket_));
+    if (lane_done_) {
+      cp_->LaneDialed(peer, std::move(socket_), std::move(lane_done_));
+      return;
+    }
+    cp_->Authenticated(peer, dialer_, acc_ != nullptr && acc_->lane(),
+                       std::move(socket_));
   }
 
   void Fail(const absl::Status& why) {
@@ -262,7 +283,11 @@ class Session : public std::enable_shared_from_this<Session> {
     finished_ = true;
     timer_.cancel();
     // Log and count before closing: whoever sees the close can rely on it.
-    cp_->Failed(why, dialer_, dialer_ ? target_ : claimed_);
+    if (lane_done_) {
+      cp_->LaneFailed(target_, why, std::move(lane_done_));
+    } else {
+      cp_->Failed(why, dialer_, dialer_ ? target_ : claimed_);
+    }
     boost::system::error_code ec;
     socket_.close(ec);
   }
@@ -273,6 +298,7 @@ class Session : public std::enable_shared_from_this<Session> {
   bool dialer_;
   NodeId target_;
   NodeId claimed_ = 0;
+  ControlPlane::LaneDone lane_done_;
   bool finished_ = false;
   std::array<uint8_t, kFrameHeaderSize> header_{};
   std::vector<uint8_t> payload_;
@@ -320,13 +346,24 @@ absl::Status ControlPlaneImpl::Start() {
                                                " (nodes[", self_,
                                                "].address): ", ec.message()));
   }
-  for (NodeId peer = 0; peer < self_; ++peer) {
+  endpoints_.resize(config_.num_nodes());
+  for (NodeId peer = 0; peer < config_.num_nodes(); ++peer) {
+    if (peer == self_) continue;
     const std::string& a = config_.nodes[peer].address;
     auto ep = ResolveNumeric(absl::StrCat("nodes[", peer, "].address"), a);
-    if (!ep.ok()) return ep.status();
-    auto d = std::make_unique<Dial>(io_);
-    d->endpoint = *ep;
-    dials_.push_back(std::move(d));
+    if (peer < self_) {
+      if (!ep.ok()) return ep.status();
+      auto d = std::make_unique<Dial>(io_);
+      d->endpoint = *ep;
+      dials_.push_back(std::move(d));
+    }
+    if (ep.ok()) {
+      endpoints_[peer] = *ep;
+    } else {
+      // A higher id dials us, so its address only matters for lanes.
+      Log(LogLevel::kWarning, "rdmax node ", self_, ": no fetch lanes to node ",
+          peer, ": ", ep.status().message());
+    }
   }
   Accept();
   for (NodeId peer = 0; peer < self_; ++peer) DialNow(peer);
@@ -389,7 +426,63 @@ void ControlPlaneImpl::DialNow(NodeId peer) {
   });
 }
 
-void ControlPlaneImpl::Authenticated(NodeId peer, bool dialer,
+void ControlPlaneImpl::DialLaneNow(NodeId peer, ControlPlane::LaneDone done) {
+  if (stopped_ || peer >= endpoints_.size() || !endpoints_[peer]) {
+    done(absl::UnavailableError(
+        absl::StrCat("fetch lane to node ", peer,
+                     stopped_ ? ": shutting down" : ": no address")));
+    return;
+  }
+  auto socket = std::make_shared<tcp::socket>(io_);
+  std::erase_if(connecting_, [](const auto& w) { return w.expired(); });
+  connecting_.push_back(socket);
+  socket->async_connect(
+      *endpoints_[peer],
+      [self = shared_from_this(), socket, peer,
+       done = std::move(done)](boost::system::error_code ec) mutable {
+        if (self->stopped_ || ec) {
+          done(absl::UnavailableError(absl::StrCat(
+              "fetch lane to node ", peer,
+              ": connect: ", self->stopped_ ? "shutting down" : ec.message())));
+          return;
+        }
+        std::make_shared<Session>(self, std::move(*socket), true, peer,
+                                  std::move(done))
+            ->Run();
+      });
+}
+
+void ControlPlaneImpl::LaneDialed(NodeId peer, tcp::socket socket,
+                                  ControlPlane::LaneDone done) {
+  if (stopped_) {
+    done(absl::UnavailableError("shutting down"));
+    return;
+  }
+  boost::system::error_code ec;
+  int fd = socket.release(ec);
+  if (ec) {
+    done(absl::InternalError(absl::StrCat(
+        "fetch lane to node ", peer, ": releasing socket: ", ec.message())));
+    return;
+  }
+  done(fd);
+}
+
+void ControlPlaneImpl::LaneFailed(NodeId peer, const absl::Status& why,
+                                  ControlPlane::LaneDone done) {
+  if (!stopped_) {
+    Log(LogLevel::kWarning, "rdmax node ", self_, ": fetch lane to node ", peer,
+        ": handshake failed: ", why.message());
+    if (absl::IsUnauthenticated(why) || absl::IsPermissionDenied(why) ||
+        absl::IsFailedPrecondition(why)) {
+      on_failure_(why);
+    }
+  }
+  done(absl::Status(why.code(), absl::StrCat("fetch lane to node ", peer, ": ",
+                                             why.message())));
+}
+
+void ControlPlaneImpl::Authenticated(NodeId peer, bool dialer, bool lane,
                                      tcp::socket socket) {
   if (dialer) {
     dials_[peer]->pending = false;
@@ -404,7 +497,7 @@ void ControlPlaneImpl::Authenticated(NodeId peer, bool dialer,
     if (dialer) ScheduleDial(peer, true);
     return;
   }
-  on_auth_(ControlPlane::Authenticated{peer, dialer, fd});
+  on_auth_(ControlPlane::Authenticated{peer, dialer, fd, lane});
 }
 
 void ControlPlaneImpl::Failed(const absl::Status& why, bool dialer,
@@ -451,5 +544,9 @@ void ControlPlane::Stop() {
 }
 
 void ControlPlane::ConnectionLost(NodeId peer) { impl_->ConnectionLost(peer); }
+
+void ControlPlane::DialLane(NodeId peer, LaneDone done) {
+  impl_->DialLane(peer, std::move(done));
+}
 
 }  // namespace ssihv::rdmax

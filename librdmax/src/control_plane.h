@@ -6,6 +6,10 @@
 // backend ever sees it.
 //
 // Runs its own thread (the io_context); the backend's callbacks run there.
+//
+// TCP fetch lanes (docs/TRANSPORT.md, "Fetch lanes") are dialed here too,
+// one at a time on the backend's request, with the same handshake under
+// backend kTcpLane; accepted lanes reach the backend flagged `lane`.
 #ifndef SSIHV_RDMAX_CONTROL_PLANE_H_
 #define SSIHV_RDMAX_CONTROL_PLANE_H_
 
@@ -30,9 +34,13 @@ class ControlPlane {
   /// object for backends that keep using Asio on it).
   struct Authenticated {
     NodeId peer;
-    bool dialer;  // this node dialed
-    int fd;       // released from Asio: the backend owns (and closes) it
+    bool dialer;        // this node dialed
+    int fd;             // released from Asio: the backend owns (and closes) it
+    bool lane = false;  // an accepted TCP fetch lane (the peer dialed it)
   };
+  /// The outcome of DialLane: the authenticated socket (the backend owns
+  /// it) or why not. Runs on the control plane's thread, exactly once.
+  using LaneDone = std::function<void(absl::StatusOr<int> fd)>;
   using OnAuthenticated = std::function<void(Authenticated)>;
   using OnAuthFailure = std::function<void(const absl::Status&)>;
 
@@ -48,6 +56,9 @@ class ControlPlane {
   /// The connection to `peer` was lost: if this node dials it, redial after
   /// the backoff. Thread-safe.
   void ConnectionLost(NodeId peer);
+  /// Dials one TCP fetch lane to `peer` (any other node) and authenticates
+  /// it; no retry (the backend decides). Thread-safe.
+  void DialLane(NodeId peer, LaneDone done);
 
  private:
   std::shared_ptr<ControlPlaneImpl> impl_;

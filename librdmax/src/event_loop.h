@@ -35,7 +35,7 @@ class EventLoop {
 
   /// Runs until Stop(): `on_event(token, events)` for each ready fd,
   /// posted tasks, and `on_tick()` on ticks. While `*spin` is positive
-  /// (RDMA work requests in flight), epoll does not block and
+  /// (busy-poll mode with work in flight), epoll does not block and
   /// `on_spin()` runs every iteration.
   void Run(
       absl::FunctionRef<void(uint64_t, uint32_t)> on_event,

@@ -1,6 +1,5 @@
 #include "framed_transport.h"
 
-#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -15,6 +14,17 @@ absl::Status FramedTransport::CheckMessageSize(absl::string_view op, NodeId to,
   return absl::InvalidArgumentError(absl::StrCat(
       op, " node=", to, ": payload of ", bytes,
       " bytes exceeds max_message_bytes ", options_.max_message_bytes));
+}
+
+void FramedTransport::Broadcast(FrameKind kind,
+                                absl::Span<const uint8_t> payload) {
+  FrameHeader h;
+  h.kind = kind;
+  h.length = static_cast<uint32_t>(payload.size());
+  for (auto& channel : Advertised()) {
+    channel->SendFrame(h, payload, SendMode::kForce, absl::InfinitePast())
+        .IgnoreError();
+  }
 }
 
 absl::StatusOr<std::shared_ptr<FrameChannel>> FramedTransport::SendChannel(
@@ -49,8 +59,9 @@ absl::Status FramedTransport::Call(NodeId to, MessageType type,
                                    ResponseCallback done) {
   SSIHV_RETURN_IF_ERROR(CheckMessageSize("Call", to, payload.size()));
   SSIHV_ASSIGN_OR_RETURN(auto channel, SendChannel(to, "Call"));
-  PendingOp* op = channel->pending().Acquire(
-      false, absl::Now() + options_.op_timeout, absl::InfinitePast());
+  PendingOp* op = channel->pending().Acquire(OpKind::kCall, false,
+                                             absl::Now() + options_.op_timeout,
+                                             absl::InfinitePast());
   if (op == nullptr) {
     return absl::ResourceExhaustedError(
         absl::StrCat("Call node=", to, ": ", options_.max_outstanding,
@@ -87,7 +98,8 @@ absl::StatusOr<size_t> FramedTransport::CallSync(
   SSIHV_RETURN_IF_ERROR(CheckMessageSize("CallSync", to, payload.size()));
   SSIHV_ASSIGN_OR_RETURN(auto channel, SendChannel(to, "CallSync"));
   absl::Time deadline = absl::Now() + options_.op_timeout;
-  PendingOp* op = channel->pending().Acquire(true, deadline, deadline);
+  PendingOp* op =
+      channel->pending().Acquire(OpKind::kCall, true, deadline, deadline);
   if (op == nullptr) {
     return absl::DeadlineExceededError(
         absl::StrCat("CallSync node=", to, ": no request slot in time"));
@@ -139,93 +151,6 @@ absl::Status FramedTransport::ReplyError(const ReplyToken& to,
   h.id = to.request_id;
   h.length = static_cast<uint32_t>(payload.size());
   return channel->SendFrame(h, payload, SendMode::kReply, absl::InfinitePast());
-}
-
-bool FramedTransport::ReceiveFrame(FrameChannel& channel,
-                                   const FrameHeader& header,
-                                   absl::Span<const uint8_t> payload) {
-  switch (header.kind) {
-    case FrameKind::kMessage:
-    case FrameKind::kRequest:
-      ReceiveMessage(channel, header, payload);
-      return true;
-    case FrameKind::kResponse:
-      ReceiveResponse(channel, header, payload);
-      return true;
-    default:
-      return false;
-  }
-}
-
-void FramedTransport::RejectFrame(FrameChannel& channel,
-                                  absl::string_view what) {
-  Bump(stats_.malformed_frames);
-  channel.Close(
-      absl::StrCat("malformed frame from node ", channel.peer(), ": ", what));
-}
-
-void FramedTransport::RejectFrame(FrameChannel& channel, FrameKind kind,
-                                  absl::string_view what) {
-  RejectFrame(channel, absl::StrCat(FrameKindName(kind), ": ", what));
-}
-
-void FramedTransport::ReceiveMessage(FrameChannel& channel,
-                                     const FrameHeader& header,
-                                     absl::Span<const uint8_t> payload) {
-  const bool request = header.kind == FrameKind::kRequest;
-  if (request && !channel.TakeRequest(header.id)) {
-    return RejectFrame(channel, header.kind, "duplicate request id");
-  }
-  Deliver(
-      Message{channel.peer(), header.type, request ? header.id : 0, payload});
-}
-
-void FramedTransport::ReceiveResponse(FrameChannel& channel,
-                                      const FrameHeader& header,
-                                      absl::Span<const uint8_t> payload) {
-  const NodeId peer = channel.peer();
-  CountReplyBytes(peer, payload.size(), /*sent=*/false);
-  PendingOp* op = channel.pending().Find(header.id);
-  if (op == nullptr) {
-    return RejectFrame(channel, header.kind,
-                       absl::StrCat("unknown request ", header.id));
-  }
-  absl::Status status;
-  if (header.flags & kFlagError) {
-    absl::Status st = DecodeError(payload, &status);
-    if (!st.ok()) return RejectFrame(channel, header.kind, st.message());
-  }
-  if (op->sync) {
-    if (status.ok()) {
-      op->response_length = payload.size();
-      if (payload.size() > op->response.size()) {
-        status = absl::OutOfRangeError(absl::StrCat(
-            "CallSync node=", peer, ": response of ", payload.size(),
-            " bytes does not fit the buffer of ", op->response.size()));
-      } else if (!payload.empty()) {
-        std::memcpy(op->response.data(), payload.data(), payload.size());
-      }
-    }
-    op->status = status;
-    PendingTable::Complete(op);
-    return;
-  }
-  ResponseCallback done = std::move(op->call_done);
-  channel.pending().Release(op);
-  loop().ReleaseTick();
-  Message m{peer, header.type, header.id,
-            status.ok() ? payload : absl::Span<const uint8_t>()};
-  if (done) done(status, m);
-}
-
-void AwaitCompletion(FrameChannel& channel, PendingOp* op, absl::Time deadline,
-                     absl::Duration op_timeout) {
-  if (PendingTable::WaitDone(op, deadline)) return;
-  channel.Close(absl::StrCat("request to node ", channel.peer(), " timed out"));
-  PendingTable::WaitDone(op, absl::InfiniteFuture());
-  op->status = absl::DeadlineExceededError(
-      absl::StrCat("no response from node ", channel.peer(), " within ",
-                   absl::FormatDuration(op_timeout)));
 }
 
 }  // namespace ssihv::rdmax

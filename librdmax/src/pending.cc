@@ -14,7 +14,7 @@ PendingTable::PendingTable(uint32_t capacity, NodeId peer)
   for (uint32_t i = capacity; i > 0; --i) free_.push_back(i - 1);
 }
 
-PendingOp* PendingTable::Acquire(bool sync, absl::Time deadline,
+PendingOp* PendingTable::Acquire(OpKind kind, bool sync, absl::Time deadline,
                                  absl::Time wait_until) {
   std::unique_lock<std::mutex> lock(mu_);
   while (free_.empty()) {
@@ -28,16 +28,22 @@ PendingOp* PendingTable::Acquire(bool sync, absl::Time deadline,
   lock.unlock();
   PendingOp* op = &slots_[index];
   op->id = (uint64_t{gen} << 16) | (index + 1);
+  op->kind = kind;
   op->sync = sync;
+  op->dst = nullptr;
+  op->length = 0;
+  op->region = 0;
   op->response = {};
   op->response_length = 0;
   op->status = absl::OkStatus();
+  op->bounce = -1;
   op->deadline = deadline;
   op->state.store(PendingOp::kPending, std::memory_order_release);
   return op;
 }
 
 void PendingTable::Release(PendingOp* op) {
+  op->fetch_done = nullptr;
   op->call_done = nullptr;
   uint32_t index = static_cast<uint32_t>(op - slots_.data());
   std::lock_guard<std::mutex> lock(mu_);
@@ -47,11 +53,12 @@ void PendingTable::Release(PendingOp* op) {
 }
 
 std::vector<absl::AnyInvocable<void()>> PendingTable::FailAll(
-    const absl::Status& status) {
+    const absl::Status& status, bool calls_only) {
   std::vector<absl::AnyInvocable<void()>> callbacks;
   std::lock_guard<std::mutex> lock(mu_);
   for (auto& op : slots_) {
     uint32_t prev;
+    if (calls_only && op.kind != OpKind::kCall) continue;
     if (!Claim(&op, &prev)) continue;
     if (op.status.ok()) op.status = status;
     if (op.sync) {
@@ -60,11 +67,19 @@ std::vector<absl::AnyInvocable<void()>> PendingTable::FailAll(
     }
     // One entry per failed async op (even without a callback): the caller
     // pairs each with the op's bookkeeping.
-    NodeId peer = peer_;
-    callbacks.push_back(
-        [cb = std::move(op.call_done), st = op.status, peer]() mutable {
-          if (cb) cb(st, Message{peer, 0, 0, {}});
-        });
+    if (op.kind == OpKind::kFetch) {
+      callbacks.push_back(
+          [cb = std::move(op.fetch_done), st = op.status]() mutable {
+            if (cb) cb(st);
+          });
+    } else {
+      NodeId peer = peer_;
+      callbacks.push_back(
+          [cb = std::move(op.call_done), st = op.status, peer]() mutable {
+            if (cb) cb(st, Message{peer, 0, 0, {}});
+          });
+    }
+    op.fetch_done = nullptr;
     op.call_done = nullptr;
     op.state.store(PendingOp::kFree, std::memory_order_release);
     free_.push_back(static_cast<uint32_t>(&op - slots_.data()));
@@ -107,7 +122,15 @@ void PendingTable::Complete(PendingOp* op) {
   if (prev == PendingOp::kSleeping) sys::FutexWakeAll(&op->state);
 }
 
-bool PendingTable::WaitDone(PendingOp* op, absl::Time deadline) {
+bool PendingTable::WaitDone(PendingOp* op, absl::Time deadline, bool spin) {
+  if (spin) {
+    for (int i = 0; i < (1 << 20); ++i) {
+      if (op->state.load(std::memory_order_acquire) == PendingOp::kDone) {
+        return true;
+      }
+      __builtin_ia32_pause();
+    }
+  }
   for (;;) {
     uint32_t s = op->state.load(std::memory_order_acquire);
     if (s == PendingOp::kDone) return true;

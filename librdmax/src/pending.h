@@ -1,4 +1,4 @@
-// The calls in flight to one peer, in a fixed table
+// The operations in flight to one peer (fetches and calls), in a fixed table
 // allocated once per connection: issuing and completing an operation
 // allocates nothing. An id names a slot and its generation, so a response
 // for a slot that was reused is recognised as stale.
@@ -24,6 +24,8 @@
 
 namespace ssihv::rdmax {
 
+enum class OpKind : uint8_t { kFetch, kCall };
+
 /// How a frame may wait for room in a peer's bounded send queue.
 enum class SendMode {
   kNoWait,  // ResourceExhausted when there is no room
@@ -41,14 +43,22 @@ struct PendingOp {
 
   std::atomic<uint32_t> state{kFree};
   uint64_t id = 0;
+  OpKind kind = OpKind::kFetch;
   bool sync = false;
   absl::Time deadline;
+  // Fetch: the destination.
+  uint8_t* dst = nullptr;
+  uint32_t length = 0;
+  uint32_t region = 0;  // for messages and RDMA region tracking
   // Sync call: where the response goes.
   absl::Span<uint8_t> response;
   size_t response_length = 0;
-  // Async call: its completion (runs on the data thread).
+  // Async completions (run on the data thread).
+  FetchCallback fetch_done;
   ResponseCallback call_done;
   absl::Status status;
+  // Backend scratch (RDMA: bounce buffer index, or -1).
+  int32_t bounce = -1;
 };
 
 class PendingTable {
@@ -59,13 +69,19 @@ class PendingTable {
   /// Claims a free slot (state kPending, fresh id, `deadline` set). When
   /// all are in use: nullptr if `wait_until` has passed, else waits for one
   /// until then.
-  PendingOp* Acquire(bool sync, absl::Time deadline, absl::Time wait_until);
+  PendingOp* Acquire(OpKind kind, bool sync, absl::Time deadline,
+                     absl::Time wait_until);
   /// Returns a slot (after its owner consumed the result).
   void Release(PendingOp* op);
   /// Fails every pending operation with `status`: synchronous ones are
   /// completed (their owners wake), asynchronous ones are released and
   /// their callbacks returned, to be run by the caller (data thread).
-  std::vector<absl::AnyInvocable<void()>> FailAll(const absl::Status& status);
+  std::vector<absl::AnyInvocable<void()>> FailAll(const absl::Status& status,
+                                                  bool calls_only = false);
+  /// The slot index of `op` (0..capacity-1).
+  uint32_t IndexOf(const PendingOp* op) const {
+    return static_cast<uint32_t>(op - slots_.data());
+  }
 
   /// The pending slot for a response id, or nullptr (unknown or stale).
   PendingOp* Find(uint64_t id);
@@ -80,8 +96,9 @@ class PendingTable {
   static bool Claim(PendingOp* op, uint32_t* prev);
   static void Publish(PendingOp* op, uint32_t prev);
 
-  /// Waits until `op` is done or `deadline`. True when done.
-  static bool WaitDone(PendingOp* op, absl::Time deadline);
+  /// Waits until `op` is done or `deadline`; `spin` first polls for a while
+  /// (busy-poll mode). True when done.
+  static bool WaitDone(PendingOp* op, absl::Time deadline, bool spin);
 
   /// Calls `fn(op)` for each slot currently pending (under the table
   /// lock: no slot is released meanwhile).

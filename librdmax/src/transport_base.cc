@@ -25,12 +25,17 @@ absl::Status ValidateOptions(const cluster::ClusterConfig& config, NodeId self,
   if (o.max_outstanding == 0 || o.max_outstanding > 0xFFFF) {
     return absl::InvalidArgumentError("max_outstanding: must be in 1..65535");
   }
-  if (o.max_message_bytes < 64 || o.max_message_bytes > (64u << 20)) {
+  if (o.max_message_bytes < 64 || o.max_message_bytes > (64u << 20) ||
+      o.max_fetch_bytes == 0 || o.max_fetch_bytes > (1u << 30)) {
     return absl::InvalidArgumentError(
-        "max_message_bytes: must be in 64..64 MiB");
+        "max_message_bytes must be in 64..64 MiB and max_fetch_bytes in "
+        "1..1 GiB");
   }
   if (o.rdma_recv_depth < 8 || o.rdma_recv_depth > 4096) {
     return absl::InvalidArgumentError("rdma_recv_depth: must be in 8..4096");
+  }
+  if (o.fetch_lanes > 256) {
+    return absl::InvalidArgumentError("fetch_lanes: must be in 0..256");
   }
   if (o.send_queue_bytes < kFrameHeaderSize + o.max_message_bytes) {
     return absl::InvalidArgumentError(
@@ -44,12 +49,23 @@ TransportStats AtomicStats::Snapshot() const {
   TransportStats s;
   s.messages_sent = messages_sent.load();
   s.messages_received = messages_received.load();
+  s.fetches = fetches.load();
+  s.fetch_bytes = fetch_bytes.load();
+  s.fetches_served = fetches_served.load();
+  s.fetches_refused = fetches_refused.load();
+  s.bounce_copies = bounce_copies.load();
   s.send_queue_full = send_queue_full.load();
   s.connections_established = connections_established.load();
   s.connections_lost = connections_lost.load();
   s.auth_failures = auth_failures.load();
   s.malformed_frames = malformed_frames.load();
   s.send_queue_high_water = send_queue_high_water.load();
+  s.lane_fetches = lane_fetches.load();
+  s.lanes_dialed = lanes_dialed.load();
+  s.lanes_accepted = lanes_accepted.load();
+  s.lanes_refused = lanes_refused.load();
+  s.lanes_open = lanes_open.load();
+  s.lanes_serving = lanes_serving.load();
   return s;
 }
 
@@ -91,6 +107,7 @@ TransportBase::TransportBase(const cluster::ClusterConfig& config, NodeId self,
       peer_counters_(std::make_unique<PeerCounters[]>(config.num_nodes())),
       connected_(config.num_nodes(), false) {
   limits_.max_message_bytes = options_.max_message_bytes;
+  limits_.max_fetch_bytes = options_.max_fetch_bytes;
 }
 
 TransportBase::PeerCounters* TransportBase::PeerOf(NodeId peer) const {
@@ -124,10 +141,21 @@ void TransportBase::CountPeerError(NodeId peer) {
   if (PeerCounters* c = PeerOf(peer)) Bump(c->errors);
 }
 
+void TransportBase::CountFetched(NodeId from, uint64_t bytes) {
+  Bump(stats_.fetches);
+  Bump(stats_.fetch_bytes, bytes);
+  if (PeerCounters* c = PeerOf(from)) Bump(c->bytes_received, bytes);
+}
+
 void TransportBase::CountReplyBytes(NodeId peer, uint64_t bytes, bool sent) {
   if (PeerCounters* c = PeerOf(peer)) {
     Bump(sent ? c->bytes_sent : c->bytes_received, bytes);
   }
+}
+
+void TransportBase::CountServed(NodeId to, uint64_t bytes) {
+  Bump(stats_.fetches_served);
+  if (PeerCounters* c = PeerOf(to)) Bump(c->bytes_sent, bytes);
 }
 
 absl::Status TransportBase::CheckPeer(NodeId peer, absl::string_view op) const {

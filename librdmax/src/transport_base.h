@@ -1,7 +1,7 @@
 // What every backend shares: the config and options, the handlers, the
-// statistics counters, the set of connected peers (for WaitForPeer) and the "am
-// I on the data thread" mark that turns blocking calls from callbacks into
-// errors.
+// statistics counters, this node's registered regions, the set of
+// connected peers (for WaitForPeer) and the "am I on the data thread" mark
+// that turns blocking calls from callbacks into errors.
 #ifndef SSIHV_RDMAX_TRANSPORT_BASE_H_
 #define SSIHV_RDMAX_TRANSPORT_BASE_H_
 
@@ -13,21 +13,32 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "regions.h"
 #include "ssihv/cluster/config.h"
 #include "ssihv/rdmax/transport.h"
-#include "ssihv/rdmax/wire.h"
 
 namespace ssihv::rdmax {
 
 struct AtomicStats {
   std::atomic<uint64_t> messages_sent{0};
   std::atomic<uint64_t> messages_received{0};
+  std::atomic<uint64_t> fetches{0};
+  std::atomic<uint64_t> fetch_bytes{0};
+  std::atomic<uint64_t> fetches_served{0};
+  std::atomic<uint64_t> fetches_refused{0};
+  std::atomic<uint64_t> bounce_copies{0};
   std::atomic<uint64_t> send_queue_full{0};
   std::atomic<uint64_t> connections_established{0};
   std::atomic<uint64_t> connections_lost{0};
   std::atomic<uint64_t> auth_failures{0};
   std::atomic<uint64_t> malformed_frames{0};
   std::atomic<uint64_t> send_queue_high_water{0};
+  std::atomic<uint64_t> lane_fetches{0};
+  std::atomic<uint64_t> lanes_dialed{0};
+  std::atomic<uint64_t> lanes_accepted{0};
+  std::atomic<uint64_t> lanes_refused{0};
+  std::atomic<uint64_t> lanes_open{0};     // gauge
+  std::atomic<uint64_t> lanes_serving{0};  // gauge
 
   TransportStats Snapshot() const;
   void NoteQueueDepth(uint64_t bytes);
@@ -61,6 +72,8 @@ class TransportBase : public Transport {
   void CountSent(NodeId to, uint64_t payload_bytes);
   // A lost connection to the peer, or a message to it that was not sent.
   void CountPeerError(NodeId peer);
+  void CountFetched(NodeId from, uint64_t bytes);
+  void CountServed(NodeId to, uint64_t bytes);
   // A reply is not a message, but its payload is traffic with the peer:
   // bytes only.
   void CountReplyBytes(NodeId peer, uint64_t bytes, bool sent);
@@ -89,6 +102,7 @@ class TransportBase : public Transport {
   MessageHandler message_handler_;
   PeerHandler peer_handler_;
   mutable AtomicStats stats_;
+  LocalRegions regions_;
 
  private:
   struct PeerCounters {

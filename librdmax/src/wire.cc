@@ -1,6 +1,7 @@
 #include "ssihv/rdmax/wire.h"
 
 #include <cstring>
+#include <unordered_set>
 
 #include "absl/strings/str_cat.h"
 
@@ -11,25 +12,6 @@ absl::Status Malformed(absl::string_view what) {
   return absl::InvalidArgumentError(absl::StrCat("malformed frame: ", what));
 }
 
-// Whether `kind` names a FrameKind of this wire version.
-bool KnownKind(uint8_t kind) {
-  switch (static_cast<FrameKind>(kind)) {
-    case FrameKind::kHello:
-    case FrameKind::kChallenge:
-    case FrameKind::kProof:
-    case FrameKind::kWelcome:
-    case FrameKind::kMessage:
-    case FrameKind::kRequest:
-    case FrameKind::kResponse:
-    case FrameKind::kRdmaParams:
-    case FrameKind::kRdmaReady:
-    case FrameKind::kCredit:
-    case FrameKind::kRdmaUp:
-      return true;
-  }
-  return false;
-}
-
 bool AllowedInPhase(FrameKind kind, WirePhase phase) {
   switch (phase) {
     case WirePhase::kAcceptorHandshake:
@@ -37,8 +19,8 @@ bool AllowedInPhase(FrameKind kind, WirePhase phase) {
     case WirePhase::kDialerHandshake:
       return kind == FrameKind::kChallenge || kind == FrameKind::kWelcome;
     case WirePhase::kEstablished:
-      return static_cast<uint8_t>(kind) >
-             static_cast<uint8_t>(FrameKind::kWelcome);
+      return static_cast<uint8_t>(kind) >=
+             static_cast<uint8_t>(FrameKind::kRegionTable);
   }
   return false;
 }
@@ -50,10 +32,16 @@ bool CarriesUserType(FrameKind kind) {
 
 bool NeedsId(FrameKind kind) {
   return kind == FrameKind::kRequest || kind == FrameKind::kResponse ||
-         kind == FrameKind::kCredit;
+         kind == FrameKind::kFetchRequest ||
+         kind == FrameKind::kFetchResponse || kind == FrameKind::kCredit ||
+         kind == FrameKind::kRdmaLaneRequest ||
+         kind == FrameKind::kRdmaLaneAccept;
 }
 
-bool MayCarryError(FrameKind kind) { return kind == FrameKind::kResponse; }
+bool MayCarryError(FrameKind kind) {
+  return kind == FrameKind::kResponse || kind == FrameKind::kFetchResponse ||
+         kind == FrameKind::kRdmaLaneAccept;
+}
 
 // The payload length rule of each kind: [min, max].
 struct LengthRule {
@@ -73,13 +61,25 @@ LengthRule LengthRuleFor(const FrameHeader& h, const FrameLimits& limits) {
     case FrameKind::kWelcome:
     case FrameKind::kRdmaReady:
     case FrameKind::kCredit:
-    case FrameKind::kRdmaUp:
       return {0, 0};
+    case FrameKind::kRegionTable:
+      return {0, kRegionEntrySize * kMaxRegions};
+    case FrameKind::kRegionAdd:
+      return {kRegionEntrySize, kRegionEntrySize};
+    case FrameKind::kRegionRemove:
+    case FrameKind::kRegionRemoveAck:
+      return {8, 8};
     case FrameKind::kMessage:
     case FrameKind::kRequest:
     case FrameKind::kResponse:
       return {0, limits.max_message_bytes};
+    case FrameKind::kFetchRequest:
+      return {kFetchRequestSize, kFetchRequestSize};
+    case FrameKind::kFetchResponse:
+      return {1, limits.max_fetch_bytes};
     case FrameKind::kRdmaParams:
+    case FrameKind::kRdmaLaneRequest:
+    case FrameKind::kRdmaLaneAccept:
       return {kRdmaParamsSize, kRdmaParamsSize};
   }
   return {1, 0};  // unreachable: the kind was checked first
@@ -97,20 +97,34 @@ absl::string_view FrameKindName(FrameKind kind) {
       return "proof";
     case FrameKind::kWelcome:
       return "welcome";
+    case FrameKind::kRegionTable:
+      return "region-table";
+    case FrameKind::kRegionAdd:
+      return "region-add";
+    case FrameKind::kRegionRemove:
+      return "region-remove";
+    case FrameKind::kRegionRemoveAck:
+      return "region-remove-ack";
     case FrameKind::kMessage:
       return "message";
     case FrameKind::kRequest:
       return "request";
     case FrameKind::kResponse:
       return "response";
+    case FrameKind::kFetchRequest:
+      return "fetch-request";
+    case FrameKind::kFetchResponse:
+      return "fetch-response";
     case FrameKind::kRdmaParams:
       return "rdma-params";
     case FrameKind::kRdmaReady:
       return "rdma-ready";
     case FrameKind::kCredit:
       return "credit";
-    case FrameKind::kRdmaUp:
-      return "rdma-up";
+    case FrameKind::kRdmaLaneRequest:
+      return "rdma-lane-request";
+    case FrameKind::kRdmaLaneAccept:
+      return "rdma-lane-accept";
   }
   return "unknown";
 }
@@ -134,7 +148,7 @@ absl::StatusOr<FrameHeader> DecodeFrameHeader(absl::Span<const uint8_t> bytes,
   h.flags = p[5];
   h.type = GetU16(p + 6);
   h.id = GetU64(p + 8);
-  if (!KnownKind(kind)) {
+  if (kind == 0 || kind > kMaxFrameKind) {
     return Malformed(absl::StrCat("unknown kind ", kind));
   }
   h.kind = static_cast<FrameKind>(kind);
@@ -160,6 +174,10 @@ absl::StatusOr<FrameHeader> DecodeFrameHeader(absl::Span<const uint8_t> bytes,
   if (h.length < rule.min || h.length > rule.max) {
     return Malformed(absl::StrCat(name, ": length ", h.length, " not in ",
                                   rule.min, "..", rule.max));
+  }
+  if (h.kind == FrameKind::kRegionTable && h.length % kRegionEntrySize != 0) {
+    return Malformed(
+        absl::StrCat(name, ": length ", h.length, " is not whole entries"));
   }
   return h;
 }
@@ -190,7 +208,7 @@ absl::StatusOr<HelloPayload> DecodeHello(absl::Span<const uint8_t> payload) {
     return Malformed(absl::StrCat("hello: wire version ", hello.version,
                                   ", this node speaks ", kWireVersion));
   }
-  if (hello.backend < 1 || hello.backend > 2) {
+  if (hello.backend < 1 || hello.backend > 3) {
     return Malformed(absl::StrCat("hello: backend ", hello.backend));
   }
   return hello;
@@ -212,6 +230,70 @@ absl::StatusOr<ChallengePayload> DecodeChallenge(
   std::memcpy(c.nonce.data(), payload.data() + 4, kNonceSize);
   std::memcpy(c.mac.data(), payload.data() + 4 + kNonceSize, kMacSize);
   return c;
+}
+
+void EncodeRegionEntry(const RegionEntry& e, uint8_t* out) {
+  PutU32(out, e.id);
+  PutU32(out + 4, e.rkey);
+  PutU64(out + 8, e.base);
+  PutU64(out + 16, e.length);
+}
+
+absl::StatusOr<std::vector<RegionEntry>> DecodeRegionEntries(
+    absl::Span<const uint8_t> payload) {
+  if (payload.size() % kRegionEntrySize != 0 ||
+      payload.size() / kRegionEntrySize > kMaxRegions) {
+    return Malformed(absl::StrCat("region entries: size ", payload.size()));
+  }
+  std::vector<RegionEntry> entries(payload.size() / kRegionEntrySize);
+  std::unordered_set<uint32_t> ids;
+  for (size_t i = 0; i < entries.size(); ++i) {
+    const uint8_t* p = payload.data() + i * kRegionEntrySize;
+    RegionEntry& e = entries[i];
+    e.id = GetU32(p);
+    e.rkey = GetU32(p + 4);
+    e.base = GetU64(p + 8);
+    e.length = GetU64(p + 16);
+    if (e.length == 0 || e.base + e.length < e.base) {
+      return Malformed(absl::StrCat("region ", e.id, ": bad extent"));
+    }
+    if (!ids.insert(e.id).second) {
+      return Malformed(absl::StrCat("region ", e.id, ": duplicate id"));
+    }
+  }
+  return entries;
+}
+
+void EncodeRegionId(uint32_t id, uint8_t* out) {
+  PutU32(out, id);
+  PutU32(out + 4, 0);
+}
+
+absl::StatusOr<uint32_t> DecodeRegionId(absl::Span<const uint8_t> payload) {
+  if (payload.size() != 8 || GetU32(payload.data() + 4) != 0) {
+    return Malformed("region id payload");
+  }
+  return GetU32(payload.data());
+}
+
+void EncodeFetchRequest(const FetchRequestPayload& r, uint8_t* out) {
+  PutU32(out, r.region);
+  PutU32(out + 4, r.length);
+  PutU64(out + 8, r.offset);
+}
+
+absl::StatusOr<FetchRequestPayload> DecodeFetchRequest(
+    absl::Span<const uint8_t> payload, const FrameLimits& limits) {
+  if (payload.size() != kFetchRequestSize) return Malformed("fetch: size");
+  FetchRequestPayload r;
+  r.region = GetU32(payload.data());
+  r.length = GetU32(payload.data() + 4);
+  r.offset = GetU64(payload.data() + 8);
+  if (r.length == 0 || r.length > limits.max_fetch_bytes) {
+    return Malformed(absl::StrCat("fetch: length ", r.length, " not in 1..",
+                                  limits.max_fetch_bytes));
+  }
+  return r;
 }
 
 std::vector<uint8_t> EncodeError(const absl::Status& status) {

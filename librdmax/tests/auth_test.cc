@@ -17,9 +17,12 @@ const std::string kSecret = "0123456789abcdef-cluster-secret";
 // first failing step's status.
 absl::Status Handshake(const std::string& dialer_secret, NodeId dialer,
                        NodeId target, const std::string& acceptor_secret,
-                       NodeId acceptor, uint32_t nodes = 4) {
-  DialerHandshake d(dialer_secret, dialer, target, WireBackend::kTcp);
-  AcceptorHandshake a(acceptor_secret, acceptor, nodes, WireBackend::kTcp);
+                       NodeId acceptor, uint32_t nodes = 4,
+                       WireBackend dialer_backend = WireBackend::kTcp,
+                       WireBackend acceptor_backend = WireBackend::kTcp,
+                       bool* lane = nullptr) {
+  DialerHandshake d(dialer_secret, dialer, target, dialer_backend);
+  AcceptorHandshake a(acceptor_secret, acceptor, nodes, acceptor_backend);
   auto hello = d.Hello();
   if (!hello.ok()) return hello.status();
   auto challenge = a.OnHello(*hello);
@@ -28,6 +31,7 @@ absl::Status Handshake(const std::string& dialer_secret, NodeId dialer,
   if (!proof.ok()) return proof.status();
   absl::Status st = a.OnProof(*proof);
   if (st.ok() && a.peer() != dialer) return absl::InternalError("peer id");
+  if (lane != nullptr) *lane = a.lane();
   return st;
 }
 
@@ -81,23 +85,58 @@ TEST_CASE("a recorded proof does not authenticate a new connection") {
   CHECK(absl::IsUnauthenticated(a3.OnProof(c3d->mac)));
 }
 
-TEST_CASE("the backend is bound into the proof") {
-  // A proof computed for another backend, over the very same nonces and
-  // ids, does not verify.
-  DialerHandshake d(kSecret, 2, 0, WireBackend::kTcp);
-  AcceptorHandshake a(kSecret, 0, 4, WireBackend::kTcp);
-  auto hello = d.Hello();
+TEST_CASE("fetch lane handshakes: any other node may dial, same checks") {
+  constexpr WireBackend kLane = WireBackend::kTcpLane;
+  constexpr WireBackend kTcp = WireBackend::kTcp;
+  bool lane = false;
+  // A lane goes from the fetching node to the serving node, whichever id
+  // is lower; the acceptor reports it as a lane.
+  CHECK(Handshake(kSecret, 0, 2, kSecret, 2, 4, kLane, kTcp, &lane).ok());
+  CHECK(lane);
+  CHECK(Handshake(kSecret, 3, 1, kSecret, 1, 4, kLane, kTcp, &lane).ok());
+  CHECK(lane);
+  CHECK(Handshake(kSecret, 3, 1, kSecret, 1, 4, kTcp, kTcp, &lane).ok());
+  CHECK(!lane);
+  // Wrong secret, unknown id, own id, misdirected: refused as for a main
+  // connection.
+  CHECK(absl::IsUnauthenticated(
+      Handshake(kSecret + "x", 0, 2, kSecret, 2, 4, kLane, kTcp)));
+  CHECK(absl::IsUnauthenticated(
+      Handshake(kSecret, 0, 2, kSecret + "x", 2, 4, kLane, kTcp)));
+  CHECK(absl::IsPermissionDenied(
+      Handshake(kSecret, 9, 2, kSecret, 2, 4, kLane, kTcp)));
+  CHECK(absl::IsPermissionDenied(
+      Handshake(kSecret, 2, 2, kSecret, 2, 4, kLane, kTcp)));
+  CHECK(absl::IsPermissionDenied(
+      Handshake(kSecret, 0, 1, kSecret, 2, 4, kLane, kTcp)));
+  // Only a TCP node takes lanes.
+  CHECK(absl::IsFailedPrecondition(
+      Handshake(kSecret, 3, 1, kSecret, 1, 4, kLane, WireBackend::kRdma)));
+}
+
+TEST_CASE("a main connection's handshake does not open a lane") {
+  // The backend is bound into both MACs: a dialer that computes its proof
+  // for a main connection cannot pass it off in a lane handshake.
+  DialerHandshake main_dialer(kSecret, 0, 2, WireBackend::kTcp);
+  DialerHandshake lane_dialer(kSecret, 0, 2, WireBackend::kTcpLane);
+  AcceptorHandshake a(kSecret, 2, 4, WireBackend::kTcp);
+  auto hello = lane_dialer.Hello();
   REQUIRE(hello.ok());
   auto challenge = a.OnHello(*hello);
   REQUIRE(challenge.ok());
+  REQUIRE(a.lane());
+  // The main-connection dialer (other nonce, other backend) rejects the
+  // lane's challenge, and a proof it made cannot match either.
+  REQUIRE(main_dialer.Hello().ok());
+  CHECK(absl::IsUnauthenticated(main_dialer.OnChallenge(*challenge).status()));
   auto c = DecodeChallenge(*challenge);
   REQUIRE(c.ok());
-  Nonce dialer_nonce;
-  std::memcpy(dialer_nonce.data(), hello->data() + 16, kNonceSize);
-  Mac rdma_proof = ComputeHandshakeMac(kSecret, false, 2, 0, WireBackend::kRdma,
-                                       dialer_nonce, c->nonce);
+  Nonce lane_nonce;
+  std::memcpy(lane_nonce.data(), hello->data() + 16, kNonceSize);
+  Mac main_proof = ComputeHandshakeMac(kSecret, false, 0, 2, WireBackend::kTcp,
+                                       lane_nonce, c->nonce);
   CHECK(absl::IsUnauthenticated(
-      a.OnProof(std::vector<uint8_t>(rdma_proof.begin(), rdma_proof.end()))));
+      a.OnProof(std::vector<uint8_t>(main_proof.begin(), main_proof.end()))));
 }
 
 TEST_CASE("handshake refuses a backend mismatch") {

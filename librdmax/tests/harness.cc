@@ -114,9 +114,17 @@ absl::Status SocketHarness::SendRawAfterAuth(
       RawHandshake(c, config_, target, as, kTestSecret,
                    rdma_ ? WireBackend::kRdma : WireBackend::kTcp));
   SSIHV_RETURN_IF_ERROR(c.Write(bytes.data(), bytes.size()));
-  // The target may send its own setup frames (RDMA: its QP parameters)
-  // first; then it must close.
+  // The target may send its own setup frames (region table) first; then it
+  // must close.
   return c.WaitClosed();
+}
+
+absl::StatusOr<std::unique_ptr<RawConnection>> SocketHarness::DialLane(
+    NodeId target, NodeId as, const std::string& secret) {
+  auto c = std::make_unique<RawConnection>();
+  SSIHV_RETURN_IF_ERROR(
+      RawHandshake(*c, config_, target, as, secret, WireBackend::kTcpLane));
+  return c;
 }
 
 absl::Status RawConnection::Connect(const std::string& address) {
@@ -149,9 +157,11 @@ absl::Status RawConnection::Write(const void* p, size_t n) {
 }
 
 absl::Status RawConnection::WriteFrame(FrameKind kind,
-                                       const std::vector<uint8_t>& payload) {
+                                       const std::vector<uint8_t>& payload,
+                                       uint64_t id) {
   FrameHeader h;
   h.kind = kind;
+  h.id = id;
   h.length = static_cast<uint32_t>(payload.size());
   uint8_t hdr[kFrameHeaderSize];
   EncodeFrameHeader(h, hdr);
@@ -182,6 +192,15 @@ RawConnection::ReadFrame(WirePhase phase) {
   std::vector<uint8_t> payload(h.length);
   SSIHV_RETURN_IF_ERROR(Read(payload.data(), payload.size()));
   return std::make_pair(h, std::move(payload));
+}
+
+absl::StatusOr<std::pair<FrameHeader, std::vector<uint8_t>>>
+RawConnection::Fetch(uint32_t region, uint64_t offset, uint32_t length,
+                     uint64_t id) {
+  std::vector<uint8_t> request(kFetchRequestSize);
+  EncodeFetchRequest({region, length, offset}, request.data());
+  SSIHV_RETURN_IF_ERROR(WriteFrame(FrameKind::kFetchRequest, request, id));
+  return ReadFrame(WirePhase::kEstablished);
 }
 
 absl::Status RawConnection::WaitClosed() {

@@ -35,11 +35,15 @@ class RawConnection {
  public:
   absl::Status Connect(const std::string& address);
   absl::Status Write(const void* p, size_t n);
-  absl::Status WriteFrame(FrameKind kind, const std::vector<uint8_t>& payload);
+  absl::Status WriteFrame(FrameKind kind, const std::vector<uint8_t>& payload,
+                          uint64_t id = 0);
   /// Exactly n bytes; Aborted on end of file, DeadlineExceeded on timeout.
   absl::Status Read(void* p, size_t n);
   absl::StatusOr<std::pair<FrameHeader, std::vector<uint8_t>>> ReadFrame(
       WirePhase phase);
+  /// Sends a fetch request with `id`; returns the frame that answers it.
+  absl::StatusOr<std::pair<FrameHeader, std::vector<uint8_t>>> Fetch(
+      uint32_t region, uint64_t offset, uint32_t length, uint64_t id);
   /// OK when the peer closes the connection (whatever it sends first).
   absl::Status WaitClosed();
 
@@ -49,6 +53,11 @@ class RawConnection {
 
 class Harness {
  public:
+  /// Whether blocking fetches use fetch lanes (docs/TRANSPORT.md), and
+  /// whether those are TCP connections (raw lanes can be dialed).
+  static constexpr bool kFetchLanes = false;
+  static constexpr bool kTcpLanes = false;
+
   virtual ~Harness() = default;
   virtual absl::StatusOr<std::unique_ptr<Transport>> Make(
       NodeId id, TransportOptions options) = 0;
@@ -58,10 +67,14 @@ class Harness {
                                 const std::string& secret) = 0;
   /// Authenticates as node `as` to `target`, then writes `bytes` as if they
   /// were frames. OK when the target then closed the connection (without
-  /// sending anything but, on RDMA, its QP parameters). Unimplemented where
-  /// there is no byte stream (loopback).
+  /// sending anything but its region table). Unimplemented where there is
+  /// no byte stream (loopback).
   virtual absl::Status SendRawAfterAuth(NodeId target, NodeId as,
                                         const std::vector<uint8_t>& bytes) = 0;
+  /// Authenticates a TCP fetch lane to `target` as `as` with `secret`: the
+  /// connection, once welcomed. Unimplemented without a byte stream.
+  virtual absl::StatusOr<std::unique_ptr<RawConnection>> DialLane(
+      NodeId target, NodeId as, const std::string& secret) = 0;
   const cluster::ClusterConfig& config() const { return config_; }
 
  protected:
@@ -80,6 +93,10 @@ class LoopbackHarness : public Harness {
                                 const std::vector<uint8_t>&) override {
     return absl::UnimplementedError("loopback has no byte stream");
   }
+  absl::StatusOr<std::unique_ptr<RawConnection>> DialLane(
+      NodeId, NodeId, const std::string&) override {
+    return absl::UnimplementedError("loopback has no byte stream");
+  }
 
  private:
   std::shared_ptr<LoopbackFabric> fabric_;
@@ -95,6 +112,8 @@ class SocketHarness : public Harness {
                         const std::string& secret) override;
   absl::Status SendRawAfterAuth(NodeId target, NodeId as,
                                 const std::vector<uint8_t>& bytes) override;
+  absl::StatusOr<std::unique_ptr<RawConnection>> DialLane(
+      NodeId target, NodeId as, const std::string& secret) override;
 
  private:
   bool rdma_;
@@ -103,28 +122,58 @@ class SocketHarness : public Harness {
 class TcpHarness : public SocketHarness {
  public:
   static constexpr const char* kName = "tcp";
+  static constexpr bool kFetchLanes = true;
+  static constexpr bool kTcpLanes = true;
   explicit TcpHarness(size_t nodes) : SocketHarness(nodes, false) {}
 };
 
-/// TCP with tcp_rearm_delay (interrupt coalescing): a CallSync's caller
-/// leaves the switch-back of EPOLLIN to a timer, which must not change any
-/// behaviour.
+/// TCP with tcp_rearm_delay (interrupt coalescing) and no fetch lanes:
+/// every fetch on the main connection, which must behave the same.
 class TcpCoalescingHarness : public SocketHarness {
  public:
-  static constexpr const char* kName = "tcp-coalescing";
+  static constexpr const char* kName = "tcp-coalescing-nolanes";
   explicit TcpCoalescingHarness(size_t nodes) : SocketHarness(nodes, false) {}
   absl::StatusOr<std::unique_ptr<Transport>> Make(
       NodeId id, TransportOptions options) override {
     options.tcp_rearm_delay = absl::Microseconds(500);
+    options.fetch_lanes = 0;
     return SocketHarness::Make(id, std::move(options));
   }
 };
 
-/// RDMA, default options.
+/// RDMA, default options: event mode, fetches over lanes.
 class RdmaHarness : public SocketHarness {
  public:
   static constexpr const char* kName = "rdma";
+  static constexpr bool kFetchLanes = true;
   explicit RdmaHarness(size_t nodes) : SocketHarness(nodes, true) {}
+};
+
+/// RDMA without fetch lanes: every fetch on the peer's main QP, completed
+/// through the data thread (event mode).
+class RdmaNoLanesHarness : public SocketHarness {
+ public:
+  static constexpr const char* kName = "rdma-nolanes";
+  explicit RdmaNoLanesHarness(size_t nodes) : SocketHarness(nodes, true) {}
+  absl::StatusOr<std::unique_ptr<Transport>> Make(
+      NodeId id, TransportOptions options) override {
+    options.fetch_lanes = 0;
+    return SocketHarness::Make(id, std::move(options));
+  }
+};
+
+/// RDMA with TransportOptions::busy_poll: blocked fetches poll their
+/// lane's CQ (or the shared send CQ).
+class RdmaBusyPollHarness : public SocketHarness {
+ public:
+  static constexpr const char* kName = "rdma-busy-poll";
+  static constexpr bool kFetchLanes = true;
+  explicit RdmaBusyPollHarness(size_t nodes) : SocketHarness(nodes, true) {}
+  absl::StatusOr<std::unique_ptr<Transport>> Make(
+      NodeId id, TransportOptions options) override {
+    options.busy_poll = true;
+    return SocketHarness::Make(id, std::move(options));
+  }
 };
 
 }  // namespace ssihv::rdmax::testing

@@ -3,5 +3,8 @@
 // lab VM over SoftRoCE (rxe0) with SSIHV_REQUIRE_RDMA=1.
 #include "harness.h"
 
-#define SSIHV_CONFORMANCE_HARNESSES ssihv::rdmax::testing::RdmaHarness
+#define SSIHV_CONFORMANCE_HARNESSES               \
+  ssihv::rdmax::testing::RdmaHarness,             \
+      ssihv::rdmax::testing::RdmaBusyPollHarness, \
+      ssihv::rdmax::testing::RdmaNoLanesHarness
 #include "conformance_suite.inc"

@@ -16,15 +16,19 @@ constexpr size_t kInCapacity = 16 * 1024;
 
 }  // namespace
 
-ControlStream::ControlStream(base::UniqueFd fd)
+ControlStream::ControlStream(base::UniqueFd fd, const FrameLimits& limits)
     : fd_(std::move(fd)),
-      reader_(FrameLimits{1024}, kInCapacity, WirePhase::kEstablished),
+      reader_(FrameLimits{1024, limits.max_fetch_bytes}, kInCapacity,
+              WirePhase::kEstablished),
       out_(kOutCapacity) {}
 
 absl::Status ControlStream::Send(FrameKind kind,
-                                 const std::vector<uint8_t>& payload) {
+                                 const std::vector<uint8_t>& payload,
+                                 uint64_t id, uint8_t flags) {
   FrameHeader h;
   h.kind = kind;
+  h.id = id;
+  h.flags = flags;
   h.length = static_cast<uint32_t>(payload.size());
   uint8_t hdr[kFrameHeaderSize];
   EncodeFrameHeader(h, hdr);

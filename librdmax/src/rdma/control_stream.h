@@ -16,11 +16,12 @@ namespace ssihv::rdmax {
 
 class ControlStream : private FrameSink {
  public:
-  explicit ControlStream(base::UniqueFd fd);
+  ControlStream(base::UniqueFd fd, const FrameLimits& limits);
 
   int fd() const { return fd_.get(); }
   /// Queues a frame; the error is a broken connection.
-  absl::Status Send(FrameKind kind, const std::vector<uint8_t>& payload);
+  absl::Status Send(FrameKind kind, const std::vector<uint8_t>& payload,
+                    uint64_t id = 0, uint8_t flags = 0);
   /// Reads what is available, calling `on_frame` for each frame. An error
   /// (end of file, malformed frame) means the connection is finished.
   absl::Status OnReadable(
@@ -32,6 +33,9 @@ class ControlStream : private FrameSink {
 
  private:
   bool MayConsume(const FrameHeader&) override { return true; }
+  absl::StatusOr<uint8_t*> FetchTarget(uint64_t, uint32_t) override {
+    return absl::InvalidArgumentError("no fetches on the control connection");
+  }
 
   base::UniqueFd fd_;
   FrameReader reader_;

@@ -23,12 +23,12 @@ absl::StatusOr<sys::Qp> CreateRcQp(ibv_pd* pd, ibv_cq* send_cq, ibv_cq* recv_cq,
   return sys::CreateQp(pd, &init);
 }
 
-absl::Status InitRcQp(ibv_qp* qp, const OpenedDevice& device) {
+absl::Status InitRcQp(ibv_qp* qp, const OpenedDevice& device, int access) {
   ibv_qp_attr attr{};
   attr.qp_state = IBV_QPS_INIT;
   attr.pkey_index = 0;
   attr.port_num = device.port;
-  attr.qp_access_flags = 0;
+  attr.qp_access_flags = static_cast<unsigned>(access);
   return sys::ModifyQp(
       qp, &attr,
       IBV_QP_STATE | IBV_QP_PKEY_INDEX | IBV_QP_PORT | IBV_QP_ACCESS_FLAGS,

@@ -1,7 +1,7 @@
-// Setting up a peer's RC queue pair: creation, RESET->INIT, the parameters
-// the other end needs, and INIT->RTR->RTS against the other end's
-// parameters, with the attributes of rdma-core's rc_pingpong
-// (docs/TRANSPORT.md, "RDMA").
+// Setting up an RC queue pair, shared by a peer's main QP and its fetch
+// lanes' QPs (both ends): creation, RESET->INIT, the parameters the other
+// end needs, and INIT->RTR->RTS against the other end's parameters, with
+// the attributes of rdma-core's rc_pingpong (docs/TRANSPORT.md, "RDMA").
 #ifndef SSIHV_RDMAX_RDMA_RC_QP_H_
 #define SSIHV_RDMAX_RDMA_RC_QP_H_
 
@@ -22,9 +22,8 @@ inline constexpr uint32_t kMaxRdAtomic = 16;
 /// ibv_create_qp (RC, one SGE per work request, signaled explicitly).
 absl::StatusOr<sys::Qp> CreateRcQp(ibv_pd* pd, ibv_cq* send_cq, ibv_cq* recv_cq,
                                    uint32_t max_send_wr, uint32_t max_recv_wr);
-/// RESET->INIT on the device's port. SEND/RECV only: no remote access to
-/// this node's memory (as in rc_pingpong).
-absl::Status InitRcQp(ibv_qp* qp, const OpenedDevice& device);
+/// RESET->INIT on the device's port, allowing `access` to remote peers.
+absl::Status InitRcQp(ibv_qp* qp, const OpenedDevice& device, int access);
 /// A random 24-bit packet sequence number.
 uint32_t RandomPsn();
 /// What the other end needs to connect to `qp`.

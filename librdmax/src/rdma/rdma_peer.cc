@@ -30,13 +30,15 @@ RdmaPeer::RdmaPeer(RdmaTransport* t, NodeId id, base::UniqueFd control_fd,
       depth_(t->options().rdma_recv_depth),
       slot_bytes_(
           RoundUp(kFrameHeaderSize + t->options().max_message_bytes, 64)),
-      control_(std::move(control_fd)),
+      control_(std::move(control_fd), t->limits()),
       queue_(t->options().send_queue_bytes + 2 * slot_bytes_ + 4096),
       capacity_(t->options().send_queue_bytes),
       reply_cost_(kFrameHeaderSize +
                   std::max<size_t>(t->options().max_message_bytes,
                                    4 + kMaxErrorMessage)),
-      pending_(t->options().max_outstanding, id) {}
+      pending_(t->options().max_outstanding, id),
+      lanes_(t->options().fetch_lanes, t->options().reconnect_min,
+             t->options().reconnect_max, &t->atomic_stats()) {}
 
 RdmaPeer::~RdmaPeer() = default;
 
@@ -53,14 +55,19 @@ absl::Status RdmaPeer::Init() {
   SSIHV_ASSIGN_OR_RETURN(
       qp_, CreateRcQp(t_->pd(), t_->send_cq(), t_->recv_cq(),
                       depth_ + t_->options().max_outstanding + 16, depth_));
-  SSIHV_RETURN_IF_ERROR(InitRcQp(qp_.get(), t_->device()));
+  SSIHV_RETURN_IF_ERROR(
+      InitRcQp(qp_.get(), t_->device(), IBV_ACCESS_REMOTE_READ));
   recv_tags_.resize(depth_);
   send_tags_.resize(depth_);
+  read_tags_.resize(t_->options().max_outstanding);
   for (uint32_t i = 0; i < depth_; ++i) {
-    recv_tags_[i] = {this, i};
-    send_tags_[i] = {this, i};
+    recv_tags_[i] = {WrTag::Kind::kRecv, this, i, nullptr};
+    send_tags_[i] = {WrTag::Kind::kSend, this, i, nullptr};
     free_slots_.push_back(depth_ - 1 - i);
     SSIHV_RETURN_IF_ERROR(Repost(i));
+  }
+  for (uint32_t i = 0; i < read_tags_.size(); ++i) {
+    read_tags_[i] = {WrTag::Kind::kRead, this, i, nullptr};
   }
   psn_ = RandomPsn();
   return absl::OkStatus();
@@ -111,6 +118,12 @@ void RdmaPeer::SetLinkUp() {
   DrainQueue();
 }
 
+WrTag* RdmaPeer::ReadTag(PendingOp* op) {
+  WrTag* tag = &read_tags_[pending_.IndexOf(op)];
+  tag->op = op;
+  return tag;
+}
+
 bool RdmaPeer::PostSlotLocked(uint32_t slot, size_t length, bool credit_frame) {
   uint8_t* p = send_mem_.data() + slot * slot_bytes_;
   ibv_sge sge{reinterpret_cast<uint64_t>(p), static_cast<uint32_t>(length),
@@ -121,6 +134,11 @@ bool RdmaPeer::PostSlotLocked(uint32_t slot, size_t length, bool credit_frame) {
   wr.num_sge = 1;
   wr.opcode = IBV_WR_SEND;
   wr.send_flags = IBV_SEND_SIGNALED;
+  // An acknowledgement of a withdrawn region waits for this QP's earlier
+  // READs to finish: the peer may unregister the memory once it has it.
+  if (p[4] == static_cast<uint8_t>(FrameKind::kRegionRemoveAck)) {
+    wr.send_flags |= IBV_SEND_FENCE;
+  }
   NoteWrPosted();
   t_->NoteAsync(1);
   if (int err = sys::PostSend(qp_.get(), &wr); err != 0) {
@@ -259,12 +277,16 @@ void RdmaPeer::OnRecv(const WrTag& tag, const ibv_wc& wc) {
   }
   if (dead()) return;
   const uint8_t* p = recv_mem_.data() + tag.index * slot_bytes_;
+  auto violation = [&](absl::string_view what) {
+    Bump(t_->atomic_stats().malformed_frames);
+    Close(absl::StrCat("malformed frame from node ", id_, ": ", what));
+  };
   absl::StatusOr<FrameHeader> h = DecodeFrameHeader(
       absl::MakeConstSpan(p, std::min<size_t>(wc.byte_len, kFrameHeaderSize)),
       WirePhase::kEstablished, t_->limits());
-  if (!h.ok()) return t_->RejectFrame(*this, h.status().message());
+  if (!h.ok()) return violation(h.status().message());
   if (kFrameHeaderSize + h->length != wc.byte_len) {
-    return t_->RejectFrame(*this, "length does not match the SEND");
+    return violation("length does not match the SEND");
   }
   Dispatch(*h, absl::MakeConstSpan(p + kFrameHeaderSize, h->length));
   if (dead()) return;
@@ -281,12 +303,60 @@ void RdmaPeer::OnRecv(const WrTag& tag, const ibv_wc& wc) {
 
 void RdmaPeer::Dispatch(const FrameHeader& h,
                         absl::Span<const uint8_t> payload) {
+  auto violation = [&](absl::string_view what) {
+    Bump(t_->atomic_stats().malformed_frames);
+    Close(absl::StrCat("malformed frame from node ", id_, ": ",
+                       FrameKindName(h.kind), ": ", what));
+  };
   switch (h.kind) {
-    case FrameKind::kRdmaUp:
-      if (up()) return t_->RejectFrame(*this, h.kind, "second rdma-up");
-      up_.store(true, std::memory_order_release);
-      t_->OnPeerUp(this);
+    case FrameKind::kRegionTable:
+    case FrameKind::kRegionAdd: {
+      absl::StatusOr<std::vector<RegionEntry>> e = DecodeRegionEntries(payload);
+      if (!e.ok()) return violation(e.status().message());
+      if ((h.kind == FrameKind::kRegionTable) == up()) {
+        return violation("region table out of order");
+      }
+      {
+        std::unique_lock<std::shared_mutex> lock(regions_mu_);
+        if (h.kind == FrameKind::kRegionTable) {
+          regions_.Reset(*e);
+        } else {
+          regions_.Add((*e)[0]);
+        }
+      }
+      if (h.kind == FrameKind::kRegionTable) {
+        up_.store(true, std::memory_order_release);
+        t_->OnPeerTable(this);
+      }
       return;
+    }
+    case FrameKind::kRegionRemove: {
+      absl::StatusOr<uint32_t> region = DecodeRegionId(payload);
+      if (!region.ok()) return violation(region.status().message());
+      {
+        // Fetches check and post under the shared lock: after this, none
+        // can start a READ of the region.
+        std::unique_lock<std::shared_mutex> lock(regions_mu_);
+        regions_.Remove(*region);
+      }
+      // READs over fetch lanes are not behind the fence: the ack waits for
+      // those of this region (LaneReadDone sends it then).
+      {
+        std::lock_guard<std::mutex> lock(lane_reads_mu_);
+        if (lane_reads_.contains(*region)) {
+          acks_waiting_.push_back(*region);
+          return;
+        }
+      }
+      SendRemoveAck(*region);
+      return;
+    }
+    case FrameKind::kRegionRemoveAck: {
+      absl::StatusOr<uint32_t> region = DecodeRegionId(payload);
+      if (!region.ok()) return violation(region.status().message());
+      t_->OnRegionRemoveAck(id_, *region);
+      return;
+    }
     case FrameKind::kCredit: {
       {
         std::lock_guard<std::mutex> lock(send_mu_);
@@ -296,21 +366,85 @@ void RdmaPeer::Dispatch(const FrameHeader& h,
       return;
     }
     case FrameKind::kMessage:
-    case FrameKind::kRequest:
-      // The peer is reported up when its rdma-up arrives: none of its
-      // messages may reach the handler before that.
-      if (!up()) return t_->RejectFrame(*this, h.kind, "before rdma-up");
-      break;
+    case FrameKind::kRequest: {
+      if (!up()) return violation("before the region table");
+      if (h.kind == FrameKind::kRequest && !TakeRequest(h.id)) {
+        return violation("duplicate request id");
+      }
+      Message m{id_, h.type, h.kind == FrameKind::kRequest ? h.id : 0, payload};
+      t_->DeliverMessage(m);
+      return;
+    }
+    case FrameKind::kResponse: {
+      t_->CountReplyBytes(id_, payload.size(), /*sent=*/false);
+      PendingOp* op = pending_.Find(h.id);
+      if (op == nullptr || op->kind != OpKind::kCall) {
+        return violation("response to an unknown request");
+      }
+      absl::Status status;
+      if (h.flags & kFlagError) {
+        if (!DecodeError(payload, &status).ok()) return violation("error");
+      }
+      if (op->sync) {
+        if (status.ok()) {
+          op->response_length = payload.size();
+          if (payload.size() > op->response.size()) {
+            status = absl::OutOfRangeError(absl::StrCat(
+                "CallSync node=", id_, ": response of ", payload.size(),
+                " bytes does not fit the buffer of ", op->response.size()));
+          } else if (!payload.empty()) {
+            std::memcpy(op->response.data(), payload.data(), payload.size());
+          }
+        }
+        op->status = status;
+        PendingTable::Complete(op);
+        return;
+      }
+      ResponseCallback done = std::move(op->call_done);
+      pending_.Release(op);
+      t_->loop().ReleaseTick();
+      Message m{id_, h.type, h.id,
+                status.ok() ? payload : absl::Span<const uint8_t>()};
+      if (done) done(status, m);
+      return;
+    }
     default:
-      break;
-  }
-  if (!t_->ReceiveFrame(*this, h, payload)) {
-    t_->RejectFrame(*this, h.kind, "not used over RDMA SEND");
+      return violation("not used over RDMA SEND");
   }
 }
 
+void RdmaPeer::SendRemoveAck(uint32_t region) {
+  FrameHeader ack;
+  ack.kind = FrameKind::kRegionRemoveAck;
+  ack.length = 8;
+  uint8_t body[8];
+  EncodeRegionId(region, body);
+  SendFrame(ack, body, SendMode::kForce, absl::InfinitePast()).IgnoreError();
+}
+
+void RdmaPeer::LaneReadStarted(uint32_t region) {
+  std::lock_guard<std::mutex> lock(lane_reads_mu_);
+  ++lane_reads_[region];
+}
+
+void RdmaPeer::LaneReadDone(uint32_t region) {
+  {
+    std::lock_guard<std::mutex> lock(lane_reads_mu_);
+    auto it = lane_reads_.find(region);
+    if (--it->second > 0) return;
+    lane_reads_.erase(it);
+    if (std::erase(acks_waiting_, region) == 0) return;
+  }
+  SendRemoveAck(region);
+}
+
 void RdmaPeer::AwaitSync(PendingOp* op, absl::Time deadline) {
-  AwaitCompletion(*this, op, deadline, t_->options().op_timeout);
+  if (PendingTable::WaitDone(op, deadline, false)) return;
+  Close(absl::StrCat("request to node ", id_, " timed out"));
+  PendingTable::WaitDone(op, absl::InfiniteFuture(), false);
+  op->status = absl::DeadlineExceededError(
+      absl::StrCat("no response from node ", id_, " within ",
+                   absl::FormatDuration(t_->options().op_timeout)));
 }
 
 void RdmaPeer::Close(absl::string_view reason) {
@@ -318,6 +452,7 @@ void RdmaPeer::Close(absl::string_view reason) {
   Log(LogLevel::kWarning, "rdmax node ", t_->self(), ": ", reason,
       "; closing the connection to node ", id_);
   control_.Shutdown();
+  lanes_.CloseAll();  // wakes fetches sleeping on a lane
   {
     std::lock_guard<std::mutex> lock(send_mu_);
     send_cv_.notify_all();
@@ -326,14 +461,25 @@ void RdmaPeer::Close(absl::string_view reason) {
 }
 
 void RdmaPeer::Teardown() {
-  // The error state flushes every posted work request.
+  // The error state flushes every posted work request; fetches complete
+  // through their flush completions, never before.
   ibv_qp_attr attr{};
   attr.qp_state = IBV_QPS_ERR;
   absl::Status st = sys::ModifyQp(qp_.get(), &attr, IBV_QP_STATE, "->ERR");
   if (!st.ok()) Log(LogLevel::kError, "rdmax: ", st.message());
-  std::vector<absl::AnyInvocable<void()>> callbacks =
-      pending_.FailAll(absl::UnavailableError(absl::StrCat(
-          "connection to node ", id_, " lost with the request in flight")));
+  // Lanes both ways: ours are shut down (Close did), requests in flight
+  // fail, the peer's responders stop serving.
+  for (size_t i = 0; i < lanes_asked.size(); ++i) lanes_.SetupFailed();
+  lanes_asked.clear();
+  for (sys::Qp& lane : served_lanes) {
+    sys::ModifyQp(lane.get(), &attr, IBV_QP_STATE, "->ERR").IgnoreError();
+  }
+  t_->atomic_stats().lanes_serving.fetch_sub(served_lanes.size(),
+                                             std::memory_order_relaxed);
+  std::vector<absl::AnyInvocable<void()>> callbacks = pending_.FailAll(
+      absl::UnavailableError(absl::StrCat("connection to node ", id_,
+                                          " lost with the request in flight")),
+      /*calls_only=*/true);
   for (auto& cb : callbacks) {
     t_->loop().ReleaseTick();
     cb();

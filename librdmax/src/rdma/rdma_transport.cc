@@ -1,8 +1,10 @@
 // The RDMA transport: device resources, the data thread, peers' life
-// cycle, and the factory (rdma_transport.h has the design).
+// cycle, and the Transport API (rdma_transport.h has the design).
 #include "rdma/rdma_transport.h"
 
 #include <sys/epoll.h>
+
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "ssihv/base/log.h"
@@ -35,8 +37,9 @@ RdmaTransport::~RdmaTransport() { Shutdown(); }
 
 std::string RdmaTransport::Describe() const {
   return absl::StrCat("rdma node ", self(), " device ", device_.name, " port ",
-                      device_.port, " ", gid_.description, ", control on ",
-                      config_.nodes[self()].address);
+                      device_.port, " ", gid_.description, ", ",
+                      options_.busy_poll ? "busy-poll" : "event",
+                      " mode, control on ", config_.nodes[self()].address);
 }
 
 absl::Status RdmaTransport::CreateResources() {
@@ -57,7 +60,15 @@ absl::Status RdmaTransport::CreateResources() {
       recv_cq_,
       sys::CreateCq(ctx, std::min(recv_entries, max_cqe), channel_.get()));
   SSIHV_RETURN_IF_ERROR(sys::ReqNotifyCq(recv_cq_.get()));
-  return sys::ReqNotifyCq(send_cq_.get());
+  if (!options_.busy_poll)
+    SSIHV_RETURN_IF_ERROR(sys::ReqNotifyCq(send_cq_.get()));
+  SSIHV_ASSIGN_OR_RETURN(
+      bounce_mem_, base::MappedRegion::Anonymous(kBounceSlots * kBounceBytes));
+  SSIHV_ASSIGN_OR_RETURN(
+      bounce_mr_, sys::RegMr(pd_.get(), bounce_mem_.data(), bounce_mem_.size(),
+                             IBV_ACCESS_LOCAL_WRITE));
+  for (int i = 0; i < kBounceSlots; ++i) free_bounce_.push_back(i);
+  return absl::OkStatus();
 }
 
 absl::Status RdmaTransport::Start() {
@@ -96,7 +107,8 @@ void RdmaTransport::Shutdown() {
   }
   control_->Stop();
   // Close every peer and keep the loop running until their work requests
-  // are flushed or the drain limit passes; OnTick then stops the loop.
+  // are flushed (so blocked fetches complete) or the drain limit passes;
+  // OnTick then stops the loop.
   loop_.HoldTick();
   loop_.Post([this] {
     closing_ = true;
@@ -105,16 +117,19 @@ void RdmaTransport::Shutdown() {
   });
   data_thread_.join();
   loop_.ReleaseTick();
-  // Threads still inside CallSync hold operations of these peers.
+  // Threads still inside Fetch/CallSync hold operations of these peers.
   for (absl::Time end = absl::Now() + kShutdownDrain; absl::Now() < end;) {
     bool busy = false;
-    for (auto& p : draining_) busy |= p->pending().in_use() > 0;
+    for (auto& p : draining_) {
+      busy |= p->pending().in_use() > 0 || p->lane_users().load() > 0;
+    }
     if (!busy) break;
     absl::SleepFor(absl::Milliseconds(1));
   }
   {
     std::lock_guard<std::mutex> lock(peers_mu_);
     for (auto& c : current_) c.reset();
+    advertised_.clear();
   }
   by_token_.clear();
   draining_.clear();  // destroys the QPs (before the CQs)
@@ -142,9 +157,12 @@ void RdmaTransport::RunDataThread() {
       },
       [this] { OnTick(); }, kTick, &async_outstanding_,
       [this] {
-        // Work requests in flight: the loop does not block, and polls the
-        // send CQ on every iteration.
-        PollSendCq();
+        // Busy-poll mode with asynchronous work in flight: poll the send
+        // CQ here (unless a blocked caller is polling it).
+        if (send_cq_mu_.try_lock()) {
+          PollSendCq();
+          send_cq_mu_.unlock();
+        }
         ReapDrained();
       });
 }
@@ -161,14 +179,21 @@ void RdmaTransport::OnTick() {
   for (auto& [token, peer] : by_token_) {
     bool expired = false;
     peer->pending().ForEachPending([&](PendingOp* op) {
-      if (!op->sync && op->deadline <= now) expired = true;
+      if (!op->sync && op->kind == OpKind::kCall && op->deadline <= now) {
+        expired = true;
+      }
     });
     if (expired) peer->Close("an asynchronous request timed out");
   }
 }
 
 void RdmaTransport::NoteAsync(int delta) {
-  async_outstanding_.fetch_add(delta, std::memory_order_acq_rel);
+  int before = async_outstanding_.fetch_add(delta, std::memory_order_acq_rel);
+  // Busy-poll: the data thread sleeps in epoll when nothing is in flight;
+  // wake it when the first work request appears.
+  if (options_.busy_poll && delta > 0 && before == 0 && !OnDataThread()) {
+    loop_.Post([] {});
+  }
 }
 
 void RdmaTransport::OnCqEvents() {
@@ -193,7 +218,10 @@ void RdmaTransport::OnCqEvents() {
   }
   while (PollRecvCq() > 0) {
   }
-  while (PollSendCq() > 0) {
+  if (!options_.busy_poll) {
+    std::lock_guard<std::mutex> role(send_cq_mu_);
+    while (PollSendCq() > 0) {
+    }
   }
   ReapDrained();
 }
@@ -213,9 +241,54 @@ int RdmaTransport::PollSendCq() {
   int n = sys::PollCq(send_cq_.get(), 16, wc);
   for (int i = 0; i < n; ++i) {
     auto* tag = reinterpret_cast<WrTag*>(wc[i].wr_id);
-    tag->peer->OnSendDone(*tag, wc[i]);
+    if (tag->kind == WrTag::Kind::kSend) {
+      tag->peer->OnSendDone(*tag, wc[i]);
+    } else {
+      FinishRead(tag->op, tag->peer, wc[i]);
+    }
   }
   return n;
+}
+
+void RdmaTransport::FinishRead(PendingOp* op, RdmaPeer* peer,
+                               const ibv_wc& wc) {
+  const NodeId from = peer->id();  // `peer` may be gone after NoteWrDone
+  absl::Status status;
+  if (wc.status == IBV_WC_WR_FLUSH_ERR) {
+    status = absl::UnavailableError(absl::StrCat(
+        "connection to node ", peer->id(), " lost with the fetch in flight"));
+  } else if (wc.status != IBV_WC_SUCCESS) {
+    status =
+        absl::InternalError(absl::StrCat("RDMA READ from node ", peer->id(),
+                                         ": ", sys::WcStatusName(wc.status)));
+    peer->Close(status.message());
+  }
+  // NoteWrDone is the last touch of `peer` on every path: a draining peer
+  // is freed once its work requests are done and its table is empty.
+  if (op->sync) {
+    if (op->status.ok()) op->status = status;
+    PendingTable::Complete(op);  // the owner copies a bounce and releases
+    peer->NoteWrDone();
+    return;
+  }
+  NoteAsync(-1);
+  if (status.ok()) {
+    if (op->bounce >= 0) {
+      std::memcpy(op->dst, bounce_mem_.data() + op->bounce * kBounceBytes,
+                  op->length);
+    }
+    CountFetched(from, op->length);
+  }
+  if (op->bounce >= 0) ReleaseBounce(op->bounce);
+  FetchCallback done = std::move(op->fetch_done);
+  peer->pending().Release(op);
+  peer->NoteWrDone();
+  if (!done) return;
+  if (OnDataThread()) {
+    done(status);
+  } else {
+    loop_.Post([done = std::move(done), status]() mutable { done(status); });
+  }
 }
 
 void RdmaTransport::ReapDrained() {
@@ -255,10 +328,35 @@ void RdmaTransport::Adopt(ControlPlane::Authenticated a) {
     }
   }
   by_token_[token] = peer;
-  // rdma-up is the first SEND, queued until both QPs are ready.
-  FrameHeader up;
-  up.kind = FrameKind::kRdmaUp;
-  peer->SendFrame(up, {}, SendMode::kForce, absl::InfinitePast()).IgnoreError();
+  // The region table goes first, queued until both QPs are ready; under the
+  // exclusive region lock so each region is advertised exactly once.
+  std::unique_lock<std::shared_mutex> lock(regions_.mutex());
+  AdvertiseTo(*peer);
+  std::lock_guard<std::mutex> plock(peers_mu_);
+  advertised_.push_back(peer);
+}
+
+void RdmaTransport::AdvertiseTo(RdmaPeer& peer) {
+  std::vector<RegionEntry> entries = regions_.ExportedEntries();
+  // A table frame must fit one receive buffer; the rest follow as adds.
+  size_t first =
+      std::min(entries.size(), options_.max_message_bytes / kRegionEntrySize);
+  std::vector<uint8_t> table(first * kRegionEntrySize);
+  for (size_t i = 0; i < first; ++i) {
+    EncodeRegionEntry(entries[i], table.data() + i * kRegionEntrySize);
+  }
+  FrameHeader h;
+  h.kind = FrameKind::kRegionTable;
+  h.length = static_cast<uint32_t>(table.size());
+  peer.SendFrame(h, table, SendMode::kForce, absl::InfinitePast())
+      .IgnoreError();
+  for (size_t i = first; i < entries.size(); ++i) {
+    uint8_t e[kRegionEntrySize];
+    EncodeRegionEntry(entries[i], e);
+    h.kind = FrameKind::kRegionAdd;
+    h.length = kRegionEntrySize;
+    peer.SendFrame(h, e, SendMode::kForce, absl::InfinitePast()).IgnoreError();
+  }
 }
 
 void RdmaTransport::OnControlEvents(RdmaPeer* peer, uint32_t events) {
@@ -313,6 +411,10 @@ absl::Status RdmaTransport::OnControlFrame(RdmaPeer* peer, const Frame& f) {
       if (peer->remote_ready) peer->SetLinkUp();
       return absl::OkStatus();
     }
+    case FrameKind::kRdmaLaneRequest:
+      return OnLaneRequest(peer, f);
+    case FrameKind::kRdmaLaneAccept:
+      return OnLaneAccept(peer, f);
     case FrameKind::kRdmaReady:
       if (peer->remote_ready) {
         return absl::InvalidArgumentError("second rdma-ready");
@@ -326,7 +428,7 @@ absl::Status RdmaTransport::OnControlFrame(RdmaPeer* peer, const Frame& f) {
   }
 }
 
-void RdmaTransport::OnPeerUp(RdmaPeer* raw) {
+void RdmaTransport::OnPeerTable(RdmaPeer* raw) {
   auto it = by_token_.find(raw->token());
   if (it == by_token_.end()) return;
   std::shared_ptr<RdmaPeer> peer = it->second;
@@ -360,12 +462,17 @@ void RdmaTransport::PostTeardown(RdmaPeer* raw) {
         current_[peer->id()].reset();
         was_current = true;
       }
+      std::erase(advertised_, peer);
       peer_connected = current_[peer->id()] != nullptr;
     }
     for (auto& [t, other] : by_token_) {
       peer_connected |= other->id() == peer->id() && !other->dead();
     }
     draining_.push_back(peer);
+    {
+      std::lock_guard<std::mutex> lock(acks_mu_);
+      acks_cv_.notify_all();  // UnregisterRegion stops waiting for it
+    }
     if (was_current) {
       Bump(stats_.connections_lost);
       NotePeerState(peer->id(), PeerState::kDown);
@@ -394,18 +501,9 @@ absl::StatusOr<std::shared_ptr<FrameChannel>> RdmaTransport::Channel(
   return Peer(peer, op);
 }
 
-absl::StatusOr<std::unique_ptr<Transport>> CreateRdmaTransport(
-    const cluster::ClusterConfig& config, NodeId self,
-    TransportOptions options) {
-  SSIHV_RETURN_IF_ERROR(ValidateOptions(config, self, options));
-  SSIHV_ASSIGN_OR_RETURN(
-      OpenedDevice device,
-      OpenRdmaDevice(options.rdma_device, options.rdma_port));
-  SSIHV_ASSIGN_OR_RETURN(ChosenGid gid, ChooseGid(device, options.gid_index));
-  std::unique_ptr<RdmaTransport> t(new RdmaTransport(
-      config, self, std::move(options), std::move(device), std::move(gid)));
-  SSIHV_RETURN_IF_ERROR(t->CreateResources());
-  return std::unique_ptr<Transport>(std::move(t));
+std::vector<std::shared_ptr<FrameChannel>> RdmaTransport::Advertised() {
+  std::lock_guard<std::mutex> lock(peers_mu_);
+  return {advertised_.begin(), advertised_.end()};
 }
 
 }  // namespace ssihv::rdmax

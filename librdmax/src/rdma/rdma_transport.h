@@ -4,25 +4,33 @@
 //
 // Per peer (RdmaPeer): one RC QP, receive buffers posted up front (SEND/RECV
 // for messages, with credit-based flow control so a receiver never runs out
-// of posted buffers), registered send slots and the calls in flight. The
-// authenticated TCP control connection carries the QP parameters and stays
-// open: its end of file is the peer's death. The first SEND each side posts
-// is an empty rdma-up frame: the peer is up when it arrives.
+// of posted buffers), registered send slots, the peer's advertised regions
+// (base, length, rkey) and the operations in flight. The authenticated TCP
+// control connection carries the QP parameters and stays open: its end of
+// file is the peer's death. Region tables and updates travel as SENDs, in
+// FIFO order with the messages.
 //
-// Completions: one send CQ and one receive CQ, shared by all peers, both
-// event-driven on the data thread; while SENDs are in flight the data
-// thread also polls the send CQ on every loop iteration.
+// Completions: one send CQ (SENDs, READs) and one receive CQ, shared by all
+// peers. The receive CQ is event-driven on the data thread. The send CQ is
+// event-driven too by default; with busy_poll, a thread blocked in Fetch
+// polls it itself (whoever holds send_cq_mu_ processes every completion it
+// finds), and the data thread polls it only while asynchronous work is in
+// flight.
 //
 // Teardown of a peer: its QP goes to the error state, which flushes every
-// posted work request. The peer's memory is released once all its work
-// requests have completed.
+// posted work request; fetch operations complete only through their (flush)
+// completion, so no READ can write into a buffer after its Fetch returned.
+// The peer's memory is released once all its work requests have completed.
 #ifndef SSIHV_RDMAX_RDMA_RDMA_TRANSPORT_H_
 #define SSIHV_RDMAX_RDMA_RDMA_TRANSPORT_H_
 
 #include <atomic>
 #include <condition_variable>
+#include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <shared_mutex>
 #include <thread>
 #include <vector>
 
@@ -34,6 +42,8 @@
 #include "pending.h"
 #include "rdma/control_stream.h"
 #include "rdma/device.h"
+#include "rdma/rdma_lane.h"
+#include "regions.h"
 #include "ssihv/base/mapped_region.h"
 #include "sys/verbs.h"
 #include "tcp/byte_ring.h"
@@ -43,11 +53,13 @@ namespace ssihv::rdmax {
 class RdmaTransport;
 class RdmaPeer;
 
-/// What a work request's wr_id points at: a receive buffer (receive CQ) or
-/// a send slot (send CQ) of a peer.
+/// What a work request's wr_id points at.
 struct WrTag {
+  enum class Kind : uint8_t { kRecv, kSend, kRead };
+  Kind kind = Kind::kRecv;
   RdmaPeer* peer = nullptr;
-  uint32_t index = 0;
+  uint32_t index = 0;       // receive buffer or send slot
+  PendingOp* op = nullptr;  // kRead
 };
 
 class RdmaPeer final : public FrameChannel {
@@ -63,7 +75,6 @@ class RdmaPeer final : public FrameChannel {
   RdmaParamsPayload LocalParams() const;
 
   NodeId id() const { return id_; }
-  NodeId peer() const override { return id_; }
   uint64_t token() const { return token_; }
   ControlStream& control() { return control_; }
   PendingTable& pending() override { return pending_; }
@@ -78,7 +89,6 @@ class RdmaPeer final : public FrameChannel {
                          absl::Time deadline) override;
   /// Waits for the completion the data thread delivers (FrameChannel).
   void AwaitSync(PendingOp* op, absl::Time deadline) override;
-  bool TakeRequest(uint64_t id) override;
   /// Posts queued frames while credits and slots allow. Any thread.
   void DrainQueue();
 
@@ -87,7 +97,7 @@ class RdmaPeer final : public FrameChannel {
   void OnRecv(const WrTag& tag, const ibv_wc& wc);  // data thread
 
   /// Any thread: marks dead (once) and has the data thread tear down.
-  void Close(absl::string_view reason) override;
+  void Close(absl::string_view reason);
   /// Data thread: QP to error (flushes), fails calls, wakes senders.
   void Teardown();
   /// Work requests not yet completed (0: the peer's memory can go).
@@ -96,6 +106,10 @@ class RdmaPeer final : public FrameChannel {
            posted_recvs_ == 0;
   }
 
+  // Fetch support.
+  std::shared_mutex& regions_mu() { return regions_mu_; }
+  PeerRegions& regions() { return regions_; }
+  WrTag* ReadTag(PendingOp* op);
   void NoteWrPosted() { outstanding_.fetch_add(1, std::memory_order_relaxed); }
   void NoteWrDone() { outstanding_.fetch_sub(1, std::memory_order_acq_rel); }
 
@@ -105,6 +119,21 @@ class RdmaPeer final : public FrameChannel {
   /// Both QPs ready: SENDs may go out (queued frames drain then).
   void SetLinkUp();
 
+  // Fetch lanes (rdma_lane.h; rdma_lanes.cc).
+  RdmaLanes& lanes() { return lanes_; }
+  /// Fetches over a lane hold the peer: counted so Shutdown waits for them.
+  std::atomic<int>& lane_users() { return lane_users_; }
+  /// A lane READ of `region` starts (called under the shared regions_mu_
+  /// lock, with the region checked) / finished. A region's removal is
+  /// acknowledged only once its lane READs have finished.
+  void LaneReadStarted(uint32_t region);
+  void LaneReadDone(uint32_t region);
+  // Data thread: lanes asked of the peer until accepted, by number; the
+  // responders of the lanes the peer set up to this node.
+  absl::flat_hash_map<uint64_t, std::shared_ptr<RdmaLane>> lanes_asked;
+  uint64_t next_lane_number = 0;
+  std::vector<sys::Qp> served_lanes;
+
  private:
   friend class RdmaTransport;
   bool CanPostLocked() const {
@@ -113,7 +142,10 @@ class RdmaPeer final : public FrameChannel {
   /// Posts the frame already copied into send slot `slot` (send_mu_ held).
   bool PostSlotLocked(uint32_t slot, size_t length, bool credit_frame);
   void ReturnCreditsLocked();
+  bool TakeRequest(uint64_t id);
   void Dispatch(const FrameHeader& h, absl::Span<const uint8_t> payload);
+  /// The fenced acknowledgement of a withdrawn region.
+  void SendRemoveAck(uint32_t region);
   absl::Status Repost(uint32_t index);
 
   RdmaTransport* const t_;
@@ -135,6 +167,7 @@ class RdmaPeer final : public FrameChannel {
   sys::Qp qp_;
   std::vector<WrTag> recv_tags_;
   std::vector<WrTag> send_tags_;
+  std::vector<WrTag> read_tags_;
   uint32_t posted_recvs_ = 0;  // data thread
   std::atomic<int64_t> outstanding_{0};
 
@@ -151,7 +184,15 @@ class RdmaPeer final : public FrameChannel {
   absl::flat_hash_set<uint64_t> open_requests_;
   uint32_t credits_to_return_ = 0;
 
+  std::shared_mutex regions_mu_;
+  PeerRegions regions_;
   PendingTable pending_;
+
+  RdmaLanes lanes_;
+  std::atomic<int> lane_users_{0};
+  std::mutex lane_reads_mu_;
+  absl::flat_hash_map<uint32_t, uint32_t> lane_reads_;  // region -> READs
+  std::vector<uint32_t> acks_waiting_;  // regions removed mid-READ
 };
 
 class RdmaTransport final : public FramedTransport {
@@ -165,6 +206,14 @@ class RdmaTransport final : public FramedTransport {
   absl::Status Start() override;
   void Shutdown() override;
 
+  absl::Status RegisterRegion(RegionId id, void* base, size_t length,
+                              RegionAccess access) override;
+  absl::Status UnregisterRegion(RegionId id) override;
+  absl::Status Fetch(NodeId peer, RegionId region, uint64_t offset,
+                     absl::Span<uint8_t> dst) override;
+  absl::Status FetchAsync(NodeId peer, RegionId region, uint64_t offset,
+                          absl::Span<uint8_t> dst, FetchCallback done) override;
+
   // ---- for RdmaPeer ----
   const TransportOptions& options() const { return options_; }
   const FrameLimits& limits() const { return limits_; }
@@ -175,30 +224,71 @@ class RdmaTransport final : public FramedTransport {
   ibv_cq* recv_cq() const { return recv_cq_.get(); }
   EventLoop& loop() override { return loop_; }
   AtomicStats& atomic_stats() { return stats_; }
-  /// Data thread: `peer`'s rdma-up arrived; it is the node's peer now.
-  void OnPeerUp(RdmaPeer* peer);
+  LocalRegions& regions() { return regions_; }
+  void DeliverMessage(const Message& m) { Deliver(m); }
+  void OnPeerTable(RdmaPeer* peer);
   void PostTeardown(RdmaPeer* peer);
-  /// Work requests in flight (SENDs) go up or down by `delta`.
   void NoteAsync(int delta);
+  void OnRegionRemoveAck(NodeId peer, uint32_t region);
   bool on_data_thread() const { return OnDataThread(); }
-  /// Device resources (PD, completion channel, CQs); called by the factory,
-  /// so that a device that cannot provide them fails there.
+  /// Device resources (PD, completion channel, CQs, bounce buffers); called
+  /// by the factory so that memory can be registered before Start().
   absl::Status CreateResources();
 
  private:
+  // Bounce buffers for fetches into unregistered memory.
+  static constexpr int kBounceSlots = 16;
+  static constexpr size_t kBounceBytes = 64 * 1024;
+  struct Bounce {
+    uint8_t* data;
+    uint32_t lkey;
+    int index;
+  };
   void RunDataThread();
   void Adopt(ControlPlane::Authenticated a);
   absl::Status OnControlFrame(RdmaPeer* peer, const Frame& f);
   void OnControlEvents(RdmaPeer* peer, uint32_t events);
   void OnCqEvents();
+  /// Processes send-CQ completions (caller holds send_cq_mu_).
   int PollSendCq();
   int PollRecvCq();
   void ReapDrained();
+  void FinishRead(PendingOp* op, RdmaPeer* peer, const ibv_wc& wc);
   void OnTick();
   absl::StatusOr<std::shared_ptr<RdmaPeer>> Peer(NodeId id,
                                                  absl::string_view op);
   absl::StatusOr<std::shared_ptr<FrameChannel>> Channel(
       NodeId peer, absl::string_view op) override;
+  // ---- fetch lanes (rdma_lanes.cc) ----
+  std::optional<absl::Status> FetchOverLane(
+      const std::shared_ptr<RdmaPeer>& peer, RegionId region, uint64_t offset,
+      absl::Span<uint8_t> dst, absl::Time deadline);
+  /// Has the data thread set up one more lane to `peer`.
+  void RequestLane(const std::shared_ptr<RdmaPeer>& peer);
+  void SetUpLane(const std::shared_ptr<RdmaPeer>& peer);
+  /// Control frames: a peer asks for a lane / answers this node's request.
+  absl::Status OnLaneRequest(RdmaPeer* peer, const Frame& f);
+  absl::Status OnLaneAccept(RdmaPeer* peer, const Frame& f);
+
+  /// Where a READ into `dst` lands: `dst` itself when it lies in a
+  /// registered region, else a bounce buffer (waited for until
+  /// `wait_until`).
+  struct ReadTarget {
+    uint64_t addr = 0;
+    uint32_t lkey = 0;
+    int bounce = -1;
+  };
+  absl::StatusOr<ReadTarget> TargetFor(NodeId peer, absl::Span<uint8_t> dst,
+                                       absl::Time wait_until);
+  absl::StatusOr<PendingOp*> PostRead(RdmaPeer& peer, RegionId region,
+                                      uint64_t offset, absl::Span<uint8_t> dst,
+                                      FetchCallback* done, absl::Time deadline);
+  /// Busy-poll wait: polls the send CQ until `op` is done or `deadline`.
+  bool PollUntil(PendingOp* op, absl::Time deadline);
+  bool AcquireBounce(size_t length, absl::Time deadline, Bounce* out);
+  void ReleaseBounce(int index);
+  void AdvertiseTo(RdmaPeer& peer);  // regions_ exclusive lock held
+  std::vector<std::shared_ptr<FrameChannel>> Advertised() override;
   void UpdateControlArm(RdmaPeer* peer);
 
   // Acquisition order (RAII releases in reverse).
@@ -208,7 +298,15 @@ class RdmaTransport final : public FramedTransport {
   sys::CompChannel channel_;
   sys::Cq send_cq_;
   sys::Cq recv_cq_;
+  base::MappedRegion bounce_mem_;
+  sys::Mr bounce_mr_;
+  std::map<RegionId, sys::Mr> region_mrs_;  // guarded by regions_.mutex()
 
+  std::mutex bounce_mu_;
+  std::condition_variable bounce_cv_;
+  std::vector<int> free_bounce_;
+
+  std::mutex send_cq_mu_;  // the send-CQ poller role
   std::atomic<int> async_outstanding_{0};
   // Data thread: CQ events not yet acknowledged (acked in batches, and all
   // before the CQs are destroyed), and the shutdown drain.
@@ -219,10 +317,16 @@ class RdmaTransport final : public FramedTransport {
 
   std::mutex peers_mu_;
   std::vector<std::shared_ptr<RdmaPeer>> current_;  // per node id
+  std::vector<std::shared_ptr<RdmaPeer>> advertised_;
   // Data thread only: every live or draining peer by control token.
   absl::flat_hash_map<uint64_t, std::shared_ptr<RdmaPeer>> by_token_;
   std::vector<std::shared_ptr<RdmaPeer>> draining_;
   uint64_t next_token_ = 16;  // below: reserved tokens
+
+  // UnregisterRegion waits for every peer's acknowledgement.
+  std::mutex acks_mu_;
+  std::condition_variable acks_cv_;
+  std::map<std::pair<uint32_t, NodeId>, bool> acks_;
 
   std::unique_ptr<ControlPlane> control_;
   EventLoop loop_;

@@ -59,6 +59,25 @@ IoResult RecvMsgBlocking(int fd, struct iovec* iov, int iovcnt) {
   return Result(::recvmsg(fd, &m, 0));
 }
 
+IoResult RecvWaitAll(int fd, void* buf, size_t n) {
+  ssize_t r;
+  do {
+    r = ::recv(fd, buf, n, MSG_WAITALL);
+  } while (r < 0 && errno == EINTR);
+  return Result(r);
+}
+
+IoResult SendMsgBlocking(int fd, const struct iovec* iov, int iovcnt) {
+  struct msghdr m {};
+  m.msg_iov = const_cast<struct iovec*>(iov);
+  m.msg_iovlen = static_cast<size_t>(iovcnt);
+  ssize_t n;
+  do {
+    n = ::sendmsg(fd, &m, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  return Result(n);
+}
+
 absl::Status SetTcpNoDelay(int fd) {
   int one = 1;
   if (::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)) != 0) {
@@ -89,6 +108,14 @@ absl::Status SetReceiveTimeout(int fd, absl::Duration timeout) {
   struct timeval tv = absl::ToTimeval(timeout);
   if (::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0) {
     return LastErrnoStatus("setsockopt SO_RCVTIMEO");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status SetSendTimeout(int fd, absl::Duration timeout) {
+  struct timeval tv = absl::ToTimeval(timeout);
+  if (::setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) != 0) {
+    return LastErrnoStatus("setsockopt SO_SNDTIMEO");
   }
   return absl::OkStatus();
 }

@@ -33,6 +33,12 @@ IoResult SendMsgNoWait(int fd, const struct iovec* iov, int iovcnt);
 IoResult RecvMsgNoWait(int fd, struct iovec* iov, int iovcnt);
 /// recvmsg() blocking up to the socket's SO_RCVTIMEO.
 IoResult RecvMsgBlocking(int fd, struct iovec* iov, int iovcnt);
+/// recv(MSG_WAITALL): blocks until `n` bytes, end of file, an error or the
+/// socket's SO_RCVTIMEO (then fewer bytes, or EAGAIN). EINTR is retried.
+IoResult RecvWaitAll(int fd, void* buf, size_t n);
+/// sendmsg(MSG_NOSIGNAL) on a blocking socket, up to its SO_SNDTIMEO.
+/// EINTR is retried.
+IoResult SendMsgBlocking(int fd, const struct iovec* iov, int iovcnt);
 /// setsockopt(TCP_NODELAY).
 absl::Status SetTcpNoDelay(int fd);
 /// setsockopt(SO_KEEPALIVE, TCP_KEEPIDLE/INTVL/CNT, TCP_USER_TIMEOUT): a
@@ -40,6 +46,8 @@ absl::Status SetTcpNoDelay(int fd);
 absl::Status SetKeepAlive(int fd, absl::Duration timeout);
 /// setsockopt(SO_RCVTIMEO).
 absl::Status SetReceiveTimeout(int fd, absl::Duration timeout);
+/// setsockopt(SO_SNDTIMEO).
+absl::Status SetSendTimeout(int fd, absl::Duration timeout);
 /// fcntl(F_SETFL) clearing O_NONBLOCK: the data plane chooses per call.
 absl::Status SetBlocking(int fd);
 /// shutdown(SHUT_RDWR): wakes every thread blocked on the socket.

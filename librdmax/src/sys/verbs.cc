@@ -65,9 +65,11 @@ absl::StatusOr<Pd> AllocPd(ibv_context* ctx) {
   return Pd(pd);
 }
 
-absl::StatusOr<CompChannel> CreateCompChannel(ibv_context* ctx) {
+absl::StatusOr<CompChannel> CreateCompChannel(ibv_context* ctx,
+                                              bool nonblocking) {
   ibv_comp_channel* ch = ibv_create_comp_channel(ctx);
   if (ch == nullptr) return LastErrnoStatus("ibv_create_comp_channel");
+  if (!nonblocking) return CompChannel(ch);
   int flags = ::fcntl(ch->fd, F_GETFL);
   if (flags < 0 || ::fcntl(ch->fd, F_SETFL, flags | O_NONBLOCK) != 0) {
     absl::Status st = LastErrnoStatus("fcntl O_NONBLOCK comp channel");

@@ -4,7 +4,7 @@
 //
 // The data-path verbs (post_send, post_recv, poll_cq) are inline: in
 // rdma-core they are themselves inline calls through the provider's ops
-// table, and an extra out-of-line hop per work request buys nothing.
+// table, and an extra out-of-line hop per fetch buys nothing.
 #ifndef SSIHV_RDMAX_SYS_VERBS_H_
 #define SSIHV_RDMAX_SYS_VERBS_H_
 
@@ -63,14 +63,14 @@ absl::StatusOr<ibv_gid_entry> QueryGidEx(ibv_context* ctx, uint8_t port,
                                          uint32_t index);
 /// ibv_alloc_pd.
 absl::StatusOr<Pd> AllocPd(ibv_context* ctx);
-/// ibv_create_comp_channel, non-blocking (the data thread waits for it in
-/// epoll).
-absl::StatusOr<CompChannel> CreateCompChannel(ibv_context* ctx);
+/// ibv_create_comp_channel; `nonblocking` for a channel waited for in epoll
+/// (the data thread's), blocking for one a thread sleeps on (a fetch lane).
+absl::StatusOr<CompChannel> CreateCompChannel(ibv_context* ctx,
+                                              bool nonblocking = true);
 /// ibv_create_cq.
 absl::StatusOr<Cq> CreateCq(ibv_context* ctx, int entries,
                             ibv_comp_channel* channel);
-/// ibv_reg_mr (pins the pages: only the transport's own buffers are
-/// registered, never guest RAM; docs/PAGER.md, "Remote reads").
+/// ibv_reg_mr. Pins the pages (see transport.h, MEMORY REGIONS).
 absl::StatusOr<Mr> RegMr(ibv_pd* pd, void* addr, size_t length, int access);
 /// ibv_create_qp.
 absl::StatusOr<Qp> CreateQp(ibv_pd* pd, ibv_qp_init_attr* attr);
@@ -80,7 +80,8 @@ absl::Status ModifyQp(ibv_qp* qp, ibv_qp_attr* attr, int mask,
 /// ibv_req_notify_cq.
 absl::Status ReqNotifyCq(ibv_cq* cq);
 /// ibv_get_cq_event: the CQ with an event; nullptr when there is none now
-/// or on error.
+/// (non-blocking channel) or on error. On a blocking channel it sleeps
+/// until an armed CQ gets a completion.
 ibv_cq* GetCqEvent(ibv_comp_channel* channel);
 /// ibv_ack_cq_events.
 void AckCqEvents(ibv_cq* cq, unsigned int n);

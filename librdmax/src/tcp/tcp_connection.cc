@@ -22,8 +22,16 @@ constexpr uint32_t kReadEvents = EPOLLIN | EPOLLRDHUP;
 constexpr size_t kReadAhead = 64 * 1024;
 
 size_t ReaderCapacity(const FrameLimits& l) {
-  size_t largest = std::max<size_t>(l.max_message_bytes, 4 + kMaxErrorMessage);
+  size_t largest =
+      std::max<size_t>({l.max_message_bytes, kRegionEntrySize * kMaxRegions,
+                        4 + kMaxErrorMessage});
   return kFrameHeaderSize + largest + kReadAhead;
+}
+
+size_t IovBytes(const struct iovec* iov, int n) {
+  size_t total = 0;
+  for (int i = 0; i < n; ++i) total += iov[i].iov_len;
+  return total;
 }
 
 }  // namespace
@@ -37,15 +45,21 @@ TcpConnection::TcpConnection(TcpTransport* transport, NodeId peer,
       reply_cost_(kFrameHeaderSize +
                   std::max<size_t>(transport->options().max_message_bytes,
                                    4 + kMaxErrorMessage)),
-      // The ring may overshoot the bound by one reply (room is checked
-      // before a request is accepted, not after its reply).
-      ring_(transport->options().send_queue_bytes + reply_cost_),
+      fetch_reply_cost_(kFrameHeaderSize +
+                        transport->options().max_fetch_bytes),
+      // The ring may overshoot the bound by one forced fetch response and
+      // one reply (room is checked before each is accepted, not after).
+      ring_(transport->options().send_queue_bytes + reply_cost_ +
+            fetch_reply_cost_),
       capacity_(transport->options().send_queue_bytes),
       reader_(transport->limits(), ReaderCapacity(transport->limits()),
               WirePhase::kEstablished),
       armed_(kReadEvents),
       pending_(std::max<uint32_t>(1, transport->options().max_outstanding),
-               peer) {}
+               peer),
+      lanes_(transport->options().fetch_lanes,
+             transport->options().reconnect_min,
+             transport->options().reconnect_max, &transport->atomic_stats()) {}
 
 TcpConnection::~TcpConnection() = default;
 
@@ -219,11 +233,13 @@ void TcpConnection::OnEvents(uint32_t events) {
 
 bool TcpConnection::MayConsume(const FrameHeader& h) {
   if (reader_is_caller_) {
-    if (h.kind != FrameKind::kResponse) return false;
+    if (h.kind != FrameKind::kResponse && h.kind != FrameKind::kFetchResponse) {
+      return false;
+    }
     PendingOp* op = pending_.Find(h.id);
     return op != nullptr && op->sync;
   }
-  if (h.kind == FrameKind::kRequest) {
+  if (h.kind == FrameKind::kFetchRequest || h.kind == FrameKind::kRequest) {
     std::lock_guard<std::mutex> lock(send_mu_);
     if (RoomLocked() == 0) {
       paused_ = true;  // resumed by OnWritable or a Reply
@@ -232,6 +248,20 @@ bool TcpConnection::MayConsume(const FrameHeader& h) {
     paused_ = false;
   }
   return true;
+}
+
+absl::StatusOr<uint8_t*> TcpConnection::FetchTarget(uint64_t id,
+                                                    uint32_t length) {
+  PendingOp* op = pending_.Find(id);
+  if (op == nullptr || op->kind != OpKind::kFetch) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("fetch response for unknown id ", id));
+  }
+  if (op->length != length) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "fetch response of ", length, " bytes for a fetch of ", op->length));
+  }
+  return op->dst;
 }
 
 TcpConnection::Stop TcpConnection::DrainFrames(PendingOp* caller_op,
@@ -257,7 +287,9 @@ TcpConnection::Stop TcpConnection::DrainFrames(PendingOp* caller_op,
       case FrameReader::Result::kYield:
         return Stop::kYield;
       case FrameReader::Result::kError:
-        transport_->RejectFrame(*this, reader_.error().message());
+        Bump(transport_->atomic_stats().malformed_frames);
+        Close(absl::StrCat("malformed frame from node ", peer_, ": ",
+                           reader_.error().message()));
         return Stop::kError;
     }
   }
@@ -292,10 +324,10 @@ void TcpConnection::ServiceRead() {
       }
       return;
     }
-    struct iovec iov[1];
+    struct iovec iov[3];
     int n = reader_.PrepareRead(iov);
     if (n == 0) return;
-    const size_t room = iov[0].iov_len;
+    size_t room = IovBytes(iov, n);
     sys::IoResult r = sys::RecvMsgNoWait(fd_.get(), iov, n);
     if (r.bytes > 0) {
       reader_.Commit(static_cast<size_t>(r.bytes));
@@ -326,8 +358,12 @@ bool TcpConnection::ReadAsCaller(PendingOp* op, absl::Time deadline) {
     }
     if (s == Stop::kError) return false;
     if (s == Stop::kYield) return true;
-    struct iovec iov[1];
-    int n = reader_.PrepareRead(iov);
+    struct iovec iov[3];
+    int n = 0;
+    if (op->kind == OpKind::kFetch) {
+      n = reader_.PrepareSpeculativeRead(iov, op->id, op->dst, op->length);
+    }
+    if (n == 0) n = reader_.PrepareRead(iov);
     if (n == 0) return true;
     sys::IoResult r = sys::RecvMsgBlocking(fd_.get(), iov, n);
     if (r.bytes > 0) {
@@ -362,9 +398,9 @@ void TcpConnection::AwaitSync(PendingOp* op, absl::Time deadline) {
     if (!dead() && read_mu_.try_lock()) {
       reader_is_caller_ = true;
       // Keep the data thread from waking for our response. The epoll_ctl
-      // overlaps the request's flight; switching back on may be left to the
-      // data thread's timer (tcp_rearm_delay), so a stream of calls pays it
-      // once, not per call.
+      // overlaps the request's flight; switching back on is left to the
+      // data thread's timer (tcp_rearm_delay), so a stream of fetches pays
+      // it once, not per fetch.
       bool switched_off = false;
       {
         std::lock_guard<std::mutex> lock(arm_mu_);
@@ -386,7 +422,7 @@ void TcpConnection::AwaitSync(PendingOp* op, absl::Time deadline) {
       if (!ok) {
         // Closed: the teardown fails the op (status already set if this
         // was our timeout).
-        PendingTable::WaitDone(op, absl::InfiniteFuture());
+        PendingTable::WaitDone(op, absl::InfiniteFuture(), false);
         return;
       }
       if (op->state.load(std::memory_order_acquire) == PendingOp::kDone) {
@@ -396,12 +432,12 @@ void TcpConnection::AwaitSync(PendingOp* op, absl::Time deadline) {
     // Another thread holds the reader role (and completes us), or the
     // connection is closing (and the teardown does).
     if (PendingTable::WaitDone(
-            op, std::min(deadline, absl::Now() + absl::Seconds(1)))) {
+            op, std::min(deadline, absl::Now() + absl::Seconds(1)), false)) {
       return;
     }
     if (absl::Now() >= deadline) {
       Close(absl::StrCat("request to node ", peer_, " timed out"));
-      PendingTable::WaitDone(op, absl::InfiniteFuture());
+      PendingTable::WaitDone(op, absl::InfiniteFuture(), false);
       op->status = absl::DeadlineExceededError(
           absl::StrCat("no response from node ", peer_, " within ",
                        absl::FormatDuration(transport_->options().op_timeout)));
@@ -411,10 +447,168 @@ void TcpConnection::AwaitSync(PendingOp* op, absl::Time deadline) {
 }
 
 void TcpConnection::Dispatch(const Frame& f) {
-  // Every kind a TCP connection carries belongs to the message layer.
-  if (!transport_->ReceiveFrame(*this, f.header, f.payload)) {
-    transport_->RejectFrame(*this, f.header.kind,
-                            "not used on a TCP connection");
+  auto violation = [&](absl::string_view what) {
+    Bump(transport_->atomic_stats().malformed_frames);
+    Close(absl::StrCat("malformed frame from node ", peer_, ": ",
+                       FrameKindName(f.header.kind), ": ", what));
+  };
+  switch (f.header.kind) {
+    case FrameKind::kRegionTable:
+    case FrameKind::kRegionAdd:
+    case FrameKind::kRegionRemove:
+      return OnRegionFrame(f);
+    case FrameKind::kMessage:
+    case FrameKind::kRequest: {
+      if (!up()) return violation("before the region table");
+      if (f.header.kind == FrameKind::kRequest && !TakeRequest(f.header.id)) {
+        return violation("duplicate request id");
+      }
+      Message m;
+      m.from = peer_;
+      m.type = f.header.type;
+      m.request_id = f.header.kind == FrameKind::kRequest ? f.header.id : 0;
+      m.payload = f.payload;
+      transport_->DeliverMessage(m);
+      return;
+    }
+    case FrameKind::kResponse:
+      return OnResponse(f);
+    case FrameKind::kFetchRequest:
+      if (!up()) return violation("before the region table");
+      return ServeFetch(f);
+    case FrameKind::kFetchResponse:
+      return OnFetchResponse(f);
+    default:
+      return violation("not used on a TCP connection");
+  }
+}
+
+void TcpConnection::OnRegionFrame(const Frame& f) {
+  auto violation = [&](const absl::Status& st) {
+    Bump(transport_->atomic_stats().malformed_frames);
+    Close(
+        absl::StrCat("malformed frame from node ", peer_, ": ", st.message()));
+  };
+  if (f.header.kind == FrameKind::kRegionRemove) {
+    absl::StatusOr<uint32_t> id = DecodeRegionId(f.payload);
+    if (!id.ok()) return violation(id.status());
+    peer_regions_.Remove(*id);
+    return;
+  }
+  absl::StatusOr<std::vector<RegionEntry>> entries =
+      DecodeRegionEntries(f.payload);
+  if (!entries.ok()) return violation(entries.status());
+  if (f.header.kind == FrameKind::kRegionAdd) {
+    if (!up()) return violation(absl::InvalidArgumentError("add before table"));
+    peer_regions_.Add((*entries)[0]);
+    return;
+  }
+  if (up()) return violation(absl::InvalidArgumentError("second region table"));
+  peer_regions_.Reset(*entries);
+  up_.store(true, std::memory_order_release);
+  transport_->OnConnectionUp(shared_from_this());
+}
+
+PendingOp* TcpConnection::MatchResponse(const Frame& f, OpKind kind,
+                                        absl::string_view unknown,
+                                        absl::Status* carried) {
+  PendingOp* op = pending_.Find(f.header.id);
+  if (op == nullptr || op->kind != kind) {
+    Bump(transport_->atomic_stats().malformed_frames);
+    Close(absl::StrCat("malformed frame from node ", peer_, ": ", unknown, " ",
+                       f.header.id));
+    return nullptr;
+  }
+  if (f.header.flags & kFlagError) {
+    absl::Status st = DecodeError(f.payload, carried);
+    if (!st.ok()) {
+      Bump(transport_->atomic_stats().malformed_frames);
+      Close(absl::StrCat("malformed frame from node ", peer_, ": ",
+                         st.message()));
+      return nullptr;
+    }
+  }
+  return op;
+}
+
+void TcpConnection::OnResponse(const Frame& f) {
+  transport_->CountReplyBytes(peer_, f.payload.size(), /*sent=*/false);
+  absl::Status status;
+  PendingOp* op =
+      MatchResponse(f, OpKind::kCall, "response to unknown request", &status);
+  if (op == nullptr) return;
+  if (op->sync) {
+    if (status.ok()) {
+      op->response_length = f.payload.size();
+      if (f.payload.size() > op->response.size()) {
+        status = absl::OutOfRangeError(absl::StrCat(
+            "CallSync node=", peer_, ": response of ", f.payload.size(),
+            " bytes does not fit the buffer of ", op->response.size()));
+      } else if (!f.payload.empty()) {
+        std::memcpy(op->response.data(), f.payload.data(), f.payload.size());
+      }
+    }
+    op->status = status;
+    PendingTable::Complete(op);
+    return;
+  }
+  ResponseCallback done = std::move(op->call_done);
+  pending_.Release(op);
+  transport_->loop().ReleaseTick();
+  Message m{peer_, f.header.type, f.header.id,
+            status.ok() ? f.payload : absl::Span<const uint8_t>()};
+  if (done) done(status, m);
+}
+
+void TcpConnection::OnFetchResponse(const Frame& f) {
+  absl::Status status;
+  PendingOp* op =
+      MatchResponse(f, OpKind::kFetch, "fetch response to unknown id", &status);
+  if (op == nullptr) return;
+  if (!(f.header.flags & kFlagError)) {
+    transport_->CountFetched(peer(), op->length);
+  }
+  if (op->sync) {
+    op->status = status;
+    PendingTable::Complete(op);
+    return;
+  }
+  FetchCallback done = std::move(op->fetch_done);
+  pending_.Release(op);
+  transport_->loop().ReleaseTick();
+  if (done) done(status);
+}
+
+void TcpConnection::ServeFetch(const Frame& f) {
+  absl::StatusOr<FetchRequestPayload> req =
+      DecodeFetchRequest(f.payload, transport_->limits());
+  if (!req.ok()) {
+    Bump(transport_->atomic_stats().malformed_frames);
+    Close(absl::StrCat("malformed frame from node ", peer_, ": ",
+                       req.status().message()));
+    return;
+  }
+  FrameHeader h;
+  h.kind = FrameKind::kFetchResponse;
+  h.id = f.header.id;
+  // The region lock is held while the kernel copies the bytes (or the ring
+  // does), so UnregisterRegion cannot unmap them underneath.
+  LocalRegions::ReadLock lock(transport_->regions());
+  absl::StatusOr<const uint8_t*> p = transport_->regions().ResolveForServing(
+      transport_->self(), req->region, req->offset, req->length);
+  if (!p.ok()) {
+    Bump(transport_->atomic_stats().fetches_refused);
+    std::vector<uint8_t> err = EncodeError(p.status());
+    h.flags = kFlagError;
+    h.length = static_cast<uint32_t>(err.size());
+    struct iovec iov = {err.data(), err.size()};
+    SendFrame(h, &iov, 1, SendMode::kForce, absl::InfinitePast()).IgnoreError();
+    return;
+  }
+  h.length = req->length;
+  struct iovec iov = {const_cast<uint8_t*>(*p), req->length};
+  if (SendFrame(h, &iov, 1, SendMode::kForce, absl::InfinitePast()).ok()) {
+    transport_->CountServed(peer(), req->length);
   }
 }
 
@@ -423,6 +617,7 @@ void TcpConnection::Close(absl::string_view reason) {
   Log(LogLevel::kWarning, "rdmax node ", transport_->self(), ": ", reason,
       "; closing the connection to node ", peer_);
   sys::ShutdownBoth(fd_.get());
+  lanes_.CloseAll();
   {
     std::lock_guard<std::mutex> lock(send_mu_);
     send_cv_.notify_all();
@@ -436,7 +631,7 @@ void TcpConnection::Teardown() {
   sys::EpollRemove(transport_->loop().epoll_fd(), fd_.get());
   std::vector<absl::AnyInvocable<void()>> callbacks;
   {
-    // Holding the reader role: no reader is writing into a call's buffer.
+    // Holding the reader role: no reader is writing into a fetch buffer.
     std::lock_guard<std::mutex> role(read_mu_);
     callbacks = pending_.FailAll(absl::UnavailableError(absl::StrCat(
         "connection to node ", peer_, " lost with the operation in flight")));

@@ -9,16 +9,18 @@
 // data thread stops reading requests (whose answers it could not queue).
 //
 // RECEIVING: one thread at a time holds the reader role (read_mu_). Usually
-// the data thread, woken by epoll. A thread blocked in CallSync takes the
-// role itself if it is free, disarms EPOLLIN (so the data thread is not
-// woken for nothing) and reads its own response. It consumes only responses
-// to synchronous calls; at anything else it stops, and the data thread
-// takes over (callbacks never run on a caller's thread).
+// the data thread, woken by epoll. A thread blocked in a synchronous Fetch
+// or CallSync takes the role itself if it is free, disarms EPOLLIN (so the
+// data thread is not woken for nothing) and reads its own response, with a
+// single recvmsg into [header | its buffer] for a fetch. It consumes only
+// responses to synchronous operations; at anything else it stops, and the
+// data thread takes over (callbacks never run on a caller's thread).
 //
 // CLOSING: Close() (any thread) shuts the socket down, which wakes a
-// blocked reader; the data thread then fails every pending call while
+// blocked reader; the data thread then fails every pending operation while
 // holding the reader role, so no late response can write into a buffer
-// whose call already returned.
+// whose fetch already returned. Close() also closes the connection's fetch
+// lanes (fetch_lane.h): they belong to this incarnation of the peer.
 #ifndef SSIHV_RDMAX_TCP_TCP_CONNECTION_H_
 #define SSIHV_RDMAX_TCP_TCP_CONNECTION_H_
 
@@ -34,9 +36,11 @@
 #include "frame_reader.h"
 #include "framed_transport.h"
 #include "pending.h"
+#include "regions.h"
 #include "send_batch.h"
 #include "ssihv/base/unique_fd.h"
 #include "tcp/byte_ring.h"
+#include "tcp/fetch_lane.h"
 
 namespace ssihv::rdmax {
 
@@ -51,11 +55,14 @@ class TcpConnection : public FrameSink,
                 uint64_t token);
   ~TcpConnection() override;
 
-  NodeId peer() const override { return peer_; }
+  NodeId peer() const { return peer_; }
   uint64_t token() const { return token_; }
   int fd() const { return fd_.get(); }
   bool dead() const { return dead_.load(std::memory_order_acquire); }
+  bool up() const { return up_.load(std::memory_order_acquire); }
   PendingTable& pending() override { return pending_; }
+  PeerRegions& peer_regions() { return peer_regions_; }
+  FetchLanes& lanes() { return lanes_; }
 
   /// Sends [header | payload iovecs] (header.length must match).
   absl::Status SendFrame(const FrameHeader& header, const struct iovec* payload,
@@ -63,7 +70,8 @@ class TcpConnection : public FrameSink,
   absl::Status SendFrame(const FrameHeader& header,
                          absl::Span<const uint8_t> payload, SendMode mode,
                          absl::Time deadline) override;
-  bool TakeRequest(uint64_t id) override;
+  /// Registers a request id this node must answer (reserves its room).
+  bool TakeRequest(uint64_t id);
 
   /// Reads the socket itself when no other thread does (FrameChannel).
   void AwaitSync(PendingOp* op, absl::Time deadline) override;
@@ -84,10 +92,11 @@ class TcpConnection : public FrameSink,
   void FlushHeld() override;
 
   /// Any thread. Logs `reason` once.
-  void Close(absl::string_view reason) override;
+  void Close(absl::string_view reason);
 
   // FrameSink (role holder only).
   bool MayConsume(const FrameHeader& header) override;
+  absl::StatusOr<uint8_t*> FetchTarget(uint64_t id, uint32_t length) override;
 
  private:
   enum class Stop { kDone, kYield, kError };
@@ -97,6 +106,15 @@ class TcpConnection : public FrameSink,
   // The data thread's DrainFrames: answers to a burst leave together.
   Stop DrainBatched();
   void Dispatch(const Frame& frame);
+  void OnRegionFrame(const Frame& frame);
+  /// The pending op of `kind` a response frame answers, with the error it
+  /// carries in `carried`; nullptr after closing the connection when there
+  /// is none (`unknown` says which) or the error does not decode.
+  PendingOp* MatchResponse(const Frame& f, OpKind kind,
+                           absl::string_view unknown, absl::Status* carried);
+  void OnResponse(const Frame& frame);
+  void OnFetchResponse(const Frame& frame);
+  void ServeFetch(const Frame& frame);
   bool ReadAsCaller(PendingOp* op, absl::Time deadline);
   void OnWritable();
   void SetWantIn(bool want);
@@ -109,7 +127,9 @@ class TcpConnection : public FrameSink,
   base::UniqueFd fd_;
   const uint64_t token_;
   const size_t reply_cost_;
+  const size_t fetch_reply_cost_;
   std::atomic<bool> dead_{false};
+  std::atomic<bool> up_{false};
   bool torn_down_ = false;  // data thread
 
   // Send side.
@@ -137,6 +157,8 @@ class TcpConnection : public FrameSink,
   uint32_t armed_ = 0;
 
   PendingTable pending_;
+  PeerRegions peer_regions_;
+  FetchLanes lanes_;
 };
 
 }  // namespace ssihv::rdmax

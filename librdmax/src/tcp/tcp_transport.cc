@@ -49,7 +49,13 @@ absl::Status TcpTransport::Start() {
   control_ = std::make_unique<ControlPlane>(
       config_, self(), options_, WireBackend::kTcp,
       [this](ControlPlane::Authenticated a) {
-        loop_.Post([this, a] { Adopt(a); });
+        loop_.Post([this, a] {
+          if (a.lane) {
+            AdoptLane(a.peer, base::UniqueFd(a.fd));
+          } else {
+            Adopt(a);
+          }
+        });
       },
       [this](const absl::Status&) { Bump(stats_.auth_failures); });
   data_thread_ = std::thread([this] { RunDataThread(); });
@@ -78,12 +84,14 @@ void TcpTransport::Shutdown() {
   });
   loop_.Post([this] { loop_.Stop(); });
   data_thread_.join();
+  JoinServedLanes();
   {
     std::lock_guard<std::mutex> lock(restore_mu_);
     restore_.clear();
   }
   std::lock_guard<std::mutex> lock(conns_mu_);
   for (auto& c : current_) c.reset();
+  advertised_.clear();
   by_token_.clear();
 }
 
@@ -162,12 +170,26 @@ void TcpTransport::Adopt(ControlPlane::Authenticated a) {
     }
   }
   by_token_[token] = conn;
-  // The handshake authenticated the socket: the peer is up now. Its frames
-  // are read only from here on, so none reaches a handler before kUp.
-  OnConnectionUp(conn);
+  // The region table is the first frame: under the exclusive region lock,
+  // so a concurrent RegisterRegion advertises to this connection exactly
+  // once (either in the table or as an add after it).
+  std::unique_lock<std::shared_mutex> regions_lock(regions_.mutex());
+  std::vector<RegionEntry> entries = regions_.ExportedEntries();
+  std::vector<uint8_t> table(entries.size() * kRegionEntrySize);
+  for (size_t i = 0; i < entries.size(); ++i) {
+    EncodeRegionEntry(entries[i], table.data() + i * kRegionEntrySize);
+  }
+  FrameHeader h;
+  h.kind = FrameKind::kRegionTable;
+  h.length = static_cast<uint32_t>(table.size());
+  struct iovec iov = {table.data(), table.size()};
+  conn->SendFrame(h, &iov, 1, SendMode::kForce, absl::InfinitePast())
+      .IgnoreError();
+  std::lock_guard<std::mutex> lock(conns_mu_);
+  advertised_.push_back(conn);
 }
 
-void TcpTransport::OnConnectionUp(const std::shared_ptr<TcpConnection>& conn) {
+void TcpTransport::OnConnectionUp(std::shared_ptr<TcpConnection> conn) {
   std::shared_ptr<TcpConnection> old;
   {
     std::lock_guard<std::mutex> lock(conns_mu_);
@@ -175,6 +197,7 @@ void TcpTransport::OnConnectionUp(const std::shared_ptr<TcpConnection>& conn) {
   }
   if (old != nullptr && old != conn) {
     // The peer restarted: report the old incarnation gone first.
+    StopServedLanes(*old);
     Bump(stats_.connections_lost);
     NotePeerState(conn->peer(), PeerState::kDown);
   }
@@ -194,11 +217,13 @@ void TcpTransport::PostTeardown(std::shared_ptr<TcpConnection> conn) {
         current_[conn->peer()].reset();
         was_current = true;
       }
+      std::erase(advertised_, conn);
       peer_connected = current_[conn->peer()] != nullptr;
     }
     for (auto& [t, other] : by_token_) {
       peer_connected |= other->peer() == conn->peer() && !other->dead();
     }
+    StopServedLanes(*conn);
     if (was_current) {
       Bump(stats_.connections_lost);
       NotePeerState(conn->peer(), PeerState::kDown);
@@ -235,6 +260,127 @@ absl::StatusOr<std::shared_ptr<TcpConnection>> TcpTransport::Connection(
 absl::StatusOr<std::shared_ptr<FrameChannel>> TcpTransport::Channel(
     NodeId peer, absl::string_view op) {
   return Connection(peer, op);
+}
+
+std::vector<std::shared_ptr<FrameChannel>> TcpTransport::Advertised() {
+  std::lock_guard<std::mutex> lock(conns_mu_);
+  return {advertised_.begin(), advertised_.end()};
+}
+
+absl::Status TcpTransport::RegisterRegion(RegionId id, void* base,
+                                          size_t length, RegionAccess access) {
+  std::unique_lock<std::shared_mutex> lock(regions_.mutex());
+  SSIHV_RETURN_IF_ERROR(regions_.Validate(id, base, length));
+  if (regions_.ExportedEntries().size() >= kMaxRegions) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "RegisterRegion id=", id, ": at most ", kMaxRegions, " regions"));
+  }
+  LocalRegion r;
+  r.id = id;
+  r.base = static_cast<uint8_t*>(base);
+  r.length = length;
+  r.access = access;
+  regions_.Add(r);
+  if (access == RegionAccess::kRemoteRead) {
+    uint8_t entry[kRegionEntrySize];
+    EncodeRegionEntry(LocalRegions::EntryOf(r), entry);
+    Broadcast(FrameKind::kRegionAdd, entry);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status TcpTransport::UnregisterRegion(RegionId id) {
+  // The exclusive lock waits for fetches being served from the region.
+  std::unique_lock<std::shared_mutex> lock(regions_.mutex());
+  SSIHV_ASSIGN_OR_RETURN(LocalRegion r, regions_.Remove(id));
+  if (r.access == RegionAccess::kRemoteRead) {
+    uint8_t payload[8];
+    EncodeRegionId(id, payload);
+    Broadcast(FrameKind::kRegionRemove, payload);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<PendingOp*> TcpTransport::StartFetch(
+    TcpConnection& conn, RegionId region, uint64_t offset,
+    absl::Span<uint8_t> dst, bool sync, absl::Time deadline) {
+  PendingOp* op = conn.pending().Acquire(
+      OpKind::kFetch, sync, deadline, sync ? deadline : absl::InfinitePast());
+  if (op == nullptr) {
+    if (sync) {
+      return absl::DeadlineExceededError(absl::StrCat(
+          "Fetch node=", conn.peer(), ": no request slot in time"));
+    }
+    return absl::ResourceExhaustedError(
+        absl::StrCat("FetchAsync node=", conn.peer(), ": ",
+                     options_.max_outstanding, " requests already in flight"));
+  }
+  op->dst = dst.data();
+  op->length = static_cast<uint32_t>(dst.size());
+  op->region = region;
+  return op;
+}
+
+absl::Status TcpTransport::SendFetchRequest(TcpConnection& conn,
+                                            const PendingOp& op,
+                                            RegionId region, uint64_t offset,
+                                            SendMode mode,
+                                            absl::Time deadline) {
+  uint8_t payload[kFetchRequestSize];
+  EncodeFetchRequest({region, op.length, offset}, payload);
+  FrameHeader h;
+  h.kind = FrameKind::kFetchRequest;
+  h.id = op.id;
+  h.length = kFetchRequestSize;
+  return conn.SendFrame(h, payload, mode, deadline);
+}
+
+absl::Status TcpTransport::Fetch(NodeId peer, RegionId region, uint64_t offset,
+                                 absl::Span<uint8_t> dst) {
+  SSIHV_RETURN_IF_ERROR(CheckMayBlock("Fetch"));
+  SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(peer, "Fetch"));
+  SSIHV_RETURN_IF_ERROR(CheckFetch(*conn, region, offset, dst));
+  absl::Time deadline = absl::Now() + options_.op_timeout;
+  if (options_.fetch_lanes > 0) {
+    std::optional<absl::Status> over_lane =
+        FetchOverLane(conn, region, offset, dst, deadline);
+    if (over_lane.has_value()) return *over_lane;
+  }
+  SSIHV_ASSIGN_OR_RETURN(
+      PendingOp * op, StartFetch(*conn, region, offset, dst, true, deadline));
+  absl::Status st =
+      SendFetchRequest(*conn, *op, region, offset, SendMode::kWait, deadline);
+  uint32_t prev;
+  if (!st.ok() && PendingTable::Claim(op, &prev)) {
+    conn->pending().Release(op);
+    return st;
+  }
+  conn->AwaitSync(op, deadline);
+  absl::Status result = op->status;
+  conn->pending().Release(op);
+  return result;
+}
+
+absl::Status TcpTransport::FetchAsync(NodeId peer, RegionId region,
+                                      uint64_t offset, absl::Span<uint8_t> dst,
+                                      FetchCallback done) {
+  SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(peer, "FetchAsync"));
+  SSIHV_RETURN_IF_ERROR(CheckFetch(*conn, region, offset, dst));
+  SSIHV_ASSIGN_OR_RETURN(PendingOp * op,
+                         StartFetch(*conn, region, offset, dst, false,
+                                    absl::Now() + options_.op_timeout));
+  op->fetch_done = std::move(done);
+  loop_.HoldTick();
+  absl::Status st = SendFetchRequest(*conn, *op, region, offset,
+                                     SendMode::kNoWait, absl::InfinitePast());
+  if (!st.ok()) {
+    uint32_t prev;
+    if (!PendingTable::Claim(op, &prev)) return absl::OkStatus();
+    conn->pending().Release(op);
+    loop_.ReleaseTick();
+    return st;
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<Transport>> CreateTcpTransport(

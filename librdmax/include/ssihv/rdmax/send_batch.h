@@ -12,7 +12,7 @@
 //
 // Rules: per-peer order is kept; another thread's sends to the same peer may
 // push held messages out early (never reorder them). Do not wait for an
-// answer inside a batch (CallSync, a waiting Send): what the answer
+// answer inside a batch (Fetch, CallSync, a waiting Send): what the answer
 // needs may be held. Batches do not nest: an inner one is inert.
 #ifndef SSIHV_RDMAX_SEND_BATCH_H_
 #define SSIHV_RDMAX_SEND_BATCH_H_

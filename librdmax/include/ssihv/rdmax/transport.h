@@ -1,30 +1,57 @@
 // The node-to-node transport of a ssihv cluster: authenticated two-sided
-// messages (one-way and request/response) over RDMA (libibverbs RC), TCP,
-// or an in-process loopback used by protocol tests. docs/TRANSPORT.md has
-// the wire formats, the authentication handshake and the measured
-// latencies.
+// messages (one-way and request/response) and one-sided page fetches from a
+// peer's registered memory, over RDMA (libibverbs RC), TCP, or an in-process
+// loopback used by protocol tests. docs/TRANSPORT.md has the wire formats,
+// the authentication handshake and the measured latencies.
 //
 // THREADING AND CALLBACK CONTRACT
 //
 // * Every method is thread-safe, except SetMessageHandler/SetPeerHandler,
 //   which must be called before Start().
 // * Each transport runs one *data thread*. Message handlers, peer handlers,
-//   and the completions of Call run on it, one at a time. Messages from one
-//   peer reach the handler in the order the peer sent them (per-peer FIFO,
-//   across Send, Call and Reply). There is no order between different
-//   peers.
-// * Callbacks must not block: no CallSync or waiting Send from a callback
-//   (those return FailedPrecondition there). They may call Send (which then
-//   never waits), Reply and Call.
-// * The blocking calls (CallSync, Send with a deadline) block only the
-//   calling thread, and never run a callback on it: a fault thread that
-//   holds its own locks can call CallSync without re-entering its own
-//   handlers. On TCP the calling thread reads its own response instead of
-//   waiting for a hand-off from the data thread when it can.
+//   and the completions of FetchAsync and Call run on it, one at a time.
+//   Messages from one peer reach the handler in the order the peer sent them
+//   (per-peer FIFO, across Send, Call and Reply). There is no order between
+//   different peers, nor between messages and fetch completions.
+// * Callbacks must not block: no Fetch, CallSync or waiting Send from a
+//   callback (those return FailedPrecondition there). They may call Send
+//   (which then never waits), Reply, FetchAsync and Call.
+// * The blocking calls (Fetch, CallSync, Send with a deadline) block only the
+//   calling thread, and never run a callback on it: a fault thread that holds
+//   its own locks can call Fetch without re-entering its own handlers. On the
+//   fast path the calling thread reads its own completion instead of waiting
+//   for a hand-off from the data thread: a Fetch goes over a fetch lane
+//   (TransportOptions::fetch_lanes) whose response (TCP) or CQ (RDMA, event
+//   or busy-poll mode) only that thread reads.
 // * A Message (and its payload) is a view valid only during the callback.
 //
-// Pages travel as message payloads: there is no one-sided access to a
-// peer's memory (docs/PAGER.md, "Remote reads").
+// MEMORY REGIONS
+//
+// RegisterRegion may be called at any time, before or after Start(); peers
+// learn of new regions in FIFO order with the messages this node sends
+// afterwards, so "register, then send a message naming it" is race-free. The
+// transport does not assume the memory is anonymous: it may be a memfd or
+// file mapping, or a staging buffer. On RDMA, registration calls
+// ibv_reg_mr, which PINS the pages: registering userfaultfd-armed guest RAM
+// faults every page in during the call, and MADV_DONTNEED on pinned
+// anonymous memory makes the MR and the process mapping diverge (remote
+// READs then see stale pages). Register memfd-backed memory (the pin holds
+// the shared page, which stays the mapping's page) or a staging region, not
+// raw anonymous guest RAM (docs/TRANSPORT.md, "Pinning").
+// A region passed to RegisterRegion must stay mapped until UnregisterRegion
+// returns.
+//
+// FETCH
+//
+// Fetch copies `dst.size()` bytes at `offset` of a peer's exported region
+// into `dst`. On RDMA it is one RDMA READ straight into `dst` when `dst` lies
+// inside a region registered here (exported or RegionAccess::kLocalOnly);
+// otherwise it lands in a registered bounce buffer and is copied. On TCP
+// the response payload is received straight into `dst`. A fetch outside the
+// peer's region is refused (OutOfRange) before anything is sent, and
+// re-checked by the peer. If a fetch fails, `dst` holds unspecified bytes.
+// A fetch that times out resets the connection, so no late data can land in
+// `dst` after the call returned.
 #ifndef SSIHV_RDMAX_TRANSPORT_H_
 #define SSIHV_RDMAX_TRANSPORT_H_
 
@@ -45,6 +72,7 @@
 namespace ssihv::rdmax {
 
 using NodeId = uint32_t;
+using RegionId = uint32_t;
 /// Application message type; the full 16-bit space belongs to the user.
 using MessageType = uint16_t;
 
@@ -75,13 +103,22 @@ enum class PeerState { kUp, kDown };
 /// Called on the data thread for every one-way message and every request.
 using MessageHandler = std::function<void(const Message&)>;
 /// Called on the data thread when a peer's authenticated connection comes up
-/// or goes down (peer restart, network failure, Shutdown). All Calls in
-/// flight to a peer that goes down fail with Unavailable.
+/// or goes down (peer restart, network failure, Shutdown). All Calls and
+/// fetches in flight to a peer that goes down fail with Unavailable.
 using PeerHandler = std::function<void(NodeId, PeerState)>;
+/// Completion of FetchAsync, on the data thread.
+using FetchCallback = absl::AnyInvocable<void(absl::Status)>;
 /// Completion of Call, on the data thread. On error `response` is empty.
 /// A peer that answers with ReplyError yields that status.
 using ResponseCallback =
     absl::AnyInvocable<void(absl::Status, const Message& response)>;
+
+enum class RegionAccess {
+  /// Peers may fetch from it (and it may be a local fetch destination).
+  kRemoteRead,
+  /// Only a local destination for RDMA READs; never advertised to peers.
+  kLocalOnly,
+};
 
 struct TransportOptions {
   /// The cluster secret (raw bytes, at least 16). LoadClusterSecret reads it
@@ -89,32 +126,46 @@ struct TransportOptions {
   std::string secret;
   /// Largest message/request/response payload.
   uint32_t max_message_bytes = 16 * 1024;
+  /// Largest single fetch.
+  uint32_t max_fetch_bytes = 2 * 1024 * 1024;
   /// Bytes a peer's send queue may hold in user space, beyond what the
   /// kernel socket buffer (TCP) or the posted send slots (RDMA) hold. Sends
   /// beyond it wait or fail with ResourceExhausted.
   size_t send_queue_bytes = 4 * 1024 * 1024;
-  /// Calls in flight to one peer; more wait (CallSync) or fail with
-  /// ResourceExhausted (Call).
+  /// Calls plus fetches in flight to one peer; more wait (blocking calls) or
+  /// fail with ResourceExhausted (async calls).
   uint32_t max_outstanding = 128;
-  /// A Call or CallSync without an answer by then fails with
-  /// DeadlineExceeded and resets that peer's connection.
+  /// A Fetch or Call without an answer by then fails with DeadlineExceeded
+  /// and resets that peer's connection.
   absl::Duration op_timeout = absl::Seconds(10);
   absl::Duration handshake_timeout = absl::Seconds(5);
   /// Redial backoff after a failed connect or a lost connection: doubles
   /// from min to max, with jitter.
   absl::Duration reconnect_min = absl::Milliseconds(10);
   absl::Duration reconnect_max = absl::Seconds(1);
+  /// Fetch lanes per peer (docs/TRANSPORT.md, "Fetch lanes"). A thread
+  /// blocked in Fetch takes an idle lane of its own to the peer, which no
+  /// data thread watches: on TCP an extra connection, authenticated like
+  /// the main one, so the fetch is one sendmsg and one blocking recvmsg (the
+  /// peer serves it from a thread blocked in recv); on RDMA an extra QP with
+  /// its own completion queue and channel, so the thread sleeps on (or, with
+  /// busy_poll, polls) its own completion. Lanes are set up on demand, up to
+  /// this many per peer; a fetch that finds none idle uses the main
+  /// connection meanwhile (as FetchAsync always does). A node accepts at
+  /// most this many lanes per peer (each costs it a thread on TCP, a QP on
+  /// RDMA). 0: every fetch uses the main connection.
+  uint32_t fetch_lanes = 8;
 
   // ---- TCP ----
-  /// A thread blocked in CallSync reads its own response; meanwhile the
-  /// data thread stops watching that socket (one epoll_ctl, overlapped with
-  /// the request's flight) and is switched back on when the call returns
-  /// (another, on the caller's path). With a positive delay the switch-back
-  /// is left to a timer that long after the first call, so a stream of
-  /// calls pays no epoll_ctl at all (interrupt coalescing). The price: an
-  /// unsolicited message that arrives in that window while no call is
-  /// reading waits up to the delay. Measured on a 2-vCPU VM, a timer firing
-  /// inside a stream of blocking round trips costs more than it saves below
+  /// A thread blocked in Fetch/CallSync reads its own response; meanwhile
+  /// the data thread stops watching that socket (one epoll_ctl, overlapped
+  /// with the request's flight) and is switched back on when the call
+  /// returns (another, on the caller's path). With a positive delay the
+  /// switch-back is left to a timer that long after the first call, so a
+  /// stream of fetches pays no epoll_ctl at all (interrupt coalescing). The
+  /// price: an unsolicited message that arrives in that window while no
+  /// call is reading waits up to the delay. Measured on a 2-vCPU VM, a
+  /// timer firing inside a fetch stream costs more than it saves below
   /// ~200 us (docs/PERFORMANCE.md, "Transport"). Zero (the default): switch
   /// back after every call; messages are never delayed.
   absl::Duration tcp_rearm_delay = absl::ZeroDuration();
@@ -128,11 +179,20 @@ struct TransportOptions {
   int gid_index = -1;
   /// Receive buffers posted per peer (each max_message_bytes + 16).
   uint32_t rdma_recv_depth = 64;
+  /// Opt-in: blocking calls poll the completion queue from the calling
+  /// thread instead of sleeping on the completion channel. Burns a CPU while
+  /// a fetch is in flight; the lowest latency on RDMA.
+  bool busy_poll = false;
 };
 
 struct TransportStats {
   uint64_t messages_sent = 0;
   uint64_t messages_received = 0;
+  uint64_t fetches = 0;
+  uint64_t fetch_bytes = 0;
+  uint64_t fetches_served = 0;  // TCP/loopback: fetches answered for peers
+  uint64_t fetches_refused = 0;
+  uint64_t bounce_copies = 0;  // RDMA READs that needed a bounce buffer
   uint64_t send_queue_full = 0;
   uint64_t connections_established = 0;
   uint64_t connections_lost = 0;
@@ -140,12 +200,27 @@ struct TransportStats {
   uint64_t malformed_frames = 0;
   /// Largest user-space send queue seen (bytes), over all peers.
   uint64_t send_queue_high_water = 0;
+  /// Fetch lanes (TransportOptions::fetch_lanes): fetches that went over a
+  /// lane (included in `fetches`); lanes this node set up for its fetches
+  /// (TCP: dialed and authenticated), lanes it accepted from peers, lanes
+  /// it refused (beyond fetch_lanes, or from a peer whose main connection
+  /// is not up); and, as gauges, the lanes open now that this node fetches
+  /// over / serves for peers.
+  uint64_t lane_fetches = 0;
+  uint64_t lanes_dialed = 0;
+  uint64_t lanes_accepted = 0;
+  uint64_t lanes_refused = 0;
+  uint64_t lanes_open = 0;
+  uint64_t lanes_serving = 0;
 };
 
 /// One peer's share of the traffic (TransportStats is the node's total),
 /// for per-peer telemetry. Messages: Send and Call requests (not replies).
-/// Bytes: their payloads and the replies'. Errors: the connection to the
-/// peer lost, and messages to it that could not be sent.
+/// Bytes: their payloads and the replies', plus page bytes fetched from the
+/// peer (received)
+/// and, over TCP and loopback, served to it (sent; an RDMA READ of this
+/// node's memory never passes through its CPU and is not seen). Errors: the
+/// connection to the peer lost, and messages to it that could not be sent.
 struct PeerTransportStats {
   uint64_t messages_sent = 0;
   uint64_t messages_received = 0;
@@ -180,11 +255,21 @@ class Transport {
   virtual void Shutdown() = 0;
 
   virtual bool IsConnected(NodeId peer) const = 0;
-  /// Waits until `peer` is connected (authenticated; on RDMA, the peer's
-  /// first SEND arrived).
+  /// Waits until `peer` is connected (authenticated, regions exchanged).
   virtual absl::Status WaitForPeer(NodeId peer, absl::Time deadline) = 0;
   /// Waits until every other node of the cluster is connected.
   absl::Status WaitForAllPeers(absl::Time deadline);
+
+  /// Registers [base, base + length) under `id` (unique per node). Peers can
+  /// fetch from it once they have processed the advertisement, which reaches
+  /// them before any message this node sends after the call.
+  virtual absl::Status RegisterRegion(
+      RegionId id, void* base, size_t length,
+      RegionAccess access = RegionAccess::kRemoteRead) = 0;
+  /// Withdraws a region. When it returns, no peer reads it any more (on
+  /// RDMA: peers have acknowledged and their READs have drained, or their
+  /// connection was reset) and the memory may be unmapped.
+  virtual absl::Status UnregisterRegion(RegionId id) = 0;
 
   /// Sends a one-way message. When the peer's send queue is full, waits for
   /// room until `deadline`; InfinitePast() (the default) never waits and
@@ -209,6 +294,16 @@ class Transport {
   /// Answers a request with an error the caller receives as its status.
   virtual absl::Status ReplyError(const ReplyToken& to,
                                   const absl::Status& error) = 0;
+
+  /// Copies `dst.size()` bytes at `offset` of region `region` of `peer`
+  /// into `dst`, blocking the calling thread (see FETCH above).
+  virtual absl::Status Fetch(NodeId peer, RegionId region, uint64_t offset,
+                             absl::Span<uint8_t> dst) = 0;
+  /// The same without blocking; `done` runs on the data thread. `dst` must
+  /// stay valid until then.
+  virtual absl::Status FetchAsync(NodeId peer, RegionId region, uint64_t offset,
+                                  absl::Span<uint8_t> dst,
+                                  FetchCallback done) = 0;
 
   virtual TransportStats stats() const = 0;
   /// Indexed by node id (this node's own entry stays zero).

@@ -24,14 +24,14 @@
 namespace ssihv::rdmax {
 
 inline constexpr uint32_t kWireMagic = 0x56485353;  // "SSHV"
-// 3: the one-sided fetch surface is gone: kinds 5-8 (regions), 12-13
-// (fetches), 17-18 (RDMA fetch lanes) and hello backend 3 (TCP fetch lane)
-// are unknown now; kRdmaUp (19) is the first SEND on a QP. The other kinds
-// keep their numbers.
-inline constexpr uint16_t kWireVersion = 3;
+// 2: RDMA fetch lanes (kRdmaLaneRequest/kRdmaLaneAccept); TCP fetch lanes
+// (hello backend 3).
+inline constexpr uint16_t kWireVersion = 2;
 inline constexpr size_t kFrameHeaderSize = 16;
 inline constexpr size_t kNonceSize = 32;
 inline constexpr size_t kMacSize = 32;  // HMAC-SHA256
+inline constexpr size_t kRegionEntrySize = 24;
+inline constexpr size_t kMaxRegions = 1024;
 inline constexpr size_t kMaxErrorMessage = 1024;
 
 enum class FrameKind : uint8_t {
@@ -40,19 +40,28 @@ enum class FrameKind : uint8_t {
   kChallenge = 2,  // acceptor -> dialer: ChallengePayload
   kProof = 3,      // dialer -> acceptor: 32-byte MAC
   kWelcome = 4,    // acceptor -> dialer: empty; both sides authenticated
-  // Established connection. 5-8, 12, 13, 17 and 18 belonged to the removed
-  // fetch surface (wire version 2): unknown kinds, never reused.
-  kMessage = 9,      // user payload; `type` is the user's
-  kRequest = 10,     // user payload; `id` correlates the response
-  kResponse = 11,    // user payload, or ErrorPayload with kFlagError
-  kRdmaParams = 14,  // RdmaParamsPayload (control connection)
-  kRdmaReady = 15,   // empty: my QP is RTS (control connection)
-  kCredit = 16,      // RDMA: `id` = receive credits returned
-  kRdmaUp = 19,      // RDMA, empty: the first SEND; the peer is up on it
+  // Established connection.
+  kRegionTable = 5,      // n x RegionEntry: every exported region
+  kRegionAdd = 6,        // one RegionEntry
+  kRegionRemove = 7,     // u32 region id, u32 zero
+  kRegionRemoveAck = 8,  // u32 region id, u32 zero (RDMA)
+  kMessage = 9,          // user payload; `type` is the user's
+  kRequest = 10,         // user payload; `id` correlates the response
+  kResponse = 11,        // user payload, or ErrorPayload with kFlagError
+  kFetchRequest = 12,    // FetchRequestPayload; `id` correlates
+  kFetchResponse = 13,   // the bytes, or ErrorPayload with kFlagError
+  kRdmaParams = 14,      // RdmaParamsPayload (control connection)
+  kRdmaReady = 15,       // empty: my QP is RTS (control connection)
+  kCredit = 16,          // RDMA: `id` = receive credits returned
+  // RDMA fetch lanes (control connection; `id` = the fetcher's lane number).
+  kRdmaLaneRequest = 17,  // fetcher -> server: RdmaParamsPayload of its QP
+  kRdmaLaneAccept = 18,   // server -> fetcher: its QP's RdmaParamsPayload,
+                          // or ErrorPayload with kFlagError (refused)
 };
-inline constexpr uint8_t kMaxFrameKind = 19;
+inline constexpr uint8_t kMaxFrameKind = 18;
 
-/// Flag bit of kResponse: the payload is an ErrorPayload.
+/// Flag bit of kResponse / kFetchResponse / kRdmaLaneAccept: the payload is
+/// an ErrorPayload.
 inline constexpr uint8_t kFlagError = 0x01;
 
 struct FrameHeader {
@@ -60,7 +69,7 @@ struct FrameHeader {
   FrameKind kind = FrameKind::kMessage;
   uint8_t flags = 0;
   uint16_t type = 0;  // user MessageType (kMessage/kRequest/kResponse)
-  uint64_t id = 0;    // request id (kCredit: credits)
+  uint64_t id = 0;    // request/fetch id (kCredit: credits)
 };
 
 /// Which frames a connection accepts now.
@@ -72,11 +81,11 @@ enum class WirePhase {
 
 struct FrameLimits {
   uint32_t max_message_bytes = 16 * 1024;
+  uint32_t max_fetch_bytes = 2 * 1024 * 1024;
 };
 
 void EncodeFrameHeader(const FrameHeader& header, uint8_t* out);
-/// Parses and validates a header against the phase and limits: known kind
-/// (a number of no kind, or of a removed one, is malformed),
+/// Parses and validates a header against the phase and limits: known kind,
 /// allowed in this phase, flags and type only where defined, id present
 /// exactly where it must be, and a length that fits the kind.
 absl::StatusOr<FrameHeader> DecodeFrameHeader(absl::Span<const uint8_t> bytes,
@@ -86,7 +95,8 @@ absl::StatusOr<FrameHeader> DecodeFrameHeader(absl::Span<const uint8_t> bytes,
 struct HelloPayload {
   uint32_t magic = kWireMagic;
   uint16_t version = kWireVersion;
-  uint16_t backend = 0;    // 1 = tcp, 2 = rdma (both ends must agree)
+  uint16_t backend = 0;    // 1 = tcp, 2 = rdma (both ends must agree),
+                           // 3 = tcp fetch lane (to a tcp node)
   uint32_t node_id = 0;    // who the dialer claims to be
   uint32_t target_id = 0;  // whom the dialer believes it dialed
   std::array<uint8_t, kNonceSize> nonce{};
@@ -99,6 +109,20 @@ struct ChallengePayload {
   std::array<uint8_t, kMacSize> mac{};
 };
 inline constexpr size_t kChallengeSize = 4 + kNonceSize + kMacSize;
+
+struct RegionEntry {
+  uint32_t id = 0;
+  uint32_t rkey = 0;  // RDMA remote key; 0 on TCP
+  uint64_t base = 0;  // RDMA: remote virtual address; TCP: 0 (not shared)
+  uint64_t length = 0;
+};
+
+struct FetchRequestPayload {
+  uint32_t region = 0;
+  uint32_t length = 0;
+  uint64_t offset = 0;
+};
+inline constexpr size_t kFetchRequestSize = 16;
 
 struct ErrorPayload {
   uint32_t code = 0;  // absl::StatusCode
@@ -123,6 +147,18 @@ absl::StatusOr<HelloPayload> DecodeHello(absl::Span<const uint8_t> payload);
 std::vector<uint8_t> EncodeChallenge(const ChallengePayload& challenge);
 absl::StatusOr<ChallengePayload> DecodeChallenge(
     absl::Span<const uint8_t> payload);
+
+void EncodeRegionEntry(const RegionEntry& entry, uint8_t* out);
+/// kRegionTable / kRegionAdd payloads: whole entries, no duplicate ids, no
+/// base + length overflow.
+absl::StatusOr<std::vector<RegionEntry>> DecodeRegionEntries(
+    absl::Span<const uint8_t> payload);
+absl::StatusOr<uint32_t> DecodeRegionId(absl::Span<const uint8_t> payload);
+void EncodeRegionId(uint32_t id, uint8_t* out);
+
+void EncodeFetchRequest(const FetchRequestPayload& request, uint8_t* out);
+absl::StatusOr<FetchRequestPayload> DecodeFetchRequest(
+    absl::Span<const uint8_t> payload, const FrameLimits& limits);
 
 std::vector<uint8_t> EncodeError(const absl::Status& status);
 /// Decodes the status carried by an error payload into `*carried`. An OK or
