@@ -25,6 +25,15 @@ void EventLoop::Post(absl::AnyInvocable<void()> task) {
   if (was_empty) sys::EventFdSignal(wake_.get());
 }
 
+void EventLoop::HoldTick() {
+  // A loop that went to sleep with no holder has no timeout: without the
+  // wake-up, an operation that is never answered (and nothing else
+  // happening on this node) would never reach its deadline.
+  if (tick_holders_.fetch_add(1, std::memory_order_acq_rel) == 0) {
+    sys::EventFdSignal(wake_.get());
+  }
+}
+
 void EventLoop::Stop() {
   Post([this] { stop_ = true; });
 }
@@ -51,7 +60,7 @@ void EventLoop::Run(absl::FunctionRef<void(uint64_t, uint32_t)> on_event,
         spin != nullptr && spin->load(std::memory_order_acquire) > 0;
     if (spinning) {
       timeout_ms = 0;
-    } else if (tick_holders_.load(std::memory_order_relaxed) > 0) {
+    } else if (tick_holders_.load(std::memory_order_acquire) > 0) {
       timeout_ms = static_cast<int>(std::max<int64_t>(
           0, absl::ToInt64Milliseconds(next_tick - absl::Now())));
     }

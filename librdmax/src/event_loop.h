@@ -29,8 +29,9 @@ class EventLoop {
   /// Runs `task` on the loop thread, in posting order. Thread-safe.
   void Post(absl::AnyInvocable<void()> task);
   /// While positive, the loop ticks every `tick`; each holder of a
-  /// deadline (an async operation in flight) raises it.
-  void HoldTick() { tick_holders_.fetch_add(1, std::memory_order_relaxed); }
+  /// deadline (an async operation in flight) raises it. The first holder
+  /// wakes a loop asleep without a timeout. Thread-safe.
+  void HoldTick();
   void ReleaseTick() { tick_holders_.fetch_sub(1, std::memory_order_relaxed); }
 
   /// Runs until Stop(): `on_event(token, events)` for each ready fd,

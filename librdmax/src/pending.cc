@@ -3,6 +3,7 @@
 #include <cassert>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "sys/posix.h"
 
 namespace ssihv::rdmax {
@@ -50,6 +51,23 @@ void PendingTable::Release(PendingOp* op) {
   op->state.store(PendingOp::kFree, std::memory_order_release);
   free_.push_back(index);
   freed_.notify_one();
+}
+
+bool PendingTable::ExpireAsync(absl::Time now, bool calls_only) {
+  bool expired = false;
+  std::lock_guard<std::mutex> lock(mu_);
+  for (auto& op : slots_) {
+    uint32_t s = op.state.load(std::memory_order_acquire);
+    if ((s != PendingOp::kPending && s != PendingOp::kSleeping) || op.sync ||
+        (calls_only && op.kind != OpKind::kCall) || op.deadline > now) {
+      continue;
+    }
+    op.status = absl::DeadlineExceededError(
+        absl::StrCat(op.kind == OpKind::kCall ? "Call" : "FetchAsync",
+                     " to node ", peer_, ": no answer within op_timeout"));
+    expired = true;
+  }
+  return expired;
 }
 
 std::vector<absl::AnyInvocable<void()>> PendingTable::FailAll(

@@ -78,6 +78,12 @@ class PendingTable {
   /// their callbacks returned, to be run by the caller (data thread).
   std::vector<absl::AnyInvocable<void()>> FailAll(const absl::Status& status,
                                                   bool calls_only = false);
+  /// Marks every asynchronous operation (only calls when `calls_only`)
+  /// whose deadline has passed by `now` with DeadlineExceeded, which
+  /// FailAll then reports for it instead of the connection's loss, and says
+  /// whether there was one: the caller resets the connection. Data thread
+  /// only (asynchronous completions happen there).
+  bool ExpireAsync(absl::Time now, bool calls_only);
   /// The slot index of `op` (0..capacity-1).
   uint32_t IndexOf(const PendingOp* op) const {
     return static_cast<uint32_t>(op - slots_.data());
@@ -99,17 +105,6 @@ class PendingTable {
   /// Waits until `op` is done or `deadline`; `spin` first polls for a while
   /// (busy-poll mode). True when done.
   static bool WaitDone(PendingOp* op, absl::Time deadline, bool spin);
-
-  /// Calls `fn(op)` for each slot currently pending (under the table
-  /// lock: no slot is released meanwhile).
-  template <typename Fn>
-  void ForEachPending(Fn&& fn) {
-    std::lock_guard<std::mutex> lock(mu_);
-    for (auto& op : slots_) {
-      uint32_t s = op.state.load(std::memory_order_acquire);
-      if (s == PendingOp::kPending || s == PendingOp::kSleeping) fn(&op);
-    }
-  }
 
   uint32_t capacity() const { return static_cast<uint32_t>(slots_.size()); }
   uint32_t in_use() const;

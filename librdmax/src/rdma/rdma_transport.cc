@@ -177,13 +177,10 @@ void RdmaTransport::OnTick() {
     return;
   }
   for (auto& [token, peer] : by_token_) {
-    bool expired = false;
-    peer->pending().ForEachPending([&](PendingOp* op) {
-      if (!op->sync && op->kind == OpKind::kCall && op->deadline <= now) {
-        expired = true;
-      }
-    });
-    if (expired) peer->Close("an asynchronous request timed out");
+    // READs are not timed out here: the QP reports a lost peer.
+    if (peer->pending().ExpireAsync(now, /*calls_only=*/true)) {
+      peer->Close("an asynchronous request timed out");
+    }
   }
 }
 

@@ -643,11 +643,7 @@ void TcpConnection::Teardown() {
 }
 
 void TcpConnection::CheckTimeouts(absl::Time now) {
-  bool expired = false;
-  pending_.ForEachPending([&](PendingOp* op) {
-    if (!op->sync && op->deadline <= now) expired = true;
-  });
-  if (expired) {
+  if (pending_.ExpireAsync(now, /*calls_only=*/false)) {
     Close(
         absl::StrCat("an asynchronous request to node ", peer_, " timed out"));
   }
