@@ -177,6 +177,14 @@ std::string Vmm::NodeStatsText() const {
       "service p50 %.1f us, p99 %.1f us",
       p.total_faults(), p.total_faults() - remote, remote, p.all.p50_us,
       p.all.p99_us);
+  const std::vector<pager::DsmPageTraffic> hot = node_->dsm().HottestPages(5);
+  if (!hot.empty()) {
+    absl::StrAppend(&out, "\nssihv-vmm: hottest pages homed here:");
+    for (const pager::DsmPageTraffic& h : hot) {
+      absl::StrAppendFormat(&out, " 0x%x (reads %d, writes %d)", h.gpa, h.reads,
+                            h.writes);
+    }
+  }
   const std::vector<PeerLinkStats> links = node_->LinkStats();
   const std::vector<rdmax::PeerTransportStats> traffic = node_->TrafficStats();
   const std::vector<pager::DsmRequestsServed> served =

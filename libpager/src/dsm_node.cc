@@ -40,6 +40,10 @@ std::vector<DsmRequestsServed> DsmNode::RequestsServed() const {
   return engine_->RequestsServed();
 }
 
+std::vector<DsmPageTraffic> DsmNode::HottestPages(size_t n) const {
+  return engine_->HottestPages(n);
+}
+
 std::array<uint64_t, 4> DsmNode::PagesByState() const {
   return engine_->PagesByState();
 }

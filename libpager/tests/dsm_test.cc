@@ -170,6 +170,20 @@ TEST_CASE("Writes move ownership; the old copies are invalidated") {
     CHECK(home[n].writes >= 1);
   }
   CHECK(home[1].reads + home[1].writes == 0);  // its own: no message
+  // The page that moved is the hottest one its home knows of; the other
+  // nodes' directories saw no transaction at all.
+  const std::vector<DsmPageTraffic> hot = c.nodes[1]->HottestPages(3);
+  REQUIRE(!hot.empty());
+  CHECK(hot.front().gpa == gpa);
+  CHECK(hot.front().reads >= 2);
+  CHECK(hot.front().writes >= 2);
+  CHECK(hot.front().invalidations >= 2);
+  for (size_t i = 1; i < hot.size(); ++i) {
+    CHECK(hot[i].reads + hot[i].writes <=
+          hot[i - 1].reads + hot[i - 1].writes);
+  }
+  CHECK(c.nodes[0]->HottestPages(3).empty());
+  CHECK(c.nodes[1]->HottestPages(0).empty());
   for (uint32_t other : {0u, 2u}) {
     for (const DsmRequestsServed& s : c.nodes[other]->RequestsServed()) {
       CHECK(s.reads + s.writes == 0);

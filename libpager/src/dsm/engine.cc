@@ -637,6 +637,9 @@ void DsmEngine::FailWaiters(dir::PageId page, const absl::Status& st,
 
 // ---- stats ----------------------------------------------------------------
 
+// The pages homed here with the most transactions, in the statistics.
+constexpr size_t kStatsHottestPages = 10;
+
 nlohmann::json DsmEngine::StatsJson() const {
   const rdmax::TransportStats t = transport_->stats();
   nlohmann::json transport = {
@@ -654,8 +657,17 @@ nlohmann::json DsmEngine::StatsJson() const {
                       {"reads", served_[2 * n].load()},
                       {"writes", served_[2 * n + 1].load()}});
   }
+  nlohmann::json hottest = nlohmann::json::array();
+  for (const DsmPageTraffic& p : HottestPages(kStatsHottestPages)) {
+    hottest.push_back({{"gpa", absl::StrCat("0x", absl::Hex(p.gpa))},
+                       {"reads", p.reads},
+                       {"writes", p.writes},
+                       {"invalidations", p.invalidations},
+                       {"transfers", p.transfers}});
+  }
   nlohmann::json dsm = {{"node", self_},
                         {"requests_served", std::move(served)},
+                        {"hottest_pages", std::move(hottest)},
                         {"frames_received", frames_received_.load()},
                         {"zaps", zaps_.load()},
                         {"zero_page_sends", zero_page_sends_.load()},

@@ -60,6 +60,7 @@ class DsmEngine {
   absl::StatusOr<DsmPageView> InspectPage(uint64_t gpa) const;
   std::array<uint64_t, 4> PagesByState() const;
   std::vector<DsmRequestsServed> RequestsServed() const;
+  std::vector<DsmPageTraffic> HottestPages(size_t n) const;
 
   // PageSource entry points (fault threads).
   void HandleFault(const Fault& fault, Resolver& resolver);

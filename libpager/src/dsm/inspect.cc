@@ -1,6 +1,7 @@
 // DsmEngine's read-only views for the control API (/pages, /metrics): the
 // protocol state is read under the same page locks the fault and data
 // threads take, so a view is never torn; the locks are held only to copy.
+#include <algorithm>
 #include <bit>
 
 #include "absl/strings/str_cat.h"
@@ -68,6 +69,36 @@ std::vector<DsmRequestsServed> DsmEngine::RequestsServed() const {
     out[n].writes = served_[2 * n + 1].load(std::memory_order_relaxed);
   }
   return out;
+}
+
+std::vector<DsmPageTraffic> DsmEngine::HottestPages(size_t n) const {
+  auto hotter = [](const DsmPageTraffic& a, const DsmPageTraffic& b) {
+    return a.reads + a.writes > b.reads + b.writes;
+  };
+  // A min-heap of the n hottest so far (its front the coolest of them).
+  std::vector<DsmPageTraffic> top;
+  if (n == 0) return top;
+  const dir::PageId pages = space_->num_pages();
+  for (uint64_t stripe = 0; stripe < dsm::PageLocks::kStripes; ++stripe) {
+    if (stripe >= pages) break;
+    dsm::PageGuard guard(*locks_, stripe);
+    for (dir::PageId p = stripe; p < pages; p += dsm::PageLocks::kStripes) {
+      const dir::PageStats* s = node_->home_agent().PageStatsOf(p);
+      if (s == nullptr || s->reads + s->writes == 0) continue;
+      DsmPageTraffic t{GpaOf(p), s->reads, s->writes, s->invalidations,
+                       s->transfers};
+      if (top.size() < n) {
+        top.push_back(t);
+        std::push_heap(top.begin(), top.end(), hotter);
+      } else if (hotter(t, top.front())) {
+        std::pop_heap(top.begin(), top.end(), hotter);
+        top.back() = t;
+        std::push_heap(top.begin(), top.end(), hotter);
+      }
+    }
+  }
+  std::sort_heap(top.begin(), top.end(), hotter);
+  return top;
 }
 
 std::array<uint64_t, 4> DsmEngine::PagesByState() const {

@@ -67,6 +67,15 @@ struct DsmRequestsServed {
   uint64_t writes = 0;
 };
 
+/// A page's traffic as its home counted it, since the node started.
+struct DsmPageTraffic {
+  uint64_t gpa = 0;
+  uint32_t reads = 0;          ///< read transactions (a copy sent Shared)
+  uint32_t writes = 0;         ///< write transactions (misses, upgrades)
+  uint32_t invalidations = 0;  ///< copies invalidated
+  uint32_t transfers = 0;      ///< ownership moved between nodes
+};
+
 struct DsmOptions {
   /// Pager fault threads (see PagerOptions::fault_threads).
   int fault_threads = 1;
@@ -170,6 +179,12 @@ class DsmNode {
   /// node's own entry stays zero: its faults reach its home agent without
   /// a message). Lock-free counters, any thread.
   std::vector<DsmRequestsServed> RequestsServed() const;
+  /// The `n` pages whose directory is here with the most transactions
+  /// (reads + writes), most first; pages without any are left out. The
+  /// pages that move between nodes the most, for a guest that runs slow
+  /// (a spinlock or a counter that two nodes write). Takes each page lock
+  /// stripe in turn, like PagesByState.
+  std::vector<DsmPageTraffic> HottestPages(size_t n) const;
   /// {"pager": ..., "protocol": ..., "transport": ..., "dsm": ...}.
   nlohmann::json StatsJson() const;
 
