@@ -1,5 +1,6 @@
 #include "framed_transport.h"
 
+#include <cstring>
 #include <utility>
 #include <vector>
 
@@ -151,6 +152,102 @@ absl::Status FramedTransport::ReplyError(const ReplyToken& to,
   h.id = to.request_id;
   h.length = static_cast<uint32_t>(payload.size());
   return channel->SendFrame(h, payload, SendMode::kReply, absl::InfinitePast());
+}
+
+bool FramedTransport::ReceiveFrame(FrameChannel& channel,
+                                   const FrameHeader& header,
+                                   absl::Span<const uint8_t> payload) {
+  switch (header.kind) {
+    case FrameKind::kMessage:
+    case FrameKind::kRequest:
+      ReceiveMessage(channel, header, payload);
+      return true;
+    case FrameKind::kResponse:
+      ReceiveResponse(channel, header, payload);
+      return true;
+    default:
+      return false;
+  }
+}
+
+void FramedTransport::RejectFrame(FrameChannel& channel,
+                                  absl::string_view what) {
+  Bump(stats_.malformed_frames);
+  channel.Close(
+      absl::StrCat("malformed frame from node ", channel.peer(), ": ", what));
+}
+
+void FramedTransport::RejectFrame(FrameChannel& channel, FrameKind kind,
+                                  absl::string_view what) {
+  RejectFrame(channel, absl::StrCat(FrameKindName(kind), ": ", what));
+}
+
+void FramedTransport::ReceiveMessage(FrameChannel& channel,
+                                     const FrameHeader& header,
+                                     absl::Span<const uint8_t> payload) {
+  if (!channel.up()) {
+    return RejectFrame(channel, header.kind, "before the region table");
+  }
+  const bool request = header.kind == FrameKind::kRequest;
+  if (request && !channel.TakeRequest(header.id)) {
+    return RejectFrame(channel, header.kind, "duplicate request id");
+  }
+  Deliver(
+      Message{channel.peer(), header.type, request ? header.id : 0, payload});
+}
+
+void FramedTransport::ReceiveResponse(FrameChannel& channel,
+                                      const FrameHeader& header,
+                                      absl::Span<const uint8_t> payload) {
+  const NodeId peer = channel.peer();
+  CountReplyBytes(peer, payload.size(), /*sent=*/false);
+  // A fetch's id answered by a message response is as unknown as any other.
+  PendingOp* op = channel.pending().Find(header.id);
+  if (op == nullptr || op->kind != OpKind::kCall) {
+    return RejectFrame(channel, header.kind,
+                       absl::StrCat("unknown request ", header.id));
+  }
+  absl::Status status;
+  if (header.flags & kFlagError) {
+    absl::Status st = DecodeError(payload, &status);
+    if (!st.ok()) return RejectFrame(channel, header.kind, st.message());
+  }
+  if (op->sync) {
+    if (status.ok()) {
+      op->response_length = payload.size();
+      if (payload.size() > op->response.size()) {
+        status = absl::OutOfRangeError(absl::StrCat(
+            "CallSync node=", peer, ": response of ", payload.size(),
+            " bytes does not fit the buffer of ", op->response.size()));
+      } else if (!payload.empty()) {
+        std::memcpy(op->response.data(), payload.data(), payload.size());
+      }
+    }
+    op->status = status;
+    PendingTable::Complete(op);
+    return;
+  }
+  ResponseCallback done = std::move(op->call_done);
+  channel.pending().Release(op);
+  loop().ReleaseTick();
+  Message m{peer, header.type, header.id,
+            status.ok() ? payload : absl::Span<const uint8_t>()};
+  if (done) done(status, m);
+}
+
+void TimeOutSync(FrameChannel& channel, PendingOp* op,
+                 absl::Duration op_timeout) {
+  channel.Close(absl::StrCat("request to node ", channel.peer(), " timed out"));
+  PendingTable::WaitDone(op, absl::InfiniteFuture(), false);
+  op->status = absl::DeadlineExceededError(
+      absl::StrCat("no response from node ", channel.peer(), " within ",
+                   absl::FormatDuration(op_timeout)));
+}
+
+void AwaitCompletion(FrameChannel& channel, PendingOp* op, absl::Time deadline,
+                     absl::Duration op_timeout) {
+  if (PendingTable::WaitDone(op, deadline, false)) return;
+  TimeOutSync(channel, op, op_timeout);
 }
 
 }  // namespace ssihv::rdmax

@@ -1,8 +1,12 @@
-// The message half of the network backends. TCP and RDMA frame a message,
-// a request and a response the same way and correlate calls through the
-// peer's PendingTable; they differ only in how a frame leaves and how a
-// blocked caller gets its response, which is what a FrameChannel (a TCP
-// connection, an RDMA peer) provides.
+// The message half of the network backends, both directions. TCP and RDMA
+// frame a message, a request and a response the same way and correlate
+// calls through the peer's PendingTable. Sending is FramedTransport's
+// Send/Call/CallSync/Reply; receiving those frames is
+// FramedTransport::ReceiveFrame. A FrameChannel (a TCP connection, an RDMA
+// peer) provides only what differs: how a frame leaves, how a blocked
+// caller gets its response, how a received request's reply room is
+// reserved, and how the connection closes. Fetch frames, region adverts,
+// credits and lanes stay with each backend.
 #ifndef SSIHV_RDMAX_FRAMED_TRANSPORT_H_
 #define SSIHV_RDMAX_FRAMED_TRANSPORT_H_
 
@@ -35,6 +39,16 @@ class FrameChannel {
   /// timeout the connection is closed and DeadlineExceeded is the op's
   /// status.
   virtual void AwaitSync(PendingOp* op, absl::Time deadline) = 0;
+  /// The node at the other end.
+  virtual NodeId peer() const = 0;
+  /// The peer's region table arrived: messages and requests may flow.
+  virtual bool up() const = 0;
+  /// Registers a received request id this node must answer (reserving room
+  /// for the reply). False when the id is already open.
+  virtual bool TakeRequest(uint64_t id) = 0;
+  /// Closes the connection, logging `reason` (any thread, idempotent); its
+  /// teardown fails what is in flight.
+  virtual void Close(absl::string_view reason) = 0;
 
  protected:
   ~FrameChannel() = default;
@@ -60,6 +74,26 @@ class FramedTransport : public TransportBase {
   /// are outstanding).
   virtual EventLoop& loop() = 0;
 
+  // ---- The receive side, for the channels ----
+  /// Handles one received message, request or response from `channel`: a
+  /// message or request goes to the message handler (before the region
+  /// table, or with a duplicate request id, it is a violation); a response
+  /// completes its pending call (copied into a CallSync buffer, or passed
+  /// to a Call's callback). Runs on the thread holding the channel's
+  /// receive role: the data thread, or on TCP a blocked caller, which is
+  /// given only responses to synchronous operations (so handlers and
+  /// callbacks run on the data thread only). Returns false, doing nothing,
+  /// for any other kind: the backend's own, or a violation it reports with
+  /// RejectFrame.
+  bool ReceiveFrame(FrameChannel& channel, const FrameHeader& header,
+                    absl::Span<const uint8_t> payload);
+  /// A protocol violation by `channel`'s peer: counts a malformed frame and
+  /// closes the channel with a reason naming the peer, `what` and (in the
+  /// second form) the frame's kind.
+  void RejectFrame(FrameChannel& channel, absl::string_view what);
+  void RejectFrame(FrameChannel& channel, FrameKind kind,
+                   absl::string_view what);
+
  protected:
   using TransportBase::TransportBase;
 
@@ -82,7 +116,21 @@ class FramedTransport : public TransportBase {
   /// InvalidArgument naming `op` when a payload exceeds max_message_bytes.
   absl::Status CheckMessageSize(absl::string_view op, NodeId to,
                                 size_t bytes) const;
+  void ReceiveMessage(FrameChannel& channel, const FrameHeader& header,
+                      absl::Span<const uint8_t> payload);
+  void ReceiveResponse(FrameChannel& channel, const FrameHeader& header,
+                       absl::Span<const uint8_t> payload);
 };
+
+/// What a synchronous operation that outlived `op_timeout` gets: closes
+/// `channel`, waits for its teardown to settle `op`, and makes
+/// DeadlineExceeded the op's status.
+void TimeOutSync(FrameChannel& channel, PendingOp* op,
+                 absl::Duration op_timeout);
+/// AwaitSync for a channel whose responses are completed by its data thread
+/// (RDMA): waits for `op`, or times it out at `deadline`.
+void AwaitCompletion(FrameChannel& channel, PendingOp* op, absl::Time deadline,
+                     absl::Duration op_timeout);
 
 }  // namespace ssihv::rdmax
 

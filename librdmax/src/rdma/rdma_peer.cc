@@ -277,18 +277,16 @@ void RdmaPeer::OnRecv(const WrTag& tag, const ibv_wc& wc) {
   }
   if (dead()) return;
   const uint8_t* p = recv_mem_.data() + tag.index * slot_bytes_;
-  auto violation = [&](absl::string_view what) {
-    Bump(t_->atomic_stats().malformed_frames);
-    Close(absl::StrCat("malformed frame from node ", id_, ": ", what));
-  };
   absl::StatusOr<FrameHeader> h = DecodeFrameHeader(
       absl::MakeConstSpan(p, std::min<size_t>(wc.byte_len, kFrameHeaderSize)),
       WirePhase::kEstablished, t_->limits());
-  if (!h.ok()) return violation(h.status().message());
+  if (!h.ok()) return t_->RejectFrame(*this, h.status().message());
   if (kFrameHeaderSize + h->length != wc.byte_len) {
-    return violation("length does not match the SEND");
+    return t_->RejectFrame(*this, "length does not match the SEND");
   }
-  Dispatch(*h, absl::MakeConstSpan(p + kFrameHeaderSize, h->length));
+  absl::Span<const uint8_t> payload =
+      absl::MakeConstSpan(p + kFrameHeaderSize, h->length);
+  if (!t_->ReceiveFrame(*this, *h, payload)) Dispatch(*h, payload);
   if (dead()) return;
   if (absl::Status st = Repost(tag.index); !st.ok()) {
     Close(st.message());
@@ -304,9 +302,7 @@ void RdmaPeer::OnRecv(const WrTag& tag, const ibv_wc& wc) {
 void RdmaPeer::Dispatch(const FrameHeader& h,
                         absl::Span<const uint8_t> payload) {
   auto violation = [&](absl::string_view what) {
-    Bump(t_->atomic_stats().malformed_frames);
-    Close(absl::StrCat("malformed frame from node ", id_, ": ",
-                       FrameKindName(h.kind), ": ", what));
+    t_->RejectFrame(*this, h.kind, what);
   };
   switch (h.kind) {
     case FrameKind::kRegionTable:
@@ -365,49 +361,6 @@ void RdmaPeer::Dispatch(const FrameHeader& h,
       DrainQueue();
       return;
     }
-    case FrameKind::kMessage:
-    case FrameKind::kRequest: {
-      if (!up()) return violation("before the region table");
-      if (h.kind == FrameKind::kRequest && !TakeRequest(h.id)) {
-        return violation("duplicate request id");
-      }
-      Message m{id_, h.type, h.kind == FrameKind::kRequest ? h.id : 0, payload};
-      t_->DeliverMessage(m);
-      return;
-    }
-    case FrameKind::kResponse: {
-      t_->CountReplyBytes(id_, payload.size(), /*sent=*/false);
-      PendingOp* op = pending_.Find(h.id);
-      if (op == nullptr || op->kind != OpKind::kCall) {
-        return violation("response to an unknown request");
-      }
-      absl::Status status;
-      if (h.flags & kFlagError) {
-        if (!DecodeError(payload, &status).ok()) return violation("error");
-      }
-      if (op->sync) {
-        if (status.ok()) {
-          op->response_length = payload.size();
-          if (payload.size() > op->response.size()) {
-            status = absl::OutOfRangeError(absl::StrCat(
-                "CallSync node=", id_, ": response of ", payload.size(),
-                " bytes does not fit the buffer of ", op->response.size()));
-          } else if (!payload.empty()) {
-            std::memcpy(op->response.data(), payload.data(), payload.size());
-          }
-        }
-        op->status = status;
-        PendingTable::Complete(op);
-        return;
-      }
-      ResponseCallback done = std::move(op->call_done);
-      pending_.Release(op);
-      t_->loop().ReleaseTick();
-      Message m{id_, h.type, h.id,
-                status.ok() ? payload : absl::Span<const uint8_t>()};
-      if (done) done(status, m);
-      return;
-    }
     default:
       return violation("not used over RDMA SEND");
   }
@@ -439,12 +392,7 @@ void RdmaPeer::LaneReadDone(uint32_t region) {
 }
 
 void RdmaPeer::AwaitSync(PendingOp* op, absl::Time deadline) {
-  if (PendingTable::WaitDone(op, deadline, false)) return;
-  Close(absl::StrCat("request to node ", id_, " timed out"));
-  PendingTable::WaitDone(op, absl::InfiniteFuture(), false);
-  op->status = absl::DeadlineExceededError(
-      absl::StrCat("no response from node ", id_, " within ",
-                   absl::FormatDuration(t_->options().op_timeout)));
+  AwaitCompletion(*this, op, deadline, t_->options().op_timeout);
 }
 
 void RdmaPeer::Close(absl::string_view reason) {

@@ -75,11 +75,12 @@ class RdmaPeer final : public FrameChannel {
   RdmaParamsPayload LocalParams() const;
 
   NodeId id() const { return id_; }
+  NodeId peer() const override { return id_; }
   uint64_t token() const { return token_; }
   ControlStream& control() { return control_; }
   PendingTable& pending() override { return pending_; }
   bool dead() const { return dead_.load(std::memory_order_acquire); }
-  bool up() const { return up_.load(std::memory_order_acquire); }
+  bool up() const override { return up_.load(std::memory_order_acquire); }
   ibv_qp* qp() const { return qp_.get(); }
 
   /// Sends a frame as one SEND (or queues it, in order, until credits and a
@@ -97,7 +98,9 @@ class RdmaPeer final : public FrameChannel {
   void OnRecv(const WrTag& tag, const ibv_wc& wc);  // data thread
 
   /// Any thread: marks dead (once) and has the data thread tear down.
-  void Close(absl::string_view reason);
+  void Close(absl::string_view reason) override;
+  /// Registers a received request id (reserves room for its reply).
+  bool TakeRequest(uint64_t id) override;
   /// Data thread: QP to error (flushes), fails calls, wakes senders.
   void Teardown();
   /// Work requests not yet completed (0: the peer's memory can go).
@@ -142,7 +145,8 @@ class RdmaPeer final : public FrameChannel {
   /// Posts the frame already copied into send slot `slot` (send_mu_ held).
   bool PostSlotLocked(uint32_t slot, size_t length, bool credit_frame);
   void ReturnCreditsLocked();
-  bool TakeRequest(uint64_t id);
+  /// The backend's own SEND frames (region adverts, credits): called for
+  /// what FramedTransport::ReceiveFrame did not take.
   void Dispatch(const FrameHeader& h, absl::Span<const uint8_t> payload);
   /// The fenced acknowledgement of a withdrawn region.
   void SendRemoveAck(uint32_t region);
@@ -225,7 +229,6 @@ class RdmaTransport final : public FramedTransport {
   EventLoop& loop() override { return loop_; }
   AtomicStats& atomic_stats() { return stats_; }
   LocalRegions& regions() { return regions_; }
-  void DeliverMessage(const Message& m) { Deliver(m); }
   void OnPeerTable(RdmaPeer* peer);
   void PostTeardown(RdmaPeer* peer);
   void NoteAsync(int delta);

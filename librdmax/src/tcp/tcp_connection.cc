@@ -287,9 +287,7 @@ TcpConnection::Stop TcpConnection::DrainFrames(PendingOp* caller_op,
       case FrameReader::Result::kYield:
         return Stop::kYield;
       case FrameReader::Result::kError:
-        Bump(transport_->atomic_stats().malformed_frames);
-        Close(absl::StrCat("malformed frame from node ", peer_, ": ",
-                           reader_.error().message()));
+        transport_->RejectFrame(*this, reader_.error().message());
         return Stop::kError;
     }
   }
@@ -436,58 +434,36 @@ void TcpConnection::AwaitSync(PendingOp* op, absl::Time deadline) {
       return;
     }
     if (absl::Now() >= deadline) {
-      Close(absl::StrCat("request to node ", peer_, " timed out"));
-      PendingTable::WaitDone(op, absl::InfiniteFuture(), false);
-      op->status = absl::DeadlineExceededError(
-          absl::StrCat("no response from node ", peer_, " within ",
-                       absl::FormatDuration(transport_->options().op_timeout)));
+      TimeOutSync(*this, op, transport_->options().op_timeout);
       return;
     }
   }
 }
 
 void TcpConnection::Dispatch(const Frame& f) {
-  auto violation = [&](absl::string_view what) {
-    Bump(transport_->atomic_stats().malformed_frames);
-    Close(absl::StrCat("malformed frame from node ", peer_, ": ",
-                       FrameKindName(f.header.kind), ": ", what));
-  };
+  if (transport_->ReceiveFrame(*this, f.header, f.payload)) return;
   switch (f.header.kind) {
     case FrameKind::kRegionTable:
     case FrameKind::kRegionAdd:
     case FrameKind::kRegionRemove:
       return OnRegionFrame(f);
-    case FrameKind::kMessage:
-    case FrameKind::kRequest: {
-      if (!up()) return violation("before the region table");
-      if (f.header.kind == FrameKind::kRequest && !TakeRequest(f.header.id)) {
-        return violation("duplicate request id");
-      }
-      Message m;
-      m.from = peer_;
-      m.type = f.header.type;
-      m.request_id = f.header.kind == FrameKind::kRequest ? f.header.id : 0;
-      m.payload = f.payload;
-      transport_->DeliverMessage(m);
-      return;
-    }
-    case FrameKind::kResponse:
-      return OnResponse(f);
     case FrameKind::kFetchRequest:
-      if (!up()) return violation("before the region table");
+      if (!up()) {
+        return transport_->RejectFrame(*this, f.header.kind,
+                                       "before the region table");
+      }
       return ServeFetch(f);
     case FrameKind::kFetchResponse:
       return OnFetchResponse(f);
     default:
-      return violation("not used on a TCP connection");
+      return transport_->RejectFrame(*this, f.header.kind,
+                                     "not used on a TCP connection");
   }
 }
 
 void TcpConnection::OnRegionFrame(const Frame& f) {
   auto violation = [&](const absl::Status& st) {
-    Bump(transport_->atomic_stats().malformed_frames);
-    Close(
-        absl::StrCat("malformed frame from node ", peer_, ": ", st.message()));
+    transport_->RejectFrame(*this, st.message());
   };
   if (f.header.kind == FrameKind::kRegionRemove) {
     absl::StatusOr<uint32_t> id = DecodeRegionId(f.payload);
@@ -509,63 +485,17 @@ void TcpConnection::OnRegionFrame(const Frame& f) {
   transport_->OnConnectionUp(shared_from_this());
 }
 
-PendingOp* TcpConnection::MatchResponse(const Frame& f, OpKind kind,
-                                        absl::string_view unknown,
-                                        absl::Status* carried) {
-  PendingOp* op = pending_.Find(f.header.id);
-  if (op == nullptr || op->kind != kind) {
-    Bump(transport_->atomic_stats().malformed_frames);
-    Close(absl::StrCat("malformed frame from node ", peer_, ": ", unknown, " ",
-                       f.header.id));
-    return nullptr;
-  }
-  if (f.header.flags & kFlagError) {
-    absl::Status st = DecodeError(f.payload, carried);
-    if (!st.ok()) {
-      Bump(transport_->atomic_stats().malformed_frames);
-      Close(absl::StrCat("malformed frame from node ", peer_, ": ",
-                         st.message()));
-      return nullptr;
-    }
-  }
-  return op;
-}
-
-void TcpConnection::OnResponse(const Frame& f) {
-  transport_->CountReplyBytes(peer_, f.payload.size(), /*sent=*/false);
-  absl::Status status;
-  PendingOp* op =
-      MatchResponse(f, OpKind::kCall, "response to unknown request", &status);
-  if (op == nullptr) return;
-  if (op->sync) {
-    if (status.ok()) {
-      op->response_length = f.payload.size();
-      if (f.payload.size() > op->response.size()) {
-        status = absl::OutOfRangeError(absl::StrCat(
-            "CallSync node=", peer_, ": response of ", f.payload.size(),
-            " bytes does not fit the buffer of ", op->response.size()));
-      } else if (!f.payload.empty()) {
-        std::memcpy(op->response.data(), f.payload.data(), f.payload.size());
-      }
-    }
-    op->status = status;
-    PendingTable::Complete(op);
-    return;
-  }
-  ResponseCallback done = std::move(op->call_done);
-  pending_.Release(op);
-  transport_->loop().ReleaseTick();
-  Message m{peer_, f.header.type, f.header.id,
-            status.ok() ? f.payload : absl::Span<const uint8_t>()};
-  if (done) done(status, m);
-}
-
 void TcpConnection::OnFetchResponse(const Frame& f) {
+  PendingOp* op = pending_.Find(f.header.id);
+  if (op == nullptr || op->kind != OpKind::kFetch) {
+    return transport_->RejectFrame(
+        *this, absl::StrCat("fetch response to unknown id ", f.header.id));
+  }
   absl::Status status;
-  PendingOp* op =
-      MatchResponse(f, OpKind::kFetch, "fetch response to unknown id", &status);
-  if (op == nullptr) return;
-  if (!(f.header.flags & kFlagError)) {
+  if (f.header.flags & kFlagError) {
+    absl::Status st = DecodeError(f.payload, &status);
+    if (!st.ok()) return transport_->RejectFrame(*this, st.message());
+  } else {
     transport_->CountFetched(peer(), op->length);
   }
   if (op->sync) {
@@ -582,12 +512,7 @@ void TcpConnection::OnFetchResponse(const Frame& f) {
 void TcpConnection::ServeFetch(const Frame& f) {
   absl::StatusOr<FetchRequestPayload> req =
       DecodeFetchRequest(f.payload, transport_->limits());
-  if (!req.ok()) {
-    Bump(transport_->atomic_stats().malformed_frames);
-    Close(absl::StrCat("malformed frame from node ", peer_, ": ",
-                       req.status().message()));
-    return;
-  }
+  if (!req.ok()) return transport_->RejectFrame(*this, req.status().message());
   FrameHeader h;
   h.kind = FrameKind::kFetchResponse;
   h.id = f.header.id;

@@ -55,11 +55,11 @@ class TcpConnection : public FrameSink,
                 uint64_t token);
   ~TcpConnection() override;
 
-  NodeId peer() const { return peer_; }
+  NodeId peer() const override { return peer_; }
   uint64_t token() const { return token_; }
   int fd() const { return fd_.get(); }
   bool dead() const { return dead_.load(std::memory_order_acquire); }
-  bool up() const { return up_.load(std::memory_order_acquire); }
+  bool up() const override { return up_.load(std::memory_order_acquire); }
   PendingTable& pending() override { return pending_; }
   PeerRegions& peer_regions() { return peer_regions_; }
   FetchLanes& lanes() { return lanes_; }
@@ -70,8 +70,7 @@ class TcpConnection : public FrameSink,
   absl::Status SendFrame(const FrameHeader& header,
                          absl::Span<const uint8_t> payload, SendMode mode,
                          absl::Time deadline) override;
-  /// Registers a request id this node must answer (reserves its room).
-  bool TakeRequest(uint64_t id);
+  bool TakeRequest(uint64_t id) override;
 
   /// Reads the socket itself when no other thread does (FrameChannel).
   void AwaitSync(PendingOp* op, absl::Time deadline) override;
@@ -92,7 +91,7 @@ class TcpConnection : public FrameSink,
   void FlushHeld() override;
 
   /// Any thread. Logs `reason` once.
-  void Close(absl::string_view reason);
+  void Close(absl::string_view reason) override;
 
   // FrameSink (role holder only).
   bool MayConsume(const FrameHeader& header) override;
@@ -107,12 +106,6 @@ class TcpConnection : public FrameSink,
   Stop DrainBatched();
   void Dispatch(const Frame& frame);
   void OnRegionFrame(const Frame& frame);
-  /// The pending op of `kind` a response frame answers, with the error it
-  /// carries in `carried`; nullptr after closing the connection when there
-  /// is none (`unknown` says which) or the error does not decode.
-  PendingOp* MatchResponse(const Frame& f, OpKind kind,
-                           absl::string_view unknown, absl::Status* carried);
-  void OnResponse(const Frame& frame);
   void OnFetchResponse(const Frame& frame);
   void ServeFetch(const Frame& frame);
   bool ReadAsCaller(PendingOp* op, absl::Time deadline);

@@ -46,7 +46,6 @@ class TcpTransport final : public FramedTransport {
   const FrameLimits& limits() const { return limits_; }
   LocalRegions& regions() { return regions_; }
   AtomicStats& atomic_stats() { return stats_; }
-  void DeliverMessage(const Message& m) { Deliver(m); }
   void OnConnectionUp(std::shared_ptr<TcpConnection> conn);
   void PostTeardown(std::shared_ptr<TcpConnection> conn);
   void PostService(std::shared_ptr<TcpConnection> conn);
