@@ -244,8 +244,13 @@ TEST_CASE(
   const auto trace = Trace(ev, 0);
   INFO(::Catch::Detail::stringify(trace));
   // mark 1, TMCCT, int 0x40, TMCCT = 0, mark 2, mark 3 (no second 0x40),
-  // mark 4, five 0x41, TMCCT, mark 5.
-  REQUIRE(trace.size() == 14);
+  // mark 4, n >= 5 0x41, TMCCT, mark 5. The guest stops the timer after the
+  // fifth tick; one more may come first when the vCPU is kept from running
+  // for a whole period (seen in the nested lab under load): the APIC's
+  // right, and each tick is still timed below.
+  REQUIRE(trace.size() >= 14);
+  const int ticks = static_cast<int>(trace.size()) - 9;
+  REQUIRE(ticks <= AT_PERIODIC_TICKS + 1);
   CHECK(trace[0] == "mark:1");
   CHECK(ev[1].kind == EV_VAL32);
   const nanoseconds oneshot(uint64_t{AT_ONESHOT_COUNT} * apic::kBusCycleNs);
@@ -259,11 +264,11 @@ TEST_CASE(
   CHECK(trace[4] == "mark:2");
   CHECK(trace[5] == "mark:3");
   CHECK(trace[6] == "mark:4");
-  for (int i = 7; i < 12; ++i) CHECK(trace[i] == "int:0x41");
-  CHECK(ev[12].kind == EV_VAL32);
-  CHECK(ev[12].value > 0);
-  CHECK(ev[12].value <= AT_PERIODIC_COUNT);
-  CHECK(trace[13] == "mark:5");
+  for (int i = 7; i < 7 + ticks; ++i) CHECK(trace[i] == "int:0x41");
+  CHECK(ev[7 + ticks].kind == EV_VAL32);
+  CHECK(ev[7 + ticks].value > 0);
+  CHECK(ev[7 + ticks].value <= AT_PERIODIC_COUNT);
+  CHECK(trace[8 + ticks] == "mark:5");
   // Never early: the one-shot came at least 20 ms after the mark written
   // before TMICT, the k-th periodic tick at least k periods after its mark.
   CHECK(ev[2].time - ev[0].time >= oneshot);
@@ -271,13 +276,13 @@ TEST_CASE(
   CHECK(ev[5].time - ev[2].time >= 2 * oneshot - milliseconds(1));
   const nanoseconds period(uint64_t{AT_PERIODIC_COUNT} * 16 *
                            apic::kBusCycleNs);
-  for (int k = 1; k <= AT_PERIODIC_TICKS; ++k) {
+  for (int k = 1; k <= ticks; ++k) {
     INFO("tick " << k);
     CHECK(ev[6 + k].time - ev[6].time >= k * period);
     // And not wildly late (generous: the lab runs nested under emulation).
     CHECK(ev[6 + k].time - ev[6].time <= k * period + std::chrono::seconds(5));
   }
-  CHECK(g.chip.stats().timer_interrupts == 1 + AT_PERIODIC_TICKS);
+  CHECK(g.chip.stats().timer_interrupts == 1 + static_cast<uint64_t>(ticks));
   CHECK(g.stats.hlt_exits >= 1 + AT_PERIODIC_TICKS);
 }
 
