@@ -270,15 +270,7 @@ void ClusterNode::ActionLoop() {
   }
 }
 
-uint64_t ClusterNode::LostPages() const {
-  nlohmann::json j = dsm_->StatsJson();
-  const nlohmann::json& p = j["protocol"];
-  if (p.is_object() && p.contains("pages_lost") &&
-      p["pages_lost"].is_number_unsigned()) {
-    return p["pages_lost"].get<uint64_t>();
-  }
-  return 0;
-}
+uint64_t ClusterNode::LostPages() const { return dsm_->PagesLost(); }
 
 nlohmann::json ClusterNode::StatsJson() const {
   nlohmann::json j = dsm_->StatsJson();

@@ -44,6 +44,8 @@ std::vector<DsmPageTraffic> DsmNode::HottestPages(size_t n) const {
   return engine_->HottestPages(n);
 }
 
+uint64_t DsmNode::PagesLost() const { return engine_->PagesLost(); }
+
 std::array<uint64_t, 4> DsmNode::PagesByState() const {
   return engine_->PagesByState();
 }

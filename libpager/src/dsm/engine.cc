@@ -651,11 +651,12 @@ nlohmann::json DsmEngine::StatsJson() const {
       {"connections_lost", t.connections_lost},
       {"malformed_frames", t.malformed_frames}};
   nlohmann::json served = nlohmann::json::array();
-  for (uint32_t n = 0; n < config_.num_nodes(); ++n) {
+  const std::vector<DsmRequestsServed> by_peer = RequestsServed();
+  for (uint32_t n = 0; n < by_peer.size(); ++n) {
     if (n == self_) continue;
     served.push_back({{"node", n},
-                      {"reads", served_[2 * n].load()},
-                      {"writes", served_[2 * n + 1].load()}});
+                      {"reads", by_peer[n].reads},
+                      {"writes", by_peer[n].writes}});
   }
   nlohmann::json hottest = nlohmann::json::array();
   for (const DsmPageTraffic& p : HottestPages(kStatsHottestPages)) {

@@ -61,6 +61,7 @@ class DsmEngine {
   std::array<uint64_t, 4> PagesByState() const;
   std::vector<DsmRequestsServed> RequestsServed() const;
   std::vector<DsmPageTraffic> HottestPages(size_t n) const;
+  uint64_t PagesLost() const { return node_->Stats().pages_lost; }
 
   // PageSource entry points (fault threads).
   void HandleFault(const Fault& fault, Resolver& resolver);

@@ -185,6 +185,9 @@ class DsmNode {
   /// (a spinlock or a counter that two nodes write). Takes each page lock
   /// stripe in turn, like PagesByState.
   std::vector<DsmPageTraffic> HottestPages(size_t n) const;
+  /// Pages this node, as their home, declared lost (their only copy died
+  /// with a node). Any thread.
+  uint64_t PagesLost() const;
   /// {"pager": ..., "protocol": ..., "transport": ..., "dsm": ...}.
   nlohmann::json StatsJson() const;
 
