@@ -82,6 +82,15 @@ std::optional<int> TestCluster::Wait(uint32_t k, std::chrono::seconds timeout) {
   return procs_.at(k)->Wait(timeout);
 }
 
+void TestCluster::QuitStuck() {
+  for (auto& p : procs_) {
+    if (p && !p->Wait(std::chrono::seconds(0))) p->Signal(SIGQUIT);
+  }
+  for (auto& p : procs_) {
+    if (p) p->Wait(std::chrono::seconds(20));
+  }
+}
+
 nlohmann::json TestCluster::Stats(uint32_t k) const {
   std::ifstream in(dir_ + "/stats-" + std::to_string(k) + ".json");
   INFO("node " << k << " stats");

@@ -43,6 +43,10 @@ class TestCluster {
   Subprocess& node(uint32_t k) { return *procs_.at(k); }
   /// Waits for node k's exit; nullopt past `timeout`.
   std::optional<int> Wait(uint32_t k, std::chrono::seconds timeout);
+  /// A boot that did not end: SIGQUIT to every node still running (each
+  /// stops, dumps its vCPUs' registers and prints its statistics), up to
+  /// 20 s each for that, so Dump() shows where every node was.
+  void QuitStuck();
   /// Node k's --stats-json (REQUIREs that it exists).
   nlohmann::json Stats(uint32_t k) const;
   /// Everything each node printed, for failure messages.

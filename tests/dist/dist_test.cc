@@ -52,6 +52,7 @@ uint64_t RemoteFaults(const nlohmann::json& stats) {
 void CheckCleanRun(TestCluster& c) {
   for (uint32_t k = 0; k < c.size(); ++k) {
     std::optional<int> st = c.Wait(k, kBootTimeout);
+    if (!st) c.QuitStuck();  // their registers and statistics for the dump
     INFO("node " << k << "\n" << c.Dump());
     REQUIRE(st == 0);
   }

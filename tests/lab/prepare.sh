@@ -9,6 +9,9 @@
 #                      `apt-get download` + `dpkg-deb -x`, then `depmod -b`
 #   qemu/<version>/    QEMU 10 from bookworm-backports, fetched with a private
 #                      apt configuration (apt/), unpacked with `dpkg-deb -x`
+#                      (its firmware data; its binary for SSIHV_LAB_QEMU=backports)
+#   qemu-build/<key>/  the lab's QEMU: that version's source with
+#                      tests/lab/qemu/*.patch (build-qemu.sh)
 #   initramfs-<key>.cpio       busybox-static, init, kvm-hold and the modules
 #                              the lab needs, resolved through modules.dep
 #   boot-initramfs-<key>.cpio  busybox + boot-init, for the nested
@@ -25,8 +28,13 @@
 #   SSIHV_LAB_OMIT_MODULES   modules to leave out of the initramfs (comma or
 #                            space separated, e.g. kvm_amd): proves that the
 #                            lab label then fails
-#   SSIHV_LAB_QEMU           "backports" (default), "host" (Debian 12's QEMU
+#   SSIHV_LAB_QEMU           "patched" (the pin's default: the pinned
+#                            source with tests/lab/qemu/*.patch, built by
+#                            build-qemu.sh), "backports" (Debian's binary of
+#                            the pinned version), "host" (Debian 12's QEMU
 #                            7.2, single-threaded TCG) or a qemu binary path
+#   SSIHV_LAB_QEMU_DATA      firmware folder for a qemu binary path (default:
+#                            the pinned package's data)
 #   SSIHV_LAB_KERNEL_PKG     a linux-image package instead of the pinned one
 #                            (bookworm, bookworm-security or
 #                            bookworm-backports); with
@@ -165,8 +173,9 @@ backports_apt_update() {  # the private apt's lists, once per run
   local a=$cache/apt mirror
   mirror=$(debian_mirror)
   mkdir -p "$a/lists/partial" "$a/cache/archives/partial" "$a/sources.list.d"
-  echo "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg]" \
-    "$mirror bookworm-backports main" > "$a/sources.list"
+  # deb-src: the lab builds its QEMU from the pinned source (build-qemu.sh).
+  printf '%s [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] %s bookworm-backports main\n' \
+    deb "$mirror" deb-src "$mirror" > "$a/sources.list"
   log "private apt update: $mirror bookworm-backports (host sources untouched)"
   private_apt update >&2 || return 1
   rm -f "$a"/.updated.*
@@ -325,11 +334,25 @@ kdir=$(kernel_dir "$kernel_pkg" "$kernel_ver")
 kver=$(ls "$kdir/lib/modules")
 
 # QEMU: the pinned backports 10.x with multi-threaded TCG (workaround (a) of
-# the 7.2 hang); otherwise Debian 12's 7.2 with single-threaded TCG
-# (workaround (c)).
-qemu_choice=${SSIHV_LAB_QEMU:-backports}
+# the 7.2 hang), built from its source with the lab's fixes (the pin's
+# default: docs/LAB.md, "The lab's own QEMU bugs") or as Debian ships it;
+# otherwise Debian 12's 7.2 with single-threaded TCG (workaround (c)).
+qemu_choice=${SSIHV_LAB_QEMU:-$LAB_PIN_QEMU_BUILD}
 qemu_bin= qemu_data= qemu_kind= tcg_thread=
-if [ "$qemu_choice" = backports ]; then
+if [ "$qemu_choice" = patched ]; then
+  # shellcheck source=build-qemu.sh
+  . "$here/build-qemu.sh"
+  qemu_ver=$(fetch_backports_qemu "$LAB_PIN_QEMU_VERSION") ||
+    fail "the pinned bookworm-backports QEMU $LAB_PIN_QEMU_VERSION is unavailable (its firmware data is needed)"
+  qbuild=$(build_lab_qemu "$LAB_PIN_QEMU_VERSION") ||
+    fail "could not build the lab's QEMU $LAB_PIN_QEMU_VERSION with tests/lab/qemu/*.patch (SSIHV_LAB_QEMU=backports runs Debian's binary)"
+  qemu_bin=$qbuild/bin/qemu-system-x86_64
+  qemu_data=$cache/qemu/$qemu_ver/usr/share/qemu
+  usable_qemu "$qemu_bin" "$qemu_data" || fail "the lab's QEMU build $qemu_bin does not run"
+  qemu_kind="qemu-$("$qemu_bin" -L "$qemu_data" --version |
+    awk 'NR==1 {print $4}')-patched-$(basename "$qbuild")"
+  tcg_thread=${SSIHV_LAB_TCG_THREAD:-$LAB_PIN_TCG_THREAD}
+elif [ "$qemu_choice" = backports ]; then
   if qemu_ver=$(fetch_backports_qemu "$LAB_PIN_QEMU_VERSION"); then
     qdir=$cache/qemu/$qemu_ver
     if usable_qemu "$qdir/usr/bin/qemu-system-x86_64" "$qdir/usr/share/qemu"; then
@@ -347,6 +370,13 @@ if [ "$qemu_choice" = backports ]; then
 elif [ "$qemu_choice" != host ]; then
   qemu_bin=$qemu_choice
   qemu_kind="qemu-$("$qemu_bin" --version | awk 'NR==1 {print $4}')-custom"
+  # A QEMU built from source has no firmware of its own: SeaBIOS and the
+  # option ROMs come from the pinned package's data.
+  if [ -n "${SSIHV_LAB_QEMU_DATA:-}" ]; then
+    qemu_data=$SSIHV_LAB_QEMU_DATA
+  elif qemu_ver=$(fetch_backports_qemu "$LAB_PIN_QEMU_VERSION"); then
+    qemu_data=$cache/qemu/$qemu_ver/usr/share/qemu
+  fi
   tcg_thread=${SSIHV_LAB_TCG_THREAD:-$LAB_PIN_TCG_THREAD}
 fi
 if [ -z "$qemu_bin" ]; then
