@@ -235,6 +235,26 @@ void FramedTransport::ReceiveResponse(FrameChannel& channel,
   if (done) done(status, m);
 }
 
+absl::Status LostInFlight(NodeId peer) {
+  return absl::UnavailableError(absl::StrCat(
+      "connection to node ", peer, " lost with the operation in flight"));
+}
+
+void RunFailed(std::vector<absl::AnyInvocable<void()>> callbacks,
+               EventLoop& loop) {
+  for (auto& cb : callbacks) {
+    loop.ReleaseTick();
+    cb();
+  }
+}
+
+void CloseIfExpired(FrameChannel& channel, absl::Time now, bool calls_only) {
+  if (channel.pending().ExpireAsync(now, calls_only)) {
+    channel.Close(absl::StrCat("an asynchronous request to node ",
+                               channel.peer(), " timed out"));
+  }
+}
+
 void TimeOutSync(FrameChannel& channel, PendingOp* op,
                  absl::Duration op_timeout) {
   channel.Close(absl::StrCat("request to node ", channel.peer(), " timed out"));

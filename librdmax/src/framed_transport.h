@@ -1,20 +1,24 @@
-// The message half of the network backends, both directions. TCP and RDMA
-// frame a message, a request and a response the same way and correlate
-// calls through the peer's PendingTable. Sending is FramedTransport's
-// Send/Call/CallSync/Reply; receiving those frames is
+// The message layer of every backend, both directions. TCP, RDMA and the
+// in-process loopback frame a message, a request and a response the same
+// way and correlate calls through the peer's PendingTable. Sending is
+// FramedTransport's Send/Call/CallSync/Reply; receiving those frames is
 // FramedTransport::ReceiveFrame. A FrameChannel (a TCP connection, an RDMA
-// peer) provides only what differs: how a frame leaves, how a blocked
-// caller gets its response, how a received request's reply room is
-// reserved, and how the connection closes. Fetch frames, region adverts,
-// credits and lanes stay with each backend.
+// peer, one end of a loopback link) provides only what differs: how a
+// frame leaves, how a blocked caller gets its response, how a received
+// request's reply room is reserved, and how the connection closes. Fetch
+// frames, region adverts, credits and lanes stay with each network backend
+// (the loopback copies fetches from the peer's region without frames).
 #ifndef SSIHV_RDMAX_FRAMED_TRANSPORT_H_
 #define SSIHV_RDMAX_FRAMED_TRANSPORT_H_
 
 #include <memory>
+#include <mutex>
 #include <vector>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
 #include "absl/types/span.h"
@@ -41,7 +45,8 @@ class FrameChannel {
   virtual void AwaitSync(PendingOp* op, absl::Time deadline) = 0;
   /// The node at the other end.
   virtual NodeId peer() const = 0;
-  /// The peer's region table arrived: messages and requests may flow.
+  /// Messages and requests may flow: the peer's region table arrived (TCP,
+  /// RDMA), or the peer was reported up (loopback).
   virtual bool up() const = 0;
   /// Registers a received request id this node must answer (reserving room
   /// for the reply). False when the id is already open.
@@ -104,6 +109,24 @@ class FramedTransport : public TransportBase {
   /// changes go to them (Broadcast).
   virtual std::vector<std::shared_ptr<FrameChannel>> Advertised() = 0;
 
+  /// The channel in `current[peer]` (guarded by `mu`) while it is up and
+  /// not closed, else Unavailable naming `op` (InvalidArgument for a node
+  /// that is no peer): how every backend hands out its live channels.
+  template <typename C>
+  absl::StatusOr<std::shared_ptr<C>> LiveChannel(
+      std::mutex& mu, const std::vector<std::shared_ptr<C>>& current,
+      NodeId peer, absl::string_view op) const {
+    absl::Status st = CheckPeer(peer, op);
+    if (!st.ok()) return st;
+    std::lock_guard<std::mutex> lock(mu);
+    std::shared_ptr<C> channel = current[peer];
+    if (channel == nullptr || channel->dead() || !channel->up()) {
+      return absl::UnavailableError(
+          absl::StrCat(op, " node=", peer, ": not connected"));
+    }
+    return channel;
+  }
+
   /// Sends a control frame to every Advertised() connection, bounded by
   /// other means (kForce); a connection that fails is closing anyway.
   void Broadcast(FrameKind kind, absl::Span<const uint8_t> payload);
@@ -122,13 +145,25 @@ class FramedTransport : public TransportBase {
                        absl::Span<const uint8_t> payload);
 };
 
+/// What the operations in flight on a lost connection to `peer` get.
+absl::Status LostInFlight(NodeId peer);
+/// Runs, on the data thread, the callbacks of the asynchronous operations
+/// a teardown failed (PendingTable::FailAll), releasing the loop tick each
+/// of those operations held.
+void RunFailed(std::vector<absl::AnyInvocable<void()>> callbacks,
+               EventLoop& loop);
+/// The data thread's timeout check: closes `channel` when one of its
+/// asynchronous operations (only calls when `calls_only`) is past its
+/// deadline (PendingTable::ExpireAsync).
+void CloseIfExpired(FrameChannel& channel, absl::Time now, bool calls_only);
+
 /// What a synchronous operation that outlived `op_timeout` gets: closes
 /// `channel`, waits for its teardown to settle `op`, and makes
 /// DeadlineExceeded the op's status.
 void TimeOutSync(FrameChannel& channel, PendingOp* op,
                  absl::Duration op_timeout);
 /// AwaitSync for a channel whose responses are completed by its data thread
-/// (RDMA): waits for `op`, or times it out at `deadline`.
+/// (RDMA, loopback): waits for `op`, or times it out at `deadline`.
 void AwaitCompletion(FrameChannel& channel, PendingOp* op, absl::Time deadline,
                      absl::Duration op_timeout);
 

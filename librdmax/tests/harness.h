@@ -57,9 +57,6 @@ class Harness {
   /// whether those are TCP connections (raw lanes can be dialed).
   static constexpr bool kFetchLanes = false;
   static constexpr bool kTcpLanes = false;
-  /// Whether an asynchronous call without an answer times out (op_timeout);
-  /// the loopback never loses a response and does not time calls out.
-  static constexpr bool kCallTimeouts = false;
 
   virtual ~Harness() = default;
   virtual absl::StatusOr<std::unique_ptr<Transport>> Make(
@@ -108,7 +105,6 @@ class LoopbackHarness : public Harness {
 /// TCP (and, with rdma=true, the RDMA backend's TCP control connection).
 class SocketHarness : public Harness {
  public:
-  static constexpr bool kCallTimeouts = true;
   SocketHarness(size_t nodes, bool rdma);
   absl::StatusOr<std::unique_ptr<Transport>> Make(
       NodeId id, TransportOptions options) override;

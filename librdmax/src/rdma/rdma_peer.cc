@@ -424,14 +424,8 @@ void RdmaPeer::Teardown() {
   }
   t_->atomic_stats().lanes_serving.fetch_sub(served_lanes.size(),
                                              std::memory_order_relaxed);
-  std::vector<absl::AnyInvocable<void()>> callbacks = pending_.FailAll(
-      absl::UnavailableError(absl::StrCat("connection to node ", id_,
-                                          " lost with the request in flight")),
-      /*calls_only=*/true);
-  for (auto& cb : callbacks) {
-    t_->loop().ReleaseTick();
-    cb();
-  }
+  RunFailed(pending_.FailAll(LostInFlight(id_), /*calls_only=*/true),
+            t_->loop());
   std::lock_guard<std::mutex> lock(send_mu_);
   queue_.Consume(queue_.size());
   send_cv_.notify_all();

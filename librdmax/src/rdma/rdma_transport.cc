@@ -178,9 +178,7 @@ void RdmaTransport::OnTick() {
   }
   for (auto& [token, peer] : by_token_) {
     // READs are not timed out here: the QP reports a lost peer.
-    if (peer->pending().ExpireAsync(now, /*calls_only=*/true)) {
-      peer->Close("an asynchronous request timed out");
-    }
+    CloseIfExpired(*peer, now, /*calls_only=*/true);
   }
 }
 
@@ -483,14 +481,7 @@ void RdmaTransport::PostTeardown(RdmaPeer* raw) {
 
 absl::StatusOr<std::shared_ptr<RdmaPeer>> RdmaTransport::Peer(
     NodeId id, absl::string_view op) {
-  SSIHV_RETURN_IF_ERROR(CheckPeer(id, op));
-  std::lock_guard<std::mutex> lock(peers_mu_);
-  std::shared_ptr<RdmaPeer> p = current_[id];
-  if (p == nullptr || p->dead() || !p->up()) {
-    return absl::UnavailableError(
-        absl::StrCat(op, " node=", id, ": not connected"));
-  }
-  return p;
+  return LiveChannel(peers_mu_, current_, id, op);
 }
 
 absl::StatusOr<std::shared_ptr<FrameChannel>> RdmaTransport::Channel(

@@ -558,20 +558,13 @@ void TcpConnection::Teardown() {
   {
     // Holding the reader role: no reader is writing into a fetch buffer.
     std::lock_guard<std::mutex> role(read_mu_);
-    callbacks = pending_.FailAll(absl::UnavailableError(absl::StrCat(
-        "connection to node ", peer_, " lost with the operation in flight")));
+    callbacks = pending_.FailAll(LostInFlight(peer_));
   }
-  for (auto& cb : callbacks) {
-    transport_->loop().ReleaseTick();
-    cb();
-  }
+  RunFailed(std::move(callbacks), transport_->loop());
 }
 
 void TcpConnection::CheckTimeouts(absl::Time now) {
-  if (pending_.ExpireAsync(now, /*calls_only=*/false)) {
-    Close(
-        absl::StrCat("an asynchronous request to node ", peer_, " timed out"));
-  }
+  CloseIfExpired(*this, now, /*calls_only=*/false);
 }
 
 }  // namespace ssihv::rdmax

@@ -247,14 +247,8 @@ void TcpTransport::PostService(std::shared_ptr<TcpConnection> conn) {
 
 absl::StatusOr<std::shared_ptr<TcpConnection>> TcpTransport::Connection(
     NodeId peer, absl::string_view op) {
-  SSIHV_RETURN_IF_ERROR(CheckPeer(peer, op));
-  std::lock_guard<std::mutex> lock(conns_mu_);
-  std::shared_ptr<TcpConnection> conn = current_[peer];
-  if (conn == nullptr || conn->dead()) {
-    return absl::UnavailableError(
-        absl::StrCat(op, " node=", peer, ": not connected"));
-  }
-  return conn;
+  // A connection is up before it becomes current (OnConnectionUp).
+  return LiveChannel(conns_mu_, current_, peer, op);
 }
 
 absl::StatusOr<std::shared_ptr<FrameChannel>> TcpTransport::Channel(

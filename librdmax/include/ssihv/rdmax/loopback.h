@@ -1,6 +1,7 @@
 // The in-process loopback backend: several transports in one process,
 // attached to one fabric, behave like nodes of a cluster (same contract,
-// same authentication, same bounds checks) without sockets or devices.
+// same authentication, same bounds checks, the same message layer as TCP
+// and RDMA) without sockets or devices.
 // Protocol tests (libdirectory, libpager) use it to run many nodes in one
 // process; the transport conformance suite runs against it too.
 #ifndef SSIHV_RDMAX_LOOPBACK_H_
