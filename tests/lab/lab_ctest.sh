@@ -39,6 +39,15 @@ case "$set_name" in
      exit 2 ;;
 esac
 
+# The distributed VM's lab kernel trusts its TSC: without that, the lab's
+# KVM rewrites every vCPU's kvmclock at every entry and the guest page the
+# first 64 vCPUs' kvmclock slots share moves between the nodes at the
+# VM-entry rate (docs/LAB.md, "The lab's own QEMU bugs"). The main set
+# keeps the pinned kernel arguments.
+if [ "$set_name" = dist ] && [ -z "${SSIHV_LAB_KERNEL_ARGS+set}" ]; then
+  export SSIHV_LAB_KERNEL_ARGS="tsc=reliable"
+fi
+
 rm -rf "$results"
 mkdir -p "$results"
 start=$(date +%s)
