@@ -64,8 +64,34 @@ qemu_build_tools() {  # dest-folder -> meson and pycotap unpacked there
   rm -rf "$tmp"
 }
 
+qemu_build_in() {  # work-folder version -> the binary at work/build/
+  local work=$1 ver=$2 tarball src p
+  tarball=$(qemu_source_fetch "$ver" "$work") || return 1
+  qemu_build_tools "$work/tools" || return 1
+  tar -xf "$tarball" -C "$work" || return 1
+  src=$(find "$work" -maxdepth 1 -type d -name 'qemu-*' | head -1)
+  for p in "$qemu_patch_dir"/*.patch; do
+    log "applying $(basename "$p")"
+    patch -d "$src" -p1 --quiet < "$p" >&2 || return 1
+  done
+  # The "+ds" tarball has no firmware blobs to unpack.
+  sed -i 's/^\(    unpack_edk2_blobs = \)bzip2.found()/\1false/' "$src/meson.build" || return 1
+  log "building QEMU $ver with $(ls "$qemu_patch_dir"/*.patch | wc -l) patches (about 10 min on 2 cores)"
+  mkdir -p "$work/build"
+  if ! (cd "$work/build" &&
+        export PATH=$work/tools/usr/bin:$PATH \
+          PYTHONPATH=$work/tools/usr/lib/python3/dist-packages &&
+        "$src/configure" --python=/usr/bin/python3 "${qemu_configure_flags[@]}" \
+          > "$work/configure.log" 2>&1 &&
+        ninja qemu-system-x86_64 > "$work/build.log" 2>&1); then
+    log "QEMU build failed; the end of its log:"
+    tail -n 20 "$work/configure.log" "$work/build.log" >&2 2>/dev/null || true
+    return 1
+  fi
+}
+
 build_lab_qemu() {  # pinned-version -> prints the folder with the binary
-  local ver=$1 key dir work tarball src
+  local ver=$1 key dir work
   key=$(qemu_build_key "$ver")
   dir=$cache/qemu-build/$key
   if [ -e "$dir/.done" ]; then
@@ -75,29 +101,7 @@ build_lab_qemu() {  # pinned-version -> prints the folder with the binary
   backports_apt_update || return 1
   mkdir -p "$cache/qemu-build"
   work=$(mktemp -d "$cache/qemu-build/work.XXXXXX")
-  tarball=$(qemu_source_fetch "$ver" "$work") || { rm -rf "$work"; return 1; }
-  qemu_build_tools "$work/tools" || { rm -rf "$work"; return 1; }
-  tar -xf "$tarball" -C "$work"
-  src=$(find "$work" -maxdepth 1 -type d -name 'qemu-*' | head -1)
-  local p
-  for p in "$qemu_patch_dir"/*.patch; do
-    log "applying $(basename "$p")"
-    patch -d "$src" -p1 --quiet < "$p" >&2 || { rm -rf "$work"; return 1; }
-  done
-  # The "+ds" tarball has no firmware blobs to unpack.
-  sed -i 's/^\(    unpack_edk2_blobs = \)bzip2.found()/\1false/' "$src/meson.build"
-  log "building QEMU $ver with $(ls "$qemu_patch_dir"/*.patch | wc -l) patches (about 10 min on 2 cores)"
-  mkdir -p "$work/build"
-  if ! (cd "$work/build" &&
-        PATH=$work/tools/usr/bin:$PATH \
-        PYTHONPATH=$work/tools/usr/lib/python3/dist-packages \
-        "$src/configure" --python=/usr/bin/python3 "${qemu_configure_flags[@]}" \
-          > "$work/configure.log" 2>&1 &&
-        PATH=$work/tools/usr/bin:$PATH \
-        PYTHONPATH=$work/tools/usr/lib/python3/dist-packages \
-        ninja qemu-system-x86_64 > "$work/build.log" 2>&1); then
-    log "QEMU build failed; the end of its log:"
-    tail -n 20 "$work/configure.log" "$work/build.log" >&2 2>/dev/null || true
+  if ! qemu_build_in "$work" "$ver"; then
     rm -rf "$work"
     return 1
   fi
