@@ -250,6 +250,16 @@ absl::StatusOr<control::PageInfo> VmmApi::Page(uint64_t page_gpa) const {
   return absl::UnavailableError("the node has no guest memory yet (starting)");
 }
 
+std::vector<control::PageTraffic> VmmApi::HotPages(size_t limit) const {
+  std::vector<control::PageTraffic> out;
+  if (const ClusterNode* node = vmm_->cluster_node()) {
+    for (const pager::DsmPageTraffic& p : node->dsm().HottestPages(limit)) {
+      out.push_back({p.gpa, p.reads, p.writes, p.invalidations, p.transfers});
+    }
+  }
+  return out;
+}
+
 control::MetricsSnapshot VmmApi::Metrics() const {
   control::MetricsSnapshot m;
   kvm::RunLoopStats exits;

@@ -36,6 +36,7 @@ class VmmApi final : public control::VmNode {
   std::vector<control::VcpuInfo> Vcpus() const override;
   absl::StatusOr<control::PageInfo> Page(uint64_t page_gpa) const override;
   control::MetricsSnapshot Metrics() const override;
+  std::vector<control::PageTraffic> HotPages(size_t limit) const override;
   absl::StatusOr<std::vector<control::NodeActionResult>> ClusterAction(
       control::VmAction action) override;
 

@@ -113,6 +113,35 @@ int Pages(const Context& ctx, std::ostream& out, std::ostream& err) {
   return answered > 0 ? kExitOk : kExitNodeDown;
 }
 
+// `pages hot`: each node's hottest pages homed there, one row per page.
+int HotPages(const Context& ctx, std::ostream& out, std::ostream& err) {
+  std::vector<Answer> answers =
+      AskAll(ctx, "GET", "/pages/hot?limit=16", ctx.options.node);
+  int answered = 0;
+  std::string rows;
+  for (const Answer& a : answers) {
+    Json j = a.response.ok() && a.response->status == 200
+                 ? Json::parse(a.response->body, nullptr, false)
+                 : Json();
+    if (!j.is_object() || !j["pages"].is_array()) {
+      err << "ssihvctl: pages hot: node " << a.node << ": "
+          << Describe(a.response) << "\n";
+      continue;
+    }
+    ++answered;
+    for (const Json& p : j["pages"]) {
+      absl::StrAppendFormat(&rows, "%-5u %-14s %8d %8d %8d %8d\n", a.node,
+                            p.value("gpa", "?"), p.value("reads", 0),
+                            p.value("writes", 0), p.value("invalidations", 0),
+                            p.value("transfers", 0));
+    }
+  }
+  out << absl::StrFormat("%-5s %-14s %8s %8s %8s %8s\n", "HOME", "GPA", "READS",
+                         "WRITES", "INVAL", "MOVED")
+      << rows;
+  return answered > 0 ? kExitOk : kExitNodeDown;
+}
+
 int Action(const Context& ctx, std::ostream& out, std::ostream& err) {
   const std::string& action = ctx.options.command;
   if (ctx.token.empty()) {
@@ -208,6 +237,7 @@ int RunCommand(const CtlOptions& options, std::ostream& out, std::ostream& err,
   const std::string& c = options.command;
   if (c == "status") return Status(ctx, out, err);
   if (c == "top") return Top(ctx, out, err, stop, terminal);
+  if (c == "pages" && options.gpa == "hot") return HotPages(ctx, out, err);
   if (c == "pages") return Pages(ctx, out, err);
   if (c == "metrics") return Metrics(ctx, out, err);
   if (c == "pause" || c == "resume" || c == "stop")

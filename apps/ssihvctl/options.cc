@@ -20,6 +20,9 @@ Commands:
                        as such
   pages GPA            every node's view of the page at GPA (hex, 0x optional);
                        the home node adds its directory entry
+  pages hot            each node's 16 hottest pages homed there (requests
+                       served, copies invalidated, ownership moves since it
+                       started); --node N: only node N
   pause | resume | stop
                        cluster-wide: sent to the first node that answers, which
                        forwards it to the others (needs api_token_file)

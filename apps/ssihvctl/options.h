@@ -23,7 +23,7 @@ struct CtlOptions {
   /// status and top: the sampling interval of the rates.
   absl::Duration interval = absl::Seconds(1);
   int count = 0;                 ///< top: refreshes; 0 = until interrupted
-  std::optional<uint32_t> node;  ///< metrics, calibrate: only this node
+  std::optional<uint32_t> node;  ///< metrics, calibrate, pages hot: only it
   // ---- calibrate ----
   std::string out;
   uint32_t pages = 1024;    ///< remote pages per pair of nodes

@@ -6,7 +6,9 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "ssihv/control/metrics.h"
 #include "ssihv/control/prometheus.h"
 
@@ -142,6 +144,13 @@ HttpResponse ApiHandler::Handle(const HttpRequest& request) const {
     if (!get) return MethodNotAllowed(request.method, path, false);
     return (this->*r.get)();
   }
+  if (path == "/pages/hot") {
+    if (!get) return MethodNotAllowed(request.method, path, false);
+    absl::string_view query = request.target;
+    const size_t q = query.find('?');
+    query = q == absl::string_view::npos ? "" : query.substr(q + 1);
+    return HotPages(query.substr(0, query.find('#')));
+  }
   constexpr absl::string_view kPages = "/pages/";
   if (absl::StartsWith(path, kPages) &&
       path.find('/', kPages.size()) == absl::string_view::npos) {
@@ -244,6 +253,34 @@ HttpResponse ApiHandler::Page(absl::string_view gpa_text) const {
                          {"busy", d.busy}};
   }
   return JsonResponse(200, body);
+}
+
+HttpResponse ApiHandler::HotPages(absl::string_view query) const {
+  constexpr uint64_t kMaxLimit = 4096;
+  uint64_t limit = 16;
+  for (absl::string_view param : absl::StrSplit(query, '&', absl::SkipEmpty())) {
+    const size_t eq = param.find('=');
+    const absl::string_view key = param.substr(0, eq);
+    if (key != "limit") {
+      return JsonError(400, absl::StrCat("unknown query parameter \"", key,
+                                         "\": /pages/hot takes limit=N"));
+    }
+    const absl::string_view value =
+        eq == absl::string_view::npos ? "" : param.substr(eq + 1);
+    if (!absl::SimpleAtoi(value, &limit) || limit == 0 || limit > kMaxLimit) {
+      return JsonError(400, absl::StrCat("bad limit \"", value,
+                                         "\": expected 1 to ", kMaxLimit));
+    }
+  }
+  Json pages = Json::array();
+  for (const PageTraffic& p : node_->HotPages(limit)) {
+    pages.push_back({{"gpa", Hex(p.gpa)},
+                     {"reads", p.reads},
+                     {"writes", p.writes},
+                     {"invalidations", p.invalidations},
+                     {"transfers", p.transfers}});
+  }
+  return JsonResponse(200, {{"node", self_}, {"pages", std::move(pages)}});
 }
 
 HttpResponse ApiHandler::Metrics() const {

@@ -201,6 +201,34 @@ TEST_CASE("GET /pages: malformed GPA 400, not RAM 404, node not ready 503") {
   CHECK(ErrorOf(f.Call("GET", "/pages"), 404) == "no such endpoint: /pages");
 }
 
+TEST_CASE("GET /pages/hot: the hottest pages homed here, limit checked") {
+  Fixture f(1);
+  f.node.SetHotPages({{0x80002000, 40, 3, 2, 1},
+                      {0x80001000, 7, 0, 0, 0},
+                      {0x80005000, 1, 1, 1, 1}});
+  Json j = Body(f.Call("GET", "/pages/hot"));
+  CHECK(j["node"] == 1);
+  REQUIRE(j["pages"].size() == 3);
+  CHECK(j["pages"][0] == Json({{"gpa", "0x80002000"},
+                               {"reads", 40},
+                               {"writes", 3},
+                               {"invalidations", 2},
+                               {"transfers", 1}}));
+  CHECK(j["pages"][1]["gpa"] == "0x80001000");
+  CHECK(Body(f.Call("GET", "/pages/hot?limit=1"))["pages"].size() == 1);
+  CHECK(Body(f.Call("GET", "/pages/hot?limit=4096#x"))["pages"].size() == 3);
+  for (const char* bad : {"0", "4097", "", "x", "-1", "2x"}) {
+    CAPTURE(bad);
+    CHECK(ErrorOf(f.Call("GET", std::string("/pages/hot?limit=") + bad),
+                  400) == std::string("bad limit \"") + bad +
+                              "\": expected 1 to 4096");
+  }
+  CHECK(ErrorOf(f.Call("GET", "/pages/hot?top=3"), 400) ==
+        "unknown query parameter \"top\": /pages/hot takes limit=N");
+  CHECK(f.Call("POST", "/pages/hot").status == 405);
+  CHECK(f.node.pages_asked().empty());  // "hot" is not a GPA
+}
+
 TEST_CASE("GET /metrics: the text format with the node's families") {
   Fixture f;
   HttpResponse r = f.Call("GET", "/metrics");

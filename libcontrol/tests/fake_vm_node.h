@@ -86,6 +86,10 @@ class FakeVmNode : public VmNode {
     std::lock_guard<std::mutex> l(mu_);
     page_ = std::move(p);
   }
+  void SetHotPages(std::vector<PageTraffic> pages) {
+    std::lock_guard<std::mutex> l(mu_);
+    hot_ = std::move(pages);
+  }
   void SetActionResult(absl::StatusOr<std::vector<NodeActionResult>> r) {
     std::lock_guard<std::mutex> l(mu_);
     action_result_ = std::move(r);
@@ -133,6 +137,12 @@ class FakeVmNode : public VmNode {
     pages_asked_.push_back(page_gpa);
     return page_;
   }
+  std::vector<PageTraffic> HotPages(size_t limit) const override {
+    std::lock_guard<std::mutex> l(mu_);
+    std::vector<PageTraffic> out = hot_;
+    if (out.size() > limit) out.resize(limit);
+    return out;
+  }
   /// Every Metrics() call adds `n` local_zero faults (a running guest).
   void AdvanceFaultsPerCall(uint64_t n) {
     std::lock_guard<std::mutex> l(mu_);
@@ -177,6 +187,7 @@ class FakeVmNode : public VmNode {
   size_t entered_ = 0;
   std::vector<VmAction> actions_;
   mutable std::vector<uint64_t> pages_asked_;
+  std::vector<PageTraffic> hot_;
 };
 
 }  // namespace ssihv::control::testing

@@ -33,7 +33,11 @@ TestCluster::TestCluster(std::vector<NodeSpec> nodes,
       << ", \"vcpus\": " << specs_[k].vcpus
       << ", \"memory_mib\": " << specs_[k].memory_mib
       << ", \"address\": \"127.0.0.1:" << port_base + static_cast<int>(k)
-      << "\"}";
+      << "\"";
+    if (specs_[k].api_port != 0) {
+      c << ", \"api_address\": \"" << api_address(k) << "\"";
+    }
+    c << "}";
   }
   c << "]}";
   config_json_ = c.str();
@@ -50,27 +54,34 @@ TestCluster::~TestCluster() {
   std::system(("rm -rf '" + dir_ + "'").c_str());
 }
 
-void TestCluster::Start(uint32_t k, const std::string& append,
-                        const std::vector<std::string>& extra) {
+std::string TestCluster::api_address(uint32_t k) const {
+  const int port = specs_.at(k).api_port;
+  return port == 0 ? "" : "127.0.0.1:" + std::to_string(port);
+}
+
+void TestCluster::Launch(std::optional<uint32_t> k, const std::string& append,
+                         const std::vector<std::string>& extra) {
   BootFiles files = LoadBootEnv(SSIHV_BOOT_ENV);
+  const uint32_t slot = k.value_or(0);
   std::vector<std::string> argv = {
-      SSIHV_VMM,
-      "--config",
-      config_path_,
-      "--kernel",
-      files.kernel,
-      "--initrd",
-      files.initrd,
-      "--append",
-      append,
-      "--node",
-      std::to_string(k),
-      "--stats-json",
-      dir_ + "/stats-" + std::to_string(k) + ".json"};
+      SSIHV_VMM,    "--config",    config_path_, "--kernel",
+      files.kernel, "--initrd",    files.initrd, "--append",
+      append,       "--stats-json", dir_ + "/stats-" + std::to_string(slot) + ".json"};
+  if (k) argv.insert(argv.end(), {"--node", std::to_string(*k)});
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto p = Subprocess::Start(argv);
   REQUIRE(p.ok());
-  procs_.at(k) = std::move(*p);
+  procs_.at(slot) = std::move(*p);
+}
+
+void TestCluster::Start(uint32_t k, const std::string& append,
+                        const std::vector<std::string>& extra) {
+  Launch(k, append, extra);
+}
+
+void TestCluster::StartOneProcess(const std::string& append,
+                                  const std::vector<std::string>& extra) {
+  Launch(std::nullopt, append, extra);
 }
 
 void TestCluster::StartAll(const std::string& append,

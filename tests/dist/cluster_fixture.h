@@ -20,6 +20,8 @@ namespace ssihv::testing {
 struct NodeSpec {
   uint32_t vcpus = 1;
   uint64_t memory_mib = 256;
+  /// The node's HTTP API on 127.0.0.1:api_port (0: none).
+  int api_port = 0;
 };
 
 class TestCluster {
@@ -40,6 +42,11 @@ class TestCluster {
              const std::vector<std::string>& extra = {});
   void StartAll(const std::string& append = "quiet",
                 const std::vector<std::string>& extra = {});
+  /// The whole guest of the config in one process (no --node), as node 0.
+  void StartOneProcess(const std::string& append = "quiet",
+                       const std::vector<std::string>& extra = {});
+  /// 127.0.0.1:api_port of node k (empty without an API).
+  std::string api_address(uint32_t k) const;
   Subprocess& node(uint32_t k) { return *procs_.at(k); }
   /// Waits for node k's exit; nullopt past `timeout`.
   std::optional<int> Wait(uint32_t k, std::chrono::seconds timeout);
@@ -53,6 +60,10 @@ class TestCluster {
   std::string Dump() const;
 
  private:
+  /// Node k (nullopt: every node, one process) into slot k (or 0).
+  void Launch(std::optional<uint32_t> k, const std::string& append,
+              const std::vector<std::string>& extra);
+
   std::vector<NodeSpec> specs_;
   std::string dir_;
   std::string config_path_;

@@ -3,14 +3,16 @@
 # rdma-labelled test of the build tree inside it, with SSIHV_REQUIRE_KVM=1
 # and SSIHV_REQUIRE_RDMA=1 so that no test can pass by skipping.
 #
-#   tests/lab/lab_ctest.sh <build-dir> [timeout-seconds] [main|dist|bigvm]
+#   tests/lab/lab_ctest.sh <build-dir> [timeout-seconds] [main|dist|bigvm|perf]
 #
 # main (default): every kvm/rdma test but the distributed VM's (label dist),
 # results in <build>/lab-results/; dist: the distributed VM's tests (several
 # ssihv-vmm processes, minutes each) in a lab of their own, results in
 # <build>/lab-results-dist/; bigvm: the slow many-vCPU boot (label bigvm) in
 # a lab of its own, results in <build>/lab-results-bigvm/ (docs/LAB.md, "In
-# CTest"). Only main requires lab_selfcheck.
+# CTest"); perf: the distributed VM's performance run (label dist_perf,
+# tests/dist/dist_perf.cc; docs/PERFORMANCE.md), results and its report in
+# <build>/lab-results-perf/. Only main requires lab_selfcheck.
 #
 # Results come back through the lab's writable share, <build>/lab-results/:
 #   junit.xml          the inner ctest's JUnit report
@@ -33,9 +35,10 @@ timeout_s=${2:-900}
 set_name=${3:-main}
 case "$set_name" in
   main) labels="kvm|rdma" exclude="lab|dist" results=$build/lab-results ;;
-  dist) labels="dist" exclude="lab" results=$build/lab-results-dist ;;
+  dist) labels="dist" exclude="lab|dist_perf" results=$build/lab-results-dist ;;
   bigvm) labels="bigvm" exclude="lab" results=$build/lab-results-bigvm ;;
-  *) echo "lab_ctest.sh: the set is main, dist or bigvm, not '$set_name'" >&2
+  perf) labels="dist_perf" exclude="lab" results=$build/lab-results-perf ;;
+  *) echo "lab_ctest.sh: the set is main, dist, bigvm or perf, not '$set_name'" >&2
      exit 2 ;;
 esac
 
@@ -44,7 +47,8 @@ esac
 # first 64 vCPUs' kvmclock slots share moves between the nodes at the
 # VM-entry rate (docs/LAB.md, "The lab's own QEMU bugs"). The main set
 # keeps the pinned kernel arguments.
-if [ "$set_name" = dist ] && [ -z "${SSIHV_LAB_KERNEL_ARGS+set}" ]; then
+if { [ "$set_name" = dist ] || [ "$set_name" = perf ]; } &&
+   [ -z "${SSIHV_LAB_KERNEL_ARGS+set}" ]; then
   export SSIHV_LAB_KERNEL_ARGS="tsc=reliable"
 fi
 

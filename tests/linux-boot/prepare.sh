@@ -8,7 +8,9 @@
 #   `dpkg-deb -x`, never installed on the host); without the lab script, the
 #   same package is fetched here. $SSIHV_LINUX_KERNEL overrides it.
 # - the initramfs: busybox-static + tests/linux-boot/init + ipi-pingpong
-#   (ipi_pingpong.c, built static with the host's cc), a newc cpio.
+#   (ipi_pingpong.c) and the distributed VM's guest programs
+#   (tests/dist/guest/*.c: coherence, cpubench, iortt), each built static
+#   with the host's cc, a newc cpio.
 #
 # Writes $cache/boot.env (LINUX_BOOT_KERNEL=..., LINUX_BOOT_INITRD=...) and
 # prints it with --print-env. When everything is up to date it writes
@@ -34,8 +36,10 @@ busybox=/bin/busybox
 # the first match can SIGPIPE busybox and fail the check under load.
 [ -x "$busybox" ] && "$busybox" --list | grep -x reboot > /dev/null ||
   fail "busybox-static is missing (scripts/setup.sh installs it)"
-coherence_src=$root/tests/dist/guest/coherence.c
-initrd_key=$(cat "$here/init" "$here/ipi_pingpong.c" "$busybox" "$coherence_src" |
+guest_programs=(coherence cpubench iortt)  # tests/dist/guest/NAME.c
+guest_srcs=()
+for p in "${guest_programs[@]}"; do guest_srcs+=("$root/tests/dist/guest/$p.c"); done
+initrd_key=$(cat "$here/init" "$here/ipi_pingpong.c" "$busybox" "${guest_srcs[@]}" |
   sha256sum | cut -c1-12)
 initrd=$cache/initramfs-$initrd_key.cpio
 
@@ -95,9 +99,13 @@ if [ ! -e "$initrd" ]; then
   cc -static -O2 -pthread -o "$stage/bin/ipi-pingpong" "$here/ipi_pingpong.c" ||
     fail "building ipi-pingpong (static: the libc6-dev package)"
   cp "$here/init" "$stage/init"
-  # The in-guest coherence stress of the distributed VM tests.
-  gcc -O2 -static -Wall -pthread -o "$stage/bin/coherence" "$coherence_src" ||
-    fail "build tests/dist/guest/coherence.c (gcc -static)"
+  # The distributed VM tests' programs: the coherence stress and the
+  # performance run's benchmarks.
+  for p in "${guest_programs[@]}"; do
+    gcc -O2 -static -Wall -pthread -o "$stage/bin/$p" \
+      "$root/tests/dist/guest/$p.c" ||
+      fail "build tests/dist/guest/$p.c (gcc -static)"
+  done
   chmod 755 "$stage/init"
   # The kernel's built-in initramfs already has /dev/console; add it anyway
   # when we can (root), for kernels built without one.

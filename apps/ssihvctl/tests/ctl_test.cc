@@ -197,6 +197,26 @@ TEST_CASE("pages: every node's state, the home's directory") {
   CHECK(Has(r.err, "is in the MMIO hole"));
 }
 
+TEST_CASE("pages hot: each node's hottest pages, one row each") {
+  TestCluster c(2);
+  c.node(0).SetHotPages({{0x3000, 9, 2, 1, 4}, {0x5000, 3, 0, 0, 0}});
+  c.node(1).SetHotPages({{0x4001000, 5, 5, 5, 5}});
+  auto r = c.Ctl({"pages", "hot"});
+  CHECK(r.exit == kExitOk);
+  CHECK(Has(r.out, "HOME  GPA               READS   WRITES    INVAL    MOVED"));
+  CHECK(Has(r.out, "0     0x3000                9        2        1        4"));
+  CHECK(Has(r.out, "0     0x5000                3        0        0        0"));
+  CHECK(Has(r.out, "1     0x4001000             5        5        5        5"));
+  r = c.Ctl({"pages", "hot", "--node", "1"});
+  CHECK_FALSE(Has(r.out, "0x3000"));
+  CHECK(Has(r.out, "0x4001000"));
+  c.Kill(0);
+  c.Kill(1);
+  r = c.Ctl({"pages", "hot"});
+  CHECK(r.exit == kExitNodeDown);
+  CHECK(Has(r.err, "pages hot: node 1: "));
+}
+
 TEST_CASE("pause/resume/stop: the token, through the first node that answers") {
   TestCluster c(3);
   c.node(0).SetActionResult(std::vector<control::NodeActionResult>{

@@ -74,6 +74,7 @@ class ApiHandler {
   HttpResponse Cluster() const;
   HttpResponse Vcpus() const;
   HttpResponse Page(absl::string_view gpa_text) const;
+  HttpResponse HotPages(absl::string_view query) const;
   HttpResponse Metrics() const;
   HttpResponse Action(VmAction action) const;
   /// nullopt when `authorization` carries the token; else the 401.

@@ -105,6 +105,17 @@ struct PageInfo {
   std::optional<DirectoryInfo> directory;
 };
 
+/// Traffic of one page homed on this node since the node started, as its
+/// directory counted it (GET /pages/hot): the requests it served for the
+/// page, and how often the page was taken from a holder.
+struct PageTraffic {
+  uint64_t gpa = 0;
+  uint64_t reads = 0;          ///< read transactions (a copy sent Shared)
+  uint64_t writes = 0;         ///< write transactions (misses, upgrades)
+  uint64_t invalidations = 0;  ///< copies invalidated
+  uint64_t transfers = 0;      ///< ownership moved between nodes
+};
+
 /// A cumulative histogram as Prometheus exposes it. `bounds` are the upper
 /// bounds (le) in the unit of the metric (seconds), ascending and finite;
 /// `counts[i]` is the number of observations <= bounds[i] (non-decreasing);
@@ -183,6 +194,9 @@ class VmNode {
   /// guest memory yet.
   virtual absl::StatusOr<PageInfo> Page(uint64_t page_gpa) const = 0;
   virtual MetricsSnapshot Metrics() const = 0;
+  /// The `limit` pages homed here with the most requests served, hottest
+  /// first (empty in one process, which serves no other node).
+  virtual std::vector<PageTraffic> HotPages(size_t limit) const = 0;
   /// Applies `action` on this node and forwards it to every other node
   /// (over the cluster transport), returning each node's answer, this one
   /// included. A status error means the action was not attempted at all:

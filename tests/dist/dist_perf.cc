@@ -1,0 +1,236 @@
+// The distributed VM's performance run (issue 12; label dist_perf, in the
+// lab VM: `tests/lab/lab_ctest.sh build 3600 perf`; docs/PERFORMANCE.md).
+// The same guest (4 vCPUs, 704 MiB) booted four ways in one lab boot: one
+// process with KVM's irqchip, one process with the VMM's (`--irqchip user`,
+// what every node of a distributed guest runs), two processes (2 nodes),
+// three processes (3 nodes). Each boot measures, from the host: the time
+// to init and the remote faults until then (each node's /metrics at init);
+// in the guest (init's ssihv.perf: tests/dist/guest/): a CPU-bound
+// benchmark with one thread per CPU on node-local data, IPI round trips
+// from CPU 0 to every other CPU, port I/O round trips from every CPU to a
+// device of node 0; then, with the guest idle (ssihv.hold) for
+// $SSIHV_DIST_PERF_IDLE seconds (default 30; POST /vm/stop ends it), the
+// pages that still move between nodes per second and the hottest of them by guest
+// physical address and, inside the kernel image, by symbol (the guest runs
+// with nokaslr so that a GPA maps to one; Debian's System.map is a stub, so
+// the first boot prints its data symbols from /proc/kallsyms).
+//
+// Lab timings are not performance figures: only the ratios of one run are
+// (docs/PERFORMANCE.md). The test fails when a boot fails or a measurement
+// is missing, never on a ratio; it prints the report and writes it to
+// $SSIHV_DIST_PERF_REPORT when set.
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <chrono>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_format.h"
+#include "cluster_fixture.h"
+#include "perf_report.h"
+#include "ssihv/control/client.h"
+#include "ssihv/control/prometheus.h"
+
+namespace ssihv::testing {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+using std::chrono::seconds;
+using Json = nlohmann::json;
+
+constexpr seconds kBootTimeout{1200};
+
+std::string Env(const char* name, const char* fallback) {
+  const char* v = std::getenv(name);
+  return v && *v ? v : fallback;
+}
+
+double Since(Clock::time_point t0) {
+  return std::chrono::duration<double>(Clock::now() - t0).count();
+}
+
+std::string Get(const std::string& address, const std::string& target) {
+  auto r = control::HttpCall(address, "GET", target, "", absl::Seconds(10));
+  INFO("GET " << address << target);
+  REQUIRE(r.ok());
+  REQUIRE(r->status == 200);
+  return r->body;
+}
+
+// Sums of the counters this run compares, over every node of `c`.
+struct Counters {
+  double remote_faults = 0;    // this node's vCPUs' remote read/write/upgrade
+  double requests_served = 0;  // page requests served as home, all peers
+  double bytes_sent = 0;       // transport payload bytes, all peers
+};
+
+// `running`: the nodes with a process (one process: node 0 only).
+Counters Scrape(const TestCluster& c, uint32_t running) {
+  Counters sum;
+  for (uint32_t k = 0; k < running; ++k) {
+    auto samples =
+        control::ParseTextExposition(Get(c.api_address(k), "/metrics"));
+    REQUIRE(samples.ok());
+    for (const control::ParsedSample& s : *samples) {
+      const std::string* kind = s.LabelValue("kind");
+      if (s.name == "ssihv_page_faults_total" && kind &&
+          (*kind == "remote_read" || *kind == "remote_write" ||
+           *kind == "upgrade")) {
+        sum.remote_faults += s.value;
+      } else if (s.name == "ssihv_remote_faults_served_total") {
+        sum.requests_served += s.value;
+      } else if (s.name == "ssihv_transport_sent_bytes_total") {
+        sum.bytes_sent += s.value;
+      }
+    }
+  }
+  return sum;
+}
+
+// Every node's hottest pages (cumulative): gpa -> reads + writes.
+std::map<uint64_t, uint64_t> HotPages(const TestCluster& c, uint32_t running) {
+  std::map<uint64_t, uint64_t> out;
+  for (uint32_t k = 0; k < running; ++k) {
+    Json j = Json::parse(Get(c.api_address(k), "/pages/hot?limit=4096"));
+    for (const Json& p : j["pages"]) {
+      const uint64_t gpa =
+          std::stoull(p["gpa"].get<std::string>(), nullptr, 16);
+      out[gpa] = p["reads"].get<uint64_t>() + p["writes"].get<uint64_t>();
+    }
+  }
+  return out;
+}
+
+struct Shape {
+  std::string name;
+  std::vector<NodeSpec> nodes;
+  bool one_process = false;
+  std::vector<std::string> vmm_args;
+};
+
+RunResult Measure(const Shape& shape, int port_base, const std::string& append,
+                  seconds idle_window, const SymbolMap& symbols,
+                  std::string* console) {
+  std::vector<NodeSpec> nodes = shape.nodes;
+  for (size_t k = 0; k < nodes.size(); ++k) {
+    nodes[k].api_port = port_base + 50 + static_cast<int>(k);
+  }
+  const std::string token_file = "/tmp/ssihv-dist-perf-token-" +
+                                 std::to_string(::getpid());
+  const std::string token = "dist-perf-token-0123456789";
+  std::ofstream(token_file) << token << "\n";
+  REQUIRE(::chmod(token_file.c_str(), 0600) == 0);
+  struct Remove {
+    const std::string& path;
+    ~Remove() { std::remove(path.c_str()); }
+  } remove_token{token_file};
+  TestCluster c(nodes, "tcp", port_base,
+                "\"api_token_file\": \"" + token_file + "\", ");
+  RunResult r;
+  r.name = shape.name;
+  r.processes = shape.one_process ? 1 : static_cast<int>(nodes.size());
+  const uint32_t running = shape.one_process ? 1 : c.size();
+  // A boot that does not get there: every node's registers and statistics.
+  auto reach = [&](const char* line) {
+    if (c.node(0).WaitForOutput(line, kBootTimeout)) return;
+    c.QuitStuck();
+    FAIL(shape.name << ": no \"" << line << "\"\n" << c.Dump());
+  };
+  const auto t0 = Clock::now();
+  if (shape.one_process) {
+    c.StartOneProcess(append, shape.vmm_args);
+  } else {
+    c.StartAll(append, shape.vmm_args);
+  }
+  reach("SSIHV_INIT_REACHED");
+  r.boot_s = Since(t0);
+  r.remote_faults_at_init = Scrape(c, running).remote_faults;
+  r.boot_hot = HotPagesBetween({}, HotPages(c, running), r.boot_s, symbols, 8);
+  reach("SSIHV holding");
+  const auto idle0 = Clock::now();
+  const Counters a = Scrape(c, running);
+  const std::map<uint64_t, uint64_t> hot_a = HotPages(c, running);
+  // The idle window is the measurement's length, not a wait for an event;
+  // then the API stops the guest (a hold that ran out would power it off
+  // under the second scrape).
+  std::this_thread::sleep_for(idle_window);
+  const Counters b = Scrape(c, running);
+  const std::map<uint64_t, uint64_t> hot_b = HotPages(c, running);
+  r.idle_s = Since(idle0);
+  auto stop = control::HttpCall(c.api_address(0), "POST", "/vm/stop", token,
+                                absl::Seconds(30));
+  REQUIRE(stop.ok());
+  REQUIRE(stop->status == 200);
+  r.idle_requests_per_s = (b.requests_served - a.requests_served) / r.idle_s;
+  r.idle_bytes_per_s = (b.bytes_sent - a.bytes_sent) / r.idle_s;
+  r.idle_hot = HotPagesBetween(hot_a, hot_b, r.idle_s, symbols, 8);
+  for (uint32_t k = 0; k < running; ++k) {
+    std::optional<int> st = c.Wait(k, seconds(120));
+    if (!st) c.QuitStuck();
+    INFO(shape.name << ", node " << k << "\n" << c.Dump());
+    REQUIRE(st == 0);
+  }
+  *console = c.node(0).out();
+  INFO(shape.name << "\n" << *console);
+  REQUIRE(ParseGuestPerf(*console, &r));
+  return r;
+}
+
+TEST_CASE("distributed VM performance: 1, 2 and 3 processes, one lab run") {
+  const std::string perf_s = Env("SSIHV_DIST_PERF_SECONDS", "10");
+  const seconds idle(std::stoi(Env("SSIHV_DIST_PERF_IDLE", "30")));
+  // The guest holds far longer than the idle window; the API stops it.
+  const std::string append = "quiet nokaslr ssihv.end=poweroff ssihv.perf=" +
+                             perf_s + " ssihv.hold=3600";
+  const std::vector<NodeSpec> two = {{2, 384}, {2, 320}};
+  const std::vector<NodeSpec> three = {{1, 256}, {2, 256}, {1, 192}};
+  const std::vector<Shape> shapes = {
+      {"1 process, KVM irqchip", two, true, {"--irqchip", "kernel"}},
+      {"1 process, user irqchip", two, true, {"--irqchip", "user"}},
+      {"2 processes (2 nodes)", two, false, {}},
+      {"3 processes (3 nodes)", three, false, {}},
+  };
+  std::vector<RunResult> runs;
+  // The first boot also prints the guest's data symbols: the kernel and
+  // nokaslr are the same in every boot, so they name every run's pages.
+  SymbolMap symbols("");
+  int port_base = 7950;
+  for (const Shape& s : shapes) {
+    const bool first = runs.empty();
+    std::string console;
+    runs.push_back(Measure(s, port_base,
+                           first ? append + " ssihv.kallsyms=1" : append, idle,
+                           symbols, &console));
+    if (first) {
+      const std::string kallsyms = KallsymsFromConsole(console);
+      CHECK(kallsyms.find(" jiffies_64\n") != std::string::npos);
+      symbols = SymbolMap(kallsyms);
+    }
+    port_base += 100;
+    const RunResult& r = runs.back();
+    CHECK(r.cpubench_threads == 4);
+    CHECK(r.ipi.size() == 3);
+    CHECK(r.iortt.size() == 4);
+    if (r.processes > 1) CHECK(r.remote_faults_at_init > 0);
+    if (r.processes == 1) CHECK(r.remote_faults_at_init == 0);
+    // What is measured so far, in case a later boot fails.
+    std::printf("dist_perf: after %s:\n%s\n", s.name.c_str(),
+                FormatReport(runs, append).c_str());
+    std::fflush(stdout);
+  }
+  const std::string report = FormatReport(runs, append);
+  std::printf("%s", report.c_str());
+  if (const char* path = std::getenv("SSIHV_DIST_PERF_REPORT")) {
+    std::ofstream(path) << report;
+  }
+}
+
+}  // namespace
+}  // namespace ssihv::testing

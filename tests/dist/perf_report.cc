@@ -1,0 +1,271 @@
+#include "perf_report.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "guest_report.h"
+
+namespace ssihv::testing {
+namespace {
+
+constexpr uint64_t kStartKernelMap = 0xffffffff80000000ull;
+
+// The key=value words of a line.
+std::map<std::string, std::string> Fields(absl::string_view line) {
+  std::map<std::string, std::string> out;
+  for (absl::string_view w : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
+    const size_t eq = w.find('=');
+    if (eq != absl::string_view::npos) {
+      out[std::string(w.substr(0, eq))] = std::string(w.substr(eq + 1));
+    }
+  }
+  return out;
+}
+
+bool Number(const std::map<std::string, std::string>& f, const char* key,
+            double* out) {
+  auto it = f.find(key);
+  return it != f.end() && absl::SimpleAtod(it->second, out);
+}
+
+bool ParseIpi(absl::string_view line, const GuestReport& g, RunResult* r) {
+  auto f = Fields(line);
+  std::pair<std::string, std::string> cpus =
+      absl::StrSplit(f["cpus"], absl::MaxSplits(',', 1));
+  IpiSample s;
+  if (!absl::SimpleAtoi(cpus.first, &s.cpu_a) ||
+      !absl::SimpleAtoi(cpus.second, &s.cpu_b) ||
+      !Number(f, "rtt_ns_median", &s.median_ns) ||
+      !g.cpu_node.count(s.cpu_a) || !g.cpu_node.count(s.cpu_b)) {
+    return false;
+  }
+  s.same_node = g.cpu_node.at(s.cpu_a) == g.cpu_node.at(s.cpu_b);
+  r->ipi.push_back(s);
+  return true;
+}
+
+bool ParseIo(absl::string_view line, const GuestReport& g, RunResult* r) {
+  auto f = Fields(line);
+  IoSample s;
+  if (!absl::SimpleAtoi(f["cpu"], &s.cpu) ||
+      !Number(f, "ns_median", &s.median_ns) || !g.cpu_node.count(s.cpu)) {
+    return false;
+  }
+  s.node = g.cpu_node.at(s.cpu);
+  r->iortt.push_back(s);
+  return true;
+}
+
+}  // namespace
+
+bool ParseGuestPerf(const std::string& console, RunResult* r) {
+  const GuestReport g = ParseReport(console);
+  bool cpubench = false;
+  for (absl::string_view line : absl::StrSplit(console, '\n')) {
+    line = absl::StripSuffix(line, "\r");
+    const size_t at = line.find("SSIHV ");
+    if (at == absl::string_view::npos) continue;
+    line.remove_prefix(at);
+    if (absl::StartsWith(line, "SSIHV cpubench threads=")) {
+      auto f = Fields(line);
+      double threads = 0;
+      if (!Number(f, "ops_per_s", &r->cpubench_mops) ||
+          !Number(f, "threads", &threads)) {
+        return false;
+      }
+      r->cpubench_threads = static_cast<int>(threads);
+      cpubench = true;
+    } else if (absl::StartsWith(line, "SSIHV ipi rounds=")) {
+      if (!ParseIpi(line, g, r)) return false;
+    } else if (absl::StartsWith(line, "SSIHV iortt cpu=")) {
+      if (!ParseIo(line, g, r)) return false;
+    } else if (absl::StartsWith(line, "SSIHV cpubench failed") ||
+               absl::StartsWith(line, "SSIHV iortt failed") ||
+               absl::StartsWith(line, "SSIHV ipi failed")) {
+      return false;
+    }
+  }
+  return cpubench && !r->ipi.empty() && !r->iortt.empty();
+}
+
+std::string KallsymsFromConsole(const std::string& console) {
+  const size_t begin = console.find("SSIHV_KALLSYMS_BEGIN");
+  const size_t end = console.find("SSIHV_KALLSYMS_END");
+  if (begin == std::string::npos || end == std::string::npos || end < begin) {
+    return "";
+  }
+  std::string b64;
+  for (absl::string_view line : absl::StrSplit(
+           absl::string_view(console).substr(begin, end - begin), '\n')) {
+    line = absl::StripSuffix(line, "\r");
+    if (line.empty() || line.find_first_not_of(
+                            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
+                            "wxyz0123456789+/=") != absl::string_view::npos) {
+      continue;  // the marker, a kernel message
+    }
+    absl::StrAppend(&b64, line, "\n");
+  }
+  char path[] = "/tmp/ssihv-kallsyms.XXXXXX";
+  const int fd = ::mkstemp(path);
+  if (fd < 0) return "";
+  const bool written =
+      ::write(fd, b64.data(), b64.size()) == static_cast<ssize_t>(b64.size());
+  ::close(fd);
+  std::string text;
+  if (written) {
+    FILE* p = ::popen(
+        absl::StrCat("base64 -d '", path, "' | gzip -dc 2>/dev/null").c_str(),
+        "r");
+    if (p != nullptr) {
+      char buf[65536];
+      for (size_t n; (n = std::fread(buf, 1, sizeof(buf), p)) > 0;) {
+        text.append(buf, n);
+      }
+      if (::pclose(p) != 0) text.clear();
+    }
+  }
+  std::remove(path);
+  return text;
+}
+
+SymbolMap::SymbolMap(const std::string& text) {
+  std::istringstream in(text);
+  std::string addr, type, name;
+  while (in >> addr >> type >> name) {
+    uint64_t a = 0;
+    if (!absl::SimpleHexAtoi(addr, &a) || a < kStartKernelMap) continue;
+    if (name == "_text") text_ = a;
+    if (name == "_end") end_ = a;
+    symbols_.emplace(a, name);  // the first name at an address stays
+  }
+}
+
+std::string SymbolMap::Name(uint64_t gpa) const {
+  const uint64_t va = gpa + kStartKernelMap;
+  if (text_ == 0 || va < text_ || va >= end_) return "";
+  auto it = symbols_.upper_bound(va);
+  if (it == symbols_.begin()) return "";
+  --it;
+  return absl::StrCat(it->second, "+0x", absl::Hex(va - it->first));
+}
+
+std::vector<HotPage> HotPagesBetween(const std::map<uint64_t, uint64_t>& before,
+                                  const std::map<uint64_t, uint64_t>& after,
+                                  double seconds, const SymbolMap& symbols,
+                                  size_t n) {
+  std::vector<HotPage> grew;
+  for (const auto& [gpa, count] : after) {
+    auto it = before.find(gpa);
+    const uint64_t was = it == before.end() ? 0 : it->second;
+    if (count > was && seconds > 0) {
+      grew.push_back({gpa, static_cast<double>(count - was) / seconds, ""});
+    }
+  }
+  std::sort(grew.begin(), grew.end(), [](const HotPage& a, const HotPage& b) {
+    return a.per_s != b.per_s ? a.per_s > b.per_s : a.gpa < b.gpa;
+  });
+  if (grew.size() > n) grew.resize(n);
+  for (HotPage& p : grew) p.symbol = symbols.Name(p.gpa);
+  return grew;
+}
+
+}  // namespace ssihv::testing
+
+namespace ssihv::testing {
+namespace {
+
+std::string Cell(double v, const char* fmt = "%.1f") {
+  return v > 0 ? absl::StrFormat(fmt, v) : std::string("-");
+}
+
+std::string Ratio(double v, double base) {
+  return v > 0 && base > 0 ? absl::StrFormat("%.2f", v / base) : "-";
+}
+
+// The mean of the medians of the samples `pick` accepts (0: none).
+template <typename T, typename Pick>
+double MeanOf(const std::vector<T>& samples, Pick pick) {
+  double sum = 0;
+  int n = 0;
+  for (const T& s : samples) {
+    if (pick(s)) {
+      sum += s.median_ns;
+      ++n;
+    }
+  }
+  return n ? sum / n : 0;
+}
+
+void AppendHotPages(std::string* out, const char* when,
+                    const std::string& run, double seconds,
+                    const std::vector<HotPage>& pages) {
+  if (pages.empty()) return;
+  absl::StrAppend(out, "\nHottest pages ", when, ", ", run, " (",
+                  absl::StrFormat("%.0f", seconds), " s):\n\n",
+                  "| GPA | transactions/s | kernel symbol |\n",
+                  "| --- | --- | --- |\n");
+  for (const HotPage& p : pages) {
+    absl::StrAppend(out, "| 0x", absl::Hex(p.gpa), " | ",
+                    absl::StrFormat("%.2f", p.per_s), " | ",
+                    p.symbol.empty() ? "(not in the kernel image)" : p.symbol,
+                    " |\n");
+  }
+}
+
+}  // namespace
+
+std::string FormatReport(const std::vector<RunResult>& runs,
+                         const std::string& append) {
+  const RunResult* kvm = runs.size() > 0 ? &runs[0] : nullptr;
+  const RunResult* user = runs.size() > 1 ? &runs[1] : kvm;
+  std::string out = absl::StrCat(
+      "Kernel command line: `", append, "`; ratios are against \"",
+      kvm ? kvm->name : "", "\" (boot) and \"", user ? user->name : "",
+      "\" (both).\n\n",
+      "| run | boot to init s | ratio (KVM irqchip) | ratio (user irqchip) "
+      "| remote faults to init | remote faults/s in boot | cpubench Mops/s "
+      "| cpubench ratio (user irqchip) |\n"
+      "| --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (const RunResult& r : runs) {
+    absl::StrAppend(
+        &out, "| ", r.name, " | ", Cell(r.boot_s), " | ",
+        Ratio(r.boot_s, kvm->boot_s), " | ", Ratio(r.boot_s, user->boot_s),
+        " | ", absl::StrFormat("%.0f", r.remote_faults_at_init), " | ",
+        Cell(r.remote_faults_at_init / r.boot_s, "%.0f"), " | ",
+        Cell(r.cpubench_mops), " | ",
+        Ratio(r.cpubench_mops, user->cpubench_mops), " |\n");
+  }
+  absl::StrAppend(
+      &out,
+      "\n| run | IPI RTT same node µs | IPI RTT cross node µs | cross/same "
+      "| port I/O on node 0 µs | forwarded port I/O µs | forwarded/local "
+      "| idle page requests/s | idle transport KB/s |\n"
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+  for (const RunResult& r : runs) {
+    const double same = MeanOf(r.ipi, [](const IpiSample& s) { return s.same_node; });
+    const double cross = MeanOf(r.ipi, [](const IpiSample& s) { return !s.same_node; });
+    const double local = MeanOf(r.iortt, [](const IoSample& s) { return s.node == 0; });
+    const double fwd = MeanOf(r.iortt, [](const IoSample& s) { return s.node != 0; });
+    absl::StrAppend(&out, "| ", r.name, " | ", Cell(same / 1e3), " | ",
+                    Cell(cross / 1e3), " | ", Ratio(cross, same), " | ",
+                    Cell(local / 1e3), " | ", Cell(fwd / 1e3), " | ",
+                    Ratio(fwd, local), " | ",
+                    Cell(r.idle_requests_per_s, "%.2f"), " | ",
+                    Cell(r.idle_bytes_per_s / 1e3, "%.2f"), " |\n");
+  }
+  for (const RunResult& r : runs) {
+    AppendHotPages(&out, "until init", r.name, r.boot_s, r.boot_hot);
+    AppendHotPages(&out, "while idle", r.name, r.idle_s, r.idle_hot);
+  }
+  return out;
+}
+
+}  // namespace ssihv::testing

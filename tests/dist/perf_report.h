@@ -1,0 +1,88 @@
+// What the distributed VM's performance run (dist_perf.cc) measures, how it
+// reads the guest's lines and the kernel's System.map, and its report.
+// Pure functions, unit-tested on the host (perf_report_test.cc).
+#ifndef SSIHV_TESTS_DIST_PERF_REPORT_H_
+#define SSIHV_TESTS_DIST_PERF_REPORT_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace ssihv::testing {
+
+struct IpiSample {
+  uint32_t cpu_a = 0, cpu_b = 0;
+  bool same_node = false;
+  double median_ns = 0;
+};
+
+struct IoSample {
+  uint32_t cpu = 0;
+  uint32_t node = 0;  // the CPU's NUMA node (0: the devices' node)
+  double median_ns = 0;
+};
+
+struct HotPage {
+  uint64_t gpa = 0;
+  double per_s = 0;    // transactions on the page per second while idle
+  std::string symbol;  // "jiffies+0x40", or empty outside the kernel image
+};
+
+struct RunResult {
+  std::string name;
+  int processes = 1;
+  double boot_s = 0;  // start of the processes to init's first line
+  double remote_faults_at_init = 0;
+  std::vector<HotPage> boot_hot;  // the pages most requested until init
+  int cpubench_threads = 0;
+  double cpubench_mops = 0;  // millions of operations per second, all CPUs
+  std::vector<IpiSample> ipi;
+  std::vector<IoSample> iortt;
+  double idle_s = 0;
+  double idle_requests_per_s = 0;  // page requests served, all homes
+  double idle_bytes_per_s = 0;     // transport payload bytes, all nodes
+  std::vector<HotPage> idle_hot;
+};
+
+/// Fills the guest-side fields of `r` from the console (init's "SSIHV
+/// cpubench", "SSIHV ipi", "SSIHV iortt" lines; each CPU's node from
+/// "SSIHV cpu_nodes"). False when a line is missing or malformed.
+bool ParseGuestPerf(const std::string& console, RunResult* r);
+
+/// The guest's data symbols from its console (init's ssihv.kallsyms=1: the
+/// lines between SSIHV_KALLSYMS_BEGIN and _END, base64 of gzip of
+/// "address type name" lines), decoded with the host's base64 and gzip;
+/// empty when the block is missing or does not decode.
+std::string KallsymsFromConsole(const std::string& console);
+
+/// System.map or /proc/kallsyms text ("address type name" lines), for
+/// naming guest-physical addresses of a kernel booted with nokaslr
+/// (virtual = physical + __START_KERNEL_map).
+class SymbolMap {
+ public:
+  explicit SymbolMap(const std::string& text);
+  /// "name+0xoff" for a GPA inside [_text, _end), else empty.
+  std::string Name(uint64_t gpa) const;
+
+ private:
+  std::map<uint64_t, std::string> symbols_;  // virtual address -> name
+  uint64_t text_ = 0, end_ = 0;
+};
+
+/// The `n` pages whose transaction counts grew most between two snapshots
+/// of /pages/hot (gpa -> reads + writes) taken `seconds` apart, named
+/// from `symbols`.
+std::vector<HotPage> HotPagesBetween(const std::map<uint64_t, uint64_t>& before,
+                                  const std::map<uint64_t, uint64_t>& after,
+                                  double seconds, const SymbolMap& symbols,
+                                  size_t n);
+
+/// The Markdown report: one table of the runs, ratios against the first
+/// two (one process), the idle hot pages of the multi-process runs.
+std::string FormatReport(const std::vector<RunResult>& runs,
+                         const std::string& append);
+
+}  // namespace ssihv::testing
+
+#endif  // SSIHV_TESTS_DIST_PERF_REPORT_H_

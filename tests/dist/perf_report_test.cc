@@ -1,0 +1,152 @@
+// The performance run's parsing, naming and report (perf_report.h), on
+// hand-made guest output and a hand-made System.map: no VM.
+#include "perf_report.h"
+
+#include <unistd.h>
+
+#include <catch2/catch.hpp>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
+
+namespace ssihv::testing {
+namespace {
+
+constexpr char kConsole[] =
+    "SSIHV_INIT_REACHED\n"
+    "SSIHV cpu_nodes cpu0=0 cpu1=0 cpu2=1 cpu3=1\n"
+    "[   12.5] random: crng init done\n"
+    "SSIHV cpubench threads=4 seconds=10 ops_per_s=812.500 min_thread=200.1 "
+    "max_thread=210.0\n"
+    "SSIHV ipi rounds=200 cpus=0,1 rtt_ns_median=40000 rtt_ns_mean=41000 "
+    "rtt_ns_p90=50000\n"
+    "SSIHV ipi rounds=200 cpus=0,3 rtt_ns_median=90000 rtt_ns_mean=91000 "
+    "rtt_ns_p90=99000\n"
+    "SSIHV iortt cpu=0 port=0x64 rounds=200 ns_median=20000 ns_p90=30000 "
+    "ns_min=15000\r\n"
+    "SSIHV iortt cpu=3 port=0x64 rounds=200 ns_median=120000 ns_p90=150000 "
+    "ns_min=100000\n";
+
+TEST_CASE("the guest's perf lines: cpubench, IPI pairs by node, port I/O") {
+  RunResult r;
+  REQUIRE(ParseGuestPerf(kConsole, &r));
+  CHECK(r.cpubench_threads == 4);
+  CHECK(r.cpubench_mops == Approx(812.5));
+  REQUIRE(r.ipi.size() == 2);
+  CHECK(r.ipi[0].same_node);
+  CHECK_FALSE(r.ipi[1].same_node);
+  CHECK(r.ipi[1].cpu_b == 3);
+  CHECK(r.ipi[1].median_ns == Approx(90000));
+  REQUIRE(r.iortt.size() == 2);
+  CHECK(r.iortt[0].node == 0);
+  CHECK(r.iortt[1].node == 1);
+  CHECK(r.iortt[1].median_ns == Approx(120000));
+}
+
+TEST_CASE("a missing or failed measurement is not a result") {
+  RunResult r;
+  std::string no_cpubench = kConsole;
+  no_cpubench.erase(no_cpubench.find("SSIHV cpubench"), 5);
+  CHECK_FALSE(ParseGuestPerf(no_cpubench, &r));
+  RunResult r2;
+  CHECK_FALSE(ParseGuestPerf(
+      std::string(kConsole) + "SSIHV iortt failed: cpu=2: EPERM\n", &r2));
+  RunResult r3;  // a CPU the guest did not place on a node
+  CHECK_FALSE(ParseGuestPerf(
+      std::string(kConsole) + "SSIHV ipi rounds=2 cpus=0,9 rtt_ns_median=1\n",
+      &r3));
+}
+
+constexpr char kSystemMap[] =
+    "0000000000000000 D fixed_percpu_data\n"
+    "ffffffff81000000 T _text\n"
+    "ffffffff81000000 T startup_64\n"
+    "ffffffff82a05000 D jiffies_64\n"
+    "ffffffff82a05000 D jiffies\n"
+    "ffffffff82a05040 D other\n"
+    "ffffffff83400000 B _end\n";
+
+TEST_CASE("System.map names a nokaslr kernel's pages by symbol") {
+  const SymbolMap map(kSystemMap);
+  CHECK(map.Name(0x1000000) == "_text+0x0");
+  CHECK(map.Name(0x2a05000) == "jiffies_64+0x0");
+  CHECK(map.Name(0x2a06000) == "other+0xfc0");
+  CHECK(map.Name(0xfff000).empty());   // below the image
+  CHECK(map.Name(0x3400000).empty());  // _end and beyond
+  CHECK(SymbolMap("").Name(0x1000000).empty());
+}
+
+TEST_CASE("the guest's kallsyms block decodes; a broken one is empty") {
+  char dir[] = "/tmp/perf_report_test.XXXXXX";
+  REQUIRE(::mkdtemp(dir) != nullptr);
+  const std::string plain = std::string(dir) + "/syms";
+  std::ofstream(plain) << kSystemMap;
+  const std::string b64 = std::string(dir) + "/b64";
+  REQUIRE(std::system(("gzip -9c '" + plain + "' | base64 > '" + b64 + "'")
+                          .c_str()) == 0);
+  std::ifstream in(b64);
+  std::stringstream encoded;
+  encoded << in.rdbuf();
+  std::string console = "SSIHV_INIT_REACHED\nSSIHV_KALLSYMS_BEGIN\r\n";
+  // Kernel messages may land between the lines; CRLF from the tty.
+  std::string body = encoded.str();
+  body.insert(body.find('\n') + 1, "[   3.1] kernel says hi\n");
+  for (size_t at; (at = body.find("\n")) != std::string::npos &&
+                  body[at - 1] != '\r';) {
+    body.replace(at, 1, "\r\n");
+  }
+  console += body + "SSIHV_KALLSYMS_END\r\nSSIHV nproc=4\n";
+  CHECK(KallsymsFromConsole(console) == kSystemMap);
+  CHECK(KallsymsFromConsole("SSIHV_INIT_REACHED\n").empty());
+  std::string broken = console;
+  broken.erase(broken.find("SSIHV_KALLSYMS_BEGIN") + 30, 8);
+  CHECK(KallsymsFromConsole(broken).empty());
+  std::system(("rm -rf '" + std::string(dir) + "'").c_str());
+}
+
+TEST_CASE("idle hot pages: what grew between two snapshots, hottest first") {
+  const SymbolMap symbols(kSystemMap);
+  const std::map<uint64_t, uint64_t> before = {
+      {0x2a05000, 100}, {0x5000, 7}, {0x9000, 3}};
+  const std::map<uint64_t, uint64_t> after = {
+      {0x2a05000, 400}, {0x5000, 7}, {0x9000, 13}, {0x7000, 20}};
+  std::vector<HotPage> hot = HotPagesBetween(before, after, 10.0, symbols, 2);
+  REQUIRE(hot.size() == 2);
+  CHECK(hot[0].gpa == 0x2a05000);
+  CHECK(hot[0].per_s == Approx(30.0));
+  CHECK(hot[0].symbol == "jiffies_64+0x0");
+  CHECK(hot[1].gpa == 0x7000);  // new in the second snapshot: 20 / 10 s
+  CHECK(hot[1].symbol.empty());
+  CHECK(HotPagesBetween(before, before, 10.0, symbols, 8).empty());
+}
+
+TEST_CASE("the report: ratios against the one-process runs") {
+  RunResult kvm, user, two;
+  kvm.name = "1 process, KVM irqchip";
+  kvm.boot_s = 50;
+  kvm.cpubench_mops = 100;
+  user.name = "1 process, user irqchip";
+  user.boot_s = 100;
+  user.cpubench_mops = 80;
+  two.name = "2 processes (2 nodes)";
+  two.processes = 2;
+  two.boot_s = 400;
+  two.remote_faults_at_init = 8000;
+  two.cpubench_mops = 72;
+  two.ipi = {{0, 1, true, 40000}, {0, 2, false, 120000}};
+  two.iortt = {{0, 0, 20000}, {3, 1, 100000}};
+  two.idle_hot = {{0x2a05000, 12.5, "jiffies_64+0x0"}};
+  two.idle_s = 30;
+  const std::string text = FormatReport({kvm, user, two}, "quiet");
+  CAPTURE(text);
+  // Boot 8.00x KVM's, 4.00x user irqchip's; 20 faults/s; CPU 0.90.
+  CHECK(text.find("| 2 processes (2 nodes) | 400.0 | 8.00 | 4.00 | 8000 | 20 "
+                  "| 72.0 | 0.90 |") != std::string::npos);
+  CHECK(text.find("| 2 processes (2 nodes) | 40.0 | 120.0 | 3.00 | 20.0 | "
+                  "100.0 | 5.00 |") != std::string::npos);
+  CHECK(text.find("| 0x2a05000 | 12.50 | jiffies_64+0x0 |") !=
+        std::string::npos);
+}
+
+}  // namespace
+}  // namespace ssihv::testing
