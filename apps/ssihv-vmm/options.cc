@@ -39,6 +39,10 @@ userfaultfd pager; the serial console (COM1) is this terminal (node 0's).
                        node of a config on this machine)
   --peer-timeout S     with --node: how long to wait at start for every other
                        node (default 60; the error names those not reached)
+  --peer-silence S     with --node: a peer not heard from for S seconds (it
+                       sends a heartbeat every second) is declared lost
+                       (default 5; 2..600; a dropped connection counts after
+                       2 s whatever S is)
   --trace-io           log every port and MMIO access but COM1's to stderr
   --help               this text
 
@@ -125,6 +129,14 @@ absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args) {
                       o.peer_timeout_s < 1 || o.peer_timeout_s > 3600)) {
         st = absl::InvalidArgumentError(absl::StrCat(
             "--peer-timeout: '", n, "' is not a number of seconds in 1..3600"));
+      }
+    } else if (flag == "--peer-silence") {
+      std::string n;
+      st = take(&n);
+      if (st.ok() && (!absl::SimpleAtoi(n, &o.peer_silence_s) ||
+                      o.peer_silence_s < 2 || o.peer_silence_s > 600)) {
+        st = absl::InvalidArgumentError(absl::StrCat(
+            "--peer-silence: '", n, "' is not a number of seconds in 2..600"));
       }
     } else if (flag == "--pager-threads") {
       std::string n;

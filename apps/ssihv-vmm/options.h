@@ -36,6 +36,8 @@ struct VmmOptions {
   std::optional<uint32_t> node;
   /// --peer-timeout: how long a node waits for every other node at start.
   int peer_timeout_s = 60;
+  /// --peer-silence: a peer not heard from this long is declared lost.
+  int peer_silence_s = 5;
   bool trace_io = false;
   bool help = false;
 };

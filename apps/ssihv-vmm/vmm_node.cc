@@ -47,6 +47,7 @@ absl::Status Vmm::CreateNode(const VmmOptions& options) {
   ClusterNodeOptions o;
   o.fault_threads = options.pager_threads;
   o.connect_timeout = absl::Seconds(options.peer_timeout_s);
+  o.link.silence_timeout = absl::Seconds(options.peer_silence_s);
   ClusterNodeHooks hooks;
   hooks.remote_stop = [this](uint32_t from, const StopMsg& m) {
     OnRemoteStop(from, m);

@@ -153,6 +153,9 @@ RunResult Measure(const Shape& shape, int port_base, const std::string& append,
   r.boot_s = Since(t0);
   r.remote_faults_at_init = Scrape(c, running).remote_faults;
   r.boot_hot = HotPagesBetween({}, HotPages(c, running), r.boot_s, symbols, 8);
+  std::printf("dist_perf: %s: init after %.1f s, %.0f remote faults\n",
+              shape.name.c_str(), r.boot_s, r.remote_faults_at_init);
+  std::fflush(stdout);
   reach("SSIHV holding");
   const auto idle0 = Clock::now();
   const Counters a = Scrape(c, running);

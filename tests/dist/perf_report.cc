@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cstdio>
+#include <iterator>
 #include <sstream>
 
 #include "absl/strings/match.h"
@@ -144,7 +145,7 @@ SymbolMap::SymbolMap(const std::string& text) {
     if (!absl::SimpleHexAtoi(addr, &a) || a < kStartKernelMap) continue;
     if (name == "_text") text_ = a;
     if (name == "_end") end_ = a;
-    symbols_.emplace(a, name);  // the first name at an address stays
+    symbols_.emplace(a, name);  // aliases in file order
   }
 }
 
@@ -153,8 +154,21 @@ std::string SymbolMap::Name(uint64_t gpa) const {
   if (text_ == 0 || va < text_ || va >= end_) return "";
   auto it = symbols_.upper_bound(va);
   if (it == symbols_.begin()) return "";
-  --it;
-  return absl::StrCat(it->second, "+0x", absl::Hex(va - it->first));
+  it = symbols_.lower_bound(std::prev(it)->first);  // the first alias
+  std::string name = absl::StrCat(it->second, "+0x", absl::Hex(va - it->first));
+  // A hot page is rarely hot for the object it starts in: name the objects
+  // that start inside it too (the first few).
+  constexpr int kMore = 4;
+  const uint64_t page_end = (va | 0xfff) + 1;
+  int more = 0;
+  for (++it; it != symbols_.end() && it->first < page_end; ++it) {
+    if (more++ == kMore) {
+      absl::StrAppend(&name, ", ...");
+      break;
+    }
+    absl::StrAppend(&name, ", ", it->second);
+  }
+  return name;
 }
 
 std::vector<HotPage> HotPagesBetween(const std::map<uint64_t, uint64_t>& before,

@@ -66,7 +66,7 @@ class SymbolMap {
   std::string Name(uint64_t gpa) const;
 
  private:
-  std::map<uint64_t, std::string> symbols_;  // virtual address -> name
+  std::multimap<uint64_t, std::string> symbols_;  // address -> names
   uint64_t text_ = 0, end_ = 0;
 };
 

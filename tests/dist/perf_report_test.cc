@@ -68,9 +68,15 @@ constexpr char kSystemMap[] =
 
 TEST_CASE("System.map names a nokaslr kernel's pages by symbol") {
   const SymbolMap map(kSystemMap);
-  CHECK(map.Name(0x1000000) == "_text+0x0");
-  CHECK(map.Name(0x2a05000) == "jiffies_64+0x0");
+  CHECK(map.Name(0x1000000) == "_text+0x0, startup_64");
+  CHECK(map.Name(0x2a05000) == "jiffies_64+0x0, jiffies, other");
   CHECK(map.Name(0x2a06000) == "other+0xfc0");
+  const SymbolMap crowded(
+      "ffffffff81000000 T _text\nffffffff81001000 D a\nffffffff81001100 D b\n"
+      "ffffffff81001200 D c\nffffffff81001300 D d\nffffffff81001400 D e\n"
+      "ffffffff81001500 D f\nffffffff81002000 D g\nffffffff81003000 B _end\n");
+  CHECK(crowded.Name(0x1001000) == "a+0x0, b, c, d, e, ...");
+  CHECK(crowded.Name(0x1000000) == "_text+0x0");
   CHECK(map.Name(0xfff000).empty());   // below the image
   CHECK(map.Name(0x3400000).empty());  // _end and beyond
   CHECK(SymbolMap("").Name(0x1000000).empty());
@@ -114,7 +120,7 @@ TEST_CASE("idle hot pages: what grew between two snapshots, hottest first") {
   REQUIRE(hot.size() == 2);
   CHECK(hot[0].gpa == 0x2a05000);
   CHECK(hot[0].per_s == Approx(30.0));
-  CHECK(hot[0].symbol == "jiffies_64+0x0");
+  CHECK(hot[0].symbol == "jiffies_64+0x0, jiffies, other");
   CHECK(hot[1].gpa == 0x7000);  // new in the second snapshot: 20 / 10 s
   CHECK(hot[1].symbol.empty());
   CHECK(HotPagesBetween(before, before, 10.0, symbols, 8).empty());

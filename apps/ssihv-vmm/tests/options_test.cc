@@ -36,6 +36,11 @@ TEST_CASE("ssihv-vmm flags: both forms, defaults, --append") {
       ParseVmmArgs({"--kernel", "bz", "--initrd", "rd", "--irqchip=kernel"});
   REQUIRE(k.ok());
   CHECK(k->irqchip == Irqchip::kKernel);
+  CHECK(k->peer_silence_s == 5);  // the default
+  auto s = ParseVmmArgs({"--kernel", "bz", "--initrd", "rd", "--config", "c",
+                         "--node", "1", "--peer-silence", "30"});
+  REQUIRE(s.ok());
+  CHECK(s->peer_silence_s == 30);
 }
 
 TEST_CASE("ssihv-vmm flag errors name the flag") {
@@ -59,6 +64,11 @@ TEST_CASE("ssihv-vmm flag errors name the flag") {
              Catch::Contains("--irqchip: 'split' is not 'kernel' or 'user'"));
   CHECK_THAT(msg({"--kernel", "bz", "--initrd", "rd", "--irqchip"}),
              Catch::Contains("--irqchip: needs a value"));
+  for (const char* bad : {"1", "601", "x", ""}) {
+    CHECK(msg({"--kernel", "bz", "--initrd", "rd", "--peer-silence", bad}) ==
+          std::string("--peer-silence: '") + bad +
+              "' is not a number of seconds in 2..600");
+  }
   auto help = ParseVmmArgs({"--help"});
   REQUIRE(help.ok());
   CHECK(help->help);
