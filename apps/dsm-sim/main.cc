@@ -26,15 +26,20 @@ constexpr char kUsage[] =
     "usage: dsm-sim --nodes N[-M] --pages P --ops K --seeds A-B\n"
     "               [--faults reorder,drop,crash] [--threads T] [--pull]\n"
     "               [--write-percent W] [--max-crashes C] [--trace-lines L]\n"
+    "               [--runs R]\n"
     "       dsm-sim --exhaustive --nodes N --pages P --ops K\n"
     "               [--faults drop,crash] [--threads T] [--pull]\n"
-    "               [--max-states S]\n"
+    "               [--max-states S] [--runs R]\n"
     "Simulates N nodes running K reads/writes per thread on P pages through\n"
     "the libdirectory protocol and checks SWMR, data values, losses,\n"
     "liveness and directory agreement after every step. --nodes 2-5 picks\n"
     "the node count per seed (N + seed mod (M-N+1)). --exhaustive explores\n"
-    "every interleaving and every choice of operations. Test only:\n"
-    "--inject-bug skip-invalidation|skip-downgrade|early-unblock (protocol\n"
+    "every interleaving and every choice of operations. --runs R: after a\n"
+    "read fault that waits, ask for up to R following pages with one run\n"
+    "request, as read-ahead does (default 3 for seeds, 0 exhaustive).\n"
+    "Test only:\n"
+    "--inject-bug skip-invalidation|skip-downgrade|run-skip-downgrade|\n"
+    "early-unblock (protocol\n"
     "bugs) or driver-early-send (a driver that sends before its local\n"
     "effects).\n";
 
@@ -45,6 +50,7 @@ struct Args {
   bool exhaustive = false;
   uint64_t max_states = 20'000'000;
   std::string faults = "none";
+  int64_t runs = -1;  // --runs; -1: the mode's default
 };
 
 bool ParseRange(absl::string_view s, uint64_t* lo, uint64_t* hi) {
@@ -105,6 +111,8 @@ Args Parse(int argc, char** argv) {
     } else if (flag == "--trace-lines") {
       ok = absl::SimpleAtoi(v, &a.config.trace_lines) &&
            a.config.trace_lines <= 100000;
+    } else if (flag == "--runs") {
+      ok = absl::SimpleAtoi(v, &a.runs) && a.runs >= 0 && a.runs <= 64;
     } else if (flag == "--max-states") {
       ok = absl::SimpleAtoi(v, &a.max_states) && a.max_states > 0;
     } else if (flag == "--faults") {
@@ -119,6 +127,10 @@ Args Parse(int argc, char** argv) {
     }
     if (!ok) Usage("bad value '" + v + "' for " + flag);
   }
+  // Seeded runs exercise run grants unless told otherwise; the exhaustive
+  // configurations keep the state counts of docs/PROTOCOL.md by default.
+  a.config.run_pages =
+      static_cast<uint32_t>(a.runs >= 0 ? a.runs : (a.exhaustive ? 0 : 3));
   return a;
 }
 
@@ -138,7 +150,9 @@ int RunExhaustive(Args& a) {
   std::string what =
       absl::StrCat("nodes=", a.config.nodes, " pages=", a.config.pages,
                    " ops=", a.config.ops, " threads=", a.config.threads,
-                   " faults=", a.faults, a.config.pull ? " pull" : "");
+                   " faults=", a.faults, a.config.pull ? " pull" : "",
+                   a.config.run_pages ? " runs=" : "",
+                   a.config.run_pages ? absl::StrCat(a.config.run_pages) : "");
   if (!r.ok) {
     PrintViolation(what.c_str(), r.violation);
     return 1;
@@ -169,10 +183,10 @@ int RunSeeds(Args& a) {
       PrintViolation(what.c_str(), r.violation);
       std::printf(
           "reproduce: dsm-sim --nodes %u --pages %llu --ops %u "
-          "--threads %u --seeds %llu --faults %s%s\n",
+          "--threads %u --seeds %llu --faults %s --runs %u%s\n",
           a.config.nodes, static_cast<unsigned long long>(a.config.pages),
           a.config.ops, a.config.threads, static_cast<unsigned long long>(seed),
-          a.faults.c_str(), a.config.pull ? " --pull" : "");
+          a.faults.c_str(), a.config.run_pages, a.config.pull ? " --pull" : "");
       return 1;
     }
     ++seeds;
@@ -192,6 +206,7 @@ int RunSeeds(Args& a) {
     sum.totals.faults_write_miss += r.totals.faults_write_miss;
     sum.totals.faults_upgrade += r.totals.faults_upgrade;
     sum.totals.pages_lost += r.totals.pages_lost;
+    sum.totals.run_pages_granted += r.totals.run_pages_granted;
   }
   double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
@@ -221,6 +236,9 @@ int RunSeeds(Args& a) {
       static_cast<unsigned long long>(calm),
       static_cast<unsigned long long>(worst),
       static_cast<unsigned long long>(bound), secs);
+  std::printf("  run grants: %llu pages granted in runs (--runs %u)\n",
+              static_cast<unsigned long long>(s.totals.run_pages_granted),
+              a.config.run_pages);
   std::printf("  messages:");
   for (int t = 1; t < kNumMsgTypes; ++t) {
     if (s.totals.sent[t] == 0) continue;

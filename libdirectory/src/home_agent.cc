@@ -149,6 +149,7 @@ absl::Status HomeAgent::StartRead(Env& env, PageId page, Entry& e, NodeId req,
   if (PageStats* s = StatsFor(page)) ++s->reads;
   SetFlag(e, kWriteBit, false);
   SetFlag(e, kPulledBit, false);
+  SetFlag(e, kRunBit, false);
   SetPhase(e, TxnPhase::kAwaitDone);
   e.requester = static_cast<uint8_t>(req);
   NodeId src;
@@ -188,6 +189,7 @@ absl::Status HomeAgent::StartWrite(Env& env, PageId page, Entry& e,
   if (stats != nullptr) ++stats->writes;
   SetFlag(e, kWriteBit, true);
   SetFlag(e, kPulledBit, false);
+  SetFlag(e, kRunBit, false);
   SetPhase(e, TxnPhase::kAcks);
   e.requester = static_cast<uint8_t>(req);
   // The data source (for a miss) is invalidated last, by kTransfer, so a
@@ -261,6 +263,7 @@ absl::Status HomeAgent::OnDone(Env& env, NodeId from, const Message& msg,
       from != e.requester) {
     return HomeViolation(msg, from, "unexpected done");
   }
+  if (IsRun(e)) return HomeViolation(msg, from, "done for a run grant");
   if (msg.flags & kFlagFailed) {
     if (IsWrite(e) || !IsPulled(e)) {
       return HomeViolation(msg, from, "failed done without a pull");
@@ -288,9 +291,56 @@ void HomeAgent::EndTxn(Env& env, PageId page, Entry& e) {
   }
   SetPhase(e, TxnPhase::kIdle);
   SetFlag(e, kPulledBit, false);
+  SetFlag(e, kRunBit, false);
   e.requester = kNoNode;
   e.source = kNoNode;
   ServeNext(env, page, e);
+}
+
+bool HomeAgent::CanGrantRun(PageId page, NodeId req) const {
+  const Entry* e = Find(page);
+  if (e == nullptr || req >= kMaxNodes) return false;
+  const DirState state = StateOf(*e);
+  return (state == DirState::kShared || state == DirState::kModified) &&
+         PhaseOf(*e) == TxnPhase::kIdle &&
+         (e->read_waiters | e->write_waiters) == 0 &&
+         (e->copies & Bit(self_)) != 0 && (e->copies & Bit(req)) == 0;
+}
+
+// StartRead's transaction with this node as the source, except that the
+// bytes leave in the run's kDataRun instead of a kData per page, and only a
+// kDoneRun ends it (kRunBit).
+void HomeAgent::StartRunRead(Env& env, PageId page, NodeId req) {
+  Entry& e = *Find(page);
+  env.stats.read_txns.Add();
+  if (PageStats* s = StatsFor(page)) ++s->reads;
+  SetFlag(e, kWriteBit, false);
+  SetFlag(e, kPulledBit, false);
+  SetFlag(e, kRunBit, true);
+  SetPhase(e, TxnPhase::kAwaitDone);
+  e.requester = static_cast<uint8_t>(req);
+  e.source = static_cast<uint8_t>(self_);
+  if (options_.bug == TestBug::kEarlyUnblock) EndTxn(env, page, e);
+}
+
+absl::Status HomeAgent::OnDoneRun(Env& env, NodeId from, const Message& msg) {
+  const PageId first = msg.page;
+  const uint32_t count = msg.pages();
+  // Deliberate bug: transactions already ended when the grant went out.
+  if (options_.bug == TestBug::kEarlyUnblock) return absl::OkStatus();
+  for (PageId p = first; p < first + count; ++p) {
+    const Entry* e = Find(p);
+    if (e == nullptr || env.members.HomeOf(p) != self_) {
+      return HomeViolation(msg, from, "run page is not homed here");
+    }
+    if (PhaseOf(*e) != TxnPhase::kAwaitDone || !IsRun(*e) ||
+        from != e->requester) {
+      return HomeViolation(MakeMessage(msg.type, p), from,
+                           "unexpected run done");
+    }
+  }
+  for (PageId p = first; p < first + count; ++p) EndTxn(env, p, *Find(p));
+  return absl::OkStatus();
 }
 
 void HomeAgent::ServeNext(Env& env, PageId page, Entry& e) {

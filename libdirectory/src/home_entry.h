@@ -16,6 +16,7 @@ inline constexpr uint8_t kPhaseShift = 2;
 inline constexpr uint8_t kPhaseMask = 0x07 << kPhaseShift;
 inline constexpr uint8_t kWriteBit = 0x20;   // write txn (recovering: lost)
 inline constexpr uint8_t kPulledBit = 0x40;  // read txn granted by kPullGrant
+inline constexpr uint8_t kRunBit = 0x80;     // read txn granted in a kDataRun
 
 /// Entry::source when the designated source died before it was asked.
 inline constexpr uint8_t kLostSource = 0xFE;
@@ -50,6 +51,10 @@ bool IsWrite(const E& e) {
 template <typename E>
 bool IsPulled(const E& e) {
   return e.bits & kPulledBit;
+}
+template <typename E>
+bool IsRun(const E& e) {
+  return e.bits & kRunBit;
 }
 template <typename E>
 void SetFlag(E& e, uint8_t flag, bool on) {

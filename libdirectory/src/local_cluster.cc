@@ -62,6 +62,16 @@ absl::Status LocalCluster::Fault(NodeId n, PageId page, enum Access access) {
   return Perform(n);
 }
 
+absl::StatusOr<uint32_t> LocalCluster::RequestRun(NodeId n, PageId first,
+                                                  uint32_t max_pages) {
+  out_.Clear();
+  uint32_t requested = 0;
+  absl::Status s = nodes_[n].RequestRun(first, max_pages, &out_, &requested);
+  if (!s.ok()) return s;
+  if (absl::Status p = Perform(n); !p.ok()) return p;
+  return requested;
+}
+
 absl::Status LocalCluster::Run(uint64_t max_steps) {
   uint32_t count = num_nodes();
   for (uint64_t step = 0; step < max_steps; ++step) {

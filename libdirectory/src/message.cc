@@ -33,12 +33,16 @@ constexpr TypeRule kRules[kNumMsgTypes] = {
     {0, true, true},                        // kStalled
     {0, true, false},                       // kFlush
     {kFlagLast, true, false},               // kReport
+    {0, false, true},                       // kReadRun
+    {kFlagZero, false, true},               // kDataRun
+    {0, false, true},                       // kDoneRun
 };
 
 constexpr const char* kNames[kNumMsgTypes] = {
-    "?",      "ReadReq",  "WriteReq", "FwdRead",   "Transfer", "Inv",
-    "InvAck", "Data",     "Grant",    "PullGrant", "Done",     "Lost",
-    "Probe",  "ProbeAck", "Stalled",  "Flush",     "Report",
+    "?",     "ReadReq", "WriteReq", "FwdRead",  "Transfer",
+    "Inv",   "InvAck",  "Data",     "Grant",    "PullGrant",
+    "Done",  "Lost",    "Probe",    "ProbeAck", "Stalled",
+    "Flush", "Report",  "ReadRun",  "DataRun",  "DoneRun",
 };
 
 void Put32(uint8_t* p, uint32_t v) {
@@ -61,6 +65,23 @@ uint64_t Get64(const uint8_t* p) {
 absl::Status Bad(MsgType type, absl::string_view what) {
   return absl::InvalidArgumentError(
       absl::StrCat("directory message ", MsgTypeName(type), ": ", what));
+}
+
+// A run lies in one static range: one home serves all of it, and the
+// receiver's per-page work stays within pages it can index.
+absl::Status ValidateRun(const Message& m, const PageSpace& space) {
+  if (m.version == 0 || m.version > kMaxRunPages) {
+    return Bad(m.type, absl::StrCat("run of ", m.version, " pages (1..",
+                                    kMaxRunPages, ")"));
+  }
+  const NodeId range = space.StaticHomeOf(m.page);
+  const PageId end = space.FirstPageOf(range) + space.PageCountOf(range);
+  if (m.version > end - m.page) {
+    return Bad(m.type, absl::StrCat("run of ", m.version, " pages at page ",
+                                    m.page, " leaves range ", range,
+                                    " (ends at page ", end, ")"));
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -138,6 +159,7 @@ absl::Status Validate(const Message& m, const PageSpace& space) {
     return Bad(m.type, absl::StrCat("page ", m.page, " out of range (",
                                     space.num_pages(), " pages)"));
   }
+  if (m.is_run()) return ValidateRun(m, space);
   return absl::OkStatus();
 }
 
@@ -191,12 +213,13 @@ absl::StatusOr<DecodedFrame> Decode(absl::Span<const uint8_t> frame,
     }
     return out;
   }
-  size_t want = m.carries_page() ? kPageSize : 0;
+  // Validate() bounded the run length, so `want` is at most 256 KiB.
+  const size_t want = m.payload_bytes();
   if (payload != want) {
     return Bad(m.type, absl::StrCat("bad length ", frame.size(), ", want ",
                                     kHeaderSize + want));
   }
-  if (want != 0) out.page_bytes = frame.subspan(kHeaderSize, kPageSize);
+  if (want != 0) out.page_bytes = frame.subspan(kHeaderSize, want);
   return out;
 }
 

@@ -81,6 +81,20 @@ absl::Status Node::OnMessage(NodeId from, const Message& msg, Output* out) {
   return RunLocal(out, start);
 }
 
+absl::Status Node::RequestRun(PageId first, uint32_t max_pages, Output* out,
+                              uint32_t* requested) {
+  *requested = 0;
+  if (!space().Contains(first) || max_pages == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("directory node: run of ", max_pages, " pages at page ",
+                     first, " (", space().num_pages(), " pages)"));
+  }
+  size_t start = out->effects.size();
+  Env env{members_, stats_, *out};
+  *requested = node_.RequestRun(env, first, max_pages);
+  return RunLocal(out, start);
+}
+
 absl::Status Node::OnFetchDone(PageId page, bool ok, Output* out) {
   if (!space().Contains(page)) {
     return absl::InvalidArgumentError(
@@ -150,8 +164,53 @@ absl::Status Node::OnReport(NodeId from, const ReportChunk& chunk,
 
 absl::Status Node::Deliver(Env& env, NodeId from, const Message& msg) {
   if (msg.type == MsgType::kFlush) return OnFlush(env, from, msg);
+  if (msg.type == MsgType::kReadRun) return ServeReadRun(env, from, msg);
+  if (msg.type == MsgType::kDoneRun) return home_.OnDoneRun(env, from, msg);
   if (ForHome(msg.type)) return home_.OnMessage(env, from, msg);
   return node_.OnMessage(env, from, msg);
+}
+
+// Each page of the run the home can grant from its own copy right now
+// joins a kDataRun (consecutive granted pages share one); every other page
+// is served as the kReadReq it stands for (queued behind a transaction,
+// forwarded to the owner, answered kLost, ...), so the requester gets an
+// answer for every page it asked for. Both agents are this node's, hence
+// here rather than in the home agent: the home decides, its node agent
+// write-protects and supplies the bytes.
+absl::Status Node::ServeReadRun(Env& env, NodeId from, const Message& msg) {
+  if (members_.HomeOf(msg.page) != self()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("directory node: ReadRun for page ", msg.page,
+                     " from node ", from, ": page is not homed here"));
+  }
+  PageId run_first = 0;
+  uint32_t run_pages = 0;
+  bool run_zero = true;
+  auto grant = [&] {
+    if (run_pages == 0) return;
+    env.stats.run_grants.Add();
+    env.stats.run_pages_granted.Add(run_pages);
+    env.Send(from, MakeMessage(MsgType::kDataRun, run_first,
+                               run_zero ? kFlagZero : 0, kNoNode, run_pages));
+    run_pages = 0;
+    run_zero = true;
+  };
+  for (PageId p = msg.page; p < msg.page + msg.pages(); ++p) {
+    if (home_.CanGrantRun(p, from) && node_.CanServeRun(p)) {
+      home_.StartRunRead(env, p, from);
+      const bool zero = node_.ServeRun(env, p);
+      if (run_pages == 0) run_first = p;
+      ++run_pages;
+      run_zero = run_zero && zero;
+      continue;
+    }
+    grant();
+    absl::Status s =
+        home_.OnMessage(env, from, MakeMessage(MsgType::kReadReq, p));
+    if (!s.ok()) return s;
+  }
+  grant();
+  return absl::OkStatus();
 }
 
 absl::Status Node::DeliverReport(Env& env, NodeId from,
@@ -174,7 +233,7 @@ absl::Status Node::RunLocal(Output* out, size_t start) {
     if (!local) {
       if (e.type == EffectType::kSend) {
         stats_.sent[static_cast<int>(e.msg.type)].Add();
-        if (e.msg.carries_page()) stats_.page_bytes_sent.Add(kPageSize);
+        stats_.page_bytes_sent.Add(e.msg.payload_bytes());
       } else if (e.type == EffectType::kSendReport) {
         stats_.sent[static_cast<int>(MsgType::kReport)].Add();
       }

@@ -1,6 +1,8 @@
 // The node agent's transitions. Each handler touches one page byte.
 #include "ssihv/directory/node_agent.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 
 namespace ssihv::directory {
@@ -100,6 +102,8 @@ absl::Status NodeAgent::OnMessage(Env& env, NodeId from, const Message& msg) {
       return OnInv(env, from, msg);
     case MsgType::kData:
       return OnData(env, from, msg);
+    case MsgType::kDataRun:
+      return OnDataRun(env, from, msg);
     case MsgType::kGrant:
       return OnGrant(env, from, msg);
     case MsgType::kPullGrant:
@@ -210,6 +214,74 @@ absl::Status NodeAgent::OnData(Env& env, NodeId from, const Message& msg) {
   pages_[page] |= kHeldBit;
   env.Send(env.members.HomeOf(page), MakeMessage(MsgType::kDone, page));
   return absl::OkStatus();
+}
+
+// The run is checked whole before any page changes: a kDataRun either
+// completes every pending read it names or is a violation that changes
+// nothing. It comes from the home (checked in OnMessage), which served
+// every page from its own copy.
+absl::Status NodeAgent::OnDataRun(Env& env, NodeId from, const Message& msg) {
+  const PageId first = msg.page;
+  const uint32_t count = msg.pages();
+  for (PageId p = first; p < first + count; ++p) {
+    const uint8_t b = pages_[p];
+    if (StateBits(b) != PageState::kInvalid || (b & kPullingBit) ||
+        (b & kPendingBits) != kPendRead) {
+      return Violation(MakeMessage(msg.type, p, msg.flags), from,
+                       "run data for a page without a pending read");
+    }
+  }
+  for (PageId p = first; p < first + count; ++p) {
+    Effect e;
+    e.type = EffectType::kMapReceived;
+    e.page = p;
+    e.zero = msg.flags & kFlagZero;
+    env.out.effects.push_back(e);
+    Set(p, PageState::kShared, 0);
+    pages_[p] |= kHeldBit;
+  }
+  env.Send(from, MakeMessage(MsgType::kDoneRun, first, 0, kNoNode, count));
+  return absl::OkStatus();
+}
+
+uint32_t NodeAgent::RequestRun(Env& env, PageId first, uint32_t max_pages) {
+  const PageSpace& space = env.members.space();
+  const NodeId home = env.members.HomeOf(first);
+  if (home == env.self()) return 0;
+  const NodeId range = space.StaticHomeOf(first);
+  const PageId end = space.FirstPageOf(range) + space.PageCountOf(range);
+  const PageId limit =
+      first + std::min<PageId>({max_pages, kMaxRunPages, end - first});
+  uint32_t count = 0;
+  for (PageId p = first; p < limit; ++p, ++count) {
+    const uint8_t b = pages_[p];
+    if (StateBits(b) != PageState::kInvalid || (b & kPendingBits)) break;
+  }
+  if (count == 0) return 0;
+  for (PageId p = first; p < first + count; ++p) {
+    Set(p, PageState::kInvalid, kPendRead);
+  }
+  env.stats.run_requests.Add();
+  env.stats.run_pages_requested.Add(count);
+  env.Send(home, MakeMessage(MsgType::kReadRun, first, 0, kNoNode, count));
+  return count;
+}
+
+bool NodeAgent::CanServeRun(PageId page) const {
+  const uint8_t b = pages_[page];
+  const PageState state = StateBits(b);
+  return (state == PageState::kShared || state == PageState::kModified) &&
+         !(b & (kPendingBits | kHeldBit));
+}
+
+bool NodeAgent::ServeRun(Env& env, PageId page) {
+  uint8_t& b = pages_[page];
+  if (StateBits(b) == PageState::kModified &&
+      bug_ != TestBug::kRunSkipDowngrade) {
+    AddAction(env, EffectType::kWriteProtect, page);
+    Set(page, PageState::kShared, 0);
+  }
+  return b & kPristineBit;
 }
 
 absl::Status NodeAgent::OnGrant(Env& env, NodeId from, const Message& msg) {

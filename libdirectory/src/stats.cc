@@ -28,6 +28,10 @@ std::string StatsSnapshot::ToJson() const {
   field("pull_grants", pull_grants);
   field("requests_queued", requests_queued);
   field("pages_lost", pages_lost);
+  field("run_requests", run_requests);
+  field("run_pages_requested", run_pages_requested);
+  field("run_grants", run_grants);
+  field("run_pages_granted", run_pages_granted);
   field("local_messages", local_messages);
   field("dropped_from_dead", dropped_from_dead);
   field("page_bytes_sent", page_bytes_sent);
@@ -61,6 +65,10 @@ StatsSnapshot Stats::Snapshot() const {
   s.pull_grants = pull_grants.get();
   s.requests_queued = requests_queued.get();
   s.pages_lost = pages_lost.get();
+  s.run_requests = run_requests.get();
+  s.run_pages_requested = run_pages_requested.get();
+  s.run_grants = run_grants.get();
+  s.run_pages_granted = run_pages_granted.get();
   for (int t = 0; t < kNumMsgTypes; ++t) {
     s.sent[t] = sent[t].get();
     s.received[t] = received[t].get();

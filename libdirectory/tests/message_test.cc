@@ -61,13 +61,75 @@ TEST_CASE("page data travels after the header") {
   Message m = MakeMessage(MsgType::kData, 9, kFlagWrite, kNoNode, 3);
   REQUIRE(m.carries_page());
   std::vector<uint8_t> frame = Encode(m, page);
-  REQUIRE(frame.size() == kMaxFrameSize);
+  REQUIRE(frame.size() == kMaxPageFrameSize);
   absl::StatusOr<DecodedFrame> d = Decode(frame, Three());
   REQUIRE(d.ok());
   CHECK(d->msg == m);
   REQUIRE(d->page_bytes.size() == kPageSize);
   CHECK(std::equal(page.begin(), page.end(), d->page_bytes.begin()));
   CHECK(d->page_bytes.data() == frame.data() + kHeaderSize);  // no copy
+}
+
+TEST_CASE("runs carry their length and, in kDataRun, every page's bytes") {
+  PageSpace space = Space({4, 0, 80});  // node 2's range: pages 4..83
+  std::vector<uint8_t> pages(3 * kPageSize);
+  for (size_t i = 0; i < pages.size(); ++i) {
+    pages[i] = static_cast<uint8_t>(i / kPageSize + 1);
+  }
+  Message data = MakeMessage(MsgType::kDataRun, 5, 0, kNoNode, 3);
+  REQUIRE(data.carries_page());
+  REQUIRE(data.payload_bytes() == 3 * kPageSize);
+  std::vector<uint8_t> frame = Encode(data, pages);
+  absl::StatusOr<DecodedFrame> d = Decode(frame, space);
+  REQUIRE(d.ok());
+  CHECK(d->msg == data);
+  REQUIRE(d->page_bytes.size() == 3 * kPageSize);
+  CHECK(d->page_bytes[2 * kPageSize] == 3);
+  for (MsgType t : {MsgType::kReadRun, MsgType::kDoneRun}) {
+    Message m = MakeMessage(t, 4, 0, kNoNode, kMaxRunPages);
+    absl::StatusOr<DecodedFrame> r = Decode(Encode(m), space);
+    REQUIRE(r.ok());
+    CHECK(r->msg.pages() == kMaxRunPages);
+  }
+  Message zero = MakeMessage(MsgType::kDataRun, 5, kFlagZero, kNoNode, 3);
+  CHECK(Decode(Encode(zero), space).ok());
+  // The largest frame: a full run of bytes.
+  Message full = MakeMessage(MsgType::kDataRun, 4, 0, kNoNode, kMaxRunPages);
+  std::vector<uint8_t> big(kMaxRunPages * kPageSize);
+  CHECK(Encode(full, big).size() == kMaxFrameSize);
+  CHECK(Decode(Encode(full, big), space).ok());
+}
+
+TEST_CASE("the decoder bounds runs: length, range, bytes") {
+  PageSpace space = Space({4, 0, 80});
+  auto status = [&](Message m, size_t bytes = 0) {
+    return Decode(Encode(m, std::vector<uint8_t>(bytes)), space).status();
+  };
+  // Empty and overlong runs.
+  CHECK(status(MakeMessage(MsgType::kReadRun, 4)).message().find("run of 0") !=
+        absl::string_view::npos);
+  CHECK(!status(MakeMessage(MsgType::kReadRun, 4, 0, kNoNode, kMaxRunPages + 1))
+             .ok());
+  CHECK(
+      !status(MakeMessage(MsgType::kDoneRun, 4, 0, kNoNode, 0xffffffff)).ok());
+  // Across the end of a static range, and past the last page.
+  CHECK(status(MakeMessage(MsgType::kReadRun, 2, 0, kNoNode, 3))
+            .message()
+            .find("leaves range 0") != absl::string_view::npos);
+  CHECK(!status(MakeMessage(MsgType::kReadRun, 80, 0, kNoNode, 5)).ok());
+  CHECK(status(MakeMessage(MsgType::kReadRun, 80, 0, kNoNode, 4)).ok());
+  // kDataRun with one page of bytes too few or too many, or bytes with
+  // kFlagZero.
+  Message data = MakeMessage(MsgType::kDataRun, 10, 0, kNoNode, 2);
+  CHECK(status(data, 2 * kPageSize).ok());
+  CHECK(!status(data, kPageSize).ok());
+  CHECK(!status(data, 3 * kPageSize).ok());
+  data.flags = kFlagZero;
+  CHECK(!status(data, 2 * kPageSize).ok());
+  // No node, no other flag.
+  CHECK(!status(MakeMessage(MsgType::kReadRun, 10, 0, 1, 2)).ok());
+  CHECK(
+      !status(MakeMessage(MsgType::kDoneRun, 10, kFlagZero, kNoNode, 2)).ok());
 }
 
 TEST_CASE("reports round-trip") {
@@ -123,7 +185,7 @@ TEST_CASE("the decoder rejects malformed frames with a reason") {
   CHECK_FALSE(DecodeStatus(Encode(MakeMessage(MsgType::kData, 0))).ok());
   std::vector<uint8_t> zero_with_bytes =
       Encode(MakeMessage(MsgType::kData, 0, kFlagZero));
-  zero_with_bytes.resize(kMaxFrameSize);
+  zero_with_bytes.resize(kMaxPageFrameSize);
   CHECK_FALSE(DecodeStatus(zero_with_bytes).ok());
   // ProbeAck with an impossible local state.
   CHECK_FALSE(

@@ -51,7 +51,60 @@ TEST_CASE("random seeds find no violation") {
     c.reorder = c.crash = c.pull = true;
     c.threads = 2;
   }
+  SECTION("run grants, every fault") {
+    c.reorder = c.drop = c.crash = true;
+    c.run_pages = 3;
+  }
+  SECTION("run grants, two threads per node, crashes") {
+    c.reorder = c.crash = true;
+    c.threads = 2;
+    c.run_pages = 4;
+  }
   RunRange(c);
+}
+
+TEST_CASE("run grants happen in the random runs") {
+  Config c = Base(2);
+  c.pages = 8;
+  c.reorder = true;
+  c.run_pages = 4;
+  c.write_percent = 20;
+  uint64_t granted = 0, runs = 0;
+  for (uint64_t seed = 1; seed <= 50; ++seed) {
+    RunResult r = RunSeed(c, seed);
+    REQUIRE(r.ok);
+    granted += r.totals.run_pages_granted;
+    runs += r.totals.run_grants;
+  }
+  CHECK(runs > 0);
+  CHECK(granted > runs);  // some runs carry more than one page
+}
+
+TEST_CASE("exhaustive exploration with run grants finds no violation") {
+  Config c;
+  c.nodes = 2;
+  c.pages = 4;
+  c.ops = kSanitized ? 1 : 2;
+  c.run_pages = 2;
+  ExploreResult r = Explore(c, 5'000'000);
+  INFO(r.violation.invariant << ": " << r.violation.detail << "\n"
+                             << r.violation.trace);
+  REQUIRE(r.ok);
+  CHECK(!r.truncated);
+}
+
+TEST_CASE("a run grant that skips the downgrade is caught") {
+  Config c = Base(2);
+  c.pages = 8;
+  c.run_pages = 4;
+  c.write_percent = 50;
+  c.bug = TestBug::kRunSkipDowngrade;
+  bool caught = false;
+  for (uint64_t seed = 1; seed <= 300 && !caught; ++seed) {
+    RunResult r = RunSeed(c, seed);
+    caught = !r.ok && r.violation.invariant == "swmr";
+  }
+  CHECK(caught);
 }
 
 TEST_CASE("crash runs really crash and lose pages") {

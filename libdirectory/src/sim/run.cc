@@ -109,6 +109,10 @@ void Summarize(const Config& config, const World& w, RunResult* r) {
     t.pull_grants += s.pull_grants;
     t.requests_queued += s.requests_queued;
     t.pages_lost += s.pages_lost;
+    t.run_requests += s.run_requests;
+    t.run_pages_requested += s.run_pages_requested;
+    t.run_grants += s.run_grants;
+    t.run_pages_granted += s.run_pages_granted;
     t.local_messages += s.local_messages;
     t.dropped_from_dead += s.dropped_from_dead;
     t.page_bytes_sent += s.page_bytes_sent;
@@ -203,6 +207,8 @@ absl::Status ParseBug(const std::string& name, Config* config) {
     config->bug = TestBug::kSkipInvalidation;
   } else if (name == "skip-downgrade") {
     config->bug = TestBug::kSkipDowngrade;
+  } else if (name == "run-skip-downgrade") {
+    config->bug = TestBug::kRunSkipDowngrade;
   } else if (name == "early-unblock") {
     config->bug = TestBug::kEarlyUnblock;
   } else if (name == "driver-early-send") {
@@ -210,7 +216,8 @@ absl::Status ParseBug(const std::string& name, Config* config) {
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("--inject-bug: unknown bug '", name,
-                     "' (skip-invalidation, skip-downgrade, early-unblock, "
+                     "' (skip-invalidation, skip-downgrade, "
+                     "run-skip-downgrade, early-unblock, "
                      "driver-early-send)"));
   }
   return absl::OkStatus();

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace ssihv::directory::sim::internal {
 namespace {
@@ -173,6 +174,10 @@ std::string World::DescribeEvent(const Event& e) const {
         if (p.msg.flags) absl::StrAppend(&s, " flags=", p.msg.flags);
         if (p.msg.type == MsgType::kData)
           absl::StrAppend(&s, " value=", p.data);
+        if (p.msg.is_run()) absl::StrAppend(&s, " pages=", p.msg.pages());
+        if (p.msg.type == MsgType::kDataRun) {
+          absl::StrAppend(&s, " values=", absl::StrJoin(p.run_data, ","));
+        }
       }
       if (dead_[p.to]) s += " (to a dead node: dropped)";
       return s;
@@ -329,12 +334,24 @@ void World::StepThread(uint32_t t, const Op& chosen) {
     if (retry) continue;
     if (wait) {
       ts.blocked = true;
+      if (!write) RequestRun(n, p);
       return;
     }
     Fail("protocol-error",
          absl::StrCat("n", n, " fault on p", p, " got no resolution"));
     return;
   }
+}
+
+void World::RequestRun(NodeId n, PageId p) {
+  if (config_.run_pages == 0 || p + 1 >= pages_) return;
+  const size_t start = out_.effects.size();
+  uint32_t requested = 0;
+  if (!Check(nodes_[n].RequestRun(p + 1, config_.run_pages, &out_, &requested),
+             n, "RequestRun")) {
+    return;
+  }
+  Perform(n, nullptr, 0, start);
 }
 
 void World::FaultDone(ThreadState& ts) {
@@ -432,9 +449,28 @@ void World::Wake(NodeId n, PageId p) {
   }
 }
 
-void World::Perform(NodeId n, const Packet* in, uint64_t fetched) {
+void World::AttachData(NodeId n, const Effect& e, Packet* pk) {
+  const Message& m = e.msg;
+  for (PageId p = m.page; p < m.page + m.pages(); ++p) {
+    const Frame& f = frame(n, p);
+    if (m.carries_page() && !f.valid) {
+      Fail("data-value",
+           absl::StrCat("n", n, " sends p", p, " without holding its bytes"));
+    }
+    const uint64_t value = m.carries_page() ? f.value : 0;
+    if (m.type == MsgType::kData) {
+      pk->data = value;
+    } else {
+      pk->run_data.push_back(value);
+    }
+  }
+}
+
+void World::Perform(NodeId n, const Packet* in, uint64_t fetched,
+                    size_t start) {
   bool sent = false;
-  for (const Effect& e : out_.effects) {
+  for (size_t i = start; i < out_.effects.size(); ++i) {
+    const Effect& e = out_.effects[i];
     if (e.type == EffectType::kSend || e.type == EffectType::kSendReport) {
       Packet pk;
       pk.id = next_id_++;
@@ -445,13 +481,8 @@ void World::Perform(NodeId n, const Packet* in, uint64_t fetched) {
         pk.report = std::make_shared<const ReportChunk>(out_.reports[e.index]);
       } else {
         pk.msg = e.msg;
-        const Frame& f = frame(n, e.page);
-        if (e.msg.type == MsgType::kData) {
-          if (e.msg.carries_page() && !f.valid) {
-            Fail("data-value", absl::StrCat("n", n, " sends p", e.page,
-                                            " without holding its bytes"));
-          }
-          pk.data = e.msg.carries_page() ? f.value : 0;
+        if (e.msg.type == MsgType::kData || e.msg.type == MsgType::kDataRun) {
+          AttachData(n, e, &pk);
         }
       }
       pk.ready = now_ + Delay();
@@ -484,12 +515,12 @@ void World::PerformLocal(NodeId n, const Effect& e, const Packet* in,
       f.prot = e.writable ? 2 : 1;
       break;
     case EffectType::kMapReceived:
-      if (in == nullptr || in->msg.type != MsgType::kData) {
-        Fail("protocol-error", "kMapReceived without a kData");
+      if (in == nullptr || !in->Carries(e.page)) {
+        Fail("protocol-error", "kMapReceived without a kData of its page");
         break;
       }
       f.valid = true;
-      f.value = e.zero ? 0 : in->data;
+      f.value = e.zero ? 0 : in->ValueOf(e.page);
       f.prot = e.writable ? 2 : 1;
       break;
     case EffectType::kFetch: {

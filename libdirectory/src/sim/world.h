@@ -46,8 +46,20 @@ struct Packet {
   NodeId to = 0;
   Message msg;
   uint64_t data = 0;                          // the page value a kData carries
+  std::vector<uint64_t> run_data;             // kDataRun: a value per page
   std::shared_ptr<const ReportChunk> report;  // kReport
   uint64_t ready = 0;
+
+  /// True if this packet delivers a value of page `p` (kData, kDataRun).
+  bool Carries(PageId p) const {
+    if (msg.type == MsgType::kData) return msg.page == p;
+    return msg.type == MsgType::kDataRun && p >= msg.page &&
+           p - msg.page < msg.pages();
+  }
+  /// The value of page `p` it delivers (Carries(p) must hold).
+  uint64_t ValueOf(PageId p) const {
+    return msg.type == MsgType::kData ? data : run_data[p - msg.page];
+  }
 };
 
 struct FetchOp {
@@ -175,7 +187,11 @@ class World {
   bool HoldOver(const DeferredMsg& d) const;
   /// Performs out_'s effects for node n; `in` is the message being handled,
   /// `fetched` the value a kMapFetched maps.
-  void Perform(NodeId n, const Packet* in, uint64_t fetched);
+  void Perform(NodeId n, const Packet* in, uint64_t fetched, size_t start = 0);
+  /// The bytes a kData or kDataRun that node n sends carries.
+  void AttachData(NodeId n, const Effect& e, Packet* pk);
+  /// After a read fault on p that waits: the read-ahead run behind it.
+  void RequestRun(NodeId n, PageId p);
   void Wake(NodeId n, PageId p);
   void Fail(const std::string& invariant, const std::string& detail);
   bool Check(absl::Status status, NodeId n, const std::string& what);

@@ -92,8 +92,7 @@ void World::UpdateDoomed(PageId p) {
   for (const auto& ch : channels_) {
     for (const Packet& pk : ch) {
       // A receiver that knows the sender died drops the packet unread.
-      if (!dead_[pk.to] && pk.msg.type == MsgType::kData && pk.msg.page == p &&
-          pk.data == v && !pk.report &&
+      if (!dead_[pk.to] && !pk.report && pk.Carries(p) && pk.ValueOf(p) == v &&
           !nodes_[pk.to].membership().IsDead(pk.from)) {
         return;
       }
@@ -249,6 +248,10 @@ void World::AppendState(std::string* out) const {
       out->append(reinterpret_cast<const char*>(header), kHeaderSize);
       out->push_back(
           static_cast<char>(value_class(pk.msg.page, true, pk.data)));
+      for (uint32_t i = 0; i < pk.run_data.size(); ++i) {
+        out->push_back(static_cast<char>(
+            value_class(pk.msg.page + i, true, pk.run_data[i])));
+      }
       if (pk.report) {
         put(pk.report->range);
         out->push_back(pk.report->last);

@@ -67,6 +67,18 @@ class HomeAgent {
   /// homed here. Touches only that page's entry and the counters.
   absl::Status OnMessage(Env& env, NodeId from, const Message& msg);
 
+  /// Run grants (docs/PROTOCOL.md, "Run grants"). True if a read of `page`
+  /// (homed here: the caller checked) by `req` can be granted from this
+  /// node's own copy right now: Shared or Modified with a copy here and
+  /// none at `req`, no transaction in progress and nobody waiting.
+  bool CanGrantRun(PageId page, NodeId req) const;
+  /// Starts that read (CanGrantRun must hold): awaiting the kDoneRun of
+  /// the run that will carry the page from this node's copy.
+  void StartRunRead(Env& env, PageId page, NodeId req);
+  /// kDoneRun: ends the read transaction of every page of the run, which
+  /// must each await `from`'s kDoneRun; all or nothing.
+  absl::Status OnDoneRun(Env& env, NodeId from, const Message& msg);
+
   /// Recovery, exclusive access: `dead` died; `adopted` = static ranges
   /// whose home became this node (their entries start kRecovering).
   void OnNodeDead(Env& env, NodeId dead, NodeMask adopted);
@@ -92,6 +104,7 @@ class HomeAgent {
     NodeMask write_waiters = 0;
     uint32_t version = 0;
     uint8_t bits = 0;  // DirState | TxnPhase << 2 | write << 5 | pulled << 6
+                       // | run << 7
     uint8_t requester = kNoNode;
     uint8_t source = kNoNode;
     uint8_t cursor = 0;  // last node served (round-robin among waiters)

@@ -25,6 +25,10 @@ class LocalCluster {
   /// A fault at node n. Its effects are performed (sends queued, fetches
   /// queued, deferrals kept); nothing is delivered yet.
   absl::Status Fault(NodeId n, PageId page, Access access);
+  /// Node::RequestRun at node n (read-ahead of a run of pages). Its effects
+  /// are performed; nothing is delivered yet. Returns the pages requested.
+  absl::StatusOr<uint32_t> RequestRun(NodeId n, PageId first,
+                                      uint32_t max_pages);
   /// Delivers queued messages (FIFO per channel, channels round-robin),
   /// completes fetches successfully and hands back deferred messages,
   /// until nothing is left. Fails on a protocol error or after max_steps.

@@ -62,6 +62,7 @@ enum class TestBug : uint8_t {
   kSkipInvalidation,  // the home skips the kInv to the highest sharer
   kSkipDowngrade,     // a Modified holder serving kFwdRead stays writable
   kEarlyUnblock,      // the home ends a transaction without waiting for kDone
+  kRunSkipDowngrade,  // a Modified home granting a run stays writable
 };
 
 }  // namespace ssihv::directory

@@ -12,8 +12,10 @@
 //   2      1    node      third party (requester, source, dead node, range)
 //                         or 0xFF when the type has none
 //   3      1    reserved  must be 0
-//   4      4    version   page version (kReport: entry count)
-//   8      8    page      PageId (kFlush, kReport: must be 0)
+//   4      4    version   page version (kReport: entry count; kReadRun,
+//                         kDataRun, kDoneRun: run length in pages)
+//   8      8    page      PageId (kFlush, kReport: must be 0; runs: the
+//                         first page)
 //   16     ...  payload
 #ifndef SSIHV_DIRECTORY_MESSAGE_H_
 #define SSIHV_DIRECTORY_MESSAGE_H_
@@ -53,12 +55,19 @@ enum class MsgType : uint8_t {
   kFlush = 15,     // node -> node: I have processed the death of `node`
   kReport = 16,    // node -> new home (after a death): my local states for
                    // the pages of static range `node`
+  // Run grants (docs/PROTOCOL.md, "Run grants"): `page` is the first page,
+  // `version` the number of consecutive pages, all of one static range.
+  kReadRun = 17,  // requester -> home: read misses of every page of the run
+  kDataRun = 18,  // home -> requester: Shared grants of every page of the
+                  // run, their bytes in page order (or kFlagZero: all zero)
+  kDoneRun = 19,  // requester -> home: the kDataRun's transactions are over
 };
-inline constexpr int kNumMsgTypes = 17;  // index 0 unused
+inline constexpr int kNumMsgTypes = 20;  // index 0 unused
 
 /// Flag bits (meaning depends on the type).
 inline constexpr uint8_t kFlagWrite = 1;    // kData: Modified grant
-inline constexpr uint8_t kFlagZero = 2;     // kData: all-zero page, no bytes
+inline constexpr uint8_t kFlagZero = 2;     // kData, kDataRun: all-zero
+                                            // page(s), no bytes
 inline constexpr uint8_t kFlagUpgrade = 1;  // kWriteReq: sender holds Shared
 inline constexpr uint8_t kFlagFailed = 1;   // kDone: the fetch failed
 inline constexpr uint8_t kFlagLast = 1;     // kReport: last chunk of a range
@@ -86,9 +95,21 @@ struct Message {
   uint32_t version = 0;
   PageId page = 0;
 
-  /// kData that carries the 4096 page bytes.
+  /// kData or kDataRun that carries page bytes (4096 per page).
   bool carries_page() const {
-    return type == MsgType::kData && (flags & kFlagZero) == 0;
+    return (type == MsgType::kData || type == MsgType::kDataRun) &&
+           (flags & kFlagZero) == 0;
+  }
+  /// kReadRun, kDataRun, kDoneRun.
+  bool is_run() const {
+    return type == MsgType::kReadRun || type == MsgType::kDataRun ||
+           type == MsgType::kDoneRun;
+  }
+  /// The pages the message is about: the run length, else 1.
+  uint32_t pages() const { return is_run() ? version : 1; }
+  /// The page bytes that follow the header on the wire.
+  size_t payload_bytes() const {
+    return carries_page() ? size_t{pages()} * kPageSize : 0;
   }
   friend bool operator==(const Message&, const Message&) = default;
 };
@@ -121,10 +142,14 @@ struct ReportChunk {
 };
 
 inline constexpr size_t kHeaderSize = 16;
+/// The longest run of a kReadRun / kDataRun / kDoneRun (256 KiB of bytes).
+inline constexpr uint32_t kMaxRunPages = 64;
 inline constexpr size_t kReportEntrySize = 5;
 inline constexpr size_t kMaxReportEntries = 800;  // frames stay < 4 KiB + 16
-/// The largest frame this protocol produces.
-inline constexpr size_t kMaxFrameSize = kHeaderSize + kPageSize;
+/// The largest frame of one page (kData).
+inline constexpr size_t kMaxPageFrameSize = kHeaderSize + kPageSize;
+/// The largest frame this protocol produces (a kDataRun of kMaxRunPages).
+inline constexpr size_t kMaxFrameSize = kHeaderSize + kMaxRunPages * kPageSize;
 
 const char* MsgTypeName(MsgType type);
 
@@ -135,10 +160,9 @@ inline bool IsExclusive(MsgType type) {
 }
 
 /// Writes the 16-byte header of `msg` to `out`. A message with
-/// carries_page() must be followed on the wire by exactly kPageSize bytes.
+/// carries_page() must be followed on the wire by exactly payload_bytes().
 void EncodeHeader(const Message& msg, uint8_t* out);
-/// Header plus page bytes (`page_bytes` must be kPageSize bytes when
-/// msg.carries_page(), else empty).
+/// Header plus page bytes (`page_bytes` must be msg.payload_bytes() long).
 std::vector<uint8_t> Encode(const Message& msg,
                             absl::Span<const uint8_t> page_bytes = {});
 /// A kReport frame for `chunk` (at most kMaxReportEntries entries).
@@ -148,8 +172,9 @@ std::vector<uint8_t> EncodeReport(const ReportChunk& chunk);
 /// page; not the payload). Node::OnMessage applies it to every message.
 absl::Status Validate(const Message& msg, const PageSpace& space);
 
-/// A decoded frame: the message, the page bytes (kData without kFlagZero;
-/// they point into the input buffer) or the report chunk (kReport).
+/// A decoded frame: the message, the page bytes (kData or kDataRun without
+/// kFlagZero; they point into the input buffer) or the report chunk
+/// (kReport).
 struct DecodedFrame {
   Message msg;
   absl::Span<const uint8_t> page_bytes;
@@ -159,7 +184,8 @@ struct DecodedFrame {
 /// Decodes and validates one frame against `space`: known type, exact length
 /// for the type, known flag bits, node ids < num_nodes where a node is
 /// required and 0xFF where none is, reserved byte 0, page < num_pages,
-/// report offsets within the range and well-formed local states.
+/// runs of 1..kMaxRunPages pages within one static range, report offsets
+/// within the range and well-formed local states.
 /// InvalidArgument names the offending field; never reads out of bounds.
 absl::StatusOr<DecodedFrame> Decode(absl::Span<const uint8_t> frame,
                                     const PageSpace& space);

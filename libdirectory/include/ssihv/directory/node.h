@@ -31,6 +31,11 @@
 // must have dropped its copy before the new owner can receive it and write.
 // Messages to one destination keep their order, across calls too.
 //
+// Runs. kReadRun, kDataRun and kDoneRun name up to kMaxRunPages
+// consecutive pages (Message::pages()): a call handling one of them, and
+// RequestRun, is a per-page call for every page of the run at once: hold
+// all of their locks (in one global order, to avoid deadlocks).
+//
 // Faults. OnFault(page, access) answers kMapLocal (resolve from the local
 // copy), kWait (park the thread; a request is in flight), or kPageLost. A
 // parked thread is woken when a later call for the page emits kMapReceived,
@@ -112,6 +117,17 @@ class Node {
   /// page bytes of a kData stay with the caller: kMapReceived refers to
   /// them. EXCLUSIVE when IsExclusive(msg.type) (kFlush).
   absl::Status OnMessage(NodeId from, const Message& msg, Output* out);
+  /// Read-ahead with one transaction for many pages (docs/PROTOCOL.md,
+  /// "Run grants"): the longest prefix of [first, first + max_pages)
+  /// within first's static range (and at most kMaxRunPages) whose pages
+  /// are Invalid here with nothing pending is requested with one kReadRun
+  /// to its home, which is not this node. Hold the locks of all those
+  /// pages (a per-page call for each of them). Sets `*requested` to the
+  /// prefix length (0: nothing sent: page `first` is not Invalid and idle,
+  /// or is homed here). No thread waits on these pages; a later fault on
+  /// one of them joins the request (kWait).
+  absl::Status RequestRun(PageId first, uint32_t max_pages, Output* out,
+                          uint32_t* requested);
   /// The kFetch of `page` finished; ok = the bytes are in hand.
   absl::Status OnFetchDone(PageId page, bool ok, Output* out);
   /// Hands back a message this node deferred (kDefer), with the `from` of
@@ -143,6 +159,7 @@ class Node {
   absl::Status RunLocal(Output* out, size_t start);
   absl::Status LearnDeath(Env& env, NodeId dead);
   absl::Status OnFlush(Env& env, NodeId from, const Message& msg);
+  absl::Status ServeReadRun(Env& env, NodeId from, const Message& msg);
   void MaybeReport(Env& env);
 
   Membership members_;

@@ -26,8 +26,22 @@ class NodeAgent {
 
   /// A local read or write fault on `page`.
   absl::Status OnFault(Env& env, PageId page, Access access);
-  /// kFwdRead, kTransfer, kInv, kData, kGrant, kPullGrant, kLost, kProbe.
+  /// kFwdRead, kTransfer, kInv, kData, kDataRun, kGrant, kPullGrant, kLost,
+  /// kProbe.
   absl::Status OnMessage(Env& env, NodeId from, const Message& msg);
+
+  /// Read-ahead as one run grant: the longest prefix of [first, first +
+  /// max_pages) (clipped to first's static range) whose pages are Invalid
+  /// with nothing pending becomes pending reads, asked for with one
+  /// kReadRun to their home. Returns the prefix length (0: page `first` is
+  /// not Invalid and idle, or its home is this node: nothing sent).
+  uint32_t RequestRun(Env& env, PageId first, uint32_t max_pages);
+  /// Home side of a run: true if this node's copy of `page` can go into a
+  /// kDataRun now (Shared or Modified, no request pending, not held).
+  bool CanServeRun(PageId page) const;
+  /// Home side of a run: serves `page` (a Modified copy is write-protected
+  /// first and stays Shared). Returns true if the page was never written.
+  bool ServeRun(Env& env, PageId page);
   /// The driver finished the kFetch of `page` (ok = the bytes are in hand).
   absl::Status OnFetchDone(Env& env, PageId page, bool ok);
 
@@ -68,6 +82,7 @@ class NodeAgent {
   absl::Status OnTransfer(Env& env, NodeId from, const Message& msg);
   absl::Status OnInv(Env& env, NodeId from, const Message& msg);
   absl::Status OnData(Env& env, NodeId from, const Message& msg);
+  absl::Status OnDataRun(Env& env, NodeId from, const Message& msg);
   absl::Status OnGrant(Env& env, NodeId from, const Message& msg);
   absl::Status OnPullGrant(Env& env, NodeId from, const Message& msg);
   absl::Status OnLost(Env& env, NodeId from, const Message& msg);

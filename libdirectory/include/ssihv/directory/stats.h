@@ -46,12 +46,19 @@ struct StatsSnapshot {
   uint64_t pull_grants = 0;          // kPullGrant sent
   uint64_t requests_queued = 0;      // arrived while the page was busy
   uint64_t pages_lost = 0;           // declared lost by this home
+  // Run grants (read-ahead): kReadRun sent and the pages they asked for
+  // (node agent); kDataRun sent and the pages they granted (home agent;
+  // each granted page is also one of read_txns).
+  uint64_t run_requests = 0;
+  uint64_t run_pages_requested = 0;
+  uint64_t run_grants = 0;
+  uint64_t run_pages_granted = 0;
   // Messages by type (index = MsgType), network only.
   std::array<uint64_t, kNumMsgTypes> sent{};
   std::array<uint64_t, kNumMsgTypes> received{};
   uint64_t local_messages = 0;  // node agent <-> home agent on this node
   uint64_t dropped_from_dead = 0;
-  uint64_t page_bytes_sent = 0;  // kData with bytes * 4096
+  uint64_t page_bytes_sent = 0;  // page bytes of kData and kDataRun
 
   uint64_t messages_sent() const;
   /// One JSON object, keys as the field names, messages by type name.
@@ -72,6 +79,7 @@ struct Stats {
       faults_joined, faults_lost;
   Counter read_txns, write_txns, invalidations, ownership_transfers,
       pull_grants, requests_queued, pages_lost;
+  Counter run_requests, run_pages_requested, run_grants, run_pages_granted;
   std::array<Counter, kNumMsgTypes> sent, received;
   Counter local_messages, dropped_from_dead, page_bytes_sent;
 
