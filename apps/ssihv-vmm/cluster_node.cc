@@ -65,8 +65,9 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(
     uint32_t self, ClusterNodeOptions options, ClusterNodeHooks hooks) {
   std::unique_ptr<ClusterNode> node(
       new ClusterNode(layout, self, options, std::move(hooks)));
-  SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<rdmax::Transport> transport,
-                         rdmax::CreateTransport(config, self));
+  SSIHV_ASSIGN_OR_RETURN(
+      std::unique_ptr<rdmax::Transport> transport,
+      rdmax::CreateTransport(config, self, pager::DsmTransportOptions()));
   node->transport_name_ = std::string(rdmax::BackendName(transport->kind()));
   pager::DsmOptions dsm;
   dsm.fault_threads = options.fault_threads;

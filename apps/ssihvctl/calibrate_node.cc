@@ -387,7 +387,7 @@ absl::Status CalibrationNode::Run() {
 absl::Status RunCalibrationNode(const cluster::ClusterConfig& config,
                                 uint32_t self, const NodeRunOptions& options) {
   Watchdog watchdog(self, options.timeout);
-  rdmax::TransportOptions topt;
+  rdmax::TransportOptions topt = pager::DsmTransportOptions();
   topt.secret = options.secret;
   SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<rdmax::Transport> transport,
                          rdmax::CreateTransport(config, self, topt));

@@ -21,7 +21,8 @@
 // DsmNode 2, the third node); this process is node 1. Between rounds the
 // home rewrites the pages (timing paused), which invalidates node 1's
 // copies. SSIHV_BENCH_STATS=1 prints node 1's DsmNode::StatsJson() after
-// each run.
+// each run; SSIHV_BENCH_READ_AHEAD_PAGES=N replaces the default read-ahead
+// bound of the benchmarks that read ahead.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -34,6 +35,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -82,7 +84,7 @@ volatile uint64_t* PageOf(pager::DsmNode& node, uint64_t base, uint64_t page) {
   std::vector<std::unique_ptr<pager::DsmNode>> nodes;
   for (uint32_t id :
        shared ? std::vector<uint32_t>{0, 2} : std::vector<uint32_t>{0}) {
-    auto t = rdmax::CreateTransport(config, id);
+    auto t = rdmax::CreateTransport(config, id, pager::DsmTransportOptions());
     if (!t.ok()) _exit(1);
     auto node = pager::DsmNode::Create(config, id, *std::move(t));
     if (!node.ok()) _exit(1);
@@ -216,10 +218,16 @@ class RemoteCluster {
     cmd_ = to_home[1];
     report_ = from_home[0];
     base_ = cluster::GuestLayout(*config).RangesOfNode(0)[0].gpa;
-    auto t = rdmax::CreateTransport(*config, 1);
+    auto t = rdmax::CreateTransport(*config, 1, pager::DsmTransportOptions());
     if (!t.ok()) return t.status();
     pager::DsmOptions options;
     options.read_ahead_pages = read_ahead;
+    // Diagnostics: another read-ahead bound for the runs that have one.
+    if (const char* v = std::getenv("SSIHV_BENCH_READ_AHEAD_PAGES");
+        v != nullptr && read_ahead != 0) {
+      options.read_ahead_pages =
+          static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
+    }
     auto node = pager::DsmNode::Create(*config, 1, *std::move(t), options);
     if (!node.ok()) return node.status();
     node_ = *std::move(node);

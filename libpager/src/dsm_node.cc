@@ -1,9 +1,19 @@
 #include "ssihv/pager/dsm_node.h"
 
+#include <algorithm>
+
 #include "dsm/engine.h"
 #include "ssihv/base/status_macros.h"
 
 namespace ssihv::pager {
+
+rdmax::TransportOptions DsmTransportOptions(rdmax::TransportOptions base) {
+  const uint64_t run_frame =
+      directory::kHeaderSize + uint64_t{kDsmMaxRunPages} * kPageSize;
+  base.max_message_bytes = static_cast<uint32_t>(
+      std::max<uint64_t>(base.max_message_bytes, run_frame));
+  return base;
+}
 
 DsmNode::DsmNode(std::unique_ptr<DsmEngine> engine)
     : engine_(std::move(engine)) {}

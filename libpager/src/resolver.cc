@@ -218,6 +218,35 @@ absl::Status Resolver::CopyPage(uint64_t gpa, const void* bytes, bool read_only,
   return st;
 }
 
+absl::StatusOr<uint64_t> Resolver::CopyRange(uint64_t gpa, const void* bytes,
+                                             uint64_t len, bool read_only) {
+  const Region* r = PageAligned(gpa, len) ? RegionOfGpa(gpa, len) : nullptr;
+  if (r == nullptr) return OutsideRegions("Resolver::CopyRange", gpa, len);
+  const Userfaultfd& uffd = *pager_->uffd_;
+  uint8_t* host = r->host + (gpa - r->gpa);
+  const auto* src = static_cast<const uint8_t*>(bytes);
+  uint64_t off = 0;
+  while (off < len) {
+    int64_t done = 0;
+    // As in ZeroFillRange: a positive `done` is progress (answered as
+    // EAGAIN), a mapped first page EEXIST, EAGAIN without progress a
+    // REMOVE event in flight.
+    const int err = RetryEagain([&] {
+      const int e =
+          uffd.Copy(host + off, src + off, len - off, read_only, &done);
+      return (e == EAGAIN && done > 0) ? 0 : e;
+    });
+    if (err == EEXIST) break;
+    if (err != 0) {
+      return IoctlStatus(
+          err, read_only ? "UFFDIO_COPY(MODE_WP, range)" : "UFFDIO_COPY(range)",
+          gpa + off);
+    }
+    off += done > 0 ? static_cast<uint64_t>(done) : len - off;
+  }
+  return off;
+}
+
 absl::Status Resolver::WriteProtect(uint64_t gpa, uint64_t len) {
   const Region* r = PageAligned(gpa, len) ? RegionOfGpa(gpa, len) : nullptr;
   if (r == nullptr) return OutsideRegions("Resolver::WriteProtect", gpa, len);

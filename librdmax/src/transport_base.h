@@ -66,6 +66,9 @@ class TransportBase : public Transport {
   }
   TransportStats stats() const override { return stats_.Snapshot(); }
   std::vector<PeerTransportStats> peer_stats() const override;
+  uint32_t max_message_bytes() const override {
+    return options_.max_message_bytes;
+  }
 
   // Counted where the backends see the traffic: the node's total and the
   // peer's share together (PeerTransportStats says what each covers).

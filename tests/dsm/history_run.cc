@@ -305,7 +305,8 @@ int HistoryNodeMain(const std::string& config_path, const StressOptions& o,
   };
   auto config = cluster::LoadClusterConfig(config_path);
   if (!config.ok()) return fail(config.status());
-  auto transport = rdmax::CreateTransport(*config, self);
+  auto transport =
+      rdmax::CreateTransport(*config, self, pager::DsmTransportOptions());
   if (!transport.ok()) return fail(transport.status());
   pager::DsmOptions dopt;
   dopt.fault_threads = o.fault_threads;

@@ -127,7 +127,8 @@ int NodeMain(const std::string& config_path, const StressOptions& o, int self,
   };
   auto config = cluster::LoadClusterConfig(config_path);
   if (!config.ok()) return fail(config.status());
-  auto transport = rdmax::CreateTransport(*config, self);
+  auto transport =
+      rdmax::CreateTransport(*config, self, pager::DsmTransportOptions());
   if (!transport.ok()) return fail(transport.status());
   pager::DsmOptions dopt;
   dopt.fault_threads = o.fault_threads;

@@ -52,8 +52,9 @@ absl::StatusOr<std::unique_ptr<DsmNode>> CreateNode(
   DsmOptions dsm;
   dsm.fault_threads = pager_options.fault_threads;
   dsm.on_error = std::move(pager_options.on_error);
-  SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<rdmax::Transport> transport,
-                         rdmax::CreateTransport(config, node));
+  SSIHV_ASSIGN_OR_RETURN(
+      std::unique_ptr<rdmax::Transport> transport,
+      rdmax::CreateTransport(config, node, DsmTransportOptions()));
   return DsmNode::Create(config, node, std::move(transport), std::move(dsm));
 }
 

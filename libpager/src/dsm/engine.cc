@@ -107,6 +107,11 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
   e->locks_ = std::make_unique<dsm::PageLocks>(&e->pager_->resolver());
   e->read_ahead_ =
       std::make_unique<dsm::ReadAhead>(e->options_.read_ahead_pages);
+  const uint32_t max_bytes = transport->max_message_bytes();
+  e->run_pages_ = static_cast<uint32_t>(std::clamp<uint64_t>(
+      max_bytes > dir::kHeaderSize ? (max_bytes - dir::kHeaderSize) / kPageSize
+                                   : 0,
+      1, kDsmMaxRunPages));
   e->hold_ = std::make_unique<dsm::GrantHold>(
       absl::ToInt64Nanoseconds(e->options_.grant_hold),
       absl::ToInt64Nanoseconds(e->options_.max_grant_hold));
@@ -331,14 +336,17 @@ void DsmEngine::HandleMessage(uint32_t from,
     return;
   }
   const dir::MsgType type = frame->msg.type;
-  if ((type == dir::MsgType::kReadReq || type == dir::MsgType::kWriteReq) &&
+  if ((type == dir::MsgType::kReadReq || type == dir::MsgType::kWriteReq ||
+       type == dir::MsgType::kReadRun) &&
       from < config_.num_nodes()) {
+    // A run counts each page it asks for: they are read requests each.
     served_[2 * from + (type == dir::MsgType::kWriteReq ? 1 : 0)].fetch_add(
-        1, std::memory_order_relaxed);
+        frame->msg.pages(), std::memory_order_relaxed);
   }
   dir::Output& out = ThreadOutput();
   Ctx ctx;
   ctx.page_bytes = frame->page_bytes;
+  ctx.data_first = frame->msg.page;
   absl::Status st;
   if (frame->msg.type == dir::MsgType::kReport) {
     dsm::ExclusiveGuard guard(*locks_);
@@ -346,6 +354,11 @@ void DsmEngine::HandleMessage(uint32_t from,
     if (st.ok()) st = Execute(out, ctx);
   } else if (dir::IsExclusive(frame->msg.type)) {
     dsm::ExclusiveGuard guard(*locks_);
+    st = node_->OnMessage(from, frame->msg, &out);
+    if (st.ok()) st = Execute(out, ctx);
+  } else if (frame->msg.is_run()) {
+    // Decode() bounded the run to kMaxRunPages pages of one range.
+    dsm::RunGuard guard(*locks_, frame->msg.page, frame->msg.pages());
     st = node_->OnMessage(from, frame->msg, &out);
     if (st.ok()) st = Execute(out, ctx);
   } else {
@@ -448,8 +461,16 @@ void DsmEngine::DeferLoop() {
 absl::Status DsmEngine::Execute(const dir::Output& out, Ctx& ctx) {
   StagedFrames& staged = ThreadFrames();
   staged.Clear();
-  for (const dir::Effect& e : out.effects) {
-    SSIHV_RETURN_IF_ERROR(ExecuteOne(e, out, ctx, staged));
+  for (size_t i = 0; i < out.effects.size();) {
+    // A run grant's pages are mapped (requester) or write-protected (home)
+    // with one ioctl per contiguous stretch instead of one per page.
+    if (const size_t n = RunOfEffects(out.effects, i); n > 1) {
+      SSIHV_RETURN_IF_ERROR(ExecuteRun(out.effects, i, n, ctx));
+      i += n;
+      continue;
+    }
+    SSIHV_RETURN_IF_ERROR(ExecuteOne(out.effects[i], out, ctx, staged));
+    ++i;
   }
   for (const StagedFrames::Frame& f : staged.frames) {
     outbox_->Send(
@@ -464,7 +485,9 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
   Resolver& r = pager_->resolver();
   switch (e.type) {
     case dir::EffectType::kSend:
-      if (ctx.ahead) ahead_requests_.fetch_add(1, std::memory_order_relaxed);
+      if (ctx.ahead) {
+        ahead_requests_.fetch_add(e.msg.pages(), std::memory_order_relaxed);
+      }
       StageMessage(e.node, e.msg, staged);
       return absl::OkStatus();
     case dir::EffectType::kSendReport: {
@@ -520,6 +543,20 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
 // (never written since start) reads as zeros and travels as kFlagZero.
 void DsmEngine::StageMessage(uint32_t to, dir::Message msg,
                              StagedFrames& staged) {
+  if (msg.type == dir::MsgType::kDataRun) {
+    // Zero only if no page of the run was ever mapped here.
+    bool any = false;
+    for (dir::PageId p = msg.page; p < msg.page + msg.pages() && !any; ++p) {
+      any = Populated(p);
+    }
+    msg.flags = any ? static_cast<uint8_t>(msg.flags & ~dir::kFlagZero)
+                    : static_cast<uint8_t>(msg.flags | dir::kFlagZero);
+    uint8_t* frame =
+        staged.Add(to, nullptr, dir::kHeaderSize + msg.payload_bytes());
+    dir::EncodeHeader(msg, frame);
+    if (any) CopyRunBytes(msg, frame + dir::kHeaderSize);
+    return;
+  }
   const bool bytes = msg.carries_page() && Populated(msg.page);
   if (msg.carries_page() && !bytes) {
     msg.flags |= dir::kFlagZero;
@@ -554,39 +591,6 @@ absl::Status DsmEngine::MapLocal(const dir::Effect& e, Ctx& ctx) {
   GrantTime(e.page) = MonotonicNs();
   ctx.fault_done = true;
   return st;
-}
-
-// Remote bytes land in the page straight from the transport's receive
-// buffer (UFFDIO_COPY, MODE_WP for a Shared copy).
-absl::Status DsmEngine::MapReceived(const dir::Effect& e, Ctx& ctx) {
-  const uint8_t* bytes = kZeroPage;
-  if (!e.zero) {
-    if (ctx.page_bytes.size() != kPageSize) {
-      return absl::InternalError("kMapReceived without page bytes");
-    }
-    bytes = ctx.page_bytes.data();
-  }
-  Resolver& r = pager_->resolver();
-  bool installed = false;
-  SSIHV_RETURN_IF_ERROR(
-      r.CopyPage(GpaOf(e.page), bytes, !e.writable, &installed));
-  if (!installed) {
-    // An old copy is still mapped (its invalidation is behind this data):
-    // replace it, never leave stale bytes under a new grant.
-    reinstalls_.fetch_add(1, std::memory_order_relaxed);
-    SSIHV_RETURN_IF_ERROR(r.Discard(GpaOf(e.page), kPageSize));
-    SSIHV_RETURN_IF_ERROR(
-        r.CopyPage(GpaOf(e.page), bytes, !e.writable, &installed));
-    if (!installed) {
-      return absl::InternalError(
-          absl::StrCat("page ", e.page, " still mapped after a discard"));
-    }
-  }
-  SetPopulated(e.page, true);
-  CompleteWaiters(e.page,
-                  e.writable ? FaultKind::kRemoteWrite : FaultKind::kRemoteRead,
-                  ctx);
-  return absl::OkStatus();
 }
 
 absl::Status DsmEngine::Zap(dir::PageId page) {
@@ -674,6 +678,9 @@ nlohmann::json DsmEngine::StatsJson() const {
                         {"zero_page_sends", zero_page_sends_.load()},
                         {"reinstalls", reinstalls_.load()},
                         {"read_ahead_requests", ahead_requests_.load()},
+                        {"run_pages_max", run_pages_},
+                        {"run_copies", run_copies_.load()},
+                        {"run_pages_one_by_one", run_pages_one_by_one_.load()},
                         {"hold_escalations", hold_->escalations()},
                         {"deferred", deferred_count_.load()},
                         {"backlogged_sends", outbox_->backlogged()},

@@ -76,7 +76,8 @@ class DsmEngine {
     bool ahead = false;            // a read-ahead request: no thread faulted
     bool first_touch = false;      // a page held Modified here, mapped for the
                                    // first time (zeros): fault-around applies
-    absl::Span<const uint8_t> page_bytes;  // kData payload being handled
+    absl::Span<const uint8_t> page_bytes;  // kData/kDataRun payload
+    directory::PageId data_first = 0;      // the page its bytes start with
     // kDefer'd messages whose hold had already expired: resubmitted right
     // after this call's effects, under the same page lock.
     std::vector<std::pair<uint32_t, directory::Message>> resubmit;
@@ -126,7 +127,34 @@ class DsmEngine {
                           StagedFrames& staged);
   void StageMessage(uint32_t to, directory::Message msg, StagedFrames& staged);
   absl::Status MapLocal(const directory::Effect& e, Ctx& ctx);
+  // Run grants (run_grant.cc).
+  /// The number of effects from `i` on that form one run: kMapReceived or
+  /// kWriteProtect effects of the same kind on consecutive pages.
+  static size_t RunOfEffects(const std::vector<directory::Effect>& effects,
+                             size_t i);
+  /// Performs effects[i, i + n) of one RunOfEffects with a ranged ioctl per
+  /// stretch of contiguous guest-physical pages.
+  absl::Status ExecuteRun(const std::vector<directory::Effect>& effects,
+                          size_t i, size_t n, Ctx& ctx);
   absl::Status MapReceived(const directory::Effect& e, Ctx& ctx);
+  /// Maps the received bytes of `count` consecutive pages from `first`.
+  absl::Status MapReceivedRun(directory::PageId first, uint64_t count,
+                              bool zero, Ctx& ctx);
+  /// Maps one received page (replacing a stale copy still mapped).
+  absl::Status InstallReceived(directory::PageId page, const uint8_t* bytes,
+                               bool writable);
+  /// The bytes the kData/kDataRun being handled carries for `page`.
+  absl::StatusOr<const uint8_t*> ReceivedBytes(directory::PageId page,
+                                               bool zero, const Ctx& ctx) const;
+  /// Calls fn(first, count) for each stretch of [first, first + count)
+  /// whose pages are contiguous in guest-physical space (a run can span
+  /// the MMIO hole: consecutive in RAM, not in GPA).
+  template <typename Fn>
+  absl::Status ForEachGpaStretch(directory::PageId first, uint64_t count,
+                                 Fn fn);
+  /// The page bytes of a kDataRun: each populated page's, zeros for the
+  /// others (never read through an unmapped page: that would fault).
+  void CopyRunBytes(const directory::Message& msg, uint8_t* out);
   absl::Status Zap(directory::PageId page);
   void CompleteWaiters(directory::PageId page, FaultKind kind, Ctx& ctx);
   void FailWaiters(directory::PageId page, const absl::Status& st, Ctx& ctx);
@@ -194,6 +222,11 @@ class DsmEngine {
   std::thread deferrer_;
 
   std::unique_ptr<dsm::ReadAhead> read_ahead_;
+  // The longest run read-ahead asks for: kDsmMaxRunPages, or fewer when
+  // the transport's max_message_bytes cannot carry that many pages.
+  uint32_t run_pages_ = 1;
+  std::atomic<uint64_t> run_copies_{0};            // ranged UFFDIO_COPYs
+  std::atomic<uint64_t> run_pages_one_by_one_{0};  // mapped after EEXIST
   std::unique_ptr<dsm::GrantHold> hold_;
   std::atomic<uint64_t> ahead_requests_{0};
   std::atomic<uint64_t> frames_received_{0};

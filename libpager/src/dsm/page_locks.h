@@ -82,6 +82,45 @@ class PageGuard {
   std::mutex& stripe_;
 };
 
+/// Holds the gate shared and the stripes of the pages [first, first +
+/// count) for the scope: a call for a run of pages (directory/node.h,
+/// "Runs"). Stripes are taken in ascending stripe order, the one order
+/// every holder of more than one stripe uses, so two runs cannot deadlock
+/// (every other holder takes one stripe only). count <= kStripes.
+class RunGuard {
+ public:
+  RunGuard(PageLocks& locks, uint64_t first, uint64_t count)
+      : locks_(locks), first_(first), count_(count) {
+    locks.LockShared(locks.gate());
+    ForEachStripe([this](std::mutex& mu) { locks_.Lock(mu); });
+  }
+  ~RunGuard() {
+    ForEachStripe([](std::mutex& mu) { mu.unlock(); });
+    locks_.gate().unlock_shared();
+  }
+  RunGuard(const RunGuard&) = delete;
+  RunGuard& operator=(const RunGuard&) = delete;
+
+ private:
+  // The run's stripes are consecutive modulo kStripes: when they wrap, the
+  // wrapped part (low stripes) comes first.
+  template <typename Fn>
+  void ForEachStripe(Fn fn) {
+    const uint64_t start = first_ & (PageLocks::kStripes - 1);
+    const uint64_t wrapped = start + count_ > PageLocks::kStripes
+                                 ? start + count_ - PageLocks::kStripes
+                                 : 0;
+    for (uint64_t i = 0; i < wrapped; ++i) fn(locks_.StripeOf(i));
+    for (uint64_t i = 0; i < count_ - wrapped; ++i) {
+      fn(locks_.StripeOf(start + i));
+    }
+  }
+
+  PageLocks& locks_;
+  const uint64_t first_;
+  const uint64_t count_;
+};
+
 /// Holds the gate exclusively (every page) for the scope.
 class ExclusiveGuard {
  public:

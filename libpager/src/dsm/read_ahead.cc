@@ -6,12 +6,13 @@ namespace ssihv::pager {
 
 namespace dir = ssihv::directory;
 
-// Each page ahead is an ordinary read fault without a faulting thread: the
-// node agent sends a ReadReq if the page is Invalid with nothing pending,
-// and the Data that answers it is mapped read-only like any grant. Pages
-// valid here or already requested are left alone; a lost one is reported
-// when a thread really touches it. Only pages of the same (remote) home
-// range: one home answers the whole burst.
+// The window is asked for as run grants (docs/PAGER.md, "Run grants"): the
+// longest stretch of pages Invalid here with nothing pending, up to
+// run_pages_, goes in one kReadRun, and the home answers the pages it holds
+// with one kDataRun (one frame, one UFFDIO_COPY here, one kDoneRun); pages
+// valid here or already requested are stepped over. A lost page is
+// reported when a thread really touches it. Only pages of the same
+// (remote) home range: one home answers the whole burst.
 void DsmEngine::RequestAhead(dir::PageId page) {
   const dir::NodeId home = space_->StaticHomeOf(page);
   if (home == self_ || failed_.load(std::memory_order_acquire)) return;
@@ -21,17 +22,24 @@ void DsmEngine::RequestAhead(dir::PageId page) {
   // The window's requests leave together (one sendmsg on TCP), so the home
   // reads them as one burst and answers them together too.
   rdmax::SendBatch batch;
-  for (uint64_t q = from; q < to; ++q) {
-    dsm::PageGuard guard(*locks_, q);
-    dir::Output& out = ThreadOutput();
-    Ctx ctx;
-    ctx.ahead = true;
-    absl::Status st = node_->OnFault(q, dir::Access::kRead, &out);
-    if (st.ok()) st = Execute(out, ctx);
+  for (uint64_t q = from; q < to;) {
+    const auto max =
+        static_cast<uint32_t>(std::min<uint64_t>(to - q, run_pages_));
+    uint32_t requested = 0;
+    absl::Status st;
+    {
+      dsm::RunGuard guard(*locks_, q, max);
+      dir::Output& out = ThreadOutput();
+      Ctx ctx;
+      ctx.ahead = true;
+      st = node_->RequestRun(q, max, &out, &requested);
+      if (st.ok()) st = Execute(out, ctx);
+    }
     if (!st.ok()) {
       Error(st);
       return;
     }
+    q += requested > 0 ? requested : 1;
   }
 }
 

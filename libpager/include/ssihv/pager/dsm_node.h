@@ -128,6 +128,20 @@ struct DsmOptions {
 /// (directory::Encode: 16-byte header, plus the page for kData).
 inline constexpr uint16_t kDsmFrameType = 0x5D01;
 
+/// The longest run grant a DSM node asks for (docs/PAGER.md, "Run
+/// grants"): read-ahead asks for at most this many pages with one request,
+/// and the home answers with one frame of their bytes. Bounded further by
+/// the transport's max_message_bytes: with the transport's default (16 KiB)
+/// runs are 3 pages long.
+inline constexpr uint32_t kDsmMaxRunPages = 32;
+
+/// `base` with max_message_bytes raised to carry a run grant of
+/// kDsmMaxRunPages pages (128 KiB + 16). Create a DSM node's transport
+/// with it; every node of the cluster must (a node refuses larger frames
+/// than its own limit). On RDMA each posted receive buffer grows to that
+/// size (rdma_recv_depth of them per peer).
+rdmax::TransportOptions DsmTransportOptions(rdmax::TransportOptions base = {});
+
 class DsmNode {
  public:
   ~DsmNode();

@@ -105,6 +105,14 @@ class Resolver {
   /// resolving a fault whose Fault record the caller did not keep).
   absl::Status CopyPage(uint64_t gpa, const void* bytes, bool read_only,
                         bool* installed = nullptr);
+  /// UFFDIO_COPY of the pages [gpa, gpa + len) from `bytes` with one ioctl
+  /// (MODE_WP when `read_only`), outside a fault (a run grant). The kernel
+  /// fills page by page and stops at the first page already mapped: returns
+  /// the bytes mapped from `gpa` on, which is `len` unless the page there
+  /// is mapped (the caller decides what to do with it; its waiters are not
+  /// woken). The range must lie in one region.
+  absl::StatusOr<uint64_t> CopyRange(uint64_t gpa, const void* bytes,
+                                     uint64_t len, bool read_only);
   /// Sets write protection on [gpa, gpa + len): later writes fault as
   /// kWriteProtect. Pages not mapped are unaffected.
   absl::Status WriteProtect(uint64_t gpa, uint64_t len);

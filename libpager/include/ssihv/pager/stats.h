@@ -96,7 +96,7 @@ struct PagerStats {
   uint64_t removed_bytes = 0;   ///< bytes covered by those events
   uint64_t errors = 0;          ///< faults a source could not resolve
   uint64_t filled_ahead = 0;    ///< pages mapped ahead of faults (fault-around)
-  uint64_t released = 0;  ///< failed pages released (ReleaseFailedFaults)
+  uint64_t released = 0;        ///< failed pages released (ReleaseFailedFaults)
   uint64_t features = 0;        ///< negotiated UFFD_FEATURE_* bits
 
   uint64_t total_faults() const;
@@ -105,8 +105,8 @@ struct PagerStats {
 /// {"faults": {"local_zero": n, ...}, "latency_us": {"local_zero": {"count",
 ///  "mean", "p50", "p90", "p99", "max"}, ..., "all": {...}}, "messages",
 ///  "eexist_races", "eagain_retries", "remove_events", "removed_bytes",
-///  "errors", "filled_ahead", "released", "features"}. Kinds with no faults are included
-///  with zeros, so consumers see a fixed schema.
+///  "errors", "filled_ahead", "released", "features"}. Kinds with no faults are
+///  included with zeros, so consumers see a fixed schema.
 nlohmann::json ToJson(const PagerStats& stats);
 nlohmann::json ToJson(const LatencySummary& summary);
 

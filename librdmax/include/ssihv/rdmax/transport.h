@@ -305,6 +305,9 @@ class Transport {
                                   absl::Span<uint8_t> dst,
                                   FetchCallback done) = 0;
 
+  /// TransportOptions::max_message_bytes: the largest payload of a message
+  /// this transport sends or accepts.
+  virtual uint32_t max_message_bytes() const = 0;
   virtual TransportStats stats() const = 0;
   /// Indexed by node id (this node's own entry stays zero).
   virtual std::vector<PeerTransportStats> peer_stats() const = 0;
