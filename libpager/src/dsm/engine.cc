@@ -544,17 +544,7 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
 void DsmEngine::StageMessage(uint32_t to, dir::Message msg,
                              StagedFrames& staged) {
   if (msg.type == dir::MsgType::kDataRun) {
-    // Zero only if no page of the run was ever mapped here.
-    bool any = false;
-    for (dir::PageId p = msg.page; p < msg.page + msg.pages() && !any; ++p) {
-      any = Populated(p);
-    }
-    msg.flags = any ? static_cast<uint8_t>(msg.flags & ~dir::kFlagZero)
-                    : static_cast<uint8_t>(msg.flags | dir::kFlagZero);
-    uint8_t* frame =
-        staged.Add(to, nullptr, dir::kHeaderSize + msg.payload_bytes());
-    dir::EncodeHeader(msg, frame);
-    if (any) CopyRunBytes(msg, frame + dir::kHeaderSize);
+    StageRun(to, msg, staged);
     return;
   }
   const bool bytes = msg.carries_page() && Populated(msg.page);
@@ -637,58 +627,6 @@ void DsmEngine::FailWaiters(dir::PageId page, const absl::Status& st,
     r.Fail(*ctx.fault, st);
     ctx.fault_done = true;
   }
-}
-
-// ---- stats ----------------------------------------------------------------
-
-// The pages homed here with the most transactions, in the statistics.
-constexpr size_t kStatsHottestPages = 10;
-
-nlohmann::json DsmEngine::StatsJson() const {
-  const rdmax::TransportStats t = transport_->stats();
-  nlohmann::json transport = {
-      {"backend", std::string(rdmax::BackendName(transport_->kind()))},
-      {"messages_sent", t.messages_sent},
-      {"messages_received", t.messages_received},
-      {"send_queue_full", t.send_queue_full},
-      {"send_queue_high_water", t.send_queue_high_water},
-      {"connections_lost", t.connections_lost},
-      {"malformed_frames", t.malformed_frames}};
-  nlohmann::json served = nlohmann::json::array();
-  const std::vector<DsmRequestsServed> by_peer = RequestsServed();
-  for (uint32_t n = 0; n < by_peer.size(); ++n) {
-    if (n == self_) continue;
-    served.push_back({{"node", n},
-                      {"reads", by_peer[n].reads},
-                      {"writes", by_peer[n].writes}});
-  }
-  nlohmann::json hottest = nlohmann::json::array();
-  for (const DsmPageTraffic& p : HottestPages(kStatsHottestPages)) {
-    hottest.push_back({{"gpa", absl::StrCat("0x", absl::Hex(p.gpa))},
-                       {"reads", p.reads},
-                       {"writes", p.writes},
-                       {"invalidations", p.invalidations},
-                       {"transfers", p.transfers}});
-  }
-  nlohmann::json dsm = {{"node", self_},
-                        {"requests_served", std::move(served)},
-                        {"hottest_pages", std::move(hottest)},
-                        {"frames_received", frames_received_.load()},
-                        {"zaps", zaps_.load()},
-                        {"zero_page_sends", zero_page_sends_.load()},
-                        {"reinstalls", reinstalls_.load()},
-                        {"read_ahead_requests", ahead_requests_.load()},
-                        {"run_pages_max", run_pages_},
-                        {"run_copies", run_copies_.load()},
-                        {"run_pages_one_by_one", run_pages_one_by_one_.load()},
-                        {"hold_escalations", hold_->escalations()},
-                        {"deferred", deferred_count_.load()},
-                        {"backlogged_sends", outbox_->backlogged()},
-                        {"failed", failed_.load()}};
-  return {{"pager", ToJson(pager_->Stats())},
-          {"protocol", nlohmann::json::parse(node_->Stats().ToJson())},
-          {"transport", transport},
-          {"dsm", dsm}};
 }
 
 }  // namespace ssihv::pager

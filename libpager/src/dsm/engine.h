@@ -152,9 +152,8 @@ class DsmEngine {
   template <typename Fn>
   absl::Status ForEachGpaStretch(directory::PageId first, uint64_t count,
                                  Fn fn);
-  /// The page bytes of a kDataRun: each populated page's, zeros for the
-  /// others (never read through an unmapped page: that would fault).
-  void CopyRunBytes(const directory::Message& msg, uint8_t* out);
+  /// Stages a kDataRun with its pages' bytes (StageMessage's run case).
+  void StageRun(uint32_t to, directory::Message msg, StagedFrames& staged);
   absl::Status Zap(directory::PageId page);
   void CompleteWaiters(directory::PageId page, FaultKind kind, Ctx& ctx);
   void FailWaiters(directory::PageId page, const absl::Status& st, Ctx& ctx);

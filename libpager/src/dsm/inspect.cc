@@ -1,4 +1,5 @@
-// DsmEngine's read-only views for the control API (/pages, /metrics): the
+// DsmEngine's read-only views for the control API (/pages, /metrics) and its
+// statistics (StatsJson): the
 // protocol state is read under the same page locks the fault and data
 // threads take, so a view is never torn; the locks are held only to copy.
 #include <algorithm>
@@ -114,6 +115,58 @@ std::array<uint64_t, 4> DsmEngine::PagesByState() const {
     }
   }
   return counts;
+}
+
+// ---- stats ----------------------------------------------------------------
+
+// The pages homed here with the most transactions, in the statistics.
+constexpr size_t kStatsHottestPages = 10;
+
+nlohmann::json DsmEngine::StatsJson() const {
+  const rdmax::TransportStats t = transport_->stats();
+  nlohmann::json transport = {
+      {"backend", std::string(rdmax::BackendName(transport_->kind()))},
+      {"messages_sent", t.messages_sent},
+      {"messages_received", t.messages_received},
+      {"send_queue_full", t.send_queue_full},
+      {"send_queue_high_water", t.send_queue_high_water},
+      {"connections_lost", t.connections_lost},
+      {"malformed_frames", t.malformed_frames}};
+  nlohmann::json served = nlohmann::json::array();
+  const std::vector<DsmRequestsServed> by_peer = RequestsServed();
+  for (uint32_t n = 0; n < by_peer.size(); ++n) {
+    if (n == self_) continue;
+    served.push_back({{"node", n},
+                      {"reads", by_peer[n].reads},
+                      {"writes", by_peer[n].writes}});
+  }
+  nlohmann::json hottest = nlohmann::json::array();
+  for (const DsmPageTraffic& p : HottestPages(kStatsHottestPages)) {
+    hottest.push_back({{"gpa", absl::StrCat("0x", absl::Hex(p.gpa))},
+                       {"reads", p.reads},
+                       {"writes", p.writes},
+                       {"invalidations", p.invalidations},
+                       {"transfers", p.transfers}});
+  }
+  nlohmann::json dsm = {{"node", self_},
+                        {"requests_served", std::move(served)},
+                        {"hottest_pages", std::move(hottest)},
+                        {"frames_received", frames_received_.load()},
+                        {"zaps", zaps_.load()},
+                        {"zero_page_sends", zero_page_sends_.load()},
+                        {"reinstalls", reinstalls_.load()},
+                        {"read_ahead_requests", ahead_requests_.load()},
+                        {"run_pages_max", run_pages_},
+                        {"run_copies", run_copies_.load()},
+                        {"run_pages_one_by_one", run_pages_one_by_one_.load()},
+                        {"hold_escalations", hold_->escalations()},
+                        {"deferred", deferred_count_.load()},
+                        {"backlogged_sends", outbox_->backlogged()},
+                        {"failed", failed_.load()}};
+  return {{"pager", ToJson(pager_->Stats())},
+          {"protocol", nlohmann::json::parse(node_->Stats().ToJson())},
+          {"transport", transport},
+          {"dsm", dsm}};
 }
 
 }  // namespace ssihv::pager

@@ -159,7 +159,21 @@ absl::Status DsmEngine::MapReceivedRun(dir::PageId first, uint64_t count,
   return ForEachGpaStretch(first, count, stretch);
 }
 
-void DsmEngine::CopyRunBytes(const dir::Message& msg, uint8_t* out) {
+// The bytes of each populated page, zeros for the others (never read
+// through an unmapped page: that would fault); the zero flag, without
+// bytes, when no page of the run was ever mapped here.
+void DsmEngine::StageRun(uint32_t to, dir::Message msg, StagedFrames& staged) {
+  bool any = false;
+  for (dir::PageId p = msg.page; p < msg.page + msg.pages() && !any; ++p) {
+    any = Populated(p);
+  }
+  msg.flags = any ? static_cast<uint8_t>(msg.flags & ~dir::kFlagZero)
+                  : static_cast<uint8_t>(msg.flags | dir::kFlagZero);
+  uint8_t* frame =
+      staged.Add(to, nullptr, dir::kHeaderSize + msg.payload_bytes());
+  dir::EncodeHeader(msg, frame);
+  if (!any) return;
+  uint8_t* out = frame + dir::kHeaderSize;
   for (dir::PageId p = msg.page; p < msg.page + msg.pages(); ++p) {
     uint8_t* dst = out + (p - msg.page) * kPageSize;
     if (Populated(p)) {
