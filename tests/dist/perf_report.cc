@@ -196,8 +196,8 @@ std::vector<HotPage> HotPagesBetween(const std::map<uint64_t, uint64_t>& before,
 namespace ssihv::testing {
 namespace {
 
-std::string Cell(double v, const char* fmt = "%.1f") {
-  return v > 0 ? absl::StrFormat(fmt, v) : std::string("-");
+std::string Cell(double v, int decimals = 1) {
+  return v > 0 ? absl::StrFormat("%.*f", decimals, v) : std::string("-");
 }
 
 std::string Ratio(double v, double base) {
@@ -253,7 +253,7 @@ std::string FormatReport(const std::vector<RunResult>& runs,
         &out, "| ", r.name, " | ", Cell(r.boot_s), " | ",
         Ratio(r.boot_s, kvm->boot_s), " | ", Ratio(r.boot_s, user->boot_s),
         " | ", absl::StrFormat("%.0f", r.remote_faults_at_init), " | ",
-        Cell(r.remote_faults_at_init / r.boot_s, "%.0f"), " | ",
+        Cell(r.remote_faults_at_init / r.boot_s, 0), " | ",
         Cell(r.cpubench_mops), " | ",
         Ratio(r.cpubench_mops, user->cpubench_mops), " |\n");
   }
@@ -272,8 +272,8 @@ std::string FormatReport(const std::vector<RunResult>& runs,
                     Cell(cross / 1e3), " | ", Ratio(cross, same), " | ",
                     Cell(local / 1e3), " | ", Cell(fwd / 1e3), " | ",
                     Ratio(fwd, local), " | ",
-                    Cell(r.idle_requests_per_s, "%.2f"), " | ",
-                    Cell(r.idle_bytes_per_s / 1e3, "%.2f"), " |\n");
+                    Cell(r.idle_requests_per_s, 2), " | ",
+                    Cell(r.idle_bytes_per_s / 1e3, 2), " |\n");
   }
   for (const RunResult& r : runs) {
     AppendHotPages(&out, "until init", r.name, r.boot_s, r.boot_hot);
