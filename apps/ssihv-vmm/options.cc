@@ -5,6 +5,20 @@
 #include "absl/strings/str_cat.h"
 
 namespace ssihv::vmm {
+namespace {
+
+// `text`, the value of `flag`, as an integer in lo..hi; else the error
+// "FLAG: 'TEXT' is not WHAT in LO..HI".
+absl::Status IntInRange(absl::string_view flag, const std::string& text,
+                        int lo, int hi, absl::string_view what, int* out) {
+  if (absl::SimpleAtoi(text, out) && *out >= lo && *out <= hi) {
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(absl::StrCat(flag, ": '", text, "' is not ",
+                                                 what, " in ", lo, "..", hi));
+}
+
+}  // namespace
 
 std::string VmmUsage() {
   return absl::StrCat(
@@ -125,27 +139,21 @@ absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args) {
     } else if (flag == "--peer-timeout") {
       std::string n;
       st = take(&n);
-      if (st.ok() && (!absl::SimpleAtoi(n, &o.peer_timeout_s) ||
-                      o.peer_timeout_s < 1 || o.peer_timeout_s > 3600)) {
-        st = absl::InvalidArgumentError(absl::StrCat(
-            "--peer-timeout: '", n, "' is not a number of seconds in 1..3600"));
+      if (st.ok()) {
+        st = IntInRange(flag, n, 1, 3600, "a number of seconds",
+                        &o.peer_timeout_s);
       }
     } else if (flag == "--peer-silence") {
       std::string n;
       st = take(&n);
-      if (st.ok() && (!absl::SimpleAtoi(n, &o.peer_silence_s) ||
-                      o.peer_silence_s < 2 || o.peer_silence_s > 600)) {
-        st = absl::InvalidArgumentError(absl::StrCat(
-            "--peer-silence: '", n, "' is not a number of seconds in 2..600"));
+      if (st.ok()) {
+        st = IntInRange(flag, n, 2, 600, "a number of seconds",
+                        &o.peer_silence_s);
       }
     } else if (flag == "--pager-threads") {
       std::string n;
       st = take(&n);
-      if (st.ok() && (!absl::SimpleAtoi(n, &o.pager_threads) ||
-                      o.pager_threads < 1 || o.pager_threads > 64)) {
-        st = absl::InvalidArgumentError(absl::StrCat(
-            "--pager-threads: '", n, "' is not a number in 1..64"));
-      }
+      if (st.ok()) st = IntInRange(flag, n, 1, 64, "a number", &o.pager_threads);
     } else if (flag == "--fault-around") {
       std::string n;
       st = take(&n);

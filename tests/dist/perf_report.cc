@@ -19,18 +19,6 @@ namespace {
 
 constexpr uint64_t kStartKernelMap = 0xffffffff80000000ull;
 
-// The key=value words of a line.
-std::map<std::string, std::string> Fields(absl::string_view line) {
-  std::map<std::string, std::string> out;
-  for (absl::string_view w : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
-    const size_t eq = w.find('=');
-    if (eq != absl::string_view::npos) {
-      out[std::string(w.substr(0, eq))] = std::string(w.substr(eq + 1));
-    }
-  }
-  return out;
-}
-
 bool Number(const std::map<std::string, std::string>& f, const char* key,
             double* out) {
   auto it = f.find(key);

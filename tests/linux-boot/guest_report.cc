@@ -38,9 +38,7 @@ BootFiles LoadBootEnv(const std::string& default_path) {
   return files;
 }
 
-namespace {
-
-std::map<std::string, std::string> Fields(const std::string& line) {
+std::map<std::string, std::string> Fields(absl::string_view line) {
   std::map<std::string, std::string> out;
   for (absl::string_view tok : absl::StrSplit(line, ' ', absl::SkipEmpty())) {
     auto eq = tok.find('=');
@@ -50,6 +48,8 @@ std::map<std::string, std::string> Fields(const std::string& line) {
   }
   return out;
 }
+
+namespace {
 
 std::vector<uint64_t> Numbers(const std::string& csv) {
   std::vector<uint64_t> out;

@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "ssihv/cluster/config.h"
 
 namespace ssihv::testing {
@@ -53,6 +54,9 @@ struct GuestReport {
   uint64_t irq4_count = 0;
 };
 GuestReport ParseReport(const std::string& console);
+
+/// The key=value words of one "SSIHV ..." line (other words skipped).
+std::map<std::string, std::string> Fields(absl::string_view line);
 
 /// Linux's cpulist for `count` CPUs from `first` ("3", "0-1", "").
 std::string CpuList(uint32_t first, uint32_t count);
