@@ -65,12 +65,16 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(
     uint32_t self, ClusterNodeOptions options, ClusterNodeHooks hooks) {
   std::unique_ptr<ClusterNode> node(
       new ClusterNode(layout, self, options, std::move(hooks)));
+  rdmax::TransportOptions transport_options;
+  transport_options.service_nice = options.service_nice;
   SSIHV_ASSIGN_OR_RETURN(
       std::unique_ptr<rdmax::Transport> transport,
-      rdmax::CreateTransport(config, self, pager::DsmTransportOptions()));
+      rdmax::CreateTransport(config, self,
+                             pager::DsmTransportOptions(transport_options)));
   node->transport_name_ = std::string(rdmax::BackendName(transport->kind()));
   pager::DsmOptions dsm;
   dsm.fault_threads = options.fault_threads;
+  dsm.service_nice = options.service_nice;
   dsm.connect_timeout = options.connect_timeout;
   // Diagnostics (docs/VMM.md): the DSM's read-ahead and fault-around
   // windows, to tell their effect on a guest from the protocol's.

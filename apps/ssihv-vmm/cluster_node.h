@@ -36,6 +36,9 @@ namespace ssihv::vmm {
 
 struct ClusterNodeOptions {
   int fault_threads = 2;
+  /// The nice value of the DSM's and the transport's threads and of the
+  /// failure detector (base/thread_priority.h); 0: inherited.
+  int service_nice = 0;
   /// How long Start() waits for every peer (and its hello).
   absl::Duration connect_timeout = absl::Seconds(60);
   NodeLinkOptions link;

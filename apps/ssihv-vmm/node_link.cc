@@ -7,6 +7,7 @@
 #include "absl/strings/str_format.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/thread_name.h"
+#include "ssihv/base/thread_priority.h"
 
 namespace ssihv::vmm {
 namespace {
@@ -425,6 +426,7 @@ void NodeLink::StopLiveness() {
 }
 
 void NodeLink::LivenessLoop() {
+  base::ApplyServiceNice(options_.thread_nice);
   uint64_t seq = 0;
   int64_t next_beat = 0;
   std::unique_lock<std::mutex> lock(mu_);

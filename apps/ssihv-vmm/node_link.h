@@ -38,6 +38,9 @@ struct NodeLinkOptions {
   /// How long a vCPU waits for room in a full send queue before the send
   /// is an error (it is never dropped silently).
   absl::Duration send_wait = absl::Seconds(2);
+  /// The liveness thread's nice value: heartbeats must not wait behind
+  /// vCPU threads, or a busy host looks dead. 0: inherited.
+  int thread_nice = 0;
 };
 
 /// Per-peer counters (a snapshot).

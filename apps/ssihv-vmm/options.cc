@@ -57,6 +57,13 @@ userfaultfd pager; the serial console (COM1) is this terminal (node 0's).
                        sends a heartbeat every second) is declared lost
                        (default 5; 2..600; a dropped connection counts after
                        2 s whatever S is)
+  --service-nice N     with --node: the nice value of the threads that serve
+                       page faults and the other nodes' requests (DSM and
+                       transport threads); below the vCPU threads' (say -10)
+                       a request preempts a running vCPU: faster faults,
+                       slower vCPUs on a host with fewer cores than threads
+                       (docs/PAGER.md; default 0 = inherit; -20..19;
+                       lowering needs CAP_SYS_NICE, else a warning)
   --trace-io           log every port and MMIO access but COM1's to stderr
   --help               this text
 
@@ -149,6 +156,12 @@ absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args) {
       if (st.ok()) {
         st = IntInRange(flag, n, 2, 600, "a number of seconds",
                         &o.peer_silence_s);
+      }
+    } else if (flag == "--service-nice") {
+      std::string n;
+      st = take(&n);
+      if (st.ok()) {
+        st = IntInRange(flag, n, -20, 19, "a nice value", &o.service_nice);
       }
     } else if (flag == "--pager-threads") {
       std::string n;

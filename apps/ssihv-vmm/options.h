@@ -38,6 +38,8 @@ struct VmmOptions {
   int peer_timeout_s = 60;
   /// --peer-silence: a peer not heard from this long is declared lost.
   int peer_silence_s = 5;
+  /// --service-nice: the DSM's and the transport's threads' nice value.
+  int service_nice = 0;
   bool trace_io = false;
   bool help = false;
 };

@@ -46,6 +46,8 @@ absl::Status Vmm::CreateNode(const VmmOptions& options) {
   }
   ClusterNodeOptions o;
   o.fault_threads = options.pager_threads;
+  o.service_nice = options.service_nice;
+  o.link.thread_nice = options.service_nice;
   o.connect_timeout = absl::Seconds(options.peer_timeout_s);
   o.link.silence_timeout = absl::Seconds(options.peer_silence_s);
   ClusterNodeHooks hooks;

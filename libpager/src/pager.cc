@@ -14,6 +14,7 @@
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
 #include "ssihv/base/thread_name.h"
+#include "ssihv/base/thread_priority.h"
 #include "sys/mm.h"
 #include "sys/uffd.h"
 #include "userfaultfd.h"
@@ -28,6 +29,12 @@ absl::Status CheckOptions(const PagerOptions& options) {
     return absl::InvalidArgumentError(
         absl::StrCat("PagerOptions.fault_threads: must be in [1, 256], got ",
                      options.fault_threads));
+  }
+  if (options.thread_nice < base::kMinNice ||
+      options.thread_nice > base::kMaxNice) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("PagerOptions.thread_nice: must be in [", base::kMinNice,
+                     ", ", base::kMaxNice, "], got ", options.thread_nice));
   }
   return absl::OkStatus();
 }
@@ -227,6 +234,7 @@ void Pager::Stop() {
 // it, so the next thread reads while this one serves.
 void Pager::FaultLoop(FaultThread* self) {
   tls_fault_thread = self;
+  base::ApplyServiceNice(options_.thread_nice);
   uffd_msg msgs[kReadBatch];
   for (;;) {
     DrainBacklog(self);

@@ -12,6 +12,7 @@
 #include <thread>
 #include <vector>
 
+#include "ssihv/base/thread_priority.h"
 #include "test_util.h"
 
 namespace ssihv::pager {
@@ -491,6 +492,35 @@ TEST_CASE("Registration and start errors are clear") {
   PagerOptions zero_threads;
   zero_threads.fault_threads = 0;
   CHECK(absl::IsInvalidArgument(Pager::Create(zero_threads).status()));
+}
+
+TEST_CASE("Fault threads run at PagerOptions::thread_nice") {
+  auto inherited = base::CurrentThreadNice();
+  REQUIRE(inherited.ok());
+  auto mem = GuestMemory::Create(4 * kPageSize);
+  REQUIRE(mem.ok());
+  PagerOptions options;
+  options.thread_nice = std::min(*inherited + 3, base::kMaxNice);
+  auto p = Pager::Create(options);
+  REQUIRE(p.ok());
+  REQUIRE((*p)->RegisterGuestMemory(*mem, 0, 4 * kPageSize, 0).ok());
+  std::atomic<int> seen{-100};
+  FnSource::FaultFn copy = PatternCopy();
+  REQUIRE((*p)->SetSource(
+                  std::make_shared<FnSource>([&](const Fault& f, Resolver& r) {
+                    seen = base::CurrentThreadNice().value_or(-99);
+                    copy(f, r);
+                  }))
+              .ok());
+  REQUIRE((*p)->Start().ok());
+  CHECK(HasPattern(mem->data() + kPageSize, kPageSize));  // faults
+  CHECK(seen == options.thread_nice);
+  CHECK(*base::CurrentThreadNice() == *inherited);  // ours is unchanged
+  PagerOptions bad;
+  bad.thread_nice = 20;
+  absl::Status st = Pager::Create(bad).status();
+  CHECK(absl::IsInvalidArgument(st));
+  CHECK_THAT(std::string(st.message()), Catch::Contains("thread_nice"));
 }
 
 TEST_CASE("Two regions map to their own GPAs (RAM split by the MMIO hole)") {

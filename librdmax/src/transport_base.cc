@@ -4,6 +4,7 @@
 #include "auth.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
+#include "ssihv/base/thread_priority.h"
 #include "ssihv/rdmax/wire.h"
 
 namespace ssihv::rdmax {
@@ -36,6 +37,11 @@ absl::Status ValidateOptions(const cluster::ClusterConfig& config, NodeId self,
   }
   if (o.fetch_lanes > 256) {
     return absl::InvalidArgumentError("fetch_lanes: must be in 0..256");
+  }
+  if (o.service_nice < base::kMinNice || o.service_nice > base::kMaxNice) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("service_nice: ", o.service_nice, " is outside ",
+                     base::kMinNice, "..", base::kMaxNice));
   }
   if (o.send_queue_bytes < kFrameHeaderSize + o.max_message_bytes) {
     return absl::InvalidArgumentError(
@@ -177,7 +183,10 @@ absl::Status TransportBase::CheckMayBlock(absl::string_view op) const {
   return absl::OkStatus();
 }
 
-void TransportBase::EnterDataThread() const { current_data_thread = this; }
+void TransportBase::EnterDataThread() const {
+  current_data_thread = this;
+  base::ApplyServiceNice(options_.service_nice);
+}
 bool TransportBase::OnDataThread() const { return current_data_thread == this; }
 
 bool TransportBase::IsConnected(NodeId peer) const {

@@ -69,6 +69,7 @@ class TransportBase : public Transport {
   uint32_t max_message_bytes() const override {
     return options_.max_message_bytes;
   }
+  int service_nice() const { return options_.service_nice; }
 
   // Counted where the backends see the traffic: the node's total and the
   // peer's share together (PeerTransportStats says what each covers).

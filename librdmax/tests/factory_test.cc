@@ -90,5 +90,18 @@ TEST_CASE("CreateTransport refuses a bad secret file or node id") {
   std::remove(good.c_str());
 }
 
+TEST_CASE("a service_nice outside -20..19 is refused, naming it") {
+  std::string good = SecretFile(0600);
+  for (int bad : {20, -21}) {
+    TransportOptions o;
+    o.service_nice = bad;
+    absl::Status st = CreateTransport(Config("tcp", good), 0, o).status();
+    CHECK(absl::IsInvalidArgument(st));
+    CHECK_THAT(std::string(st.message()),
+               Catch::Contains("service_nice: " + std::to_string(bad)));
+  }
+  std::remove(good.c_str());
+}
+
 }  // namespace
 }  // namespace ssihv::rdmax

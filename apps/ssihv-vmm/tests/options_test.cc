@@ -41,6 +41,11 @@ TEST_CASE("ssihv-vmm flags: both forms, defaults, --append") {
                          "--node", "1", "--peer-silence", "30"});
   REQUIRE(s.ok());
   CHECK(s->peer_silence_s == 30);
+  CHECK(s->service_nice == 0);  // the default: inherited
+  auto n = ParseVmmArgs({"--kernel", "bz", "--initrd", "rd", "--config", "c",
+                         "--node", "1", "--service-nice", "-10"});
+  REQUIRE(n.ok());
+  CHECK(n->service_nice == -10);
 }
 
 TEST_CASE("ssihv-vmm flag errors name the flag") {
@@ -68,6 +73,11 @@ TEST_CASE("ssihv-vmm flag errors name the flag") {
     CHECK(msg({"--kernel", "bz", "--initrd", "rd", "--peer-silence", bad}) ==
           std::string("--peer-silence: '") + bad +
               "' is not a number of seconds in 2..600");
+  }
+  for (const char* bad : {"-21", "20", "x", ""}) {
+    CHECK(msg({"--kernel", "bz", "--initrd", "rd", "--service-nice", bad}) ==
+          std::string("--service-nice: '") + bad +
+              "' is not a nice value in -20..19");
   }
   auto help = ParseVmmArgs({"--help"});
   REQUIRE(help.ok());

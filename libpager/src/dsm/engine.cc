@@ -13,6 +13,7 @@
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
 #include "ssihv/base/thread_name.h"
+#include "ssihv/base/thread_priority.h"
 #include "ssihv/directory/message.h"
 
 namespace ssihv::pager {
@@ -90,6 +91,7 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
 
   PagerOptions pager_options;
   pager_options.fault_threads = e->options_.fault_threads;
+  pager_options.thread_nice = e->options_.service_nice;
   DsmEngine* raw = e.get();
   pager_options.on_error = [raw](const absl::Status& st) { raw->Error(st); };
   SSIHV_ASSIGN_OR_RETURN(e->pager_, Pager::Create(std::move(pager_options)));
@@ -118,6 +120,7 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
   e->transport_ = std::move(transport);
   e->outbox_ = std::make_unique<dsm::Outbox>(
       e->transport_.get(), kDsmFrameType, config.num_nodes(),
+      e->options_.service_nice,
       [raw](const absl::Status& st) { raw->Error(st); });
   e->transport_->SetMessageHandler(
       [raw](const rdmax::Message& m) { raw->Dispatch(m); });
@@ -418,6 +421,7 @@ void DsmEngine::DeferLoop() {
   // Holds are microseconds: do not let the default 50 us timer slack
   // stretch every wait.
   prctl(PR_SET_TIMERSLACK, 1000UL, 0, 0, 0);
+  base::ApplyServiceNice(options_.service_nice);
   std::unique_lock<std::mutex> lock(defer_mu_);
   for (;;) {
     if (defer_stop_) return;

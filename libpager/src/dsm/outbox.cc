@@ -3,13 +3,15 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "ssihv/base/thread_name.h"
+#include "ssihv/base/thread_priority.h"
 
 namespace ssihv::pager::dsm {
 
 Outbox::Outbox(rdmax::Transport* transport, uint16_t type, uint32_t num_nodes,
-               ErrorFn on_error)
+               int sender_nice, ErrorFn on_error)
     : transport_(transport),
       type_(type),
+      sender_nice_(sender_nice),
       on_error_(std::move(on_error)),
       peers_(new Peer[num_nodes]),
       num_nodes_(num_nodes) {}
@@ -93,6 +95,7 @@ Outbox::Drained Outbox::DrainOne(uint32_t to) {
 }
 
 void Outbox::DrainLoop() {
+  base::ApplyServiceNice(sender_nice_);
   for (;;) {
     bool sent = false, down = false;
     for (uint32_t to = 0; to < num_nodes_; ++to) {

@@ -30,8 +30,9 @@ class Outbox {
  public:
   using ErrorFn = std::function<void(const absl::Status&)>;
 
+  /// `sender_nice`: the sender thread's nice value (0: inherited).
   Outbox(rdmax::Transport* transport, uint16_t type, uint32_t num_nodes,
-         ErrorFn on_error);
+         int sender_nice, ErrorFn on_error);
   ~Outbox() { Stop(); }
 
   void Start();
@@ -60,6 +61,7 @@ class Outbox {
 
   rdmax::Transport* transport_;
   uint16_t type_;
+  int sender_nice_;
   ErrorFn on_error_;
   std::unique_ptr<Peer[]> peers_;
   uint32_t num_nodes_;

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/thread_name.h"
+#include "ssihv/base/thread_priority.h"
 #include "sys/posix.h"
 #include "tcp/tcp_transport.h"
 
@@ -42,6 +43,7 @@ void ServedLane::Stop() {
 }
 
 void ServedLane::Run() {
+  base::ApplyServiceNice(transport_->service_nice());
   while (ServeOne()) {
   }
   transport_->atomic_stats().lanes_serving.fetch_sub(1,

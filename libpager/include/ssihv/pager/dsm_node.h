@@ -79,6 +79,11 @@ struct DsmPageTraffic {
 struct DsmOptions {
   /// Pager fault threads (see PagerOptions::fault_threads).
   int fault_threads = 1;
+  /// The nice value of the threads that serve faults and peers' requests:
+  /// the fault threads (PagerOptions::thread_nice), the sender and the
+  /// hold timer. The transport's threads take TransportOptions::
+  /// service_nice. 0: inherited.
+  int service_nice = 0;
   /// How long Start() waits for every peer to connect.
   absl::Duration connect_timeout = absl::Seconds(30);
   /// How long a page just granted to this node is held before a request

@@ -59,6 +59,12 @@ struct PagerOptions {
   /// per fault). 1 is the lowest latency for one vCPU; use about one per two
   /// busy vCPUs when faults are frequent.
   int fault_threads = 1;
+  /// The fault threads' nice value (base/thread_priority.h): below the
+  /// vCPU threads', a fault is handled as soon as it arrives instead of
+  /// after a vCPU's time slice. 0: inherited. Lowering it needs
+  /// CAP_SYS_NICE; without it the threads keep their priority (one
+  /// warning).
+  int thread_nice = 0;
   /// Called when a fault cannot be resolved (a source error, an unexpected
   /// errno). The faulting thread stays blocked, so the embedding VMM should
   /// stop the guest with this message. Runs on the thread that saw the error;

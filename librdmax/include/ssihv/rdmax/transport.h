@@ -155,6 +155,12 @@ struct TransportOptions {
   /// most this many lanes per peer (each costs it a thread on TCP, a QP on
   /// RDMA). 0: every fetch uses the main connection.
   uint32_t fetch_lanes = 8;
+  /// The nice value of the threads that serve peers (the data thread, TCP
+  /// lanes' server threads), so that a peer's request preempts this host's
+  /// vCPU threads (base/thread_priority.h). 0: inherited. Lowering it needs
+  /// CAP_SYS_NICE; without it the threads keep their priority, with one
+  /// warning.
+  int service_nice = 0;
 
   // ---- TCP ----
   /// A thread blocked in Fetch/CallSync reads its own response; meanwhile
