@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdlib>
@@ -33,9 +34,11 @@
 #include <vector>
 
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
 #include "cluster_fixture.h"
 #include "perf_report.h"
 #include "ssihv/control/client.h"
+#include "ssihv/control/metrics.h"
 #include "ssihv/control/prometheus.h"
 
 namespace ssihv::testing {
@@ -69,6 +72,7 @@ struct Counters {
   double remote_faults = 0;    // this node's vCPUs' remote read/write/upgrade
   double requests_served = 0;  // page requests served as home, all peers
   double bytes_sent = 0;       // transport payload bytes, all peers
+  double remote_p50_s = 0;     // remote fault service p50, the slowest node
 };
 
 // `running`: the nodes with a process (one process: node 0 only).
@@ -78,6 +82,10 @@ Counters Scrape(const TestCluster& c, uint32_t running) {
     auto samples =
         control::ParseTextExposition(Get(c.api_address(k), "/metrics"));
     REQUIRE(samples.ok());
+    const control::MetricsSummary summary = control::SummarizeMetrics(*samples);
+    if (summary.remote_p50_s) {
+      sum.remote_p50_s = std::max(sum.remote_p50_s, *summary.remote_p50_s);
+    }
     for (const control::ParsedSample& s : *samples) {
       const std::string* kind = s.LabelValue("kind");
       if (s.name == "ssihv_page_faults_total" && kind &&
@@ -109,6 +117,7 @@ std::map<uint64_t, uint64_t> HotPages(const TestCluster& c, uint32_t running) {
 }
 
 struct Shape {
+  std::string key;  // for $SSIHV_DIST_PERF_SHAPES
   std::string name;
   std::vector<NodeSpec> nodes;
   bool one_process = false;
@@ -151,10 +160,14 @@ RunResult Measure(const Shape& shape, int port_base, const std::string& append,
   }
   reach("SSIHV_INIT_REACHED");
   r.boot_s = Since(t0);
-  r.remote_faults_at_init = Scrape(c, running).remote_faults;
+  const Counters at_init = Scrape(c, running);
+  r.remote_faults_at_init = at_init.remote_faults;
+  r.remote_p50_ms_at_init = at_init.remote_p50_s * 1e3;
   r.boot_hot = HotPagesBetween({}, HotPages(c, running), r.boot_s, symbols, 8);
-  std::printf("dist_perf: %s: init after %.1f s, %.0f remote faults\n",
-              shape.name.c_str(), r.boot_s, r.remote_faults_at_init);
+  std::printf(
+      "dist_perf: %s: init after %.1f s, %.0f remote faults (p50 %.2f ms)\n",
+      shape.name.c_str(), r.boot_s, r.remote_faults_at_init,
+      r.remote_p50_ms_at_init);
   std::fflush(stdout);
   reach("SSIHV holding");
   const auto idle0 = Clock::now();
@@ -190,16 +203,32 @@ TEST_CASE("distributed VM performance: 1, 2 and 3 processes, one lab run") {
   const std::string perf_s = Env("SSIHV_DIST_PERF_SECONDS", "10");
   const seconds idle(std::stoi(Env("SSIHV_DIST_PERF_IDLE", "30")));
   // The guest holds far longer than the idle window; the API stops it.
+  // $SSIHV_DIST_PERF_APPEND: more kernel parameters, to compare guest
+  // settings (docs/PERFORMANCE.md).
+  const std::string extra = Env("SSIHV_DIST_PERF_APPEND", "");
   const std::string append = "quiet nokaslr ssihv.end=poweroff ssihv.perf=" +
-                             perf_s + " ssihv.hold=3600";
+                             perf_s + " ssihv.hold=3600" +
+                             (extra.empty() ? "" : " " + extra);
   const std::vector<NodeSpec> two = {{2, 384}, {2, 320}};
   const std::vector<NodeSpec> three = {{1, 256}, {2, 256}, {1, 192}};
-  const std::vector<Shape> shapes = {
-      {"1 process, KVM irqchip", two, true, {"--irqchip", "kernel"}},
-      {"1 process, user irqchip", two, true, {"--irqchip", "user"}},
-      {"2 processes (2 nodes)", two, false, {}},
-      {"3 processes (3 nodes)", three, false, {}},
+  const std::vector<Shape> all = {
+      {"kernel", "1 process, KVM irqchip", two, true, {"--irqchip", "kernel"}},
+      {"user", "1 process, user irqchip", two, true, {"--irqchip", "user"}},
+      {"2", "2 processes (2 nodes)", two, false, {}},
+      {"3", "3 processes (3 nodes)", three, false, {}},
   };
+  // $SSIHV_DIST_PERF_SHAPES: some of them (keys, comma-separated), for a
+  // shorter run (the ratios are then against the first and second run).
+  const std::string keys = Env("SSIHV_DIST_PERF_SHAPES", "kernel,user,2,3");
+  std::vector<Shape> shapes;
+  for (absl::string_view key : absl::StrSplit(keys, ',')) {
+    auto it = std::find_if(all.begin(), all.end(),
+                           [&](const Shape& s) { return s.key == key; });
+    INFO("SSIHV_DIST_PERF_SHAPES: unknown shape \"" << key
+                                                   << "\" (kernel, user, 2, 3)");
+    REQUIRE(it != all.end());
+    shapes.push_back(*it);
+  }
   std::vector<RunResult> runs;
   // The first boot also prints the guest's data symbols: the kernel and
   // nokaslr are the same in every boot, so they name every run's pages.
@@ -215,6 +244,10 @@ TEST_CASE("distributed VM performance: 1, 2 and 3 processes, one lab run") {
       const std::string kallsyms = KallsymsFromConsole(console);
       CHECK(kallsyms.find(" jiffies_64\n") != std::string::npos);
       symbols = SymbolMap(kallsyms);
+      // This boot's own pages were counted before the symbols arrived.
+      for (auto* pages : {&runs.back().boot_hot, &runs.back().idle_hot}) {
+        for (HotPage& p : *pages) p.symbol = symbols.Name(p.gpa);
+      }
     }
     port_base += 100;
     const RunResult& r = runs.back();

@@ -34,6 +34,7 @@ struct RunResult {
   int processes = 1;
   double boot_s = 0;  // start of the processes to init's first line
   double remote_faults_at_init = 0;
+  double remote_p50_ms_at_init = 0;  // fault service p50, slowest node
   std::vector<HotPage> boot_hot;  // the pages most requested until init
   int cpubench_threads = 0;
   double cpubench_mops = 0;  // millions of operations per second, all CPUs
