@@ -3,6 +3,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "ssihv/base/status_macros.h"
+#include "ssihv/base/thread_priority.h"
 
 namespace ssihv::vmm {
 namespace {
@@ -107,6 +109,13 @@ absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args) {
       }
       return absl::OkStatus();
     };
+    // The flag's value as an integer in lo..hi (IntInRange's message).
+    auto take_int = [&](int lo, int hi, absl::string_view what,
+                        int* out) -> absl::Status {
+      std::string n;
+      SSIHV_RETURN_IF_ERROR(take(&n));
+      return IntInRange(flag, n, lo, hi, what, out);
+    };
     absl::Status st;
     if (flag == "--kernel") {
       st = take(&o.kernel);
@@ -144,29 +153,14 @@ absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args) {
       }
       o.node = k;
     } else if (flag == "--peer-timeout") {
-      std::string n;
-      st = take(&n);
-      if (st.ok()) {
-        st = IntInRange(flag, n, 1, 3600, "a number of seconds",
-                        &o.peer_timeout_s);
-      }
+      st = take_int(1, 3600, "a number of seconds", &o.peer_timeout_s);
     } else if (flag == "--peer-silence") {
-      std::string n;
-      st = take(&n);
-      if (st.ok()) {
-        st = IntInRange(flag, n, 2, 600, "a number of seconds",
-                        &o.peer_silence_s);
-      }
+      st = take_int(2, 600, "a number of seconds", &o.peer_silence_s);
     } else if (flag == "--service-nice") {
-      std::string n;
-      st = take(&n);
-      if (st.ok()) {
-        st = IntInRange(flag, n, -20, 19, "a nice value", &o.service_nice);
-      }
+      st = take_int(base::kMinNice, base::kMaxNice, "a nice value",
+                    &o.service_nice);
     } else if (flag == "--pager-threads") {
-      std::string n;
-      st = take(&n);
-      if (st.ok()) st = IntInRange(flag, n, 1, 64, "a number", &o.pager_threads);
+      st = take_int(1, 64, "a number", &o.pager_threads);
     } else if (flag == "--fault-around") {
       std::string n;
       st = take(&n);
