@@ -132,6 +132,19 @@ NodeId HomeAgent::PickSource(const Env& env, NodeMask copies) const {
   return Lowest(copies);
 }
 
+// A read transaction of `req` starts on `page`: counted, awaiting its kDone
+// (or, for a run grant, the run's kDoneRun).
+void HomeAgent::BeginReadTxn(Env& env, PageId page, Entry& e, NodeId req,
+                             bool run) {
+  env.stats.read_txns.Add();
+  if (PageStats* s = StatsFor(page)) ++s->reads;
+  SetFlag(e, kWriteBit, false);
+  SetFlag(e, kPulledBit, false);
+  SetFlag(e, kRunBit, run);
+  SetPhase(e, TxnPhase::kAwaitDone);
+  e.requester = static_cast<uint8_t>(req);
+}
+
 absl::Status HomeAgent::StartRead(Env& env, PageId page, Entry& e, NodeId req,
                                   bool no_pull) {
   if (e.copies & Bit(req)) {
@@ -145,13 +158,7 @@ absl::Status HomeAgent::StartRead(Env& env, PageId page, Entry& e, NodeId req,
     Lose(env, page, e);
     return absl::OkStatus();
   }
-  env.stats.read_txns.Add();
-  if (PageStats* s = StatsFor(page)) ++s->reads;
-  SetFlag(e, kWriteBit, false);
-  SetFlag(e, kPulledBit, false);
-  SetFlag(e, kRunBit, false);
-  SetPhase(e, TxnPhase::kAwaitDone);
-  e.requester = static_cast<uint8_t>(req);
+  BeginReadTxn(env, page, e, req, /*run=*/false);
   NodeId src;
   if (e.copies & Bit(self_)) {
     src = self_;  // served by this node's own agent: no extra hop
@@ -312,13 +319,7 @@ bool HomeAgent::CanGrantRun(PageId page, NodeId req) const {
 // kDoneRun ends it (kRunBit).
 void HomeAgent::StartRunRead(Env& env, PageId page, NodeId req) {
   Entry& e = *Find(page);
-  env.stats.read_txns.Add();
-  if (PageStats* s = StatsFor(page)) ++s->reads;
-  SetFlag(e, kWriteBit, false);
-  SetFlag(e, kPulledBit, false);
-  SetFlag(e, kRunBit, true);
-  SetPhase(e, TxnPhase::kAwaitDone);
-  e.requester = static_cast<uint8_t>(req);
+  BeginReadTxn(env, page, e, req, /*run=*/true);
   e.source = static_cast<uint8_t>(self_);
   if (options_.bug == TestBug::kEarlyUnblock) EndTxn(env, page, e);
 }

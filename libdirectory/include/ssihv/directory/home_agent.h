@@ -123,6 +123,7 @@ class HomeAgent {
   absl::Status OnDoneWhileRecovering(Env& env, NodeId from, const Message& msg,
                                      Entry& e);
 
+  void BeginReadTxn(Env& env, PageId page, Entry& e, NodeId req, bool run);
   absl::Status StartRead(Env& env, PageId page, Entry& e, NodeId req,
                          bool no_pull);
   absl::Status StartWrite(Env& env, PageId page, Entry& e, NodeId req);
