@@ -35,13 +35,14 @@ constexpr char kUsage[] =
     "liveness and directory agreement after every step. --nodes 2-5 picks\n"
     "the node count per seed (N + seed mod (M-N+1)). --exhaustive explores\n"
     "every interleaving and every choice of operations. --runs R: after a\n"
-    "read fault that waits, ask for up to R following pages with one run\n"
-    "request, as read-ahead does (default 3 for seeds, 0 exhaustive).\n"
+    "fault that waits, ask for up to R following pages with one run\n"
+    "request: a read run after a read, as read-ahead does, a write run\n"
+    "after a write, as first-touch runs do (default 3 for seeds, 0\n"
+    "exhaustive).\n"
     "Test only:\n"
     "--inject-bug skip-invalidation|skip-downgrade|run-skip-downgrade|\n"
-    "early-unblock (protocol\n"
-    "bugs) or driver-early-send (a driver that sends before its local\n"
-    "effects).\n";
+    "write-run-not-pristine|early-unblock (protocol bugs) or\n"
+    "driver-early-send (a driver that sends before its local effects).\n";
 
 struct Args {
   sim::Config config;
@@ -207,6 +208,8 @@ int RunSeeds(Args& a) {
     sum.totals.faults_upgrade += r.totals.faults_upgrade;
     sum.totals.pages_lost += r.totals.pages_lost;
     sum.totals.run_pages_granted += r.totals.run_pages_granted;
+    sum.totals.write_run_pages_granted += r.totals.write_run_pages_granted;
+    sum.totals.write_run_pages_refused += r.totals.write_run_pages_refused;
   }
   double secs =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
@@ -236,9 +239,13 @@ int RunSeeds(Args& a) {
       static_cast<unsigned long long>(calm),
       static_cast<unsigned long long>(worst),
       static_cast<unsigned long long>(bound), secs);
-  std::printf("  run grants: %llu pages granted in runs (--runs %u)\n",
-              static_cast<unsigned long long>(s.totals.run_pages_granted),
-              a.config.run_pages);
+  std::printf(
+      "  run grants: %llu pages granted in read runs, %llu in write runs "
+      "(%llu refused) (--runs %u)\n",
+      static_cast<unsigned long long>(s.totals.run_pages_granted),
+      static_cast<unsigned long long>(s.totals.write_run_pages_granted),
+      static_cast<unsigned long long>(s.totals.write_run_pages_refused),
+      a.config.run_pages);
   std::printf("  messages:");
   for (int t = 1; t < kNumMsgTypes; ++t) {
     if (s.totals.sent[t] == 0) continue;

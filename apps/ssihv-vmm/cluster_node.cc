@@ -81,6 +81,9 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(
   if (const char* v = std::getenv("SSIHV_DSM_READ_AHEAD_PAGES")) {
     dsm.read_ahead_pages = static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
   }
+  if (const char* v = std::getenv("SSIHV_DSM_WRITE_RUN_PAGES")) {
+    dsm.write_run_pages = static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
+  }
   if (const char* v = std::getenv("SSIHV_DSM_FAULT_AROUND_PAGES")) {
     dsm.local_fault_around_pages =
         static_cast<uint32_t>(std::strtoul(v, nullptr, 10));

@@ -16,6 +16,12 @@
 //                              read-ahead; /tcp_no_read_ahead without)
 //   BM_RemoteFaultThroughput/tcp/threads:N  N threads reading distinct
 //                              remote pages; faults/s
+//   BM_RemoteFirstTouch/tcp    64 MiB homed on the other node and never
+//                              touched, written once, page after page (a
+//                              guest zeroing remote memory it allocated);
+//                              bytes/s, with the default first-touch write
+//                              runs (/tcp_no_write_runs without); one
+//                              iteration per fresh cluster
 //
 // The home is a forked process running DsmNode 0 (and for tcp_shared
 // DsmNode 2, the third node); this process is node 1. Between rounds the
@@ -151,12 +157,13 @@ class RemoteCluster {
   /// `read_ahead`: node 1's DsmOptions::read_ahead_pages (0 for the
   /// benchmarks of one fault: their walks through the window would be
   /// served ahead).
-  static std::unique_ptr<RemoteCluster> Start(benchmark::State& state,
-                                              const char* transport,
-                                              bool shared,
-                                              uint32_t read_ahead = 0) {
+  /// `write_runs`: node 1's DsmOptions::write_run_pages.
+  static std::unique_ptr<RemoteCluster> Start(
+      benchmark::State& state, const char* transport, bool shared,
+      uint32_t read_ahead = 0,
+      uint32_t write_runs = pager::DsmOptions().write_run_pages) {
     std::unique_ptr<RemoteCluster> c(new RemoteCluster);
-    absl::Status st = c->Init(transport, shared, read_ahead);
+    absl::Status st = c->Init(transport, shared, read_ahead, write_runs);
     if (!st.ok()) {
       state.SkipWithError(std::string(st.message()).c_str());
       return nullptr;
@@ -193,7 +200,8 @@ class RemoteCluster {
 
  private:
   RemoteCluster() = default;
-  absl::Status Init(const char* transport, bool shared, uint32_t read_ahead) {
+  absl::Status Init(const char* transport, bool shared, uint32_t read_ahead,
+                    uint32_t write_runs) {
     if (std::string(transport) == "rdma" &&
         !rdmax::ProbeRdmaDevice("", 1).ok()) {
       return absl::UnavailableError("no RDMA device with an active port");
@@ -222,6 +230,7 @@ class RemoteCluster {
     if (!t.ok()) return t.status();
     pager::DsmOptions options;
     options.read_ahead_pages = read_ahead;
+    options.write_run_pages = write_runs;
     // Diagnostics: another read-ahead bound for the runs that have one.
     if (const char* v = std::getenv("SSIHV_BENCH_READ_AHEAD_PAGES");
         v != nullptr && read_ahead != 0) {
@@ -314,6 +323,33 @@ void BM_RemoteSequentialRead(benchmark::State& state, uint32_t read_ahead) {
   PrintStats(c->node());
 }
 
+// 64 MiB homed on node 0 that nobody touched, written once (one word per
+// page), as a guest zeroing memory it allocated on another node would. The
+// pages are pristine only once, so each iteration (one) has its own
+// cluster; bytes_per_s is over the writes' wall time (pager_dsm_test checks
+// that the home reads back what such a walk wrote).
+void BM_RemoteFirstTouch(benchmark::State& state, uint32_t write_runs) {
+  int64_t write_ns = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    auto c = RemoteCluster::Start(state, "tcp", false, 0, write_runs);
+    if (!c) return;
+    state.ResumeTiming();
+    const int64_t t0 = NowNs();
+    for (uint64_t page = 0; page < kHomePages; ++page) {
+      *c->At(page) = Pattern(1, page);
+    }
+    write_ns += NowNs() - t0;
+    state.PauseTiming();
+    PrintStats(c->node());
+    c.reset();
+    state.ResumeTiming();
+  }
+  state.counters["bytes_per_s"] = benchmark::Counter(
+      static_cast<double>(state.iterations() * kHomePages * kPage) * 1e9 /
+      static_cast<double>(write_ns));
+}
+
 // Thread 0 sets up before the loop's start barrier and tears down after its
 // end barrier; each thread reads its own slice of the home's pages, and has
 // the home rewrite that slice (timing paused) when it has read it all.
@@ -384,6 +420,12 @@ void RegisterRemoteBenchmarks() {
                                pager::DsmOptions().read_ahead_pages);
   benchmark::RegisterBenchmark("BM_RemoteSequentialRead/tcp_no_read_ahead",
                                BM_RemoteSequentialRead, 0u);
+  benchmark::RegisterBenchmark("BM_RemoteFirstTouch/tcp", BM_RemoteFirstTouch,
+                               pager::DsmOptions().write_run_pages)
+      ->Iterations(1);
+  benchmark::RegisterBenchmark("BM_RemoteFirstTouch/tcp_no_write_runs",
+                               BM_RemoteFirstTouch, 0u)
+      ->Iterations(1);
   benchmark::RegisterBenchmark("BM_RemoteFaultThroughput/tcp",
                                BM_RemoteFaultThroughput)
       ->Threads(1)

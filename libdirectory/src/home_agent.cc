@@ -324,6 +324,37 @@ void HomeAgent::StartRunRead(Env& env, PageId page, NodeId req) {
   if (options_.bug == TestBug::kEarlyUnblock) EndTxn(env, page, e);
 }
 
+bool HomeAgent::CanGrantWriteRun(PageId page, NodeId req) const {
+  const Entry* e = Find(page);
+  return e != nullptr && req < kMaxNodes && req != self_ &&
+         StateOf(*e) == DirState::kModified && e->copies == Bit(self_) &&
+         PhaseOf(*e) == TxnPhase::kIdle &&
+         (e->read_waiters | e->write_waiters) == 0;
+}
+
+bool HomeAgent::Rebuilding(PageId page) const {
+  const Entry* e = Find(page);
+  return e != nullptr && StateOf(*e) == DirState::kRecovering;
+}
+
+// StartWrite's transaction of a page Modified here alone, from its ack-free
+// end: the source is this node's copy (which its agent gives up at once, so
+// a death of `req` before its kDoneRun probes it and loses the page, as for
+// any transfer to a dead owner), and only the run's kDoneRun ends it.
+void HomeAgent::StartRunWrite(Env& env, PageId page, NodeId req) {
+  Entry& e = *Find(page);
+  env.stats.write_txns.Add();
+  if (PageStats* s = StatsFor(page)) ++s->writes;
+  SetFlag(e, kWriteBit, true);
+  SetFlag(e, kPulledBit, false);
+  SetFlag(e, kRunBit, true);
+  SetPhase(e, TxnPhase::kAwaitDone);
+  e.requester = static_cast<uint8_t>(req);
+  e.source = static_cast<uint8_t>(self_);
+  ++e.version;
+  if (options_.bug == TestBug::kEarlyUnblock) EndTxn(env, page, e);
+}
+
 absl::Status HomeAgent::OnDoneRun(Env& env, NodeId from, const Message& msg) {
   const PageId first = msg.page;
   const uint32_t count = msg.pages();

@@ -16,7 +16,7 @@ inline constexpr uint8_t kPhaseShift = 2;
 inline constexpr uint8_t kPhaseMask = 0x07 << kPhaseShift;
 inline constexpr uint8_t kWriteBit = 0x20;   // write txn (recovering: lost)
 inline constexpr uint8_t kPulledBit = 0x40;  // read txn granted by kPullGrant
-inline constexpr uint8_t kRunBit = 0x80;     // read txn granted in a kDataRun
+inline constexpr uint8_t kRunBit = 0x80;     // txn granted in a kDataRun
 
 /// Entry::source when the designated source died before it was asked.
 inline constexpr uint8_t kLostSource = 0xFE;

@@ -33,9 +33,9 @@ constexpr TypeRule kRules[kNumMsgTypes] = {
     {0, true, true},                        // kStalled
     {0, true, false},                       // kFlush
     {kFlagLast, true, false},               // kReport
-    {0, false, true},                       // kReadRun
-    {kFlagZero, false, true},               // kDataRun
-    {0, false, true},                       // kDoneRun
+    {kFlagWrite, false, true},              // kReadRun
+    {kFlagWrite | kFlagZero | kFlagRefused, false, true},  // kDataRun
+    {0, false, true},                                      // kDoneRun
 };
 
 constexpr const char* kNames[kNumMsgTypes] = {
@@ -73,6 +73,18 @@ absl::Status ValidateRun(const Message& m, const PageSpace& space) {
   if (m.version == 0 || m.version > kMaxRunPages) {
     return Bad(m.type, absl::StrCat("run of ", m.version, " pages (1..",
                                     kMaxRunPages, ")"));
+  }
+  if (m.type == MsgType::kDataRun && (m.flags & kFlagWrite)) {
+    // A write run's answer grants pristine pages (zeros, no bytes) or
+    // refuses them: exactly one of the two.
+    const uint8_t how = m.flags & (kFlagZero | kFlagRefused);
+    if (how != kFlagZero && how != kFlagRefused) {
+      return Bad(m.type,
+                 absl::StrCat("write run with flags 0x", absl::Hex(m.flags),
+                              " (want Zero or Refused)"));
+    }
+  } else if (m.flags & kFlagRefused) {
+    return Bad(m.type, "Refused without Write");
   }
   const NodeId range = space.StaticHomeOf(m.page);
   const PageId end = space.FirstPageOf(range) + space.PageCountOf(range);

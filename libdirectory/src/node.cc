@@ -82,7 +82,7 @@ absl::Status Node::OnMessage(NodeId from, const Message& msg, Output* out) {
 }
 
 absl::Status Node::RequestRun(PageId first, uint32_t max_pages, Output* out,
-                              uint32_t* requested) {
+                              uint32_t* requested, bool write) {
   *requested = 0;
   if (!space().Contains(first) || max_pages == 0) {
     return absl::InvalidArgumentError(
@@ -91,7 +91,7 @@ absl::Status Node::RequestRun(PageId first, uint32_t max_pages, Output* out,
   }
   size_t start = out->effects.size();
   Env env{members_, stats_, *out};
-  *requested = node_.RequestRun(env, first, max_pages);
+  *requested = node_.RequestRun(env, first, max_pages, write);
   return RunLocal(out, start);
 }
 
@@ -183,6 +183,7 @@ absl::Status Node::ServeReadRun(Env& env, NodeId from, const Message& msg) {
         absl::StrCat("directory node: ReadRun for page ", msg.page,
                      " from node ", from, ": page is not homed here"));
   }
+  if (msg.flags & kFlagWrite) return ServeWriteRun(env, from, msg);
   PageId run_first = 0;
   uint32_t run_pages = 0;
   bool run_zero = true;
@@ -210,6 +211,55 @@ absl::Status Node::ServeReadRun(Env& env, NodeId from, const Message& msg) {
     if (!s.ok()) return s;
   }
   grant();
+  return absl::OkStatus();
+}
+
+// A write run asks for pages nobody has touched yet (a guest's first
+// writes to remote memory), on speculation: a page the home holds Modified
+// and pristine, alone and idle, is granted (ownership moves, no bytes: it
+// reads as zeros); any other page is refused rather than taken from whoever
+// uses it, and the requester asks for it on its own if it faults on it.
+// Stretches of granted and of refused pages each go in one kDataRun, in
+// page order. A page whose entry is being rebuilt after a death is neither:
+// the requester's report names its pending write too, so it is served as
+// the kWriteReq it stands for (joining the waiters the rebuild will serve).
+absl::Status Node::ServeWriteRun(Env& env, NodeId from, const Message& msg) {
+  PageId stretch_first = msg.page;
+  uint32_t stretch_pages = 0;
+  bool stretch_granted = false;
+  auto answer = [&] {
+    if (stretch_pages == 0) return;
+    (stretch_granted ? env.stats.write_run_pages_granted
+                     : env.stats.write_run_pages_refused)
+        .Add(stretch_pages);
+    env.Send(from, MakeMessage(MsgType::kDataRun, stretch_first,
+                               kFlagWrite |
+                                   (stretch_granted ? kFlagZero : kFlagRefused),
+                               kNoNode, stretch_pages));
+    stretch_pages = 0;
+  };
+  for (PageId p = msg.page; p < msg.page + msg.pages(); ++p) {
+    if (home_.Rebuilding(p)) {
+      answer();
+      absl::Status s =
+          home_.OnMessage(env, from, MakeMessage(MsgType::kWriteReq, p));
+      if (!s.ok()) return s;
+      continue;
+    }
+    const bool grant =
+        home_.CanGrantWriteRun(p, from) && node_.CanServeWriteRun(p);
+    if (grant != stretch_granted) answer();
+    if (stretch_pages == 0) {
+      stretch_first = p;
+      stretch_granted = grant;
+    }
+    ++stretch_pages;
+    if (grant) {
+      home_.StartRunWrite(env, p, from);
+      node_.ServeWriteRun(env, p);
+    }
+  }
+  answer();
   return absl::OkStatus();
 }
 

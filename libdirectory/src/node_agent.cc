@@ -174,7 +174,13 @@ absl::Status NodeAgent::OnTransfer(Env& env, NodeId from, const Message& msg) {
   env.Send(msg.node, MakeMessage(MsgType::kData, page,
                                  kFlagWrite | (zero ? kFlagZero : 0), kNoNode,
                                  msg.version));
-  AddAction(env, EffectType::kZap, page);
+  Effect zap;
+  zap.type = EffectType::kZap;
+  zap.page = page;
+  // Modified and pristine: never mapped here (a Shared pristine copy may be
+  // mapped read-only), nothing to unmap.
+  zap.zero = zero && state == PageState::kModified;
+  env.out.effects.push_back(zap);
   b &= static_cast<uint8_t>(~kPristineBit);
   Set(page, PageState::kInvalid, b & kPendingBits);
   return absl::OkStatus();
@@ -220,31 +226,45 @@ absl::Status NodeAgent::OnData(Env& env, NodeId from, const Message& msg) {
 // completes every pending read it names or is a violation that changes
 // nothing. It comes from the home (checked in OnMessage), which served
 // every page from its own copy.
+// A write run's answer (kFlagWrite) grants its pages Modified (pristine:
+// zeros) or refuses them (kFlagRefused: the requests are over, the home
+// started no transaction; threads parked on them retry on their own).
 absl::Status NodeAgent::OnDataRun(Env& env, NodeId from, const Message& msg) {
   const PageId first = msg.page;
   const uint32_t count = msg.pages();
+  const bool write = msg.flags & kFlagWrite;
   for (PageId p = first; p < first + count; ++p) {
     const uint8_t b = pages_[p];
     if (StateBits(b) != PageState::kInvalid || (b & kPullingBit) ||
-        (b & kPendingBits) != kPendRead) {
+        (b & kPendingBits) != (write ? kPendWrite : kPendRead)) {
       return Violation(MakeMessage(msg.type, p, msg.flags), from,
-                       "run data for a page without a pending read");
+                       write ? "run data for a page without a pending write"
+                             : "run data for a page without a pending read");
     }
+  }
+  if (msg.flags & kFlagRefused) {
+    for (PageId p = first; p < first + count; ++p) {
+      AddAction(env, EffectType::kRetry, p);
+      Set(p, PageState::kInvalid, 0);
+    }
+    return absl::OkStatus();
   }
   for (PageId p = first; p < first + count; ++p) {
     Effect e;
     e.type = EffectType::kMapReceived;
     e.page = p;
     e.zero = msg.flags & kFlagZero;
+    e.writable = write;
     env.out.effects.push_back(e);
-    Set(p, PageState::kShared, 0);
+    Set(p, write ? PageState::kModified : PageState::kShared, 0);
     pages_[p] |= kHeldBit;
   }
   env.Send(from, MakeMessage(MsgType::kDoneRun, first, 0, kNoNode, count));
   return absl::OkStatus();
 }
 
-uint32_t NodeAgent::RequestRun(Env& env, PageId first, uint32_t max_pages) {
+uint32_t NodeAgent::RequestRun(Env& env, PageId first, uint32_t max_pages,
+                               bool write) {
   const PageSpace& space = env.members.space();
   const NodeId home = env.members.HomeOf(first);
   if (home == env.self()) return 0;
@@ -259,11 +279,17 @@ uint32_t NodeAgent::RequestRun(Env& env, PageId first, uint32_t max_pages) {
   }
   if (count == 0) return 0;
   for (PageId p = first; p < first + count; ++p) {
-    Set(p, PageState::kInvalid, kPendRead);
+    Set(p, PageState::kInvalid, write ? kPendWrite : kPendRead);
   }
-  env.stats.run_requests.Add();
-  env.stats.run_pages_requested.Add(count);
-  env.Send(home, MakeMessage(MsgType::kReadRun, first, 0, kNoNode, count));
+  if (write) {
+    env.stats.write_run_requests.Add();
+    env.stats.write_run_pages_requested.Add(count);
+  } else {
+    env.stats.run_requests.Add();
+    env.stats.run_pages_requested.Add(count);
+  }
+  env.Send(home, MakeMessage(MsgType::kReadRun, first, write ? kFlagWrite : 0,
+                             kNoNode, count));
   return count;
 }
 
@@ -282,6 +308,27 @@ bool NodeAgent::ServeRun(Env& env, PageId page) {
     Set(page, PageState::kShared, 0);
   }
   return b & kPristineBit;
+}
+
+bool NodeAgent::CanServeWriteRun(PageId page) const {
+  const uint8_t b = pages_[page];
+  return StateBits(b) == PageState::kModified &&
+         ((b & kPristineBit) || bug_ == TestBug::kWriteRunNotPristine) &&
+         !(b & (kPendingBits | kHeldBit));
+}
+
+// Modified and pristine means never mapped here (a local fault on a
+// Modified page maps it writable and clears the bit), so the kZap that
+// drops the copy has nothing to unmap (the driver may skip it); the page
+// can never be pristine here again.
+void NodeAgent::ServeWriteRun(Env& env, PageId page) {
+  Effect e;
+  e.type = EffectType::kZap;
+  e.page = page;
+  e.zero = true;  // pristine: never mapped here
+  env.out.effects.push_back(e);
+  pages_[page] &= static_cast<uint8_t>(~kPristineBit);
+  Set(page, PageState::kInvalid, 0);
 }
 
 absl::Status NodeAgent::OnGrant(Env& env, NodeId from, const Message& msg) {

@@ -30,6 +30,8 @@ const char* EffectTypeName(EffectType type) {
       return "PageLost";
     case EffectType::kDefer:
       return "Defer";
+    case EffectType::kRetry:
+      return "Retry";
   }
   return "?";
 }

@@ -32,6 +32,10 @@ std::string StatsSnapshot::ToJson() const {
   field("run_pages_requested", run_pages_requested);
   field("run_grants", run_grants);
   field("run_pages_granted", run_pages_granted);
+  field("write_run_requests", write_run_requests);
+  field("write_run_pages_requested", write_run_pages_requested);
+  field("write_run_pages_granted", write_run_pages_granted);
+  field("write_run_pages_refused", write_run_pages_refused);
   field("local_messages", local_messages);
   field("dropped_from_dead", dropped_from_dead);
   field("page_bytes_sent", page_bytes_sent);
@@ -69,6 +73,10 @@ StatsSnapshot Stats::Snapshot() const {
   s.run_pages_requested = run_pages_requested.get();
   s.run_grants = run_grants.get();
   s.run_pages_granted = run_pages_granted.get();
+  s.write_run_requests = write_run_requests.get();
+  s.write_run_pages_requested = write_run_pages_requested.get();
+  s.write_run_pages_granted = write_run_pages_granted.get();
+  s.write_run_pages_refused = write_run_pages_refused.get();
   for (int t = 0; t < kNumMsgTypes; ++t) {
     s.sent[t] = sent[t].get();
     s.received[t] = received[t].get();

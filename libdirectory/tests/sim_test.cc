@@ -80,6 +80,25 @@ TEST_CASE("run grants happen in the random runs") {
   CHECK(granted > runs);  // some runs carry more than one page
 }
 
+TEST_CASE("write runs grant and refuse in the random runs") {
+  Config c = Base(2);
+  c.pages = 8;
+  c.reorder = true;
+  c.run_pages = 4;
+  c.write_percent = 60;
+  uint64_t requests = 0, granted = 0, refused = 0;
+  for (uint64_t seed = 1; seed <= 50; ++seed) {
+    RunResult r = RunSeed(c, seed);
+    REQUIRE(r.ok);
+    requests += r.totals.write_run_requests;
+    granted += r.totals.write_run_pages_granted;
+    refused += r.totals.write_run_pages_refused;
+  }
+  CHECK(requests > 0);
+  CHECK(granted > requests);  // some runs carry more than one page
+  CHECK(refused > 0);
+}
+
 TEST_CASE("exhaustive exploration with run grants finds no violation") {
   Config c;
   c.nodes = 2;
@@ -103,6 +122,20 @@ TEST_CASE("a run grant that skips the downgrade is caught") {
   for (uint64_t seed = 1; seed <= 300 && !caught; ++seed) {
     RunResult r = RunSeed(c, seed);
     caught = !r.ok && r.violation.invariant == "swmr";
+  }
+  CHECK(caught);
+}
+
+TEST_CASE("a write run of a page its home wrote is caught") {
+  Config c = Base(2);
+  c.pages = 8;
+  c.run_pages = 4;
+  c.write_percent = 60;
+  c.bug = TestBug::kWriteRunNotPristine;
+  bool caught = false;
+  for (uint64_t seed = 1; seed <= 300 && !caught; ++seed) {
+    RunResult r = RunSeed(c, seed);
+    caught = !r.ok && r.violation.invariant == "data-value";
   }
   CHECK(caught);
 }

@@ -113,6 +113,10 @@ void Summarize(const Config& config, const World& w, RunResult* r) {
     t.run_pages_requested += s.run_pages_requested;
     t.run_grants += s.run_grants;
     t.run_pages_granted += s.run_pages_granted;
+    t.write_run_requests += s.write_run_requests;
+    t.write_run_pages_requested += s.write_run_pages_requested;
+    t.write_run_pages_granted += s.write_run_pages_granted;
+    t.write_run_pages_refused += s.write_run_pages_refused;
     t.local_messages += s.local_messages;
     t.dropped_from_dead += s.dropped_from_dead;
     t.page_bytes_sent += s.page_bytes_sent;
@@ -209,6 +213,8 @@ absl::Status ParseBug(const std::string& name, Config* config) {
     config->bug = TestBug::kSkipDowngrade;
   } else if (name == "run-skip-downgrade") {
     config->bug = TestBug::kRunSkipDowngrade;
+  } else if (name == "write-run-not-pristine") {
+    config->bug = TestBug::kWriteRunNotPristine;
   } else if (name == "early-unblock") {
     config->bug = TestBug::kEarlyUnblock;
   } else if (name == "driver-early-send") {
@@ -217,8 +223,8 @@ absl::Status ParseBug(const std::string& name, Config* config) {
     return absl::InvalidArgumentError(
         absl::StrCat("--inject-bug: unknown bug '", name,
                      "' (skip-invalidation, skip-downgrade, "
-                     "run-skip-downgrade, early-unblock, "
-                     "driver-early-send)"));
+                     "run-skip-downgrade, write-run-not-pristine, "
+                     "early-unblock, driver-early-send)"));
   }
   return absl::OkStatus();
 }

@@ -15,7 +15,8 @@ const char* AccessName(Access a) {
 
 bool Completes(EffectType t) {
   return t == EffectType::kMapReceived || t == EffectType::kMapFetched ||
-         t == EffectType::kMakeWritable || t == EffectType::kPageLost;
+         t == EffectType::kMakeWritable || t == EffectType::kPageLost ||
+         t == EffectType::kRetry;
 }
 
 }  // namespace
@@ -334,7 +335,7 @@ void World::StepThread(uint32_t t, const Op& chosen) {
     if (retry) continue;
     if (wait) {
       ts.blocked = true;
-      if (!write) RequestRun(n, p);
+      RequestRun(n, p, write);
       return;
     }
     Fail("protocol-error",
@@ -343,11 +344,12 @@ void World::StepThread(uint32_t t, const Op& chosen) {
   }
 }
 
-void World::RequestRun(NodeId n, PageId p) {
+void World::RequestRun(NodeId n, PageId p, bool write) {
   if (config_.run_pages == 0 || p + 1 >= pages_) return;
   const size_t start = out_.effects.size();
   uint32_t requested = 0;
-  if (!Check(nodes_[n].RequestRun(p + 1, config_.run_pages, &out_, &requested),
+  if (!Check(nodes_[n].RequestRun(p + 1, config_.run_pages, &out_, &requested,
+                                  write),
              n, "RequestRun")) {
     return;
   }
@@ -563,6 +565,8 @@ void World::PerformLocal(NodeId n, const Effect& e, const Packet* in,
     case EffectType::kDefer:
       deferred_.push_back({n, e.node, e.msg});
       break;
+    case EffectType::kRetry:
+      break;  // the woken thread faults again
   }
   if (Completes(e.type)) Wake(n, e.page);
 }

@@ -53,8 +53,9 @@ struct Packet {
   /// True if this packet delivers a value of page `p` (kData, kDataRun).
   bool Carries(PageId p) const {
     if (msg.type == MsgType::kData) return msg.page == p;
-    return msg.type == MsgType::kDataRun && p >= msg.page &&
-           p - msg.page < msg.pages();
+    // A refused write run delivers nothing.
+    return msg.type == MsgType::kDataRun && !(msg.flags & kFlagRefused) &&
+           p >= msg.page && p - msg.page < msg.pages();
   }
   /// The value of page `p` it delivers (Carries(p) must hold).
   uint64_t ValueOf(PageId p) const {
@@ -190,8 +191,8 @@ class World {
   void Perform(NodeId n, const Packet* in, uint64_t fetched, size_t start = 0);
   /// The bytes a kData or kDataRun that node n sends carries.
   void AttachData(NodeId n, const Effect& e, Packet* pk);
-  /// After a read fault on p that waits: the read-ahead run behind it.
-  void RequestRun(NodeId n, PageId p);
+  /// After a fault on p that waits: the read (or write) run behind it.
+  void RequestRun(NodeId n, PageId p, bool write);
   void Wake(NodeId n, PageId p);
   void Fail(const std::string& invariant, const std::string& detail);
   bool Check(absl::Status status, NodeId n, const std::string& what);

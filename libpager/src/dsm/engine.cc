@@ -374,7 +374,10 @@ void DsmEngine::HandleMessage(uint32_t from,
         st.code(),
         absl::StrCat(dir::MsgTypeName(frame->msg.type), " from node ", from,
                      " for page ", frame->msg.page, ": ", st.message())));
+    return;
   }
+  // After the page's lock was released: the write run behind a first touch.
+  if (ctx.first_touch_remote) RequestWriteRun(*ctx.first_touch_remote);
 }
 
 absl::Status DsmEngine::DeclareDead(uint32_t node) {
@@ -489,7 +492,7 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
   Resolver& r = pager_->resolver();
   switch (e.type) {
     case dir::EffectType::kSend:
-      if (ctx.ahead) {
+      if (ctx.ahead && !(e.msg.flags & dir::kFlagWrite)) {  // read-ahead
         ahead_requests_.fetch_add(e.msg.pages(), std::memory_order_relaxed);
       }
       StageMessage(e.node, e.msg, staged);
@@ -522,7 +525,13 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
       return r.WriteProtect(GpaOf(e.page), kPageSize);
     case dir::EffectType::kZap:
       hold_->OnTaken(e.page, MonotonicNs());
+      // A pristine copy given up by a write run was never mapped here: no
+      // madvise (and no REMOVE event) for it.
+      if (e.zero && !Populated(e.page)) return absl::OkStatus();
       return Zap(e.page);
+    case dir::EffectType::kRetry:
+      RetryWaiters(e.page);
+      return absl::OkStatus();
     case dir::EffectType::kPageLost: {
       if (ctx.ahead) return absl::OkStatus();  // a real fault reports it
       absl::Status lost = absl::DataLossError(
@@ -616,6 +625,16 @@ void DsmEngine::CompleteWaiters(dir::PageId page, FaultKind kind, Ctx& ctx) {
   if (ctx.fault != nullptr && !ctx.fault_done) {
     r.Complete(*ctx.fault, kind);
     ctx.fault_done = true;
+  }
+}
+
+// The request the parked threads joined ended without a grant (a refused
+// write run): they retry their access, fault again and ask on their own.
+void DsmEngine::RetryWaiters(dir::PageId page) {
+  WaitMap& map = WaitersOf(page);
+  if (auto it = map.find(page); it != map.end()) {
+    map.erase(it);
+    (void)pager_->resolver().Wake(GpaOf(page), kPageSize);
   }
 }
 

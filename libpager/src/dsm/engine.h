@@ -74,8 +74,11 @@ class DsmEngine {
     bool fault_done = false;       // resolved, parked or failed
     bool parked = false;           // the fault waits for the network
     bool ahead = false;            // a read-ahead request: no thread faulted
-    bool first_touch = false;      // a page held Modified here, mapped for the
-                                   // first time (zeros): fault-around applies
+    // A remote write miss answered with zeros (kFlagZero): a first touch
+    // of memory homed elsewhere; write runs follow it.
+    std::optional<directory::PageId> first_touch_remote;
+    bool first_touch = false;  // a page held Modified here, mapped for the
+                               // first time (zeros): fault-around applies
     absl::Span<const uint8_t> page_bytes;  // kData/kDataRun payload
     directory::PageId data_first = 0;      // the page its bytes start with
     // kDefer'd messages whose hold had already expired: resubmitted right
@@ -119,6 +122,9 @@ class DsmEngine {
   /// After a remote read fault on `page` (read_ahead.cc): requests the
   /// pages the read-ahead policy asks for.
   void RequestAhead(directory::PageId page);
+  /// After a first touch of remote `page` (read_ahead.cc): asks for the
+  /// following pages of its home's range with one write run.
+  void RequestWriteRun(directory::PageId page);
   void FillAroundLocal(directory::PageId page, Resolver& resolver);
   void HandleMessage(uint32_t from, absl::Span<const uint8_t> payload);
   absl::Status Execute(const directory::Output& out, Ctx& ctx);
@@ -137,9 +143,10 @@ class DsmEngine {
   absl::Status ExecuteRun(const std::vector<directory::Effect>& effects,
                           size_t i, size_t n, Ctx& ctx);
   absl::Status MapReceived(const directory::Effect& e, Ctx& ctx);
-  /// Maps the received bytes of `count` consecutive pages from `first`.
+  /// Maps the received bytes of `count` consecutive pages from `first`
+  /// (`writable`: a write run's Modified grants).
   absl::Status MapReceivedRun(directory::PageId first, uint64_t count,
-                              bool zero, Ctx& ctx);
+                              bool zero, bool writable, Ctx& ctx);
   /// Maps one received page (replacing a stale copy still mapped).
   absl::Status InstallReceived(directory::PageId page, const uint8_t* bytes,
                                bool writable);
@@ -157,6 +164,7 @@ class DsmEngine {
   absl::Status Zap(directory::PageId page);
   void CompleteWaiters(directory::PageId page, FaultKind kind, Ctx& ctx);
   void FailWaiters(directory::PageId page, const absl::Status& st, Ctx& ctx);
+  void RetryWaiters(directory::PageId page);
   void Error(const absl::Status& st);
 
   uint64_t GpaOf(directory::PageId page) const {

@@ -43,4 +43,35 @@ void DsmEngine::RequestAhead(dir::PageId page) {
   }
 }
 
+// First-touch write runs (docs/PAGER.md): a guest writing memory homed
+// elsewhere for the first time (zeroing what it allocated) would take one
+// round trip per page. After such a fault, the following pages of the same
+// home's range, as far as they are Invalid here and idle, are asked for
+// with one write run: the home grants those nobody has touched (they map
+// here writable, zero-filled, with one ioctl) and refuses the rest. The walk
+// faults again at the end of the run and the next one follows.
+void DsmEngine::RequestWriteRun(dir::PageId page) {
+  const dir::NodeId home = space_->StaticHomeOf(page);
+  if (options_.write_run_pages == 0 || home == self_ ||
+      failed_.load(std::memory_order_acquire)) {
+    return;
+  }
+  const uint64_t range_end =
+      space_->FirstPageOf(home) + space_->PageCountOf(home);
+  if (page + 1 >= range_end) return;
+  const auto max = static_cast<uint32_t>(std::min<uint64_t>(
+      {range_end - page - 1, options_.write_run_pages, run_pages_}));
+  uint32_t requested = 0;
+  absl::Status st;
+  {
+    dsm::RunGuard guard(*locks_, page + 1, max);
+    dir::Output& out = ThreadOutput();
+    Ctx ctx;
+    ctx.ahead = true;
+    st = node_->RequestRun(page + 1, max, &out, &requested, /*write=*/true);
+    if (st.ok()) st = Execute(out, ctx);
+  }
+  if (!st.ok()) Error(st);
+}
+
 }  // namespace ssihv::pager

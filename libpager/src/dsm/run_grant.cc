@@ -60,14 +60,7 @@ absl::Status DsmEngine::ExecuteRun(const std::vector<dir::Effect>& effects,
                                    size_t i, size_t n, Ctx& ctx) {
   const dir::Effect& head = effects[i];
   if (head.type == dir::EffectType::kMapReceived) {
-    if (head.writable) {
-      // Only Shared grants come in runs; a writable one is per page.
-      for (size_t k = i; k < i + n; ++k) {
-        SSIHV_RETURN_IF_ERROR(MapReceived(effects[k], ctx));
-      }
-      return absl::OkStatus();
-    }
-    return MapReceivedRun(head.page, n, head.zero, ctx);
+    return MapReceivedRun(head.page, n, head.zero, head.writable, ctx);
   }
   const int64_t now = MonotonicNs();
   for (size_t k = i; k < i + n; ++k) hold_->OnTaken(effects[k].page, now);
@@ -95,6 +88,9 @@ absl::Status DsmEngine::MapReceived(const dir::Effect& e, Ctx& ctx) {
   SSIHV_ASSIGN_OR_RETURN(const uint8_t* bytes,
                          ReceivedBytes(e.page, e.zero, ctx));
   SSIHV_RETURN_IF_ERROR(InstallReceived(e.page, bytes, e.writable));
+  // A write miss answered with a page nobody wrote: a first touch of
+  // memory homed elsewhere, whose neighbours are likely next.
+  if (e.writable && e.zero) ctx.first_touch_remote = e.page;
   CompleteWaiters(e.page,
                   e.writable ? FaultKind::kRemoteWrite : FaultKind::kRemoteRead,
                   ctx);
@@ -122,12 +118,15 @@ absl::Status DsmEngine::InstallReceived(dir::PageId page, const uint8_t* bytes,
   return absl::OkStatus();
 }
 
-// One UFFDIO_COPY for the stretch; the kernel stops at a page that is
+// One UFFDIO_COPY for the stretch (read-only for a read run, writable for a
+// write run's zeros); the kernel stops at a page that is
 // still mapped (a stale copy whose invalidation is behind this grant, as in
 // MapReceived): that page goes the per-page way, then the rest of the
 // stretch is copied again in one call.
 absl::Status DsmEngine::MapReceivedRun(dir::PageId first, uint64_t count,
-                                       bool zero, Ctx& ctx) {
+                                       bool zero, bool writable, Ctx& ctx) {
+  const FaultKind kind =
+      writable ? FaultKind::kRemoteWrite : FaultKind::kRemoteRead;
   SSIHV_ASSIGN_OR_RETURN(const uint8_t* base, ReceivedBytes(first, zero, ctx));
   if (!zero) {
     SSIHV_RETURN_IF_ERROR(ReceivedBytes(first + count - 1, zero, ctx).status());
@@ -141,17 +140,17 @@ absl::Status DsmEngine::MapReceivedRun(dir::PageId first, uint64_t count,
       SSIHV_ASSIGN_OR_RETURN(
           uint64_t bytes,
           r.CopyRange(GpaOf(from + done), src + done * kPageSize,
-                      (pages - done) * kPageSize, /*read_only=*/true));
+                      (pages - done) * kPageSize, !writable));
       for (uint64_t k = 0; k < bytes / kPageSize; ++k) {
         SetPopulated(from + done + k, true);
-        CompleteWaiters(from + done + k, FaultKind::kRemoteRead, ctx);
+        CompleteWaiters(from + done + k, kind, ctx);
       }
       done += bytes / kPageSize;
       if (done == pages) break;
       run_pages_one_by_one_.fetch_add(1, std::memory_order_relaxed);
-      SSIHV_RETURN_IF_ERROR(InstallReceived(from + done, src + done * kPageSize,
-                                            /*writable=*/false));
-      CompleteWaiters(from + done, FaultKind::kRemoteRead, ctx);
+      SSIHV_RETURN_IF_ERROR(
+          InstallReceived(from + done, src + done * kPageSize, writable));
+      CompleteWaiters(from + done, kind, ctx);
       ++done;
     }
     return absl::OkStatus();
@@ -163,6 +162,10 @@ absl::Status DsmEngine::MapReceivedRun(dir::PageId first, uint64_t count,
 // through an unmapped page: that would fault); the zero flag, without
 // bytes, when no page of the run was ever mapped here.
 void DsmEngine::StageRun(uint32_t to, dir::Message msg, StagedFrames& staged) {
+  if (msg.flags & dir::kFlagWrite) {  // a write run's answer: never bytes
+    dir::EncodeHeader(msg, staged.Add(to, nullptr, dir::kHeaderSize));
+    return;
+  }
   bool any = false;
   for (dir::PageId p = msg.page; p < msg.page + msg.pages() && !any; ++p) {
     any = Populated(p);

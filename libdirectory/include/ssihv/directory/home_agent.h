@@ -75,8 +75,18 @@ class HomeAgent {
   /// Starts that read (CanGrantRun must hold): awaiting the kDoneRun of
   /// the run that will carry the page from this node's copy.
   void StartRunRead(Env& env, PageId page, NodeId req);
-  /// kDoneRun: ends the read transaction of every page of the run, which
-  /// must each await `from`'s kDoneRun; all or nothing.
+  /// Write runs: true if `page` is Modified here alone (this node the only
+  /// copy), no transaction in progress and nobody waiting, so that `req`
+  /// can have it at once.
+  bool CanGrantWriteRun(PageId page, NodeId req) const;
+  /// True while `page`'s entry is rebuilt from the survivors' reports
+  /// (homed here after a death): requests for it wait for the rebuild.
+  bool Rebuilding(PageId page) const;
+  /// Starts that write (CanGrantWriteRun must hold): ownership moves to
+  /// `req` from this node's copy (the source), awaiting the run's kDoneRun.
+  void StartRunWrite(Env& env, PageId page, NodeId req);
+  /// kDoneRun: ends the transaction of every page of the run, which must
+  /// each await `from`'s kDoneRun; all or nothing.
   absl::Status OnDoneRun(Env& env, NodeId from, const Message& msg);
 
   /// Recovery, exclusive access: `dead` died; `adopted` = static ranges

@@ -58,16 +58,22 @@ enum class MsgType : uint8_t {
   // Run grants (docs/PROTOCOL.md, "Run grants"): `page` is the first page,
   // `version` the number of consecutive pages, all of one static range.
   kReadRun = 17,  // requester -> home: read misses of every page of the run
+                  // (kFlagWrite: write misses, grant the pristine ones)
   kDataRun = 18,  // home -> requester: Shared grants of every page of the
-                  // run, their bytes in page order (or kFlagZero: all zero)
+                  // run, their bytes in page order (or kFlagZero: all zero;
+                  // kFlagWrite|kFlagZero: Modified grants of pristine pages;
+                  // kFlagWrite|kFlagRefused: not granted, requests over)
   kDoneRun = 19,  // requester -> home: the kDataRun's transactions are over
 };
 inline constexpr int kNumMsgTypes = 20;  // index 0 unused
 
 /// Flag bits (meaning depends on the type).
-inline constexpr uint8_t kFlagWrite = 1;    // kData: Modified grant
+inline constexpr uint8_t kFlagWrite = 1;    // kData, kDataRun: Modified
+                                            // grant; kReadRun: write misses
 inline constexpr uint8_t kFlagZero = 2;     // kData, kDataRun: all-zero
                                             // page(s), no bytes
+inline constexpr uint8_t kFlagRefused = 4;  // kDataRun (with kFlagWrite):
+                                            // the pages are not granted
 inline constexpr uint8_t kFlagUpgrade = 1;  // kWriteReq: sender holds Shared
 inline constexpr uint8_t kFlagFailed = 1;   // kDone: the fetch failed
 inline constexpr uint8_t kFlagLast = 1;     // kReport: last chunk of a range
@@ -95,10 +101,11 @@ struct Message {
   uint32_t version = 0;
   PageId page = 0;
 
-  /// kData or kDataRun that carries page bytes (4096 per page).
+  /// kData or kDataRun that carries page bytes (4096 per page): not all
+  /// zero, not refused (Decode() allows kFlagRefused on kDataRun only).
   bool carries_page() const {
     return (type == MsgType::kData || type == MsgType::kDataRun) &&
-           (flags & kFlagZero) == 0;
+           (flags & (kFlagZero | kFlagRefused)) == 0;
   }
   /// kReadRun, kDataRun, kDoneRun.
   bool is_run() const {

@@ -126,8 +126,12 @@ class Node {
   /// prefix length (0: nothing sent: page `first` is not Invalid and idle,
   /// or is homed here). No thread waits on these pages; a later fault on
   /// one of them joins the request (kWait).
+  /// `write`: a write run (docs/PROTOCOL.md, "Write runs"): the pages
+  /// become pending writes; the home grants them Modified where it holds
+  /// them pristine and alone, and refuses the others (kRetry wakes any
+  /// thread that joined a refused page).
   absl::Status RequestRun(PageId first, uint32_t max_pages, Output* out,
-                          uint32_t* requested);
+                          uint32_t* requested, bool write = false);
   /// The kFetch of `page` finished; ok = the bytes are in hand.
   absl::Status OnFetchDone(PageId page, bool ok, Output* out);
   /// Hands back a message this node deferred (kDefer), with the `from` of
@@ -160,6 +164,7 @@ class Node {
   absl::Status LearnDeath(Env& env, NodeId dead);
   absl::Status OnFlush(Env& env, NodeId from, const Message& msg);
   absl::Status ServeReadRun(Env& env, NodeId from, const Message& msg);
+  absl::Status ServeWriteRun(Env& env, NodeId from, const Message& msg);
   void MaybeReport(Env& env);
 
   Membership members_;

@@ -35,13 +35,21 @@ class NodeAgent {
   /// with nothing pending becomes pending reads, asked for with one
   /// kReadRun to their home. Returns the prefix length (0: page `first` is
   /// not Invalid and idle, or its home is this node: nothing sent).
-  uint32_t RequestRun(Env& env, PageId first, uint32_t max_pages);
+  /// `write`: pending writes instead, asked for with kReadRun|kFlagWrite
+  /// (the home grants the pristine ones and refuses the others).
+  uint32_t RequestRun(Env& env, PageId first, uint32_t max_pages,
+                      bool write = false);
   /// Home side of a run: true if this node's copy of `page` can go into a
   /// kDataRun now (Shared or Modified, no request pending, not held).
   bool CanServeRun(PageId page) const;
   /// Home side of a run: serves `page` (a Modified copy is write-protected
   /// first and stays Shared). Returns true if the page was never written.
   bool ServeRun(Env& env, PageId page);
+  /// Home side of a write run: true if this node holds `page` Modified and
+  /// pristine (never mapped here: nothing to unmap), idle and not held.
+  bool CanServeWriteRun(PageId page) const;
+  /// Home side of a write run: gives the page up (kZap, Invalid).
+  void ServeWriteRun(Env& env, PageId page);
   /// The driver finished the kFetch of `page` (ok = the bytes are in hand).
   absl::Status OnFetchDone(Env& env, PageId page, bool ok);
 

@@ -58,6 +58,10 @@ enum class EffectType : uint8_t {
   /// deferred at most once, so every grant is used at least once and faults
   /// cannot livelock. At most one message per page is deferred at a time.
   kDefer,
+  /// The request in flight for this page ended without a grant (a refused
+  /// page of a write run): wake the threads parked on it; they retry their
+  /// access, which faults again and asks for the page on its own.
+  kRetry,
 };
 
 const char* EffectTypeName(EffectType type);
@@ -65,7 +69,8 @@ const char* EffectTypeName(EffectType type);
 struct Effect {
   EffectType type = EffectType::kSend;
   bool writable = false;  // kMapLocal, kMapReceived
-  bool zero = false;      // kMapReceived: map an all-zero page
+  bool zero = false;      // kMapReceived: map an all-zero page; kZap: the
+                          // copy was never mapped (nothing to unmap)
   NodeId node = kNoNode;  // kSend/kSendReport: destination; kFetch: source
   PageId page = 0;
   uint32_t version = 0;  // kMapReceived/kFetch/kMapFetched: page version

@@ -53,9 +53,11 @@ struct Config {
   /// messages leave before the call's later local effects (they happen in
   /// a later step).
   bool driver_early_send = false;
-  /// Read-ahead run grants: after a read fault that waits for the network,
-  /// the node also asks for up to this many following pages with one
-  /// kReadRun (Node::RequestRun), as libpager's read-ahead does. 0: off.
+  /// Run grants: after a fault that waits for the network, the node also
+  /// asks for up to this many following pages with one kReadRun
+  /// (Node::RequestRun): a read run after a read fault, as libpager's
+  /// read-ahead does; a write run after a write fault, as its first-touch
+  /// runs do (on every write miss here, to explore more). 0: off.
   uint32_t run_pages = 0;
   uint32_t write_percent = 40;
   uint32_t trace_lines = 40;

@@ -53,6 +53,13 @@ struct StatsSnapshot {
   uint64_t run_pages_requested = 0;
   uint64_t run_grants = 0;
   uint64_t run_pages_granted = 0;
+  // Write runs (kReadRun|kFlagWrite, first touches of remote memory): sent
+  // and the pages asked for (node agent); pages granted Modified and
+  // refused (home agent; each granted page is also one of write_txns).
+  uint64_t write_run_requests = 0;
+  uint64_t write_run_pages_requested = 0;
+  uint64_t write_run_pages_granted = 0;
+  uint64_t write_run_pages_refused = 0;
   // Messages by type (index = MsgType), network only.
   std::array<uint64_t, kNumMsgTypes> sent{};
   std::array<uint64_t, kNumMsgTypes> received{};
@@ -80,6 +87,8 @@ struct Stats {
   Counter read_txns, write_txns, invalidations, ownership_transfers,
       pull_grants, requests_queued, pages_lost;
   Counter run_requests, run_pages_requested, run_grants, run_pages_granted;
+  Counter write_run_requests, write_run_pages_requested,
+      write_run_pages_granted, write_run_pages_refused;
   std::array<Counter, kNumMsgTypes> sent, received;
   Counter local_messages, dropped_from_dead, page_bytes_sent;
 

@@ -101,6 +101,12 @@ struct DsmOptions {
   /// the same burst, in a window that doubles with each sequential fault
   /// up to this many pages (docs/PAGER.md, "Remote read-ahead"). 0: off.
   uint32_t read_ahead_pages = 32;
+  /// First-touch write runs: after a remote write fault was answered with a
+  /// page nobody had written (a first touch of memory homed elsewhere),
+  /// up to this many following pages of that home's range are asked for
+  /// with one write run; the home grants those it holds untouched and
+  /// alone (docs/PAGER.md, "First-touch write runs"). 0: off.
+  uint32_t write_run_pages = 32;
   /// Local fault-around: after a first touch of a page this node holds
   /// Modified, the rest of its aligned block of this many pages (a power
   /// of two) that the node holds Modified and never mapped is zero-filled
