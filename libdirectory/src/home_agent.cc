@@ -132,17 +132,20 @@ NodeId HomeAgent::PickSource(const Env& env, NodeMask copies) const {
   return Lowest(copies);
 }
 
-// A read transaction of `req` starts on `page`: counted, awaiting its kDone
-// (or, for a run grant, the run's kDoneRun).
-void HomeAgent::BeginReadTxn(Env& env, PageId page, Entry& e, NodeId req,
-                             bool run) {
-  env.stats.read_txns.Add();
-  if (PageStats* s = StatsFor(page)) ++s->reads;
-  SetFlag(e, kWriteBit, false);
+// A transaction of `req` starts on `page`, counted, in `phase` (a run
+// grant's ends with the run's kDoneRun). Returns the page's counters, if
+// kept.
+PageStats* HomeAgent::BeginTxn(Env& env, PageId page, Entry& e, NodeId req,
+                               bool write, bool run, TxnPhase phase) {
+  (write ? env.stats.write_txns : env.stats.read_txns).Add();
+  PageStats* s = StatsFor(page);
+  if (s != nullptr) ++(write ? s->writes : s->reads);
+  SetFlag(e, kWriteBit, write);
   SetFlag(e, kPulledBit, false);
   SetFlag(e, kRunBit, run);
-  SetPhase(e, TxnPhase::kAwaitDone);
+  SetPhase(e, phase);
   e.requester = static_cast<uint8_t>(req);
+  return s;
 }
 
 absl::Status HomeAgent::StartRead(Env& env, PageId page, Entry& e, NodeId req,
@@ -158,7 +161,8 @@ absl::Status HomeAgent::StartRead(Env& env, PageId page, Entry& e, NodeId req,
     Lose(env, page, e);
     return absl::OkStatus();
   }
-  BeginReadTxn(env, page, e, req, /*run=*/false);
+  BeginTxn(env, page, e, req, /*write=*/false, /*run=*/false,
+           TxnPhase::kAwaitDone);
   NodeId src;
   if (e.copies & Bit(self_)) {
     src = self_;  // served by this node's own agent: no extra hop
@@ -191,14 +195,8 @@ absl::Status HomeAgent::StartWrite(Env& env, PageId page, Entry& e,
     Lose(env, page, e);  // as in StartRead
     return absl::OkStatus();
   }
-  env.stats.write_txns.Add();
-  PageStats* stats = StatsFor(page);
-  if (stats != nullptr) ++stats->writes;
-  SetFlag(e, kWriteBit, true);
-  SetFlag(e, kPulledBit, false);
-  SetFlag(e, kRunBit, false);
-  SetPhase(e, TxnPhase::kAcks);
-  e.requester = static_cast<uint8_t>(req);
+  PageStats* stats = BeginTxn(env, page, e, req, /*write=*/true,
+                              /*run=*/false, TxnPhase::kAcks);
   // The data source (for a miss) is invalidated last, by kTransfer, so a
   // valid copy survives until the new owner has it. Prefer this node's
   // own copy: its transfer costs no extra hop.
@@ -319,7 +317,8 @@ bool HomeAgent::CanGrantRun(PageId page, NodeId req) const {
 // kDoneRun ends it (kRunBit).
 void HomeAgent::StartRunRead(Env& env, PageId page, NodeId req) {
   Entry& e = *Find(page);
-  BeginReadTxn(env, page, e, req, /*run=*/true);
+  BeginTxn(env, page, e, req, /*write=*/false, /*run=*/true,
+           TxnPhase::kAwaitDone);
   e.source = static_cast<uint8_t>(self_);
   if (options_.bug == TestBug::kEarlyUnblock) EndTxn(env, page, e);
 }
@@ -343,13 +342,8 @@ bool HomeAgent::Rebuilding(PageId page) const {
 // any transfer to a dead owner), and only the run's kDoneRun ends it.
 void HomeAgent::StartRunWrite(Env& env, PageId page, NodeId req) {
   Entry& e = *Find(page);
-  env.stats.write_txns.Add();
-  if (PageStats* s = StatsFor(page)) ++s->writes;
-  SetFlag(e, kWriteBit, true);
-  SetFlag(e, kPulledBit, false);
-  SetFlag(e, kRunBit, true);
-  SetPhase(e, TxnPhase::kAwaitDone);
-  e.requester = static_cast<uint8_t>(req);
+  BeginTxn(env, page, e, req, /*write=*/true, /*run=*/true,
+           TxnPhase::kAwaitDone);
   e.source = static_cast<uint8_t>(self_);
   ++e.version;
   if (options_.bug == TestBug::kEarlyUnblock) EndTxn(env, page, e);

@@ -133,7 +133,8 @@ class HomeAgent {
   absl::Status OnDoneWhileRecovering(Env& env, NodeId from, const Message& msg,
                                      Entry& e);
 
-  void BeginReadTxn(Env& env, PageId page, Entry& e, NodeId req, bool run);
+  PageStats* BeginTxn(Env& env, PageId page, Entry& e, NodeId req, bool write,
+                      bool run, TxnPhase phase);
   absl::Status StartRead(Env& env, PageId page, Entry& e, NodeId req,
                          bool no_pull);
   absl::Status StartWrite(Env& env, PageId page, Entry& e, NodeId req);
