@@ -125,6 +125,9 @@ class DsmEngine {
   /// After a first touch of remote `page` (read_ahead.cc): asks for the
   /// following pages of its home's range with one write run.
   void RequestWriteRun(directory::PageId page);
+  /// Both: one run request of up to `max` pages from `first`.
+  absl::Status RequestRunAhead(directory::PageId first, uint32_t max,
+                               bool write, uint32_t* requested);
   void FillAroundLocal(directory::PageId page, Resolver& resolver);
   void HandleMessage(uint32_t from, absl::Span<const uint8_t> payload);
   absl::Status Execute(const directory::Output& out, Ctx& ctx);

@@ -1,10 +1,24 @@
-// DsmEngine::RequestAhead: the requests of remote read-ahead (read_ahead.h).
+// DsmEngine::RequestAhead and RequestWriteRun: the run requests of remote
+// read-ahead (read_ahead.h) and of first-touch write runs.
 #include "dsm/engine.h"
+#include "ssihv/base/status_macros.h"
 #include "ssihv/rdmax/send_batch.h"
 
 namespace ssihv::pager {
 
 namespace dir = ssihv::directory;
+
+// Runs are asked for with no thread faulting on them (ctx.ahead), under the
+// locks of every page they may name.
+absl::Status DsmEngine::RequestRunAhead(dir::PageId first, uint32_t max,
+                                        bool write, uint32_t* requested) {
+  dsm::RunGuard guard(*locks_, first, max);
+  dir::Output& out = ThreadOutput();
+  Ctx ctx;
+  ctx.ahead = true;
+  SSIHV_RETURN_IF_ERROR(node_->RequestRun(first, max, &out, requested, write));
+  return Execute(out, ctx);
+}
 
 // The window is asked for as run grants (docs/PAGER.md, "Run grants"): the
 // longest stretch of pages Invalid here with nothing pending, up to
@@ -26,16 +40,8 @@ void DsmEngine::RequestAhead(dir::PageId page) {
     const auto max =
         static_cast<uint32_t>(std::min<uint64_t>(to - q, run_pages_));
     uint32_t requested = 0;
-    absl::Status st;
-    {
-      dsm::RunGuard guard(*locks_, q, max);
-      dir::Output& out = ThreadOutput();
-      Ctx ctx;
-      ctx.ahead = true;
-      st = node_->RequestRun(q, max, &out, &requested);
-      if (st.ok()) st = Execute(out, ctx);
-    }
-    if (!st.ok()) {
+    if (absl::Status st = RequestRunAhead(q, max, /*write=*/false, &requested);
+        !st.ok()) {
       Error(st);
       return;
     }
@@ -62,16 +68,11 @@ void DsmEngine::RequestWriteRun(dir::PageId page) {
   const auto max = static_cast<uint32_t>(std::min<uint64_t>(
       {range_end - page - 1, options_.write_run_pages, run_pages_}));
   uint32_t requested = 0;
-  absl::Status st;
-  {
-    dsm::RunGuard guard(*locks_, page + 1, max);
-    dir::Output& out = ThreadOutput();
-    Ctx ctx;
-    ctx.ahead = true;
-    st = node_->RequestRun(page + 1, max, &out, &requested, /*write=*/true);
-    if (st.ok()) st = Execute(out, ctx);
+  if (absl::Status st =
+          RequestRunAhead(page + 1, max, /*write=*/true, &requested);
+      !st.ok()) {
+    Error(st);
   }
-  if (!st.ok()) Error(st);
 }
 
 }  // namespace ssihv::pager
