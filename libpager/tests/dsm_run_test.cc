@@ -64,6 +64,36 @@ TEST_CASE("A sequential remote walk is served by run grants") {
   CHECK(c.errors == 0);
 }
 
+TEST_CASE("Pages their home wrote again travel in runs on the next walk") {
+  // The home's writes take back pages the reader had: each is granted to
+  // the home again, with a hold. Holds long over must not keep the next
+  // walk's runs from granting them (they once did: every page went alone).
+  Cluster c(2, 1, [](int, DsmOptions& o) {
+    o.max_grant_hold = o.grant_hold;  // no escalation: 20 us holds
+  });
+  constexpr uint64_t kPages = 200;
+  FillHome(c, kPages);
+  const uint64_t base = c.HomeBase(0);
+  for (uint64_t p = 0; p < kPages; ++p) {
+    REQUIRE(*c.At(1, base + p * kPage) == Value(p));
+  }
+  for (uint64_t p = 0; p < kPages; ++p) {
+    *c.At(0, base + p * kPage) = Value(p) + 1;
+  }
+  const uint64_t granted_before =
+      Json(c.nodes[0]->StatsJson(), "protocol", "run_pages_granted");
+  for (uint64_t p = 0; p < kPages; ++p) {
+    INFO("page " << p);
+    REQUIRE(*c.At(1, base + p * kPage) == Value(p) + 1);
+  }
+  const uint64_t granted =
+      Json(c.nodes[0]->StatsJson(), "protocol", "run_pages_granted") -
+      granted_before;
+  CHECK(granted >= kPages / 2);
+  CHECK(c.Faults(1, FaultKind::kRemoteRead) < kPages / 2);
+  CHECK(c.errors == 0);
+}
+
 TEST_CASE("A page still mapped inside a run is replaced, not kept stale") {
   Cluster c(2);
   constexpr uint64_t kPages = 80, kStale = 40;

@@ -146,8 +146,13 @@ bool World::Finished() const {
 }
 
 bool World::HoldOver(const DeferredMsg& d) const {
+  return HoldOver(d.node, d.msg.page);
+}
+
+// A hold lasts until the thread woken by the grant has used the page.
+bool World::HoldOver(NodeId n, PageId p) const {
   for (const ThreadState& ts : threads_) {
-    if (ts.node == d.node && ts.woken && ts.op.page == d.msg.page) return false;
+    if (ts.node == n && ts.woken && ts.op.page == p) return false;
   }
   return true;
 }
@@ -371,6 +376,12 @@ void World::Deliver(uint32_t c) {
   Packet pk = std::move(channels_[c].front());
   channels_[c].pop_front();
   if (dead_[pk.to]) return;  // a crashed node receives nothing
+  if (!pk.report && pk.msg.type == MsgType::kReadRun) {
+    // As the DSM engine does: a run finds the holds that are over ended.
+    for (PageId p = pk.msg.page; p < pk.msg.page + pk.msg.pages(); ++p) {
+      if (HoldOver(pk.to, p)) nodes_[pk.to].EndHold(p);
+    }
+  }
   absl::Status s = pk.report
                        ? nodes_[pk.to].OnReport(pk.from, *pk.report, &out_)
                        : nodes_[pk.to].OnMessage(pk.from, pk.msg, &out_);

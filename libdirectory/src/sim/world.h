@@ -186,6 +186,7 @@ class World {
                     uint64_t fetched);
   /// A deferred message may go back once the woken threads have retried.
   bool HoldOver(const DeferredMsg& d) const;
+  bool HoldOver(NodeId n, PageId p) const;
   /// Performs out_'s effects for node n; `in` is the message being handled,
   /// `fetched` the value a kMapFetched maps.
   void Perform(NodeId n, const Packet* in, uint64_t fetched, size_t start = 0);

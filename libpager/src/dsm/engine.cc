@@ -362,6 +362,7 @@ void DsmEngine::HandleMessage(uint32_t from,
   } else if (frame->msg.is_run()) {
     // Decode() bounded the run to kMaxRunPages pages of one range.
     dsm::RunGuard guard(*locks_, frame->msg.page, frame->msg.pages());
+    if (type == dir::MsgType::kReadRun) EndHoldsOver(frame->msg);
     st = node_->OnMessage(from, frame->msg, &out);
     if (st.ok()) st = Execute(out, ctx);
   } else {
@@ -406,6 +407,18 @@ void DsmEngine::Defer(uint32_t from, const dir::Message& msg, Ctx& ctx) {
     std::push_heap(deferred_.begin(), deferred_.end(), std::greater<>());
   }
   defer_cv_.notify_one();
+}
+
+// A page keeps the protocol's hold bit from its grant until a request
+// would take it; a run asking for a page whose hold is over must not find it
+// held, or it would ask for that page alone (a ReadReq deferred and taken
+// back at once): every page this node wrote after another node had read it
+// would travel one by one. Under the run's locks.
+void DsmEngine::EndHoldsOver(const dir::Message& run) {
+  const int64_t now = MonotonicNs();
+  for (dir::PageId p = run.page; p < run.page + run.pages(); ++p) {
+    if (GrantTime(p) + hold_->HoldNs(p) <= now) node_->EndHold(p);
+  }
 }
 
 absl::Status DsmEngine::ResubmitExpired(Ctx& ctx) {

@@ -218,6 +218,7 @@ class DsmEngine {
   };
   void Defer(uint32_t from, const directory::Message& msg, Ctx& ctx);
   absl::Status ResubmitExpired(Ctx& ctx);
+  void EndHoldsOver(const directory::Message& run);
   /// Last time a grant woke threads on a page of this stripe (guarded by
   /// the stripe lock): a deferred message waits until grant_hold after it.
   int64_t& GrantTime(directory::PageId page) {

@@ -132,6 +132,12 @@ class Node {
   /// thread that joined a refused page).
   absl::Status RequestRun(PageId first, uint32_t max_pages, Output* out,
                           uint32_t* requested, bool write = false);
+  /// The driver's hold on `page` (granted here, not yet used: a request
+  /// that takes it is deferred) is over: the thread it was granted to has
+  /// used it. Lets a run that names the page grant it: a run never waits
+  /// for a hold, it asks for the held page one by one instead. Hold the
+  /// page's lock; `page` must be space().Contains().
+  void EndHold(PageId page) { node_.EndHold(page); }
   /// The kFetch of `page` finished; ok = the bytes are in hand.
   absl::Status OnFetchDone(PageId page, bool ok, Output* out);
   /// Hands back a message this node deferred (kDefer), with the `from` of

@@ -50,6 +50,10 @@ class NodeAgent {
   bool CanServeWriteRun(PageId page) const;
   /// Home side of a write run: gives the page up (kZap, Invalid).
   void ServeWriteRun(Env& env, PageId page);
+  /// The hold of `page` is over (no-op if it has none): the next request
+  /// that would take it is served at once, as the kDefer it would have
+  /// caused would be taken back at once.
+  void EndHold(PageId page) { pages_[page] &= static_cast<uint8_t>(~kHeldBit); }
   /// The driver finished the kFetch of `page` (ok = the bytes are in hand).
   absl::Status OnFetchDone(Env& env, PageId page, bool ok);
 

@@ -100,7 +100,7 @@ struct DsmOptions {
   /// in order, the following pages of that node's range are requested in
   /// the same burst, in a window that doubles with each sequential fault
   /// up to this many pages (docs/PAGER.md, "Remote read-ahead"). 0: off.
-  uint32_t read_ahead_pages = 32;
+  uint32_t read_ahead_pages = 128;
   /// First-touch write runs: after a remote write fault was answered with a
   /// page nobody had written (a first touch of memory homed elsewhere),
   /// up to this many following pages of that home's range are asked for
