@@ -72,6 +72,8 @@ class ClusterNode : public NodeLink::Handler {
   ~ClusterNode() override;
 
   uint32_t self() const { return self_; }
+  /// How long start-up waits for the peers (`--peer-timeout`).
+  absl::Duration connect_timeout() const { return options_.connect_timeout; }
   /// The ApicBus to create the user irqchip with; then set_chip().
   ClusterApicBus* apic_bus() { return &apic_bus_; }
   void set_chip(kvm::UserIrqchip* chip);

@@ -262,8 +262,14 @@ absl::Status Vmm::SetUpVcpus() {
     // INIT/SIPI (in KVM's LAPIC, or in the user irqchip before their thread
     // ever enters KVM_RUN).
     if (i == 0) SSIHV_RETURN_IF_ERROR(kvm::SetupLinuxBootVcpu(vcpu, boot_));
+    if (vcpus_.empty()) {
+      absl::StatusOr<uint64_t> offset = vcpu.GetTscOffset();
+      clock_has_tsc_offset_ = offset.ok();
+      if (offset.ok()) clock_tsc_offset_ = *offset;
+    }
     vcpus_.push_back(std::move(vcpu));
   }
+  clock_ready_.store(true, std::memory_order_release);
   return absl::OkStatus();
 }
 

@@ -151,6 +151,13 @@ class Vmm {
   cluster::GuestLayout layout_;
   std::atomic<VmmPhase> phase_{VmmPhase::kBuilding};
   std::atomic<bool> vcpus_started_{false};  // set by Run before they start
+  // Node 0: its vCPUs' TSC offset, read from vCPU 0 before it ever runs,
+  // for the other nodes' clock requests (a vCPU ioctl from the message
+  // thread would wait for KVM_RUN, and KVM_RUN for a page that thread is
+  // to receive). clock_ready_ is set once it is (or cannot be) read.
+  uint64_t clock_tsc_offset_ = 0;
+  bool clock_has_tsc_offset_ = false;
+  std::atomic<bool> clock_ready_{false};
   std::string build_error_;                 // set before phase_ becomes kFailed
   // Held for a whole ClusterAction; Run takes it before the transport goes,
   // so that an action's answers are not cut off by our own shutdown.

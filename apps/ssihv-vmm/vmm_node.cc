@@ -3,6 +3,7 @@
 #include <linux/kvm.h>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
 #include "vmm.h"
@@ -68,18 +69,22 @@ absl::Status Vmm::CreateNode(const VmmOptions& options) {
   return absl::OkStatus();
 }
 
-// Node 0: its kvmclock now, and its vCPUs' TSC offset (vCPU 0 is here).
+// Node 0, on the message thread: its kvmclock now (a VM ioctl, which never
+// waits for a vCPU) and its vCPUs' TSC offset as read before they ran.
+// Until its vCPUs exist the answer is kUnavailable and the asking node
+// asks again: node 0 may still be loading the guest into that node's
+// memory, whose pages arrive on this very thread, so it must not wait.
 absl::StatusOr<ClockMsg> Vmm::GuestClock() const {
+  if (!clock_ready_.load(std::memory_order_acquire)) {
+    return absl::UnavailableError("node 0's vCPUs are not set up yet");
+  }
   SSIHV_ASSIGN_OR_RETURN(kvm_clock_data c, vm_->GetClock());
   ClockMsg m;
   m.kvmclock_ns = c.clock;
   m.flags = c.flags;
   m.realtime_ns = c.realtime;
-  if (!vcpus_.empty()) {
-    absl::StatusOr<uint64_t> offset = vcpus_.front().GetTscOffset();
-    m.has_tsc_offset = offset.ok();
-    if (offset.ok()) m.tsc_offset = *offset;
-  }
+  m.has_tsc_offset = clock_has_tsc_offset_;
+  m.tsc_offset = clock_tsc_offset_;
   return m;
 }
 
@@ -90,7 +95,17 @@ absl::StatusOr<ClockMsg> Vmm::GuestClock() const {
 // take node 0's TSC offset, so every vCPU reads one TSC.
 absl::Status Vmm::SyncClock() {
   absl::Duration rtt;
-  SSIHV_ASSIGN_OR_RETURN(ClockMsg m, node_->FetchClock(&rtt));
+  absl::StatusOr<ClockMsg> fetched = node_->FetchClock(&rtt);
+  // kUnavailable: node 0 is still building (or the link is down, which the
+  // failure detector turns into a stop); the peers' start-up bound applies.
+  const absl::Time deadline = absl::Now() + node_->connect_timeout();
+  while (fetched.status().code() == absl::StatusCode::kUnavailable &&
+         absl::Now() < deadline && !stop_.requested()) {
+    absl::SleepFor(absl::Milliseconds(10));
+    fetched = node_->FetchClock(&rtt);
+  }
+  SSIHV_RETURN_IF_ERROR(fetched.status());
+  const ClockMsg& m = *fetched;
   SSIHV_ASSIGN_OR_RETURN(kvm_clock_data mine, vm_->GetClock());
   kvm_clock_data set{};
   std::string how;

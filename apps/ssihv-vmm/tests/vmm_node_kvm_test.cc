@@ -101,7 +101,10 @@ struct TwoNodes {
     // Both run their vCPUs (node 1 has synced its clock): the kernel's
     // "up" on node 0's console, printed after its first read of node 1's
     // memory (so one remote fault has been resolved), and node 1's log line.
-    REQUIRE(WaitFor([&] { return node[0]->out() == "up\n"; }));
+    const bool up = WaitFor([&] { return node[0]->out() == "up\n"; });
+    INFO("node 0 stderr:\n" << node[0]->err() << "\nnode 1 stderr:\n"
+                             << node[1]->err());
+    REQUIRE(up);
     REQUIRE(WaitFor([&] {
       return node[1]->err().find("node 1: running") != std::string::npos;
     }));
