@@ -264,7 +264,6 @@ absl::Status Vmm::SetUpVcpus() {
     if (i == 0) SSIHV_RETURN_IF_ERROR(kvm::SetupLinuxBootVcpu(vcpu, boot_));
     if (vcpus_.empty()) {
       absl::StatusOr<uint64_t> offset = vcpu.GetTscOffset();
-      clock_has_tsc_offset_ = offset.ok();
       if (offset.ok()) clock_tsc_offset_ = *offset;
     }
     vcpus_.push_back(std::move(vcpu));

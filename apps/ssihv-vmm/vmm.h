@@ -155,8 +155,7 @@ class Vmm {
   // for the other nodes' clock requests (a vCPU ioctl from the message
   // thread would wait for KVM_RUN, and KVM_RUN for a page that thread is
   // to receive). clock_ready_ is set once it is (or cannot be) read.
-  uint64_t clock_tsc_offset_ = 0;
-  bool clock_has_tsc_offset_ = false;
+  std::optional<uint64_t> clock_tsc_offset_;
   std::atomic<bool> clock_ready_{false};
   std::string build_error_;                 // set before phase_ becomes kFailed
   // Held for a whole ClusterAction; Run takes it before the transport goes,

@@ -83,8 +83,8 @@ absl::StatusOr<ClockMsg> Vmm::GuestClock() const {
   m.kvmclock_ns = c.clock;
   m.flags = c.flags;
   m.realtime_ns = c.realtime;
-  m.has_tsc_offset = clock_has_tsc_offset_;
-  m.tsc_offset = clock_tsc_offset_;
+  m.has_tsc_offset = clock_tsc_offset_.has_value();
+  m.tsc_offset = clock_tsc_offset_.value_or(0);
   return m;
 }
 

@@ -113,7 +113,7 @@ void World::Enabled(bool timed, std::vector<Event>* out) const {
     out->push_back({EventKind::kLate, i, {}, false});
   }
   for (uint32_t i = 0; i < deferred_.size(); ++i) {
-    if (HoldOver(deferred_[i])) {
+    if (HoldOver(deferred_[i].node, deferred_[i].msg.page)) {
       out->push_back({EventKind::kRedeliver, i, {}, false});
     }
   }
@@ -143,10 +143,6 @@ bool World::Finished() const {
   }
   return fetches_.empty() && notices_.empty() && deferred_.empty() &&
          late_.empty();
-}
-
-bool World::HoldOver(const DeferredMsg& d) const {
-  return HoldOver(d.node, d.msg.page);
 }
 
 // A hold lasts until the thread woken by the grant has used the page.

@@ -184,8 +184,8 @@ class World {
   /// Performs one local (non-message) effect on node n's frame.
   void PerformLocal(NodeId n, const Effect& e, const Packet* in,
                     uint64_t fetched);
-  /// A deferred message may go back once the woken threads have retried.
-  bool HoldOver(const DeferredMsg& d) const;
+  /// Node n's hold on page p is over once its threads woken on p have
+  /// retried: a message deferred for it may go back, a run may grant it.
   bool HoldOver(NodeId n, PageId p) const;
   /// Performs out_'s effects for node n; `in` is the message being handled,
   /// `fetched` the value a kMapFetched maps.
