@@ -10,6 +10,11 @@
 //                              against BM_Bound/tcp_lane
 //   BM_RemoteFault/rdma        (lab VM) against BM_Floor/uffd_copy +
 //                              BM_Floor/ib_read_4k
+//   BM_RemoteUpgrade/tcp       a write to a page this node and its home
+//                              both hold Shared (read first, untimed): the
+//                              home drops its copy (a zap) and grants; the
+//                              tick-time pattern of a distributed boot, one
+//                              node writing what another reads
 //   BM_RemoteSequentialRead/tcp  64 MiB homed on the other node read once,
 //                              page after page; bytes/s against
 //                              BM_Floor/tcp_stream (with the default remote
@@ -294,6 +299,39 @@ void BM_RemoteFault(benchmark::State& state, const char* transport,
   PrintStats(c->node());
 }
 
+// Upgrades: after each rewrite node 1 reads the window (timing paused), so
+// both nodes hold every page Shared; then each iteration writes one page.
+void BM_RemoteUpgrade(benchmark::State& state) {
+  auto c = RemoteCluster::Start(state, "tcp", false);
+  if (!c) return;
+  std::vector<int64_t> ns;
+  ns.reserve(state.max_iterations);
+  uint64_t page = kRemoteWindow, round = 0, wrong = 0;
+  for (auto _ : state) {
+    if (page == kRemoteWindow) {
+      state.PauseTiming();
+      page = 0;
+      round = c->Rewrite(0, kRemoteWindow);  // takes our Modified copies
+      if (round == 0) {
+        state.SkipWithError("the home node stopped answering");
+        break;
+      }
+      for (uint64_t p = 0; p < kRemoteWindow; ++p) {
+        wrong += !RemoteCluster::Check(round, p, *c->At(p));
+      }
+      state.ResumeTiming();
+    }
+    volatile uint64_t* p = c->At(page);
+    const int64_t t0 = NowNs();
+    *p = 0;
+    ns.push_back(NowNs() - t0);
+    ++page;
+  }
+  if (wrong != 0) state.SkipWithError("read stale or wrong page bytes");
+  SetPercentiles(state, ns);
+  PrintStats(c->node());
+}
+
 // 64 MiB homed on node 0, read once per iteration, one access per page.
 // bytes_per_s is over the wall time of the reads only (the rewrites that
 // invalidate our copies between iterations are not counted).
@@ -415,6 +453,7 @@ void RegisterRemoteBenchmarks() {
                                "tcp", true);
   benchmark::RegisterBenchmark("BM_RemoteFault/rdma", BM_RemoteFault, "rdma",
                                false);
+  benchmark::RegisterBenchmark("BM_RemoteUpgrade/tcp", BM_RemoteUpgrade);
   benchmark::RegisterBenchmark("BM_RemoteSequentialRead/tcp",
                                BM_RemoteSequentialRead,
                                pager::DsmOptions().read_ahead_pages);

@@ -48,7 +48,9 @@ Pager::~Pager() { Stop(); }
 
 absl::StatusOr<std::unique_ptr<Pager>> Pager::Create(PagerOptions options) {
   SSIHV_RETURN_IF_ERROR(CheckOptions(options));
-  SSIHV_ASSIGN_OR_RETURN(Userfaultfd uffd, Userfaultfd::Open({}));
+  UffdRequirements req;
+  req.remove_events = options.remove_events;
+  SSIHV_ASSIGN_OR_RETURN(Userfaultfd uffd, Userfaultfd::Open(req));
   return Make(std::move(options), std::move(uffd), /*adopted=*/false);
 }
 

@@ -1,4 +1,5 @@
 // Resolver: the fault-resolving and page-mapping operations of a Pager.
+#include <linux/userfaultfd.h>
 #include <sched.h>
 #include <sys/mman.h>
 
@@ -272,16 +273,18 @@ absl::Status Resolver::Unprotect(uint64_t gpa, uint64_t len) {
 absl::Status Resolver::Discard(uint64_t gpa, uint64_t len) {
   const Region* r = PageAligned(gpa, len) ? RegionOfGpa(gpa, len) : nullptr;
   if (r == nullptr) return OutsideRegions("Resolver::Discard", gpa, len);
-  if (!pager_->running()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat("Resolver::Discard gpa=0x", absl::Hex(gpa),
-                     ": pager stopped; nobody would read the REMOVE event"));
-  }
   if (pager_->adopted()) {
     return absl::FailedPreconditionError(absl::StrCat(
         "Resolver::Discard gpa=0x", absl::Hex(gpa),
         ": the memory belongs to the process that created the userfaultfd "
         "(Pager::Adopt); only it can madvise its pages"));
+  }
+  const bool remove_events =
+      (pager_->uffd_->features() & UFFD_FEATURE_EVENT_REMOVE) != 0;
+  if (remove_events && !pager_->running()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("Resolver::Discard gpa=0x", absl::Hex(gpa),
+                     ": pager stopped; nobody would read the REMOVE event"));
   }
   uint8_t* host = r->host + (gpa - r->gpa);
   // Private anonymous: DONTNEED frees the page. Shared memfd: DONTNEED only
@@ -292,7 +295,7 @@ absl::Status Resolver::Discard(uint64_t gpa, uint64_t len) {
     return shmem ? sys::Madvise(host, len, MADV_REMOVE, "MADV_REMOVE")
                  : sys::Madvise(host, len, MADV_DONTNEED, "MADV_DONTNEED");
   };
-  if (!OnFaultThread()) return discard();
+  if (!remove_events || !OnFaultThread()) return discard();
   // This thread may be the only uffd reader: madvise elsewhere, read here.
   absl::Status status;
   std::atomic<bool> done{false};

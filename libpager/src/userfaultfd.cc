@@ -124,7 +124,9 @@ absl::StatusOr<Userfaultfd> Userfaultfd::Open(const UffdRequirements& req) {
   probe.fd.Reset();
 
   SSIHV_ASSIGN_OR_RETURN(Opened real, OpenAny());
-  const uint64_t requested = required | (kOptionalFeatures & available);
+  uint64_t optional = kOptionalFeatures & available;
+  if (!req.remove_events) optional &= ~uint64_t{UFFD_FEATURE_EVENT_REMOVE};
+  const uint64_t requested = required | optional;
   uint64_t features = requested;
   SSIHV_RETURN_IF_ERROR(sys::UffdApi(real.fd.get(), &features, &ioctls));
   // The kernel answers with everything it supports; what is enabled on this

@@ -15,7 +15,10 @@ namespace ssihv::pager {
 /// enabled when the kernel has them.
 struct UffdRequirements {
   bool write_protect = true;  // UFFD_FEATURE_PAGEFAULT_FLAG_WP (anon WP)
-  bool remove_events = true;  // UFFD_FEATURE_EVENT_REMOVE
+  // UFFD_FEATURE_EVENT_REMOVE: required when true; never enabled when
+  // false (no REMOVE events, and madvise on the range does not wait for a
+  // reader of the uffd).
+  bool remove_events = true;
   bool shmem = false;         // MISSING_SHMEM + WP_HUGETLBFS_SHMEM (memfd)
 };
 

@@ -1,6 +1,8 @@
 // The DSM node with several nodes in one process over librdmax's loopback
 // fabric: each node has its own guest RAM, pager and uffd; test threads act
 // as the vCPUs of one node by touching that node's mapping.
+#include <linux/userfaultfd.h>
+
 #include <array>
 #include <atomic>
 #include <catch2/catch.hpp>
@@ -120,6 +122,12 @@ TEST_CASE("Writes move ownership; the old copies are invalidated") {
   }
   CHECK(c.nodes[0]->HottestPages(3).empty());
   CHECK(c.nodes[1]->HottestPages(0).empty());
+  // The invalidations were zaps (the page faulted again above), each one
+  // madvise that waited for no REMOVE event: the node negotiates none.
+  for (uint32_t k = 0; k < 3; ++k) {
+    CHECK((c.nodes[k]->pager().features() & UFFD_FEATURE_EVENT_REMOVE) == 0);
+    CHECK(c.nodes[k]->PagerStatistics().remove_events == 0);
+  }
   for (uint32_t other : {0u, 2u}) {
     for (const DsmRequestsServed& s : c.nodes[other]->RequestsServed()) {
       CHECK(s.reads + s.writes == 0);

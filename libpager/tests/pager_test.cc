@@ -1,6 +1,7 @@
 #include "ssihv/pager/pager.h"
 
 #include <fcntl.h>
+#include <linux/userfaultfd.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -60,12 +61,14 @@ FnSource::FaultFn PatternCopy(bool read_only = false) {
 
 struct Env {
   explicit Env(uint64_t pages, int fault_threads = 1,
-               Backing backing = Backing::kAnonymous) {
+               Backing backing = Backing::kAnonymous,
+               bool remove_events = true) {
     auto m = GuestMemory::Create(pages * kPageSize, backing);
     REQUIRE(m.ok());
     mem = *std::move(m);
     PagerOptions opts;
     opts.fault_threads = fault_threads;
+    opts.remove_events = remove_events;
     opts.on_error = [this](const absl::Status& st) {
       std::lock_guard<std::mutex> lock(mu);
       errors.push_back(std::string(st.message()));
@@ -321,6 +324,40 @@ TEST_CASE(
   env.pager->Stop();
   CHECK(absl::IsFailedPrecondition(
       env.pager->resolver().Discard(env.Gpa(0), kPageSize)));
+}
+
+TEST_CASE("Without REMOVE events a discard is one madvise, anywhere") {
+  // PagerOptions::remove_events = false (the DSM node): the page still
+  // faults again, the source hears nothing, and a fault thread or a stopped
+  // pager discards directly (no event for anyone to read).
+  Env env(4, 1, Backing::kAnonymous, /*remove_events=*/false);
+  CHECK((env.pager->features() & UFFD_FEATURE_EVENT_REMOVE) == 0);
+  auto source = std::make_shared<FnSource>([&](const Fault& f, Resolver& r) {
+    if (f.gpa == env.Gpa(2)) {
+      if (absl::Status d = r.Discard(env.Gpa(0), kPageSize); !d.ok()) {
+        r.Fail(f, d);
+        return;
+      }
+    }
+    PatternCopy()(f, r);
+  });
+  env.Start(source);
+  *reinterpret_cast<volatile uint64_t*>(env.Page(0)) = 5;
+  *reinterpret_cast<volatile uint64_t*>(env.Page(1)) = 6;
+  REQUIRE(env.pager->resolver().Discard(env.Gpa(1), kPageSize).ok());
+  CHECK(HasPattern(env.Page(1), env.Gpa(1)));  // faulted again, not the 6
+  CHECK(HasPattern(env.Page(2), env.Gpa(2)));  // its fault discarded page 0
+  CHECK(HasPattern(env.Page(0), env.Gpa(0)));  // not the 5
+  PagerStats s = Settled(*env.pager);
+  CHECK(s.remove_events == 0);
+  CHECK(s.errors == 0);
+  CHECK(Count(s, FaultKind::kLocalCopy) == 5);
+  {
+    std::lock_guard<std::mutex> lock(source->mu);
+    CHECK(source->removed.empty());
+  }
+  env.pager->Stop();
+  CHECK(env.pager->resolver().Discard(env.Gpa(0), kPageSize).ok());
 }
 
 // Fault threads sleep in read(2); Stop() wakes them through sentinel pages.

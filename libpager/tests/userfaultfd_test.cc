@@ -58,6 +58,15 @@ TEST_CASE("Open negotiates write-protect and REMOVE events") {
   CHECK(names.find("EVENT_REMOVE") != std::string::npos);
 }
 
+TEST_CASE("Open without remove_events leaves EVENT_REMOVE off") {
+  UffdRequirements req;
+  req.remove_events = false;
+  auto uffd = Userfaultfd::Open(req);
+  REQUIRE(uffd.ok());
+  CHECK(!uffd->Has(UFFD_FEATURE_EVENT_REMOVE));
+  CHECK(uffd->Has(UFFD_FEATURE_PAGEFAULT_FLAG_WP));
+}
+
 TEST_CASE("FeatureNames spells each bit") {
   CHECK(Userfaultfd::FeatureNames(UFFD_FEATURE_THREAD_ID |
                                   UFFD_FEATURE_MINOR_SHMEM) ==

@@ -43,9 +43,6 @@ class DsmSource final : public PageSource {
   void OnFault(const Fault& fault, Resolver& resolver) override {
     engine_->HandleFault(fault, resolver);
   }
-  void OnRemove(uint64_t gpa, uint64_t len) override {
-    engine_->HandleRemove(gpa, len);
-  }
   std::string_view name() const override { return "dsm"; }
 
  private:
@@ -92,6 +89,12 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
   PagerOptions pager_options;
   pager_options.fault_threads = e->options_.fault_threads;
   pager_options.thread_nice = e->options_.service_nice;
+  // The node's own zaps are the only discards of its RAM (docs/PAGER.md,
+  // "Limits"), and it needs no event for them: without REMOVE events each
+  // zap is one madvise, not a madvise that waits for a fault thread to read
+  // the event (the invalidation of every upgrade pays it), and fault
+  // threads may sleep on page locks (page_locks.h).
+  pager_options.remove_events = false;
   DsmEngine* raw = e.get();
   pager_options.on_error = [raw](const absl::Status& st) { raw->Error(st); };
   SSIHV_ASSIGN_OR_RETURN(e->pager_, Pager::Create(std::move(pager_options)));
@@ -106,7 +109,7 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
   e->served_.reset(new std::atomic<uint64_t>[2 * config.num_nodes()]());
   e->waiters_.reset(new WaitMap[dsm::PageLocks::kStripes]);
   e->grant_ns_.reset(new int64_t[dsm::PageLocks::kStripes]());
-  e->locks_ = std::make_unique<dsm::PageLocks>(&e->pager_->resolver());
+  e->locks_ = std::make_unique<dsm::PageLocks>();
   e->read_ahead_ =
       std::make_unique<dsm::ReadAhead>(e->options_.read_ahead_pages);
   const uint32_t max_bytes = transport->max_message_bytes();
@@ -282,28 +285,6 @@ void DsmEngine::FillAroundLocal(dir::PageId page, Resolver& resolver) {
     }
     SetPopulated(q, true);
     GrantTime(q) = MonotonicNs();
-  }
-}
-
-void DsmEngine::HandleRemove(uint64_t gpa, uint64_t len) {
-  // The REMOVE event of one of our own zaps: its bit was cleared under the
-  // page lock, and the page may be mapped again by now (the kernel lets the
-  // zap finish as soon as the event is read, possibly before this runs).
-  {
-    std::lock_guard<std::mutex> lock(own_zaps_mu_);
-    if (len == kPageSize) {
-      if (auto it = own_zaps_.find(gpa); it != own_zaps_.end()) {
-        own_zaps_.erase(it);
-        return;
-      }
-    }
-  }
-  // A discard by someone else: those pages read as zeros now. No page lock:
-  // this may run inside a fault handler of this thread.
-  for (uint64_t a = gpa; a < gpa + len; a += kPageSize) {
-    if (std::optional<dir::PageId> page = space_->PageOfGpa(a)) {
-      SetPopulated(*page, false);
-    }
   }
 }
 
@@ -612,18 +593,7 @@ absl::Status DsmEngine::MapLocal(const dir::Effect& e, Ctx& ctx) {
 absl::Status DsmEngine::Zap(dir::PageId page) {
   zaps_.fetch_add(1, std::memory_order_relaxed);
   SetPopulated(page, false);
-  const uint64_t gpa = GpaOf(page);
-  {
-    std::lock_guard<std::mutex> lock(own_zaps_mu_);
-    own_zaps_.insert(gpa);
-  }
-  absl::Status st = pager_->resolver().Discard(gpa, kPageSize);
-  if (!st.ok()) {  // no REMOVE event will come for it
-    std::lock_guard<std::mutex> lock(own_zaps_mu_);
-    if (auto it = own_zaps_.find(gpa); it != own_zaps_.end())
-      own_zaps_.erase(it);
-  }
-  return st;
+  return pager_->resolver().Discard(GpaOf(page), kPageSize);
 }
 
 void DsmEngine::CompleteWaiters(dir::PageId page, FaultKind kind, Ctx& ctx) {

@@ -5,7 +5,7 @@
 // * the transport's data thread: OnMessage for each received frame.
 //
 // Calls for one page are serialised by a striped page lock held across the
-// call and its effects; see page_locks.h for why fault threads spin on it.
+// call and its effects (page_locks.h).
 #ifndef SSIHV_PAGER_DSM_ENGINE_H_
 #define SSIHV_PAGER_DSM_ENGINE_H_
 
@@ -18,7 +18,6 @@
 #include <optional>
 #include <thread>
 #include <unordered_map>
-#include <unordered_set>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -65,7 +64,6 @@ class DsmEngine {
 
   // PageSource entry points (fault threads).
   void HandleFault(const Fault& fault, Resolver& resolver);
-  void HandleRemove(uint64_t gpa, uint64_t len);
 
  private:
   /// What the effects of one call refer to.
@@ -198,12 +196,9 @@ class DsmEngine {
   std::unique_ptr<dsm::PageLocks> locks_;
   std::unique_ptr<dsm::Outbox> outbox_;
   // One bit per page: mapped here (read through the host mapping without
-  // faulting). Updated under the page lock; REMOVE events clear bits.
+  // faulting). Updated under the page lock.
   std::unique_ptr<std::atomic<uint64_t>[]> populated_;
   std::unique_ptr<WaitMap[]> waiters_;
-  // GPAs of our zaps whose REMOVE event has not been handled yet.
-  std::mutex own_zaps_mu_;
-  std::unordered_multiset<uint64_t> own_zaps_;
   std::atomic<bool> failed_{false};
   std::atomic<uint64_t> lost_pages_logged_{0};  // DATA_LOSS errors seen
   std::atomic<bool> started_{false};

@@ -1,19 +1,15 @@
-// Striped page locks for the DSM node, safe against the REMOVE-event
-// deadlock: a thread holding a page lock may be inside madvise (an
-// invalidation), which the kernel blocks until a fault thread reads the
-// REMOVE event; so a fault thread never sleeps on a page lock: it spins,
-// reading the uffd between attempts (Resolver::PumpEvents).
+// Striped page locks for the DSM node. Every thread, fault threads
+// included, may sleep on them because the node's pager negotiates no REMOVE
+// events (engine.cc): a lock holder inside madvise (a zap) never waits for
+// a fault thread to read an event, so a fault thread asleep on its lock
+// cannot deadlock with it.
 #ifndef SSIHV_PAGER_DSM_PAGE_LOCKS_H_
 #define SSIHV_PAGER_DSM_PAGE_LOCKS_H_
-
-#include <sched.h>
 
 #include <cstdint>
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
-
-#include "ssihv/pager/pager.h"
 
 namespace ssihv::pager::dsm {
 
@@ -21,8 +17,7 @@ class PageLocks {
  public:
   static constexpr uint64_t kStripes = 1024;  // power of two
 
-  explicit PageLocks(Resolver* resolver)
-      : resolver_(resolver), stripes_(new Stripe[kStripes]) {}
+  PageLocks() : stripes_(new Stripe[kStripes]) {}
 
   std::mutex& StripeOf(uint64_t page) {
     return stripes_[page & (kStripes - 1)].mu;
@@ -31,33 +26,11 @@ class PageLocks {
   /// (recovery) hold it exclusive.
   std::shared_mutex& gate() { return gate_; }
 
-  /// Locks `mu` without sleeping when on a fault thread.
-  template <typename Mutex>
-  void Lock(Mutex& mu) {
-    if (!resolver_->OnFaultThread()) {
-      mu.lock();
-      return;
-    }
-    while (!mu.try_lock()) Pump();
-  }
-  void LockShared(std::shared_mutex& mu) {
-    if (!resolver_->OnFaultThread()) {
-      mu.lock_shared();
-      return;
-    }
-    while (!mu.try_lock_shared()) Pump();
-  }
-
  private:
   struct alignas(64) Stripe {
     std::mutex mu;
   };
-  void Pump() {
-    resolver_->PumpEvents();
-    sched_yield();
-  }
 
-  Resolver* resolver_;
   std::unique_ptr<Stripe[]> stripes_;
   std::shared_mutex gate_;
 };
@@ -67,8 +40,8 @@ class PageGuard {
  public:
   PageGuard(PageLocks& locks, uint64_t page)
       : gate_(locks.gate()), stripe_(locks.StripeOf(page)) {
-    locks.LockShared(gate_);
-    locks.Lock(stripe_);
+    gate_.lock_shared();
+    stripe_.lock();
   }
   ~PageGuard() {
     stripe_.unlock();
@@ -91,8 +64,8 @@ class RunGuard {
  public:
   RunGuard(PageLocks& locks, uint64_t first, uint64_t count)
       : locks_(locks), first_(first), count_(count) {
-    locks.LockShared(locks.gate());
-    ForEachStripe([this](std::mutex& mu) { locks_.Lock(mu); });
+    locks.gate().lock_shared();
+    ForEachStripe([](std::mutex& mu) { mu.lock(); });
   }
   ~RunGuard() {
     ForEachStripe([](std::mutex& mu) { mu.unlock(); });
@@ -125,7 +98,7 @@ class RunGuard {
 class ExclusiveGuard {
  public:
   explicit ExclusiveGuard(PageLocks& locks) : gate_(locks.gate()) {
-    locks.Lock(gate_);
+    gate_.lock();
   }
   ~ExclusiveGuard() { gate_.unlock(); }
   ExclusiveGuard(const ExclusiveGuard&) = delete;

@@ -65,6 +65,15 @@ struct PagerOptions {
   /// CAP_SYS_NICE; without it the threads keep their priority (one
   /// warning).
   int thread_nice = 0;
+  /// Ask the kernel for REMOVE events (UFFD_FEATURE_EVENT_REMOVE): a
+  /// MADV_DONTNEED/MADV_REMOVE of registered memory, by anyone, reaches
+  /// PageSource::OnRemove. The price is paid by every discard: the kernel
+  /// blocks the madvise until a fault thread has read the event (a
+  /// cross-thread wake-up: 13-46 us instead of 2-7 us per page on the
+  /// development VM, docs/PERFORMANCE.md). Off, discards are silent and
+  /// immediate; for an owner that never lets anyone else discard the memory
+  /// and has no use for the events of its own discards (the DSM node).
+  bool remove_events = true;
   /// Called when a fault cannot be resolved (a source error, an unexpected
   /// errno). The faulting thread stays blocked, so the embedding VMM should
   /// stop the guest with this message. Runs on the thread that saw the error;
@@ -125,11 +134,12 @@ class Resolver {
   /// Clears it and wakes threads waiting on the range.
   absl::Status Unprotect(uint64_t gpa, uint64_t len);
   /// Drops [gpa, gpa + len) so the next access faults again (MADV_DONTNEED,
-  /// or MADV_REMOVE on memfd regions). The kernel blocks madvise until a
-  /// fault thread reads the REMOVE event: on a fault thread the madvise runs
-  /// on a helper thread while this one keeps reading the uffd (slow: a
-  /// thread per call; meant for rare paths). Refused while the pager is
-  /// stopped (nobody would read the event).
+  /// or MADV_REMOVE on memfd regions). With REMOVE events
+  /// (PagerOptions::remove_events) the kernel blocks madvise until a fault
+  /// thread reads the event: on a fault thread the madvise runs on a helper
+  /// thread while this one keeps reading the uffd (slow: a thread per call;
+  /// meant for rare paths), and the call is refused while the pager is
+  /// stopped (nobody would read the event). Without them it is one madvise.
   absl::Status Discard(uint64_t gpa, uint64_t len);
 
   /// On a fault thread: reads the messages pending on the uffd into this
