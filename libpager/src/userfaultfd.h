@@ -19,7 +19,7 @@ struct UffdRequirements {
   // false (no REMOVE events, and madvise on the range does not wait for a
   // reader of the uffd).
   bool remove_events = true;
-  bool shmem = false;         // MISSING_SHMEM + WP_HUGETLBFS_SHMEM (memfd)
+  bool shmem = false;  // MISSING_SHMEM + WP_HUGETLBFS_SHMEM (memfd)
 };
 
 class Userfaultfd {

@@ -142,12 +142,6 @@ class Resolver {
   /// stopped (nobody would read the event). Without them it is one madvise.
   absl::Status Discard(uint64_t gpa, uint64_t len);
 
-  /// On a fault thread: reads the messages pending on the uffd into this
-  /// thread's backlog (handled once the current fault returns), so that a
-  /// REMOVE event some other thread's madvise waits for completes. Call it
-  /// while a fault thread spins waiting for something (a lock) that such a
-  /// thread may hold. Elsewhere a no-op.
-  void PumpEvents();
   /// Wakes threads blocked on faults in [gpa, gpa + len).
   absl::Status Wake(uint64_t gpa, uint64_t len);
 
@@ -166,12 +160,17 @@ class Resolver {
 
   /// Host address of `gpa`, or nullptr when no region holds it.
   uint8_t* HostAddress(uint64_t gpa) const;
-  /// True on one of this pager's fault threads.
-  bool OnFaultThread() const;
 
  private:
   friend class Pager;
   explicit Resolver(Pager* pager) : pager_(pager) {}
+  /// True on one of this pager's fault threads.
+  bool OnFaultThread() const;
+  /// On a fault thread: reads the messages pending on the uffd into this
+  /// thread's backlog (handled once the current fault returns), so that a
+  /// REMOVE event some other thread's madvise waits for completes (Discard
+  /// on a fault thread, the EAGAIN retry). Elsewhere a no-op.
+  void PumpEvents();
   // Runs `op` (an ioctl returning 0 or errno) until it stops answering
   // EAGAIN; see the .cc for why a fault thread must read events meanwhile.
   template <typename Op>
