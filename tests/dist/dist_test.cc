@@ -40,6 +40,13 @@ std::string CoherenceRounds() {
   return v ? v : "150";
 }
 
+// The guest's command line: `base` plus $SSIHV_DIST_APPEND (more kernel
+// parameters, to try guest settings in the lab without a rebuild).
+std::string Cmdline(const std::string& base) {
+  const char* v = std::getenv("SSIHV_DIST_APPEND");
+  return v != nullptr && *v != '\0' ? base + " " + v : base;
+}
+
 cluster::ClusterConfig Parse(const TestCluster& c) {
   auto parsed = cluster::ParseClusterConfig(c.config_json());
   REQUIRE(parsed.ok());
@@ -87,13 +94,14 @@ void CheckCleanRun(TestCluster& c) {
 
 TEST_CASE("Linux boots across 2 processes over TCP") {
   TestCluster c({{2, 384}, {2, 320}}, "tcp", 7850);
-  c.StartAll("quiet ssihv.end=poweroff");
+  c.StartAll(Cmdline("quiet ssihv.end=poweroff"));
   CheckCleanRun(c);
 }
 
 TEST_CASE("Linux boots across 3 processes over TCP, coherence stress exact") {
   TestCluster c({{1, 256}, {1, 256}, {1, 192}}, "tcp", 7860);
-  c.StartAll("quiet ssihv.end=poweroff ssihv.coherence=" + CoherenceRounds());
+  c.StartAll(
+      Cmdline("quiet ssihv.end=poweroff ssihv.coherence=" + CoherenceRounds()));
   CheckCleanRun(c);
   GuestReport g = ParseReport(c.node(0).out());
   INFO(c.Dump());
@@ -110,7 +118,8 @@ TEST_CASE("Linux boots across 3 processes over RDMA") {
     return;
   }
   TestCluster c({{1, 256}, {1, 256}, {1, 192}}, "rdma", 7870);
-  c.StartAll("quiet ssihv.end=poweroff ssihv.coherence=" + CoherenceRounds());
+  c.StartAll(
+      Cmdline("quiet ssihv.end=poweroff ssihv.coherence=" + CoherenceRounds()));
   CheckCleanRun(c);
   for (uint32_t k = 0; k < c.size(); ++k) {
     CHECK_THAT(c.Stats(k)["dsm"]["transport"]["backend"].dump(),
@@ -122,7 +131,7 @@ TEST_CASE("Linux boots across 3 processes over RDMA") {
 // with the lost-peer status within 10 s, naming the victim.
 void KillDuringStress(uint32_t victim, int port_base) {
   TestCluster c({{1, 256}, {1, 256}, {1, 192}}, "tcp", port_base);
-  c.StartAll("quiet ssihv.end=poweroff ssihv.coherence=100000");
+  c.StartAll(Cmdline("quiet ssihv.end=poweroff ssihv.coherence=100000"));
   const bool started =
       c.node(0).WaitForOutput("SSIHV_COHERENCE start", BootTimeout());
   INFO(c.Dump());
