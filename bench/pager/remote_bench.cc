@@ -264,46 +264,14 @@ void PrintStats(pager::DsmNode& node) {
   }
 }
 
-void BM_RemoteFault(benchmark::State& state, const char* transport,
-                    bool shared) {
-  auto c = RemoteCluster::Start(state, transport, shared);
-  if (!c) return;
-  uint64_t round = c->Rewrite(0, kRemoteWindow);
-  if (round == 0) {
-    state.SkipWithError("the home node did not answer");
-    return;
-  }
-  std::vector<int64_t> ns;
-  ns.reserve(state.max_iterations);
-  uint64_t page = 0, wrong = 0;
-  for (auto _ : state) {
-    if (page == kRemoteWindow) {
-      state.PauseTiming();
-      page = 0;
-      round = c->Rewrite(0, kRemoteWindow);  // invalidates our copies
-      if (round == 0) {
-        state.SkipWithError("the home node stopped answering");
-        break;
-      }
-      state.ResumeTiming();
-    }
-    volatile uint64_t* p = c->At(page);
-    const int64_t t0 = NowNs();
-    const uint64_t v = *p;
-    ns.push_back(NowNs() - t0);
-    wrong += !RemoteCluster::Check(round, page, v);
-    ++page;
-  }
-  if (wrong != 0) state.SkipWithError("read stale or wrong page bytes");
-  SetPercentiles(state, ns);
-  PrintStats(c->node());
-}
+// The loop of the single-fault benchmarks. Every kRemoteWindow iterations
+// (and before the first) the home rewrites the window, timing paused, which
+// invalidates our copies. kRead: each iteration times the read of the next
+// page. kWrite: node 1 first reads the whole window (paused), so that both
+// nodes hold every page Shared; each iteration times a write (an upgrade).
+enum class Access { kRead, kWrite };
 
-// Upgrades: after each rewrite node 1 reads the window (timing paused), so
-// both nodes hold every page Shared; then each iteration writes one page.
-void BM_RemoteUpgrade(benchmark::State& state) {
-  auto c = RemoteCluster::Start(state, "tcp", false);
-  if (!c) return;
+void WindowLoop(benchmark::State& state, RemoteCluster& c, Access access) {
   std::vector<int64_t> ns;
   ns.reserve(state.max_iterations);
   uint64_t page = kRemoteWindow, round = 0, wrong = 0;
@@ -311,25 +279,45 @@ void BM_RemoteUpgrade(benchmark::State& state) {
     if (page == kRemoteWindow) {
       state.PauseTiming();
       page = 0;
-      round = c->Rewrite(0, kRemoteWindow);  // takes our Modified copies
+      round = c.Rewrite(0, kRemoteWindow);
       if (round == 0) {
         state.SkipWithError("the home node stopped answering");
         break;
       }
-      for (uint64_t p = 0; p < kRemoteWindow; ++p) {
-        wrong += !RemoteCluster::Check(round, p, *c->At(p));
+      if (access == Access::kWrite) {
+        for (uint64_t p = 0; p < kRemoteWindow; ++p) {
+          wrong += !RemoteCluster::Check(round, p, *c.At(p));
+        }
       }
       state.ResumeTiming();
     }
-    volatile uint64_t* p = c->At(page);
-    const int64_t t0 = NowNs();
-    *p = 0;
-    ns.push_back(NowNs() - t0);
+    volatile uint64_t* p = c.At(page);
+    if (access == Access::kRead) {
+      const int64_t t0 = NowNs();
+      const uint64_t v = *p;
+      ns.push_back(NowNs() - t0);
+      wrong += !RemoteCluster::Check(round, page, v);
+    } else {
+      const int64_t t0 = NowNs();
+      *p = 0;
+      ns.push_back(NowNs() - t0);
+    }
     ++page;
   }
   if (wrong != 0) state.SkipWithError("read stale or wrong page bytes");
   SetPercentiles(state, ns);
-  PrintStats(c->node());
+  PrintStats(c.node());
+}
+
+void BM_RemoteFault(benchmark::State& state, const char* transport,
+                    bool shared) {
+  auto c = RemoteCluster::Start(state, transport, shared);
+  if (c) WindowLoop(state, *c, Access::kRead);
+}
+
+void BM_RemoteUpgrade(benchmark::State& state) {
+  auto c = RemoteCluster::Start(state, "tcp", false);
+  if (c) WindowLoop(state, *c, Access::kWrite);
 }
 
 // 64 MiB homed on node 0, read once per iteration, one access per page.

@@ -279,8 +279,7 @@ absl::Status Resolver::Discard(uint64_t gpa, uint64_t len) {
         ": the memory belongs to the process that created the userfaultfd "
         "(Pager::Adopt); only it can madvise its pages"));
   }
-  const bool remove_events =
-      (pager_->uffd_->features() & UFFD_FEATURE_EVENT_REMOVE) != 0;
+  const bool remove_events = pager_->uffd_->Has(UFFD_FEATURE_EVENT_REMOVE);
   if (remove_events && !pager_->running()) {
     return absl::FailedPreconditionError(
         absl::StrCat("Resolver::Discard gpa=0x", absl::Hex(gpa),
