@@ -88,6 +88,13 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(
     dsm.local_fault_around_pages =
         static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
   }
+  // The grant hold (docs/PAGER.md, "Grant hold"): base and bound, in us.
+  if (const char* v = std::getenv("SSIHV_DSM_GRANT_HOLD_US")) {
+    dsm.grant_hold = absl::Microseconds(std::strtoul(v, nullptr, 10));
+  }
+  if (const char* v = std::getenv("SSIHV_DSM_MAX_GRANT_HOLD_US")) {
+    dsm.max_grant_hold = absl::Microseconds(std::strtoul(v, nullptr, 10));
+  }
   ClusterNode* raw = node.get();
   // A lost page (DATA_LOSS) exists only once a dead node was fenced, and
   // OnPeerLost stops the guest right after, with the lost-peer status and

@@ -15,6 +15,11 @@
 //                              home drops its copy (a zap) and grants; the
 //                              tick-time pattern of a distributed boot, one
 //                              node writing what another reads
+//   BM_RemoteTick/tcp          the home rewrites one page and this node
+//                              reads it back, in turn, each iteration
+//                              timed whole (the guest's timekeeper and
+//                              jiffies at every tick: one node writes, the
+//                              others read); the grant hold must not grow
 //   BM_RemoteSequentialRead/tcp  64 MiB homed on the other node read once,
 //                              page after page; bytes/s against
 //                              BM_Floor/tcp_stream (with the default remote
@@ -320,6 +325,30 @@ void BM_RemoteUpgrade(benchmark::State& state) {
   if (c) WindowLoop(state, *c, Access::kWrite);
 }
 
+// One page, written by the home and read here in turn, each round timed
+// whole: the home's write (an upgrade that takes our copy) and our read
+// miss (a downgrade of the home's copy), plus the command to the home.
+void BM_RemoteTick(benchmark::State& state) {
+  auto c = RemoteCluster::Start(state, "tcp", false);
+  if (!c) return;
+  std::vector<int64_t> ns;
+  ns.reserve(state.max_iterations);
+  uint64_t wrong = 0;
+  for (auto _ : state) {
+    const int64_t t0 = NowNs();
+    const uint64_t round = c->Rewrite(0, 1);
+    if (round == 0) {
+      state.SkipWithError("the home node stopped answering");
+      break;
+    }
+    wrong += !RemoteCluster::Check(round, 0, *c->At(0));
+    ns.push_back(NowNs() - t0);
+  }
+  if (wrong != 0) state.SkipWithError("read stale or wrong page bytes");
+  SetPercentiles(state, ns);
+  PrintStats(c->node());
+}
+
 // 64 MiB homed on node 0, read once per iteration, one access per page.
 // bytes_per_s is over the wall time of the reads only (the rewrites that
 // invalidate our copies between iterations are not counted).
@@ -442,6 +471,7 @@ void RegisterRemoteBenchmarks() {
   benchmark::RegisterBenchmark("BM_RemoteFault/rdma", BM_RemoteFault, "rdma",
                                false);
   benchmark::RegisterBenchmark("BM_RemoteUpgrade/tcp", BM_RemoteUpgrade);
+  benchmark::RegisterBenchmark("BM_RemoteTick/tcp", BM_RemoteTick);
   benchmark::RegisterBenchmark("BM_RemoteSequentialRead/tcp",
                                BM_RemoteSequentialRead,
                                pager::DsmOptions().read_ahead_pages);

@@ -12,18 +12,19 @@ namespace {
 constexpr int64_t kUs = 1000;
 constexpr int64_t kMs = 1000 * kUs;
 
-// One round: the page leaves at `t` and comes back `away` later.
+// One round: the page leaves at `t` for another node's write and comes
+// back for a write `away` later (writers fighting over it).
 void Bounce(GrantHold& h, uint64_t page, int64_t& t, int64_t away) {
-  h.OnTaken(page, t);
+  h.OnTaken(page, t, /*for_write=*/true);
   t += away;
-  h.OnGranted(page, t);
+  h.OnGranted(page, t, /*write=*/true);
   t += 10 * kUs;
 }
 
 TEST_CASE("GrantHold: a page never taken keeps the base hold") {
   GrantHold h(20 * kUs, 5 * kMs);
   CHECK(h.HoldNs(7) == 20 * kUs);
-  h.OnGranted(7, 1 * kMs);  // granted, but never taken from here
+  h.OnGranted(7, 1 * kMs, true);  // granted, but never taken from here
   CHECK(h.HoldNs(7) == 20 * kUs);
   CHECK(h.escalations() == 0);
 }
@@ -56,6 +57,43 @@ TEST_CASE("GrantHold: a page that stayed away long falls back to the base") {
   CHECK(h.HoldNs(9) == 20 * kUs);
 }
 
+TEST_CASE("GrantHold: a page a reader takes in turn does not grow its hold") {
+  GrantHold h(20 * kUs, 5 * kMs);
+  int64_t t = 100 * kMs;
+  // The writer of a tick: a reader takes the page (a downgrade), the writer
+  // takes it back with an upgrade, 4 ms later, again and again.
+  for (int i = 0; i < 20; ++i) {
+    h.OnTaken(3, t, /*for_write=*/false);
+    t += 4 * kMs;
+    h.OnGranted(3, t, /*write=*/true);
+  }
+  CHECK(h.HoldNs(3) == 20 * kUs);
+  // A reader of it: the writer's upgrade takes its copy, it reads again.
+  for (int i = 0; i < 20; ++i) {
+    h.OnTaken(4, t, /*for_write=*/true);
+    t += 100 * kUs;
+    h.OnGranted(4, t, /*write=*/false);
+  }
+  CHECK(h.HoldNs(4) == 20 * kUs);
+  CHECK(h.escalations() == 0);
+}
+
+TEST_CASE("GrantHold: a grown hold shrinks once readers are involved") {
+  GrantHold h(20 * kUs, 5 * kMs);
+  int64_t t = 100 * kMs;
+  for (int i = 0; i < 4; ++i) Bounce(h, 8, t, 50 * kUs);
+  REQUIRE(h.HoldNs(8) == 320 * kUs);
+  h.OnTaken(8, t, /*for_write=*/true);  // a write took it, it reads again
+  t += 50 * kUs;
+  h.OnGranted(8, t, /*write=*/false);
+  CHECK(h.HoldNs(8) == 160 * kUs);
+  h.OnTaken(8, t, /*for_write=*/false);  // a read took it, it writes again
+  t += 50 * kUs;
+  h.OnGranted(8, t, /*write=*/true);
+  CHECK(h.HoldNs(8) == 80 * kUs);
+  CHECK(h.escalations() == 4);
+}
+
 TEST_CASE("GrantHold: two pages on one slot: the newer starts from the base") {
   GrantHold h(20 * kUs, 5 * kMs);
   int64_t t = 100 * kMs;
@@ -63,7 +101,7 @@ TEST_CASE("GrantHold: two pages on one slot: the newer starts from the base") {
   for (int i = 0; i < 4; ++i) Bounce(h, a, t, 50 * kUs);
   REQUIRE(h.HoldNs(a) == 320 * kUs);
   CHECK(h.HoldNs(b) == 20 * kUs);
-  h.OnTaken(b, t);  // b takes the slot over
+  h.OnTaken(b, t, true);  // b takes the slot over
   CHECK(h.HoldNs(a) == 20 * kUs);
   CHECK(h.HoldNs(b) == 20 * kUs);
 }

@@ -514,11 +514,11 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
       SSIHV_RETURN_IF_ERROR(r.Unprotect(GpaOf(e.page), kPageSize));
       CompleteWaiters(e.page, FaultKind::kUpgrade, ctx);
       return absl::OkStatus();
-    case dir::EffectType::kWriteProtect:
-      hold_->OnTaken(e.page, MonotonicNs());
+    case dir::EffectType::kWriteProtect:  // a downgrade, for a reader
+      hold_->OnTaken(e.page, MonotonicNs(), /*for_write=*/false);
       return r.WriteProtect(GpaOf(e.page), kPageSize);
-    case dir::EffectType::kZap:
-      hold_->OnTaken(e.page, MonotonicNs());
+    case dir::EffectType::kZap:  // for another node's write
+      hold_->OnTaken(e.page, MonotonicNs(), /*for_write=*/true);
       // A pristine copy given up by a write run was never mapped here: no
       // madvise (and no REMOVE event) for it.
       if (e.zero && !Populated(e.page)) return absl::OkStatus();
@@ -598,7 +598,7 @@ absl::Status DsmEngine::Zap(dir::PageId page) {
 
 void DsmEngine::CompleteWaiters(dir::PageId page, FaultKind kind, Ctx& ctx) {
   GrantTime(page) = MonotonicNs();
-  hold_->OnGranted(page, GrantTime(page));
+  hold_->OnGranted(page, GrantTime(page), kind != FaultKind::kRemoteRead);
   Resolver& r = pager_->resolver();
   WaitMap& map = WaitersOf(page);
   if (auto it = map.find(page); it != map.end()) {

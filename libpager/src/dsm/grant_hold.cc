@@ -26,31 +26,33 @@ GrantHold::GrantHold(int64_t base_ns, int64_t max_ns)
 
 uint64_t GrantHold::Pack(const Slot& s) {
   return (s.page & kPageMask) | (static_cast<uint64_t>(s.shift) << 36) |
-         ((s.taken & ((uint64_t{1} << kTimeBits) - 1)) << (36 + kShiftBits));
+         (static_cast<uint64_t>(s.for_write) << kWriteBit) |
+         ((s.taken & ((uint64_t{1} << kTimeBits) - 1)) << kTimeShift);
 }
 
 GrantHold::Slot GrantHold::Unpack(uint64_t word) {
   return Slot{word & kPageMask,
               static_cast<int>((word >> 36) & ((1u << kShiftBits) - 1)),
-              word >> (36 + kShiftBits)};
+              ((word >> kWriteBit) & 1) != 0, word >> kTimeShift};
 }
 
 int64_t GrantHold::HoldOf(int shift) const {
   return std::min(base_ns_ << shift, max_ns_);
 }
 
-void GrantHold::OnTaken(uint64_t page, int64_t now_ns) {
+void GrantHold::OnTaken(uint64_t page, int64_t now_ns, bool for_write) {
   std::atomic<uint64_t>& slot = SlotOf(page);
   const uint64_t word = slot.load(std::memory_order_relaxed);
   Slot s = word != kEmpty ? Unpack(word) : Slot{};
   if (word == kEmpty || s.page != (page & kPageMask)) {
-    s = Slot{page, 0, 0};
+    s = Slot{page, 0, false, 0};
   }
+  s.for_write = for_write;
   s.taken = static_cast<uint64_t>(now_ns) >> kTimeUnitShift;
   slot.store(Pack(s), std::memory_order_relaxed);
 }
 
-void GrantHold::OnGranted(uint64_t page, int64_t now_ns) {
+void GrantHold::OnGranted(uint64_t page, int64_t now_ns, bool write) {
   std::atomic<uint64_t>& slot = SlotOf(page);
   const uint64_t word = slot.load(std::memory_order_relaxed);
   if (word == kEmpty) return;
@@ -62,7 +64,9 @@ void GrantHold::OnGranted(uint64_t page, int64_t now_ns) {
       static_cast<int64_t>(((now - s.taken) & kTimeMask) << kTimeUnitShift);
   const int64_t hold = HoldOf(s.shift);
   if (away_ns < std::max(kBounceWindows * hold, kMinBounceNs)) {
-    if (s.shift < max_shift_) {
+    if (!(write && s.for_write)) {
+      s.shift = std::max(s.shift - 1, 0);  // a reader was involved
+    } else if (s.shift < max_shift_) {
       ++s.shift;
       escalations_.fetch_add(1, std::memory_order_relaxed);
     }

@@ -14,12 +14,20 @@
 // the slowest host would slow every contended page on a fast one.
 //
 // The policy (this class, pure: times come in as arguments): each time a
-// page comes back to this node soon after it was taken away (within
-// kBounceWindows holds, and never less than kMinBounceNs: a round trip to
-// the other node is itself long against a 20 us hold, 1.5 ms in the lab),
-// its hold doubles, up to the largest power-of-two multiple of the base
-// within `max_ns`; a page that stayed away for longer than kCalmWindows
-// holds (and at least kMinCalmNs) drops back to the base.
+// page that a write took from this node comes back to it for a write soon
+// after (within kBounceWindows holds, and never less than kMinBounceNs: a
+// round trip to the other node is itself long against a 20 us hold, 1.5 ms
+// in the lab), its hold doubles, up to the largest power-of-two multiple of
+// the base within `max_ns`; a page that stayed away for longer than
+// kCalmWindows holds (and at least kMinCalmNs) drops back to the base.
+// Only writers fighting over a page livelock (KVM's kvmclock writes, a
+// contended lock): a page one node writes and others read (the guest's
+// timekeeper and jiffies, rewritten at every tick) comes back just as soon,
+// but each side uses it at once, and a long hold there only makes the
+// readers and the writer wait for each other at every tick (the writer's
+// update 3.2 ms instead of 0.25 ms on an idle host, pager_dsm_test's tick
+// case). So a return that involves a read (a write-protect taken for a
+// reader, or a Shared grant) halves the hold back instead.
 // Pages are tracked in a fixed direct-mapped table (a page that loses its
 // slot to another starts again from the base), so the memory does not
 // grow with the guest. Races between threads on one slot only blur the
@@ -45,11 +53,12 @@ class GrantHold {
   /// bound (at least the base).
   GrantHold(int64_t base_ns, int64_t max_ns);
 
-  /// The page was taken from this node (zapped or write-protected for a
-  /// request) at `now_ns`.
-  void OnTaken(uint64_t page, int64_t now_ns);
-  /// The page was granted to this node again at `now_ns`: adapts its hold.
-  void OnGranted(uint64_t page, int64_t now_ns);
+  /// The page was taken from this node at `now_ns`: zapped for another
+  /// node's write (`for_write`), or write-protected for a reader.
+  void OnTaken(uint64_t page, int64_t now_ns, bool for_write);
+  /// The page was granted to this node again at `now_ns`, Modified
+  /// (`write`) or Shared: adapts its hold.
+  void OnGranted(uint64_t page, int64_t now_ns, bool write);
   /// The page's current hold.
   int64_t HoldNs(uint64_t page) const;
   /// Grants that doubled a hold (statistics).
@@ -58,15 +67,19 @@ class GrantHold {
   }
 
  private:
-  // A slot: page (36 bits) | shift (5 bits) | taken time in 4.096 us units
-  // (23 bits: wraps after 34 s; a wrapped time reads as long ago or as a
-  // recent bounce, either way one step of the heuristic).
+  // A slot: page (36 bits) | shift (5 bits) | taken for a write (1 bit) |
+  // taken time in 4.096 us units (22 bits: wraps after 17 s; a wrapped time
+  // reads as long ago or as a recent bounce, either way one step of the
+  // heuristic).
   static constexpr int kShiftBits = 5;
-  static constexpr int kTimeBits = 23;
+  static constexpr int kTimeBits = 22;
+  static constexpr int kWriteBit = 36 + kShiftBits;
+  static constexpr int kTimeShift = kWriteBit + 1;
   static constexpr int kTimeUnitShift = 12;  // ns -> 4.096 us
   struct Slot {
     uint64_t page;
     int shift;
+    bool for_write;
     uint64_t taken;  // in time units, kTimeBits wide
   };
   static uint64_t Pack(const Slot& s);

@@ -63,7 +63,9 @@ absl::Status DsmEngine::ExecuteRun(const std::vector<dir::Effect>& effects,
     return MapReceivedRun(head.page, n, head.zero, head.writable, ctx);
   }
   const int64_t now = MonotonicNs();
-  for (size_t k = i; k < i + n; ++k) hold_->OnTaken(effects[k].page, now);
+  for (size_t k = i; k < i + n; ++k) {
+    hold_->OnTaken(effects[k].page, now, /*for_write=*/false);  // downgrades
+  }
   return ForEachGpaStretch(
       head.page, n, [this](dir::PageId first, uint64_t count) {
         return pager_->resolver().WriteProtect(GpaOf(first), count * kPageSize);
