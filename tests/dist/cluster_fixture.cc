@@ -68,6 +68,12 @@ void TestCluster::Launch(std::optional<uint32_t> k, const std::string& append,
       files.kernel, "--initrd",    files.initrd, "--append",
       append,       "--stats-json", dir_ + "/stats-" + std::to_string(slot) + ".json"};
   if (k) argv.insert(argv.end(), {"--node", std::to_string(*k)});
+  // $SSIHV_DIST_VMM_ARGS: more ssihv-vmm arguments for every node (words
+  // split at spaces), to try VMM settings in the lab without a rebuild.
+  if (const char* more = std::getenv("SSIHV_DIST_VMM_ARGS")) {
+    std::istringstream words(more);
+    for (std::string w; words >> w;) argv.push_back(w);
+  }
   argv.insert(argv.end(), extra.begin(), extra.end());
   auto p = Subprocess::Start(argv);
   REQUIRE(p.ok());
