@@ -12,13 +12,19 @@ namespace {
 constexpr int64_t kUs = 1000;
 constexpr int64_t kMs = 1000 * kUs;
 
-// One round: the page leaves at `t` for another node's write and comes
-// back for a write `away` later (writers fighting over it).
-void Bounce(GrantHold& h, uint64_t page, int64_t& t, int64_t away) {
-  h.OnTaken(page, t, /*for_write=*/true);
+// One round: the page leaves at `t` (for another node's write, or for a
+// reader) and comes back `away` later (for a write, or Shared).
+void Return(GrantHold& h, uint64_t page, int64_t& t, int64_t away,
+            bool taken_for_write, bool granted_write) {
+  h.OnTaken(page, t, taken_for_write);
   t += away;
-  h.OnGranted(page, t, /*write=*/true);
+  h.OnGranted(page, t, granted_write);
   t += 10 * kUs;
+}
+
+// Writers fighting over the page: a write takes it, a write takes it back.
+void Bounce(GrantHold& h, uint64_t page, int64_t& t, int64_t away) {
+  Return(h, page, t, away, /*taken_for_write=*/true, /*granted_write=*/true);
 }
 
 TEST_CASE("GrantHold: a page never taken keeps the base hold") {
@@ -62,18 +68,10 @@ TEST_CASE("GrantHold: a page a reader takes in turn does not grow its hold") {
   int64_t t = 100 * kMs;
   // The writer of a tick: a reader takes the page (a downgrade), the writer
   // takes it back with an upgrade, 4 ms later, again and again.
-  for (int i = 0; i < 20; ++i) {
-    h.OnTaken(3, t, /*for_write=*/false);
-    t += 4 * kMs;
-    h.OnGranted(3, t, /*write=*/true);
-  }
+  for (int i = 0; i < 20; ++i) Return(h, 3, t, 4 * kMs, false, true);
   CHECK(h.HoldNs(3) == 20 * kUs);
   // A reader of it: the writer's upgrade takes its copy, it reads again.
-  for (int i = 0; i < 20; ++i) {
-    h.OnTaken(4, t, /*for_write=*/true);
-    t += 100 * kUs;
-    h.OnGranted(4, t, /*write=*/false);
-  }
+  for (int i = 0; i < 20; ++i) Return(h, 4, t, 100 * kUs, true, false);
   CHECK(h.HoldNs(4) == 20 * kUs);
   CHECK(h.escalations() == 0);
 }
@@ -83,13 +81,9 @@ TEST_CASE("GrantHold: a grown hold shrinks once readers are involved") {
   int64_t t = 100 * kMs;
   for (int i = 0; i < 4; ++i) Bounce(h, 8, t, 50 * kUs);
   REQUIRE(h.HoldNs(8) == 320 * kUs);
-  h.OnTaken(8, t, /*for_write=*/true);  // a write took it, it reads again
-  t += 50 * kUs;
-  h.OnGranted(8, t, /*write=*/false);
+  Return(h, 8, t, 50 * kUs, true, false);  // a write took it, it reads again
   CHECK(h.HoldNs(8) == 160 * kUs);
-  h.OnTaken(8, t, /*for_write=*/false);  // a read took it, it writes again
-  t += 50 * kUs;
-  h.OnGranted(8, t, /*write=*/true);
+  Return(h, 8, t, 50 * kUs, false, true);  // a read took it, it writes again
   CHECK(h.HoldNs(8) == 80 * kUs);
   CHECK(h.escalations() == 4);
 }

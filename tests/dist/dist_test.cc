@@ -141,9 +141,8 @@ TEST_CASE("Linux boots across 3 processes over RDMA") {
 // Kills `victim` once the coherence stress runs; every survivor must stop
 // with the lost-peer status within 10 s, naming the victim.
 void KillDuringStress(uint32_t victim, int port_base,
-                      std::vector<NodeSpec> nodes = {{1, 256},
-                                                     {1, 256},
-                                                     {1, 192}}) {
+                      std::vector<NodeSpec> nodes = {
+                          {1, 256}, {1, 256}, {1, 192}}) {
   TestCluster c(std::move(nodes), "tcp", port_base);
   const bool three = c.size() == 3;
   c.StartAll(Cmdline(std::string(three ? kThreeNodeGuest

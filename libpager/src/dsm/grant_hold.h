@@ -25,8 +25,9 @@
 // timekeeper and jiffies, rewritten at every tick) comes back just as soon,
 // but each side uses it at once, and a long hold there only makes the
 // readers and the writer wait for each other at every tick (a tick of
-// BM_RemoteTick/tcp took 5.3 ms, 0.1 ms without that). So a return that involves a read (a write-protect taken for a
-// reader, or a Shared grant) halves the hold back instead.
+// BM_RemoteTick/tcp took 5.3 ms, 0.1 ms without that). So a return that
+// involves a read (a write-protect taken for a reader, or a Shared grant)
+// halves the hold back instead.
 // Pages are tracked in a fixed direct-mapped table (a page that loses its
 // slot to another starts again from the base), so the memory does not
 // grow with the guest. Races between threads on one slot only blur the
