@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "ssihv/base/mapped_region.h"
 #include "ssihv/base/unique_fd.h"
 
 namespace ssihv::fc_client {
@@ -46,12 +47,11 @@ class Vm {
   /// Steps 1-5 against the handler listening on `socket`.
   static absl::StatusOr<std::unique_ptr<Vm>> Restore(const std::string& socket,
                                                      const VmOptions& options);
-  ~Vm();
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
 
   size_t num_regions() const { return regions_.size(); }
-  uint8_t* region(size_t i) const { return regions_[i].host; }
+  uint8_t* region(size_t i) const { return regions_[i].memory.data(); }
   const RegionSpec& spec(size_t i) const { return regions_[i].spec; }
   int uffd() const { return uffd_.get(); }
   /// The connection (-1 once closed, as v1.11 does).
@@ -60,7 +60,7 @@ class Vm {
  private:
   struct Region {
     RegionSpec spec;
-    uint8_t* host = nullptr;
+    base::MappedRegion memory;  ///< private anonymous, MAP_NORESERVE
   };
   Vm() = default;
   std::vector<Region> regions_;
