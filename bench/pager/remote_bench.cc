@@ -23,7 +23,11 @@
 //   BM_RemoteSequentialRead/tcp  64 MiB homed on the other node read once,
 //                              page after page; bytes/s against
 //                              BM_Floor/tcp_stream (with the default remote
-//                              read-ahead; /tcp_no_read_ahead without)
+//                              read-ahead; /tcp_no_read_ahead without);
+//                              also the home's rewrite between walks per
+//                              page (rewrite_us_per_page: one invalidation
+//                              of our copy each; rewrite_first_us_per_page:
+//                              the first, with nothing to take back)
 //   BM_RemoteFaultThroughput/tcp/threads:N  N threads reading distinct
 //                              remote pages; faults/s
 //   BM_RemoteFirstTouch/tcp    64 MiB homed on the other node and never
@@ -37,8 +41,8 @@
 // DsmNode 2, the third node); this process is node 1. Between rounds the
 // home rewrites the pages (timing paused), which invalidates node 1's
 // copies. SSIHV_BENCH_STATS=1 prints node 1's DsmNode::StatsJson() after
-// each run; SSIHV_BENCH_READ_AHEAD_PAGES=N replaces the default read-ahead
-// bound of the benchmarks that read ahead.
+// each run, and the home's when it exits; SSIHV_BENCH_READ_AHEAD_PAGES=N
+// replaces the default read-ahead bound of the benchmarks that read ahead.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -51,8 +55,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <atomic>
+#include <cstdlib>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -128,6 +132,9 @@ volatile uint64_t* PageOf(pager::DsmNode& node, uint64_t base, uint64_t page) {
     }
     const char k = 'k';
     if (!WriteAll(report, &k, 1)) break;
+  }
+  if (getenv("SSIHV_BENCH_STATS") != nullptr) {  // the home's side too
+    fprintf(stderr, "%s\n", nodes[0]->StatsJson().dump().c_str());
   }
   for (auto& node : nodes) node->Stop();
   _exit(0);
@@ -357,9 +364,16 @@ void BM_RemoteSequentialRead(benchmark::State& state, uint32_t read_ahead) {
   if (!c) return;
   uint64_t wrong = 0;
   int64_t read_ns = 0;
+  // The home's rewrite takes every page back from us (one invalidation per
+  // page): timed apart from the reads, the first one (nothing to take back)
+  // as its reference.
+  int64_t first_rewrite_ns = 0;
+  int64_t rewrite_ns = 0;
   for (auto _ : state) {
     state.PauseTiming();
+    const int64_t r0 = NowNs();
     const uint64_t round = c->Rewrite(0, kHomePages);
+    (round == 1 ? first_rewrite_ns : rewrite_ns) += NowNs() - r0;
     state.ResumeTiming();
     if (round == 0) {
       state.SkipWithError("the home node stopped answering");
@@ -375,6 +389,13 @@ void BM_RemoteSequentialRead(benchmark::State& state, uint32_t read_ahead) {
   state.counters["bytes_per_s"] = benchmark::Counter(
       static_cast<double>(state.iterations() * kHomePages * kPage) * 1e9 /
       static_cast<double>(read_ns));
+  state.counters["rewrite_first_us_per_page"] =
+      static_cast<double>(first_rewrite_ns) / 1e3 / kHomePages;
+  if (state.iterations() > 1) {
+    state.counters["rewrite_us_per_page"] =
+        static_cast<double>(rewrite_ns) / 1e3 / kHomePages /
+        static_cast<double>(state.iterations() - 1);
+  }
   PrintStats(c->node());
 }
 
