@@ -248,8 +248,17 @@ void HomeAgent::FinishAcks(Env& env, PageId page, Entry& e) {
   ++e.version;
   SetPhase(e, TxnPhase::kAwaitDone);
   if (e.source == kNoNode) {
+    // The grant is this node's message: to a remote requester it ends the
+    // transaction (no kDone; FIFO keeps anything sent after it behind it,
+    // as for a kData the home's agent sends: NodeAgent::ServedByHome).
+    const bool remote = e.requester != self_;
     env.Send(e.requester,
-             MakeMessage(MsgType::kGrant, page, 0, kNoNode, e.version));
+             MakeMessage(MsgType::kGrant, page, remote ? kFlagNoDone : 0,
+                         kNoNode, e.version));
+    if (remote && options_.bug != TestBug::kEarlyUnblock) {
+      EndTxn(env, page, e);
+      return;
+    }
   } else {
     env.stats.ownership_transfers.Add();
     if (PageStats* s = StatsFor(page)) ++s->transfers;
@@ -264,9 +273,19 @@ absl::Status HomeAgent::OnDone(Env& env, NodeId from, const Message& msg,
   TxnPhase phase = PhaseOf(e);
   // Deliberate bug: transactions already ended when the grant went out.
   if (options_.bug == TestBug::kEarlyUnblock) return absl::OkStatus();
-  if ((phase != TxnPhase::kAwaitDone && phase != TxnPhase::kAwaitVerdict) ||
-      from != e.requester) {
+  if (msg.flags & kFlagBySource) {
+    // This node's own agent sent the kData (kFlagNoDone) for a remote
+    // requester (NodeAgent::ServedByHome).
+    if (from != self_ || phase != TxnPhase::kAwaitDone || e.source != self_ ||
+        e.requester == self_ || IsPulled(e)) {
+      return HomeViolation(msg, from, "unexpected done by the source");
+    }
+  } else if ((phase != TxnPhase::kAwaitDone &&
+              phase != TxnPhase::kAwaitVerdict) ||
+             from != e.requester) {
     return HomeViolation(msg, from, "unexpected done");
+  } else if (e.source == self_ && from != self_ && !IsRun(e)) {
+    return HomeViolation(msg, from, "done after the home's own kData");
   }
   if (IsRun(e)) return HomeViolation(msg, from, "done for a run grant");
   if (msg.flags & kFlagFailed) {

@@ -16,24 +16,24 @@ struct TypeRule {
 };
 
 constexpr TypeRule kRules[kNumMsgTypes] = {
-    {},                                     // 0: unused
-    {0, false, true},                       // kReadReq
-    {kFlagUpgrade, false, true},            // kWriteReq
-    {0, true, true},                        // kFwdRead
-    {0, true, true},                        // kTransfer
-    {0, false, true},                       // kInv
-    {0, false, true},                       // kInvAck
-    {kFlagWrite | kFlagZero, false, true},  // kData
-    {0, false, true},                       // kGrant
-    {0, true, true},                        // kPullGrant
-    {kFlagFailed, false, true},             // kDone
-    {0, false, true},                       // kLost
-    {0, false, true},                       // kProbe
-    {0xff, false, true},                    // kProbeAck: flags = local state
-    {0, true, true},                        // kStalled
-    {0, true, false},                       // kFlush
-    {kFlagLast, true, false},               // kReport
-    {kFlagWrite, false, true},              // kReadRun
+    {},                                                   // 0: unused
+    {0, false, true},                                     // kReadReq
+    {kFlagUpgrade, false, true},                          // kWriteReq
+    {0, true, true},                                      // kFwdRead
+    {0, true, true},                                      // kTransfer
+    {0, false, true},                                     // kInv
+    {0, false, true},                                     // kInvAck
+    {kFlagWrite | kFlagZero | kFlagNoDone, false, true},  // kData
+    {kFlagNoDone, false, true},                           // kGrant
+    {0, true, true},                                      // kPullGrant
+    {kFlagFailed, false, true},                           // kDone
+    {0, false, true},                                     // kLost
+    {0, false, true},                                     // kProbe
+    {0xff, false, true},        // kProbeAck: flags = local state
+    {0, true, true},            // kStalled
+    {0, true, false},           // kFlush
+    {kFlagLast, true, false},   // kReport
+    {kFlagWrite, false, true},  // kReadRun
     {kFlagWrite | kFlagZero | kFlagRefused, false, true},  // kDataRun
     {0, false, true},                                      // kDoneRun
 };

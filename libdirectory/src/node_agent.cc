@@ -132,6 +132,24 @@ bool NodeAgent::DeferIfHeld(Env& env, NodeId from, const Message& msg) {
   return true;
 }
 
+// The home's own copy serves a remote requester (the forward came from this
+// node's home agent): the kData ends the transaction. The home→requester
+// channel is FIFO, so anything the home sends the requester for this page
+// afterwards (kInv, kFwdRead, kTransfer) arrives after the page; the
+// requester sends no kDone (kFlagNoDone), and this node's home agent hears
+// the end from here, in this call, after the kData was queued
+// (EndServedByHome). A forward from another home needs the requester's
+// kDone: a later message of that home could overtake this node's kData.
+uint8_t NodeAgent::ServedByHome(const Env& env, NodeId from) {
+  return from == env.self() ? kFlagNoDone : 0;
+}
+
+void NodeAgent::EndServedByHome(Env& env, uint8_t by_home, PageId page) {
+  if (by_home) {
+    env.Send(env.self(), MakeMessage(MsgType::kDone, page, kFlagBySource));
+  }
+}
+
 absl::Status NodeAgent::OnFwdRead(Env& env, NodeId from, const Message& msg) {
   // A dead requester gets nothing and the copy stays as it is: the home
   // learns that with kProbe (after its kFlush, so this node knows of the
@@ -151,8 +169,11 @@ absl::Status NodeAgent::OnFwdRead(Env& env, NodeId from, const Message& msg) {
     Set(page, PageState::kShared, b & kPendingBits);
   }
   bool zero = b & kPristineBit;
-  env.Send(msg.node, MakeMessage(MsgType::kData, page, zero ? kFlagZero : 0,
-                                 kNoNode, msg.version));
+  const uint8_t by_home = ServedByHome(env, from);
+  env.Send(msg.node,
+           MakeMessage(MsgType::kData, page, (zero ? kFlagZero : 0) | by_home,
+                       kNoNode, msg.version));
+  EndServedByHome(env, by_home, page);
   return absl::OkStatus();
 }
 
@@ -171,9 +192,10 @@ absl::Status NodeAgent::OnTransfer(Env& env, NodeId from, const Message& msg) {
     AddAction(env, EffectType::kWriteProtect, page);
   }
   bool zero = b & kPristineBit;
+  const uint8_t by_home = ServedByHome(env, from);
   env.Send(msg.node, MakeMessage(MsgType::kData, page,
-                                 kFlagWrite | (zero ? kFlagZero : 0), kNoNode,
-                                 msg.version));
+                                 kFlagWrite | (zero ? kFlagZero : 0) | by_home,
+                                 kNoNode, msg.version));
   Effect zap;
   zap.type = EffectType::kZap;
   zap.page = page;
@@ -183,6 +205,7 @@ absl::Status NodeAgent::OnTransfer(Env& env, NodeId from, const Message& msg) {
   env.out.effects.push_back(zap);
   b &= static_cast<uint8_t>(~kPristineBit);
   Set(page, PageState::kInvalid, b & kPendingBits);
+  EndServedByHome(env, by_home, page);
   return absl::OkStatus();
 }
 
@@ -218,7 +241,9 @@ absl::Status NodeAgent::OnData(Env& env, NodeId from, const Message& msg) {
   env.out.effects.push_back(e);
   Set(page, write ? PageState::kModified : PageState::kShared, 0);
   pages_[page] |= kHeldBit;
-  env.Send(env.members.HomeOf(page), MakeMessage(MsgType::kDone, page));
+  if (!(msg.flags & kFlagNoDone)) {
+    env.Send(env.members.HomeOf(page), MakeMessage(MsgType::kDone, page));
+  }
   return absl::OkStatus();
 }
 
@@ -341,7 +366,9 @@ absl::Status NodeAgent::OnGrant(Env& env, NodeId from, const Message& msg) {
   pages_[page] &= static_cast<uint8_t>(~kPristineBit);
   Set(page, PageState::kModified, 0);
   pages_[page] |= kHeldBit;
-  env.Send(from, MakeMessage(MsgType::kDone, page));
+  if (!(msg.flags & kFlagNoDone)) {
+    env.Send(from, MakeMessage(MsgType::kDone, page));
+  }
   return absl::OkStatus();
 }
 

@@ -4,6 +4,7 @@
 #include "ssihv/directory/home_agent.h"
 
 #include <catch2/catch.hpp>
+#include <tuple>
 
 #include "agent_fixture.h"
 
@@ -29,11 +30,14 @@ struct HomeTest {
     REQUIRE(Recv(from, MakeMessage(type, 0, flags)).ok());
     return f.Take();
   }
+  // The kDone of a transaction the home's own copy served: its node agent
+  // sent the kData (kFlagNoDone) and tells its home agent (kFlagBySource).
+  Lines ServedByHome() { return Do(0, MsgType::kDone, kFlagBySource); }
   // Drives page 0 to Modified at `owner` (from Modified at the home).
   void OwnedBy(NodeId owner) {
     REQUIRE(Do(owner, MsgType::kWriteReq) ==
             Lines{"Send Transfer p0 to n0 node=" + std::to_string(owner)});
-    REQUIRE(Do(owner, MsgType::kDone).empty());
+    REQUIRE(ServedByHome().empty());
   }
   DirView View() const { return home.Inspect(0); }
 
@@ -57,7 +61,10 @@ TEST_CASE_METHOD(
     "read of a page Modified at the home: served by the home's copy") {
   CHECK(Do(1, MsgType::kReadReq) == Lines{"Send FwdRead p0 to n0 node=1"});
   CHECK(View().phase == TxnPhase::kAwaitDone);
-  CHECK(Do(1, MsgType::kDone).empty());
+  // The requester sends no kDone for the home's kData; the home's agent
+  // ends the transaction when it sent it.
+  CHECK_FALSE(Recv(1, MakeMessage(MsgType::kDone, 0)).ok());
+  CHECK(ServedByHome().empty());
   CHECK(View().state == DirState::kShared);
   CHECK(View().copies == (Bit(0) | Bit(1)));
   CHECK(View().phase == TxnPhase::kIdle);
@@ -87,10 +94,14 @@ TEST_CASE_METHOD(HomeTest,
   SECTION("by one-sided fetch when pull is allowed") {
     HomeAgent pull(space, 0, HomeAgent::Options{true, true, TestBug::kNone});
     Env env = f.env();
-    for (auto [from, type] :
-         {std::pair{2, MsgType::kWriteReq}, std::pair{2, MsgType::kDone},
-          std::pair{1, MsgType::kReadReq}, std::pair{1, MsgType::kDone}}) {
-      REQUIRE(pull.OnMessage(env, from, MakeMessage(type, 0)).ok());
+    for (auto [from, type, flags] :
+         {std::tuple{2, MsgType::kWriteReq, 0},
+          std::tuple{0, MsgType::kDone, int{kFlagBySource}},
+          std::tuple{1, MsgType::kReadReq, 0},
+          std::tuple{1, MsgType::kDone, 0}}) {
+      REQUIRE(pull.OnMessage(env, from,
+                             MakeMessage(type, 0, static_cast<uint8_t>(flags)))
+                  .ok());
     }
     f.Take();
     REQUIRE(pull.OnMessage(env, 3, MakeMessage(MsgType::kReadReq, 0)).ok());
@@ -110,9 +121,9 @@ TEST_CASE_METHOD(HomeTest,
                  "write miss with sharers: invalidate all, then transfer from "
                  "the home's copy") {
   Do(1, MsgType::kReadReq);
-  Do(1, MsgType::kDone);
+  ServedByHome();
   Do(2, MsgType::kReadReq);
-  Do(2, MsgType::kDone);
+  ServedByHome();
   REQUIRE(View().copies == 0b0111);
   CHECK(Do(3, MsgType::kWriteReq) ==
         Lines{"Send Inv p0 to n1", "Send Inv p0 to n2"});
@@ -120,7 +131,7 @@ TEST_CASE_METHOD(HomeTest,
   CHECK(Do(2, MsgType::kInvAck).empty());
   CHECK_FALSE(Recv(2, MakeMessage(MsgType::kInvAck, 0)).ok());  // acked already
   CHECK(Do(1, MsgType::kInvAck) == Lines{"Send Transfer p0 to n0 node=3"});
-  CHECK(Do(3, MsgType::kDone).empty());
+  CHECK(ServedByHome().empty());
   CHECK(View().state == DirState::kModified);
   CHECK(View().copies == Bit(3));
   CHECK(f.stats.invalidations.get() == 2);
@@ -141,10 +152,12 @@ TEST_CASE_METHOD(
 TEST_CASE_METHOD(HomeTest,
                  "upgrade: invalidate the others, grant without data") {
   Do(1, MsgType::kReadReq);
-  Do(1, MsgType::kDone);
+  ServedByHome();
   CHECK(Do(1, MsgType::kWriteReq, kFlagUpgrade) == Lines{"Send Inv p0 to n0"});
-  CHECK(Do(0, MsgType::kInvAck) == Lines{"Send Grant p0 to n1"});
-  CHECK(Do(1, MsgType::kDone).empty());
+  // The home's grant ends the transaction: no kDone follows it.
+  CHECK(Do(0, MsgType::kInvAck) == Lines{"Send Grant p0 to n1 flags=8"});
+  CHECK(View().phase == TxnPhase::kIdle);
+  CHECK_FALSE(Recv(1, MakeMessage(MsgType::kDone, 0)).ok());
   CHECK(View().copies == Bit(1));
   CHECK(View().state == DirState::kModified);
   CHECK(View().version == 1);
@@ -152,7 +165,7 @@ TEST_CASE_METHOD(HomeTest,
 
 TEST_CASE_METHOD(HomeTest, "an upgrade by the only sharer is granted at once") {
   Do(1, MsgType::kReadReq);
-  Do(1, MsgType::kDone);
+  ServedByHome();
   CHECK(Do(0, MsgType::kWriteReq, kFlagUpgrade) == Lines{"Send Inv p0 to n1"});
   CHECK(Do(1, MsgType::kInvAck) == Lines{"Send Grant p0 to n0"});
 }
@@ -173,14 +186,13 @@ TEST_CASE_METHOD(HomeTest,
   CHECK(View().write_waiters == Bit(3));
   CHECK(f.stats.requests_queued.get() == 2);
   // Node 1 was served last: node 2 is next, then node 3.
-  CHECK(Do(1, MsgType::kDone) == Lines{"Send FwdRead p0 to n0 node=2"});
-  CHECK(Do(2, MsgType::kDone) ==
-        Lines{"Send Inv p0 to n1", "Send Inv p0 to n2"});
+  CHECK(ServedByHome() == Lines{"Send FwdRead p0 to n0 node=2"});
+  CHECK(ServedByHome() == Lines{"Send Inv p0 to n1", "Send Inv p0 to n2"});
   // A waiter before the cursor is served after wrapping around.
   CHECK(Do(0, MsgType::kReadReq).empty());
   Do(1, MsgType::kInvAck);
   CHECK(Do(2, MsgType::kInvAck) == Lines{"Send Transfer p0 to n0 node=3"});
-  CHECK(Do(3, MsgType::kDone) == Lines{"Send FwdRead p0 to n3 node=0"});
+  CHECK(ServedByHome() == Lines{"Send FwdRead p0 to n3 node=0"});
 }
 
 TEST_CASE_METHOD(HomeTest, "a lost page answers every request with Lost") {
@@ -204,9 +216,13 @@ TEST_CASE_METHOD(HomeTest,
   CHECK_FALSE(Recv(0, MakeMessage(MsgType::kReadReq, 0)).ok());  // owner reads
   CHECK_FALSE(
       Recv(0, MakeMessage(MsgType::kWriteReq, 0)).ok());  // owner writes
+  // Only the home's own agent ends a transaction by its source.
+  CHECK_FALSE(Recv(1, MakeMessage(MsgType::kDone, 0, kFlagBySource)).ok());
+  CHECK_FALSE(Recv(0, MakeMessage(MsgType::kDone, 0, kFlagBySource)).ok());
   Do(1, MsgType::kReadReq);
   CHECK_FALSE(
       Recv(2, MakeMessage(MsgType::kDone, 0)).ok());  // not the requester
+  CHECK_FALSE(Recv(2, MakeMessage(MsgType::kDone, 0, kFlagBySource)).ok());
   CHECK_FALSE(
       Recv(1, MakeMessage(MsgType::kDone, 0, kFlagFailed)).ok());  // no pull
   CHECK(Recv(1, MakeMessage(MsgType::kStalled, 0, 0, 3)).ok());    // ignored

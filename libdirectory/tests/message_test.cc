@@ -169,6 +169,15 @@ TEST_CASE("the decoder rejects malformed frames with a reason") {
         absl::string_view::npos);
   CHECK(DecodeStatus(with(2, 1)).message().find("node") !=
         absl::string_view::npos);  // ReadReq names no node
+  // kFlagNoDone travels on kData and kGrant; kFlagBySource never travels.
+  CHECK(
+      DecodeStatus(Encode(MakeMessage(MsgType::kGrant, 3, kFlagNoDone))).ok());
+  CHECK(DecodeStatus(
+            Encode(MakeMessage(MsgType::kData, 3, kFlagNoDone | kFlagZero)))
+            .ok());
+  CHECK(DecodeStatus(Encode(MakeMessage(MsgType::kDone, 3, kFlagBySource)))
+            .message()
+            .find("flags") != absl::string_view::npos);
   CHECK(DecodeStatus(with(3, 1)).message().find("reserved") !=
         absl::string_view::npos);
   CHECK(DecodeStatus(with(8, 12)).message().find("out of range") !=

@@ -114,6 +114,27 @@ TEST_CASE_METHOD(NodeAgentTest,
 }
 
 TEST_CASE_METHOD(NodeAgentTest,
+                 "the home's kData or kGrant (kFlagNoDone) ends it: no Done") {
+  REQUIRE(Fault(0, Access::kRead).ok());
+  f.Take();
+  REQUIRE(
+      Recv(0, MakeMessage(MsgType::kData, 0, kFlagNoDone, kNoNode, 2)).ok());
+  CHECK(f.Take() == Lines{"MapReceived p0 ro"});
+  CHECK(agent.StateOf(0) == PageState::kShared);
+  REQUIRE(Fault(0, Access::kWrite).ok());
+  f.Take();
+  REQUIRE(
+      Recv(0, MakeMessage(MsgType::kGrant, 0, kFlagNoDone, kNoNode, 3)).ok());
+  CHECK(f.Take() == Lines{"MakeWritable p0"});
+  CHECK(agent.StateOf(0) == PageState::kModified);
+  REQUIRE(Fault(4, Access::kWrite).ok());
+  f.Take();
+  REQUIRE(
+      Recv(2, MakeMessage(MsgType::kData, 4, kFlagWrite | kFlagNoDone)).ok());
+  CHECK(f.Take() == Lines{"MapReceived p4 rw"});
+}
+
+TEST_CASE_METHOD(NodeAgentTest,
                  "invalidation of a pending upgrade leaves a write miss") {
   MakeShared0();
   ReleaseHold(0);
@@ -132,15 +153,19 @@ TEST_CASE_METHOD(NodeAgentTest,
 TEST_CASE_METHOD(NodeAgentTest,
                  "forwarded read from a Modified owner downgrades first") {
   // Page 2 is homed here: its home agent's messages come from this node.
-  // Never written since start, it ships as a zero page.
+  // Never written since start, it ships as a zero page. Served by the home,
+  // the kData ends the transaction: no kDone from the requester
+  // (kFlagNoDone), the home agent hears it from here (kFlagBySource).
   REQUIRE(Recv(1, MakeMessage(MsgType::kFwdRead, 2, 0, 0, 3)).ok());
-  CHECK(f.Take() == Lines{"WriteProtect p2", "Send Data p2 to n0 flags=2"});
+  CHECK(f.Take() == Lines{"WriteProtect p2", "Send Data p2 to n0 flags=10",
+                          "Send Done p2 to n1 flags=2"});
   CHECK(agent.StateOf(2) == PageState::kShared);
   // Once mapped writable (so possibly written), its bytes travel.
   REQUIRE(Fault(3, Access::kWrite).ok());
   f.Take();
   REQUIRE(Recv(1, MakeMessage(MsgType::kFwdRead, 3, 0, 2)).ok());
-  CHECK(f.Take() == Lines{"WriteProtect p3", "Send Data p3 to n2"});
+  CHECK(f.Take() == Lines{"WriteProtect p3", "Send Data p3 to n2 flags=8",
+                          "Send Done p3 to n1 flags=2"});
 }
 
 TEST_CASE_METHOD(NodeAgentTest,
@@ -157,8 +182,8 @@ TEST_CASE_METHOD(NodeAgentTest,
   REQUIRE(Fault(2, Access::kWrite).ok());
   f.Take();
   REQUIRE(Recv(1, MakeMessage(MsgType::kTransfer, 2, 0, 0, 1)).ok());
-  CHECK(f.Take() ==
-        Lines{"WriteProtect p2", "Send Data p2 to n0 flags=1", "Zap p2"});
+  CHECK(f.Take() == Lines{"WriteProtect p2", "Send Data p2 to n0 flags=9",
+                          "Zap p2", "Send Done p2 to n1 flags=2"});
   CHECK(agent.StateOf(2) == PageState::kInvalid);
   // A Shared holder transfers without write-protecting.
   MakeShared0();

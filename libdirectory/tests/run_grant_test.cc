@@ -80,7 +80,11 @@ TEST_CASE("a page Modified elsewhere is served on its own, the run cut") {
 TEST_CASE("the home grants around a page in a transaction") {
   Node home = HomeOfThree();
   Output out;
+  // Page 5 goes to node 2 (the home's copy served it: over at once), then
+  // the home reads it back: a transaction awaiting node 2's kData.
   REQUIRE(home.OnMessage(2, MakeMessage(MsgType::kWriteReq, 5), &out).ok());
+  REQUIRE(home.OnFault(5, Access::kRead, &out).ok());
+  REQUIRE(home.home_agent().Inspect(5).phase == TxnPhase::kAwaitDone);
   out.Clear();
   REQUIRE(
       home.OnMessage(1, MakeMessage(MsgType::kReadRun, 0, 0, kNoNode, 8), &out)

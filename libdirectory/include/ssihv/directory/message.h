@@ -46,7 +46,8 @@ enum class MsgType : uint8_t {
   kPullGrant = 9,  // home -> requester: read granted; fetch the bytes from
                    // `node`'s memory (one-sided), then kDone
   kDone = 10,      // requester -> home: transaction complete (kFlagFailed:
-                   // the fetch of a kPullGrant failed)
+                   // the fetch of a kPullGrant failed); none after a
+                   // kData/kGrant with kFlagNoDone
   kLost = 11,      // home -> requester: no valid copy exists any more
   kProbe = 12,     // home -> holder (after a death): report your state
   kProbeAck = 13,  // holder -> home: flags = LocalStateByte
@@ -68,15 +69,20 @@ enum class MsgType : uint8_t {
 inline constexpr int kNumMsgTypes = 20;  // index 0 unused
 
 /// Flag bits (meaning depends on the type).
-inline constexpr uint8_t kFlagWrite = 1;    // kData, kDataRun: Modified
-                                            // grant; kReadRun: write misses
-inline constexpr uint8_t kFlagZero = 2;     // kData, kDataRun: all-zero
-                                            // page(s), no bytes
-inline constexpr uint8_t kFlagRefused = 4;  // kDataRun (with kFlagWrite):
-                                            // the pages are not granted
-inline constexpr uint8_t kFlagUpgrade = 1;  // kWriteReq: sender holds Shared
-inline constexpr uint8_t kFlagFailed = 1;   // kDone: the fetch failed
-inline constexpr uint8_t kFlagLast = 1;     // kReport: last chunk of a range
+inline constexpr uint8_t kFlagWrite = 1;     // kData, kDataRun: Modified
+                                             // grant; kReadRun: write misses
+inline constexpr uint8_t kFlagZero = 2;      // kData, kDataRun: all-zero
+                                             // page(s), no bytes
+inline constexpr uint8_t kFlagRefused = 4;   // kDataRun (with kFlagWrite):
+                                             // the pages are not granted
+inline constexpr uint8_t kFlagNoDone = 8;    // kData, kGrant: sent by the
+                                             // home, which ended the
+                                             // transaction with it: no kDone
+inline constexpr uint8_t kFlagUpgrade = 1;   // kWriteReq: sender holds Shared
+inline constexpr uint8_t kFlagFailed = 1;    // kDone: the fetch failed
+inline constexpr uint8_t kFlagBySource = 2;  // kDone, local only: the home's
+                                             // own agent sent the kData
+inline constexpr uint8_t kFlagLast = 1;      // kReport: last chunk of a range
 
 /// A node's local state of one page as one byte: in kProbeAck flags and
 /// report entries. Bits 0-1 PageState, bits 2-3 pending request (0 none,

@@ -102,6 +102,10 @@ class NodeAgent {
                          const char* why) const;
   /// If `page` is held, emits kDefer for `msg` and releases the hold.
   bool DeferIfHeld(Env& env, NodeId from, const Message& msg);
+  // A forward from this node's own home agent: kFlagNoDone, else 0.
+  static uint8_t ServedByHome(const Env& env, NodeId from);
+  // After a kData sent with kFlagNoDone: the home's kDone, locally.
+  static void EndServedByHome(Env& env, uint8_t by_home, PageId page);
 
   std::vector<uint8_t> pages_;
   TestBug bug_;
