@@ -388,6 +388,21 @@ absl::Status HomeAgent::OnDoneRun(Env& env, NodeId from, const Message& msg) {
   return absl::OkStatus();
 }
 
+// The kDataRun is this node's own message, like a kData from its copy
+// (NodeAgent::ServedByHome): whatever it sends the requester later follows
+// it on the same FIFO channel, so the run's transactions end as it leaves.
+void HomeAgent::EndRun(Env& env, NodeId req, PageId first, uint32_t count) {
+  // Deliberate bug: transactions already ended when the grant went out.
+  if (options_.bug == TestBug::kEarlyUnblock) return;
+  for (PageId p = first; p < first + count; ++p) {
+    Entry& e = *Find(p);
+    assert(PhaseOf(e) == TxnPhase::kAwaitDone && IsRun(e) &&
+           e.requester == req);
+    (void)req;
+    EndTxn(env, p, e);
+  }
+}
+
 void HomeAgent::ServeNext(Env& env, PageId page, Entry& e) {
   while (PhaseOf(e) == TxnPhase::kIdle &&
          (e.read_waiters | e.write_waiters) != 0) {

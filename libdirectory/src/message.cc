@@ -34,8 +34,9 @@ constexpr TypeRule kRules[kNumMsgTypes] = {
     {0, true, false},           // kFlush
     {kFlagLast, true, false},   // kReport
     {kFlagWrite, false, true},  // kReadRun
-    {kFlagWrite | kFlagZero | kFlagRefused, false, true},  // kDataRun
-    {0, false, true},                                      // kDoneRun
+    {kFlagWrite | kFlagZero | kFlagRefused | kFlagNoDone, false,
+     true},            // kDataRun
+    {0, false, true},  // kDoneRun
 };
 
 constexpr const char* kNames[kNumMsgTypes] = {
@@ -85,6 +86,9 @@ absl::Status ValidateRun(const Message& m, const PageSpace& space) {
     }
   } else if (m.flags & kFlagRefused) {
     return Bad(m.type, "Refused without Write");
+  }
+  if ((m.flags & kFlagRefused) && (m.flags & kFlagNoDone)) {
+    return Bad(m.type, "NoDone on refused pages");
   }
   const NodeId range = space.StaticHomeOf(m.page);
   const PageId end = space.FirstPageOf(range) + space.PageCountOf(range);

@@ -191,8 +191,11 @@ absl::Status Node::ServeReadRun(Env& env, NodeId from, const Message& msg) {
     if (run_pages == 0) return;
     env.stats.run_grants.Add();
     env.stats.run_pages_granted.Add(run_pages);
+    // From the home's copy: the run is over as it leaves (no kDoneRun).
     env.Send(from, MakeMessage(MsgType::kDataRun, run_first,
-                               run_zero ? kFlagZero : 0, kNoNode, run_pages));
+                               (run_zero ? kFlagZero : 0) | kFlagNoDone,
+                               kNoNode, run_pages));
+    home_.EndRun(env, from, run_first, run_pages);
     run_pages = 0;
     run_zero = true;
   };
@@ -232,10 +235,12 @@ absl::Status Node::ServeWriteRun(Env& env, NodeId from, const Message& msg) {
     (stretch_granted ? env.stats.write_run_pages_granted
                      : env.stats.write_run_pages_refused)
         .Add(stretch_pages);
-    env.Send(from, MakeMessage(MsgType::kDataRun, stretch_first,
-                               kFlagWrite |
-                                   (stretch_granted ? kFlagZero : kFlagRefused),
-                               kNoNode, stretch_pages));
+    env.Send(from,
+             MakeMessage(MsgType::kDataRun, stretch_first,
+                         kFlagWrite | (stretch_granted ? kFlagZero | kFlagNoDone
+                                                       : kFlagRefused),
+                         kNoNode, stretch_pages));
+    if (stretch_granted) home_.EndRun(env, from, stretch_first, stretch_pages);
     stretch_pages = 0;
   };
   for (PageId p = msg.page; p < msg.page + msg.pages(); ++p) {

@@ -284,7 +284,9 @@ absl::Status NodeAgent::OnDataRun(Env& env, NodeId from, const Message& msg) {
     Set(p, write ? PageState::kModified : PageState::kShared, 0);
     pages_[p] |= kHeldBit;
   }
-  env.Send(from, MakeMessage(MsgType::kDoneRun, first, 0, kNoNode, count));
+  if (!(msg.flags & kFlagNoDone)) {
+    env.Send(from, MakeMessage(MsgType::kDoneRun, first, 0, kNoNode, count));
+  }
   return absl::OkStatus();
 }
 

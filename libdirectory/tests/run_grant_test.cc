@@ -1,5 +1,6 @@
-// Run grants (docs/PROTOCOL.md, "Run grants"): one kReadRun, kDataRun and
-// kDoneRun for a run of pages the home can grant from its own copy; every
+// Run grants (docs/PROTOCOL.md, "Run grants"): one kReadRun and one
+// kDataRun (kFlagNoDone: over as it leaves) for a run of pages the home can
+// grant from its own copy; every
 // other page of the run served as the kReadReq it stands for; all or
 // nothing on both sides; recovery as for single pages.
 #include <catch2/catch.hpp>
@@ -33,11 +34,11 @@ size_t Count(const std::vector<Effect>& log, EffectType type) {
   return n;
 }
 
-TEST_CASE("a run the home holds costs three messages for all its pages") {
+TEST_CASE("a run the home holds costs two messages for all its pages") {
   LocalCluster c = Three();
   REQUIRE(*c.RequestRun(1, 0, 8) == 8);
   REQUIRE(c.Run().ok());
-  CHECK(c.messages() == 3);  // kReadRun, kDataRun, kDoneRun
+  CHECK(c.messages() == 2);  // kReadRun, kDataRun (kFlagNoDone)
   CHECK(Count(c.log(1), EffectType::kMapReceived) == 8);
   for (PageId p = 0; p < 8; ++p) {
     INFO("page " << p);
@@ -63,8 +64,8 @@ TEST_CASE("a page Modified elsewhere is served on its own, the run cut") {
   const uint64_t before = c.messages();
   REQUIRE(*c.RequestRun(1, 0, 8) == 8);
   REQUIRE(c.Run().ok());
-  // kReadRun, 2 x (kDataRun, kDoneRun), and page 3's kFwdRead, kData, kDone.
-  CHECK(c.messages() - before == 8);
+  // kReadRun, 2 x kDataRun, and page 3's kFwdRead, kData, kDone.
+  CHECK(c.messages() - before == 6);
   StatsSnapshot home = c.node(0).Stats();
   CHECK(home.run_grants == 2);
   CHECK(home.run_pages_granted == 7);
@@ -124,35 +125,27 @@ TEST_CASE("a Modified page of the home is write-protected before it leaves") {
   CHECK(home.Stats().page_bytes_sent == 3 * kPageSize);
 }
 
-TEST_CASE("run dones must match run grants, all or nothing") {
+TEST_CASE("a run is over when its kDataRun leaves; late dones are refused") {
   Node home = HomeOfThree();
   Output out;
   REQUIRE(
       home.OnMessage(1, MakeMessage(MsgType::kReadRun, 0, 0, kNoNode, 4), &out)
           .ok());
-  SECTION("a single kDone for a page of the run") {
-    CHECK(!home.OnMessage(1, MakeMessage(MsgType::kDone, 0), &out).ok());
+  std::vector<Message> runs = Sent(out, MsgType::kDataRun);
+  REQUIRE(runs.size() == 1);
+  CHECK((runs[0].flags & kFlagNoDone) != 0);
+  for (PageId p = 0; p < 4; ++p) {
+    CHECK(home.home_agent().Inspect(p).phase == TxnPhase::kIdle);
+    CHECK(home.home_agent().Inspect(p).copies == (Bit(0) | Bit(1)));
   }
-  SECTION("a kDoneRun longer than the grant changes nothing") {
-    CHECK(!home.OnMessage(1, MakeMessage(MsgType::kDoneRun, 0, 0, kNoNode, 5),
-                          &out)
-               .ok());
-    CHECK(home.home_agent().Inspect(0).phase == TxnPhase::kAwaitDone);
-  }
-  SECTION("a kDoneRun from another node") {
-    CHECK(!home.OnMessage(2, MakeMessage(MsgType::kDoneRun, 0, 0, kNoNode, 4),
-                          &out)
-               .ok());
-  }
-  SECTION("the matching kDoneRun ends every transaction") {
-    REQUIRE(home.OnMessage(1, MakeMessage(MsgType::kDoneRun, 0, 0, kNoNode, 4),
-                           &out)
-                .ok());
-    for (PageId p = 0; p < 4; ++p) {
-      CHECK(home.home_agent().Inspect(p).phase == TxnPhase::kIdle);
-      CHECK(home.home_agent().Inspect(p).copies == (Bit(0) | Bit(1)));
-    }
-  }
+  CHECK(!home.OnMessage(1, MakeMessage(MsgType::kDone, 0), &out).ok());
+  CHECK(
+      !home.OnMessage(1, MakeMessage(MsgType::kDoneRun, 0, 0, kNoNode, 4), &out)
+           .ok());
+  CHECK(
+      !home.OnMessage(2, MakeMessage(MsgType::kDoneRun, 0, 0, kNoNode, 4), &out)
+           .ok());
+  CHECK(home.home_agent().Inspect(0).copies == (Bit(0) | Bit(1)));
 }
 
 TEST_CASE("the requester asks only for Invalid idle pages of a remote home") {

@@ -23,7 +23,7 @@ absl::Status DsmEngine::RequestRunAhead(dir::PageId first, uint32_t max,
 // The window is asked for as run grants (docs/PAGER.md, "Run grants"): the
 // longest stretch of pages Invalid here with nothing pending, up to
 // run_pages_, goes in one kReadRun, and the home answers the pages it holds
-// with one kDataRun (one frame, one UFFDIO_COPY here, one kDoneRun); pages
+// with one kDataRun (one frame, one UFFDIO_COPY here, nothing back); pages
 // valid here or already requested are stepped over. A lost page is
 // reported when a thread really touches it. Only pages of the same
 // (remote) home range: one home answers the whole burst.

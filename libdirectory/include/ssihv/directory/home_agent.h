@@ -88,6 +88,9 @@ class HomeAgent {
   /// kDoneRun: ends the transaction of every page of the run, which must
   /// each await `from`'s kDoneRun; all or nothing.
   absl::Status OnDoneRun(Env& env, NodeId from, const Message& msg);
+  /// The run's kDataRun to `req` left with kFlagNoDone: ends the
+  /// transactions StartRunRead/StartRunWrite began for its `count` pages.
+  void EndRun(Env& env, NodeId req, PageId first, uint32_t count);
 
   /// Recovery, exclusive access: `dead` died; `adopted` = static ranges
   /// whose home became this node (their entries start kRecovering).

@@ -65,6 +65,7 @@ enum class MsgType : uint8_t {
                   // kFlagWrite|kFlagZero: Modified grants of pristine pages;
                   // kFlagWrite|kFlagRefused: not granted, requests over)
   kDoneRun = 19,  // requester -> home: the kDataRun's transactions are over
+                  // (none after a kDataRun with kFlagNoDone)
 };
 inline constexpr int kNumMsgTypes = 20;  // index 0 unused
 
@@ -75,9 +76,10 @@ inline constexpr uint8_t kFlagZero = 2;      // kData, kDataRun: all-zero
                                              // page(s), no bytes
 inline constexpr uint8_t kFlagRefused = 4;   // kDataRun (with kFlagWrite):
                                              // the pages are not granted
-inline constexpr uint8_t kFlagNoDone = 8;    // kData, kGrant: sent by the
-                                             // home, which ended the
-                                             // transaction with it: no kDone
+inline constexpr uint8_t kFlagNoDone = 8;    // kData, kGrant, kDataRun:
+                                             // sent by the home, which ended
+                                             // the transaction(s) with it:
+                                             // no kDone / kDoneRun
 inline constexpr uint8_t kFlagUpgrade = 1;   // kWriteReq: sender holds Shared
 inline constexpr uint8_t kFlagFailed = 1;    // kDone: the fetch failed
 inline constexpr uint8_t kFlagBySource = 2;  // kDone, local only: the home's
