@@ -94,6 +94,12 @@ volatile uint64_t* PageOf(pager::DsmNode& node, uint64_t base, uint64_t page) {
       node.HostAddress(base + page * kPage));
 }
 
+void PrintStats(pager::DsmNode& node) {
+  if (getenv("SSIHV_BENCH_STATS") != nullptr) {  // where the time goes
+    fprintf(stderr, "%s\n", node.StatsJson().dump().c_str());
+  }
+}
+
 /// The home process: node 0, plus node 2 when `shared`. Command r (pages
 /// [first, first + count)) writes Pattern(r, page) into those pages of node
 /// 0's memory; node 2 then reads them, so node 0 holds them Shared. Answers
@@ -133,9 +139,7 @@ volatile uint64_t* PageOf(pager::DsmNode& node, uint64_t base, uint64_t page) {
     const char k = 'k';
     if (!WriteAll(report, &k, 1)) break;
   }
-  if (getenv("SSIHV_BENCH_STATS") != nullptr) {  // the home's side too
-    fprintf(stderr, "%s\n", nodes[0]->StatsJson().dump().c_str());
-  }
+  PrintStats(*nodes[0]);  // the home's side too
   for (auto& node : nodes) node->Stop();
   _exit(0);
 }
@@ -269,12 +273,6 @@ class RemoteCluster {
   uint64_t round_ = 0;
   std::unique_ptr<pager::DsmNode> node_;
 };
-
-void PrintStats(pager::DsmNode& node) {
-  if (getenv("SSIHV_BENCH_STATS") != nullptr) {  // where the time goes
-    fprintf(stderr, "%s\n", node.StatsJson().dump().c_str());
-  }
-}
 
 // The loop of the single-fault benchmarks. Every kRemoteWindow iterations
 // (and before the first) the home rewrites the window, timing paused, which

@@ -133,8 +133,8 @@ NodeId HomeAgent::PickSource(const Env& env, NodeMask copies) const {
 }
 
 // A transaction of `req` starts on `page`, counted, in `phase` (a run
-// grant's ends with the run's kDoneRun). Returns the page's counters, if
-// kept.
+// grant's ends as its kDataRun leaves: EndRun). Returns the page's
+// counters, if kept.
 PageStats* HomeAgent::BeginTxn(Env& env, PageId page, Entry& e, NodeId req,
                                bool write, bool run, TxnPhase phase) {
   (write ? env.stats.write_txns : env.stats.read_txns).Add();
@@ -332,8 +332,8 @@ bool HomeAgent::CanGrantRun(PageId page, NodeId req) const {
 }
 
 // StartRead's transaction with this node as the source, except that the
-// bytes leave in the run's kDataRun instead of a kData per page, and only a
-// kDoneRun ends it (kRunBit).
+// bytes leave in the run's kDataRun instead of a kData per page, which ends
+// it (EndRun; kRunBit marks it until then).
 void HomeAgent::StartRunRead(Env& env, PageId page, NodeId req) {
   Entry& e = *Find(page);
   BeginTxn(env, page, e, req, /*write=*/false, /*run=*/true,
@@ -356,9 +356,9 @@ bool HomeAgent::Rebuilding(PageId page) const {
 }
 
 // StartWrite's transaction of a page Modified here alone, from its ack-free
-// end: the source is this node's copy (which its agent gives up at once, so
-// a death of `req` before its kDoneRun probes it and loses the page, as for
-// any transfer to a dead owner), and only the run's kDoneRun ends it.
+// end: the source is this node's copy (which its agent gives up at once),
+// and the run's kDataRun ends it (EndRun); a death of `req` after that
+// loses the page, as for any dead owner.
 void HomeAgent::StartRunWrite(Env& env, PageId page, NodeId req) {
   Entry& e = *Find(page);
   BeginTxn(env, page, e, req, /*write=*/true, /*run=*/true,

@@ -72,8 +72,8 @@ class HomeAgent {
   /// node's own copy right now: Shared or Modified with a copy here and
   /// none at `req`, no transaction in progress and nobody waiting.
   bool CanGrantRun(PageId page, NodeId req) const;
-  /// Starts that read (CanGrantRun must hold): awaiting the kDoneRun of
-  /// the run that will carry the page from this node's copy.
+  /// Starts that read (CanGrantRun must hold), for the run that will carry
+  /// the page from this node's copy; EndRun ends it as that run leaves.
   void StartRunRead(Env& env, PageId page, NodeId req);
   /// Write runs: true if `page` is Modified here alone (this node the only
   /// copy), no transaction in progress and nobody waiting, so that `req`
@@ -83,10 +83,12 @@ class HomeAgent {
   /// (homed here after a death): requests for it wait for the rebuild.
   bool Rebuilding(PageId page) const;
   /// Starts that write (CanGrantWriteRun must hold): ownership moves to
-  /// `req` from this node's copy (the source), awaiting the run's kDoneRun.
+  /// `req` from this node's copy (the source); EndRun ends it as the run
+  /// leaves.
   void StartRunWrite(Env& env, PageId page, NodeId req);
   /// kDoneRun: ends the transaction of every page of the run, which must
-  /// each await `from`'s kDoneRun; all or nothing.
+  /// each await `from`'s kDoneRun; all or nothing. (This home sends every
+  /// kDataRun with kFlagNoDone, so a kDoneRun reaching it is refused.)
   absl::Status OnDoneRun(Env& env, NodeId from, const Message& msg);
   /// The run's kDataRun to `req` left with kFlagNoDone: ends the
   /// transactions StartRunRead/StartRunWrite began for its `count` pages.
