@@ -88,6 +88,61 @@ TEST_CASE("GrantHold: a grown hold shrinks once readers are involved") {
   CHECK(h.escalations() == 4);
 }
 
+// A reader takes the page at `t`; this node's write fault on it is read
+// `fault_after` later (negative: before the take) and the page comes back
+// `trip` after the fault.
+void ReadTakenWriteBack(GrantHold& h, uint64_t page, int64_t& t,
+                        int64_t fault_after, int64_t trip) {
+  h.OnTaken(page, t, /*for_write=*/false);
+  const int64_t wanted = t + fault_after;
+  t = wanted + trip;
+  h.OnGranted(page, t, /*write=*/true, wanted);
+  t += 10 * kUs;
+}
+
+TEST_CASE("GrantHold: a writer interrupted by a reader grows its hold") {
+  GrantHold h(20 * kUs, 5 * kMs);
+  int64_t t = 100 * kMs;
+  // A seqlock writer mid-update: it faults again 5 us after the reader took
+  // the page, and the upgrade takes a 1.4 ms round trip (the lab's RDMA).
+  ReadTakenWriteBack(h, 6, t, 5 * kUs, 1400 * kUs);
+  CHECK(h.HoldNs(6) == 40 * kUs);
+  ReadTakenWriteBack(h, 6, t, 300 * kUs, 1400 * kUs);  // < a quarter
+  CHECK(h.HoldNs(6) == 80 * kUs);
+  // The fault already waiting when the reader's request took the page.
+  ReadTakenWriteBack(h, 6, t, -50 * kUs, 1400 * kUs);
+  CHECK(h.HoldNs(6) == 160 * kUs);
+  CHECK(h.escalations() == 3);
+  CHECK(h.interrupted_writes() == 3);
+  // The next tick: the writer comes back 4 ms after the readers took the
+  // page, much later than half its round trip: the hold halves again.
+  ReadTakenWriteBack(h, 6, t, 4 * kMs, 1400 * kUs);
+  CHECK(h.HoldNs(6) == 80 * kUs);
+  // Back-to-back rounds (BM_RemoteTick/tcp): the write comes a round trip
+  // after the take (our read's data, then the next command), against a
+  // round trip for the upgrade: not an interrupted writer.
+  ReadTakenWriteBack(h, 6, t, 35 * kUs, 35 * kUs);
+  CHECK(h.HoldNs(6) == 40 * kUs);
+  CHECK(h.interrupted_writes() == 3);
+}
+
+TEST_CASE("GrantHold: only a write asked for by a fault is a writer's") {
+  GrantHold h(20 * kUs, 5 * kMs);
+  int64_t t = 100 * kMs;
+  for (int i = 0; i < 2; ++i) Bounce(h, 2, t, 50 * kUs);
+  REQUIRE(h.HoldNs(2) == 80 * kUs);
+  // A Shared grant soon after a reader took the page: a reader's return.
+  h.OnTaken(2, t, /*for_write=*/false);
+  h.OnGranted(2, t + 100 * kUs, /*write=*/false, t + 1 * kUs);
+  CHECK(h.HoldNs(2) == 40 * kUs);
+  // A write grant nobody faulted for (a run): no writer to interrupt.
+  t += 1 * kMs;
+  h.OnTaken(2, t, /*for_write=*/false);
+  h.OnGranted(2, t + 100 * kUs, /*write=*/true, /*wanted_ns=*/0);
+  CHECK(h.HoldNs(2) == 20 * kUs);
+  CHECK(h.interrupted_writes() == 0);
+}
+
 TEST_CASE("GrantHold: two pages on one slot: the newer starts from the base") {
   GrantHold h(20 * kUs, 5 * kMs);
   int64_t t = 100 * kMs;

@@ -596,12 +596,37 @@ absl::Status DsmEngine::Zap(dir::PageId page) {
   return pager_->resolver().Discard(GpaOf(page), kPageSize);
 }
 
+namespace {
+
+// When this node first wanted a page now granted: the earliest fault on it
+// (parked ones and the one being handled); 0 when none asked (a read-ahead
+// or a run's other pages).
+int64_t WantedNs(uint64_t gpa, const std::vector<Fault>* parked,
+                 const Fault* current) {
+  int64_t wanted = 0;
+  auto consider = [&](const Fault& f) {
+    if (f.gpa != gpa || f.start_ns <= 0) return;
+    if (wanted == 0 || f.start_ns < wanted) wanted = f.start_ns;
+  };
+  if (parked != nullptr) {
+    for (const Fault& f : *parked) consider(f);
+  }
+  if (current != nullptr) consider(*current);
+  return wanted;
+}
+
+}  // namespace
+
 void DsmEngine::CompleteWaiters(dir::PageId page, FaultKind kind, Ctx& ctx) {
   GrantTime(page) = MonotonicNs();
-  hold_->OnGranted(page, GrantTime(page), kind != FaultKind::kRemoteRead);
   Resolver& r = pager_->resolver();
   WaitMap& map = WaitersOf(page);
-  if (auto it = map.find(page); it != map.end()) {
+  auto it = map.find(page);
+  hold_->OnGranted(
+      page, GrantTime(page), kind != FaultKind::kRemoteRead,
+      WantedNs(GpaOf(page), it != map.end() ? &it->second : nullptr,
+               ctx.fault_done ? nullptr : ctx.fault));
+  if (it != map.end()) {
     for (const Fault& f : it->second) r.Complete(f, kind);
     map.erase(it);
   }

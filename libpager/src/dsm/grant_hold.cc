@@ -52,7 +52,25 @@ void GrantHold::OnTaken(uint64_t page, int64_t now_ns, bool for_write) {
   slot.store(Pack(s), std::memory_order_relaxed);
 }
 
-void GrantHold::OnGranted(uint64_t page, int64_t now_ns, bool write) {
+// Taken for a reader, wanted back for a write sooner than a quarter of the
+// round trip that brought it back (`now_ns - wanted_ns`). A writer between
+// two rounds comes back at least a round trip later (its command, the
+// reader's data), one in the middle of its stores at once; a quarter keeps
+// a slow round trip of the first kind out. The take and the fault can come
+// in either order: a fault read before the take is the writer already in
+// its next store.
+bool GrantHold::Interrupted(const Slot& s, int64_t now_ns, int64_t wanted_ns) {
+  if (s.for_write || wanted_ns <= 0 || now_ns < wanted_ns) return false;
+  constexpr uint64_t kTimeMask = (uint64_t{1} << kTimeBits) - 1;
+  const uint64_t wanted = static_cast<uint64_t>(wanted_ns) >> kTimeUnitShift;
+  const uint64_t after = (wanted - s.taken) & kTimeMask;
+  if (after > kTimeMask / 2) return true;  // wanted before the take
+  return static_cast<int64_t>(after << kTimeUnitShift) <
+         (now_ns - wanted_ns) / 4;
+}
+
+void GrantHold::OnGranted(uint64_t page, int64_t now_ns, bool write,
+                          int64_t wanted_ns) {
   std::atomic<uint64_t>& slot = SlotOf(page);
   const uint64_t word = slot.load(std::memory_order_relaxed);
   if (word == kEmpty) return;
@@ -64,11 +82,15 @@ void GrantHold::OnGranted(uint64_t page, int64_t now_ns, bool write) {
       static_cast<int64_t>(((now - s.taken) & kTimeMask) << kTimeUnitShift);
   const int64_t hold = HoldOf(s.shift);
   if (away_ns < std::max(kBounceWindows * hold, kMinBounceNs)) {
-    if (!(write && s.for_write)) {
+    const bool interrupted = write && Interrupted(s, now_ns, wanted_ns);
+    if (!(write && s.for_write) && !interrupted) {
       s.shift = std::max(s.shift - 1, 0);  // a reader was involved
     } else if (s.shift < max_shift_) {
       ++s.shift;
       escalations_.fetch_add(1, std::memory_order_relaxed);
+      if (interrupted) {
+        interrupted_writes_.fetch_add(1, std::memory_order_relaxed);
+      }
     }
   } else if (away_ns > std::max(kCalmWindows * hold, kMinCalmNs)) {
     s.shift = 0;

@@ -27,7 +27,15 @@
 // readers and the writer wait for each other at every tick (a tick of
 // BM_RemoteTick/tcp took 5.3 ms, 0.1 ms without that). So a return that
 // involves a read (a write-protect taken for a reader, or a Shared grant)
-// halves the hold back instead.
+// halves the hold back instead, except for a writer interrupted: a page
+// a reader took and this node wanted back for a write at once (its write
+// fault came sooner after the take than a quarter of the round trip that
+// then brought the page back) was taken in the middle of the writer's critical
+// section, not between two ticks. A seqlock writer (the timekeeper's
+// update, a few hundred stores) with readers spinning on the other nodes
+// pays a round trip per store when its hold stays at the base: in the lab
+// a 3-node boot spent its time there, the holder of timekeeper_lock never
+// reaching its unlock. Its hold doubles like that of fighting writers.
 // Pages are tracked in a fixed direct-mapped table (a page that loses its
 // slot to another starts again from the base), so the memory does not
 // grow with the guest. Races between threads on one slot only blur the
@@ -57,13 +65,19 @@ class GrantHold {
   /// node's write (`for_write`), or write-protected for a reader.
   void OnTaken(uint64_t page, int64_t now_ns, bool for_write);
   /// The page was granted to this node again at `now_ns`, Modified
-  /// (`write`) or Shared: adapts its hold.
-  void OnGranted(uint64_t page, int64_t now_ns, bool write);
+  /// (`write`) or Shared, for a fault the pager read at `wanted_ns` (0: no
+  /// fault asked for it, a read-ahead or a run): adapts its hold.
+  void OnGranted(uint64_t page, int64_t now_ns, bool write,
+                 int64_t wanted_ns = 0);
   /// The page's current hold.
   int64_t HoldNs(uint64_t page) const;
   /// Grants that doubled a hold (statistics).
   uint64_t escalations() const {
     return escalations_.load(std::memory_order_relaxed);
+  }
+  /// Of those, the ones for a writer interrupted by a reader (statistics).
+  uint64_t interrupted_writes() const {
+    return interrupted_writes_.load(std::memory_order_relaxed);
   }
 
  private:
@@ -88,12 +102,14 @@ class GrantHold {
     return slots_[page & (kSlots - 1)];
   }
   int64_t HoldOf(int shift) const;
+  static bool Interrupted(const Slot& s, int64_t now_ns, int64_t wanted_ns);
 
   const int64_t base_ns_;
   const int64_t max_ns_;
   int max_shift_ = 0;
   std::unique_ptr<std::atomic<uint64_t>[]> slots_;
   std::atomic<uint64_t> escalations_{0};
+  std::atomic<uint64_t> interrupted_writes_{0};
 };
 
 }  // namespace ssihv::pager::dsm
