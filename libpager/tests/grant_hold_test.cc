@@ -118,12 +118,19 @@ TEST_CASE("GrantHold: a writer interrupted by a reader grows its hold") {
   // page, much later than half its round trip: the hold halves again.
   ReadTakenWriteBack(h, 6, t, 4 * kMs, 1400 * kUs);
   CHECK(h.HoldNs(6) == 80 * kUs);
+  // A starved host's 6 ms round trip does not make a return 1.2 ms after
+  // the take an interrupted writer's (a quarter of the trip, but more than
+  // kMaxInterruptNs).
+  ReadTakenWriteBack(h, 6, t, 1200 * kUs, 6 * kMs);
+  CHECK(h.HoldNs(6) == 40 * kUs);
+  ReadTakenWriteBack(h, 6, t, 5 * kUs, 1400 * kUs);
+  CHECK(h.HoldNs(6) == 80 * kUs);
   // Back-to-back rounds (BM_RemoteTick/tcp): the write comes a round trip
   // after the take (our read's data, then the next command), against a
   // round trip for the upgrade: not an interrupted writer.
   ReadTakenWriteBack(h, 6, t, 35 * kUs, 35 * kUs);
   CHECK(h.HoldNs(6) == 40 * kUs);
-  CHECK(h.interrupted_writes() == 3);
+  CHECK(h.interrupted_writes() == 4);
 }
 
 TEST_CASE("GrantHold: only a write asked for by a fault is a writer's") {

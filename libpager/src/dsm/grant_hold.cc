@@ -53,7 +53,8 @@ void GrantHold::OnTaken(uint64_t page, int64_t now_ns, bool for_write) {
 }
 
 // Taken for a reader, wanted back for a write sooner than a quarter of the
-// round trip that brought it back (`now_ns - wanted_ns`). A writer between
+// round trip that brought it back (`now_ns - wanted_ns`), and within
+// kMaxInterruptNs. A writer between
 // two rounds comes back at least a round trip later (its command, the
 // reader's data), one in the middle of its stores at once; a quarter keeps
 // a slow round trip of the first kind out. The take and the fault can come
@@ -66,7 +67,7 @@ bool GrantHold::Interrupted(const Slot& s, int64_t now_ns, int64_t wanted_ns) {
   const uint64_t after = (wanted - s.taken) & kTimeMask;
   if (after > kTimeMask / 2) return true;  // wanted before the take
   return static_cast<int64_t>(after << kTimeUnitShift) <
-         (now_ns - wanted_ns) / 4;
+         std::min((now_ns - wanted_ns) / 4, kMaxInterruptNs);
 }
 
 void GrantHold::OnGranted(uint64_t page, int64_t now_ns, bool write,

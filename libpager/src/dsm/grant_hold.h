@@ -30,15 +30,15 @@
 // halves the hold back instead, except for a writer interrupted: a page
 // a reader took and this node wanted back for a write at once (its write
 // fault came sooner after the take than a quarter of the round trip that
-// then brought the page back) was taken in the middle of the writer's critical
-// section, not between two ticks. A seqlock writer (the timekeeper's
-// update, a few hundred stores) with readers spinning on the other nodes
-// pays a round trip per store when its hold stays at the base: in the lab
-// a 3-node boot spent its time there, the holder of timekeeper_lock never
-// reaching its unlock. Its hold doubles like that of fighting writers.
-// Pages are tracked in a fixed direct-mapped table (a page that loses its
-// slot to another starts again from the base), so the memory does not
-// grow with the guest. Races between threads on one slot only blur the
+// then brought the page back, and within kMaxInterruptNs) was taken in the
+// middle of the writer's critical section, not between two ticks. A seqlock
+// writer (the timekeeper's update, a few hundred stores) with readers spinning
+// on the other nodes pays a round trip per store when its hold stays at the
+// base: in the lab a 3-node boot spent its time there, the holder of
+// timekeeper_lock never reaching its unlock. Its hold doubles like that of
+// fighting writers. Pages are tracked in a fixed direct-mapped table (a page
+// that loses its slot to another starts again from the base), so the memory
+// does not grow with the guest. Races between threads on one slot only blur the
 // heuristic: slots are single atomic words.
 #ifndef SSIHV_PAGER_DSM_GRANT_HOLD_H_
 #define SSIHV_PAGER_DSM_GRANT_HOLD_H_
@@ -56,6 +56,10 @@ class GrantHold {
   static constexpr int64_t kCalmWindows = 256;
   static constexpr int64_t kMinBounceNs = 10'000'000;   // 10 ms
   static constexpr int64_t kMinCalmNs = 1'000'000'000;  // 1 s
+  /// A writer interrupted faults again at once; one that comes back later
+  /// than this after a reader took the page is between updates, however
+  /// slow the round trip (a starved host stretches it to milliseconds).
+  static constexpr int64_t kMaxInterruptNs = 1'000'000;  // 1 ms
 
   /// `base_ns`: the hold of a page that does not bounce; `max_ns`: the
   /// bound (at least the base).
