@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 #include <chrono>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <thread>
@@ -68,10 +69,31 @@ uint64_t RemoteFaults(const nlohmann::json& stats) {
          f["upgrade"].get<uint64_t>();
 }
 
+// What a run cost, printed when it passed too (ctest keeps the output): the
+// lab's boots are long and their statistics are the only record.
+void PrintCost(TestCluster& c, Clock::time_point start) {
+  std::printf("dist_test: every node exited %.0f s after the check began\n",
+              std::chrono::duration<double>(Clock::now() - start).count());
+  for (uint32_t k = 0; k < c.size(); ++k) {
+    const nlohmann::json s = c.Stats(k);
+    const nlohmann::json& dsm = s["dsm"]["dsm"];
+    std::printf(
+        "dist_test: node %u: %llu remote faults, remote read p50 %.2f ms; "
+        "grant hold doublings %llu (interrupted writers %llu)\n",
+        k, static_cast<unsigned long long>(RemoteFaults(s)),
+        s["pager"]["latency_us"]["remote_read"]["p50"].get<double>() / 1000,
+        static_cast<unsigned long long>(
+            dsm.value("hold_escalations", uint64_t{0})),
+        static_cast<unsigned long long>(
+            dsm.value("hold_interrupted_writes", uint64_t{0})));
+  }
+}
+
 // Every node exits 0 after the guest powered off; the guest saw the
 // config's topology; each node ran exactly its own vCPUs and took pages
 // from the others.
 void CheckCleanRun(TestCluster& c) {
+  const Clock::time_point start = Clock::now();
   for (uint32_t k = 0; k < c.size(); ++k) {
     std::optional<int> st = c.Wait(k, BootTimeout());
     if (!st) c.QuitStuck();  // their registers and statistics for the dump
@@ -99,6 +121,7 @@ void CheckCleanRun(TestCluster& c) {
     CHECK(s["pager"]["errors"] == 0);
     if (k > 0) CHECK(c.node(k).out().empty());  // node 0 owns the console
   }
+  PrintCost(c, start);
 }
 
 TEST_CASE("Linux boots across 2 processes over TCP") {
