@@ -3,12 +3,14 @@
 # rdma-labelled test of the build tree inside it, with SSIHV_REQUIRE_KVM=1
 # and SSIHV_REQUIRE_RDMA=1 so that no test can pass by skipping.
 #
-#   tests/lab/lab_ctest.sh <build-dir> [timeout-seconds] [main|dist|bigvm|perf]
+#   tests/lab/lab_ctest.sh <build-dir> [timeout-seconds] [main|dist|dist_ci|bigvm|perf]
 #
 # main (default): every kvm/rdma test but the distributed VM's (label dist),
 # results in <build>/lab-results/; dist: the distributed VM's tests (several
 # ssihv-vmm processes, minutes each) in a lab of their own, results in
-# <build>/lab-results-dist/; bigvm: the slow many-vCPU boot (label bigvm) in
+# <build>/lab-results-dist/; dist_ci: the distributed VM's quick cases,
+# which CI runs (label dist_ci), results in <build>/lab-results-dist-ci/;
+# bigvm: the slow many-vCPU boot (label bigvm) in
 # a lab of its own, results in <build>/lab-results-bigvm/ (docs/LAB.md, "In
 # CTest"); perf: the distributed VM's performance run (label dist_perf,
 # tests/dist/dist_perf.cc; docs/PERFORMANCE.md), results and its report in
@@ -35,10 +37,11 @@ timeout_s=${2:-900}
 set_name=${3:-main}
 case "$set_name" in
   main) labels="kvm|rdma" exclude="lab|dist" results=$build/lab-results ;;
-  dist) labels="dist" exclude="lab|dist_perf" results=$build/lab-results-dist ;;
+  dist) labels="dist" exclude="lab|dist_perf|dist_ci" results=$build/lab-results-dist ;;
+  dist_ci) labels="dist_ci" exclude="lab" results=$build/lab-results-dist-ci ;;
   bigvm) labels="bigvm" exclude="lab" results=$build/lab-results-bigvm ;;
   perf) labels="dist_perf" exclude="lab" results=$build/lab-results-perf ;;
-  *) echo "lab_ctest.sh: the set is main, dist, bigvm or perf, not '$set_name'" >&2
+  *) echo "lab_ctest.sh: the set is main, dist, dist_ci, bigvm or perf, not '$set_name'" >&2
      exit 2 ;;
 esac
 
@@ -47,7 +50,8 @@ esac
 # first 64 vCPUs' kvmclock slots share moves between the nodes at the
 # VM-entry rate (docs/LAB.md, "The lab's own QEMU bugs"). The main set
 # keeps the pinned kernel arguments.
-if { [ "$set_name" = dist ] || [ "$set_name" = perf ]; } &&
+if { [ "$set_name" = dist ] || [ "$set_name" = dist_ci ] ||
+     [ "$set_name" = perf ]; } &&
    [ -z "${SSIHV_LAB_KERNEL_ARGS+set}" ]; then
   export SSIHV_LAB_KERNEL_ARGS="tsc=reliable"
 fi
