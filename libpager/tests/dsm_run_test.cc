@@ -1,7 +1,8 @@
 // Run grants in the DSM node (docs/PAGER.md, "Run grants"): a sequential
 // remote walk is served by multi-page grants mapped with one UFFDIO_COPY
 // per run, the statistics count pages and runs, a page already mapped
-// inside a run is replaced one by one, and invalidation still works.
+// inside a run is replaced one by one, invalidation still works, and each
+// run's held marker (asynchronous read-ahead) is never read stale.
 #include <catch2/catch.hpp>
 #include <cstdint>
 #include <vector>
@@ -54,8 +55,13 @@ TEST_CASE("A sequential remote walk is served by run grants") {
   CHECK(Json(home, "protocol", "read_txns") >= kPages);
   CHECK(Json(home, "protocol", "page_bytes_sent") >= granted * kPage);
   CHECK(Json(reader, "protocol", "run_pages_requested") >= granted);
-  // Faults: far fewer than pages.
+  // Faults: far fewer than pages, and most of those that remain are the
+  // walk reaching a held marker (served from bytes already here, the next
+  // window asked for without waiting): asynchronous read-ahead.
   CHECK(c.Faults(1, FaultKind::kRemoteRead) < kPages / 4);
+  const uint64_t reached = Json(reader, "dsm", "read_ahead_markers_reached");
+  CHECK(reached >= 1);
+  CHECK(c.Faults(1, FaultKind::kLocalCopy) == reached);
   // The home's copies were write-protected, not lost: it writes again,
   // which invalidates the reader's copy, and the reader sees the write.
   *c.At(0, base + 50 * kPage) = 0x1234;
@@ -121,6 +127,103 @@ TEST_CASE("A page still mapped inside a run is replaced, not kept stale") {
   CHECK(Json(c.nodes[1]->StatsJson(), "dsm", "reinstalls") >= 1);
   CHECK(*c.At(1, base + kStale * kPage) == Value(kStale));
   CHECK(*c.At(1, base + (kStale + 1) * kPage) == Value(kStale + 1));
+  CHECK(c.errors == 0);
+}
+
+// Node 1 walks the first `pages` pages of node 0's range and checks them.
+void Walk(Cluster& c, uint64_t pages, uint64_t (*value)(uint64_t)) {
+  for (uint64_t p = 0; p < pages; ++p) {
+    INFO("page " << p);
+    REQUIRE(*c.At(1, c.HomeBase(0) + p * kPage) == value(p));
+  }
+}
+
+uint64_t Rewritten(uint64_t page) { return Value(page) ^ 0xffff; }
+
+TEST_CASE("A held read-ahead marker its home wrote meanwhile is not read") {
+  Cluster c(2);
+  constexpr uint64_t kPages = 160, kStart = 8;
+  FillHome(c, kPages);
+  // A short walk: the read-ahead windows it asks for arrive, their first
+  // pages held unmapped at node 1, and nothing reads them.
+  Walk(c, kStart, Value);
+  REQUIRE(testing::WaitFor([&] {
+    return Json(c.nodes[1]->StatsJson(), "dsm", "read_ahead_markers_held") >= 1;
+  }));
+  // The home writes every page: each write invalidates node 1's copy, the
+  // held markers included (their bytes are stale now).
+  for (uint64_t p = 0; p < kPages; ++p) {
+    *c.At(0, c.HomeBase(0) + p * kPage) = Rewritten(p);
+  }
+  const nlohmann::json reader = c.nodes[1]->StatsJson();
+  CHECK(Json(reader, "dsm", "read_ahead_markers_invalidated") >= 1);
+  CHECK(Json(reader, "dsm", "read_ahead_markers_held") == 0);
+  // Every page read sees its write, the held ones first of all: a walk
+  // downwards asks for no read-ahead, so each page faults on its own.
+  for (uint64_t p = kPages; p-- > 0;) {
+    INFO("page " << p);
+    REQUIRE(*c.At(1, c.HomeBase(0) + p * kPage) == Rewritten(p));
+  }
+  CHECK(c.errors == 0);
+}
+
+TEST_CASE("A held marker another node wrote meanwhile is not read (3 nodes)") {
+  // Node 1 holds markers of node 0's range; node 2 writes every page,
+  // which invalidates node 1's copies, held or mapped; every reader then
+  // sees node 2's writes.
+  Cluster c(3);
+  constexpr uint64_t kPages = 96, kStart = 8;
+  FillHome(c, kPages);
+  Walk(c, kStart, Value);
+  REQUIRE(testing::WaitFor([&] {
+    return Json(c.nodes[1]->StatsJson(), "dsm", "read_ahead_markers_held") >= 1;
+  }));
+  for (uint64_t p = 0; p < kPages; ++p) {
+    *c.At(2, c.HomeBase(0) + p * kPage) = Rewritten(p);
+  }
+  for (uint64_t p = kPages; p-- > 0;) {  // downwards: no read-ahead
+    INFO("page " << p);
+    REQUIRE(*c.At(1, c.HomeBase(0) + p * kPage) == Rewritten(p));
+    REQUIRE(*c.At(0, c.HomeBase(0) + p * kPage) == Rewritten(p));
+  }
+  CHECK(c.errors == 0);
+}
+
+TEST_CASE("Held markers no walk reaches are mapped after a while") {
+  // Short walks far apart each leave one marker held (the window asked for
+  // by their last fault). Once they are old and the pool is a quarter
+  // full, a fault thread maps them like the rest of their run.
+  Cluster c(2);
+  constexpr uint64_t kWalks = 20, kStride = 16;
+  const uint64_t tick = kWalks * kStride;  // a page apart from the walks
+  FillHome(c, tick + 1);
+  const uint64_t base = c.HomeBase(0);
+  for (uint64_t w = 0; w < kWalks; ++w) {
+    for (uint64_t p = w * kStride; p < w * kStride + 3; ++p) {
+      REQUIRE(*c.At(1, base + p * kPage) == Value(p));
+    }
+  }
+  auto reader = [&](const char* key) {
+    return Json(c.nodes[1]->StatsJson(), "dsm", key);
+  };
+  REQUIRE(testing::WaitFor(
+      [&] { return reader("read_ahead_markers_held") >= kWalks * 3 / 4; }));
+  // Remote misses of node 1 (the home writes the tick page, node 1 reads
+  // it back) until the markers are old enough to be flushed.
+  uint64_t ticks = 0;
+  REQUIRE(testing::WaitFor([&] {
+    *c.At(0, base + tick * kPage) = ++ticks;
+    REQUIRE(*c.At(1, base + tick * kPage) == ticks);
+    return reader("read_ahead_markers_flushed") >= 1;
+  }));
+  CHECK(reader("read_ahead_markers_held") < kWalks);
+  // Flushed or still held, each page reads its home's bytes.
+  for (uint64_t w = 0; w < kWalks; ++w) {
+    for (uint64_t p = w * kStride; p < w * kStride + kStride; ++p) {
+      INFO("page " << p);
+      REQUIRE(*c.At(1, base + p * kPage) == Value(p));
+    }
+  }
   CHECK(c.errors == 0);
 }
 

@@ -107,6 +107,7 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
   e->locks_ = std::make_unique<dsm::PageLocks>();
   e->read_ahead_ =
       std::make_unique<dsm::ReadAhead>(e->options_.read_ahead_pages);
+  e->held_ = std::make_unique<dsm::HeldPages>(kHeldMarkers);
   const uint32_t max_bytes = transport->max_message_bytes();
   e->run_pages_ = static_cast<uint32_t>(std::clamp<uint64_t>(
       max_bytes > dir::kHeaderSize ? (max_bytes - dir::kHeaderSize) / kPageSize
@@ -221,9 +222,11 @@ void DsmEngine::HandleFault(const Fault& fault, Resolver& resolver) {
   absl::Status st;
   {
     dsm::PageGuard guard(*locks_, *page);
-    dir::Output& out = ThreadOutput();
-    st = node_->OnFault(*page, access, &out);
-    if (st.ok()) st = Execute(out, ctx);
+    if (!ServeHeld(*page, ctx, &st)) {
+      dir::Output& out = ThreadOutput();
+      st = node_->OnFault(*page, access, &out);
+      if (st.ok()) st = Execute(out, ctx);
+    }
   }
   if (st.ok() && !ctx.fault_done) {
     st = absl::InternalError(absl::StrCat(
@@ -237,9 +240,13 @@ void DsmEngine::HandleFault(const Fault& fault, Resolver& resolver) {
     }
     return;
   }
-  // After this page's request left: the next ones of a sequential walk.
-  if (access == dir::Access::kRead && ctx.parked) RequestAhead(*page);
+  // After this page's request left (or a held marker was mapped): the next
+  // ones of a sequential walk.
+  if (access == dir::Access::kRead && (ctx.parked || ctx.held_marker)) {
+    RequestAhead(*page);
+  }
   if (ctx.first_touch) FillAroundLocal(*page, resolver);
+  if (ctx.parked) FlushStrandedHeld();
 }
 
 // Local fault-around: a guest that walks memory it holds (a booting kernel
@@ -433,6 +440,9 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
       return r.WriteProtect(GpaOf(e.page), kPageSize);
     case dir::EffectType::kZap:  // for another node's write
       hold_->OnTaken(e.page, MonotonicNs(), /*for_write=*/true);
+      if (held_->Drop(e.page)) {  // a marker no walk reached: stale now
+        held_dropped_.fetch_add(1, std::memory_order_relaxed);
+      }
       // A pristine copy given up by a write run was never mapped here: no
       // madvise (and no REMOVE event) for it.
       if (e.zero && !Populated(e.page)) return absl::OkStatus();
@@ -468,15 +478,19 @@ void DsmEngine::StageMessage(uint32_t to, dir::Message msg,
     StageRun(to, msg, staged);
     return;
   }
-  const bool bytes = msg.carries_page() && Populated(msg.page);
-  if (msg.carries_page() && !bytes) {
+  alignas(64) uint8_t scratch[kPageSize];
+  const uint8_t* bytes =
+      msg.carries_page() ? BytesToSend(msg.page, scratch) : nullptr;
+  if (msg.carries_page() && bytes == nullptr) {
     msg.flags |= dir::kFlagZero;
     zero_page_sends_.fetch_add(1, std::memory_order_relaxed);
   }
-  uint8_t* frame =
-      staged.Add(to, nullptr, dir::kHeaderSize + (bytes ? kPageSize : 0));
+  uint8_t* frame = staged.Add(
+      to, nullptr, dir::kHeaderSize + (bytes != nullptr ? kPageSize : 0));
   dir::EncodeHeader(msg, frame);
-  if (bytes) std::memcpy(frame + dir::kHeaderSize, HostOf(msg.page), kPageSize);
+  if (bytes != nullptr) {
+    std::memcpy(frame + dir::kHeaderSize, bytes, kPageSize);
+  }
 }
 
 // The local copy is valid. A missing page here has never been written (or

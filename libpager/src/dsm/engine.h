@@ -23,6 +23,7 @@
 #include "absl/status/status.h"
 #include "absl/types/span.h"
 #include "dsm/grant_hold.h"
+#include "dsm/held_pages.h"
 #include "dsm/outbox.h"
 #include "dsm/page_locks.h"
 #include "dsm/read_ahead.h"
@@ -77,6 +78,7 @@ class DsmEngine {
     std::optional<directory::PageId> first_touch_remote;
     bool first_touch = false;  // a page held Modified here, mapped for the
                                // first time (zeros): fault-around applies
+    bool held_marker = false;  // the fault mapped a held read-ahead marker
     absl::Span<const uint8_t> page_bytes;  // kData/kDataRun payload
     directory::PageId data_first = 0;      // the page its bytes start with
     // kDefer'd messages whose hold had already expired: resubmitted right
@@ -163,6 +165,20 @@ class DsmEngine {
   /// Stages a kDataRun with its pages' bytes (StageMessage's run case).
   void StageRun(uint32_t to, directory::Message msg, StagedFrames& staged);
   absl::Status Zap(directory::PageId page);
+  // Asynchronous read-ahead's held markers (held.cc; dsm/held_pages.h).
+  /// MapReceivedRun, page lock held: keeps a read run's first page
+  /// unmapped, its bytes (nullptr: zeros) held, when no thread waits for
+  /// it and the pool has room. False: map it as usual.
+  absl::StatusOr<bool> HoldMarker(directory::PageId page, const uint8_t* bytes);
+  /// HandleFault, page lock held: maps a held page for `ctx.fault` and
+  /// completes it. False when the page is not held (or no longer Shared).
+  bool ServeHeld(directory::PageId page, Ctx& ctx, absl::Status* st);
+  /// No lock held: maps held pages no walk reached for a while (a walk
+  /// that stopped), so the pool serves the next walks.
+  void FlushStrandedHeld();
+  /// The bytes a message about `page` must carry: the mapped page, its
+  /// held copy (into `scratch`), or nullptr for a page never written here.
+  const uint8_t* BytesToSend(directory::PageId page, uint8_t* scratch) const;
   void CompleteWaiters(directory::PageId page, FaultKind kind, Ctx& ctx);
   void FailWaiters(directory::PageId page, const absl::Status& st, Ctx& ctx);
   void RetryWaiters(directory::PageId page);
@@ -228,6 +244,12 @@ class DsmEngine {
   std::thread deferrer_;
 
   std::unique_ptr<dsm::ReadAhead> read_ahead_;
+  // Read-ahead markers held at once: a few windows of each of a few walks.
+  static constexpr size_t kHeldMarkers = 64;
+  std::unique_ptr<dsm::HeldPages> held_;
+  std::atomic<uint64_t> held_served_{0};   // markers a walk reached
+  std::atomic<uint64_t> held_dropped_{0};  // invalidated while held
+  std::atomic<uint64_t> held_flushed_{0};  // mapped, no walk reached them
   // The longest run read-ahead asks for: kDsmMaxRunPages, or fewer when
   // the transport's max_message_bytes cannot carry that many pages.
   uint32_t run_pages_ = 1;

@@ -133,6 +133,16 @@ absl::Status DsmEngine::MapReceivedRun(dir::PageId first, uint64_t count,
   if (!zero) {
     SSIHV_RETURN_IF_ERROR(ReceivedBytes(first + count - 1, zero, ctx).status());
   }
+  // A read run's first page stays unmapped, the next window's trigger
+  // (held.cc): the walk faults there, locally, and asks for more.
+  if (!writable) {
+    SSIHV_ASSIGN_OR_RETURN(bool held, HoldMarker(first, zero ? nullptr : base));
+    if (held) {
+      ++first;
+      --count;
+      if (!zero) base += kPageSize;
+    }
+  }
   Resolver& r = pager_->resolver();
   auto stretch = [&](dir::PageId from, uint64_t pages) -> absl::Status {
     const uint8_t* src = zero ? zero_run : base + (from - first) * kPageSize;
@@ -170,7 +180,7 @@ void DsmEngine::StageRun(uint32_t to, dir::Message msg, StagedFrames& staged) {
   }
   bool any = false;
   for (dir::PageId p = msg.page; p < msg.page + msg.pages() && !any; ++p) {
-    any = Populated(p);
+    any = Populated(p) || held_->Contains(p);
   }
   msg.flags = any ? static_cast<uint8_t>(msg.flags & ~dir::kFlagZero)
                   : static_cast<uint8_t>(msg.flags | dir::kFlagZero);
@@ -181,10 +191,11 @@ void DsmEngine::StageRun(uint32_t to, dir::Message msg, StagedFrames& staged) {
   uint8_t* out = frame + dir::kHeaderSize;
   for (dir::PageId p = msg.page; p < msg.page + msg.pages(); ++p) {
     uint8_t* dst = out + (p - msg.page) * kPageSize;
-    if (Populated(p)) {
-      std::memcpy(dst, HostOf(p), kPageSize);
-    } else {
+    const uint8_t* bytes = BytesToSend(p, dst);
+    if (bytes == nullptr) {
       std::memset(dst, 0, kPageSize);
+    } else if (bytes != dst) {
+      std::memcpy(dst, bytes, kPageSize);
     }
   }
 }

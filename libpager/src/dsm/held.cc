@@ -1,0 +1,98 @@
+// Asynchronous read-ahead (docs/PAGER.md, "Remote read-ahead"): the first
+// page of each read run stays unmapped here, its bytes held
+// (dsm/held_pages.h), so that a walk reaching it faults without waiting for
+// the network and that fault asks for the next window while the pages
+// behind the marker are read. Without it a walk consumed each window to its
+// end and then waited a whole round trip for the next one.
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "clock.h"
+#include "dsm/engine.h"
+#include "ssihv/base/status_macros.h"
+
+namespace ssihv::pager {
+
+namespace dir = ssihv::directory;
+
+namespace {
+
+// A marker no fault reached within this long belongs to a walk that
+// stopped: it is mapped like the rest of its run, its buffer freed.
+constexpr int64_t kStrandedNs = 50'000'000;
+// Markers mapped per call of FlushStrandedHeld (a fault thread's time).
+constexpr size_t kFlushBatch = 8;
+
+}  // namespace
+
+absl::StatusOr<bool> DsmEngine::HoldMarker(dir::PageId page,
+                                           const uint8_t* bytes) {
+  if (options_.read_ahead_pages == 0) return false;
+  WaitMap& map = WaitersOf(page);
+  if (map.find(page) != map.end()) return false;  // the walk is there now
+  if (!held_->Hold(page, bytes, MonotonicNs())) return false;  // pool full
+  // No stale copy may stay mapped under a marker (InstallReceived's case:
+  // a copy whose invalidation is behind this grant): the walk would read
+  // it without faulting.
+  if (absl::Status st = pager_->resolver().Discard(GpaOf(page), kPageSize);
+      !st.ok()) {
+    held_->Drop(page);
+    return st;
+  }
+  SetPopulated(page, false);
+  return true;
+}
+
+bool DsmEngine::ServeHeld(dir::PageId page, Ctx& ctx, absl::Status* st) {
+  alignas(64) uint8_t bytes[kPageSize];
+  bool zero = false;
+  if (!held_->Take(page, bytes, &zero)) return false;
+  if (node_->node_agent().StateOf(page) != dir::PageState::kShared) {
+    // The protocol no longer grants it here (recovery moved it on without
+    // an invalidation): the bytes are not to be trusted; ask again.
+    held_dropped_.fetch_add(1, std::memory_order_relaxed);
+    return false;
+  }
+  if (zero) std::memset(bytes, 0, kPageSize);
+  *st = InstallReceived(page, bytes, /*writable=*/false);
+  if (st->ok()) {
+    held_served_.fetch_add(1, std::memory_order_relaxed);
+    ctx.held_marker = true;
+    // Local bytes, no wait for the network: a local copy for the fault
+    // statistics. A write fault retries and upgrades as on any Shared copy.
+    CompleteWaiters(page, FaultKind::kLocalCopy, ctx);
+  }
+  return true;
+}
+
+void DsmEngine::FlushStrandedHeld() {
+  if (held_->size() < held_->capacity() / 4) return;  // room enough
+  const std::vector<uint64_t> pages =
+      held_->HeldBefore(MonotonicNs() - kStrandedNs, kFlushBatch);
+  for (const uint64_t page : pages) {
+    dsm::PageGuard guard(*locks_, page);
+    alignas(64) uint8_t bytes[kPageSize];
+    bool zero = false;
+    if (!held_->Take(page, bytes, &zero)) continue;  // reached or dropped
+    if (node_->node_agent().StateOf(page) != dir::PageState::kShared) {
+      held_dropped_.fetch_add(1, std::memory_order_relaxed);
+      continue;
+    }
+    if (zero) std::memset(bytes, 0, kPageSize);
+    if (absl::Status st = InstallReceived(page, bytes, /*writable=*/false);
+        !st.ok()) {
+      Error(st);
+      return;
+    }
+    held_flushed_.fetch_add(1, std::memory_order_relaxed);
+  }
+}
+
+const uint8_t* DsmEngine::BytesToSend(dir::PageId page,
+                                      uint8_t* scratch) const {
+  if (Populated(page)) return HostOf(page);
+  if (held_->Peek(page, scratch)) return scratch;
+  return nullptr;
+}
+
+}  // namespace ssihv::pager
