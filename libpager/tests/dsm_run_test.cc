@@ -140,16 +140,21 @@ void Walk(Cluster& c, uint64_t pages, uint64_t (*value)(uint64_t)) {
 
 uint64_t Rewritten(uint64_t page) { return Value(page) ^ 0xffff; }
 
-TEST_CASE("A held read-ahead marker its home wrote meanwhile is not read") {
-  Cluster c(2);
-  constexpr uint64_t kPages = 160, kStart = 8;
-  FillHome(c, kPages);
-  // A short walk: the read-ahead windows it asks for arrive, their first
-  // pages held unmapped at node 1, and nothing reads them.
-  Walk(c, kStart, Value);
+// A short walk by node 1: the read-ahead windows it asks for arrive, their
+// first pages held unmapped there, and nothing reads them.
+void LeaveMarkersHeld(Cluster& c) {
+  constexpr uint64_t kShortWalk = 8;
+  Walk(c, kShortWalk, Value);
   REQUIRE(testing::WaitFor([&] {
     return Json(c.nodes[1]->StatsJson(), "dsm", "read_ahead_markers_held") >= 1;
   }));
+}
+
+TEST_CASE("A held read-ahead marker its home wrote meanwhile is not read") {
+  Cluster c(2);
+  constexpr uint64_t kPages = 160;
+  FillHome(c, kPages);
+  LeaveMarkersHeld(c);
   // The home writes every page: each write invalidates node 1's copy, the
   // held markers included (their bytes are stale now).
   for (uint64_t p = 0; p < kPages; ++p) {
@@ -172,12 +177,9 @@ TEST_CASE("A held marker another node wrote meanwhile is not read (3 nodes)") {
   // which invalidates node 1's copies, held or mapped; every reader then
   // sees node 2's writes.
   Cluster c(3);
-  constexpr uint64_t kPages = 96, kStart = 8;
+  constexpr uint64_t kPages = 96;
   FillHome(c, kPages);
-  Walk(c, kStart, Value);
-  REQUIRE(testing::WaitFor([&] {
-    return Json(c.nodes[1]->StatsJson(), "dsm", "read_ahead_markers_held") >= 1;
-  }));
+  LeaveMarkersHeld(c);
   for (uint64_t p = 0; p < kPages; ++p) {
     *c.At(2, c.HomeBase(0) + p * kPage) = Rewritten(p);
   }

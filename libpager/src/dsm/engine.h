@@ -170,6 +170,10 @@ class DsmEngine {
   /// unmapped, its bytes (nullptr: zeros) held, when no thread waits for
   /// it and the pool has room. False: map it as usual.
   absl::StatusOr<bool> HoldMarker(directory::PageId page, const uint8_t* bytes);
+  /// Page lock held: takes `page` out of the pool and maps it read-only if
+  /// the protocol still has it Shared here. False: it was not held, or its
+  /// bytes were no longer to be trusted (dropped).
+  absl::StatusOr<bool> MapHeld(directory::PageId page);
   /// HandleFault, page lock held: maps a held page for `ctx.fault` and
   /// completes it. False when the page is not held (or no longer Shared).
   bool ServeHeld(directory::PageId page, Ctx& ctx, absl::Status* st);

@@ -43,18 +43,25 @@ absl::StatusOr<bool> DsmEngine::HoldMarker(dir::PageId page,
   return true;
 }
 
-bool DsmEngine::ServeHeld(dir::PageId page, Ctx& ctx, absl::Status* st) {
+absl::StatusOr<bool> DsmEngine::MapHeld(dir::PageId page) {
   alignas(64) uint8_t bytes[kPageSize];
   bool zero = false;
   if (!held_->Take(page, bytes, &zero)) return false;
   if (node_->node_agent().StateOf(page) != dir::PageState::kShared) {
     // The protocol no longer grants it here (recovery moved it on without
-    // an invalidation): the bytes are not to be trusted; ask again.
+    // an invalidation): the bytes are not to be trusted.
     held_dropped_.fetch_add(1, std::memory_order_relaxed);
     return false;
   }
   if (zero) std::memset(bytes, 0, kPageSize);
-  *st = InstallReceived(page, bytes, /*writable=*/false);
+  SSIHV_RETURN_IF_ERROR(InstallReceived(page, bytes, /*writable=*/false));
+  return true;
+}
+
+bool DsmEngine::ServeHeld(dir::PageId page, Ctx& ctx, absl::Status* st) {
+  absl::StatusOr<bool> mapped = MapHeld(page);
+  if (mapped.ok() && !*mapped) return false;  // not held: ask the protocol
+  *st = mapped.status();
   if (st->ok()) {
     held_served_.fetch_add(1, std::memory_order_relaxed);
     ctx.held_marker = true;
@@ -71,20 +78,12 @@ void DsmEngine::FlushStrandedHeld() {
       held_->HeldBefore(MonotonicNs() - kStrandedNs, kFlushBatch);
   for (const uint64_t page : pages) {
     dsm::PageGuard guard(*locks_, page);
-    alignas(64) uint8_t bytes[kPageSize];
-    bool zero = false;
-    if (!held_->Take(page, bytes, &zero)) continue;  // reached or dropped
-    if (node_->node_agent().StateOf(page) != dir::PageState::kShared) {
-      held_dropped_.fetch_add(1, std::memory_order_relaxed);
-      continue;
-    }
-    if (zero) std::memset(bytes, 0, kPageSize);
-    if (absl::Status st = InstallReceived(page, bytes, /*writable=*/false);
-        !st.ok()) {
-      Error(st);
+    absl::StatusOr<bool> mapped = MapHeld(page);  // false: reached or dropped
+    if (!mapped.ok()) {
+      Error(mapped.status());
       return;
     }
-    held_flushed_.fetch_add(1, std::memory_order_relaxed);
+    if (*mapped) held_flushed_.fetch_add(1, std::memory_order_relaxed);
   }
 }
 
