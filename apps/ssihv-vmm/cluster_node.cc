@@ -5,6 +5,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "ssihv/base/file_util.h"
@@ -80,6 +81,9 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(
   // windows, to tell their effect on a guest from the protocol's.
   if (const char* v = std::getenv("SSIHV_DSM_READ_AHEAD_PAGES")) {
     dsm.read_ahead_pages = static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
+  }
+  if (const char* v = std::getenv("SSIHV_DSM_READ_REFRESH")) {
+    dsm.read_refresh = std::string_view(v) != "0";
   }
   if (const char* v = std::getenv("SSIHV_DSM_WRITE_RUN_PAGES")) {
     dsm.write_run_pages = static_cast<uint32_t>(std::strtoul(v, nullptr, 10));

@@ -20,6 +20,10 @@
 //                              timed whole (the guest's timekeeper and
 //                              jiffies at every tick: one node writes, the
 //                              others read); the grant hold must not grow
+//   BM_RemoteTickRead/tcp      the home writes one page, this node reads
+//                              it 1 ms later, the read timed: with read
+//                              refresh the page is back here by then
+//                              (/tcp_no_refresh: a remote miss each time)
 //   BM_RemoteSequentialRead/tcp  64 MiB homed on the other node read once,
 //                              page after page; bytes/s against
 //                              BM_Floor/tcp_stream (with the default remote
@@ -64,6 +68,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "bench_util.h"
 #include "ssihv/base/file_util.h"
 #include "ssihv/cluster/config.h"
@@ -179,12 +184,17 @@ class RemoteCluster {
   /// benchmarks of one fault: their walks through the window would be
   /// served ahead).
   /// `write_runs`: node 1's DsmOptions::write_run_pages.
+  /// `refresh`: node 1's DsmOptions::read_refresh (off but for
+  /// BM_RemoteTickRead: the others read pages their home rewrote, which
+  /// would soon be refreshed instead of missed).
   static std::unique_ptr<RemoteCluster> Start(
       benchmark::State& state, const char* transport, bool shared,
       uint32_t read_ahead = 0,
-      uint32_t write_runs = pager::DsmOptions().write_run_pages) {
+      uint32_t write_runs = pager::DsmOptions().write_run_pages,
+      bool refresh = false) {
     std::unique_ptr<RemoteCluster> c(new RemoteCluster);
-    absl::Status st = c->Init(transport, shared, read_ahead, write_runs);
+    absl::Status st =
+        c->Init(transport, shared, read_ahead, write_runs, refresh);
     if (!st.ok()) {
       state.SkipWithError(std::string(st.message()).c_str());
       return nullptr;
@@ -222,7 +232,7 @@ class RemoteCluster {
  private:
   RemoteCluster() = default;
   absl::Status Init(const char* transport, bool shared, uint32_t read_ahead,
-                    uint32_t write_runs) {
+                    uint32_t write_runs, bool refresh) {
     if (std::string(transport) == "rdma" &&
         !rdmax::ProbeRdmaDevice("", 1).ok()) {
       return absl::UnavailableError("no RDMA device with an active port");
@@ -252,6 +262,7 @@ class RemoteCluster {
     pager::DsmOptions options;
     options.read_ahead_pages = read_ahead;
     options.write_run_pages = write_runs;
+    options.read_refresh = refresh;
     // Diagnostics: another read-ahead bound for the runs that have one.
     if (const char* v = std::getenv("SSIHV_BENCH_READ_AHEAD_PAGES");
         v != nullptr && read_ahead != 0) {
@@ -351,6 +362,46 @@ void BM_RemoteTick(benchmark::State& state) {
   }
   if (wrong != 0) state.SkipWithError("read stale or wrong page bytes");
   SetPercentiles(state, ns);
+  PrintStats(c->node());
+}
+
+// The tick seen from a reader: the home writes one page (timing paused),
+// and this node reads it kTickGap later, the read timed (a guest CPU's
+// tick reading jiffies some time after the timekeeping CPU wrote it).
+// With read refresh the page is back here by then and the read takes it
+// locally; without, the read is a remote miss. write_us: the home's write
+// per tick, the command to it included (an upgrade that takes our copy
+// either way, as the page was read after every write).
+constexpr absl::Duration kTickGap = absl::Milliseconds(1);
+
+void BM_RemoteTickRead(benchmark::State& state, bool refresh) {
+  auto c = RemoteCluster::Start(state, "tcp", false, 0,
+                                pager::DsmOptions().write_run_pages, refresh);
+  if (!c) return;
+  std::vector<int64_t> ns;
+  ns.reserve(state.max_iterations);
+  uint64_t wrong = 0;
+  int64_t write_ns = 0;
+  for (auto _ : state) {
+    state.PauseTiming();
+    const int64_t w0 = NowNs();
+    const uint64_t round = c->Rewrite(0, 1);
+    write_ns += NowNs() - w0;
+    if (round == 0) {
+      state.SkipWithError("the home node stopped answering");
+      break;
+    }
+    absl::SleepFor(kTickGap);
+    state.ResumeTiming();
+    const int64_t t0 = NowNs();
+    const uint64_t v = *c->At(0);
+    ns.push_back(NowNs() - t0);
+    wrong += !RemoteCluster::Check(round, 0, v);
+  }
+  if (wrong != 0) state.SkipWithError("read stale or wrong page bytes");
+  SetPercentiles(state, ns);
+  state.counters["write_us"] = static_cast<double>(write_ns) / 1e3 /
+                               static_cast<double>(state.iterations());
   PrintStats(c->node());
 }
 
@@ -491,6 +542,12 @@ void RegisterRemoteBenchmarks() {
                                false);
   benchmark::RegisterBenchmark("BM_RemoteUpgrade/tcp", BM_RemoteUpgrade);
   benchmark::RegisterBenchmark("BM_RemoteTick/tcp", BM_RemoteTick);
+  // A fixed count: each iteration also waits kTickGap, timing paused.
+  benchmark::RegisterBenchmark("BM_RemoteTickRead/tcp", BM_RemoteTickRead, true)
+      ->Iterations(2000);
+  benchmark::RegisterBenchmark("BM_RemoteTickRead/tcp_no_refresh",
+                               BM_RemoteTickRead, false)
+      ->Iterations(2000);
   benchmark::RegisterBenchmark("BM_RemoteSequentialRead/tcp",
                                BM_RemoteSequentialRead,
                                pager::DsmOptions().read_ahead_pages);

@@ -194,8 +194,9 @@ TEST_CASE("A held marker another node wrote meanwhile is not read (3 nodes)") {
 TEST_CASE("Held markers no walk reaches are mapped after a while") {
   // Short walks far apart each leave one marker held (the window asked for
   // by their last fault). Once they are old and the pool is a quarter
-  // full, a fault thread maps them like the rest of their run.
-  Cluster c(2);
+  // full, a fault thread maps them like the rest of their run. The tick
+  // page below must stay a remote miss: no read refresh.
+  Cluster c(2, 1, [](int, DsmOptions& o) { o.read_refresh = false; });
   constexpr uint64_t kWalks = 20, kStride = 16;
   const uint64_t tick = kWalks * kStride;  // a page apart from the walks
   FillHome(c, tick + 1);

@@ -108,6 +108,7 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
   e->read_ahead_ =
       std::make_unique<dsm::ReadAhead>(e->options_.read_ahead_pages);
   e->held_ = std::make_unique<dsm::HeldPages>(kHeldMarkers);
+  e->refresh_ = std::make_unique<dsm::ReadRefresh>(e->options_.read_refresh);
   const uint32_t max_bytes = transport->max_message_bytes();
   e->run_pages_ = static_cast<uint32_t>(std::clamp<uint64_t>(
       max_bytes > dir::kHeaderSize ? (max_bytes - dir::kHeaderSize) / kPageSize
@@ -245,6 +246,11 @@ void DsmEngine::HandleFault(const Fault& fault, Resolver& resolver) {
   if (access == dir::Access::kRead && (ctx.parked || ctx.held_marker)) {
     RequestAhead(*page);
   }
+  if (access == dir::Access::kRead && ctx.parked &&
+      space_->StaticHomeOf(*page) != self_) {
+    refresh_->OnRemoteRead(*page, MonotonicNs());
+  }
+  RefreshAfter(ctx);  // an Inv a hold had deferred, resubmitted here
   if (ctx.first_touch) FillAroundLocal(*page, resolver);
   if (ctx.parked) FlushStrandedHeld();
 }
@@ -333,6 +339,7 @@ void DsmEngine::HandleMessage(uint32_t from,
   Ctx ctx;
   ctx.page_bytes = frame->page_bytes;
   ctx.data_first = frame->msg.page;
+  ctx.invalidation = type == dir::MsgType::kInv;
   absl::Status st;
   if (frame->msg.type == dir::MsgType::kReport) {
     dsm::ExclusiveGuard guard(*locks_);
@@ -360,8 +367,10 @@ void DsmEngine::HandleMessage(uint32_t from,
                      " for page ", frame->msg.page, ": ", st.message())));
     return;
   }
-  // After the page's lock was released: the write run behind a first touch.
+  // After the page's lock was released: the write run behind a first touch,
+  // the read refresh behind an invalidation.
   if (ctx.first_touch_remote) RequestWriteRun(*ctx.first_touch_remote);
+  RefreshAfter(ctx);
 }
 
 absl::Status DsmEngine::DeclareDead(uint32_t node) {
@@ -407,7 +416,8 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
   Resolver& r = pager_->resolver();
   switch (e.type) {
     case dir::EffectType::kSend:
-      if (ctx.ahead && !(e.msg.flags & dir::kFlagWrite)) {  // read-ahead
+      if (ctx.ahead && !ctx.refreshing &&
+          !(e.msg.flags & dir::kFlagWrite)) {  // read-ahead
         ahead_requests_.fetch_add(e.msg.pages(), std::memory_order_relaxed);
       }
       StageMessage(e.node, e.msg, staged);
@@ -442,7 +452,9 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
       hold_->OnTaken(e.page, MonotonicNs(), /*for_write=*/true);
       if (held_->Drop(e.page)) {  // a marker no walk reached: stale now
         held_dropped_.fetch_add(1, std::memory_order_relaxed);
+        refresh_->OnWasted(e.page);
       }
+      if (ctx.invalidation) ctx.invalidated.push_back(e.page);
       // A pristine copy given up by a write run was never mapped here: no
       // madvise (and no REMOVE event) for it.
       if (e.zero && !Populated(e.page)) return absl::OkStatus();

@@ -27,6 +27,7 @@
 #include "dsm/outbox.h"
 #include "dsm/page_locks.h"
 #include "dsm/read_ahead.h"
+#include "dsm/read_refresh.h"
 #include "ssihv/cluster/layout.h"
 #include "ssihv/directory/node.h"
 #include "ssihv/pager/dsm_node.h"
@@ -73,12 +74,17 @@ class DsmEngine {
     bool fault_done = false;       // resolved, parked or failed
     bool parked = false;           // the fault waits for the network
     bool ahead = false;            // a read-ahead request: no thread faulted
+    bool refreshing = false;       // ahead, for read refresh
     // A remote write miss answered with zeros (kFlagZero): a first touch
     // of memory homed elsewhere; write runs follow it.
     std::optional<directory::PageId> first_touch_remote;
-    bool first_touch = false;  // a page held Modified here, mapped for the
-                               // first time (zeros): fault-around applies
-    bool held_marker = false;  // the fault mapped a held read-ahead marker
+    bool first_touch = false;   // a page held Modified here, mapped for the
+                                // first time (zeros): fault-around applies
+    bool held_marker = false;   // the fault mapped a held read-ahead marker
+    bool invalidation = false;  // the call handles an Inv (another's write)
+    // Shared copies an Inv took in this call: read refresh considers them
+    // once the page locks are released (RefreshAfter).
+    std::vector<directory::PageId> invalidated;
     absl::Span<const uint8_t> page_bytes;  // kData/kDataRun payload
     directory::PageId data_first = 0;      // the page its bytes start with
     // kDefer'd messages whose hold had already expired: resubmitted right
@@ -127,8 +133,15 @@ class DsmEngine {
   void RequestWriteRun(directory::PageId page);
   /// Both: one run request of up to `max` pages from `first`.
   absl::Status RequestRunAhead(directory::PageId first, uint32_t max,
-                               bool write, uint32_t* requested);
+                               bool write, uint32_t* requested,
+                               bool refreshing = false);
   void FillAroundLocal(directory::PageId page, Resolver& resolver);
+  /// No lock held, after a call whose Inv took `ctx.invalidated`: asks
+  /// again for the pages read refresh says are read after each write
+  /// (dsm/read_refresh.h).
+  void RefreshAfter(const Ctx& ctx);
+  /// The deferral thread, no lock held: read refresh's request of `page`.
+  void RequestRefresh(directory::PageId page);
   void HandleMessage(uint32_t from, absl::Span<const uint8_t> payload);
   absl::Status Execute(const directory::Output& out, Ctx& ctx);
   absl::Status ExecuteOne(const directory::Effect& e,
@@ -229,6 +242,7 @@ class DsmEngine {
     int64_t due_ns;
     uint32_t from;
     directory::Message msg;
+    bool refresh = false;  // not a message: read refresh's request of msg.page
     bool operator>(const Deferred& o) const { return due_ns > o.due_ns; }
   };
   void Defer(uint32_t from, const directory::Message& msg, Ctx& ctx);
@@ -248,6 +262,7 @@ class DsmEngine {
   std::thread deferrer_;
 
   std::unique_ptr<dsm::ReadAhead> read_ahead_;
+  std::unique_ptr<dsm::ReadRefresh> refresh_;
   // Read-ahead markers held at once: a few windows of each of a few walks.
   static constexpr size_t kHeldMarkers = 64;
   std::unique_ptr<dsm::HeldPages> held_;

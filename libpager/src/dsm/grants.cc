@@ -56,8 +56,12 @@ absl::Status DsmEngine::ResubmitExpired(Ctx& ctx) {
     ctx.resubmit.pop_back();
     dir::Output out;  // not ThreadOutput(): the caller's is still in use
     Ctx inner;
+    inner.invalidation = msg.type == dir::MsgType::kInv;
     SSIHV_RETURN_IF_ERROR(node_->Resubmit(from, msg, &out));
     SSIHV_RETURN_IF_ERROR(Execute(out, inner));
+    // The caller refreshes them once it released its locks.
+    ctx.invalidated.insert(ctx.invalidated.end(), inner.invalidated.begin(),
+                           inner.invalidated.end());
   }
   return absl::OkStatus();
 }
@@ -83,14 +87,21 @@ void DsmEngine::DeferLoop() {
     const Deferred d = deferred_.back();
     deferred_.pop_back();
     lock.unlock();
+    if (d.refresh) {
+      RequestRefresh(d.msg.page);
+      lock.lock();
+      continue;
+    }
     absl::Status st;
+    Ctx ctx;
+    ctx.invalidation = d.msg.type == dir::MsgType::kInv;
     {
       dsm::PageGuard guard(*locks_, d.msg.page);
       dir::Output& out = ThreadOutput();
-      Ctx ctx;
       st = node_->Resubmit(d.from, d.msg, &out);
       if (st.ok()) st = Execute(out, ctx);
     }
+    if (st.ok()) RefreshAfter(ctx);
     if (!st.ok()) {
       Error(absl::Status(st.code(), absl::StrCat("resubmitting a deferred ",
                                                  dir::MsgTypeName(d.msg.type),
@@ -128,10 +139,15 @@ void DsmEngine::CompleteWaiters(dir::PageId page, FaultKind kind, Ctx& ctx) {
   Resolver& r = pager_->resolver();
   WaitMap& map = WaitersOf(page);
   auto it = map.find(page);
+  // A held copy served (kLocalCopy: a read-ahead marker or a refreshed
+  // copy) is a Shared grant like kRemoteRead.
   hold_->OnGranted(
-      page, GrantTime(page), kind != FaultKind::kRemoteRead,
+      page, GrantTime(page),
+      kind == FaultKind::kRemoteWrite || kind == FaultKind::kUpgrade,
       WantedNs(GpaOf(page), it != map.end() ? &it->second : nullptr,
                ctx.fault_done ? nullptr : ctx.fault));
+  const bool waited =
+      it != map.end() || (ctx.fault != nullptr && !ctx.fault_done);
   if (it != map.end()) {
     for (const Fault& f : it->second) r.Complete(f, kind);
     map.erase(it);
@@ -140,6 +156,7 @@ void DsmEngine::CompleteWaiters(dir::PageId page, FaultKind kind, Ctx& ctx) {
     r.Complete(*ctx.fault, kind);
     ctx.fault_done = true;
   }
+  if (kind != FaultKind::kRemoteWrite) refresh_->OnMapped(page, waited);
 }
 
 // The request the parked threads joined ended without a grant (a refused

@@ -27,7 +27,9 @@ constexpr size_t kFlushBatch = 8;
 
 absl::StatusOr<bool> DsmEngine::HoldMarker(dir::PageId page,
                                            const uint8_t* bytes) {
-  if (options_.read_ahead_pages == 0) return false;
+  if (options_.read_ahead_pages == 0 && !refresh_->Outstanding(page)) {
+    return false;
+  }
   WaitMap& map = WaitersOf(page);
   if (map.find(page) != map.end()) return false;  // the walk is there now
   if (!held_->Hold(page, bytes, MonotonicNs())) return false;  // pool full
@@ -51,6 +53,7 @@ absl::StatusOr<bool> DsmEngine::MapHeld(dir::PageId page) {
     // The protocol no longer grants it here (recovery moved it on without
     // an invalidation): the bytes are not to be trusted.
     held_dropped_.fetch_add(1, std::memory_order_relaxed);
+    refresh_->OnSettled(page);
     return false;
   }
   if (zero) std::memset(bytes, 0, kPageSize);
@@ -83,7 +86,10 @@ void DsmEngine::FlushStrandedHeld() {
       Error(mapped.status());
       return;
     }
-    if (*mapped) held_flushed_.fetch_add(1, std::memory_order_relaxed);
+    if (*mapped) {
+      held_flushed_.fetch_add(1, std::memory_order_relaxed);
+      refresh_->OnSettled(page);  // mapped unread: no verdict
+    }
   }
 }
 

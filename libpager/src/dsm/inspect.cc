@@ -148,6 +148,7 @@ nlohmann::json DsmEngine::StatsJson() const {
                        {"invalidations", p.invalidations},
                        {"transfers", p.transfers}});
   }
+  const dsm::ReadRefresh::Stats refresh = refresh_->stats();
   nlohmann::json dsm = {
       {"node", self_},
       {"requests_served", std::move(served)},
@@ -164,6 +165,11 @@ nlohmann::json DsmEngine::StatsJson() const {
       {"read_ahead_markers_reached", held_served_.load()},
       {"read_ahead_markers_invalidated", held_dropped_.load()},
       {"read_ahead_markers_flushed", held_flushed_.load()},
+      {"read_refresh_requests", refresh.requested},
+      {"read_refresh_used", refresh.used},
+      {"read_refresh_wasted", refresh.wasted},
+      {"read_refresh_cooled", refresh.cooled},
+      {"read_refresh_pages_hot", refresh.hot},
       {"hold_escalations", hold_->escalations()},
       {"hold_interrupted_writes", hold_->interrupted_writes()},
       {"deferred", deferred_count_.load()},

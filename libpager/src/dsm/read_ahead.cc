@@ -1,5 +1,10 @@
-// DsmEngine::RequestAhead and RequestWriteRun: the run requests of remote
-// read-ahead (read_ahead.h) and of first-touch write runs.
+// DsmEngine::RequestAhead, RequestWriteRun and RefreshAfter: the run
+// requests of remote read-ahead (read_ahead.h), of first-touch write runs
+// and of read refresh (read_refresh.h).
+#include <algorithm>
+#include <functional>
+
+#include "clock.h"
 #include "dsm/engine.h"
 #include "ssihv/base/status_macros.h"
 #include "ssihv/rdmax/send_batch.h"
@@ -11,11 +16,13 @@ namespace dir = ssihv::directory;
 // Runs are asked for with no thread faulting on them (ctx.ahead), under the
 // locks of every page they may name.
 absl::Status DsmEngine::RequestRunAhead(dir::PageId first, uint32_t max,
-                                        bool write, uint32_t* requested) {
+                                        bool write, uint32_t* requested,
+                                        bool refreshing) {
   dsm::RunGuard guard(*locks_, first, max);
   dir::Output& out = ThreadOutput();
   Ctx ctx;
   ctx.ahead = true;
+  ctx.refreshing = refreshing;
   SSIHV_RETURN_IF_ERROR(node_->RequestRun(first, max, &out, requested, write));
   return Execute(out, ctx);
 }
@@ -73,6 +80,44 @@ void DsmEngine::RequestWriteRun(dir::PageId page) {
       !st.ok()) {
     Error(st);
   }
+}
+
+// Read refresh (dsm/read_refresh.h): every Shared copy an Inv took is
+// reported to the policy; for a page it says is read after each write, a
+// one-page run asks for the page again a little later (the deferral
+// thread, a quarter of the writer's period after the Inv). The home serves
+// it like any read: after the writer's hold when the writer is the home,
+// by a forward to the writer when that is a third node. The answer is held
+// here unmapped until a read takes it (HoldMarker). The home's own pages
+// are not refreshed (RequestRun asks remote homes only).
+void DsmEngine::RefreshAfter(const Ctx& ctx) {
+  for (const dir::PageId page : ctx.invalidated) {
+    const int64_t now = MonotonicNs();
+    int64_t delay = 0;
+    if (!refresh_->OnInvalidated(page, now, &delay)) continue;
+    {
+      std::lock_guard<std::mutex> lock(defer_mu_);
+      Deferred d{now + delay, self_, dir::Message{}, /*refresh=*/true};
+      d.msg.page = page;
+      deferred_.push_back(d);
+      std::push_heap(deferred_.begin(), deferred_.end(), std::greater<>());
+    }
+    defer_cv_.notify_one();
+  }
+}
+
+void DsmEngine::RequestRefresh(dir::PageId page) {
+  uint32_t requested = 0;
+  if (!failed_.load(std::memory_order_acquire)) {
+    if (absl::Status st = RequestRunAhead(page, 1, /*write=*/false, &requested,
+                                          /*refreshing=*/true);
+        !st.ok()) {
+      Error(st);
+      return;
+    }
+  }
+  // Not sent: the page is valid here again or requested by a fault.
+  if (requested == 0) refresh_->OnSettled(page);
 }
 
 }  // namespace ssihv::pager

@@ -89,6 +89,13 @@ absl::StatusOr<const uint8_t*> DsmEngine::ReceivedBytes(dir::PageId page,
 absl::Status DsmEngine::MapReceived(const dir::Effect& e, Ctx& ctx) {
   SSIHV_ASSIGN_OR_RETURN(const uint8_t* bytes,
                          ReceivedBytes(e.page, e.zero, ctx));
+  // A read refresh's answer that no fault waits for is held, so that the
+  // read that takes it is seen (dsm/read_refresh.h).
+  if (!e.writable && refresh_->Outstanding(e.page)) {
+    SSIHV_ASSIGN_OR_RETURN(bool held,
+                           HoldMarker(e.page, e.zero ? nullptr : bytes));
+    if (held) return absl::OkStatus();
+  }
   SSIHV_RETURN_IF_ERROR(InstallReceived(e.page, bytes, e.writable));
   // A write miss answered with a page nobody wrote: a first touch of
   // memory homed elsewhere, whose neighbours are likely next.

@@ -101,6 +101,13 @@ struct DsmOptions {
   /// the same burst, in a window that doubles with each sequential fault
   /// up to this many pages (docs/PAGER.md, "Remote read-ahead"). 0: off.
   uint32_t read_ahead_pages = 128;
+  /// Read refresh: a remote page this node reads again soon after each
+  /// invalidation (another node writes it now and then: a guest's jiffies
+  /// and timekeeper) is asked for again as soon as a write takes it, so the
+  /// next read finds it here instead of waiting a round trip; a page whose
+  /// refreshed copies go unread stops being refreshed (docs/PAGER.md,
+  /// "Read refresh").
+  bool read_refresh = true;
   /// First-touch write runs: after a remote write fault was answered with a
   /// page nobody had written (a first touch of memory homed elsewhere),
   /// up to this many following pages of that home's range are asked for
