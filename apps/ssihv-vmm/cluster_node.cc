@@ -83,7 +83,7 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(
     dsm.read_ahead_pages = static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
   }
   if (const char* v = std::getenv("SSIHV_DSM_READ_REFRESH")) {
-    dsm.read_refresh = std::string_view(v) != "0";
+    dsm.read_refresh = std::string_view(v) == "1";
   }
   if (const char* v = std::getenv("SSIHV_DSM_WRITE_RUN_PAGES")) {
     dsm.write_run_pages = static_cast<uint32_t>(std::strtoul(v, nullptr, 10));

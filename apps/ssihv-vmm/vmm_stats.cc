@@ -177,6 +177,18 @@ std::string Vmm::NodeStatsText() const {
       "service p50 %.1f us, p99 %.1f us",
       p.total_faults(), p.total_faults() - remote, remote, p.all.p50_us,
       p.all.p99_us);
+  // Read refresh and the grant hold (docs/PAGER.md): what each cost or
+  // saved this node.
+  const nlohmann::json dsm = node_->dsm().StatsJson()["dsm"];
+  absl::StrAppendFormat(
+      &out,
+      "\nssihv-vmm: read refresh: %d requested, %d used, %d wasted; grant "
+      "hold doublings %d (interrupted writers %d)",
+      dsm.value("read_refresh_requests", uint64_t{0}),
+      dsm.value("read_refresh_used", uint64_t{0}),
+      dsm.value("read_refresh_wasted", uint64_t{0}),
+      dsm.value("hold_escalations", uint64_t{0}),
+      dsm.value("hold_interrupted_writes", uint64_t{0}));
   const std::vector<pager::DsmPageTraffic> hot = node_->dsm().HottestPages(5);
   if (!hot.empty()) {
     absl::StrAppend(&out, "\nssihv-vmm: hottest pages homed here:");

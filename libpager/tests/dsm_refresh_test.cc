@@ -22,8 +22,10 @@ constexpr uint64_t kPage = 4096;
 // faults again, takes the page back and wastes the refreshed copy (the
 // grant hold's interrupted writer, docs/PAGER.md): on a busy 2-CPU host a
 // woken thread can wait longer than the default 20 us to run, so these
-// tests hold every grant 5 ms.
+// tests hold every grant 5 ms (and turn read refresh on: it is off by
+// default).
 void LongHolds(int, DsmOptions& o) {
+  o.read_refresh = true;
   o.grant_hold = absl::Milliseconds(5);
   o.max_grant_hold = o.grant_hold;
 }

@@ -106,8 +106,9 @@ struct DsmOptions {
   /// and timekeeper) is asked for again as soon as a write takes it, so the
   /// next read finds it here instead of waiting a round trip; a page whose
   /// refreshed copies go unread stops being refreshed (docs/PAGER.md,
-  /// "Read refresh").
-  bool read_refresh = true;
+  /// "Read refresh"). Off by default: in the lab's 2-process guest it
+  /// halved the CPU-bound benchmark (docs/PERFORMANCE.md).
+  bool read_refresh = false;
   /// First-touch write runs: after a remote write fault was answered with a
   /// page nobody had written (a first touch of memory homed elsewhere),
   /// up to this many following pages of that home's range are asked for
