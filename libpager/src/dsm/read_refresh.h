@@ -3,16 +3,17 @@
 // jiffies and timekeeper, written by one CPU at every tick and read by all
 // the others) costs this node a remote read miss per write, on a vCPU's
 // critical path. Once a page has shown that pattern, this node asks for it
-// again as soon as a write takes its copy (a read with no thread faulting);
-// the home serves it once the writer's hold is over, and the next read here
-// finds the page's new bytes instead of waiting a round trip.
+// again soon after a write takes its copy (a read with no thread
+// faulting), and the next read here finds the page's new bytes instead of
+// waiting a round trip. Off by default (DsmOptions::read_refresh): it
+// halved the lab guest's CPU-bound benchmark (docs/PERFORMANCE.md).
 //
 // The policy (this class, pure, thread-safe): a page becomes *hot* when
 // `need` remote read misses in a row each came within kWindowNs of the
 // invalidation before it. The refresh is asked for a quarter of the
 // writer's period after the invalidation. The refreshed copy is held
-// unmapped (like a
-// read-ahead marker, held_pages.h), so its use is seen: a read that takes
+// unmapped (like a read-ahead marker, held_pages.h), so its use is seen:
+// a read that takes
 // it keeps the page hot; a copy invalidated again before any read took it
 // was wasted, and two wasted in a row cool the page and double `need`
 // (up to kMaxNeed), so a page read less often than it is written stops
