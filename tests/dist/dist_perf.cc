@@ -145,6 +145,7 @@ RunResult Measure(const Shape& shape, int port_base, const std::string& append,
   RunResult r;
   r.name = shape.name;
   r.processes = shape.one_process ? 1 : static_cast<int>(nodes.size());
+  r.kvm_irqchip = shape.key == "kernel";
   const uint32_t running = shape.one_process ? 1 : c.size();
   // A boot that does not get there: every node's registers and statistics.
   auto reach = [&](const char* line) {

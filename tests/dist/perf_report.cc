@@ -32,8 +32,8 @@ bool ParseIpi(absl::string_view line, const GuestReport& g, RunResult* r) {
   IpiSample s;
   if (!absl::SimpleAtoi(cpus.first, &s.cpu_a) ||
       !absl::SimpleAtoi(cpus.second, &s.cpu_b) ||
-      !Number(f, "rtt_ns_median", &s.median_ns) ||
-      !g.cpu_node.count(s.cpu_a) || !g.cpu_node.count(s.cpu_b)) {
+      !Number(f, "rtt_ns_median", &s.median_ns) || !g.cpu_node.count(s.cpu_a) ||
+      !g.cpu_node.count(s.cpu_b)) {
     return false;
   }
   s.same_node = g.cpu_node.at(s.cpu_a) == g.cpu_node.at(s.cpu_b);
@@ -160,9 +160,9 @@ std::string SymbolMap::Name(uint64_t gpa) const {
 }
 
 std::vector<HotPage> HotPagesBetween(const std::map<uint64_t, uint64_t>& before,
-                                  const std::map<uint64_t, uint64_t>& after,
-                                  double seconds, const SymbolMap& symbols,
-                                  size_t n) {
+                                     const std::map<uint64_t, uint64_t>& after,
+                                     double seconds, const SymbolMap& symbols,
+                                     size_t n) {
   std::vector<HotPage> grew;
   for (const auto& [gpa, count] : after) {
     auto it = before.find(gpa);
@@ -206,9 +206,8 @@ double MeanOf(const std::vector<T>& samples, Pick pick) {
   return n ? sum / n : 0;
 }
 
-void AppendHotPages(std::string* out, const char* when,
-                    const std::string& run, double seconds,
-                    const std::vector<HotPage>& pages) {
+void AppendHotPages(std::string* out, const char* when, const std::string& run,
+                    double seconds, const std::vector<HotPage>& pages) {
   if (pages.empty()) return;
   absl::StrAppend(out, "\nHottest pages ", when, ", ", run, " (",
                   absl::StrFormat("%.0f", seconds), " s):\n\n",
@@ -226,12 +225,21 @@ void AppendHotPages(std::string* out, const char* when,
 
 std::string FormatReport(const std::vector<RunResult>& runs,
                          const std::string& append) {
-  const RunResult* kvm = runs.size() > 0 ? &runs[0] : nullptr;
-  const RunResult* user = runs.size() > 1 ? &runs[1] : kvm;
+  // The references: the one-process runs, found by what they are (a
+  // subset of the shapes, $SSIHV_DIST_PERF_SHAPES, may leave either out:
+  // its ratios are then "-").
+  static const RunResult kNone;
+  const RunResult* kvm = &kNone;
+  const RunResult* user = &kNone;
+  for (const RunResult& r : runs) {
+    if (r.processes != 1) continue;
+    const RunResult*& ref = r.kvm_irqchip ? kvm : user;
+    if (ref == &kNone) ref = &r;
+  }
   std::string out = absl::StrCat(
       "Kernel command line: `", append, "`; ratios are against \"",
-      kvm ? kvm->name : "", "\" (boot) and \"", user ? user->name : "",
-      "\" (both).\n\n",
+      kvm->name.empty() ? "(not run)" : kvm->name, "\" (KVM irqchip) and \"",
+      user->name.empty() ? "(not run)" : user->name, "\" (user irqchip).\n\n",
       "| run | boot to init s | ratio (KVM irqchip) | ratio (user irqchip) "
       "| remote faults to init | remote faults/s in boot "
       "| remote fault p50 ms | cpubench Mops/s "
@@ -253,16 +261,19 @@ std::string FormatReport(const std::vector<RunResult>& runs,
       "| idle page requests/s | idle transport KB/s |\n"
       "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const RunResult& r : runs) {
-    const double same = MeanOf(r.ipi, [](const IpiSample& s) { return s.same_node; });
-    const double cross = MeanOf(r.ipi, [](const IpiSample& s) { return !s.same_node; });
-    const double local = MeanOf(r.iortt, [](const IoSample& s) { return s.node == 0; });
-    const double fwd = MeanOf(r.iortt, [](const IoSample& s) { return s.node != 0; });
+    const double same =
+        MeanOf(r.ipi, [](const IpiSample& s) { return s.same_node; });
+    const double cross =
+        MeanOf(r.ipi, [](const IpiSample& s) { return !s.same_node; });
+    const double local =
+        MeanOf(r.iortt, [](const IoSample& s) { return s.node == 0; });
+    const double fwd =
+        MeanOf(r.iortt, [](const IoSample& s) { return s.node != 0; });
     absl::StrAppend(&out, "| ", r.name, " | ", Cell(same / 1e3), " | ",
                     Cell(cross / 1e3), " | ", Ratio(cross, same), " | ",
                     Cell(local / 1e3), " | ", Cell(fwd / 1e3), " | ",
-                    Ratio(fwd, local), " | ",
-                    Cell(r.idle_requests_per_s, 2), " | ",
-                    Cell(r.idle_bytes_per_s / 1e3, 2), " |\n");
+                    Ratio(fwd, local), " | ", Cell(r.idle_requests_per_s, 2),
+                    " | ", Cell(r.idle_bytes_per_s / 1e3, 2), " |\n");
   }
   for (const RunResult& r : runs) {
     AppendHotPages(&out, "until init", r.name, r.boot_s, r.boot_hot);

@@ -32,10 +32,11 @@ struct HotPage {
 struct RunResult {
   std::string name;
   int processes = 1;
-  double boot_s = 0;  // start of the processes to init's first line
+  bool kvm_irqchip = false;  // KVM's in-kernel irqchip (else the user one)
+  double boot_s = 0;         // start of the processes to init's first line
   double remote_faults_at_init = 0;
   double remote_p50_ms_at_init = 0;  // fault service p50, slowest node
-  std::vector<HotPage> boot_hot;  // the pages most requested until init
+  std::vector<HotPage> boot_hot;     // the pages most requested until init
   int cpubench_threads = 0;
   double cpubench_mops = 0;  // millions of operations per second, all CPUs
   std::vector<IpiSample> ipi;
@@ -75,9 +76,9 @@ class SymbolMap {
 /// of /pages/hot (gpa -> reads + writes) taken `seconds` apart, named
 /// from `symbols`.
 std::vector<HotPage> HotPagesBetween(const std::map<uint64_t, uint64_t>& before,
-                                  const std::map<uint64_t, uint64_t>& after,
-                                  double seconds, const SymbolMap& symbols,
-                                  size_t n);
+                                     const std::map<uint64_t, uint64_t>& after,
+                                     double seconds, const SymbolMap& symbols,
+                                     size_t n);
 
 /// The Markdown report: one table of the runs, ratios against the first
 /// two (one process), the idle hot pages of the multi-process runs.

@@ -88,8 +88,9 @@ TEST_CASE("the guest's kallsyms block decodes; a broken one is empty") {
   const std::string plain = std::string(dir) + "/syms";
   std::ofstream(plain) << kSystemMap;
   const std::string b64 = std::string(dir) + "/b64";
-  REQUIRE(std::system(("gzip -9c '" + plain + "' | base64 > '" + b64 + "'")
-                          .c_str()) == 0);
+  REQUIRE(std::system(
+              ("gzip -9c '" + plain + "' | base64 > '" + b64 + "'").c_str()) ==
+          0);
   std::ifstream in(b64);
   std::stringstream encoded;
   encoded << in.rdbuf();
@@ -97,8 +98,8 @@ TEST_CASE("the guest's kallsyms block decodes; a broken one is empty") {
   // Kernel messages may land between the lines; CRLF from the tty.
   std::string body = encoded.str();
   body.insert(body.find('\n') + 1, "[   3.1] kernel says hi\n");
-  for (size_t at; (at = body.find("\n")) != std::string::npos &&
-                  body[at - 1] != '\r';) {
+  for (size_t at;
+       (at = body.find("\n")) != std::string::npos && body[at - 1] != '\r';) {
     body.replace(at, 1, "\r\n");
   }
   console += body + "SSIHV_KALLSYMS_END\r\nSSIHV nproc=4\n";
@@ -129,6 +130,7 @@ TEST_CASE("idle hot pages: what grew between two snapshots, hottest first") {
 TEST_CASE("the report: ratios against the one-process runs") {
   RunResult kvm, user, two;
   kvm.name = "1 process, KVM irqchip";
+  kvm.kvm_irqchip = true;
   kvm.boot_s = 50;
   kvm.cpubench_mops = 100;
   user.name = "1 process, user irqchip";
@@ -154,6 +156,16 @@ TEST_CASE("the report: ratios against the one-process runs") {
                   "100.0 | 5.00 |") != std::string::npos);
   CHECK(text.find("| 0x2a05000 | 12.50 | jiffies_64+0x0 |") !=
         std::string::npos);
+  // A subset of the shapes without KVM's irqchip ($SSIHV_DIST_PERF_SHAPES=
+  // user,2): the user irqchip's run is still the reference, the KVM
+  // column says "-".
+  const std::string subset = FormatReport({user, two}, "quiet");
+  CAPTURE(subset);
+  CHECK(subset.find("| 2 processes (2 nodes) | 400.0 | - | 4.00 | 8000 | 20 "
+                    "| 4.50 | 72.0 | 0.90 |") != std::string::npos);
+  CHECK(subset.find("| 1 process, user irqchip | 100.0 | - | 1.00 |") !=
+        std::string::npos);
+  CHECK(subset.find("\"(not run)\" (KVM irqchip)") != std::string::npos);
 }
 
 }  // namespace
