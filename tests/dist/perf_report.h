@@ -81,7 +81,9 @@ std::vector<HotPage> HotPagesBetween(const std::map<uint64_t, uint64_t>& before,
                                      size_t n);
 
 /// The Markdown report: one table of the runs, ratios against the first
-/// two (one process), the idle hot pages of the multi-process runs.
+/// one-process run with KVM's irqchip and the first with the user irqchip
+/// ("-" when a shape was not run), the idle hot pages of the multi-process
+/// runs.
 std::string FormatReport(const std::vector<RunResult>& runs,
                          const std::string& append);
 
