@@ -98,24 +98,24 @@ TEST_CASE("ReadRefresh: used refreshes keep a page hot, wasted ones cool it") {
   ReadRefresh r(true);
   int64_t now = kMs;
   MakeHot(r, 7, now);
-  for (int i = 0; i < 5; ++i) {
+  // The next tick's write: page 7 is asked for again.
+  auto refresh = [&] {
     now += 4 * kMs;
     REQUIRE(Inv(r, 7, now));
+  };
+  for (int i = 0; i < 5; ++i) {
+    refresh();
     r.OnMapped(7, /*waited=*/true);  // a read took it
   }
   CHECK(r.stats().used == 5);
   // One wasted refresh, then a used one: still hot (two in a row cool).
-  now += 4 * kMs;
-  REQUIRE(Inv(r, 7, now));
+  refresh();
   r.OnWasted(7);
-  now += 4 * kMs;
-  REQUIRE(Inv(r, 7, now));
+  refresh();
   r.OnMapped(7, true);
-  now += 4 * kMs;
-  REQUIRE(Inv(r, 7, now));
+  refresh();
   r.OnWasted(7);
-  now += 4 * kMs;
-  REQUIRE(Inv(r, 7, now));
+  refresh();
   r.OnWasted(7);
   CHECK(r.stats().wasted == 3);
   CHECK(r.stats().cooled == 1);

@@ -246,6 +246,8 @@ class DsmEngine {
     bool operator>(const Deferred& o) const { return due_ns > o.due_ns; }
   };
   void Defer(uint32_t from, const directory::Message& msg, Ctx& ctx);
+  /// Queues `d` for the deferral thread (DeferLoop).
+  void PushDeferred(const Deferred& d);
   absl::Status ResubmitExpired(Ctx& ctx);
   void EndHoldsOver(const directory::Message& run);
   /// Last time a grant woke threads on a page of this stripe (guarded by

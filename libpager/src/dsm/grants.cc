@@ -30,9 +30,13 @@ void DsmEngine::Defer(uint32_t from, const dir::Message& msg, Ctx& ctx) {
     return;
   }
   deferred_count_.fetch_add(1, std::memory_order_relaxed);
+  PushDeferred({due, from, msg});
+}
+
+void DsmEngine::PushDeferred(const Deferred& d) {
   {
     std::lock_guard<std::mutex> lock(defer_mu_);
-    deferred_.push_back({due, from, msg});
+    deferred_.push_back(d);
     std::push_heap(deferred_.begin(), deferred_.end(), std::greater<>());
   }
   defer_cv_.notify_one();

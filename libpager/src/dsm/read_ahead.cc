@@ -1,9 +1,6 @@
 // DsmEngine::RequestAhead, RequestWriteRun and RefreshAfter: the run
 // requests of remote read-ahead (read_ahead.h), of first-touch write runs
 // and of read refresh (read_refresh.h).
-#include <algorithm>
-#include <functional>
-
 #include "clock.h"
 #include "dsm/engine.h"
 #include "ssihv/base/status_macros.h"
@@ -95,14 +92,9 @@ void DsmEngine::RefreshAfter(const Ctx& ctx) {
     const int64_t now = MonotonicNs();
     int64_t delay = 0;
     if (!refresh_->OnInvalidated(page, now, &delay)) continue;
-    {
-      std::lock_guard<std::mutex> lock(defer_mu_);
-      Deferred d{now + delay, self_, dir::Message{}, /*refresh=*/true};
-      d.msg.page = page;
-      deferred_.push_back(d);
-      std::push_heap(deferred_.begin(), deferred_.end(), std::greater<>());
-    }
-    defer_cv_.notify_one();
+    Deferred d{now + delay, self_, dir::Message{}, /*refresh=*/true};
+    d.msg.page = page;
+    PushDeferred(d);
   }
 }
 
