@@ -53,6 +53,27 @@ bool ParseIo(absl::string_view line, const GuestReport& g, RunResult* r) {
   return true;
 }
 
+// "SSIHV cpubench[-clock] threads=N ... ops_per_s=X": the total.
+bool ParseCpubenchTotal(absl::string_view line, double* mops, int* threads) {
+  auto f = Fields(line);
+  double n = 0;
+  if (!Number(f, "ops_per_s", mops) || !Number(f, "threads", &n)) return false;
+  *threads = static_cast<int>(n);
+  return true;
+}
+
+// "SSIHV cpubench cpu=C node=K mops=X": one thread's rate, by node.
+bool ParseCpubenchThread(absl::string_view line, RunResult* r) {
+  auto f = Fields(line);
+  int node = 0;
+  double mops = 0;
+  if (!absl::SimpleAtoi(f["node"], &node) || !Number(f, "mops", &mops)) {
+    return false;
+  }
+  r->cpubench_node_mops[node] += mops;
+  return true;
+}
+
 }  // namespace
 
 bool ParseGuestPerf(const std::string& console, RunResult* r) {
@@ -64,14 +85,17 @@ bool ParseGuestPerf(const std::string& console, RunResult* r) {
     if (at == absl::string_view::npos) continue;
     line.remove_prefix(at);
     if (absl::StartsWith(line, "SSIHV cpubench threads=")) {
-      auto f = Fields(line);
-      double threads = 0;
-      if (!Number(f, "ops_per_s", &r->cpubench_mops) ||
-          !Number(f, "threads", &threads)) {
+      if (!ParseCpubenchTotal(line, &r->cpubench_mops, &r->cpubench_threads)) {
         return false;
       }
-      r->cpubench_threads = static_cast<int>(threads);
       cpubench = true;
+    } else if (absl::StartsWith(line, "SSIHV cpubench cpu=")) {
+      if (!ParseCpubenchThread(line, r)) return false;
+    } else if (absl::StartsWith(line, "SSIHV cpubench-clock threads=")) {
+      int threads = 0;
+      if (!ParseCpubenchTotal(line, &r->cpubench_clock_mops, &threads)) {
+        return false;
+      }
     } else if (absl::StartsWith(line, "SSIHV ipi rounds=")) {
       if (!ParseIpi(line, g, r)) return false;
     } else if (absl::StartsWith(line, "SSIHV iortt cpu=")) {
@@ -253,6 +277,21 @@ std::string FormatReport(const std::vector<RunResult>& runs,
         Cell(r.remote_faults_at_init / r.boot_s, 0), " | ",
         Cell(r.remote_p50_ms_at_init, 2), " | ", Cell(r.cpubench_mops), " | ",
         Ratio(r.cpubench_mops, user->cpubench_mops), " |\n");
+  }
+  absl::StrAppend(&out,
+                  "\n| run | cpubench Mops/s by node | cpubench --clock "
+                  "Mops/s | --clock ratio (user irqchip) |\n"
+                  "| --- | --- | --- | --- |\n");
+  for (const RunResult& r : runs) {
+    std::string by_node;
+    for (const auto& [node, mops] : r.cpubench_node_mops) {
+      absl::StrAppend(&by_node, by_node.empty() ? "" : ", ", node, ": ",
+                      Cell(mops));
+    }
+    absl::StrAppend(&out, "| ", r.name, " | ", by_node.empty() ? "-" : by_node,
+                    " | ", Cell(r.cpubench_clock_mops), " | ",
+                    Ratio(r.cpubench_clock_mops, user->cpubench_clock_mops),
+                    " |\n");
   }
   absl::StrAppend(
       &out,

@@ -39,6 +39,8 @@ struct RunResult {
   std::vector<HotPage> boot_hot;     // the pages most requested until init
   int cpubench_threads = 0;
   double cpubench_mops = 0;  // millions of operations per second, all CPUs
+  std::map<int, double> cpubench_node_mops;  // the same by NUMA node
+  double cpubench_clock_mops = 0;  // cpubench --clock, all CPUs (0: not run)
   std::vector<IpiSample> ipi;
   std::vector<IoSample> iortt;
   double idle_s = 0;
@@ -49,7 +51,8 @@ struct RunResult {
 
 /// Fills the guest-side fields of `r` from the console (init's "SSIHV
 /// cpubench", "SSIHV ipi", "SSIHV iortt" lines; each CPU's node from
-/// "SSIHV cpu_nodes"). False when a line is missing or malformed.
+/// "SSIHV cpu_nodes"; "SSIHV cpubench-clock" when present). False when a
+/// line is missing or malformed.
 bool ParseGuestPerf(const std::string& console, RunResult* r);
 
 /// The guest's data symbols from its console (init's ssihv.kallsyms=1: the

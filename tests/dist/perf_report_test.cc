@@ -16,8 +16,15 @@ constexpr char kConsole[] =
     "SSIHV_INIT_REACHED\n"
     "SSIHV cpu_nodes cpu0=0 cpu1=0 cpu2=1 cpu3=1\n"
     "[   12.5] random: crng init done\n"
+    "SSIHV cpubench cpu=0 node=0 mops=205.0\n"
+    "SSIHV cpubench cpu=1 node=0 mops=210.0\n"
+    "SSIHV cpubench cpu=2 node=1 mops=200.1\n"
+    "SSIHV cpubench cpu=3 node=1 mops=197.4\n"
     "SSIHV cpubench threads=4 seconds=10 ops_per_s=812.500 min_thread=200.1 "
     "max_thread=210.0\n"
+    "SSIHV cpubench-clock cpu=0 node=0 mops=150.0\n"
+    "SSIHV cpubench-clock threads=4 seconds=10 ops_per_s=300.250 "
+    "min_thread=50.0 max_thread=150.0\n"
     "SSIHV ipi rounds=200 cpus=0,1 rtt_ns_median=40000 rtt_ns_mean=41000 "
     "rtt_ns_p90=50000\n"
     "SSIHV ipi rounds=200 cpus=0,3 rtt_ns_median=90000 rtt_ns_mean=91000 "
@@ -32,6 +39,10 @@ TEST_CASE("the guest's perf lines: cpubench, IPI pairs by node, port I/O") {
   REQUIRE(ParseGuestPerf(kConsole, &r));
   CHECK(r.cpubench_threads == 4);
   CHECK(r.cpubench_mops == Approx(812.5));
+  CHECK(r.cpubench_clock_mops == Approx(300.25));
+  REQUIRE(r.cpubench_node_mops.size() == 2);  // the clocked run's not added
+  CHECK(r.cpubench_node_mops[0] == Approx(415.0));
+  CHECK(r.cpubench_node_mops[1] == Approx(397.5));
   REQUIRE(r.ipi.size() == 2);
   CHECK(r.ipi[0].same_node);
   CHECK_FALSE(r.ipi[1].same_node);
@@ -46,8 +57,11 @@ TEST_CASE("the guest's perf lines: cpubench, IPI pairs by node, port I/O") {
 TEST_CASE("a missing or failed measurement is not a result") {
   RunResult r;
   std::string no_cpubench = kConsole;
-  no_cpubench.erase(no_cpubench.find("SSIHV cpubench"), 5);
+  no_cpubench.erase(no_cpubench.find("SSIHV cpubench threads"), 5);
   CHECK_FALSE(ParseGuestPerf(no_cpubench, &r));
+  RunResult r1;  // a thread's line without its node
+  CHECK_FALSE(ParseGuestPerf(
+      std::string(kConsole) + "SSIHV cpubench cpu=1 mops=3.0\n", &r1));
   RunResult r2;
   CHECK_FALSE(ParseGuestPerf(
       std::string(kConsole) + "SSIHV iortt failed: cpu=2: EPERM\n", &r2));
@@ -136,12 +150,15 @@ TEST_CASE("the report: ratios against the one-process runs") {
   user.name = "1 process, user irqchip";
   user.boot_s = 100;
   user.cpubench_mops = 80;
+  user.cpubench_clock_mops = 60;
   two.name = "2 processes (2 nodes)";
   two.processes = 2;
   two.boot_s = 400;
   two.remote_faults_at_init = 8000;
   two.remote_p50_ms_at_init = 4.5;
   two.cpubench_mops = 72;
+  two.cpubench_node_mops = {{0, 40}, {1, 32}};
+  two.cpubench_clock_mops = 15;
   two.ipi = {{0, 1, true, 40000}, {0, 2, false, 120000}};
   two.iortt = {{0, 0, 20000}, {3, 1, 100000}};
   two.idle_hot = {{0x2a05000, 12.5, "jiffies_64+0x0"}};
@@ -152,6 +169,10 @@ TEST_CASE("the report: ratios against the one-process runs") {
   // 0.90.
   CHECK(text.find("| 2 processes (2 nodes) | 400.0 | 8.00 | 4.00 | 8000 | 20 "
                   "| 4.50 | 72.0 | 0.90 |") != std::string::npos);
+  CHECK(text.find("| 2 processes (2 nodes) | 0: 40.0, 1: 32.0 | 15.0 | "
+                  "0.25 |") != std::string::npos);
+  CHECK(text.find("| 1 process, KVM irqchip | - | - | - |") !=
+        std::string::npos);
   CHECK(text.find("| 2 processes (2 nodes) | 40.0 | 120.0 | 3.00 | 20.0 | "
                   "100.0 | 5.00 |") != std::string::npos);
   CHECK(text.find("| 0x2a05000 | 12.50 | jiffies_64+0x0 |") !=
