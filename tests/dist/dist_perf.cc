@@ -19,6 +19,7 @@
 // (docs/PERFORMANCE.md). The test fails when a boot fails or a measurement
 // is missing, never on a ratio; it prints the report and writes it to
 // $SSIHV_DIST_PERF_REPORT when set.
+#include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -116,6 +117,56 @@ std::map<uint64_t, uint64_t> HotPages(const TestCluster& c, uint32_t running) {
   return out;
 }
 
+// CPU ticks of the node processes' threads by kind, and the machine's idle
+// ticks (the lab VM's CPUs: every node runs in it).
+struct CpuSample {
+  std::map<std::string, uint64_t> by_kind;
+  uint64_t idle = 0;
+  bool idle_ok = false;
+  Clock::time_point at;
+};
+
+std::string ReadText(const std::string& path) {
+  std::ifstream f(path);
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return ss.str();
+}
+
+CpuSample SampleCpu(TestCluster& c, uint32_t running) {
+  CpuSample s;
+  s.at = Clock::now();
+  for (uint32_t k = 0; k < running; ++k) {
+    const std::string task =
+        "/proc/" + std::to_string(c.node(k).pid()) + "/task";
+    DIR* d = ::opendir(task.c_str());
+    if (d == nullptr) continue;
+    for (dirent* e; (e = ::readdir(d)) != nullptr;) {
+      if (e->d_name[0] == '.') continue;
+      std::string comm;
+      uint64_t ticks = 0;
+      if (ParseTaskStat(ReadText(task + "/" + e->d_name + "/stat"), &comm,
+                        &ticks)) {
+        s.by_kind[ThreadKind(comm)] += ticks;
+      }
+    }
+    ::closedir(d);
+  }
+  s.idle_ok = ParseIdleTicks(ReadText("/proc/stat"), &s.idle);
+  return s;
+}
+
+// Where the CPUs went between two samples (RunResult::cpubench_cpu).
+void CpuBetween(const CpuSample& a, const CpuSample& b, RunResult* r) {
+  const double seconds = std::chrono::duration<double>(b.at - a.at).count();
+  const double hz = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  if (seconds <= 0 || hz <= 0) return;
+  r->cpubench_cpu = CpuRates(a.by_kind, b.by_kind, seconds, hz);
+  if (a.idle_ok && b.idle_ok && b.idle >= a.idle) {
+    r->cpubench_idle = static_cast<double>(b.idle - a.idle) / hz / seconds;
+  }
+}
+
 struct Shape {
   std::string key;  // for $SSIHV_DIST_PERF_SHAPES
   std::string name;
@@ -170,6 +221,14 @@ RunResult Measure(const Shape& shape, int port_base, const std::string& append,
       shape.name.c_str(), r.boot_s, r.remote_faults_at_init,
       r.remote_p50_ms_at_init);
   std::fflush(stdout);
+  // The lab's CPUs while cpubench runs (from just after its start, when
+  // the scrapes above took long, to its end).
+  reach("SSIHV perf start");
+  const CpuSample cpu_a = SampleCpu(c, running);
+  const bool late =
+      c.node(0).out().find("SSIHV cpubench threads=") != std::string::npos;
+  reach("SSIHV cpubench threads=");
+  if (!late) CpuBetween(cpu_a, SampleCpu(c, running), &r);
   reach("SSIHV holding");
   const auto idle0 = Clock::now();
   const Counters a = Scrape(c, running);

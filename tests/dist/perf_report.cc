@@ -109,6 +109,65 @@ bool ParseGuestPerf(const std::string& console, RunResult* r) {
   return cpubench && !r->ipi.empty() && !r->iortt.empty();
 }
 
+std::string ThreadKind(absl::string_view comm) {
+  while (!comm.empty() && comm.back() >= '0' && comm.back() <= '9') {
+    comm.remove_suffix(1);
+  }
+  return std::string(comm);
+}
+
+bool ParseTaskStat(absl::string_view stat, std::string* comm, uint64_t* ticks) {
+  // "TID (COMM) STATE ..."; COMM may hold spaces and parentheses, so it
+  // ends at the last ')'. utime and stime are the 14th and 15th fields.
+  const size_t open = stat.find('(');
+  const size_t close = stat.rfind(')');
+  if (open == absl::string_view::npos || close == absl::string_view::npos ||
+      close < open) {
+    return false;
+  }
+  *comm = std::string(stat.substr(open + 1, close - open - 1));
+  std::vector<absl::string_view> f =
+      absl::StrSplit(stat.substr(close + 1), ' ', absl::SkipEmpty());
+  // f[0] is the state (field 3), so field N is f[N - 3].
+  uint64_t utime = 0, stime = 0;
+  if (f.size() < 13 || !absl::SimpleAtoi(f[11], &utime) ||
+      !absl::SimpleAtoi(f[12], &stime)) {
+    return false;
+  }
+  *ticks = utime + stime;
+  return true;
+}
+
+bool ParseIdleTicks(absl::string_view proc_stat, uint64_t* ticks) {
+  for (absl::string_view line : absl::StrSplit(proc_stat, '\n')) {
+    if (!absl::StartsWith(line, "cpu ")) continue;
+    std::vector<absl::string_view> f =
+        absl::StrSplit(line, ' ', absl::SkipEmpty());
+    uint64_t idle = 0, iowait = 0;
+    if (f.size() < 6 || !absl::SimpleAtoi(f[4], &idle) ||
+        !absl::SimpleAtoi(f[5], &iowait)) {
+      return false;
+    }
+    *ticks = idle + iowait;
+    return true;
+  }
+  return false;
+}
+
+std::map<std::string, double> CpuRates(
+    const std::map<std::string, uint64_t>& before,
+    const std::map<std::string, uint64_t>& after, double seconds, double hz) {
+  std::map<std::string, double> out;
+  for (const auto& [kind, ticks] : after) {
+    auto it = before.find(kind);
+    const uint64_t base = it == before.end() ? 0 : it->second;
+    const double rate =
+        ticks > base ? static_cast<double>(ticks - base) / hz / seconds : 0;
+    if (rate >= 0.005) out[kind] = rate;
+  }
+  return out;
+}
+
 std::string KallsymsFromConsole(const std::string& console) {
   const size_t begin = console.find("SSIHV_KALLSYMS_BEGIN");
   const size_t end = console.find("SSIHV_KALLSYMS_END");
@@ -230,6 +289,31 @@ double MeanOf(const std::vector<T>& samples, Pick pick) {
   return n ? sum / n : 0;
 }
 
+std::string ByNode(const std::map<int, double>& mops) {
+  std::string out;
+  for (const auto& [node, m] : mops) {
+    absl::StrAppend(&out, out.empty() ? "" : ", ", node, ": ", Cell(m));
+  }
+  return out.empty() ? "-" : out;
+}
+
+// "vcpu 1.62, rdmax-data 0.20, idle 0.05": the busiest kinds first.
+std::string CpuCell(const RunResult& r) {
+  std::vector<std::pair<double, std::string>> kinds;
+  for (const auto& [kind, rate] : r.cpubench_cpu) kinds.push_back({rate, kind});
+  std::sort(kinds.rbegin(), kinds.rend());
+  std::string out;
+  for (const auto& [rate, kind] : kinds) {
+    absl::StrAppend(&out, out.empty() ? "" : ", ", kind, " ",
+                    absl::StrFormat("%.2f", rate));
+  }
+  if (r.cpubench_idle >= 0) {
+    absl::StrAppend(&out, out.empty() ? "" : ", ", "idle ",
+                    absl::StrFormat("%.2f", r.cpubench_idle));
+  }
+  return out.empty() ? "-" : out;
+}
+
 void AppendHotPages(std::string* out, const char* when, const std::string& run,
                     double seconds, const std::vector<HotPage>& pages) {
   if (pages.empty()) return;
@@ -280,18 +364,14 @@ std::string FormatReport(const std::vector<RunResult>& runs,
   }
   absl::StrAppend(&out,
                   "\n| run | cpubench Mops/s by node | cpubench --clock "
-                  "Mops/s | --clock ratio (user irqchip) |\n"
-                  "| --- | --- | --- | --- |\n");
+                  "Mops/s | --clock ratio (user irqchip) | lab CPUs during "
+                  "cpubench, CPU-s/s |\n"
+                  "| --- | --- | --- | --- | --- |\n");
   for (const RunResult& r : runs) {
-    std::string by_node;
-    for (const auto& [node, mops] : r.cpubench_node_mops) {
-      absl::StrAppend(&by_node, by_node.empty() ? "" : ", ", node, ": ",
-                      Cell(mops));
-    }
-    absl::StrAppend(&out, "| ", r.name, " | ", by_node.empty() ? "-" : by_node,
+    absl::StrAppend(&out, "| ", r.name, " | ", ByNode(r.cpubench_node_mops),
                     " | ", Cell(r.cpubench_clock_mops), " | ",
                     Ratio(r.cpubench_clock_mops, user->cpubench_clock_mops),
-                    " |\n");
+                    " | ", CpuCell(r), " |\n");
   }
   absl::StrAppend(
       &out,

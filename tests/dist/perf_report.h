@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
+
 namespace ssihv::testing {
 
 struct IpiSample {
@@ -41,6 +43,11 @@ struct RunResult {
   double cpubench_mops = 0;  // millions of operations per second, all CPUs
   std::map<int, double> cpubench_node_mops;  // the same by NUMA node
   double cpubench_clock_mops = 0;  // cpubench --clock, all CPUs (0: not run)
+  // Where the lab's CPUs went while cpubench ran: CPU seconds per second
+  // by thread kind (ThreadKind), summed over the node processes, and the
+  // machine's idle CPUs.
+  std::map<std::string, double> cpubench_cpu;
+  double cpubench_idle = -1;  // -1: not measured
   std::vector<IpiSample> ipi;
   std::vector<IoSample> iortt;
   double idle_s = 0;
@@ -82,6 +89,23 @@ std::vector<HotPage> HotPagesBetween(const std::map<uint64_t, uint64_t>& before,
                                      const std::map<uint64_t, uint64_t>& after,
                                      double seconds, const SymbolMap& symbols,
                                      size_t n);
+
+/// A thread's kind from its name: the name without its trailing digits
+/// ("vcpu3" -> "vcpu", "ssihv-fault0" -> "ssihv-fault").
+std::string ThreadKind(absl::string_view comm);
+
+/// One /proc/PID/task/TID/stat line: the thread's name and its user plus
+/// system time in clock ticks. False when malformed.
+bool ParseTaskStat(absl::string_view stat, std::string* comm, uint64_t* ticks);
+
+/// The "cpu" line of /proc/stat: idle plus iowait ticks of all CPUs.
+bool ParseIdleTicks(absl::string_view proc_stat, uint64_t* ticks);
+
+/// CPU ticks by thread kind: `after` minus `before`, per second of
+/// `seconds`, with `hz` ticks per second; kinds below 0.005 left out.
+std::map<std::string, double> CpuRates(
+    const std::map<std::string, uint64_t>& before,
+    const std::map<std::string, uint64_t>& after, double seconds, double hz);
 
 /// The Markdown report: one table of the runs, ratios against the first
 /// one-process run with KVM's irqchip and the first with the user irqchip

@@ -71,6 +71,37 @@ TEST_CASE("a missing or failed measurement is not a result") {
       &r3));
 }
 
+TEST_CASE("where the lab's CPUs go: thread kinds, task stat, idle ticks") {
+  CHECK(ThreadKind("vcpu12") == "vcpu");
+  CHECK(ThreadKind("ssihv-fault0") == "ssihv-fault");
+  CHECK(ThreadKind("rdmax-data") == "rdmax-data");
+  CHECK(ThreadKind("42") == "");
+  std::string comm;
+  uint64_t ticks = 0;
+  // utime 700 and stime 55 (fields 14 and 15); a name with a space and a
+  // parenthesis.
+  REQUIRE(
+      ParseTaskStat("812 (a (b) c) S 1 812 812 0 -1 4194560 100 0 0 0 "
+                    "700 55 0 0 20 0 9 0 1234 0 0",
+                    &comm, &ticks));
+  CHECK(comm == "a (b) c");
+  CHECK(ticks == 755);
+  CHECK_FALSE(ParseTaskStat("812 (x) S 1 2", &comm, &ticks));
+  CHECK_FALSE(ParseTaskStat("812 x S", &comm, &ticks));
+  uint64_t idle = 0;
+  REQUIRE(ParseIdleTicks("cpu  10 0 20 300 7 0 1 0 0 0\ncpu0 5 0 10 150 3\n",
+                         &idle));
+  CHECK(idle == 307);
+  CHECK_FALSE(ParseIdleTicks("intr 5\n", &idle));
+  // 200 ticks of vcpu in 2 s at 100 Hz: 1 CPU; one new kind; one too small.
+  const auto rates = CpuRates(
+      {{"vcpu", 100}, {"dsm-defer", 7}},
+      {{"vcpu", 300}, {"dsm-defer", 7}, {"rdmax-data", 40}}, 2.0, 100.0);
+  REQUIRE(rates.size() == 2);
+  CHECK(rates.at("vcpu") == Approx(1.0));
+  CHECK(rates.at("rdmax-data") == Approx(0.2));
+}
+
 constexpr char kSystemMap[] =
     "0000000000000000 D fixed_percpu_data\n"
     "ffffffff81000000 T _text\n"
@@ -159,6 +190,8 @@ TEST_CASE("the report: ratios against the one-process runs") {
   two.cpubench_mops = 72;
   two.cpubench_node_mops = {{0, 40}, {1, 32}};
   two.cpubench_clock_mops = 15;
+  two.cpubench_cpu = {{"vcpu", 1.25}, {"rdmax-data", 0.5}};
+  two.cpubench_idle = 0.25;
   two.ipi = {{0, 1, true, 40000}, {0, 2, false, 120000}};
   two.iortt = {{0, 0, 20000}, {3, 1, 100000}};
   two.idle_hot = {{0x2a05000, 12.5, "jiffies_64+0x0"}};
@@ -170,8 +203,9 @@ TEST_CASE("the report: ratios against the one-process runs") {
   CHECK(text.find("| 2 processes (2 nodes) | 400.0 | 8.00 | 4.00 | 8000 | 20 "
                   "| 4.50 | 72.0 | 0.90 |") != std::string::npos);
   CHECK(text.find("| 2 processes (2 nodes) | 0: 40.0, 1: 32.0 | 15.0 | "
-                  "0.25 |") != std::string::npos);
-  CHECK(text.find("| 1 process, KVM irqchip | - | - | - |") !=
+                  "0.25 | vcpu 1.25, rdmax-data 0.50, idle 0.25 |") !=
+        std::string::npos);
+  CHECK(text.find("| 1 process, KVM irqchip | - | - | - | - |") !=
         std::string::npos);
   CHECK(text.find("| 2 processes (2 nodes) | 40.0 | 120.0 | 3.00 | 20.0 | "
                   "100.0 | 5.00 |") != std::string::npos);

@@ -49,9 +49,7 @@ static pthread_barrier_t start;
 // Read by every worker after each chunk, written once by the main thread:
 // alone on its page (the alignment makes the object a whole page) so that
 // nothing else written during the run moves it.
-static struct {
-  volatile int stop;
-} control __attribute__((aligned(4096)));
+static struct { volatile int stop; } control __attribute__((aligned(4096)));
 
 static double Now(void) {
   struct timespec t;
@@ -136,7 +134,8 @@ static void* Worker(void* arg) {
   }
   rate[t] = ops / (now - t0);
   // Keep the result alive so the loop is not optimised away.
-  if (buf[x % (BUF_BYTES / sizeof(uint64_t))] == 42) printf("SSIHV cpubench unlikely\n");
+  if (buf[x % (BUF_BYTES / sizeof(uint64_t))] == 42)
+    printf("SSIHV cpubench unlikely\n");
   return NULL;
 }
 
@@ -161,8 +160,9 @@ int main(int argc, char** argv) {
   seconds = argc > 1 ? atof(argv[1]) : 0;
   clock_mode = argc > 2 && strcmp(argv[2], "--clock") == 0;
   if (seconds <= 0 || seconds > 3600 || argc > 3 || (argc > 2 && !clock_mode)) {
-    printf("SSIHV cpubench failed: usage: cpubench SECONDS (0 < S <= 3600) "
-           "[--clock]\n");
+    printf(
+        "SSIHV cpubench failed: usage: cpubench SECONDS (0 < S <= 3600) "
+        "[--clock]\n");
     return 1;
   }
   const char* name = clock_mode ? "cpubench-clock" : "cpubench";
@@ -196,8 +196,9 @@ int main(int argc, char** argv) {
     printf("SSIHV %s cpu=%d node=%d mops=%.3f\n", name, cpus[t], nodes[t],
            rate[t] / 1e6);
   }
-  printf("SSIHV %s threads=%d seconds=%g ops_per_s=%.3f min_thread=%.3f "
-         "max_thread=%.3f\n",
-         name, num_cpus, seconds, total / 1e6, lo / 1e6, hi / 1e6);
+  printf(
+      "SSIHV %s threads=%d seconds=%g ops_per_s=%.3f min_thread=%.3f "
+      "max_thread=%.3f\n",
+      name, num_cpus, seconds, total / 1e6, lo / 1e6, hi / 1e6);
   return 0;
 }
