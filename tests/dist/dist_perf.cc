@@ -225,10 +225,23 @@ RunResult Measure(const Shape& shape, int port_base, const std::string& append,
   // the scrapes above took long, to its end).
   reach("SSIHV perf start");
   const CpuSample cpu_a = SampleCpu(c, running);
+  const Counters bench_a = Scrape(c, running);
+  const std::map<uint64_t, uint64_t> bench_hot_a = HotPages(c, running);
   const bool late =
       c.node(0).out().find("SSIHV cpubench threads=") != std::string::npos;
   reach("SSIHV cpubench threads=");
-  if (!late) CpuBetween(cpu_a, SampleCpu(c, running), &r);
+  if (!late) {
+    const CpuSample cpu_b = SampleCpu(c, running);
+    CpuBetween(cpu_a, cpu_b, &r);
+    r.cpubench_s = std::chrono::duration<double>(cpu_b.at - cpu_a.at).count();
+    const Counters bench_b = Scrape(c, running);
+    r.cpubench_faults_per_s =
+        (bench_b.remote_faults - bench_a.remote_faults) / r.cpubench_s;
+    r.cpubench_requests_per_s =
+        (bench_b.requests_served - bench_a.requests_served) / r.cpubench_s;
+    r.cpubench_hot = HotPagesBetween(bench_hot_a, HotPages(c, running),
+                                     r.cpubench_s, symbols, 8);
+  }
   reach("SSIHV holding");
   const auto idle0 = Clock::now();
   const Counters a = Scrape(c, running);
@@ -307,7 +320,8 @@ TEST_CASE("distributed VM performance: 1, 2 and 3 processes, one lab run") {
       CHECK(kallsyms.find(" jiffies_64\n") != std::string::npos);
       symbols = SymbolMap(kallsyms);
       // This boot's own pages were counted before the symbols arrived.
-      for (auto* pages : {&runs.back().boot_hot, &runs.back().idle_hot}) {
+      for (auto* pages : {&runs.back().boot_hot, &runs.back().cpubench_hot,
+                          &runs.back().idle_hot}) {
         for (HotPage& p : *pages) p.symbol = symbols.Name(p.gpa);
       }
     }

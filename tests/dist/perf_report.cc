@@ -365,13 +365,15 @@ std::string FormatReport(const std::vector<RunResult>& runs,
   absl::StrAppend(&out,
                   "\n| run | cpubench Mops/s by node | cpubench --clock "
                   "Mops/s | --clock ratio (user irqchip) | lab CPUs during "
-                  "cpubench, CPU-s/s |\n"
-                  "| --- | --- | --- | --- | --- |\n");
+                  "cpubench, CPU-s/s | remote faults/s during cpubench "
+                  "| page requests/s during cpubench |\n"
+                  "| --- | --- | --- | --- | --- | --- | --- |\n");
   for (const RunResult& r : runs) {
     absl::StrAppend(&out, "| ", r.name, " | ", ByNode(r.cpubench_node_mops),
                     " | ", Cell(r.cpubench_clock_mops), " | ",
                     Ratio(r.cpubench_clock_mops, user->cpubench_clock_mops),
-                    " | ", CpuCell(r), " |\n");
+                    " | ", CpuCell(r), " | ", Cell(r.cpubench_faults_per_s, 1),
+                    " | ", Cell(r.cpubench_requests_per_s, 1), " |\n");
   }
   absl::StrAppend(
       &out,
@@ -396,6 +398,8 @@ std::string FormatReport(const std::vector<RunResult>& runs,
   }
   for (const RunResult& r : runs) {
     AppendHotPages(&out, "until init", r.name, r.boot_s, r.boot_hot);
+    AppendHotPages(&out, "during cpubench", r.name, r.cpubench_s,
+                   r.cpubench_hot);
     AppendHotPages(&out, "while idle", r.name, r.idle_s, r.idle_hot);
   }
   return out;

@@ -48,6 +48,12 @@ struct RunResult {
   // machine's idle CPUs.
   std::map<std::string, double> cpubench_cpu;
   double cpubench_idle = -1;  // -1: not measured
+  // The DSM's traffic in the same window: page requests the homes served
+  // and the nodes' remote faults per second, and the pages that moved.
+  double cpubench_requests_per_s = -1;
+  double cpubench_faults_per_s = -1;
+  double cpubench_s = 0;
+  std::vector<HotPage> cpubench_hot;
   std::vector<IpiSample> ipi;
   std::vector<IoSample> iortt;
   double idle_s = 0;

@@ -192,6 +192,10 @@ TEST_CASE("the report: ratios against the one-process runs") {
   two.cpubench_clock_mops = 15;
   two.cpubench_cpu = {{"vcpu", 1.25}, {"rdmax-data", 0.5}};
   two.cpubench_idle = 0.25;
+  two.cpubench_faults_per_s = 12.5;
+  two.cpubench_requests_per_s = 20;
+  two.cpubench_s = 10;
+  two.cpubench_hot = {{0x3fd4000, 7.5, "tk_core+0x0"}};
   two.ipi = {{0, 1, true, 40000}, {0, 2, false, 120000}};
   two.iortt = {{0, 0, 20000}, {3, 1, 100000}};
   two.idle_hot = {{0x2a05000, 12.5, "jiffies_64+0x0"}};
@@ -202,8 +206,9 @@ TEST_CASE("the report: ratios against the one-process runs") {
   // 0.90.
   CHECK(text.find("| 2 processes (2 nodes) | 400.0 | 8.00 | 4.00 | 8000 | 20 "
                   "| 4.50 | 72.0 | 0.90 |") != std::string::npos);
-  CHECK(text.find("| 2 processes (2 nodes) | 0: 40.0, 1: 32.0 | 15.0 | "
-                  "0.25 | vcpu 1.25, rdmax-data 0.50, idle 0.25 |") !=
+  CHECK(text.find(
+            "| 2 processes (2 nodes) | 0: 40.0, 1: 32.0 | 15.0 | "
+            "0.25 | vcpu 1.25, rdmax-data 0.50, idle 0.25 | 12.5 | 20.0 |") !=
         std::string::npos);
   CHECK(text.find("| 1 process, KVM irqchip | - | - | - | - |") !=
         std::string::npos);
@@ -211,6 +216,9 @@ TEST_CASE("the report: ratios against the one-process runs") {
                   "100.0 | 5.00 |") != std::string::npos);
   CHECK(text.find("| 0x2a05000 | 12.50 | jiffies_64+0x0 |") !=
         std::string::npos);
+  CHECK(text.find("Hottest pages during cpubench, 2 processes (2 nodes) "
+                  "(10 s):") != std::string::npos);
+  CHECK(text.find("| 0x3fd4000 | 7.50 | tk_core+0x0 |") != std::string::npos);
   // A subset of the shapes without KVM's irqchip ($SSIHV_DIST_PERF_SHAPES=
   // user,2): the user irqchip's run is still the reference, the KVM
   // column says "-".
