@@ -336,10 +336,9 @@ void DsmEngine::HandleMessage(uint32_t from,
         frame->msg.pages(), std::memory_order_relaxed);
   }
   dir::Output& out = ThreadOutput();
-  Ctx ctx;
+  Ctx ctx = Ctx::ForMessage(type);
   ctx.page_bytes = frame->page_bytes;
   ctx.data_first = frame->msg.page;
-  ctx.invalidation = type == dir::MsgType::kInv;
   absl::Status st;
   if (frame->msg.type == dir::MsgType::kReport) {
     dsm::ExclusiveGuard guard(*locks_);

@@ -90,6 +90,14 @@ class DsmEngine {
     // kDefer'd messages whose hold had already expired: resubmitted right
     // after this call's effects, under the same page lock.
     std::vector<std::pair<uint32_t, directory::Message>> resubmit;
+
+    /// The context of a protocol call that handles a message of `type`
+    /// (received, deferred or resubmitted alike).
+    static Ctx ForMessage(directory::MsgType type) {
+      Ctx ctx;
+      ctx.invalidation = type == directory::MsgType::kInv;
+      return ctx;
+    }
   };
   /// Faults parked on pages of one stripe (guarded by the stripe lock).
   using WaitMap = std::unordered_map<directory::PageId, std::vector<Fault>>;

@@ -59,8 +59,7 @@ absl::Status DsmEngine::ResubmitExpired(Ctx& ctx) {
     auto [from, msg] = ctx.resubmit.back();
     ctx.resubmit.pop_back();
     dir::Output out;  // not ThreadOutput(): the caller's is still in use
-    Ctx inner;
-    inner.invalidation = msg.type == dir::MsgType::kInv;
+    Ctx inner = Ctx::ForMessage(msg.type);
     SSIHV_RETURN_IF_ERROR(node_->Resubmit(from, msg, &out));
     SSIHV_RETURN_IF_ERROR(Execute(out, inner));
     // The caller refreshes them once it released its locks.
@@ -97,8 +96,7 @@ void DsmEngine::DeferLoop() {
       continue;
     }
     absl::Status st;
-    Ctx ctx;
-    ctx.invalidation = d.msg.type == dir::MsgType::kInv;
+    Ctx ctx = Ctx::ForMessage(d.msg.type);
     {
       dsm::PageGuard guard(*locks_, d.msg.page);
       dir::Output& out = ThreadOutput();

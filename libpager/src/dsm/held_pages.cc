@@ -20,11 +20,19 @@ bool HeldPages::Hold(uint64_t page, const uint8_t* bytes, int64_t now_ns) {
   if (free_.empty() || held_.contains(page)) return false;
   const uint32_t buffer = free_.back();
   free_.pop_back();
-  if (bytes != nullptr) {
-    std::memcpy(buffers_.get() + buffer * kPageBytes, bytes, kPageBytes);
-  }
+  if (bytes != nullptr) std::memcpy(BufferOf(buffer), bytes, kPageBytes);
   held_.emplace(page, Slot{now_ns, bytes == nullptr, buffer});
   return true;
+}
+
+uint8_t* HeldPages::BufferOf(uint32_t buffer) const {
+  return buffers_.get() + buffer * kPageBytes;
+}
+
+void HeldPages::ReleaseLocked(
+    absl::flat_hash_map<uint64_t, Slot>::iterator it) {
+  free_.push_back(it->second.buffer);
+  held_.erase(it);
 }
 
 bool HeldPages::Take(uint64_t page, uint8_t* out, bool* zero) {
@@ -33,11 +41,9 @@ bool HeldPages::Take(uint64_t page, uint8_t* out, bool* zero) {
   if (it == held_.end()) return false;
   *zero = it->second.zero;
   if (!it->second.zero) {
-    std::memcpy(out, buffers_.get() + it->second.buffer * kPageBytes,
-                kPageBytes);
+    std::memcpy(out, BufferOf(it->second.buffer), kPageBytes);
   }
-  free_.push_back(it->second.buffer);
-  held_.erase(it);
+  ReleaseLocked(it);
   return true;
 }
 
@@ -48,8 +54,7 @@ bool HeldPages::Peek(uint64_t page, uint8_t* out) const {
   if (it->second.zero) {
     std::memset(out, 0, kPageBytes);
   } else {
-    std::memcpy(out, buffers_.get() + it->second.buffer * kPageBytes,
-                kPageBytes);
+    std::memcpy(out, BufferOf(it->second.buffer), kPageBytes);
   }
   return true;
 }
@@ -63,8 +68,7 @@ bool HeldPages::Drop(uint64_t page) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = held_.find(page);
   if (it == held_.end()) return false;
-  free_.push_back(it->second.buffer);
-  held_.erase(it);
+  ReleaseLocked(it);
   return true;
 }
 

@@ -54,6 +54,11 @@ class HeldPages {
     uint32_t buffer;  // index into buffers_
   };
 
+  // The page buffer at `buffer` (an index into buffers_).
+  uint8_t* BufferOf(uint32_t buffer) const;
+  // mu_ held: frees the slot's buffer and forgets its page.
+  void ReleaseLocked(absl::flat_hash_map<uint64_t, Slot>::iterator it);
+
   const size_t capacity_;
   mutable std::mutex mu_;
   absl::flat_hash_map<uint64_t, Slot> held_;
