@@ -38,6 +38,7 @@
 #include "absl/strings/str_split.h"
 #include "cluster_fixture.h"
 #include "perf_report.h"
+#include "ssihv/base/file_util.h"
 #include "ssihv/control/client.h"
 #include "ssihv/control/metrics.h"
 #include "ssihv/control/prometheus.h"
@@ -126,13 +127,6 @@ struct CpuSample {
   Clock::time_point at;
 };
 
-std::string ReadText(const std::string& path) {
-  std::ifstream f(path);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
-
 CpuSample SampleCpu(TestCluster& c, uint32_t running) {
   CpuSample s;
   s.at = Clock::now();
@@ -145,25 +139,30 @@ CpuSample SampleCpu(TestCluster& c, uint32_t running) {
       if (e->d_name[0] == '.') continue;
       std::string comm;
       uint64_t ticks = 0;
-      if (ParseTaskStat(ReadText(task + "/" + e->d_name + "/stat"), &comm,
-                        &ticks)) {
+      // A thread that ended meanwhile reads as "" and is skipped.
+      if (ParseTaskStat(
+              base::ReadFile(task + "/" + e->d_name + "/stat").value_or(""),
+              &comm, &ticks)) {
         s.by_kind[ThreadKind(comm)] += ticks;
       }
     }
     ::closedir(d);
   }
-  s.idle_ok = ParseIdleTicks(ReadText("/proc/stat"), &s.idle);
+  s.idle_ok =
+      ParseIdleTicks(base::ReadFile("/proc/stat").value_or(""), &s.idle);
   return s;
 }
 
-// Where the CPUs went between two samples (RunResult::cpubench_cpu).
+// Where the CPUs went between two samples (RunResult::cpubench_cpu,
+// cpubench_idle, cpubench_s).
 void CpuBetween(const CpuSample& a, const CpuSample& b, RunResult* r) {
-  const double seconds = std::chrono::duration<double>(b.at - a.at).count();
+  r->cpubench_s = std::chrono::duration<double>(b.at - a.at).count();
   const double hz = static_cast<double>(::sysconf(_SC_CLK_TCK));
-  if (seconds <= 0 || hz <= 0) return;
-  r->cpubench_cpu = CpuRates(a.by_kind, b.by_kind, seconds, hz);
+  if (r->cpubench_s <= 0 || hz <= 0) return;
+  r->cpubench_cpu = CpuRates(a.by_kind, b.by_kind, r->cpubench_s, hz);
   if (a.idle_ok && b.idle_ok && b.idle >= a.idle) {
-    r->cpubench_idle = static_cast<double>(b.idle - a.idle) / hz / seconds;
+    r->cpubench_idle =
+        static_cast<double>(b.idle - a.idle) / hz / r->cpubench_s;
   }
 }
 
@@ -231,9 +230,7 @@ RunResult Measure(const Shape& shape, int port_base, const std::string& append,
       c.node(0).out().find("SSIHV cpubench threads=") != std::string::npos;
   reach("SSIHV cpubench threads=");
   if (!late) {
-    const CpuSample cpu_b = SampleCpu(c, running);
-    CpuBetween(cpu_a, cpu_b, &r);
-    r.cpubench_s = std::chrono::duration<double>(cpu_b.at - cpu_a.at).count();
+    CpuBetween(cpu_a, SampleCpu(c, running), &r);
     const Counters bench_b = Scrape(c, running);
     r.cpubench_faults_per_s =
         (bench_b.remote_faults - bench_a.remote_faults) / r.cpubench_s;

@@ -13,13 +13,12 @@
 // invalidation before it. The refresh is asked for a quarter of the
 // writer's period after the invalidation. The refreshed copy is held
 // unmapped (like a read-ahead marker, held_pages.h), so its use is seen:
-// a read that takes
-// it keeps the page hot; a copy invalidated again before any read took it
-// was wasted, and two wasted in a row cool the page and double `need`
-// (up to kMaxNeed), so a page read less often than it is written stops
-// costing its writer an upgrade per write. A bounded table: pages are
-// tracked from their first remote read miss, the least recently seen one
-// evicted when full.
+// a read that takes it keeps the page hot; a copy invalidated again before
+// any read took it was wasted, and two wasted in a row cool the page and
+// double `need` (up to kMaxNeed), so a page read less often than it is
+// written stops costing its writer an upgrade per write. A bounded table:
+// pages are tracked from their first remote read miss, the least recently
+// seen one evicted when full.
 #ifndef SSIHV_PAGER_DSM_READ_REFRESH_H_
 #define SSIHV_PAGER_DSM_READ_REFRESH_H_
 
