@@ -26,9 +26,10 @@ constexpr char kUsage[] =
     "usage: dsm-sim --nodes N[-M] --pages P --ops K --seeds A-B\n"
     "               [--faults reorder,drop,crash] [--threads T] [--pull]\n"
     "               [--write-percent W] [--max-crashes C] [--trace-lines L]\n"
-    "               [--runs R]\n"
+    "               [--runs R] [--downgrade]\n"
     "       dsm-sim --exhaustive --nodes N --pages P --ops K\n"
-    "               [--faults drop,crash] [--threads T] [--pull]\n"
+    "               [--faults drop,crash] [--threads T] [--pull] "
+    "[--downgrade]\n"
     "               [--max-states S] [--runs R]\n"
     "Simulates N nodes running K reads/writes per thread on P pages through\n"
     "the libdirectory protocol and checks SWMR, data values, losses,\n"
@@ -38,10 +39,12 @@ constexpr char kUsage[] =
     "fault that waits, ask for up to R following pages with one run\n"
     "request: a read run after a read, as read-ahead does, a write run\n"
     "after a write, as first-touch runs do (default 3 for seeds, 0\n"
-    "exhaustive).\n"
+    "exhaustive). --downgrade: homes also downgrade idle Modified pages\n"
+    "they hold alone, at any step (libpager's background downgrade).\n"
     "Test only:\n"
     "--inject-bug skip-invalidation|skip-downgrade|run-skip-downgrade|\n"
-    "write-run-not-pristine|early-unblock (protocol bugs) or\n"
+    "write-run-not-pristine|downgrade-skip-protect|early-unblock (protocol\n"
+    "bugs) or\n"
     "driver-early-send (a driver that sends before its local effects).\n";
 
 struct Args {
@@ -84,6 +87,10 @@ Args Parse(int argc, char** argv) {
     }
     if (flag == "--pull") {
       a.config.pull = true;
+      continue;
+    }
+    if (flag == "--downgrade") {
+      a.config.downgrade = true;
       continue;
     }
     if (i + 1 >= argc) Usage(flag + " needs a value");
@@ -152,6 +159,7 @@ int RunExhaustive(Args& a) {
       absl::StrCat("nodes=", a.config.nodes, " pages=", a.config.pages,
                    " ops=", a.config.ops, " threads=", a.config.threads,
                    " faults=", a.faults, a.config.pull ? " pull" : "",
+                   a.config.downgrade ? " downgrade" : "",
                    a.config.run_pages ? " runs=" : "",
                    a.config.run_pages ? absl::StrCat(a.config.run_pages) : "");
   if (!r.ok) {
@@ -184,10 +192,11 @@ int RunSeeds(Args& a) {
       PrintViolation(what.c_str(), r.violation);
       std::printf(
           "reproduce: dsm-sim --nodes %u --pages %llu --ops %u "
-          "--threads %u --seeds %llu --faults %s --runs %u%s\n",
+          "--threads %u --seeds %llu --faults %s --runs %u%s%s\n",
           a.config.nodes, static_cast<unsigned long long>(a.config.pages),
           a.config.ops, a.config.threads, static_cast<unsigned long long>(seed),
-          a.faults.c_str(), a.config.run_pages, a.config.pull ? " --pull" : "");
+          a.faults.c_str(), a.config.run_pages, a.config.pull ? " --pull" : "",
+          a.config.downgrade ? " --downgrade" : "");
       return 1;
     }
     ++seeds;
@@ -219,7 +228,7 @@ int RunSeeds(Args& a) {
                     s.totals.faults_upgrade;
   std::printf(
       "dsm-sim: %llu seeds (%llu-%llu) nodes %u-%u pages %llu ops %u threads "
-      "%u faults %s%s: no violation\n"
+      "%u faults %s%s%s: no violation\n"
       "  %llu steps, %llu reads, %llu writes, %llu accesses to lost pages, "
       "%llu crashes, %llu remote faults, %.2f messages per remote fault, "
       "%llu steps under the liveness bound (longest fault %llu steps, bound "
@@ -229,6 +238,7 @@ int RunSeeds(Args& a) {
       static_cast<unsigned long long>(a.seed_last), a.nodes_min, a.nodes_max,
       static_cast<unsigned long long>(a.config.pages), a.config.ops,
       a.config.threads, a.faults.c_str(), a.config.pull ? " pull" : "",
+      a.config.downgrade ? " downgrade" : "",
       static_cast<unsigned long long>(steps),
       static_cast<unsigned long long>(reads),
       static_cast<unsigned long long>(writes),

@@ -350,6 +350,17 @@ bool HomeAgent::CanGrantWriteRun(PageId page, NodeId req) const {
          (e->read_waiters | e->write_waiters) == 0;
 }
 
+bool HomeAgent::CanDowngrade(PageId page) const {
+  const Entry* e = Find(page);
+  return e != nullptr && StateOf(*e) == DirState::kModified &&
+         e->copies == Bit(self_) && PhaseOf(*e) == TxnPhase::kIdle &&
+         (e->read_waiters | e->write_waiters) == 0;
+}
+
+void HomeAgent::Downgrade(PageId page) {
+  SetState(*Find(page), DirState::kShared);
+}
+
 bool HomeAgent::Rebuilding(PageId page) const {
   const Entry* e = Find(page);
   return e != nullptr && StateOf(*e) == DirState::kRecovering;

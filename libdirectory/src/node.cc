@@ -107,6 +107,19 @@ absl::Status Node::OnFetchDone(PageId page, bool ok, Output* out) {
   return RunLocal(out, start);
 }
 
+bool Node::CanDowngrade(PageId page) const {
+  return space().Contains(page) && members_.HomeOf(page) == self() &&
+         home_.CanDowngrade(page) && node_.CanDowngrade(page);
+}
+
+bool Node::Downgrade(PageId page, Output* out) {
+  if (!CanDowngrade(page)) return false;
+  Env env{members_, stats_, *out};
+  home_.Downgrade(page);
+  node_.Downgrade(env, page);
+  return true;
+}
+
 absl::Status Node::Resubmit(NodeId from, const Message& msg, Output* out) {
   if (from >= space().num_nodes() ||
       (msg.type != MsgType::kFwdRead && msg.type != MsgType::kTransfer &&

@@ -344,6 +344,19 @@ bool NodeAgent::CanServeWriteRun(PageId page) const {
          !(b & (kPendingBits | kHeldBit));
 }
 
+bool NodeAgent::CanDowngrade(PageId page) const {
+  const uint8_t b = pages_[page];
+  return StateBits(b) == PageState::kModified &&
+         !(b & (kPristineBit | kPendingBits | kHeldBit));
+}
+
+void NodeAgent::Downgrade(Env& env, PageId page) {
+  if (bug_ != TestBug::kDowngradeSkipProtect) {
+    AddAction(env, EffectType::kWriteProtect, page);
+  }
+  Set(page, PageState::kShared, 0);
+}
+
 // Modified and pristine means never mapped here (a local fault on a
 // Modified page maps it writable and clears the bit), so the kZap that
 // drops the copy has nothing to unmap (the driver may skip it); the page

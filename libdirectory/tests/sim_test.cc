@@ -121,6 +121,7 @@ bool RunBugCaughtAs(TestBug bug, uint32_t write_percent,
   c.run_pages = 4;
   c.write_percent = write_percent;
   c.bug = bug;
+  c.downgrade = bug == TestBug::kDowngradeSkipProtect;
   for (uint64_t seed = 1; seed <= 300; ++seed) {
     RunResult r = RunSeed(c, seed);
     if (!r.ok && r.violation.invariant == invariant) return true;
@@ -134,6 +135,32 @@ TEST_CASE("a run grant that skips the downgrade is caught") {
 
 TEST_CASE("a write run of a page its home wrote is caught") {
   CHECK(RunBugCaughtAs(TestBug::kWriteRunNotPristine, 60, "data-value"));
+}
+
+TEST_CASE(
+    "background downgrades: no violation, and one that stays "
+    "writable is caught") {
+  Config c = Base(3);
+  c.reorder = c.drop = c.crash = true;
+  c.downgrade = true;
+  for (uint64_t seed = 1; seed <= kSeeds; ++seed) {
+    RunResult r = RunSeed(c, seed);
+    INFO("seed " << seed << " " << r.violation.invariant << ": "
+                 << r.violation.detail << "\n"
+                 << r.violation.trace);
+    REQUIRE(r.ok);
+  }
+  Config e;
+  e.nodes = 2;
+  e.pages = 2;
+  e.ops = kSanitized ? 1 : 2;
+  e.downgrade = true;
+  ExploreResult x = Explore(e, 5'000'000);
+  INFO(x.violation.invariant << ": " << x.violation.detail << "\n"
+                             << x.violation.trace);
+  REQUIRE(x.ok);
+  CHECK(!x.truncated);
+  CHECK(RunBugCaughtAs(TestBug::kDowngradeSkipProtect, 50, "swmr"));
 }
 
 TEST_CASE("crash runs really crash and lose pages") {

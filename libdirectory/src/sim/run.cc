@@ -215,6 +215,9 @@ absl::Status ParseBug(const std::string& name, Config* config) {
     config->bug = TestBug::kRunSkipDowngrade;
   } else if (name == "write-run-not-pristine") {
     config->bug = TestBug::kWriteRunNotPristine;
+  } else if (name == "downgrade-skip-protect") {
+    config->bug = TestBug::kDowngradeSkipProtect;
+    config->downgrade = true;
   } else if (name == "early-unblock") {
     config->bug = TestBug::kEarlyUnblock;
   } else if (name == "driver-early-send") {
@@ -224,7 +227,8 @@ absl::Status ParseBug(const std::string& name, Config* config) {
         absl::StrCat("--inject-bug: unknown bug '", name,
                      "' (skip-invalidation, skip-downgrade, "
                      "run-skip-downgrade, write-run-not-pristine, "
-                     "early-unblock, driver-early-send)"));
+                     "downgrade-skip-protect, early-unblock, "
+                     "driver-early-send)"));
   }
   return absl::OkStatus();
 }

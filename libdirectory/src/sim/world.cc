@@ -117,6 +117,17 @@ void World::Enabled(bool timed, std::vector<Event>* out) const {
       out->push_back({EventKind::kRedeliver, i, {}, false});
     }
   }
+  if (config_.downgrade && !Finished()) {
+    for (NodeId n = 0; n < N(); ++n) {
+      if (dead_[n]) continue;
+      for (PageId p = 0; p < pages_; ++p) {
+        if (nodes_[n].CanDowngrade(p)) {
+          out->push_back(
+              {EventKind::kDowngrade, n, Op{Access::kRead, p}, false});
+        }
+      }
+    }
+  }
   if (rng_ == nullptr && CanCrash()) {
     for (NodeId n = 0; n < N(); ++n) {
       if (!dead_[n]) out->push_back({EventKind::kCrash, n, {}, false});
@@ -205,6 +216,8 @@ std::string World::DescribeEvent(const Event& e) const {
       const LateEffect& l = late_[e.index];
       return absl::StrCat("n", l.node, " performs late ", l.effect.ToString());
     }
+    case EventKind::kDowngrade:
+      return absl::StrCat("n", e.index, " downgrades p", e.op.page);
   }
   return "?";
 }
@@ -276,6 +289,9 @@ void World::Apply(const Event& e) {
     case EventKind::kLate:
       ApplyLate(e.index);
       break;
+    case EventKind::kDowngrade:
+      Downgrade(e.index, e.op.page);
+      break;
   }
   Record(std::move(what));
   if (!failed_) CheckInvariants();
@@ -343,6 +359,15 @@ void World::StepThread(uint32_t t, const Op& chosen) {
          absl::StrCat("n", n, " fault on p", p, " got no resolution"));
     return;
   }
+}
+
+void World::Downgrade(NodeId n, PageId p) {
+  if (!nodes_[n].Downgrade(p, &out_)) {
+    Fail("protocol-error", absl::StrCat("n", n, " refused the downgrade of p",
+                                        p, " it said it could do"));
+    return;
+  }
+  Perform(n, nullptr, 0);
 }
 
 void World::RequestRun(NodeId n, PageId p, bool write) {

@@ -99,7 +99,8 @@ enum class EventKind : uint8_t {
   kCrash,
   kNotice,
   kRedeliver,
-  kLate
+  kLate,
+  kDowngrade,  // index: node, op.page: page
 };
 
 struct Event {
@@ -181,6 +182,7 @@ class World {
   void Notify(uint32_t index);
   void Redeliver(uint32_t index);
   void ApplyLate(uint32_t index);
+  void Downgrade(NodeId n, PageId p);
   /// Performs one local (non-message) effect on node n's frame.
   void PerformLocal(NodeId n, const Effect& e, const Packet* in,
                     uint64_t fetched);

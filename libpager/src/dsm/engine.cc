@@ -117,6 +117,9 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
   e->hold_ = std::make_unique<dsm::GrantHold>(
       absl::ToInt64Nanoseconds(e->options_.grant_hold),
       absl::ToInt64Nanoseconds(e->options_.max_grant_hold));
+  e->downgrade_ = std::make_unique<dsm::BackgroundDowngrade>(
+      space.FirstPageOf(self), space.PageCountOf(self),
+      absl::ToInt64Nanoseconds(e->options_.background_downgrade));
   e->transport_ = std::move(transport);
   e->outbox_ = std::make_unique<dsm::Outbox>(
       e->transport_.get(), kDsmFrameType, config.num_nodes(),
@@ -443,9 +446,11 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
     case dir::EffectType::kMakeWritable:
       SSIHV_RETURN_IF_ERROR(r.Unprotect(GpaOf(e.page), kPageSize));
       CompleteWaiters(e.page, FaultKind::kUpgrade, ctx);
+      ScheduleDowngrade(e.page);
       return absl::OkStatus();
     case dir::EffectType::kWriteProtect:  // a downgrade, for a reader
       hold_->OnTaken(e.page, MonotonicNs(), /*for_write=*/false);
+      downgrade_->OnReadDowngrade(e.page);
       return r.WriteProtect(GpaOf(e.page), kPageSize);
     case dir::EffectType::kZap:  // for another node's write
       hold_->OnTaken(e.page, MonotonicNs(), /*for_write=*/true);
@@ -492,6 +497,9 @@ void DsmEngine::StageMessage(uint32_t to, dir::Message msg,
   alignas(64) uint8_t scratch[kPageSize];
   const uint8_t* bytes =
       msg.carries_page() ? BytesToSend(msg.page, scratch) : nullptr;
+  if (msg.type == dir::MsgType::kData && !(msg.flags & dir::kFlagWrite)) {
+    downgrade_->OnServed(msg.page);  // a read answered from a Shared copy
+  }
   if (msg.carries_page() && bytes == nullptr) {
     msg.flags |= dir::kFlagZero;
     zero_page_sends_.fetch_add(1, std::memory_order_relaxed);

@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "dsm/downgrade.h"
 #include "dsm/grant_hold.h"
 #include "dsm/held_pages.h"
 #include "dsm/outbox.h"
@@ -247,10 +248,15 @@ class DsmEngine {
   // Messages the protocol set aside (kDefer) until the threads woken by a
   // grant had a chance to use the page; resubmitted by deferrer_.
   struct Deferred {
+    enum class Kind : uint8_t {
+      kMessage,    // a deferred message from `from`
+      kRefresh,    // read refresh's request of msg.page
+      kDowngrade,  // background downgrade of msg.page (dsm/downgrade.h)
+    };
     int64_t due_ns;
     uint32_t from;
     directory::Message msg;
-    bool refresh = false;  // not a message: read refresh's request of msg.page
+    Kind kind = Kind::kMessage;
     bool operator>(const Deferred& o) const { return due_ns > o.due_ns; }
   };
   void Defer(uint32_t from, const directory::Message& msg, Ctx& ctx);
@@ -258,6 +264,12 @@ class DsmEngine {
   void PushDeferred(const Deferred& d);
   absl::Status ResubmitExpired(Ctx& ctx);
   void EndHoldsOver(const directory::Message& run);
+  /// Background downgrade: after a local write made `page` writable here,
+  /// schedules its downgrade if the policy asks for one.
+  void ScheduleDowngrade(directory::PageId page);
+  /// The deferral thread, no lock held: the downgrade scheduled for
+  /// `due_ns`, if still due and the protocol allows it.
+  void DowngradeIdle(directory::PageId page, int64_t due_ns);
   /// Last time a grant woke threads on a page of this stripe (guarded by
   /// the stripe lock): a deferred message waits until grant_hold after it.
   int64_t& GrantTime(directory::PageId page) {
@@ -285,6 +297,7 @@ class DsmEngine {
   std::atomic<uint64_t> run_copies_{0};            // ranged UFFDIO_COPYs
   std::atomic<uint64_t> run_pages_one_by_one_{0};  // mapped after EEXIST
   std::unique_ptr<dsm::GrantHold> hold_;
+  std::unique_ptr<dsm::BackgroundDowngrade> downgrade_;
   std::atomic<uint64_t> ahead_requests_{0};
   std::atomic<uint64_t> frames_received_{0};
   // Requests received as home: [2 * from] reads, [2 * from + 1] writes.

@@ -90,8 +90,13 @@ void DsmEngine::DeferLoop() {
     const Deferred d = deferred_.back();
     deferred_.pop_back();
     lock.unlock();
-    if (d.refresh) {
+    if (d.kind == Deferred::Kind::kRefresh) {
       RequestRefresh(d.msg.page);
+      lock.lock();
+      continue;
+    }
+    if (d.kind == Deferred::Kind::kDowngrade) {
+      DowngradeIdle(d.msg.page, d.due_ns);
       lock.lock();
       continue;
     }

@@ -65,6 +65,7 @@ absl::Status DsmEngine::ExecuteRun(const std::vector<dir::Effect>& effects,
   const int64_t now = MonotonicNs();
   for (size_t k = i; k < i + n; ++k) {
     hold_->OnTaken(effects[k].page, now, /*for_write=*/false);  // downgrades
+    downgrade_->OnReadDowngrade(effects[k].page);
   }
   return ForEachGpaStretch(
       head.page, n, [this](dir::PageId first, uint64_t count) {
@@ -197,6 +198,7 @@ void DsmEngine::StageRun(uint32_t to, dir::Message msg, StagedFrames& staged) {
   if (!any) return;
   uint8_t* out = frame + dir::kHeaderSize;
   for (dir::PageId p = msg.page; p < msg.page + msg.pages(); ++p) {
+    downgrade_->OnServed(p);
     uint8_t* dst = out + (p - msg.page) * kPageSize;
     const uint8_t* bytes = BytesToSend(p, dst);
     if (bytes == nullptr) {

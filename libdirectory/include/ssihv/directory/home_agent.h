@@ -79,6 +79,12 @@ class HomeAgent {
   /// copy), no transaction in progress and nobody waiting, so that `req`
   /// can have it at once.
   bool CanGrantWriteRun(PageId page, NodeId req) const;
+  /// Background downgrade: true if `page` is homed here and Modified with
+  /// this node's copy alone, no transaction in progress, nobody waiting.
+  bool CanDowngrade(PageId page) const;
+  /// That page (CanDowngrade must hold) becomes Shared, this node its only
+  /// sharer; the version stays (no write happened).
+  void Downgrade(PageId page);
   /// True while `page`'s entry is rebuilt from the survivors' reports
   /// (homed here after a death): requests for it wait for the rebuild.
   bool Rebuilding(PageId page) const;

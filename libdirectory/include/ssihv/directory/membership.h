@@ -63,7 +63,8 @@ enum class TestBug : uint8_t {
   kSkipDowngrade,     // a Modified holder serving kFwdRead stays writable
   kEarlyUnblock,      // the home ends a transaction without waiting for kDone
   kRunSkipDowngrade,  // a Modified home granting a run stays writable
-  kWriteRunNotPristine,  // a home grants a write run of pages it wrote
+  kWriteRunNotPristine,   // a home grants a write run of pages it wrote
+  kDowngradeSkipProtect,  // a background downgrade leaves the page writable
 };
 
 }  // namespace ssihv::directory

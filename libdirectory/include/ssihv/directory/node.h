@@ -140,6 +140,16 @@ class Node {
   void EndHold(PageId page) { node_.EndHold(page); }
   /// The kFetch of `page` finished; ok = the bytes are in hand.
   absl::Status OnFetchDone(PageId page, bool ok, Output* out);
+  /// Background downgrade (docs/PROTOCOL.md, "Background downgrade"): true
+  /// if `page` is homed here and held Modified by this node alone, written,
+  /// idle (no transaction, nobody waiting, nothing pending, not held).
+  bool CanDowngrade(PageId page) const;
+  /// Such a page becomes Shared here, this node its only sharer: one
+  /// kWriteProtect, no message. A later read by another node is served
+  /// from this copy with no downgrade on its path; a later write here is an
+  /// upgrade that needs no message either. Returns false (no effect) when
+  /// the page does not qualify (any more). Hold the page's lock.
+  bool Downgrade(PageId page, Output* out);
   /// Hands back a message this node deferred (kDefer), with the `from` of
   /// that effect (which may be this node).
   absl::Status Resubmit(NodeId from, const Message& msg, Output* out);

@@ -50,6 +50,11 @@ class NodeAgent {
   bool CanServeWriteRun(PageId page) const;
   /// Home side of a write run: gives the page up (kZap, Invalid).
   void ServeWriteRun(Env& env, PageId page);
+  /// Background downgrade: true if this node holds `page` Modified, written
+  /// (not pristine), with nothing pending and not held.
+  bool CanDowngrade(PageId page) const;
+  /// Write-protects that copy (kWriteProtect): Shared from now on.
+  void Downgrade(Env& env, PageId page);
   /// The hold of `page` is over (no-op if it has none): the next request
   /// that would take it is served at once, as the kDefer it would have
   /// caused would be taken back at once.

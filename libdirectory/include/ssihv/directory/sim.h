@@ -48,6 +48,9 @@ struct Config {
   bool crash = false;        // node crashes
   uint32_t max_crashes = 0;  // 0: min(2, nodes - 1)
   bool pull = false;         // Node::Options::allow_pull (one-sided fetch)
+  /// Background downgrades (Node::Downgrade): while work remains, any node
+  /// may downgrade any page it qualifies for, at any step.
+  bool downgrade = false;
   TestBug bug = TestBug::kNone;
   /// Test only: a driver that breaks node.h's rule and lets a call's
   /// messages leave before the call's later local effects (they happen in
