@@ -92,6 +92,11 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(
     dsm.local_fault_around_pages =
         static_cast<uint32_t>(std::strtoul(v, nullptr, 10));
   }
+  // Background downgrade (docs/PAGER.md): the idle time in us; 0: off.
+  if (const char* v = std::getenv("SSIHV_DSM_BACKGROUND_DOWNGRADE_US")) {
+    dsm.background_downgrade =
+        absl::Microseconds(std::strtoul(v, nullptr, 10));
+  }
   // The grant hold (docs/PAGER.md, "Grant hold"): base and bound, in us.
   if (const char* v = std::getenv("SSIHV_DSM_GRANT_HOLD_US")) {
     dsm.grant_hold = absl::Microseconds(std::strtoul(v, nullptr, 10));

@@ -183,12 +183,16 @@ std::string Vmm::NodeStatsText() const {
   absl::StrAppendFormat(
       &out,
       "\nssihv-vmm: read refresh: %d requested, %d used, %d wasted; grant "
-      "hold doublings %d (interrupted writers %d)",
+      "hold doublings %d (interrupted writers %d); background downgrades "
+      "%d (%d useful, %d wasted)",
       dsm.value("read_refresh_requests", uint64_t{0}),
       dsm.value("read_refresh_used", uint64_t{0}),
       dsm.value("read_refresh_wasted", uint64_t{0}),
       dsm.value("hold_escalations", uint64_t{0}),
-      dsm.value("hold_interrupted_writes", uint64_t{0}));
+      dsm.value("hold_interrupted_writes", uint64_t{0}),
+      dsm.value("background_downgrades", uint64_t{0}),
+      dsm.value("background_downgrades_useful", uint64_t{0}),
+      dsm.value("background_downgrades_wasted", uint64_t{0}));
   const std::vector<pager::DsmPageTraffic> hot = node_->dsm().HottestPages(5);
   if (!hot.empty()) {
     absl::StrAppend(&out, "\nssihv-vmm: hottest pages homed here:");

@@ -79,13 +79,20 @@ void PrintCost(TestCluster& c, Clock::time_point start) {
     const nlohmann::json& dsm = s["dsm"]["dsm"];
     std::printf(
         "dist_test: node %u: %llu remote faults, remote read p50 %.2f ms; "
-        "grant hold doublings %llu (interrupted writers %llu)\n",
+        "grant hold doublings %llu (interrupted writers %llu); background "
+        "downgrades %llu (%llu useful, %llu wasted)\n",
         k, static_cast<unsigned long long>(RemoteFaults(s)),
         s["pager"]["latency_us"]["remote_read"]["p50"].get<double>() / 1000,
         static_cast<unsigned long long>(
             dsm.value("hold_escalations", uint64_t{0})),
         static_cast<unsigned long long>(
-            dsm.value("hold_interrupted_writes", uint64_t{0})));
+            dsm.value("hold_interrupted_writes", uint64_t{0})),
+        static_cast<unsigned long long>(
+            dsm.value("background_downgrades", uint64_t{0})),
+        static_cast<unsigned long long>(
+            dsm.value("background_downgrades_useful", uint64_t{0})),
+        static_cast<unsigned long long>(
+            dsm.value("background_downgrades_wasted", uint64_t{0})));
   }
 }
 
