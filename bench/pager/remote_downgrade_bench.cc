@@ -4,7 +4,7 @@
 //   BM_RemoteIdleRead/tcp     the home rewrites kIdlePages pages node 1 read
 //                             before and leaves them alone kIdleGap (timing
 //                             paused); node 1 then reads each, timed: with
-//                             the home's default background downgrade they
+//                             the home's background downgrade (1 ms) they
 //                             are Shared there by then (no downgrade on the
 //                             read's path); /tcp_no_downgrade: each read
 //                             waits for the home to write-protect the page
@@ -30,11 +30,12 @@ namespace ssihv::bench {
 namespace {
 
 constexpr uint64_t kIdlePages = 64;
-// Longer than the home's default downgrade delay (1 ms).
+// Longer than the home's downgrade delay (1 ms).
 constexpr absl::Duration kIdleGap = absl::Milliseconds(5);
 
+// The home's delay when on (off by default in DsmOptions).
 absl::Duration HomeDowngrade(bool on) {
-  return on ? pager::DsmOptions().background_downgrade : absl::ZeroDuration();
+  return on ? absl::Milliseconds(1) : absl::ZeroDuration();
 }
 
 void BM_RemoteIdleRead(benchmark::State& state, bool downgrade) {

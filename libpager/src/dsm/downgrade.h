@@ -18,16 +18,21 @@
 //
 // * a page becomes a *candidate* when a remote read had to downgrade it here
 //   (the home write-protected it for a reader);
-// * each time the home's write makes a candidate writable again, its
-//   downgrade is scheduled `idle << backoff` later (the deferral thread);
+// * each time the home's write makes a candidate writable again (an
+//   upgrade), the time `idle << backoff` later is noted; a remote read
+//   that then has to downgrade it after that time is *evidence* that a
+//   background downgrade would have been in time;
+// * once a page has kEvidenceNeeded such reads, each upgrade schedules its
+//   downgrade at the noted time (the deferral thread). A page read once
+//   and then written by its home for ever never gets there;
 // * a background downgrade undone by a local write before any remote read
-//   was *wasted*: the page's backoff grows by one; at kMaxBackoff it is no
-//   longer scheduled. A remote read served from the Shared copy it left was
-//   *useful*; it is counted but does not shorten the wait: a wasted
-//   downgrade (a write-protect fault, ~5-10 us on a host) costs several
-//   times what a useful one saves (one write-protection on the reader's
-//   path, ~1-2 us), so a page that wastes some keeps its longer wait. A
-//   page given up comes back (one step under the limit) when a remote read
+//   was *wasted*: the page's backoff grows by one and its evidence starts
+//   over; at kMaxBackoff it is no longer scheduled. A remote read served from
+//   the Shared copy it left was *useful*; it is counted but does not shorten
+//   the wait: a wasted downgrade (a write-protect fault, ~5-10 us on a host)
+//   costs several times what a useful one saves (one write-protection on the
+//   reader's path, ~1-2 us), so a page that wastes some keeps its longer wait.
+//   A page given up comes back (one step under the limit) when a remote read
 //   has to downgrade it again.
 //
 // Thread-safety: the per-page calls run under that page's lock (the engine's
@@ -49,6 +54,9 @@ class BackgroundDowngrade {
  public:
   /// A page is given up after this many wasted downgrades in a row.
   static constexpr uint8_t kMaxBackoff = 6;
+  /// Remote reads that came after the page had been left alone the whole
+  /// delay, needed before it is downgraded (again, after a wasted one).
+  static constexpr uint8_t kEvidenceNeeded = 2;
 
   /// The pages [first, first + count) are homed here. `idle_ns` <= 0: off
   /// (every call is a no-op, nothing is ever scheduled).
@@ -56,8 +64,8 @@ class BackgroundDowngrade {
 
   bool enabled() const { return idle_ns_ > 0; }
 
-  /// The home write-protected `page` for a remote reader.
-  void OnReadDowngrade(directory::PageId page);
+  /// The home write-protected `page` for a remote reader at `now_ns`.
+  void OnReadDowngrade(directory::PageId page, int64_t now_ns);
   /// The home sent `page`'s bytes to another node.
   void OnServed(directory::PageId page);
   /// A local write made `page` writable here at `now_ns`. Returns when to
@@ -79,10 +87,15 @@ class BackgroundDowngrade {
 
  private:
   static constexpr std::memory_order kRelaxed = std::memory_order_relaxed;
-  // Per-page byte: the backoff in the low bits, and these flags.
+  // Per-page byte: the backoff in the low bits, the evidence above it, and
+  // these flags.
   static constexpr uint8_t kBackoffMask = 0x07;
-  static constexpr uint8_t kCandidate = 0x10;
-  static constexpr uint8_t kDowngraded = 0x20;  // by us, not used or undone
+  static constexpr uint8_t kEvidenceOne = 0x08;
+  static constexpr uint8_t kEvidenceMask = 0x18;
+  static constexpr uint8_t kEvidenceMax = 3;
+  static constexpr uint8_t kCandidate = 0x20;
+  static constexpr uint8_t kDowngraded = 0x40;  // by us, not used or undone
+  static uint8_t Evidence(uint8_t b) { return (b & kEvidenceMask) >> 3; }
 
   uint8_t* Bits(directory::PageId page);
 

@@ -448,10 +448,12 @@ absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
       CompleteWaiters(e.page, FaultKind::kUpgrade, ctx);
       ScheduleDowngrade(e.page);
       return absl::OkStatus();
-    case dir::EffectType::kWriteProtect:  // a downgrade, for a reader
-      hold_->OnTaken(e.page, MonotonicNs(), /*for_write=*/false);
-      downgrade_->OnReadDowngrade(e.page);
+    case dir::EffectType::kWriteProtect: {  // a downgrade, for a reader
+      const int64_t now = MonotonicNs();
+      hold_->OnTaken(e.page, now, /*for_write=*/false);
+      downgrade_->OnReadDowngrade(e.page, now);
       return r.WriteProtect(GpaOf(e.page), kPageSize);
+    }
     case dir::EffectType::kZap:  // for another node's write
       hold_->OnTaken(e.page, MonotonicNs(), /*for_write=*/true);
       if (held_->Drop(e.page)) {  // a marker no walk reached: stale now

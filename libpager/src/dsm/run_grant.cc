@@ -65,7 +65,7 @@ absl::Status DsmEngine::ExecuteRun(const std::vector<dir::Effect>& effects,
   const int64_t now = MonotonicNs();
   for (size_t k = i; k < i + n; ++k) {
     hold_->OnTaken(effects[k].page, now, /*for_write=*/false);  // downgrades
-    downgrade_->OnReadDowngrade(effects[k].page);
+    downgrade_->OnReadDowngrade(effects[k].page, now);
   }
   return ForEachGpaStretch(
       head.page, n, [this](dir::PageId first, uint64_t count) {

@@ -110,14 +110,15 @@ struct DsmOptions {
   /// halved the CPU-bound benchmark (docs/PERFORMANCE.md).
   bool read_refresh = false;
   /// Background downgrade (docs/PAGER.md, "Background downgrade"): a page
-  /// homed here that another node read (the home had to write-protect it
-  /// for that read), written here again and then left alone for this long,
-  /// is write-protected in the background, so that the next remote read
-  /// finds it Shared and has no downgrade on its path. Each time a local
-  /// write undoes such a downgrade before any remote read, that page waits
-  /// twice as long the next time, and after six in a row it is left alone.
-  /// Zero: off.
-  absl::Duration background_downgrade = absl::Milliseconds(1);
+  /// homed here that other nodes read after it had been left alone this
+  /// long since the home's last write is, from the second such read on,
+  /// write-protected in the background that long after each of the home's
+  /// writes, so that the next remote read finds it Shared and has no
+  /// downgrade on its path. Each time a local write undoes such a downgrade
+  /// first, that page waits twice as long and needs new evidence; after six
+  /// in a row it is left alone. Off by default (zero): in the lab's
+  /// 2-process guest it lengthened the boot (docs/PERFORMANCE.md).
+  absl::Duration background_downgrade = absl::ZeroDuration();
   /// First-touch write runs: after a remote write fault was answered with a
   /// page nobody had written (a first touch of memory homed elsewhere),
   /// up to this many following pages of that home's range are asked for
