@@ -9,6 +9,7 @@ namespace ssihv::pager {
 namespace dir = ssihv::directory;
 
 void DsmEngine::ScheduleDowngrade(dir::PageId page) {
+  if (!downgrade_->enabled()) return;  // off: not even a clock read
   const int64_t due = downgrade_->OnWritable(page, MonotonicNs());
   if (due == 0) return;
   Deferred d{due, self_, dir::Message{}, Deferred::Kind::kDowngrade};
