@@ -94,8 +94,7 @@ absl::StatusOr<std::unique_ptr<ClusterNode>> ClusterNode::Create(
   }
   // Background downgrade (docs/PAGER.md): the idle time in us; 0: off.
   if (const char* v = std::getenv("SSIHV_DSM_BACKGROUND_DOWNGRADE_US")) {
-    dsm.background_downgrade =
-        absl::Microseconds(std::strtoul(v, nullptr, 10));
+    dsm.background_downgrade = absl::Microseconds(std::strtoul(v, nullptr, 10));
   }
   // The grant hold (docs/PAGER.md, "Grant hold"): base and bound, in us.
   if (const char* v = std::getenv("SSIHV_DSM_GRANT_HOLD_US")) {
