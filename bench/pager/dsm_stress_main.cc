@@ -33,6 +33,7 @@ void Usage() {
       "usage: dsm_stress [--nodes N] [--threads T] [--seconds S]\n"
       "                  [--iterations M] [--fault-threads F]\n"
       "                  [--counters-per-node C] [--timeout S]\n"
+      "                  [--background-downgrade-us U]\n"
       "                  [--transport tcp|rdma] [--seed N] [--verbose]\n"
       "                  [--history [--registers-per-node R]\n"
       "                   [--write-percent P] [--log-ops N]\n"
@@ -150,6 +151,8 @@ int main(int argc, char** argv) {
       target = &o.counters_per_node;
     } else if (a == "--timeout") {
       target = &o.timeout_s;
+    } else if (a == "--background-downgrade-us") {
+      target = &o.background_downgrade_us;
     }
     if (target == nullptr || i + 1 >= argc || !ParseInt(argv[++i], target)) {
       std::fprintf(stderr, "dsm_stress: bad argument '%s'\n", a.c_str());

@@ -310,6 +310,7 @@ int HistoryNodeMain(const std::string& config_path, const StressOptions& o,
   if (!transport.ok()) return fail(transport.status());
   pager::DsmOptions dopt;
   dopt.fault_threads = o.fault_threads;
+  dopt.background_downgrade = absl::Microseconds(o.background_downgrade_us);
   dopt.on_error = [report_fd](const absl::Status& st) {
     WriteLine(report_fd,
               (absl::IsDataLoss(st) ? "lost " : "error ") + st.ToString());

@@ -33,6 +33,8 @@ struct StressOptions {
   int iterations = 0;    ///< per-thread cap on increments; 0 = no cap
   int counters_per_node = 2;
   int fault_threads = 1;          ///< pager fault threads per node
+  /// DsmOptions::background_downgrade of every node, in us; 0: off.
+  int background_downgrade_us = 0;
   int timeout_s = 240;            ///< whole run; nodes are killed after it
   std::string transport = "tcp";  ///< "tcp" or "rdma" (cluster config key)
   bool verbose = false;           ///< print each node's statistics
