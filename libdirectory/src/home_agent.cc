@@ -342,12 +342,9 @@ void HomeAgent::StartRunRead(Env& env, PageId page, NodeId req) {
   if (options_.bug == TestBug::kEarlyUnblock) EndTxn(env, page, e);
 }
 
+// Both need the page Modified at this node alone, idle, nobody waiting.
 bool HomeAgent::CanGrantWriteRun(PageId page, NodeId req) const {
-  const Entry* e = Find(page);
-  return e != nullptr && req < kMaxNodes && req != self_ &&
-         StateOf(*e) == DirState::kModified && e->copies == Bit(self_) &&
-         PhaseOf(*e) == TxnPhase::kIdle &&
-         (e->read_waiters | e->write_waiters) == 0;
+  return req < kMaxNodes && req != self_ && CanDowngrade(page);
 }
 
 bool HomeAgent::CanDowngrade(PageId page) const {

@@ -11,10 +11,7 @@ namespace dir = ssihv::directory;
 void DsmEngine::ScheduleDowngrade(dir::PageId page) {
   if (!downgrade_->enabled()) return;  // off: not even a clock read
   const int64_t due = downgrade_->OnWritable(page, MonotonicNs());
-  if (due == 0) return;
-  Deferred d{due, self_, dir::Message{}, Deferred::Kind::kDowngrade};
-  d.msg.page = page;
-  PushDeferred(d);
+  if (due != 0) PushPageTask(Deferred::Kind::kDowngrade, page, due);
 }
 
 // Nothing to gain on a page that is not mapped here (its next local access
@@ -31,10 +28,8 @@ void DsmEngine::DowngradeIdle(dir::PageId page, int64_t due_ns) {
     if (!downgrade_->Take(page, due_ns) || !Populated(page)) return;
     const int64_t hold_end = GrantTime(page) + hold_->HoldNs(page);
     if (hold_end > MonotonicNs()) {
-      Deferred d{downgrade_->Postpone(page, hold_end), self_, dir::Message{},
-                 Deferred::Kind::kDowngrade};
-      d.msg.page = page;
-      PushDeferred(d);
+      PushPageTask(Deferred::Kind::kDowngrade, page,
+                   downgrade_->Postpone(page, hold_end));
       return;
     }
     node_->EndHold(page);

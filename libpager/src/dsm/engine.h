@@ -262,6 +262,10 @@ class DsmEngine {
   void Defer(uint32_t from, const directory::Message& msg, Ctx& ctx);
   /// Queues `d` for the deferral thread (DeferLoop).
   void PushDeferred(const Deferred& d);
+  /// Queues work on `page` that is not a message (`kind` kRefresh or
+  /// kDowngrade) for the deferral thread at `due_ns`.
+  void PushPageTask(Deferred::Kind kind, directory::PageId page,
+                    int64_t due_ns);
   absl::Status ResubmitExpired(Ctx& ctx);
   void EndHoldsOver(const directory::Message& run);
   /// Background downgrade: after a local write made `page` writable here,

@@ -42,6 +42,13 @@ void DsmEngine::PushDeferred(const Deferred& d) {
   defer_cv_.notify_one();
 }
 
+void DsmEngine::PushPageTask(Deferred::Kind kind, dir::PageId page,
+                             int64_t due_ns) {
+  Deferred d{due_ns, self_, dir::Message{}, kind};
+  d.msg.page = page;
+  PushDeferred(d);
+}
+
 // A page keeps the protocol's hold bit from its grant until a request
 // would take it; a run asking for a page whose hold is over must not find it
 // held, or it would ask for that page alone (a ReadReq deferred and taken

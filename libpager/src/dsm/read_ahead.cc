@@ -92,9 +92,7 @@ void DsmEngine::RefreshAfter(const Ctx& ctx) {
     const int64_t now = MonotonicNs();
     int64_t delay = 0;
     if (!refresh_->OnInvalidated(page, now, &delay)) continue;
-    Deferred d{now + delay, self_, dir::Message{}, Deferred::Kind::kRefresh};
-    d.msg.page = page;
-    PushDeferred(d);
+    PushPageTask(Deferred::Kind::kRefresh, page, now + delay);
   }
 }
 
