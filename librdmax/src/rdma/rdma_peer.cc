@@ -31,6 +31,8 @@ RdmaPeer::RdmaPeer(RdmaTransport* t, NodeId id, base::UniqueFd control_fd,
       slot_bytes_(
           RoundUp(kFrameHeaderSize + t->options().max_message_bytes, 64)),
       control_(std::move(control_fd), t->limits()),
+      // One SEND in a quarter of the peer's credits asks for a completion.
+      signals_((t->options().rdma_recv_depth - kReserveBuffers) / 4),
       queue_(t->options().send_queue_bytes + 2 * slot_bytes_ + 4096),
       capacity_(t->options().send_queue_bytes),
       reply_cost_(kFrameHeaderSize +
@@ -58,7 +60,7 @@ absl::Status RdmaPeer::Init() {
   SSIHV_RETURN_IF_ERROR(
       InitRcQp(qp_.get(), t_->device(), IBV_ACCESS_REMOTE_READ));
   recv_tags_.resize(depth_);
-  send_tags_.resize(depth_);
+  send_tags_.resize(depth_ + 1);  // + the drain SEND's (Teardown)
   read_tags_.resize(t_->options().max_outstanding);
   for (uint32_t i = 0; i < depth_; ++i) {
     recv_tags_[i] = {WrTag::Kind::kRecv, this, i, nullptr};
@@ -66,6 +68,7 @@ absl::Status RdmaPeer::Init() {
     free_slots_.push_back(depth_ - 1 - i);
     SSIHV_RETURN_IF_ERROR(Repost(i));
   }
+  send_tags_[depth_] = {WrTag::Kind::kSend, this, depth_, nullptr};
   for (uint32_t i = 0; i < read_tags_.size(); ++i) {
     read_tags_[i] = {WrTag::Kind::kRead, this, i, nullptr};
   }
@@ -133,12 +136,15 @@ bool RdmaPeer::PostSlotLocked(uint32_t slot, size_t length, bool credit_frame) {
   wr.sg_list = &sge;
   wr.num_sge = 1;
   wr.opcode = IBV_WR_SEND;
-  wr.send_flags = IBV_SEND_SIGNALED;
   // An acknowledgement of a withdrawn region waits for this QP's earlier
   // READs to finish: the peer may unregister the memory once it has it.
-  if (p[4] == static_cast<uint8_t>(FrameKind::kRegionRemoveAck)) {
-    wr.send_flags |= IBV_SEND_FENCE;
-  }
+  const bool fence = p[4] == static_cast<uint8_t>(FrameKind::kRegionRemoveAck);
+  // Busy-poll pollers wait for every posted work request to complete, so
+  // there each SEND reports (send_signals.h).
+  const bool signaled = signals_.ShouldSignal(free_slots_.size(),
+                                              t_->options().busy_poll || fence);
+  wr.send_flags =
+      (signaled ? IBV_SEND_SIGNALED : 0) | (fence ? IBV_SEND_FENCE : 0);
   NoteWrPosted();
   t_->NoteAsync(1);
   if (int err = sys::PostSend(qp_.get(), &wr); err != 0) {
@@ -149,6 +155,7 @@ bool RdmaPeer::PostSlotLocked(uint32_t slot, size_t length, bool credit_frame) {
         std::strerror(err));
     return false;
   }
+  signals_.Posted(slot, signaled);
   if (!credit_frame) --credits_;
   return true;
 }
@@ -252,13 +259,16 @@ bool RdmaPeer::TakeRequest(uint64_t id) {
 }
 
 void RdmaPeer::OnSendDone(const WrTag& tag, const ibv_wc& wc) {
-  NoteWrDone();
-  t_->NoteAsync(-1);
+  size_t done;
   {
     std::lock_guard<std::mutex> lock(send_mu_);
-    free_slots_.push_back(tag.index);
+    done = signals_.Completed(tag.index, &free_slots_);
+    // The drain SEND (always the last posted) has no slot to give back.
+    if (free_slots_.back() == depth_) free_slots_.pop_back();
     ReturnCreditsLocked();
   }
+  NoteWrsDone(static_cast<int64_t>(done));
+  t_->NoteAsync(-static_cast<int>(done));
   if (wc.status != IBV_WC_SUCCESS && wc.status != IBV_WC_WR_FLUSH_ERR) {
     Close(absl::StrCat("SEND to node ", id_,
                        " failed: ", sys::WcStatusName(wc.status)));
@@ -429,6 +439,31 @@ void RdmaPeer::Teardown() {
   std::lock_guard<std::mutex> lock(send_mu_);
   queue_.Consume(queue_.size());
   send_cv_.notify_all();
+  PostDrainLocked();
+}
+
+void RdmaPeer::PostDrainLocked() {
+  // Unsignaled SENDs that completed report nothing, and flushed ones report
+  // only themselves: without a signaled SEND behind them, the slots of the
+  // SENDs after the last signaled one would stay outstanding and the peer
+  // never drained. A signaled SEND posted now is flushed behind them (as
+  // the kernel's ib_drain_sq does), and its completion accounts for all.
+  if (signals_.unreaped() == 0) return;
+  ibv_send_wr wr{};
+  wr.wr_id = reinterpret_cast<uint64_t>(&send_tags_[depth_]);
+  wr.opcode = IBV_WR_SEND;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  NoteWrPosted();
+  t_->NoteAsync(1);
+  if (int err = sys::PostSend(qp_.get(), &wr); err != 0) {
+    NoteWrDone();
+    t_->NoteAsync(-1);
+    Log(LogLevel::kError, "rdmax: ibv_post_send of the drain SEND to node ",
+        id_, ": ", std::strerror(err), "; ", signals_.unreaped(),
+        " SENDs stay outstanding");
+    return;
+  }
+  signals_.Posted(depth_, true);
 }
 
 }  // namespace ssihv::rdmax

@@ -155,7 +155,12 @@ void RdmaTransport::RunDataThread() {
         std::shared_ptr<RdmaPeer> peer = it->second;
         OnControlEvents(peer.get(), events);
       },
-      [this] { OnTick(); }, kTick, &async_outstanding_,
+      // Only busy-poll mode spins while work requests are in flight; in
+      // event mode their completions raise events (a data thread that spun
+      // until each SEND completed took the CPU from the threads that would
+      // answer it: docs/PERFORMANCE.md, "RDMA: no spinning in event mode").
+      [this] { OnTick(); }, kTick,
+      options_.busy_poll ? &async_outstanding_ : nullptr,
       [this] {
         // Busy-poll mode with asynchronous work in flight: poll the send
         // CQ here (unless a blocked caller is polling it).
@@ -192,7 +197,10 @@ void RdmaTransport::NoteAsync(int delta) {
 }
 
 void RdmaTransport::OnCqEvents() {
-  while (ibv_cq* cq = sys::GetCqEvent(channel_.get())) {
+  // One event per wake-up: the channel is watched level-triggered, so a
+  // second pending event wakes the loop again, and the usual single event
+  // costs no ibv_get_cq_event that finds nothing (a read(2) per wake-up).
+  if (ibv_cq* cq = sys::GetCqEvent(channel_.get())) {
     if (cq == send_cq_.get()) {
       ++unacked_send_events_;
     } else {

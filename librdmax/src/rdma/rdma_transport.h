@@ -43,6 +43,7 @@
 #include "rdma/control_stream.h"
 #include "rdma/device.h"
 #include "rdma/rdma_lane.h"
+#include "rdma/send_signals.h"
 #include "regions.h"
 #include "ssihv/base/mapped_region.h"
 #include "sys/verbs.h"
@@ -114,7 +115,10 @@ class RdmaPeer final : public FrameChannel {
   PeerRegions& regions() { return regions_; }
   WrTag* ReadTag(PendingOp* op);
   void NoteWrPosted() { outstanding_.fetch_add(1, std::memory_order_relaxed); }
-  void NoteWrDone() { outstanding_.fetch_sub(1, std::memory_order_acq_rel); }
+  void NoteWrDone() { NoteWrsDone(1); }
+  void NoteWrsDone(int64_t n) {
+    outstanding_.fetch_sub(n, std::memory_order_acq_rel);
+  }
 
   // Connection state machine (data thread).
   bool remote_ready = false;
@@ -145,6 +149,9 @@ class RdmaPeer final : public FrameChannel {
   /// Posts the frame already copied into send slot `slot` (send_mu_ held).
   bool PostSlotLocked(uint32_t slot, size_t length, bool credit_frame);
   void ReturnCreditsLocked();
+  /// Teardown, QP in error, send_mu_ held: a signaled SEND behind the
+  /// unsignaled ones, so their slots are accounted for (send_signals.h).
+  void PostDrainLocked();
   /// The backend's own SEND frames (region adverts, credits): called for
   /// what FramedTransport::ReceiveFrame did not take.
   void Dispatch(const FrameHeader& h, absl::Span<const uint8_t> payload);
@@ -179,6 +186,9 @@ class RdmaPeer final : public FrameChannel {
   std::mutex send_mu_;
   std::condition_variable send_cv_;
   std::vector<uint32_t> free_slots_;
+  // Which SENDs ask for a completion, and the slots of those not yet known
+  // complete (send_signals.h).
+  SendSignals signals_;
   bool link_up_ = false;
   int64_t credits_ = 0;
   ByteRing queue_;
