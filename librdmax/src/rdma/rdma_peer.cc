@@ -264,7 +264,9 @@ void RdmaPeer::OnSendDone(const WrTag& tag, const ibv_wc& wc) {
     std::lock_guard<std::mutex> lock(send_mu_);
     done = signals_.Completed(tag.index, &free_slots_);
     // The drain SEND (always the last posted) has no slot to give back.
-    if (free_slots_.back() == depth_) free_slots_.pop_back();
+    if (!free_slots_.empty() && free_slots_.back() == depth_) {
+      free_slots_.pop_back();
+    }
     ReturnCreditsLocked();
   }
   NoteWrsDone(static_cast<int64_t>(done));
@@ -425,6 +427,7 @@ void RdmaPeer::Teardown() {
   attr.qp_state = IBV_QPS_ERR;
   absl::Status st = sys::ModifyQp(qp_.get(), &attr, IBV_QP_STATE, "->ERR");
   if (!st.ok()) Log(LogLevel::kError, "rdmax: ", st.message());
+  const bool flushing = st.ok();
   // Lanes both ways: ours are shut down (Close did), requests in flight
   // fail, the peer's responders stop serving.
   for (size_t i = 0; i < lanes_asked.size(); ++i) lanes_.SetupFailed();
@@ -439,7 +442,8 @@ void RdmaPeer::Teardown() {
   std::lock_guard<std::mutex> lock(send_mu_);
   queue_.Consume(queue_.size());
   send_cv_.notify_all();
-  PostDrainLocked();
+  // Only on a QP in error: on a live one the drain would reach the peer.
+  if (flushing) PostDrainLocked();
 }
 
 void RdmaPeer::PostDrainLocked() {
