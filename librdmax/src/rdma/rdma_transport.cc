@@ -158,7 +158,8 @@ void RdmaTransport::RunDataThread() {
       // Only busy-poll mode spins while work requests are in flight; in
       // event mode their completions raise events (a data thread that spun
       // until each SEND completed took the CPU from the threads that would
-      // answer it: docs/PERFORMANCE.md, "RDMA: no spinning in event mode").
+      // answer it: docs/PERFORMANCE.md, "RDMA: no spinning in event mode,
+      // selective signalling").
       [this] { OnTick(); }, kTick,
       options_.busy_poll ? &async_outstanding_ : nullptr,
       [this] {
