@@ -139,6 +139,7 @@ control::PeerMetrics PeerMetricsOf(uint32_t node, const PeerLinkStats& s,
   // io_served what we did for it; the MMIO ones are counted apart.
   m.mmio_forwarded = std::min(s.mmio_forwarded, s.io_forwarded);
   m.pio_forwarded = s.io_forwarded - m.mmio_forwarded;
+  m.io_forwarded_seconds = static_cast<double>(s.io_ns_total) / 1e9;
   m.mmio_served = std::min(s.mmio_served, s.io_served);
   m.pio_served = s.io_served - m.mmio_served;
   m.ipis_sent = s.interrupts_sent;

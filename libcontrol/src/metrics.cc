@@ -17,9 +17,10 @@ MetricFamily Family(const char* name, MetricType type, const char* help) {
 }
 
 // Counters of every peer: one family, one sample per peer.
+template <typename T>
 MetricFamily PerPeer(const char* name, const char* help, const Label& node,
                      const std::vector<PeerMetrics>& peers,
-                     uint64_t PeerMetrics::*field) {
+                     T PeerMetrics::*field) {
   MetricFamily f = Family(name, MetricType::kCounter, help);
   for (const PeerMetrics& p : peers) {
     f.samples.push_back({{node, {"peer", std::to_string(p.peer)}},
@@ -144,6 +145,11 @@ std::vector<MetricFamily> MetricFamiliesOf(uint32_t node_id, uint32_t vcpus,
                              node, p,
                              {{"pio", &PeerMetrics::pio_forwarded},
                               {"mmio", &PeerMetrics::mmio_forwarded}}));
+  out.push_back(PerPeer(kMetricForwardedIoSeconds,
+                        "Seconds this node's vCPUs waited for the peer to "
+                        "complete their forwarded I/O accesses (divided by "
+                        "ssihv_forwarded_io_total: the mean round trip).",
+                        node, p, &PeerMetrics::io_forwarded_seconds));
   out.push_back(PerPeerKinds(kMetricServedIo,
                              "I/O accesses of the peer's vCPUs completed by "
                              "this node's devices.",

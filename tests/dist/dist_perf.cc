@@ -74,6 +74,8 @@ struct Counters {
   double remote_faults = 0;    // this node's vCPUs' remote read/write/upgrade
   double requests_served = 0;  // page requests served as home, all peers
   double bytes_sent = 0;       // transport payload bytes, all peers
+  double forwarded_io = 0;     // accesses forwarded to node 0, all nodes
+  double forwarded_io_s = 0;   // their round trips, summed
   double remote_p50_s = 0;     // remote fault service p50, the slowest node
 };
 
@@ -98,6 +100,10 @@ Counters Scrape(const TestCluster& c, uint32_t running) {
         sum.requests_served += s.value;
       } else if (s.name == "ssihv_transport_sent_bytes_total") {
         sum.bytes_sent += s.value;
+      } else if (s.name == control::kMetricForwardedIo) {
+        sum.forwarded_io += s.value;
+      } else if (s.name == control::kMetricForwardedIoSeconds) {
+        sum.forwarded_io_s += s.value;
       }
     }
   }
@@ -229,9 +235,11 @@ RunResult Measure(const Shape& shape, int port_base, const std::string& append,
   const bool late =
       c.node(0).out().find("SSIHV cpubench threads=") != std::string::npos;
   reach("SSIHV cpubench threads=");
+  Counters after_bench = bench_a;
   if (!late) {
     CpuBetween(cpu_a, SampleCpu(c, running), &r);
     const Counters bench_b = Scrape(c, running);
+    after_bench = bench_b;
     r.cpubench_faults_per_s =
         (bench_b.remote_faults - bench_a.remote_faults) / r.cpubench_s;
     r.cpubench_requests_per_s =
@@ -243,6 +251,10 @@ RunResult Measure(const Shape& shape, int port_base, const std::string& append,
   const auto idle0 = Clock::now();
   const Counters a = Scrape(c, running);
   const std::map<uint64_t, uint64_t> hot_a = HotPages(c, running);
+  if (a.forwarded_io > after_bench.forwarded_io) {
+    r.vmm_forwarded_io_us = (a.forwarded_io_s - after_bench.forwarded_io_s) /
+                            (a.forwarded_io - after_bench.forwarded_io) * 1e6;
+  }
   // The idle window is the measurement's length, not a wait for an event;
   // then the API stops the guest (a hold that ran out would power it off
   // under the second scrape).

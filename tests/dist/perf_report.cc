@@ -379,8 +379,9 @@ std::string FormatReport(const std::vector<RunResult>& runs,
       &out,
       "\n| run | IPI RTT same node µs | IPI RTT cross node µs | cross/same "
       "| port I/O on node 0 µs | forwarded port I/O µs | forwarded/local "
+      "| forwarded round trip in the VMM µs "
       "| idle page requests/s | idle transport KB/s |\n"
-      "| --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const RunResult& r : runs) {
     const double same =
         MeanOf(r.ipi, [](const IpiSample& s) { return s.same_node; });
@@ -393,7 +394,8 @@ std::string FormatReport(const std::vector<RunResult>& runs,
     absl::StrAppend(&out, "| ", r.name, " | ", Cell(same / 1e3), " | ",
                     Cell(cross / 1e3), " | ", Ratio(cross, same), " | ",
                     Cell(local / 1e3), " | ", Cell(fwd / 1e3), " | ",
-                    Ratio(fwd, local), " | ", Cell(r.idle_requests_per_s, 2),
+                    Ratio(fwd, local), " | ", Cell(r.vmm_forwarded_io_us),
+                    " | ", Cell(r.idle_requests_per_s, 2),
                     " | ", Cell(r.idle_bytes_per_s / 1e3, 2), " |\n");
   }
   for (const RunResult& r : runs) {

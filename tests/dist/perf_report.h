@@ -57,6 +57,10 @@ struct RunResult {
   std::vector<IpiSample> ipi;
   std::vector<IoSample> iortt;
   double idle_s = 0;
+  // The VMM's own mean round trip of forwarded I/O (request sent to answer
+  // received, ssihv_forwarded_io_seconds_total) between the end of
+  // cpubench and the idle hold: the window of the guest's iortt. 0: none.
+  double vmm_forwarded_io_us = 0;
   double idle_requests_per_s = 0;  // page requests served, all homes
   double idle_bytes_per_s = 0;     // transport payload bytes, all nodes
   std::vector<HotPage> idle_hot;

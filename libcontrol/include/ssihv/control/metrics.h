@@ -30,6 +30,8 @@ inline constexpr char kMetricBytesReceived[] =
     "ssihv_transport_received_bytes_total";
 inline constexpr char kMetricTransportErrors[] = "ssihv_transport_errors_total";
 inline constexpr char kMetricForwardedIo[] = "ssihv_forwarded_io_total";
+inline constexpr char kMetricForwardedIoSeconds[] =
+    "ssihv_forwarded_io_seconds_total";
 inline constexpr char kMetricServedIo[] = "ssihv_forwarded_io_served_total";
 inline constexpr char kMetricIpisSent[] = "ssihv_ipis_sent_total";
 inline constexpr char kMetricIpisReceived[] = "ssihv_ipis_received_total";

@@ -149,6 +149,8 @@ struct PeerMetrics {
   /// Port I/O and MMIO accesses of this node's vCPUs completed by `peer`.
   uint64_t pio_forwarded = 0;
   uint64_t mmio_forwarded = 0;
+  /// Their round trips, summed: from the request's send to the answer.
+  double io_forwarded_seconds = 0;
   /// Accesses of `peer`'s vCPUs completed here.
   uint64_t pio_served = 0;
   uint64_t mmio_served = 0;
