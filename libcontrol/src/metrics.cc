@@ -35,8 +35,7 @@ struct KindField {
   const char* kind;
   uint64_t PeerMetrics::*field;
 };
-MetricFamily PerPeerKinds(const char* name, const char* help,
-                          const Label& node,
+MetricFamily PerPeerKinds(const char* name, const char* help, const Label& node,
                           const std::vector<PeerMetrics>& peers,
                           std::initializer_list<KindField> kinds) {
   MetricFamily f = Family(name, MetricType::kCounter, help);
