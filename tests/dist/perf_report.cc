@@ -395,8 +395,8 @@ std::string FormatReport(const std::vector<RunResult>& runs,
                     Cell(cross / 1e3), " | ", Ratio(cross, same), " | ",
                     Cell(local / 1e3), " | ", Cell(fwd / 1e3), " | ",
                     Ratio(fwd, local), " | ", Cell(r.vmm_forwarded_io_us),
-                    " | ", Cell(r.idle_requests_per_s, 2),
-                    " | ", Cell(r.idle_bytes_per_s / 1e3, 2), " |\n");
+                    " | ", Cell(r.idle_requests_per_s, 2), " | ",
+                    Cell(r.idle_bytes_per_s / 1e3, 2), " |\n");
   }
   for (const RunResult& r : runs) {
     AppendHotPages(&out, "until init", r.name, r.boot_s, r.boot_hot);
