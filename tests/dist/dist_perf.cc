@@ -34,6 +34,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "cluster_fixture.h"
@@ -246,6 +247,21 @@ RunResult Measure(const Shape& shape, int port_base, const std::string& append,
         (bench_b.requests_served - bench_a.requests_served) / r.cpubench_s;
     r.cpubench_hot = HotPagesBetween(bench_hot_a, HotPages(c, running),
                                      r.cpubench_s, symbols, 8);
+  }
+  // Remote faults of all nodes per IPI round trip, pair by pair: pair 0,c
+  // (c >= 2) runs from the line of pair 0,c-1 to its own.
+  uint32_t vcpus = 0;
+  for (const NodeSpec& n : nodes) vcpus += n.vcpus;
+  Counters before_pair = Scrape(c, running);
+  for (uint32_t cpu = 1; cpu < vcpus; ++cpu) {
+    const std::string line = absl::StrCat("cpus=0,", cpu, " rtt_ns_median=");
+    reach(line.c_str());
+    const Counters after_pair = Scrape(c, running);
+    if (cpu >= 2) {
+      r.ipi_remote_faults[cpu] =
+          after_pair.remote_faults - before_pair.remote_faults;
+    }
+    before_pair = after_pair;
   }
   reach("SSIHV holding");
   const auto idle0 = Clock::now();

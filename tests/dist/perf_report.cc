@@ -32,7 +32,8 @@ bool ParseIpi(absl::string_view line, const GuestReport& g, RunResult* r) {
   IpiSample s;
   if (!absl::SimpleAtoi(cpus.first, &s.cpu_a) ||
       !absl::SimpleAtoi(cpus.second, &s.cpu_b) ||
-      !Number(f, "rtt_ns_median", &s.median_ns) || !g.cpu_node.count(s.cpu_a) ||
+      !Number(f, "rtt_ns_median", &s.median_ns) ||
+      !Number(f, "rounds", &s.rounds) || !g.cpu_node.count(s.cpu_a) ||
       !g.cpu_node.count(s.cpu_b)) {
     return false;
   }
@@ -275,6 +276,19 @@ std::string Ratio(double v, double base) {
   return v > 0 && base > 0 ? absl::StrFormat("%.2f", v / base) : "-";
 }
 
+// Remote faults per round trip over the cross-node IPI pairs dist_perf
+// counted faults for (0: none).
+double CrossNodeIpiFaults(const RunResult& r) {
+  double faults = 0, rounds = 0;
+  for (const IpiSample& s : r.ipi) {
+    auto it = r.ipi_remote_faults.find(s.cpu_b);
+    if (s.same_node || it == r.ipi_remote_faults.end()) continue;
+    faults += it->second;
+    rounds += s.rounds;
+  }
+  return rounds > 0 ? faults / rounds : 0;
+}
+
 // The mean of the medians of the samples `pick` accepts (0: none).
 template <typename T, typename Pick>
 double MeanOf(const std::vector<T>& samples, Pick pick) {
@@ -380,8 +394,9 @@ std::string FormatReport(const std::vector<RunResult>& runs,
       "\n| run | IPI RTT same node µs | IPI RTT cross node µs | cross/same "
       "| port I/O on node 0 µs | forwarded port I/O µs | forwarded/local "
       "| forwarded round trip in the VMM µs "
+      "| remote faults per cross-node IPI round trip "
       "| idle page requests/s | idle transport KB/s |\n"
-      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
+      "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |\n");
   for (const RunResult& r : runs) {
     const double same =
         MeanOf(r.ipi, [](const IpiSample& s) { return s.same_node; });
@@ -395,7 +410,8 @@ std::string FormatReport(const std::vector<RunResult>& runs,
                     Cell(cross / 1e3), " | ", Ratio(cross, same), " | ",
                     Cell(local / 1e3), " | ", Cell(fwd / 1e3), " | ",
                     Ratio(fwd, local), " | ", Cell(r.vmm_forwarded_io_us),
-                    " | ", Cell(r.idle_requests_per_s, 2), " | ",
+                    " | ", Cell(CrossNodeIpiFaults(r)), " | ",
+                    Cell(r.idle_requests_per_s, 2), " | ",
                     Cell(r.idle_bytes_per_s / 1e3, 2), " |\n");
   }
   for (const RunResult& r : runs) {

@@ -17,6 +17,7 @@ struct IpiSample {
   uint32_t cpu_a = 0, cpu_b = 0;
   bool same_node = false;
   double median_ns = 0;
+  double rounds = 0;
 };
 
 struct IoSample {
@@ -55,6 +56,9 @@ struct RunResult {
   double cpubench_s = 0;
   std::vector<HotPage> cpubench_hot;
   std::vector<IpiSample> ipi;
+  // dist_perf: remote faults of all nodes while pair 0,c ran (c >= 2; the
+  // window between the guest's lines of pairs 0,c-1 and 0,c), by c.
+  std::map<uint32_t, double> ipi_remote_faults;
   std::vector<IoSample> iortt;
   double idle_s = 0;
   // The VMM's own mean round trip of forwarded I/O (request sent to answer

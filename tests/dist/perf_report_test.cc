@@ -48,6 +48,7 @@ TEST_CASE("the guest's perf lines: cpubench, IPI pairs by node, port I/O") {
   CHECK_FALSE(r.ipi[1].same_node);
   CHECK(r.ipi[1].cpu_b == 3);
   CHECK(r.ipi[1].median_ns == Approx(90000));
+  CHECK(r.ipi[1].rounds == 200);
   REQUIRE(r.iortt.size() == 2);
   CHECK(r.iortt[0].node == 0);
   CHECK(r.iortt[1].node == 1);
@@ -196,7 +197,8 @@ TEST_CASE("the report: ratios against the one-process runs") {
   two.cpubench_requests_per_s = 20;
   two.cpubench_s = 10;
   two.cpubench_hot = {{0x3fd4000, 7.5, "tk_core+0x0"}};
-  two.ipi = {{0, 1, true, 40000}, {0, 2, false, 120000}};
+  two.ipi = {{0, 1, true, 40000, 200}, {0, 2, false, 120000, 200}};
+  two.ipi_remote_faults = {{2, 5000}};
   two.iortt = {{0, 0, 20000}, {3, 1, 100000}};
   two.vmm_forwarded_io_us = 62.5;
   two.idle_hot = {{0x2a05000, 12.5, "jiffies_64+0x0"}};
@@ -215,7 +217,7 @@ TEST_CASE("the report: ratios against the one-process runs") {
         std::string::npos);
   // IPIs, port I/O local and forwarded, and the VMM's own round trip.
   CHECK(text.find("| 2 processes (2 nodes) | 40.0 | 120.0 | 3.00 | 20.0 | "
-                  "100.0 | 5.00 | 62.5 |") != std::string::npos);
+                  "100.0 | 5.00 | 62.5 | 25.0 |") != std::string::npos);
   CHECK(text.find("| 0x2a05000 | 12.50 | jiffies_64+0x0 |") !=
         std::string::npos);
   CHECK(text.find("Hottest pages during cpubench, 2 processes (2 nodes) "
