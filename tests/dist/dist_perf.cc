@@ -254,7 +254,7 @@ RunResult Measure(const Shape& shape, int port_base, const std::string& append,
   // a missing figure in the report, not a wait for the boot timeout).
   uint32_t vcpus = 0;
   for (const NodeSpec& n : nodes) vcpus += n.vcpus;
-  Counters before_pair = Scrape(c, running);
+  Counters before_pair;  // set at pair 0,1's line; no window before it
   for (uint32_t cpu = 1; cpu < vcpus; ++cpu) {
     const std::string line = absl::StrCat(" cpus=0,", cpu);
     reach(line.c_str());

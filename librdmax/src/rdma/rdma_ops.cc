@@ -193,11 +193,7 @@ absl::StatusOr<PendingOp*> RdmaTransport::PostRead(
   wr.send_flags = IBV_SEND_SIGNALED;
   wr.wr.rdma.remote_addr = entry->base + offset;
   wr.wr.rdma.rkey = entry->rkey;
-  peer.NoteWrPosted();
-  if (!sync) NoteAsync(1);
-  if (int err = sys::PostSend(peer.qp(), &wr); err != 0) {
-    peer.NoteWrDone();
-    if (!sync) NoteAsync(-1);
+  if (int err = peer.PostCounted(&wr, /*async=*/!sync); err != 0) {
     return fail(absl::UnavailableError(absl::StrCat(
         "ibv_post_send READ node=", peer.id(), ": ", std::strerror(err))));
   }

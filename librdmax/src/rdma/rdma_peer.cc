@@ -127,6 +127,17 @@ WrTag* RdmaPeer::ReadTag(PendingOp* op) {
   return tag;
 }
 
+int RdmaPeer::PostCounted(ibv_send_wr* wr, bool async) {
+  NoteWrPosted();
+  if (async) t_->NoteAsync(1);
+  const int err = sys::PostSend(qp_.get(), wr);
+  if (err != 0) {
+    NoteWrDone();
+    if (async) t_->NoteAsync(-1);
+  }
+  return err;
+}
+
 bool RdmaPeer::PostSlotLocked(uint32_t slot, size_t length, bool credit_frame) {
   uint8_t* p = send_mem_.data() + slot * slot_bytes_;
   ibv_sge sge{reinterpret_cast<uint64_t>(p), static_cast<uint32_t>(length),
@@ -145,11 +156,7 @@ bool RdmaPeer::PostSlotLocked(uint32_t slot, size_t length, bool credit_frame) {
                                               t_->options().busy_poll || fence);
   wr.send_flags =
       (signaled ? IBV_SEND_SIGNALED : 0) | (fence ? IBV_SEND_FENCE : 0);
-  NoteWrPosted();
-  t_->NoteAsync(1);
-  if (int err = sys::PostSend(qp_.get(), &wr); err != 0) {
-    NoteWrDone();
-    t_->NoteAsync(-1);
+  if (int err = PostCounted(&wr, /*async=*/true); err != 0) {
     free_slots_.push_back(slot);
     Log(LogLevel::kError, "rdmax: ibv_post_send SEND to node ", id_, ": ",
         std::strerror(err));
@@ -457,11 +464,7 @@ void RdmaPeer::PostDrainLocked() {
   wr.wr_id = reinterpret_cast<uint64_t>(&send_tags_[depth_]);
   wr.opcode = IBV_WR_SEND;
   wr.send_flags = IBV_SEND_SIGNALED;
-  NoteWrPosted();
-  t_->NoteAsync(1);
-  if (int err = sys::PostSend(qp_.get(), &wr); err != 0) {
-    NoteWrDone();
-    t_->NoteAsync(-1);
+  if (int err = PostCounted(&wr, /*async=*/true); err != 0) {
     Log(LogLevel::kError, "rdmax: ibv_post_send of the drain SEND to node ",
         id_, ": ", std::strerror(err), "; ", signals_.unreaped(),
         " SENDs stay outstanding");

@@ -114,6 +114,10 @@ class RdmaPeer final : public FrameChannel {
   std::shared_mutex& regions_mu() { return regions_mu_; }
   PeerRegions& regions() { return regions_; }
   WrTag* ReadTag(PendingOp* op);
+  /// Posts `wr` on the QP counted as outstanding (and, if `async`, as
+  /// asynchronous work for busy-poll mode); undoes both if the post fails.
+  /// Returns ibv_post_send's error (0: posted).
+  int PostCounted(ibv_send_wr* wr, bool async);
   void NoteWrPosted() { outstanding_.fetch_add(1, std::memory_order_relaxed); }
   void NoteWrDone() { NoteWrsDone(1); }
   void NoteWrsDone(int64_t n) {
