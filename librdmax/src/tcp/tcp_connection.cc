@@ -233,6 +233,10 @@ void TcpConnection::OnEvents(uint32_t events) {
 
 bool TcpConnection::MayConsume(const FrameHeader& h) {
   if (reader_is_caller_) {
+    if (inline_type_ && h.kind == FrameKind::kMessage &&
+        h.type == *inline_type_) {
+      return true;
+    }
     if (h.kind != FrameKind::kResponse && h.kind != FrameKind::kFetchResponse) {
       return false;
     }
@@ -264,8 +268,8 @@ absl::StatusOr<uint8_t*> TcpConnection::FetchTarget(uint64_t id,
   return op->dst;
 }
 
-TcpConnection::Stop TcpConnection::DrainFrames(PendingOp* caller_op,
-                                               SendBatch* batch) {
+TcpConnection::Stop TcpConnection::DrainFrames(
+    PendingOp* caller_op, SendBatch* batch, absl::FunctionRef<bool()>* done) {
   for (;;) {
     Frame f;
     switch (reader_.Next(*this, &f)) {
@@ -274,6 +278,9 @@ TcpConnection::Stop TcpConnection::DrainFrames(PendingOp* caller_op,
         if (batch != nullptr && reader_.HasBuffered()) {
           SendBatchAccess::Engage(*batch);
         }
+        if (done != nullptr && f.header.kind == FrameKind::kMessage) {
+          Bump(transport_->atomic_stats().inline_messages);
+        }
         Dispatch(f);
         if (dead()) return Stop::kError;
         if (caller_op != nullptr &&
@@ -281,6 +288,7 @@ TcpConnection::Stop TcpConnection::DrainFrames(PendingOp* caller_op,
                 PendingOp::kDone) {
           return Stop::kDone;
         }
+        if (done != nullptr && (*done)()) return Stop::kDone;
         continue;
       case FrameReader::Result::kNeedMore:
         return Stop::kDone;
@@ -390,33 +398,43 @@ bool TcpConnection::ReadAsCaller(PendingOp* op, absl::Time deadline) {
   }
 }
 
+bool TcpConnection::TakeCallerRole() {
+  if (dead() || !read_mu_.try_lock()) return false;
+  reader_is_caller_ = true;
+  // Keep the data thread from waking for our response. The epoll_ctl
+  // overlaps the request's flight; switching back on is left to the data
+  // thread's timer (tcp_rearm_delay), so a stream of fetches pays it once,
+  // not per fetch.
+  bool switched_off = false;
+  {
+    std::lock_guard<std::mutex> lock(arm_mu_);
+    if (!caller_off_) {
+      caller_off_ = switched_off = true;
+      UpdateArm();
+    }
+  }
+  if (switched_off) transport_->RestoreInLater(shared_from_this());
+  return true;
+}
+
+void TcpConnection::ReleaseCallerRole() {
+  reader_is_caller_ = false;
+  inline_type_.reset();
+  const bool buffered = reader_.HasBuffered();
+  read_mu_.unlock();
+  if (transport_->options().tcp_rearm_delay <= absl::ZeroDuration() ||
+      restore_pending_.exchange(false, std::memory_order_seq_cst)) {
+    RestoreIn();
+  }
+  if (buffered) transport_->PostService(shared_from_this());
+}
+
 void TcpConnection::AwaitSync(PendingOp* op, absl::Time deadline) {
   for (;;) {
     if (op->state.load(std::memory_order_acquire) == PendingOp::kDone) return;
-    if (!dead() && read_mu_.try_lock()) {
-      reader_is_caller_ = true;
-      // Keep the data thread from waking for our response. The epoll_ctl
-      // overlaps the request's flight; switching back on is left to the
-      // data thread's timer (tcp_rearm_delay), so a stream of fetches pays
-      // it once, not per fetch.
-      bool switched_off = false;
-      {
-        std::lock_guard<std::mutex> lock(arm_mu_);
-        if (!caller_off_) {
-          caller_off_ = switched_off = true;
-          UpdateArm();
-        }
-      }
-      if (switched_off) transport_->RestoreInLater(shared_from_this());
+    if (TakeCallerRole()) {
       bool ok = ReadAsCaller(op, deadline);
-      reader_is_caller_ = false;
-      bool buffered = reader_.HasBuffered();
-      read_mu_.unlock();
-      if (transport_->options().tcp_rearm_delay <= absl::ZeroDuration() ||
-          restore_pending_.exchange(false, std::memory_order_seq_cst)) {
-        RestoreIn();
-      }
-      if (buffered) transport_->PostService(shared_from_this());
+      ReleaseCallerRole();
       if (!ok) {
         // Closed: the teardown fails the op (status already set if this
         // was our timeout).
@@ -436,6 +454,51 @@ void TcpConnection::AwaitSync(PendingOp* op, absl::Time deadline) {
     if (absl::Now() >= deadline) {
       TimeOutSync(*this, op, transport_->options().op_timeout);
       return;
+    }
+  }
+}
+
+bool TcpConnection::ClaimInline(MessageType type) {
+  if (!up() || !TakeCallerRole()) return false;
+  inline_type_ = type;
+  return true;
+}
+
+// The claiming thread sleeps in poll(2) on the socket and the caller's
+// interrupt fd; what it reads it dispatches as the data thread would, but
+// only frames MayConsume lets a caller take.
+InlineStop TcpConnection::ServeInline(absl::FunctionRef<bool()> done,
+                                      int interrupt_fd, absl::Time deadline) {
+  for (;;) {
+    if (done()) return InlineStop::kDone;
+    const Stop s = DrainFrames(nullptr, nullptr, &done);
+    if (s == Stop::kError || dead()) return InlineStop::kClosed;
+    if (done()) return InlineStop::kDone;
+    if (s == Stop::kYield) return InlineStop::kHandedOver;
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return InlineStop::kTimedOut;
+    const sys::PollPair ready = sys::PollIn(fd_.get(), interrupt_fd, left);
+    if (!ready.first) {
+      if (ready.second) return InlineStop::kInterrupted;
+      continue;  // timeout or EINTR: the deadline is checked above
+    }
+    struct iovec iov[3];
+    const int n = reader_.PrepareRead(iov);
+    if (n == 0) return InlineStop::kHandedOver;  // nothing can be read now
+    const sys::IoResult r = sys::RecvMsgNoWait(fd_.get(), iov, n);
+    if (r.bytes > 0) {
+      reader_.Commit(static_cast<size_t>(r.bytes));
+      continue;
+    }
+    reader_.Commit(0);
+    if (r.bytes == 0) {
+      Close(absl::StrCat("node ", peer_, " closed the connection"));
+      return InlineStop::kClosed;
+    }
+    if (r.err != EAGAIN && r.err != EWOULDBLOCK && r.err != EINTR) {
+      Close(absl::StrCat("receive from node ", peer_, ": ",
+                         std::strerror(r.err)));
+      return InlineStop::kClosed;
     }
   }
 }

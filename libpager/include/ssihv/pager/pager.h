@@ -273,6 +273,12 @@ class Pager {
   void DispatchFaults(const uffd_msg* msgs, size_t n);
   void DrainBacklog(FaultThread* self);
   void ReadIntoBacklog(FaultThread* self);
+  /// Reads every message pending on the (non-blocking) uffd into the
+  /// backlog; read_mu_ held.
+  void ReadPendingLocked(FaultThread* self);
+  /// After a batch: lets the source take its answers on this thread
+  /// (PageSource::AwaitAnswers).
+  void AwaitSourceAnswers(FaultThread* self);
   void HandlePageFault(const uffd_msg& msg);
   void HandleRemove(const uffd_msg& msg);
   void ReportError(const absl::Status& status);
