@@ -161,6 +161,8 @@ absl::Status Pager::Start() {
     // threads poll it with stop_fd_ (see FaultLoop).
     SSIHV_RETURN_IF_ERROR(sys::UffdSetNonblocking(uffd_->fd(), true));
   } else {
+    // AwaitSourceAnswers toggles O_NONBLOCK with one F_SETFL each way.
+    SSIHV_ASSIGN_OR_RETURN(uffd_flags_, sys::UffdGetFlags(uffd_->fd()));
     // One sentinel page per fault thread: Stop() touches them (see Stop).
     const uint64_t sentinel_bytes = options_.fault_threads * kPageSize;
     SSIHV_ASSIGN_OR_RETURN(sentinel_,
@@ -346,15 +348,18 @@ void Pager::AwaitSourceAnswers(FaultThread* self) {
     source_->AwaitAnswers(-1);
     return;
   }
-  if (absl::Status st = sys::UffdSetNonblocking(uffd_->fd(), true); !st.ok()) {
+  const int fd = uffd_->fd();
+  if (absl::Status st = sys::UffdSetFlagsNonblocking(fd, uffd_flags_, true);
+      !st.ok()) {
     ReportError(st);
     source_->AwaitAnswers(-1);
     return;
   }
   self->awaiting = true;
-  source_->AwaitAnswers(uffd_->fd());
+  source_->AwaitAnswers(fd);
   self->awaiting = false;
-  if (absl::Status st = sys::UffdSetNonblocking(uffd_->fd(), false); !st.ok()) {
+  if (absl::Status st = sys::UffdSetFlagsNonblocking(fd, uffd_flags_, false);
+      !st.ok()) {
     ReportError(st);
   }
 }

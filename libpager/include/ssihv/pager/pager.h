@@ -288,6 +288,7 @@ class Pager {
   PagerOptions options_;
   std::unique_ptr<Userfaultfd> uffd_;
   bool adopted_ = false;         // uffd and regions belong to another process
+  int uffd_flags_ = 0;           // F_GETFL at Start (blocking), not adopted
   std::vector<Region> regions_;  // sorted by host address
   std::shared_ptr<PageSource> source_;
   Resolver resolver_{this};
