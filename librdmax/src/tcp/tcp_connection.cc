@@ -458,51 +458,6 @@ void TcpConnection::AwaitSync(PendingOp* op, absl::Time deadline) {
   }
 }
 
-bool TcpConnection::ClaimInline(MessageType type) {
-  if (!up() || !TakeCallerRole()) return false;
-  inline_type_ = type;
-  return true;
-}
-
-// The claiming thread sleeps in poll(2) on the socket and the caller's
-// interrupt fd; what it reads it dispatches as the data thread would, but
-// only frames MayConsume lets a caller take.
-InlineStop TcpConnection::ServeInline(absl::FunctionRef<bool()> done,
-                                      int interrupt_fd, absl::Time deadline) {
-  for (;;) {
-    if (done()) return InlineStop::kDone;
-    const Stop s = DrainFrames(nullptr, nullptr, &done);
-    if (s == Stop::kError || dead()) return InlineStop::kClosed;
-    if (done()) return InlineStop::kDone;
-    if (s == Stop::kYield) return InlineStop::kHandedOver;
-    const absl::Duration left = deadline - absl::Now();
-    if (left <= absl::ZeroDuration()) return InlineStop::kTimedOut;
-    const sys::PollPair ready = sys::PollIn(fd_.get(), interrupt_fd, left);
-    if (!ready.first) {
-      if (ready.second) return InlineStop::kInterrupted;
-      continue;  // timeout or EINTR: the deadline is checked above
-    }
-    struct iovec iov[3];
-    const int n = reader_.PrepareRead(iov);
-    if (n == 0) return InlineStop::kHandedOver;  // nothing can be read now
-    const sys::IoResult r = sys::RecvMsgNoWait(fd_.get(), iov, n);
-    if (r.bytes > 0) {
-      reader_.Commit(static_cast<size_t>(r.bytes));
-      continue;
-    }
-    reader_.Commit(0);
-    if (r.bytes == 0) {
-      Close(absl::StrCat("node ", peer_, " closed the connection"));
-      return InlineStop::kClosed;
-    }
-    if (r.err != EAGAIN && r.err != EWOULDBLOCK && r.err != EINTR) {
-      Close(absl::StrCat("receive from node ", peer_, ": ",
-                         std::strerror(r.err)));
-      return InlineStop::kClosed;
-    }
-  }
-}
-
 void TcpConnection::Dispatch(const Frame& f) {
   if (transport_->ReceiveFrame(*this, f.header, f.payload)) return;
   switch (f.header.kind) {
