@@ -22,9 +22,6 @@ struct FaultThread {
   // Messages read while a resolution waited out EAGAIN (see
   // Resolver::RetryEagain); processed when the current fault returns.
   std::vector<uffd_msg> backlog;
-  // In Pager::AwaitSourceAnswers: this thread holds the uffd's reader role
-  // and has made the uffd non-blocking, so a pump reads directly.
-  bool awaiting = false;
 };
 
 /// The FaultThread running on this thread, or nullptr.

@@ -161,8 +161,6 @@ absl::Status Pager::Start() {
     // threads poll it with stop_fd_ (see FaultLoop).
     SSIHV_RETURN_IF_ERROR(sys::UffdSetNonblocking(uffd_->fd(), true));
   } else {
-    // AwaitSourceAnswers toggles O_NONBLOCK with one F_SETFL each way.
-    SSIHV_ASSIGN_OR_RETURN(uffd_flags_, sys::UffdGetFlags(uffd_->fd()));
     // One sentinel page per fault thread: Stop() touches them (see Stop).
     const uint64_t sentinel_bytes = options_.fault_threads * kPageSize;
     SSIHV_ASSIGN_OR_RETURN(sentinel_,
@@ -264,7 +262,6 @@ void Pager::FaultLoop(FaultThread* self) {
       break;
     }
     DispatchFaults(msgs, static_cast<size_t>(m));
-    AwaitSourceAnswers(self);
   }
   DrainBacklog(self);  // faults a pump read while this thread served
   live_threads_.fetch_sub(1, std::memory_order_acq_rel);
@@ -304,9 +301,6 @@ void Pager::DrainBacklog(FaultThread* self) {
 // non-blocking for its reads (poll(2) cannot tell: on a blocking uffd it
 // answers EPOLLERR). Pumps are the rare path (lock spins, EAGAIN retries).
 void Pager::ReadIntoBacklog(FaultThread* self) {
-  // Awaiting answers, this thread holds the role and the uffd is
-  // non-blocking already (AwaitSourceAnswers).
-  if (self->awaiting) return ReadPendingLocked(self);
   std::unique_lock<std::mutex> lock(read_mu_, std::try_to_lock);
   if (!lock.owns_lock()) return;
   const bool toggle = !adopted_;  // an adopted uffd is non-blocking already
@@ -316,14 +310,6 @@ void Pager::ReadIntoBacklog(FaultThread* self) {
     ReportError(st);
     return;
   }
-  ReadPendingLocked(self);
-  if (!toggle) return;
-  if (absl::Status st = sys::UffdSetNonblocking(uffd_->fd(), false); !st.ok()) {
-    ReportError(st);
-  }
-}
-
-void Pager::ReadPendingLocked(FaultThread* self) {
   uffd_msg msgs[kReadBatch];
   for (;;) {
     const ssize_t m = ReadLocked(msgs, kReadBatch);
@@ -333,33 +319,8 @@ void Pager::ReadPendingLocked(FaultThread* self) {
     }
     if (m < static_cast<ssize_t>(kReadBatch)) break;
   }
-}
-
-// The source waits for its answers with the uffd as its wake-up: poll(2)
-// needs a non-blocking uffd (on a blocking one it answers EPOLLERR), so this
-// thread takes the reader role and switches the uffd to non-blocking for
-// the wait; the other fault threads wait for the role meanwhile, and a new
-// fault (or Stop()'s sentinel touch) ends the wait at once.
-void Pager::AwaitSourceAnswers(FaultThread* self) {
-  if (!source_->ExpectsAnswers()) return;
-  std::unique_lock<std::mutex> lock(read_mu_, std::try_to_lock);
-  if (adopted_ || !lock.owns_lock() ||
-      stopping_.load(std::memory_order_acquire)) {
-    source_->AwaitAnswers(-1);
-    return;
-  }
-  const int fd = uffd_->fd();
-  if (absl::Status st = sys::UffdSetFlagsNonblocking(fd, uffd_flags_, true);
-      !st.ok()) {
-    ReportError(st);
-    source_->AwaitAnswers(-1);
-    return;
-  }
-  self->awaiting = true;
-  source_->AwaitAnswers(fd);
-  self->awaiting = false;
-  if (absl::Status st = sys::UffdSetFlagsNonblocking(fd, uffd_flags_, false);
-      !st.ok()) {
+  if (!toggle) return;
+  if (absl::Status st = sys::UffdSetNonblocking(uffd_->fd(), false); !st.ok()) {
     ReportError(st);
   }
 }

@@ -75,11 +75,8 @@ class FrameReader {
   Result Next(FrameSink& sink, Frame* frame);
   const absl::Status& error() const { return error_; }
 
-  /// True when bytes are buffered that Next() has not consumed (the payload
-  /// of the frame it returned last is consumed).
-  bool HasBuffered() const {
-    return tail_ - head_ > consumed_on_next_ || state_ == State::kDirect;
-  }
+  /// True when bytes are buffered that Next() has not consumed.
+  bool HasBuffered() const { return tail_ > head_ || state_ == State::kDirect; }
 
  private:
   enum class State { kHeader, kBody, kDirect };

@@ -72,7 +72,6 @@ TransportStats AtomicStats::Snapshot() const {
   s.lanes_refused = lanes_refused.load();
   s.lanes_open = lanes_open.load();
   s.lanes_serving = lanes_serving.load();
-  s.inline_messages = inline_messages.load();
   return s;
 }
 

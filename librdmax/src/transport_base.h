@@ -39,7 +39,6 @@ struct AtomicStats {
   std::atomic<uint64_t> lanes_refused{0};
   std::atomic<uint64_t> lanes_open{0};     // gauge
   std::atomic<uint64_t> lanes_serving{0};  // gauge
-  std::atomic<uint64_t> inline_messages{0};
 
   TransportStats Snapshot() const;
   void NoteQueueDepth(uint64_t bytes);

@@ -159,33 +159,6 @@ TEST_CASE("frame reader yields frames the sink may not consume yet") {
         Pattern(10, 1));
 }
 
-// A reader that let go of the connection asks HasBuffered() whether the
-// data thread must be woken for bytes behind the last frame: the payload it
-// just handed out does not count, or every inline read would wake it.
-TEST_CASE("frame reader: the payload handed out last is not buffered") {
-  FrameReader reader(FrameLimits{}, 20000, WirePhase::kEstablished);
-  TestSink sink;
-  std::vector<uint8_t> stream;
-  AppendFrame(&stream, FrameKind::kMessage, 0, Pattern(4096, 0));
-  AppendFrame(&stream, FrameKind::kMessage, 0, Pattern(10, 1));
-  struct iovec iov[3];
-  reader.PrepareRead(iov);
-  const size_t first = stream.size() - (kFrameHeaderSize + 10);
-  std::memcpy(iov[0].iov_base, stream.data(), first);
-  reader.Commit(first);
-  Frame f;
-  REQUIRE(reader.Next(sink, &f) == FrameReader::Result::kFrame);
-  CHECK(f.payload.size() == 4096);
-  CHECK_FALSE(reader.HasBuffered());
-  // The second frame's first byte arrives: now something is behind it.
-  reader.PrepareRead(iov);
-  std::memcpy(iov[0].iov_base, stream.data() + first, 1);
-  reader.Commit(1);
-  CHECK(reader.HasBuffered());
-  CHECK(reader.Next(sink, &f) == FrameReader::Result::kNeedMore);
-  CHECK(reader.HasBuffered());
-}
-
 // Simulates one recvmsg of `n` stream bytes into the speculative iovecs.
 void ScatterInto(struct iovec* iov, int count, const std::vector<uint8_t>& src,
                  size_t n) {

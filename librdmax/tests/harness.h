@@ -57,8 +57,6 @@ class Harness {
   /// whether those are TCP connections (raw lanes can be dialed).
   static constexpr bool kFetchLanes = false;
   static constexpr bool kTcpLanes = false;
-  /// Whether Transport::ClaimInline hands out readers (TCP only).
-  static constexpr bool kInlineReads = false;
 
   virtual ~Harness() = default;
   virtual absl::StatusOr<std::unique_ptr<Transport>> Make(
@@ -126,7 +124,6 @@ class TcpHarness : public SocketHarness {
   static constexpr const char* kName = "tcp";
   static constexpr bool kFetchLanes = true;
   static constexpr bool kTcpLanes = true;
-  static constexpr bool kInlineReads = true;
   explicit TcpHarness(size_t nodes) : SocketHarness(nodes, false) {}
 };
 
@@ -135,7 +132,6 @@ class TcpHarness : public SocketHarness {
 class TcpCoalescingHarness : public SocketHarness {
  public:
   static constexpr const char* kName = "tcp-coalescing-nolanes";
-  static constexpr bool kInlineReads = true;
   explicit TcpCoalescingHarness(size_t nodes) : SocketHarness(nodes, false) {}
   absl::StatusOr<std::unique_ptr<Transport>> Make(
       NodeId id, TransportOptions options) override {

@@ -5,7 +5,6 @@
 #include <catch2/catch.hpp>
 #include <string>
 
-#include "nlohmann/json.hpp"
 #include "stress.h"
 
 namespace ssihv::dsm_stress {
@@ -25,24 +24,12 @@ void RunAndCheck(int nodes, double seconds,
   for (const std::string& v : r->violations) UNSCOPED_INFO(v);
   CHECK(r->violations.empty());
   CHECK(r->expected_sum > 0);
-  uint64_t inline_messages = 0, complete_waits = 0;
   for (const NodeReport& n : r->nodes) {
     CHECK(n.counter_sum == r->expected_sum);
     CHECK(n.bad_reads == 0);
     CHECK(n.bad_slots == 0);
     CHECK(n.reads > 0);
     CHECK(n.increments > 0);
-    const nlohmann::json stats = nlohmann::json::parse(n.stats_json);
-    inline_messages += stats["transport"]["inline_messages"].get<uint64_t>();
-    complete_waits += stats["dsm"]["answer_waits_complete"].get<uint64_t>();
-  }
-  // Over TCP fault threads read answers themselves (docs/PAGER.md); RDMA
-  // has no inline reads: the data thread takes every frame.
-  if (transport == "tcp") {
-    CHECK(inline_messages > 0);
-    CHECK(complete_waits > 0);
-  } else {
-    CHECK(inline_messages == 0);
   }
 }
 

@@ -38,10 +38,6 @@ class DsmSource final : public PageSource {
   void OnFault(const Fault& fault, Resolver& resolver) override {
     engine_->HandleFault(fault, resolver);
   }
-  bool ExpectsAnswers() override { return engine_->ExpectsAnswers(); }
-  void AwaitAnswers(int interrupt_fd) override {
-    engine_->AwaitAnswers(interrupt_fd);
-  }
   std::string_view name() const override { return "dsm"; }
 
  private:
@@ -409,10 +405,6 @@ absl::Status DsmEngine::Execute(const dir::Output& out, Ctx& ctx) {
     SSIHV_RETURN_IF_ERROR(ExecuteOne(out.effects[i], out, ctx, staged));
     ++i;
   }
-  // A fault that now waits for the network: this fault thread will read
-  // the answer itself, and must claim the connection before the request
-  // leaves (answers.cc).
-  if (ctx.parked && !ctx.ahead) ClaimForAnswer(staged, *ctx.fault);
   for (const StagedFrames::Frame& f : staged.frames) {
     outbox_->Send(
         f.to, absl::MakeConstSpan(staged.bytes.data() + f.offset, f.length));

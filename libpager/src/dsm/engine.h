@@ -67,9 +67,6 @@ class DsmEngine {
 
   // PageSource entry points (fault threads).
   void HandleFault(const Fault& fault, Resolver& resolver);
-  // The fault thread reads its answers itself (answers.cc).
-  bool ExpectsAnswers() const;
-  void AwaitAnswers(int interrupt_fd);
 
  private:
   /// What the effects of one call refer to.
@@ -137,11 +134,6 @@ class DsmEngine {
 
  private:
   void Dispatch(const rdmax::Message& m);
-  /// Execute of a fault that parked: claims the connection its request
-  /// goes out on for this fault thread (answers.cc).
-  void ClaimForAnswer(const StagedFrames& staged, const Fault& fault);
-  /// A fault is still parked on `page`.
-  bool Parked(directory::PageId page);
   /// After a remote read fault on `page` (read_ahead.cc): requests the
   /// pages the read-ahead policy asks for.
   void RequestAhead(directory::PageId page);
@@ -318,11 +310,6 @@ class DsmEngine {
   std::atomic<uint64_t> zaps_{0};
   std::atomic<uint64_t> zero_page_sends_{0};
   std::atomic<uint64_t> reinstalls_{0};
-  // Fault-thread waits for answers (answers.cc): ended with every awaited
-  // answer taken on the fault thread, or otherwise (a new fault, another
-  // frame first, the bound; the data thread takes the rest).
-  std::atomic<uint64_t> answer_waits_complete_{0};
-  std::atomic<uint64_t> answer_waits_cut_{0};
 };
 
 }  // namespace ssihv::pager

@@ -131,8 +131,7 @@ nlohmann::json DsmEngine::StatsJson() const {
       {"send_queue_full", t.send_queue_full},
       {"send_queue_high_water", t.send_queue_high_water},
       {"connections_lost", t.connections_lost},
-      {"malformed_frames", t.malformed_frames},
-      {"inline_messages", t.inline_messages}};
+      {"malformed_frames", t.malformed_frames}};
   nlohmann::json served = nlohmann::json::array();
   const std::vector<DsmRequestsServed> by_peer = RequestsServed();
   for (uint32_t n = 0; n < by_peer.size(); ++n) {
@@ -178,8 +177,6 @@ nlohmann::json DsmEngine::StatsJson() const {
       {"hold_interrupted_writes", hold_->interrupted_writes()},
       {"deferred", deferred_count_.load()},
       {"backlogged_sends", outbox_->backlogged()},
-      {"answer_waits_complete", answer_waits_complete_.load()},
-      {"answer_waits_cut", answer_waits_cut_.load()},
       {"failed", failed_.load()}};
   return {{"pager", ToJson(pager_->Stats())},
           {"protocol", nlohmann::json::parse(node_->Stats().ToJson())},

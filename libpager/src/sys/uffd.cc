@@ -12,7 +12,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "ssihv/base/errno_status.h"
-#include "ssihv/base/status_macros.h"
 
 namespace ssihv::pager::sys {
 
@@ -170,24 +169,14 @@ ssize_t UffdRead(int fd, uffd_msg* msgs, size_t max) {
 // poll(2) cannot say whether a read would block: on a blocking uffd it
 // answers EPOLLERR (fs/userfaultfd.c, userfaultfd_poll). The reader that
 // must not block flips the file's O_NONBLOCK instead.
-absl::StatusOr<int> UffdGetFlags(int fd) {
+absl::Status UffdSetNonblocking(int fd, bool on) {
   const int flags = ::fcntl(fd, F_GETFL);
   if (flags < 0) return base::LastErrnoStatus("fcntl(F_GETFL) on the uffd");
-  return flags;
-}
-
-absl::Status UffdSetFlagsNonblocking(int fd, int flags, bool on) {
   const int want = on ? (flags | O_NONBLOCK) : (flags & ~O_NONBLOCK);
-  if (::fcntl(fd, F_SETFL, want) < 0) {
+  if (want != flags && ::fcntl(fd, F_SETFL, want) < 0) {
     return base::LastErrnoStatus("fcntl(F_SETFL) on the uffd");
   }
   return absl::OkStatus();
-}
-
-absl::Status UffdSetNonblocking(int fd, bool on) {
-  SSIHV_ASSIGN_OR_RETURN(const int flags, UffdGetFlags(fd));
-  if (on == ((flags & O_NONBLOCK) != 0)) return absl::OkStatus();
-  return UffdSetFlagsNonblocking(fd, flags, on);
 }
 
 absl::StatusOr<UniqueFd> EventfdCreate() {

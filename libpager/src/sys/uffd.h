@@ -96,11 +96,6 @@ ssize_t UffdRead(int fd, uffd_msg* msgs, size_t max);
 
 /// Sets or clears O_NONBLOCK on the uffd's open file (fcntl F_SETFL).
 absl::Status UffdSetNonblocking(int fd, bool on);
-/// fcntl(F_GETFL): the uffd's file status flags.
-absl::StatusOr<int> UffdGetFlags(int fd);
-/// fcntl(F_SETFL): `flags` as F_GETFL returned them, O_NONBLOCK as `on`
-/// (one syscall where UffdSetNonblocking takes two).
-absl::Status UffdSetFlagsNonblocking(int fd, int flags, bool on);
 
 // ---- Waking fault threads on an adopted uffd (another process's: no page
 // of this process can be registered with it to wake a blocked read) ----

@@ -4,13 +4,11 @@
 #include <linux/futex.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <cerrno>
 #include <climits>
 
@@ -131,16 +129,6 @@ absl::Status SetBlocking(int fd) {
 }
 
 void ShutdownBoth(int fd) { ::shutdown(fd, SHUT_RDWR); }
-
-PollPair PollIn(int a, int b, absl::Duration timeout) {
-  struct pollfd fds[2] = {{a, POLLIN, 0}, {b, POLLIN, 0}};
-  const int64_t ms =
-      absl::ToInt64Milliseconds(absl::Ceil(timeout, absl::Milliseconds(1)));
-  const int timeout_ms =
-      static_cast<int>(std::clamp<int64_t>(ms, 0, 24 * 3600 * 1000));
-  if (::poll(fds, b < 0 ? 1 : 2, timeout_ms) <= 0) return {false, false};
-  return {fds[0].revents != 0, b >= 0 && fds[1].revents != 0};
-}
 
 absl::StatusOr<UniqueFd> EpollCreate() {
   UniqueFd fd(::epoll_create1(EPOLL_CLOEXEC));

@@ -13,7 +13,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
-#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -53,14 +52,6 @@ absl::Status SetSendTimeout(int fd, absl::Duration timeout);
 absl::Status SetBlocking(int fd);
 /// shutdown(SHUT_RDWR): wakes every thread blocked on the socket.
 void ShutdownBoth(int fd);
-
-// ---- poll ----
-/// Which of two fds are ready (PollIn).
-using PollPair = std::pair<bool, bool>;
-/// poll(2) for input on `a` and `b` (b < 0: `a` only), up to `timeout`
-/// (rounded up to a millisecond). An error or hang-up counts as ready (the
-/// read that follows reports it); a timeout or EINTR as neither.
-PollPair PollIn(int a, int b, absl::Duration timeout);
 
 // ---- epoll / eventfd ----
 absl::StatusOr<base::UniqueFd> EpollCreate();

@@ -233,10 +233,6 @@ void TcpConnection::OnEvents(uint32_t events) {
 
 bool TcpConnection::MayConsume(const FrameHeader& h) {
   if (reader_is_caller_) {
-    if (inline_type_ && h.kind == FrameKind::kMessage &&
-        h.type == *inline_type_) {
-      return true;
-    }
     if (h.kind != FrameKind::kResponse && h.kind != FrameKind::kFetchResponse) {
       return false;
     }
@@ -268,8 +264,8 @@ absl::StatusOr<uint8_t*> TcpConnection::FetchTarget(uint64_t id,
   return op->dst;
 }
 
-TcpConnection::Stop TcpConnection::DrainFrames(
-    PendingOp* caller_op, SendBatch* batch, absl::FunctionRef<bool()>* done) {
+TcpConnection::Stop TcpConnection::DrainFrames(PendingOp* caller_op,
+                                               SendBatch* batch) {
   for (;;) {
     Frame f;
     switch (reader_.Next(*this, &f)) {
@@ -278,9 +274,6 @@ TcpConnection::Stop TcpConnection::DrainFrames(
         if (batch != nullptr && reader_.HasBuffered()) {
           SendBatchAccess::Engage(*batch);
         }
-        if (done != nullptr && f.header.kind == FrameKind::kMessage) {
-          Bump(transport_->atomic_stats().inline_messages);
-        }
         Dispatch(f);
         if (dead()) return Stop::kError;
         if (caller_op != nullptr &&
@@ -288,7 +281,6 @@ TcpConnection::Stop TcpConnection::DrainFrames(
                 PendingOp::kDone) {
           return Stop::kDone;
         }
-        if (done != nullptr && (*done)()) return Stop::kDone;
         continue;
       case FrameReader::Result::kNeedMore:
         return Stop::kDone;
@@ -398,43 +390,33 @@ bool TcpConnection::ReadAsCaller(PendingOp* op, absl::Time deadline) {
   }
 }
 
-bool TcpConnection::TakeCallerRole() {
-  if (dead() || !read_mu_.try_lock()) return false;
-  reader_is_caller_ = true;
-  // Keep the data thread from waking for our response. The epoll_ctl
-  // overlaps the request's flight; switching back on is left to the data
-  // thread's timer (tcp_rearm_delay), so a stream of fetches pays it once,
-  // not per fetch.
-  bool switched_off = false;
-  {
-    std::lock_guard<std::mutex> lock(arm_mu_);
-    if (!caller_off_) {
-      caller_off_ = switched_off = true;
-      UpdateArm();
-    }
-  }
-  if (switched_off) transport_->RestoreInLater(shared_from_this());
-  return true;
-}
-
-void TcpConnection::ReleaseCallerRole() {
-  reader_is_caller_ = false;
-  inline_type_.reset();
-  const bool buffered = reader_.HasBuffered();
-  read_mu_.unlock();
-  if (transport_->options().tcp_rearm_delay <= absl::ZeroDuration() ||
-      restore_pending_.exchange(false, std::memory_order_seq_cst)) {
-    RestoreIn();
-  }
-  if (buffered) transport_->PostService(shared_from_this());
-}
-
 void TcpConnection::AwaitSync(PendingOp* op, absl::Time deadline) {
   for (;;) {
     if (op->state.load(std::memory_order_acquire) == PendingOp::kDone) return;
-    if (TakeCallerRole()) {
+    if (!dead() && read_mu_.try_lock()) {
+      reader_is_caller_ = true;
+      // Keep the data thread from waking for our response. The epoll_ctl
+      // overlaps the request's flight; switching back on is left to the
+      // data thread's timer (tcp_rearm_delay), so a stream of fetches pays
+      // it once, not per fetch.
+      bool switched_off = false;
+      {
+        std::lock_guard<std::mutex> lock(arm_mu_);
+        if (!caller_off_) {
+          caller_off_ = switched_off = true;
+          UpdateArm();
+        }
+      }
+      if (switched_off) transport_->RestoreInLater(shared_from_this());
       bool ok = ReadAsCaller(op, deadline);
-      ReleaseCallerRole();
+      reader_is_caller_ = false;
+      bool buffered = reader_.HasBuffered();
+      read_mu_.unlock();
+      if (transport_->options().tcp_rearm_delay <= absl::ZeroDuration() ||
+          restore_pending_.exchange(false, std::memory_order_seq_cst)) {
+        RestoreIn();
+      }
+      if (buffered) transport_->PostService(shared_from_this());
       if (!ok) {
         // Closed: the teardown fails the op (status already set if this
         // was our timeout).

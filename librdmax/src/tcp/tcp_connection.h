@@ -30,10 +30,8 @@
 #include <condition_variable>
 #include <memory>
 #include <mutex>
-#include <optional>
 
 #include "absl/container/flat_hash_set.h"
-#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "frame_reader.h"
 #include "framed_transport.h"
@@ -77,16 +75,6 @@ class TcpConnection : public FrameSink,
   /// Reads the socket itself when no other thread does (FrameChannel).
   void AwaitSync(PendingOp* op, absl::Time deadline) override;
 
-  // ---- inline reading (Transport::ClaimInline) ----
-  /// Takes the reader role for the calling thread, for one-way messages of
-  /// `type`. False when another thread holds it or the connection is dead.
-  bool ClaimInline(MessageType type);
-  /// InlineReader::Serve (the claiming thread).
-  InlineStop ServeInline(absl::FunctionRef<bool()> done, int interrupt_fd,
-                         absl::Time deadline);
-  /// Gives the role back (the claiming thread).
-  void ReleaseInline() { ReleaseCallerRole(); }
-
   // ---- data thread ----
   void OnEvents(uint32_t events);
   /// Reads and dispatches what is available (the data thread's reader).
@@ -113,9 +101,7 @@ class TcpConnection : public FrameSink,
   enum class Stop { kDone, kYield, kError };
   // Role holder: drains buffered frames; `caller_op` set when a sync caller
   // reads (stops once it completed).
-  // `done`: an inline reader's condition, checked after each frame.
-  Stop DrainFrames(PendingOp* caller_op, SendBatch* batch = nullptr,
-                   absl::FunctionRef<bool()>* done = nullptr);
+  Stop DrainFrames(PendingOp* caller_op, SendBatch* batch = nullptr);
   // The data thread's DrainFrames: answers to a burst leave together.
   Stop DrainBatched();
   void Dispatch(const Frame& frame);
@@ -123,11 +109,6 @@ class TcpConnection : public FrameSink,
   void OnFetchResponse(const Frame& frame);
   void ServeFetch(const Frame& frame);
   bool ReadAsCaller(PendingOp* op, absl::Time deadline);
-  // The reader role taken and given back by a thread other than the data
-  // thread (AwaitSync, ClaimInline): meanwhile the data thread stops
-  // watching the socket.
-  bool TakeCallerRole();
-  void ReleaseCallerRole();
   void OnWritable();
   void SetWantIn(bool want);
   void RestoreIn();
@@ -156,9 +137,6 @@ class TcpConnection : public FrameSink,
   // Receive side (reader role).
   std::mutex read_mu_;
   bool reader_is_caller_ = false;
-  // The type a thread claimed the connection for (ClaimInline), while it
-  // holds the role.
-  std::optional<MessageType> inline_type_;
   std::atomic<bool> restore_pending_{false};
   bool paused_ = false;  // data thread stopped reading for lack of room
   FrameReader reader_;
@@ -174,22 +152,6 @@ class TcpConnection : public FrameSink,
   PendingTable pending_;
   PeerRegions peer_regions_;
   FetchLanes lanes_;
-};
-
-/// Transport::ClaimInline's reader on TCP: the connection's reader role,
-/// given back when destroyed.
-class TcpInlineReader final : public InlineReader {
- public:
-  explicit TcpInlineReader(std::shared_ptr<TcpConnection> conn)
-      : conn_(std::move(conn)) {}
-  ~TcpInlineReader() override { conn_->ReleaseInline(); }
-  InlineStop Serve(absl::FunctionRef<bool()> done, int interrupt_fd,
-                   absl::Time deadline) override {
-    return conn_->ServeInline(done, interrupt_fd, deadline);
-  }
-
- private:
-  std::shared_ptr<TcpConnection> conn_;
 };
 
 }  // namespace ssihv::rdmax

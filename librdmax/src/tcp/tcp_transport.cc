@@ -251,14 +251,6 @@ absl::StatusOr<std::shared_ptr<TcpConnection>> TcpTransport::Connection(
   return LiveChannel(conns_mu_, current_, peer, op);
 }
 
-std::unique_ptr<InlineReader> TcpTransport::ClaimInline(NodeId peer,
-                                                        MessageType type) {
-  absl::StatusOr<std::shared_ptr<TcpConnection>> conn =
-      Connection(peer, "ClaimInline");
-  if (!conn.ok() || !(*conn)->ClaimInline(type)) return nullptr;
-  return std::make_unique<TcpInlineReader>(*std::move(conn));
-}
-
 absl::StatusOr<std::shared_ptr<FrameChannel>> TcpTransport::Channel(
     NodeId peer, absl::string_view op) {
   return Connection(peer, op);

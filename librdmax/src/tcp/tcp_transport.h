@@ -41,8 +41,6 @@ class TcpTransport final : public FramedTransport {
                           absl::Span<uint8_t> dst, FetchCallback done) override;
 
   // ---- for TcpConnection ----
-  std::unique_ptr<InlineReader> ClaimInline(NodeId peer,
-                                            MessageType type) override;
   EventLoop& loop() override { return loop_; }
   const TransportOptions& options() const { return options_; }
   const FrameLimits& limits() const { return limits_; }

@@ -43,22 +43,6 @@ class PageSource {
   /// same thread whose resolution waits for the REMOVE event (EAGAIN).
   virtual void OnRemove(uint64_t /*gpa*/, uint64_t /*len*/) {}
 
-  /// Answers from the network, taken by the fault thread itself. After a
-  /// fault thread handled the faults of one uffd read, before it reads
-  /// again, it asks ExpectsAnswers(): true when faults this thread just
-  /// parked wait for answers it could read and resolve itself (the thread
-  /// was going to sleep anyway; one thread woken per answer instead of
-  /// two). Then it calls AwaitAnswers(fd), which returns once they are in,
-  /// or at once when `interrupt_fd` is readable (new faults on the uffd,
-  /// or Stop()), or after a bound of the source's choosing; with fd -1 the
-  /// pager cannot wait now (another fault thread reads the uffd, or the
-  /// uffd is adopted): drop the expectation and return. Both run on a
-  /// fault thread, about that thread's own faults; the pager never reads
-  /// the uffd meanwhile, so AwaitAnswers must not wait for anything that
-  /// waits for a fault.
-  virtual bool ExpectsAnswers() { return false; }
-  virtual void AwaitAnswers(int /*interrupt_fd*/) {}
-
   /// For logs and stats ("zero", "image", "dsm").
   virtual std::string_view name() const = 0;
 };

@@ -273,12 +273,6 @@ class Pager {
   void DispatchFaults(const uffd_msg* msgs, size_t n);
   void DrainBacklog(FaultThread* self);
   void ReadIntoBacklog(FaultThread* self);
-  /// Reads every message pending on the (non-blocking) uffd into the
-  /// backlog; read_mu_ held.
-  void ReadPendingLocked(FaultThread* self);
-  /// After a batch: lets the source take its answers on this thread
-  /// (PageSource::AwaitAnswers).
-  void AwaitSourceAnswers(FaultThread* self);
   void HandlePageFault(const uffd_msg& msg);
   void HandleRemove(const uffd_msg& msg);
   void ReportError(const absl::Status& status);
@@ -288,7 +282,6 @@ class Pager {
   PagerOptions options_;
   std::unique_ptr<Userfaultfd> uffd_;
   bool adopted_ = false;         // uffd and regions belong to another process
-  int uffd_flags_ = 0;           // F_GETFL at Start (blocking), not adopted
   std::vector<Region> regions_;  // sorted by host address
   std::shared_ptr<PageSource> source_;
   Resolver resolver_{this};

@@ -62,7 +62,6 @@
 #include <string>
 
 #include "absl/functional/any_invocable.h"
-#include "absl/functional/function_ref.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
@@ -101,9 +100,7 @@ struct ReplyToken {
 
 enum class PeerState { kUp, kDown };
 
-/// Called on the data thread for every one-way message and every request
-/// (or, for a one-way message of the type a thread claimed its connection
-/// for, on that thread: Transport::ClaimInline).
+/// Called on the data thread for every one-way message and every request.
 using MessageHandler = std::function<void(const Message&)>;
 /// Called on the data thread when a peer's authenticated connection comes up
 /// or goes down (peer restart, network failure, Shutdown). All Calls and
@@ -111,34 +108,6 @@ using MessageHandler = std::function<void(const Message&)>;
 using PeerHandler = std::function<void(NodeId, PeerState)>;
 /// Completion of FetchAsync, on the data thread.
 using FetchCallback = absl::AnyInvocable<void(absl::Status)>;
-
-/// Why InlineReader::Serve returned.
-enum class InlineStop {
-  kDone,         // done() held
-  kInterrupted,  // interrupt_fd became readable
-  kHandedOver,   // a frame this thread may not take arrived: the data
-                 // thread reads on from it
-  kTimedOut,     // the deadline passed (the connection stays up)
-  kClosed,       // the connection closed
-};
-
-/// The reader role of one peer's connection, held by the thread that took
-/// it (Transport::ClaimInline). Meanwhile the data thread does not read
-/// that connection; destroying the reader gives the role back, and the
-/// data thread reads whatever arrived since.
-class InlineReader {
- public:
-  virtual ~InlineReader() = default;
-  /// Reads the connection on the calling thread and passes each one-way
-  /// message of the claimed type to the message handler here, in arrival
-  /// order, until done() holds (checked first and after each message),
-  /// `interrupt_fd` is readable (-1: none), `deadline` passes, anything
-  /// else arrives (a request, another type: left for the data thread) or
-  /// the connection closes. Responses to this node's CallSync callers are
-  /// completed on the way. May be called again after any stop but kClosed.
-  virtual InlineStop Serve(absl::FunctionRef<bool()> done, int interrupt_fd,
-                           absl::Time deadline) = 0;
-};
 /// Completion of Call, on the data thread. On error `response` is empty.
 /// A peer that answers with ReplyError yields that status.
 using ResponseCallback =
@@ -249,9 +218,6 @@ struct TransportStats {
   uint64_t lanes_refused = 0;
   uint64_t lanes_open = 0;
   uint64_t lanes_serving = 0;
-  /// Messages dispatched on a thread that had claimed the connection
-  /// (Transport::ClaimInline), included in messages_received.
-  uint64_t inline_messages = 0;
 };
 
 /// One peer's share of the traffic (TransportStats is the node's total),
@@ -344,20 +310,6 @@ class Transport {
   virtual absl::Status FetchAsync(NodeId peer, RegionId region, uint64_t offset,
                                   absl::Span<uint8_t> dst,
                                   FetchCallback done) = 0;
-
-  /// Takes the reader role of `peer`'s connection for the calling thread,
-  /// for one-way messages of `type`: a thread that sent a request and waits
-  /// for its answer anyway reads the answer itself, and the data thread is
-  /// neither woken nor handed the message (a thread wake-up and an epoll
-  /// round fewer per round trip). Claim before sending the request: once
-  /// it left, the data thread may already be awake for the answer. The
-  /// handler then runs on the claiming thread too, for that type only.
-  /// nullptr when the backend has no such path (RDMA, loopback), the peer is
-  /// not connected, or another thread reads that connection now.
-  virtual std::unique_ptr<InlineReader> ClaimInline(NodeId /*peer*/,
-                                                    MessageType /*type*/) {
-    return nullptr;
-  }
 
   /// TransportOptions::max_message_bytes: the largest payload of a message
   /// this transport sends or accepts.
