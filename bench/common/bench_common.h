@@ -68,6 +68,9 @@ class ServerProcess {
 
 /// Registers BM_Floor/tcp_rtt_4k (tcp_floor.cc).
 void RegisterTcpFloor();
+/// Registers BM_Floor/tcp_rtt_16 (tcp_floor.cc): a 16-byte answer, the
+/// floor of a small synchronous call.
+void RegisterTcpSmallFloor();
 /// Registers BM_Floor/tcp_stream (tcp_floor.cc): raw bulk transfer over
 /// 127.0.0.1, the floor of a sequential remote read.
 void RegisterTcpStreamFloor();

@@ -3,6 +3,9 @@
 // 4 KiB page at that offset; the client sends and receives with plain
 // blocking sockets (TCP_NODELAY, MSG_WAITALL). No library code.
 //
+// BM_Floor/tcp_rtt_16: the same with a 16-byte answer: the least a small
+// synchronous call over TCP can cost here (the floor of BM_CallSync/tcp).
+//
 // BM_Floor/tcp_stream: the most bytes per second TCP moves here: each
 // iteration asks the server for its whole 64 MiB region, which it sends
 // with one send(2) into one recv(MSG_WAITALL) of the client. The floor of
@@ -29,10 +32,14 @@ bool RecvAll(int fd, void* p, size_t n) {
   return recv(fd, p, n, MSG_WAITALL) == static_cast<ssize_t>(n);
 }
 
+// What the floor's server answers each request with.
+enum class Answer { kPage, kStream, kSmall };
+constexpr size_t kSmallAnswer = 16;
+
 /// The served region, patterned, then one accepted connection: each request
-/// {offset, bytes} is answered with those bytes (a page, or with `stream`
-/// the whole region from offset 0).
-int Serve(int listen_fd, int ready_fd, int stop_fd, bool stream) {
+/// {offset, bytes} is answered with the page at offset, with kStream the
+/// whole region from offset 0, with kSmall the 16 bytes at offset.
+int Serve(int listen_fd, int ready_fd, int stop_fd, Answer answer) {
   size_t size = kServedPages * kPage;
   auto* mem = static_cast<uint8_t*>(mmap(nullptr, size, PROT_READ | PROT_WRITE,
                                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
@@ -44,8 +51,10 @@ int Serve(int listen_fd, int ready_fd, int stop_fd, bool stream) {
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
   uint64_t req[2];
   while (RecvAll(fd, req, sizeof(req))) {
-    const uint64_t off = stream ? 0 : req[0];
-    const uint64_t len = stream ? size : kPage;
+    const uint64_t off = answer == Answer::kStream ? 0 : req[0];
+    const uint64_t len = answer == Answer::kStream  ? size
+                         : answer == Answer::kSmall ? kSmallAnswer
+                                                    : kPage;
     if (off + len > size || !SendAll(fd, mem + off, len)) break;
   }
   close(fd);
@@ -55,7 +64,7 @@ int Serve(int listen_fd, int ready_fd, int stop_fd, bool stream) {
 }
 
 /// Forks the server and connects to it; -1 (with the error set) on failure.
-int Connect(benchmark::State& state, ServerProcess& server, bool stream) {
+int Connect(benchmark::State& state, ServerProcess& server, Answer answer) {
   int listen_fd = socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
@@ -67,8 +76,8 @@ int Connect(benchmark::State& state, ServerProcess& server, bool stream) {
     state.SkipWithError("bind/listen on 127.0.0.1 failed");
     return -1;
   }
-  if (!server.Start([listen_fd, stream](int ready, int stop) {
-        return Serve(listen_fd, ready, stop, stream);
+  if (!server.Start([listen_fd, answer](int ready, int stop) {
+        return Serve(listen_fd, ready, stop, answer);
       })) {
     state.SkipWithError("server process failed");
     return -1;
@@ -85,18 +94,19 @@ int Connect(benchmark::State& state, ServerProcess& server, bool stream) {
   return fd;
 }
 
-void BM_FloorTcpRtt4k(benchmark::State& state) {
+void BM_FloorTcpRtt(benchmark::State& state, Answer answer) {
   ServerProcess server;
-  const int fd = Connect(state, server, /*stream=*/false);
+  const int fd = Connect(state, server, answer);
   if (fd < 0) return;
-  std::vector<uint8_t> page(kPage);
+  const size_t bytes = answer == Answer::kSmall ? kSmallAnswer : kPage;
+  std::vector<uint8_t> page(bytes);
   std::vector<int64_t> ns;
   ns.reserve(1 << 20);
   uint64_t next = 0;
   for (auto _ : state) {
     uint64_t req[2] = {(next++ % kServedPages) * kPage, 0};
     const int64_t t0 = NowNs();
-    if (!SendAll(fd, req, sizeof(req)) || !RecvAll(fd, page.data(), kPage)) {
+    if (!SendAll(fd, req, sizeof(req)) || !RecvAll(fd, page.data(), bytes)) {
       state.SkipWithError("socket failed");
       break;
     }
@@ -108,12 +118,12 @@ void BM_FloorTcpRtt4k(benchmark::State& state) {
   }
   close(fd);
   SetPercentiles(state, ns);
-  state.SetBytesProcessed(state.iterations() * kPage);
+  state.SetBytesProcessed(state.iterations() * bytes);
 }
 
 void BM_FloorTcpStream(benchmark::State& state) {
   ServerProcess server;
-  const int fd = Connect(state, server, /*stream=*/true);
+  const int fd = Connect(state, server, Answer::kStream);
   if (fd < 0) return;
   const size_t size = kServedPages * kPage;
   std::vector<uint8_t> buf(size);  // touched: the floor pays no page faults
@@ -142,7 +152,14 @@ void RegisterTcpStreamFloor() {
 }
 
 void RegisterTcpFloor() {
-  benchmark::RegisterBenchmark("BM_Floor/tcp_rtt_4k", BM_FloorTcpRtt4k)
+  benchmark::RegisterBenchmark("BM_Floor/tcp_rtt_4k", BM_FloorTcpRtt,
+                               Answer::kPage)
+      ->UseRealTime();
+}
+
+void RegisterTcpSmallFloor() {
+  benchmark::RegisterBenchmark("BM_Floor/tcp_rtt_16", BM_FloorTcpRtt,
+                               Answer::kSmall)
       ->UseRealTime();
 }
 

@@ -6,6 +6,11 @@
 //                        fetch on the main connection: the old default)
 //   BM_Fetch4K/tcp_coalescing  no lanes, tcp_rearm_delay = 1 ms
 //   BM_Floor/tcp_rtt_4k  raw blocking-socket 4 KiB request/response
+//   BM_CallSync/tcp      Transport::CallSync with a 16-byte request and a
+//                        16-byte answer, as a vCPU's forwarded port or MMIO
+//                        access to node 0 (NodeLink); counter csw_per_call:
+//                        the caller process's context switches per call
+//   BM_Floor/tcp_rtt_16  raw blocking-socket 16-byte request/response
 //   BM_Fetch4K/rdma      4 KiB Transport::Fetch over RDMA (busy-poll mode,
 //                        over a fetch lane)
 //   BM_Fetch4K/rdma_event   the same in the default event mode
@@ -18,6 +23,7 @@
 // device exists.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -43,6 +49,10 @@ using rdmax::Transport;
 using rdmax::TransportOptions;
 
 constexpr char kSecret[] = "transport-benchmark-cluster-secret";
+// BM_CallSync's request: 8 bytes of offset into the served region and 8
+// of padding, answered with the region's 16 bytes there.
+constexpr rdmax::MessageType kSmallCall = 7;
+constexpr size_t kSmallBytes = 16;
 
 // A port the kernel just handed out on 127.0.0.1 (released for the node).
 uint16_t FreePort() {
@@ -103,6 +113,16 @@ int ServeNode(const cluster::ClusterConfig& config, BackendKind kind,
   auto t = Make(config, 1, kind, Variant::kDefault);
   if (!t.ok()) return 2;
   if (!(*t)->RegisterRegion(1, mem->data(), mem->size()).ok()) return 3;
+  Transport* served = t->get();
+  const uint8_t* bytes = mem->data();
+  (*t)->SetMessageHandler([served, bytes](const rdmax::Message& m) {
+    uint64_t offset = 0;
+    if (m.type != kSmallCall || m.payload.size() != kSmallBytes) return;
+    std::memcpy(&offset, m.payload.data(), sizeof(offset));
+    offset %= kServedPages * kPage - kSmallBytes;
+    (void)served->Reply(rdmax::ReplyToken::For(m), kSmallCall,
+                        absl::MakeConstSpan(bytes + offset, kSmallBytes));
+  });
   if (!(*t)->Start().ok()) return 4;
   char one = 1;
   if (write(ready_fd, &one, 1) != 1) return 5;
@@ -179,6 +199,62 @@ void BM_Fetch4K(benchmark::State& state, BackendKind kind, Variant variant) {
   transport.Shutdown();
 }
 
+// Voluntary and involuntary context switches of this process so far.
+int64_t ContextSwitches() {
+  rusage ru{};
+  getrusage(RUSAGE_SELF, &ru);
+  return ru.ru_nvcsw + ru.ru_nivcsw;
+}
+
+void BM_CallSync(benchmark::State& state) {
+  base::SetMinLogLevel(base::LogLevel::kWarning);
+  cluster::ClusterConfig config = TwoNodes(BackendKind::kTcp);
+  ServerProcess server;
+  if (!server.Start([&](int ready, int stop) {
+        return ServeNode(config, BackendKind::kTcp, ready, stop);
+      })) {
+    state.SkipWithError("server process failed to start");
+    return;
+  }
+  auto t = Make(config, 0, BackendKind::kTcp, Variant::kDefault);
+  absl::Status st = t.status();
+  if (st.ok()) st = (*t)->Start();
+  if (st.ok()) st = (*t)->WaitForPeer(1, absl::Now() + absl::Seconds(30));
+  if (!st.ok()) {
+    state.SkipWithError(std::string(st.message()).c_str());
+    return;
+  }
+  Transport& transport = **t;
+  std::vector<int64_t> ns;
+  ns.reserve(1 << 20);
+  uint8_t request[kSmallBytes] = {};
+  uint8_t answer[kSmallBytes];
+  uint64_t next = 0;
+  const int64_t switches = ContextSwitches();
+  for (auto _ : state) {
+    const uint64_t offset = (next++ % kServedPages) * kPage;
+    std::memcpy(request, &offset, sizeof(offset));
+    const int64_t t0 = NowNs();
+    absl::StatusOr<size_t> n =
+        transport.CallSync(1, kSmallCall, request, absl::MakeSpan(answer));
+    ns.push_back(NowNs() - t0);
+    if (!n.ok() || *n != kSmallBytes) {
+      state.SkipWithError(n.ok() ? "short answer"
+                                 : std::string(n.status().message()).c_str());
+      break;
+    }
+    if (answer[7] != PatternAt(offset + 7)) {
+      state.SkipWithError("wrong bytes");
+      break;
+    }
+  }
+  state.counters["csw_per_call"] = benchmark::Counter(
+      static_cast<double>(ContextSwitches() - switches) /
+      static_cast<double>(std::max<int64_t>(1, state.iterations())));
+  SetPercentiles(state, ns);
+  transport.Shutdown();
+}
+
 }  // namespace
 }  // namespace ssihv::bench
 
@@ -197,6 +273,9 @@ int main(int argc, char** argv) {
       ->UseRealTime();
   benchmark::RegisterBenchmark("BM_Fetch4K/tcp_coalescing", BM_Fetch4K,
                                BackendKind::kTcp, Variant::kCoalescing)
+      ->UseRealTime();
+  ssihv::bench::RegisterTcpSmallFloor();
+  benchmark::RegisterBenchmark("BM_CallSync/tcp", ssihv::bench::BM_CallSync)
       ->UseRealTime();
   ssihv::bench::RegisterIbFloor();
   benchmark::RegisterBenchmark("BM_Fetch4K/rdma", BM_Fetch4K,

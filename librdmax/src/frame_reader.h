@@ -75,8 +75,12 @@ class FrameReader {
   Result Next(FrameSink& sink, Frame* frame);
   const absl::Status& error() const { return error_; }
 
-  /// True when bytes are buffered that Next() has not consumed.
-  bool HasBuffered() const { return tail_ > head_ || state_ == State::kDirect; }
+  /// True when bytes are buffered beyond the frame Next() returned last
+  /// (whose payload stays in the buffer until the next call), or a fetch
+  /// response's payload is partly received.
+  bool HasBuffered() const {
+    return tail_ > head_ + consumed_on_next_ || state_ == State::kDirect;
+  }
 
  private:
   enum class State { kHeader, kBody, kDirect };

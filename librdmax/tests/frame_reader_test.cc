@@ -150,6 +150,7 @@ TEST_CASE("frame reader yields frames the sink may not consume yet") {
   reader.Commit(stream.size());
   Frame f;
   REQUIRE(reader.Next(sink, &f) == FrameReader::Result::kFrame);
+  CHECK(reader.HasBuffered());  // the request behind the message
   CHECK(reader.Next(sink, &f) == FrameReader::Result::kYield);
   CHECK(reader.HasBuffered());
   sink.refuse_kind.reset();
@@ -157,6 +158,11 @@ TEST_CASE("frame reader yields frames the sink may not consume yet") {
   CHECK(f.header.id == 4);
   CHECK(std::vector<uint8_t>(f.payload.begin(), f.payload.end()) ==
         Pattern(10, 1));
+  // The payload just handed out is not more to read: a caller that read
+  // its own response must not wake the data thread for nothing.
+  CHECK_FALSE(reader.HasBuffered());
+  CHECK(reader.Next(sink, &f) == FrameReader::Result::kNeedMore);
+  CHECK_FALSE(reader.HasBuffered());
 }
 
 // Simulates one recvmsg of `n` stream bytes into the speculative iovecs.
