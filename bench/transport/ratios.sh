@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs the transport benchmarks and prints each fetch's p50 against its
-# floor from the same run (medians over repetitions).
+# Runs the transport benchmarks and prints each fetch's (and CallSync's)
+# p50 against its floor from the same run (medians over repetitions).
 #
 #   bench/transport/ratios.sh [build-dir]          TCP, on this host
 #   bench/transport/ratios.sh --lab [build-dir]    RDMA, inside the lab VM,
@@ -29,6 +29,10 @@ summarize() {  # reads benchmark console output
         f = p50["BM_Floor/tcp_rtt_4k"]
         for (n in p50) if (n ~ /^BM_Fetch4K\/tcp/)
           printf "%-28s p50 %8.2f us = %.2fx BM_Floor/tcp_rtt_4k (%.2f us)\n", n, p50[n], p50[n] / f, f
+      }
+      if ("BM_Floor/tcp_rtt_16" in p50 && "BM_CallSync/tcp" in p50) {
+        f = p50["BM_Floor/tcp_rtt_16"]
+        printf "%-28s p50 %8.2f us = %.2fx BM_Floor/tcp_rtt_16 (%.2f us)\n", "BM_CallSync/tcp", p50["BM_CallSync/tcp"], p50["BM_CallSync/tcp"] / f, f
       }
       if ("BM_Floor/ib_read_4k" in p50) {
         f = p50["BM_Floor/ib_read_4k"]
