@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -132,6 +133,32 @@ int ServeNode(const cluster::ClusterConfig& config, BackendKind kind,
   return 0;
 }
 
+// Forks node 1 (ServeNode) into `server` and starts node 0 (`variant`)
+// connected to it; `before_start` runs on node 0's transport before its
+// Start. nullptr, with the reason set on `state`, when any step fails.
+std::unique_ptr<Transport> ConnectToServer(
+    benchmark::State& state, ServerProcess& server, BackendKind kind,
+    Variant variant,
+    const std::function<absl::Status(Transport&)>& before_start = nullptr) {
+  const cluster::ClusterConfig config = TwoNodes(kind);
+  if (!server.Start([&](int ready, int stop) {
+        return ServeNode(config, kind, ready, stop);
+      })) {
+    state.SkipWithError("server process failed to start");
+    return nullptr;
+  }
+  auto t = Make(config, 0, kind, variant);
+  absl::Status st = t.status();
+  if (st.ok() && before_start) st = before_start(**t);
+  if (st.ok()) st = (*t)->Start();
+  if (st.ok()) st = (*t)->WaitForPeer(1, absl::Now() + absl::Seconds(30));
+  if (!st.ok()) {
+    state.SkipWithError(std::string(st.message()).c_str());
+    return nullptr;
+  }
+  return *std::move(t);
+}
+
 // Untimed fetches until the fetching node has a fetch lane up (they are
 // set up on demand), so that the timed loop measures the steady state.
 void WarmUp(Transport& t, absl::Span<uint8_t> page) {
@@ -149,30 +176,17 @@ void BM_Fetch4K(benchmark::State& state, BackendKind kind, Variant variant) {
       return;
     }
   }
-  cluster::ClusterConfig config = TwoNodes(kind);
   ServerProcess server;
-  if (!server.Start([&](int ready, int stop) {
-        return ServeNode(config, kind, ready, stop);
-      })) {
-    state.SkipWithError("server process failed to start");
-    return;
-  }
-  auto t = Make(config, 0, kind, variant);
-  absl::Status st = t.status();
   // The destination is registered (local only): on RDMA the READ lands in
   // it directly, as it would in a pager's staging buffer.
   auto dst = base::MappedRegion::Anonymous(kPage);
-  if (st.ok()) {
-    st = (*t)->RegisterRegion(100, dst->data(), kPage,
-                              rdmax::RegionAccess::kLocalOnly);
-  }
-  if (st.ok()) st = (*t)->Start();
-  if (st.ok()) st = (*t)->WaitForPeer(1, absl::Now() + absl::Seconds(30));
-  if (!st.ok()) {
-    state.SkipWithError(std::string(st.message()).c_str());
-    return;
-  }
-  Transport& transport = **t;
+  std::unique_ptr<Transport> t =
+      ConnectToServer(state, server, kind, variant, [&](Transport& client) {
+        return client.RegisterRegion(100, dst->data(), kPage,
+                                     rdmax::RegionAccess::kLocalOnly);
+      });
+  if (t == nullptr) return;
+  Transport& transport = *t;
   absl::Span<uint8_t> page(dst->data(), kPage);
   if (variant == Variant::kDefault || variant == Variant::kBusyPoll) {
     WarmUp(transport, page);
@@ -208,23 +222,11 @@ int64_t ContextSwitches() {
 
 void BM_CallSync(benchmark::State& state) {
   base::SetMinLogLevel(base::LogLevel::kWarning);
-  cluster::ClusterConfig config = TwoNodes(BackendKind::kTcp);
   ServerProcess server;
-  if (!server.Start([&](int ready, int stop) {
-        return ServeNode(config, BackendKind::kTcp, ready, stop);
-      })) {
-    state.SkipWithError("server process failed to start");
-    return;
-  }
-  auto t = Make(config, 0, BackendKind::kTcp, Variant::kDefault);
-  absl::Status st = t.status();
-  if (st.ok()) st = (*t)->Start();
-  if (st.ok()) st = (*t)->WaitForPeer(1, absl::Now() + absl::Seconds(30));
-  if (!st.ok()) {
-    state.SkipWithError(std::string(st.message()).c_str());
-    return;
-  }
-  Transport& transport = **t;
+  std::unique_ptr<Transport> t =
+      ConnectToServer(state, server, BackendKind::kTcp, Variant::kDefault);
+  if (t == nullptr) return;
+  Transport& transport = *t;
   std::vector<int64_t> ns;
   ns.reserve(1 << 20);
   uint8_t request[kSmallBytes] = {};
