@@ -12,15 +12,50 @@
 #include "ssihv/cluster/config.h"
 #include "ssihv/pager/dsm_node.h"
 #include "ssihv/pager/pager.h"
+#include "ssihv/pager/remote_image.h"
 #include "ssihv/rdmax/transport.h"
 
 namespace ssihv::uffd_handler {
 namespace {
 
+// The cluster config at `config_path`, of which `node` must be a node.
+absl::StatusOr<cluster::ClusterConfig> LoadForNode(
+    const std::string& config_path, int node) {
+  SSIHV_ASSIGN_OR_RETURN(cluster::ClusterConfig config,
+                         cluster::LoadClusterConfig(config_path));
+  if (node < 0 || static_cast<size_t>(node) >= config.num_nodes()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--node ", node, ": not a node of ", config_path, " (0..",
+                     config.num_nodes() - 1, ")"));
+  }
+  return config;
+}
+
+// Node `node`'s transport in the cluster `config_path`, not started.
+absl::StatusOr<std::unique_ptr<rdmax::Transport>> NodeTransport(
+    const std::string& config_path, int node) {
+  SSIHV_ASSIGN_OR_RETURN(cluster::ClusterConfig config,
+                         LoadForNode(config_path, node));
+  return rdmax::CreateTransport(config, static_cast<uint32_t>(node));
+}
+
 class MemFile final : public MemoryBacking {
  public:
   MemFile(std::string path, base::MappedRegion mapping)
       : path_(std::move(path)), mapping_(std::move(mapping)) {}
+  ~MemFile() override { export_.reset(); }  // before the mapping goes
+
+  absl::Status Export(const std::string& config_path, int node) {
+    SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<rdmax::Transport> transport,
+                           NodeTransport(config_path, node));
+    const std::string how = transport->Describe();
+    SSIHV_ASSIGN_OR_RETURN(
+        export_, pager::ImageExport::Start(std::move(transport),
+                                           mapping_.data(), mapping_.size()));
+    exported_ = absl::StrCat(", exported as node ", node, " of ", config_path,
+                             " over ", how);
+    return absl::OkStatus();
+  }
   uint64_t size() const override { return mapping_.size(); }
   absl::StatusOr<std::shared_ptr<pager::PageSource>> NewSource() override {
     SSIHV_ASSIGN_OR_RETURN(
@@ -29,13 +64,34 @@ class MemFile final : public MemoryBacking {
     return std::shared_ptr<pager::PageSource>(std::move(source));
   }
   std::string Describe() const override {
-    return absl::StrCat("memory file ", path_, " (", mapping_.size(),
-                        " bytes)");
+    return absl::StrCat("memory file ", path_, " (", mapping_.size(), " bytes)",
+                        exported_);
   }
 
  private:
   const std::string path_;
   const base::MappedRegion mapping_;
+  std::unique_ptr<pager::ImageExport> export_;
+  std::string exported_;
+};
+
+class RemoteMem final : public MemoryBacking {
+ public:
+  RemoteMem(std::string config_path, std::unique_ptr<pager::RemoteImage> image)
+      : config_path_(std::move(config_path)), image_(std::move(image)) {}
+  uint64_t size() const override { return image_->size(); }
+  absl::StatusOr<std::shared_ptr<pager::PageSource>> NewSource() override {
+    return std::shared_ptr<pager::PageSource>(image_->NewSource());
+  }
+  std::string Describe() const override {
+    return absl::StrCat("memory file exported by node ", image_->peer(), " of ",
+                        config_path_, " (", size(), " bytes, over ",
+                        image_->transport().Describe(), ")");
+  }
+
+ private:
+  const std::string config_path_;
+  const std::unique_ptr<pager::RemoteImage> image_;
 };
 
 // Reads each page in this process first (a DSM fault: the page is fetched
@@ -89,7 +145,7 @@ class Dsm final : public MemoryBacking {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MemoryBacking>> OpenMemFile(
-    const std::string& path) {
+    const std::string& path, const std::string& export_config, int node) {
   base::UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd) return base::LastErrnoStatus(absl::StrCat("open ", path));
   struct stat st {};
@@ -107,18 +163,36 @@ absl::StatusOr<std::unique_ptr<MemoryBacking>> OpenMemFile(
   SSIHV_ASSIGN_OR_RETURN(
       base::MappedRegion mapping,
       base::MappedRegion::Shared(fd.get(), size, 0, PROT_READ));
-  return std::unique_ptr<MemoryBacking>(new MemFile(path, std::move(mapping)));
+  auto file = std::make_unique<MemFile>(path, std::move(mapping));
+  if (!export_config.empty()) {
+    absl::Status st = file->Export(export_config, node);
+    if (!st.ok()) {
+      return absl::Status(st.code(), absl::StrCat("--export ", export_config,
+                                                  ": ", st.message()));
+    }
+  }
+  return std::unique_ptr<MemoryBacking>(std::move(file));
+}
+
+absl::StatusOr<std::unique_ptr<MemoryBacking>> OpenRemoteMem(
+    const std::string& config_path, int node, int exporter,
+    int peer_timeout_s) {
+  SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<rdmax::Transport> transport,
+                         NodeTransport(config_path, node));
+  pager::RemoteImageOptions options;
+  options.peer = static_cast<uint32_t>(exporter);
+  options.peer_timeout = absl::Seconds(peer_timeout_s);
+  SSIHV_ASSIGN_OR_RETURN(
+      std::unique_ptr<pager::RemoteImage> image,
+      pager::RemoteImage::Connect(std::move(transport), options));
+  return std::unique_ptr<MemoryBacking>(
+      new RemoteMem(config_path, std::move(image)));
 }
 
 absl::StatusOr<std::unique_ptr<MemoryBacking>> StartDsm(
     const std::string& config_path, int node, int fault_threads) {
   SSIHV_ASSIGN_OR_RETURN(cluster::ClusterConfig config,
-                         cluster::LoadClusterConfig(config_path));
-  if (node < 0 || static_cast<size_t>(node) >= config.num_nodes()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--node ", node, ": not a node of ", config_path, " (0..",
-                     config.num_nodes() - 1, ")"));
-  }
+                         LoadForNode(config_path, node));
   const uint32_t self = static_cast<uint32_t>(node);
   SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<rdmax::Transport> transport,
                          rdmax::CreateTransport(config, self));

@@ -1,7 +1,9 @@
-// Where the VMs' pages come from: the snapshot's memory file (--mem-file) or
-// the memory of a DSM cluster as one of its nodes sees it (--dsm). Either is
-// one range of bytes that the regions' `offset`s index; each VM gets its
-// own PageSource over it (its own record of ranges the balloon removed).
+// Where the VMs' pages come from: the snapshot's memory file (--mem-file,
+// which --export also serves to other nodes), the memory file another node
+// exports (--remote-mem), or the memory of a DSM cluster as one of its nodes
+// sees it (--dsm). Each is one range of bytes that the regions' `offset`s
+// index; each VM gets its own PageSource over it (its own record of ranges
+// the balloon removed).
 #ifndef SSIHV_APPS_UFFD_HANDLER_BACKING_H_
 #define SSIHV_APPS_UFFD_HANDLER_BACKING_H_
 
@@ -27,8 +29,17 @@ class MemoryBacking {
 
 /// The memory file, mapped read-only once for every VM. Its size must be a
 /// positive multiple of 4 KiB; it must not shrink while the handler runs.
+/// With `export_config`, node `node` of that cluster also exports it to the
+/// other nodes (their OpenRemoteMem) for as long as the backing lives.
 absl::StatusOr<std::unique_ptr<MemoryBacking>> OpenMemFile(
-    const std::string& path);
+    const std::string& path, const std::string& export_config = "",
+    int node = -1);
+
+/// The memory file node `exporter` of the cluster `config_path` exports,
+/// seen from node `node`: started here, waiting up to `peer_timeout_s` for
+/// the exporter.
+absl::StatusOr<std::unique_ptr<MemoryBacking>> OpenRemoteMem(
+    const std::string& config_path, int node, int exporter, int peer_timeout_s);
 
 /// Node `node` of the cluster `config_path` (ssihv's cluster config): the
 /// DSM node is created and started here (it waits for every peer). A VM's

@@ -14,7 +14,11 @@ struct HandlerOptions {
   std::string socket;            ///< Unix stream socket Firecracker connects to
   std::string mem_file;          ///< the snapshot's memory file
   std::string dsm_config;        ///< or: a DSM cluster config ...
-  int node = -1;                 ///< ... and this handler's node in it
+  std::string remote_mem;        ///< or: the cluster config of an exporter
+  std::string export_config;     ///< with mem_file: export it to this cluster
+  int node = -1;                 ///< this handler's node in the cluster
+  int exporter = 0;              ///< with remote_mem: the exporting node
+  int peer_timeout_s = 60;       ///< with remote_mem: wait for the exporter
   bool once = false;             ///< serve one VM, exit when it goes away
   int fault_threads = 1;         ///< pager fault threads per VM
   int handshake_timeout_s = 10;  ///< a connection's time to send its layout

@@ -187,9 +187,15 @@ absl::Status Server::StartVm(Pending& p) {
   vm.id = p.id;
   vm.peer = p.peer;
   vm.start_ns = sys::NowNs();
-  SSIHV_ASSIGN_OR_RETURN(vm.session,
-                         Session::Start(p.fds[0].get(), regions, *backing_,
-                                        options_.fault_threads));
+  vm.stopper = std::make_shared<Stopper>();
+  vm.stopper->who = Who(p.id, p.peer);
+  vm.stopper->pid = p.peer.pid;
+  SSIHV_ASSIGN_OR_RETURN(
+      vm.session,
+      Session::Start(p.fds[0].get(), regions, *backing_, options_.fault_threads,
+                     [stopper = vm.stopper](const absl::Status& why) {
+                       stopper->Stop(why);
+                     }));
   absl::StatusOr<base::UniqueFd> pidfd =
       sys::PeerPidfd(p.conn.get(), p.peer.pid);
   if (!pidfd.ok() && absl::IsNotFound(pidfd.status())) {
@@ -203,6 +209,7 @@ absl::Status Server::StartVm(Pending& p) {
         "); it counts as gone when its connection closes");
   } else {
     vm.pidfd = *std::move(pidfd);
+    vm.stopper->pidfd.store(vm.pidfd.get());
     SSIHV_RETURN_IF_ERROR(sys::EpollAdd(epoll_.get(), vm.pidfd.get(), EPOLLIN,
                                         Tag(kVmExit, vm.id)));
   }
@@ -267,10 +274,26 @@ void Server::EndVm(uint64_t id, absl::string_view why) {
   Log(LogLevel::kInfo, "ssihv-uffd-handler: ", Who(id, vm.peer), ": gone (",
       why, ") after ", absl::StrFormat("%.1f", SecondsSince(vm.start_ns)),
       " s: ", summary);
+  const bool stopped = vm.stopper->fired.load();
   vms_.erase(it);  // stops its pager, closes its uffd
   if (options_.once) {
     finished_ = true;
-    exit_status_ = kExitOk;
+    exit_status_ = stopped ? kExitError : kExitOk;
+  }
+}
+
+void Server::Stopper::Stop(const absl::Status& why) {
+  if (fired.exchange(true)) {
+    Log(LogLevel::kError, "ssihv-uffd-handler: ", who, ": ", why.message());
+    return;
+  }
+  Log(LogLevel::kError, "ssihv-uffd-handler: ", who,
+      ": a page of its memory cannot be served (", why.message(),
+      "); stopping the VM (SIGKILL)");
+  absl::Status st = sys::KillProcess(pidfd.load(), pid);
+  if (!st.ok()) {
+    Log(LogLevel::kError, "ssihv-uffd-handler: ", who,
+        ": cannot stop it: ", st.message(), "; its vCPU waits on the page");
   }
 }
 

@@ -11,6 +11,7 @@
 #ifndef SSIHV_APPS_UFFD_HANDLER_SERVER_H_
 #define SSIHV_APPS_UFFD_HANDLER_SERVER_H_
 
+#include <atomic>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -49,12 +50,24 @@ class Server {
     std::vector<base::UniqueFd> fds;
     int64_t deadline_ns = 0;
   };
+  // Stops a VM that has a fault its memory can no longer serve (the
+  // exporter or a DSM peer gone for good): its vCPU would wait on the page
+  // forever, and zeros in its place would be silent corruption. Called on
+  // a fault thread; the VM then ends through its pidfd as any exit does.
+  struct Stopper {
+    std::string who;
+    pid_t pid = 0;
+    std::atomic<int> pidfd{-1};  // the Vm's, once it has one
+    std::atomic<bool> fired{false};
+    void Stop(const absl::Status& why);
+  };
   struct Vm {
     uint64_t id = 0;
     sys::Peer peer;
     base::UniqueFd conn;   // invalid once the peer closed it
     base::UniqueFd pidfd;  // invalid when the process cannot be watched
-    std::unique_ptr<Session> session;
+    std::shared_ptr<Stopper> stopper;
+    std::unique_ptr<Session> session;  // destroyed first: no Stop after it
     int64_t start_ns = 0;
     uint64_t ignored_bytes = 0;
   };

@@ -8,9 +8,11 @@ namespace ssihv::uffd_handler {
 
 absl::StatusOr<std::unique_ptr<Session>> Session::Start(
     int uffd, const std::vector<GuestRegionMapping>& regions,
-    MemoryBacking& backing, int fault_threads) {
+    MemoryBacking& backing, int fault_threads,
+    std::function<void(const absl::Status&)> on_error) {
   pager::PagerOptions options;
   options.fault_threads = fault_threads;
+  options.on_error = std::move(on_error);
   SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<pager::Pager> pager,
                          pager::Pager::Adopt(uffd, std::move(options)));
   for (const GuestRegionMapping& r : regions) {

@@ -4,6 +4,7 @@
 #define SSIHV_APPS_UFFD_HANDLER_SESSION_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -18,10 +19,12 @@ namespace ssihv::uffd_handler {
 class Session {
  public:
   /// Adopts `uffd` (Pager::Adopt), records `regions` (GPA = offset into the
-  /// backing) and starts `fault_threads` fault threads.
+  /// backing) and starts `fault_threads` fault threads. `on_error` runs on a
+  /// fault thread for each fault that cannot be served.
   static absl::StatusOr<std::unique_ptr<Session>> Start(
       int uffd, const std::vector<GuestRegionMapping>& regions,
-      MemoryBacking& backing, int fault_threads);
+      MemoryBacking& backing, int fault_threads,
+      std::function<void(const absl::Status&)> on_error);
   /// Stops the fault threads and closes this process's copy of the uffd.
   ~Session();
 

@@ -1,5 +1,6 @@
 #include "sys.h"
 
+#include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -126,6 +127,23 @@ absl::StatusOr<UniqueFd> PeerPidfd(int fd, pid_t pid) {
   UniqueFd opened(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   if (!opened) return LastErrnoStatus(absl::StrCat("pidfd_open(", pid, ")"));
   return opened;
+}
+
+absl::Status KillProcess(int pidfd, pid_t pid) {
+  if (pidfd >= 0) {
+    if (::syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, nullptr, 0) < 0) {
+      return LastErrnoStatus("pidfd_send_signal(SIGKILL)");
+    }
+    return absl::OkStatus();
+  }
+  if (pid <= 0) {
+    return absl::FailedPreconditionError(
+        "its process is not visible in this PID namespace");
+  }
+  if (::kill(pid, SIGKILL) < 0) {
+    return LastErrnoStatus(absl::StrCat("kill(", pid, ", SIGKILL)"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<UniqueFd> BlockedSignalFd(const std::vector<int>& signals) {

@@ -62,6 +62,10 @@ int EpollWait(int epfd, epoll_event* events, int max, int timeout_ms);
 
 absl::Status Unlink(const std::string& path);
 
+/// SIGKILL to a process: through its pidfd (race-free) when `pidfd` >= 0,
+/// else to `pid` (> 0).
+absl::Status KillProcess(int pidfd, pid_t pid);
+
 /// CLOCK_MONOTONIC in nanoseconds.
 int64_t NowNs();
 

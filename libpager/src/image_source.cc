@@ -58,9 +58,7 @@ absl::StatusOr<std::vector<ImageSource::Extent>> ImageSource::CheckExtents(
           absl::StrCat(what, " extent[", i, "] gpa=0x", absl::Hex(e.gpa),
                        ": overlaps the previous extent"));
     }
-    const uint64_t words = (e.size / kPageSize + 63) / 64;
-    Extent x{e, std::make_unique<std::atomic<uint64_t>[]>(words)};
-    out.push_back(std::move(x));
+    out.push_back(Extent{e, DiscardedPages(e.gpa, e.size)});
   }
   return out;
 }
@@ -115,31 +113,20 @@ const ImageSource::Extent* ImageSource::ExtentOf(uint64_t gpa) const {
 void ImageSource::OnFault(const Fault& fault, Resolver& resolver) {
   absl::Status st;
   const Extent* e = ExtentOf(fault.gpa);
-  const uint64_t page = e ? (fault.gpa - e->range.gpa) / kPageSize : 0;
-  const bool discarded =
-      e != nullptr && (e->discarded[page / 64].load(std::memory_order_acquire) &
-                       (uint64_t{1} << (page % 64))) != 0;
   if (fault.access == FaultAccess::kWriteProtect) {
     st = resolver.Unprotect(fault);
-  } else if (e == nullptr || discarded) {
+  } else if (e == nullptr || e->discarded.Contains(fault.gpa)) {
     st = resolver.ZeroFill(fault);
   } else {
-    const uint8_t* bytes = image_ + e->range.file_offset + page * kPageSize;
+    const uint8_t* bytes =
+        image_ + e->range.file_offset + (fault.gpa - e->range.gpa);
     st = resolver.Copy(fault, bytes, false, FaultKind::kLocalCopy);
   }
   if (!st.ok()) resolver.Fail(fault, st);
 }
 
 void ImageSource::OnRemove(uint64_t gpa, uint64_t len) {
-  for (Extent& e : extents_) {
-    const uint64_t lo = std::max(gpa, e.range.gpa);
-    const uint64_t hi = std::min(gpa + len, e.range.gpa + e.range.size);
-    for (uint64_t a = lo; a < hi; a += kPageSize) {
-      const uint64_t page = (a - e.range.gpa) / kPageSize;
-      e.discarded[page / 64].fetch_or(uint64_t{1} << (page % 64),
-                                      std::memory_order_release);
-    }
-  }
+  for (Extent& e : extents_) e.discarded.Add(gpa, len);
 }
 
 }  // namespace ssihv::pager

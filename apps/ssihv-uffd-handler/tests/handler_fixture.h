@@ -29,6 +29,16 @@ inline uint64_t WordAt(uint64_t offset) {
   return (offset + 8) * 0x9E3779B97F4A7C15ull;
 }
 
+// Writes a memory file of `size` bytes holding WordAt's pattern.
+inline void WriteMemFile(const std::string& path, uint64_t size) {
+  std::string bytes(size, '\0');
+  for (uint64_t x = 0; x < size; x += 8) {
+    const uint64_t w = WordAt(x);
+    std::memcpy(bytes.data() + x, &w, 8);
+  }
+  REQUIRE(base::WriteFileAtomically(path, bytes).ok());
+}
+
 struct Fixture {
   std::string dir;
   std::string socket;
@@ -43,12 +53,7 @@ struct Fixture {
     socket = dir + "/uffd.sock";
     mem_file = dir + "/mem";
     mem_size = size;
-    std::string bytes(size, '\0');
-    for (uint64_t x = 0; x < size; x += 8) {
-      const uint64_t w = WordAt(x);
-      std::memcpy(bytes.data() + x, &w, 8);
-    }
-    REQUIRE(base::WriteFileAtomically(mem_file, bytes).ok());
+    WriteMemFile(mem_file, size);
     std::vector<std::string> args = {"--socket", socket, "--mem-file",
                                      mem_file};
     args.insert(args.end(), extra_args.begin(), extra_args.end());

@@ -33,7 +33,7 @@ TEST_CASE("Handler options") {
   CHECK(Error({"--socket", "s", "--dsm", "c"}) ==
         "--node: required with --dsm");
   CHECK(Error({"--socket", "s", "--mem-file", "m", "--node", "0"}) ==
-        "--node: only with --dsm");
+        "--node: only with --dsm, --remote-mem or --export");
   CHECK(Error({"--socket", "s", "--mem-file", "m", "--fault-threads", "0"}) ==
         "--fault-threads: '0' is not a number in 1..64");
   CHECK(Error({"--socket"}) == "--socket: needs a value");
@@ -45,6 +45,48 @@ TEST_CASE("Handler options") {
       {"--socket", "s", "--mem-file", "m", "--handshake-timeout=2"});
   REQUIRE(t.ok());
   CHECK(t->handshake_timeout_s == 2);
+}
+
+TEST_CASE("Handler options: exporting a memory file, and importing it") {
+  auto e = ParseHandlerArgs(
+      {"--mem-file", "m", "--export", "c.json", "--node", "0"});
+  REQUIRE(e.ok());  // export only: no socket needed
+  CHECK(e->export_config == "c.json");
+  CHECK(e->socket.empty());
+  auto r =
+      ParseHandlerArgs({"--socket", "s", "--remote-mem", "c.json", "--node",
+                        "2", "--exporter", "1", "--peer-timeout", "5"});
+  REQUIRE(r.ok());
+  CHECK(r->remote_mem == "c.json");
+  CHECK(r->node == 2);
+  CHECK(r->exporter == 1);
+  CHECK(r->peer_timeout_s == 5);
+  auto d =
+      ParseHandlerArgs({"--socket", "s", "--remote-mem", "c", "--node", "1"});
+  REQUIRE(d.ok());
+  CHECK(d->exporter == 0);
+  CHECK(d->peer_timeout_s == 60);
+
+  CHECK(Error({"--socket", "s", "--remote-mem", "c"}) ==
+        "--node: required with --remote-mem");
+  CHECK(Error({"--mem-file", "m", "--export", "c"}) ==
+        "--node: required with --export");
+  CHECK(Error({"--socket", "s", "--dsm", "c", "--export", "c", "--node",
+               "0"}) == "--export: only with --mem-file (the file it serves)");
+  CHECK(Error({"--socket", "s", "--mem-file", "m", "--remote-mem", "c",
+               "--node", "0"})
+            .find("exactly one") != std::string::npos);
+  CHECK(Error({"--socket", "s", "--mem-file", "m", "--exporter", "1"}) ==
+        "--exporter: only with --remote-mem");
+  CHECK(Error({"--socket", "s", "--mem-file", "m", "--peer-timeout=3"}) ==
+        "--peer-timeout: only with --remote-mem");
+  CHECK(Error({"--socket", "s", "--remote-mem", "c", "--node", "0"}) ==
+        "--exporter 0: must be another node than --node");
+  CHECK(Error({"--mem-file", "m", "--export", "c", "--node", "0", "--once"}) ==
+        "--once: only with --socket");
+  CHECK(Error({"--socket", "s", "--remote-mem", "c", "--node", "1",
+               "--peer-timeout", "0"}) ==
+        "--peer-timeout: '0' is not a number in 1..3600");
 }
 
 }  // namespace

@@ -14,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "ssihv/base/mapped_region.h"
+#include "ssihv/pager/discarded_pages.h"
 #include "ssihv/pager/fault.h"
 
 namespace ssihv::pager {
@@ -100,8 +101,7 @@ class ImageSource final : public PageSource {
  private:
   struct Extent {
     ImageExtent range;
-    // One bit per page: the guest discarded it, so it now reads as zeros.
-    std::unique_ptr<std::atomic<uint64_t>[]> discarded;
+    DiscardedPages discarded;  // pages that now read as zeros
   };
 
   ImageSource(base::MappedRegion file, const uint8_t* image,
