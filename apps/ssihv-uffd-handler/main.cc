@@ -60,7 +60,7 @@ int ExportOnly(const MemoryBacking& backing, int signal_fd) {
   while (sig == 0 && sys::EpollWait(epoll->get(), &ev, 1, -1) >= 0) {
     sig = sys::ReadSignal(signal_fd);
   }
-  Log(LogLevel::kInfo, "ssihv-uffd-handler: ", strsignal(sig), ", stopping");
+  Log(LogLevel::kInfo, "ssihv-uffd-handler: ", strsignal(sig), ": stopping");
   return kExitOk;
 }
 

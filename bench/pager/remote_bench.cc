@@ -304,7 +304,8 @@ void BM_RemoteFaultThroughput(benchmark::State& state) {
 
 }  // namespace
 
-void RegisterDowngradeBenchmarks();  // remote_downgrade_bench.cc
+void RegisterDowngradeBenchmarks();    // remote_downgrade_bench.cc
+void RegisterRemoteImageBenchmarks();  // remote_image_bench.cc
 
 void RegisterRemoteBenchmarks() {
   RegisterTcpFloor();  // bench/common: the same floors as bench/transport's
@@ -336,6 +337,7 @@ void RegisterRemoteBenchmarks() {
                                BM_RemoteFirstTouch, 0u)
       ->Iterations(1);
   RegisterDowngradeBenchmarks();
+  RegisterRemoteImageBenchmarks();
   benchmark::RegisterBenchmark("BM_RemoteFaultThroughput/tcp",
                                BM_RemoteFaultThroughput)
       ->Threads(1)

@@ -110,6 +110,11 @@ volatile uint64_t* PageOf(pager::DsmNode& node, uint64_t base, uint64_t page) {
   _exit(0);
 }
 
+/// Node 1 in this process, the home (node 0, and node 2 with `shared`) in a
+/// forked one.
+
+}  // namespace
+
 absl::StatusOr<cluster::ClusterConfig> RemoteConfig(const char* transport,
                                                     int nodes,
                                                     const std::string& dir) {
@@ -136,11 +141,6 @@ absl::StatusOr<cluster::ClusterConfig> RemoteConfig(const char* transport,
       absl::StrCat(R"({"transport": ")", transport, R"(", "secret_file": ")",
                    secret, R"(", "nodes": [)", list, "]}"));
 }
-
-/// Node 1 in this process, the home (node 0, and node 2 with `shared`) in a
-/// forked one.
-
-}  // namespace
 
 std::unique_ptr<RemoteCluster> RemoteCluster::Start(
     benchmark::State& state, const RemoteOptions& options) {

@@ -15,6 +15,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "bench_util.h"
+#include "ssihv/cluster/config.h"
 #include "ssihv/pager/dsm_node.h"
 
 namespace ssihv::bench {
@@ -27,6 +28,12 @@ inline constexpr uint64_t kHomePages = kHomeMib * 1024 * 1024 / kPage;
 inline uint64_t Pattern(uint64_t round, uint64_t page) {
   return round << 32 | page;
 }
+
+/// A cluster config of `nodes` nodes on free 127.0.0.1 ports over
+/// `transport`, its secret file in `dir` (node 0: kHomeMib of memory).
+absl::StatusOr<cluster::ClusterConfig> RemoteConfig(const char* transport,
+                                                    int nodes,
+                                                    const std::string& dir);
 
 /// With SSIHV_BENCH_STATS=1: the node's DsmNode::StatsJson() on stderr.
 void PrintStats(pager::DsmNode& node);
