@@ -44,7 +44,6 @@ PendingOp* PendingTable::Acquire(OpKind kind, bool sync, absl::Time deadline,
 }
 
 void PendingTable::Release(PendingOp* op) {
-  op->fetch_done = nullptr;
   op->call_done = nullptr;
   uint32_t index = static_cast<uint32_t>(op - slots_.data());
   std::lock_guard<std::mutex> lock(mu_);
@@ -63,8 +62,7 @@ bool PendingTable::ExpireAsync(absl::Time now, bool calls_only) {
       continue;
     }
     op.status = absl::DeadlineExceededError(
-        absl::StrCat(op.kind == OpKind::kCall ? "Call" : "FetchAsync",
-                     " to node ", peer_, ": no answer within op_timeout"));
+        absl::StrCat("Call to node ", peer_, ": no answer within op_timeout"));
     expired = true;
   }
   return expired;
@@ -83,21 +81,13 @@ std::vector<absl::AnyInvocable<void()>> PendingTable::FailAll(
       Publish(&op, prev);  // the owner wakes and releases it
       continue;
     }
-    // One entry per failed async op (even without a callback): the caller
-    // pairs each with the op's bookkeeping.
-    if (op.kind == OpKind::kFetch) {
-      callbacks.push_back(
-          [cb = std::move(op.fetch_done), st = op.status]() mutable {
-            if (cb) cb(st);
-          });
-    } else {
-      NodeId peer = peer_;
-      callbacks.push_back(
-          [cb = std::move(op.call_done), st = op.status, peer]() mutable {
-            if (cb) cb(st, Message{peer, 0, 0, {}});
-          });
-    }
-    op.fetch_done = nullptr;
+    // One entry per failed async op (a Call: fetches are synchronous), even
+    // without a callback: the caller pairs each with the op's bookkeeping.
+    NodeId peer = peer_;
+    callbacks.push_back(
+        [cb = std::move(op.call_done), st = op.status, peer]() mutable {
+          if (cb) cb(st, Message{peer, 0, 0, {}});
+        });
     op.call_done = nullptr;
     op.state.store(PendingOp::kFree, std::memory_order_release);
     free_.push_back(static_cast<uint32_t>(&op - slots_.data()));

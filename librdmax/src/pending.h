@@ -53,8 +53,8 @@ struct PendingOp {
   // Sync call: where the response goes.
   absl::Span<uint8_t> response;
   size_t response_length = 0;
-  // Async completions (run on the data thread).
-  FetchCallback fetch_done;
+  // Async call completion (run on the data thread). Fetches are always
+  // synchronous.
   ResponseCallback call_done;
   absl::Status status;
   // Backend scratch (RDMA: bounce buffer index, or -1).

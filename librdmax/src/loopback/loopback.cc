@@ -246,19 +246,6 @@ absl::Status LoopbackTransport::Fetch(NodeId peer, RegionId region,
   return CopyFrom(peer, region, offset, dst);
 }
 
-absl::Status LoopbackTransport::FetchAsync(NodeId peer, RegionId region,
-                                           uint64_t offset,
-                                           absl::Span<uint8_t> dst,
-                                           FetchCallback done) {
-  // Every failure is known at once here (refusals are immediate on every
-  // backend); success is reported on the data thread like elsewhere.
-  SSIHV_RETURN_IF_ERROR(CopyFrom(peer, region, offset, dst));
-  loop_.Post([done = std::move(done)]() mutable {
-    if (done) done(absl::OkStatus());
-  });
-  return absl::OkStatus();
-}
-
 absl::Status LoopbackTransport::CopyFrom(NodeId peer, RegionId region,
                                          uint64_t offset,
                                          absl::Span<uint8_t> dst) {

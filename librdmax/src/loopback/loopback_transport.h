@@ -140,8 +140,6 @@ class LoopbackTransport final : public FramedTransport {
   absl::Status UnregisterRegion(RegionId id) override;
   absl::Status Fetch(NodeId peer, RegionId region, uint64_t offset,
                      absl::Span<uint8_t> dst) override;
-  absl::Status FetchAsync(NodeId peer, RegionId region, uint64_t offset,
-                          absl::Span<uint8_t> dst, FetchCallback done) override;
 
   // ---- for the fabric (its mutex held) ----
   const std::string& secret() const { return options_.secret; }
@@ -178,7 +176,7 @@ class LoopbackTransport final : public FramedTransport {
   std::vector<std::shared_ptr<FrameChannel>> Advertised() override {
     return {};
   }
-  /// Fetch and FetchAsync: the length check and the copy.
+  /// Fetch: the length check and the copy.
   absl::Status CopyFrom(NodeId peer, RegionId region, uint64_t offset,
                         absl::Span<uint8_t> dst);
   void OnChannelUp(const std::shared_ptr<LoopbackChannel>& channel);

@@ -138,39 +138,34 @@ absl::StatusOr<RdmaTransport::ReadTarget> RdmaTransport::TargetFor(
   return ReadTarget{reinterpret_cast<uint64_t>(b.data), b.lkey, b.index};
 }
 
-absl::StatusOr<PendingOp*> RdmaTransport::PostRead(
-    RdmaPeer& peer, RegionId region, uint64_t offset, absl::Span<uint8_t> dst,
-    FetchCallback* done, absl::Time deadline) {
-  const bool sync = done == nullptr;
+absl::StatusOr<PendingOp*> RdmaTransport::PostRead(RdmaPeer& peer,
+                                                   RegionId region,
+                                                   uint64_t offset,
+                                                   absl::Span<uint8_t> dst,
+                                                   absl::Time deadline) {
   if (dst.empty() || dst.size() > options_.max_fetch_bytes) {
     return absl::InvalidArgumentError(
         absl::StrCat("Fetch node=", peer.id(), ": length ", dst.size(),
                      " not in 1..", options_.max_fetch_bytes));
   }
   // Straight into `dst` when it lies in registered memory, else a bounce.
-  SSIHV_ASSIGN_OR_RETURN(
-      ReadTarget target,
-      TargetFor(peer.id(), dst, sync ? deadline : absl::InfinitePast()));
+  SSIHV_ASSIGN_OR_RETURN(ReadTarget target,
+                         TargetFor(peer.id(), dst, deadline));
   const uint64_t addr = target.addr;
   const uint32_t lkey = target.lkey;
   const int bounce = target.bounce;
-  PendingOp* op = peer.pending().Acquire(
-      OpKind::kFetch, sync, deadline, sync ? deadline : absl::InfinitePast());
+  PendingOp* op =
+      peer.pending().Acquire(OpKind::kFetch, true, deadline, deadline);
   if (op == nullptr) {
     if (bounce >= 0) ReleaseBounce(bounce);
-    return sync ? absl::DeadlineExceededError(absl::StrCat(
-                      "Fetch node=", peer.id(), ": no request slot in time"))
-                : absl::ResourceExhaustedError(absl::StrCat(
-                      "FetchAsync node=", peer.id(), ": ",
-                      options_.max_outstanding, " fetches already in flight"));
+    return absl::DeadlineExceededError(
+        absl::StrCat("Fetch node=", peer.id(), ": no request slot in time"));
   }
   op->dst = dst.data();
   op->length = static_cast<uint32_t>(dst.size());
   op->region = region;
   op->bounce = bounce;
-  if (!sync) op->fetch_done = std::move(*done);
   auto fail = [&](absl::Status st) -> absl::StatusOr<PendingOp*> {
-    if (!sync) *done = std::move(op->fetch_done);
     peer.pending().Release(op);
     if (bounce >= 0) ReleaseBounce(bounce);
     return st;
@@ -193,7 +188,7 @@ absl::StatusOr<PendingOp*> RdmaTransport::PostRead(
   wr.send_flags = IBV_SEND_SIGNALED;
   wr.wr.rdma.remote_addr = entry->base + offset;
   wr.wr.rdma.rkey = entry->rkey;
-  if (int err = peer.PostCounted(&wr, /*async=*/!sync); err != 0) {
+  if (int err = peer.PostCounted(&wr, /*async=*/false); err != 0) {
     return fail(absl::UnavailableError(absl::StrCat(
         "ibv_post_send READ node=", peer.id(), ": ", std::strerror(err))));
   }
@@ -225,8 +220,8 @@ absl::Status RdmaTransport::Fetch(NodeId peer_id, RegionId region,
         FetchOverLane(peer, region, offset, dst, deadline);
     if (over_lane.has_value()) return *over_lane;
   }
-  SSIHV_ASSIGN_OR_RETURN(
-      PendingOp * op, PostRead(*peer, region, offset, dst, nullptr, deadline));
+  SSIHV_ASSIGN_OR_RETURN(PendingOp * op,
+                         PostRead(*peer, region, offset, dst, deadline));
   bool done = options_.busy_poll ? PollUntil(op, deadline)
                                  : PendingTable::WaitDone(op, deadline, false);
   if (!done) {
@@ -253,15 +248,6 @@ absl::Status RdmaTransport::Fetch(NodeId peer_id, RegionId region,
   if (status.ok()) CountFetched(peer_id, dst.size());
   peer->pending().Release(op);
   return status;
-}
-
-absl::Status RdmaTransport::FetchAsync(NodeId peer_id, RegionId region,
-                                       uint64_t offset, absl::Span<uint8_t> dst,
-                                       FetchCallback done) {
-  SSIHV_ASSIGN_OR_RETURN(auto peer, Peer(peer_id, "FetchAsync"));
-  return PostRead(*peer, region, offset, dst, &done,
-                  absl::Now() + options_.op_timeout)
-      .status();
 }
 
 absl::StatusOr<std::unique_ptr<Transport>> CreateRdmaTransport(

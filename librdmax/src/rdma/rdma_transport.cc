@@ -256,7 +256,6 @@ int RdmaTransport::PollSendCq() {
 
 void RdmaTransport::FinishRead(PendingOp* op, RdmaPeer* peer,
                                const ibv_wc& wc) {
-  const NodeId from = peer->id();  // `peer` may be gone after NoteWrDone
   absl::Status status;
   if (wc.status == IBV_WC_WR_FLUSH_ERR) {
     status = absl::UnavailableError(absl::StrCat(
@@ -267,32 +266,12 @@ void RdmaTransport::FinishRead(PendingOp* op, RdmaPeer* peer,
                                          ": ", sys::WcStatusName(wc.status)));
     peer->Close(status.message());
   }
-  // NoteWrDone is the last touch of `peer` on every path: a draining peer
-  // is freed once its work requests are done and its table is empty.
-  if (op->sync) {
-    if (op->status.ok()) op->status = status;
-    PendingTable::Complete(op);  // the owner copies a bounce and releases
-    peer->NoteWrDone();
-    return;
-  }
-  NoteAsync(-1);
-  if (status.ok()) {
-    if (op->bounce >= 0) {
-      std::memcpy(op->dst, bounce_mem_.data() + op->bounce * kBounceBytes,
-                  op->length);
-    }
-    CountFetched(from, op->length);
-  }
-  if (op->bounce >= 0) ReleaseBounce(op->bounce);
-  FetchCallback done = std::move(op->fetch_done);
-  peer->pending().Release(op);
+  // Every fetch has a waiting owner (Fetch), which copies a bounce and
+  // releases the slot. NoteWrDone is the last touch of `peer`: a draining
+  // peer is freed once its work requests are done and its table is empty.
+  if (op->status.ok()) op->status = status;
+  PendingTable::Complete(op);
   peer->NoteWrDone();
-  if (!done) return;
-  if (OnDataThread()) {
-    done(status);
-  } else {
-    loop_.Post([done = std::move(done), status]() mutable { done(status); });
-  }
 }
 
 void RdmaTransport::ReapDrained() {

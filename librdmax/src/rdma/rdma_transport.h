@@ -229,8 +229,6 @@ class RdmaTransport final : public FramedTransport {
   absl::Status UnregisterRegion(RegionId id) override;
   absl::Status Fetch(NodeId peer, RegionId region, uint64_t offset,
                      absl::Span<uint8_t> dst) override;
-  absl::Status FetchAsync(NodeId peer, RegionId region, uint64_t offset,
-                          absl::Span<uint8_t> dst, FetchCallback done) override;
 
   // ---- for RdmaPeer ----
   const TransportOptions& options() const { return options_; }
@@ -299,7 +297,7 @@ class RdmaTransport final : public FramedTransport {
                                        absl::Time wait_until);
   absl::StatusOr<PendingOp*> PostRead(RdmaPeer& peer, RegionId region,
                                       uint64_t offset, absl::Span<uint8_t> dst,
-                                      FetchCallback* done, absl::Time deadline);
+                                      absl::Time deadline);
   /// Busy-poll wait: polls the send CQ until `op` is done or `deadline`.
   bool PollUntil(PendingOp* op, absl::Time deadline);
   bool AcquireBounce(size_t length, absl::Time deadline, Bounce* out);

@@ -498,15 +498,8 @@ void TcpConnection::OnFetchResponse(const Frame& f) {
   } else {
     transport_->CountFetched(peer(), op->length);
   }
-  if (op->sync) {
-    op->status = status;
-    PendingTable::Complete(op);
-    return;
-  }
-  FetchCallback done = std::move(op->fetch_done);
-  pending_.Release(op);
-  transport_->loop().ReleaseTick();
-  if (done) done(status);
+  op->status = status;  // every fetch has a waiting owner (Fetch)
+  PendingTable::Complete(op);
 }
 
 void TcpConnection::ServeFetch(const Frame& f) {

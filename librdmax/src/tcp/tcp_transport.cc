@@ -295,19 +295,15 @@ absl::Status TcpTransport::UnregisterRegion(RegionId id) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<PendingOp*> TcpTransport::StartFetch(
-    TcpConnection& conn, RegionId region, uint64_t offset,
-    absl::Span<uint8_t> dst, bool sync, absl::Time deadline) {
-  PendingOp* op = conn.pending().Acquire(
-      OpKind::kFetch, sync, deadline, sync ? deadline : absl::InfinitePast());
+absl::StatusOr<PendingOp*> TcpTransport::StartFetch(TcpConnection& conn,
+                                                    RegionId region,
+                                                    absl::Span<uint8_t> dst,
+                                                    absl::Time deadline) {
+  PendingOp* op =
+      conn.pending().Acquire(OpKind::kFetch, true, deadline, deadline);
   if (op == nullptr) {
-    if (sync) {
-      return absl::DeadlineExceededError(absl::StrCat(
-          "Fetch node=", conn.peer(), ": no request slot in time"));
-    }
-    return absl::ResourceExhaustedError(
-        absl::StrCat("FetchAsync node=", conn.peer(), ": ",
-                     options_.max_outstanding, " requests already in flight"));
+    return absl::DeadlineExceededError(
+        absl::StrCat("Fetch node=", conn.peer(), ": no request slot in time"));
   }
   op->dst = dst.data();
   op->length = static_cast<uint32_t>(dst.size());
@@ -340,8 +336,8 @@ absl::Status TcpTransport::Fetch(NodeId peer, RegionId region, uint64_t offset,
         FetchOverLane(conn, region, offset, dst, deadline);
     if (over_lane.has_value()) return *over_lane;
   }
-  SSIHV_ASSIGN_OR_RETURN(
-      PendingOp * op, StartFetch(*conn, region, offset, dst, true, deadline));
+  SSIHV_ASSIGN_OR_RETURN(PendingOp * op,
+                         StartFetch(*conn, region, dst, deadline));
   absl::Status st =
       SendFetchRequest(*conn, *op, region, offset, SendMode::kWait, deadline);
   uint32_t prev;
@@ -353,28 +349,6 @@ absl::Status TcpTransport::Fetch(NodeId peer, RegionId region, uint64_t offset,
   absl::Status result = op->status;
   conn->pending().Release(op);
   return result;
-}
-
-absl::Status TcpTransport::FetchAsync(NodeId peer, RegionId region,
-                                      uint64_t offset, absl::Span<uint8_t> dst,
-                                      FetchCallback done) {
-  SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(peer, "FetchAsync"));
-  SSIHV_RETURN_IF_ERROR(CheckFetch(*conn, region, offset, dst));
-  SSIHV_ASSIGN_OR_RETURN(PendingOp * op,
-                         StartFetch(*conn, region, offset, dst, false,
-                                    absl::Now() + options_.op_timeout));
-  op->fetch_done = std::move(done);
-  loop_.HoldTick();
-  absl::Status st = SendFetchRequest(*conn, *op, region, offset,
-                                     SendMode::kNoWait, absl::InfinitePast());
-  if (!st.ok()) {
-    uint32_t prev;
-    if (!PendingTable::Claim(op, &prev)) return absl::OkStatus();
-    conn->pending().Release(op);
-    loop_.ReleaseTick();
-    return st;
-  }
-  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<Transport>> CreateTcpTransport(

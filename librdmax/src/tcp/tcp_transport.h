@@ -37,8 +37,6 @@ class TcpTransport final : public FramedTransport {
   absl::Status UnregisterRegion(RegionId id) override;
   absl::Status Fetch(NodeId peer, RegionId region, uint64_t offset,
                      absl::Span<uint8_t> dst) override;
-  absl::Status FetchAsync(NodeId peer, RegionId region, uint64_t offset,
-                          absl::Span<uint8_t> dst, FetchCallback done) override;
 
   // ---- for TcpConnection ----
   EventLoop& loop() override { return loop_; }
@@ -83,10 +81,9 @@ class TcpTransport final : public FramedTransport {
   absl::Status SendFetchRequest(TcpConnection& conn, const PendingOp& op,
                                 RegionId region, uint64_t offset, SendMode mode,
                                 absl::Time deadline);
-  /// Claims a pending slot for a fetch that passed CheckFetch.
+  /// Claims a pending slot for a Fetch that passed CheckFetch.
   absl::StatusOr<PendingOp*> StartFetch(TcpConnection& conn, RegionId region,
-                                        uint64_t offset,
-                                        absl::Span<uint8_t> dst, bool sync,
+                                        absl::Span<uint8_t> dst,
                                         absl::Time deadline);
   std::vector<std::shared_ptr<FrameChannel>> Advertised() override;
 

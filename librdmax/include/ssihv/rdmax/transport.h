@@ -9,13 +9,13 @@
 // * Every method is thread-safe, except SetMessageHandler/SetPeerHandler,
 //   which must be called before Start().
 // * Each transport runs one *data thread*. Message handlers, peer handlers,
-//   and the completions of FetchAsync and Call run on it, one at a time.
+//   and the completions of Call run on it, one at a time.
 //   Messages from one peer reach the handler in the order the peer sent them
 //   (per-peer FIFO, across Send, Call and Reply). There is no order between
 //   different peers, nor between messages and fetch completions.
 // * Callbacks must not block: no Fetch, CallSync or waiting Send from a
 //   callback (those return FailedPrecondition there). They may call Send
-//   (which then never waits), Reply, FetchAsync and Call.
+//   (which then never waits), Reply and Call.
 // * The blocking calls (Fetch, CallSync, Send with a deadline) block only the
 //   calling thread, and never run a callback on it: a fault thread that holds
 //   its own locks can call Fetch without re-entering its own handlers. On the
@@ -106,8 +106,6 @@ using MessageHandler = std::function<void(const Message&)>;
 /// or goes down (peer restart, network failure, Shutdown). All Calls and
 /// fetches in flight to a peer that goes down fail with Unavailable.
 using PeerHandler = std::function<void(NodeId, PeerState)>;
-/// Completion of FetchAsync, on the data thread.
-using FetchCallback = absl::AnyInvocable<void(absl::Status)>;
 /// Completion of Call, on the data thread. On error `response` is empty.
 /// A peer that answers with ReplyError yields that status.
 using ResponseCallback =
@@ -151,7 +149,7 @@ struct TransportOptions {
   /// its own completion queue and channel, so the thread sleeps on (or, with
   /// busy_poll, polls) its own completion. Lanes are set up on demand, up to
   /// this many per peer; a fetch that finds none idle uses the main
-  /// connection meanwhile (as FetchAsync always does). A node accepts at
+  /// connection meanwhile. A node accepts at
   /// most this many lanes per peer (each costs it a thread on TCP, a QP on
   /// RDMA). 0: every fetch uses the main connection.
   uint32_t fetch_lanes = 8;
@@ -302,14 +300,11 @@ class Transport {
                                   const absl::Status& error) = 0;
 
   /// Copies `dst.size()` bytes at `offset` of region `region` of `peer`
-  /// into `dst`, blocking the calling thread (see FETCH above).
+  /// into `dst`, blocking the calling thread (see FETCH above). There is
+  /// no asynchronous fetch: its one user, a remote image's fault thread,
+  /// waits for the page on its own lane (docs/TRANSPORT.md).
   virtual absl::Status Fetch(NodeId peer, RegionId region, uint64_t offset,
                              absl::Span<uint8_t> dst) = 0;
-  /// The same without blocking; `done` runs on the data thread. `dst` must
-  /// stay valid until then.
-  virtual absl::Status FetchAsync(NodeId peer, RegionId region, uint64_t offset,
-                                  absl::Span<uint8_t> dst,
-                                  FetchCallback done) = 0;
 
   /// TransportOptions::max_message_bytes: the largest payload of a message
   /// this transport sends or accepts.
