@@ -70,10 +70,11 @@ absl::StatusOr<std::unique_ptr<ImageExport>> ImageExport::Start(
     std::unique_ptr<rdmax::Transport> transport, const uint8_t* image,
     uint64_t size) {
   if (transport == nullptr || image == nullptr || size == 0 ||
-      size % kPageSize != 0) {
+      size % kPageSize != 0 ||
+      reinterpret_cast<uintptr_t>(image) % kPageSize != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "ImageExport: needs a transport and an image whose size is a "
-        "positive multiple of 4096 (size ",
+        "ImageExport: needs a transport and a page-aligned image whose size "
+        "is a positive multiple of 4096 (size ",
         size, ")"));
   }
   std::unique_ptr<ImageExport> e(new ImageExport(std::move(transport), size));

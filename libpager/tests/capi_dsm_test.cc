@@ -1,6 +1,7 @@
 // ssihv_pager_create_dsm: two nodes of a TCP cluster in this process, each
 // a C-API pager owning its RAM; what one writes the other reads.
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -94,6 +95,81 @@ TEST_CASE("C API DSM: two nodes share one memory") {
   CHECK(stats.faults[SSIHV_FAULT_REMOTE_READ] >= 512);
   for (ssihv_pager* n : nodes) ssihv_pager_stop(n);
   for (ssihv_pager* n : nodes) ssihv_pager_destroy(n);
+}
+
+}  // namespace
+
+namespace {
+
+// The pattern of image byte x.
+uint8_t ImageByte(uint64_t x) {
+  return static_cast<uint8_t>(x * 7 + (x >> 12));
+}
+
+TEST_CASE("C API: a pager whose source is an image another node exports") {
+  ConfigDir dir;
+  const std::string& config = dir.path;
+  constexpr uint64_t kSize = 16 * 4096;
+  void* image = ::mmap(nullptr, kSize, PROT_READ | PROT_WRITE,
+                       MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(image != MAP_FAILED);
+  for (uint64_t x = 0; x < kSize; ++x) {
+    static_cast<uint8_t*>(image)[x] = ImageByte(x);
+  }
+  ssihv_image_export* exporter = nullptr;
+  REQUIRE(ssihv_image_export_start(config.c_str(), 0, image, kSize,
+                                   &exporter) == SSIHV_OK);
+
+  // A guest of 32 pages at GPA 0x100000: the image, then zeros.
+  constexpr uint64_t kGpa = 0x100000, kRam = 32 * 4096;
+  void* ram = ::mmap(nullptr, kRam, PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  REQUIRE(ram != MAP_FAILED);
+  ssihv_pager* p = nullptr;
+  REQUIRE(ssihv_pager_create(nullptr, &p) == SSIHV_OK);
+  REQUIRE(ssihv_pager_add_range(p, ram, kRam, kGpa, 0) == SSIHV_OK);
+  REQUIRE(ssihv_pager_set_source_remote(p, config.c_str(), 1, 0, kGpa, 0) ==
+          SSIHV_OK);
+  REQUIRE(ssihv_pager_start(p) == SSIHV_OK);
+  uint64_t wrong = 0;
+  const auto* bytes = static_cast<const volatile uint8_t*>(ram);
+  for (uint64_t x = 0; x < kRam; x += 509) {
+    wrong += bytes[x] != (x < kSize ? ImageByte(x) : 0);
+  }
+  CHECK(wrong == 0);
+  ssihv_pager_destroy(p);
+  ssihv_image_export_destroy(exporter);
+  ::munmap(ram, kRam);
+  ::munmap(image, kSize);
+}
+
+TEST_CASE("C API: remote image errors name the argument") {
+  ConfigDir dir;
+  const std::string& config = dir.path;
+  ssihv_image_export* e = nullptr;
+  CHECK(ssihv_image_export_start(config.c_str(), 0, nullptr, 4096, &e) ==
+        SSIHV_INVALID_ARGUMENT);
+  CHECK(std::string(ssihv_last_error()) ==
+        "ssihv_image_export_start: image is NULL");
+  alignas(4096) static uint8_t page[4096];
+  CHECK(ssihv_image_export_start(config.c_str(), 5, page, 4096, &e) ==
+        SSIHV_INVALID_ARGUMENT);
+  CHECK(std::string(ssihv_last_error()).find("node 5 is not in") !=
+        std::string::npos);
+  CHECK(ssihv_image_export_start(config.c_str(), 0, page, 100, &e) ==
+        SSIHV_INVALID_ARGUMENT);
+  CHECK(e == nullptr);
+  ssihv_pager* p = nullptr;
+  REQUIRE(ssihv_pager_create(nullptr, &p) == SSIHV_OK);
+  // Nobody exports: the wait ends at the timeout, naming the node.
+  CHECK(ssihv_pager_set_source_remote(p, config.c_str(), 1, 0, 0, 200) ==
+        SSIHV_UNAVAILABLE);
+  CHECK(std::string(ssihv_last_error()).find("exporter node 0 not reached") !=
+        std::string::npos);
+  CHECK(ssihv_pager_set_source_remote(p, nullptr, 1, 0, 0, 200) ==
+        SSIHV_INVALID_ARGUMENT);
+  ssihv_pager_destroy(p);
+  ssihv_image_export_destroy(nullptr);
 }
 
 }  // namespace

@@ -18,7 +18,8 @@
  *   ssihv_pager_destroy(p);                           before munmap(ram)
  *
  * Linking: pkg-config ssihv-pager (ssihv-pager-dsm for
- * ssihv_pager_create_dsm), or CMake find_package(ssihv CONFIG) and the
+ * ssihv_pager_create_dsm and the remote images), or CMake
+ * find_package(ssihv CONFIG) and the
  * targets ssihv::pager (ssihv::pager_dsm). docs/PAGER.md has the details.
  *
  * Errors: every function that can fail returns an ssihv_status; SSIHV_OK is
@@ -195,6 +196,36 @@ typedef void (*ssihv_remove_fn)(void* ctx, uint64_t gpa, uint64_t size);
 ssihv_status ssihv_pager_set_source_callback(ssihv_pager* pager,
                                              ssihv_fill_fn fill,
                                              ssihv_remove_fn remove, void* ctx);
+
+/* Source (ssihv-pager-dsm library): the pages of an image, a snapshot's
+ * memory file, that node `exporter` of the ssihv cluster at `config_path`
+ * exports (ssihv_image_export_start, or ssihv-uffd-handler --export), seen
+ * as node `node` of it: image byte x backs guest-physical gpa + x, fetched
+ * over the cluster's transport when first touched (one RDMA READ, or a
+ * request on a TCP fetch lane; the fault thread waits for it). Pages
+ * outside the image, and pages discarded since, read as zeros. Waits up to
+ * `timeout_ms` (0: 60 s) for the exporter here, and as long for it to come
+ * back when its connection drops; a fault then fails (on_error). */
+ssihv_status ssihv_pager_set_source_remote(ssihv_pager* pager,
+                                           const char* config_path,
+                                           uint32_t node, uint32_t exporter,
+                                           uint64_t gpa, uint32_t timeout_ms);
+
+/* An image served to the other nodes of a cluster (ssihv-pager-dsm). */
+typedef struct ssihv_image_export ssihv_image_export;
+
+/* Exports `size` bytes at `image` (page-aligned memory, a multiple of 4096
+ * bytes, unchanged and mapped until ssihv_image_export_destroy returns) as
+ * node `node` of the ssihv cluster at `config_path`: the other nodes'
+ * ssihv_pager_set_source_remote read it. Only authenticated nodes of the
+ * cluster connect. */
+ssihv_status ssihv_image_export_start(const char* config_path, uint32_t node,
+                                      const void* image, uint64_t size,
+                                      ssihv_image_export** out);
+
+/* Stops serving (no peer reads the image after it returns). NULL is
+ * ignored. */
+void ssihv_image_export_destroy(ssihv_image_export* image_export);
 
 /* Starts the fault threads. Needs a source and at least one range. */
 ssihv_status ssihv_pager_start(ssihv_pager* pager);

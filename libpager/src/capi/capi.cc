@@ -20,11 +20,6 @@ namespace {
 
 thread_local std::string tls_last_error;
 
-absl::Status NullArgument(const char* function, const char* name) {
-  return absl::InvalidArgumentError(
-      absl::StrCat(function, ": ", name, " is NULL"));
-}
-
 // A pager over RAM the caller mapped (or, adopted, over another process's).
 class LocalBackend final : public Backend {
  public:
@@ -88,16 +83,6 @@ ssihv_latency ToC(const LatencySummary& s) {
                        s.p90_us, s.p99_us,  s.max_us};
 }
 
-// add_range / set_source_*: the local pager, stopped.
-absl::StatusOr<Pager*> StoppedLocalPager(ssihv_pager* p, const char* function) {
-  if (p == nullptr) return NullArgument(function, "pager");
-  if (p->backend->memory() != nullptr) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        function, ": a DSM pager maps its own RAM and is its own source"));
-  }
-  return &p->backend->pager();
-}
-
 // Creates a local or adopted pager with `make` and wraps it in *out.
 ssihv_status CreateLocal(
     const char* function, const ssihv_pager_options* options, ssihv_pager** out,
@@ -115,6 +100,21 @@ ssihv_status CreateLocal(
 }
 
 }  // namespace
+
+absl::Status NullArgument(const char* function, const char* name) {
+  return absl::InvalidArgumentError(
+      absl::StrCat(function, ": ", name, " is NULL"));
+}
+
+// add_range / set_source_*: the local pager, stopped.
+absl::StatusOr<Pager*> StoppedLocalPager(ssihv_pager* p, const char* function) {
+  if (p == nullptr) return NullArgument(function, "pager");
+  if (p->backend->memory() != nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        function, ": a DSM pager maps its own RAM and is its own source"));
+  }
+  return &p->backend->pager();
+}
 
 ssihv_status Fail(const absl::Status& status) {
   tls_last_error = std::string(status.message());

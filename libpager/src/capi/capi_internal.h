@@ -28,6 +28,13 @@ class Backend {
   virtual const GuestMemory* memory() const { return nullptr; }
 };
 
+/// "`function`: `name` is NULL".
+absl::Status NullArgument(const char* function, const char* name);
+
+/// The pager of a local (or adopted) handle, for add_range and
+/// set_source_*: the caller's RAM. A DSM pager is refused.
+absl::StatusOr<Pager*> StoppedLocalPager(ssihv_pager* p, const char* function);
+
 /// Records `status` as this thread's last error and returns its code.
 ssihv_status Fail(const absl::Status& status);
 
