@@ -81,7 +81,9 @@ class RemoteMem final : public MemoryBacking {
       : config_path_(std::move(config_path)), image_(std::move(image)) {}
   uint64_t size() const override { return image_->size(); }
   absl::StatusOr<std::shared_ptr<pager::PageSource>> NewSource() override {
-    return std::shared_ptr<pager::PageSource>(image_->NewSource());
+    SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<pager::PageSource> source,
+                           image_->NewSource());
+    return std::shared_ptr<pager::PageSource>(std::move(source));
   }
   std::string Describe() const override {
     return absl::StrCat("memory file exported by node ", image_->peer(), " of ",
@@ -175,13 +177,14 @@ absl::StatusOr<std::unique_ptr<MemoryBacking>> OpenMemFile(
 }
 
 absl::StatusOr<std::unique_ptr<MemoryBacking>> OpenRemoteMem(
-    const std::string& config_path, int node, int exporter,
-    int peer_timeout_s) {
+    const std::string& config_path, int node, int exporter, int peer_timeout_s,
+    int fetch_ahead) {
   SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<rdmax::Transport> transport,
                          NodeTransport(config_path, node));
   pager::RemoteImageOptions options;
   options.peer = static_cast<uint32_t>(exporter);
   options.peer_timeout = absl::Seconds(peer_timeout_s);
+  options.fetch_ahead_pages = static_cast<uint32_t>(fetch_ahead);
   SSIHV_ASSIGN_OR_RETURN(
       std::unique_ptr<pager::RemoteImage> image,
       pager::RemoteImage::Connect(std::move(transport), options));

@@ -37,9 +37,10 @@ absl::StatusOr<std::unique_ptr<MemoryBacking>> OpenMemFile(
 
 /// The memory file node `exporter` of the cluster `config_path` exports,
 /// seen from node `node`: started here, waiting up to `peer_timeout_s` for
-/// the exporter.
+/// the exporter; `fetch_ahead` pages per fetch-ahead window (0: off).
 absl::StatusOr<std::unique_ptr<MemoryBacking>> OpenRemoteMem(
-    const std::string& config_path, int node, int exporter, int peer_timeout_s);
+    const std::string& config_path, int node, int exporter, int peer_timeout_s,
+    int fetch_ahead);
 
 /// Node `node` of the cluster `config_path` (ssihv's cluster config): the
 /// DSM node is created and started here (it waits for every peer). A VM's

@@ -33,7 +33,8 @@ absl::StatusOr<std::unique_ptr<MemoryBacking>> OpenBacking(
     backing = StartDsm(o.dsm_config, o.node, o.fault_threads);
   } else if (!o.remote_mem.empty()) {
     flag = "--remote-mem: ";
-    backing = OpenRemoteMem(o.remote_mem, o.node, o.exporter, o.peer_timeout_s);
+    backing = OpenRemoteMem(o.remote_mem, o.node, o.exporter, o.peer_timeout_s,
+                            o.fetch_ahead);
   } else {
     backing = OpenMemFile(o.mem_file, o.export_config, o.node);
   }

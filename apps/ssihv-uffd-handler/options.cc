@@ -32,6 +32,9 @@ the balloon removed). Several VMs at once, one connection each.
   --exporter N         with --remote-mem: the exporting node (default 0)
   --peer-timeout S     with --remote-mem: seconds to wait for the exporter at
                        start (1..3600, default 60)
+  --fetch-ahead N      with --remote-mem: a fault right after the previous
+                       one fetches N pages in one round trip (0..64, default
+                       16; 0 or 1: off)
   --once               serve one VM and exit when it goes away
   --fault-threads N    fault threads per VM (1..64, default 1)
   --handshake-timeout S  seconds a connection may take to send its memory
@@ -75,7 +78,7 @@ absl::Status CheckSources(const HandlerOptions& o) {
 }
 
 absl::Status CheckOptions(const HandlerOptions& o, bool exporter_set,
-                          bool peer_timeout_set) {
+                          bool peer_timeout_set, bool fetch_ahead_set) {
   if (absl::Status st = CheckSources(o); !st.ok()) return st;
   if (o.socket.empty() && o.export_config.empty()) {
     return absl::InvalidArgumentError("--socket: required (the socket path)");
@@ -83,10 +86,13 @@ absl::Status CheckOptions(const HandlerOptions& o, bool exporter_set,
   if (o.socket.empty() && o.once) {
     return absl::InvalidArgumentError("--once: only with --socket");
   }
-  if (o.remote_mem.empty() && (exporter_set || peer_timeout_set)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(exporter_set ? "--exporter" : "--peer-timeout",
-                     ": only with --remote-mem"));
+  if (o.remote_mem.empty() &&
+      (exporter_set || peer_timeout_set || fetch_ahead_set)) {
+    return absl::InvalidArgumentError(absl::StrCat(exporter_set ? "--exporter"
+                                                   : peer_timeout_set
+                                                       ? "--peer-timeout"
+                                                       : "--fetch-ahead",
+                                                   ": only with --remote-mem"));
   }
   if (!o.remote_mem.empty() && o.exporter == o.node) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -110,6 +116,7 @@ absl::StatusOr<HandlerOptions> ParseHandlerArgs(
        {"--node", "", true, apps::IntFlag(&o.node, 0, 63)},
        {"--exporter", "", true, apps::IntFlag(&o.exporter, 0, 63)},
        {"--peer-timeout", "", true, apps::IntFlag(&o.peer_timeout_s, 1, 3600)},
+       {"--fetch-ahead", "", true, apps::IntFlag(&o.fetch_ahead, 0, 64)},
        {"--fault-threads", "", true, apps::IntFlag(&o.fault_threads, 1, 64)},
        {"--handshake-timeout", "", true,
         apps::IntFlag(&o.handshake_timeout_s, 1, 3600)},
@@ -123,7 +130,8 @@ absl::StatusOr<HandlerOptions> ParseHandlerArgs(
     }
     return false;
   };
-  if (st = CheckOptions(o, given("--exporter"), given("--peer-timeout"));
+  if (st = CheckOptions(o, given("--exporter"), given("--peer-timeout"),
+                        given("--fetch-ahead"));
       !st.ok()) {
     return st;
   }

@@ -19,6 +19,7 @@ struct HandlerOptions {
   int node = -1;                 ///< this handler's node in the cluster
   int exporter = 0;              ///< with remote_mem: the exporting node
   int peer_timeout_s = 60;       ///< with remote_mem: wait for the exporter
+  int fetch_ahead = 16;          ///< with remote_mem: pages per window
   bool once = false;             ///< serve one VM, exit when it goes away
   int fault_threads = 1;         ///< pager fault threads per VM
   int handshake_timeout_s = 10;  ///< a connection's time to send its layout

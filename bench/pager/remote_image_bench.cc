@@ -1,12 +1,18 @@
-// BM_RemoteImageFault/{tcp,rdma}: the page fault of a VM restored from a
-// snapshot whose memory file another node exports (ssihv-uffd-handler
-// --remote-mem, libpager's RemoteImage): the fault thread fetches the page
-// (a request on its TCP fetch lane, or one RDMA READ into registered
-// staging memory) and maps it with UFFDIO_COPY. Read against the sum of
-// its floors in the same run: BM_Floor/tcp_rtt_4k (or BM_Floor/ib_read_4k)
-// + BM_Floor/uffd_copy. The exporter is a forked process; this process
-// walks a 64 MiB guest once per window, each read timed, then drops the
-// pages (the pager is not told: the next walk fetches them again).
+// The faults of a VM restored from a snapshot whose memory file another node
+// exports (ssihv-uffd-handler --remote-mem, libpager's RemoteImage). The
+// exporter is a forked process; this process walks a 64 MiB guest, then
+// drops the pages (the pager is not told: the next walk fetches them again).
+//
+// BM_RemoteImageFault/{tcp,rdma}: one fault, fetch-ahead off: the fault
+// thread fetches the page (a request on its TCP fetch lane, or one RDMA READ
+// into registered staging memory) and maps it with UFFDIO_COPY. Read
+// against the sum of its floors in the same run: BM_Floor/tcp_rtt_4k (or
+// BM_Floor/ib_read_4k) + BM_Floor/uffd_copy.
+//
+// BM_RemoteImageSequentialRead/{tcp,tcp_no_fetch_ahead,rdma}: the walk's
+// bytes per second (a restore that touches memory in order), with the
+// default fetch-ahead (16 pages per round trip) or without; read against
+// BM_Floor/tcp_stream.
 #include <sys/prctl.h>
 #include <unistd.h>
 
@@ -51,13 +57,15 @@ struct Importer {
   std::unique_ptr<pager::Pager> pager;
 };
 
-absl::StatusOr<Importer> StartImporter(const cluster::ClusterConfig& config) {
+absl::StatusOr<Importer> StartImporter(const cluster::ClusterConfig& config,
+                                       uint32_t fetch_ahead) {
   Importer im;
   SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<rdmax::Transport> t,
                          rdmax::CreateTransport(config, 1));
   pager::RemoteImageOptions o;
   o.peer = 0;
   o.peer_timeout = absl::Seconds(20);
+  o.fetch_ahead_pages = fetch_ahead;
   SSIHV_ASSIGN_OR_RETURN(im.image,
                          pager::RemoteImage::Connect(std::move(t), o));
   SSIHV_ASSIGN_OR_RETURN(im.mem,
@@ -68,60 +76,119 @@ absl::StatusOr<Importer> StartImporter(const cluster::ClusterConfig& config) {
   SSIHV_ASSIGN_OR_RETURN(im.pager, pager::Pager::Create(std::move(po)));
   SSIHV_RETURN_IF_ERROR(
       im.pager->RegisterGuestMemory(im.mem, 0, im.mem.size(), 0));
-  SSIHV_RETURN_IF_ERROR(im.pager->SetSource(im.image->NewSource(0)));
+  SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<pager::PageSource> source,
+                         im.image->NewSource(0));
+  SSIHV_RETURN_IF_ERROR(im.pager->SetSource(std::move(source)));
   SSIHV_RETURN_IF_ERROR(im.pager->Start());
   return im;
 }
 
+// The exporter and this node's guest, for one benchmark.
+class ImageBench {
+ public:
+  ImageBench(const char* transport, uint32_t fetch_ahead) {
+    if (std::string(transport) == "rdma" &&
+        !rdmax::ProbeRdmaDevice("", 1).ok()) {
+      im_ = absl::UnavailableError("no RDMA device with an active port");
+      return;
+    }
+    char tmpl[] = "/tmp/ssihv-image-bench-XXXXXX";
+    if (mkdtemp(tmpl) == nullptr) return;
+    dir_ = tmpl;
+    absl::StatusOr<cluster::ClusterConfig> config =
+        RemoteConfig(transport, 2, dir_);
+    if (config.ok() && exporter_.Start([&](int ready, int stop) {
+          return ExporterMain(*config, ready, stop);
+        })) {
+      im_ = StartImporter(*config, fetch_ahead);
+    }
+  }
+  ~ImageBench() {
+    if (im_.ok()) im_->pager->Stop();
+    im_ = absl::CancelledError();  // before the exporter goes
+    exporter_.Stop();
+    if (!dir_.empty()) {
+      unlink((dir_ + "/secret").c_str());
+      rmdir(dir_.c_str());
+    }
+  }
+  /// Why the set-up failed (skip the benchmark), or OK.
+  absl::Status status() const { return im_.status(); }
+  /// Drops every page of the guest: the next walk fetches them again.
+  bool Drop() {
+    return im_->pager->resolver().Discard(0, im_->mem.size()).ok();
+  }
+  /// The byte at `off` of the guest, checked against the image.
+  bool Read(uint64_t off) {
+    return *(static_cast<volatile uint8_t*>(im_->mem.data()) + off) ==
+           PatternAt(off);
+  }
+
+ private:
+  std::string dir_;
+  ServerProcess exporter_;
+  absl::StatusOr<Importer> im_ = absl::UnavailableError("the exporter failed");
+};
+
 void BM_RemoteImageFault(benchmark::State& state, const char* transport) {
-  if (std::string(transport) == "rdma" && !rdmax::ProbeRdmaDevice("", 1).ok()) {
-    state.SkipWithError("no RDMA device with an active port");
-    return;
-  }
-  char tmpl[] = "/tmp/ssihv-image-bench-XXXXXX";
-  if (mkdtemp(tmpl) == nullptr) return state.SkipWithError("mkdtemp");
-  const std::string dir = tmpl;
-  absl::StatusOr<cluster::ClusterConfig> config =
-      RemoteConfig(transport, 2, dir);
-  ServerProcess exporter;
-  absl::StatusOr<Importer> im = absl::UnavailableError("the exporter failed");
-  if (config.ok() && exporter.Start([&](int ready, int stop) {
-        return ExporterMain(*config, ready, stop);
-      })) {
-    im = StartImporter(*config);
-  }
+  ImageBench b(transport, 0);
   std::vector<int64_t> ns;
   ns.reserve(state.max_iterations);
   uint64_t page = kImagePages, wrong = 0;
   for (auto _ : state) {
-    if (!im.ok()) {
-      state.SkipWithError(std::string(im.status().message()).c_str());
+    if (!b.status().ok()) {
+      state.SkipWithError(std::string(b.status().message()).c_str());
       break;
     }
     if (page == kImagePages) {
       state.PauseTiming();
       page = 0;
-      if (!im->pager->resolver().Discard(0, im->mem.size()).ok()) {
+      if (!b.Drop()) {
         state.SkipWithError("Discard of the walked pages failed");
         break;
       }
       state.ResumeTiming();
     }
     const uint64_t off = page * kPage + (page % 509) * 8;
-    const volatile uint8_t* p = im->mem.data() + off;
     const int64_t t0 = NowNs();
-    const uint8_t v = *p;
+    const bool ok = b.Read(off);
     ns.push_back(NowNs() - t0);
-    wrong += v != PatternAt(off);
+    wrong += !ok;
     ++page;
   }
   if (wrong != 0) state.SkipWithError("read wrong page bytes");
   SetPercentiles(state, ns);
-  if (im.ok()) im->pager->Stop();
-  im = absl::CancelledError();  // before the exporter goes
-  exporter.Stop();
-  unlink((dir + "/secret").c_str());
-  rmdir(dir.c_str());
+}
+
+void BM_RemoteImageSequentialRead(benchmark::State& state,
+                                  const char* transport, uint32_t ahead) {
+  ImageBench b(transport, ahead);
+  int64_t read_ns = 0;
+  uint64_t wrong = 0;
+  for (auto _ : state) {
+    if (!b.status().ok()) {
+      state.SkipWithError(std::string(b.status().message()).c_str());
+      break;
+    }
+    state.PauseTiming();
+    const bool dropped = b.Drop();
+    state.ResumeTiming();
+    if (!dropped) {
+      state.SkipWithError("Discard of the walked pages failed");
+      break;
+    }
+    const int64_t t0 = NowNs();
+    for (uint64_t page = 0; page < kImagePages; ++page) {
+      wrong += !b.Read(page * kPage + (page % 509) * 8);
+    }
+    read_ns += NowNs() - t0;
+  }
+  if (wrong != 0) state.SkipWithError("read wrong page bytes");
+  if (read_ns > 0) {
+    state.counters["bytes_per_s"] = benchmark::Counter(
+        static_cast<double>(state.iterations() * kImagePages * kPage) * 1e9 /
+        static_cast<double>(read_ns));
+  }
 }
 
 }  // namespace
@@ -131,6 +198,14 @@ void RegisterRemoteImageBenchmarks() {
                                "tcp");
   benchmark::RegisterBenchmark("BM_RemoteImageFault/rdma", BM_RemoteImageFault,
                                "rdma");
+  const uint32_t ahead = pager::RemoteImageOptions().fetch_ahead_pages;
+  benchmark::RegisterBenchmark("BM_RemoteImageSequentialRead/tcp",
+                               BM_RemoteImageSequentialRead, "tcp", ahead);
+  benchmark::RegisterBenchmark(
+      "BM_RemoteImageSequentialRead/tcp_no_fetch_ahead",
+      BM_RemoteImageSequentialRead, "tcp", 0u);
+  benchmark::RegisterBenchmark("BM_RemoteImageSequentialRead/rdma",
+                               BM_RemoteImageSequentialRead, "rdma", ahead);
 }
 
 }  // namespace ssihv::bench

@@ -1,8 +1,10 @@
 #include "ssihv/pager/remote_image.h"
 
 #include <algorithm>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
+#include "fetch_ahead.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
 #include "ssihv/pager/discarded_pages.h"
@@ -23,11 +25,27 @@ uint64_t LoadLe64(const uint8_t* in) {
 
 }  // namespace
 
-// One guest's view of the image: its own record of discarded pages.
+// One guest's view of the image: its own record of discarded pages and its
+// own fetch-ahead windows (registered staging memory, so that a window is
+// one RDMA READ straight into it).
 class RemoteImageSource final : public PageSource {
  public:
-  RemoteImageSource(RemoteImage* image, uint64_t gpa)
-      : image_(image), gpa_(gpa), discarded_(gpa, image->size()) {}
+  RemoteImageSource(RemoteImage* image, uint64_t gpa, uint32_t ahead_pages,
+                    base::MappedRegion windows, rdmax::RegionId region)
+      : image_(image),
+        gpa_(gpa),
+        discarded_(gpa, image->size()),
+        windows_(std::move(windows)),
+        region_(region) {
+    if (windows_.size() > 0) {
+      ahead_.emplace(ahead_pages, windows_.data());
+    }
+  }
+  ~RemoteImageSource() override {
+    if (windows_.size() > 0) {
+      (void)image_->transport().UnregisterRegion(region_);
+    }
+  }
 
   void OnFault(const Fault& fault, Resolver& resolver) override {
     absl::Status st;
@@ -37,7 +55,7 @@ class RemoteImageSource final : public PageSource {
     } else if (!inside || discarded_.Contains(fault.gpa)) {
       st = resolver.ZeroFill(fault);
     } else {
-      st = FetchAndMap(fault, resolver);
+      st = Serve(fault, resolver);
     }
     if (!st.ok()) resolver.Fail(fault, st);
   }
@@ -47,16 +65,36 @@ class RemoteImageSource final : public PageSource {
   std::string_view name() const override { return "remote-image"; }
 
  private:
-  absl::Status FetchAndMap(const Fault& fault, Resolver& resolver) {
+  // A page fetched ahead is a local copy (kLocalCopy); a page fetched for
+  // this fault, with or without the pages after it, a remote one.
+  absl::Status Serve(const Fault& fault, Resolver& resolver) {
+    const FaultKind remote =
+        fault.is_write() ? FaultKind::kRemoteWrite : FaultKind::kRemoteRead;
+    const uint64_t offset = fault.gpa - gpa_;
+    if (!ahead_) return FetchAndMap(fault, resolver, remote);
+    FetchAhead::Held held = ahead_->Take(offset);
+    if (held.page != nullptr) {
+      absl::Status st =
+          resolver.Copy(fault, held.page, false, FaultKind::kLocalCopy);
+      ahead_->Release(held.window);
+      return st;
+    }
+    FetchAhead::Plan plan = ahead_->Miss(offset, image_->size(), held.follows);
+    if (plan.window < 0) return FetchAndMap(fault, resolver, remote);
+    absl::Status st = image_->FetchPages(offset, plan.dst, plan.pages);
+    ahead_->Filled(plan.window, offset, plan.pages, st.ok());
+    if (st.ok()) st = resolver.Copy(fault, plan.dst, false, remote);
+    ahead_->Release(plan.window);
+    return st;
+  }
+
+  absl::Status FetchAndMap(const Fault& fault, Resolver& resolver,
+                           FaultKind kind) {
     alignas(64) static thread_local uint8_t bounce[kPageSize];
     uint8_t* staging = image_->TakeStaging();
     uint8_t* page = staging != nullptr ? staging : bounce;
-    absl::Status st = image_->FetchPage(fault.gpa - gpa_, page);
-    if (st.ok()) {
-      st = resolver.Copy(
-          fault, page, false,
-          fault.is_write() ? FaultKind::kRemoteWrite : FaultKind::kRemoteRead);
-    }
+    absl::Status st = image_->FetchPages(fault.gpa - gpa_, page, 1);
+    if (st.ok()) st = resolver.Copy(fault, page, false, kind);
     if (staging != nullptr) image_->ReturnStaging(staging);
     return st;
   }
@@ -64,6 +102,9 @@ class RemoteImageSource final : public PageSource {
   RemoteImage* const image_;
   const uint64_t gpa_;
   DiscardedPages discarded_;
+  base::MappedRegion windows_;  // empty without fetch-ahead
+  const rdmax::RegionId region_;
+  std::optional<FetchAhead> ahead_;
 };
 
 absl::StatusOr<std::unique_ptr<ImageExport>> ImageExport::Start(
@@ -165,19 +206,37 @@ RemoteImage::~RemoteImage() {
   transport_.reset();
 }
 
-std::unique_ptr<PageSource> RemoteImage::NewSource(uint64_t gpa) {
-  return std::make_unique<RemoteImageSource>(this, gpa);
+absl::StatusOr<std::unique_ptr<PageSource>> RemoteImage::NewSource(
+    uint64_t gpa) {
+  const uint32_t pages =
+      std::min(options_.fetch_ahead_pages, FetchAhead::kMaxPages);
+  if (pages < 2) {
+    return std::unique_ptr<PageSource>(
+        new RemoteImageSource(this, gpa, 0, base::MappedRegion(), 0));
+  }
+  SSIHV_ASSIGN_OR_RETURN(
+      base::MappedRegion windows,
+      base::MappedRegion::Anonymous(uint64_t{FetchAhead::kWindows} * pages *
+                                    kPageSize));
+  const rdmax::RegionId region = next_region_.fetch_add(1);
+  SSIHV_RETURN_IF_ERROR(transport_->RegisterRegion(
+      region, windows.data(), windows.size(), rdmax::RegionAccess::kLocalOnly));
+  return std::unique_ptr<PageSource>(
+      new RemoteImageSource(this, gpa, pages, std::move(windows), region));
 }
 
-absl::Status RemoteImage::FetchPage(uint64_t offset, uint8_t* page) {
-  if (offset % kPageSize != 0 || offset >= size_) {
+absl::Status RemoteImage::FetchPages(uint64_t offset, uint8_t* dst,
+                                     uint32_t pages) {
+  const uint64_t len = uint64_t{pages} * kPageSize;
+  if (offset % kPageSize != 0 || pages == 0 || offset >= size_ ||
+      len > size_ - offset) {
     return absl::OutOfRangeError(absl::StrCat(
-        "remote image: page at offset 0x", absl::Hex(offset),
-        " is not a page of the image (0x", absl::Hex(size_), " bytes)"));
+        "remote image: ", pages, " page(s) at offset 0x", absl::Hex(offset),
+        " are not pages of the image (0x", absl::Hex(size_), " bytes)"));
   }
   const auto fetch = [&] {
     return transport_->Fetch(options_.peer, kImageRegion, offset,
-                             absl::MakeSpan(page, kPageSize));
+                             absl::MakeSpan(dst, len));
   };
   absl::Status st = fetch();
   // The connection to the exporter dropped (a restart, a network outage):

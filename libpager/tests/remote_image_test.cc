@@ -25,6 +25,7 @@ using testing::Settled;
 
 constexpr char kSecret[] = "0123456789abcdef-remote-image-test";
 constexpr uint64_t kImagePages = 8;
+constexpr uint64_t kWalkPages = 64;  // the fetch-ahead cases' image
 constexpr uint64_t kBase = 0x10000;  // the guest's GPA of image byte 0
 
 // The backends the transport cases run on: the lab VM runs the RDMA build of
@@ -78,12 +79,14 @@ struct Transports {
 // kBase + i * 4096, exported by node 0 and imported by node 1.
 struct Exported {
   Exported(const std::string& backend, int first_port,
-           absl::Duration peer_timeout = absl::Seconds(60))
+           absl::Duration peer_timeout = absl::Seconds(60),
+           uint32_t fetch_ahead = RemoteImageOptions().fetch_ahead_pages,
+           uint64_t pages = kImagePages)
       : t(backend, first_port) {
-    auto m = base::MappedRegion::Anonymous(kImagePages * kPageSize);
+    auto m = base::MappedRegion::Anonymous(pages * kPageSize);
     REQUIRE(m.ok());
     image = *std::move(m);
-    for (uint64_t i = 0; i < kImagePages; ++i) {
+    for (uint64_t i = 0; i < pages; ++i) {
       FillPattern(image.data() + i * kPageSize, kBase + i * kPageSize);
     }
     StartExporter(std::move(t.exporter));
@@ -91,6 +94,7 @@ struct Exported {
     o.peer = 0;
     o.staging_pages = 2;
     o.peer_timeout = peer_timeout;
+    o.fetch_ahead_pages = fetch_ahead;
     auto r = RemoteImage::Connect(std::move(t.importer), o);
     REQUIRE(r.ok());
     remote = *std::move(r);
@@ -123,7 +127,9 @@ struct Guest {
     REQUIRE(p.ok());
     pager = *std::move(p);
     REQUIRE(pager->RegisterGuestMemory(mem, 0, mem.size(), kBase).ok());
-    REQUIRE(pager->SetSource(remote.NewSource(kBase)).ok());
+    auto source = remote.NewSource(kBase);
+    REQUIRE(source.ok());
+    REQUIRE(pager->SetSource(*std::move(source)).ok());
     REQUIRE(pager->Start().ok());
   }
   ~Guest() { pager->Stop(); }
@@ -224,6 +230,47 @@ TEST_CASE("A fault while the exporter restarts waits for it") {
       CHECK(g.errors == 0);
     }
   }
+}
+
+TEST_CASE("A sequential walk fetches ahead: one round trip per window") {
+  for (const char* backend : kBackends) {
+    SECTION(backend) {
+      Exported x(backend, 7880, absl::Seconds(60), 16, kWalkPages);
+      Guest g(*x.remote, kWalkPages);
+      const uint64_t fetches0 = x.remote->transport().stats().fetches;
+      for (uint64_t i = 0; i < kWalkPages; ++i) {
+        REQUIRE(HasPattern(g.Page(i), kBase + i * kPageSize));
+      }
+      // Page 0 alone (nothing before it), then windows of 16 from pages 1,
+      // 17, 33 and 49 (the last one 15 pages, to the image's end).
+      CHECK(g.Faults(FaultKind::kRemoteRead) == 5);
+      CHECK(g.Faults(FaultKind::kLocalCopy) == kWalkPages - 5);
+      CHECK(x.remote->transport().stats().fetches - fetches0 == 5);
+      CHECK(g.errors == 0);
+    }
+  }
+}
+
+TEST_CASE("A page fetched ahead but discarded before its fault reads zeros") {
+  Exported x("loopback", 7882, absl::Seconds(60), 16, kWalkPages);
+  Guest g(*x.remote, kWalkPages);
+  for (uint64_t i = 0; i < 4; ++i) {  // fetches pages 1..16 ahead
+    REQUIRE(HasPattern(g.Page(i), kBase + i * kPageSize));
+  }
+  REQUIRE(g.pager->resolver().Discard(kBase + 10 * kPageSize, kPageSize).ok());
+  CHECK(IsZero(g.Page(10)));
+  CHECK(HasPattern(g.Page(11), kBase + 11 * kPageSize));
+  CHECK(g.Faults(FaultKind::kRemoteRead) == 2);
+}
+
+TEST_CASE("Without fetch-ahead every page is its own round trip") {
+  Exported x("loopback", 7884, absl::Seconds(60), 0, kWalkPages);
+  Guest g(*x.remote, kWalkPages);
+  for (uint64_t i = 0; i < kWalkPages; ++i) {
+    REQUIRE(HasPattern(g.Page(i), kBase + i * kPageSize));
+  }
+  CHECK(g.Faults(FaultKind::kRemoteRead) == kWalkPages);
+  CHECK(g.Faults(FaultKind::kLocalCopy) == 0);
 }
 
 TEST_CASE("Connecting to a node that exports nothing is a clear error") {

@@ -53,19 +53,26 @@ TEST_CASE("Handler options: exporting a memory file, and importing it") {
   REQUIRE(e.ok());  // export only: no socket needed
   CHECK(e->export_config == "c.json");
   CHECK(e->socket.empty());
-  auto r =
-      ParseHandlerArgs({"--socket", "s", "--remote-mem", "c.json", "--node",
-                        "2", "--exporter", "1", "--peer-timeout", "5"});
+  auto r = ParseHandlerArgs({"--socket", "s", "--remote-mem", "c.json",
+                             "--node", "2", "--exporter", "1", "--peer-timeout",
+                             "5", "--fetch-ahead", "0"});
   REQUIRE(r.ok());
   CHECK(r->remote_mem == "c.json");
   CHECK(r->node == 2);
   CHECK(r->exporter == 1);
   CHECK(r->peer_timeout_s == 5);
+  CHECK(r->fetch_ahead == 0);
   auto d =
       ParseHandlerArgs({"--socket", "s", "--remote-mem", "c", "--node", "1"});
   REQUIRE(d.ok());
   CHECK(d->exporter == 0);
   CHECK(d->peer_timeout_s == 60);
+  CHECK(d->fetch_ahead == 16);
+  CHECK(Error({"--socket", "s", "--mem-file", "m", "--fetch-ahead", "4"}) ==
+        "--fetch-ahead: only with --remote-mem");
+  CHECK(Error({"--socket", "s", "--remote-mem", "c", "--node", "1",
+               "--fetch-ahead", "65"}) ==
+        "--fetch-ahead: '65' is not a number in 0..64");
 
   CHECK(Error({"--socket", "s", "--remote-mem", "c"}) ==
         "--node: required with --remote-mem");

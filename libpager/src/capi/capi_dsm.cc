@@ -63,8 +63,9 @@ absl::StatusOr<std::unique_ptr<DsmNode>> CreateNode(
 // pager): the source goes first, then the connection to the exporter.
 class OwningRemoteSource final : public PageSource {
  public:
-  OwningRemoteSource(std::unique_ptr<RemoteImage> image, uint64_t gpa)
-      : image_(std::move(image)), source_(image_->NewSource(gpa)) {}
+  OwningRemoteSource(std::unique_ptr<RemoteImage> image,
+                     std::unique_ptr<PageSource> source)
+      : image_(std::move(image)), source_(std::move(source)) {}
   ~OwningRemoteSource() override { source_.reset(); }
   void OnFault(const Fault& fault, Resolver& resolver) override {
     source_->OnFault(fault, resolver);
@@ -116,8 +117,10 @@ extern "C" ssihv_status ssihv_pager_set_source_remote(
     SSIHV_ASSIGN_OR_RETURN(
         std::unique_ptr<ssihv::pager::RemoteImage> image,
         ssihv::pager::RemoteImage::Connect(std::move(transport), o));
-    return p->SetSource(
-        std::make_shared<OwningRemoteSource>(std::move(image), gpa));
+    SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<ssihv::pager::PageSource> source,
+                           image->NewSource(gpa));
+    return p->SetSource(std::make_shared<OwningRemoteSource>(
+        std::move(image), std::move(source)));
   });
 }
 

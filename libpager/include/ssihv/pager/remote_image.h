@@ -8,6 +8,7 @@
 #ifndef SSIHV_PAGER_REMOTE_IMAGE_H_
 #define SSIHV_PAGER_REMOTE_IMAGE_H_
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -68,6 +69,11 @@ struct RemoteImageOptions {
   /// straight into it; one page per fault in flight, so at least the
   /// number of fault threads). A fetch that finds none free bounces.
   uint32_t staging_pages = 64;
+  /// Fetch-ahead: a fault at the page after the guest's previous fault
+  /// fetches this many pages from it in the same round trip, kept (in 4
+  /// windows per guest) until the guest faults on them. 0 or 1: off; at
+  /// most 64.
+  uint32_t fetch_ahead_pages = 16;
 };
 
 /// The importing side: one per process, shared by its guests' sources.
@@ -88,9 +94,10 @@ class RemoteImage {
   /// outside the image, and pages the guest discarded since, read as zeros;
   /// write-protect faults are unprotected. A fetched page is mapped
   /// writable (the guest's private copy). A fetch that fails (the exporter
-  /// gone) fails the fault: Resolver::Fail, PagerOptions::on_error. The
-  /// source must not outlive this RemoteImage.
-  std::unique_ptr<PageSource> NewSource(uint64_t gpa = 0);
+  /// gone) fails the fault: Resolver::Fail, PagerOptions::on_error. Pages
+  /// fetched ahead count as kLocalCopy when a fault takes them. The source
+  /// must not outlive this RemoteImage.
+  absl::StatusOr<std::unique_ptr<PageSource>> NewSource(uint64_t gpa = 0);
 
  private:
   friend class RemoteImageSource;
@@ -100,10 +107,10 @@ class RemoteImage {
         options_(options),
         staging_(std::move(staging)) {}
   absl::Status AskSize(absl::Time deadline);
-  /// Copies the 4 KiB page at image offset `offset` into `page`: a fault
+  /// Copies `pages` pages at image offset `offset` into `dst`: a fault
   /// thread blocks here for one round trip (or, while the exporter is
   /// unreachable, up to peer_timeout).
-  absl::Status FetchPage(uint64_t offset, uint8_t* page);
+  absl::Status FetchPages(uint64_t offset, uint8_t* dst, uint32_t pages);
   /// A free staging page, or nullptr when all are in use.
   uint8_t* TakeStaging();
   void ReturnStaging(uint8_t* page);
@@ -114,6 +121,7 @@ class RemoteImage {
   uint64_t size_ = 0;
   std::mutex staging_mu_;
   std::vector<uint8_t*> free_staging_;  // guarded by staging_mu_
+  std::atomic<rdmax::RegionId> next_region_{kImageStagingRegion + 1};
 };
 
 }  // namespace ssihv::pager
