@@ -283,7 +283,10 @@ void Server::EndVm(uint64_t id, absl::string_view why) {
 }
 
 void Server::Stopper::Stop(const absl::Status& why) {
-  if (fired.exchange(true)) {
+  // Only a page its source cannot provide (Unavailable) stops the VM; a
+  // mapping that failed because the VM's process is exiting (ESRCH) or
+  // another error of the ioctl is reported only.
+  if (!absl::IsUnavailable(why) || fired.exchange(true)) {
     Log(LogLevel::kError, "ssihv-uffd-handler: ", who, ": ", why.message());
     return;
   }

@@ -50,10 +50,11 @@ class Server {
     std::vector<base::UniqueFd> fds;
     int64_t deadline_ns = 0;
   };
-  // Stops a VM that has a fault its memory can no longer serve (the
-  // exporter or a DSM peer gone for good): its vCPU would wait on the page
-  // forever, and zeros in its place would be silent corruption. Called on
-  // a fault thread; the VM then ends through its pidfd as any exit does.
+  // Stops a VM that has a fault its memory can no longer serve (the source
+  // fails it with Unavailable: the exporter gone for good): its vCPU would
+  // wait on the page forever, and zeros in its place would be silent
+  // corruption. Called on a fault thread; the VM then ends through its
+  // pidfd as any exit does.
   struct Stopper {
     std::string who;
     pid_t pid = 0;

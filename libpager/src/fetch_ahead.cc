@@ -9,11 +9,27 @@ namespace ssihv::pager {
 FetchAhead::FetchAhead(uint32_t pages, uint8_t* memory)
     : pages_(std::clamp<uint32_t>(pages, 2, kMaxPages)), memory_(memory) {}
 
-FetchAhead::Held FetchAhead::Take(uint64_t offset) {
+bool FetchAhead::Follows(uint32_t thread, uint64_t offset) {
+  Stream* s = nullptr;
+  for (Stream& x : streams_) {  // the thread's, else the least recent
+    if (x.last_use != 0 && x.thread == thread) {
+      s = &x;
+      break;
+    }
+    if (s == nullptr || x.last_use < s->last_use) s = &x;
+  }
+  const bool follows =
+      s->last_use != 0 && s->thread == thread && s->next == offset;
+  s->thread = thread;
+  s->next = offset + kPageSize;
+  s->last_use = ++clock_;
+  return follows;
+}
+
+FetchAhead::Held FetchAhead::Take(uint64_t offset, uint32_t thread) {
   std::lock_guard<std::mutex> lock(mu_);
   Held held;
-  held.follows = offset == next_;
-  next_ = offset + kPageSize;
+  held.follows = Follows(thread, offset);
   for (int i = 0; i < kWindows; ++i) {
     Window& w = windows_[i];
     if (w.filling || w.pages == 0 || offset < w.first ||

@@ -1,5 +1,6 @@
-// Fetch-ahead for a remote image (remote_image.cc): when a guest faults on
-// the page right after its previous fault, its source fetches that page and
+// Fetch-ahead for a remote image (remote_image.cc): when a guest thread (a
+// vCPU) faults on the page right after its previous fault, its source
+// fetches that page and
 // the next ones in the same round trip (one RDMA READ, or one request on a
 // TCP lane) and keeps them here until the guest faults on them. A page is
 // mapped only on the guest's own fault, after that fault's discard check,
@@ -18,19 +19,22 @@ class FetchAhead {
  public:
   static constexpr int kWindows = 4;
   static constexpr uint32_t kMaxPages = 64;
+  /// Faulting threads whose walks are told apart (the most recent ones).
+  static constexpr int kStreams = 8;
 
   /// Windows of `pages` pages (2..kMaxPages) at `memory`: kWindows * pages
   /// * 4 KiB, which the caller owns (registered staging memory).
   FetchAhead(uint32_t pages, uint8_t* memory);
 
   /// A page held for image offset `offset`, pinned until Release(window):
-  /// each held page is handed out once.
+  /// each held page is handed out once. `thread` is the faulting thread
+  /// (Fault::thread_id; 0 when unknown, then all faults are one walk).
   struct Held {
     const uint8_t* page = nullptr;
     int window = -1;
-    bool follows = false;  // the fault is at the page after the previous one
+    bool follows = false;  // at the page after that thread's previous fault
   };
-  Held Take(uint64_t offset);
+  Held Take(uint64_t offset, uint32_t thread);
 
   /// What to fetch for a fault at `offset` that Take did not serve, in an
   /// image of `size` bytes: one page (window -1: the caller's own buffer),
@@ -66,8 +70,17 @@ class FetchAhead {
   const uint32_t pages_;
   uint8_t* const memory_;
   mutable std::mutex mu_;
-  Window windows_[kWindows];      // guarded by mu_
-  uint64_t next_ = ~uint64_t{0};  // where a sequential walk faults next
+  struct Stream {
+    uint32_t thread = 0;
+    uint64_t next = 0;      // where its walk faults next if in order
+    uint64_t last_use = 0;  // 0: unused
+  };
+  /// Whether `thread`'s fault at `offset` follows its previous one; records
+  /// it. mu_ held.
+  bool Follows(uint32_t thread, uint64_t offset);
+
+  Window windows_[kWindows];  // guarded by mu_
+  Stream streams_[kStreams];  // guarded by mu_
   uint64_t clock_ = 0;
   uint64_t fetched_ahead_ = 0;
   uint64_t used_ = 0;

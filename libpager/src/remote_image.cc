@@ -72,7 +72,7 @@ class RemoteImageSource final : public PageSource {
         fault.is_write() ? FaultKind::kRemoteWrite : FaultKind::kRemoteRead;
     const uint64_t offset = fault.gpa - gpa_;
     if (!ahead_) return FetchAndMap(fault, resolver, remote);
-    FetchAhead::Held held = ahead_->Take(offset);
+    FetchAhead::Held held = ahead_->Take(offset, fault.thread_id);
     if (held.page != nullptr) {
       absl::Status st =
           resolver.Copy(fault, held.page, false, FaultKind::kLocalCopy);
@@ -244,12 +244,13 @@ absl::Status RemoteImage::FetchPages(uint64_t offset, uint8_t* dst,
   // Only then does the fault fail.
   const absl::Time deadline = absl::Now() + options_.peer_timeout;
   while ((absl::IsUnavailable(st) || absl::IsDeadlineExceeded(st)) &&
+         absl::Now() < deadline &&
          transport_->WaitForPeer(options_.peer, deadline).ok()) {
     st = fetch();
   }
   if (!st.ok()) {
-    return absl::Status(
-        st.code(),
+    // Unavailable whatever the transport said: the page cannot be had.
+    return absl::UnavailableError(
         absl::StrCat("remote image: page at offset 0x", absl::Hex(offset),
                      " from node ", options_.peer, ": ", st.message()));
   }

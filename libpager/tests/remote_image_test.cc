@@ -251,6 +251,26 @@ TEST_CASE("A sequential walk fetches ahead: one round trip per window") {
   }
 }
 
+TEST_CASE("Two threads walking at once each fetch ahead") {
+  Exported x("loopback", 7886, absl::Seconds(60), 16, kWalkPages);
+  Guest g(*x.remote, kWalkPages);
+  std::atomic<uint64_t> wrong{0};
+  auto walk = [&](uint64_t first, uint64_t count) {
+    for (uint64_t i = first; i < first + count; ++i) {
+      wrong += !HasPattern(g.Page(i), kBase + i * kPageSize);
+    }
+  };
+  std::thread a(walk, 0, kWalkPages / 2),
+      b(walk, kWalkPages / 2, kWalkPages / 2);
+  a.join();
+  b.join();
+  CHECK(wrong == 0);
+  // Each walk of 32 pages: its first page alone, then windows of 16 and 15
+  // (the faulting threads are told apart by their thread ids).
+  CHECK(g.Faults(FaultKind::kRemoteRead) == 6);
+  CHECK(g.Faults(FaultKind::kLocalCopy) == kWalkPages - 6);
+}
+
 TEST_CASE("A page fetched ahead but discarded before its fault reads zeros") {
   Exported x("loopback", 7882, absl::Seconds(60), 16, kWalkPages);
   Guest g(*x.remote, kWalkPages);

@@ -94,7 +94,9 @@ class RemoteImage {
   /// outside the image, and pages the guest discarded since, read as zeros;
   /// write-protect faults are unprotected. A fetched page is mapped
   /// writable (the guest's private copy). A fetch that fails (the exporter
-  /// gone) fails the fault: Resolver::Fail, PagerOptions::on_error. Pages
+  /// gone) fails the fault with Unavailable: Resolver::Fail,
+  /// PagerOptions::on_error (other codes there come from mapping the page,
+  /// e.g. the guest's process exiting). Pages
   /// fetched ahead count as kLocalCopy when a fault takes them. The source
   /// must not outlive this RemoteImage.
   absl::StatusOr<std::unique_ptr<PageSource>> NewSource(uint64_t gpa = 0);
