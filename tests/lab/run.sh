@@ -175,6 +175,24 @@ report_lab_reset() {
     tail -n 14 | sed 's/^/  | /' >&2
 }
 
+# A QEMU that died of a signal: where its core is and, with gdb, the stack
+# of the thread that crashed. (On 2026-12-05 the lab's QEMU died once of
+# SIGSEGV during a boot, before init, with core dumps off: unexplained.)
+report_qemu_core() {
+  [ "${qemu_rc:-0}" -gt 128 ] || return 0
+  local core
+  core=$(ls -t "$ctl"/core "$ctl"/core.* 2>/dev/null | head -n 1 || true)
+  if [ -z "$core" ]; then
+    say "QEMU died of signal $((qemu_rc - 128)); no core in $ctl (core_pattern: $(cat /proc/sys/kernel/core_pattern 2>/dev/null))"
+    return 0
+  fi
+  say "QEMU died of signal $((qemu_rc - 128)); its core: $core"
+  command -v gdb > /dev/null || return 0
+  say "the crashing thread's stack:"
+  gdb -batch -nx -ex 'bt 24' "$LAB_QEMU" "$core" 2>/dev/null |
+    grep -E '^#' | awk '!seen[$0]++' | head -n 24 | sed 's/^/  | /' >&2 || true
+}
+
 kill_qemu() {
   kill -TERM "$1" 2>/dev/null || true
   for _ in 1 2 3 4 5; do kill -0 "$1" 2>/dev/null || return 0; sleep 1; done
@@ -193,7 +211,12 @@ boot_once() {
   local guard=(timeout -k 5 $((deadline - start + 30)))
   [ "$mode" = shell ] && guard=(timeout --foreground -k 5 $((deadline - start + 30)))
   [ "$mode" = shell ] && [ "$timeout_given" = 0 ] && guard=()
-  "${guard[@]}" "$LAB_QEMU" "${qargs[@]}" -append "$cmdline" < "$stdin" &
+  rm -f "$ctl"/core "$ctl"/core.*
+  # QEMU runs in .lab with core dumps on, so that a QEMU that crashes
+  # leaves its core there for report_qemu_core (with the kernel's default
+  # core_pattern; a pipe pattern hands it to the system's collector).
+  (cd "$ctl" && { ulimit -c unlimited 2>/dev/null || true; } &&
+    exec "${guard[@]}" "$LAB_QEMU" "${qargs[@]}" -append "$cmdline") < "$stdin" &
   qpid=$!
   trap 'kill_qemu '"$qpid"'; exit 130' INT TERM
   outcome=
@@ -264,6 +287,7 @@ while :; do
       else
         say "LAB VM CRASHED: QEMU exited (status ${qemu_rc}) after ${elapsed}s without the command's status; a lab failure, not the command's"
       fi
+      report_qemu_core
       report_lab_reset
       report_lab_kernel "LAB KERNEL"
       last_console 40

@@ -3,7 +3,7 @@
 # directory and the results share pass through; writes to the lab's root do
 # not reach the host; --shell takes its input from the console; and the
 # failure paths are told apart: a timeout (124), a hung VM retried once (125),
-# a crashed VM (125).
+# a crashed VM (125), QEMU itself dying of a signal (125, its core's stack).
 #
 #   tests/lab/runner_test.sh <scratch-dir>
 set -uo pipefail
@@ -95,6 +95,29 @@ lab crash --timeout 120 --results "$scratch/crash" -- \
 expect "a crashed VM ends with status 125" 125 "$rc"
 expect_grep "the crash is reported as such" "LAB VM CRASHED" "$scratch/crash.out"
 expect "a crash is not retried" 0 "$(grep -c retrying "$scratch/crash.out")"
+
+# 6. QEMU itself dies of a signal (SIGSEGV, sent here from the host once
+# the VM is up): 125, a crash, with QEMU's core and the crashing thread's
+# stack reported (gdb is in scripts/packages.txt).
+"$here/run.sh" --timeout 120 --results "$scratch/qsegv" -- sleep 600 \
+  > "$scratch/qsegv.out" 2>&1 &
+runner=$!
+for _ in $(seq 120); do
+  grep -q 'ready at' "$scratch/qsegv.out" 2>/dev/null && break
+  sleep 1
+done
+guard=$(pgrep -f "^timeout .*mount_tag=results.*$scratch/qsegv" | head -n 1)
+qemu=$([ -n "$guard" ] && pgrep -P "$guard" | head -n 1)
+[ -n "$qemu" ] && kill -SEGV "$qemu"
+rc=0
+wait "$runner" || rc=$?
+sed "s/^/  [qsegv] /" "$scratch/qsegv.out" | tr -d '\r' | grep -E 'CRASHED|signal|stack|#[0-9]' | head -n 6
+expect "a QEMU killed by SIGSEGV ends with status 125" 125 "$rc"
+expect_grep "its death is reported" "QEMU died of signal 11; its core:" \
+  "$scratch/qsegv.out"
+expect_grep "with the stack of the thread that crashed" "  | #1 " \
+  "$scratch/qsegv.out"
+rm -f "$scratch/qsegv/.lab/core" "$scratch"/qsegv/.lab/core.*
 
 # No QEMU of ours is left behind.
 expect "no lab QEMU left running" "" \
