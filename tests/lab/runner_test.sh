@@ -113,10 +113,17 @@ rc=0
 wait "$runner" || rc=$?
 sed "s/^/  [qsegv] /" "$scratch/qsegv.out" | tr -d '\r' | grep -E 'CRASHED|signal|stack|#[0-9]' | head -n 6
 expect "a QEMU killed by SIGSEGV ends with status 125" 125 "$rc"
-expect_grep "its death is reported" "QEMU died of signal 11; its core:" \
+expect_grep "its death is reported" "QEMU died of signal 11" \
   "$scratch/qsegv.out"
-expect_grep "with the stack of the thread that crashed" "  | #1 " \
-  "$scratch/qsegv.out"
+# The core and its stack only where the kernel writes cores to a file (a
+# core_pattern that pipes to a collector, or a hard core limit of 0, keeps
+# it from run.sh, which then says so).
+if grep -q "QEMU died of signal 11; its core:" "$scratch/qsegv.out"; then
+  expect_grep "with the stack of the thread that crashed" "  | #1 " \
+    "$scratch/qsegv.out"
+else
+  expect_grep "or why there is no core" "no core in" "$scratch/qsegv.out"
+fi
 rm -f "$scratch/qsegv/.lab/core" "$scratch"/qsegv/.lab/core.*
 
 # No QEMU of ours is left behind.
