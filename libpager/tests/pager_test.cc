@@ -391,15 +391,11 @@ TEST_CASE("Stop leaves a fault pending; Start serves it") {
   env.Start(std::make_shared<ZeroSource>());
   env.pager->Stop();
   CHECK(!env.pager->running());
-  std::atomic<pid_t> tid{0};
   std::atomic<bool> done{false};
-  std::thread toucher([&] {
-    tid = testing::CurrentTid();
+  std::thread toucher = testing::StartBlockedAccess([&] {
     *reinterpret_cast<volatile uint8_t*>(env.Page(1)) = 3;
     done = true;
   });
-  while (tid == 0) std::this_thread::yield();
-  REQUIRE(testing::WaitUntilBlockedInUffd(tid));
   CHECK(!done);
   REQUIRE(env.pager->Start().ok());
   toucher.join();
@@ -419,13 +415,8 @@ TEST_CASE("A source error is reported; the fault can still be resolved later") {
     ++calls;
     r.Fail(f, absl::DataLossError("image unreadable"));
   }));
-  std::atomic<pid_t> tid{0};
-  std::thread toucher([&] {
-    tid = testing::CurrentTid();
-    (void)*reinterpret_cast<volatile uint8_t*>(env.Page(2));
-  });
-  while (tid == 0) std::this_thread::yield();
-  REQUIRE(testing::WaitUntilBlockedInUffd(tid));
+  std::thread toucher = testing::StartBlockedAccess(
+      [&] { (void)*reinterpret_cast<volatile uint8_t*>(env.Page(2)); });
   REQUIRE(testing::WaitFor([&] {
     std::lock_guard<std::mutex> lock(env.mu);
     return !env.errors.empty();

@@ -215,15 +215,10 @@ TEST_CASE("A fault while the exporter restarts waits for it") {
       Guest g(*x.remote, kImagePages);
       REQUIRE(HasPattern(g.Page(0), kBase));
       x.exporter.reset();
-      std::atomic<pid_t> tid{0};
-      std::thread toucher([&] {
-        tid = testing::CurrentTid();
-        (void)*reinterpret_cast<volatile uint8_t*>(g.Page(5));
-      });
-      while (tid == 0) std::this_thread::yield();
       // The fault is in flight (its thread waits on the page) while node 0
       // is down; then node 0 comes back with the same image.
-      REQUIRE(testing::WaitUntilBlockedInUffd(tid));
+      std::thread toucher = testing::StartBlockedAccess(
+          [&] { (void)*reinterpret_cast<volatile uint8_t*>(g.Page(5)); });
       x.StartExporter(x.t.New(0));
       toucher.join();
       CHECK(HasPattern(g.Page(5), kBase + 5 * kPageSize));

@@ -5,11 +5,13 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <catch2/catch.hpp>
 #include <chrono>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 
@@ -39,6 +41,20 @@ inline bool WaitUntilBlockedInUffd(pid_t tid) {
     std::this_thread::sleep_for(std::chrono::milliseconds(1));
   }
   return false;
+}
+
+/// Runs `access` (a first touch of registered memory) on a new thread and
+/// returns the thread once its fault is queued on a uffd (REQUIRE: within
+/// 20 s); the caller resolves the fault and joins it.
+inline std::thread StartBlockedAccess(std::function<void()> access) {
+  std::atomic<pid_t> tid{0};
+  std::thread t([&tid, access = std::move(access)] {
+    tid = CurrentTid();  // before the access: `tid` is gone once it blocks
+    access();
+  });
+  while (tid == 0) std::this_thread::yield();
+  REQUIRE(WaitUntilBlockedInUffd(tid));
+  return t;
 }
 
 /// The byte pattern of page `gpa`: every 8-byte word holds gpa + offset.
