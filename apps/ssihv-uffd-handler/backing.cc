@@ -43,7 +43,6 @@ class MemFile final : public MemoryBacking {
  public:
   MemFile(std::string path, base::MappedRegion mapping)
       : path_(std::move(path)), mapping_(std::move(mapping)) {}
-  ~MemFile() override { export_.reset(); }  // before the mapping goes
 
   absl::Status Export(const std::string& config_path, int node) {
     SSIHV_ASSIGN_OR_RETURN(std::unique_ptr<rdmax::Transport> transport,
@@ -71,7 +70,7 @@ class MemFile final : public MemoryBacking {
  private:
   const std::string path_;
   const base::MappedRegion mapping_;
-  std::unique_ptr<pager::ImageExport> export_;
+  std::unique_ptr<pager::ImageExport> export_;  // after mapping_: goes first
   std::string exported_;
 };
 

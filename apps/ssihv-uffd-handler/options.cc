@@ -101,11 +101,23 @@ absl::Status CheckOptions(const HandlerOptions& o, bool exporter_set,
   return absl::OkStatus();
 }
 
+// `set`, noting in *given that the flag was on the command line (a default
+// cannot tell).
+std::function<absl::Status(const std::string&)> Noted(
+    bool* given, std::function<absl::Status(const std::string&)> set) {
+  return [given, set = std::move(set)](const std::string& v) {
+    *given = true;
+    return set(v);
+  };
+}
+
 }  // namespace
 
 absl::StatusOr<HandlerOptions> ParseHandlerArgs(
     const std::vector<std::string>& args) {
   HandlerOptions o;
+  bool exporter_given = false, peer_timeout_given = false,
+       fetch_ahead_given = false;
   absl::Status st = apps::ParseFlags(
       args,
       {{"--socket", "", true, apps::StringFlag(&o.socket)},
@@ -114,9 +126,12 @@ absl::StatusOr<HandlerOptions> ParseHandlerArgs(
        {"--remote-mem", "", true, apps::StringFlag(&o.remote_mem)},
        {"--export", "", true, apps::StringFlag(&o.export_config)},
        {"--node", "", true, apps::IntFlag(&o.node, 0, 63)},
-       {"--exporter", "", true, apps::IntFlag(&o.exporter, 0, 63)},
-       {"--peer-timeout", "", true, apps::IntFlag(&o.peer_timeout_s, 1, 3600)},
-       {"--fetch-ahead", "", true, apps::IntFlag(&o.fetch_ahead, 0, 64)},
+       {"--exporter", "", true,
+        Noted(&exporter_given, apps::IntFlag(&o.exporter, 0, 63))},
+       {"--peer-timeout", "", true,
+        Noted(&peer_timeout_given, apps::IntFlag(&o.peer_timeout_s, 1, 3600))},
+       {"--fetch-ahead", "", true,
+        Noted(&fetch_ahead_given, apps::IntFlag(&o.fetch_ahead, 0, 64))},
        {"--fault-threads", "", true, apps::IntFlag(&o.fault_threads, 1, 64)},
        {"--handshake-timeout", "", true,
         apps::IntFlag(&o.handshake_timeout_s, 1, 3600)},
@@ -124,14 +139,8 @@ absl::StatusOr<HandlerOptions> ParseHandlerArgs(
        {"--help", "-h", false, apps::BoolFlag(&o.help)}});
   if (!st.ok()) return st;
   if (o.help) return o;
-  const auto given = [&](const char* flag) {
-    for (const std::string& a : args) {
-      if (a == flag || a.rfind(std::string(flag) + "=", 0) == 0) return true;
-    }
-    return false;
-  };
-  if (st = CheckOptions(o, given("--exporter"), given("--peer-timeout"),
-                        given("--fetch-ahead"));
+  if (st = CheckOptions(o, exporter_given, peer_timeout_given,
+                        fetch_ahead_given);
       !st.ok()) {
     return st;
   }

@@ -35,20 +35,28 @@ class DsmBackend final : public Backend {
   std::unique_ptr<DsmNode> node_;
 };
 
-absl::StatusOr<std::unique_ptr<DsmNode>> CreateNode(
-    const char* config_path, uint32_t node,
-    const ssihv_pager_options* options) {
-  if (config_path == nullptr) {
-    return absl::InvalidArgumentError(
-        "ssihv_pager_create_dsm: config_path is NULL");
-  }
+// The cluster config at `config_path`, of which `node` must be a node;
+// errors start with `function`.
+absl::StatusOr<cluster::ClusterConfig> LoadNodeConfig(const char* function,
+                                                      const char* config_path,
+                                                      uint32_t node) {
+  if (config_path == nullptr) return NullArgument(function, "config_path");
   SSIHV_ASSIGN_OR_RETURN(cluster::ClusterConfig config,
                          cluster::LoadClusterConfig(config_path));
   if (node >= config.num_nodes()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("ssihv_pager_create_dsm: node ", node, " is not in ",
-                     config_path, " (nodes 0..", config.num_nodes() - 1, ")"));
+        absl::StrCat(function, ": node ", node, " is not in ", config_path,
+                     " (nodes 0..", config.num_nodes() - 1, ")"));
   }
+  return config;
+}
+
+absl::StatusOr<std::unique_ptr<DsmNode>> CreateNode(
+    const char* config_path, uint32_t node,
+    const ssihv_pager_options* options) {
+  SSIHV_ASSIGN_OR_RETURN(
+      cluster::ClusterConfig config,
+      LoadNodeConfig("ssihv_pager_create_dsm", config_path, node));
   SSIHV_ASSIGN_OR_RETURN(PagerOptions pager_options, ToPagerOptions(options));
   DsmOptions dsm;
   dsm.fault_threads = pager_options.fault_threads;
@@ -60,13 +68,13 @@ absl::StatusOr<std::unique_ptr<DsmNode>> CreateNode(
 }
 
 // A remote image's source that owns the image (the C caller holds only the
-// pager): the source goes first, then the connection to the exporter.
+// pager). Members in this order: the source goes first, then the
+// connection to the exporter.
 class OwningRemoteSource final : public PageSource {
  public:
   OwningRemoteSource(std::unique_ptr<RemoteImage> image,
                      std::unique_ptr<PageSource> source)
       : image_(std::move(image)), source_(std::move(source)) {}
-  ~OwningRemoteSource() override { source_.reset(); }
   void OnFault(const Fault& fault, Resolver& resolver) override {
     source_->OnFault(fault, resolver);
   }
@@ -83,14 +91,8 @@ class OwningRemoteSource final : public PageSource {
 // Node `node`'s transport in the cluster at `config_path`, not started.
 absl::StatusOr<std::unique_ptr<rdmax::Transport>> NodeTransport(
     const char* function, const char* config_path, uint32_t node) {
-  if (config_path == nullptr) return NullArgument(function, "config_path");
   SSIHV_ASSIGN_OR_RETURN(cluster::ClusterConfig config,
-                         cluster::LoadClusterConfig(config_path));
-  if (node >= config.num_nodes()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(function, ": node ", node, " is not in ", config_path,
-                     " (nodes 0..", config.num_nodes() - 1, ")"));
-  }
+                         LoadNodeConfig(function, config_path, node));
   return rdmax::CreateTransport(config, node);
 }
 
