@@ -32,6 +32,11 @@ inline uint8_t PatternAt(uint64_t offset) {
   return static_cast<uint8_t>((offset >> 12) * 37 + (offset & 0xFFF));
 }
 
+/// Writes PatternAt's bytes into the `size` bytes at `mem` (a served region).
+inline void FillPattern(uint8_t* mem, uint64_t size) {
+  for (uint64_t i = 0; i < size; ++i) mem[i] = PatternAt(i);
+}
+
 /// Sets p50_us and p99_us from per-iteration wall times (each thread's
 /// samples; the counters average over threads).
 inline void SetPercentiles(benchmark::State& state, std::vector<int64_t>& ns) {

@@ -174,7 +174,7 @@ int Serve(int sock, int ready_fd, int stop_fd) {
   size_t size = kServedPages * kPage;
   auto* mem = static_cast<uint8_t*>(mmap(nullptr, size, PROT_READ | PROT_WRITE,
                                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  for (uint64_t i = 0; i < size; ++i) mem[i] = PatternAt(i);
+  FillPattern(mem, size);
   Side side;
   if (!side.Open(mem, size)) return 1;
   // Ready as soon as the verbs objects exist: the parent exchanges QP

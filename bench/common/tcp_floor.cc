@@ -43,7 +43,7 @@ int Serve(int listen_fd, int ready_fd, int stop_fd, Answer answer) {
   size_t size = kServedPages * kPage;
   auto* mem = static_cast<uint8_t*>(mmap(nullptr, size, PROT_READ | PROT_WRITE,
                                          MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
-  for (uint64_t i = 0; i < size; ++i) mem[i] = PatternAt(i);
+  FillPattern(mem, size);
   char one = 1;
   if (write(ready_fd, &one, 1) != 1) return 1;
   int fd = accept(listen_fd, nullptr, nullptr);

@@ -37,7 +37,7 @@ int ExporterMain(const cluster::ClusterConfig& config, int ready, int stop) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   auto image = base::MappedRegion::Anonymous(kImagePages * kPage);
   if (!image.ok()) return 1;
-  for (uint64_t x = 0; x < image->size(); ++x) image->data()[x] = PatternAt(x);
+  FillPattern(image->data(), image->size());
   auto t = rdmax::CreateTransport(config, 0);
   if (!t.ok()) return 1;
   auto e =

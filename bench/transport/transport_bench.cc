@@ -110,7 +110,7 @@ int ServeNode(const cluster::ClusterConfig& config, BackendKind kind,
               int ready_fd, int stop_fd) {
   auto mem = base::MappedRegion::Anonymous(kServedPages * kPage);
   if (!mem.ok()) return 1;
-  for (uint64_t i = 0; i < mem->size(); ++i) mem->data()[i] = PatternAt(i);
+  FillPattern(mem->data(), mem->size());
   auto t = Make(config, 1, kind, Variant::kDefault);
   if (!t.ok()) return 2;
   if (!(*t)->RegisterRegion(1, mem->data(), mem->size()).ok()) return 3;
