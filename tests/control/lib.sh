@@ -218,3 +218,20 @@ remote_faults_seen() {  # k
 guest_holding() {  # the guest's init reached ssihv.hold (node 0's console)
   grep -q '^SSIHV holding' "${CL_OUT[0]}"
 }
+
+page_idle() {  # k gpa: node k homes the page and no transaction is open
+  http GET "http://${CL_API[$1]}/pages/$2"
+  [ "$HTTP_CODE" = 200 ] && jq -e '.directory.busy == false' "$CL_DIR/body" > /dev/null
+}
+
+every_vcpu_halted() {  # every vCPU of every node exited on HLT at least once
+  local k
+  for k in 0 1; do
+    [ "${VCPUS[$k]}" -gt 0 ] || continue
+    http GET "http://${CL_API[$k]}/vcpus"
+    [ "$HTTP_CODE" = 200 ] &&
+      jq -e --argjson n "${VCPUS[$k]}" \
+        '(.vcpus | length) == $n and all(.vcpus[]; .exits.hlt > 0)' \
+        "$CL_DIR/body" > /dev/null || return 1
+  done
+}
