@@ -436,6 +436,12 @@ absl::Status DriveHistory(std::vector<Child>& children, const StressOptions& o,
     if (!done.ok() && i == adversary.killed()) continue;  // its pipe closed
     if (!done.ok()) {
       st = done.status();
+      if (absl::IsUnavailable(st)) {  // the node died: say how
+        st = absl::UnavailableError(
+            absl::StrCat("node ", i, " ended before reporting 'done': ",
+                         DescribeEnd(children[i].pid, absl::Seconds(5)), " (",
+                         st.message(), ")"));
+      }
       break;
     }
     result->stuck_threads += std::strtoull(done->c_str() + 5, nullptr, 10);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -87,6 +88,27 @@ absl::StatusOr<Child> SpawnNode(std::function<int(int, int)> node_main) {
   c.report = from_child[0];
   c.reader = std::make_unique<LineReader>(c.report);
   return c;
+}
+
+std::string DescribeEnd(pid_t pid, absl::Duration wait) {
+  const absl::Time deadline = absl::Now() + wait;
+  int status = 0;
+  for (;;) {
+    const pid_t r = ::waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0) return absl::StrCat("process ", pid, " already reaped");
+    if (absl::Now() >= deadline) {
+      return absl::StrCat("process ", pid, " still runs");
+    }
+    absl::SleepFor(absl::Milliseconds(10));  // polling an exit, not timing
+  }
+  if (WIFSIGNALED(status)) {
+    return absl::StrCat("process ", pid, " killed by signal ", WTERMSIG(status),
+                        " (", strsignal(WTERMSIG(status)),
+                        WCOREDUMP(status) ? ", core dumped" : "", ")");
+  }
+  return absl::StrCat("process ", pid, " exited with status ",
+                      WEXITSTATUS(status));
 }
 
 absl::Status ReapNodes(std::vector<Child>& children, bool kill, pid_t killed) {
