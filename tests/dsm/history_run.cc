@@ -25,6 +25,7 @@
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/time/clock.h"
 #include "adversity.h"
 #include "history.h"
@@ -452,6 +453,12 @@ absl::Status DriveHistory(std::vector<Child>& children, const StressOptions& o,
           .count();
   result->killed = adversary.killed();
   result->stops = adversary.stops();
+  if (!st.ok() && !errors.empty()) {
+    // What the nodes reported before it went wrong is the first clue.
+    return absl::Status(st.code(),
+                        absl::StrCat(st.message(), "; the nodes reported: ",
+                                     absl::StrJoin(errors, "; ")));
+  }
   SSIHV_RETURN_IF_ERROR(st);
   for (int i = 0; i < o.nodes; ++i) {
     if (i == result->killed) continue;
