@@ -90,6 +90,20 @@ absl::StatusOr<Child> SpawnNode(std::function<int(int, int)> node_main) {
   return c;
 }
 
+namespace {
+
+/// "exited with status N" or "killed by signal N (NAME[, core dumped])".
+std::string WaitStatusText(int status) {
+  if (WIFSIGNALED(status)) {
+    return absl::StrCat("killed by signal ", WTERMSIG(status), " (",
+                        strsignal(WTERMSIG(status)),
+                        WCOREDUMP(status) ? ", core dumped" : "", ")");
+  }
+  return absl::StrCat("exited with status ", WEXITSTATUS(status));
+}
+
+}  // namespace
+
 std::string DescribeEnd(pid_t pid, absl::Duration wait) {
   const absl::Time deadline = absl::Now() + wait;
   int status = 0;
@@ -102,13 +116,7 @@ std::string DescribeEnd(pid_t pid, absl::Duration wait) {
     }
     absl::SleepFor(absl::Milliseconds(10));  // polling an exit, not timing
   }
-  if (WIFSIGNALED(status)) {
-    return absl::StrCat("process ", pid, " killed by signal ", WTERMSIG(status),
-                        " (", strsignal(WTERMSIG(status)),
-                        WCOREDUMP(status) ? ", core dumped" : "", ")");
-  }
-  return absl::StrCat("process ", pid, " exited with status ",
-                      WEXITSTATUS(status));
+  return absl::StrCat("process ", pid, " ", WaitStatusText(status));
 }
 
 absl::Status ReapNodes(std::vector<Child>& children, bool kill, pid_t killed) {
@@ -120,7 +128,7 @@ absl::Status ReapNodes(std::vector<Child>& children, bool kill, pid_t killed) {
     if (!kill && c.pid != killed &&
         !(WIFEXITED(status) && WEXITSTATUS(status) == 0) && st.ok()) {
       st = absl::InternalError(
-          absl::StrCat("node process ", c.pid, " ended with status ", status));
+          absl::StrCat("node process ", c.pid, " ", WaitStatusText(status)));
     }
     ::close(c.cmd);
     ::close(c.report);

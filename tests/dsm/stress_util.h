@@ -45,14 +45,14 @@ struct Child {
 /// status); the child dies with the parent.
 absl::StatusOr<Child> SpawnNode(std::function<int(int, int)> node_main);
 
-/// Kills (if `kill`) and reaps the children, closes their pipes; an exit
-/// status other than 0 is an error unless the run already failed or the
-/// node was killed on purpose (`killed` pid).
 /// How node process `pid` ended, for a node whose pipe closed while it was
 /// expected to report: reaps it (waiting up to `wait`) and says "exited
 /// with status N" or "killed by signal N (NAME)", or that it still runs.
 std::string DescribeEnd(pid_t pid, absl::Duration wait);
 
+/// Kills (if `kill`) and reaps the children, closes their pipes; an exit
+/// status other than 0 is an error unless the run already failed or the
+/// node was killed on purpose (`killed` pid).
 absl::Status ReapNodes(std::vector<Child>& children, bool kill,
                        pid_t killed = -1);
 
