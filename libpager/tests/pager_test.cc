@@ -85,10 +85,13 @@ struct Env {
   uint8_t* Page(uint64_t i) { return mem.data() + i * kPageSize; }
   uint64_t Gpa(uint64_t i) { return kGpaBase + i * kPageSize; }
 
+  // Declared before the pager, so destroyed after it: a fault thread may
+  // still report an error until the pager's destructor stops it (a race
+  // ThreadSanitizer found in the release test).
   GuestMemory mem;
-  std::unique_ptr<Pager> pager;
   std::mutex mu;
   std::vector<std::string> errors;
+  std::unique_ptr<Pager> pager;
 };
 
 uint64_t Count(const PagerStats& s, FaultKind k) {
