@@ -181,7 +181,10 @@ bool VcpusUpAndIdle(const TestCluster& c, uint32_t k,
   if (j.is_discarded() || !j["vcpus"].is_array()) return false;
   std::vector<uint32_t> listed;
   for (const nlohmann::json& v : j["vcpus"]) {
-    if (v["exits"].value("hlt", uint64_t{0}) == 0) return false;
+    const nlohmann::json exits = v.value("exits", nlohmann::json::object());
+    if (!v.contains("index") || exits.value("hlt", uint64_t{0}) == 0) {
+      return false;
+    }
     listed.push_back(v["index"].get<uint32_t>());
   }
   return listed == own;
