@@ -23,11 +23,7 @@ void Check(bool ok) {
 
 const cluster::ClusterConfig& Config() {
   static const cluster::ClusterConfig config = [] {
-    auto c = cluster::ParseClusterConfig(R"({"nodes": [
-        {"id": 0, "vcpus": 2, "memory_mib": 2048, "address": "127.0.0.1:7700",
-         "api_address": "127.0.0.1:8080"},
-        {"id": 1, "vcpus": 1, "memory_mib": 2048, "address": "127.0.0.1:7701"}],
-        "api_token_file": "/run/token"})");
+    auto c = cluster::ParseClusterConfig(testing::kApiTestClusterJson);
     Check(c.ok());
     return *c;
   }();

@@ -16,14 +16,8 @@ using testing::FakeVmNode;
 
 constexpr char kToken[] = "t0k3n-for-tests";
 
-// Nodes of 2 GiB each: node 0 holds [0, 2 GiB), node 1 [2 GiB, 3 GiB) and
-// [4 GiB, 5 GiB) (the MMIO hole in between).
 cluster::ClusterConfig TestConfig() {
-  auto c = cluster::ParseClusterConfig(R"({"nodes": [
-      {"id": 0, "vcpus": 2, "memory_mib": 2048, "address": "127.0.0.1:7700",
-       "api_address": "127.0.0.1:8080"},
-      {"id": 1, "vcpus": 1, "memory_mib": 2048, "address": "127.0.0.1:7701"}],
-      "api_token_file": "/run/token"})");
+  auto c = cluster::ParseClusterConfig(testing::kApiTestClusterJson);
   REQUIRE(c.ok());
   return *c;
 }
@@ -219,9 +213,8 @@ TEST_CASE("GET /pages/hot: the hottest pages homed here, limit checked") {
   CHECK(Body(f.Call("GET", "/pages/hot?limit=4096#x"))["pages"].size() == 3);
   for (const char* bad : {"0", "4097", "", "x", "-1", "2x"}) {
     CAPTURE(bad);
-    CHECK(ErrorOf(f.Call("GET", std::string("/pages/hot?limit=") + bad),
-                  400) == std::string("bad limit \"") + bad +
-                              "\": expected 1 to 4096");
+    CHECK(ErrorOf(f.Call("GET", std::string("/pages/hot?limit=") + bad), 400) ==
+          std::string("bad limit \"") + bad + "\": expected 1 to 4096");
   }
   CHECK(ErrorOf(f.Call("GET", "/pages/hot?top=3"), 400) ==
         "unknown query parameter \"top\": /pages/hot takes limit=N");

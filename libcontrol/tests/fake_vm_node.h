@@ -13,6 +13,15 @@
 
 namespace ssihv::control::testing {
 
+/// The cluster the API tests serve: nodes of 2 GiB each, node 0 holding
+/// [0, 2 GiB), node 1 [2 GiB, 3 GiB) and [4 GiB, 5 GiB) (the MMIO hole in
+/// between); node 0 has vCPUs 0-1 and the API, node 1 vCPU 2.
+inline constexpr char kApiTestClusterJson[] = R"({"nodes": [
+    {"id": 0, "vcpus": 2, "memory_mib": 2048, "address": "127.0.0.1:7700",
+     "api_address": "127.0.0.1:8080"},
+    {"id": 1, "vcpus": 1, "memory_mib": 2048, "address": "127.0.0.1:7701"}],
+    "api_token_file": "/run/token"})";
+
 /// A histogram over kLatencyBucketBounds with `n` observations at `value_s`.
 inline Histogram HistogramAt(double value_s, uint64_t n) {
   Histogram h;

@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <numeric>
 #include <string>
 #include <thread>
 #include <vector>
@@ -71,6 +72,13 @@ uint64_t RemoteFaults(const nlohmann::json& stats) {
          f["upgrade"].get<uint64_t>();
 }
 
+// The vCPUs node k runs, in order: the layout gives each node a range.
+std::vector<uint32_t> OwnVcpus(const cluster::GuestLayout& layout, uint32_t k) {
+  std::vector<uint32_t> own(layout.VcpusOfNode(k));
+  std::iota(own.begin(), own.end(), layout.FirstVcpuOfNode(k));
+  return own;
+}
+
 // What a run cost, printed when it passed too (ctest keeps the output): the
 // lab's boots are long and their statistics are the only record.
 void PrintCost(TestCluster& c, Clock::time_point start) {
@@ -121,11 +129,7 @@ void CheckCleanRun(TestCluster& c) {
     nlohmann::json s = c.Stats(k);
     CHECK(s["stop"]["reason"] == "guest power off");
     CHECK(s["node"] == k);
-    std::vector<uint32_t> own;
-    for (uint32_t v = 0; v < layout.total_vcpus(); ++v) {
-      if (layout.NodeOfVcpu(v) == k) own.push_back(v);
-    }
-    CHECK(s["local_vcpus"].get<std::vector<uint32_t>>() == own);
+    CHECK(s["local_vcpus"].get<std::vector<uint32_t>>() == OwnVcpus(layout, k));
     CHECK(RemoteFaults(s) > 0);
     CHECK(s["pager"]["errors"] == 0);
     if (k > 0) CHECK(c.node(k).out().empty());  // node 0 owns the console
@@ -206,10 +210,6 @@ TEST_CASE("Every vCPU of 3 processes comes up over RDMA") {
   const Clock::time_point start = Clock::now();
   c.StartAll(Cmdline(kThreeNodeGuest), kThreeNodeVmm);
   const cluster::GuestLayout layout(Parse(c));
-  std::vector<std::vector<uint32_t>> own(c.size());
-  for (uint32_t v = 0; v < layout.total_vcpus(); ++v) {
-    own[layout.NodeOfVcpu(v)].push_back(v);
-  }
   // 51 s in the lab on 2026-12-06: ten minutes means it is broken, and CI
   // should not wait the half hour of a whole boot to say so.
   bool up = false;
@@ -222,7 +222,7 @@ TEST_CASE("Every vCPU of 3 processes comes up over RDMA") {
         INFO(c.Dump());
         FAIL("node " << k << " stopped on its own, status " << *st);
       }
-      up = VcpusUpAndIdle(c, k, own[k]);
+      up = VcpusUpAndIdle(c, k, OwnVcpus(layout, k));
     }
     if (!up) std::this_thread::sleep_for(seconds(1));  // polling, not timing
   }
@@ -237,7 +237,7 @@ TEST_CASE("Every vCPU of 3 processes comes up over RDMA") {
     INFO("node " << k << "\n" << c.Dump());
     REQUIRE(c.Wait(k, seconds(60)) == 130);
     const nlohmann::json s = c.Stats(k);
-    CHECK(s["local_vcpus"].get<std::vector<uint32_t>>() == own[k]);
+    CHECK(s["local_vcpus"].get<std::vector<uint32_t>>() == OwnVcpus(layout, k));
     CHECK_THAT(s["dsm"]["transport"]["backend"].dump(),
                Catch::Contains("rdma"));
     CHECK(RemoteFaults(s) > 0);
