@@ -27,7 +27,7 @@ ctest --test-dir build --output-on-failure --no-tests=error -j2 \
   -LE 'lab|fuzz|stress'
 if ctest --test-dir build -N -L lab | grep -q 'Total Tests: [1-9]'; then
   # Outside any test's timeout: the first preparation builds the lab's
-  # QEMU (about 10 minutes on 2 cores; docs/LAB.md).
+  # QEMU (about 3 minutes on 2 cores; docs/LAB.md).
   stamp "lab VM preparation"
   tests/lab/prepare.sh
   stamp "lab VM tests"

@@ -9,6 +9,8 @@
 #include <fstream>
 #include <sstream>
 
+#include "guest_report.h"
+
 namespace ssihv::testing {
 namespace {
 
@@ -53,6 +55,15 @@ TEST_CASE("the guest's perf lines: cpubench, IPI pairs by node, port I/O") {
   CHECK(r.iortt[0].node == 0);
   CHECK(r.iortt[1].node == 1);
   CHECK(r.iortt[1].median_ns == Approx(120000));
+}
+
+TEST_CASE("the guest report: init's uptime, or -1 without a number") {
+  CHECK(ParseReport("SSIHV uptime=146.20 kernel=6.1.0-57-amd64\n")
+            .init_uptime_s == Approx(146.2));
+  CHECK(ParseReport(kConsole).init_uptime_s == -1);
+  CHECK(
+      ParseReport("SSIHV uptime=soon kernel=6.1.0-57-amd64\n").init_uptime_s ==
+      -1);
 }
 
 TEST_CASE("a missing or failed measurement is not a result") {

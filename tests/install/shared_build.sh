@@ -5,12 +5,16 @@
 # every installed library is a shared object with the SONAME
 # libssihv_<name>.so.<major.minor>, and runs install_test.sh on it: the
 # examples built and run against the shared install.
+# Build type None (no -O, no -g; the default of Debian's CMake packaging,
+# which brings its own flags): what this checks is what is installed and
+# that it links and runs; the release build checks the optimised code. It
+# costs CI about 3.5 minutes instead of 5 with RelWithDebInfo (2 cores).
 # Usage: tests/install/shared_build.sh <build dir>
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
 dir=$1
 cmake -S "$root" -B "$dir" -G Ninja -DBUILD_SHARED_LIBS=ON \
-  -DSSIHV_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+  -DSSIHV_BUILD_BENCH=OFF -DCMAKE_BUILD_TYPE=None >/dev/null
 mapfile -t targets <"$dir/ssihv-install-targets.txt"
 ninja -C "$dir" "${targets[@]}"
 version=$(sed -n 's/^CMAKE_PROJECT_VERSION:STATIC=//p' "$dir/CMakeCache.txt")

@@ -19,10 +19,21 @@ qemu_configure_flags=(
   --disable-curses --disable-gnutls --disable-nettle --disable-gcrypt
   --disable-libssh --disable-slirp --disable-vhost-user --disable-vhost-net
   --disable-vhost-kernel --enable-tcg --enable-virtfs
+  # Only the devices the lab's machine has (qemu_lab_devices): 1076 files
+  # to compile instead of 1323, 149 s instead of 200 s on 2 cores.
+  --without-default-devices --with-devices-x86_64=lab
   # Debian's search path: SeaBIOS and the option ROMs as the package finds
   # them (run.sh adds -L with the pinned package's data).
   --firmwarepath=/usr/share/qemu:/usr/share/seabios:/usr/lib/ipxe/qemu
 )
+
+# The lab's devices (run.sh: q35, -nodefaults, -serial, two -virtfs): the
+# board, virtio-9p over PCI, the ISA UART, and HPET, vmport and vmmouse,
+# which a q35 machine creates whenever they are built. With these the
+# machine's `info qtree`, `info mtree -f` and `info qom-tree` are those of
+# the build with every default device (checked on 2026-12-06).
+qemu_lab_devices=(CONFIG_Q35 CONFIG_VIRTIO_PCI CONFIG_VIRTIO_9P
+  CONFIG_SERIAL_ISA CONFIG_HPET CONFIG_VMPORT CONFIG_VMMOUSE)
 
 qemu_build_key() {  # version -> a short hash of everything the build uses
   {
@@ -74,9 +85,11 @@ qemu_build_in() {  # work-folder version -> the binary at work/build/
     log "applying $(basename "$p")"
     patch -d "$src" -p1 --quiet < "$p" >&2 || return 1
   done
+  printf '%s=y\n' "${qemu_lab_devices[@]}" \
+    > "$src/configs/devices/x86_64-softmmu/lab.mak" || return 1
   # The "+ds" tarball has no firmware blobs to unpack.
   sed -i 's/^\(    unpack_edk2_blobs = \)bzip2.found()/\1false/' "$src/meson.build" || return 1
-  log "building QEMU $ver with $(ls "$qemu_patch_dir"/*.patch | wc -l) patches (about 10 min on 2 cores)"
+  log "building QEMU $ver with $(ls "$qemu_patch_dir"/*.patch | wc -l) patches (about 3 min on 2 cores)"
   mkdir -p "$work/build"
   if ! (cd "$work/build" &&
         export PATH=$work/tools/usr/bin:$PATH \

@@ -108,6 +108,10 @@ GuestReport ParseReport(const std::string& console) {
       r.coherence_exit = static_cast<int>(Number(f, "coherence_exit"));
       continue;
     }
+    if (f.count("kernel") && f.count("uptime") &&
+        !absl::SimpleAtod(f["uptime"], &r.init_uptime_s)) {
+      r.init_uptime_s = -1;
+    }
     if (f.count("nproc")) r.nproc = static_cast<int>(Number(f, "nproc"));
     if (f.count("booted_online")) r.booted_online = f["booted_online"];
     if (line.rfind("SSIHV irq4 ", 0) == 0) {

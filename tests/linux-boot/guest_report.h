@@ -38,6 +38,10 @@ struct NodeReport {
 struct GuestReport {
   bool reached_init = false;
   bool done = false;
+  /// The guest's uptime in seconds when init began its report (-1: none):
+  /// with the time to power-off it says whether a slow boot was slow
+  /// before init or after.
+  double init_uptime_s = -1;
   int nproc = -1;
   std::vector<uint32_t> nodes;
   std::map<uint32_t, NodeReport> node;

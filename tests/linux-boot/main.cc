@@ -1,15 +1,15 @@
-// Catch2 main of linux_boot_test: like the suite's REQUIRES-kvm main (skip
-// with 77 without /dev/kvm, fail under SSIHV_REQUIRE_KVM=1), and it also
-// skips outside the lab VM unless asked: on the nested dev VMs a Linux
-// guest under KVM stalls in its decompressor (QEMU's too), so the Linux boot
-// is defined in the lab (tests/lab/run.sh sets SSIHV_LAB=1).
-#define CATCH_CONFIG_RUNNER
-#include <catch2/catch.hpp>
+// main() of linux_boot_test and the distributed VM's lab tests: like the
+// suite's REQUIRES-kvm main (skip with 77 without /dev/kvm, fail under
+// SSIHV_REQUIRE_KVM=1), and it also skips outside the lab VM unless asked: on
+// the nested dev VMs a Linux guest under KVM stalls in its decompressor (QEMU's
+// too), so the Linux boot is defined in the lab (tests/lab/run.sh sets
+// SSIHV_LAB=1).
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
 #include "ssihv/testing/device.h"
+#include "ssihv/testing/run_catch.h"
 
 namespace {
 bool EnvIs(const char* name, const char* value) {
@@ -27,5 +27,5 @@ int main(int argc, char** argv) {
         "set SSIHV_LINUX_BOOT=1 to run it on this host's KVM\n");
     return 77;
   }
-  return Catch::Session().run(argc, argv);
+  return ssihv::testing::RunCatch(argc, argv);
 }

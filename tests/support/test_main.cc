@@ -2,14 +2,12 @@
 // <dev>) get SSIHV_TEST_REQUIRES defined and probe the device first (exit 77 =
 // skipped, see device.h).
 #include "ssihv/testing/device.h"
-
-namespace ssihv::testing {
-int RunCatch(int argc, char** argv);
-}
+#include "ssihv/testing/run_catch.h"
 
 int main(int argc, char** argv) {
 #ifdef SSIHV_TEST_REQUIRES
-  if (int rc = ssihv::testing::CheckDeviceOrSkip(SSIHV_TEST_REQUIRES); rc != 0) {
+  if (int rc = ssihv::testing::CheckDeviceOrSkip(SSIHV_TEST_REQUIRES);
+      rc != 0) {
     return rc;
   }
 #endif
