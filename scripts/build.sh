@@ -22,12 +22,9 @@ case "$variant" in
     args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo) ;;
   asan)
     dir=$root/build-asan
-    # Line tables only: all a sanitizer's report needs (file:line in every
-    # frame), and the build is cheaper than with full -g.
     args=(-DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang
           -DCMAKE_CXX_COMPILER=clang++ -DSSIHV_SANITIZE=ON -DSSIHV_FUZZ=ON
-          -DSSIHV_BUILD_BENCH=OFF -DCMAKE_C_FLAGS_DEBUG=-gline-tables-only
-          -DCMAKE_CXX_FLAGS_DEBUG=-gline-tables-only) ;;
+          -DSSIHV_BUILD_BENCH=OFF) ;;
   tsan)
     dir=$root/build-tsan
     args=(-DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_COMPILER=clang

@@ -82,11 +82,15 @@ std::vector<uint32_t> OwnVcpus(const cluster::GuestLayout& layout, uint32_t k) {
 // What a run cost, printed when it passed too (ctest keeps the output): the
 // lab's boots are long and their statistics are the only record.
 void PrintCost(TestCluster& c, Clock::time_point start) {
-  std::printf(
-      "dist_test: every node exited %.0f s after the check began; the guest "
-      "began init at uptime %.1f s\n",
-      std::chrono::duration<double>(Clock::now() - start).count(),
-      ParseReport(c.node(0).out()).init_uptime_s);
+  std::printf("dist_test: every node exited %.0f s after the check began\n",
+              std::chrono::duration<double>(Clock::now() - start).count());
+  const GuestReport g = ParseReport(c.node(0).out());
+  if (g.init_uptime_s >= 0) {
+    std::printf(
+        "dist_test: guest uptime %.1f s at init, %.1f s when init's report "
+        "was done\n",
+        g.init_uptime_s, g.done_uptime_s);
+  }
   for (uint32_t k = 0; k < c.size(); ++k) {
     const nlohmann::json s = c.Stats(k);
     const nlohmann::json& dsm = s["dsm"]["dsm"];

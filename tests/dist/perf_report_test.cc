@@ -57,13 +57,17 @@ TEST_CASE("the guest's perf lines: cpubench, IPI pairs by node, port I/O") {
   CHECK(r.iortt[1].median_ns == Approx(120000));
 }
 
-TEST_CASE("the guest report: init's uptime, or -1 without a number") {
-  CHECK(ParseReport("SSIHV uptime=146.20 kernel=6.1.0-57-amd64\n")
-            .init_uptime_s == Approx(146.2));
+TEST_CASE("the guest report: init's uptimes, or -1 without a number") {
+  const GuestReport g = ParseReport(
+      "SSIHV uptime=146.20 kernel=6.1.0-57-amd64\n"
+      "SSIHV report_done uptime=151.75\nSSIHV_DONE\n");
+  CHECK(g.init_uptime_s == Approx(146.2));
+  CHECK(g.done_uptime_s == Approx(151.75));
   CHECK(ParseReport(kConsole).init_uptime_s == -1);
-  CHECK(
-      ParseReport("SSIHV uptime=soon kernel=6.1.0-57-amd64\n").init_uptime_s ==
-      -1);
+  CHECK(ParseReport(kConsole).done_uptime_s == -1);
+  const GuestReport bad =
+      ParseReport("SSIHV uptime=soon kernel=6.1.0-57-amd64\n");
+  CHECK(bad.init_uptime_s == -1);
 }
 
 TEST_CASE("a missing or failed measurement is not a result") {

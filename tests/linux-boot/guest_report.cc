@@ -108,9 +108,10 @@ GuestReport ParseReport(const std::string& console) {
       r.coherence_exit = static_cast<int>(Number(f, "coherence_exit"));
       continue;
     }
-    if (f.count("kernel") && f.count("uptime") &&
-        !absl::SimpleAtod(f["uptime"], &r.init_uptime_s)) {
-      r.init_uptime_s = -1;
+    const bool done_line = line.rfind("SSIHV report_done ", 0) == 0;
+    if (f.count("uptime") && (f.count("kernel") || done_line)) {
+      double& at = done_line ? r.done_uptime_s : r.init_uptime_s;
+      if (!absl::SimpleAtod(f["uptime"], &at)) at = -1;
     }
     if (f.count("nproc")) r.nproc = static_cast<int>(Number(f, "nproc"));
     if (f.count("booted_online")) r.booted_online = f["booted_online"];

@@ -42,6 +42,8 @@ struct GuestReport {
   /// with the time to power-off it says whether a slow boot was slow
   /// before init or after.
   double init_uptime_s = -1;
+  /// ... and when it had printed everything, before power-off or reboot.
+  double done_uptime_s = -1;
   int nproc = -1;
   std::vector<uint32_t> nodes;
   std::map<uint32_t, NodeReport> node;
