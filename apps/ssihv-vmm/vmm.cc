@@ -15,6 +15,12 @@
 namespace ssihv::vmm {
 namespace {
 
+int64_t SteadyNs(std::chrono::steady_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             t.time_since_epoch())
+      .count();
+}
+
 using kvm::E820Entry;
 using kvm::E820Type;
 using kvm::StopReason;
@@ -332,8 +338,11 @@ kvm::StopEvent Vmm::Run() {
   }
   // Whatever stops the guest here stops it everywhere.
   if (node_) stop_.AddListener([this] { TellPeersWeStopped(); });
-  stop_.AddListener(
-      [this] { phase_.store(VmmPhase::kStopping, std::memory_order_release); });
+  stop_.AddListener([this] {
+    phase_.store(VmmPhase::kStopping, std::memory_order_release);
+    stop_requested_ns_.store(SteadyNs(std::chrono::steady_clock::now()),
+                             std::memory_order_release);
+  });
   const auto start = std::chrono::steady_clock::now();
   if (!stop_.requested()) {
     phase_.store(VmmPhase::kRunning, std::memory_order_release);
@@ -351,9 +360,11 @@ kvm::StopEvent Vmm::Run() {
   if (event_.reason == StopReason::kTripleFault && ram_) {
     load_check_line_ = LoadCheck::Describe(load_check_.Check(vm_->memory()));
   }
-  run_seconds_ =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count();
+  const auto joined = std::chrono::steady_clock::now();
+  run_seconds_ = std::chrono::duration<double>(joined - start).count();
+  if (const int64_t at = stop_requested_ns_.load(std::memory_order_acquire)) {
+    stop_join_seconds_ = static_cast<double>(SteadyNs(joined) - at) / 1e9;
+  }
   // Only now: a stopped pager would leave vCPUs blocked.
   if (node_) node_->Stop();
   if (ram_) ram_->Stop();

@@ -157,7 +157,7 @@ class Vmm {
   // to receive). clock_ready_ is set once it is (or cannot be) read.
   std::optional<uint64_t> clock_tsc_offset_;
   std::atomic<bool> clock_ready_{false};
-  std::string build_error_;                 // set before phase_ becomes kFailed
+  std::string build_error_;  // set before phase_ becomes kFailed
   // Held for a whole ClusterAction; Run takes it before the transport goes,
   // so that an action's answers are not cut off by our own shutdown.
   std::mutex action_mu_;
@@ -187,6 +187,11 @@ class Vmm {
   LoadCheck load_check_;         // what the loader wrote (single process)
   std::string load_check_line_;  // its verdict after a triple fault
   double run_seconds_ = 0;
+  // When the stop was requested (steady clock, ns; 0: not yet), and how
+  // long the vCPU threads then took to end: a slow stop is a stuck vCPU
+  // (a fault waiting on a peer, an I/O call), to be seen, not guessed.
+  std::atomic<int64_t> stop_requested_ns_{0};
+  double stop_join_seconds_ = 0;
 };
 
 }  // namespace ssihv::vmm

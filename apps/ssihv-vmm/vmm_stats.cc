@@ -27,6 +27,7 @@ nlohmann::json Vmm::StatsJson() const {
       {"error", event_.status.ok() ? "" : std::string(event_.status.message())},
       {"guest_panicked", guest_panicked()}};
   if (!load_check_line_.empty()) j["stop"]["loader_pages"] = load_check_line_;
+  j["stop"]["join_seconds"] = stop_join_seconds_;
   j["run_seconds"] = run_seconds_;
   j["vcpus"] = layout_.total_vcpus();
   j["vendor"] = kvm::CpuVendorName(kvm_->vendor());

@@ -88,17 +88,19 @@ void PrintCost(TestCluster& c, Clock::time_point start) {
   if (g.init_uptime_s >= 0) {
     std::printf(
         "dist_test: guest uptime %.1f s at init, %.1f s when init's report "
-        "was done\n",
-        g.init_uptime_s, g.done_uptime_s);
+        "was done, %.1f s at the kernel's last line\n",
+        g.init_uptime_s, g.done_uptime_s, g.end_uptime_s);
   }
   for (uint32_t k = 0; k < c.size(); ++k) {
     const nlohmann::json s = c.Stats(k);
     const nlohmann::json& dsm = s["dsm"]["dsm"];
     std::printf(
-        "dist_test: node %u: %llu remote faults, remote read p50 %.2f ms; "
+        "dist_test: node %u: ran %.1f s, its vCPU threads ended %.1f s "
+        "after the stop; %llu remote faults, remote read p50 %.2f ms; "
         "grant hold doublings %llu (interrupted writers %llu); background "
         "downgrades %llu (%llu useful, %llu wasted)\n",
-        k, static_cast<unsigned long long>(RemoteFaults(s)),
+        k, s.value("run_seconds", -1.0), s["stop"].value("join_seconds", -1.0),
+        static_cast<unsigned long long>(RemoteFaults(s)),
         s["pager"]["latency_us"]["remote_read"]["p50"].get<double>() / 1000,
         static_cast<unsigned long long>(
             dsm.value("hold_escalations", uint64_t{0})),

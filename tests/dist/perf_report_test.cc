@@ -60,9 +60,14 @@ TEST_CASE("the guest's perf lines: cpubench, IPI pairs by node, port I/O") {
 TEST_CASE("the guest report: init's uptimes, or -1 without a number") {
   const GuestReport g = ParseReport(
       "SSIHV uptime=146.20 kernel=6.1.0-57-amd64\n"
-      "SSIHV report_done uptime=151.75\nSSIHV_DONE\n");
+      "SSIHV report_done uptime=151.75\nSSIHV_DONE\n"
+      "[  160.500001] reboot: Power down\r\n");
   CHECK(g.init_uptime_s == Approx(146.2));
   CHECK(g.done_uptime_s == Approx(151.75));
+  CHECK(g.end_uptime_s == Approx(160.500001));
+  CHECK(ParseReport("[ 9.5] reboot: Restarting system\n").end_uptime_s ==
+        Approx(9.5));
+  CHECK(ParseReport("reboot: Power down\n").end_uptime_s == -1);
   CHECK(ParseReport(kConsole).init_uptime_s == -1);
   CHECK(ParseReport(kConsole).done_uptime_s == -1);
   const GuestReport bad =

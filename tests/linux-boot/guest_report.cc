@@ -6,6 +6,7 @@
 #include <regex>
 #include <sstream>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "ssihv/acpi/hmat.h"
@@ -68,6 +69,18 @@ uint64_t Number(const std::map<std::string, std::string>& f,
   return v;
 }
 
+// "[  672.271181] reboot: Power down" -> 672.271181; -1 without a stamp.
+double KernelStamp(absl::string_view line) {
+  double at = -1;
+  const size_t end = line.find(']');
+  if (line.empty() || line[0] != '[' || end == absl::string_view::npos ||
+      !absl::SimpleAtod(absl::StripAsciiWhitespace(line.substr(1, end - 1)),
+                        &at)) {
+    return -1;
+  }
+  return at;
+}
+
 }  // namespace
 
 GuestReport ParseReport(const std::string& console) {
@@ -84,6 +97,10 @@ GuestReport ParseReport(const std::string& console) {
     if (line.rfind("SSIHV_COHERENCE ", 0) == 0 &&
         line.rfind("SSIHV_COHERENCE start", 0) != 0) {
       r.coherence = line;
+    }
+    if (line.find("reboot: Power down") != std::string::npos ||
+        line.find("reboot: Restarting system") != std::string::npos) {
+      r.end_uptime_s = KernelStamp(line);
     }
     if (line.rfind("SSIHV ", 0) != 0) continue;
     std::smatch m;

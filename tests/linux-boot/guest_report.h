@@ -44,6 +44,9 @@ struct GuestReport {
   double init_uptime_s = -1;
   /// ... and when it had printed everything, before power-off or reboot.
   double done_uptime_s = -1;
+  /// ... and the kernel's, stamped on its last line ("reboot: Power down"
+  /// or "reboot: Restarting system").
+  double end_uptime_s = -1;
   int nproc = -1;
   std::vector<uint32_t> nodes;
   std::map<uint32_t, NodeReport> node;
