@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Configures and builds one variant.
 # Usage: scripts/build.sh [release|asan|tsan] [--tests <label regex>]
-#   release  build/       gcc, RelWithDebInfo, benchmarks
+#   release  build/       gcc, RelWithDebInfo (test code -g1), benchmarks
 #   asan     build-asan/  clang, -fsanitize=address,undefined, libFuzzer targets
 #   tsan     build-tsan/  clang, -fsanitize=thread, benchmarks (dsm_stress);
 #            run under tests/tsan.sh (docs/PAGER.md, "Under ThreadSanitizer")

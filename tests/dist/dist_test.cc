@@ -148,7 +148,9 @@ void CheckCleanRun(TestCluster& c) {
 
 TEST_CASE("Linux boots across 2 processes over TCP") {
   TestCluster c({{2, 384}, {2, 320}}, "tcp", 7850);
-  c.StartAll(Cmdline("quiet ssihv.end=poweroff"));
+  // init's report on CPU 0 (node 0): its shell's forks on node 1's CPUs
+  // cost a third of this case's lab time, and the checks read the same.
+  c.StartAll(Cmdline("quiet ssihv.end=poweroff ssihv.report_cpu=0"));
   CheckCleanRun(c);
 }
 
