@@ -84,13 +84,6 @@ std::vector<uint32_t> OwnVcpus(const cluster::GuestLayout& layout, uint32_t k) {
 void PrintCost(TestCluster& c, Clock::time_point start) {
   std::printf("dist_test: every node exited %.0f s after the check began\n",
               std::chrono::duration<double>(Clock::now() - start).count());
-  const GuestReport g = ParseReport(c.node(0).out());
-  if (g.init_uptime_s >= 0) {
-    std::printf(
-        "dist_test: guest uptime %.1f s at init, %.1f s when init's report "
-        "was done, %.1f s at the kernel's last line\n",
-        g.init_uptime_s, g.done_uptime_s, g.end_uptime_s);
-  }
   for (uint32_t k = 0; k < c.size(); ++k) {
     const nlohmann::json s = c.Stats(k);
     const nlohmann::json& dsm = s["dsm"]["dsm"];
@@ -117,8 +110,8 @@ void PrintCost(TestCluster& c, Clock::time_point start) {
 
 // Every node exits 0 after the guest powered off; the guest saw the
 // config's topology; each node ran exactly its own vCPUs and took pages
-// from the others.
-void CheckCleanRun(TestCluster& c) {
+// from the others. Returns what the guest reported.
+GuestReport CheckCleanRun(TestCluster& c) {
   const Clock::time_point start = Clock::now();
   for (uint32_t k = 0; k < c.size(); ++k) {
     std::optional<int> st = c.Wait(k, BootTimeout());
@@ -143,7 +136,12 @@ void CheckCleanRun(TestCluster& c) {
     CHECK(s["pager"]["errors"] == 0);
     if (k > 0) CHECK(c.node(k).out().empty());  // node 0 owns the console
   }
+  std::printf(
+      "dist_test: guest uptime %.1f s at init, %.1f s when init's report was "
+      "done, %.1f s at the kernel's last line\n",
+      g.init_uptime_s, g.done_uptime_s, g.end_uptime_s);
   PrintCost(c, start);
+  return g;
 }
 
 TEST_CASE("Linux boots across 2 processes over TCP") {
@@ -159,8 +157,7 @@ TEST_CASE("Linux boots across 3 processes over TCP, coherence stress exact") {
   c.StartAll(Cmdline(std::string(kThreeNodeGuest) +
                      " ssihv.coherence=" + CoherenceRounds()),
              kThreeNodeVmm);
-  CheckCleanRun(c);
-  GuestReport g = ParseReport(c.node(0).out());
+  const GuestReport g = CheckCleanRun(c);
   INFO(c.Dump());
   CHECK(g.coherence_exit == 0);
   CHECK_THAT(g.coherence,
