@@ -37,6 +37,9 @@ constexpr int kForwardedSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
 // the guest, so the others are stopped at once instead of waiting for it.
 constexpr int kVmmUsage = 2;
 constexpr int kVmmSetup = 3;
+// The SLIT distance between the nodes of the launcher's default cluster:
+// above cluster::kGuestBalanceDistance (DefaultLaunchConfigJson).
+constexpr uint32_t kLaunchRemoteDistance = 100;
 
 struct Node {
   uint32_t id = 0;
@@ -309,12 +312,32 @@ absl::StatusOr<std::string> FindVmm() {
       "no ssihv-vmm beside ssihv-launch nor on PATH (use --vmm PATH)");
 }
 
+// The embedded default keeps distance 20 (a one-process VM's NUMA view); at
+// that distance a guest across processes moves tasks between nodes on fork,
+// exec and wake-up as if they were near, each move carrying the task's
+// pages between the processes.
+std::string DefaultLaunchConfigJson() {
+  nlohmann::json j = nlohmann::json::parse(cluster::DefaultClusterConfigJson());
+  const size_t n = j["nodes"].size();
+  nlohmann::json rows = nlohmann::json::array();
+  for (size_t from = 0; from < n; ++from) {
+    nlohmann::json row = nlohmann::json::array();
+    for (size_t to = 0; to < n; ++to) {
+      row.push_back(from == to ? cluster::kLocalDistance
+                               : kLaunchRemoteDistance);
+    }
+    rows.push_back(row);
+  }
+  j["distances"] = rows;
+  return j.dump(2) + "\n";
+}
+
 absl::StatusOr<std::string> PrepareConfig(const std::string& config_path,
                                           const std::string& scratch_dir,
                                           std::string* note) {
   std::string text;
   if (config_path.empty()) {
-    text = std::string(cluster::DefaultClusterConfigJson());
+    text = DefaultLaunchConfigJson();
   } else {
     SSIHV_ASSIGN_OR_RETURN(text, base::ReadFile(config_path));
   }

@@ -16,7 +16,7 @@ namespace ssihv::launch {
 
 struct LaunchOptions {
   /// The cluster config every node gets (required: the launcher counts its
-  /// nodes). Empty: the embedded default of ssihv-vmm.
+  /// nodes). Empty: DefaultLaunchConfigJson().
   std::string config_path;
   /// The ssihv-vmm binary; empty: FindVmm().
   std::string vmm;
@@ -37,6 +37,12 @@ std::string LaunchUsage();
 /// The ssihv-vmm beside this executable (same folder, or ../ssihv-vmm/ in a
 /// build tree), else the one on PATH.
 absl::StatusOr<std::string> FindVmm();
+
+/// The cluster the launcher runs without --config: ssihv-vmm's embedded
+/// 2-node default with its nodes at SLIT distance 100, far enough that the
+/// guest keeps tasks on their node (docs/CLUSTER_CONFIG.md, "Distances of a
+/// guest across processes").
+std::string DefaultLaunchConfigJson();
 
 /// A config every node can use: the given one when it names a secret_file;
 /// otherwise a copy in a private folder (0700) that names a fresh random

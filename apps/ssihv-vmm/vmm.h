@@ -122,6 +122,9 @@ class Vmm {
   void ThawGuestClock();
   // --node: the cluster side (vmm_node.cc).
   absl::Status CreateNode(const VmmOptions& options);
+  // Node 0: a warning when the config puts a remote node at a distance
+  // the guest balances tasks over (cluster::kGuestBalanceDistance).
+  void WarnIfNodesNear() const;
   absl::Status SyncClock();
   absl::StatusOr<ClockMsg> GuestClock() const;
   void OnRemoteStop(uint32_t from, const StopMsg& m);

@@ -45,6 +45,7 @@ absl::Status Vmm::CreateNode(const VmmOptions& options) {
         "config: nodes[0].vcpus is 0; with --node, node 0 runs the boot "
         "processor (vCPU 0) next to the console and devices: give it a vCPU");
   }
+  if (self == 0) WarnIfNodesNear();
   ClusterNodeOptions o;
   o.fault_threads = options.pager_threads;
   o.service_nice = options.service_nice;
@@ -67,6 +68,27 @@ absl::Status Vmm::CreateNode(const VmmOptions& options) {
   // node_ is set before the phase says so: the API reads it from then on.
   phase_.store(VmmPhase::kWaitingForPeers, std::memory_order_release);
   return absl::OkStatus();
+}
+
+// Node 0 builds the guest's SLIT. A remote node at distance 30 or less is
+// one Linux moves forked, exec'd and woken tasks to as if it were near, and
+// here every such move drags the task's pages between processes: the lab's
+// 2-process boot took twice as long with 20 as with 100 (docs/VMM.md). Not
+// an error: the config may mean it (a one-host test of the NUMA view).
+void Vmm::WarnIfNodesNear() const {
+  const auto near = cluster::FirstNearRemoteNode(config_);
+  if (!near) return;
+  const auto [from, to] = *near;
+  base::Log(base::LogLevel::kWarning, "ssihv-vmm: config: distances[", from,
+            "][", to, "] is ", config_.distances[from][to],
+            ": the guest will move tasks between nodes ", from, " and ", to,
+            " as if they were near (Linux balances forks, execs and wake-ups "
+            "across NUMA distances up to ",
+            cluster::kGuestBalanceDistance,
+            "), and each move carries the task's memory between processes; "
+            "give remote nodes distances above ",
+            cluster::kGuestBalanceDistance,
+            " (docs/CLUSTER_CONFIG.md; ssihvctl calibrate measures them)");
 }
 
 // Node 0, on the message thread: its kvmclock now (a VM ioctl, which never

@@ -228,6 +228,18 @@ uint64_t ClusterConfig::total_memory_bytes() const {
   return total;
 }
 
+std::optional<std::pair<uint32_t, uint32_t>> FirstNearRemoteNode(
+    const ClusterConfig& config) {
+  for (uint32_t i = 0; i < config.distances.size(); ++i) {
+    for (uint32_t j = 0; j < config.distances[i].size(); ++j) {
+      if (i != j && config.distances[i][j] <= kGuestBalanceDistance) {
+        return std::make_pair(i, j);
+      }
+    }
+  }
+  return std::nullopt;
+}
+
 absl::Status SplitAddress(absl::string_view key, std::string_view address,
                           std::string* host, uint16_t* port) {
   size_t colon = address.rfind(':');

@@ -115,6 +115,23 @@ TEST_CASE("rule: distances are N x N, diagonal 10, off-diagonal 11..255") {
   CHECK(asym->distances[1][0] == 42);
 }
 
+TEST_CASE("FirstNearRemoteNode: the first remote distance Linux balances over") {
+  const std::string node1 = R"({"id": 1, "vcpus": 1, "memory_mib": 2})";
+  auto far = ParseClusterConfig(
+      TwoNodes(node1, R"(, "distances": [[10, 31], [100, 10]])"));
+  REQUIRE(far.ok());
+  CHECK_FALSE(ssihv::cluster::FirstNearRemoteNode(*far).has_value());
+  auto near = ParseClusterConfig(
+      TwoNodes(node1, R"(, "distances": [[10, 100], [30, 10]])"));
+  REQUIRE(near.ok());
+  CHECK(ssihv::cluster::FirstNearRemoteNode(*near) ==
+        std::make_optional(std::make_pair(1u, 0u)));
+  auto defaults = ParseClusterConfig(TwoNodes(node1));
+  REQUIRE(defaults.ok());
+  CHECK(ssihv::cluster::FirstNearRemoteNode(*defaults) ==
+        std::make_optional(std::make_pair(0u, 1u)));
+}
+
 TEST_CASE("rule: HMAT matrices are N x N positive integers") {
   const std::string node1 = R"({"id": 1, "vcpus": 1, "memory_mib": 2})";
   CHECK(ErrorOf(TwoNodes(node1, R"(, "memory_latency_ns": [[1, 0], [1, 1]])")) ==

@@ -115,6 +115,7 @@ cl_config() {  # port_base [node 0's vcpus] [node 1's vcpus]
   cat > "$CL_CONFIG" << EOF
 {"transport": "tcp", "secret_file": "$CL_DIR/secret",
  "api_token_file": "$CL_DIR/token",
+ "distances": [[10, 100], [100, 10]],
  "nodes": [
   {"id": 0, "vcpus": $vcpus, "memory_mib": 256,
    "address": "127.0.0.1:$base", "api_address": "${CL_API[0]}"},

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "launcher.h"
+#include "ssihv/cluster/config.h"
 #include "ssihv/testing/subprocess.h"
 
 namespace {
@@ -220,3 +221,20 @@ TEST_CASE("bad arguments: a clear message, nothing started") {
 }
 
 }  // namespace
+
+TEST_CASE("without --config: the embedded default, its nodes far apart") {
+  auto launched = ssihv::cluster::ParseClusterConfig(
+      ssihv::launch::DefaultLaunchConfigJson());
+  REQUIRE(launched.ok());
+  const ssihv::cluster::ClusterConfig& embedded =
+      ssihv::cluster::DefaultClusterConfig();
+  // The same machine: nodes, addresses, HMAT.
+  REQUIRE(launched->num_nodes() == embedded.num_nodes());
+  CHECK(launched->nodes[1].address == embedded.nodes[1].address);
+  CHECK(launched->memory_latency_ns == embedded.memory_latency_ns);
+  // ... but no remote node near enough for the guest to move tasks to it.
+  CHECK(ssihv::cluster::FirstNearRemoteNode(embedded).has_value());
+  CHECK_FALSE(ssihv::cluster::FirstNearRemoteNode(*launched).has_value());
+  CHECK(launched->distances[0][0] == 10);
+  CHECK(launched->distances[0][1] == 100);
+}

@@ -5,8 +5,10 @@
 #define SSIHV_CLUSTER_CONFIG_H_
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -68,6 +70,18 @@ inline constexpr uint64_t kDefaultLocalLatencyNs = 100;
 inline constexpr uint64_t kDefaultRemoteLatencyNs = 5000;
 inline constexpr uint64_t kDefaultLocalBandwidthMbps = 20000;
 inline constexpr uint64_t kDefaultRemoteBandwidthMbps = 3000;
+
+/// Linux balances forks, execs and wake-ups across NUMA nodes only up to
+/// this SLIT distance (RECLAIM_DISTANCE). A guest spread over ssihv-vmm
+/// processes wants every remote node beyond it: a task the guest moves to
+/// another node takes its pages across the network with it
+/// (docs/CLUSTER_CONFIG.md, "Distances of a guest across processes").
+inline constexpr uint32_t kGuestBalanceDistance = 30;
+
+/// The first off-diagonal distance at or below kGuestBalanceDistance, as
+/// (from, to) in row order; nullopt when every remote node is farther.
+std::optional<std::pair<uint32_t, uint32_t>> FirstNearRemoteNode(
+    const ClusterConfig& config);
 
 /// Parses and validates a config. Every error is InvalidArgument and its
 /// message starts with the offending key path, e.g.
