@@ -112,13 +112,31 @@ void PrintCost(TestCluster& c, Clock::time_point start) {
   }
 }
 
+// Seconds after `start` at which node 0's console showed `text`, or -1 if
+// it did not by `deadline` (or node 0's output ended first).
+double SeenAt(TestCluster& c, const std::string& text, Clock::time_point start,
+              Clock::time_point deadline) {
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      deadline - Clock::now());
+  if (left.count() <= 0 || !c.node(0).WaitForOutput(text, left)) return -1;
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
 // Every node exits 0 after the guest powered off; the guest saw the
 // config's topology; each node ran exactly its own vCPUs and took pages
 // from the others. Returns what the guest reported.
 GuestReport CheckCleanRun(TestCluster& c) {
   const Clock::time_point start = Clock::now();
+  const Clock::time_point deadline = start + BootTimeout();
+  // When init and the kernel's last line reached the console, against the
+  // guest's own uptimes: the time before the guest's clock began and after
+  // its last line, which the uptimes cannot show.
+  const double init_at = SeenAt(c, "SSIHV uptime=", start, deadline);
+  const double end_at = SeenAt(c, "reboot: ", start, deadline);
   for (uint32_t k = 0; k < c.size(); ++k) {
-    std::optional<int> st = c.Wait(k, BootTimeout());
+    const auto left =
+        std::chrono::duration_cast<seconds>(deadline - Clock::now());
+    std::optional<int> st = c.Wait(k, std::max(left, seconds(1)));
     if (!st) c.QuitStuck();  // their registers and statistics for the dump
     INFO("node " << k << "\n" << c.Dump());
     REQUIRE(st == 0);
@@ -144,6 +162,10 @@ GuestReport CheckCleanRun(TestCluster& c) {
       "dist_test: guest uptime %.1f s at init, %.1f s when init's report was "
       "done, %.1f s at the kernel's last line\n",
       g.init_uptime_s, g.done_uptime_s, g.end_uptime_s);
+  std::printf(
+      "dist_test: node 0's console showed init %.1f s and the kernel's last "
+      "line %.1f s after the nodes started\n",
+      init_at, end_at);
   PrintCost(c, start);
   return g;
 }
