@@ -75,6 +75,21 @@ TEST_CASE("the guest report: init's uptimes, or -1 without a number") {
   CHECK(bad.init_uptime_s == -1);
 }
 
+TEST_CASE("the guest report: what the guest's clock lost by init") {
+  CHECK(ParseReport("SSIHV uptime=863.2 kernel=6.1.0-57-amd64 "
+                    "clock_s=1796000000 rtc_s=1796001266\n")
+            .init_clock_lag_s == 1266);
+  CHECK(ParseReport("SSIHV uptime=9.1 kernel=6.1.0-57-amd64 "
+                    "clock_s=1796000001 rtc_s=1796000000\n")
+            .init_clock_lag_s == -1);
+  // No RTC in the guest, or an older init: no figure, not a zero.
+  CHECK_FALSE(ParseReport("SSIHV uptime=9.1 kernel=6.1.0-57-amd64 "
+                          "clock_s=1796000001 rtc_s=-\n")
+                  .init_clock_lag_s.has_value());
+  CHECK_FALSE(ParseReport("SSIHV uptime=146.20 kernel=6.1.0-57-amd64\n")
+                  .init_clock_lag_s.has_value());
+}
+
 TEST_CASE("a missing or failed measurement is not a result") {
   RunResult r;
   std::string no_cpubench = kConsole;

@@ -130,6 +130,11 @@ GuestReport ParseReport(const std::string& console) {
       double& at = done_line ? r.done_uptime_s : r.init_uptime_s;
       if (!absl::SimpleAtod(f["uptime"], &at)) at = -1;
     }
+    int64_t clock_s = 0, rtc_s = 0;
+    if (f.count("kernel") && absl::SimpleAtoi(f["clock_s"], &clock_s) &&
+        absl::SimpleAtoi(f["rtc_s"], &rtc_s)) {
+      r.init_clock_lag_s = rtc_s - clock_s;
+    }
     if (f.count("nproc")) r.nproc = static_cast<int>(Number(f, "nproc"));
     if (f.count("booted_online")) r.booted_online = f["booted_online"];
     if (line.rfind("SSIHV irq4 ", 0) == 0) {
