@@ -164,11 +164,9 @@ GuestReport CheckCleanRun(TestCluster& c) {
       g.init_uptime_s, g.done_uptime_s, g.end_uptime_s);
   std::printf(
       "dist_test: node 0's console showed init %.1f s and the kernel's last "
-      "line %.1f s after the nodes started; at init the guest's clock was "
-      "%s s behind the host's\n",
-      init_at, end_at,
-      g.init_clock_lag_s ? std::to_string(*g.init_clock_lag_s).c_str()
-                         : "(unknown)");
+      "line %.1f s after the nodes started; the guest's clock (%s) began "
+      "%.1f s after node 0's VM was made (-1: unknown)\n",
+      init_at, end_at, g.clock_source.c_str(), g.before_clock_s.value_or(-1));
   PrintCost(c, start);
   return g;
 }

@@ -75,19 +75,18 @@ TEST_CASE("the guest report: init's uptimes, or -1 without a number") {
   CHECK(bad.init_uptime_s == -1);
 }
 
-TEST_CASE("the guest report: what the guest's clock lost by init") {
-  CHECK(ParseReport("SSIHV uptime=863.2 kernel=6.1.0-57-amd64 "
-                    "clock_s=1796000000 rtc_s=1796001266\n")
-            .init_clock_lag_s == 1266);
-  CHECK(ParseReport("SSIHV uptime=9.1 kernel=6.1.0-57-amd64 "
-                    "clock_s=1796000001 rtc_s=1796000000\n")
-            .init_clock_lag_s == -1);
-  // No RTC in the guest, or an older init: no figure, not a zero.
-  CHECK_FALSE(ParseReport("SSIHV uptime=9.1 kernel=6.1.0-57-amd64 "
-                          "clock_s=1796000001 rtc_s=-\n")
-                  .init_clock_lag_s.has_value());
-  CHECK_FALSE(ParseReport("SSIHV uptime=146.20 kernel=6.1.0-57-amd64\n")
-                  .init_clock_lag_s.has_value());
+TEST_CASE("the guest report: the clock, and the time before it began") {
+  const GuestReport g =
+      ParseReport("SSIHV clock source=kvm-clock sched_offset_ns=2500000000\n");
+  CHECK(g.clock_source == "kvm-clock");
+  REQUIRE(g.before_clock_s.has_value());
+  CHECK(*g.before_clock_s == Approx(2.5));
+  // A kernel that did not say (no kvm-clock): no figure, not a zero.
+  const GuestReport none =
+      ParseReport("SSIHV clock source=tsc sched_offset_ns=\n");
+  CHECK(none.clock_source == "tsc");
+  CHECK_FALSE(none.before_clock_s.has_value());
+  CHECK_FALSE(ParseReport(kConsole).before_clock_s.has_value());
 }
 
 TEST_CASE("a missing or failed measurement is not a result") {

@@ -130,10 +130,13 @@ GuestReport ParseReport(const std::string& console) {
       double& at = done_line ? r.done_uptime_s : r.init_uptime_s;
       if (!absl::SimpleAtod(f["uptime"], &at)) at = -1;
     }
-    int64_t clock_s = 0, rtc_s = 0;
-    if (f.count("kernel") && absl::SimpleAtoi(f["clock_s"], &clock_s) &&
-        absl::SimpleAtoi(f["rtc_s"], &rtc_s)) {
-      r.init_clock_lag_s = rtc_s - clock_s;
+    if (line.rfind("SSIHV clock ", 0) == 0) {
+      r.clock_source = f["source"];
+      uint64_t ns = 0;
+      if (absl::SimpleAtoi(f["sched_offset_ns"], &ns)) {
+        r.before_clock_s = static_cast<double>(ns) / 1e9;
+      }
+      continue;
     }
     if (f.count("nproc")) r.nproc = static_cast<int>(Number(f, "nproc"));
     if (f.count("booted_online")) r.booted_online = f["booted_online"];

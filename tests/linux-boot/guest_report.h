@@ -48,11 +48,12 @@ struct GuestReport {
   /// ... and the kernel's, stamped on its last line ("reboot: Power down"
   /// or "reboot: Restarting system").
   double end_uptime_s = -1;
-  /// At init: the RTC (the host's clock, through the VMM) minus the guest's
-  /// own wall clock, in seconds; nullopt when either was not printed. The
-  /// guest sets its clock from the host's at boot, so this is the time its
-  /// clock lost since (about 0 when the clock kept pace).
-  std::optional<int64_t> init_clock_lag_s;
+  /// The guest's clocksource at init ("" when not printed).
+  std::string clock_source;
+  /// How long the VM had run when the kernel's sched_clock began (kvm-clock's
+  /// sched offset), in seconds; nullopt when the kernel did not say. Uptimes
+  /// and printk stamps start after it.
+  std::optional<double> before_clock_s;
   int nproc = -1;
   std::vector<uint32_t> nodes;
   std::map<uint32_t, NodeReport> node;
