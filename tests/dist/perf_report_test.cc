@@ -87,6 +87,8 @@ TEST_CASE("the guest report: the clock, and the time before it began") {
   CHECK(none.clock_source == "tsc");
   CHECK_FALSE(none.before_clock_s.has_value());
   CHECK_FALSE(ParseReport(kConsole).before_clock_s.has_value());
+  CHECK(ParseReport("SSIHV cpu_clocks cpu0=243.1 cpu2=180.5 \n").cpu_clocks ==
+        "cpu0=243.1 cpu2=180.5");
 }
 
 TEST_CASE("a missing or failed measurement is not a result") {

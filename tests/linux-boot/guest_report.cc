@@ -130,6 +130,11 @@ GuestReport ParseReport(const std::string& console) {
       double& at = done_line ? r.done_uptime_s : r.init_uptime_s;
       if (!absl::SimpleAtod(f["uptime"], &at)) at = -1;
     }
+    if (line.rfind("SSIHV cpu_clocks ", 0) == 0) {
+      r.cpu_clocks = std::string(absl::StripAsciiWhitespace(
+          absl::string_view(line).substr(sizeof("SSIHV cpu_clocks ") - 1)));
+      continue;
+    }
     if (line.rfind("SSIHV clock ", 0) == 0) {
       r.clock_source = f["source"];
       uint64_t ns = 0;

@@ -54,6 +54,9 @@ struct GuestReport {
   /// sched offset), in seconds; nullopt when the kernel did not say. Uptimes
   /// and printk stamps start after it.
   std::optional<double> before_clock_s;
+  /// "cpu0=S cpu1=S ...": each CPU's printk stamp, taken one after the
+  /// other at init ("" when not printed).
+  std::string cpu_clocks;
   int nproc = -1;
   std::vector<uint32_t> nodes;
   std::map<uint32_t, NodeReport> node;
