@@ -165,8 +165,10 @@ GuestReport CheckCleanRun(TestCluster& c) {
   std::printf(
       "dist_test: node 0's console showed init %.1f s and the kernel's last "
       "line %.1f s after the nodes started; the guest's clock (%s) began "
-      "%.1f s after node 0's VM was made (-1: unknown)\n",
-      init_at, end_at, g.clock_source.c_str(), g.before_clock_s.value_or(-1));
+      "%.1f s after node 0's VM was made (-1: unknown); sched_clock stable: "
+      "%d (-1: unknown)\n",
+      init_at, end_at, g.clock_source.c_str(), g.before_clock_s.value_or(-1),
+      g.sched_clock_stable);
   if (!g.cpu_clocks.empty()) {  // SSIHV_DIST_APPEND=ssihv.cpu_clocks=1
     std::printf(
         "dist_test: each CPU's clock at init, one after the other: %s\n",

@@ -76,15 +76,18 @@ TEST_CASE("the guest report: init's uptimes, or -1 without a number") {
 }
 
 TEST_CASE("the guest report: the clock, and the time before it began") {
-  const GuestReport g =
-      ParseReport("SSIHV clock source=kvm-clock sched_offset_ns=2500000000\n");
+  const GuestReport g = ParseReport(
+      "SSIHV clock source=kvm-clock sched_offset_ns=2500000000 "
+      "sched_clock_stable=0\n");
   CHECK(g.clock_source == "kvm-clock");
+  CHECK(g.sched_clock_stable == 0);
   REQUIRE(g.before_clock_s.has_value());
   CHECK(*g.before_clock_s == Approx(2.5));
   // A kernel that did not say (no kvm-clock): no figure, not a zero.
   const GuestReport none =
       ParseReport("SSIHV clock source=tsc sched_offset_ns=\n");
   CHECK(none.clock_source == "tsc");
+  CHECK(none.sched_clock_stable == -1);
   CHECK_FALSE(none.before_clock_s.has_value());
   CHECK_FALSE(ParseReport(kConsole).before_clock_s.has_value());
   CHECK(ParseReport("SSIHV cpu_clocks cpu0=243.1 cpu2=180.5 \n").cpu_clocks ==

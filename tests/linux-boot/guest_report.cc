@@ -137,6 +137,10 @@ GuestReport ParseReport(const std::string& console) {
     }
     if (line.rfind("SSIHV clock ", 0) == 0) {
       r.clock_source = f["source"];
+      int stable = 0;
+      if (absl::SimpleAtoi(f["sched_clock_stable"], &stable)) {
+        r.sched_clock_stable = stable > 0 ? 1 : 0;
+      }
       uint64_t ns = 0;
       if (absl::SimpleAtoi(f["sched_offset_ns"], &ns)) {
         r.before_clock_s = static_cast<double>(ns) / 1e9;

@@ -54,6 +54,9 @@ struct GuestReport {
   /// sched offset), in seconds; nullopt when the kernel did not say. Uptimes
   /// and printk stamps start after it.
   std::optional<double> before_clock_s;
+  /// 1 when the kernel marked its sched_clock stable, 0 when it did not
+  /// (then its clock is filtered by the tick), -1 when not printed.
+  int sched_clock_stable = -1;
   /// "cpu0=S cpu1=S ...": each CPU's printk stamp, taken one after the
   /// other at init ("" when not printed).
   std::string cpu_clocks;
