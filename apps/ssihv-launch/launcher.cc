@@ -232,7 +232,9 @@ SIGHUP and SIGQUIT are passed to every node. Every argument the launcher does
 not know goes to each ssihv-vmm (--kernel, --initrd, --append, ...).
 
   --config FILE   the cluster config (docs/CLUSTER_CONFIG.md); without it,
-                  ssihv-vmm's embedded 2-node default. A config without a
+                  ssihv-vmm's embedded 2-node default with the nodes at
+                  SLIT distance 100 (far: the guest keeps tasks on their
+                  node). A config without a
                   secret_file gets a one-time random secret (0600, in a
                   private temporary folder removed at exit).
   --vmm PATH      the ssihv-vmm binary (default: the one beside ssihv-launch)
