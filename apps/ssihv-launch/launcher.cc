@@ -319,19 +319,13 @@ absl::StatusOr<std::string> FindVmm() {
 // exec and wake-up as if they were near, each move carrying the task's
 // pages between the processes.
 std::string DefaultLaunchConfigJson() {
-  nlohmann::json j = nlohmann::json::parse(cluster::DefaultClusterConfigJson());
-  const size_t n = j["nodes"].size();
-  nlohmann::json rows = nlohmann::json::array();
-  for (size_t from = 0; from < n; ++from) {
-    nlohmann::json row = nlohmann::json::array();
-    for (size_t to = 0; to < n; ++to) {
-      row.push_back(from == to ? cluster::kLocalDistance
-                               : kLaunchRemoteDistance);
+  cluster::ClusterConfig config = cluster::DefaultClusterConfig();
+  for (size_t from = 0; from < config.distances.size(); ++from) {
+    for (size_t to = 0; to < config.distances[from].size(); ++to) {
+      if (from != to) config.distances[from][to] = kLaunchRemoteDistance;
     }
-    rows.push_back(row);
   }
-  j["distances"] = rows;
-  return j.dump(2) + "\n";
+  return cluster::ClusterConfigToJson(config);
 }
 
 absl::StatusOr<std::string> PrepareConfig(const std::string& config_path,

@@ -74,8 +74,8 @@ absl::Status Vmm::CreateNode(const VmmOptions& options) {
 // one Linux moves forked, exec'd and woken tasks to as if it were near, and
 // here every such move drags the task's pages between processes: in the
 // lab, init's report on every CPU took 200 s with 20, 44 s with 100
-// (docs/CLUSTER_CONFIG.md). Not
-// an error: the config may mean it (a one-host test of the NUMA view).
+// (docs/CLUSTER_CONFIG.md). Not an error: the config may mean it (a
+// one-host test of the NUMA view).
 void Vmm::WarnIfNodesNear() const {
   const auto near = cluster::FirstNearRemoteNode(config_);
   if (!near) return;
