@@ -36,6 +36,12 @@ std::string Distances(size_t nodes) {
 
 }  // namespace
 
+std::chrono::seconds DistBootTimeout(std::chrono::seconds fallback) {
+  const char* v = std::getenv("SSIHV_DIST_BOOT_TIMEOUT");
+  const int s = v != nullptr ? std::atoi(v) : 0;
+  return s > 0 ? std::chrono::seconds(s) : fallback;
+}
+
 TestCluster::TestCluster(std::vector<NodeSpec> nodes,
                          const std::string& transport, int port_base,
                          const std::string& extra_config)

@@ -17,6 +17,10 @@
 
 namespace ssihv::testing {
 
+/// A boot's time limit: $SSIHV_DIST_BOOT_TIMEOUT seconds when set to a
+/// positive number, else `fallback` (each test's own default).
+std::chrono::seconds DistBootTimeout(std::chrono::seconds fallback);
+
 struct NodeSpec {
   uint32_t vcpus = 1;
   uint64_t memory_mib = 256;

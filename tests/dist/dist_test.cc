@@ -33,11 +33,7 @@ using Clock = std::chrono::steady_clock;
 constexpr int kExitPeerLost = 5;  // apps/ssihv-vmm/options.h
 // A boot to power-off (or to the stress's start): $SSIHV_DIST_BOOT_TIMEOUT
 // seconds, default 1800 (the lab's 3-process boots take 15-30 minutes).
-seconds BootTimeout() {
-  const char* v = std::getenv("SSIHV_DIST_BOOT_TIMEOUT");
-  const int s = v ? std::atoi(v) : 0;
-  return seconds(s > 0 ? s : 1800);
-}
+seconds BootTimeout() { return DistBootTimeout(seconds(1800)); }
 
 // Coherence rounds per thread per node (the lab is emulated: small).
 std::string CoherenceRounds() {

@@ -79,6 +79,8 @@ bool ParseCpubenchThread(absl::string_view line, RunResult* r) {
 
 bool ParseGuestPerf(const std::string& console, RunResult* r) {
   const GuestReport g = ParseReport(console);
+  r->guest_init_uptime_s = g.init_uptime_s;
+  r->guest_before_clock_s = g.before_clock_s.value_or(-1);
   bool cpubench = false;
   for (absl::string_view line : absl::StrSplit(console, '\n')) {
     line = absl::StripSuffix(line, "\r");
@@ -343,6 +345,29 @@ void AppendHotPages(std::string* out, const char* when, const std::string& run,
   }
 }
 
+// The wall time to init against the guest's own clock: a distributed
+// guest's kvm-clock was seen to count less than the lab's wall clock
+// before init (docs/PERFORMANCE.md, "Far nodes"); the one-process runs
+// of the same lab boot say whether that is the lab's or the nodes'.
+void AppendGuestClock(std::string* out, const std::vector<RunResult>& runs) {
+  absl::StrAppend(out,
+                  "\n| run | boot to init, wall s | guest uptime at init s "
+                  "| VM run before the guest's clock began s "
+                  "| wall s the guest's clock did not count |\n"
+                  "| --- | --- | --- | --- | --- |\n");
+  for (const RunResult& r : runs) {
+    const bool known = r.guest_init_uptime_s >= 0 && r.guest_before_clock_s >= 0;
+    absl::StrAppend(
+        out, "| ", r.name, " | ", Cell(r.boot_s), " | ",
+        r.guest_init_uptime_s >= 0 ? Cell(r.guest_init_uptime_s) : "-", " | ",
+        r.guest_before_clock_s >= 0 ? Cell(r.guest_before_clock_s) : "-",
+        " | ",
+        known ? Cell(r.boot_s - r.guest_init_uptime_s - r.guest_before_clock_s)
+              : "-",
+        " |\n");
+  }
+}
+
 }  // namespace
 
 std::string FormatReport(const std::vector<RunResult>& runs,
@@ -414,6 +439,7 @@ std::string FormatReport(const std::vector<RunResult>& runs,
                     Cell(r.idle_requests_per_s, 2), " | ",
                     Cell(r.idle_bytes_per_s / 1e3, 2), " |\n");
   }
+  AppendGuestClock(&out, runs);
   for (const RunResult& r : runs) {
     AppendHotPages(&out, "until init", r.name, r.boot_s, r.boot_hot);
     AppendHotPages(&out, "during cpubench", r.name, r.cpubench_s,

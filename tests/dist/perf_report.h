@@ -37,6 +37,12 @@ struct RunResult {
   int processes = 1;
   bool kvm_irqchip = false;  // KVM's in-kernel irqchip (else the user one)
   double boot_s = 0;         // start of the processes to init's first line
+  // The guest's own clock at init (-1: not printed): its uptime when init
+  // began its report, and how long the VM ran before that clock began
+  // (kvm-clock's sched offset). With boot_s they say how much of the
+  // lab's wall time the guest's clock did not count.
+  double guest_init_uptime_s = -1;
+  double guest_before_clock_s = -1;
   double remote_faults_at_init = 0;
   double remote_p50_ms_at_init = 0;  // fault service p50, slowest node
   std::vector<HotPage> boot_hot;     // the pages most requested until init
@@ -72,8 +78,9 @@ struct RunResult {
 
 /// Fills the guest-side fields of `r` from the console (init's "SSIHV
 /// cpubench", "SSIHV ipi", "SSIHV iortt" lines; each CPU's node from
-/// "SSIHV cpu_nodes"; "SSIHV cpubench-clock" when present). False when a
-/// line is missing or malformed.
+/// "SSIHV cpu_nodes"; "SSIHV cpubench-clock" when present; the guest's
+/// clock at init from "SSIHV uptime=" and "SSIHV clock", -1 when absent).
+/// False when a perf line is missing or malformed.
 bool ParseGuestPerf(const std::string& console, RunResult* r);
 
 /// The guest's data symbols from its console (init's ssihv.kallsyms=1: the

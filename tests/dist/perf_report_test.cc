@@ -55,6 +55,18 @@ TEST_CASE("the guest's perf lines: cpubench, IPI pairs by node, port I/O") {
   CHECK(r.iortt[0].node == 0);
   CHECK(r.iortt[1].node == 1);
   CHECK(r.iortt[1].median_ns == Approx(120000));
+  // No "SSIHV uptime=" nor "SSIHV clock" line: the guest's clock unknown.
+  CHECK(r.guest_init_uptime_s == -1);
+  CHECK(r.guest_before_clock_s == -1);
+  RunResult c;
+  REQUIRE(ParseGuestPerf(
+      std::string("SSIHV uptime=146.20 kernel=6.1.0-57-amd64\n"
+                  "SSIHV clock source=kvm-clock sched_offset_ns=7500000000 "
+                  "sched_clock_stable=1\n") +
+          kConsole,
+      &c));
+  CHECK(c.guest_init_uptime_s == Approx(146.2));
+  CHECK(c.guest_before_clock_s == Approx(7.5));
 }
 
 TEST_CASE("the guest report: init's uptimes, or -1 without a number") {
@@ -242,6 +254,9 @@ TEST_CASE("the report: ratios against the one-process runs") {
   two.vmm_forwarded_io_us = 62.5;
   two.idle_hot = {{0x2a05000, 12.5, "jiffies_64+0x0"}};
   two.idle_s = 30;
+  two.guest_init_uptime_s = 300;
+  two.guest_before_clock_s = 7.5;
+  user.guest_init_uptime_s = 90;
   const std::string text = FormatReport({kvm, user, two}, "quiet");
   CAPTURE(text);
   // Boot 8.00x KVM's, 4.00x user irqchip's; 20 faults/s, p50 4.5 ms; CPU
@@ -262,6 +277,13 @@ TEST_CASE("the report: ratios against the one-process runs") {
   CHECK(text.find("Hottest pages during cpubench, 2 processes (2 nodes) "
                   "(10 s):") != std::string::npos);
   CHECK(text.find("| 0x3fd4000 | 7.50 | tk_core+0x0 |") != std::string::npos);
+  // The guest's clock at init: 400 s of wall time, 300 s of uptime after
+  // 7.5 s before the clock began, so 92.5 s not counted; "-" where a run's
+  // guest did not print both.
+  CHECK(text.find("| 2 processes (2 nodes) | 400.0 | 300.0 | 7.5 | 92.5 |") !=
+        std::string::npos);
+  CHECK(text.find("| 1 process, user irqchip | 100.0 | 90.0 | - | - |") !=
+        std::string::npos);
   // A subset of the shapes without KVM's irqchip ($SSIHV_DIST_PERF_SHAPES=
   // user,2): the user irqchip's run is still the reference, the KVM
   // column says "-".
