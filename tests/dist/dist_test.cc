@@ -12,6 +12,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <numeric>
 #include <string>
 #include <thread>
@@ -129,6 +130,7 @@ GuestReport CheckCleanRun(TestCluster& c) {
   // its last line, which the uptimes cannot show.
   const double init_at = SeenAt(c, "SSIHV uptime=", start, deadline);
   const double end_at = SeenAt(c, "reboot: ", start, deadline);
+  double exit_at = -1;  // node 0's exit, seconds after start
   for (uint32_t k = 0; k < c.size(); ++k) {
     const auto left =
         std::chrono::duration_cast<seconds>(deadline - Clock::now());
@@ -136,6 +138,9 @@ GuestReport CheckCleanRun(TestCluster& c) {
     if (!st) c.QuitStuck();  // their registers and statistics for the dump
     INFO("node " << k << "\n" << c.Dump());
     REQUIRE(st == 0);
+    if (k == 0) {
+      exit_at = std::chrono::duration<double>(Clock::now() - start).count();
+    }
   }
   INFO(c.Dump());
   const cluster::ClusterConfig config = Parse(c);
@@ -162,9 +167,23 @@ GuestReport CheckCleanRun(TestCluster& c) {
       "dist_test: node 0's console showed init %.1f s and the kernel's last "
       "line %.1f s after the nodes started; the guest's clock (%s) began "
       "%.1f s after node 0's VM was made (-1: unknown); sched_clock stable: "
-      "%d (-1: unknown)\n",
+      "%d (-1: unknown), the kernel's clocks %.1f s behind kvm-clock then "
+      "(nan: unknown)\n",
       init_at, end_at, g.clock_source.c_str(), g.before_clock_s.value_or(-1),
-      g.sched_clock_stable);
+      g.sched_clock_stable,
+      g.stable_offset_s ? -*g.stable_offset_s
+                        : std::numeric_limits<double>::quiet_NaN());
+  // KVM's own clock of node 0's VM when it stopped (its statistics), against
+  // the guest's last printk stamp: a kernel whose clocks lost ticks before
+  // they moved onto kvm-clock carries that loss as an offset from kvm-clock.
+  const nlohmann::json stats0 = c.Stats(0);
+  std::printf(
+      "dist_test: node 0 exited %.1f s after the nodes started; its VM's "
+      "kvmclock read %.1f s at the stop (-1: unknown)\n",
+      exit_at,
+      stats0.contains("kvm_clock")
+          ? stats0["kvm_clock"].value("guest_s", -1.0)
+          : -1.0);
   if (!g.cpu_clocks.empty()) {  // SSIHV_DIST_APPEND=ssihv.cpu_clocks=1
     std::printf(
         "dist_test: each CPU's clock at init, one after the other: %s\n",

@@ -81,6 +81,7 @@ bool ParseGuestPerf(const std::string& console, RunResult* r) {
   const GuestReport g = ParseReport(console);
   r->guest_init_uptime_s = g.init_uptime_s;
   r->guest_before_clock_s = g.before_clock_s.value_or(-1);
+  r->guest_stable_offset_s = g.stable_offset_s;
   bool cpubench = false;
   for (absl::string_view line : absl::StrSplit(console, '\n')) {
     line = absl::StripSuffix(line, "\r");
@@ -353,8 +354,9 @@ void AppendGuestClock(std::string* out, const std::vector<RunResult>& runs) {
   absl::StrAppend(out,
                   "\n| run | boot to init, wall s | guest uptime at init s "
                   "| VM run before the guest's clock began s "
-                  "| wall s the guest's clock did not count |\n"
-                  "| --- | --- | --- | --- | --- |\n");
+                  "| wall s the guest's clock did not count "
+                  "| kernel clocks behind kvm-clock s |\n"
+                  "| --- | --- | --- | --- | --- | --- |\n");
   for (const RunResult& r : runs) {
     const bool known = r.guest_init_uptime_s >= 0 && r.guest_before_clock_s >= 0;
     absl::StrAppend(
@@ -364,6 +366,8 @@ void AppendGuestClock(std::string* out, const std::vector<RunResult>& runs) {
         " | ",
         known ? Cell(r.boot_s - r.guest_init_uptime_s - r.guest_before_clock_s)
               : "-",
+        " | ",
+        r.guest_stable_offset_s ? Cell(-*r.guest_stable_offset_s) : "-",
         " |\n");
   }
 }

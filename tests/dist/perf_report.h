@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,9 @@ struct RunResult {
   // lab's wall time the guest's clock did not count.
   double guest_init_uptime_s = -1;
   double guest_before_clock_s = -1;
+  // What the kernel added to sched_clock when it marked it stable: minus
+  // how far its timekeeping had fallen behind kvm-clock (not printed: none).
+  std::optional<double> guest_stable_offset_s;
   double remote_faults_at_init = 0;
   double remote_p50_ms_at_init = 0;  // fault service p50, slowest node
   std::vector<HotPage> boot_hot;     // the pages most requested until init

@@ -95,6 +95,17 @@ TEST_CASE("the guest report: the clock, and the time before it began") {
   CHECK(g.sched_clock_stable == 0);
   REQUIRE(g.before_clock_s.has_value());
   CHECK(*g.before_clock_s == Approx(2.5));
+  CHECK_FALSE(g.stable_offset_s.has_value());  // not in this line
+  // The kernel's offset when it marked sched_clock stable, negative when
+  // its timekeeping had fallen behind kvm-clock.
+  const GuestReport behind = ParseReport(
+      "SSIHV clock source=kvm-clock sched_offset_ns=5400000000 "
+      "sched_clock_stable=1 stable_offset_ns=-53046000000\n");
+  REQUIRE(behind.stable_offset_s.has_value());
+  CHECK(*behind.stable_offset_s == Approx(-53.046));
+  CHECK_FALSE(
+      ParseReport("SSIHV clock source=kvm-clock stable_offset_ns=\n")
+          .stable_offset_s.has_value());
   // A kernel that did not say (no kvm-clock): no figure, not a zero.
   const GuestReport none =
       ParseReport("SSIHV clock source=tsc sched_offset_ns=\n");
@@ -256,6 +267,7 @@ TEST_CASE("the report: ratios against the one-process runs") {
   two.idle_s = 30;
   two.guest_init_uptime_s = 300;
   two.guest_before_clock_s = 7.5;
+  two.guest_stable_offset_s = -90.0;
   user.guest_init_uptime_s = 90;
   const std::string text = FormatReport({kvm, user, two}, "quiet");
   CAPTURE(text);
@@ -278,11 +290,11 @@ TEST_CASE("the report: ratios against the one-process runs") {
                   "(10 s):") != std::string::npos);
   CHECK(text.find("| 0x3fd4000 | 7.50 | tk_core+0x0 |") != std::string::npos);
   // The guest's clock at init: 400 s of wall time, 300 s of uptime after
-  // 7.5 s before the clock began, so 92.5 s not counted; "-" where a run's
-  // guest did not print both.
-  CHECK(text.find("| 2 processes (2 nodes) | 400.0 | 300.0 | 7.5 | 92.5 |") !=
-        std::string::npos);
-  CHECK(text.find("| 1 process, user irqchip | 100.0 | 90.0 | - | - |") !=
+  // 7.5 s before the clock began, so 92.5 s not counted, 90 of them as the
+  // kernel's offset from kvm-clock; "-" where a run's guest did not say.
+  CHECK(text.find("| 2 processes (2 nodes) | 400.0 | 300.0 | 7.5 | 92.5 | "
+                  "90.0 |") != std::string::npos);
+  CHECK(text.find("| 1 process, user irqchip | 100.0 | 90.0 | - | - | - |") !=
         std::string::npos);
   // A subset of the shapes without KVM's irqchip ($SSIHV_DIST_PERF_SHAPES=
   // user,2): the user irqchip's run is still the reference, the KVM

@@ -145,6 +145,10 @@ GuestReport ParseReport(const std::string& console) {
       if (absl::SimpleAtoi(f["sched_offset_ns"], &ns)) {
         r.before_clock_s = static_cast<double>(ns) / 1e9;
       }
+      int64_t offset_ns = 0;
+      if (absl::SimpleAtoi(f["stable_offset_ns"], &offset_ns)) {
+        r.stable_offset_s = static_cast<double>(offset_ns) / 1e9;
+      }
       continue;
     }
     if (f.count("nproc")) r.nproc = static_cast<int>(Number(f, "nproc"));

@@ -54,6 +54,11 @@ struct GuestReport {
   /// sched offset), in seconds; nullopt when the kernel did not say. Uptimes
   /// and printk stamps start after it.
   std::optional<double> before_clock_s;
+  /// What the kernel added to sched_clock when it marked it stable, in
+  /// seconds: minus how far its timekeeping clock had fallen behind
+  /// kvm-clock by then (printk stamps and uptimes keep that lag); nullopt
+  /// when not printed.
+  std::optional<double> stable_offset_s;
   /// 1 when the kernel marked its sched_clock stable, 0 when it did not
   /// (then its clock is filtered by the tick), -1 when not printed.
   int sched_clock_stable = -1;
