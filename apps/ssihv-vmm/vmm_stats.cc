@@ -55,7 +55,8 @@ nlohmann::json Vmm::StatsJson() const {
                  {"ioapic_interrupts", a.ioapic_interrupts},
                  {"deliveries", a.deliveries},
                  {"eois_to_ioapic", a.eois_to_ioapic},
-                 {"timer_interrupts", a.timer_interrupts}};
+                 {"timer_interrupts", a.timer_interrupts},
+                 {"timer_ticks_caught_up", a.timer_ticks_caught_up}};
   }
   j["unclaimed_io"] = {{"pio", pio_.unclaimed_accesses()},
                        {"mmio", mmio_.unclaimed_accesses()}};
