@@ -55,8 +55,7 @@ nlohmann::json Vmm::StatsJson() const {
                  {"ioapic_interrupts", a.ioapic_interrupts},
                  {"deliveries", a.deliveries},
                  {"eois_to_ioapic", a.eois_to_ioapic},
-                 {"timer_interrupts", a.timer_interrupts},
-                 {"timer_ticks_caught_up", a.timer_ticks_caught_up}};
+                 {"timer_interrupts", a.timer_interrupts}};
   }
   j["unclaimed_io"] = {{"pio", pio_.unclaimed_accesses()},
                        {"mmio", mmio_.unclaimed_accesses()}};

@@ -269,7 +269,6 @@ bool LocalApic::WriteRegister(uint32_t reg, uint64_t value, uint64_t now_ns,
       return true;
     case kTimerInitial:
       timer_initial_ = v32;
-      timer_backlog_ = 0;  // a new count: the old one's ticks are not owed
       StartTimer(now_ns, v32);
       return true;
     case kTimerDivide: {
@@ -304,8 +303,6 @@ bool LocalApic::WriteLvt(uint32_t reg, uint32_t value, uint64_t now_ns) {
     timer_initial_ = 0;
     StopTimer();
   }
-  // Ticks kept while the guest masks its timer are not owed to it.
-  if (reg == kLvtTimer && (v & kLvtMasked)) timer_backlog_ = 0;
   (void)now_ns;
   lvt = v;
   return true;
@@ -505,9 +502,6 @@ std::string LocalApic::Describe(uint64_t now_ns) const {
     absl::StrAppend(&out, " timer in ",
                     static_cast<int64_t>(*timer_deadline_ - now_ns), " ns");
   }
-  if (timer_backlog_ > 0) {
-    absl::StrAppend(&out, " timer backlog ", timer_backlog_);
-  }
   if (nmi_pending_) absl::StrAppend(&out, " NMI");
   if (init_pending_) absl::StrAppend(&out, " INIT");
   if (sipi_pending_) absl::StrAppend(&out, " SIPI");
@@ -545,45 +539,17 @@ uint32_t LocalApic::timer_current_count(uint64_t now_ns) const {
       std::min<uint64_t>((remaining_ns + tick - 1) / tick, timer_initial_));
 }
 
-void LocalApic::KeepTicks(uint64_t ticks) {
-  // A second's worth at most: a guest paused or stopped for long gets a
-  // short burst on resume, not every tick of the pause.
-  const uint64_t per_second = std::max<uint64_t>(
-      1, uint64_t{1'000'000'000} / std::max<uint64_t>(timer_period_ns_, 1));
-  const uint64_t bound = std::min<uint64_t>(kMaxTimerBacklog, per_second);
-  timer_backlog_ = static_cast<uint32_t>(
-      std::min<uint64_t>(bound, uint64_t{timer_backlog_} + ticks));
-}
-
 bool LocalApic::AdvanceTimer(uint64_t now_ns) {
+  if (!timer_deadline_ || now_ns < *timer_deadline_) return false;
   const uint32_t lvt = Lvt(kLvtTimer);
-  const uint8_t vector = lvt & kVectorMask;
-  const bool masked = lvt & kLvtMasked;
-  bool fired = false;
-  if (timer_deadline_ && now_ns >= *timer_deadline_) {
-    fired = true;
-    uint64_t ticks = 1;
-    if (timer_periodic()) {
-      const uint64_t missed = (now_ns - *timer_deadline_) / timer_period_ns_;
-      *timer_deadline_ += (missed + 1) * timer_period_ns_;
-      ticks += missed;
-    } else {
-      StopTimer();  // one-shot: the count stays at zero
-    }
-    if (!masked && !irr(vector)) {
-      AcceptFixed(vector, false);
-      --ticks;
-    }
-    if (!masked && ticks > 0 && timer_periodic()) KeepTicks(ticks);
+  if (!(lvt & kLvtMasked)) AcceptFixed(lvt & kVectorMask, false);
+  if ((lvt & kLvtTimerPeriodic) && timer_period_ns_ > 0) {
+    const uint64_t missed = (now_ns - *timer_deadline_) / timer_period_ns_;
+    *timer_deadline_ += (missed + 1) * timer_period_ns_;
+  } else {
+    StopTimer();  // one-shot: the count stays at zero
   }
-  // The previous tick was taken: the next kept one.
-  if (timer_backlog_ > 0 && !masked && timer_periodic() && !irr(vector)) {
-    AcceptFixed(vector, false);
-    --timer_backlog_;
-    ++timer_caught_up_;
-    fired = true;
-  }
-  return fired;
+  return true;
 }
 
 }  // namespace ssihv::kvm

@@ -183,17 +183,6 @@ bool UserIrqchip::Wakeable(const Slot& s) const {
   return true;
 }
 
-void UserIrqchip::AdvanceTimer(LocalApic& a) {
-  const uint64_t caught_up = a.timer_ticks_caught_up();
-  if (a.AdvanceTimer(Now())) {
-    timer_interrupts_.fetch_add(1, std::memory_order_relaxed);
-  }
-  if (a.timer_ticks_caught_up() != caught_up) {
-    timer_caught_up_.fetch_add(a.timer_ticks_caught_up() - caught_up,
-                               std::memory_order_relaxed);
-  }
-}
-
 EntryPlan UserIrqchip::PlanEntry(uint32_t vcpu, bool can_inject) {
   Slot& s = *slots_[vcpu];
   EntryPlan plan;
@@ -202,7 +191,9 @@ EntryPlan UserIrqchip::PlanEntry(uint32_t vcpu, bool can_inject) {
   {
     std::lock_guard<std::mutex> lock(s.mu);
     LocalApic& a = s.apic;
-    AdvanceTimer(a);
+    if (a.AdvanceTimer(Now())) {
+      timer_interrupts_.fetch_add(1, std::memory_order_relaxed);
+    }
     if (a.TakeInit()) {
       a.Init(&fx);
       if (a.bsp()) {
@@ -240,8 +231,10 @@ void UserIrqchip::Wait(uint32_t vcpu, const std::function<bool()>& stop) {
   Slot& s = *slots_[vcpu];
   std::unique_lock<std::mutex> lock(s.mu);
   while (!stop()) {
-    AdvanceTimer(s.apic);
     const uint64_t now = Now();
+    if (s.apic.AdvanceTimer(now)) {
+      timer_interrupts_.fetch_add(1, std::memory_order_relaxed);
+    }
     if (Wakeable(s)) return;
     const std::optional<uint64_t> deadline = s.apic.timer_deadline();
     if (deadline && *deadline > now) {
@@ -353,7 +346,6 @@ IrqchipStats UserIrqchip::stats() const {
   st.deliveries = deliveries_.load(std::memory_order_relaxed);
   st.eois_to_ioapic = eois_.load(std::memory_order_relaxed);
   st.timer_interrupts = timer_interrupts_.load(std::memory_order_relaxed);
-  st.timer_ticks_caught_up = timer_caught_up_.load(std::memory_order_relaxed);
   return st;
 }
 

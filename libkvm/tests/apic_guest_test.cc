@@ -245,12 +245,12 @@ TEST_CASE(
   INFO(::Catch::Detail::stringify(trace));
   // mark 1, TMCCT, int 0x40, TMCCT = 0, mark 2, mark 3 (no second 0x40),
   // mark 4, n >= 5 0x41, TMCCT, mark 5. The guest stops the timer after the
-  // fifth tick; more may come first when the vCPU is kept from running for
-  // a whole period (seen in the nested lab under load): periods that
-  // expired meanwhile are caught up, one per entry. Each tick is timed
-  // below, and there are never more than periods expired.
+  // fifth tick; one more may come first when the vCPU is kept from running
+  // for a whole period (seen in the nested lab under load): the APIC's
+  // right, and each tick is still timed below.
   REQUIRE(trace.size() >= 14);
   const int ticks = static_cast<int>(trace.size()) - 9;
+  REQUIRE(ticks <= AT_PERIODIC_TICKS + 1);
   CHECK(trace[0] == "mark:1");
   CHECK(ev[1].kind == EV_VAL32);
   const nanoseconds oneshot(uint64_t{AT_ONESHOT_COUNT} * apic::kBusCycleNs);
@@ -276,7 +276,6 @@ TEST_CASE(
   CHECK(ev[5].time - ev[2].time >= 2 * oneshot - milliseconds(1));
   const nanoseconds period(uint64_t{AT_PERIODIC_COUNT} * 16 *
                            apic::kBusCycleNs);
-  CHECK(ticks <= 1 + (ev[7 + ticks].time - ev[6].time) / period);
   for (int k = 1; k <= ticks; ++k) {
     INFO("tick " << k);
     CHECK(ev[6 + k].time - ev[6].time >= k * period);

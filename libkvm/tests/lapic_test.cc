@@ -432,7 +432,7 @@ TEST_CASE("timer: one-shot counts down at bus/divisor for each divider") {
   }
 }
 
-TEST_CASE("timer: periodic reloads, keeps missed periods, stops") {
+TEST_CASE("timer: periodic reloads, coalesces missed periods, stops") {
   LocalApic a = EnabledApic();
   Write(a, kTimerDivide, 0xb);  // divide by 1
   Write(a, kLvtTimer, kLvtTimerPeriodic | 0x41);
@@ -444,20 +444,16 @@ TEST_CASE("timer: periodic reloads, keeps missed periods, stops") {
   CHECK(Mmio(a, kTimerCurrent, 150) == 50);
   // Expired but not advanced yet: the count has already reloaded.
   CHECK(Mmio(a, kTimerCurrent, 230) == 70);
-  // Three periods late: one interrupt now, the other three kept, the next
-  // deadline on the grid.
+  // Three periods late: one interrupt, the next deadline on the grid.
   CHECK(a.AdvanceTimer(530));
   CHECK(a.timer_deadline() == 600);
   CHECK(a.PendingVector() == 0x41);
-  CHECK(a.timer_backlog() == 3);
-  // Masked: it keeps counting but raises nothing, and the kept ticks go.
+  // Masked: it keeps counting but raises nothing.
   CHECK(a.AcknowledgeInterrupt() == 0x41);
   Write(a, kEoi, 0);
   Write(a, kLvtTimer, kLvtTimerPeriodic | kLvtMasked | 0x41);
-  CHECK(a.timer_backlog() == 0);
   CHECK(a.AdvanceTimer(600));
   CHECK(a.PendingVector() == -1);
-  CHECK(a.timer_backlog() == 0);
   CHECK(a.timer_deadline() == 700);
   // A mode change stops it; TMICT = 0 stops it.
   Write(a, kLvtTimer, 0x41);
@@ -466,74 +462,6 @@ TEST_CASE("timer: periodic reloads, keeps missed periods, stops") {
   CHECK(a.timer_deadline() == 1010);
   Write(a, kTimerInitial, 0, 1005);
   CHECK_FALSE(a.timer_deadline().has_value());
-}
-
-// A tick that expires while the previous one still waits in the IRR (the
-// vCPU held outside the guest) is raised once that one was taken, not
-// dropped: a guest that counts ticks keeps its time.
-TEST_CASE("timer: periodic ticks missed while one was pending are caught up") {
-  LocalApic a = EnabledApic();
-  Write(a, kTimerDivide, 0xb);  // divide by 1
-  Write(a, kLvtTimer, kLvtTimerPeriodic | 0x41);
-  Write(a, kTimerInitial, 100, 0);
-  CHECK(a.AdvanceTimer(100));
-  // Not taken before the next expiry: kept, not a second IRR bit.
-  CHECK(a.AdvanceTimer(250));
-  CHECK(a.timer_backlog() == 1);
-  CHECK(a.timer_deadline() == 300);
-  CHECK_FALSE(a.AdvanceTimer(260));  // nothing due, the IRR still full
-  CHECK(a.timer_backlog() == 1);
-  // Taken (IRR to ISR): the kept tick is raised at once, behind it.
-  CHECK(a.AcknowledgeInterrupt() == 0x41);
-  CHECK(a.AdvanceTimer(270));
-  CHECK(a.irr(0x41));
-  CHECK(a.timer_backlog() == 0);
-  CHECK(a.timer_ticks_caught_up() == 1);
-  CHECK(a.PendingVector() == -1);  // same class as the one in service
-  Write(a, kEoi, 0);
-  CHECK(a.AcknowledgeInterrupt() == 0x41);
-  Write(a, kEoi, 0);
-  // A stall of ten periods: one tick now, nine kept, then one per take.
-  CHECK(a.AdvanceTimer(1250));
-  CHECK(a.timer_backlog() == 9);
-  for (int taken = 0; taken < 10; ++taken) {
-    INFO("tick " << taken);
-    CHECK(a.AcknowledgeInterrupt() == 0x41);
-    Write(a, kEoi, 0);
-    CHECK(a.AdvanceTimer(1260) == (taken < 9));
-  }
-  CHECK(a.timer_backlog() == 0);
-  CHECK(a.timer_ticks_caught_up() == 10);
-  CHECK(a.PendingVector() == -1);
-  // A new count drops what the old one kept.
-  CHECK(a.AdvanceTimer(1550));
-  CHECK(a.timer_backlog() == 2);
-  Write(a, kTimerInitial, 100, 1550);
-  CHECK(a.timer_backlog() == 0);
-}
-
-TEST_CASE("timer: the kept ticks are bounded by a second's worth and 1000") {
-  // Period 4 ms (HZ=250): a 10 s stall keeps 250 ticks, one second's.
-  LocalApic a = EnabledApic();
-  Write(a, kTimerDivide, 0xb);
-  Write(a, kLvtTimer, kLvtTimerPeriodic | 0x41);
-  Write(a, kTimerInitial, 4'000'000, 0);
-  CHECK(a.AdvanceTimer(10'000'000'000));
-  CHECK(a.timer_backlog() == 250);
-  // Period 100 ns: a second would be 10 million ticks; 1000 at most.
-  LocalApic b = EnabledApic();
-  Write(b, kTimerDivide, 0xb);
-  Write(b, kLvtTimer, kLvtTimerPeriodic | 0x41);
-  Write(b, kTimerInitial, 100, 0);
-  CHECK(b.AdvanceTimer(10'000'000));
-  CHECK(b.timer_backlog() == LocalApic::kMaxTimerBacklog);
-  // A mode change stops the timer and drops them; one-shot keeps none.
-  Write(b, kLvtTimer, 0x41);
-  CHECK(b.timer_backlog() == 0);
-  Write(b, kTimerInitial, 100, 20'000'000);
-  CHECK(b.AdvanceTimer(20'000'000 + 100));
-  CHECK(b.AdvanceTimer(30'000'000) == false);
-  CHECK(b.timer_backlog() == 0);
 }
 
 TEST_CASE("timer: a new divider applies to the rest of the count") {

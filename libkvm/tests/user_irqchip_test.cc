@@ -178,29 +178,6 @@ TEST_CASE("the timer raises its vector on the fake clock; HLT wakes for it") {
   CHECK(chip.stats().timer_interrupts == 1);
 }
 
-// A vCPU held outside the guest for three periods (a page from another
-// node) gets every tick, one per entry, instead of one for all three.
-TEST_CASE("periodic timer: ticks missed outside the guest come one per entry") {
-  FakeClock clock;
-  UserIrqchip chip(Opts(1, nullptr, clock.fn()));
-  Enable(chip, 0);
-  MmioWrite(chip, 0, apic::kTimerDivide, 0xb);  // /1
-  MmioWrite(chip, 0, apic::kLvtTimer, apic::kLvtTimerPeriodic | 0x40);
-  MmioWrite(chip, 0, apic::kTimerInitial, 1000);
-  clock.now += 3500;  // three periods expired since the last entry
-  int injected = 0;
-  for (int entry = 0; entry < 5; ++entry) {
-    EntryPlan p = chip.PlanEntry(0, true);
-    if (p.vector == 0x40) {
-      ++injected;
-      MmioWrite(chip, 0, apic::kEoi, 0);  // the guest's handler
-    }
-  }
-  CHECK(injected == 3);
-  CHECK(chip.stats().timer_interrupts == 3);
-  CHECK(chip.stats().timer_ticks_caught_up == 2);
-}
-
 TEST_CASE("x2APIC through MSRs: enable, IPI by ICR and SELF IPI") {
   UserIrqchip chip(Opts(2));
   uint64_t base = 0;

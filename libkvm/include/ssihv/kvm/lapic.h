@@ -154,23 +154,9 @@ class LocalApic {
   /// When the running timer next expires, or nullopt.
   std::optional<uint64_t> timer_deadline() const;
   /// Expires the timer if `now_ns` reached its deadline: the LVT timer
-  /// vector into the IRR unless masked; periodic mode reloads. Returns
-  /// whether it expired or raised a caught-up tick.
-  ///
-  /// Periodic ticks are caught up, not coalesced: a period that expires
-  /// while the previous tick still waits in the IRR (the vCPU held outside
-  /// the guest: a remote page fault, a stalled node) is kept, up to
-  /// kMaxTimerBacklog of them and a second's worth, and raised as soon as
-  /// the IRR bit is clear again, one at a time. A real APIC drops it; a
-  /// guest whose clock counts ticks then loses that time for good (Linux
-  /// does while it boots, before it switches its timekeeping to kvm-clock:
-  /// docs/VMM.md, "Guest time"). As KVM's PIT reinjects its lost ticks.
+  /// vector into the IRR unless masked; periodic mode reloads (missed
+  /// periods are coalesced into one interrupt). Returns whether it expired.
   bool AdvanceTimer(uint64_t now_ns);
-  /// Periodic ticks kept for later (see AdvanceTimer) and, since power-on,
-  /// raised that way.
-  uint32_t timer_backlog() const { return timer_backlog_; }
-  uint64_t timer_ticks_caught_up() const { return timer_caught_up_; }
-  static constexpr uint32_t kMaxTimerBacklog = 1000;
 
   /// The view destination resolution needs.
   ApicRoutingEntry routing() const;
@@ -217,16 +203,7 @@ class LocalApic {
   uint32_t& Lvt(uint32_t reg);
   // Timer.
   void StartTimer(uint64_t now_ns, uint64_t count);
-  void StopTimer() {
-    timer_deadline_.reset();
-    timer_backlog_ = 0;
-  }
-  /// Periodic mode with a period: the timer whose ticks are caught up.
-  bool timer_periodic() const {
-    return (lvt_[0] & apic::kLvtTimerPeriodic) && timer_period_ns_ > 0;
-  }
-  /// Keeps `ticks` more expired periods, within the bounds.
-  void KeepTicks(uint64_t ticks);
+  void StopTimer() { timer_deadline_.reset(); }
 
   uint32_t initial_id_;
   uint64_t apic_base_;
@@ -245,8 +222,6 @@ class LocalApic {
   uint32_t timer_divide_ = 0;
   std::optional<uint64_t> timer_deadline_;
   uint64_t timer_period_ns_ = 0;
-  uint32_t timer_backlog_ = 0;    // periodic ticks not raised yet
-  uint64_t timer_caught_up_ = 0;  // ticks raised from the backlog
   bool nmi_pending_ = false;
   bool init_pending_ = false;
   bool sipi_pending_ = false;

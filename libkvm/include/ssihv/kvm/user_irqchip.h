@@ -83,9 +83,6 @@ struct IrqchipStats {
   uint64_t deliveries = 0;         // accepted by a local APIC
   uint64_t eois_to_ioapic = 0;
   uint64_t timer_interrupts = 0;
-  /// Periodic ticks that expired while the previous one was still pending,
-  /// raised later instead of dropped (LocalApic::AdvanceTimer).
-  uint64_t timer_ticks_caught_up = 0;
 };
 
 class UserIrqchip : public ApicBus {
@@ -191,8 +188,6 @@ class UserIrqchip : public ApicBus {
   void RouteAll(const std::vector<ApicMessage>& messages);
   void Kick(uint32_t vcpu);
   uint64_t Now() const { return clock_(); }
-  /// LocalApic::AdvanceTimer on `a` (its slot lock held), counted.
-  void AdvanceTimer(LocalApic& a);
 
   std::function<uint64_t()> clock_;
   std::vector<std::unique_ptr<Slot>> slots_;
@@ -205,7 +200,7 @@ class UserIrqchip : public ApicBus {
   std::shared_mutex kicker_mu_;
   std::function<void(uint32_t)> kicker_;
   std::atomic<uint64_t> ipis_{0}, ioapic_interrupts_{0}, deliveries_{0},
-      eois_{0}, timer_interrupts_{0}, timer_caught_up_{0};
+      eois_{0}, timer_interrupts_{0};
 };
 
 }  // namespace ssihv::kvm
