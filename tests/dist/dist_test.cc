@@ -181,9 +181,8 @@ GuestReport CheckCleanRun(TestCluster& c) {
       "dist_test: node 0 exited %.1f s after the nodes started; its VM's "
       "kvmclock read %.1f s at the stop (-1: unknown)\n",
       exit_at,
-      stats0.contains("kvm_clock")
-          ? stats0["kvm_clock"].value("guest_s", -1.0)
-          : -1.0);
+      stats0.contains("kvm_clock") ? stats0["kvm_clock"].value("guest_s", -1.0)
+                                   : -1.0);
   if (!g.cpu_clocks.empty()) {  // SSIHV_DIST_APPEND=ssihv.cpu_clocks=1
     std::printf(
         "dist_test: each CPU's clock at init, one after the other: %s\n",

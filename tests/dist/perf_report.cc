@@ -358,16 +358,15 @@ void AppendGuestClock(std::string* out, const std::vector<RunResult>& runs) {
                   "| kernel clocks behind kvm-clock s |\n"
                   "| --- | --- | --- | --- | --- | --- |\n");
   for (const RunResult& r : runs) {
-    const bool known = r.guest_init_uptime_s >= 0 && r.guest_before_clock_s >= 0;
+    const bool known =
+        r.guest_init_uptime_s >= 0 && r.guest_before_clock_s >= 0;
     absl::StrAppend(
         out, "| ", r.name, " | ", Cell(r.boot_s), " | ",
         r.guest_init_uptime_s >= 0 ? Cell(r.guest_init_uptime_s) : "-", " | ",
-        r.guest_before_clock_s >= 0 ? Cell(r.guest_before_clock_s) : "-",
-        " | ",
+        r.guest_before_clock_s >= 0 ? Cell(r.guest_before_clock_s) : "-", " | ",
         known ? Cell(r.boot_s - r.guest_init_uptime_s - r.guest_before_clock_s)
               : "-",
-        " | ",
-        r.guest_stable_offset_s ? Cell(-*r.guest_stable_offset_s) : "-",
+        " | ", r.guest_stable_offset_s ? Cell(-*r.guest_stable_offset_s) : "-",
         " |\n");
   }
 }

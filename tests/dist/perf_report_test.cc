@@ -103,9 +103,8 @@ TEST_CASE("the guest report: the clock, and the time before it began") {
       "sched_clock_stable=1 stable_offset_ns=-53046000000\n");
   REQUIRE(behind.stable_offset_s.has_value());
   CHECK(*behind.stable_offset_s == Approx(-53.046));
-  CHECK_FALSE(
-      ParseReport("SSIHV clock source=kvm-clock stable_offset_ns=\n")
-          .stable_offset_s.has_value());
+  CHECK_FALSE(ParseReport("SSIHV clock source=kvm-clock stable_offset_ns=\n")
+                  .stable_offset_s.has_value());
   // A kernel that did not say (no kvm-clock): no figure, not a zero.
   const GuestReport none =
       ParseReport("SSIHV clock source=tsc sched_offset_ns=\n");
