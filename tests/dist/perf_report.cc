@@ -347,9 +347,10 @@ void AppendHotPages(std::string* out, const char* when, const std::string& run,
 }
 
 // The wall time to init against the guest's own clock: a distributed
-// guest's kvm-clock was seen to count less than the lab's wall clock
-// before init (docs/PERFORMANCE.md, "Far nodes"); the one-process runs
-// of the same lab boot say whether that is the lab's or the nodes'.
+// guest's kernel loses the ticks its CPU 0 misses while waiting for pages
+// before it moves its timekeeping onto kvm-clock, and keeps the loss as an
+// offset (docs/PERFORMANCE.md, "The guest's slow clock"); the one-process
+// runs of the same lab boot show how much is the lab's own.
 void AppendGuestClock(std::string* out, const std::vector<RunResult>& runs) {
   absl::StrAppend(out,
                   "\n| run | boot to init, wall s | guest uptime at init s "
