@@ -90,10 +90,12 @@ void PrintCost(TestCluster& c, Clock::time_point start) {
     const nlohmann::json& dsm = s["dsm"]["dsm"];
     std::printf(
         "dist_test: node %u: ran %.1f s, its vCPU threads ended %.1f s "
-        "after the stop; %llu remote faults, remote read p50 %.2f ms; "
+        "after the stop, its VM's kvmclock read %.1f s then (-1: unknown); "
+        "%llu remote faults, remote read p50 %.2f ms; "
         "grant hold doublings %llu (interrupted writers %llu); background "
         "downgrades %llu (%llu useful, %llu wasted)\n",
         k, s.value("run_seconds", -1.0), s["stop"].value("join_seconds", -1.0),
+        s.contains("kvm_clock") ? s["kvm_clock"].value("guest_s", -1.0) : -1.0,
         static_cast<unsigned long long>(RemoteFaults(s)),
         s["pager"]["latency_us"]["remote_read"]["p50"].get<double>() / 1000,
         static_cast<unsigned long long>(
@@ -173,16 +175,11 @@ GuestReport CheckCleanRun(TestCluster& c) {
       g.sched_clock_stable,
       g.stable_offset_s ? -*g.stable_offset_s
                         : std::numeric_limits<double>::quiet_NaN());
-  // KVM's own clock of node 0's VM when it stopped (its statistics), against
-  // the guest's last printk stamp: a kernel whose clocks lost ticks before
-  // they moved onto kvm-clock carries that loss as an offset from kvm-clock.
-  const nlohmann::json stats0 = c.Stats(0);
-  std::printf(
-      "dist_test: node 0 exited %.1f s after the nodes started; its VM's "
-      "kvmclock read %.1f s at the stop (-1: unknown)\n",
-      exit_at,
-      stats0.contains("kvm_clock") ? stats0["kvm_clock"].value("guest_s", -1.0)
-                                   : -1.0);
+  // Against each VM's kvmclock at the stop (PrintCost, below) and the
+  // guest's last printk stamp: a kernel whose clocks lost ticks before they
+  // moved onto kvm-clock carries that loss as an offset from kvm-clock.
+  std::printf("dist_test: node 0 exited %.1f s after the nodes started\n",
+              exit_at);
   if (!g.cpu_clocks.empty()) {  // SSIHV_DIST_APPEND=ssihv.cpu_clocks=1
     std::printf(
         "dist_test: each CPU's clock at init, one after the other: %s\n",
