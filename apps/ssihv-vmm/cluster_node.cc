@@ -8,6 +8,7 @@
 #include <string_view>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "ssihv/base/file_util.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
@@ -189,6 +190,16 @@ absl::Status ClusterNode::Start(const std::array<uint8_t, 32>& config_digest) {
 
 absl::StatusOr<ClockMsg> ClusterNode::FetchClock(absl::Duration* rtt) {
   return link_.RequestClock(rtt);
+}
+
+std::vector<uint32_t> ClusterNode::Quiesce(absl::Duration timeout) {
+  std::vector<uint32_t> silent = link_.Quiesce(timeout);
+  if (silent.empty()) return silent;
+  Log(LogLevel::kWarning, "ssihv-vmm: node ", self_, ": stopping without ",
+      "hearing that nodes ", absl::StrJoin(silent, ", "),
+      " stopped their vCPUs (", absl::FormatDuration(timeout),
+      "); their faults in flight here fail");
+  return silent;
 }
 
 void ClusterNode::Stop() {

@@ -104,6 +104,11 @@ class ClusterNode : public NodeLink::Handler {
       ActionKind action, absl::Duration timeout) {
     return link_.ForwardAction(ActionMsg{action}, timeout);
   }
+  /// The stop barrier (NodeLink::Quiesce), after this node's vCPU threads
+  /// ended and before Stop(): peers finish the faults they have in flight
+  /// on pages homed here. Logs and returns the peers not heard from by
+  /// `timeout`.
+  std::vector<uint32_t> Quiesce(absl::Duration timeout);
   /// Stops the action thread, the failure detector, then the DSM
   /// (transport, pager).
   void Stop();

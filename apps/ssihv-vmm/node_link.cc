@@ -32,6 +32,7 @@ NodeLink::NodeLink(const cluster::GuestLayout& layout, uint32_t self,
     peers_.push_back(std::make_unique<Peer>());
   }
   hellos_.resize(layout.num_nodes());
+  quiesced_.resize(layout.num_nodes(), false);
 }
 
 NodeLink::~NodeLink() { StopLiveness(); }
@@ -48,7 +49,9 @@ void NodeLink::OnPeer(uint32_t node, rdmax::PeerState state) {
     int64_t zero = 0;
     p.down_since_ns.compare_exchange_strong(zero, NowNs());
   }
-  cv_.notify_all();  // the detector looks again now
+  // Through mu_: a waiter between its check and its wait must not miss it.
+  { std::lock_guard<std::mutex> lock(mu_); }
+  cv_.notify_all();  // the detector and the stop barrier look again now
 }
 
 void NodeLink::OnMessage(const rdmax::Message& m) {
@@ -164,6 +167,19 @@ void NodeLink::Dispatch(const rdmax::Message& m) {
       cv_.notify_all();
       return;
     }
+    case kMsgQuiesced: {
+      if (!m.payload.empty()) {
+        bad = absl::InvalidArgumentError(absl::StrCat(
+            "quiesced message: ", m.payload.size(), " payload bytes, not 0"));
+        break;
+      }
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        quiesced_[m.from] = true;
+      }
+      cv_.notify_all();
+      return;
+    }
     case kMsgAction: {
       auto d = DecodeAction(m.payload);
       if (!d.ok()) {
@@ -265,6 +281,39 @@ void NodeLink::BroadcastStop(const StopMsg& m) {
           st.message());
     }
   }
+}
+
+std::vector<uint32_t> NodeLink::Quiesce(absl::Duration timeout) {
+  for (uint32_t n = 0; n < peers_.size(); ++n) {
+    if (n == self_ || peers_[n]->lost || !peers_[n]->up) continue;
+    // Waits for room like a vCPU's send: a dropped one costs the timeout.
+    absl::Status st =
+        transport_->Send(n, kMsgQuiesced, {}, absl::Now() + options_.send_wait);
+    if (!st.ok()) {
+      Log(LogLevel::kWarning, "ssihv-vmm: quiesced to node ", n, ": ",
+          st.message());
+    }
+  }
+  // Down and lost peers are not waited for: nothing of theirs is in flight.
+  auto pending = [this] {
+    std::vector<uint32_t> left;
+    for (uint32_t n = 0; n < peers_.size(); ++n) {
+      if (n == self_ || quiesced_[n] || peers_[n]->lost || !peers_[n]->up) {
+        continue;
+      }
+      left.push_back(n);
+    }
+    return left;
+  };
+  const auto deadline =
+      std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(timeout);
+  std::unique_lock<std::mutex> lock(mu_);
+  std::vector<uint32_t> left = pending();
+  while (!left.empty() &&
+         cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
+    left = pending();
+  }
+  return pending();
 }
 
 namespace {
@@ -474,6 +523,8 @@ void NodeLink::CheckPeers(int64_t now) {
     }
     if (why.empty()) continue;
     p.lost = true;
+    { std::lock_guard<std::mutex> lock(mu_); }  // as in OnPeer
+    cv_.notify_all();  // the stop barrier waits for it no longer
     handler_->OnPeerLost(n, why);
   }
 }

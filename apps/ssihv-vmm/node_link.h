@@ -108,6 +108,14 @@ class NodeLink {
   absl::StatusOr<std::vector<uint8_t>> ForwardIo(const IoMsg& m);
   /// The guest stopped here: tell every peer still up (best effort).
   void BroadcastStop(const StopMsg& m);
+  /// The stop barrier: this node's vCPU threads have ended. Says so to
+  /// every peer still up, then waits until each of them has said the same,
+  /// was lost, or its connection went down, or `timeout` passed. The caller
+  /// keeps its DSM and devices serving meanwhile: a peer's vCPU may be
+  /// inside a fault on a page homed here, and tearing the transport down
+  /// under it would fail that fault. Returns the peers not heard from, in
+  /// id order (empty: every peer still up quiesced). Not on the data thread.
+  std::vector<uint32_t> Quiesce(absl::Duration timeout);
   /// Sends `m` to every other node and waits for their answers until
   /// `timeout`: one status per other node, in id order. A node that is not
   /// connected, lost, or silent past the timeout gets an error status
@@ -165,6 +173,7 @@ class NodeLink {
   std::mutex mu_;
   std::condition_variable cv_;
   std::vector<std::optional<HelloMsg>> hellos_;  // guarded by mu_
+  std::vector<bool> quiesced_;                   // guarded by mu_
   bool liveness_stop_ = false;
   std::thread liveness_;
 };

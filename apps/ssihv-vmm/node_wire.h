@@ -29,6 +29,7 @@ enum NodeMessage : uint16_t {
   kMsgHeartbeat = 0x5616,  // one-way to all, every second
   kMsgHello = 0x5617,      // one-way to all, at start: who I am, my config
   kMsgAction = 0x5618,     // request to a peer: pause/resume/stop (the API)
+  kMsgQuiesced = 0x5619,   // one-way to all, empty: my vCPUs have stopped
 };
 
 /// An interrupt for some of the receiver's vCPUs (global vCPU numbers).

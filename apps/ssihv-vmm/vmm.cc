@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/time/time.h"
 #include "ssihv/acpi/tables.h"
 #include "ssihv/base/file_util.h"
 #include "ssihv/base/log.h"
@@ -26,6 +27,11 @@ using kvm::E820Type;
 using kvm::StopReason;
 
 constexpr uint64_t kPage = 4096;
+
+// How long a stopped node keeps serving peers whose vCPUs have not stopped
+// yet (ClusterNode::Quiesce). Their faults take milliseconds; a peer that
+// needs seconds is stuck, and its own failure detector stops it.
+constexpr absl::Duration kStopBarrierTimeout = absl::Seconds(10);
 // The BIOS window below the reset-vector stub (x86_boot.h).
 constexpr uint64_t kBiosWindowSize = kvm::kResetVector - kvm::kBiosWindowStart;
 // With KVM's irqchip, APIC IDs from 255 on would need x2APIC routing through
@@ -365,8 +371,15 @@ kvm::StopEvent Vmm::Run() {
   if (const int64_t at = stop_requested_ns_.load(std::memory_order_acquire)) {
     stop_join_seconds_ = static_cast<double>(SteadyNs(joined) - at) / 1e9;
   }
-  // Only now: a stopped pager would leave vCPUs blocked.
-  if (node_) node_->Stop();
+  // Only now: a stopped pager would leave vCPUs blocked, here and, until
+  // every peer's vCPUs have stopped too, there.
+  if (node_) {
+    stop_barrier_silent_ = node_->Quiesce(kStopBarrierTimeout);
+    stop_barrier_seconds_ =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - joined)
+            .count();
+    node_->Stop();
+  }
   if (ram_) ram_->Stop();
   if (console_) console_->Stop();
   return event_;

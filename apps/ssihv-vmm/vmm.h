@@ -195,6 +195,10 @@ class Vmm {
   // (a fault waiting on a peer, an I/O call), to be seen, not guessed.
   std::atomic<int64_t> stop_requested_ns_{0};
   double stop_join_seconds_ = 0;
+  // The stop barrier (ClusterNode::Quiesce): how long this node served its
+  // peers after its own vCPUs ended, and the peers it stopped without.
+  double stop_barrier_seconds_ = 0;
+  std::vector<uint32_t> stop_barrier_silent_;
 };
 
 }  // namespace ssihv::vmm

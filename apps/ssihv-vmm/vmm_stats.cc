@@ -28,6 +28,10 @@ nlohmann::json Vmm::StatsJson() const {
       {"guest_panicked", guest_panicked()}};
   if (!load_check_line_.empty()) j["stop"]["loader_pages"] = load_check_line_;
   j["stop"]["join_seconds"] = stop_join_seconds_;
+  if (node_) {
+    j["stop"]["barrier_seconds"] = stop_barrier_seconds_;
+    j["stop"]["barrier_silent"] = stop_barrier_silent_;
+  }
   j["run_seconds"] = run_seconds_;
   j["vcpus"] = layout_.total_vcpus();
   j["vendor"] = kvm::CpuVendorName(kvm_->vendor());

@@ -90,11 +90,13 @@ void PrintCost(TestCluster& c, Clock::time_point start) {
     const nlohmann::json& dsm = s["dsm"]["dsm"];
     std::printf(
         "dist_test: node %u: ran %.1f s, its vCPU threads ended %.1f s "
-        "after the stop, its VM's kvmclock read %.1f s then (-1: unknown); "
+        "after the stop, it served its peers %.2f s more, its VM's kvmclock "
+        "read %.1f s then (-1: unknown); "
         "%llu remote faults, remote read p50 %.2f ms; "
         "grant hold doublings %llu (interrupted writers %llu); background "
         "downgrades %llu (%llu useful, %llu wasted)\n",
         k, s.value("run_seconds", -1.0), s["stop"].value("join_seconds", -1.0),
+        s["stop"].value("barrier_seconds", -1.0),
         s.contains("kvm_clock") ? s["kvm_clock"].value("guest_s", -1.0) : -1.0,
         static_cast<unsigned long long>(RemoteFaults(s)),
         s["pager"]["latency_us"]["remote_read"]["p50"].get<double>() / 1000,
@@ -159,6 +161,8 @@ GuestReport CheckCleanRun(TestCluster& c) {
     CHECK(s["local_vcpus"].get<std::vector<uint32_t>>() == OwnVcpus(layout, k));
     CHECK(RemoteFaults(s) > 0);
     CHECK(s["pager"]["errors"] == 0);
+    // The stop barrier: every peer's vCPUs stopped before this node left.
+    CHECK(s["stop"]["barrier_silent"] == nlohmann::json::array());
     if (k > 0) CHECK(c.node(k).out().empty());  // node 0 owns the console
   }
   std::printf(
@@ -300,6 +304,8 @@ TEST_CASE("Every vCPU of 3 processes comes up over RDMA") {
     }
     CHECK(served > 0);
     CHECK(s["pager"]["errors"] == 0);
+    // The stop barrier: every peer's vCPUs stopped before this node left.
+    CHECK(s["stop"]["barrier_silent"] == nlohmann::json::array());
     if (k > 0) CHECK(c.node(k).out().empty());  // node 0 owns the console
   }
   PrintCost(c, start);

@@ -147,6 +147,9 @@ TEST_CASE("node 1 lost while node 0's vCPU faults on its pages: exit 5") {
   const nlohmann::json s = c.Stats(0);
   CHECK(s["pager"]["faults"]["remote_read"].get<uint64_t>() > 0);
   CHECK(s["pager"]["released"] == s["pager"]["errors"]);
+  // The stop barrier does not wait for a lost node (it would wait 10 s).
+  CHECK(s["stop"]["barrier_silent"] == nlohmann::json::array());
+  CHECK(s["stop"]["barrier_seconds"].get<double>() < 5.0);
   // Its traffic with node 1, from the transport: the remote faults went
   // there (node 1's pages were never written, so the grants carry no page
   // data, only the protocol's messages), and the lost connection is node
