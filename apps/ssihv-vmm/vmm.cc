@@ -32,6 +32,7 @@ constexpr uint64_t kPage = 4096;
 // yet (ClusterNode::Quiesce). Their faults take milliseconds; a peer that
 // needs seconds is stuck, and its own failure detector stops it.
 constexpr absl::Duration kStopBarrierTimeout = absl::Seconds(10);
+
 // The BIOS window below the reset-vector stub (x86_boot.h).
 constexpr uint64_t kBiosWindowSize = kvm::kResetVector - kvm::kBiosWindowStart;
 // With KVM's irqchip, APIC IDs from 255 on would need x2APIC routing through
