@@ -49,9 +49,12 @@ void NodeLink::OnPeer(uint32_t node, rdmax::PeerState state) {
     int64_t zero = 0;
     p.down_since_ns.compare_exchange_strong(zero, NowNs());
   }
-  // Through mu_: a waiter between its check and its wait must not miss it.
+  WakeWaiters();  // the detector and the stop barrier look again now
+}
+
+void NodeLink::WakeWaiters() {
   { std::lock_guard<std::mutex> lock(mu_); }
-  cv_.notify_all();  // the detector and the stop barrier look again now
+  cv_.notify_all();
 }
 
 void NodeLink::OnMessage(const rdmax::Message& m) {
@@ -274,7 +277,7 @@ absl::StatusOr<std::vector<uint8_t>> NodeLink::ForwardIo(const IoMsg& m) {
 void NodeLink::BroadcastStop(const StopMsg& m) {
   const std::vector<uint8_t> b = Encode(m);
   for (uint32_t n = 0; n < peers_.size(); ++n) {
-    if (n == self_ || peers_[n]->lost || !peers_[n]->up) continue;
+    if (!Reachable(n)) continue;
     absl::Status st = transport_->Send(n, kMsgStop, b);
     if (!st.ok()) {
       Log(LogLevel::kWarning, "ssihv-vmm: stop to node ", n, ": ",
@@ -285,7 +288,7 @@ void NodeLink::BroadcastStop(const StopMsg& m) {
 
 std::vector<uint32_t> NodeLink::Quiesce(absl::Duration timeout) {
   for (uint32_t n = 0; n < peers_.size(); ++n) {
-    if (n == self_ || peers_[n]->lost || !peers_[n]->up) continue;
+    if (!Reachable(n)) continue;
     // Waits for room like a vCPU's send: a dropped one costs the timeout.
     absl::Status st =
         transport_->Send(n, kMsgQuiesced, {}, absl::Now() + options_.send_wait);
@@ -295,24 +298,16 @@ std::vector<uint32_t> NodeLink::Quiesce(absl::Duration timeout) {
     }
   }
   // Down and lost peers are not waited for: nothing of theirs is in flight.
-  auto pending = [this] {
+  auto pending = [this] {  // under mu_
     std::vector<uint32_t> left;
     for (uint32_t n = 0; n < peers_.size(); ++n) {
-      if (n == self_ || quiesced_[n] || peers_[n]->lost || !peers_[n]->up) {
-        continue;
-      }
-      left.push_back(n);
+      if (Reachable(n) && !quiesced_[n]) left.push_back(n);
     }
     return left;
   };
-  const auto deadline =
-      std::chrono::steady_clock::now() + absl::ToChronoNanoseconds(timeout);
   std::unique_lock<std::mutex> lock(mu_);
-  std::vector<uint32_t> left = pending();
-  while (!left.empty() &&
-         cv_.wait_until(lock, deadline) != std::cv_status::timeout) {
-    left = pending();
-  }
+  cv_.wait_for(lock, absl::ToChronoNanoseconds(timeout),
+               [&] { return pending().empty(); });
   return pending();
 }
 
@@ -485,7 +480,7 @@ void NodeLink::LivenessLoop() {
       lock.unlock();
       const std::vector<uint8_t> beat = Encode(HeartbeatMsg{++seq});
       for (uint32_t n = 0; n < peers_.size(); ++n) {
-        if (n != self_ && peers_[n]->up && !peers_[n]->lost) {
+        if (Reachable(n)) {
           (void)transport_->Send(n, kMsgHeartbeat, beat);
         }
       }
@@ -523,8 +518,7 @@ void NodeLink::CheckPeers(int64_t now) {
     }
     if (why.empty()) continue;
     p.lost = true;
-    { std::lock_guard<std::mutex> lock(mu_); }  // as in OnPeer
-    cv_.notify_all();  // the stop barrier waits for it no longer
+    WakeWaiters();  // the stop barrier waits for it no longer
     handler_->OnPeerLost(n, why);
   }
 }

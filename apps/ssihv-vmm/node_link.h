@@ -161,6 +161,14 @@ class NodeLink {
   bool Known(uint32_t node) const {
     return node < peers_.size() && node != self_;
   }
+  /// A peer still up: connected now and not declared lost.
+  bool Reachable(uint32_t node) const {
+    return Known(node) && peers_[node]->up && !peers_[node]->lost;
+  }
+  /// Wakes the threads waiting on cv_ (the failure detector, the stop
+  /// barrier) after a change made outside mu_: taking mu_ first means a
+  /// waiter between its check and its wait cannot miss it.
+  void WakeWaiters();
 
   const cluster::GuestLayout& layout_;
   const uint32_t self_;

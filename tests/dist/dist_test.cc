@@ -73,6 +73,13 @@ uint64_t RemoteFaults(const nlohmann::json& stats) {
          f["upgrade"].get<uint64_t>();
 }
 
+// A node's statistics after an orderly stop: no fault left unresolved, and
+// the stop barrier heard every peer's vCPUs stop before this node left.
+void CheckOrderlyStop(const nlohmann::json& stats) {
+  CHECK(stats["pager"]["errors"] == 0);
+  CHECK(stats["stop"]["barrier_silent"] == nlohmann::json::array());
+}
+
 // The vCPUs node k runs, in order: the layout gives each node a range.
 std::vector<uint32_t> OwnVcpus(const cluster::GuestLayout& layout, uint32_t k) {
   std::vector<uint32_t> own(layout.VcpusOfNode(k));
@@ -160,9 +167,7 @@ GuestReport CheckCleanRun(TestCluster& c) {
     CHECK(s["node"] == k);
     CHECK(s["local_vcpus"].get<std::vector<uint32_t>>() == OwnVcpus(layout, k));
     CHECK(RemoteFaults(s) > 0);
-    CHECK(s["pager"]["errors"] == 0);
-    // The stop barrier: every peer's vCPUs stopped before this node left.
-    CHECK(s["stop"]["barrier_silent"] == nlohmann::json::array());
+    CheckOrderlyStop(s);
     if (k > 0) CHECK(c.node(k).out().empty());  // node 0 owns the console
   }
   std::printf(
@@ -303,9 +308,7 @@ TEST_CASE("Every vCPU of 3 processes comes up over RDMA") {
       served += p["reads"].get<uint64_t>() + p["writes"].get<uint64_t>();
     }
     CHECK(served > 0);
-    CHECK(s["pager"]["errors"] == 0);
-    // The stop barrier: every peer's vCPUs stopped before this node left.
-    CHECK(s["stop"]["barrier_silent"] == nlohmann::json::array());
+    CheckOrderlyStop(s);
     if (k > 0) CHECK(c.node(k).out().empty());  // node 0 owns the console
   }
   PrintCost(c, start);
