@@ -44,9 +44,14 @@ constexpr uint32_t kMaxXapicVcpus = 254;
 // x2APIC mode at boot, as a firmware leaves it for so many CPUs.
 constexpr uint32_t kFirstX2apicOnlyId = 255;
 
-// The ACPI options matching what this VMM emulates.
-acpi::AcpiOptions VmmAcpiOptions(bool user_irqchip) {
+// The ACPI options matching what this VMM emulates. A guest across
+// processes sees the other nodes' memory as hot-pluggable: it can go away
+// with its node, and the kernel's decompressor then places the kernel in
+// node 0's memory, with the boot CPU that keeps time (docs/VMM.md, "Where
+// the kernel lands").
+acpi::AcpiOptions VmmAcpiOptions(bool user_irqchip, bool across_processes) {
   acpi::AcpiOptions o;
+  o.srat.remote_nodes_hot_pluggable = across_processes;
   // KVM's default GSI routing sends the PIT (ISA IRQ 0) to I/O APIC pin 0,
   // so the MADT keeps ISA IRQs identity-mapped rather than the PC's 0 -> 2
   // (the user irqchip's I/O APIC maps them the same way).
@@ -213,7 +218,8 @@ absl::Status Vmm::LoadGuest(const VmmOptions& options) {
 
   // ACPI tables: in the BIOS window with the RSDP when they fit, else in
   // RAM at the top of the first stretch below the hole, marked ACPI in e820.
-  acpi::AcpiOptions acpi_options = VmmAcpiOptions(user_irqchip());
+  acpi::AcpiOptions acpi_options =
+      VmmAcpiOptions(user_irqchip(), node_ != nullptr);
   SSIHV_ASSIGN_OR_RETURN(size_t size,
                          acpi::AcpiTablesSize(config_, acpi_options, true));
   acpi::Placement placement;
@@ -303,7 +309,8 @@ absl::Status Vmm::SetUpDevices() {
   if (apic_) SSIHV_RETURN_IF_ERROR(apic_->RegisterIoApic(mmio_));
   auto reset = [this] { stop_.Request(StopReason::kReset); };
   auto power_off = [this] { stop_.Request(StopReason::kPowerOff); };
-  const acpi::AcpiOptions acpi_options = VmmAcpiOptions(user_irqchip());
+  const acpi::AcpiOptions acpi_options =
+      VmmAcpiOptions(user_irqchip(), node_ != nullptr);
   const uint64_t sleep_port = acpi_options.fadt.sleep_control_register->address;
   if (acpi_options.fadt.sleep_status_register->address != sleep_port + 1) {
     return absl::InternalError("ACPI sleep status must follow sleep control");

@@ -37,7 +37,7 @@ void AppendX2ApicAffinity(ByteBuilder& b, uint32_t domain, uint32_t x2apic_id) {
 }
 
 void AppendMemoryAffinity(ByteBuilder& b, uint32_t domain, uint64_t base,
-                          uint64_t length) {
+                          uint64_t length, uint32_t flags) {
   [[maybe_unused]] const size_t start = b.size();
   b.U8(srat_type::kMemoryAffinity);  // Type
   b.U8(kSratMemorySize);             // Length
@@ -46,15 +46,16 @@ void AppendMemoryAffinity(ByteBuilder& b, uint32_t domain, uint64_t base,
   b.U64(base);                       // Base Address Low, High
   b.U64(length);                     // Length Low, High
   b.U32(0);                          // Reserved
-  b.U32(kSratEnabled);               // Flags: enabled, not hot-pluggable,
-                                     // not non-volatile
+  b.U32(flags);                      // Flags: enabled, hot-pluggable or
+                                     // not, never non-volatile
   b.U64(0);                          // Reserved
   assert(b.size() - start == kSratMemorySize);
 }
 
 }  // namespace
 
-Bytes BuildSrat(const cluster::ClusterConfig& config, const OemInfo& oem) {
+Bytes BuildSrat(const cluster::ClusterConfig& config, const OemInfo& oem,
+                const SratOptions& options) {
   const cluster::GuestLayout layout(config);
   ByteBuilder b;
   size_t start = BeginSdt(b, "SRAT", kSratRevision, oem);
@@ -69,8 +70,12 @@ Bytes BuildSrat(const cluster::ClusterConfig& config, const OemInfo& oem) {
     }
   }
   for (uint32_t node = 0; node < config.num_nodes(); ++node) {
+    uint32_t flags = kSratEnabled;
+    if (node != 0 && options.remote_nodes_hot_pluggable) {
+      flags |= kSratMemoryHotPluggable;
+    }
     for (const cluster::GpaRange& r : layout.RangesOfNode(node)) {
-      AppendMemoryAffinity(b, node, r.gpa, r.size);
+      AppendMemoryAffinity(b, node, r.gpa, r.size, flags);
     }
   }
   FinishSdt(b, start);

@@ -33,8 +33,8 @@ Leaves BuildLeaves(const cluster::ClusterConfig& config,
                    const AcpiOptions& options) {
   return Leaves{BuildDsdt(options.dsdt, options.oem),
                 BuildMadt(config, options.madt, options.oem),
-                BuildSrat(config, options.oem), BuildSlit(config, options.oem),
-                BuildHmat(config, options.oem)};
+                BuildSrat(config, options.oem, options.srat),
+                BuildSlit(config, options.oem), BuildHmat(config, options.oem)};
 }
 
 // Buffer order and sizes: XSDT, FACP, DSDT, APIC, SRAT, SLIT, HMAT.

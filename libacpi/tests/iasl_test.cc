@@ -237,8 +237,8 @@ Expected Expect(const cluster::ClusterConfig& c) {
   return e;
 }
 
-void CheckSrat(const std::vector<Line>& lines,
-               const cluster::ClusterConfig& c) {
+void CheckSrat(const std::vector<Line>& lines, const cluster::ClusterConfig& c,
+               bool remote_nodes_hot_pluggable = false) {
   const Expected e = Expect(c);
   size_t cpu = 0, range = 0;
   for (const Record& r : Records(lines, "Subtable Type")) {
@@ -260,7 +260,9 @@ void CheckSrat(const std::vector<Line>& lines,
       CHECK(Hex(One(r, "Proximity Domain")) == e.ranges[range].node);
       CHECK(Hex(One(r, "Base Address")) == e.ranges[range].base);
       CHECK(Hex(One(r, "Address Length")) == e.ranges[range].length);
-      CHECK(One(r, "Hot Pluggable") == "0");
+      const bool hot_pluggable =
+          remote_nodes_hot_pluggable && e.ranges[range].node != 0;
+      CHECK(One(r, "Hot Pluggable") == (hot_pluggable ? "1" : "0"));
       ++range;
     }
   }
@@ -409,6 +411,21 @@ TEST_CASE("iasl round trip of the golden topologies") {
   for (const char* name : testing::kGoldenTopologies) {
     CheckTopology(name, testing::GoldenConfig(name));
   }
+}
+
+TEST_CASE(
+    "iasl reads a guest across processes' SRAT: only node 0's memory "
+    "is not hot-pluggable") {
+  const cluster::ClusterConfig c = testing::Config(R"({"nodes": [
+      {"id": 0, "vcpus": 1, "memory_mib": 2048},
+      {"id": 1, "vcpus": 2, "memory_mib": 2048},
+      {"id": 2, "vcpus": 1, "memory_mib": 512}]})");
+  AcpiOptions options;
+  options.srat.remote_nodes_hot_pluggable = true;
+  auto t = BuildAcpiTables(c, options, {});
+  REQUIRE(t.ok());
+  Workdir dir("across_processes");
+  CheckSrat(RoundTrip(dir.path(), "srat", t->Table("SRAT")), c, true);
 }
 
 TEST_CASE("iasl round trip of more edge topologies") {

@@ -19,6 +19,7 @@ constexpr uint64_t kGiB = uint64_t{1} << 30;
 struct Mem {
   uint32_t domain;
   uint64_t base, length;
+  bool hot_pluggable = false;
   bool operator==(const Mem&) const = default;
 };
 
@@ -52,10 +53,12 @@ Decoded Decode(const Bytes& s) {
       REQUIRE(sub.length == 40);
       CHECK(Le(s, at + 6, 2) == 0);
       CHECK(Le(s, at + 24, 4) == 0);
-      CHECK(Le(s, at + 28, 4) == 1);  // enabled, not hot-pluggable
+      const uint64_t flags = Le(s, at + 28, 4);
+      CHECK((flags & ~uint64_t{2}) == 1);  // enabled, maybe hot-pluggable
       CHECK(Le(s, at + 32, 8) == 0);
       d.memory.push_back({static_cast<uint32_t>(Le(s, at + 2, 4)),
-                          Le(s, at + 8, 8), Le(s, at + 16, 8)});
+                          Le(s, at + 8, 8), Le(s, at + 16, 8),
+                          (flags & 2) != 0});
     }
   }
   return d;
@@ -143,6 +146,26 @@ TEST_CASE("SRAT: a memory-only node has memory but no processors") {
   CHECK(d.memory == std::vector<Mem>{{0, 0, kGiB},
                                      {1, kGiB, 512 * kMiB},
                                      {2, kGiB + 512 * kMiB, 512 * kMiB}});
+}
+
+TEST_CASE(
+    "SRAT of a guest across processes: other nodes' memory is "
+    "hot-pluggable, node 0's is not, whatever the hole splits") {
+  auto config = Config(R"({"nodes": [
+      {"id": 0, "vcpus": 1, "memory_mib": 2048},
+      {"id": 1, "vcpus": 1, "memory_mib": 2048},
+      {"id": 2, "vcpus": 1, "memory_mib": 1024}]})");
+  Decoded d = Decode(BuildSrat(
+      config, OemInfo{}, SratOptions{.remote_nodes_hot_pluggable = true}));
+  CHECK(d.memory == std::vector<Mem>{{0, 0, 2 * kGiB, false},
+                                     {1, 2 * kGiB, kGiB, true},
+                                     {1, 4 * kGiB, kGiB, true},
+                                     {2, 5 * kGiB, kGiB, true}});
+  CHECK(d.cpus.size() == 3);
+  // The default (acpi-gen, a one-process VM): nothing hot-pluggable.
+  for (const Mem& m : Decode(BuildSrat(config, OemInfo{})).memory) {
+    CHECK_FALSE(m.hot_pluggable);
+  }
 }
 
 TEST_CASE("SRAT of a single node") {

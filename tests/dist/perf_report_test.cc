@@ -87,6 +87,21 @@ TEST_CASE("the guest report: init's uptimes, or -1 without a number") {
   CHECK(bad.init_uptime_s == -1);
 }
 
+TEST_CASE("the guest report: where the kernel's image is, if readable") {
+  const GuestReport g =
+      ParseReport("SSIHV kernel_phys start=1a000000 end=1cbfffff\n");
+  REQUIRE(g.kernel_phys.has_value());
+  CHECK(g.kernel_phys->first == 0x1a000000);
+  CHECK(g.kernel_phys->second == 0x1cbfffff);
+  // /proc/iomem without its addresses (not root): zeros, or nothing.
+  CHECK_FALSE(ParseReport("SSIHV kernel_phys start= end=\n").kernel_phys);
+  CHECK_FALSE(ParseReport("SSIHV kernel_phys start=00000000 end=00000000\n")
+                  .kernel_phys.has_value());
+  CHECK_FALSE(ParseReport("SSIHV kernel_phys start=2000 end=1000\n")
+                  .kernel_phys.has_value());
+  CHECK_FALSE(ParseReport(kConsole).kernel_phys.has_value());
+}
+
 TEST_CASE("the guest report: the clock, and the time before it began") {
   const GuestReport g = ParseReport(
       "SSIHV clock source=kvm-clock sched_offset_ns=2500000000 "

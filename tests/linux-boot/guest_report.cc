@@ -121,6 +121,14 @@ GuestReport ParseReport(const std::string& console) {
       }
       continue;
     }
+    if (line.rfind("SSIHV kernel_phys ", 0) == 0) {
+      uint64_t start = 0, end = 0;
+      if (absl::SimpleHexAtoi(f["start"], &start) &&
+          absl::SimpleHexAtoi(f["end"], &end) && start <= end && end != 0) {
+        r.kernel_phys = std::make_pair(start, end);
+      }
+      continue;
+    }
     if (f.count("coherence_exit")) {
       r.coherence_exit = static_cast<int>(Number(f, "coherence_exit"));
       continue;

@@ -11,6 +11,7 @@
 #include <set>
 #include <string>
 #include <tuple>
+#include <utility>
 #include <vector>
 
 #include "absl/strings/string_view.h"
@@ -70,6 +71,9 @@ struct GuestReport {
   std::map<uint32_t, NodeReport> node;
   std::set<std::tuple<uint32_t, uint64_t, uint64_t>> srat;  // node, first, last
   std::map<uint32_t, uint32_t> cpu_node;  // CPU -> its NUMA node
+  /// The kernel's image in guest-physical memory, its code's first byte to
+  /// its bss's last (/proc/iomem); nullopt when not printed or unreadable.
+  std::optional<std::pair<uint64_t, uint64_t>> kernel_phys;
   /// The coherence stress's result line ("SSIHV_COHERENCE ok ..."), if any,
   /// and the program's exit status (-1: not run).
   std::string coherence;

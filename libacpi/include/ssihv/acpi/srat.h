@@ -65,13 +65,27 @@ inline constexpr uint8_t kX2ApicAffinity = 2;
 
 /// Flags bit 0 "Enabled" (processor and memory affinity alike).
 inline constexpr uint32_t kSratEnabled = 1u << 0;
+/// Memory affinity flags bit 1 "Hot Pluggable".
+inline constexpr uint32_t kSratMemoryHotPluggable = 1u << 1;
+
+struct SratOptions {
+  /// Marks the memory of every node but node 0 hot-pluggable. For a guest
+  /// whose nodes are separate processes (docs/ACPI.md, "A guest across
+  /// processes"): such memory can go away with its node, and Linux's boot
+  /// decompressor places the kernel only in memory not marked so (physical
+  /// KASLR picks among the SRAT's immovable ranges), that is in node 0's,
+  /// where the boot CPU writes the kernel's hottest data at every tick.
+  bool remote_nodes_hot_pluggable = false;
+};
 
 /// Builds the SRAT of a valid config: per vCPU (global index = APIC ID, in
 /// node-id order) a local APIC affinity structure for IDs < 255 and an
 /// x2APIC one from 255 on; then per node, per GPA range of
 /// cluster::GuestLayout (two when the 3 GiB hole splits it), a memory
-/// affinity structure. Proximity domain = node id; everything enabled.
-Bytes BuildSrat(const cluster::ClusterConfig& config, const OemInfo& oem);
+/// affinity structure. Proximity domain = node id; everything enabled, and
+/// hot-pluggable as `options` says.
+Bytes BuildSrat(const cluster::ClusterConfig& config, const OemInfo& oem,
+                const SratOptions& options = {});
 
 }  // namespace ssihv::acpi
 

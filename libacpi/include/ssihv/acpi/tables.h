@@ -29,6 +29,7 @@
 #include "ssihv/acpi/madt.h"
 #include "ssihv/acpi/rsdp.h"
 #include "ssihv/acpi/sdt.h"
+#include "ssihv/acpi/srat.h"
 #include "ssihv/cluster/config.h"
 
 namespace ssihv::acpi {
@@ -39,6 +40,7 @@ struct AcpiOptions {
   MadtOptions madt;
   FadtOptions fadt;
   DsdtOptions dsdt;
+  SratOptions srat;
 };
 
 /// Where the tables go in guest physical memory.
