@@ -229,6 +229,17 @@ RunResult Measure(const Shape& shape, int port_base, const std::string& append,
       shape.name.c_str(), r.boot_s, r.remote_faults_at_init,
       r.remote_p50_ms_at_init);
   std::fflush(stdout);
+  // Booted on fewer CPUs (maxcpus= with ssihv.online=...: docs/VMM.md,
+  // "Booting on node 0's CPUs"), init's first line comes before it brings
+  // the others online: say when they all were.
+  if (append.find("ssihv.online=") != std::string::npos) {
+    reach("SSIHV onlined");
+    const double online_s = Since(t0);
+    std::printf(
+        "dist_perf: %s: every CPU online after %.1f s, %.0f remote faults\n",
+        shape.name.c_str(), online_s, Scrape(c, running).remote_faults);
+    std::fflush(stdout);
+  }
   // The lab's CPUs while cpubench runs (from just after its start, when
   // the scrapes above took long, to its end).
   reach("SSIHV perf start");

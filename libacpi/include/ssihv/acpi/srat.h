@@ -70,8 +70,8 @@ inline constexpr uint32_t kSratMemoryHotPluggable = 1u << 1;
 
 struct SratOptions {
   /// Marks the memory of every node but node 0 hot-pluggable. For a guest
-  /// whose nodes are separate processes (docs/ACPI.md, "A guest across
-  /// processes"): such memory can go away with its node, and Linux's boot
+  /// whose nodes are separate processes (docs/VMM.md, "Where the kernel
+  /// lands"): such memory can go away with its node, and Linux's boot
   /// decompressor places the kernel only in memory not marked so (physical
   /// KASLR picks among the SRAT's immovable ranges), that is in node 0's,
   /// where the boot CPU writes the kernel's hottest data at every tick.
