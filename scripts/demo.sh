@@ -16,7 +16,7 @@
 # download` (unpacked into a cache, never installed). Needs a KVM that can
 # run Linux guests; where there is none (as on the project's machines) the
 # demo runs inside the lab VM (tests/lab/run.sh: nested KVM under QEMU) and
-# says so — expect about 5 minutes there, most of it the emulated nested
+# says so — expect about 3 minutes there, most of it the emulated nested
 # guest faulting pages between the two processes.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -43,7 +43,7 @@ if [ "${SSIHV_LAB:-}" = 1 ] ||
   echo "demo: booting $(basename "$LINUX_BOOT_KERNEL") across two ssihv-vmm processes on this host's KVM" >&2
   exec "${cmd[@]}"
 fi
-echo "demo: no KVM that can boot Linux here: running the two ssihv-vmm processes inside the lab VM (tests/lab/run.sh); expect about 5 minutes" >&2
+echo "demo: no KVM that can boot Linux here: running the two ssihv-vmm processes inside the lab VM (tests/lab/run.sh); expect about 3 minutes" >&2
 "$root/tests/lab/prepare.sh" >&2
 # The lab kernel trusts its TSC, as for the distributed VM's tests: else the
 # lab's KVM rewrites every vCPU's kvmclock at every entry and that page
