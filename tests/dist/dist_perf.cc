@@ -357,6 +357,8 @@ TEST_CASE("distributed VM performance: 1, 2 and 3 processes, one lab run") {
                            symbols, &console));
     if (first) {
       const std::string kallsyms = KallsymsFromConsole(console);
+      INFO("decoded " << kallsyms.size() << " bytes; "
+                      << KallsymsBlockFaults(console));
       CHECK(kallsyms.find(" jiffies_64\n") != std::string::npos);
       symbols = SymbolMap(kallsyms);
       // This boot's own pages were counted before the symbols arrived.

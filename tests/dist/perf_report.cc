@@ -11,7 +11,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "guest_report.h"
 
 namespace ssihv::testing {
@@ -172,23 +174,60 @@ std::map<std::string, double> CpuRates(
   return out;
 }
 
-std::string KallsymsFromConsole(const std::string& console) {
+namespace {
+
+// The lines of init's kallsyms block, split into its base64 and the rest
+// (the marker's own line, kernel messages between lines, broken lines).
+struct KallsymsBlock {
+  bool complete = false;  // both markers, in order
+  int lines = 0;
+  std::string base64;
+  std::vector<std::string> other;  // the first few
+};
+
+KallsymsBlock SplitKallsymsBlock(const std::string& console) {
+  KallsymsBlock block;
   const size_t begin = console.find("SSIHV_KALLSYMS_BEGIN");
   const size_t end = console.find("SSIHV_KALLSYMS_END");
   if (begin == std::string::npos || end == std::string::npos || end < begin) {
-    return "";
+    return block;
   }
-  std::string b64;
+  block.complete = true;
   for (absl::string_view line : absl::StrSplit(
            absl::string_view(console).substr(begin, end - begin), '\n')) {
     line = absl::StripSuffix(line, "\r");
-    if (line.empty() || line.find_first_not_of(
-                            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
-                            "wxyz0123456789+/=") != absl::string_view::npos) {
-      continue;  // the marker, a kernel message
+    if (line.empty()) continue;
+    ++block.lines;
+    if (line.find_first_not_of(
+            "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuv"
+            "wxyz0123456789+/=") == absl::string_view::npos) {
+      absl::StrAppend(&block.base64, line, "\n");
+    } else if (block.other.size() < 6) {
+      block.other.emplace_back(line.substr(0, 160));
     }
-    absl::StrAppend(&b64, line, "\n");
   }
+  return block;
+}
+
+}  // namespace
+
+std::string KallsymsBlockFaults(const std::string& console) {
+  const KallsymsBlock block = SplitKallsymsBlock(console);
+  if (!block.complete) {
+    return absl::StrCat(
+        "no complete block (begin marker ",
+        console.find("SSIHV_KALLSYMS_BEGIN") != std::string::npos,
+        ", end marker ",
+        console.find("SSIHV_KALLSYMS_END") != std::string::npos, ")");
+  }
+  return absl::StrCat(block.lines, " lines in the block; not base64 (",
+                      "the marker first): ", absl::StrJoin(block.other, " | "));
+}
+
+std::string KallsymsFromConsole(const std::string& console) {
+  const KallsymsBlock block = SplitKallsymsBlock(console);
+  if (!block.complete) return "";
+  const std::string& b64 = block.base64;
   char path[] = "/tmp/ssihv-kallsyms.XXXXXX";
   const int fd = ::mkstemp(path);
   if (fd < 0) return "";

@@ -92,6 +92,10 @@ bool ParseGuestPerf(const std::string& console, RunResult* r);
 /// "address type name" lines), decoded with the host's base64 and gzip;
 /// empty when the block is missing or does not decode.
 std::string KallsymsFromConsole(const std::string& console);
+/// Why a block would not decode, for a failed check: whether both markers
+/// came, how many lines lay between them and the first that are not base64
+/// (other console output that broke a line of the block).
+std::string KallsymsBlockFaults(const std::string& console);
 
 /// System.map or /proc/kallsyms text ("address type name" lines), for
 /// naming guest-physical addresses of a kernel booted with nokaslr

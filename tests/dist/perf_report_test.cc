@@ -226,7 +226,13 @@ TEST_CASE("the guest's kallsyms block decodes; a broken one is empty") {
   }
   console += body + "SSIHV_KALLSYMS_END\r\nSSIHV nproc=4\n";
   CHECK(KallsymsFromConsole(console) == kSystemMap);
+  // What a failed check would show: the lines that are not base64.
+  CHECK_THAT(KallsymsBlockFaults(console),
+             Catch::Contains("not base64 (the marker first): "
+                             "SSIHV_KALLSYMS_BEGIN | [   3.1] kernel says hi"));
   CHECK(KallsymsFromConsole("SSIHV_INIT_REACHED\n").empty());
+  CHECK(KallsymsBlockFaults("SSIHV_KALLSYMS_BEGIN\nQUJD\n") ==
+        "no complete block (begin marker 1, end marker 0)");
   std::string broken = console;
   broken.erase(broken.find("SSIHV_KALLSYMS_BEGIN") + 30, 8);
   CHECK(KallsymsFromConsole(broken).empty());
