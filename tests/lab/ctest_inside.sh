@@ -17,9 +17,13 @@ ulimit -c unlimited
 # Anonymous private memory only (no guest RAM shared with KVM, no file
 # mappings): enough for the stacks, small over the 9p share.
 echo 0x1 > /proc/self/coredump_filter
+# junit.xml keeps a passed test's output up to 256 KiB (ctest's default is
+# 1 KiB): dist_test prints each case's cost, the only record of a passing
+# lab run's timings.
 # shellcheck disable=SC2086  # extra arguments split on purpose
 ctest --test-dir "$build" -L "$labels" -LE "$exclude" \
   --output-on-failure --no-tests=error -j "${SSIHV_LAB_JOBS:-1}" \
+  --test-output-size-passed 262144 \
   --output-junit "$results/junit.xml" $extra 2>&1 | tee "$results/ctest.log"
 rc=$?
 for core in "$cores"/core.*; do
