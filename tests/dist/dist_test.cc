@@ -246,8 +246,9 @@ TEST_CASE("Linux boots across 2 processes over TCP") {
   TestCluster c({{2, 384}, {2, 320}}, "tcp", 7850);
   // init's report on CPU 0 (node 0): its shell's forks on node 1's CPUs
   // cost a third of this case's lab time, and the checks read the same.
-  // The coherence stress after it runs on all four CPUs (seconds of the
-  // lab's time: it is in CI through this case).
+  // The coherence stress after it runs on all four CPUs: the stress in CI
+  // goes through this case (it and init's report took 38-67 s of guest
+  // uptime in the lab, docs/LAB.md).
   c.StartAll(
       Cmdline("quiet ssihv.end=poweroff ssihv.report_cpu=0 "
               "ssihv.coherence=" +

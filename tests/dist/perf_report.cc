@@ -179,6 +179,8 @@ namespace {
 // The lines of init's kallsyms block, split into its base64 and the rest
 // (the marker's own line, kernel messages between lines, broken lines).
 struct KallsymsBlock {
+  bool has_begin = false;
+  bool has_end = false;
   bool complete = false;  // both markers, in order
   int lines = 0;
   std::string base64;
@@ -189,9 +191,9 @@ KallsymsBlock SplitKallsymsBlock(const std::string& console) {
   KallsymsBlock block;
   const size_t begin = console.find("SSIHV_KALLSYMS_BEGIN");
   const size_t end = console.find("SSIHV_KALLSYMS_END");
-  if (begin == std::string::npos || end == std::string::npos || end < begin) {
-    return block;
-  }
+  block.has_begin = begin != std::string::npos;
+  block.has_end = end != std::string::npos;
+  if (!block.has_begin || !block.has_end || end < begin) return block;
   block.complete = true;
   for (absl::string_view line : absl::StrSplit(
            absl::string_view(console).substr(begin, end - begin), '\n')) {
@@ -214,11 +216,8 @@ KallsymsBlock SplitKallsymsBlock(const std::string& console) {
 std::string KallsymsBlockFaults(const std::string& console) {
   const KallsymsBlock block = SplitKallsymsBlock(console);
   if (!block.complete) {
-    return absl::StrCat(
-        "no complete block (begin marker ",
-        console.find("SSIHV_KALLSYMS_BEGIN") != std::string::npos,
-        ", end marker ",
-        console.find("SSIHV_KALLSYMS_END") != std::string::npos, ")");
+    return absl::StrCat("no complete block (begin marker ", block.has_begin,
+                        ", end marker ", block.has_end, ")");
   }
   return absl::StrCat(block.lines, " lines in the block; not base64 (",
                       "the marker first): ", absl::StrJoin(block.other, " | "));
