@@ -26,11 +26,11 @@ constexpr char kUsage[] =
     "usage: dsm-sim --nodes N[-M] --pages P --ops K --seeds A-B\n"
     "               [--faults reorder,drop,crash] [--threads T] [--pull]\n"
     "               [--write-percent W] [--max-crashes C] [--trace-lines L]\n"
-    "               [--runs R] [--downgrade]\n"
+    "               [--runs R] [--downgrade] [--lanes]\n"
     "       dsm-sim --exhaustive --nodes N --pages P --ops K\n"
     "               [--faults drop,crash] [--threads T] [--pull] "
     "[--downgrade]\n"
-    "               [--max-states S] [--runs R]\n"
+    "               [--max-states S] [--runs R] [--lanes]\n"
     "Simulates N nodes running K reads/writes per thread on P pages through\n"
     "the libdirectory protocol and checks SWMR, data values, losses,\n"
     "liveness and directory agreement after every step. --nodes 2-5 picks\n"
@@ -41,6 +41,9 @@ constexpr char kUsage[] =
     "after a write, as first-touch runs do (default 3 for seeds, 0\n"
     "exhaustive). --downgrade: homes also downgrade idle Modified pages\n"
     "they hold alone, at any step (libpager's background downgrade).\n"
+    "--lanes: requests travel on a second channel per pair, not ordered\n"
+    "with the first, until the sender learns of a death (libpager's DSM\n"
+    "lanes).\n"
     "Test only:\n"
     "--inject-bug skip-invalidation|skip-downgrade|run-skip-downgrade|\n"
     "write-run-not-pristine|downgrade-skip-protect|early-unblock (protocol\n"
@@ -91,6 +94,10 @@ Args Parse(int argc, char** argv) {
     }
     if (flag == "--downgrade") {
       a.config.downgrade = true;
+      continue;
+    }
+    if (flag == "--lanes") {
+      a.config.request_lanes = true;
       continue;
     }
     if (i + 1 >= argc) Usage(flag + " needs a value");
@@ -160,6 +167,7 @@ int RunExhaustive(Args& a) {
                    " ops=", a.config.ops, " threads=", a.config.threads,
                    " faults=", a.faults, a.config.pull ? " pull" : "",
                    a.config.downgrade ? " downgrade" : "",
+                   a.config.request_lanes ? " lanes" : "",
                    a.config.run_pages ? " runs=" : "",
                    a.config.run_pages ? absl::StrCat(a.config.run_pages) : "");
   if (!r.ok) {
@@ -192,11 +200,12 @@ int RunSeeds(Args& a) {
       PrintViolation(what.c_str(), r.violation);
       std::printf(
           "reproduce: dsm-sim --nodes %u --pages %llu --ops %u "
-          "--threads %u --seeds %llu --faults %s --runs %u%s%s\n",
+          "--threads %u --seeds %llu --faults %s --runs %u%s%s%s\n",
           a.config.nodes, static_cast<unsigned long long>(a.config.pages),
           a.config.ops, a.config.threads, static_cast<unsigned long long>(seed),
           a.faults.c_str(), a.config.run_pages, a.config.pull ? " --pull" : "",
-          a.config.downgrade ? " --downgrade" : "");
+          a.config.downgrade ? " --downgrade" : "",
+          a.config.request_lanes ? " --lanes" : "");
       return 1;
     }
     ++seeds;
@@ -228,7 +237,7 @@ int RunSeeds(Args& a) {
                     s.totals.faults_upgrade;
   std::printf(
       "dsm-sim: %llu seeds (%llu-%llu) nodes %u-%u pages %llu ops %u threads "
-      "%u faults %s%s%s: no violation\n"
+      "%u faults %s%s%s%s: no violation\n"
       "  %llu steps, %llu reads, %llu writes, %llu accesses to lost pages, "
       "%llu crashes, %llu remote faults, %.2f messages per remote fault, "
       "%llu steps under the liveness bound (longest fault %llu steps, bound "
@@ -239,6 +248,7 @@ int RunSeeds(Args& a) {
       static_cast<unsigned long long>(a.config.pages), a.config.ops,
       a.config.threads, a.faults.c_str(), a.config.pull ? " pull" : "",
       a.config.downgrade ? " downgrade" : "",
+      a.config.request_lanes ? " lanes" : "",
       static_cast<unsigned long long>(steps),
       static_cast<unsigned long long>(reads),
       static_cast<unsigned long long>(writes),

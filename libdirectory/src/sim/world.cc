@@ -32,7 +32,8 @@ World::World(const Config& config, const PageSpace& space,
       frames_(nodes_.size() * space.num_pages()),
       latest_(space.num_pages(), 0),
       doomed_(space.num_pages(), false),
-      channels_(nodes_.size() * nodes_.size()),
+      channels_(nodes_.size() * nodes_.size() *
+                (config.request_lanes ? 2 : 1)),
       trace_(config.trace_lines) {
   // Initially every page is Modified at its home: the home's frame holds
   // the (all-zero) page, unmapped until first touched.
@@ -393,6 +394,18 @@ void World::FaultDone(ThreadState& ts) {
   ts.fault_step = 0;
 }
 
+uint32_t World::ChannelOf(NodeId n, const Packet& pk) const {
+  const uint32_t pair = n * N() + pk.to;
+  if (!config_.request_lanes || pk.report ||
+      nodes_[n].membership().dead() != 0) {
+    return pair;
+  }
+  const MsgType t = pk.msg.type;
+  const bool request = t == MsgType::kReadReq || t == MsgType::kWriteReq ||
+                       t == MsgType::kReadRun;
+  return request ? N() * N() + pair : pair;
+}
+
 void World::Deliver(uint32_t c) {
   Packet pk = std::move(channels_[c].front());
   channels_[c].pop_front();
@@ -441,8 +454,9 @@ void World::Crash(NodeId n) {
   if (rng_ != nullptr) {
     // What the dead node had not yet put on the wire is lost: a random
     // suffix of each of its outgoing channels.
-    for (NodeId to = 0; to < N(); ++to) {
-      auto& ch = channels_[n * N() + to];
+    for (uint32_t c = 0; c < channels_.size(); ++c) {
+      if ((c % (N() * N())) / N() != n) continue;  // not from n
+      auto& ch = channels_[c];
       size_t keep = ch.empty() ? 0 : rng_->Below(ch.size() + 1);
       ch.resize(keep);
     }
@@ -520,7 +534,7 @@ void World::Perform(NodeId n, const Packet* in, uint64_t fetched,
         }
       }
       pk.ready = now_ + Delay();
-      channels_[n * N() + e.node].push_back(std::move(pk));
+      channels_[ChannelOf(n, pk)].push_back(std::move(pk));
       sent = true;
       continue;
     }

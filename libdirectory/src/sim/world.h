@@ -177,6 +177,9 @@ class World {
 
   void StepThread(uint32_t t, const Op& chosen);
   void Deliver(uint32_t channel);
+  /// The channel a packet node n sends goes on: its pair's, or with
+  /// request_lanes the pair's lane (world.cc).
+  uint32_t ChannelOf(NodeId n, const Packet& pk) const;
   void CompleteFetch(uint32_t index, bool fail);
   void Crash(NodeId n);
   void Notify(uint32_t index);
@@ -219,7 +222,8 @@ class World {
   std::vector<bool> doomed_;
   std::vector<ThreadState> threads_;
   std::vector<std::vector<Op>> ops_;
-  std::vector<std::deque<Packet>> channels_;  // from * N + to
+  // from * N + to; with request_lanes, N * N + from * N + to: the lanes.
+  std::vector<std::deque<Packet>> channels_;
   std::vector<FetchOp> fetches_;
   std::vector<Notice> notices_;
   std::vector<DeferredMsg> deferred_;

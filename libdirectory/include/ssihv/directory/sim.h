@@ -51,6 +51,11 @@ struct Config {
   /// Background downgrades (Node::Downgrade): while work remains, any node
   /// may downgrade any page it qualifies for, at any step.
   bool downgrade = false;
+  /// Request lanes (libpager's DSM lanes, docs/PROTOCOL.md "Channels"):
+  /// requests (kReadReq, kWriteReq, kReadRun) from a node that has learned
+  /// of no death travel on a second FIFO channel per ordered pair, not
+  /// ordered with the first, which carries everything else.
+  bool request_lanes = false;
   TestBug bug = TestBug::kNone;
   /// Test only: a driver that breaks node.h's rule and lets a call's
   /// messages leave before the call's later local effects (they happen in
