@@ -33,7 +33,7 @@ World::World(const Config& config, const PageSpace& space,
       latest_(space.num_pages(), 0),
       doomed_(space.num_pages(), false),
       channels_(nodes_.size() * nodes_.size() *
-                (config.request_lanes ? 2 : 1)),
+                (config.request_lanes ? 1 + kLanes : 1)),
       trace_(config.trace_lines) {
   // Initially every page is Modified at its home: the home's frame holds
   // the (all-zero) page, unmapped until first touched.
@@ -394,7 +394,7 @@ void World::FaultDone(ThreadState& ts) {
   ts.fault_step = 0;
 }
 
-uint32_t World::ChannelOf(NodeId n, const Packet& pk) const {
+uint32_t World::ChannelOf(NodeId n, const Packet& pk) {
   const uint32_t pair = n * N() + pk.to;
   if (!config_.request_lanes || pk.report ||
       nodes_[n].membership().dead() != 0) {
@@ -403,7 +403,13 @@ uint32_t World::ChannelOf(NodeId n, const Packet& pk) const {
   const MsgType t = pk.msg.type;
   const bool request = t == MsgType::kReadReq || t == MsgType::kWriteReq ||
                        t == MsgType::kReadRun;
-  return request ? N() * N() + pair : pair;
+  if (!request) return pair;
+  // Which of the pair's lanes: libpager takes whichever is idle. Random
+  // mode draws it; the explorer alternates (not a branch of its own).
+  const uint32_t lane = rng_ != nullptr ? static_cast<uint32_t>(rng_->Below(
+                                              kLanes))
+                                        : static_cast<uint32_t>(pk.id % kLanes);
+  return (1 + lane) * N() * N() + pair;
 }
 
 void World::Deliver(uint32_t c) {

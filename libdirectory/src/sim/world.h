@@ -178,8 +178,12 @@ class World {
   void StepThread(uint32_t t, const Op& chosen);
   void Deliver(uint32_t channel);
   /// The channel a packet node n sends goes on: its pair's, or with
-  /// request_lanes the pair's lane (world.cc).
-  uint32_t ChannelOf(NodeId n, const Packet& pk) const;
+  /// request_lanes one of the pair's lanes (world.cc). Not const: random
+  /// mode draws the lane.
+  uint32_t ChannelOf(NodeId n, const Packet& pk);
+  /// Lanes per ordered pair with request_lanes (each FIFO, none ordered
+  /// with another or with the pair's channel).
+  static constexpr uint32_t kLanes = 2;
   void CompleteFetch(uint32_t index, bool fail);
   void Crash(NodeId n);
   void Notify(uint32_t index);
@@ -222,7 +226,8 @@ class World {
   std::vector<bool> doomed_;
   std::vector<ThreadState> threads_;
   std::vector<std::vector<Op>> ops_;
-  // from * N + to; with request_lanes, N * N + from * N + to: the lanes.
+  // from * N + to; with request_lanes, (1 + lane) * N * N + from * N + to:
+  // the lanes.
   std::vector<std::deque<Packet>> channels_;
   std::vector<FetchOp> fetches_;
   std::vector<Notice> notices_;
