@@ -108,6 +108,42 @@ FetchLane::Outcome FetchLane::Fetch(RegionId region, uint64_t offset,
   }
 }
 
+FetchLane::Outcome FetchLane::SendMessage(MessageType type,
+                                          absl::Span<const uint8_t> payload) {
+  uint8_t hdr[kFrameHeaderSize];
+  FrameHeader h;
+  h.kind = FrameKind::kMessage;
+  h.type = type;
+  h.length = static_cast<uint32_t>(payload.size());
+  EncodeFrameHeader(h, hdr);
+  struct iovec iov[2] = {{hdr, kFrameHeaderSize},
+                         {const_cast<uint8_t*>(payload.data()), payload.size()}};
+  const size_t total = kFrameHeaderSize + payload.size();
+  size_t sent = 0;
+  while (sent < total) {
+    // After a partial send (a signal), the rest from where it stopped.
+    struct iovec rest[2];
+    int n = 0;
+    size_t off = sent;
+    for (const struct iovec& v : iov) {
+      if (off >= v.iov_len) {
+        off -= v.iov_len;
+        continue;
+      }
+      rest[n++] = {static_cast<uint8_t*>(v.iov_base) + off, v.iov_len - off};
+      off = 0;
+    }
+    sys::IoResult w = sys::SendMsgBlocking(fd_.get(), rest, n);
+    if (w.bytes <= 0) {
+      // Part of a frame may be out: Broken shuts the lane down, and the
+      // peer drops the cut frame without delivering it.
+      return Broken(w.bytes < 0 ? std::strerror(w.err) : "short send");
+    }
+    sent += static_cast<size_t>(w.bytes);
+  }
+  return Outcome::kDone;
+}
+
 FetchLane::Outcome FetchLane::ReadError(const FrameHeader& h,
                                         absl::Span<uint8_t> dst, size_t have,
                                         absl::Time deadline,
