@@ -400,10 +400,7 @@ uint32_t World::ChannelOf(NodeId n, const Packet& pk) {
       nodes_[n].membership().dead() != 0) {
     return pair;
   }
-  const MsgType t = pk.msg.type;
-  const bool request = t == MsgType::kReadReq || t == MsgType::kWriteReq ||
-                       t == MsgType::kReadRun;
-  if (!request) return pair;
+  if (!IsRequest(pk.msg.type)) return pair;
   // Which of the pair's lanes: libpager takes whichever is idle. Random
   // mode draws it; the explorer alternates (not a branch of its own).
   const uint32_t lane = rng_ != nullptr ? static_cast<uint32_t>(rng_->Below(

@@ -174,6 +174,15 @@ inline bool IsExclusive(MsgType type) {
   return type == MsgType::kFlush || type == MsgType::kReport;
 }
 
+/// A requester's miss to its home (kReadReq, kWriteReq, kReadRun): the only
+/// messages that may travel out of order with the rest of their pair's
+/// traffic, on a channel of their own, until the sender learns of a death
+/// (docs/PROTOCOL.md, "Channels"; `dsm-sim --lanes` checks it).
+inline bool IsRequest(MsgType type) {
+  return type == MsgType::kReadReq || type == MsgType::kWriteReq ||
+         type == MsgType::kReadRun;
+}
+
 /// Writes the 16-byte header of `msg` to `out`. A message with
 /// carries_page() must be followed on the wire by exactly payload_bytes().
 void EncodeHeader(const Message& msg, uint8_t* out);
