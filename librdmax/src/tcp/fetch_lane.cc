@@ -119,9 +119,14 @@ FetchLane::Outcome FetchLane::SendMessage(MessageType type,
   struct iovec iov[2] = {{hdr, kFrameHeaderSize},
                          {const_cast<uint8_t*>(payload.data()), payload.size()}};
   const size_t total = kFrameHeaderSize + payload.size();
+  // The first attempt never waits: a socket without room (a peer whose lane
+  // thread is stuck) sends nothing, and the caller takes another way.
+  sys::IoResult w = sys::SendMsgNoWait(fd_.get(), iov, 2);
+  if (w.bytes < 0 && Retryable(w.err)) return Outcome::kBusy;
   size_t sent = 0;
-  while (sent < total) {
-    // After a partial send (a signal), the rest from where it stopped.
+  while (w.bytes > 0 && (sent += static_cast<size_t>(w.bytes)) < total) {
+    // Part of the frame is out: the rest must follow (a cut frame would
+    // close the lane), waiting up to SO_SNDTIMEO.
     struct iovec rest[2];
     int n = 0;
     size_t off = sent;
@@ -133,15 +138,11 @@ FetchLane::Outcome FetchLane::SendMessage(MessageType type,
       rest[n++] = {static_cast<uint8_t*>(v.iov_base) + off, v.iov_len - off};
       off = 0;
     }
-    sys::IoResult w = sys::SendMsgBlocking(fd_.get(), rest, n);
-    if (w.bytes <= 0) {
-      // Part of a frame may be out: Broken shuts the lane down, and the
-      // peer drops the cut frame without delivering it.
-      return Broken(w.bytes < 0 ? std::strerror(w.err) : "short send");
-    }
-    sent += static_cast<size_t>(w.bytes);
+    w = sys::SendMsgBlocking(fd_.get(), rest, n);
   }
-  return Outcome::kDone;
+  if (sent == total) return Outcome::kDone;
+  // Broken shuts the lane down: the peer drops a cut frame undelivered.
+  return Broken(w.bytes < 0 ? std::strerror(w.err) : "short send");
 }
 
 FetchLane::Outcome FetchLane::ReadError(const FrameHeader& h,

@@ -34,6 +34,8 @@ class FetchLane {
     kDone,      // *result is the fetch's outcome (the peer's error, or OK)
     kBroken,    // the lane failed before an answer: fetch elsewhere
     kTimedOut,  // no answer by the deadline: the lane is closed
+    kBusy,      // SendMessage: no room in the socket, nothing sent; the
+                // lane is fine
   };
 
   /// `fd`: an authenticated, blocking lane socket with a short SO_RCVTIMEO
@@ -47,8 +49,9 @@ class FetchLane {
   Outcome Fetch(RegionId region, uint64_t offset, absl::Span<uint8_t> dst,
                 absl::Time deadline, absl::Status* result);
   /// A one-way message (Transport::SendOnLane): [header | payload] with one
-  /// blocking sendmsg, nothing to receive. kBroken: the lane failed before
-  /// the frame was out whole, so the peer delivers nothing of it.
+  /// sendmsg, nothing to receive. kBusy: the socket had no room and nothing
+  /// was sent (never waits for that). kBroken: the lane failed before the
+  /// frame was out whole, so the peer delivers nothing of it.
   Outcome SendMessage(MessageType type, absl::Span<const uint8_t> payload);
   /// Any thread: wakes the owner's receive; the lane is unusable after.
   void Shutdown();

@@ -70,10 +70,13 @@ absl::Status TcpTransport::SendOnLane(NodeId to, MessageType type,
         absl::StrCat("SendOnLane node=", to, ": no idle lane"));
   }
   const FetchLane::Outcome outcome = lane->SendMessage(type, payload);
-  conn->lanes().Release(std::move(lane), outcome == FetchLane::Outcome::kDone);
+  conn->lanes().Release(std::move(lane),
+                        outcome != FetchLane::Outcome::kBroken);
   if (outcome != FetchLane::Outcome::kDone) {
-    return absl::UnavailableError(
-        absl::StrCat("SendOnLane node=", to, ": the lane broke"));
+    return absl::UnavailableError(absl::StrCat(
+        "SendOnLane node=", to, ": ",
+        outcome == FetchLane::Outcome::kBusy ? "the lane is full"
+                                             : "the lane broke"));
   }
   CountSent(to, payload.size());
   Bump(stats_.lane_messages_sent);

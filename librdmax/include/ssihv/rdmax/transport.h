@@ -304,16 +304,17 @@ class Transport {
                                           absl::Span<uint8_t> response) = 0;
   /// Sends a one-way message over an idle lane to `to` (the connections of
   /// TransportOptions::fetch_lanes; docs/TRANSPORT.md, "Lane messages"):
-  /// one blocking sendmsg on a socket that only this call uses now, and at
-  /// the peer a thread blocked in recv hands it to the lane message handler
-  /// at once, with no data thread on either side. Lane messages are NOT
-  /// ordered with the main connection (Send, Call, Reply) nor with each
-  /// other; use them only for messages whose protocol does not need that
-  /// order. Unavailable when no lane is idle (one more is set up in the
-  /// background, up to fetch_lanes) or the lane broke before the message
-  /// was sent whole: then nothing was delivered and the caller sends it
-  /// another way. Unimplemented on backends without lane messages (RDMA,
-  /// loopback). Never call it from a callback of the data thread.
+  /// one sendmsg on a socket that only this call uses now, and at the peer
+  /// a thread blocked in recv hands it to the lane message handler at once,
+  /// with no data thread on either side. Lane messages are NOT ordered with
+  /// the main connection (Send, Call, Reply) nor with each other; use them
+  /// only for messages whose protocol does not need that order. Never waits
+  /// for room. Unavailable when no lane is idle (one more is set up in the
+  /// background, up to fetch_lanes), the lane's socket is full, or the lane
+  /// broke before the message was out whole: then nothing was delivered and
+  /// the caller sends it another way. Unimplemented on backends without
+  /// lane messages (RDMA, loopback). Not from a callback of the data
+  /// thread (FailedPrecondition).
   virtual absl::Status SendOnLane(NodeId to, MessageType type,
                                   absl::Span<const uint8_t> payload) = 0;
   /// Answers a request. Never waits: a response always has room (a request
