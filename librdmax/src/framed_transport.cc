@@ -55,14 +55,6 @@ absl::Status FramedTransport::Send(NodeId to, MessageType type,
   return absl::OkStatus();
 }
 
-absl::Status FramedTransport::SendOnLane(NodeId to, MessageType /*type*/,
-                                         absl::Span<const uint8_t> payload) {
-  SSIHV_RETURN_IF_ERROR(CheckMessageSize("SendOnLane", to, payload.size()));
-  return absl::UnimplementedError(
-      absl::StrCat("SendOnLane node=", to, ": the ", BackendName(kind()),
-                   " backend has no lane messages"));
-}
-
 absl::Status FramedTransport::Call(NodeId to, MessageType type,
                                    absl::Span<const uint8_t> payload,
                                    ResponseCallback done) {

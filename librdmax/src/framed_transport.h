@@ -130,18 +130,15 @@ class FramedTransport : public TransportBase {
   /// Sends a control frame to every Advertised() connection, bounded by
   /// other means (kForce); a connection that fails is closing anyway.
   void Broadcast(FrameKind kind, absl::Span<const uint8_t> payload);
-  /// Backends without lane messages: the size check, then Unimplemented.
-  absl::Status SendOnLane(NodeId to, MessageType type,
-                          absl::Span<const uint8_t> payload) override;
-  /// InvalidArgument naming `op` when a payload exceeds max_message_bytes.
-  absl::Status CheckMessageSize(absl::string_view op, NodeId to,
-                                size_t bytes) const;
 
  private:
   /// Channel() for a message or request: a missing connection is also the
   /// peer's error (PeerTransportStats::errors).
   absl::StatusOr<std::shared_ptr<FrameChannel>> SendChannel(
       NodeId to, absl::string_view op);
+  /// InvalidArgument naming `op` when a payload exceeds max_message_bytes.
+  absl::Status CheckMessageSize(absl::string_view op, NodeId to,
+                                size_t bytes) const;
   void ReceiveMessage(FrameChannel& channel, const FrameHeader& header,
                       absl::Span<const uint8_t> payload);
   void ReceiveResponse(FrameChannel& channel, const FrameHeader& header,

@@ -72,8 +72,6 @@ TransportStats AtomicStats::Snapshot() const {
   s.lanes_refused = lanes_refused.load();
   s.lanes_open = lanes_open.load();
   s.lanes_serving = lanes_serving.load();
-  s.lane_messages_sent = lane_messages_sent.load();
-  s.lane_messages_received = lane_messages_received.load();
   return s;
 }
 
@@ -243,16 +241,6 @@ void TransportBase::Deliver(const Message& message) {
               ": no message handler; dropped message type ", message.type,
               " from node ", message.from);
   }
-}
-
-void TransportBase::DeliverLaneMessage(const Message& message) {
-  Bump(stats_.messages_received);
-  Bump(stats_.lane_messages_received);
-  if (PeerCounters* c = PeerOf(message.from)) {
-    Bump(c->messages_received);
-    Bump(c->bytes_received, message.payload.size());
-  }
-  lane_handler_(message);
 }
 
 }  // namespace ssihv::rdmax

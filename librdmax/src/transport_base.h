@@ -39,8 +39,6 @@ struct AtomicStats {
   std::atomic<uint64_t> lanes_refused{0};
   std::atomic<uint64_t> lanes_open{0};     // gauge
   std::atomic<uint64_t> lanes_serving{0};  // gauge
-  std::atomic<uint64_t> lane_messages_sent{0};
-  std::atomic<uint64_t> lane_messages_received{0};
 
   TransportStats Snapshot() const;
   void NoteQueueDepth(uint64_t bytes);
@@ -66,13 +64,6 @@ class TransportBase : public Transport {
   void SetPeerHandler(PeerHandler handler) override {
     peer_handler_ = std::move(handler);
   }
-  void SetLaneMessageHandler(MessageHandler handler) override {
-    lane_handler_ = std::move(handler);
-  }
-  bool accepts_lane_messages() const { return lane_handler_ != nullptr; }
-  /// A lane message from a peer, on the thread serving its lane: counted
-  /// and handed to the lane message handler (accepts_lane_messages()).
-  void DeliverLaneMessage(const Message& message);
   TransportStats stats() const override { return stats_.Snapshot(); }
   std::vector<PeerTransportStats> peer_stats() const override;
   uint32_t max_message_bytes() const override {
@@ -113,7 +104,6 @@ class TransportBase : public Transport {
   const TransportOptions options_;
   FrameLimits limits_;
   MessageHandler message_handler_;
-  MessageHandler lane_handler_;
   PeerHandler peer_handler_;
   mutable AtomicStats stats_;
   LocalRegions regions_;

@@ -127,16 +127,6 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
       [raw](const absl::Status& st) { raw->Error(st); });
   e->transport_->SetMessageHandler(
       [raw](const rdmax::Message& m) { raw->Dispatch(m); });
-  e->lanes_on_ = e->options_.request_lanes;
-  e->transport_->SetLaneMessageHandler([raw](const rdmax::Message& m) {
-    if (m.type == kDsmFrameType) {
-      raw->HandleMessage(m.from, m.payload, /*lane=*/true);
-    } else {
-      raw->Error(absl::InvalidArgumentError(absl::StrCat(
-          "a message of type ", m.type, " from node ", m.from,
-          " on a request lane (only DSM requests travel on lanes)")));
-    }
-  });
   e->transport_->SetPeerHandler(
       [raw](rdmax::NodeId peer, rdmax::PeerState state) {
         if (state == rdmax::PeerState::kDown && raw->started_) {
@@ -329,8 +319,8 @@ void DsmEngine::Dispatch(const rdmax::Message& m) {
   }
 }
 
-void DsmEngine::HandleMessage(uint32_t from, absl::Span<const uint8_t> payload,
-                              bool lane) {
+void DsmEngine::HandleMessage(uint32_t from,
+                              absl::Span<const uint8_t> payload) {
   frames_received_.fetch_add(1, std::memory_order_relaxed);
   if (failed_.load(std::memory_order_acquire)) return;
   absl::StatusOr<dir::DecodedFrame> frame = dir::Decode(payload, *space_);
@@ -341,12 +331,6 @@ void DsmEngine::HandleMessage(uint32_t from, absl::Span<const uint8_t> payload,
     return;
   }
   const dir::MsgType type = frame->msg.type;
-  if (lane && !dir::IsRequest(type)) {
-    Error(absl::InvalidArgumentError(
-        absl::StrCat(dir::MsgTypeName(type), " from node ", from,
-                     " on a request lane (only requests travel on lanes)")));
-    return;
-  }
   if ((type == dir::MsgType::kReadReq || type == dir::MsgType::kWriteReq ||
        type == dir::MsgType::kReadRun) &&
       from < config_.num_nodes()) {
@@ -365,7 +349,6 @@ void DsmEngine::HandleMessage(uint32_t from, absl::Span<const uint8_t> payload,
     if (st.ok()) st = Execute(out, ctx);
   } else if (dir::IsExclusive(frame->msg.type)) {
     dsm::ExclusiveGuard guard(*locks_);
-    if (type == dir::MsgType::kFlush) EndRequestLanes();
     st = node_->OnMessage(from, frame->msg, &out);
     if (st.ok()) st = Execute(out, ctx);
   } else if (frame->msg.is_run()) {
@@ -396,7 +379,6 @@ absl::Status DsmEngine::DeclareDead(uint32_t node) {
   dsm::ExclusiveGuard guard(*locks_);
   dir::Output& out = ThreadOutput();
   Ctx ctx;
-  EndRequestLanes();
   SSIHV_RETURN_IF_ERROR(node_->OnNodeDead(node, &out));
   outbox_->DropPeer(node);  // the protocol sends it nothing from here on
   return Execute(out, ctx);
@@ -424,31 +406,11 @@ absl::Status DsmEngine::Execute(const dir::Output& out, Ctx& ctx) {
     ++i;
   }
   for (const StagedFrames::Frame& f : staged.frames) {
-    SendFrame(f, staged.bytes.data());
+    outbox_->Send(
+        f.to, absl::MakeConstSpan(staged.bytes.data() + f.offset, f.length));
   }
   staged.Clear();
   return ResubmitExpired(ctx);
-}
-
-// docs/PROTOCOL.md, "Channels": a request may overtake, and be overtaken
-// by, anything else its sender sends the home, until the sender knows of a
-// death. After that (recovery re-homes ranges, and a request for a
-// re-homed page must not reach its new home before the Flush that tells it
-// so) every frame keeps the outbox's order on the main connection. The
-// flag is cleared under the exclusive guard, so a call either finished
-// its sends before the protocol learned of the death or sees it cleared.
-void DsmEngine::SendFrame(const StagedFrames::Frame& f, const uint8_t* bytes) {
-  const absl::Span<const uint8_t> frame =
-      absl::MakeConstSpan(bytes + f.offset, f.length);
-  if (f.request && lanes_on_.load(std::memory_order_acquire) &&
-      transport_->SendOnLane(f.to, kDsmFrameType, frame).ok()) {
-    return;
-  }
-  outbox_->Send(f.to, frame);
-}
-
-void DsmEngine::EndRequestLanes() {
-  lanes_on_.store(false, std::memory_order_release);
 }
 
 absl::Status DsmEngine::ExecuteOne(const dir::Effect& e, const dir::Output& out,
@@ -546,7 +508,6 @@ void DsmEngine::StageMessage(uint32_t to, dir::Message msg,
   }
   uint8_t* frame = staged.Add(
       to, nullptr, dir::kHeaderSize + (bytes != nullptr ? kPageSize : 0));
-  staged.frames.back().request = dir::IsRequest(msg.type);
   dir::EncodeHeader(msg, frame);
   if (bytes != nullptr) {
     std::memcpy(frame + dir::kHeaderSize, bytes, kPageSize);

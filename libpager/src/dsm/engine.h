@@ -114,7 +114,6 @@ class DsmEngine {
       uint32_t to;
       size_t offset;
       size_t length;
-      bool request = false;  // may take a request lane (SendFrame)
     };
     std::vector<uint8_t> bytes;
     std::vector<Frame> frames;
@@ -152,16 +151,7 @@ class DsmEngine {
   void RefreshAfter(const Ctx& ctx);
   /// The deferral thread, no lock held: read refresh's request of `page`.
   void RequestRefresh(directory::PageId page);
-  /// A protocol frame from `from`: off the main connection, or (`lane`)
-  /// off a request lane, where only requests may come.
-  void HandleMessage(uint32_t from, absl::Span<const uint8_t> payload,
-                     bool lane = false);
-  /// Sends one staged frame: a request over a lane while lanes are on and
-  /// one is idle, anything else through the outbox.
-  void SendFrame(const StagedFrames::Frame& f, const uint8_t* bytes);
-  /// Under the exclusive guard, before the protocol learns of a death (it
-  /// may re-home ranges): requests take the main connection from here on.
-  void EndRequestLanes();
+  void HandleMessage(uint32_t from, absl::Span<const uint8_t> payload);
   absl::Status Execute(const directory::Output& out, Ctx& ctx);
   absl::Status ExecuteOne(const directory::Effect& e,
                           const directory::Output& out, Ctx& ctx,
@@ -252,8 +242,6 @@ class DsmEngine {
   std::unique_ptr<std::atomic<uint64_t>[]> populated_;
   std::unique_ptr<WaitMap[]> waiters_;
   std::atomic<bool> failed_{false};
-  // Requests may take lanes (DsmOptions::request_lanes, no death learned).
-  std::atomic<bool> lanes_on_{false};
   std::atomic<uint64_t> lost_pages_logged_{0};  // DATA_LOSS errors seen
   std::atomic<bool> started_{false};
 

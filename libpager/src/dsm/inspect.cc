@@ -131,12 +131,7 @@ nlohmann::json DsmEngine::StatsJson() const {
       {"send_queue_full", t.send_queue_full},
       {"send_queue_high_water", t.send_queue_high_water},
       {"connections_lost", t.connections_lost},
-      {"malformed_frames", t.malformed_frames},
-      // Request lanes (DsmOptions::request_lanes): requests this node sent
-      // over a lane, and received on lanes as a home.
-      {"lane_requests_sent", t.lane_messages_sent},
-      {"lane_requests_received", t.lane_messages_received},
-      {"request_lanes", lanes_on_.load(std::memory_order_relaxed)}};
+      {"malformed_frames", t.malformed_frames}};
   nlohmann::json served = nlohmann::json::array();
   const std::vector<DsmRequestsServed> by_peer = RequestsServed();
   for (uint32_t n = 0; n < by_peer.size(); ++n) {

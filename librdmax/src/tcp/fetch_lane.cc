@@ -108,43 +108,6 @@ FetchLane::Outcome FetchLane::Fetch(RegionId region, uint64_t offset,
   }
 }
 
-FetchLane::Outcome FetchLane::SendMessage(MessageType type,
-                                          absl::Span<const uint8_t> payload) {
-  uint8_t hdr[kFrameHeaderSize];
-  FrameHeader h;
-  h.kind = FrameKind::kMessage;
-  h.type = type;
-  h.length = static_cast<uint32_t>(payload.size());
-  EncodeFrameHeader(h, hdr);
-  struct iovec iov[2] = {{hdr, kFrameHeaderSize},
-                         {const_cast<uint8_t*>(payload.data()), payload.size()}};
-  const size_t total = kFrameHeaderSize + payload.size();
-  // The first attempt never waits: a socket without room (a peer whose lane
-  // thread is stuck) sends nothing, and the caller takes another way.
-  sys::IoResult w = sys::SendMsgNoWait(fd_.get(), iov, 2);
-  if (w.bytes < 0 && Retryable(w.err)) return Outcome::kBusy;
-  size_t sent = 0;
-  while (w.bytes > 0 && (sent += static_cast<size_t>(w.bytes)) < total) {
-    // Part of the frame is out: the rest must follow (a cut frame would
-    // close the lane), waiting up to SO_SNDTIMEO.
-    struct iovec rest[2];
-    int n = 0;
-    size_t off = sent;
-    for (const struct iovec& v : iov) {
-      if (off >= v.iov_len) {
-        off -= v.iov_len;
-        continue;
-      }
-      rest[n++] = {static_cast<uint8_t*>(v.iov_base) + off, v.iov_len - off};
-      off = 0;
-    }
-    w = sys::SendMsgBlocking(fd_.get(), rest, n);
-  }
-  if (sent == total) return Outcome::kDone;
-  // Broken shuts the lane down: the peer drops a cut frame undelivered.
-  return Broken(w.bytes < 0 ? std::strerror(w.err) : "short send");
-}
-
 FetchLane::Outcome FetchLane::ReadError(const FrameHeader& h,
                                         absl::Span<uint8_t> dst, size_t have,
                                         absl::Time deadline,

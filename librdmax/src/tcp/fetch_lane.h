@@ -1,8 +1,8 @@
 // TCP fetch lanes, the fetching side (docs/TRANSPORT.md, "Fetch lanes").
 //
-// A lane is an extra authenticated connection to a peer that carries fetch
-// requests and their responses, one at a time, and one-way lane messages
-// (SendMessage), and that no data thread watches: the thread blocked in Fetch owns it for the call, sends
+// A lane is an extra authenticated connection to a peer that carries only
+// fetch requests and their responses, one at a time, and that no data
+// thread watches: the thread blocked in Fetch owns it for the call, sends
 // the 32-byte request with one sendmsg and receives [header | page] with
 // one blocking recvmsg straight into its buffer — what a raw blocking
 // socket does (BM_Floor/tcp_rtt_4k), with no epoll and no hand-off.
@@ -34,8 +34,6 @@ class FetchLane {
     kDone,      // *result is the fetch's outcome (the peer's error, or OK)
     kBroken,    // the lane failed before an answer: fetch elsewhere
     kTimedOut,  // no answer by the deadline: the lane is closed
-    kBusy,      // SendMessage: no room in the socket, nothing sent; the
-                // lane is fine
   };
 
   /// `fd`: an authenticated, blocking lane socket with a short SO_RCVTIMEO
@@ -48,11 +46,6 @@ class FetchLane {
   /// is written into `dst` (a broken or timed-out lane is shut down).
   Outcome Fetch(RegionId region, uint64_t offset, absl::Span<uint8_t> dst,
                 absl::Time deadline, absl::Status* result);
-  /// A one-way message (Transport::SendOnLane): [header | payload] with one
-  /// sendmsg, nothing to receive. kBusy: the socket had no room and nothing
-  /// was sent (never waits for that). kBroken: the lane failed before the
-  /// frame was out whole, so the peer delivers nothing of it.
-  Outcome SendMessage(MessageType type, absl::Span<const uint8_t> payload);
   /// Any thread: wakes the owner's receive; the lane is unusable after.
   void Shutdown();
 

@@ -19,16 +19,12 @@ namespace {
 using base::Log;
 using base::LogLevel;
 
-// The first receive buffer: a fetch request or a small lane message.
-constexpr size_t kInitialBuffer = 256;
+constexpr size_t kRequestBytes = kFrameHeaderSize + kFetchRequestSize;
 
 }  // namespace
 
 ServedLane::ServedLane(TcpTransport* transport, NodeId peer, base::UniqueFd fd)
-    : transport_(transport),
-      peer_(peer),
-      fd_(std::move(fd)),
-      in_(kInitialBuffer) {}
+    : transport_(transport), peer_(peer), fd_(std::move(fd)) {}
 
 ServedLane::~ServedLane() {
   Stop();
@@ -61,50 +57,51 @@ bool ServedLane::End(absl::string_view why, bool malformed) {
   Log(malformed ? LogLevel::kWarning
                 : (quiet ? LogLevel::kDebug : LogLevel::kInfo),
       "rdmax node ", transport_->self(), ": ",
-      malformed ? "malformed frame from node " : "lane from node ", peer_,
-      malformed ? " (lane): " : ": ", why, "; closing the lane");
+      malformed ? "malformed frame from node " : "fetch lane from node ", peer_,
+      malformed ? " (fetch lane): " : ": ", why, "; closing the lane");
   sys::ShutdownBoth(fd_.get());
   return false;
 }
 
-bool ServedLane::ReadFrame(FrameHeader* header) {
-  // Usually a whole frame arrives at once (the sender writes it with one
-  // sendmsg) and is taken with one recv. A header is checked as soon as it
-  // is complete, so a bad one is refused without waiting for bytes that
-  // may never come.
+bool ServedLane::ReadRequest(uint8_t* request, FrameHeader* header) {
+  // Usually the whole request arrives at once (the fetcher sends it with
+  // one sendmsg). A header is checked as soon as it is complete, so a bad
+  // one is refused without waiting for bytes that may never come.
+  size_t got = 0;
   bool checked = false;
-  size_t need = kFrameHeaderSize;
-  for (;;) {
-    if (!checked && have_ >= kFrameHeaderSize) {
-      absl::StatusOr<FrameHeader> h =
-          DecodeFrameHeader(absl::MakeConstSpan(in_.data(), kFrameHeaderSize),
-                            WirePhase::kEstablished, transport_->limits());
-      if (!h.ok()) return End(h.status().message(), true);
-      const bool fetch = h->kind == FrameKind::kFetchRequest;
-      const bool message = h->kind == FrameKind::kMessage;
-      if (!fetch && !(message && transport_->accepts_lane_messages())) {
-        return End(absl::StrCat(FrameKindName(h->kind),
-                                " is not allowed on this lane"),
-                   true);
-      }
-      *header = *h;
-      checked = true;
-      need = kFrameHeaderSize + h->length;
-      if (in_.size() < need) in_.resize(need);
+  while (got < kRequestBytes) {
+    sys::IoResult r;
+    if (got == 0) {
+      struct iovec iov = {request, kRequestBytes};
+      r = sys::RecvMsgBlocking(fd_.get(), &iov, 1);
+    } else {
+      size_t want = (checked ? kRequestBytes : kFrameHeaderSize) - got;
+      r = sys::RecvWaitAll(fd_.get(), request + got, want);
     }
-    if (checked && have_ >= need) return true;
-    struct iovec iov = {in_.data() + have_, in_.size() - have_};
-    sys::IoResult r = sys::RecvMsgBlocking(fd_.get(), &iov, 1);
     if (r.bytes == 0) {
-      return End(have_ == 0 ? "the peer closed the lane"
-                            : "the peer closed the lane mid-frame");
+      return End(got == 0 ? "the peer closed the lane"
+                          : "the peer closed the lane mid-request");
     }
     if (r.bytes < 0) {
       if (r.err == EINTR) continue;
       return End(absl::StrCat("receive: ", std::strerror(r.err)));
     }
-    have_ += static_cast<size_t>(r.bytes);
+    got += static_cast<size_t>(r.bytes);
+    if (!checked && got >= kFrameHeaderSize) {
+      absl::StatusOr<FrameHeader> h =
+          DecodeFrameHeader(absl::MakeConstSpan(request, kFrameHeaderSize),
+                            WirePhase::kEstablished, transport_->limits());
+      if (!h.ok()) return End(h.status().message(), true);
+      if (h->kind != FrameKind::kFetchRequest) {
+        return End(absl::StrCat(FrameKindName(h->kind),
+                                " is not allowed on a fetch lane"),
+                   true);
+      }
+      *header = *h;
+      checked = true;
+    }
   }
+  return true;
 }
 
 bool ServedLane::Respond(const FrameHeader& h, const uint8_t* payload,
@@ -135,29 +132,12 @@ bool ServedLane::Respond(const FrameHeader& h, const uint8_t* payload,
 }
 
 bool ServedLane::ServeOne() {
+  uint8_t request[kRequestBytes];
   FrameHeader h;
-  if (!ReadFrame(&h)) return false;
-  const uint8_t* payload = in_.data() + kFrameHeaderSize;
-  bool ok = true;
-  if (h.kind == FrameKind::kMessage) {
-    Message m;
-    m.from = peer_;
-    m.type = h.type;
-    m.payload = absl::MakeConstSpan(payload, h.length);
-    transport_->DeliverLaneMessage(m);
-  } else {
-    ok = ServeFetch(h, payload);
-  }
-  // Keep what followed the frame (a sender's next lane message).
-  const size_t used = kFrameHeaderSize + h.length;
-  std::memmove(in_.data(), in_.data() + used, have_ - used);
-  have_ -= used;
-  return ok;
-}
-
-bool ServedLane::ServeFetch(const FrameHeader& h, const uint8_t* payload) {
+  if (!ReadRequest(request, &h)) return false;
   absl::StatusOr<FetchRequestPayload> req = DecodeFetchRequest(
-      absl::MakeConstSpan(payload, h.length), transport_->limits());
+      absl::MakeConstSpan(request + kFrameHeaderSize, kFetchRequestSize),
+      transport_->limits());
   if (!req.ok()) return End(req.status().message(), true);
   FrameHeader rh;
   rh.kind = FrameKind::kFetchResponse;

@@ -1,17 +1,13 @@
-// TCP fetch lanes, the serving side (docs/TRANSPORT.md, "Fetch lanes" and
-// "Lane messages").
+// TCP fetch lanes, the serving side (docs/TRANSPORT.md, "Fetch lanes").
 //
-// Each accepted lane gets a thread that blocks in recv for the next frame.
-// A fetch request is checked against this node's exported regions (a fetch
-// outside them is refused with an error response, as on the main
-// connection) and answered with one sendmsg of [header | bytes] straight
-// from region memory, holding the region read lock while the kernel copies
-// them (so UnregisterRegion waits for it). A lane message goes to the lane
-// message handler on this thread (refused when there is none). Anything
-// else, or a malformed frame, closes the lane with a logged reason. For a
-// fetch that is the raw blocking server of BM_Floor/tcp_rtt_4k plus a
-// header check: one recv per request (frames are read into a buffer, what
-// follows a frame is kept for the next).
+// Each accepted lane gets a thread that blocks in recv for the next fetch
+// request, checks it against this node's exported regions (a fetch outside
+// them is refused with an error response, as on the main connection) and
+// answers with one sendmsg of [header | bytes] straight from region memory,
+// holding the region read lock while the kernel copies them (so
+// UnregisterRegion waits for it). Anything but a well-formed fetch request
+// closes the lane with a logged reason. That is the raw blocking server of
+// BM_Floor/tcp_rtt_4k plus a header check.
 //
 // Threads are bounded: at most fetch_lanes lanes per peer, accepted only
 // while the peer's main connection is up, and closed when it goes down.
@@ -49,12 +45,10 @@ class ServedLane {
 
  private:
   void Run();
-  /// Serves one frame; false ends the lane (the reason is logged).
+  /// Serves one request; false ends the lane (the reason is logged).
   bool ServeOne();
-  /// Reads until in_ holds a whole frame; rejects a bad header as soon as it
-  /// is in, before waiting for its payload.
-  bool ReadFrame(FrameHeader* header);
-  bool ServeFetch(const FrameHeader& h, const uint8_t* payload);
+  /// Reads the 32-byte request; rejects a bad header as soon as it is in.
+  bool ReadRequest(uint8_t* request, FrameHeader* header);
   /// Sends what the kernel takes now; copies the rest into spill_.
   bool Respond(const FrameHeader& header, const uint8_t* payload,
                size_t length);
@@ -69,10 +63,6 @@ class ServedLane {
   // What the kernel did not take of a large response, sent after the
   // region lock is released (allocated only if ever needed).
   std::vector<uint8_t> spill_;
-  // Received bytes: in_[0, have_) (a frame at the front, maybe the start of
-  // the next behind it). Grows to the largest frame the limits allow.
-  std::vector<uint8_t> in_;
-  size_t have_ = 0;
 };
 
 }  // namespace ssihv::rdmax

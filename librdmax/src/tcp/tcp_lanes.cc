@@ -3,7 +3,6 @@
 #include <sys/epoll.h>
 
 #include "absl/strings/str_cat.h"
-#include "ssihv/base/status_macros.h"
 #include "ssihv/base/log.h"
 #include "sys/posix.h"
 #include "tcp/tcp_transport.h"
@@ -56,33 +55,6 @@ std::optional<absl::Status> TcpTransport::FetchOverLane(
   return result;
 }
 
-absl::Status TcpTransport::SendOnLane(NodeId to, MessageType type,
-                                      absl::Span<const uint8_t> payload) {
-  SSIHV_RETURN_IF_ERROR(CheckMessageSize("SendOnLane", to, payload.size()));
-  SSIHV_RETURN_IF_ERROR(CheckMayBlock("SendOnLane"));
-  SSIHV_ASSIGN_OR_RETURN(std::shared_ptr<TcpConnection> conn,
-                         Connection(to, "SendOnLane"));
-  bool setup = false;
-  std::shared_ptr<FetchLane> lane = conn->lanes().Acquire(&setup);
-  if (setup) RequestLane(conn);
-  if (lane == nullptr) {
-    return absl::UnavailableError(
-        absl::StrCat("SendOnLane node=", to, ": no idle lane"));
-  }
-  const FetchLane::Outcome outcome = lane->SendMessage(type, payload);
-  conn->lanes().Release(std::move(lane),
-                        outcome != FetchLane::Outcome::kBroken);
-  if (outcome != FetchLane::Outcome::kDone) {
-    return absl::UnavailableError(absl::StrCat(
-        "SendOnLane node=", to, ": ",
-        outcome == FetchLane::Outcome::kBusy ? "the lane is full"
-                                             : "the lane broke"));
-  }
-  CountSent(to, payload.size());
-  Bump(stats_.lane_messages_sent);
-  return absl::OkStatus();
-}
-
 void TcpTransport::RequestLane(const std::shared_ptr<TcpConnection>& conn) {
   std::weak_ptr<TcpConnection> weak = conn;
   const NodeId peer = conn->peer();
@@ -99,8 +71,6 @@ void TcpTransport::RequestLane(const std::shared_ptr<TcpConnection>& conn) {
     if (st.ok()) st = sys::SetTcpNoDelay(owned.get());
     if (st.ok()) st = sys::SetKeepAlive(owned.get(), kKeepAlive);
     if (st.ok()) st = sys::SetReceiveTimeout(owned.get(), kLaneReceiveTimeout);
-    // A lane message to a peer that stops reading fails after this.
-    if (st.ok()) st = sys::SetSendTimeout(owned.get(), options_.op_timeout);
     if (!st.ok()) {
       Log(LogLevel::kWarning, "rdmax node ", self(), ": fetch lane to node ",
           peer, ": ", st.message());

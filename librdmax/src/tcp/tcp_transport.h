@@ -37,9 +37,6 @@ class TcpTransport final : public FramedTransport {
   absl::Status UnregisterRegion(RegionId id) override;
   absl::Status Fetch(NodeId peer, RegionId region, uint64_t offset,
                      absl::Span<uint8_t> dst) override;
-  /// Over an idle fetch lane (tcp_lanes.cc).
-  absl::Status SendOnLane(NodeId to, MessageType type,
-                          absl::Span<const uint8_t> payload) override;
 
   // ---- for TcpConnection ----
   EventLoop& loop() override { return loop_; }

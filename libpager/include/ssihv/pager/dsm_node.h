@@ -130,14 +130,6 @@ struct DsmOptions {
   /// of two) that the node holds Modified and never mapped is zero-filled
   /// too (docs/PAGER.md, "Local fault-around"). 512 = 2 MiB; < 2: off.
   uint32_t local_fault_around_pages = 512;
-  /// Request lanes (docs/PAGER.md, "Request lanes"): a fault's request to a
-  /// home leaves over one of the transport's lanes (TCP), where the home's
-  /// lane thread, blocked in recv, serves it at once instead of the data
-  /// thread after an epoll round. Requests only, and only until this node
-  /// learns of a death: the protocol allows exactly that much disorder
-  /// (docs/PROTOCOL.md, "Channels"). Without lanes (RDMA, loopback, or
-  /// none idle) requests take the main connection.
-  bool request_lanes = true;
   /// Called when the node cannot go on: a protocol error, a lost page, a
   /// message that could not be sent. The guest must be stopped. May run on
   /// any DSM thread; must not call Stop().

@@ -216,11 +216,6 @@ struct TransportStats {
   uint64_t lanes_refused = 0;
   uint64_t lanes_open = 0;
   uint64_t lanes_serving = 0;
-  /// Lane messages (Transport::SendOnLane): sent over a lane, and received
-  /// on the lanes peers dialed to this node (both included in
-  /// messages_sent / messages_received).
-  uint64_t lane_messages_sent = 0;
-  uint64_t lane_messages_received = 0;
 };
 
 /// One peer's share of the traffic (TransportStats is the node's total),
@@ -253,12 +248,6 @@ class Transport {
   /// with an Unimplemented error and one-way messages are dropped (logged).
   virtual void SetMessageHandler(MessageHandler handler) = 0;
   virtual void SetPeerHandler(PeerHandler handler) = 0;
-  /// Set before Start(): the handler of lane messages (SendOnLane) from
-  /// peers. It runs on the thread that serves the lane the message came
-  /// on, one of several, not on the data thread, and may block briefly
-  /// (that lane's next message waits for it). Without it, a peer's lane
-  /// message is a protocol error that closes the lane.
-  virtual void SetLaneMessageHandler(MessageHandler handler) = 0;
 
   /// Starts listening and dialing the peers. Returns when the listener is
   /// bound (or the backend device opened); connections come up in the
@@ -302,21 +291,6 @@ class Transport {
   virtual absl::StatusOr<size_t> CallSync(NodeId to, MessageType type,
                                           absl::Span<const uint8_t> payload,
                                           absl::Span<uint8_t> response) = 0;
-  /// Sends a one-way message over an idle lane to `to` (the connections of
-  /// TransportOptions::fetch_lanes; docs/TRANSPORT.md, "Lane messages"):
-  /// one sendmsg on a socket that only this call uses now, and at the peer
-  /// a thread blocked in recv hands it to the lane message handler at once,
-  /// with no data thread on either side. Lane messages are NOT ordered with
-  /// the main connection (Send, Call, Reply) nor with each other; use them
-  /// only for messages whose protocol does not need that order. Never waits
-  /// for room. Unavailable when no lane is idle (one more is set up in the
-  /// background, up to fetch_lanes), the lane's socket is full, or the lane
-  /// broke before the message was out whole: then nothing was delivered and
-  /// the caller sends it another way. Unimplemented on backends without
-  /// lane messages (RDMA, loopback). Not from a callback of the data
-  /// thread (FailedPrecondition).
-  virtual absl::Status SendOnLane(NodeId to, MessageType type,
-                                  absl::Span<const uint8_t> payload) = 0;
   /// Answers a request. Never waits: a response always has room (a request
   /// in flight reserves it), so this fails only when the peer is gone.
   virtual absl::Status Reply(const ReplyToken& to, MessageType type,
