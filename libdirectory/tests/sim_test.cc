@@ -212,7 +212,7 @@ TEST_CASE("exhaustive: 2 nodes x 2 pages x 3 operations") {
   CHECK(r.terminal > 0);
 }
 
-// libpager's DSM lanes: requests on a second channel per pair that
+// Request lanes: requests on channels of their own per pair that
 // overtakes (and is overtaken by) everything else on the pair until the
 // sender learns of a death. More interleavings than FIFO pairs, none of
 // them a violation, with and without crashes.

@@ -401,11 +401,11 @@ uint32_t World::ChannelOf(NodeId n, const Packet& pk) {
     return pair;
   }
   if (!IsRequest(pk.msg.type)) return pair;
-  // Which of the pair's lanes: libpager takes whichever is idle. Random
+  // Which of the pair's lanes: a driver takes whichever is idle. Random
   // mode draws it; the explorer alternates (not a branch of its own).
-  const uint32_t lane = rng_ != nullptr ? static_cast<uint32_t>(rng_->Below(
-                                              kLanes))
-                                        : static_cast<uint32_t>(pk.id % kLanes);
+  const uint32_t lane = rng_ != nullptr
+                            ? static_cast<uint32_t>(rng_->Below(kLanes))
+                            : static_cast<uint32_t>(pk.id % kLanes);
   return (1 + lane) * N() * N() + pair;
 }
 

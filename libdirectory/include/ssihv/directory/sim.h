@@ -51,10 +51,12 @@ struct Config {
   /// Background downgrades (Node::Downgrade): while work remains, any node
   /// may downgrade any page it qualifies for, at any step.
   bool downgrade = false;
-  /// Request lanes (libpager's DSM lanes, docs/PROTOCOL.md "Channels"):
-  /// requests (kReadReq, kWriteReq, kReadRun) from a node that has learned
-  /// of no death travel on a second FIFO channel per ordered pair, not
-  /// ordered with the first, which carries everything else.
+  /// Request lanes (docs/PROTOCOL.md, "Channels"): requests (IsRequest)
+  /// from a node that has learned of no death travel on lanes, FIFO
+  /// channels of their own per ordered pair, ordered neither with each
+  /// other nor with the pair's channel, which carries everything else. A
+  /// driver with such lanes was built and measured, not kept
+  /// (docs/PERFORMANCE.md, "Request lanes").
   bool request_lanes = false;
   TestBug bug = TestBug::kNone;
   /// Test only: a driver that breaks node.h's rule and lets a call's
