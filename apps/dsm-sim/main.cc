@@ -149,6 +149,16 @@ Args Parse(int argc, char** argv) {
   return a;
 }
 
+// The switches a run was made with, each " <prefix><name>": " pull lanes"
+// in the summaries, " --pull --lanes" in the line that reproduces a run.
+std::string Switches(const sim::Config& c, absl::string_view prefix) {
+  std::string s;
+  if (c.pull) absl::StrAppend(&s, " ", prefix, "pull");
+  if (c.downgrade) absl::StrAppend(&s, " ", prefix, "downgrade");
+  if (c.request_lanes) absl::StrAppend(&s, " ", prefix, "lanes");
+  return s;
+}
+
 void PrintViolation(const char* what, const sim::Violation& v) {
   std::printf("VIOLATION %s invariant=%s: %s\ntrace (last steps):\n%s", what,
               v.invariant.c_str(), v.detail.c_str(), v.trace.c_str());
@@ -165,9 +175,7 @@ int RunExhaustive(Args& a) {
   std::string what =
       absl::StrCat("nodes=", a.config.nodes, " pages=", a.config.pages,
                    " ops=", a.config.ops, " threads=", a.config.threads,
-                   " faults=", a.faults, a.config.pull ? " pull" : "",
-                   a.config.downgrade ? " downgrade" : "",
-                   a.config.request_lanes ? " lanes" : "",
+                   " faults=", a.faults, Switches(a.config, ""),
                    a.config.run_pages ? " runs=" : "",
                    a.config.run_pages ? absl::StrCat(a.config.run_pages) : "");
   if (!r.ok) {
@@ -200,12 +208,11 @@ int RunSeeds(Args& a) {
       PrintViolation(what.c_str(), r.violation);
       std::printf(
           "reproduce: dsm-sim --nodes %u --pages %llu --ops %u "
-          "--threads %u --seeds %llu --faults %s --runs %u%s%s%s\n",
+          "--threads %u --seeds %llu --faults %s --runs %u%s\n",
           a.config.nodes, static_cast<unsigned long long>(a.config.pages),
           a.config.ops, a.config.threads, static_cast<unsigned long long>(seed),
-          a.faults.c_str(), a.config.run_pages, a.config.pull ? " --pull" : "",
-          a.config.downgrade ? " --downgrade" : "",
-          a.config.request_lanes ? " --lanes" : "");
+          a.faults.c_str(), a.config.run_pages,
+          Switches(a.config, "--").c_str());
       return 1;
     }
     ++seeds;
@@ -237,7 +244,7 @@ int RunSeeds(Args& a) {
                     s.totals.faults_upgrade;
   std::printf(
       "dsm-sim: %llu seeds (%llu-%llu) nodes %u-%u pages %llu ops %u threads "
-      "%u faults %s%s%s%s: no violation\n"
+      "%u faults %s%s: no violation\n"
       "  %llu steps, %llu reads, %llu writes, %llu accesses to lost pages, "
       "%llu crashes, %llu remote faults, %.2f messages per remote fault, "
       "%llu steps under the liveness bound (longest fault %llu steps, bound "
@@ -246,9 +253,7 @@ int RunSeeds(Args& a) {
       static_cast<unsigned long long>(a.seed_first),
       static_cast<unsigned long long>(a.seed_last), a.nodes_min, a.nodes_max,
       static_cast<unsigned long long>(a.config.pages), a.config.ops,
-      a.config.threads, a.faults.c_str(), a.config.pull ? " pull" : "",
-      a.config.downgrade ? " downgrade" : "",
-      a.config.request_lanes ? " lanes" : "",
+      a.config.threads, a.faults.c_str(), Switches(a.config, "").c_str(),
       static_cast<unsigned long long>(steps),
       static_cast<unsigned long long>(reads),
       static_cast<unsigned long long>(writes),
