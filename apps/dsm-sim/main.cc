@@ -26,11 +26,12 @@ constexpr char kUsage[] =
     "usage: dsm-sim --nodes N[-M] --pages P --ops K --seeds A-B\n"
     "               [--faults reorder,drop,crash] [--threads T] [--pull]\n"
     "               [--write-percent W] [--max-crashes C] [--trace-lines L]\n"
-    "               [--runs R] [--downgrade] [--lanes]\n"
+    "               [--runs R] [--downgrade] [--lanes] [--answer-lanes]\n"
     "       dsm-sim --exhaustive --nodes N --pages P --ops K\n"
     "               [--faults drop,crash] [--threads T] [--pull] "
     "[--downgrade]\n"
-    "               [--max-states S] [--runs R] [--lanes]\n"
+    "               [--max-states S] [--runs R] [--lanes] "
+    "[--answer-lanes]\n"
     "Simulates N nodes running K reads/writes per thread on P pages through\n"
     "the libdirectory protocol and checks SWMR, data values, losses,\n"
     "liveness and directory agreement after every step. --nodes 2-5 picks\n"
@@ -44,11 +45,17 @@ constexpr char kUsage[] =
     "--lanes: requests travel on two lanes per pair, ordered neither with\n"
     "each other nor with the pair's channel, until the sender learns of a\n"
     "death.\n"
+    "--answer-lanes: so do the homes' answers to requests, numbered per\n"
+    "pair; a message on the pair's channel is taken only after the answers\n"
+    "its sender put on lanes before it (docs/PROTOCOL.md, \"Answers on\n"
+    "lanes\").\n"
     "Test only:\n"
     "--inject-bug skip-invalidation|skip-downgrade|run-skip-downgrade|\n"
     "write-run-not-pristine|downgrade-skip-protect|early-unblock (protocol\n"
     "bugs) or\n"
-    "driver-early-send (a driver that sends before its local effects).\n";
+    "driver-early-send (a driver that sends before its local effects) or\n"
+    "answers-unordered (--answer-lanes, but the pair's channel does not\n"
+    "wait for the answers sent on lanes before it).\n";
 
 struct Args {
   sim::Config config;
@@ -98,6 +105,10 @@ Args Parse(int argc, char** argv) {
     }
     if (flag == "--lanes") {
       a.config.request_lanes = true;
+      continue;
+    }
+    if (flag == "--answer-lanes") {
+      a.config.answer_lanes = true;
       continue;
     }
     if (i + 1 >= argc) Usage(flag + " needs a value");
@@ -156,6 +167,7 @@ std::string Switches(const sim::Config& c, absl::string_view prefix) {
   if (c.pull) absl::StrAppend(&s, " ", prefix, "pull");
   if (c.downgrade) absl::StrAppend(&s, " ", prefix, "downgrade");
   if (c.request_lanes) absl::StrAppend(&s, " ", prefix, "lanes");
+  if (c.answer_lanes) absl::StrAppend(&s, " ", prefix, "answer-lanes");
   return s;
 }
 

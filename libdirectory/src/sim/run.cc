@@ -206,6 +206,7 @@ absl::Status ParseFaults(const std::string& list, Config* config) {
 absl::Status ParseBug(const std::string& name, Config* config) {
   config->bug = TestBug::kNone;
   config->driver_early_send = false;
+  config->driver_answers_unordered = false;
   if (name == "none") return absl::OkStatus();
   if (name == "skip-invalidation") {
     config->bug = TestBug::kSkipInvalidation;
@@ -222,13 +223,16 @@ absl::Status ParseBug(const std::string& name, Config* config) {
     config->bug = TestBug::kEarlyUnblock;
   } else if (name == "driver-early-send") {
     config->driver_early_send = true;
+  } else if (name == "answers-unordered") {
+    config->driver_answers_unordered = true;
+    config->answer_lanes = true;
   } else {
     return absl::InvalidArgumentError(
         absl::StrCat("--inject-bug: unknown bug '", name,
                      "' (skip-invalidation, skip-downgrade, "
                      "run-skip-downgrade, write-run-not-pristine, "
                      "downgrade-skip-protect, early-unblock, "
-                     "driver-early-send)"));
+                     "driver-early-send, answers-unordered)"));
   }
   return absl::OkStatus();
 }

@@ -33,7 +33,10 @@ World::World(const Config& config, const PageSpace& space,
       latest_(space.num_pages(), 0),
       doomed_(space.num_pages(), false),
       channels_(nodes_.size() * nodes_.size() *
-                (config.request_lanes ? 1 + kLanes : 1)),
+                (config.request_lanes || config.answer_lanes ? 1 + kLanes : 1)),
+      answers_sent_(nodes_.size() * nodes_.size(), 0),
+      answers_taken_(nodes_.size() * nodes_.size(), 0),
+      answers_ahead_(nodes_.size() * nodes_.size()),
       trace_(config.trace_lines) {
   // Initially every page is Modified at its home: the home's frame holds
   // the (all-zero) page, unmapped until first touched.
@@ -93,7 +96,8 @@ void World::Enabled(bool timed, std::vector<Event>* out) const {
   }
   for (uint32_t c = 0; c < channels_.size(); ++c) {
     if (!channels_[c].empty() &&
-        (!timed || channels_[c].front().ready <= now_)) {
+        (!timed || channels_[c].front().ready <= now_) &&
+        !Waits(channels_[c].front())) {
       out->push_back({EventKind::kDeliver, c, {}, false});
     }
   }
@@ -139,7 +143,9 @@ void World::Enabled(bool timed, std::vector<Event>* out) const {
 uint64_t World::NextReady() const {
   uint64_t t = std::numeric_limits<uint64_t>::max();
   for (const auto& ch : channels_) {
-    if (!ch.empty()) t = std::min(t, ch.front().ready);
+    // A head that waits for lane answers is taken after one of them, which
+    // has its own time.
+    if (!ch.empty() && !Waits(ch.front())) t = std::min(t, ch.front().ready);
   }
   for (const FetchOp& f : fetches_) t = std::min(t, f.ready);
   for (const Notice& n : notices_) t = std::min(t, n.ready);
@@ -394,24 +400,10 @@ void World::FaultDone(ThreadState& ts) {
   ts.fault_step = 0;
 }
 
-uint32_t World::ChannelOf(NodeId n, const Packet& pk) {
-  const uint32_t pair = n * N() + pk.to;
-  if (!config_.request_lanes || pk.report ||
-      nodes_[n].membership().dead() != 0) {
-    return pair;
-  }
-  if (!IsRequest(pk.msg.type)) return pair;
-  // Which of the pair's lanes: a driver takes whichever is idle. Random
-  // mode draws it; the explorer alternates (not a branch of its own).
-  const uint32_t lane = rng_ != nullptr
-                            ? static_cast<uint32_t>(rng_->Below(kLanes))
-                            : static_cast<uint32_t>(pk.id % kLanes);
-  return (1 + lane) * N() * N() + pair;
-}
-
 void World::Deliver(uint32_t c) {
   Packet pk = std::move(channels_[c].front());
   channels_[c].pop_front();
+  if (pk.lane_seq != 0) TakeAnswer(pk.from * N() + pk.to, pk.lane_seq);
   if (dead_[pk.to]) return;  // a crashed node receives nothing
   if (!pk.report && pk.msg.type == MsgType::kReadRun) {
     // As the DSM engine does: a run finds the holds that are over ended.
@@ -537,7 +529,14 @@ void World::Perform(NodeId n, const Packet* in, uint64_t fetched,
         }
       }
       pk.ready = now_ + Delay();
-      channels_[ChannelOf(n, pk)].push_back(std::move(pk));
+      const uint32_t pair = n * N() + pk.to;
+      const uint32_t c = ChannelOf(n, pk);
+      if (c == pair) {
+        pk.after = answers_sent_[pair];
+      } else if (config_.answer_lanes && IsAnswer(pk.msg.type)) {
+        pk.lane_seq = ++answers_sent_[pair];
+      }
+      channels_[c].push_back(std::move(pk));
       sent = true;
       continue;
     }

@@ -49,6 +49,12 @@ struct Packet {
   std::vector<uint64_t> run_data;             // kDataRun: a value per page
   std::shared_ptr<const ReportChunk> report;  // kReport
   uint64_t ready = 0;
+  /// answer_lanes: on a lane, the answer's number on its pair (from 1);
+  /// on the pair's channel, how many answers the sender had put on lanes
+  /// to the receiver when it sent this (the receiver takes this packet
+  /// only after all of those).
+  uint64_t lane_seq = 0;
+  uint64_t after = 0;
 
   /// True if this packet delivers a value of page `p` (kData, kDataRun).
   bool Carries(PageId p) const {
@@ -181,9 +187,15 @@ class World {
   /// request_lanes one of the pair's lanes (world.cc). Not const: random
   /// mode draws the lane.
   uint32_t ChannelOf(NodeId n, const Packet& pk);
-  /// Lanes per ordered pair with request_lanes (each FIFO, none ordered
-  /// with another or with the pair's channel).
+  /// Lanes per ordered pair with request_lanes or answer_lanes (each FIFO,
+  /// none ordered with another or with the pair's channel).
   static constexpr uint32_t kLanes = 2;
+  bool Lanes() const { return config_.request_lanes || config_.answer_lanes; }
+  /// answer_lanes: the head of a pair's channel waits for answers its
+  /// sender put on lanes before it, unless the receiver knows it died.
+  bool Waits(const Packet& pk) const;
+  /// answer_lanes: the receiver took lane answer `seq` of pair `pair`.
+  void TakeAnswer(uint32_t pair, uint64_t seq);
   void CompleteFetch(uint32_t index, bool fail);
   void Crash(NodeId n);
   void Notify(uint32_t index);
@@ -226,9 +238,15 @@ class World {
   std::vector<bool> doomed_;
   std::vector<ThreadState> threads_;
   std::vector<std::vector<Op>> ops_;
-  // from * N + to; with request_lanes, (1 + lane) * N * N + from * N + to:
-  // the lanes.
+  // from * N + to; with lanes, (1 + lane) * N * N + from * N + to: the
+  // lanes.
   std::vector<std::deque<Packet>> channels_;
+  // answer_lanes, per pair (from * N + to): answers put on lanes; how many
+  // the receiver took, counted up to the first it has not; the numbers it
+  // took beyond that.
+  std::vector<uint64_t> answers_sent_;
+  std::vector<uint64_t> answers_taken_;
+  std::vector<std::vector<uint64_t>> answers_ahead_;
   std::vector<FetchOp> fetches_;
   std::vector<Notice> notices_;
   std::vector<DeferredMsg> deferred_;

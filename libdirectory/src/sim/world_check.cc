@@ -248,6 +248,13 @@ void World::AppendState(std::string* out) const {
       out->append(reinterpret_cast<const char*>(header), kHeaderSize);
       out->push_back(
           static_cast<char>(value_class(pk.msg.page, true, pk.data)));
+      if (config_.answer_lanes) {
+        // Relative to what the receiver took, so states that differ only
+        // in how many answers went before are one.
+        const uint64_t taken = answers_taken_[pk.from * N() + pk.to];
+        put(pk.lane_seq != 0 ? pk.lane_seq - taken
+                             : (pk.after > taken ? pk.after - taken : 0));
+      }
       for (uint32_t i = 0; i < pk.run_data.size(); ++i) {
         out->push_back(static_cast<char>(
             value_class(pk.msg.page + i, true, pk.run_data[i])));
@@ -259,6 +266,16 @@ void World::AppendState(std::string* out) const {
           put(e.offset);
           out->push_back(static_cast<char>(e.state));
         }
+      }
+    }
+  }
+  if (config_.answer_lanes) {
+    out->push_back('A');
+    for (uint32_t pair = 0; pair < answers_sent_.size(); ++pair) {
+      put(answers_sent_[pair] - answers_taken_[pair]);
+      put(static_cast<uint32_t>(answers_ahead_[pair].size()));
+      for (uint64_t seq : answers_ahead_[pair]) {
+        put(seq - answers_taken_[pair]);
       }
     }
   }

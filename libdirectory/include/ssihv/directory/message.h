@@ -183,6 +183,16 @@ inline bool IsRequest(MsgType type) {
          type == MsgType::kReadRun;
 }
 
+/// A grant that answers the receiver's own request (kData, kGrant,
+/// kDataRun, kPullGrant). From the page's home, before it learns of a
+/// death, it may travel on a lane provided the receiver takes none of the
+/// sender's later pair-channel messages before it (docs/PROTOCOL.md,
+/// "Answers on lanes"; `dsm-sim --answer-lanes` checks it).
+inline bool IsAnswer(MsgType type) {
+  return type == MsgType::kData || type == MsgType::kGrant ||
+         type == MsgType::kDataRun || type == MsgType::kPullGrant;
+}
+
 /// Writes the 16-byte header of `msg` to `out`. A message with
 /// carries_page() must be followed on the wire by exactly payload_bytes().
 void EncodeHeader(const Message& msg, uint8_t* out);

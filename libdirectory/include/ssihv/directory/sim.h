@@ -58,11 +58,21 @@ struct Config {
   /// driver with such lanes was built and measured, not kept
   /// (docs/PERFORMANCE.md, "Request lanes").
   bool request_lanes = false;
+  /// Answer lanes (docs/PROTOCOL.md, "Answers on lanes"): a home that has
+  /// learned of no death sends its answers (IsAnswer) on lanes too, each
+  /// numbered per ordered pair; every pair-channel message carries how
+  /// many the sender had sent on lanes to that receiver, and the receiver
+  /// takes it only once it has taken all of those (or learned the sender
+  /// died). What a driver that answers on the request's lane must keep.
+  bool answer_lanes = false;
   TestBug bug = TestBug::kNone;
   /// Test only: a driver that breaks node.h's rule and lets a call's
   /// messages leave before the call's later local effects (they happen in
   /// a later step).
   bool driver_early_send = false;
+  /// Test only: a driver that answers on lanes (answer_lanes) but lets the
+  /// pair's channel overtake them (no wait for the answers sent before).
+  bool driver_answers_unordered = false;
   /// Run grants: after a fault that waits for the network, the node also
   /// asks for up to this many following pages with one kReadRun
   /// (Node::RequestRun): a read run after a read fault, as libpager's
