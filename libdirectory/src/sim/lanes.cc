@@ -1,9 +1,9 @@
 // Which channel a packet takes (the pair's, or one of its lanes) and when
 // the head of a pair's channel may be taken (docs/PROTOCOL.md, "Channels"
 // and "Answers on lanes").
-#include "sim/world.h"
-
 #include <algorithm>
+
+#include "sim/world.h"
 
 namespace ssihv::directory::sim::internal {
 
