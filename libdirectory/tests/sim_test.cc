@@ -217,6 +217,20 @@ TEST_CASE("exhaustive: 2 nodes x 2 pages x 3 operations") {
   CHECK(r.terminal > 0);
 }
 
+// Explores `c` without and with `lanes` switched on: both clean, and the
+// lanes add interleavings (more states), none of them a violation.
+void CheckLanesAddStates(Config c, bool Config::*lanes) {
+  const ExploreResult without = Explore(c, 5'000'000);
+  c.*lanes = true;
+  const ExploreResult with = Explore(c, 5'000'000);
+  INFO(with.violation.invariant << ": " << with.violation.detail << "\n"
+                                << with.violation.trace);
+  REQUIRE(without.ok);
+  REQUIRE(with.ok);
+  CHECK_FALSE(with.truncated);
+  CHECK(with.states > without.states);
+}
+
 // Request lanes: requests on channels of their own per pair that
 // overtakes (and is overtaken by) everything else on the pair until the
 // sender learns of a death. More interleavings than FIFO pairs, none of
@@ -228,15 +242,7 @@ TEST_CASE("exhaustive: requests on lanes, 2 nodes x 2 pages") {
   c.ops = kSanitized ? 2 : 3;
   SECTION("failure-free") {}
   SECTION("with crashes") { c.crash = true; }
-  const ExploreResult fifo = Explore(c, 5'000'000);
-  c.request_lanes = true;
-  const ExploreResult lanes = Explore(c, 5'000'000);
-  INFO(lanes.violation.invariant << ": " << lanes.violation.detail << "\n"
-                                 << lanes.violation.trace);
-  REQUIRE(fifo.ok);
-  REQUIRE(lanes.ok);
-  CHECK_FALSE(lanes.truncated);
-  CHECK(lanes.states > fifo.states);
+  CheckLanesAddStates(c, &Config::request_lanes);
 }
 
 // Answer lanes: the home's answers leave on lanes too, and the pair's
@@ -250,15 +256,7 @@ TEST_CASE("exhaustive: answers on lanes, 2 nodes x 2 pages") {
   c.request_lanes = true;
   SECTION("failure-free") {}
   SECTION("with crashes") { c.crash = true; }
-  const ExploreResult requests_only = Explore(c, 5'000'000);
-  c.answer_lanes = true;
-  const ExploreResult lanes = Explore(c, 5'000'000);
-  INFO(lanes.violation.invariant << ": " << lanes.violation.detail << "\n"
-                                 << lanes.violation.trace);
-  REQUIRE(requests_only.ok);
-  REQUIRE(lanes.ok);
-  CHECK_FALSE(lanes.truncated);
-  CHECK(lanes.states > requests_only.states);
+  CheckLanesAddStates(c, &Config::answer_lanes);
 }
 
 // Without the wait, an Inv on the pair's channel overtakes the home's

@@ -7,20 +7,25 @@
 
 namespace ssihv::directory::sim::internal {
 
-uint32_t World::ChannelOf(NodeId n, const Packet& pk) {
-  const uint32_t pair = n * N() + pk.to;
-  if (!Lanes() || pk.report || nodes_[n].membership().dead() != 0) {
+uint32_t World::Route(NodeId n, Packet* pk) {
+  const uint32_t pair = n * N() + pk->to;
+  const bool lanes_open =
+      Lanes() && !pk->report && nodes_[n].membership().dead() == 0;
+  const bool answer = lanes_open && config_.answer_lanes &&
+                      IsAnswer(pk->msg.type) &&
+                      space_.StaticHomeOf(pk->msg.page) == n;
+  const bool request =
+      lanes_open && config_.request_lanes && IsRequest(pk->msg.type);
+  if (!answer && !request) {
+    pk->after = answers_sent_[pair];
     return pair;
   }
-  const bool on_lane = (config_.request_lanes && IsRequest(pk.msg.type)) ||
-                       (config_.answer_lanes && IsAnswer(pk.msg.type) &&
-                        space_.StaticHomeOf(pk.msg.page) == n);
-  if (!on_lane) return pair;
+  if (answer) pk->lane_seq = ++answers_sent_[pair];
   // Which of the pair's lanes: a driver takes whichever is idle. Random
   // mode draws it; the explorer alternates (not a branch of its own).
   const uint32_t lane = rng_ != nullptr
                             ? static_cast<uint32_t>(rng_->Below(kLanes))
-                            : static_cast<uint32_t>(pk.id % kLanes);
+                            : static_cast<uint32_t>(pk->id % kLanes);
   return (1 + lane) * N() * N() + pair;
 }
 

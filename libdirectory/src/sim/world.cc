@@ -32,8 +32,7 @@ World::World(const Config& config, const PageSpace& space,
       frames_(nodes_.size() * space.num_pages()),
       latest_(space.num_pages(), 0),
       doomed_(space.num_pages(), false),
-      channels_(nodes_.size() * nodes_.size() *
-                (config.request_lanes || config.answer_lanes ? 1 + kLanes : 1)),
+      channels_(nodes_.size() * nodes_.size() * (Lanes() ? 1 + kLanes : 1)),
       answers_sent_(nodes_.size() * nodes_.size(), 0),
       answers_taken_(nodes_.size() * nodes_.size(), 0),
       answers_ahead_(nodes_.size() * nodes_.size()),
@@ -529,13 +528,7 @@ void World::Perform(NodeId n, const Packet* in, uint64_t fetched,
         }
       }
       pk.ready = now_ + Delay();
-      const uint32_t pair = n * N() + pk.to;
-      const uint32_t c = ChannelOf(n, pk);
-      if (c == pair) {
-        pk.after = answers_sent_[pair];
-      } else if (config_.answer_lanes && IsAnswer(pk.msg.type)) {
-        pk.lane_seq = ++answers_sent_[pair];
-      }
+      const uint32_t c = Route(n, &pk);
       channels_[c].push_back(std::move(pk));
       sent = true;
       continue;

@@ -183,10 +183,11 @@ class World {
 
   void StepThread(uint32_t t, const Op& chosen);
   void Deliver(uint32_t channel);
-  /// The channel a packet node n sends goes on: its pair's, or with
-  /// request_lanes one of the pair's lanes (world.cc). Not const: random
-  /// mode draws the lane.
-  uint32_t ChannelOf(NodeId n, const Packet& pk);
+  /// The channel a packet node n sends goes on: its pair's, or with lanes
+  /// one of the pair's lanes (lanes.cc). With answer_lanes it also stamps
+  /// the packet: its number on a lane, or the count on the pair's channel.
+  /// Not const: random mode draws the lane, and it counts answers.
+  uint32_t Route(NodeId n, Packet* pk);
   /// Lanes per ordered pair with request_lanes or answer_lanes (each FIFO,
   /// none ordered with another or with the pair's channel).
   static constexpr uint32_t kLanes = 2;
