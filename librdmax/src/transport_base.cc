@@ -72,6 +72,8 @@ TransportStats AtomicStats::Snapshot() const {
   s.lanes_refused = lanes_refused.load();
   s.lanes_open = lanes_open.load();
   s.lanes_serving = lanes_serving.load();
+  s.lane_calls = lane_calls.load();
+  s.lane_calls_served = lane_calls_served.load();
   return s;
 }
 
@@ -162,6 +164,18 @@ void TransportBase::CountReplyBytes(NodeId peer, uint64_t bytes, bool sent) {
 void TransportBase::CountServed(NodeId to, uint64_t bytes) {
   Bump(stats_.fetches_served);
   if (PeerCounters* c = PeerOf(to)) Bump(c->bytes_sent, bytes);
+}
+
+absl::StatusOr<size_t> TransportBase::CallOnLane(
+    NodeId to, MessageType type, absl::Span<const uint8_t> payload,
+    absl::Span<uint8_t> response) {
+  (void)type;
+  (void)payload;
+  (void)response;
+  SSIHV_RETURN_IF_ERROR(CheckPeer(to, "CallOnLane"));
+  return absl::ResourceExhaustedError(
+      absl::StrCat("CallOnLane node=", to, ": the ",
+                   BackendName(kind()), " backend has no lane calls"));
 }
 
 absl::Status TransportBase::CheckPeer(NodeId peer, absl::string_view op) const {

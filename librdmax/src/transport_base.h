@@ -39,6 +39,8 @@ struct AtomicStats {
   std::atomic<uint64_t> lanes_refused{0};
   std::atomic<uint64_t> lanes_open{0};     // gauge
   std::atomic<uint64_t> lanes_serving{0};  // gauge
+  std::atomic<uint64_t> lane_calls{0};
+  std::atomic<uint64_t> lane_calls_served{0};
 
   TransportStats Snapshot() const;
   void NoteQueueDepth(uint64_t bytes);
@@ -64,6 +66,14 @@ class TransportBase : public Transport {
   void SetPeerHandler(PeerHandler handler) override {
     peer_handler_ = std::move(handler);
   }
+  void SetLaneHandler(LaneHandler handler) override {
+    lane_handler_ = std::move(handler);
+  }
+  const LaneHandler& lane_handler() const { return lane_handler_; }
+  /// Backends without lane calls (RDMA, loopback): nothing is sent.
+  absl::StatusOr<size_t> CallOnLane(NodeId to, MessageType type,
+                                    absl::Span<const uint8_t> payload,
+                                    absl::Span<uint8_t> response) override;
   TransportStats stats() const override { return stats_.Snapshot(); }
   std::vector<PeerTransportStats> peer_stats() const override;
   uint32_t max_message_bytes() const override {
@@ -105,6 +115,7 @@ class TransportBase : public Transport {
   FrameLimits limits_;
   MessageHandler message_handler_;
   PeerHandler peer_handler_;
+  LaneHandler lane_handler_;
   mutable AtomicStats stats_;
   LocalRegions regions_;
 

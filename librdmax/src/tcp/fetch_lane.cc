@@ -53,10 +53,56 @@ FetchLane::Outcome FetchLane::Fetch(RegionId region, uint64_t offset,
     return Broken(w.bytes < 0 ? std::strerror(w.err) : "short send");
   }
 
-  // [header | dst]: a success response lands whole, usually in one call.
   uint8_t hdr[kFrameHeaderSize];
-  const size_t total = kFrameHeaderSize + dst.size();
+  size_t length = 0;
+  Outcome outcome = ReceiveResponse(FrameKind::kFetchResponse, id, hdr, dst,
+                                    deadline, &length, result);
+  if (outcome == Outcome::kDone && result->ok() && length != dst.size()) {
+    return Broken(absl::StrCat("fetch response of ", length,
+                               " bytes for a fetch of ", dst.size()),
+                  true);
+  }
+  return outcome;
+}
+
+FetchLane::Outcome FetchLane::Call(MessageType type,
+                                   absl::Span<const uint8_t> payload,
+                                   absl::Span<uint8_t> response,
+                                   absl::Time deadline, size_t* length,
+                                   absl::Status* result) {
+  const uint64_t id = next_id_++;
+  uint8_t hdr[kFrameHeaderSize];
+  FrameHeader h;
+  h.kind = FrameKind::kRequest;
+  h.type = type;
+  h.id = id;
+  h.length = static_cast<uint32_t>(payload.size());
+  EncodeFrameHeader(h, hdr);
+  struct iovec out[2] = {{hdr, kFrameHeaderSize},
+                         {const_cast<uint8_t*>(payload.data()), payload.size()}};
+  sys::IoResult w = sys::SendMsgBlocking(fd_.get(), out, 2);
+  if (w.bytes <= 0) {
+    Broken(w.bytes < 0 ? std::strerror(w.err) : "nothing sent");
+    return Outcome::kNotSent;
+  }
+  if (w.bytes != static_cast<ssize_t>(kFrameHeaderSize + payload.size())) {
+    return Broken("short send");
+  }
+  return ReceiveResponse(FrameKind::kResponse, id, hdr, response, deadline,
+                         length, result);
+}
+
+// [header | payload]: a success response usually lands whole in one call.
+// Nothing follows a response on a lane, so receiving up to dst.size()
+// never takes bytes of another frame.
+FetchLane::Outcome FetchLane::ReceiveResponse(FrameKind kind, uint64_t id,
+                                              uint8_t* hdr,
+                                              absl::Span<uint8_t> dst,
+                                              absl::Time deadline,
+                                              size_t* length,
+                                              absl::Status* result) {
   size_t got = 0;
+  size_t total = kFrameHeaderSize + dst.size();
   bool have_header = false;
   for (;;) {
     struct iovec iov[2];
@@ -66,7 +112,7 @@ FetchLane::Outcome FetchLane::Fetch(RegionId region, uint64_t offset,
       iov[n++] = {dst.data(), dst.size()};
     } else {
       size_t done = got - kFrameHeaderSize;
-      iov[n++] = {dst.data() + done, dst.size() - done};
+      iov[n++] = {dst.data() + done, total - got};
     }
     sys::IoResult r = sys::RecvMsgBlocking(fd_.get(), iov, n);
     if (r.bytes == 0) return Broken("the peer closed the lane");
@@ -75,33 +121,40 @@ FetchLane::Outcome FetchLane::Fetch(RegionId region, uint64_t offset,
       if (absl::Now() < deadline) continue;
       Shutdown();
       *result = absl::DeadlineExceededError(
-          absl::StrCat("Fetch node=", peer_,
-                       ": no response on its fetch lane "
-                       "in time (the lane is closed)"));
+          absl::StrCat("node ", peer_,
+                       ": no response on its lane in time (the lane is "
+                       "closed)"));
       return Outcome::kTimedOut;
     }
     got += static_cast<size_t>(r.bytes);
     if (!have_header && got >= kFrameHeaderSize) {
       absl::StatusOr<FrameHeader> rh =
-          DecodeFrameHeader(hdr, WirePhase::kEstablished, limits_);
+          DecodeFrameHeader(absl::MakeConstSpan(hdr, kFrameHeaderSize),
+                            WirePhase::kEstablished, limits_);
       if (!rh.ok()) return Broken(rh.status().message(), true);
-      if (rh->kind != FrameKind::kFetchResponse || rh->id != id) {
-        return Broken(
-            absl::StrCat(FrameKindName(rh->kind), " id ", rh->id,
-                         " where the response to fetch ", id, " was due"),
-            true);
+      if (rh->kind != kind || rh->id != id) {
+        return Broken(absl::StrCat(FrameKindName(rh->kind), " id ", rh->id,
+                                   " where the ", FrameKindName(kind), " to ",
+                                   id, " was due"),
+                      true);
       }
       if (rh->flags & kFlagError) {
         return ReadError(*rh, dst, got - kFrameHeaderSize, deadline, result);
       }
-      if (rh->length != dst.size()) {
-        return Broken(absl::StrCat("fetch response of ", rh->length,
-                                   " bytes for a fetch of ", dst.size()),
-                      true);
+      if (rh->length > dst.size()) {
+        *result = absl::OutOfRangeError(
+            absl::StrCat("node ", peer_, ": a response of ", rh->length,
+                         " bytes does not fit in ", dst.size()));
+        return Broken("a response larger than its buffer");
       }
+      if (got > kFrameHeaderSize + rh->length) {
+        return Broken("bytes after a response", true);
+      }
+      total = kFrameHeaderSize + rh->length;
       have_header = true;
     }
-    if (got == total) {
+    if (have_header && got == total) {
+      *length = total - kFrameHeaderSize;
       *result = absl::OkStatus();
       return Outcome::kDone;
     }

@@ -1,7 +1,8 @@
 // TCP fetch lanes, the fetching side (docs/TRANSPORT.md, "Fetch lanes").
 //
 // A lane is an extra authenticated connection to a peer that carries only
-// fetch requests and their responses, one at a time, and that no data
+// fetch requests, lane calls (Transport::CallOnLane) and their responses,
+// one at a time, and that no data
 // thread watches: the thread blocked in Fetch owns it for the call, sends
 // the 32-byte request with one sendmsg and receives [header | page] with
 // one blocking recvmsg straight into its buffer — what a raw blocking
@@ -34,6 +35,7 @@ class FetchLane {
     kDone,      // *result is the fetch's outcome (the peer's error, or OK)
     kBroken,    // the lane failed before an answer: fetch elsewhere
     kTimedOut,  // no answer by the deadline: the lane is closed
+    kNotSent,   // (Call) the lane failed before the request left
   };
 
   /// `fd`: an authenticated, blocking lane socket with a short SO_RCVTIMEO
@@ -46,6 +48,12 @@ class FetchLane {
   /// is written into `dst` (a broken or timed-out lane is shut down).
   Outcome Fetch(RegionId region, uint64_t offset, absl::Span<uint8_t> dst,
                 absl::Time deadline, absl::Status* result);
+  /// One lane call: `payload` as a kRequest of `type`; the response's
+  /// payload lands in `response` (*length bytes). kBroken also when the
+  /// response did not fit (*result says so).
+  Outcome Call(MessageType type, absl::Span<const uint8_t> payload,
+               absl::Span<uint8_t> response, absl::Time deadline,
+               size_t* length, absl::Status* result);
   /// Any thread: wakes the owner's receive; the lane is unusable after.
   void Shutdown();
 
@@ -53,6 +61,11 @@ class FetchLane {
   Outcome Broken(absl::string_view why, bool malformed = false);
   /// Reads the rest of an error response whose first `have` payload bytes
   /// landed at the start of `dst`.
+  /// Receives [header | payload] of the response to `id` of `kind` into
+  /// `hdr` and `dst` (the payload at most dst.size() bytes).
+  Outcome ReceiveResponse(FrameKind kind, uint64_t id, uint8_t* hdr,
+                          absl::Span<uint8_t> dst, absl::Time deadline,
+                          size_t* length, absl::Status* result);
   Outcome ReadError(const FrameHeader& h, absl::Span<uint8_t> dst, size_t have,
                     absl::Time deadline, absl::Status* result);
 

@@ -19,12 +19,15 @@ namespace {
 using base::Log;
 using base::LogLevel;
 
-constexpr size_t kRequestBytes = kFrameHeaderSize + kFetchRequestSize;
-
 }  // namespace
 
 ServedLane::ServedLane(TcpTransport* transport, NodeId peer, base::UniqueFd fd)
-    : transport_(transport), peer_(peer), fd_(std::move(fd)) {}
+    : transport_(transport),
+      peer_(peer),
+      fd_(std::move(fd)),
+      request_(kFrameHeaderSize +
+               std::max<size_t>(kFetchRequestSize,
+                                transport->limits().max_message_bytes)) {}
 
 ServedLane::~ServedLane() {
   Stop();
@@ -63,21 +66,18 @@ bool ServedLane::End(absl::string_view why, bool malformed) {
   return false;
 }
 
-bool ServedLane::ReadRequest(uint8_t* request, FrameHeader* header) {
-  // Usually the whole request arrives at once (the fetcher sends it with
-  // one sendmsg). A header is checked as soon as it is complete, so a bad
-  // one is refused without waiting for bytes that may never come.
+bool ServedLane::ReadRequest(FrameHeader* header) {
+  // Usually the whole request arrives at once (the caller sends it with
+  // one sendmsg and waits for the answer: nothing follows it). A header is
+  // checked as soon as it is complete, so a bad one is refused without
+  // waiting for bytes that may never come.
   size_t got = 0;
+  size_t need = kFrameHeaderSize;
   bool checked = false;
-  while (got < kRequestBytes) {
-    sys::IoResult r;
-    if (got == 0) {
-      struct iovec iov = {request, kRequestBytes};
-      r = sys::RecvMsgBlocking(fd_.get(), &iov, 1);
-    } else {
-      size_t want = (checked ? kRequestBytes : kFrameHeaderSize) - got;
-      r = sys::RecvWaitAll(fd_.get(), request + got, want);
-    }
+  while (got < need) {
+    struct iovec iov = {request_.data() + got,
+                        (checked ? need : request_.size()) - got};
+    sys::IoResult r = sys::RecvMsgBlocking(fd_.get(), &iov, 1);
     if (r.bytes == 0) {
       return End(got == 0 ? "the peer closed the lane"
                           : "the peer closed the lane mid-request");
@@ -89,16 +89,22 @@ bool ServedLane::ReadRequest(uint8_t* request, FrameHeader* header) {
     got += static_cast<size_t>(r.bytes);
     if (!checked && got >= kFrameHeaderSize) {
       absl::StatusOr<FrameHeader> h =
-          DecodeFrameHeader(absl::MakeConstSpan(request, kFrameHeaderSize),
+          DecodeFrameHeader(absl::MakeConstSpan(request_.data(),
+                                                kFrameHeaderSize),
                             WirePhase::kEstablished, transport_->limits());
       if (!h.ok()) return End(h.status().message(), true);
-      if (h->kind != FrameKind::kFetchRequest) {
+      if (h->kind != FrameKind::kFetchRequest &&
+          h->kind != FrameKind::kRequest) {
         return End(absl::StrCat(FrameKindName(h->kind),
-                                " is not allowed on a fetch lane"),
+                                " is not allowed on a lane"),
                    true);
       }
       *header = *h;
+      need = kFrameHeaderSize + h->length;
       checked = true;
+    }
+    if (checked && got > need) {
+      return End("bytes after a request (one at a time on a lane)", true);
     }
   }
   return true;
@@ -132,17 +138,57 @@ bool ServedLane::Respond(const FrameHeader& h, const uint8_t* payload,
 }
 
 bool ServedLane::ServeOne() {
-  uint8_t request[kRequestBytes];
   FrameHeader h;
-  if (!ReadRequest(request, &h)) return false;
+  if (!ReadRequest(&h)) return false;
+  spill_.clear();
+  bool ok = h.kind == FrameKind::kRequest ? ServeCall(h) : ServeFetch(h);
+  return ok && SendSpill();
+}
+
+bool ServedLane::ServeCall(const FrameHeader& h) {
+  FrameHeader rh;
+  rh.kind = FrameKind::kResponse;
+  rh.type = h.type;
+  rh.id = h.id;
+  const LaneHandler& handler = transport_->lane_handler();
+  if (!handler) {
+    std::vector<uint8_t> error = EncodeError(absl::UnimplementedError(
+        absl::StrCat("node ", transport_->self(),
+                     " serves no lane calls (no lane handler)")));
+    rh.flags = kFlagError;
+    rh.length = static_cast<uint32_t>(error.size());
+    return Respond(rh, error.data(), error.size());
+  }
+  Message m;
+  m.from = peer_;
+  m.type = h.type;
+  m.request_id = h.id;
+  m.payload = absl::MakeConstSpan(request_.data() + kFrameHeaderSize, h.length);
+  Bump(transport_->atomic_stats().lane_calls_served);
+  transport_->CountReplyBytes(peer_, h.length, /*sent=*/false);
+  absl::Span<const uint8_t> response = handler(m);
+  if (response.size() > transport_->limits().max_message_bytes) {
+    return End(absl::StrCat("the lane handler answered with ",
+                            response.size(), " bytes, more than "
+                            "max_message_bytes"));
+  }
+  rh.length = static_cast<uint32_t>(response.size());
+  transport_->CountReplyBytes(peer_, response.size(), /*sent=*/true);
+  return Respond(rh, response.data(), response.size());
+}
+
+bool ServedLane::ServeFetch(const FrameHeader& h) {
+  if (h.length != kFetchRequestSize) {
+    return End("a fetch request of the wrong size", true);
+  }
   absl::StatusOr<FetchRequestPayload> req = DecodeFetchRequest(
-      absl::MakeConstSpan(request + kFrameHeaderSize, kFetchRequestSize),
+      absl::MakeConstSpan(request_.data() + kFrameHeaderSize,
+                          kFetchRequestSize),
       transport_->limits());
   if (!req.ok()) return End(req.status().message(), true);
   FrameHeader rh;
   rh.kind = FrameKind::kFetchResponse;
   rh.id = h.id;
-  spill_.clear();
   std::vector<uint8_t> error;
   {
     LocalRegions::ReadLock lock(transport_->regions());
@@ -163,6 +209,10 @@ bool ServedLane::ServeOne() {
     rh.length = static_cast<uint32_t>(error.size());
     if (!Respond(rh, error.data(), error.size())) return false;
   }
+  return true;
+}
+
+bool ServedLane::SendSpill() {
   for (size_t off = 0; off < spill_.size();) {
     // Blocking, up to SO_SNDTIMEO (op_timeout): a peer that does not read
     // its response loses the lane.

@@ -1,7 +1,8 @@
 // TCP fetch lanes, the serving side (docs/TRANSPORT.md, "Fetch lanes").
 //
-// Each accepted lane gets a thread that blocks in recv for the next fetch
-// request, checks it against this node's exported regions (a fetch outside
+// Each accepted lane gets a thread that blocks in recv for the next request.
+// A lane call (kRequest) goes to the transport's LaneHandler on this thread
+// and its response leaves with one sendmsg. A fetch request is checked against this node's exported regions (a fetch outside
 // them is refused with an error response, as on the main connection) and
 // answers with one sendmsg of [header | bytes] straight from region memory,
 // holding the region read lock while the kernel copies them (so
@@ -47,8 +48,13 @@ class ServedLane {
   void Run();
   /// Serves one request; false ends the lane (the reason is logged).
   bool ServeOne();
-  /// Reads the 32-byte request; rejects a bad header as soon as it is in.
-  bool ReadRequest(uint8_t* request, FrameHeader* header);
+  /// Reads one request frame into request_; rejects a bad header as soon
+  /// as it is in.
+  bool ReadRequest(FrameHeader* header);
+  bool ServeFetch(const FrameHeader& h);
+  bool ServeCall(const FrameHeader& h);
+  /// Sends what spill_ holds, blocking up to SO_SNDTIMEO.
+  bool SendSpill();
   /// Sends what the kernel takes now; copies the rest into spill_.
   bool Respond(const FrameHeader& header, const uint8_t* payload,
                size_t length);
@@ -63,6 +69,8 @@ class ServedLane {
   // What the kernel did not take of a large response, sent after the
   // region lock is released (allocated only if ever needed).
   std::vector<uint8_t> spill_;
+  // The request being served: header and payload.
+  std::vector<uint8_t> request_;
 };
 
 }  // namespace ssihv::rdmax

@@ -3,6 +3,7 @@
 #include <sys/epoll.h>
 
 #include "absl/strings/str_cat.h"
+#include "ssihv/base/status_macros.h"
 #include "ssihv/base/log.h"
 #include "sys/posix.h"
 #include "tcp/tcp_transport.h"
@@ -53,6 +54,52 @@ std::optional<absl::Status> TcpTransport::FetchOverLane(
     Bump(stats_.lane_fetches);
   }
   return result;
+}
+
+absl::StatusOr<size_t> TcpTransport::CallOnLane(
+    NodeId to, MessageType type, absl::Span<const uint8_t> payload,
+    absl::Span<uint8_t> response) {
+  SSIHV_RETURN_IF_ERROR(CheckMayBlock("CallOnLane"));
+  SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(to, "CallOnLane"));
+  if (payload.size() > options_.max_message_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CallOnLane node=", to, ": payload of ", payload.size(),
+                     " bytes exceeds max_message_bytes ",
+                     options_.max_message_bytes));
+  }
+  bool setup = false;
+  std::shared_ptr<FetchLane> lane =
+      options_.fetch_lanes > 0 ? conn->lanes().Acquire(&setup) : nullptr;
+  if (setup) RequestLane(conn);
+  if (lane == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("CallOnLane node=", to, ": no lane idle"));
+  }
+  absl::Status result;
+  size_t length = 0;
+  FetchLane::Outcome outcome =
+      lane->Call(type, payload, response, absl::Now() + options_.op_timeout,
+                 &length, &result);
+  conn->lanes().Release(std::move(lane), outcome == FetchLane::Outcome::kDone);
+  switch (outcome) {
+    case FetchLane::Outcome::kDone:
+      if (!result.ok()) return result;
+      Bump(stats_.lane_calls);
+      CountSent(to, payload.size());
+      CountReplyBytes(to, length, /*sent=*/false);
+      return length;
+    case FetchLane::Outcome::kNotSent:
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "CallOnLane node=", to, ": the lane failed before the request left"));
+    case FetchLane::Outcome::kTimedOut:
+      return result;
+    case FetchLane::Outcome::kBroken:
+      break;
+  }
+  if (absl::IsOutOfRange(result)) return result;
+  return absl::UnavailableError(
+      absl::StrCat("CallOnLane node=", to,
+                   ": the lane failed after the request left"));
 }
 
 void TcpTransport::RequestLane(const std::shared_ptr<TcpConnection>& conn) {

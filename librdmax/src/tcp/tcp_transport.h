@@ -37,6 +37,9 @@ class TcpTransport final : public FramedTransport {
   absl::Status UnregisterRegion(RegionId id) override;
   absl::Status Fetch(NodeId peer, RegionId region, uint64_t offset,
                      absl::Span<uint8_t> dst) override;
+  absl::StatusOr<size_t> CallOnLane(NodeId to, MessageType type,
+                                    absl::Span<const uint8_t> payload,
+                                    absl::Span<uint8_t> response) override;
 
   // ---- for TcpConnection ----
   EventLoop& loop() override { return loop_; }

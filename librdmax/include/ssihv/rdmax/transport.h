@@ -106,6 +106,14 @@ using MessageHandler = std::function<void(const Message&)>;
 /// or goes down (peer restart, network failure, Shutdown). All Calls and
 /// fetches in flight to a peer that goes down fail with Unavailable.
 using PeerHandler = std::function<void(NodeId, PeerState)>;
+/// Serves a request a peer made with CallOnLane, on the thread of the lane
+/// it came on (never the data thread; several lanes' threads may run it at
+/// once). Returns the response payload (at most max_message_bytes), which
+/// must stay valid until the same thread calls the handler again (a
+/// thread-local buffer). It may take locks but must not wait for the
+/// network: the caller is blocked on the lane.
+using LaneHandler =
+    std::function<absl::Span<const uint8_t>(const Message& request)>;
 /// Completion of Call, on the data thread. On error `response` is empty.
 /// A peer that answers with ReplyError yields that status.
 using ResponseCallback =
@@ -216,6 +224,10 @@ struct TransportStats {
   uint64_t lanes_refused = 0;
   uint64_t lanes_open = 0;
   uint64_t lanes_serving = 0;
+  /// Lane calls (CallOnLane) this node made that went over a lane, and the
+  /// ones it served for peers.
+  uint64_t lane_calls = 0;
+  uint64_t lane_calls_served = 0;
 };
 
 /// One peer's share of the traffic (TransportStats is the node's total),
@@ -248,6 +260,9 @@ class Transport {
   /// with an Unimplemented error and one-way messages are dropped (logged).
   virtual void SetMessageHandler(MessageHandler handler) = 0;
   virtual void SetPeerHandler(PeerHandler handler) = 0;
+  /// Set before Start(). Without one, a lane call is answered with an
+  /// Unimplemented error.
+  virtual void SetLaneHandler(LaneHandler handler) = 0;
 
   /// Starts listening and dialing the peers. Returns when the listener is
   /// bound (or the backend device opened); connections come up in the
@@ -305,6 +320,21 @@ class Transport {
   /// waits for the page on its own lane (docs/TRANSPORT.md).
   virtual absl::Status Fetch(NodeId peer, RegionId region, uint64_t offset,
                              absl::Span<uint8_t> dst) = 0;
+
+  /// A request served by the peer's LaneHandler over an idle lane of this
+  /// node's to `to` (TCP: one sendmsg, one blocking recvmsg on both sides,
+  /// no data thread; TransportOptions::fetch_lanes bounds the lanes). The
+  /// response is copied into `response`; returns its length. Unordered
+  /// with everything else sent to `to`. Errors: ResourceExhausted when
+  /// nothing was sent (no lane idle now: one is set up in the background;
+  /// the backend has none: RDMA and loopback), so the caller can take the
+  /// main connection instead; Unavailable when the lane failed after the
+  /// request left (the peer may have served it); DeadlineExceeded after
+  /// op_timeout (the lane is closed); OutOfRange when the response did not
+  /// fit (the lane is closed). Blocks: not from a callback.
+  virtual absl::StatusOr<size_t> CallOnLane(NodeId to, MessageType type,
+                                            absl::Span<const uint8_t> payload,
+                                            absl::Span<uint8_t> response) = 0;
 
   /// TransportOptions::max_message_bytes: the largest payload of a message
   /// this transport sends or accepts.

@@ -25,8 +25,8 @@ namespace ssihv::rdmax {
 
 inline constexpr uint32_t kWireMagic = 0x56485353;  // "SSHV"
 // 2: RDMA fetch lanes (kRdmaLaneRequest/kRdmaLaneAccept); TCP fetch lanes
-// (hello backend 3).
-inline constexpr uint16_t kWireVersion = 2;
+// (hello backend 3). 3: lane calls (kRequest/kResponse on a TCP lane).
+inline constexpr uint16_t kWireVersion = 3;
 inline constexpr size_t kFrameHeaderSize = 16;
 inline constexpr size_t kNonceSize = 32;
 inline constexpr size_t kMacSize = 32;  // HMAC-SHA256
