@@ -110,10 +110,10 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
   e->held_ = std::make_unique<dsm::HeldPages>(kHeldMarkers);
   e->refresh_ = std::make_unique<dsm::ReadRefresh>(e->options_.read_refresh);
   const uint32_t max_bytes = transport->max_message_bytes();
+  constexpr uint64_t kFrameHeader = kStampBytes + dir::kHeaderSize;
   e->run_pages_ = static_cast<uint32_t>(std::clamp<uint64_t>(
-      max_bytes > dir::kHeaderSize ? (max_bytes - dir::kHeaderSize) / kPageSize
-                                   : 0,
-      1, kDsmMaxRunPages));
+      max_bytes > kFrameHeader ? (max_bytes - kFrameHeader) / kPageSize : 0, 1,
+      kDsmMaxRunPages));
   e->hold_ = std::make_unique<dsm::GrantHold>(
       absl::ToInt64Nanoseconds(e->options_.grant_hold),
       absl::ToInt64Nanoseconds(e->options_.max_grant_hold));
@@ -127,6 +127,11 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
       [raw](const absl::Status& st) { raw->Error(st); });
   e->transport_->SetMessageHandler(
       [raw](const rdmax::Message& m) { raw->Dispatch(m); });
+  e->lane_answers_sent_.reset(
+      new std::atomic<uint64_t>[config.num_nodes()]());
+  e->answer_order_.reset(new dsm::AnswerOrder[config.num_nodes()]);
+  e->transport_->SetLaneHandler(
+      [raw](const rdmax::Message& m) { return raw->ServeLane(m); });
   e->transport_->SetPeerHandler(
       [raw](rdmax::NodeId peer, rdmax::PeerState state) {
         if (state == rdmax::PeerState::kDown && raw->started_) {
@@ -232,6 +237,9 @@ void DsmEngine::HandleFault(const Fault& fault, Resolver& resolver) {
       if (st.ok()) st = Execute(out, ctx);
     }
   }
+  // The request Execute set aside leaves now that the lock is free: the
+  // home's answer, read on the lane, takes page locks here.
+  if (ctx.lane_request) CallHome(ctx.lane_to);
   if (st.ok() && !ctx.fault_done) {
     st = absl::InternalError(absl::StrCat(
         "the protocol left the fault on page ", *page, " unanswered"));
@@ -302,7 +310,7 @@ void DsmEngine::FillAroundLocal(dir::PageId page, Resolver& resolver) {
 // The DSM's frames go to the protocol; anything else is the owner's.
 void DsmEngine::Dispatch(const rdmax::Message& m) {
   if (m.type == kDsmFrameType && m.request_id == 0) {
-    HandleMessage(m.from, m.payload);
+    AdmitFrame(m.from, m.payload);
   } else if (m.type != kDsmFrameType && options_.message_handler) {
     options_.message_handler(m);
   } else if (m.request_id != 0) {
@@ -319,8 +327,8 @@ void DsmEngine::Dispatch(const rdmax::Message& m) {
   }
 }
 
-void DsmEngine::HandleMessage(uint32_t from,
-                              absl::Span<const uint8_t> payload) {
+void DsmEngine::HandleMessage(uint32_t from, absl::Span<const uint8_t> payload,
+                              bool lane) {
   frames_received_.fetch_add(1, std::memory_order_relaxed);
   if (failed_.load(std::memory_order_acquire)) return;
   absl::StatusOr<dir::DecodedFrame> frame = dir::Decode(payload, *space_);
@@ -340,6 +348,7 @@ void DsmEngine::HandleMessage(uint32_t from,
   }
   dir::Output& out = ThreadOutput();
   Ctx ctx = Ctx::ForMessage(type);
+  if (lane) ctx.lane_from = from;
   ctx.page_bytes = frame->page_bytes;
   ctx.data_first = frame->msg.page;
   absl::Status st;
@@ -347,10 +356,12 @@ void DsmEngine::HandleMessage(uint32_t from,
     dsm::ExclusiveGuard guard(*locks_);
     st = node_->OnReport(from, frame->report, &out);
     if (st.ok()) st = Execute(out, ctx);
+    NoteDeaths();
   } else if (dir::IsExclusive(frame->msg.type)) {
     dsm::ExclusiveGuard guard(*locks_);
     st = node_->OnMessage(from, frame->msg, &out);
     if (st.ok()) st = Execute(out, ctx);
+    NoteDeaths();
   } else if (frame->msg.is_run()) {
     // Decode() bounded the run to kMaxRunPages pages of one range.
     dsm::RunGuard guard(*locks_, frame->msg.page, frame->msg.pages());
@@ -381,6 +392,7 @@ absl::Status DsmEngine::DeclareDead(uint32_t node) {
   Ctx ctx;
   SSIHV_RETURN_IF_ERROR(node_->OnNodeDead(node, &out));
   outbox_->DropPeer(node);  // the protocol sends it nothing from here on
+  NoteDeaths();
   return Execute(out, ctx);
 }
 
@@ -406,8 +418,8 @@ absl::Status DsmEngine::Execute(const dir::Output& out, Ctx& ctx) {
     ++i;
   }
   for (const StagedFrames::Frame& f : staged.frames) {
-    outbox_->Send(
-        f.to, absl::MakeConstSpan(staged.bytes.data() + f.offset, f.length));
+    SendStaged(f.to, absl::MakeSpan(staged.bytes.data() + f.offset, f.length),
+               ctx);
   }
   staged.Clear();
   return ResubmitExpired(ctx);

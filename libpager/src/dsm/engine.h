@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/types/span.h"
+#include "dsm/answer_order.h"
 #include "dsm/downgrade.h"
 #include "dsm/grant_hold.h"
 #include "dsm/held_pages.h"
@@ -88,6 +89,14 @@ class DsmEngine {
     std::vector<directory::PageId> invalidated;
     absl::Span<const uint8_t> page_bytes;  // kData/kDataRun payload
     directory::PageId data_first = 0;      // the page its bytes start with
+    // Answer lanes (lanes.cc). Home: the call serves a lane request from
+    // this node; its answer goes back on the lane (lane_answered).
+    uint32_t lane_from = kNoLane;
+    bool lane_answered = false;
+    // Requester: the fault's request, set aside for a lane call once the
+    // page lock is released (to lane_to).
+    bool lane_request = false;
+    uint32_t lane_to = 0;
     // kDefer'd messages whose hold had already expired: resubmitted right
     // after this call's effects, under the same page lock.
     std::vector<std::pair<uint32_t, directory::Message>> resubmit;
@@ -100,6 +109,7 @@ class DsmEngine {
       return ctx;
     }
   };
+  static constexpr uint32_t kNoLane = ~uint32_t{0};
   /// Faults parked on pages of one stripe (guarded by the stripe lock).
   using WaitMap = std::unordered_map<directory::PageId, std::vector<Fault>>;
 
@@ -107,6 +117,10 @@ class DsmEngine {
             DsmOptions options);
 
  public:
+  /// Every DSM frame starts with a stamp (lanes.cc): on a lane answer its
+  /// number, on a main-connection frame how many answers its sender had
+  /// put on lanes to the receiver by then; zero on a lane request.
+  static constexpr size_t kStampBytes = 8;
   /// A call's outgoing frames, built in effect order, sent after its last
   /// local effect (one arena per thread: no allocation in steady state).
   struct StagedFrames {
@@ -121,14 +135,16 @@ class DsmEngine {
       bytes.clear();
       frames.clear();
     }
-    /// Appends a frame of `length` bytes (copied from `data` if given) and
-    /// returns where it lies (valid until the next Add).
+    /// Appends a frame of `length` bytes (copied from `data` if given)
+    /// behind room for its stamp and returns where it lies (valid until
+    /// the next Add).
     uint8_t* Add(uint32_t to, const uint8_t* data, size_t length) {
       const size_t offset = bytes.size();
-      bytes.resize(offset + length);
-      if (data != nullptr) std::memcpy(bytes.data() + offset, data, length);
-      frames.push_back({to, offset, length});
-      return bytes.data() + offset;
+      bytes.resize(offset + kStampBytes + length);
+      uint8_t* frame = bytes.data() + offset + kStampBytes;
+      if (data != nullptr) std::memcpy(frame, data, length);
+      frames.push_back({to, offset, kStampBytes + length});
+      return frame;
     }
   };
 
@@ -151,7 +167,40 @@ class DsmEngine {
   void RefreshAfter(const Ctx& ctx);
   /// The deferral thread, no lock held: read refresh's request of `page`.
   void RequestRefresh(directory::PageId page);
-  void HandleMessage(uint32_t from, absl::Span<const uint8_t> payload);
+  /// A protocol frame (its stamp taken off) from `from`; `lane`: a request
+  /// that came on a lane, whose answer goes back on it.
+  void HandleMessage(uint32_t from, absl::Span<const uint8_t> payload,
+                     bool lane = false);
+  // Answer lanes (lanes.cc; docs/PROTOCOL.md, "Answers on lanes").
+  /// Sends one staged frame (stamped): the answer to a lane request into
+  /// the lane's reply, a fault's request set aside for a lane call, the
+  /// rest through the outbox.
+  void SendStaged(uint32_t to, absl::Span<uint8_t> frame, Ctx& ctx);
+  /// Lanes may carry this node's requests and answers: on, and no death
+  /// known (a page or exclusive guard held: membership is stable).
+  bool LanesOpen() const;
+  /// A fault thread, no lock held: the request set aside as a lane call to
+  /// `to`, its answer handled here; or through the outbox when no lane is
+  /// idle.
+  void CallHome(uint32_t to);
+  /// A lane thread: serves a peer's lane request; returns the reply.
+  absl::Span<const uint8_t> ServeLane(const rdmax::Message& m);
+  /// A fault thread: handles a lane answer from `from`, then the
+  /// main-connection frames it released.
+  void TakeLaneAnswer(uint32_t from, absl::Span<const uint8_t> reply);
+  /// The data thread: a stamped DSM frame off the main connection.
+  void AdmitFrame(uint32_t from, absl::Span<const uint8_t> payload);
+  /// Exclusive guard held, after the membership may have changed: frames
+  /// from dead nodes wait for no answer (AnswerOrder::SenderDead).
+  void NoteDeaths();
+  /// A lane call to `to` failed after its request left: the answer may be
+  /// lost; unless `to` is declared dead soon, the node fails.
+  void LaneFailed(uint32_t to, const absl::Status& st);
+  /// The deferral thread, kLaneCheck: fails the node unless `to` has been
+  /// declared dead since its lane broke.
+  void CheckLaneLoss(uint32_t to);
+  /// Main-connection frames that waited for a lane answer, over all peers.
+  uint64_t FramesParked() const;
   absl::Status Execute(const directory::Output& out, Ctx& ctx);
   absl::Status ExecuteOne(const directory::Effect& e,
                           const directory::Output& out, Ctx& ctx,
@@ -252,6 +301,7 @@ class DsmEngine {
       kMessage,    // a deferred message from `from`
       kRefresh,    // read refresh's request of msg.page
       kDowngrade,  // background downgrade of msg.page (dsm/downgrade.h)
+      kLaneCheck,  // a lane call to `from` failed: still not declared dead?
     };
     int64_t due_ns;
     uint32_t from;
@@ -310,6 +360,16 @@ class DsmEngine {
   std::atomic<uint64_t> zaps_{0};
   std::atomic<uint64_t> zero_page_sends_{0};
   std::atomic<uint64_t> reinstalls_{0};
+  // Answer lanes (lanes.cc): per peer, the answers put on lanes to it
+  // (home side) and the order of what it sends here (receiving side).
+  std::unique_ptr<std::atomic<uint64_t>[]> lane_answers_sent_;
+  std::unique_ptr<dsm::AnswerOrder[]> answer_order_;
+  std::atomic<uint64_t> lane_calls_{0};          // requests that left on lanes
+  std::atomic<uint64_t> lane_answers_taken_{0};  // answers that came back
+  std::atomic<uint64_t> lane_fallbacks_{0};      // no lane idle
+  std::atomic<uint64_t> lane_failures_{0};       // broke after sending
+  std::atomic<uint64_t> lane_requests_served_{0};
+  std::atomic<uint64_t> lane_answers_sent_total_{0};
 };
 
 }  // namespace ssihv::pager

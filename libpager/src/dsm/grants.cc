@@ -67,8 +67,13 @@ absl::Status DsmEngine::ResubmitExpired(Ctx& ctx) {
     ctx.resubmit.pop_back();
     dir::Output out;  // not ThreadOutput(): the caller's is still in use
     Ctx inner = Ctx::ForMessage(msg.type);
+    // Serving a lane request: what a resubmission answers (the request
+    // itself, or this node's own forward of it) still takes the lane.
+    inner.lane_from = ctx.lane_from;
+    inner.lane_answered = ctx.lane_answered;
     SSIHV_RETURN_IF_ERROR(node_->Resubmit(from, msg, &out));
     SSIHV_RETURN_IF_ERROR(Execute(out, inner));
+    ctx.lane_answered = ctx.lane_answered || inner.lane_answered;
     // The caller refreshes them once it released its locks.
     ctx.invalidated.insert(ctx.invalidated.end(), inner.invalidated.begin(),
                            inner.invalidated.end());
@@ -104,6 +109,11 @@ void DsmEngine::DeferLoop() {
     }
     if (d.kind == Deferred::Kind::kDowngrade) {
       DowngradeIdle(d.msg.page, d.due_ns);
+      lock.lock();
+      continue;
+    }
+    if (d.kind == Deferred::Kind::kLaneCheck) {
+      CheckLaneLoss(d.from);
       lock.lock();
       continue;
     }

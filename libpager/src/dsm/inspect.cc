@@ -176,6 +176,13 @@ nlohmann::json DsmEngine::StatsJson() const {
       {"background_downgrades_wasted", downgrade_->wasted()},
       {"hold_interrupted_writes", hold_->interrupted_writes()},
       {"deferred", deferred_count_.load()},
+      {"lane_calls", lane_calls_.load()},
+      {"lane_answers_taken", lane_answers_taken_.load()},
+      {"lane_fallbacks", lane_fallbacks_.load()},
+      {"lane_failures", lane_failures_.load()},
+      {"lane_requests_served", lane_requests_served_.load()},
+      {"lane_answers_sent", lane_answers_sent_total_.load()},
+      {"frames_parked", FramesParked()},
       {"backlogged_sends", outbox_->backlogged()},
       {"failed", failed_.load()}};
   return {{"pager", ToJson(pager_->Stats())},

@@ -130,6 +130,15 @@ struct DsmOptions {
   /// of two) that the node holds Modified and never mapped is zero-filled
   /// too (docs/PAGER.md, "Local fault-around"). 512 = 2 MiB; < 2: off.
   uint32_t local_fault_around_pages = 512;
+  /// Answer lanes (docs/PAGER.md, "Answer lanes"): a fault's request to
+  /// the page's home is a lane call (rdmax::Transport::CallOnLane): the
+  /// home's lane thread, blocked in recv, serves it and puts its answer on
+  /// the same lane, where the fault thread that asked reads and maps it: no
+  /// data thread on either side. Only until the node knows of a death, and
+  /// main-connection frames wait for the answers sent before them
+  /// (docs/PROTOCOL.md, "Answers on lanes"). Without a lane (RDMA,
+  /// loopback, none idle) the request takes the main connection.
+  bool answer_lanes = true;
   /// Called when the node cannot go on: a protocol error, a lost page, a
   /// message that could not be sent. The guest must be stopped. May run on
   /// any DSM thread; must not call Stop().
