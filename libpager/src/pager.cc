@@ -281,8 +281,17 @@ ssize_t Pager::ReadLocked(uffd_msg* msgs, size_t max) {
 }
 
 void Pager::DispatchFaults(const uffd_msg* msgs, size_t n) {
+  size_t last = n;  // the batch's last page fault
+  for (size_t i = n; i-- > 0;) {
+    if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
+      last = i;
+      break;
+    }
+  }
   for (size_t i = 0; i < n; ++i) {
-    if (msgs[i].event == UFFD_EVENT_PAGEFAULT) HandlePageFault(msgs[i]);
+    if (msgs[i].event == UFFD_EVENT_PAGEFAULT) {
+      HandlePageFault(msgs[i], /*more_follow=*/i < last);
+    }
   }
 }
 
@@ -325,7 +334,7 @@ void Pager::ReadIntoBacklog(FaultThread* self) {
   }
 }
 
-void Pager::HandlePageFault(const uffd_msg& msg) {
+void Pager::HandlePageFault(const uffd_msg& msg, bool more_follow) {
   const uint64_t addr = msg.arg.pagefault.address & ~(kPageSize - 1);
   const uint64_t sentinel = reinterpret_cast<uint64_t>(sentinel_.data());
   if (addr - sentinel < sentinel_.size()) {  // Stop()'s wake-up call
@@ -350,6 +359,7 @@ void Pager::HandlePageFault(const uffd_msg& msg) {
                                                    : FaultAccess::kRead;
   f.thread_id = msg.arg.pagefault.feat.ptid;
   f.start_ns = MonotonicNs();
+  f.more_follow = more_follow;
   source_->OnFault(f, resolver_);
 }
 

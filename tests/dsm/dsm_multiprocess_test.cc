@@ -3,12 +3,31 @@
 // again with SSIHV_DSM_TEST_RDMA as the RDMA variant the lab VM runs. The
 // long version is bench/pager/dsm_stress.
 #include <catch2/catch.hpp>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "stress.h"
 
 namespace ssihv::dsm_stress {
 namespace {
+
+/// Over TCP, homes answered faults on lanes (DsmOptions::answer_lanes) and
+/// the fault threads that asked took those answers (docs/PAGER.md, "Answer
+/// lanes"). Nodes that never reported (killed) are left out.
+void CheckAnswerLanes(const StressResult& r) {
+  uint64_t calls = 0, sent = 0, taken = 0;
+  for (const NodeReport& n : r.nodes) {
+    if (n.stats_json.empty()) continue;
+    const nlohmann::json dsm = nlohmann::json::parse(n.stats_json)["dsm"];
+    calls += dsm["lane_calls"].get<uint64_t>();
+    sent += dsm["lane_answers_sent"].get<uint64_t>();
+    taken += dsm["lane_answers_taken"].get<uint64_t>();
+  }
+  CHECK(calls > 0);
+  CHECK(sent > 0);
+  CHECK(taken > 0);
+  CHECK(taken <= calls);
+}
 
 void RunAndCheck(int nodes, double seconds,
                  const std::string& transport = "tcp") {
@@ -31,6 +50,7 @@ void RunAndCheck(int nodes, double seconds,
     CHECK(n.reads > 0);
     CHECK(n.increments > 0);
   }
+  if (transport == "tcp") CheckAnswerLanes(*r);
 }
 
 /// The history mode: every read and write logged and the whole history
@@ -94,6 +114,7 @@ TEST_CASE("History, 3 nodes, one SIGKILLed mid-run: survivors linearizable") {
   o.kill_node = true;
   StressResult r = RunHistory(o);
   CHECK(r.killed >= 0);
+  CheckAnswerLanes(r);
 }
 
 TEST_CASE("2 node processes: no lost increment, monotonic sequences") {

@@ -127,6 +127,8 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
       [raw](const absl::Status& st) { raw->Error(st); });
   e->transport_->SetMessageHandler(
       [raw](const rdmax::Message& m) { raw->Dispatch(m); });
+  e->lanes_ = e->options_.answer_lanes &&
+              e->transport_->kind() == rdmax::BackendKind::kTcp;
   e->lane_answers_sent_.reset(
       new std::atomic<uint64_t>[config.num_nodes()]());
   e->answer_order_.reset(new dsm::AnswerOrder[config.num_nodes()]);
@@ -237,9 +239,6 @@ void DsmEngine::HandleFault(const Fault& fault, Resolver& resolver) {
       if (st.ok()) st = Execute(out, ctx);
     }
   }
-  // The request Execute set aside leaves now that the lock is free: the
-  // home's answer, read on the lane, takes page locks here.
-  if (ctx.lane_request) CallHome(ctx.lane_to);
   if (st.ok() && !ctx.fault_done) {
     st = absl::InternalError(absl::StrCat(
         "the protocol left the fault on page ", *page, " unanswered"));
@@ -252,11 +251,15 @@ void DsmEngine::HandleFault(const Fault& fault, Resolver& resolver) {
     }
     return;
   }
-  // After this page's request left (or a held marker was mapped): the next
-  // ones of a sequential walk.
+  // After this page's request was staged (or a held marker was mapped):
+  // the next ones of a sequential walk, before this thread waits for its
+  // own answer on a lane.
   if (access == dir::Access::kRead && (ctx.parked || ctx.held_marker)) {
     RequestAhead(*page);
   }
+  // The request Execute set aside leaves now that the lock is free: the
+  // home's answer, read on the lane, takes page locks here.
+  if (ctx.lane_request) CallHome(ctx.lane_to);
   if (access == dir::Access::kRead && ctx.parked &&
       space_->StaticHomeOf(*page) != self_) {
     refresh_->OnRemoteRead(*page, MonotonicNs());

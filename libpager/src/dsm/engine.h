@@ -362,6 +362,9 @@ class DsmEngine {
   std::atomic<uint64_t> reinstalls_{0};
   // Answer lanes (lanes.cc): per peer, the answers put on lanes to it
   // (home side) and the order of what it sends here (receiving side).
+  // DsmOptions::answer_lanes on a transport with lane calls (TCP): no
+  // failed call per fault elsewhere.
+  bool lanes_ = false;
   std::unique_ptr<std::atomic<uint64_t>[]> lane_answers_sent_;
   std::unique_ptr<dsm::AnswerOrder[]> answer_order_;
   std::atomic<uint64_t> lane_calls_{0};          // requests that left on lanes

@@ -65,7 +65,7 @@ std::vector<uint8_t>& LaneAnswer() {
 }  // namespace
 
 bool DsmEngine::LanesOpen() const {
-  return options_.answer_lanes && node_->membership().dead() == 0;
+  return lanes_ && node_->membership().dead() == 0;
 }
 
 void DsmEngine::SendStaged(uint32_t to, absl::Span<uint8_t> frame, Ctx& ctx) {
@@ -84,7 +84,10 @@ void DsmEngine::SendStaged(uint32_t to, absl::Span<uint8_t> frame, Ctx& ctx) {
         return;
       }
     }
-    if (ctx.fault != nullptr && !ctx.lane_request && dir::IsRequest(type)) {
+    // A fault thread with more faults of its batch to start keeps them
+    // pipelined: this request takes the main connection.
+    if (ctx.fault != nullptr && !ctx.fault->more_follow && !ctx.lane_request &&
+        dir::IsRequest(type)) {
       PutStamp(frame.data(), 0);
       LaneRequest().assign(frame.begin(), frame.end());
       ctx.lane_request = true;

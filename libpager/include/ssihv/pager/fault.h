@@ -44,6 +44,11 @@ struct Fault {
   /// CLOCK_MONOTONIC nanoseconds when the pager read the fault; service
   /// times are measured from here to the resolving ioctl.
   int64_t start_ns = 0;
+  /// The same thread handles more faults it read together with this one
+  /// right after it: a source that would block this thread for the
+  /// fault's answer may rather let those start first (the DSM node sends
+  /// such a request on the main connection instead of waiting on a lane).
+  bool more_follow = false;
 
   bool is_write() const { return access != FaultAccess::kRead; }
 };

@@ -273,7 +273,8 @@ class Pager {
   void DispatchFaults(const uffd_msg* msgs, size_t n);
   void DrainBacklog(FaultThread* self);
   void ReadIntoBacklog(FaultThread* self);
-  void HandlePageFault(const uffd_msg& msg);
+  /// `more_follow`: Fault::more_follow.
+  void HandlePageFault(const uffd_msg& msg, bool more_follow);
   void HandleRemove(const uffd_msg& msg);
   void ReportError(const absl::Status& status);
   const Region* RegionOfHost(uint64_t addr) const;
