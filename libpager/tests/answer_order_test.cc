@@ -19,8 +19,9 @@ TEST_CASE("AnswerOrder: a frame that follows no untaken answer is handled") {
   CHECK_FALSE(order.StartDrain().has_value());
 }
 
-TEST_CASE("AnswerOrder: a frame that overtook an answer waits for it, and "
-          "everything behind it waits too") {
+TEST_CASE(
+    "AnswerOrder: a frame that overtook an answer waits for it, and "
+    "everything behind it waits too") {
   AnswerOrder order;
   CHECK_FALSE(order.AdmitOrPark(2, Frame(1)));  // answers 1 and 2 pending
   CHECK_FALSE(order.AdmitOrPark(0, Frame(2)));  // behind it: FIFO
@@ -49,8 +50,9 @@ TEST_CASE("AnswerOrder: a frame that overtook an answer waits for it, and "
   CHECK(order.parked_total() == 3);
 }
 
-TEST_CASE("AnswerOrder: the drainer stops at a frame that is not ready and "
-          "the next Taken picks it up") {
+TEST_CASE(
+    "AnswerOrder: the drainer stops at a frame that is not ready and "
+    "the next Taken picks it up") {
   AnswerOrder order;
   CHECK_FALSE(order.AdmitOrPark(1, Frame(1)));
   CHECK_FALSE(order.AdmitOrPark(2, Frame(2)));
@@ -74,8 +76,9 @@ TEST_CASE("AnswerOrder: an answer number taken twice is refused") {
   CHECK_FALSE(order.Taken(0));
 }
 
-TEST_CASE("AnswerOrder: a dead sender's parked frames are dropped and "
-          "nothing waits for its answers") {
+TEST_CASE(
+    "AnswerOrder: a dead sender's parked frames are dropped and "
+    "nothing waits for its answers") {
   AnswerOrder order;
   CHECK_FALSE(order.AdmitOrPark(5, Frame(1)));
   order.SenderDead();

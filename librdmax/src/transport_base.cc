@@ -174,8 +174,8 @@ absl::StatusOr<size_t> TransportBase::CallOnLane(
   (void)response;
   SSIHV_RETURN_IF_ERROR(CheckPeer(to, "CallOnLane"));
   return absl::ResourceExhaustedError(
-      absl::StrCat("CallOnLane node=", to, ": the ",
-                   BackendName(kind()), " backend has no lane calls"));
+      absl::StrCat("CallOnLane node=", to, ": the ", BackendName(kind()),
+                   " backend has no lane calls"));
 }
 
 absl::Status TransportBase::CheckPeer(NodeId peer, absl::string_view op) const {

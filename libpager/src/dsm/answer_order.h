@@ -55,8 +55,8 @@ class AnswerOrder {
   std::optional<std::vector<uint8_t>> PopReadyLocked();
 
   mutable std::mutex mu_;
-  uint64_t taken_ = 0;         // every answer 1..taken_ handled
-  std::set<uint64_t> ahead_;   // handled, above taken_ + 1
+  uint64_t taken_ = 0;        // every answer 1..taken_ handled
+  std::set<uint64_t> ahead_;  // handled, above taken_ + 1
   struct Parked {
     uint64_t after;
     std::vector<uint8_t> frame;

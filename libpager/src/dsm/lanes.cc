@@ -104,8 +104,8 @@ void DsmEngine::CallHome(uint32_t to) {
   std::vector<uint8_t>& request = LaneRequest();
   std::vector<uint8_t>& answer = LaneAnswer();
   answer.resize(transport_->max_message_bytes());
-  absl::StatusOr<size_t> n = transport_->CallOnLane(
-      to, kDsmFrameType, request, absl::MakeSpan(answer));
+  absl::StatusOr<size_t> n = transport_->CallOnLane(to, kDsmFrameType, request,
+                                                    absl::MakeSpan(answer));
   if (absl::IsResourceExhausted(n.status())) {
     // Nothing left: the main connection takes it, stamped as sent now.
     lane_fallbacks_.fetch_add(1, std::memory_order_relaxed);
@@ -125,15 +125,13 @@ void DsmEngine::CallHome(uint32_t to) {
 absl::Span<const uint8_t> DsmEngine::ServeLane(const rdmax::Message& m) {
   std::vector<uint8_t>& reply = LaneReply();
   reply.clear();
-  const bool request = m.type == kDsmFrameType &&
-                       m.payload.size() > kStampBytes &&
-                       dir::IsRequest(static_cast<dir::MsgType>(
-                           m.payload[kStampBytes]));
+  const bool request =
+      m.type == kDsmFrameType && m.payload.size() > kStampBytes &&
+      dir::IsRequest(static_cast<dir::MsgType>(m.payload[kStampBytes]));
   if (!request || m.from >= config_.num_nodes()) {
-    Error(absl::InvalidArgumentError(
-        absl::StrCat("a lane call of type ", m.type, " and ", m.payload.size(),
-                     " bytes from node ", m.from,
-                     " (only DSM requests travel on lanes)")));
+    Error(absl::InvalidArgumentError(absl::StrCat(
+        "a lane call of type ", m.type, " and ", m.payload.size(),
+        " bytes from node ", m.from, " (only DSM requests travel on lanes)")));
     return {};
   }
   lane_requests_served_.fetch_add(1, std::memory_order_relaxed);
@@ -144,9 +142,9 @@ absl::Span<const uint8_t> DsmEngine::ServeLane(const rdmax::Message& m) {
 void DsmEngine::TakeLaneAnswer(uint32_t from, absl::Span<const uint8_t> reply) {
   if (reply.size() <= kStampBytes ||
       !dir::IsAnswer(static_cast<dir::MsgType>(reply[kStampBytes]))) {
-    Error(absl::InvalidArgumentError(absl::StrCat(
-        "a lane reply of ", reply.size(), " bytes from node ", from,
-        " that is not an answer")));
+    Error(absl::InvalidArgumentError(
+        absl::StrCat("a lane reply of ", reply.size(), " bytes from node ",
+                     from, " that is not an answer")));
     return;
   }
   const uint64_t seq = GetStamp(reply.data());
@@ -165,9 +163,9 @@ void DsmEngine::TakeLaneAnswer(uint32_t from, absl::Span<const uint8_t> reply) {
 
 void DsmEngine::AdmitFrame(uint32_t from, absl::Span<const uint8_t> payload) {
   if (payload.size() <= kStampBytes || from >= config_.num_nodes()) {
-    Error(absl::InvalidArgumentError(absl::StrCat(
-        "malformed DSM frame from node ", from, ": ", payload.size(),
-        " bytes, no room for its stamp")));
+    Error(absl::InvalidArgumentError(
+        absl::StrCat("malformed DSM frame from node ", from, ": ",
+                     payload.size(), " bytes, no room for its stamp")));
     return;
   }
   const absl::Span<const uint8_t> frame = payload.subspan(kStampBytes);
@@ -204,8 +202,8 @@ void DsmEngine::CheckLaneLoss(uint32_t to) {
   }
   if (dead || !started_) return;
   Error(absl::UnavailableError(absl::StrCat(
-      "a lane call to node ", to, " broke after its request left and node ",
-      to, " was not declared dead within ", kLaneLossGraceNs / 1'000'000'000,
+      "a lane call to node ", to, " broke after its request left and node ", to,
+      " was not declared dead within ", kLaneLossGraceNs / 1'000'000'000,
       " s: its answer may be lost")));
 }
 

@@ -78,8 +78,9 @@ FetchLane::Outcome FetchLane::Call(MessageType type,
   h.id = id;
   h.length = static_cast<uint32_t>(payload.size());
   EncodeFrameHeader(h, hdr);
-  struct iovec out[2] = {{hdr, kFrameHeaderSize},
-                         {const_cast<uint8_t*>(payload.data()), payload.size()}};
+  struct iovec out[2] = {
+      {hdr, kFrameHeaderSize},
+      {const_cast<uint8_t*>(payload.data()), payload.size()}};
   sys::IoResult w = sys::SendMsgBlocking(fd_.get(), out, 2);
   if (w.bytes <= 0) {
     Broken(w.bytes < 0 ? std::strerror(w.err) : "nothing sent");
@@ -95,12 +96,9 @@ FetchLane::Outcome FetchLane::Call(MessageType type,
 // [header | payload]: a success response usually lands whole in one call.
 // Nothing follows a response on a lane, so receiving up to dst.size()
 // never takes bytes of another frame.
-FetchLane::Outcome FetchLane::ReceiveResponse(FrameKind kind, uint64_t id,
-                                              uint8_t* hdr,
-                                              absl::Span<uint8_t> dst,
-                                              absl::Time deadline,
-                                              size_t* length,
-                                              absl::Status* result) {
+FetchLane::Outcome FetchLane::ReceiveResponse(
+    FrameKind kind, uint64_t id, uint8_t* hdr, absl::Span<uint8_t> dst,
+    absl::Time deadline, size_t* length, absl::Status* result) {
   size_t got = 0;
   size_t total = kFrameHeaderSize + dst.size();
   bool have_header = false;
@@ -133,10 +131,10 @@ FetchLane::Outcome FetchLane::ReceiveResponse(FrameKind kind, uint64_t id,
                             WirePhase::kEstablished, limits_);
       if (!rh.ok()) return Broken(rh.status().message(), true);
       if (rh->kind != kind || rh->id != id) {
-        return Broken(absl::StrCat(FrameKindName(rh->kind), " id ", rh->id,
-                                   " where the ", FrameKindName(kind), " to ",
-                                   id, " was due"),
-                      true);
+        return Broken(
+            absl::StrCat(FrameKindName(rh->kind), " id ", rh->id, " where the ",
+                         FrameKindName(kind), " to ", id, " was due"),
+            true);
       }
       if (rh->flags & kFlagError) {
         return ReadError(*rh, dst, got - kFrameHeaderSize, deadline, result);

@@ -88,16 +88,15 @@ bool ServedLane::ReadRequest(FrameHeader* header) {
     }
     got += static_cast<size_t>(r.bytes);
     if (!checked && got >= kFrameHeaderSize) {
-      absl::StatusOr<FrameHeader> h =
-          DecodeFrameHeader(absl::MakeConstSpan(request_.data(),
-                                                kFrameHeaderSize),
-                            WirePhase::kEstablished, transport_->limits());
+      absl::StatusOr<FrameHeader> h = DecodeFrameHeader(
+          absl::MakeConstSpan(request_.data(), kFrameHeaderSize),
+          WirePhase::kEstablished, transport_->limits());
       if (!h.ok()) return End(h.status().message(), true);
       if (h->kind != FrameKind::kFetchRequest &&
           h->kind != FrameKind::kRequest) {
-        return End(absl::StrCat(FrameKindName(h->kind),
-                                " is not allowed on a lane"),
-                   true);
+        return End(
+            absl::StrCat(FrameKindName(h->kind), " is not allowed on a lane"),
+            true);
       }
       *header = *h;
       need = kFrameHeaderSize + h->length;
@@ -168,8 +167,8 @@ bool ServedLane::ServeCall(const FrameHeader& h) {
   transport_->CountReplyBytes(peer_, h.length, /*sent=*/false);
   absl::Span<const uint8_t> response = handler(m);
   if (response.size() > transport_->limits().max_message_bytes) {
-    return End(absl::StrCat("the lane handler answered with ",
-                            response.size(), " bytes, more than "
+    return End(absl::StrCat("the lane handler answered with ", response.size(),
+                            " bytes, more than "
                             "max_message_bytes"));
   }
   rh.length = static_cast<uint32_t>(response.size());
@@ -181,10 +180,10 @@ bool ServedLane::ServeFetch(const FrameHeader& h) {
   if (h.length != kFetchRequestSize) {
     return End("a fetch request of the wrong size", true);
   }
-  absl::StatusOr<FetchRequestPayload> req = DecodeFetchRequest(
-      absl::MakeConstSpan(request_.data() + kFrameHeaderSize,
-                          kFetchRequestSize),
-      transport_->limits());
+  absl::StatusOr<FetchRequestPayload> req =
+      DecodeFetchRequest(absl::MakeConstSpan(request_.data() + kFrameHeaderSize,
+                                             kFetchRequestSize),
+                         transport_->limits());
   if (!req.ok()) return End(req.status().message(), true);
   FrameHeader rh;
   rh.kind = FrameKind::kFetchResponse;

@@ -2,13 +2,13 @@
 //
 // Each accepted lane gets a thread that blocks in recv for the next request.
 // A lane call (kRequest) goes to the transport's LaneHandler on this thread
-// and its response leaves with one sendmsg. A fetch request is checked against this node's exported regions (a fetch outside
-// them is refused with an error response, as on the main connection) and
-// answers with one sendmsg of [header | bytes] straight from region memory,
-// holding the region read lock while the kernel copies them (so
-// UnregisterRegion waits for it). Anything but a well-formed fetch request
-// closes the lane with a logged reason. That is the raw blocking server of
-// BM_Floor/tcp_rtt_4k plus a header check.
+// and its response leaves with one sendmsg. A fetch request is checked against
+// this node's exported regions (a fetch outside them is refused with an error
+// response, as on the main connection) and answers with one sendmsg of [header
+// | bytes] straight from region memory, holding the region read lock while the
+// kernel copies them (so UnregisterRegion waits for it). Anything but a
+// well-formed fetch request closes the lane with a logged reason. That is the
+// raw blocking server of BM_Floor/tcp_rtt_4k plus a header check.
 //
 // Threads are bounded: at most fetch_lanes lanes per peer, accepted only
 // while the peer's main connection is up, and closed when it goes down.

@@ -3,8 +3,8 @@
 #include <sys/epoll.h>
 
 #include "absl/strings/str_cat.h"
-#include "ssihv/base/status_macros.h"
 #include "ssihv/base/log.h"
+#include "ssihv/base/status_macros.h"
 #include "sys/posix.h"
 #include "tcp/tcp_transport.h"
 
@@ -62,10 +62,9 @@ absl::StatusOr<size_t> TcpTransport::CallOnLane(
   SSIHV_RETURN_IF_ERROR(CheckMayBlock("CallOnLane"));
   SSIHV_ASSIGN_OR_RETURN(auto conn, Connection(to, "CallOnLane"));
   if (payload.size() > options_.max_message_bytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("CallOnLane node=", to, ": payload of ", payload.size(),
-                     " bytes exceeds max_message_bytes ",
-                     options_.max_message_bytes));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CallOnLane node=", to, ": payload of ", payload.size(),
+        " bytes exceeds max_message_bytes ", options_.max_message_bytes));
   }
   bool setup = false;
   std::shared_ptr<FetchLane> lane =
@@ -97,9 +96,8 @@ absl::StatusOr<size_t> TcpTransport::CallOnLane(
       break;
   }
   if (absl::IsOutOfRange(result)) return result;
-  return absl::UnavailableError(
-      absl::StrCat("CallOnLane node=", to,
-                   ": the lane failed after the request left"));
+  return absl::UnavailableError(absl::StrCat(
+      "CallOnLane node=", to, ": the lane failed after the request left"));
 }
 
 void TcpTransport::RequestLane(const std::shared_ptr<TcpConnection>& conn) {
