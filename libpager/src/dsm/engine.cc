@@ -130,6 +130,7 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
   e->lanes_ = e->options_.answer_lanes &&
               e->transport_->kind() == rdmax::BackendKind::kTcp;
   e->lane_answers_sent_.reset(new std::atomic<uint64_t>[config.num_nodes()]());
+  e->lane_calls_to_.reset(new std::atomic<uint64_t>[config.num_nodes()]());
   e->answer_order_.reset(new dsm::AnswerOrder[config.num_nodes()]);
   e->transport_->SetLaneHandler(
       [raw](const rdmax::Message& m) { return raw->ServeLane(m); });

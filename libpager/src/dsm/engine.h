@@ -199,6 +199,9 @@ class DsmEngine {
   /// The deferral thread, kLaneCheck: fails the node unless `to` has been
   /// declared dead since its lane broke.
   void CheckLaneLoss(uint32_t to);
+  /// A peer can have numbered at most as many lane answers to this node as
+  /// this node made lane calls to it: a larger number is a protocol error.
+  bool AnswerCountPossible(uint32_t from, uint64_t count) const;
   /// Main-connection frames that waited for a lane answer, over all peers.
   uint64_t FramesParked() const;
   absl::Status Execute(const directory::Output& out, Ctx& ctx);
@@ -366,6 +369,7 @@ class DsmEngine {
   // failed call per fault elsewhere.
   bool lanes_ = false;
   std::unique_ptr<std::atomic<uint64_t>[]> lane_answers_sent_;
+  std::unique_ptr<std::atomic<uint64_t>[]> lane_calls_to_;
   std::unique_ptr<dsm::AnswerOrder[]> answer_order_;
   std::atomic<uint64_t> lane_calls_{0};          // requests that left on lanes
   std::atomic<uint64_t> lane_answers_taken_{0};  // answers that came back

@@ -104,6 +104,8 @@ void DsmEngine::CallHome(uint32_t to) {
   std::vector<uint8_t>& request = LaneRequest();
   std::vector<uint8_t>& answer = LaneAnswer();
   answer.resize(transport_->max_message_bytes());
+  // Counted before it can leave: the bound on the answers `to` may number.
+  lane_calls_to_[to].fetch_add(1, std::memory_order_acq_rel);
   absl::StatusOr<size_t> n = transport_->CallOnLane(to, kDsmFrameType, request,
                                                     absl::MakeSpan(answer));
   if (absl::IsResourceExhausted(n.status())) {
@@ -148,6 +150,12 @@ void DsmEngine::TakeLaneAnswer(uint32_t from, absl::Span<const uint8_t> reply) {
     return;
   }
   const uint64_t seq = GetStamp(reply.data());
+  if (!AnswerCountPossible(from, seq) || seq == 0) {
+    Error(absl::InvalidArgumentError(absl::StrCat(
+        "lane answer number ", seq, " from node ", from, " after ",
+        lane_calls_to_[from].load(), " lane calls to it")));
+    return;
+  }
   HandleMessage(from, reply.subspan(kStampBytes));
   lane_answers_taken_.fetch_add(1, std::memory_order_relaxed);
   dsm::AnswerOrder& order = answer_order_[from];
@@ -169,7 +177,17 @@ void DsmEngine::AdmitFrame(uint32_t from, absl::Span<const uint8_t> payload) {
     return;
   }
   const absl::Span<const uint8_t> frame = payload.subspan(kStampBytes);
-  if (answer_order_[from].AdmitOrPark(GetStamp(payload.data()), frame)) {
+  const uint64_t after = GetStamp(payload.data());
+  // A frame that follows more answers than this node ever asked that peer
+  // for would wait for ever (and everything behind it): refused.
+  if (!AnswerCountPossible(from, after)) {
+    Error(absl::InvalidArgumentError(absl::StrCat(
+        "DSM frame from node ", from, " follows ", after,
+        " lane answers, but only ", lane_calls_to_[from].load(),
+        " lane calls went to it")));
+    return;
+  }
+  if (answer_order_[from].AdmitOrPark(after, frame)) {
     HandleMessage(from, frame);
   }
 }
@@ -205,6 +223,10 @@ void DsmEngine::CheckLaneLoss(uint32_t to) {
       "a lane call to node ", to, " broke after its request left and node ", to,
       " was not declared dead within ", kLaneLossGraceNs / 1'000'000'000,
       " s: its answer may be lost")));
+}
+
+bool DsmEngine::AnswerCountPossible(uint32_t from, uint64_t count) const {
+  return count <= lane_calls_to_[from].load(std::memory_order_acquire);
 }
 
 uint64_t DsmEngine::FramesParked() const {
