@@ -198,6 +198,20 @@ std::string Vmm::NodeStatsText() const {
       dsm.value("background_downgrades", uint64_t{0}),
       dsm.value("background_downgrades_useful", uint64_t{0}),
       dsm.value("background_downgrades_wasted", uint64_t{0}));
+  // Answer lanes (docs/PAGER.md): how many faults took the fast path.
+  absl::StrAppendFormat(
+      &out,
+      "\nssihv-vmm: answer lanes: %d lane calls (%d answered on the lane), "
+      "%d requests on the main connection for want of a lane, %d failed; "
+      "served %d lane requests (%d answered on the lane); %d frames waited "
+      "for a lane answer",
+      dsm.value("lane_calls", uint64_t{0}),
+      dsm.value("lane_answers_taken", uint64_t{0}),
+      dsm.value("lane_fallbacks", uint64_t{0}),
+      dsm.value("lane_failures", uint64_t{0}),
+      dsm.value("lane_requests_served", uint64_t{0}),
+      dsm.value("lane_answers_sent", uint64_t{0}),
+      dsm.value("frames_parked", uint64_t{0}));
   const std::vector<pager::DsmPageTraffic> hot = node_->dsm().HottestPages(5);
   if (!hot.empty()) {
     absl::StrAppend(&out, "\nssihv-vmm: hottest pages homed here:");

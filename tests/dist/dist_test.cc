@@ -160,6 +160,19 @@ void PrintCost(TestCluster& c, Clock::time_point start) {
             dsm.value("background_downgrades_useful", uint64_t{0})),
         static_cast<unsigned long long>(
             dsm.value("background_downgrades_wasted", uint64_t{0})));
+    std::printf(
+        "dist_test: node %u: answer lanes: %llu lane calls, %llu answered "
+        "there, %llu without a lane; %llu lane requests served; %llu frames "
+        "waited for a lane answer\n",
+        k, static_cast<unsigned long long>(dsm.value("lane_calls", uint64_t{0})),
+        static_cast<unsigned long long>(
+            dsm.value("lane_answers_taken", uint64_t{0})),
+        static_cast<unsigned long long>(
+            dsm.value("lane_fallbacks", uint64_t{0})),
+        static_cast<unsigned long long>(
+            dsm.value("lane_requests_served", uint64_t{0})),
+        static_cast<unsigned long long>(
+            dsm.value("frames_parked", uint64_t{0})));
   }
 }
 
