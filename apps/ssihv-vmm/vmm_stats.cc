@@ -185,19 +185,17 @@ std::string Vmm::NodeStatsText() const {
   // Read refresh and the grant hold (docs/PAGER.md): what each cost or
   // saved this node.
   const nlohmann::json dsm = node_->dsm().StatsJson()["dsm"];
+  auto count = [&dsm](const char* key) { return dsm.value(key, uint64_t{0}); };
   absl::StrAppendFormat(
       &out,
       "\nssihv-vmm: read refresh: %d requested, %d used, %d wasted; grant "
       "hold doublings %d (interrupted writers %d); background downgrades "
       "%d (%d useful, %d wasted)",
-      dsm.value("read_refresh_requests", uint64_t{0}),
-      dsm.value("read_refresh_used", uint64_t{0}),
-      dsm.value("read_refresh_wasted", uint64_t{0}),
-      dsm.value("hold_escalations", uint64_t{0}),
-      dsm.value("hold_interrupted_writes", uint64_t{0}),
-      dsm.value("background_downgrades", uint64_t{0}),
-      dsm.value("background_downgrades_useful", uint64_t{0}),
-      dsm.value("background_downgrades_wasted", uint64_t{0}));
+      count("read_refresh_requests"), count("read_refresh_used"),
+      count("read_refresh_wasted"), count("hold_escalations"),
+      count("hold_interrupted_writes"), count("background_downgrades"),
+      count("background_downgrades_useful"),
+      count("background_downgrades_wasted"));
   // Answer lanes (docs/PAGER.md): how many faults took the fast path.
   absl::StrAppendFormat(
       &out,
@@ -205,13 +203,9 @@ std::string Vmm::NodeStatsText() const {
       "%d requests on the main connection for want of a lane, %d failed; "
       "served %d lane requests (%d answered on the lane); %d frames waited "
       "for a lane answer",
-      dsm.value("lane_calls", uint64_t{0}),
-      dsm.value("lane_answers_taken", uint64_t{0}),
-      dsm.value("lane_fallbacks", uint64_t{0}),
-      dsm.value("lane_failures", uint64_t{0}),
-      dsm.value("lane_requests_served", uint64_t{0}),
-      dsm.value("lane_answers_sent", uint64_t{0}),
-      dsm.value("frames_parked", uint64_t{0}));
+      count("lane_calls"), count("lane_answers_taken"), count("lane_fallbacks"),
+      count("lane_failures"), count("lane_requests_served"),
+      count("lane_answers_sent"), count("frames_parked"));
   const std::vector<pager::DsmPageTraffic> hot = node_->dsm().HottestPages(5);
   if (!hot.empty()) {
     absl::StrAppend(&out, "\nssihv-vmm: hottest pages homed here:");

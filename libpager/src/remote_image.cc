@@ -9,21 +9,9 @@
 #include "ssihv/base/status_macros.h"
 #include "ssihv/pager/discarded_pages.h"
 #include "ssihv/pager/pager.h"
+#include "ssihv/rdmax/wire.h"
 
 namespace ssihv::pager {
-namespace {
-
-void StoreLe64(uint64_t v, uint8_t* out) {
-  for (int i = 0; i < 8; ++i) out[i] = static_cast<uint8_t>(v >> (8 * i));
-}
-
-uint64_t LoadLe64(const uint8_t* in) {
-  uint64_t v = 0;
-  for (int i = 0; i < 8; ++i) v |= uint64_t{in[i]} << (8 * i);
-  return v;
-}
-
-}  // namespace
 
 // One guest's view of the image: its own record of discarded pages and its
 // own fetch-ahead windows (registered staging memory, so that a window is
@@ -131,7 +119,7 @@ absl::StatusOr<std::unique_ptr<ImageExport>> ImageExport::Start(
       return;
     }
     uint8_t answer[8];
-    StoreLe64(size, answer);
+    rdmax::PutU64(answer, size);
     (void)t->Reply(to, kImageInfoType, answer);
   });
   // The transport only reads the region (peers' fetches); registration
@@ -191,7 +179,7 @@ absl::Status RemoteImage::AskSize(absl::Time deadline) {
         n.ok() ? absl::StrCat(*n, " bytes") : std::string(n.status().message()),
         "): is it an image export?"));
   }
-  size_ = LoadLe64(answer);
+  size_ = rdmax::GetU64(answer);
   if (size_ == 0 || size_ % kPageSize != 0) {
     return absl::FailedPreconditionError(
         absl::StrCat("image exporter node ", peer, ": image size ", size_,

@@ -138,6 +138,9 @@ void PrintCost(TestCluster& c, Clock::time_point start) {
   for (uint32_t k = 0; k < c.size(); ++k) {
     const nlohmann::json s = c.Stats(k);
     const nlohmann::json& dsm = s["dsm"]["dsm"];
+    auto count = [&dsm](const char* key) {
+      return static_cast<unsigned long long>(dsm.value(key, uint64_t{0}));
+    };
     std::printf(
         "dist_test: node %u: ran %.1f s, its vCPU threads ended %.1f s "
         "after the stop, it served its peers %.2f s more, its VM's kvmclock "
@@ -150,29 +153,16 @@ void PrintCost(TestCluster& c, Clock::time_point start) {
         s.contains("kvm_clock") ? s["kvm_clock"].value("guest_s", -1.0) : -1.0,
         static_cast<unsigned long long>(RemoteFaults(s)),
         s["pager"]["latency_us"]["remote_read"]["p50"].get<double>() / 1000,
-        static_cast<unsigned long long>(
-            dsm.value("hold_escalations", uint64_t{0})),
-        static_cast<unsigned long long>(
-            dsm.value("hold_interrupted_writes", uint64_t{0})),
-        static_cast<unsigned long long>(
-            dsm.value("background_downgrades", uint64_t{0})),
-        static_cast<unsigned long long>(
-            dsm.value("background_downgrades_useful", uint64_t{0})),
-        static_cast<unsigned long long>(
-            dsm.value("background_downgrades_wasted", uint64_t{0})));
+        count("hold_escalations"), count("hold_interrupted_writes"),
+        count("background_downgrades"), count("background_downgrades_useful"),
+        count("background_downgrades_wasted"));
     std::printf(
         "dist_test: node %u: answer lanes: %llu lane calls, %llu answered "
         "there, %llu without a lane; %llu lane requests served; %llu frames "
         "waited for a lane answer\n",
-        k, static_cast<unsigned long long>(dsm.value("lane_calls", uint64_t{0})),
-        static_cast<unsigned long long>(
-            dsm.value("lane_answers_taken", uint64_t{0})),
-        static_cast<unsigned long long>(
-            dsm.value("lane_fallbacks", uint64_t{0})),
-        static_cast<unsigned long long>(
-            dsm.value("lane_requests_served", uint64_t{0})),
-        static_cast<unsigned long long>(
-            dsm.value("frames_parked", uint64_t{0})));
+        k, count("lane_calls"), count("lane_answers_taken"),
+        count("lane_fallbacks"), count("lane_requests_served"),
+        count("frames_parked"));
   }
 }
 

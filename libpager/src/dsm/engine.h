@@ -202,6 +202,8 @@ class DsmEngine {
   /// A peer can have numbered at most as many lane answers to this node as
   /// this node made lane calls to it: a larger number is a protocol error.
   bool AnswerCountPossible(uint32_t from, uint64_t count) const;
+  /// Answers put on lanes, over all peers.
+  uint64_t LaneAnswersSent() const;
   /// Main-connection frames that waited for a lane answer, over all peers.
   uint64_t FramesParked() const;
   absl::Status Execute(const directory::Output& out, Ctx& ctx);
@@ -376,7 +378,6 @@ class DsmEngine {
   std::atomic<uint64_t> lane_fallbacks_{0};      // no lane idle
   std::atomic<uint64_t> lane_failures_{0};       // broke after sending
   std::atomic<uint64_t> lane_requests_served_{0};
-  std::atomic<uint64_t> lane_answers_sent_total_{0};
 };
 
 }  // namespace ssihv::pager

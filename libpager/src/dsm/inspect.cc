@@ -181,7 +181,7 @@ nlohmann::json DsmEngine::StatsJson() const {
       {"lane_fallbacks", lane_fallbacks_.load()},
       {"lane_failures", lane_failures_.load()},
       {"lane_requests_served", lane_requests_served_.load()},
-      {"lane_answers_sent", lane_answers_sent_total_.load()},
+      {"lane_answers_sent", LaneAnswersSent()},
       {"frames_parked", FramesParked()},
       {"backlogged_sends", outbox_->backlogged()},
       {"failed", failed_.load()}};

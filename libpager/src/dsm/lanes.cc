@@ -21,30 +21,20 @@
 #include "dsm/engine.h"
 #include "ssihv/base/log.h"
 #include "ssihv/directory/message.h"
+#include "ssihv/rdmax/wire.h"
 
 namespace ssihv::pager {
 
 namespace dir = ssihv::directory;
+
+// The stamp is one little-endian u64 (rdmax::PutU64 / GetU64).
+static_assert(DsmEngine::kStampBytes == sizeof(uint64_t));
 
 namespace {
 
 // How long a node whose lane call broke after the request left may take
 // to be declared dead before this node gives up on the lost answer.
 constexpr int64_t kLaneLossGraceNs = 10'000'000'000;
-
-void PutStamp(uint8_t* frame, uint64_t stamp) {
-  for (size_t i = 0; i < DsmEngine::kStampBytes; ++i) {
-    frame[i] = static_cast<uint8_t>(stamp >> (8 * i));
-  }
-}
-
-uint64_t GetStamp(const uint8_t* frame) {
-  uint64_t stamp = 0;
-  for (size_t i = 0; i < DsmEngine::kStampBytes; ++i) {
-    stamp |= uint64_t{frame[i]} << (8 * i);
-  }
-  return stamp;
-}
 
 // Per-thread buffers: the home's lane reply (valid until the lane thread's
 // next call, as rdmax::LaneHandler allows), a fault's request set aside and
@@ -73,14 +63,13 @@ void DsmEngine::SendStaged(uint32_t to, absl::Span<uint8_t> frame, Ctx& ctx) {
   if (LanesOpen()) {
     if (ctx.lane_from == to && !ctx.lane_answered && dir::IsAnswer(type)) {
       // The header's page field (directory::EncodeHeader), little-endian.
-      const uint64_t page = GetStamp(frame.data() + kStampBytes + 8);
+      const uint64_t page = rdmax::GetU64(frame.data() + kStampBytes + 8);
       if (space_->StaticHomeOf(page) == self_) {
         const uint64_t seq =
             lane_answers_sent_[to].fetch_add(1, std::memory_order_acq_rel) + 1;
-        PutStamp(frame.data(), seq);
+        rdmax::PutU64(frame.data(), seq);
         LaneReply().assign(frame.begin(), frame.end());
         ctx.lane_answered = true;
-        lane_answers_sent_total_.fetch_add(1, std::memory_order_relaxed);
         return;
       }
     }
@@ -88,15 +77,15 @@ void DsmEngine::SendStaged(uint32_t to, absl::Span<uint8_t> frame, Ctx& ctx) {
     // pipelined: this request takes the main connection.
     if (ctx.fault != nullptr && !ctx.fault->more_follow && !ctx.lane_request &&
         dir::IsRequest(type)) {
-      PutStamp(frame.data(), 0);
+      rdmax::PutU64(frame.data(), 0);
       LaneRequest().assign(frame.begin(), frame.end());
       ctx.lane_request = true;
       ctx.lane_to = to;
       return;
     }
   }
-  PutStamp(frame.data(),
-           lane_answers_sent_[to].load(std::memory_order_acquire));
+  rdmax::PutU64(frame.data(),
+                lane_answers_sent_[to].load(std::memory_order_acquire));
   outbox_->Send(to, frame);
 }
 
@@ -111,8 +100,8 @@ void DsmEngine::CallHome(uint32_t to) {
   if (absl::IsResourceExhausted(n.status())) {
     // Nothing left: the main connection takes it, stamped as sent now.
     lane_fallbacks_.fetch_add(1, std::memory_order_relaxed);
-    PutStamp(request.data(),
-             lane_answers_sent_[to].load(std::memory_order_acquire));
+    rdmax::PutU64(request.data(),
+                  lane_answers_sent_[to].load(std::memory_order_acquire));
     outbox_->Send(to, request);
     return;
   }
@@ -149,7 +138,7 @@ void DsmEngine::TakeLaneAnswer(uint32_t from, absl::Span<const uint8_t> reply) {
                      from, " that is not an answer")));
     return;
   }
-  const uint64_t seq = GetStamp(reply.data());
+  const uint64_t seq = rdmax::GetU64(reply.data());
   if (!AnswerCountPossible(from, seq) || seq == 0) {
     Error(absl::InvalidArgumentError(absl::StrCat(
         "lane answer number ", seq, " from node ", from, " after ",
@@ -177,7 +166,7 @@ void DsmEngine::AdmitFrame(uint32_t from, absl::Span<const uint8_t> payload) {
     return;
   }
   const absl::Span<const uint8_t> frame = payload.subspan(kStampBytes);
-  const uint64_t after = GetStamp(payload.data());
+  const uint64_t after = rdmax::GetU64(payload.data());
   // A frame that follows more answers than this node ever asked that peer
   // for would wait for ever (and everything behind it): refused.
   if (!AnswerCountPossible(from, after)) {
@@ -227,6 +216,14 @@ void DsmEngine::CheckLaneLoss(uint32_t to) {
 
 bool DsmEngine::AnswerCountPossible(uint32_t from, uint64_t count) const {
   return count <= lane_calls_to_[from].load(std::memory_order_acquire);
+}
+
+uint64_t DsmEngine::LaneAnswersSent() const {
+  uint64_t total = 0;
+  for (uint32_t n = 0; n < config_.num_nodes(); ++n) {
+    total += lane_answers_sent_[n].load(std::memory_order_relaxed);
+  }
+  return total;
 }
 
 uint64_t DsmEngine::FramesParked() const {
