@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "ssihv/base/log.h"
+#include "ssihv/base/status_macros.h"
 #include "ssihv/base/thread_name.h"
 #include "ssihv/base/thread_priority.h"
 
@@ -406,31 +407,41 @@ absl::StatusOr<ClockMsg> NodeLink::RequestClock(absl::Duration* rtt) {
 absl::Status NodeLink::ExchangeHellos(const HelloMsg& mine,
                                       absl::Time deadline) {
   const std::vector<uint8_t> b = Encode(mine);
-  for (uint32_t n = 0; n < peers_.size(); ++n) {
-    if (n == self_) continue;
-    absl::Status st = transport_->Send(n, kMsgHello, b, deadline);
-    if (!st.ok()) {
-      return absl::Status(
-          st.code(), absl::StrCat("hello to node ", n, ": ", st.message()));
+  // A peer whose connection is down gets ours when it is back; if it does
+  // not come back, it is lost (below).
+  std::vector<bool> sent(peers_.size(), false);
+  auto send_hellos = [&]() -> absl::Status {
+    for (uint32_t n = 0; n < peers_.size(); ++n) {
+      if (n == self_ || sent[n] || !peers_[n]->up) continue;
+      absl::Status st = transport_->Send(n, kMsgHello, b, deadline);
+      if (st.ok()) {
+        sent[n] = true;
+      } else if (!absl::IsUnavailable(st)) {
+        return absl::Status(
+            st.code(), absl::StrCat("hello to node ", n, ": ", st.message()));
+      }
     }
-  }
+    return absl::OkStatus();
+  };
   auto digest_hex = [](const std::array<uint8_t, 32>& d) {
     std::string s;
     for (int i = 0; i < 6; ++i)
       absl::StrAppend(&s, absl::Hex(d[i], absl::kZeroPad2));
     return s;
   };
+  const int64_t down_ns = absl::ToInt64Nanoseconds(options_.down_timeout);
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
+    lock.unlock();
+    SSIHV_RETURN_IF_ERROR(send_hellos());
+    lock.lock();
     std::string missing;
+    const int64_t now = NowNs();
+    int64_t wait_ns = absl::ToInt64Nanoseconds(deadline - absl::Now());
     for (uint32_t n = 0; n < peers_.size(); ++n) {
       if (n == self_) continue;
       const std::optional<HelloMsg>& h = hellos_[n];
-      if (!h) {
-        absl::StrAppend(&missing, missing.empty() ? "" : ", ", "node ", n);
-        continue;
-      }
-      if (h->config_digest != mine.config_digest) {
+      if (h && h->config_digest != mine.config_digest) {
         return absl::FailedPreconditionError(absl::StrCat(
             "node ", n, " (", h->host, ", pid ", h->pid,
             ") runs a different cluster config (digest ",
@@ -438,16 +449,38 @@ absl::Status NodeLink::ExchangeHellos(const HelloMsg& mine,
             digest_hex(mine.config_digest),
             "... here): start every node with the same config file"));
       }
+      if (h && sent[n]) continue;
+      // A peer whose connection went down before the exchange is lost by
+      // the detector's rule, not awaited until the deadline.
+      const int64_t down = peers_[n]->down_since_ns.load();
+      if (down != 0 && now - down >= down_ns) {
+        lock.unlock();
+        return LostBeforeHello(n, now - down);
+      }
+      if (down != 0) wait_ns = std::min(wait_ns, down + down_ns - now);
+      absl::StrAppend(&missing, missing.empty() ? "" : ", ", "node ", n);
     }
     if (missing.empty()) return absl::OkStatus();
-    if (cv_.wait_until(lock, absl::ToChronoTime(deadline)) ==
-        std::cv_status::timeout) {
+    if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(
           absl::StrCat("no hello from ", missing,
                        " (connected, but not an "
                        "ssihv-vmm of this version?)"));
     }
+    cv_.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(0, wait_ns)));
   }
+}
+
+absl::Status NodeLink::LostBeforeHello(uint32_t node, int64_t down_for_ns) {
+  const std::string why = absl::StrFormat(
+      "its connection went down before its hello and has been down for "
+      "%.1f s",
+      down_for_ns / 1e9);
+  peers_[node]->lost = true;
+  WakeWaiters();
+  handler_->OnPeerLost(node, why);
+  return absl::UnavailableError(
+      absl::StrCat("node ", node, " was lost during start-up: ", why));
 }
 
 void NodeLink::StartLiveness() {

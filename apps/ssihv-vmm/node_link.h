@@ -131,7 +131,9 @@ class NodeLink {
   /// Sends `mine` to every peer and waits until every peer's hello came;
   /// FailedPrecondition naming the peer when a config digest differs from
   /// ours, DeadlineExceeded naming the peers not heard from. Call after
-  /// every peer is connected and before any guest memory moves.
+  /// every peer is connected and before any guest memory moves. A peer
+  /// whose connection is down for `down_timeout` before its hello came is
+  /// lost: OnPeerLost, then Unavailable naming it.
   absl::Status ExchangeHellos(const HelloMsg& mine, absl::Time deadline);
 
   /// Starts heartbeats and the failure detector (after every peer is up).
@@ -156,6 +158,7 @@ class NodeLink {
   void Reply(const rdmax::Message& m, absl::Span<const uint8_t> payload);
   absl::Status SendTo(uint32_t node, NodeMessage type,
                       absl::Span<const uint8_t> payload);
+  absl::Status LostBeforeHello(uint32_t node, int64_t down_for_ns);
   void LivenessLoop();
   void CheckPeers(int64_t now);
   bool Known(uint32_t node) const {

@@ -75,6 +75,9 @@ class Vmm {
   }
   /// The process's exit status for how the guest stopped (docs/VMM.md).
   int ExitStatus() const;
+  /// The exit status for a Build() that failed: a node lost while this one
+  /// started (5) is not a setup error (3).
+  int BuildFailureStatus() const;
   /// VM, vCPU-exit and pager statistics (valid after Run).
   nlohmann::json StatsJson() const;
   /// A few human-readable lines of the same.

@@ -217,6 +217,11 @@ void Vmm::TellPeersWeStopped() {
   node_->BroadcastStop(m);
 }
 
+int Vmm::BuildFailureStatus() const {
+  std::lock_guard<std::mutex> lock(stop_mu_);
+  return lost_node_ ? kExitPeerLost : kExitSetupError;
+}
+
 int Vmm::ExitStatus() const {
   {
     std::lock_guard<std::mutex> lock(stop_mu_);
