@@ -317,6 +317,8 @@ void RegisterRemoteBenchmarks() {
                                "tcp", true);
   benchmark::RegisterBenchmark("BM_RemoteFault/rdma", BM_RemoteFault, "rdma",
                                false);
+  benchmark::RegisterBenchmark("BM_RemoteFault/rdma_shared", BM_RemoteFault,
+                               "rdma", true);
   benchmark::RegisterBenchmark("BM_RemoteUpgrade/tcp", BM_RemoteUpgrade);
   benchmark::RegisterBenchmark("BM_RemoteTick/tcp", BM_RemoteTick);
   // A fixed count: each iteration also waits kTickGap, timing paused.

@@ -70,7 +70,7 @@ class TransportBase : public Transport {
     lane_handler_ = std::move(handler);
   }
   const LaneHandler& lane_handler() const { return lane_handler_; }
-  /// Backends without lane calls (RDMA, loopback): nothing is sent.
+  /// Backends without lane calls (loopback): nothing is sent.
   absl::StatusOr<size_t> CallOnLane(NodeId to, MessageType type,
                                     absl::Span<const uint8_t> payload,
                                     absl::Span<uint8_t> response) override;

@@ -127,8 +127,9 @@ absl::StatusOr<std::unique_ptr<DsmEngine>> DsmEngine::Create(
       [raw](const absl::Status& st) { raw->Error(st); });
   e->transport_->SetMessageHandler(
       [raw](const rdmax::Message& m) { raw->Dispatch(m); });
+  // TCP and RDMA serve lane calls; the in-process loopback has no lanes.
   e->lanes_ = e->options_.answer_lanes &&
-              e->transport_->kind() == rdmax::BackendKind::kTcp;
+              e->transport_->kind() != rdmax::BackendKind::kLoopback;
   e->lane_answers_sent_.reset(new std::atomic<uint64_t>[config.num_nodes()]());
   e->lane_calls_to_.reset(new std::atomic<uint64_t>[config.num_nodes()]());
   e->answer_order_.reset(new dsm::AnswerOrder[config.num_nodes()]);

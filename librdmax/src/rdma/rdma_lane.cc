@@ -7,25 +7,31 @@
 #include "rdma/rc_qp.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
+#include "sys/posix.h"
 
 namespace ssihv::rdmax {
 namespace {
 
-// A lane carries one READ at a time; the CQ and send queue are sized for
-// it and a flush.
+// A lane carries one READ or one call at a time; the CQ and queues are
+// sized for it (a call: a SEND and its answer's RECV) and a flush.
 constexpr int kLaneCqEntries = 4;
 constexpr uint32_t kLaneSendWr = 2;
-// Receive side of the parameters: a lane carries no SENDs, but the values
-// must pass DecodeRdmaParams.
 constexpr uint32_t kLaneRecvDepth = 1;
-constexpr uint32_t kLaneRecvBytes = 64;
+constexpr uint64_t kSendWrId = 1;  // a READ's or a call's SEND
+constexpr uint64_t kRecvWrId = 2;  // a call's answer
 
 }  // namespace
 
 absl::StatusOr<std::shared_ptr<RdmaLane>> RdmaLane::Create(
-    const OpenedDevice& device, ibv_pd* pd, NodeId peer) {
-  std::shared_ptr<RdmaLane> lane(new RdmaLane(peer));
+    const OpenedDevice& device, ibv_pd* pd, NodeId peer,
+    uint32_t max_message_bytes) {
+  std::shared_ptr<RdmaLane> lane(new RdmaLane(peer, max_message_bytes));
   ibv_context* ctx = device.context.get();
+  SSIHV_ASSIGN_OR_RETURN(lane->call_mem_,
+                         base::MappedRegion::Anonymous(2 * lane->slot_bytes_));
+  SSIHV_ASSIGN_OR_RETURN(lane->call_mr_, sys::RegMr(pd, lane->call_mem_.data(),
+                                                    lane->call_mem_.size(),
+                                                    IBV_ACCESS_LOCAL_WRITE));
   SSIHV_ASSIGN_OR_RETURN(lane->channel_,
                          sys::CreateCompChannel(ctx, /*nonblocking=*/false));
   SSIHV_ASSIGN_OR_RETURN(
@@ -41,7 +47,7 @@ absl::StatusOr<std::shared_ptr<RdmaLane>> RdmaLane::Create(
 RdmaParamsPayload RdmaLane::LocalParams(const OpenedDevice& device,
                                         const ChosenGid& gid) const {
   return RcQpParams(device, gid, qp_.get(), psn_, kLaneRecvDepth,
-                    kLaneRecvBytes);
+                    static_cast<uint32_t>(slot_bytes_));
 }
 
 absl::Status RdmaLane::Connect(const OpenedDevice& device, const ChosenGid& gid,
@@ -55,7 +61,8 @@ void RdmaLane::Shutdown() {
   sys::ModifyQp(qp_.get(), &attr, IBV_QP_STATE, "->ERR").IgnoreError();
 }
 
-int RdmaLane::AwaitCompletion(bool spin, absl::Time deadline, ibv_wc* wc) {
+int RdmaLane::AwaitCompletion(bool spin, bool bounded, absl::Time deadline,
+                              ibv_wc* wc) {
   for (uint32_t spins = 0;; ++spins) {
     int n = sys::PollCq(cq_.get(), 1, wc);
     if (n != 0) return n > 0 ? 1 : -1;
@@ -70,6 +77,12 @@ int RdmaLane::AwaitCompletion(bool spin, absl::Time deadline, ibv_wc* wc) {
       if (!sys::ReqNotifyCq(cq_.get()).ok()) return -1;
       armed_ = true;
       continue;
+    }
+    if (bounded) {
+      absl::StatusOr<bool> ready =
+          sys::WaitReadable(channel_.get()->fd, deadline);
+      if (!ready.ok()) return -1;
+      if (!*ready) return 0;
     }
     ibv_cq* cq = sys::GetCqEvent(channel_.get());  // sleeps
     if (cq == nullptr) {
@@ -87,7 +100,7 @@ RdmaLane::Outcome RdmaLane::Read(uint64_t local_addr, uint32_t lkey,
                                  absl::Status* result) {
   ibv_sge sge{local_addr, length, lkey};
   ibv_send_wr wr{};
-  wr.wr_id = 1;
+  wr.wr_id = kSendWrId;
   wr.sg_list = &sge;
   wr.num_sge = 1;
   wr.opcode = IBV_WR_RDMA_READ;
@@ -100,11 +113,11 @@ RdmaLane::Outcome RdmaLane::Read(uint64_t local_addr, uint32_t lkey,
     return Outcome::kBroken;
   }
   ibv_wc wc{};
-  int got = AwaitCompletion(spin, deadline, &wc);
+  int got = AwaitCompletion(spin, /*bounded=*/false, deadline, &wc);
   if (got == 0) {
     // Flush the READ so that it cannot land in the buffer later.
     Shutdown();
-    AwaitCompletion(true, absl::InfiniteFuture(), &wc);
+    AwaitCompletion(true, false, absl::InfiniteFuture(), &wc);
     *result = absl::DeadlineExceededError(absl::StrCat(
         "Fetch node=", peer_, ": no completion on its fetch lane in time"));
     return Outcome::kTimedOut;
@@ -113,7 +126,7 @@ RdmaLane::Outcome RdmaLane::Read(uint64_t local_addr, uint32_t lkey,
     // A CQ we cannot poll or wait on: stop using the lane. The READ may
     // still be posted: flush it and wait for it before giving dst back.
     Shutdown();
-    AwaitCompletion(true, absl::InfiniteFuture(), &wc);
+    AwaitCompletion(true, false, absl::InfiniteFuture(), &wc);
     return Outcome::kBroken;
   }
   if (wc.status != IBV_WC_SUCCESS) {
@@ -127,19 +140,124 @@ RdmaLane::Outcome RdmaLane::Read(uint64_t local_addr, uint32_t lkey,
   return Outcome::kDone;
 }
 
-absl::StatusOr<LaneResponder> CreateLaneResponder(
-    const OpenedDevice& device, const ChosenGid& gid, ibv_pd* pd,
-    ibv_cq* send_cq, ibv_cq* recv_cq, const RdmaParamsPayload& fetcher,
-    NodeId peer) {
-  LaneResponder r;
-  SSIHV_ASSIGN_OR_RETURN(r.qp, CreateRcQp(pd, send_cq, recv_cq, 1, 1));
-  SSIHV_RETURN_IF_ERROR(InitRcQp(r.qp.get(), device, IBV_ACCESS_REMOTE_READ));
-  uint32_t psn = RandomPsn();
-  SSIHV_RETURN_IF_ERROR(
-      ConnectRcQp(r.qp.get(), device, gid, psn, fetcher, peer));
-  r.params =
-      RcQpParams(device, gid, r.qp.get(), psn, kLaneRecvDepth, kLaneRecvBytes);
-  return r;
+RdmaLane::Outcome RdmaLane::Call(MessageType type,
+                                 absl::Span<const uint8_t> payload,
+                                 absl::Span<uint8_t> response, bool spin,
+                                 absl::Time deadline, size_t* length,
+                                 absl::Status* result) {
+  FrameHeader h;
+  h.kind = FrameKind::kRequest;
+  h.type = type;
+  h.id = ++next_call_;
+  h.length = static_cast<uint32_t>(payload.size());
+  EncodeFrameHeader(h, request_buffer());
+  if (!payload.empty()) {
+    std::memcpy(request_buffer() + kFrameHeaderSize, payload.data(),
+                payload.size());
+  }
+  // The answer's buffer is posted before the request can be served.
+  ibv_sge rsge{reinterpret_cast<uint64_t>(answer_buffer()),
+               static_cast<uint32_t>(slot_bytes_), call_mr_->lkey};
+  ibv_recv_wr rwr{};
+  rwr.wr_id = kRecvWrId;
+  rwr.sg_list = &rsge;
+  rwr.num_sge = 1;
+  if (int err = sys::PostRecv(qp_.get(), &rwr); err != 0) {
+    base::Log(base::LogLevel::kDebug, "rdmax: lane to node ", peer_,
+              ": ibv_post_recv: ", std::strerror(err));
+    return Outcome::kNotSent;
+  }
+  ibv_sge ssge{reinterpret_cast<uint64_t>(request_buffer()),
+               static_cast<uint32_t>(kFrameHeaderSize + payload.size()),
+               call_mr_->lkey};
+  ibv_send_wr swr{};
+  swr.wr_id = kSendWrId;
+  swr.sg_list = &ssge;
+  swr.num_sge = 1;
+  swr.opcode = IBV_WR_SEND;
+  swr.send_flags = IBV_SEND_SIGNALED;
+  if (int err = sys::PostSend(qp_.get(), &swr); err != 0) {
+    base::Log(base::LogLevel::kDebug, "rdmax: lane to node ", peer_,
+              ": ibv_post_send SEND: ", std::strerror(err));
+    Shutdown();  // the RECV stays posted: the lane is not reused
+    return Outcome::kNotSent;
+  }
+  // Both completions, in either order. On a failure the lane is shut down
+  // and dropped (never reused): what is still posted lands only in the
+  // lane's own buffers.
+  bool sent = false;
+  int64_t answer_bytes = -1;
+  while (!sent || answer_bytes < 0) {
+    ibv_wc wc{};
+    const int got = AwaitCompletion(spin, /*bounded=*/true, deadline, &wc);
+    if (got == 0) {
+      Shutdown();
+      *result = absl::DeadlineExceededError(absl::StrCat(
+          "CallOnLane node=", peer_, ": no answer on its lane in time"));
+      return Outcome::kTimedOut;
+    }
+    if (got < 0 || wc.status != IBV_WC_SUCCESS) {
+      if (got > 0) {
+        base::Log(wc.status == IBV_WC_WR_FLUSH_ERR ? base::LogLevel::kDebug
+                                                   : base::LogLevel::kWarning,
+                  "rdmax: lane call to node ", peer_, ": ",
+                  sys::WcStatusName(wc.status));
+      }
+      Shutdown();
+      return Outcome::kBroken;
+    }
+    if (wc.wr_id == kSendWrId) {
+      sent = true;
+    } else {
+      answer_bytes = wc.byte_len;
+    }
+  }
+  return TakeAnswer(h.id, static_cast<uint32_t>(answer_bytes), response, length,
+                    result);
+}
+
+RdmaLane::Outcome RdmaLane::TakeAnswer(uint64_t id, uint32_t bytes,
+                                       absl::Span<uint8_t> response,
+                                       size_t* length, absl::Status* result) {
+  FrameLimits limits;
+  limits.max_message_bytes =
+      static_cast<uint32_t>(slot_bytes_ - kFrameHeaderSize);
+  absl::StatusOr<FrameHeader> h =
+      bytes < kFrameHeaderSize
+          ? absl::InvalidArgumentError("shorter than a frame header")
+          : DecodeFrameHeader(absl::MakeConstSpan(answer_buffer(), bytes),
+                              WirePhase::kEstablished, limits);
+  if (h.ok() && (h->kind != FrameKind::kResponse || h->id != id ||
+                 kFrameHeaderSize + h->length != bytes)) {
+    h = absl::InvalidArgumentError(
+        absl::StrCat("a ", FrameKindName(h->kind), " frame of ", bytes,
+                     " bytes, id ", h->id, " (call ", id, ")"));
+  }
+  if (!h.ok()) {
+    // Our own peer's lane (authenticated at set-up) broke its protocol.
+    base::Log(base::LogLevel::kWarning, "rdmax: lane call to node ", peer_,
+              ": malformed answer: ", h.status().message());
+    Shutdown();
+    return Outcome::kBroken;
+  }
+  const uint8_t* payload = answer_buffer() + kFrameHeaderSize;
+  if (h->flags & kFlagError) {
+    absl::Status carried;
+    absl::Status st =
+        DecodeError(absl::MakeConstSpan(payload, h->length), &carried);
+    *result = st.ok() ? carried : st;
+    return Outcome::kDone;
+  }
+  if (h->length > response.size()) {
+    *result = absl::OutOfRangeError(
+        absl::StrCat("CallOnLane node=", peer_, ": an answer of ", h->length,
+                     " bytes for a buffer of ", response.size()));
+    return Outcome::kDone;
+  }
+  if (h->length > 0) std::memcpy(response.data(), payload, h->length);
+  *length = h->length;
+  *result = absl::OkStatus();
+  return Outcome::kDone;
 }
 
 }  // namespace ssihv::rdmax

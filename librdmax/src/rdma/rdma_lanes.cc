@@ -72,6 +72,60 @@ std::optional<absl::Status> RdmaTransport::FetchOverLane(
   return result;
 }
 
+absl::StatusOr<size_t> RdmaTransport::CallOnLane(
+    NodeId to, MessageType type, absl::Span<const uint8_t> payload,
+    absl::Span<uint8_t> response) {
+  SSIHV_RETURN_IF_ERROR(CheckMayBlock("CallOnLane"));
+  SSIHV_ASSIGN_OR_RETURN(std::shared_ptr<RdmaPeer> peer,
+                         Peer(to, "CallOnLane"));
+  if (payload.size() > options_.max_message_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "CallOnLane node=", to, ": payload of ", payload.size(),
+        " bytes exceeds max_message_bytes ", options_.max_message_bytes));
+  }
+  bool setup = false;
+  std::shared_ptr<RdmaLane> lane =
+      options_.fetch_lanes > 0 ? peer->lanes().Acquire(&setup) : nullptr;
+  if (setup) RequestLane(peer);
+  if (lane == nullptr) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("CallOnLane node=", to, ": no lane idle"));
+  }
+  peer->lane_users().fetch_add(1, std::memory_order_acq_rel);
+  absl::Status result;
+  size_t length = 0;
+  const RdmaLane::Outcome outcome =
+      lane->Call(type, payload, response, options_.busy_poll,
+                 absl::Now() + options_.op_timeout, &length, &result);
+  peer->lanes().Release(std::move(lane), outcome == RdmaLane::Outcome::kDone);
+  peer->lane_users().fetch_sub(1, std::memory_order_acq_rel);
+  switch (outcome) {
+    case RdmaLane::Outcome::kDone:
+      if (!result.ok()) return result;
+      Bump(stats_.lane_calls);
+      CountSent(to, payload.size());
+      CountReplyBytes(to, length, /*sent=*/false);
+      return length;
+    case RdmaLane::Outcome::kNotSent:
+      return absl::ResourceExhaustedError(absl::StrCat(
+          "CallOnLane node=", to, ": the lane failed before the request left"));
+    case RdmaLane::Outcome::kTimedOut:
+      return result;
+    case RdmaLane::Outcome::kBroken:
+      break;
+  }
+  return absl::UnavailableError(absl::StrCat(
+      "CallOnLane node=", to, ": the lane failed after the request left"));
+}
+
+void RdmaTransport::RetireLaneServers(
+    std::vector<std::unique_ptr<RdmaLaneServer>> lanes) {
+  for (auto& lane : lanes) {
+    lane->Shutdown();
+    retired_lanes_.push_back(std::move(lane));
+  }
+}
+
 void RdmaTransport::RequestLane(const std::shared_ptr<RdmaPeer>& peer) {
   loop_.Post([this, peer] { SetUpLane(peer); });
 }
@@ -81,8 +135,8 @@ void RdmaTransport::SetUpLane(const std::shared_ptr<RdmaPeer>& peer) {
     peer->lanes().SetupFailed();
     return;
   }
-  absl::StatusOr<std::shared_ptr<RdmaLane>> lane =
-      RdmaLane::Create(device_, pd_.get(), peer->id());
+  absl::StatusOr<std::shared_ptr<RdmaLane>> lane = RdmaLane::Create(
+      device_, pd_.get(), peer->id(), options_.max_message_bytes);
   const uint64_t number = ++peer->next_lane_number;
   absl::Status st = lane.status();
   if (st.ok()) {
@@ -103,14 +157,17 @@ void RdmaTransport::SetUpLane(const std::shared_ptr<RdmaPeer>& peer) {
 absl::Status RdmaTransport::OnLaneRequest(RdmaPeer* peer, const Frame& f) {
   SSIHV_ASSIGN_OR_RETURN(RdmaParamsPayload fetcher,
                          DecodeRdmaParams(f.payload));
-  absl::StatusOr<LaneResponder> responder;
+  absl::StatusOr<std::unique_ptr<RdmaLaneServer>> responder;
   if (peer->served_lanes.size() >= options_.fetch_lanes) {
     responder = absl::ResourceExhaustedError(absl::StrCat(
         "node ", peer->id(), " has ", peer->served_lanes.size(),
         " lanes already (fetch_lanes = ", options_.fetch_lanes, ")"));
   } else {
-    responder = CreateLaneResponder(device_, gid_, pd_.get(), send_cq_.get(),
-                                    recv_cq_.get(), fetcher, peer->id());
+    responder = RdmaLaneServer::Create(this, fetcher, peer->id());
+    if (responder.ok()) {
+      absl::Status started = (*responder)->Start();
+      if (!started.ok()) responder = started;
+    }
   }
   absl::Status st;
   if (!responder.ok()) {
@@ -126,11 +183,12 @@ absl::Status RdmaTransport::OnLaneRequest(RdmaPeer* peer, const Frame& f) {
     // Counted before the accept leaves: the fetcher may read over the lane
     // (one-sided, no work here) and look at these counters before this
     // thread runs again.
-    peer->served_lanes.push_back(std::move(responder->qp));
+    const std::vector<uint8_t> params =
+        EncodeRdmaParams((*responder)->params());
+    peer->served_lanes.push_back(*std::move(responder));
     Bump(stats_.lanes_accepted);
     Bump(stats_.lanes_serving);
-    st = peer->control().Send(FrameKind::kRdmaLaneAccept,
-                              EncodeRdmaParams(responder->params), f.header.id);
+    st = peer->control().Send(FrameKind::kRdmaLaneAccept, params, f.header.id);
   }
   UpdateControlArm(peer);
   return st;

@@ -439,11 +439,10 @@ void RdmaPeer::Teardown() {
   // fail, the peer's responders stop serving.
   for (size_t i = 0; i < lanes_asked.size(); ++i) lanes_.SetupFailed();
   lanes_asked.clear();
-  for (sys::Qp& lane : served_lanes) {
-    sys::ModifyQp(lane.get(), &attr, IBV_QP_STATE, "->ERR").IgnoreError();
-  }
   t_->atomic_stats().lanes_serving.fetch_sub(served_lanes.size(),
                                              std::memory_order_relaxed);
+  t_->RetireLaneServers(std::move(served_lanes));
+  served_lanes.clear();
   RunFailed(pending_.FailAll(LostInFlight(id_), /*calls_only=*/true),
             t_->loop());
   std::lock_guard<std::mutex> lock(send_mu_);

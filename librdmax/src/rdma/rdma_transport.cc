@@ -131,6 +131,7 @@ void RdmaTransport::Shutdown() {
     for (auto& c : current_) c.reset();
     advertised_.clear();
   }
+  retired_lanes_.clear();  // joins their threads: no lane call served after
   by_token_.clear();
   draining_.clear();  // destroys the QPs (before the CQs)
   if (unacked_send_events_ > 0) {
@@ -175,6 +176,9 @@ void RdmaTransport::RunDataThread() {
 
 void RdmaTransport::OnTick() {
   ReapDrained();
+  std::erase_if(retired_lanes_, [](const std::unique_ptr<RdmaLaneServer>& l) {
+    return l->finished();  // its thread has ended: the join does not wait
+  });
   absl::Time now = absl::Now();
   if (closing_) {
     if ((draining_.empty() && by_token_.empty()) || now >= shutdown_limit_) {

@@ -43,6 +43,7 @@
 #include "rdma/control_stream.h"
 #include "rdma/device.h"
 #include "rdma/rdma_lane.h"
+#include "rdma/rdma_lane_server.h"
 #include "rdma/send_signals.h"
 #include "regions.h"
 #include "ssihv/base/mapped_region.h"
@@ -143,7 +144,7 @@ class RdmaPeer final : public FrameChannel {
   // responders of the lanes the peer set up to this node.
   absl::flat_hash_map<uint64_t, std::shared_ptr<RdmaLane>> lanes_asked;
   uint64_t next_lane_number = 0;
-  std::vector<sys::Qp> served_lanes;
+  std::vector<std::unique_ptr<RdmaLaneServer>> served_lanes;
 
  private:
   friend class RdmaTransport;
@@ -229,6 +230,9 @@ class RdmaTransport final : public FramedTransport {
   absl::Status UnregisterRegion(RegionId id) override;
   absl::Status Fetch(NodeId peer, RegionId region, uint64_t offset,
                      absl::Span<uint8_t> dst) override;
+  absl::StatusOr<size_t> CallOnLane(NodeId to, MessageType type,
+                                    absl::Span<const uint8_t> payload,
+                                    absl::Span<uint8_t> response) override;
 
   // ---- for RdmaPeer ----
   const TransportOptions& options() const { return options_; }
@@ -245,6 +249,9 @@ class RdmaTransport final : public FramedTransport {
   void PostTeardown(RdmaPeer* peer);
   void NoteAsync(int delta);
   void OnRegionRemoveAck(NodeId peer, uint32_t region);
+  /// A closed peer's lane servers, shut down: joined once their threads
+  /// end (OnTick) or at Shutdown, never waited for on the data thread.
+  void RetireLaneServers(std::vector<std::unique_ptr<RdmaLaneServer>> lanes);
   bool on_data_thread() const { return OnDataThread(); }
   /// Device resources (PD, completion channel, CQs, bounce buffers); called
   /// by the factory so that memory can be registered before Start().
@@ -336,6 +343,8 @@ class RdmaTransport final : public FramedTransport {
   // Data thread only: every live or draining peer by control token.
   absl::flat_hash_map<uint64_t, std::shared_ptr<RdmaPeer>> by_token_;
   std::vector<std::shared_ptr<RdmaPeer>> draining_;
+  // Data thread, then Shutdown after it ends: closed peers' lane servers.
+  std::vector<std::unique_ptr<RdmaLaneServer>> retired_lanes_;
   uint64_t next_token_ = 16;  // below: reserved tokens
 
   // UnregisterRegion waits for every peer's acknowledgement.

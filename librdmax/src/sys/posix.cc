@@ -4,15 +4,18 @@
 #include <linux/futex.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "ssihv/base/errno_status.h"
 
 namespace ssihv::rdmax::sys {
@@ -166,6 +169,21 @@ absl::StatusOr<int> EpollWait(int epfd, struct epoll_event* events, int max,
   if (n < 0 && errno == EINTR) return 0;
   if (n < 0) return LastErrnoStatus("epoll_wait");
   return n;
+}
+
+absl::StatusOr<bool> WaitReadable(int fd, absl::Time deadline) {
+  for (;;) {
+    const absl::Duration left = deadline - absl::Now();
+    if (left <= absl::ZeroDuration()) return false;
+    // Rounded up: a wait never ends before the deadline.
+    const int64_t ms =
+        absl::ToInt64Milliseconds(std::min(left, absl::Seconds(60)) +
+                                  absl::Milliseconds(1) - absl::Nanoseconds(1));
+    struct pollfd p = {fd, POLLIN, 0};
+    const int n = ::poll(&p, 1, static_cast<int>(ms));
+    if (n > 0) return true;
+    if (n < 0 && errno != EINTR) return LastErrnoStatus("poll");
+  }
 }
 
 absl::StatusOr<UniqueFd> EventFdCreate() {

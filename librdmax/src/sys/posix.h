@@ -61,6 +61,10 @@ void EpollRemove(int epfd, int fd);
 /// epoll_wait(); EINTR is reported as 0 events.
 absl::StatusOr<int> EpollWait(int epfd, struct epoll_event* events, int max,
                               int timeout_ms);
+/// poll() for POLLIN on one fd until `deadline`: true when readable (or
+/// in error: the caller's read says which), false at the deadline. EINTR
+/// polls again.
+absl::StatusOr<bool> WaitReadable(int fd, absl::Time deadline);
 absl::StatusOr<base::UniqueFd> EventFdCreate();
 /// Adds 1 to the eventfd counter (wakes a waiter).
 void EventFdSignal(int fd);

@@ -136,8 +136,8 @@ struct DsmOptions {
   /// the same lane, where the fault thread that asked reads and maps it: no
   /// data thread on either side. Only until the node knows of a death, and
   /// main-connection frames wait for the answers sent before them
-  /// (docs/PROTOCOL.md, "Answers on lanes"). Without a lane (RDMA,
-  /// loopback, none idle) the request takes the main connection.
+  /// (docs/PROTOCOL.md, "Answers on lanes"). Without a lane (loopback,
+  /// none idle) the request takes the main connection.
   bool answer_lanes = true;
   /// Called when the node cannot go on: a protocol error, a lost page, a
   /// message that could not be sent. The guest must be stopped. May run on

@@ -322,16 +322,18 @@ class Transport {
                              absl::Span<uint8_t> dst) = 0;
 
   /// A request served by the peer's LaneHandler over an idle lane of this
-  /// node's to `to` (TCP: one sendmsg, one blocking recvmsg on both sides,
-  /// no data thread; TransportOptions::fetch_lanes bounds the lanes). The
+  /// node's to `to` (TCP: one sendmsg, one blocking recvmsg on both sides;
+  /// RDMA: a RECV and a SEND on the lane's QP, each side waiting on its
+  /// lane's own CQ; no data thread either way; TransportOptions::
+  /// fetch_lanes bounds the lanes). The
   /// response is copied into `response`; returns its length. Unordered
   /// with everything else sent to `to`. Errors: ResourceExhausted when
   /// nothing was sent (no lane idle now: one is set up in the background;
-  /// the backend has none: RDMA and loopback), so the caller can take the
+  /// the backend has none: loopback), so the caller can take the
   /// main connection instead; Unavailable when the lane failed after the
   /// request left (the peer may have served it); DeadlineExceeded after
   /// op_timeout (the lane is closed); OutOfRange when the response did not
-  /// fit (the lane is closed). Blocks: not from a callback.
+  /// fit. Blocks: not from a callback.
   virtual absl::StatusOr<size_t> CallOnLane(NodeId to, MessageType type,
                                             absl::Span<const uint8_t> payload,
                                             absl::Span<uint8_t> response) = 0;
