@@ -83,7 +83,7 @@ int Main(int argc, char** argv) {
   if (absl::Status st = vm->Build(*options); !st.ok()) {
     if (*api) (*api)->Stop();
     Fail(st.message());
-    return vm->BuildFailureStatus();
+    return vm->BuildFailureStatus(st);
   }
   bool dump = false;  // SIGQUIT (Ctrl-\) also dumps every vCPU's registers
   std::thread signal_thread([&signals, vm, &dump] {

@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -75,9 +76,11 @@ class Vmm {
   }
   /// The process's exit status for how the guest stopped (docs/VMM.md).
   int ExitStatus() const;
-  /// The exit status for a Build() that failed: a node lost while this one
-  /// started (5) is not a setup error (3).
-  int BuildFailureStatus() const;
+  /// The exit status for a Build() that failed with `error`: a node lost
+  /// while this one started (5) is not a setup error (3). An Unavailable
+  /// error with --node (a peer's connection gone mid-start) waits for the
+  /// failure detector's verdict, a few seconds at most.
+  int BuildFailureStatus(const absl::Status& error) const;
   /// VM, vCPU-exit and pager statistics (valid after Run).
   nlohmann::json StatsJson() const;
   /// A few human-readable lines of the same.
@@ -180,6 +183,7 @@ class Vmm {
   mutable std::mutex stop_mu_;
   std::optional<std::pair<uint32_t, StopMsg>> remote_stop_;  // stop_mu_
   std::optional<uint32_t> lost_node_;                        // stop_mu_
+  mutable std::condition_variable lost_cv_;  // lost_node_ was set
   std::vector<kvm::Vcpu> vcpus_;
   kvm::Bus pio_{"pio"};
   kvm::Bus mmio_{"mmio"};

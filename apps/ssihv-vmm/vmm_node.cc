@@ -197,6 +197,7 @@ void Vmm::OnPeerLost(uint32_t node, const std::string& why,
     std::lock_guard<std::mutex> lock(stop_mu_);
     if (!lost_node_ && !stop_.requested()) lost_node_ = node;
   }
+  lost_cv_.notify_all();
   stop_.Request(StopReason::kStopRequested,
                 absl::UnavailableError(absl::StrCat(
                     "node ", node, " was lost (", why, "); ", lost_pages,
@@ -217,8 +218,16 @@ void Vmm::TellPeersWeStopped() {
   node_->BroadcastStop(m);
 }
 
-int Vmm::BuildFailureStatus() const {
-  std::lock_guard<std::mutex> lock(stop_mu_);
+int Vmm::BuildFailureStatus(const absl::Status& error) const {
+  std::unique_lock<std::mutex> lock(stop_mu_);
+  if (node_ != nullptr && absl::IsUnavailable(error)) {
+    // The detector declares a peer lost once its connection has been down
+    // for down_timeout; a heartbeat period and a margin on top.
+    const absl::Duration verdict =
+        NodeLinkOptions().down_timeout + absl::Seconds(2);
+    lost_cv_.wait_for(lock, absl::ToChronoNanoseconds(verdict),
+                      [this] { return lost_node_.has_value(); });
+  }
   return lost_node_ ? kExitPeerLost : kExitSetupError;
 }
 

@@ -178,6 +178,25 @@ TEST_CASE("node 1 lost while node 0 loads the initrd into its memory: exit 5") {
   CHECK(c.node[0]->out().empty());  // the guest never ran
 }
 
+// Node 1's start-up after it connects: the hello exchange, then the clock
+// sync with node 0, then its vCPU. Wherever the kill of node 0 lands in
+// it, node 1 must stop with status 5 (a peer lost), not 3 (setup error),
+// and never wait out --peer-timeout (CI, 2026-12-07: a kill during the
+// hello exchange left node 0 waiting a minute in the case above).
+TEST_CASE("node 0 lost while node 1 starts up: exit 5") {
+  TwoNodes c;
+  c.Launch();
+  REQUIRE(WaitFor(
+      [&] { return c.node[1]->err().find("node 0 up") != std::string::npos; }));
+  auto [status, seconds_to_exit] = KillAndWait(c, 0);
+  INFO("node 1 stderr:\n" << c.node[1]->err());
+  CHECK(status == kExitPeerLost);
+  CHECK(seconds_to_exit < 10.0);
+  // The failure detector's line, on every path (the final message depends
+  // on the step the kill interrupted).
+  CHECK_THAT(c.node[1]->err(), Catch::Contains("node 0 is lost"));
+}
+
 TEST_CASE("node 0 lost while its vCPU walks node 1's memory: node 1 exits 5") {
   TwoNodes c;
   c.Start();
