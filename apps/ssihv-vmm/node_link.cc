@@ -404,36 +404,48 @@ absl::StatusOr<ClockMsg> NodeLink::RequestClock(absl::Duration* rtt) {
   return DecodeClock(absl::MakeConstSpan(response, *n));
 }
 
+namespace {
+
+std::string DigestHex(const std::array<uint8_t, 32>& d) {
+  std::string s;
+  for (int i = 0; i < 6; ++i) {
+    absl::StrAppend(&s, absl::Hex(d[i], absl::kZeroPad2));
+  }
+  return s;
+}
+
+// Retry for a hello not yet sent to a peer the link has seen come back.
+constexpr int64_t kHelloRetryNs = 10'000'000;
+
+}  // namespace
+
+absl::Status NodeLink::SendHellos(absl::Span<const uint8_t> hello,
+                                  absl::Time deadline,
+                                  std::vector<bool>& sent) {
+  for (uint32_t n = 0; n < peers_.size(); ++n) {
+    if (n == self_ || sent[n]) continue;
+    absl::Status st = transport_->Send(n, kMsgHello, hello, deadline);
+    if (st.ok()) {
+      sent[n] = true;
+    } else if (!absl::IsUnavailable(st)) {
+      return absl::Status(
+          st.code(), absl::StrCat("hello to node ", n, ": ", st.message()));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status NodeLink::ExchangeHellos(const HelloMsg& mine,
                                       absl::Time deadline) {
   const std::vector<uint8_t> b = Encode(mine);
   // A peer whose connection is down gets ours when it is back; if it does
   // not come back, it is lost (below).
   std::vector<bool> sent(peers_.size(), false);
-  auto send_hellos = [&]() -> absl::Status {
-    for (uint32_t n = 0; n < peers_.size(); ++n) {
-      if (n == self_ || sent[n] || !peers_[n]->up) continue;
-      absl::Status st = transport_->Send(n, kMsgHello, b, deadline);
-      if (st.ok()) {
-        sent[n] = true;
-      } else if (!absl::IsUnavailable(st)) {
-        return absl::Status(
-            st.code(), absl::StrCat("hello to node ", n, ": ", st.message()));
-      }
-    }
-    return absl::OkStatus();
-  };
-  auto digest_hex = [](const std::array<uint8_t, 32>& d) {
-    std::string s;
-    for (int i = 0; i < 6; ++i)
-      absl::StrAppend(&s, absl::Hex(d[i], absl::kZeroPad2));
-    return s;
-  };
   const int64_t down_ns = absl::ToInt64Nanoseconds(options_.down_timeout);
   std::unique_lock<std::mutex> lock(mu_);
   for (;;) {
     lock.unlock();
-    SSIHV_RETURN_IF_ERROR(send_hellos());
+    SSIHV_RETURN_IF_ERROR(SendHellos(b, deadline, sent));
     lock.lock();
     std::string missing;
     const int64_t now = NowNs();
@@ -445,8 +457,8 @@ absl::Status NodeLink::ExchangeHellos(const HelloMsg& mine,
         return absl::FailedPreconditionError(absl::StrCat(
             "node ", n, " (", h->host, ", pid ", h->pid,
             ") runs a different cluster config (digest ",
-            digest_hex(h->config_digest), "... there, ",
-            digest_hex(mine.config_digest),
+            DigestHex(h->config_digest), "... there, ",
+            DigestHex(mine.config_digest),
             "... here): start every node with the same config file"));
       }
       if (h && sent[n]) continue;
@@ -458,14 +470,17 @@ absl::Status NodeLink::ExchangeHellos(const HelloMsg& mine,
         return LostBeforeHello(n, now - down);
       }
       if (down != 0) wait_ns = std::min(wait_ns, down + down_ns - now);
+      // Ours not sent yet to a peer the link has seen come back (read under
+      // mu_, so its wake-up cannot be missed): try again soon; the
+      // transport may say "connected" a moment after the link.
+      if (!sent[n] && peers_[n]->up) wait_ns = std::min(wait_ns, kHelloRetryNs);
       absl::StrAppend(&missing, missing.empty() ? "" : ", ", "node ", n);
     }
     if (missing.empty()) return absl::OkStatus();
     if (absl::Now() >= deadline) {
       return absl::DeadlineExceededError(
           absl::StrCat("no hello from ", missing,
-                       " (connected, but not an "
-                       "ssihv-vmm of this version?)"));
+                       " (connected, but not an ssihv-vmm of this version?)"));
     }
     cv_.wait_for(lock, std::chrono::nanoseconds(std::max<int64_t>(0, wait_ns)));
   }

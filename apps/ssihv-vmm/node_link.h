@@ -158,6 +158,10 @@ class NodeLink {
   void Reply(const rdmax::Message& m, absl::Span<const uint8_t> payload);
   absl::Status SendTo(uint32_t node, NodeMessage type,
                       absl::Span<const uint8_t> payload);
+  /// Sends `hello` to every peer not yet `sent` one; a peer whose
+  /// connection is down is left for a later call.
+  absl::Status SendHellos(absl::Span<const uint8_t> hello, absl::Time deadline,
+                          std::vector<bool>& sent);
   absl::Status LostBeforeHello(uint32_t node, int64_t down_for_ns);
   void LivenessLoop();
   void CheckPeers(int64_t now);
