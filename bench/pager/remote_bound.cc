@@ -17,6 +17,16 @@
 //             in epoll_wait, the data thread copies (the handler only sends)
 //
 // No protocol, no Done message, no locks, no statistics: a lower bound.
+//
+// BM_Bound/rdma_lane(_wp): the same steps over RDMA verbs (raw, one RC QP
+// pair), each side asleep on its CQ's completion channel as the product's
+// lanes wait in event mode: the handler posts a RECV for the answer and
+// SENDs the request; the home, woken by the request's RECV, optionally
+// write-protects the page, copies [header | page] into its registered
+// buffer, posts its next RECV and SENDs the answer; the handler, woken by
+// the answer's RECV, copies the page in with UFFDIO_COPY (MODE_WP). The
+// two-sided bound of BM_RemoteFault/rdma, where BM_Floor/ib_read_4k is a
+// one-sided READ no thread of the home takes part in.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/userfaultfd.h>
@@ -33,10 +43,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 #include <thread>
 
 #include "bench_util.h"
+#include "ib_side.h"
 
 namespace ssihv::bench {
 namespace {
@@ -236,6 +248,209 @@ void BM_Bound(benchmark::State& state, Mode mode) {
   SetPercentiles(state, ns);
 }
 
+// ---- RDMA ----------------------------------------------------------------
+
+constexpr uint64_t kStopIndex = ~uint64_t{0};
+constexpr size_t kRequestBytes = 16;
+// A side's registered buffer: the request, then [header | page].
+constexpr size_t kRdmaBuffer = 64 + kHeader + kPage;
+
+bool PostRecv(IbSide& side, uint8_t* at, size_t len) {
+  ibv_sge sge{reinterpret_cast<uint64_t>(at), static_cast<uint32_t>(len),
+              side.mr->lkey};
+  ibv_recv_wr wr{};
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  ibv_recv_wr* bad = nullptr;
+  return ibv_post_recv(side.qp, &wr, &bad) == 0;
+}
+
+bool PostSend(IbSide& side, const uint8_t* at, size_t len) {
+  ibv_sge sge{reinterpret_cast<uint64_t>(at), static_cast<uint32_t>(len),
+              side.mr->lkey};
+  ibv_send_wr wr{};
+  wr.wr_id = 1;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_SEND;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  ibv_send_wr* bad = nullptr;
+  return ibv_post_send(side.qp, &wr, &bad) == 0;
+}
+
+/// Waits until the SEND posted last and the RECV posted last have both
+/// completed (in either order). False on an error.
+bool AwaitSendAndRecv(IbSide& side) {
+  bool sent = false, received = false;
+  while (!sent || !received) {
+    ibv_wc wc{};
+    if (IbAwaitCompletion(side, true, &wc) != 1 ||
+        wc.status != IBV_WC_SUCCESS) {
+      return false;
+    }
+    (wc.wr_id == 1 ? sent : received) = true;
+  }
+  return true;
+}
+
+/// Connects `side` (buffer `buf`) with the other process's over `sock`.
+bool Exchange(IbSide& side, uint8_t* buf, int sock) {
+  const IbEndpoint local = side.Local(buf);
+  IbEndpoint remote;
+  return write(sock, &local, sizeof(local)) == sizeof(local) &&
+         RecvAll(sock, &remote, sizeof(remote)) && side.Connect(remote);
+}
+
+/// The home over RDMA: the TCP home's window, served by SEND/RECV. It ends
+/// on the handler's stop request, or when the parent closes `stop_fd` (a
+/// failed run: no stop request may come).
+int RdmaBoundHome(int sock, int ready_fd, int stop_fd, Mode mode) {
+  std::thread([stop_fd] {
+    char byte;
+    [[maybe_unused]] ssize_t n = read(stop_fd, &byte, 1);
+    _exit(0);
+  }).detach();
+  const uint64_t len = kBoundWindow * kPage;
+  auto* mem = static_cast<uint8_t*>(mmap(nullptr, len, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  madvise(mem, len, MADV_NOHUGEPAGE);
+  memset(mem, 0x5a, len);
+  const int uffd = NewUffd(UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+  if (uffd < 0 || !Register(uffd, mem, len, UFFDIO_REGISTER_MODE_WP)) return 1;
+  alignas(4096) static uint8_t buf[kRdmaBuffer];
+  uint8_t* answer = buf + 64;
+  IbSide side;
+  // The first RECV before the QP connects: the first request finds it.
+  if (!side.Open(buf, sizeof(buf), true) || !PostRecv(side, buf, 64)) return 1;
+  char one = 1;
+  if (write(ready_fd, &one, 1) != 1 || !Exchange(side, buf, sock)) return 2;
+  ibv_wc wc{};
+  for (bool sending = false;;) {
+    // The request's RECV (and the previous answer's SEND, if unreaped).
+    if (IbAwaitCompletion(side, true, &wc) != 1 || wc.status != IBV_WC_SUCCESS)
+      return 3;
+    if (wc.wr_id == 1) {
+      sending = false;
+      continue;
+    }
+    uint64_t req[2];
+    memcpy(req, buf, sizeof(req));
+    if (req[0] == kStopIndex) return 0;
+    const uint64_t index = req[0] % kBoundWindow;
+    uint8_t* page = mem + index * kPage;
+    if (mode.write_protect) {
+      if (index == 0) WriteProtect(uffd, mem, len, false);
+      WriteProtect(uffd, page, kPage, true);
+    }
+    while (sending) {  // the answer buffer is free once its SEND completed
+      if (IbAwaitCompletion(side, true, &wc) != 1 ||
+          wc.status != IBV_WC_SUCCESS)
+        return 3;
+      if (wc.wr_id == 1) sending = false;
+    }
+    memcpy(answer + kHeader, page, kPage);
+    if (!PostRecv(side, buf, 64) || !PostSend(side, answer, kHeader + kPage))
+      return 4;
+    sending = true;
+  }
+}
+
+void BM_BoundRdma(benchmark::State& state, Mode mode) {
+  if (!IbDevicePresent()) {
+    state.SkipWithError("no RDMA device (ibv_get_device_list is empty)");
+    return;
+  }
+  int sv[2];
+  if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+    state.SkipWithError("socketpair failed");
+    return;
+  }
+  ServerProcess home;
+  if (!home.Start([&](int ready, int stop) {
+        close(sv[0]);
+        return RdmaBoundHome(sv[1], ready, stop, mode);
+      })) {
+    state.SkipWithError("home process failed (verbs or userfaultfd set-up)");
+    return;
+  }
+  close(sv[1]);
+  alignas(4096) static uint8_t buf[kRdmaBuffer];
+  IbSide side;
+  const uint64_t len = (kBoundWindow + 1) * kPage;  // + the stop page
+  auto* mem = static_cast<uint8_t*>(mmap(nullptr, len, PROT_READ | PROT_WRITE,
+                                         MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  madvise(mem, len, MADV_NOHUGEPAGE);
+  const int uffd = NewUffd(UFFD_FEATURE_PAGEFAULT_FLAG_WP);
+  if (!side.Open(buf, sizeof(buf), true) || !Exchange(side, buf, sv[0]) ||
+      uffd < 0 ||
+      !Register(uffd, mem, len,
+                UFFDIO_REGISTER_MODE_MISSING | UFFDIO_REGISTER_MODE_WP)) {
+    state.SkipWithError(side.error.empty() ? "QP or userfaultfd set-up failed"
+                                           : side.error.c_str());
+    close(sv[0]);
+    return;
+  }
+  const uint64_t base = reinterpret_cast<uint64_t>(mem);
+  const uint64_t stop = base + kBoundWindow * kPage;
+  uint8_t* answer = buf + 64;
+  std::atomic<bool> failed{false};
+  std::thread handler([&] {
+    for (uint64_t seq = 0;; ++seq) {
+      uffd_msg msg;
+      if (read(uffd, &msg, sizeof(msg)) != sizeof(msg)) continue;
+      if (msg.event != UFFD_EVENT_PAGEFAULT) continue;
+      const uint64_t at = msg.arg.pagefault.address & ~(kPage - 1);
+      const uint64_t req[2] = {at == stop ? kStopIndex : (at - base) / kPage,
+                               seq};
+      memcpy(buf, req, sizeof(req));
+      if (at == stop) {
+        if (!PostSend(side, buf, kRequestBytes)) failed = true;
+        uffdio_zeropage z{};
+        z.range.start = at;
+        z.range.len = kPage;
+        ioctl(uffd, UFFDIO_ZEROPAGE, &z);
+        return;
+      }
+      if (!PostRecv(side, answer, kHeader + kPage) ||
+          !PostSend(side, buf, kRequestBytes) || !AwaitSendAndRecv(side)) {
+        failed = true;  // the page zeroed: the loop ends on the flag
+        uffdio_zeropage z{};
+        z.range.start = at;
+        z.range.len = kPage;
+        ioctl(uffd, UFFDIO_ZEROPAGE, &z);
+        continue;
+      }
+      CopyReadOnly(uffd, at, answer + kHeader);
+    }
+  });
+  std::vector<int64_t> ns;
+  ns.reserve(state.max_iterations);
+  uint64_t next = 0;
+  for (auto _ : state) {
+    if (next == kBoundWindow) {
+      state.PauseTiming();
+      madvise(mem, kBoundWindow * kPage, MADV_DONTNEED);  // missing again
+      next = 0;
+      state.ResumeTiming();
+    }
+    auto* p = reinterpret_cast<volatile uint64_t*>(mem + next++ * kPage);
+    const int64_t t0 = NowNs();
+    const uint64_t v = *p;
+    ns.push_back(NowNs() - t0);
+    if (failed || v != 0x5a5a5a5a5a5a5a5aull) {
+      state.SkipWithError(failed ? "a SEND or RECV failed" : "wrong bytes");
+      break;
+    }
+  }
+  (void)*reinterpret_cast<volatile uint64_t*>(stop);  // handler returns
+  handler.join();
+  home.Stop();
+  close(sv[0]);
+  munmap(mem, len);
+  close(uffd);
+  SetPercentiles(state, ns);
+}
+
 }  // namespace
 
 void RegisterBoundBenchmarks() {
@@ -245,6 +460,10 @@ void RegisterBoundBenchmarks() {
                                Mode{true, false});
   benchmark::RegisterBenchmark("BM_Bound/tcp_epoll_wp", BM_Bound,
                                Mode{true, true});
+  benchmark::RegisterBenchmark("BM_Bound/rdma_lane", BM_BoundRdma,
+                               Mode{false, false});
+  benchmark::RegisterBenchmark("BM_Bound/rdma_lane_wp", BM_BoundRdma,
+                               Mode{true, false});
 }
 
 }  // namespace ssihv::bench
