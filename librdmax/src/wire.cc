@@ -152,32 +152,33 @@ absl::StatusOr<FrameHeader> DecodeFrameHeader(absl::Span<const uint8_t> bytes,
     return Malformed(absl::StrCat("unknown kind ", kind));
   }
   h.kind = static_cast<FrameKind>(kind);
-  absl::string_view name = FrameKindName(h.kind);
+  // Named only on the error paths: every frame received passes here.
+  auto name = [&h] { return FrameKindName(h.kind); };
   if (!AllowedInPhase(h.kind, phase)) {
-    return Malformed(absl::StrCat(name, " not allowed in this phase"));
+    return Malformed(absl::StrCat(name(), " not allowed in this phase"));
   }
   if ((h.flags & ~kFlagError) != 0 ||
       ((h.flags & kFlagError) != 0 && !MayCarryError(h.kind))) {
-    return Malformed(absl::StrCat(name, ": flags 0x", absl::Hex(h.flags)));
+    return Malformed(absl::StrCat(name(), ": flags 0x", absl::Hex(h.flags)));
   }
   if (h.type != 0 && !CarriesUserType(h.kind)) {
-    return Malformed(absl::StrCat(name, ": type ", h.type, " must be 0"));
+    return Malformed(absl::StrCat(name(), ": type ", h.type, " must be 0"));
   }
   if (NeedsId(h.kind) != (h.id != 0)) {
     return Malformed(
-        absl::StrCat(name, h.id == 0 ? ": id missing" : ": unexpected id"));
+        absl::StrCat(name(), h.id == 0 ? ": id missing" : ": unexpected id"));
   }
   if (h.kind == FrameKind::kCredit && h.id > 0xFFFF) {
     return Malformed(absl::StrCat("credit: count ", h.id, " out of range"));
   }
   LengthRule rule = LengthRuleFor(h, limits);
   if (h.length < rule.min || h.length > rule.max) {
-    return Malformed(absl::StrCat(name, ": length ", h.length, " not in ",
+    return Malformed(absl::StrCat(name(), ": length ", h.length, " not in ",
                                   rule.min, "..", rule.max));
   }
   if (h.kind == FrameKind::kRegionTable && h.length % kRegionEntrySize != 0) {
     return Malformed(
-        absl::StrCat(name, ": length ", h.length, " is not whole entries"));
+        absl::StrCat(name(), ": length ", h.length, " is not whole entries"));
   }
   return h;
 }
