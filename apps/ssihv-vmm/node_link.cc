@@ -465,7 +465,7 @@ absl::Status NodeLink::ExchangeHellos(const HelloMsg& mine,
       // A peer whose connection went down before the exchange is lost by
       // the detector's rule, not awaited until the deadline.
       const int64_t down = peers_[n]->down_since_ns.load();
-      if (down != 0 && now - down >= down_ns) {
+      if (DownPastTimeout(down, now)) {
         lock.unlock();
         return LostBeforeHello(n, now - down);
       }
@@ -555,8 +555,7 @@ void NodeLink::CheckPeers(int64_t now) {
     std::string why;
     const int64_t down = p.down_since_ns.load();
     const int64_t heard = p.last_heard_ns.load();
-    if (down != 0 &&
-        now - down >= absl::ToInt64Nanoseconds(options_.down_timeout)) {
+    if (DownPastTimeout(down, now)) {
       why = absl::StrFormat("its connection has been down for %.1f s",
                             (now - down) / 1e9);
     } else if (heard != 0 && now - heard >= absl::ToInt64Nanoseconds(

@@ -165,6 +165,12 @@ class NodeLink {
   absl::Status LostBeforeHello(uint32_t node, int64_t down_for_ns);
   void LivenessLoop();
   void CheckPeers(int64_t now);
+  /// The detector's rule: a connection down (since `down`, 0: up) for
+  /// down_timeout means its peer is lost.
+  bool DownPastTimeout(int64_t down, int64_t now) const {
+    return down != 0 &&
+           now - down >= absl::ToInt64Nanoseconds(options_.down_timeout);
+  }
   bool Known(uint32_t node) const {
     return node < peers_.size() && node != self_;
   }

@@ -46,6 +46,7 @@
 #include <atomic>
 #include <cstring>
 #include <thread>
+#include <vector>
 
 #include "bench_util.h"
 #include "ib_side.h"
@@ -95,6 +96,42 @@ void CopyReadOnly(int uffd, uint64_t dst, const uint8_t* src) {
   copy.len = kPage;
   copy.mode = UFFDIO_COPY_MODE_WP;
   ioctl(uffd, UFFDIO_COPY, &copy);
+}
+
+// Resolves the fault at `at` with zeros (the stop page, a failed answer).
+void ZeroFill(int uffd, uint64_t at) {
+  uffdio_zeropage z{};
+  z.range.start = at;
+  z.range.len = kPage;
+  ioctl(uffd, UFFDIO_ZEROPAGE, &z);
+}
+
+// The timed part of every bound: one read per page of the window, the
+// window made missing again (untimed) when it was read through. `check`
+// sees each value read and returns an error to stop on, or nullptr.
+template <typename Check>
+std::vector<int64_t> WalkWindow(benchmark::State& state, uint8_t* mem,
+                                Check check) {
+  std::vector<int64_t> ns;
+  ns.reserve(state.max_iterations);
+  uint64_t next = 0;
+  for (auto _ : state) {
+    if (next == kBoundWindow) {
+      state.PauseTiming();
+      madvise(mem, kBoundWindow * kPage, MADV_DONTNEED);  // missing again
+      next = 0;
+      state.ResumeTiming();
+    }
+    auto* p = reinterpret_cast<volatile uint64_t*>(mem + next++ * kPage);
+    const int64_t t0 = NowNs();
+    const uint64_t v = *p;
+    ns.push_back(NowNs() - t0);
+    if (const char* error = check(v)) {
+      state.SkipWithError(error);
+      break;
+    }
+  }
+  return ns;
 }
 
 bool RecvAll(int fd, void* p, size_t n) {
@@ -194,10 +231,7 @@ void BM_Bound(benchmark::State& state, Mode mode) {
       if (msg.event != UFFD_EVENT_PAGEFAULT) continue;
       const uint64_t at = msg.arg.pagefault.address & ~(kPage - 1);
       if (at == stop) {
-        uffdio_zeropage z{};
-        z.range.start = at;
-        z.range.len = kPage;
-        ioctl(uffd, UFFDIO_ZEROPAGE, &z);
+        ZeroFill(uffd, at);
         return;
       }
       const uint64_t req[2] = {(at - base) / kPage, seq};
@@ -222,21 +256,8 @@ void BM_Bound(benchmark::State& state, Mode mode) {
       close(epfd);
     });
   }
-  std::vector<int64_t> ns;
-  ns.reserve(state.max_iterations);
-  uint64_t next = 0;
-  for (auto _ : state) {
-    if (next == kBoundWindow) {
-      state.PauseTiming();
-      madvise(mem, kBoundWindow * kPage, MADV_DONTNEED);  // missing again
-      next = 0;
-      state.ResumeTiming();
-    }
-    auto* p = reinterpret_cast<volatile uint64_t*>(mem + next++ * kPage);
-    const int64_t t0 = NowNs();
-    (void)*p;
-    ns.push_back(NowNs() - t0);
-  }
+  std::vector<int64_t> ns =
+      WalkWindow(state, mem, [](uint64_t) -> const char* { return nullptr; });
   (void)*reinterpret_cast<volatile uint64_t*>(stop);  // handler returns
   handler.join();
   shutdown(fd, SHUT_RDWR);  // the home exits; the data thread sees EOF
@@ -405,43 +426,23 @@ void BM_BoundRdma(benchmark::State& state, Mode mode) {
       memcpy(buf, req, sizeof(req));
       if (at == stop) {
         if (!PostSend(side, buf, kRequestBytes)) failed = true;
-        uffdio_zeropage z{};
-        z.range.start = at;
-        z.range.len = kPage;
-        ioctl(uffd, UFFDIO_ZEROPAGE, &z);
+        ZeroFill(uffd, at);
         return;
       }
       if (!PostRecv(side, answer, kHeader + kPage) ||
           !PostSend(side, buf, kRequestBytes) || !AwaitSendAndRecv(side)) {
         failed = true;  // the page zeroed: the loop ends on the flag
-        uffdio_zeropage z{};
-        z.range.start = at;
-        z.range.len = kPage;
-        ioctl(uffd, UFFDIO_ZEROPAGE, &z);
+        ZeroFill(uffd, at);
         continue;
       }
       CopyReadOnly(uffd, at, answer + kHeader);
     }
   });
-  std::vector<int64_t> ns;
-  ns.reserve(state.max_iterations);
-  uint64_t next = 0;
-  for (auto _ : state) {
-    if (next == kBoundWindow) {
-      state.PauseTiming();
-      madvise(mem, kBoundWindow * kPage, MADV_DONTNEED);  // missing again
-      next = 0;
-      state.ResumeTiming();
-    }
-    auto* p = reinterpret_cast<volatile uint64_t*>(mem + next++ * kPage);
-    const int64_t t0 = NowNs();
-    const uint64_t v = *p;
-    ns.push_back(NowNs() - t0);
-    if (failed || v != 0x5a5a5a5a5a5a5a5aull) {
-      state.SkipWithError(failed ? "a SEND or RECV failed" : "wrong bytes");
-      break;
-    }
-  }
+  std::vector<int64_t> ns =
+      WalkWindow(state, mem, [&failed](uint64_t v) -> const char* {
+        if (failed) return "a SEND or RECV failed";
+        return v != 0x5a5a5a5a5a5a5a5aull ? "wrong bytes" : nullptr;
+      });
   (void)*reinterpret_cast<volatile uint64_t*>(stop);  // handler returns
   handler.join();
   home.Stop();

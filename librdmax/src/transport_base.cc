@@ -166,6 +166,38 @@ void TransportBase::CountServed(NodeId to, uint64_t bytes) {
   if (PeerCounters* c = PeerOf(to)) Bump(c->bytes_sent, bytes);
 }
 
+absl::StatusOr<absl::Span<const uint8_t>> TransportBase::ServeLaneCall(
+    NodeId peer, const FrameHeader& request, absl::Span<const uint8_t> payload,
+    FrameHeader* response, std::vector<uint8_t>* error) {
+  *response = FrameHeader{};
+  response->kind = FrameKind::kResponse;
+  response->type = request.type;
+  response->id = request.id;
+  if (!lane_handler_) {
+    *error = EncodeError(absl::UnimplementedError(absl::StrCat(
+        "node ", self(), " serves no lane calls (no lane handler)")));
+    response->flags = kFlagError;
+    response->length = static_cast<uint32_t>(error->size());
+    return absl::MakeConstSpan(*error);
+  }
+  Message m;
+  m.from = peer;
+  m.type = request.type;
+  m.request_id = request.id;
+  m.payload = payload;
+  Bump(stats_.lane_calls_served);
+  CountReplyBytes(peer, payload.size(), /*sent=*/false);
+  absl::Span<const uint8_t> answer = lane_handler_(m);
+  if (answer.size() > options_.max_message_bytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the lane handler answered with ", answer.size(),
+                     " bytes, more than max_message_bytes"));
+  }
+  response->length = static_cast<uint32_t>(answer.size());
+  CountReplyBytes(peer, answer.size(), /*sent=*/true);
+  return answer;
+}
+
 absl::StatusOr<size_t> TransportBase::CallOnLane(
     NodeId to, MessageType type, absl::Span<const uint8_t> payload,
     absl::Span<uint8_t> response) {

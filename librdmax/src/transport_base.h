@@ -16,6 +16,7 @@
 #include "regions.h"
 #include "ssihv/cluster/config.h"
 #include "ssihv/rdmax/transport.h"
+#include "ssihv/rdmax/wire.h"
 
 namespace ssihv::rdmax {
 
@@ -69,7 +70,6 @@ class TransportBase : public Transport {
   void SetLaneHandler(LaneHandler handler) override {
     lane_handler_ = std::move(handler);
   }
-  const LaneHandler& lane_handler() const { return lane_handler_; }
   /// Backends without lane calls (loopback): nothing is sent.
   absl::StatusOr<size_t> CallOnLane(NodeId to, MessageType type,
                                     absl::Span<const uint8_t> payload,
@@ -91,6 +91,17 @@ class TransportBase : public Transport {
   // A reply is not a message, but its payload is traffic with the peer:
   // bytes only.
   void CountReplyBytes(NodeId peer, uint64_t bytes, bool sent);
+
+  /// A lane server's (TCP or RDMA) answer to a lane call of `request`'s
+  /// type and id with `payload`: sets *response to its header and returns
+  /// its payload, the lane handler's, or an Unimplemented error encoded
+  /// into *error when there is none. Counts the call and its bytes.
+  /// InvalidArgument when the handler answered with more than
+  /// max_message_bytes (the caller ends the lane).
+  absl::StatusOr<absl::Span<const uint8_t>> ServeLaneCall(
+      NodeId peer, const FrameHeader& request,
+      absl::Span<const uint8_t> payload, FrameHeader* response,
+      std::vector<uint8_t>* error);
 
  protected:
   TransportBase(const cluster::ClusterConfig& config, NodeId self,

@@ -1,11 +1,13 @@
 #include "rdma/rc_qp.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <random>
 
 #include "absl/strings/str_cat.h"
 #include "ssihv/base/status_macros.h"
+#include "sys/posix.h"
 
 namespace ssihv::rdmax {
 
@@ -101,6 +103,67 @@ absl::Status ConnectRcQp(ibv_qp* qp, const OpenedDevice& d,
                            IBV_QP_RNR_RETRY | IBV_QP_SQ_PSN |
                            IBV_QP_MAX_QP_RD_ATOMIC,
                        "RTR->RTS");
+}
+
+int PostOneSend(ibv_qp* qp, uint64_t wr_id, const uint8_t* addr,
+                uint32_t length, uint32_t lkey) {
+  ibv_sge sge{reinterpret_cast<uint64_t>(addr), length, lkey};
+  ibv_send_wr wr{};
+  wr.wr_id = wr_id;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  wr.opcode = IBV_WR_SEND;
+  wr.send_flags = IBV_SEND_SIGNALED;
+  return sys::PostSend(qp, &wr);
+}
+
+int PostOneRecv(ibv_qp* qp, uint64_t wr_id, uint8_t* addr, uint32_t length,
+                uint32_t lkey) {
+  ibv_sge sge{reinterpret_cast<uint64_t>(addr), length, lkey};
+  ibv_recv_wr wr{};
+  wr.wr_id = wr_id;
+  wr.sg_list = &sge;
+  wr.num_sge = 1;
+  return sys::PostRecv(qp, &wr);
+}
+
+absl::Status OwnCq::Create(ibv_context* ctx, int entries) {
+  SSIHV_ASSIGN_OR_RETURN(channel_,
+                         sys::CreateCompChannel(ctx, /*nonblocking=*/false));
+  SSIHV_ASSIGN_OR_RETURN(cq_, sys::CreateCq(ctx, entries, channel_.get()));
+  return absl::OkStatus();
+}
+
+int OwnCq::Await(bool spin, bool bounded, absl::Time deadline, ibv_wc* wc) {
+  for (uint32_t spins = 0;; ++spins) {
+    int n = sys::PollCq(cq_.get(), 1, wc);
+    if (n != 0) return n > 0 ? 1 : -1;
+    if (spin) {
+      if ((spins & 4095) == 4095 && absl::Now() >= deadline) return 0;
+      __builtin_ia32_pause();
+      continue;
+    }
+    if (!armed_) {
+      // Arm, then poll once more: a completion that arrived before the arm
+      // raises no event.
+      if (!sys::ReqNotifyCq(cq_.get()).ok()) return -1;
+      armed_ = true;
+      continue;
+    }
+    if (bounded) {
+      absl::StatusOr<bool> ready =
+          sys::WaitReadable(channel_.get()->fd, deadline);
+      if (!ready.ok()) return -1;
+      if (!*ready) return 0;
+    }
+    ibv_cq* cq = sys::GetCqEvent(channel_.get());  // sleeps
+    if (cq == nullptr) {
+      if (errno == EINTR) continue;
+      return -1;
+    }
+    sys::AckCqEvents(cq, 1);
+    armed_ = false;
+  }
 }
 
 }  // namespace ssihv::rdmax

@@ -1,7 +1,9 @@
 // Setting up an RC queue pair, shared by a peer's main QP and its fetch
 // lanes' QPs (both ends): creation, RESET->INIT, the parameters the other
 // end needs, and INIT->RTR->RTS against the other end's parameters, with
-// the attributes of rdma-core's rc_pingpong (docs/TRANSPORT.md, "RDMA").
+// the attributes of rdma-core's rc_pingpong (docs/TRANSPORT.md, "RDMA");
+// and what both ends of a lane use to post and wait: one signaled SEND or
+// one RECV from a registered buffer, and a CQ of the lane's own.
 #ifndef SSIHV_RDMAX_RDMA_RC_QP_H_
 #define SSIHV_RDMAX_RDMA_RC_QP_H_
 
@@ -9,6 +11,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "rdma/device.h"
 #include "ssihv/rdmax/transport.h"
 #include "ssihv/rdmax/wire.h"
@@ -35,6 +38,33 @@ RdmaParamsPayload RcQpParams(const OpenedDevice& device, const ChosenGid& gid,
 absl::Status ConnectRcQp(ibv_qp* qp, const OpenedDevice& device,
                          const ChosenGid& gid, uint32_t psn,
                          const RdmaParamsPayload& remote, NodeId peer);
+
+/// Posts one signaled SEND of `length` bytes at `addr` (registered with
+/// `lkey`); ibv_post_send's error (0: posted).
+int PostOneSend(ibv_qp* qp, uint64_t wr_id, const uint8_t* addr,
+                uint32_t length, uint32_t lkey);
+/// Posts one RECV into `length` bytes at `addr`; ibv_post_recv's error.
+int PostOneRecv(ibv_qp* qp, uint64_t wr_id, uint8_t* addr, uint32_t length,
+                uint32_t lkey);
+
+/// A CQ with a completion channel of its own, for both queues of one lane
+/// QP, waited on by one thread at a time (a lane's holder, or a lane
+/// server's thread): no data thread and no poller role shared.
+class OwnCq {
+ public:
+  absl::Status Create(ibv_context* ctx, int entries);
+  ibv_cq* get() const { return cq_.get(); }
+  /// 1: a completion in *wc; 0: `deadline` passed; -1: an error. Polling
+  /// when `spin`; else asleep on the channel, where the wait ends at the
+  /// deadline only when `bounded` (else when a completion or error comes).
+  int Await(bool spin, bool bounded, absl::Time deadline, ibv_wc* wc);
+
+ private:
+  bool armed_ = false;  // the CQ is armed for an event
+  // The CQ is destroyed before its channel.
+  sys::CompChannel channel_;
+  sys::Cq cq_;
+};
 
 }  // namespace ssihv::rdmax
 

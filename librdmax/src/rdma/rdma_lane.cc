@@ -1,13 +1,11 @@
 #include "rdma/rdma_lane.h"
 
-#include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
 #include "rdma/rc_qp.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
-#include "sys/posix.h"
 
 namespace ssihv::rdmax {
 namespace {
@@ -32,10 +30,7 @@ absl::StatusOr<std::shared_ptr<RdmaLane>> RdmaLane::Create(
   SSIHV_ASSIGN_OR_RETURN(lane->call_mr_, sys::RegMr(pd, lane->call_mem_.data(),
                                                     lane->call_mem_.size(),
                                                     IBV_ACCESS_LOCAL_WRITE));
-  SSIHV_ASSIGN_OR_RETURN(lane->channel_,
-                         sys::CreateCompChannel(ctx, /*nonblocking=*/false));
-  SSIHV_ASSIGN_OR_RETURN(
-      lane->cq_, sys::CreateCq(ctx, kLaneCqEntries, lane->channel_.get()));
+  SSIHV_RETURN_IF_ERROR(lane->cq_.Create(ctx, kLaneCqEntries));
   SSIHV_ASSIGN_OR_RETURN(
       lane->qp_, CreateRcQp(pd, lane->cq_.get(), lane->cq_.get(), kLaneSendWr,
                             kLaneRecvDepth));
@@ -61,39 +56,6 @@ void RdmaLane::Shutdown() {
   sys::ModifyQp(qp_.get(), &attr, IBV_QP_STATE, "->ERR").IgnoreError();
 }
 
-int RdmaLane::AwaitCompletion(bool spin, bool bounded, absl::Time deadline,
-                              ibv_wc* wc) {
-  for (uint32_t spins = 0;; ++spins) {
-    int n = sys::PollCq(cq_.get(), 1, wc);
-    if (n != 0) return n > 0 ? 1 : -1;
-    if (spin) {
-      if ((spins & 4095) == 4095 && absl::Now() >= deadline) return 0;
-      __builtin_ia32_pause();
-      continue;
-    }
-    if (!armed_) {
-      // Arm, then poll once more: a completion that arrived before the arm
-      // raises no event.
-      if (!sys::ReqNotifyCq(cq_.get()).ok()) return -1;
-      armed_ = true;
-      continue;
-    }
-    if (bounded) {
-      absl::StatusOr<bool> ready =
-          sys::WaitReadable(channel_.get()->fd, deadline);
-      if (!ready.ok()) return -1;
-      if (!*ready) return 0;
-    }
-    ibv_cq* cq = sys::GetCqEvent(channel_.get());  // sleeps
-    if (cq == nullptr) {
-      if (errno == EINTR) continue;
-      return -1;
-    }
-    sys::AckCqEvents(cq, 1);
-    armed_ = false;
-  }
-}
-
 RdmaLane::Outcome RdmaLane::Read(uint64_t local_addr, uint32_t lkey,
                                  uint32_t length, uint64_t remote_addr,
                                  uint32_t rkey, bool spin, absl::Time deadline,
@@ -113,11 +75,11 @@ RdmaLane::Outcome RdmaLane::Read(uint64_t local_addr, uint32_t lkey,
     return Outcome::kBroken;
   }
   ibv_wc wc{};
-  int got = AwaitCompletion(spin, /*bounded=*/false, deadline, &wc);
+  int got = cq_.Await(spin, /*bounded=*/false, deadline, &wc);
   if (got == 0) {
     // Flush the READ so that it cannot land in the buffer later.
     Shutdown();
-    AwaitCompletion(true, false, absl::InfiniteFuture(), &wc);
+    cq_.Await(true, false, absl::InfiniteFuture(), &wc);
     *result = absl::DeadlineExceededError(absl::StrCat(
         "Fetch node=", peer_, ": no completion on its fetch lane in time"));
     return Outcome::kTimedOut;
@@ -126,7 +88,7 @@ RdmaLane::Outcome RdmaLane::Read(uint64_t local_addr, uint32_t lkey,
     // A CQ we cannot poll or wait on: stop using the lane. The READ may
     // still be posted: flush it and wait for it before giving dst back.
     Shutdown();
-    AwaitCompletion(true, false, absl::InfiniteFuture(), &wc);
+    cq_.Await(true, false, absl::InfiniteFuture(), &wc);
     return Outcome::kBroken;
   }
   if (wc.status != IBV_WC_SUCCESS) {
@@ -156,27 +118,18 @@ RdmaLane::Outcome RdmaLane::Call(MessageType type,
                 payload.size());
   }
   // The answer's buffer is posted before the request can be served.
-  ibv_sge rsge{reinterpret_cast<uint64_t>(answer_buffer()),
-               static_cast<uint32_t>(slot_bytes_), call_mr_->lkey};
-  ibv_recv_wr rwr{};
-  rwr.wr_id = kRecvWrId;
-  rwr.sg_list = &rsge;
-  rwr.num_sge = 1;
-  if (int err = sys::PostRecv(qp_.get(), &rwr); err != 0) {
+  if (int err = PostOneRecv(qp_.get(), kRecvWrId, answer_buffer(),
+                            static_cast<uint32_t>(slot_bytes_), call_mr_->lkey);
+      err != 0) {
     base::Log(base::LogLevel::kDebug, "rdmax: lane to node ", peer_,
               ": ibv_post_recv: ", std::strerror(err));
     return Outcome::kNotSent;
   }
-  ibv_sge ssge{reinterpret_cast<uint64_t>(request_buffer()),
-               static_cast<uint32_t>(kFrameHeaderSize + payload.size()),
-               call_mr_->lkey};
-  ibv_send_wr swr{};
-  swr.wr_id = kSendWrId;
-  swr.sg_list = &ssge;
-  swr.num_sge = 1;
-  swr.opcode = IBV_WR_SEND;
-  swr.send_flags = IBV_SEND_SIGNALED;
-  if (int err = sys::PostSend(qp_.get(), &swr); err != 0) {
+  if (int err =
+          PostOneSend(qp_.get(), kSendWrId, request_buffer(),
+                      static_cast<uint32_t>(kFrameHeaderSize + payload.size()),
+                      call_mr_->lkey);
+      err != 0) {
     base::Log(base::LogLevel::kDebug, "rdmax: lane to node ", peer_,
               ": ibv_post_send SEND: ", std::strerror(err));
     Shutdown();  // the RECV stays posted: the lane is not reused
@@ -189,7 +142,7 @@ RdmaLane::Outcome RdmaLane::Call(MessageType type,
   int64_t answer_bytes = -1;
   while (!sent || answer_bytes < 0) {
     ibv_wc wc{};
-    const int got = AwaitCompletion(spin, /*bounded=*/true, deadline, &wc);
+    const int got = cq_.Await(spin, /*bounded=*/true, deadline, &wc);
     if (got == 0) {
       Shutdown();
       *result = absl::DeadlineExceededError(absl::StrCat(

@@ -33,6 +33,7 @@
 #include "absl/types/span.h"
 #include "lane_pool.h"
 #include "rdma/device.h"
+#include "rdma/rc_qp.h"
 #include "ssihv/base/mapped_region.h"
 #include "ssihv/rdmax/transport.h"
 #include "ssihv/rdmax/wire.h"
@@ -87,10 +88,6 @@ class RdmaLane {
  private:
   RdmaLane(NodeId peer, uint32_t max_message_bytes)
       : peer_(peer), slot_bytes_(kFrameHeaderSize + max_message_bytes) {}
-  /// 1: a completion in *wc; 0: deadline passed; -1: error. Asleep, the
-  /// wait ends at the deadline only when `bounded` (a READ's sleep is
-  /// bounded by the RC retry timeout instead).
-  int AwaitCompletion(bool spin, bool bounded, absl::Time deadline, ibv_wc* wc);
   /// Checks the answer frame in the lane's buffer and hands it over.
   Outcome TakeAnswer(uint64_t id, uint32_t bytes, absl::Span<uint8_t> response,
                      size_t* length, absl::Status* result);
@@ -100,14 +97,14 @@ class RdmaLane {
   const NodeId peer_;
   const size_t slot_bytes_;  // frame header + max_message_bytes
   uint32_t psn_ = 0;
-  bool armed_ = false;  // the CQ is armed for an event (holder only)
   uint64_t next_call_ = 0;
-  // Acquisition order: destroyed QP first, then CQ, then channel, then the
-  // call buffers' registration and memory.
+  // Acquisition order: destroyed QP first, then its CQ (waited on by the
+  // holder only; a READ's sleep is bounded by the RC retry timeout, a
+  // call's by its deadline), then the call buffers' registration and
+  // memory.
   base::MappedRegion call_mem_;
   sys::Mr call_mr_;
-  sys::CompChannel channel_;
-  sys::Cq cq_;
+  OwnCq cq_;
   sys::Qp qp_;
 };
 

@@ -1,6 +1,5 @@
 #include "rdma/rdma_lane_server.h"
 
-#include <cerrno>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -42,10 +41,7 @@ absl::StatusOr<std::unique_ptr<RdmaLaneServer>> RdmaLaneServer::Create(
   SSIHV_ASSIGN_OR_RETURN(
       s->mr_, sys::RegMr(transport->pd(), s->mem_.data(), s->mem_.size(),
                          IBV_ACCESS_LOCAL_WRITE));
-  SSIHV_ASSIGN_OR_RETURN(s->channel_,
-                         sys::CreateCompChannel(ctx, /*nonblocking=*/false));
-  SSIHV_ASSIGN_OR_RETURN(s->cq_,
-                         sys::CreateCq(ctx, kCqEntries, s->channel_.get()));
+  SSIHV_RETURN_IF_ERROR(s->cq_.Create(ctx, kCqEntries));
   SSIHV_ASSIGN_OR_RETURN(s->qp_, CreateRcQp(transport->pd(), s->cq_.get(),
                                             s->cq_.get(), kSendWr, kRecvWr));
   SSIHV_RETURN_IF_ERROR(InitRcQp(s->qp_.get(), device, IBV_ACCESS_REMOTE_READ));
@@ -82,13 +78,8 @@ void RdmaLaneServer::Shutdown() {
 }
 
 bool RdmaLaneServer::PostRecv() {
-  ibv_sge sge{reinterpret_cast<uint64_t>(mem_.data()),
-              static_cast<uint32_t>(slot_bytes_), mr_->lkey};
-  ibv_recv_wr wr{};
-  wr.wr_id = kRecvWrId;
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  return sys::PostRecv(qp_.get(), &wr) == 0;
+  return PostOneRecv(qp_.get(), kRecvWrId, mem_.data(),
+                     static_cast<uint32_t>(slot_bytes_), mr_->lkey) == 0;
 }
 
 bool RdmaLaneServer::End(absl::string_view why) {
@@ -99,25 +90,11 @@ bool RdmaLaneServer::End(absl::string_view why) {
 }
 
 bool RdmaLaneServer::Next(ibv_wc* wc) {
-  for (;;) {
-    int n = sys::PollCq(cq_.get(), 1, wc);
-    if (n > 0) return true;
-    if (n < 0) return End("ibv_poll_cq failed");
-    if (!armed_) {
-      // Arm, then poll once more: a completion that arrived before the arm
-      // raises no event.
-      if (!sys::ReqNotifyCq(cq_.get()).ok()) return End("ibv_req_notify_cq");
-      armed_ = true;
-      continue;
-    }
-    ibv_cq* cq = sys::GetCqEvent(channel_.get());  // sleeps
-    if (cq == nullptr) {
-      if (errno == EINTR) continue;
-      return End("ibv_get_cq_event failed");
-    }
-    sys::AckCqEvents(cq, 1);
-    armed_ = false;
+  if (cq_.Await(/*spin=*/false, /*bounded=*/false, absl::InfiniteFuture(),
+                wc) == 1) {
+    return true;
   }
+  return End("waiting on the lane's CQ failed");
 }
 
 void RdmaLaneServer::Run() {
@@ -161,36 +138,14 @@ bool RdmaLaneServer::Serve(uint32_t bytes) {
   }
   // The request is copied out before the buffer takes the next one: the
   // handler's answer may be large, the request is small.
-  Message m;
-  m.from = peer_;
-  m.type = h->type;
-  m.request_id = h->id;
   request_.assign(mem_.data() + kFrameHeaderSize, mem_.data() + bytes);
-  m.payload = absl::MakeConstSpan(request_);
   if (!PostRecv()) return End("ibv_post_recv failed");
   FrameHeader rh;
-  rh.kind = FrameKind::kResponse;
-  rh.type = h->type;
-  rh.id = h->id;
-  const LaneHandler& handler = transport_->lane_handler();
-  if (!handler) {
-    std::vector<uint8_t> error = EncodeError(absl::UnimplementedError(
-        absl::StrCat("node ", transport_->self(),
-                     " serves no lane calls (no lane handler)")));
-    rh.flags = kFlagError;
-    rh.length = static_cast<uint32_t>(error.size());
-    return Answer(rh, error.data());
-  }
-  Bump(transport_->atomic_stats().lane_calls_served);
-  transport_->CountReplyBytes(peer_, h->length, /*sent=*/false);
-  absl::Span<const uint8_t> response = handler(m);
-  if (response.size() > limits.max_message_bytes) {
-    return End(absl::StrCat("the lane handler answered with ", response.size(),
-                            " bytes, more than max_message_bytes"));
-  }
-  rh.length = static_cast<uint32_t>(response.size());
-  transport_->CountReplyBytes(peer_, response.size(), /*sent=*/true);
-  return Answer(rh, response.data());
+  std::vector<uint8_t> error;
+  absl::StatusOr<absl::Span<const uint8_t>> answer =
+      transport_->ServeLaneCall(peer_, *h, request_, &rh, &error);
+  if (!answer.ok()) return End(answer.status().message());
+  return Answer(rh, answer->data());
 }
 
 bool RdmaLaneServer::Answer(const FrameHeader& h, const uint8_t* payload) {
@@ -208,15 +163,10 @@ bool RdmaLaneServer::Answer(const FrameHeader& h, const uint8_t* payload) {
   uint8_t* out = mem_.data() + slot_bytes_;
   EncodeFrameHeader(h, out);
   if (h.length > 0) std::memcpy(out + kFrameHeaderSize, payload, h.length);
-  ibv_sge sge{reinterpret_cast<uint64_t>(out),
-              static_cast<uint32_t>(kFrameHeaderSize + h.length), mr_->lkey};
-  ibv_send_wr wr{};
-  wr.wr_id = kSendWrId;
-  wr.sg_list = &sge;
-  wr.num_sge = 1;
-  wr.opcode = IBV_WR_SEND;
-  wr.send_flags = IBV_SEND_SIGNALED;
-  if (int err = sys::PostSend(qp_.get(), &wr); err != 0) {
+  if (int err = PostOneSend(qp_.get(), kSendWrId, out,
+                            static_cast<uint32_t>(kFrameHeaderSize + h.length),
+                            mr_->lkey);
+      err != 0) {
     return End(absl::StrCat("ibv_post_send SEND: ", std::strerror(err)));
   }
   send_pending_ = true;

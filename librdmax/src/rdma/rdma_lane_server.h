@@ -24,6 +24,7 @@
 
 #include "absl/status/statusor.h"
 #include "rdma/device.h"
+#include "rdma/rc_qp.h"
 #include "ssihv/base/mapped_region.h"
 #include "ssihv/rdmax/transport.h"
 #include "ssihv/rdmax/wire.h"
@@ -72,15 +73,13 @@ class RdmaLaneServer {
   const size_t slot_bytes_;  // frame header + max_message_bytes
   RdmaParamsPayload params_;
   bool send_pending_ = false;     // a SEND not yet seen complete (thread)
-  bool armed_ = false;            // the CQ is armed for an event (thread)
   std::vector<uint8_t> request_;  // the request being served (thread)
   std::atomic<bool> finished_{false};
   // Destroyed QP first, then CQ, channel, registration, memory; the thread
   // is joined before any of them (destructor).
   base::MappedRegion mem_;  // receive buffer, then send buffer
   sys::Mr mr_;
-  sys::CompChannel channel_;
-  sys::Cq cq_;
+  OwnCq cq_;
   sys::Qp qp_;
   std::thread thread_;
 };

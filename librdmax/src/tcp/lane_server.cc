@@ -146,34 +146,13 @@ bool ServedLane::ServeOne() {
 
 bool ServedLane::ServeCall(const FrameHeader& h) {
   FrameHeader rh;
-  rh.kind = FrameKind::kResponse;
-  rh.type = h.type;
-  rh.id = h.id;
-  const LaneHandler& handler = transport_->lane_handler();
-  if (!handler) {
-    std::vector<uint8_t> error = EncodeError(absl::UnimplementedError(
-        absl::StrCat("node ", transport_->self(),
-                     " serves no lane calls (no lane handler)")));
-    rh.flags = kFlagError;
-    rh.length = static_cast<uint32_t>(error.size());
-    return Respond(rh, error.data(), error.size());
-  }
-  Message m;
-  m.from = peer_;
-  m.type = h.type;
-  m.request_id = h.id;
-  m.payload = absl::MakeConstSpan(request_.data() + kFrameHeaderSize, h.length);
-  Bump(transport_->atomic_stats().lane_calls_served);
-  transport_->CountReplyBytes(peer_, h.length, /*sent=*/false);
-  absl::Span<const uint8_t> response = handler(m);
-  if (response.size() > transport_->limits().max_message_bytes) {
-    return End(absl::StrCat("the lane handler answered with ", response.size(),
-                            " bytes, more than "
-                            "max_message_bytes"));
-  }
-  rh.length = static_cast<uint32_t>(response.size());
-  transport_->CountReplyBytes(peer_, response.size(), /*sent=*/true);
-  return Respond(rh, response.data(), response.size());
+  std::vector<uint8_t> error;
+  absl::StatusOr<absl::Span<const uint8_t>> answer = transport_->ServeLaneCall(
+      peer_, h,
+      absl::MakeConstSpan(request_.data() + kFrameHeaderSize, h.length), &rh,
+      &error);
+  if (!answer.ok()) return End(answer.status().message());
+  return Respond(rh, answer->data(), answer->size());
 }
 
 bool ServedLane::ServeFetch(const FrameHeader& h) {
