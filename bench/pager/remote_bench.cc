@@ -47,6 +47,7 @@
 // copies. SSIHV_BENCH_STATS=1 prints node 1's DsmNode::StatsJson() after
 // each run, and the home's when it exits; SSIHV_BENCH_READ_AHEAD_PAGES=N
 // replaces the default read-ahead bound of the benchmarks that read ahead.
+#include <barrier>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -251,13 +252,18 @@ void BM_RemoteFirstTouch(benchmark::State& state, uint32_t write_runs) {
 
 // Thread 0 sets up before the loop's start barrier and tears down after its
 // end barrier; each thread reads its own slice of the home's pages, and has
-// the home rewrite that slice (timing paused) when it has read it all.
+// the home rewrite that slice (timing paused) when it has read it all. The
+// threads read and rewrite in step (every thread runs the same iterations):
+// a rewrite invalidates the slice's 2048 pages, one zap and TLB shoot-down
+// each, and must not be timed as another thread's faults.
 std::unique_ptr<RemoteCluster> g_cluster;
+std::unique_ptr<std::barrier<>> g_in_step;
 constexpr uint64_t kSlicePages = 2048;
 
 void BM_RemoteFaultThroughput(benchmark::State& state) {
   if (state.thread_index() == 0) {
     g_cluster = RemoteCluster::Start(state, {});
+    g_in_step = std::make_unique<std::barrier<>>(state.threads());
   }
   const uint64_t first = state.thread_index() * kSlicePages;
   std::vector<int64_t> ns;
@@ -272,13 +278,16 @@ void BM_RemoteFaultThroughput(benchmark::State& state) {
       }
       if (segment != 0) active += NowNs() - segment;
       state.PauseTiming();
+      g_in_step->arrive_and_wait();  // every thread has read its slice
       round = g_cluster->Rewrite(first, kSlicePages);
       next = 0;
-      state.ResumeTiming();
       if (round == 0) {
+        g_in_step->arrive_and_drop();
         state.SkipWithError("the home node stopped answering");
         break;
       }
+      g_in_step->arrive_and_wait();  // every slice is rewritten
+      state.ResumeTiming();
       segment = NowNs();
     }
     volatile uint64_t* p = g_cluster->At(first + next);
@@ -299,6 +308,7 @@ void BM_RemoteFaultThroughput(benchmark::State& state) {
   if (state.thread_index() == 0 && g_cluster) {
     PrintStats(g_cluster->node());
     g_cluster.reset();
+    g_in_step.reset();
   }
 }
 
