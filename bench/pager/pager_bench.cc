@@ -66,21 +66,9 @@ std::unique_ptr<Setup> MakeSetup(benchmark::State& state, uint64_t pages,
 /// Touches one new page per iteration; discards the window when exhausted.
 void RunFirstTouch(benchmark::State& state, Setup& s, uint64_t pages,
                    bool write) {
-  std::vector<int64_t> ns;
-  ns.reserve(state.max_iterations);
-  uint64_t next = 0;
-  for (auto _ : state) {
-    if (next == pages) {
-      state.PauseTiming();
-      madvise(s.mem.data(), pages * kPage, MADV_DONTNEED);
-      next = 0;
-      state.ResumeTiming();
-    }
-    uint8_t* page = s.mem.data() + next++ * kPage;
-    const int64_t t0 = NowNs();
-    Access(page, write);
-    ns.push_back(NowNs() - t0);
-  }
+  std::vector<int64_t> ns =
+      WalkWindow(state, s.mem.data(), pages,
+                 [write](uint8_t* page) { Access(page, write); });
   SetPercentiles(state, ns);
 }
 

@@ -106,32 +106,16 @@ void ZeroFill(int uffd, uint64_t at) {
   ioctl(uffd, UFFDIO_ZEROPAGE, &z);
 }
 
-// The timed part of every bound: one read per page of the window, the
-// window made missing again (untimed) when it was read through. `check`
-// sees each value read and returns an error to stop on, or nullptr.
+// The timed part of every bound: one read of a word per page of the window
+// (bench_util.h's WalkWindow). `check` sees each value read and returns an
+// error to stop on, or nullptr.
 template <typename Check>
-std::vector<int64_t> WalkWindow(benchmark::State& state, uint8_t* mem,
-                                Check check) {
-  std::vector<int64_t> ns;
-  ns.reserve(state.max_iterations);
-  uint64_t next = 0;
-  for (auto _ : state) {
-    if (next == kBoundWindow) {
-      state.PauseTiming();
-      madvise(mem, kBoundWindow * kPage, MADV_DONTNEED);  // missing again
-      next = 0;
-      state.ResumeTiming();
-    }
-    auto* p = reinterpret_cast<volatile uint64_t*>(mem + next++ * kPage);
-    const int64_t t0 = NowNs();
-    const uint64_t v = *p;
-    ns.push_back(NowNs() - t0);
-    if (const char* error = check(v)) {
-      state.SkipWithError(error);
-      break;
-    }
-  }
-  return ns;
+std::vector<int64_t> WalkBoundWindow(benchmark::State& state, uint8_t* mem,
+                                     Check check) {
+  return WalkWindow(
+      state, mem, kBoundWindow,
+      [](uint8_t* page) { return *reinterpret_cast<volatile uint64_t*>(page); },
+      check);
 }
 
 bool RecvAll(int fd, void* p, size_t n) {
@@ -256,8 +240,8 @@ void BM_Bound(benchmark::State& state, Mode mode) {
       close(epfd);
     });
   }
-  std::vector<int64_t> ns =
-      WalkWindow(state, mem, [](uint64_t) -> const char* { return nullptr; });
+  std::vector<int64_t> ns = WalkBoundWindow(
+      state, mem, [](uint64_t) -> const char* { return nullptr; });
   (void)*reinterpret_cast<volatile uint64_t*>(stop);  // handler returns
   handler.join();
   shutdown(fd, SHUT_RDWR);  // the home exits; the data thread sees EOF
@@ -439,7 +423,7 @@ void BM_BoundRdma(benchmark::State& state, Mode mode) {
     }
   });
   std::vector<int64_t> ns =
-      WalkWindow(state, mem, [&failed](uint64_t v) -> const char* {
+      WalkBoundWindow(state, mem, [&failed](uint64_t v) -> const char* {
         if (failed) return "a SEND or RECV failed";
         return v != 0x5a5a5a5a5a5a5a5aull ? "wrong bytes" : nullptr;
       });

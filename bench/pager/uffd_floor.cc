@@ -88,20 +88,7 @@ void BM_FloorUffdCopy(benchmark::State& state) {
     state.SkipWithError("userfaultfd unavailable");
     return;
   }
-  std::vector<int64_t> ns;
-  ns.reserve(state.max_iterations);
-  uint64_t next = 0;
-  for (auto _ : state) {
-    if (next == pages) {
-      state.PauseTiming();
-      madvise(f.region, pages * kPage, MADV_DONTNEED);  // missing again
-      next = 0;
-      state.ResumeTiming();
-    }
-    const int64_t t0 = NowNs();
-    Touch(f.region + next++ * kPage);
-    ns.push_back(NowNs() - t0);
-  }
+  std::vector<int64_t> ns = WalkWindow(state, f.region, pages, Touch);
   TearDown(&f);
   SetPercentiles(state, ns);
 }
