@@ -73,6 +73,10 @@ while [ "$(date +%s)" -lt "$end" ]; do
   ops=$(( ops + ${n:-0} ))
   echo "run $runs rc=$rc nodes=$nodes seed=$seed [$adv] violations=$viol ${hist#history: }" >> "$out"
   if [ "$rc" != 0 ]; then
+    # The whole output beside the summary: the info lines name why a
+    # connection or lane closed, which the last error lines do not.
+    echo "$res" > "$out.run$runs.log"
+    echo "    (whole output: $out.run$runs.log)" >> "$out"
     echo "$res" | grep -v '^ssihv I' | tail -20 | sed 's/^/    /' >> "$out"
   fi
 done

@@ -78,6 +78,11 @@ absl::StatusOr<Child> SpawnNode(std::function<int(int, int)> node_main) {
     ::close(to_child[1]);
     ::close(from_child[0]);
     ::prctl(PR_SET_PDEATHSIG, SIGKILL);  // never outlive the driver
+    // A node the adversity holds stopped gets SIGHUP (then SIGCONT) if the
+    // job that started the driver ends meanwhile (POSIX's orphaned process
+    // group rule: a campaign launched from a shell that exits). Its
+    // lifetime is the driver's (above), so the hang-up is not for it.
+    ::signal(SIGHUP, SIG_IGN);
     _exit(node_main(to_child[0], from_child[1]));
   }
   ::close(to_child[0]);

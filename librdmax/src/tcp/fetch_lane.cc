@@ -28,6 +28,7 @@ void FetchLane::Shutdown() { sys::ShutdownBoth(fd_.get()); }
 
 FetchLane::Outcome FetchLane::Broken(absl::string_view why, bool malformed) {
   if (malformed) Bump(stats_->malformed_frames);
+  broken_why_ = std::string(why);
   Log(malformed ? LogLevel::kWarning : LogLevel::kDebug, "rdmax: ",
       malformed ? "malformed frame from node " : "fetch lane to node ", peer_,
       malformed ? " (fetch lane): " : ": ", why, "; closing the lane");

@@ -17,6 +17,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/time/time.h"
@@ -56,6 +57,8 @@ class FetchLane {
                size_t* length, absl::Status* result);
   /// Any thread: wakes the owner's receive; the lane is unusable after.
   void Shutdown();
+  /// Why the last kBroken outcome happened (for the caller's error).
+  const std::string& broken_why() const { return broken_why_; }
 
  private:
   Outcome Broken(absl::string_view why, bool malformed = false);
@@ -74,6 +77,7 @@ class FetchLane {
   const FrameLimits limits_;
   AtomicStats* const stats_;
   uint64_t next_id_ = 1;
+  std::string broken_why_;
 };
 
 /// The lanes of one main connection (lane_pool.h).

@@ -79,6 +79,8 @@ absl::StatusOr<size_t> TcpTransport::CallOnLane(
   FetchLane::Outcome outcome =
       lane->Call(type, payload, response, absl::Now() + options_.op_timeout,
                  &length, &result);
+  const std::string why =
+      outcome == FetchLane::Outcome::kDone ? "" : lane->broken_why();
   conn->lanes().Release(std::move(lane), outcome == FetchLane::Outcome::kDone);
   switch (outcome) {
     case FetchLane::Outcome::kDone:
@@ -89,15 +91,17 @@ absl::StatusOr<size_t> TcpTransport::CallOnLane(
       return length;
     case FetchLane::Outcome::kNotSent:
       return absl::ResourceExhaustedError(absl::StrCat(
-          "CallOnLane node=", to, ": the lane failed before the request left"));
+          "CallOnLane node=", to, ": the lane failed before the request left (",
+          why, ")"));
     case FetchLane::Outcome::kTimedOut:
       return result;
     case FetchLane::Outcome::kBroken:
       break;
   }
   if (absl::IsOutOfRange(result)) return result;
-  return absl::UnavailableError(absl::StrCat(
-      "CallOnLane node=", to, ": the lane failed after the request left"));
+  return absl::UnavailableError(
+      absl::StrCat("CallOnLane node=", to,
+                   ": the lane failed after the request left (", why, ")"));
 }
 
 void TcpTransport::RequestLane(const std::shared_ptr<TcpConnection>& conn) {
