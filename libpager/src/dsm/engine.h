@@ -129,18 +129,23 @@ class DsmEngine {
       size_t offset;
       size_t length;
     };
+    /// The arena; only its first `used` bytes are frames. It never shrinks,
+    /// so in steady state Add neither allocates nor zero-fills (a page
+    /// frame's 4 KiB would be cleared only to be overwritten).
     std::vector<uint8_t> bytes;
+    size_t used = 0;
     std::vector<Frame> frames;
     void Clear() {
-      bytes.clear();
+      used = 0;
       frames.clear();
     }
     /// Appends a frame of `length` bytes (copied from `data` if given)
     /// behind room for its stamp and returns where it lies (valid until
     /// the next Add).
     uint8_t* Add(uint32_t to, const uint8_t* data, size_t length) {
-      const size_t offset = bytes.size();
-      bytes.resize(offset + kStampBytes + length);
+      const size_t offset = used;
+      used = offset + kStampBytes + length;
+      if (bytes.size() < used) bytes.resize(used);
       uint8_t* frame = bytes.data() + offset + kStampBytes;
       if (data != nullptr) std::memcpy(frame, data, length);
       frames.push_back({to, offset, kStampBytes + length});
