@@ -3,13 +3,15 @@
 # rdma-labelled test of the build tree inside it, with SSIHV_REQUIRE_KVM=1
 # and SSIHV_REQUIRE_RDMA=1 so that no test can pass by skipping.
 #
-#   tests/lab/lab_ctest.sh <build-dir> [timeout-seconds] [main|dist|dist_ci|bigvm|perf]
+#   tests/lab/lab_ctest.sh <build-dir> [timeout-seconds] [main|dist|dist_ci|dist_slow|bigvm|perf]
 #
 # main (default): every kvm/rdma test but the distributed VM's (label dist),
 # results in <build>/lab-results/; dist: the distributed VM's tests (several
 # ssihv-vmm processes, minutes each) in a lab of their own, results in
 # <build>/lab-results-dist/; dist_ci: the distributed VM's quick cases,
 # which CI runs (label dist_ci), results in <build>/lab-results-dist-ci/;
+# dist_slow: two of its slow cases that CI runs too (label dist_slow),
+# results in <build>/lab-results-dist-slow/;
 # bigvm: the slow many-vCPU boot (label bigvm) in
 # a lab of its own, results in <build>/lab-results-bigvm/ (docs/LAB.md, "In
 # CTest"); perf: the distributed VM's performance run (label dist_perf,
@@ -37,11 +39,12 @@ timeout_s=${2:-900}
 set_name=${3:-main}
 case "$set_name" in
   main) labels="kvm|rdma" exclude="lab|dist" results=$build/lab-results ;;
-  dist) labels="dist" exclude="lab|dist_perf|dist_ci" results=$build/lab-results-dist ;;
+  dist) labels="dist" exclude="lab|dist_perf|dist_ci|dist_slow" results=$build/lab-results-dist ;;
   dist_ci) labels="dist_ci" exclude="lab" results=$build/lab-results-dist-ci ;;
+  dist_slow) labels="dist_slow" exclude="lab" results=$build/lab-results-dist-slow ;;
   bigvm) labels="bigvm" exclude="lab" results=$build/lab-results-bigvm ;;
   perf) labels="dist_perf" exclude="lab" results=$build/lab-results-perf ;;
-  *) echo "lab_ctest.sh: the set is main, dist, dist_ci, bigvm or perf, not '$set_name'" >&2
+  *) echo "lab_ctest.sh: the set is main, dist, dist_ci, dist_slow, bigvm or perf, not '$set_name'" >&2
      exit 2 ;;
 esac
 
@@ -51,7 +54,7 @@ esac
 # VM-entry rate (docs/LAB.md, "The lab's own QEMU bugs"). The main set
 # keeps the pinned kernel arguments.
 if { [ "$set_name" = dist ] || [ "$set_name" = dist_ci ] ||
-     [ "$set_name" = perf ]; } &&
+     [ "$set_name" = dist_slow ] || [ "$set_name" = perf ]; } &&
    [ -z "${SSIHV_LAB_KERNEL_ARGS+set}" ]; then
   export SSIHV_LAB_KERNEL_ARGS="tsc=reliable"
 fi
