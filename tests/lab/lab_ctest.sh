@@ -39,7 +39,8 @@ timeout_s=${2:-900}
 set_name=${3:-main}
 case "$set_name" in
   main) labels="kvm|rdma" exclude="lab|dist" results=$build/lab-results ;;
-  dist) labels="dist" exclude="lab|dist_perf|dist_ci|dist_slow" results=$build/lab-results-dist ;;
+  # The label itself, anchored: the other dist sets' labels contain it.
+  dist) labels="^dist\$" exclude="lab" results=$build/lab-results-dist ;;
   dist_ci) labels="dist_ci" exclude="lab" results=$build/lab-results-dist-ci ;;
   dist_slow) labels="dist_slow" exclude="lab" results=$build/lab-results-dist-slow ;;
   bigvm) labels="bigvm" exclude="lab" results=$build/lab-results-bigvm ;;
@@ -53,11 +54,11 @@ esac
 # first 64 vCPUs' kvmclock slots share moves between the nodes at the
 # VM-entry rate (docs/LAB.md, "The lab's own QEMU bugs"). The main set
 # keeps the pinned kernel arguments.
-if { [ "$set_name" = dist ] || [ "$set_name" = dist_ci ] ||
-     [ "$set_name" = dist_slow ] || [ "$set_name" = perf ]; } &&
-   [ -z "${SSIHV_LAB_KERNEL_ARGS+set}" ]; then
-  export SSIHV_LAB_KERNEL_ARGS="tsc=reliable"
-fi
+case "$set_name" in
+  dist | dist_ci | dist_slow | perf)
+    [ -n "${SSIHV_LAB_KERNEL_ARGS+set}" ] ||
+      export SSIHV_LAB_KERNEL_ARGS="tsc=reliable" ;;
+esac
 
 rm -rf "$results"
 mkdir -p "$results"
