@@ -56,6 +56,24 @@ void RdmaLane::Shutdown() {
   sys::ModifyQp(qp_.get(), &attr, IBV_QP_STATE, "->ERR").IgnoreError();
 }
 
+RdmaLane::Outcome RdmaLane::Failed(Outcome outcome, std::string why) {
+  base::Log(base::LogLevel::kDebug, "rdmax: lane to node ", peer_, ": ", why);
+  broken_why_ = std::move(why);
+  return outcome;
+}
+
+namespace {
+
+// A failed completion's reason: its status, and for a flush what it means.
+std::string CompletionFailure(const ibv_wc& wc) {
+  return wc.status == IBV_WC_WR_FLUSH_ERR
+             ? absl::StrCat("completion: ", sys::WcStatusName(wc.status),
+                            " (the lane's QP went to the error state)")
+             : absl::StrCat("completion: ", sys::WcStatusName(wc.status));
+}
+
+}  // namespace
+
 RdmaLane::Outcome RdmaLane::Read(uint64_t local_addr, uint32_t lkey,
                                  uint32_t length, uint64_t remote_addr,
                                  uint32_t rkey, bool spin, absl::Time deadline,
@@ -70,9 +88,8 @@ RdmaLane::Outcome RdmaLane::Read(uint64_t local_addr, uint32_t lkey,
   wr.wr.rdma.remote_addr = remote_addr;
   wr.wr.rdma.rkey = rkey;
   if (int err = sys::PostSend(qp_.get(), &wr); err != 0) {
-    base::Log(base::LogLevel::kDebug, "rdmax: fetch lane to node ", peer_,
-              ": ibv_post_send READ: ", std::strerror(err));
-    return Outcome::kBroken;
+    return Failed(Outcome::kBroken,
+                  absl::StrCat("ibv_post_send READ: ", std::strerror(err)));
   }
   ibv_wc wc{};
   int got = cq_.Await(spin, /*bounded=*/false, deadline, &wc);
@@ -89,14 +106,15 @@ RdmaLane::Outcome RdmaLane::Read(uint64_t local_addr, uint32_t lkey,
     // still be posted: flush it and wait for it before giving dst back.
     Shutdown();
     cq_.Await(true, false, absl::InfiniteFuture(), &wc);
-    return Outcome::kBroken;
+    return Failed(Outcome::kBroken, "waiting on the lane's CQ failed");
   }
   if (wc.status != IBV_WC_SUCCESS) {
-    base::Log(wc.status == IBV_WC_WR_FLUSH_ERR ? base::LogLevel::kDebug
-                                               : base::LogLevel::kWarning,
-              "rdmax: RDMA READ on the fetch lane to node ", peer_, ": ",
-              sys::WcStatusName(wc.status));
-    return Outcome::kBroken;
+    if (wc.status != IBV_WC_WR_FLUSH_ERR) {
+      base::Log(base::LogLevel::kWarning,
+                "rdmax: RDMA READ on the lane to node ", peer_, ": ",
+                sys::WcStatusName(wc.status));
+    }
+    return Failed(Outcome::kBroken, CompletionFailure(wc));
   }
   *result = absl::OkStatus();
   return Outcome::kDone;
@@ -121,19 +139,17 @@ RdmaLane::Outcome RdmaLane::Call(MessageType type,
   if (int err = PostOneRecv(qp_.get(), kRecvWrId, answer_buffer(),
                             static_cast<uint32_t>(slot_bytes_), call_mr_->lkey);
       err != 0) {
-    base::Log(base::LogLevel::kDebug, "rdmax: lane to node ", peer_,
-              ": ibv_post_recv: ", std::strerror(err));
-    return Outcome::kNotSent;
+    return Failed(Outcome::kNotSent,
+                  absl::StrCat("ibv_post_recv: ", std::strerror(err)));
   }
   if (int err =
           PostOneSend(qp_.get(), kSendWrId, request_buffer(),
                       static_cast<uint32_t>(kFrameHeaderSize + payload.size()),
                       call_mr_->lkey);
       err != 0) {
-    base::Log(base::LogLevel::kDebug, "rdmax: lane to node ", peer_,
-              ": ibv_post_send SEND: ", std::strerror(err));
     Shutdown();  // the RECV stays posted: the lane is not reused
-    return Outcome::kNotSent;
+    return Failed(Outcome::kNotSent,
+                  absl::StrCat("ibv_post_send SEND: ", std::strerror(err)));
   }
   // Both completions, in either order. On a failure the lane is shut down
   // and dropped (never reused): what is still posted lands only in the
@@ -150,14 +166,14 @@ RdmaLane::Outcome RdmaLane::Call(MessageType type,
       return Outcome::kTimedOut;
     }
     if (got < 0 || wc.status != IBV_WC_SUCCESS) {
-      if (got > 0) {
-        base::Log(wc.status == IBV_WC_WR_FLUSH_ERR ? base::LogLevel::kDebug
-                                                   : base::LogLevel::kWarning,
-                  "rdmax: lane call to node ", peer_, ": ",
-                  sys::WcStatusName(wc.status));
+      if (got > 0 && wc.status != IBV_WC_WR_FLUSH_ERR) {
+        base::Log(base::LogLevel::kWarning, "rdmax: lane call to node ", peer_,
+                  ": ", sys::WcStatusName(wc.status));
       }
       Shutdown();
-      return Outcome::kBroken;
+      return Failed(Outcome::kBroken, got < 0
+                                          ? "waiting on the lane's CQ failed"
+                                          : CompletionFailure(wc));
     }
     if (wc.wr_id == kSendWrId) {
       sent = true;
@@ -191,7 +207,8 @@ RdmaLane::Outcome RdmaLane::TakeAnswer(uint64_t id, uint32_t bytes,
     base::Log(base::LogLevel::kWarning, "rdmax: lane call to node ", peer_,
               ": malformed answer: ", h.status().message());
     Shutdown();
-    return Outcome::kBroken;
+    return Failed(Outcome::kBroken,
+                  absl::StrCat("malformed answer: ", h.status().message()));
   }
   const uint8_t* payload = answer_buffer() + kFrameHeaderSize;
   if (h->flags & kFlagError) {

@@ -26,6 +26,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -84,10 +85,15 @@ class RdmaLane {
   /// Any thread: moves the QP to the error state (a READ in flight
   /// completes with a flush error; the holder wakes). Unusable after.
   void Shutdown();
+  /// Why the last kBroken or kNotSent happened (holder only).
+  const std::string& broken_why() const { return broken_why_; }
 
  private:
   RdmaLane(NodeId peer, uint32_t max_message_bytes)
       : peer_(peer), slot_bytes_(kFrameHeaderSize + max_message_bytes) {}
+  /// Records why the lane failed and returns `outcome` (kBroken or
+  /// kNotSent); the reason is logged at debug level.
+  Outcome Failed(Outcome outcome, std::string why);
   /// Checks the answer frame in the lane's buffer and hands it over.
   Outcome TakeAnswer(uint64_t id, uint32_t bytes, absl::Span<uint8_t> response,
                      size_t* length, absl::Status* result);
@@ -98,6 +104,7 @@ class RdmaLane {
   const size_t slot_bytes_;  // frame header + max_message_bytes
   uint32_t psn_ = 0;
   uint64_t next_call_ = 0;
+  std::string broken_why_;
   // Acquisition order: destroyed QP first, then its CQ (waited on by the
   // holder only; a READ's sleep is bounded by the RC retry timeout, a
   // call's by its deadline), then the call buffers' registration and

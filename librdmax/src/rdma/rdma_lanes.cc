@@ -97,6 +97,8 @@ absl::StatusOr<size_t> RdmaTransport::CallOnLane(
   const RdmaLane::Outcome outcome =
       lane->Call(type, payload, response, options_.busy_poll,
                  absl::Now() + options_.op_timeout, &length, &result);
+  const std::string why =
+      outcome == RdmaLane::Outcome::kDone ? "" : lane->broken_why();
   peer->lanes().Release(std::move(lane), outcome == RdmaLane::Outcome::kDone);
   peer->lane_users().fetch_sub(1, std::memory_order_acq_rel);
   switch (outcome) {
@@ -108,14 +110,16 @@ absl::StatusOr<size_t> RdmaTransport::CallOnLane(
       return length;
     case RdmaLane::Outcome::kNotSent:
       return absl::ResourceExhaustedError(absl::StrCat(
-          "CallOnLane node=", to, ": the lane failed before the request left"));
+          "CallOnLane node=", to, ": the lane failed before the request left (",
+          why, ")"));
     case RdmaLane::Outcome::kTimedOut:
       return result;
     case RdmaLane::Outcome::kBroken:
       break;
   }
-  return absl::UnavailableError(absl::StrCat(
-      "CallOnLane node=", to, ": the lane failed after the request left"));
+  return absl::UnavailableError(
+      absl::StrCat("CallOnLane node=", to,
+                   ": the lane failed after the request left (", why, ")"));
 }
 
 void RdmaTransport::RetireLaneServers(
