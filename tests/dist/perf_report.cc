@@ -77,6 +77,53 @@ bool ParseCpubenchThread(absl::string_view line, RunResult* r) {
   return true;
 }
 
+// "SSIHV irqs before|after uptime=U KIND: N0 N1 ...": the guest's
+// interrupt counts by CPU at uptime U, into (*counts)[when][KIND].
+struct IrqCounts {
+  double uptime = 0;
+  std::vector<double> by_cpu;
+};
+using IrqSnapshots = std::map<std::string, std::map<std::string, IrqCounts>>;
+
+bool ParseIrqs(absl::string_view line, IrqSnapshots* counts) {
+  std::vector<absl::string_view> w =
+      absl::StrSplit(line, ' ', absl::SkipEmpty());
+  IrqCounts c;
+  if (w.size() < 6 || (w[2] != "before" && w[2] != "after") ||
+      !absl::ConsumePrefix(&w[3], "uptime=") ||
+      !absl::SimpleAtod(w[3], &c.uptime) || !absl::ConsumeSuffix(&w[4], ":")) {
+    return false;
+  }
+  for (size_t i = 5; i < w.size(); ++i) {
+    double n = 0;
+    if (!absl::SimpleAtod(w[i], &n)) return false;
+    c.by_cpu.push_back(n);
+  }
+  (*counts)[std::string(w[2])][std::string(w[4])] = c;
+  return true;
+}
+
+// Per CPU per second between the two snapshots of each kind.
+std::map<std::string, std::vector<double>> IrqRates(const IrqSnapshots& s) {
+  std::map<std::string, std::vector<double>> rates;
+  auto before = s.find("before"), after = s.find("after");
+  if (before == s.end() || after == s.end()) return rates;
+  for (const auto& [kind, b] : before->second) {
+    auto a = after->second.find(kind);
+    if (a == after->second.end() ||
+        a->second.by_cpu.size() != b.by_cpu.size() ||
+        a->second.uptime <= b.uptime) {
+      continue;
+    }
+    std::vector<double>& r = rates[kind];
+    for (size_t cpu = 0; cpu < b.by_cpu.size(); ++cpu) {
+      r.push_back((a->second.by_cpu[cpu] - b.by_cpu[cpu]) /
+                  (a->second.uptime - b.uptime));
+    }
+  }
+  return rates;
+}
+
 }  // namespace
 
 bool ParseGuestPerf(const std::string& console, RunResult* r) {
@@ -85,6 +132,7 @@ bool ParseGuestPerf(const std::string& console, RunResult* r) {
   r->guest_before_clock_s = g.before_clock_s.value_or(-1);
   r->guest_stable_offset_s = g.stable_offset_s;
   bool cpubench = false;
+  IrqSnapshots irqs;
   for (absl::string_view line : absl::StrSplit(console, '\n')) {
     line = absl::StripSuffix(line, "\r");
     const size_t at = line.find("SSIHV ");
@@ -106,12 +154,15 @@ bool ParseGuestPerf(const std::string& console, RunResult* r) {
       if (!ParseIpi(line, g, r)) return false;
     } else if (absl::StartsWith(line, "SSIHV iortt cpu=")) {
       if (!ParseIo(line, g, r)) return false;
+    } else if (absl::StartsWith(line, "SSIHV irqs ")) {
+      if (!ParseIrqs(line, &irqs)) return false;
     } else if (absl::StartsWith(line, "SSIHV cpubench failed") ||
                absl::StartsWith(line, "SSIHV iortt failed") ||
                absl::StartsWith(line, "SSIHV ipi failed")) {
       return false;
     }
   }
+  r->cpubench_irqs_per_s = IrqRates(irqs);
   return cpubench && !r->ipi.empty() && !r->iortt.empty();
 }
 
@@ -412,6 +463,36 @@ void AppendGuestClock(std::string* out, const std::vector<RunResult>& runs) {
 
 }  // namespace
 
+// Interrupts per guest CPU per second during cpubench, a row per run that
+// printed them.
+void AppendIrqs(std::string* out, const std::vector<RunResult>& runs) {
+  static const char* const kKinds[] = {"LOC", "RES", "CAL", "TLB"};
+  bool header = false;
+  for (const RunResult& r : runs) {
+    if (r.cpubench_irqs_per_s.empty()) continue;
+    if (!header) {
+      absl::StrAppend(out,
+                      "\nInterrupts per CPU per second of the guest's clock "
+                      "during cpubench (CPU 0, 1, ...): LOC the local timer "
+                      "(the tick); RES, CAL, TLB IPIs.\n\n| run | LOC | RES "
+                      "| CAL | TLB |\n| --- | --- | --- | --- | --- |\n");
+      header = true;
+    }
+    absl::StrAppend(out, "| ", r.name);
+    for (const char* kind : kKinds) {
+      auto it = r.cpubench_irqs_per_s.find(kind);
+      std::string cell = "-";
+      if (it != r.cpubench_irqs_per_s.end()) {
+        cell = absl::StrJoin(it->second, ", ", [](std::string* o, double v) {
+          absl::StrAppend(o, absl::StrFormat("%.1f", v));
+        });
+      }
+      absl::StrAppend(out, " | ", cell);
+    }
+    absl::StrAppend(out, " |\n");
+  }
+}
+
 std::string FormatReport(const std::vector<RunResult>& runs,
                          const std::string& append) {
   // The references: the one-process runs, found by what they are (a
@@ -482,6 +563,7 @@ std::string FormatReport(const std::vector<RunResult>& runs,
                     Cell(r.idle_bytes_per_s / 1e3, 2), " |\n");
   }
   AppendGuestClock(&out, runs);
+  AppendIrqs(&out, runs);
   for (const RunResult& r : runs) {
     AppendHotPages(&out, "until init", r.name, r.boot_s, r.boot_hot);
     AppendHotPages(&out, "during cpubench", r.name, r.cpubench_s,

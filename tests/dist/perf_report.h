@@ -65,6 +65,10 @@ struct RunResult {
   double cpubench_faults_per_s = -1;
   double cpubench_s = 0;
   std::vector<HotPage> cpubench_hot;
+  // Interrupts each guest CPU took per second of the guest's clock while
+  // cpubench ran (init's "SSIHV irqs" lines around it), by kind: LOC (the
+  // local timer: the tick), RES, CAL, TLB (IPIs). Empty: not printed.
+  std::map<std::string, std::vector<double>> cpubench_irqs_per_s;
   std::vector<IpiSample> ipi;
   // dist_perf: remote faults of all nodes while pair 0,c ran (c >= 2; the
   // window between the guest's lines of pairs 0,c-1 and 0,c), by c.

@@ -131,6 +131,38 @@ TEST_CASE("the guest report: the clock, and the time before it began") {
         "cpu0=243.1 cpu2=180.5");
 }
 
+TEST_CASE("interrupts per CPU during cpubench, from the lines around it") {
+  RunResult r;
+  REQUIRE(ParseGuestPerf(
+      std::string("SSIHV irqs before uptime=100.00 LOC: 1000 10 20 30\n"
+                  "SSIHV irqs before uptime=100.00 RES: 5 5 5 5\n") +
+          kConsole +
+          "SSIHV irqs after uptime=110.00 LOC: 3500 20 30 40\n"
+          "SSIHV irqs after uptime=110.00 RES: 15 25 5 5\n",
+      &r));
+  REQUIRE(r.cpubench_irqs_per_s.size() == 2);
+  CHECK(r.cpubench_irqs_per_s["LOC"] ==
+        std::vector<double>{250.0, 1.0, 1.0, 1.0});
+  CHECK(r.cpubench_irqs_per_s["RES"] ==
+        std::vector<double>{1.0, 2.0, 0.0, 0.0});
+  r.name = "2 processes";
+  const std::string report = FormatReport({r}, "");
+  CHECK(report.find("| 2 processes | 250.0, 1.0, 1.0, 1.0 | 1.0, 2.0, 0.0, "
+                    "0.0 | - | - |") != std::string::npos);
+  // Without the line after cpubench (or with a CPU missing): no rates.
+  RunResult half;
+  REQUIRE(
+      ParseGuestPerf(std::string("SSIHV irqs before uptime=1.00 LOC: 1 2\n") +
+                         kConsole + "SSIHV irqs after uptime=2.00 LOC: 3\n",
+                     &half));
+  CHECK(half.cpubench_irqs_per_s.empty());
+  CHECK(FormatReport({half}, "").find("Interrupts per CPU") ==
+        std::string::npos);
+  RunResult bad;
+  CHECK_FALSE(ParseGuestPerf(
+      std::string(kConsole) + "SSIHV irqs after uptime=x LOC: 1\n", &bad));
+}
+
 TEST_CASE("a missing or failed measurement is not a result") {
   RunResult r;
   std::string no_cpubench = kConsole;
