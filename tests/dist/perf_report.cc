@@ -461,8 +461,6 @@ void AppendGuestClock(std::string* out, const std::vector<RunResult>& runs) {
   }
 }
 
-}  // namespace
-
 // Interrupts per guest CPU per second during cpubench, a row per run that
 // printed them.
 void AppendIrqs(std::string* out, const std::vector<RunResult>& runs) {
@@ -492,6 +490,8 @@ void AppendIrqs(std::string* out, const std::vector<RunResult>& runs) {
     absl::StrAppend(out, " |\n");
   }
 }
+
+}  // namespace
 
 std::string FormatReport(const std::vector<RunResult>& runs,
                          const std::string& append) {
