@@ -8,7 +8,8 @@
 // in the guest (init's ssihv.perf: tests/dist/guest/): a CPU-bound
 // benchmark with one thread per CPU on node-local data, IPI round trips
 // from CPU 0 to every other CPU, port I/O round trips from every CPU to a
-// device of node 0; then, with the guest idle (ssihv.hold) for
+// device of node 0 (and init's ftrace of the benchmark: what each CPU ran
+// and why its tick could not stop); then, with the guest idle (ssihv.hold) for
 // $SSIHV_DIST_PERF_IDLE seconds (default 30; POST /vm/stop ends it), the
 // pages that still move between nodes per second and the hottest of them by
 // guest physical address and, inside the kernel image, by symbol (the guest
@@ -18,7 +19,9 @@
 // Lab timings are not performance figures: only the ratios of one run are
 // (docs/PERFORMANCE.md). The test fails when a boot fails or a measurement
 // is missing, never on a ratio; it prints the report and writes it to
-// $SSIHV_DIST_PERF_REPORT when set.
+// $SSIHV_DIST_PERF_REPORT when set, with each boot's node-0 console beside
+// it ($SSIHV_DIST_PERF_REPORT.<shape>.console: the guest's own lines, its
+// kallsyms block included, for what the report does not tabulate).
 #include <dirent.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -307,6 +310,9 @@ RunResult Measure(const Shape& shape, int port_base, const std::string& append,
     REQUIRE(st == 0);
   }
   *console = c.node(0).out();
+  if (const char* path = std::getenv("SSIHV_DIST_PERF_REPORT")) {
+    std::ofstream(absl::StrCat(path, ".", shape.key, ".console")) << *console;
+  }
   INFO(shape.name << "\n" << *console);
   REQUIRE(ParseGuestPerf(*console, &r));
   return r;
@@ -321,7 +327,7 @@ TEST_CASE("distributed VM performance: 1, 2 and 3 processes, one lab run") {
   const std::string extra = Env("SSIHV_DIST_PERF_APPEND", "");
   const std::string append =
       "quiet nokaslr ssihv.end=poweroff ssihv.perf=" + perf_s +
-      " ssihv.hold=3600" + (extra.empty() ? "" : " " + extra);
+      " ssihv.hold=3600 ssihv.trace=1" + (extra.empty() ? "" : " " + extra);
   const std::vector<NodeSpec> two = {{2, 384}, {2, 320}};
   const std::vector<NodeSpec> three = {{1, 256}, {2, 256}, {1, 192}};
   const std::vector<Shape> all = {

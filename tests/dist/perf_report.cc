@@ -156,6 +156,8 @@ bool ParseGuestPerf(const std::string& console, RunResult* r) {
       if (!ParseIo(line, g, r)) return false;
     } else if (absl::StartsWith(line, "SSIHV irqs ")) {
       if (!ParseIrqs(line, &irqs)) return false;
+    } else if (absl::StartsWith(line, "SSIHV trace ")) {
+      if (!ParseTraceLine(line, &r->cpubench_trace)) return false;
     } else if (absl::StartsWith(line, "SSIHV cpubench failed") ||
                absl::StartsWith(line, "SSIHV iortt failed") ||
                absl::StartsWith(line, "SSIHV ipi failed")) {
@@ -564,6 +566,12 @@ std::string FormatReport(const std::vector<RunResult>& runs,
   }
   AppendGuestClock(&out, runs);
   AppendIrqs(&out, runs);
+  bool header = true;
+  for (const RunResult& r : runs) {
+    if (r.cpubench_trace.empty()) continue;
+    absl::StrAppend(&out, FormatTraceRows(r.name, r.cpubench_trace, header));
+    header = false;
+  }
   for (const RunResult& r : runs) {
     AppendHotPages(&out, "until init", r.name, r.boot_s, r.boot_hot);
     AppendHotPages(&out, "during cpubench", r.name, r.cpubench_s,

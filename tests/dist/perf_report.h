@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "perf_trace.h"
 
 namespace ssihv::testing {
 
@@ -69,6 +70,8 @@ struct RunResult {
   // cpubench ran (init's "SSIHV irqs" lines around it), by kind: LOC (the
   // local timer: the tick), RES, CAL, TLB (IPIs). Empty: not printed.
   std::map<std::string, std::vector<double>> cpubench_irqs_per_s;
+  // init's ftrace of cpubench by CPU ("SSIHV trace" lines); empty: none.
+  GuestTrace cpubench_trace;
   std::vector<IpiSample> ipi;
   // dist_perf: remote faults of all nodes while pair 0,c ran (c >= 2; the
   // window between the guest's lines of pairs 0,c-1 and 0,c), by c.
@@ -86,8 +89,9 @@ struct RunResult {
 
 /// Fills the guest-side fields of `r` from the console (init's "SSIHV
 /// cpubench", "SSIHV ipi", "SSIHV iortt" lines; each CPU's node from
-/// "SSIHV cpu_nodes"; "SSIHV cpubench-clock" when present; the guest's
-/// clock at init from "SSIHV uptime=" and "SSIHV clock", -1 when absent).
+/// "SSIHV cpu_nodes"; "SSIHV cpubench-clock" and "SSIHV trace" when
+/// present; the guest's clock at init from "SSIHV uptime=" and "SSIHV
+/// clock", -1 when absent).
 /// False when a perf line is missing or malformed.
 bool ParseGuestPerf(const std::string& console, RunResult* r);
 

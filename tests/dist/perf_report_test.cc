@@ -163,6 +163,46 @@ TEST_CASE("interrupts per CPU during cpubench, from the lines around it") {
       std::string(kConsole) + "SSIHV irqs after uptime=x LOC: 1\n", &bad));
 }
 
+TEST_CASE("init's trace of cpubench: per CPU ticks, causes, timers, tasks") {
+  RunResult r;
+  REQUIRE(ParseGuestPerf(std::string(kConsole) +
+                             "SSIHV trace cpu=2 ticks=312\n"
+                             "SSIHV trace cpu=2 tick_kept=SCHED n=196\n"
+                             "SSIHV trace cpu=2 tick_kept=RCU n=6\n"
+                             "SSIHV trace cpu=2 ran=kcompactd1 n=30\n"
+                             "SSIHV trace cpu=2 ran=cpubench n=23\n"
+                             "SSIHV trace cpu=2 ran=swapper/2 n=9\n"
+                             "SSIHV trace cpu=2 ran=ksoftirqd/2 n=24\n"
+                             "SSIHV trace cpu=0 hrtimer=watchdog_timer_fn n=4\n"
+                             "SSIHV trace cpu=0 ticks=1444\n",
+                         &r));
+  REQUIRE(r.cpubench_trace.size() == 2);
+  CHECK(r.cpubench_trace[2].ticks == 312);
+  CHECK(r.cpubench_trace[2].tick_kept["SCHED"] == 196);
+  CHECK(r.cpubench_trace[2].ran["kcompactd1"] == 30);
+  CHECK(r.cpubench_trace[0].hrtimers["watchdog_timer_fn"] == 4);
+  r.name = "2 processes";
+  const std::string report = FormatReport({r}, "");
+  // Most first; cpubench and the idle task are not "other tasks".
+  CHECK(report.find("| 2 processes | 2 | 312 | SCHED 196, RCU 6 | - | "
+                    "kcompactd1 30, ksoftirqd/2 24 |") != std::string::npos);
+  CHECK(report.find("| 2 processes | 0 | 1444 | - | watchdog_timer_fn 4 | - "
+                    "|") != std::string::npos);
+  // No trace lines: no table.
+  RunResult plain;
+  REQUIRE(ParseGuestPerf(kConsole, &plain));
+  CHECK(FormatReport({plain}, "").find("What each guest CPU did") ==
+        std::string::npos);
+  // Malformed lines fail the parse.
+  for (const char* bad :
+       {"SSIHV trace cpu=x ticks=1\n", "SSIHV trace cpu=1 ticks=\n",
+        "SSIHV trace cpu=1 ran=a\n", "SSIHV trace cpu=1 other=a n=1\n",
+        "SSIHV trace cpu=1 ran= n=1\n"}) {
+    RunResult b;
+    CHECK_FALSE(ParseGuestPerf(std::string(kConsole) + bad, &b));
+  }
+}
+
 TEST_CASE("a missing or failed measurement is not a result") {
   RunResult r;
   std::string no_cpubench = kConsole;
