@@ -39,18 +39,11 @@ launch=$build/apps/ssihv-launch/ssihv-launch
 # timekeeper, which CPU 0 rewrites at every tick, so every tick would be
 # remote misses. Nor does the kernel scan the tasks' memory for NUMA
 # balancing or wake kcompactd on every node twice a second: both run on
-# the other node's CPUs and keep their tick going (docs/VMM.md, "Guest
-# settings for a guest across nodes"). The nohz_full range is the embedded
-# cluster's 4 CPUs; with --config, append your own (--append
-# nohz_full=1-LAST).
-guest="quiet maxcpus=2 ssihv.online=cpus numa_balancing=disable"
-guest+=" sysctl.vm.compaction_proactiveness=0"
-tickless=" nohz_full=1-3"
-for arg in "$@"; do
-  if [ "$arg" = --config ]; then tickless=""; fi
-done
+# the other node's CPUs and keep their tick going. ssihv-vmm's
+# --guest-tuning appends the three for whichever cluster it runs (docs/VMM.md,
+# "Guest settings for a guest across nodes").
 cmd=("$launch" --kernel "$LINUX_BOOT_KERNEL" --initrd "$LINUX_BOOT_INITRD"
-     --append "$guest$tickless" "$@")
+     --append "quiet maxcpus=2 ssihv.online=cpus" --guest-tuning "$@")
 
 # A KVM that boots Linux: /dev/kvm usable and the CPU showing VT-x/AMD-V
 # (nested dev VMs expose /dev/kvm without it, and Linux guests stall there).

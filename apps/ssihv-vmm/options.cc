@@ -3,6 +3,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "ssihv/base/status_macros.h"
 #include "ssihv/base/thread_priority.h"
 
@@ -20,7 +21,33 @@ absl::Status IntInRange(absl::string_view flag, const std::string& text,
                                                  what, " in ", lo, "..", hi));
 }
 
+// Whether `cmdline` sets kernel parameter `key` ("key" or "key=...").
+bool SetsParam(absl::string_view cmdline, absl::string_view key) {
+  for (absl::string_view word :
+       absl::StrSplit(cmdline, ' ', absl::SkipEmpty())) {
+    if (word == key || absl::StartsWith(word, absl::StrCat(key, "="))) {
+      return true;
+    }
+  }
+  return false;
+}
+
 }  // namespace
+
+std::string GuestTuningArgs(absl::string_view cmdline, uint32_t total_vcpus) {
+  std::string out;
+  if (total_vcpus > 1 && !SetsParam(cmdline, "nohz_full")) {
+    absl::StrAppend(&out, " nohz_full=1");
+    if (total_vcpus > 2) absl::StrAppend(&out, "-", total_vcpus - 1);
+  }
+  if (!SetsParam(cmdline, "numa_balancing")) {
+    absl::StrAppend(&out, " numa_balancing=disable");
+  }
+  if (!SetsParam(cmdline, "sysctl.vm.compaction_proactiveness")) {
+    absl::StrAppend(&out, " sysctl.vm.compaction_proactiveness=0");
+  }
+  return out;
+}
 
 std::string VmmUsage() {
   return absl::StrCat(
@@ -66,6 +93,11 @@ userfaultfd pager; the serial console (COM1) is this terminal (node 0's).
                        slower vCPUs on a host with fewer cores than threads
                        (docs/PAGER.md; default 0 = inherit; -20..19;
                        lowering needs CAP_SYS_NICE, else a warning)
+  --guest-tuning       with --node: node 0 appends what a guest across nodes
+                       wants: nohz_full=1-LAST (every CPU but the timekeeping
+                       CPU 0 tickless), numa_balancing=disable and
+                       sysctl.vm.compaction_proactiveness=0 (each unless the
+                       command line sets it; docs/VMM.md)
   --trace-io           log every port and MMIO access but COM1's to stderr
   --help               this text
 
@@ -96,6 +128,10 @@ absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args) {
     }
     if (flag == "--trace-io") {
       o.trace_io = true;
+      continue;
+    }
+    if (flag == "--guest-tuning") {
+      o.guest_tuning = true;
       continue;
     }
     auto take = [&](std::string* out) -> absl::Status {
@@ -187,6 +223,9 @@ absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args) {
           "deliver an interrupt to a vCPU in another process)");
     }
     o.irqchip = Irqchip::kUser;
+  } else if (o.guest_tuning) {
+    return absl::InvalidArgumentError(
+        "--guest-tuning: only with --node (it tunes a guest across nodes)");
   }
   // Only node 0 (or the whole VM) boots anything.
   const bool loads = !o.node || *o.node == 0;

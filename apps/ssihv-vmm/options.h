@@ -2,11 +2,13 @@
 #ifndef SSIHV_APPS_VMM_OPTIONS_H_
 #define SSIHV_APPS_VMM_OPTIONS_H_
 
+#include <cstdint>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace ssihv::vmm {
 
@@ -40,9 +42,19 @@ struct VmmOptions {
   int peer_silence_s = 5;
   /// --service-nice: the DSM's and the transport's threads' nice value.
   int service_nice = 0;
+  /// --guest-tuning: node 0 appends GuestTuningArgs() to the command line.
+  bool guest_tuning = false;
   bool trace_io = false;
   bool help = false;
 };
+
+/// The kernel parameters a guest across nodes wants (docs/VMM.md, "Guest
+/// settings for a guest across nodes"), as " KEY=VALUE ..." to append to
+/// `cmdline`: nohz_full=1-LAST (every CPU but CPU 0, the timekeeper; none
+/// with one vCPU), numa_balancing=disable and
+/// sysctl.vm.compaction_proactiveness=0, each left out when `cmdline`
+/// already sets that parameter (the user's value stands).
+std::string GuestTuningArgs(absl::string_view cmdline, uint32_t total_vcpus);
 
 /// Parses argv (argv[0] is skipped). InvalidArgument names the flag.
 absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args);

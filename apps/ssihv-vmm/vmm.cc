@@ -251,6 +251,15 @@ absl::Status Vmm::LoadGuest(const VmmOptions& options) {
   spec.initrd = absl::MakeConstSpan(
       reinterpret_cast<const uint8_t*>(initrd->data()), initrd->size());
   spec.cmdline = options.cmdline;
+  if (options.guest_tuning && node_) {
+    const std::string tuning =
+        GuestTuningArgs(options.cmdline, layout_.total_vcpus());
+    spec.cmdline += tuning;
+    base::Log(base::LogLevel::kInfo, "ssihv-vmm: node 0: --guest-tuning: ",
+              tuning.empty()
+                  ? "nothing to add (the command line sets each parameter)"
+                  : absl::StrCat("appended", tuning));
+  }
   spec.acpi_rsdp_addr = tables.rsdp_gpa;
   absl::StatusOr<kvm::LinuxBootInfo> boot = kvm::LoadLinux(memory, spec);
   if (!boot.ok()) {

@@ -48,6 +48,36 @@ TEST_CASE("ssihv-vmm flags: both forms, defaults, --append") {
   CHECK(n->service_nice == -10);
 }
 
+TEST_CASE("ssihv-vmm --guest-tuning: only with --node; what it appends") {
+  auto t = ParseVmmArgs({"--kernel", "bz", "--initrd", "rd", "--config", "c",
+                         "--node", "0", "--guest-tuning"});
+  REQUIRE(t.ok());
+  CHECK(t->guest_tuning);
+  CHECK(t->cmdline == kDefaultCmdline);  // node 0 appends at load
+  auto off = ParseVmmArgs(
+      {"--kernel", "bz", "--initrd", "rd", "--config", "c", "--node", "0"});
+  REQUIRE(off.ok());
+  CHECK_FALSE(off->guest_tuning);
+  auto one =
+      ParseVmmArgs({"--kernel", "bz", "--initrd", "rd", "--guest-tuning"});
+  REQUIRE_FALSE(one.ok());
+  CHECK_THAT(std::string(one.status().message()),
+             Catch::Contains("--guest-tuning: only with --node"));
+
+  const std::string rest =
+      " numa_balancing=disable sysctl.vm.compaction_proactiveness=0";
+  CHECK(GuestTuningArgs("quiet", 4) == " nohz_full=1-3" + rest);
+  CHECK(GuestTuningArgs("quiet", 2) == " nohz_full=1" + rest);
+  CHECK(GuestTuningArgs("quiet", 1) == rest);  // no CPU to make tickless
+  // The user's own values stand; a longer name is not the parameter.
+  CHECK(GuestTuningArgs("nohz_full=2-3 numa_balancing=enable", 4) ==
+        " sysctl.vm.compaction_proactiveness=0");
+  CHECK(GuestTuningArgs("sysctl.vm.compaction_proactiveness=20 nohz_full", 8) ==
+        " numa_balancing=disable");
+  CHECK(GuestTuningArgs("nohz_fullx=1 xnuma_balancing=1", 3) ==
+        " nohz_full=1-2" + rest);
+}
+
 TEST_CASE("ssihv-vmm flag errors name the flag") {
   auto msg = [](std::vector<std::string> args) {
     auto o = ParseVmmArgs(args);
