@@ -36,7 +36,17 @@ bool SetsParam(absl::string_view cmdline, absl::string_view key) {
 
 std::string GuestTuningArgs(absl::string_view cmdline, uint32_t total_vcpus) {
   std::string out;
-  if (total_vcpus > 1 && !SetsParam(cmdline, "nohz_full")) {
+  // isolcpus=nohz,... sets the tickless CPUs too; Linux refuses a second,
+  // different set.
+  bool tickless_given = SetsParam(cmdline, "nohz_full");
+  for (absl::string_view word :
+       absl::StrSplit(cmdline, ' ', absl::SkipEmpty())) {
+    if (absl::StartsWith(word, "isolcpus=") &&
+        absl::StrContains(word, "nohz")) {
+      tickless_given = true;
+    }
+  }
+  if (total_vcpus > 1 && !tickless_given) {
     absl::StrAppend(&out, " nohz_full=1");
     if (total_vcpus > 2) absl::StrAppend(&out, "-", total_vcpus - 1);
   }

@@ -51,8 +51,8 @@ struct VmmOptions {
 /// The kernel parameters a guest across nodes wants (docs/VMM.md, "Guest
 /// settings for a guest across nodes"), as " KEY=VALUE ..." to append to
 /// `cmdline`: nohz_full=1-LAST (every CPU but CPU 0, the timekeeper; none
-/// with one vCPU), numa_balancing=disable and
-/// sysctl.vm.compaction_proactiveness=0, each left out when `cmdline`
+/// with one vCPU or when isolcpus= has the nohz flag), numa_balancing=disable
+/// and sysctl.vm.compaction_proactiveness=0, each left out when `cmdline`
 /// already sets that parameter (the user's value stands).
 std::string GuestTuningArgs(absl::string_view cmdline, uint32_t total_vcpus);
 

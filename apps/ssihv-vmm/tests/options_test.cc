@@ -76,6 +76,9 @@ TEST_CASE("ssihv-vmm --guest-tuning: only with --node; what it appends") {
         " numa_balancing=disable");
   CHECK(GuestTuningArgs("nohz_fullx=1 xnuma_balancing=1", 3) ==
         " nohz_full=1-2" + rest);
+  // isolcpus= with the nohz flag names the tickless CPUs already.
+  CHECK(GuestTuningArgs("isolcpus=nohz,domain,2-3", 4) == rest);
+  CHECK(GuestTuningArgs("isolcpus=2-3", 4) == " nohz_full=1-3" + rest);
 }
 
 TEST_CASE("ssihv-vmm flag errors name the flag") {
