@@ -10,7 +10,7 @@
 # ssihv-vmm processes, minutes each) in a lab of their own, results in
 # <build>/lab-results-dist/; dist_ci: the distributed VM's quick cases,
 # which CI runs (label dist_ci), results in <build>/lab-results-dist-ci/;
-# dist_slow: four of its slow cases that CI runs too (label dist_slow),
+# dist_slow: six of its slow cases that CI runs too (label dist_slow),
 # results in <build>/lab-results-dist-slow/;
 # bigvm: the slow many-vCPU boot (label bigvm) in
 # a lab of its own, results in <build>/lab-results-bigvm/ (docs/LAB.md, "In
