@@ -1,5 +1,6 @@
 #include "options.h"
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -21,10 +22,23 @@ absl::Status IntInRange(absl::string_view flag, const std::string& text,
                                                  what, " in ", lo, "..", hi));
 }
 
+// The kernel's part of a command line: what comes before a "--" word
+// (Linux hands the rest to init).
+absl::string_view KernelPart(absl::string_view cmdline) {
+  for (absl::string_view word :
+       absl::StrSplit(cmdline, ' ', absl::SkipEmpty())) {
+    if (word == "--") {
+      return absl::StripTrailingAsciiWhitespace(
+          cmdline.substr(0, word.data() - cmdline.data()));
+    }
+  }
+  return cmdline;
+}
+
 // Whether `cmdline` sets kernel parameter `key` ("key" or "key=...").
 bool SetsParam(absl::string_view cmdline, absl::string_view key) {
   for (absl::string_view word :
-       absl::StrSplit(cmdline, ' ', absl::SkipEmpty())) {
+       absl::StrSplit(KernelPart(cmdline), ' ', absl::SkipEmpty())) {
     if (word == key || absl::StartsWith(word, absl::StrCat(key, "="))) {
       return true;
     }
@@ -40,7 +54,7 @@ std::string GuestTuningArgs(absl::string_view cmdline, uint32_t total_vcpus) {
   // different set.
   bool tickless_given = SetsParam(cmdline, "nohz_full");
   for (absl::string_view word :
-       absl::StrSplit(cmdline, ' ', absl::SkipEmpty())) {
+       absl::StrSplit(KernelPart(cmdline), ' ', absl::SkipEmpty())) {
     if (absl::StartsWith(word, "isolcpus=") &&
         absl::StrContains(word, "nohz")) {
       tickless_given = true;
@@ -57,6 +71,14 @@ std::string GuestTuningArgs(absl::string_view cmdline, uint32_t total_vcpus) {
     absl::StrAppend(&out, " sysctl.vm.compaction_proactiveness=0");
   }
   return out;
+}
+
+std::string WithKernelParams(absl::string_view cmdline,
+                             absl::string_view params) {
+  const absl::string_view kernel = KernelPart(cmdline);
+  const absl::string_view rest = cmdline.substr(kernel.size());
+  return absl::StrCat(kernel, params,
+                      !rest.empty() && rest.front() != ' ' ? " " : "", rest);
 }
 
 std::string VmmUsage() {

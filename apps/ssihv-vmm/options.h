@@ -56,6 +56,11 @@ struct VmmOptions {
 /// already sets that parameter (the user's value stands).
 std::string GuestTuningArgs(absl::string_view cmdline, uint32_t total_vcpus);
 
+/// `cmdline` with `params` (" KEY=VALUE ...") at the end of the kernel's
+/// part: before a "--" word, whose rest Linux hands to init.
+std::string WithKernelParams(absl::string_view cmdline,
+                             absl::string_view params);
+
 /// Parses argv (argv[0] is skipped). InvalidArgument names the flag.
 absl::StatusOr<VmmOptions> ParseVmmArgs(const std::vector<std::string>& args);
 

@@ -254,7 +254,7 @@ absl::Status Vmm::LoadGuest(const VmmOptions& options) {
   if (options.guest_tuning && node_) {
     const std::string tuning =
         GuestTuningArgs(options.cmdline, layout_.total_vcpus());
-    spec.cmdline += tuning;
+    spec.cmdline = WithKernelParams(options.cmdline, tuning);
     base::Log(base::LogLevel::kInfo, "ssihv-vmm: node 0: --guest-tuning: ",
               tuning.empty()
                   ? "nothing to add (the command line sets each parameter)"

@@ -79,6 +79,13 @@ TEST_CASE("ssihv-vmm --guest-tuning: only with --node; what it appends") {
   // isolcpus= with the nohz flag names the tickless CPUs already.
   CHECK(GuestTuningArgs("isolcpus=nohz,domain,2-3", 4) == rest);
   CHECK(GuestTuningArgs("isolcpus=2-3", 4) == " nohz_full=1-3" + rest);
+  // After "--" the words are init's, not the kernel's.
+  CHECK(GuestTuningArgs("quiet -- nohz_full=1 numa_balancing=x", 2) ==
+        " nohz_full=1" + rest);
+  CHECK(WithKernelParams("quiet ro -- init-arg", " a=1") ==
+        "quiet ro a=1 -- init-arg");
+  CHECK(WithKernelParams("quiet ro", " a=1") == "quiet ro a=1");
+  CHECK(WithKernelParams("-- x", " a=1") == " a=1 -- x");
 }
 
 TEST_CASE("ssihv-vmm flag errors name the flag") {
