@@ -16,7 +16,7 @@
 # download` (unpacked into a cache, never installed). Needs a KVM that can
 # run Linux guests; where there is none (as on the project's machines) the
 # demo runs inside the lab VM (tests/lab/run.sh: nested KVM under QEMU) and
-# says so — expect about a minute there (40 s on 2026-12-07, the lab's boot
+# says so — expect about a minute there (30-32 s on 2026-12-07, the lab's boot
 # included), most of it the emulated nested guest faulting pages between
 # the two processes.
 set -euo pipefail

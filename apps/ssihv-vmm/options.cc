@@ -1,5 +1,7 @@
 #include "options.h"
 
+#include <algorithm>
+
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
@@ -35,39 +37,33 @@ absl::string_view KernelPart(absl::string_view cmdline) {
   return cmdline;
 }
 
-// Whether `cmdline` sets kernel parameter `key` ("key" or "key=...").
-bool SetsParam(absl::string_view cmdline, absl::string_view key) {
-  for (absl::string_view word :
-       absl::StrSplit(KernelPart(cmdline), ' ', absl::SkipEmpty())) {
-    if (word == key || absl::StartsWith(word, absl::StrCat(key, "="))) {
-      return true;
-    }
-  }
-  return false;
-}
-
 }  // namespace
 
 std::string GuestTuningArgs(absl::string_view cmdline, uint32_t total_vcpus) {
-  std::string out;
+  const std::vector<absl::string_view> words =
+      absl::StrSplit(KernelPart(cmdline), ' ', absl::SkipEmpty());
+  // Whether a word sets kernel parameter `key` ("key" or "key=...").
+  auto sets = [&words](absl::string_view key) {
+    return std::any_of(words.begin(), words.end(), [key](absl::string_view w) {
+      return absl::ConsumePrefix(&w, key) && (w.empty() || w.front() == '=');
+    });
+  };
   // isolcpus=nohz,... sets the tickless CPUs too; Linux refuses a second,
   // different set.
-  bool tickless_given = SetsParam(cmdline, "nohz_full");
-  for (absl::string_view word :
-       absl::StrSplit(KernelPart(cmdline), ' ', absl::SkipEmpty())) {
-    if (absl::StartsWith(word, "isolcpus=") &&
-        absl::StrContains(word, "nohz")) {
-      tickless_given = true;
-    }
-  }
+  const bool tickless_given =
+      sets("nohz_full") ||
+      std::any_of(words.begin(), words.end(), [](absl::string_view w) {
+        return absl::StartsWith(w, "isolcpus=") && absl::StrContains(w, "nohz");
+      });
+  std::string out;
   if (total_vcpus > 1 && !tickless_given) {
     absl::StrAppend(&out, " nohz_full=1");
     if (total_vcpus > 2) absl::StrAppend(&out, "-", total_vcpus - 1);
   }
-  if (!SetsParam(cmdline, "numa_balancing")) {
+  if (!sets("numa_balancing")) {
     absl::StrAppend(&out, " numa_balancing=disable");
   }
-  if (!SetsParam(cmdline, "sysctl.vm.compaction_proactiveness")) {
+  if (!sets("sysctl.vm.compaction_proactiveness")) {
     absl::StrAppend(&out, " sysctl.vm.compaction_proactiveness=0");
   }
   return out;
