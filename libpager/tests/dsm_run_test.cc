@@ -55,12 +55,14 @@ TEST_CASE("A sequential remote walk is served by run grants") {
   CHECK(Json(home, "protocol", "read_txns") >= kPages);
   CHECK(Json(home, "protocol", "page_bytes_sent") >= granted * kPage);
   CHECK(Json(reader, "protocol", "run_pages_requested") >= granted);
-  // Faults: far fewer than pages, and most of those that remain are the
-  // walk reaching a held marker (served from bytes already here, the next
-  // window asked for without waiting): asynchronous read-ahead.
+  // Faults: far fewer than pages: each window after the first was asked
+  // for ahead of the walk (asynchronous read-ahead). A walk that reaches a
+  // held marker is served from bytes already here (a local copy); whether
+  // the answer beats the walk to it is the host's timing: with two of
+  // these tests at once on 2 CPUs, 2 runs in 40 had no marker reached.
   CHECK(c.Faults(1, FaultKind::kRemoteRead) < kPages / 4);
+  CHECK(Json(reader, "dsm", "read_ahead_requests") >= 1);
   const uint64_t reached = Json(reader, "dsm", "read_ahead_markers_reached");
-  CHECK(reached >= 1);
   CHECK(c.Faults(1, FaultKind::kLocalCopy) == reached);
   // The home's copies were write-protected, not lost: it writes again,
   // which invalidates the reader's copy, and the reader sees the write.
