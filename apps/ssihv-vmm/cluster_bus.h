@@ -50,7 +50,8 @@ class ClusterApicBus : public kvm::ApicBus {
 class RemoteIoDevice : public kvm::BusDevice {
  public:
   /// Forwards accesses in `space`; `on_error` is told when node 0 could not
-  /// be asked (the access then reads as all ones).
+  /// be asked (the access then reads as all ones), unless the link leaves
+  /// it to the failure detector's verdict (NodeLink::Undelivered).
   RemoteIoDevice(IoSpace space, NodeLink* link,
                  std::function<void(absl::Status)> on_error)
       : space_(space), link_(link), on_error_(std::move(on_error)) {}

@@ -259,12 +259,21 @@ void ClusterNode::OnStop(uint32_t from, const StopMsg& m) {
 // whose copies survive move to survivors; the others are lost), then stop.
 void ClusterNode::OnPeerLost(uint32_t node, const std::string& why) {
   Log(LogLevel::kError, "ssihv-vmm: node ", node, " is lost: ", why);
+  const absl::Time start = absl::Now();
   absl::Status st = dsm_->DeclareDead(node);
   if (!st.ok()) {
     Log(LogLevel::kError, "ssihv-vmm: declaring node ", node,
         " dead: ", st.message());
   }
-  hooks_.peer_lost(node, why, LostPages());
+  const uint64_t lost = LostPages();
+  Log(LogLevel::kInfo, "ssihv-vmm: node ", node, " fenced in ",
+      absl::FormatDuration(absl::Now() - start), "; ", lost,
+      " pages lost with it");
+  hooks_.peer_lost(node, why, lost);
+}
+
+void ClusterNode::OnLinkError(const absl::Status& error) {
+  hooks_.error(error);
 }
 
 void ClusterNode::OnAction(uint32_t from, const ActionMsg& m,

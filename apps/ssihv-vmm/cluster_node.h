@@ -135,6 +135,7 @@ class ClusterNode : public NodeLink::Handler {
   absl::StatusOr<ClockMsg> OnClockRequest() override;
   void OnStop(uint32_t from, const StopMsg& m) override;
   void OnPeerLost(uint32_t node, const std::string& why) override;
+  void OnLinkError(const absl::Status& error) override;
   void OnAction(uint32_t from, const ActionMsg& m,
                 rdmax::ReplyToken reply) override;
 

@@ -54,6 +54,7 @@ struct PeerLinkStats {
   uint64_t io_ns_total = 0;          // round trips of io_forwarded
   uint64_t routing_updates_received = 0;
   uint64_t heartbeats_received = 0;
+  uint64_t undelivered = 0;  // messages to it that did not leave (Undelivered)
   bool up = false;
   bool lost = false;
   double last_heard_s_ago = -1;  // -1: never
@@ -79,6 +80,10 @@ class NodeLink {
     /// `node` is lost (`why` says how); called once per node, from the
     /// liveness thread (which may block briefly).
     virtual void OnPeerLost(uint32_t node, const std::string& why) = 0;
+    /// A message to a peer did not leave and the peer was not lost: an
+    /// interrupt or an access the guest will never see. From the liveness
+    /// thread (Undelivered says when).
+    virtual void OnLinkError(const absl::Status& error) = 0;
     /// A control-API action forwarded by `from`. Must not block: hand it to
     /// another thread, which answers with ReplyAction(reply, status).
     virtual void OnAction(uint32_t from, const ActionMsg& m,
@@ -106,6 +111,17 @@ class NodeLink {
   /// A port or MMIO access by a local vCPU, done by node 0; blocks until
   /// node 0 answered. Returns the bytes read.
   absl::StatusOr<std::vector<uint8_t>> ForwardIo(const IoMsg& m);
+  /// A message to `node` that did not leave, `error` saying why. A failed
+  /// connection is not an error yet: the peer may be dying, and a guest
+  /// losing a node stops with the lost-peer status, not as a VMM error.
+  /// So when `error` is Unavailable and the failure detector runs, the
+  /// verdict decides: the node lost, nothing to report (its stop is on the
+  /// way); the node still reachable a verdict's time (down_timeout and a
+  /// heartbeat) later, the message is gone for good and OnLinkError gets
+  /// `error`. Returns OkStatus when the verdict decides, else `error`, to
+  /// report now. Deliver, IoApicEoi and BroadcastRouting apply it to
+  /// their own sends; a ForwardIo caller applies it to a failed access.
+  absl::Status Undelivered(uint32_t node, absl::Status error);
   /// The guest stopped here: tell every peer still up (best effort).
   void BroadcastStop(const StopMsg& m);
   /// The stop barrier: this node's vCPU threads have ended. Says so to
@@ -153,7 +169,13 @@ class NodeLink {
     std::atomic<int64_t> down_since_ns{0};  // 0: up (or never connected)
     std::atomic<bool> up{false};
     std::atomic<bool> lost{false};
+    std::atomic<uint64_t> undelivered{0};
+    // The first message that did not leave since the last verdict, and
+    // when (guarded by mu_).
+    std::optional<absl::Status> pending_error;
+    int64_t pending_since_ns = 0;
   };
+  static int64_t NowNs();
   void Dispatch(const rdmax::Message& m);
   void Reply(const rdmax::Message& m, absl::Span<const uint8_t> payload);
   absl::Status SendTo(uint32_t node, NodeMessage type,
@@ -165,6 +187,9 @@ class NodeLink {
   absl::Status LostBeforeHello(uint32_t node, int64_t down_for_ns);
   void LivenessLoop();
   void CheckPeers(int64_t now);
+  /// After CheckPeers: drops the undelivered messages of lost peers and
+  /// reports those of peers reachable past the verdict window.
+  void SettleUndelivered(int64_t now);
   /// The detector's rule: a connection down (since `down`, 0: up) for
   /// down_timeout means its peer is lost.
   bool DownPastTimeout(int64_t down, int64_t now) const {
@@ -196,6 +221,7 @@ class NodeLink {
   std::vector<std::optional<HelloMsg>> hellos_;  // guarded by mu_
   std::vector<bool> quiesced_;                   // guarded by mu_
   bool liveness_stop_ = false;
+  std::atomic<bool> detecting_{false};  // the liveness thread runs
   std::thread liveness_;
 };
 

@@ -5,7 +5,9 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -134,6 +136,62 @@ void TestCluster::StartAll(const std::string& append,
 
 std::optional<int> TestCluster::Wait(uint32_t k, std::chrono::seconds timeout) {
   return procs_.at(k)->Wait(timeout);
+}
+
+namespace {
+
+std::string FirstLine(const std::string& path) {
+  std::ifstream in(path);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+// The output of `command` (stdout and stderr), at most `limit` bytes.
+std::string Capture(const std::string& command, size_t limit) {
+  std::string out;
+  FILE* f = ::popen((command + " 2>&1").c_str(), "r");
+  if (f == nullptr) return "(could not run " + command + ")\n";
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
+    if (out.size() < limit) out.append(buf, std::min(n, limit - out.size()));
+  }
+  ::pclose(f);
+  return out;
+}
+
+}  // namespace
+
+std::string TestCluster::Threads(uint32_t k) const {
+  if (!procs_.at(k) || procs_[k]->Wait(std::chrono::seconds(0))) {
+    return "node " + std::to_string(k) + " is not running\n";
+  }
+  const std::string pid = std::to_string(procs_[k]->pid());
+  std::ostringstream out;
+  out << "---- node " << k << " (pid " << pid << ") threads: name, state, "
+      << "wchan\n";
+  std::error_code ec;
+  for (const auto& t :
+       std::filesystem::directory_iterator("/proc/" + pid + "/task", ec)) {
+    const std::string dir = t.path().string();
+    const std::string stat = FirstLine(dir + "/stat");
+    const size_t paren = stat.rfind(')');
+    out << "  " << t.path().filename().string() << " "
+        << FirstLine(dir + "/comm") << " "
+        << (paren != std::string::npos && paren + 2 < stat.size()
+                ? stat.substr(paren + 2, 1)
+                : "?")
+        << " " << FirstLine(dir + "/wchan") << "\n";
+  }
+  // gdb, where installed: every thread's stack (a debugging aid for a hang;
+  // the check does not depend on it).
+  if (Capture("command -v gdb", 256).empty()) return out.str();
+  out << Capture("gdb -p " + pid +
+                     " -batch -nx -ex 'set pagination off' "
+                     "-ex 'thread apply all bt 25'",
+                 60000);
+  return out.str();
 }
 
 void TestCluster::QuitStuck() {

@@ -58,6 +58,10 @@ class TestCluster {
   /// stops, dumps its vCPUs' registers and prints its statistics), up to
   /// 20 s each for that, so Dump() shows where every node was.
   void QuitStuck();
+  /// Where a running node k's threads are (name, state, wait channel, and
+  /// with gdb installed, their stacks): for a node that should have
+  /// stopped and did not.
+  std::string Threads(uint32_t k) const;
   /// Node k's --stats-json (REQUIREs that it exists).
   nlohmann::json Stats(uint32_t k) const;
   /// Everything each node printed, for failure messages.

@@ -409,11 +409,16 @@ void KillDuringStress(uint32_t victim, int port_base,
   REQUIRE(c.Wait(victim, seconds(30)) == 128 + SIGKILL);
   for (uint32_t k = 0; k < c.size(); ++k) {
     if (k == victim) continue;
-    INFO("survivor " << k << "\n" << c.Dump());
     std::optional<int> st = c.Wait(k, seconds(30));
     const double took =
         std::chrono::duration<double>(Clock::now() - killed_at).count();
+    // A survivor that did not stop: where its threads are, then SIGQUIT.
+    const std::string threads = st ? "" : c.Threads(k);
+    if (!st) c.QuitStuck();
+    INFO("survivor " << k << "\n" << c.Dump() << threads);
     REQUIRE(st == kExitPeerLost);
+    std::printf("dist_test: node %u killed; node %u exited %.1f s later\n",
+                victim, k, took);
     CHECK(took <= 10.0);
     CHECK_THAT(c.node(k).err(),
                Catch::Contains("node " + std::to_string(victim) + " was lost"));
