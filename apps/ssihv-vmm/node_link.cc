@@ -4,11 +4,7 @@
 #include <memory>
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "ssihv/base/log.h"
-#include "ssihv/base/status_macros.h"
-#include "ssihv/base/thread_name.h"
-#include "ssihv/base/thread_priority.h"
 
 namespace ssihv::vmm {
 namespace {

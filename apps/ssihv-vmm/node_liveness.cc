@@ -2,7 +2,8 @@
 // digest check), heartbeats, the verdict on a silent or disconnected peer,
 // and what becomes of messages that could not leave while a verdict was
 // pending.
-#include <chrono>
+#include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
