@@ -228,12 +228,16 @@ std::string Vmm::NodeStatsText() const {
         "\nssihv-vmm: node %d: interrupts sent %d, received %d; I/O "
         "forwarded %d (mean %.1f us), served %d; its remote faults served "
         "here %d (reads %d); messages sent %d (%d bytes), received %d (%d "
-        "bytes), errors %d%s",
+        "bytes), errors %d%s%s",
         n, l.interrupts_sent, l.interrupts_received, l.io_forwarded,
         l.io_forwarded ? l.io_ns_total / 1e3 / l.io_forwarded : 0.0,
         l.io_served, served[n].reads + served[n].writes, served[n].reads,
         t.messages_sent, t.bytes_sent, t.messages_received, t.bytes_received,
-        t.errors, l.lost ? "; LOST" : "");
+        t.errors,
+        // Messages its connection's failure kept from leaving (they waited
+        // for the detector's verdict: NodeLink::Undelivered).
+        l.undelivered ? absl::StrCat("; undelivered ", l.undelivered) : "",
+        l.lost ? "; LOST" : "");
   }
   return out;
 }
