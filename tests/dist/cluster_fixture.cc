@@ -5,13 +5,14 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
-#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "guest_report.h"
+#include "ssihv/base/file_util.h"
+#include "ssihv/testing/host.h"
 
 namespace ssihv::testing {
 namespace {
@@ -140,25 +141,11 @@ std::optional<int> TestCluster::Wait(uint32_t k, std::chrono::seconds timeout) {
 
 namespace {
 
+// The first line of a /proc file ("?" when it cannot be read).
 std::string FirstLine(const std::string& path) {
-  std::ifstream in(path);
-  std::string line;
-  std::getline(in, line);
-  return line;
-}
-
-// The output of `command` (stdout and stderr), at most `limit` bytes.
-std::string Capture(const std::string& command, size_t limit) {
-  std::string out;
-  FILE* f = ::popen((command + " 2>&1").c_str(), "r");
-  if (f == nullptr) return "(could not run " + command + ")\n";
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) {
-    if (out.size() < limit) out.append(buf, std::min(n, limit - out.size()));
-  }
-  ::pclose(f);
-  return out;
+  absl::StatusOr<std::string> text = base::ReadFile(path);
+  if (!text.ok()) return "?";
+  return text->substr(0, text->find('\n'));
 }
 
 }  // namespace
@@ -186,11 +173,12 @@ std::string TestCluster::Threads(uint32_t k) const {
   }
   // gdb, where installed: every thread's stack (a debugging aid for a hang;
   // the check does not depend on it).
-  if (Capture("command -v gdb", 256).empty()) return out.str();
-  out << Capture("gdb -p " + pid +
-                     " -batch -nx -ex 'set pagination off' "
-                     "-ex 'thread apply all bt 25'",
-                 60000);
+  if (RunShell("command -v gdb").exit != 0) return out.str();
+  const std::string stacks = RunShell("gdb -p " + pid +
+                                      " -batch -nx -ex 'set pagination off' "
+                                      "-ex 'thread apply all bt 25'")
+                                 .output;
+  out << stacks.substr(0, 60000);
   return out.str();
 }
 
