@@ -43,9 +43,7 @@ void RemoteIoDevice::Read(uint64_t offset, absl::Span<uint8_t> data) {
   absl::StatusOr<std::vector<uint8_t>> r = link_->ForwardIo(m);
   if (!r.ok()) {
     std::memset(data.data(), 0xff, data.size());
-    // Node 0 going down: its loss, if it comes, stops the guest.
-    absl::Status st = link_->Undelivered(0, r.status());
-    if (!st.ok()) on_error_(std::move(st));
+    Failed(r.status());
     return;
   }
   const size_t n = std::min(data.size(), r->size());
@@ -61,10 +59,13 @@ void RemoteIoDevice::Write(uint64_t offset, absl::Span<const uint8_t> data) {
   const size_t n = std::min(data.size(), m.data.size());
   if (n > 0) std::memcpy(m.data.data(), data.data(), n);
   absl::StatusOr<std::vector<uint8_t>> r = link_->ForwardIo(m);
-  if (!r.ok()) {
-    absl::Status st = link_->Undelivered(0, r.status());
-    if (!st.ok()) on_error_(std::move(st));
-  }
+  if (!r.ok()) Failed(r.status());
+}
+
+void RemoteIoDevice::Failed(const absl::Status& error) {
+  // Node 0 going down: its loss, if it comes, stops the guest.
+  absl::Status st = link_->Undelivered(0, error);
+  if (!st.ok()) on_error_(std::move(st));
 }
 
 }  // namespace ssihv::vmm

@@ -59,6 +59,9 @@ class RemoteIoDevice : public kvm::BusDevice {
   void Write(uint64_t offset, absl::Span<const uint8_t> data) override;
 
  private:
+  /// An access node 0 could not be asked for: to on_error_ unless the link
+  /// leaves it to the verdict.
+  void Failed(const absl::Status& error);
   const IoSpace space_;
   NodeLink* const link_;
   const std::function<void(absl::Status)> on_error_;
