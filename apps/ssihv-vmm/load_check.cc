@@ -4,17 +4,16 @@
 #include <array>
 
 #include "absl/strings/str_cat.h"
+#include "ssihv/cluster/layout.h"
 
 namespace ssihv::vmm {
 namespace {
 
-constexpr uint64_t kPage = 4096;
-
 // FNV-1a over 64-bit words: enough to tell a page changed.
-uint64_t Hash(const std::array<uint8_t, kPage>& b, bool* zero) {
+uint64_t Hash(const std::array<uint8_t, cluster::kPageSize>& b, bool* zero) {
   uint64_t h = 1469598103934665603ull;
   uint64_t any = 0;
-  for (size_t i = 0; i < kPage; i += 8) {
+  for (size_t i = 0; i < cluster::kPageSize; i += 8) {
     uint64_t w = 0;
     for (int k = 0; k < 8; ++k) w |= uint64_t{b[i + k]} << (8 * k);
     any |= w;
@@ -28,8 +27,9 @@ uint64_t Hash(const std::array<uint8_t, kPage>& b, bool* zero) {
 
 void LoadCheck::Record(const kvm::GuestMemory& memory, uint64_t gpa,
                        uint64_t len) {
-  std::array<uint8_t, kPage> buf;
-  for (uint64_t a = gpa & ~(kPage - 1); a < gpa + len; a += kPage) {
+  std::array<uint8_t, cluster::kPageSize> buf;
+  for (uint64_t a = gpa & ~(cluster::kPageSize - 1); a < gpa + len;
+       a += cluster::kPageSize) {
     if (!memory.Read(a, absl::MakeSpan(buf)).ok()) continue;
     bool zero = false;
     const uint64_t h = Hash(buf, &zero);
@@ -39,7 +39,7 @@ void LoadCheck::Record(const kvm::GuestMemory& memory, uint64_t gpa,
 
 LoadCheck::Result LoadCheck::Check(const kvm::GuestMemory& memory) const {
   Result r;
-  std::array<uint8_t, kPage> buf;
+  std::array<uint8_t, cluster::kPageSize> buf;
   for (const Page& p : pages_) {
     ++r.pages;
     if (!memory.Read(p.gpa, absl::MakeSpan(buf)).ok()) continue;

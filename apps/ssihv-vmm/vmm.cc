@@ -9,6 +9,7 @@
 #include "ssihv/base/file_util.h"
 #include "ssihv/base/log.h"
 #include "ssihv/base/status_macros.h"
+#include "ssihv/cluster/layout.h"
 #include "ssihv/kvm/legacy_devices.h"
 #include "ssihv/kvm/x86_vcpu.h"
 #include "ssihv/pager/stats.h"
@@ -25,8 +26,6 @@ int64_t SteadyNs(std::chrono::steady_clock::time_point t) {
 using kvm::E820Entry;
 using kvm::E820Type;
 using kvm::StopReason;
-
-constexpr uint64_t kPage = 4096;
 
 // How long a stopped node keeps serving peers whose vCPUs have not stopped
 // yet (ClusterNode::Quiesce). Their faults take milliseconds; a peer that
@@ -230,9 +229,10 @@ absl::Status Vmm::LoadGuest(const VmmOptions& options) {
     for (const cluster::GpaRange& r : layout_.ranges()) {
       if (r.gpa == low_end) low_end = r.end();
     }
-    uint64_t bytes = (size + kPage - 1) & ~(kPage - 1);
+    uint64_t bytes =
+        (size + cluster::kPageSize - 1) & ~(cluster::kPageSize - 1);
     placement.rsdp_gpa = kvm::kBiosWindowStart;
-    placement.tables_gpa = (low_end - bytes) & ~(kPage - 1);
+    placement.tables_gpa = (low_end - bytes) & ~(cluster::kPageSize - 1);
     carve.push_back({placement.tables_gpa, bytes, E820Type::kAcpi});
   }
   SSIHV_ASSIGN_OR_RETURN(

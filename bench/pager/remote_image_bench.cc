@@ -30,12 +30,12 @@
 namespace ssihv::bench {
 namespace {
 
-constexpr uint64_t kImagePages = kServedPages;
+constexpr uint64_t kRemoteImagePages = kServedPages;
 
 // The exporting node (node 0) in the forked child.
 int ExporterMain(const cluster::ClusterConfig& config, int ready, int stop) {
   prctl(PR_SET_PDEATHSIG, SIGKILL);
-  auto image = base::MappedRegion::Anonymous(kImagePages * kPage);
+  auto image = base::MappedRegion::Anonymous(kRemoteImagePages * kPage);
   if (!image.ok()) return 1;
   FillPattern(image->data(), image->size());
   auto t = rdmax::CreateTransport(config, 0);
@@ -69,7 +69,7 @@ absl::StatusOr<Importer> StartImporter(const cluster::ClusterConfig& config,
   SSIHV_ASSIGN_OR_RETURN(im.image,
                          pager::RemoteImage::Connect(std::move(t), o));
   SSIHV_ASSIGN_OR_RETURN(im.mem,
-                         pager::GuestMemory::Create(kImagePages * kPage));
+                         pager::GuestMemory::Create(kRemoteImagePages * kPage));
   pager::PagerOptions po;
   po.fault_threads = 1;
   po.remove_events = false;  // the walk's drops must not read as discards
@@ -134,13 +134,13 @@ void BM_RemoteImageFault(benchmark::State& state, const char* transport) {
   ImageBench b(transport, 0);
   std::vector<int64_t> ns;
   ns.reserve(state.max_iterations);
-  uint64_t page = kImagePages, wrong = 0;
+  uint64_t page = kRemoteImagePages, wrong = 0;
   for (auto _ : state) {
     if (!b.status().ok()) {
       state.SkipWithError(std::string(b.status().message()).c_str());
       break;
     }
-    if (page == kImagePages) {
+    if (page == kRemoteImagePages) {
       state.PauseTiming();
       page = 0;
       if (!b.Drop()) {
@@ -178,7 +178,7 @@ void BM_RemoteImageSequentialRead(benchmark::State& state,
       break;
     }
     const int64_t t0 = NowNs();
-    for (uint64_t page = 0; page < kImagePages; ++page) {
+    for (uint64_t page = 0; page < kRemoteImagePages; ++page) {
       wrong += !b.Read(page * kPage + (page % 509) * 8);
     }
     read_ns += NowNs() - t0;
@@ -186,8 +186,8 @@ void BM_RemoteImageSequentialRead(benchmark::State& state,
   if (wrong != 0) state.SkipWithError("read wrong page bytes");
   if (read_ns > 0) {
     state.counters["bytes_per_s"] = benchmark::Counter(
-        static_cast<double>(state.iterations() * kImagePages * kPage) * 1e9 /
-        static_cast<double>(read_ns));
+        static_cast<double>(state.iterations() * kRemoteImagePages * kPage) *
+        1e9 / static_cast<double>(read_ns));
   }
 }
 

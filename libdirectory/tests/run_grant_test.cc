@@ -13,7 +13,7 @@ namespace ssihv::directory {
 namespace {
 
 // Node 0 homes pages 0-7, nodes 1 and 2 one page each.
-LocalCluster Three() { return *LocalCluster::Create({8, 1, 1}); }
+LocalCluster ThreeNodes() { return *LocalCluster::Create({8, 1, 1}); }
 
 Node HomeOfThree() {
   return *Node::Create(*PageSpace::FromPageCounts({8, 1, 1}), 0);
@@ -35,7 +35,7 @@ size_t Count(const std::vector<Effect>& log, EffectType type) {
 }
 
 TEST_CASE("a run the home holds costs two messages for all its pages") {
-  LocalCluster c = Three();
+  LocalCluster c = ThreeNodes();
   REQUIRE(*c.RequestRun(1, 0, 8) == 8);
   REQUIRE(c.Run().ok());
   CHECK(c.messages() == 2);  // kReadRun, kDataRun (kFlagNoDone)
@@ -59,7 +59,7 @@ TEST_CASE("a run the home holds costs two messages for all its pages") {
 }
 
 TEST_CASE("a page Modified elsewhere is served on its own, the run cut") {
-  LocalCluster c = Three();
+  LocalCluster c = ThreeNodes();
   REQUIRE(*c.Access(2, 3, Access::kWrite));
   const uint64_t before = c.messages();
   REQUIRE(*c.RequestRun(1, 0, 8) == 8);
@@ -149,7 +149,7 @@ TEST_CASE("a run is over when its kDataRun leaves; late dones are refused") {
 }
 
 TEST_CASE("the requester asks only for Invalid idle pages of a remote home") {
-  LocalCluster c = Three();
+  LocalCluster c = ThreeNodes();
   REQUIRE(*c.Access(1, 2, Access::kRead));
   CHECK(*c.RequestRun(1, 0, 8) == 2);   // stops at page 2, held Shared
   CHECK(*c.RequestRun(1, 0, 8) == 0);   // 0 and 1 are pending now

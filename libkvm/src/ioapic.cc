@@ -4,7 +4,7 @@ namespace ssihv::kvm {
 namespace {
 
 // Version 0x20 (has the EOI register), maximum redirection entry 23.
-constexpr uint32_t kVersionValue = 0x20 | ((IoApic::kPins - 1) << 16);
+constexpr uint32_t kIoApicVersion = 0x20 | ((IoApic::kPins - 1) << 16);
 // Bits of an entry software cannot write.
 constexpr uint64_t kReadOnly = IoApic::kDeliveryStatus | IoApic::kRemoteIrr;
 
@@ -71,7 +71,7 @@ uint32_t IoApic::ReadIndirect(uint32_t index) const {
     case kRegArbitration:
       return id_;
     case kRegVersion:
-      return kVersionValue;
+      return kIoApicVersion;
     default:
       break;
   }

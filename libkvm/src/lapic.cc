@@ -14,7 +14,7 @@ using namespace apic;  // NOLINT: register names read like the SDM's
 // entries (max LVT entry 5: timer, thermal, perf, LINT0, LINT1, error), and
 // EOI-broadcast suppression supported (bit 24): the I/O APIC has an EOI
 // register (version 0x20), so a guest may direct its EOIs there.
-constexpr uint32_t kVersionValue = 0x14 | (5u << 16) | (1u << 24);
+constexpr uint32_t kLapicVersion = 0x14 | (5u << 16) | (1u << 24);
 
 // IA32_APIC_BASE bits that must be zero: 0-7, 9, and above a 52-bit
 // physical address.
@@ -170,7 +170,7 @@ std::optional<uint64_t> LocalApic::ReadRegister(uint32_t reg,
     case kId:
       return x2 ? initial_id_ : uint32_t{xapic_id_} << 24;
     case kVersion:
-      return kVersionValue;
+      return kLapicVersion;
     case kTpr:
       return tpr_;
     case kApr:

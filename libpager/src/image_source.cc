@@ -12,7 +12,7 @@
 namespace ssihv::pager {
 namespace {
 
-bool Aligned(uint64_t v) { return v % kPageSize == 0; }
+bool PageAligned(uint64_t v) { return v % kPageSize == 0; }
 
 absl::StatusOr<base::MappedRegion> MapImage(const std::string& path,
                                             uint64_t* size) {
@@ -23,7 +23,7 @@ absl::StatusOr<base::MappedRegion> MapImage(const std::string& path,
     return base::LastErrnoStatus(absl::StrCat("fstat image ", path));
   }
   *size = static_cast<uint64_t>(st.st_size);
-  if (*size == 0 || !Aligned(*size)) {
+  if (*size == 0 || !PageAligned(*size)) {
     return absl::InvalidArgumentError(
         absl::StrCat("image ", path, ": size ", *size,
                      " is not a positive multiple of 4096"));
@@ -44,8 +44,8 @@ absl::StatusOr<std::vector<ImageSource::Extent>> ImageSource::CheckExtents(
     const ImageExtent& e = extents[i];
     const bool in_file =
         e.file_offset <= image_size && e.size <= image_size - e.file_offset;
-    if (e.size == 0 || !Aligned(e.gpa) || !Aligned(e.file_offset) ||
-        !Aligned(e.size) || !in_file || e.gpa + e.size < e.gpa) {
+    if (e.size == 0 || !PageAligned(e.gpa) || !PageAligned(e.file_offset) ||
+        !PageAligned(e.size) || !in_file || e.gpa + e.size < e.gpa) {
       return absl::InvalidArgumentError(absl::StrCat(
           what, " extent[", i, "] gpa=0x", absl::Hex(e.gpa), " file_offset=0x",
           absl::Hex(e.file_offset), " size=0x", absl::Hex(e.size),

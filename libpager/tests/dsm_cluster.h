@@ -20,6 +20,13 @@
 
 namespace ssihv::pager::testing {
 
+inline constexpr uint64_t kPage = 4096;
+
+/// j[a][b] as a number (a statistics group's counter).
+inline uint64_t JsonU64(const nlohmann::json& j, const char* a, const char* b) {
+  return j[a][b].get<uint64_t>();
+}
+
 inline constexpr char kSecret[] = "0123456789abcdef-dsm-test-secret";
 
 inline cluster::ClusterConfig Config(int nodes, int mib_per_node = 2) {
@@ -79,6 +86,10 @@ struct Cluster {
   }
   uint64_t Faults(int n, FaultKind k) {
     return nodes[n]->PagerStatistics().faults[static_cast<size_t>(k)];
+  }
+  /// Counter `key` of node `n`'s "dsm" statistics.
+  uint64_t DsmStat(int n, const char* key) {
+    return nodes[n]->StatsJson()["dsm"][key].get<uint64_t>();
   }
 
   cluster::ClusterConfig config;

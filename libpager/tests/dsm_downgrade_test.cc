@@ -14,12 +14,8 @@ namespace ssihv::pager {
 namespace {
 
 using testing::Cluster;
-
-constexpr uint64_t kPage = 4096;
-
-uint64_t Stat(Cluster& c, int node, const char* key) {
-  return c.nodes[node]->StatsJson()["dsm"][key].get<uint64_t>();
-}
+using testing::JsonU64;
+using testing::kPage;
 
 // Node 0 (the home) writes the page, node 1 reads it: the read had to
 // downgrade the home's copy, which makes the page a candidate.
@@ -60,23 +56,23 @@ TEST_CASE("An idle page its home wrote is Shared when another node reads it") {
   // Two reads late enough after the home's writes: the evidence it needs.
   WriteThenRead(c, gpa, 2);
   WriteThenRead(c, gpa, 3);
-  CHECK(Stat(c, 0, "background_downgrades") == 0);
+  CHECK(c.DsmStat(0, "background_downgrades") == 0);
   for (uint64_t round = 1; round <= 5; ++round) {
     INFO("round " << round);
     *c.At(0, gpa) = 100 + round;  // an upgrade: takes node 1's copy
     REQUIRE(testing::WaitFor(
-        [&] { return Stat(c, 0, "background_downgrades") == round; }));
+        [&] { return c.DsmStat(0, "background_downgrades") == round; }));
     REQUIRE(*c.At(1, gpa) == 100 + round);
-    CHECK(Stat(c, 0, "background_downgrades_useful") == round);
+    CHECK(c.DsmStat(0, "background_downgrades_useful") == round);
   }
-  CHECK(Stat(c, 0, "background_downgrades_wasted") == 0);
+  CHECK(c.DsmStat(0, "background_downgrades_wasted") == 0);
 
   // The home writes again after a downgrade, with no read between: wasted.
   *c.At(0, gpa) = 200;
   REQUIRE(testing::WaitFor(
-      [&] { return Stat(c, 0, "background_downgrades") == 6; }));
+      [&] { return c.DsmStat(0, "background_downgrades") == 6; }));
   *c.At(0, gpa) = 201;
-  CHECK(Stat(c, 0, "background_downgrades_wasted") == 1);
+  CHECK(c.DsmStat(0, "background_downgrades_wasted") == 1);
   CHECK(*c.At(0, gpa) == 201);
   CHECK(*c.At(1, gpa) == 201);
   CHECK(c.errors == 0);
@@ -92,7 +88,7 @@ TEST_CASE(
   // One upgrade (node 1's copy taken), then plain stores: without evidence
   // the page is never downgraded behind the home's back.
   CHECK(UpgradesReach(c, 1));
-  CHECK(Stat(c, 0, "background_downgrades") == 0);
+  CHECK(c.DsmStat(0, "background_downgrades") == 0);
   CHECK(*c.At(1, gpa) == 999);
   CHECK(c.errors == 0);
 }
@@ -107,9 +103,9 @@ TEST_CASE("A page the home keeps writing is given up after misses in a row") {
     WriteThenRead(c, gpa, ++value);
     *c.At(0, gpa) = ++value;  // an upgrade: scheduled
     REQUIRE(testing::WaitFor(
-        [&] { return Stat(c, 0, "background_downgrades") == k; }));
+        [&] { return c.DsmStat(0, "background_downgrades") == k; }));
     *c.At(0, gpa) = ++value;  // the write undoes it
-    CHECK(Stat(c, 0, "background_downgrades_wasted") == k);
+    CHECK(c.DsmStat(0, "background_downgrades_wasted") == k);
   }
   // Given up: the home's next upgrade schedules nothing.
   WriteThenRead(c, gpa, ++value);
@@ -135,7 +131,7 @@ TEST_CASE("Without background downgrade the home keeps its page Modified") {
   REQUIRE(*c.At(1, gpa) == 2);
   *c.At(0, gpa) = 3;
   REQUIRE(*c.At(1, gpa) == 3);
-  CHECK(Stat(c, 0, "background_downgrades") == 0);
+  CHECK(c.DsmStat(0, "background_downgrades") == 0);
   CHECK(c.errors == 0);
 }
 

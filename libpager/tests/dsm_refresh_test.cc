@@ -14,8 +14,8 @@ namespace ssihv::pager {
 namespace {
 
 using testing::Cluster;
-
-constexpr uint64_t kPage = 4096;
+using testing::JsonU64;
+using testing::kPage;
 
 // A refresh takes the page from its writer as soon as the writer's hold is
 // over. The writing thread here must have stored by then, or its store
@@ -30,19 +30,15 @@ void LongHolds(int, DsmOptions& o) {
   o.max_grant_hold = o.grant_hold;
 }
 
-uint64_t Stat(Cluster& c, int node, const char* key) {
-  return c.nodes[node]->StatsJson()["dsm"][key].get<uint64_t>();
-}
-
 // One tick: `writer` writes `value` into the page at `gpa`, then node 1
 // reads it back (`read`: or not). When the page is hot at node 1, the
 // refresh the write's invalidation asked for is waited for (held there)
 // before the read, as a guest's next tick finds it.
 void Tick(Cluster& c, int writer, uint64_t gpa, uint64_t value, bool read) {
   *c.At(writer, gpa) = value;
-  if (Stat(c, 1, "read_refresh_pages_hot") == 1) {
+  if (c.DsmStat(1, "read_refresh_pages_hot") == 1) {
     REQUIRE(testing::WaitFor(
-        [&] { return Stat(c, 1, "read_ahead_markers_held") == 1; }));
+        [&] { return c.DsmStat(1, "read_ahead_markers_held") == 1; }));
   }
   if (read) REQUIRE(*c.At(1, gpa) == value);
 }
@@ -56,24 +52,24 @@ void TickAndRead(Cluster& c, int writer, uint64_t ticks) {
     INFO("tick " << t);
     Tick(c, writer, gpa, t, /*read=*/true);
   }
-  CHECK(Stat(c, 1, "read_refresh_pages_hot") == 1);
+  CHECK(c.DsmStat(1, "read_refresh_pages_hot") == 1);
   // The misses before the page was hot: its first and kFirstNeed more, and
   // a few more when the fault thread that counts a miss ran only after the
   // next tick's write (a busy host).
   const uint64_t misses = c.Faults(1, FaultKind::kRemoteRead);
   CHECK(misses <= 10);
-  CHECK(Stat(c, 1, "read_refresh_used") + misses + 1 >= ticks);
+  CHECK(c.DsmStat(1, "read_refresh_used") + misses + 1 >= ticks);
   // A writer that did not run for a whole hold after its fault was served
   // (a loaded 2-CPU host, CI's -j2) stores after the refresh and wastes
   // it: rare, never the rule.
-  CHECK(Stat(c, 1, "read_refresh_wasted") <= 2);
+  CHECK(c.DsmStat(1, "read_refresh_wasted") <= 2);
   CHECK(c.errors == 0);
 }
 
 TEST_CASE("A page its home writes at every tick is refreshed for its reader") {
   Cluster c(2, 1, LongHolds);
   TickAndRead(c, 0, 40);
-  CHECK(Stat(c, 1, "read_refresh_requests") >= 30);
+  CHECK(c.DsmStat(1, "read_refresh_requests") >= 30);
 }
 
 TEST_CASE("A page a third node writes at every tick is refreshed (3 nodes)") {
@@ -93,20 +89,20 @@ TEST_CASE("A refreshed page nobody reads stops being refreshed") {
   // Node 1 stops reading: each refreshed copy is invalidated unread by the
   // next write; the second such write cools the page.
   uint64_t t = 100;
-  const uint64_t wasted_reading = Stat(c, 1, "read_refresh_wasted");
-  while (Stat(c, 1, "read_refresh_pages_hot") == 1) {
-    REQUIRE(Stat(c, 1, "read_refresh_wasted") - wasted_reading < 3);
+  const uint64_t wasted_reading = c.DsmStat(1, "read_refresh_wasted");
+  while (c.DsmStat(1, "read_refresh_pages_hot") == 1) {
+    REQUIRE(c.DsmStat(1, "read_refresh_wasted") - wasted_reading < 3);
     Tick(c, 0, gpa, ++t, /*read=*/false);
   }
-  CHECK(Stat(c, 1, "read_refresh_wasted") - wasted_reading == 2);
-  CHECK(Stat(c, 1, "read_refresh_cooled") == 1);
+  CHECK(c.DsmStat(1, "read_refresh_wasted") - wasted_reading == 2);
+  CHECK(c.DsmStat(1, "read_refresh_cooled") == 1);
   // Node 1 has handled the last invalidation (and asked nothing) once it
   // got a later answer from node 0 on the same channel: a read of another
   // page of node 0's.
-  const uint64_t requests = Stat(c, 1, "read_refresh_requests");
+  const uint64_t requests = c.DsmStat(1, "read_refresh_requests");
   *c.At(0, gpa) = ++t;
   CHECK(*c.At(1, gpa + kPage) == 0);
-  CHECK(Stat(c, 1, "read_refresh_requests") == requests);
+  CHECK(c.DsmStat(1, "read_refresh_requests") == requests);
   CHECK(*c.At(1, gpa) == t);
   CHECK(c.errors == 0);
 }
@@ -121,7 +117,7 @@ TEST_CASE("Without read refresh every read after a write is a remote miss") {
   }
   REQUIRE(testing::WaitFor(
       [&] { return c.Faults(1, FaultKind::kRemoteRead) == kTicks; }));
-  CHECK(Stat(c, 1, "read_refresh_requests") == 0);
+  CHECK(c.DsmStat(1, "read_refresh_requests") == 0);
   CHECK(c.errors == 0);
 }
 

@@ -14,8 +14,8 @@ namespace ssihv::pager {
 namespace {
 
 using testing::Cluster;
-
-constexpr uint64_t kPage = 4096;
+using testing::JsonU64;
+using testing::kPage;
 
 uint64_t Value(uint64_t page) { return 0x5eed0000u + page; }
 
@@ -24,10 +24,6 @@ void FillHome(Cluster& c, uint64_t pages) {
   for (uint64_t p = 0; p < pages; ++p) {
     *c.At(0, c.HomeBase(0) + p * kPage) = Value(p);
   }
-}
-
-uint64_t Json(const nlohmann::json& j, const char* a, const char* b) {
-  return j[a][b].get<uint64_t>();
 }
 
 TEST_CASE("A sequential remote walk is served by run grants") {
@@ -41,28 +37,28 @@ TEST_CASE("A sequential remote walk is served by run grants") {
   }
   const nlohmann::json home = c.nodes[0]->StatsJson();
   const nlohmann::json reader = c.nodes[1]->StatsJson();
-  const uint64_t granted = Json(home, "protocol", "run_pages_granted");
-  const uint64_t runs = Json(home, "protocol", "run_grants");
+  const uint64_t granted = JsonU64(home, "protocol", "run_pages_granted");
+  const uint64_t runs = JsonU64(home, "protocol", "run_grants");
   // Most of the walk came in runs of several pages, each mapped with one
   // ranged UFFDIO_COPY (a run of one page goes the per-page way).
   CHECK(granted >= kPages / 2);
   CHECK(runs > 0);
   CHECK(runs * 4 <= granted);
-  CHECK(Json(reader, "dsm", "run_copies") >= 1);
-  CHECK(Json(reader, "dsm", "run_copies") * 4 <= granted);
+  CHECK(JsonU64(reader, "dsm", "run_copies") >= 1);
+  CHECK(JsonU64(reader, "dsm", "run_copies") * 4 <= granted);
   // Every page is still one read transaction at the home, and the bytes of
   // every granted page crossed the wire (they were all written).
-  CHECK(Json(home, "protocol", "read_txns") >= kPages);
-  CHECK(Json(home, "protocol", "page_bytes_sent") >= granted * kPage);
-  CHECK(Json(reader, "protocol", "run_pages_requested") >= granted);
+  CHECK(JsonU64(home, "protocol", "read_txns") >= kPages);
+  CHECK(JsonU64(home, "protocol", "page_bytes_sent") >= granted * kPage);
+  CHECK(JsonU64(reader, "protocol", "run_pages_requested") >= granted);
   // Faults: far fewer than pages: each window after the first was asked
   // for ahead of the walk (asynchronous read-ahead). A walk that reaches a
   // held marker is served from bytes already here (a local copy); whether
   // the answer beats the walk to it is the host's timing: with two of
   // these tests at once on 2 CPUs, 2 runs in 40 had no marker reached.
   CHECK(c.Faults(1, FaultKind::kRemoteRead) < kPages / 4);
-  CHECK(Json(reader, "dsm", "read_ahead_requests") >= 1);
-  const uint64_t reached = Json(reader, "dsm", "read_ahead_markers_reached");
+  CHECK(JsonU64(reader, "dsm", "read_ahead_requests") >= 1);
+  const uint64_t reached = JsonU64(reader, "dsm", "read_ahead_markers_reached");
   CHECK(c.Faults(1, FaultKind::kLocalCopy) == reached);
   // The home's copies were write-protected, not lost: it writes again,
   // which invalidates the reader's copy, and the reader sees the write.
@@ -89,13 +85,13 @@ TEST_CASE("Pages their home wrote again travel in runs on the next walk") {
     *c.At(0, base + p * kPage) = Value(p) + 1;
   }
   const uint64_t granted_before =
-      Json(c.nodes[0]->StatsJson(), "protocol", "run_pages_granted");
+      JsonU64(c.nodes[0]->StatsJson(), "protocol", "run_pages_granted");
   for (uint64_t p = 0; p < kPages; ++p) {
     INFO("page " << p);
     REQUIRE(*c.At(1, base + p * kPage) == Value(p) + 1);
   }
   const uint64_t granted =
-      Json(c.nodes[0]->StatsJson(), "protocol", "run_pages_granted") -
+      JsonU64(c.nodes[0]->StatsJson(), "protocol", "run_pages_granted") -
       granted_before;
   CHECK(granted >= kPages / 2);
   CHECK(c.Faults(1, FaultKind::kRemoteRead) < kPages / 2);
@@ -124,9 +120,9 @@ TEST_CASE("A page still mapped inside a run is replaced, not kept stale") {
   // The walk's read-ahead asked for the run with page 40 in it; once it
   // was mapped (page by page from 40 on), page 40 holds the home's bytes.
   CHECK(testing::WaitFor([&] {
-    return Json(c.nodes[1]->StatsJson(), "dsm", "run_pages_one_by_one") >= 1;
+    return JsonU64(c.nodes[1]->StatsJson(), "dsm", "run_pages_one_by_one") >= 1;
   }));
-  CHECK(Json(c.nodes[1]->StatsJson(), "dsm", "reinstalls") >= 1);
+  CHECK(JsonU64(c.nodes[1]->StatsJson(), "dsm", "reinstalls") >= 1);
   CHECK(*c.At(1, base + kStale * kPage) == Value(kStale));
   CHECK(*c.At(1, base + (kStale + 1) * kPage) == Value(kStale + 1));
   CHECK(c.errors == 0);
@@ -148,7 +144,8 @@ void LeaveMarkersHeld(Cluster& c) {
   constexpr uint64_t kShortWalk = 8;
   Walk(c, kShortWalk, Value);
   REQUIRE(testing::WaitFor([&] {
-    return Json(c.nodes[1]->StatsJson(), "dsm", "read_ahead_markers_held") >= 1;
+    return JsonU64(c.nodes[1]->StatsJson(), "dsm", "read_ahead_markers_held") >=
+           1;
   }));
 }
 
@@ -163,8 +160,8 @@ TEST_CASE("A held read-ahead marker its home wrote meanwhile is not read") {
     *c.At(0, c.HomeBase(0) + p * kPage) = Rewritten(p);
   }
   const nlohmann::json reader = c.nodes[1]->StatsJson();
-  CHECK(Json(reader, "dsm", "read_ahead_markers_invalidated") >= 1);
-  CHECK(Json(reader, "dsm", "read_ahead_markers_held") == 0);
+  CHECK(JsonU64(reader, "dsm", "read_ahead_markers_invalidated") >= 1);
+  CHECK(JsonU64(reader, "dsm", "read_ahead_markers_held") == 0);
   // Every page read sees its write, the held ones first of all: a walk
   // downwards asks for no read-ahead, so each page faults on its own.
   for (uint64_t p = kPages; p-- > 0;) {
@@ -209,7 +206,7 @@ TEST_CASE("Held markers no walk reaches are mapped after a while") {
     }
   }
   auto reader = [&](const char* key) {
-    return Json(c.nodes[1]->StatsJson(), "dsm", key);
+    return JsonU64(c.nodes[1]->StatsJson(), "dsm", key);
   };
   // Each walk's marker is held once its run's answer is in, and may be
   // flushed already: on a busy host the walks take longer than a marker's
@@ -245,8 +242,8 @@ TEST_CASE("Without read-ahead no run is asked for") {
   for (uint64_t p = 0; p < 16; ++p) {
     REQUIRE(*c.At(1, c.HomeBase(0) + p * kPage) == Value(p));
   }
-  CHECK(Json(c.nodes[1]->StatsJson(), "protocol", "run_requests") == 0);
-  CHECK(Json(c.nodes[0]->StatsJson(), "protocol", "read_txns") == 16);
+  CHECK(JsonU64(c.nodes[1]->StatsJson(), "protocol", "run_requests") == 0);
+  CHECK(JsonU64(c.nodes[0]->StatsJson(), "protocol", "read_txns") == 16);
   CHECK(c.errors == 0);
 }
 

@@ -14,40 +14,36 @@ namespace ssihv::pager {
 namespace {
 
 using testing::Cluster;
+using testing::JsonU64;
+using testing::kPage;
 
-constexpr uint64_t kPage = 4096;
-
-uint64_t Value(uint64_t page) { return 0xf1f50000u + page; }
-
-uint64_t Json(const nlohmann::json& j, const char* a, const char* b) {
-  return j[a][b].get<uint64_t>();
-}
+uint64_t FirstTouchValue(uint64_t page) { return 0xf1f50000u + page; }
 
 TEST_CASE("A first-touch walk of remote memory is served by write runs") {
   Cluster c(2);
   constexpr uint64_t kPages = 200;
   const uint64_t base = c.HomeBase(0);
   for (uint64_t p = 0; p < kPages; ++p) {
-    *c.At(1, base + p * kPage) = Value(p);
+    *c.At(1, base + p * kPage) = FirstTouchValue(p);
   }
   const nlohmann::json home = c.nodes[0]->StatsJson();
   const nlohmann::json writer = c.nodes[1]->StatsJson();
-  const uint64_t granted = Json(home, "protocol", "write_run_pages_granted");
+  const uint64_t granted = JsonU64(home, "protocol", "write_run_pages_granted");
   // Most pages came in runs; the walk faulted far less than once a page.
   CHECK(granted >= kPages / 2);
-  CHECK(Json(writer, "protocol", "write_run_requests") * 4 <= granted);
+  CHECK(JsonU64(writer, "protocol", "write_run_requests") * 4 <= granted);
   CHECK(c.Faults(1, FaultKind::kRemoteWrite) < kPages / 4);
   // Nothing but headers crossed: the pages were zeros, and the home had
   // never mapped them, so it gave them up without an madvise (single
   // grants of pristine pages too).
-  CHECK(Json(home, "protocol", "page_bytes_sent") == 0);
-  CHECK(Json(home, "dsm", "zaps") == 0);
+  CHECK(JsonU64(home, "protocol", "page_bytes_sent") == 0);
+  CHECK(JsonU64(home, "dsm", "zaps") == 0);
   // Every page is one write transaction at its home and ends Modified at
   // the writer; the home reads back what was written.
-  CHECK(Json(home, "protocol", "write_txns") >= kPages);
+  CHECK(JsonU64(home, "protocol", "write_txns") >= kPages);
   for (uint64_t p = 0; p < kPages; ++p) {
     INFO("page " << p);
-    REQUIRE(*c.At(0, base + p * kPage) == Value(p));
+    REQUIRE(*c.At(0, base + p * kPage) == FirstTouchValue(p));
   }
   CHECK(c.errors == 0);
 }
@@ -68,19 +64,20 @@ TEST_CASE("Pages their home touched are refused, then served one by one") {
   // host the walk below could reach those pages first (then they are still
   // pristine, and granted: 1 failure in 3 loaded host runs).
   REQUIRE(testing::WaitFor([&] {
-    return Json(c.nodes[0]->StatsJson(), "pager", "filled_ahead") >= 63;
+    return JsonU64(c.nodes[0]->StatsJson(), "pager", "filled_ahead") >= 63;
   }));
   for (uint64_t p = kStart; p < kWalk; ++p) {
-    *c.At(1, base + p * kPage) = Value(p);  // a write, not a read first
+    *c.At(1, base + p * kPage) =
+        FirstTouchValue(p);  // a write, not a read first
   }
   const nlohmann::json home = c.nodes[0]->StatsJson();
-  CHECK(Json(home, "protocol", "write_run_pages_refused") > 0);
-  CHECK(Json(home, "protocol", "write_run_pages_granted") >= 256);
+  CHECK(JsonU64(home, "protocol", "write_run_pages_refused") > 0);
+  CHECK(JsonU64(home, "protocol", "write_run_pages_granted") >= 256);
   CHECK(c.Faults(1, FaultKind::kRemoteWrite) < 128);
   for (uint64_t p = kStart; p < kWalk; ++p) {
     INFO("page " << p);
-    REQUIRE(*c.At(1, base + p * kPage) == Value(p));
-    REQUIRE(*c.At(0, base + p * kPage) == Value(p));
+    REQUIRE(*c.At(1, base + p * kPage) == FirstTouchValue(p));
+    REQUIRE(*c.At(0, base + p * kPage) == FirstTouchValue(p));
   }
   CHECK(c.errors == 0);
 }
@@ -111,7 +108,8 @@ TEST_CASE("Two threads first-touching the same remote pages lose nothing") {
 TEST_CASE("Without write runs none is asked for") {
   Cluster c(2, 1, [](int, DsmOptions& o) { o.write_run_pages = 0; });
   for (uint64_t p = 0; p < 16; ++p) *c.At(1, c.HomeBase(0) + p * kPage) = 1;
-  CHECK(Json(c.nodes[1]->StatsJson(), "protocol", "write_run_requests") == 0);
+  CHECK(JsonU64(c.nodes[1]->StatsJson(), "protocol", "write_run_requests") ==
+        0);
   CHECK(c.Faults(1, FaultKind::kRemoteWrite) == 16);
   CHECK(c.errors == 0);
 }

@@ -40,8 +40,9 @@ struct TempImage {
   std::string path;
 };
 
-struct Env {
-  Env(uint64_t pages, std::shared_ptr<PageSource> source, uint64_t gpa) {
+struct SourcedPager {
+  SourcedPager(uint64_t pages, std::shared_ptr<PageSource> source,
+               uint64_t gpa) {
     auto m = GuestMemory::Create(pages * kPageSize);
     REQUIRE(m.ok());
     mem = *std::move(m);
@@ -63,7 +64,7 @@ TEST_CASE("Image source serves the file, and zeros outside it") {
   TempImage image(8, 0x10000);
   auto src = ImageSource::OpenFlat(image.path, 0x10000);
   REQUIRE(src.ok());
-  Env env(16, std::shared_ptr<PageSource>(*std::move(src)), 0x10000);
+  SourcedPager env(16, std::shared_ptr<PageSource>(*std::move(src)), 0x10000);
   for (uint64_t i = 0; i < 8; ++i) {
     CHECK(HasPattern(env.Page(i), 0x10000 + i * kPageSize));
   }
@@ -79,7 +80,7 @@ TEST_CASE("Image extents map file offsets to GPAs") {
       image.path, {{.gpa = 0x8000, .file_offset = 0x2000, .size = 0x2000},
                    {.gpa = 0x1000, .file_offset = 0, .size = 0x1000}});
   REQUIRE(src.ok());
-  Env env(12, std::shared_ptr<PageSource>(*std::move(src)), 0);
+  SourcedPager env(12, std::shared_ptr<PageSource>(*std::move(src)), 0);
   CHECK(IsZero(env.Page(0)));
   CHECK(HasPattern(env.Page(1), 0));
   CHECK(HasPattern(env.Page(8), 0x2000));
@@ -91,7 +92,7 @@ TEST_CASE("A discarded image page comes back zero, not the image bytes") {
   TempImage image(8, 0);
   auto src = ImageSource::OpenFlat(image.path);
   REQUIRE(src.ok());
-  Env env(8, std::shared_ptr<PageSource>(*std::move(src)), 0);
+  SourcedPager env(8, std::shared_ptr<PageSource>(*std::move(src)), 0);
   for (uint64_t i = 0; i < 8; ++i)
     REQUIRE(HasPattern(env.Page(i), i * kPageSize));
   REQUIRE(env.pager->resolver().Discard(2 * kPageSize, 3 * kPageSize).ok());
@@ -111,7 +112,7 @@ TEST_CASE("After Discard returns, no fault thread serves the old image bytes") {
   TempImage image(kPages, 0);
   auto src = ImageSource::OpenFlat(image.path);
   REQUIRE(src.ok());
-  Env env(kPages, std::shared_ptr<PageSource>(*std::move(src)), 0);
+  SourcedPager env(kPages, std::shared_ptr<PageSource>(*std::move(src)), 0);
   std::atomic<bool> stop{false};
   std::vector<std::thread> noise;
   for (int t = 0; t < 2; ++t) {  // keep every fault thread busy
@@ -164,8 +165,8 @@ TEST_CASE("FromMemory: one mapping, a source per guest, discards apart") {
   auto b = ImageSource::FromMemory(image.data(), image.size(), 0x100000);
   REQUIRE(a.ok());
   REQUIRE(b.ok());
-  Env ea(16, std::shared_ptr<PageSource>(*std::move(a)), 0);
-  Env eb(16, std::shared_ptr<PageSource>(*std::move(b)), 0x100000);
+  SourcedPager ea(16, std::shared_ptr<PageSource>(*std::move(a)), 0);
+  SourcedPager eb(16, std::shared_ptr<PageSource>(*std::move(b)), 0x100000);
   for (uint64_t i = 0; i < 16; ++i) {
     CHECK(HasPattern(ea.Page(i), i * kPageSize));
     CHECK(HasPattern(eb.Page(i), i * kPageSize));

@@ -8,7 +8,7 @@
 namespace ssihv::pager::dsm {
 namespace {
 
-constexpr int64_t kMs = 1'000'000;
+constexpr int64_t kMillis = 1'000'000;
 
 bool Inv(ReadRefresh& r, uint64_t page, int64_t now) {
   int64_t delay = -1;
@@ -22,7 +22,7 @@ bool Inv(ReadRefresh& r, uint64_t page, int64_t now) {
 
 // One write elsewhere (the invalidation) and a read miss `gap` later.
 void MissAfterWrite(ReadRefresh& r, uint64_t page, int64_t& now, int64_t gap) {
-  now += 4 * kMs;
+  now += 4 * kMillis;
   REQUIRE_FALSE(Inv(r, page, now));
   now += gap;
   r.OnRemoteRead(page, now);
@@ -32,21 +32,21 @@ void MissAfterWrite(ReadRefresh& r, uint64_t page, int64_t& now, int64_t gap) {
 void MakeHot(ReadRefresh& r, uint64_t page, int64_t& now) {
   r.OnRemoteRead(page, now);
   for (uint32_t i = 0; i < ReadRefresh::kFirstNeed; ++i) {
-    MissAfterWrite(r, page, now, kMs);
+    MissAfterWrite(r, page, now, kMillis);
   }
 }
 
 TEST_CASE("ReadRefresh: a page read soon after each write becomes hot") {
   ReadRefresh r(true);
-  int64_t now = kMs;
+  int64_t now = kMillis;
   r.OnRemoteRead(7, now);
   for (uint32_t i = 0; i + 1 < ReadRefresh::kFirstNeed; ++i) {
-    MissAfterWrite(r, 7, now, kMs);
+    MissAfterWrite(r, 7, now, kMillis);
   }
   CHECK(r.stats().hot == 0);
-  MissAfterWrite(r, 7, now, kMs);
+  MissAfterWrite(r, 7, now, kMillis);
   CHECK(r.stats().hot == 1);
-  now += 4 * kMs;
+  now += 4 * kMillis;
   CHECK(Inv(r, 7, now));  // ask for it again
   CHECK(r.Outstanding(7));
   CHECK_FALSE(r.Outstanding(8));
@@ -56,38 +56,38 @@ TEST_CASE("ReadRefresh: a page read soon after each write becomes hot") {
 
 TEST_CASE("ReadRefresh: the refresh waits a quarter of the writer's period") {
   ReadRefresh r(true);
-  int64_t now = kMs;
+  int64_t now = kMillis;
   MakeHot(r, 7, now);  // invalidations 5 ms apart (4 ms + the read's 1 ms)
   int64_t delay = 0;
-  now += 4 * kMs;
+  now += 4 * kMillis;
   REQUIRE(r.OnInvalidated(7, now, &delay));
-  CHECK(delay == 5 * kMs / 4);
+  CHECK(delay == 5 * kMillis / 4);
   r.OnMapped(7, true);
-  now += 100 * kMs;  // a slow writer: the bound
+  now += 100 * kMillis;  // a slow writer: the bound
   REQUIRE(r.OnInvalidated(7, now, &delay));
   CHECK(delay == ReadRefresh::kMaxDelayNs);
   r.OnMapped(7, true);
-  now += kMs / 10;  // a fast one: the floor
+  now += kMillis / 10;  // a fast one: the floor
   REQUIRE(r.OnInvalidated(7, now, &delay));
   CHECK(delay == ReadRefresh::kMinDelayNs);
 }
 
 TEST_CASE("ReadRefresh: reads long after the write do not make it hot") {
   ReadRefresh r(true);
-  int64_t now = kMs;
+  int64_t now = kMillis;
   r.OnRemoteRead(7, now);
   for (int i = 0; i < 10; ++i) {
-    MissAfterWrite(r, 7, now, ReadRefresh::kWindowNs + kMs);
+    MissAfterWrite(r, 7, now, ReadRefresh::kWindowNs + kMillis);
   }
   CHECK(r.stats().hot == 0);
   // A miss with no invalidation before it (the page was never held, or
   // was dropped otherwise) breaks the streak too.
   ReadRefresh s(true);
-  now = kMs;
+  now = kMillis;
   s.OnRemoteRead(9, now);
   for (int i = 0; i < 10; ++i) {
-    MissAfterWrite(s, 9, now, kMs);
-    s.OnRemoteRead(9, now + kMs);
+    MissAfterWrite(s, 9, now, kMillis);
+    s.OnRemoteRead(9, now + kMillis);
   }
   CHECK(s.stats().hot == 0);
   // A page never missed here is not tracked: nothing to refresh.
@@ -96,11 +96,11 @@ TEST_CASE("ReadRefresh: reads long after the write do not make it hot") {
 
 TEST_CASE("ReadRefresh: used refreshes keep a page hot, wasted ones cool it") {
   ReadRefresh r(true);
-  int64_t now = kMs;
+  int64_t now = kMillis;
   MakeHot(r, 7, now);
   // The next tick's write: page 7 is asked for again.
   auto refresh = [&] {
-    now += 4 * kMs;
+    now += 4 * kMillis;
     REQUIRE(Inv(r, 7, now));
   };
   for (int i = 0; i < 5; ++i) {
@@ -120,23 +120,23 @@ TEST_CASE("ReadRefresh: used refreshes keep a page hot, wasted ones cool it") {
   CHECK(r.stats().wasted == 3);
   CHECK(r.stats().cooled == 1);
   CHECK(r.stats().hot == 0);
-  CHECK_FALSE(Inv(r, 7, now + 4 * kMs));
+  CHECK_FALSE(Inv(r, 7, now + 4 * kMillis));
   // Hot again only after twice the streak.
-  now += 8 * kMs;
+  now += 8 * kMillis;
   for (uint32_t i = 0; i < 2 * ReadRefresh::kFirstNeed - 1; ++i) {
-    MissAfterWrite(r, 7, now, kMs);
+    MissAfterWrite(r, 7, now, kMillis);
   }
   CHECK(r.stats().hot == 0);
-  MissAfterWrite(r, 7, now, kMs);
+  MissAfterWrite(r, 7, now, kMillis);
   CHECK(r.stats().hot == 1);
 }
 
 TEST_CASE("ReadRefresh: a refresh mapped unread or not sent gives no verdict") {
   ReadRefresh r(true);
-  int64_t now = kMs;
+  int64_t now = kMillis;
   MakeHot(r, 7, now);
   for (int i = 0; i < 4; ++i) {
-    now += 4 * kMs;
+    now += 4 * kMillis;
     REQUIRE(Inv(r, 7, now));
     if (i % 2 == 0) {
       r.OnMapped(7, /*waited=*/false);
@@ -156,26 +156,26 @@ TEST_CASE("ReadRefresh: a refresh mapped unread or not sent gives no verdict") {
 
 TEST_CASE("ReadRefresh: the table is bounded, outstanding pages stay") {
   ReadRefresh r(true, /*capacity=*/4);
-  int64_t now = kMs;
+  int64_t now = kMillis;
   MakeHot(r, 1, now);
-  now += 4 * kMs;
+  now += 4 * kMillis;
   REQUIRE(Inv(r, 1, now));
-  for (uint64_t p = 10; p < 20; ++p) r.OnRemoteRead(p, now += kMs);
+  for (uint64_t p = 10; p < 20; ++p) r.OnRemoteRead(p, now += kMillis);
   CHECK(r.Outstanding(1));  // not evicted while its answer is on its way
   r.OnMapped(1, true);
-  for (uint64_t p = 20; p < 30; ++p) r.OnRemoteRead(p, now += kMs);
+  for (uint64_t p = 20; p < 30; ++p) r.OnRemoteRead(p, now += kMillis);
   CHECK_FALSE(Inv(r, 1, now));  // evicted since
   CHECK(r.stats().hot == 0);
 }
 
 TEST_CASE("ReadRefresh: off never refreshes") {
   ReadRefresh r(false);
-  int64_t now = kMs;
+  int64_t now = kMillis;
   r.OnRemoteRead(7, now);
   for (int i = 0; i < 10; ++i) {
-    now += 4 * kMs;
+    now += 4 * kMillis;
     CHECK_FALSE(Inv(r, 7, now));
-    r.OnRemoteRead(7, now + kMs);
+    r.OnRemoteRead(7, now + kMillis);
   }
   CHECK(r.stats().hot == 0);
   CHECK_FALSE(r.Outstanding(7));

@@ -29,6 +29,13 @@
 
 namespace ssihv::rdmax {
 
+/// How often a backend's data thread wakes, while an async call is in
+/// flight, to expire the calls whose deadline passed.
+inline constexpr absl::Duration kPendingTick = absl::Milliseconds(100);
+/// TCP keepalive idle time of every socket a backend opens (on RDMA, its
+/// control stream): a peer that vanished without a FIN is noticed.
+inline constexpr absl::Duration kSocketKeepAlive = absl::Seconds(15);
+
 /// One authenticated connection to a peer, as the message layer sees it.
 class FrameChannel {
  public:

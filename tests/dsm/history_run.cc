@@ -42,7 +42,6 @@
 namespace ssihv::dsm_stress {
 namespace {
 
-constexpr uint64_t kPage = 4096;
 /// How long a node waits for its threads after the run's end before it
 /// counts the ones still blocked in a fault as stuck.
 constexpr absl::Duration kGrace = absl::Seconds(3);
@@ -129,8 +128,8 @@ std::vector<uint64_t> RegisterGpas(const cluster::ClusterConfig& config,
   std::vector<uint64_t> regs;
   for (int r = 0; r < o.nodes * o.registers_per_node; ++r) {
     const int node = r % o.nodes, j = r / o.nodes;
-    regs.push_back(layout.RangesOfNode(node)[0].gpa + (128 + j / 2) * kPage +
-                   (j % 2) * 64);
+    regs.push_back(layout.RangesOfNode(node)[0].gpa +
+                   (128 + j / 2) * cluster::kPageSize + (j % 2) * 64);
   }
   return regs;
 }

@@ -36,8 +36,6 @@
 namespace ssihv::dsm_stress {
 namespace {
 
-constexpr uint64_t kPage = 4096;
-
 // ---- the guest-memory layout of the workload -------------------------------
 
 struct Workload {
@@ -52,11 +50,12 @@ Workload MakeWorkload(const cluster::ClusterConfig& config,
   Workload w;
   const int n = o.nodes;
   for (int k = 0; k < n * o.counters_per_node; ++k) {
-    w.counters.push_back(base(k % n) + (16 + k / n) * kPage);
+    w.counters.push_back(base(k % n) + (16 + k / n) * cluster::kPageSize);
   }
   for (int s = 0; s < n * o.threads; ++s) {  // 8 writers per page
     const int i = s / n;
-    w.slots.push_back(base(s % n) + (64 + i / 8) * kPage + (i % 8) * 64);
+    w.slots.push_back(base(s % n) + (64 + i / 8) * cluster::kPageSize +
+                      (i % 8) * 64);
   }
   return w;
 }

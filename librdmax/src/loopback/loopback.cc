@@ -18,10 +18,6 @@ namespace {
 using base::Log;
 using base::LogLevel;
 
-// As on TCP: how often the data thread looks for expired async calls while
-// one is in flight.
-constexpr absl::Duration kTick = absl::Milliseconds(100);
-
 // The network backends' handshake, run in memory: OK when `acceptor`
 // accepted a dialer claiming `claimed` with `secret`.
 absl::Status Handshake(const std::string& secret, NodeId claimed,
@@ -95,7 +91,7 @@ absl::Status LoopbackTransport::Start() {
   started_ = true;
   data_thread_ = std::thread([this] {
     EnterDataThread();
-    loop_.Run([](uint64_t, uint32_t) {}, [this] { OnTick(); }, kTick);
+    loop_.Run([](uint64_t, uint32_t) {}, [this] { OnTick(); }, kPendingTick);
   });
   base::NameThread(data_thread_, "rdmax-data");
   fabric_->started[self()] = this;

@@ -21,8 +21,8 @@ using base::LogLevel;
 constexpr int kCqEntries = 4;
 constexpr uint32_t kSendWr = 1;
 constexpr uint32_t kRecvWr = 1;
-constexpr uint64_t kRecvWrId = 1;
-constexpr uint64_t kSendWrId = 2;
+constexpr uint64_t kRequestWrId = 1;
+constexpr uint64_t kAnswerWrId = 2;
 
 }  // namespace
 
@@ -78,7 +78,7 @@ void RdmaLaneServer::Shutdown() {
 }
 
 bool RdmaLaneServer::PostRecv() {
-  return PostOneRecv(qp_.get(), kRecvWrId, mem_.data(),
+  return PostOneRecv(qp_.get(), kRequestWrId, mem_.data(),
                      static_cast<uint32_t>(slot_bytes_), mr_->lkey) == 0;
 }
 
@@ -107,7 +107,7 @@ void RdmaLaneServer::Run() {
       End(absl::StrCat("completion: ", sys::WcStatusName(wc.status)));
       break;
     }
-    if (wc.wr_id == kSendWrId) {
+    if (wc.wr_id == kAnswerWrId) {
       send_pending_ = false;
       continue;
     }
@@ -157,13 +157,13 @@ bool RdmaLaneServer::Answer(const FrameHeader& h, const uint8_t* payload) {
     if (wc.status != IBV_WC_SUCCESS) {
       return End(absl::StrCat("completion: ", sys::WcStatusName(wc.status)));
     }
-    if (wc.wr_id == kSendWrId) send_pending_ = false;
+    if (wc.wr_id == kAnswerWrId) send_pending_ = false;
     // A RECV cannot complete here: the peer waits for this answer first.
   }
   uint8_t* out = mem_.data() + slot_bytes_;
   EncodeFrameHeader(h, out);
   if (h.length > 0) std::memcpy(out + kFrameHeaderSize, payload, h.length);
-  if (int err = PostOneSend(qp_.get(), kSendWrId, out,
+  if (int err = PostOneSend(qp_.get(), kAnswerWrId, out,
                             static_cast<uint32_t>(kFrameHeaderSize + h.length),
                             mr_->lkey);
       err != 0) {

@@ -19,8 +19,6 @@ using base::Log;
 using base::LogLevel;
 
 constexpr uint64_t kCqToken = 1;
-constexpr absl::Duration kTick = absl::Milliseconds(100);
-constexpr absl::Duration kKeepAlive = absl::Seconds(15);
 constexpr absl::Duration kShutdownDrain = absl::Seconds(2);
 
 }  // namespace
@@ -161,7 +159,7 @@ void RdmaTransport::RunDataThread() {
       // until each SEND completed took the CPU from the threads that would
       // answer it: docs/PERFORMANCE.md, "RDMA: no spinning in event mode,
       // selective signalling").
-      [this] { OnTick(); }, kTick,
+      [this] { OnTick(); }, kPendingTick,
       options_.busy_poll ? &async_outstanding_ : nullptr,
       [this] {
         // Busy-poll mode with asynchronous work in flight: poll the send
@@ -289,7 +287,7 @@ void RdmaTransport::Adopt(ControlPlane::Authenticated a) {
   if (closing_) return;
   absl::Status st = sys::SetBlocking(fd.get());
   if (st.ok()) st = sys::SetTcpNoDelay(fd.get());
-  if (st.ok()) st = sys::SetKeepAlive(fd.get(), kKeepAlive);
+  if (st.ok()) st = sys::SetKeepAlive(fd.get(), kSocketKeepAlive);
   const uint64_t token = next_token_++;
   auto peer = std::make_shared<RdmaPeer>(this, a.peer, std::move(fd), token);
   if (st.ok()) st = peer->Init();

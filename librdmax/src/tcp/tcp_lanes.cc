@@ -16,7 +16,6 @@ using base::LogLevel;
 
 // A lane's receive wakes this often to check the fetch's deadline.
 constexpr absl::Duration kLaneReceiveTimeout = absl::Milliseconds(100);
-constexpr absl::Duration kKeepAlive = absl::Seconds(15);
 
 }  // namespace
 
@@ -118,7 +117,7 @@ void TcpTransport::RequestLane(const std::shared_ptr<TcpConnection>& conn) {
     if (c == nullptr) return;  // the connection is gone: drop the lane
     absl::Status st = sys::SetBlocking(owned.get());
     if (st.ok()) st = sys::SetTcpNoDelay(owned.get());
-    if (st.ok()) st = sys::SetKeepAlive(owned.get(), kKeepAlive);
+    if (st.ok()) st = sys::SetKeepAlive(owned.get(), kSocketKeepAlive);
     if (st.ok()) st = sys::SetReceiveTimeout(owned.get(), kLaneReceiveTimeout);
     if (!st.ok()) {
       Log(LogLevel::kWarning, "rdmax node ", self(), ": fetch lane to node ",
@@ -157,7 +156,7 @@ void TcpTransport::AdoptLane(NodeId peer, base::UniqueFd fd) {
   }
   if (st.ok()) st = sys::SetBlocking(fd.get());
   if (st.ok()) st = sys::SetTcpNoDelay(fd.get());
-  if (st.ok()) st = sys::SetKeepAlive(fd.get(), kKeepAlive);
+  if (st.ok()) st = sys::SetKeepAlive(fd.get(), kSocketKeepAlive);
   // A peer that stops reading its responses loses the lane after this.
   if (st.ok()) st = sys::SetSendTimeout(fd.get(), options_.op_timeout);
   if (!st.ok()) {

@@ -15,11 +15,9 @@ namespace {
 using base::Log;
 using base::LogLevel;
 
-constexpr absl::Duration kTick = absl::Milliseconds(100);
 constexpr uint64_t kRestoreTimerToken = 1;
 // A blocked reader wakes this often to check its deadline.
 constexpr absl::Duration kReceiveTimeout = absl::Milliseconds(100);
-constexpr absl::Duration kKeepAlive = absl::Seconds(15);
 
 }  // namespace
 
@@ -114,7 +112,7 @@ void TcpTransport::RunDataThread() {
         for (auto& [token, conn] : by_token_) conns.push_back(conn);
         for (auto& conn : conns) conn->CheckTimeouts(now);
       },
-      kTick);
+      kPendingTick);
 }
 
 void TcpTransport::RestoreInLater(std::shared_ptr<TcpConnection> conn) {
@@ -146,7 +144,7 @@ void TcpTransport::Adopt(ControlPlane::Authenticated a) {
   }
   absl::Status st = sys::SetBlocking(fd.get());
   if (st.ok()) st = sys::SetTcpNoDelay(fd.get());
-  if (st.ok()) st = sys::SetKeepAlive(fd.get(), kKeepAlive);
+  if (st.ok()) st = sys::SetKeepAlive(fd.get(), kSocketKeepAlive);
   if (st.ok()) st = sys::SetReceiveTimeout(fd.get(), kReceiveTimeout);
   const uint64_t token = next_token_++;
   auto conn =
