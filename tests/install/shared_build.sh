@@ -8,7 +8,8 @@
 # Build type None (no -O, no -g; the default of Debian's CMake packaging,
 # which brings its own flags): what this checks is what is installed and
 # that it links and runs; the release build checks the optimised code. It
-# costs CI about 3.5 minutes instead of 5 with RelWithDebInfo (2 cores).
+# cost CI about 3.5 minutes instead of 5 with RelWithDebInfo (2 cores), and
+# 1.5 since unity builds (88 s, docs/LAB.md "What CI's whole run costs").
 # Usage: tests/install/shared_build.sh <build dir>
 set -euo pipefail
 root=$(cd "$(dirname "$0")/../.." && pwd)
