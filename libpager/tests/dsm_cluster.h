@@ -20,8 +20,6 @@
 
 namespace ssihv::pager::testing {
 
-inline constexpr uint64_t kPage = 4096;
-
 /// j[a][b] as a number (a statistics group's counter).
 inline uint64_t JsonU64(const nlohmann::json& j, const char* a, const char* b) {
   return j[a][b].get<uint64_t>();
@@ -89,7 +87,7 @@ struct Cluster {
   }
   /// Counter `key` of node `n`'s "dsm" statistics.
   uint64_t DsmStat(int n, const char* key) {
-    return nodes[n]->StatsJson()["dsm"][key].get<uint64_t>();
+    return JsonU64(nodes[n]->StatsJson(), "dsm", key);
   }
 
   cluster::ClusterConfig config;

@@ -14,13 +14,11 @@ namespace ssihv::pager {
 namespace {
 
 using testing::Cluster;
-using testing::JsonU64;
-using testing::kPage;
 
 // Node 0 (the home) writes the page, node 1 reads it: the read had to
 // downgrade the home's copy, which makes the page a candidate.
 uint64_t Prime(Cluster& c) {
-  const uint64_t gpa = c.HomeBase(0) + 7 * kPage;
+  const uint64_t gpa = c.HomeBase(0) + 7 * kPageSize;
   *c.At(0, gpa) = 1;
   REQUIRE(*c.At(1, gpa) == 1);
   return gpa;

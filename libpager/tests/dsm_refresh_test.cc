@@ -14,8 +14,6 @@ namespace ssihv::pager {
 namespace {
 
 using testing::Cluster;
-using testing::JsonU64;
-using testing::kPage;
 
 // A refresh takes the page from its writer as soon as the writer's hold is
 // over. The writing thread here must have stored by then, or its store
@@ -47,7 +45,7 @@ void Tick(Cluster& c, int writer, uint64_t gpa, uint64_t value, bool read) {
 // each write: after the first few remote misses the page is hot, and every
 // later read takes the refreshed copy locally.
 void TickAndRead(Cluster& c, int writer, uint64_t ticks) {
-  const uint64_t gpa = c.HomeBase(0) + 5 * kPage;
+  const uint64_t gpa = c.HomeBase(0) + 5 * kPageSize;
   for (uint64_t t = 1; t <= ticks; ++t) {
     INFO("tick " << t);
     Tick(c, writer, gpa, t, /*read=*/true);
@@ -77,7 +75,7 @@ TEST_CASE("A page a third node writes at every tick is refreshed (3 nodes)") {
   // writer's hold is over.
   Cluster c(3, 1, LongHolds);
   TickAndRead(c, 2, 40);
-  const uint64_t gpa = c.HomeBase(0) + 5 * kPage;
+  const uint64_t gpa = c.HomeBase(0) + 5 * kPageSize;
   CHECK(*c.At(0, gpa) == 40);
   CHECK(*c.At(2, gpa) == 40);
 }
@@ -85,7 +83,7 @@ TEST_CASE("A page a third node writes at every tick is refreshed (3 nodes)") {
 TEST_CASE("A refreshed page nobody reads stops being refreshed") {
   Cluster c(2, 1, LongHolds);
   TickAndRead(c, 0, 20);
-  const uint64_t gpa = c.HomeBase(0) + 5 * kPage;
+  const uint64_t gpa = c.HomeBase(0) + 5 * kPageSize;
   // Node 1 stops reading: each refreshed copy is invalidated unread by the
   // next write; the second such write cools the page.
   uint64_t t = 100;
@@ -101,7 +99,7 @@ TEST_CASE("A refreshed page nobody reads stops being refreshed") {
   // page of node 0's.
   const uint64_t requests = c.DsmStat(1, "read_refresh_requests");
   *c.At(0, gpa) = ++t;
-  CHECK(*c.At(1, gpa + kPage) == 0);
+  CHECK(*c.At(1, gpa + kPageSize) == 0);
   CHECK(c.DsmStat(1, "read_refresh_requests") == requests);
   CHECK(*c.At(1, gpa) == t);
   CHECK(c.errors == 0);
@@ -109,7 +107,7 @@ TEST_CASE("A refreshed page nobody reads stops being refreshed") {
 
 TEST_CASE("Without read refresh every read after a write is a remote miss") {
   Cluster c(2, 1, [](int, DsmOptions& o) { o.read_refresh = false; });
-  const uint64_t gpa = c.HomeBase(0) + 5 * kPage;
+  const uint64_t gpa = c.HomeBase(0) + 5 * kPageSize;
   constexpr uint64_t kTicks = 20;
   for (uint64_t t = 1; t <= kTicks; ++t) {
     *c.At(0, gpa) = t;

@@ -15,14 +15,13 @@ namespace {
 
 using testing::Cluster;
 using testing::JsonU64;
-using testing::kPage;
 
 uint64_t Value(uint64_t page) { return 0x5eed0000u + page; }
 
 // Node 0 writes a distinct value into each of its first `pages` pages.
 void FillHome(Cluster& c, uint64_t pages) {
   for (uint64_t p = 0; p < pages; ++p) {
-    *c.At(0, c.HomeBase(0) + p * kPage) = Value(p);
+    *c.At(0, c.HomeBase(0) + p * kPageSize) = Value(p);
   }
 }
 
@@ -33,7 +32,7 @@ TEST_CASE("A sequential remote walk is served by run grants") {
   const uint64_t base = c.HomeBase(0);
   for (uint64_t p = 0; p < kPages; ++p) {
     INFO("page " << p);
-    REQUIRE(*c.At(1, base + p * kPage) == Value(p));
+    REQUIRE(*c.At(1, base + p * kPageSize) == Value(p));
   }
   const nlohmann::json home = c.nodes[0]->StatsJson();
   const nlohmann::json reader = c.nodes[1]->StatsJson();
@@ -49,7 +48,7 @@ TEST_CASE("A sequential remote walk is served by run grants") {
   // Every page is still one read transaction at the home, and the bytes of
   // every granted page crossed the wire (they were all written).
   CHECK(JsonU64(home, "protocol", "read_txns") >= kPages);
-  CHECK(JsonU64(home, "protocol", "page_bytes_sent") >= granted * kPage);
+  CHECK(JsonU64(home, "protocol", "page_bytes_sent") >= granted * kPageSize);
   CHECK(JsonU64(reader, "protocol", "run_pages_requested") >= granted);
   // Faults: far fewer than pages: each window after the first was asked
   // for ahead of the walk (asynchronous read-ahead). A walk that reaches a
@@ -62,9 +61,9 @@ TEST_CASE("A sequential remote walk is served by run grants") {
   CHECK(c.Faults(1, FaultKind::kLocalCopy) == reached);
   // The home's copies were write-protected, not lost: it writes again,
   // which invalidates the reader's copy, and the reader sees the write.
-  *c.At(0, base + 50 * kPage) = 0x1234;
-  CHECK(*c.At(1, base + 50 * kPage) == 0x1234);
-  CHECK(*c.At(1, base + 51 * kPage) == Value(51));
+  *c.At(0, base + 50 * kPageSize) = 0x1234;
+  CHECK(*c.At(1, base + 50 * kPageSize) == 0x1234);
+  CHECK(*c.At(1, base + 51 * kPageSize) == Value(51));
   CHECK(c.errors == 0);
 }
 
@@ -79,16 +78,16 @@ TEST_CASE("Pages their home wrote again travel in runs on the next walk") {
   FillHome(c, kPages);
   const uint64_t base = c.HomeBase(0);
   for (uint64_t p = 0; p < kPages; ++p) {
-    REQUIRE(*c.At(1, base + p * kPage) == Value(p));
+    REQUIRE(*c.At(1, base + p * kPageSize) == Value(p));
   }
   for (uint64_t p = 0; p < kPages; ++p) {
-    *c.At(0, base + p * kPage) = Value(p) + 1;
+    *c.At(0, base + p * kPageSize) = Value(p) + 1;
   }
   const uint64_t granted_before =
       JsonU64(c.nodes[0]->StatsJson(), "protocol", "run_pages_granted");
   for (uint64_t p = 0; p < kPages; ++p) {
     INFO("page " << p);
-    REQUIRE(*c.At(1, base + p * kPage) == Value(p) + 1);
+    REQUIRE(*c.At(1, base + p * kPageSize) == Value(p) + 1);
   }
   const uint64_t granted =
       JsonU64(c.nodes[0]->StatsJson(), "protocol", "run_pages_granted") -
@@ -106,25 +105,25 @@ TEST_CASE("A page still mapped inside a run is replaced, not kept stale") {
   // Stale bytes at node 1 behind the protocol's back: the page is Invalid
   // there, yet mapped, as a copy whose invalidation is still behind a new
   // grant would be. A run that covers it hits EEXIST in the ranged copy.
-  std::vector<uint8_t> junk(kPage, 0xee);
+  std::vector<uint8_t> junk(kPageSize, 0xee);
   bool installed = false;
-  REQUIRE(c.nodes[1]
-              ->pager()
-              .resolver()
-              .CopyPage(base + kStale * kPage, junk.data(), true, &installed)
-              .ok());
+  REQUIRE(
+      c.nodes[1]
+          ->pager()
+          .resolver()
+          .CopyPage(base + kStale * kPageSize, junk.data(), true, &installed)
+          .ok());
   REQUIRE(installed);
   for (uint64_t p = 0; p < kStale; ++p) {
-    REQUIRE(*c.At(1, base + p * kPage) == Value(p));
+    REQUIRE(*c.At(1, base + p * kPageSize) == Value(p));
   }
   // The walk's read-ahead asked for the run with page 40 in it; once it
   // was mapped (page by page from 40 on), page 40 holds the home's bytes.
-  CHECK(testing::WaitFor([&] {
-    return JsonU64(c.nodes[1]->StatsJson(), "dsm", "run_pages_one_by_one") >= 1;
-  }));
-  CHECK(JsonU64(c.nodes[1]->StatsJson(), "dsm", "reinstalls") >= 1);
-  CHECK(*c.At(1, base + kStale * kPage) == Value(kStale));
-  CHECK(*c.At(1, base + (kStale + 1) * kPage) == Value(kStale + 1));
+  CHECK(testing::WaitFor(
+      [&] { return c.DsmStat(1, "run_pages_one_by_one") >= 1; }));
+  CHECK(c.DsmStat(1, "reinstalls") >= 1);
+  CHECK(*c.At(1, base + kStale * kPageSize) == Value(kStale));
+  CHECK(*c.At(1, base + (kStale + 1) * kPageSize) == Value(kStale + 1));
   CHECK(c.errors == 0);
 }
 
@@ -132,7 +131,7 @@ TEST_CASE("A page still mapped inside a run is replaced, not kept stale") {
 void Walk(Cluster& c, uint64_t pages, uint64_t (*value)(uint64_t)) {
   for (uint64_t p = 0; p < pages; ++p) {
     INFO("page " << p);
-    REQUIRE(*c.At(1, c.HomeBase(0) + p * kPage) == value(p));
+    REQUIRE(*c.At(1, c.HomeBase(0) + p * kPageSize) == value(p));
   }
 }
 
@@ -143,10 +142,8 @@ uint64_t Rewritten(uint64_t page) { return Value(page) ^ 0xffff; }
 void LeaveMarkersHeld(Cluster& c) {
   constexpr uint64_t kShortWalk = 8;
   Walk(c, kShortWalk, Value);
-  REQUIRE(testing::WaitFor([&] {
-    return JsonU64(c.nodes[1]->StatsJson(), "dsm", "read_ahead_markers_held") >=
-           1;
-  }));
+  REQUIRE(testing::WaitFor(
+      [&] { return c.DsmStat(1, "read_ahead_markers_held") >= 1; }));
 }
 
 TEST_CASE("A held read-ahead marker its home wrote meanwhile is not read") {
@@ -157,7 +154,7 @@ TEST_CASE("A held read-ahead marker its home wrote meanwhile is not read") {
   // The home writes every page: each write invalidates node 1's copy, the
   // held markers included (their bytes are stale now).
   for (uint64_t p = 0; p < kPages; ++p) {
-    *c.At(0, c.HomeBase(0) + p * kPage) = Rewritten(p);
+    *c.At(0, c.HomeBase(0) + p * kPageSize) = Rewritten(p);
   }
   const nlohmann::json reader = c.nodes[1]->StatsJson();
   CHECK(JsonU64(reader, "dsm", "read_ahead_markers_invalidated") >= 1);
@@ -166,7 +163,7 @@ TEST_CASE("A held read-ahead marker its home wrote meanwhile is not read") {
   // downwards asks for no read-ahead, so each page faults on its own.
   for (uint64_t p = kPages; p-- > 0;) {
     INFO("page " << p);
-    REQUIRE(*c.At(1, c.HomeBase(0) + p * kPage) == Rewritten(p));
+    REQUIRE(*c.At(1, c.HomeBase(0) + p * kPageSize) == Rewritten(p));
   }
   CHECK(c.errors == 0);
 }
@@ -180,12 +177,12 @@ TEST_CASE("A held marker another node wrote meanwhile is not read (3 nodes)") {
   FillHome(c, kPages);
   LeaveMarkersHeld(c);
   for (uint64_t p = 0; p < kPages; ++p) {
-    *c.At(2, c.HomeBase(0) + p * kPage) = Rewritten(p);
+    *c.At(2, c.HomeBase(0) + p * kPageSize) = Rewritten(p);
   }
   for (uint64_t p = kPages; p-- > 0;) {  // downwards: no read-ahead
     INFO("page " << p);
-    REQUIRE(*c.At(1, c.HomeBase(0) + p * kPage) == Rewritten(p));
-    REQUIRE(*c.At(0, c.HomeBase(0) + p * kPage) == Rewritten(p));
+    REQUIRE(*c.At(1, c.HomeBase(0) + p * kPageSize) == Rewritten(p));
+    REQUIRE(*c.At(0, c.HomeBase(0) + p * kPageSize) == Rewritten(p));
   }
   CHECK(c.errors == 0);
 }
@@ -202,35 +199,32 @@ TEST_CASE("Held markers no walk reaches are mapped after a while") {
   const uint64_t base = c.HomeBase(0);
   for (uint64_t w = 0; w < kWalks; ++w) {
     for (uint64_t p = w * kStride; p < w * kStride + 3; ++p) {
-      REQUIRE(*c.At(1, base + p * kPage) == Value(p));
+      REQUIRE(*c.At(1, base + p * kPageSize) == Value(p));
     }
   }
-  auto reader = [&](const char* key) {
-    return JsonU64(c.nodes[1]->StatsJson(), "dsm", key);
-  };
   // Each walk's marker is held once its run's answer is in, and may be
   // flushed already: on a busy host the walks take longer than a marker's
   // age limit, and the walk that fills the pool to a quarter maps the first
   // ones. Held or flushed, each counts.
   REQUIRE(testing::WaitFor([&] {
-    return reader("read_ahead_markers_held") +
-               reader("read_ahead_markers_flushed") >=
+    return c.DsmStat(1, "read_ahead_markers_held") +
+               c.DsmStat(1, "read_ahead_markers_flushed") >=
            kWalks * 3 / 4;
   }));
   // Remote misses of node 1 (the home writes the tick page, node 1 reads
   // it back) until the markers are old enough to be flushed.
   uint64_t ticks = 0;
   REQUIRE(testing::WaitFor([&] {
-    *c.At(0, base + tick * kPage) = ++ticks;
-    REQUIRE(*c.At(1, base + tick * kPage) == ticks);
-    return reader("read_ahead_markers_flushed") >= 1;
+    *c.At(0, base + tick * kPageSize) = ++ticks;
+    REQUIRE(*c.At(1, base + tick * kPageSize) == ticks);
+    return c.DsmStat(1, "read_ahead_markers_flushed") >= 1;
   }));
-  CHECK(reader("read_ahead_markers_held") < kWalks);
+  CHECK(c.DsmStat(1, "read_ahead_markers_held") < kWalks);
   // Flushed or still held, each page reads its home's bytes.
   for (uint64_t w = 0; w < kWalks; ++w) {
     for (uint64_t p = w * kStride; p < w * kStride + kStride; ++p) {
       INFO("page " << p);
-      REQUIRE(*c.At(1, base + p * kPage) == Value(p));
+      REQUIRE(*c.At(1, base + p * kPageSize) == Value(p));
     }
   }
   CHECK(c.errors == 0);
@@ -240,7 +234,7 @@ TEST_CASE("Without read-ahead no run is asked for") {
   Cluster c(2, 1, [](int, DsmOptions& o) { o.read_ahead_pages = 0; });
   FillHome(c, 16);
   for (uint64_t p = 0; p < 16; ++p) {
-    REQUIRE(*c.At(1, c.HomeBase(0) + p * kPage) == Value(p));
+    REQUIRE(*c.At(1, c.HomeBase(0) + p * kPageSize) == Value(p));
   }
   CHECK(JsonU64(c.nodes[1]->StatsJson(), "protocol", "run_requests") == 0);
   CHECK(JsonU64(c.nodes[0]->StatsJson(), "protocol", "read_txns") == 16);

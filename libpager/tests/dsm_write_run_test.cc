@@ -15,7 +15,6 @@ namespace {
 
 using testing::Cluster;
 using testing::JsonU64;
-using testing::kPage;
 
 uint64_t FirstTouchValue(uint64_t page) { return 0xf1f50000u + page; }
 
@@ -24,7 +23,7 @@ TEST_CASE("A first-touch walk of remote memory is served by write runs") {
   constexpr uint64_t kPages = 200;
   const uint64_t base = c.HomeBase(0);
   for (uint64_t p = 0; p < kPages; ++p) {
-    *c.At(1, base + p * kPage) = FirstTouchValue(p);
+    *c.At(1, base + p * kPageSize) = FirstTouchValue(p);
   }
   const nlohmann::json home = c.nodes[0]->StatsJson();
   const nlohmann::json writer = c.nodes[1]->StatsJson();
@@ -43,7 +42,7 @@ TEST_CASE("A first-touch walk of remote memory is served by write runs") {
   CHECK(JsonU64(home, "protocol", "write_txns") >= kPages);
   for (uint64_t p = 0; p < kPages; ++p) {
     INFO("page " << p);
-    REQUIRE(*c.At(0, base + p * kPage) == FirstTouchValue(p));
+    REQUIRE(*c.At(0, base + p * kPageSize) == FirstTouchValue(p));
   }
   CHECK(c.errors == 0);
 }
@@ -59,7 +58,7 @@ void SmallFaultAround(int, DsmOptions& o) { o.local_fault_around_pages = 64; }
 TEST_CASE("Pages their home touched are refused, then served one by one") {
   Cluster c(2, 1, SmallFaultAround);
   const uint64_t base = c.HomeBase(0);
-  *c.At(0, base + kHomeTouch * kPage) = 7;
+  *c.At(0, base + kHomeTouch * kPageSize) = 7;
   // The home maps the rest of the block after its fault returned: on a busy
   // host the walk below could reach those pages first (then they are still
   // pristine, and granted: 1 failure in 3 loaded host runs).
@@ -67,8 +66,8 @@ TEST_CASE("Pages their home touched are refused, then served one by one") {
     return JsonU64(c.nodes[0]->StatsJson(), "pager", "filled_ahead") >= 63;
   }));
   for (uint64_t p = kStart; p < kWalk; ++p) {
-    *c.At(1, base + p * kPage) =
-        FirstTouchValue(p);  // a write, not a read first
+    // A write, not a read first.
+    *c.At(1, base + p * kPageSize) = FirstTouchValue(p);
   }
   const nlohmann::json home = c.nodes[0]->StatsJson();
   CHECK(JsonU64(home, "protocol", "write_run_pages_refused") > 0);
@@ -76,8 +75,8 @@ TEST_CASE("Pages their home touched are refused, then served one by one") {
   CHECK(c.Faults(1, FaultKind::kRemoteWrite) < 128);
   for (uint64_t p = kStart; p < kWalk; ++p) {
     INFO("page " << p);
-    REQUIRE(*c.At(1, base + p * kPage) == FirstTouchValue(p));
-    REQUIRE(*c.At(0, base + p * kPage) == FirstTouchValue(p));
+    REQUIRE(*c.At(1, base + p * kPageSize) == FirstTouchValue(p));
+    REQUIRE(*c.At(0, base + p * kPageSize) == FirstTouchValue(p));
   }
   CHECK(c.errors == 0);
 }
@@ -88,26 +87,26 @@ TEST_CASE("Two threads first-touching the same remote pages lose nothing") {
   // where a joined thread must be woken to ask on its own).
   Cluster c(2, 1, SmallFaultAround);
   const uint64_t base = c.HomeBase(0);
-  *c.At(0, base + kHomeTouch * kPage) = 1;
+  *c.At(0, base + kHomeTouch * kPageSize) = 1;
   std::thread other([&] {
     for (uint64_t p = kWalk; p-- > 0;) {
-      __atomic_fetch_add(c.At(1, base + p * kPage), 2, __ATOMIC_RELAXED);
+      __atomic_fetch_add(c.At(1, base + p * kPageSize), 2, __ATOMIC_RELAXED);
     }
   });
   for (uint64_t p = 0; p < kWalk; ++p) {
-    __atomic_fetch_add(c.At(1, base + p * kPage), 4, __ATOMIC_RELAXED);
+    __atomic_fetch_add(c.At(1, base + p * kPageSize), 4, __ATOMIC_RELAXED);
   }
   other.join();
   for (uint64_t p = 0; p < kWalk; ++p) {
     INFO("page " << p);
-    REQUIRE(*c.At(0, base + p * kPage) == (p == kHomeTouch ? 7u : 6u));
+    REQUIRE(*c.At(0, base + p * kPageSize) == (p == kHomeTouch ? 7u : 6u));
   }
   CHECK(c.errors == 0);
 }
 
 TEST_CASE("Without write runs none is asked for") {
   Cluster c(2, 1, [](int, DsmOptions& o) { o.write_run_pages = 0; });
-  for (uint64_t p = 0; p < 16; ++p) *c.At(1, c.HomeBase(0) + p * kPage) = 1;
+  for (uint64_t p = 0; p < 16; ++p) *c.At(1, c.HomeBase(0) + p * kPageSize) = 1;
   CHECK(JsonU64(c.nodes[1]->StatsJson(), "protocol", "write_run_requests") ==
         0);
   CHECK(c.Faults(1, FaultKind::kRemoteWrite) == 16);

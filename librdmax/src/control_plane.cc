@@ -44,9 +44,11 @@ absl::StatusOr<tcp::endpoint> ResolveNumeric(absl::string_view key,
   return tcp::endpoint(ip, port);
 }
 
-class Session;
-
 }  // namespace
+
+// Outside the anonymous namespace: ControlPlaneImpl, declared in
+// control_plane.h, keeps pointers to it.
+class HandshakeSession;
 
 class ControlPlaneImpl : public std::enable_shared_from_this<ControlPlaneImpl> {
  public:
@@ -81,7 +83,7 @@ class ControlPlaneImpl : public std::enable_shared_from_this<ControlPlaneImpl> {
       self->DialLaneNow(peer, std::move(done));
     });
   }
-  void Track(const std::shared_ptr<Session>& s) {
+  void Track(const std::shared_ptr<HandshakeSession>& s) {
     std::erase_if(sessions_, [](const auto& w) { return w.expired(); });
     sessions_.push_back(s);
   }
@@ -124,20 +126,19 @@ class ControlPlaneImpl : public std::enable_shared_from_this<ControlPlaneImpl> {
   std::vector<std::unique_ptr<Dial>> dials_;  // peers 0..self-1
   // Every node's address (lanes go to any peer); unset if unresolvable.
   std::vector<std::optional<tcp::endpoint>> endpoints_;
-  std::vector<std::weak_ptr<Session>> sessions_;
+  std::vector<std::weak_ptr<HandshakeSession>> sessions_;
   std::vector<std::weak_ptr<tcp::socket>> connecting_;
   std::mt19937 rng_;
   bool stopped_ = false;
 };
 
-namespace {
-
 // One connection's handshake, in either role, under one deadline.
-class Session : public std::enable_shared_from_this<Session> {
+class HandshakeSession : public std::enable_shared_from_this<HandshakeSession> {
  public:
   // `lane_done` set: this is a fetch lane this node dials.
-  Session(std::shared_ptr<ControlPlaneImpl> cp, tcp::socket socket, bool dialer,
-          NodeId target, ControlPlane::LaneDone lane_done = nullptr)
+  HandshakeSession(std::shared_ptr<ControlPlaneImpl> cp, tcp::socket socket,
+                   bool dialer, NodeId target,
+                   ControlPlane::LaneDone lane_done = nullptr)
       : cp_(std::move(cp)),
         socket_(std::move(socket)),
         timer_(cp_->io()),
@@ -307,8 +308,6 @@ class Session : public std::enable_shared_from_this<Session> {
   std::unique_ptr<AcceptorHandshake> acc_;
 };
 
-}  // namespace
-
 void ControlPlaneImpl::Stop() {
   asio::post(io_, [self = shared_from_this()] {
     self->stopped_ = true;
@@ -375,7 +374,8 @@ void ControlPlaneImpl::Accept() {
       [self = shared_from_this()](boost::system::error_code ec, tcp::socket s) {
         if (self->stopped_) return;
         if (!ec) {
-          std::make_shared<Session>(self, std::move(s), false, 0)->Run();
+          std::make_shared<HandshakeSession>(self, std::move(s), false, 0)
+              ->Run();
         } else if (ec != asio::error::operation_aborted) {
           Log(LogLevel::kWarning, "rdmax node ", self->self_,
               ": accept: ", ec.message());
@@ -422,7 +422,8 @@ void ControlPlaneImpl::DialNow(NodeId peer) {
       return;
     }
     self->dials_[peer]->pending = true;  // until authenticated or failed
-    std::make_shared<Session>(self, std::move(*socket), true, peer)->Run();
+    std::make_shared<HandshakeSession>(self, std::move(*socket), true, peer)
+        ->Run();
   });
 }
 
@@ -446,8 +447,8 @@ void ControlPlaneImpl::DialLaneNow(NodeId peer, ControlPlane::LaneDone done) {
               ": connect: ", self->stopped_ ? "shutting down" : ec.message())));
           return;
         }
-        std::make_shared<Session>(self, std::move(*socket), true, peer,
-                                  std::move(done))
+        std::make_shared<HandshakeSession>(self, std::move(*socket), true, peer,
+                                           std::move(done))
             ->Run();
       });
 }
